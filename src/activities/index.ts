@@ -1,0 +1,139 @@
+/**
+ * Activities: thin calls into a backend or the DB. Built by `createActivities(deps)` so tests inject
+ * real or fake dependencies. Every activity is idempotent: Temporal may run it more than once.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { BackendError, type BackendKind, type WorkspaceBackend } from '../backends/backend.js';
+import { saveConsoleLog } from '../db/events.js';
+import type { Queryable } from '../db/queryable.js';
+import { secretValues } from '../db/secrets.js';
+import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
+import * as workspaces from '../db/workspaces.js';
+import { redact } from '../security/redact.js';
+import type { SecretBox } from '../security/secrets.js';
+import type { WorkspaceStatus } from '../workflows/messages.js';
+
+export interface ActivityDeps {
+  db: Queryable;
+  backends: Record<BackendKind, WorkspaceBackend>;
+  /** URL the agent in a workspace of that backend uses to reach the registry. */
+  platformUrls: Record<BackendKind, string>;
+  bootstrapTokenTtlMs: number;
+  secrets: SecretBox;
+}
+
+interface ResourceTarget {
+  workspaceId: string;
+  backend: BackendKind;
+  generation: number;
+}
+
+export function createActivities(deps: ActivityDeps) {
+  const { db } = deps;
+
+  return {
+    async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
+      return workspaces.saveConfig(db, input.workspaceId, { runtime: input.runtime, config: input.config });
+    },
+
+    async prepareGeneration(input: { workspaceId: string; generation: number }) {
+      return workspaces.prepareGeneration(db, input.workspaceId, input.generation);
+    },
+
+    async recordTransition(input: {
+      workspaceId: string;
+      generation: number;
+      status: WorkspaceStatus;
+      phase: string | null;
+      message: string | null;
+      error: string | null;
+    }): Promise<void> {
+      const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
+      const clean = (v: string | null) => (v === null ? null : redact(v, Object.values(secretsOf)));
+      await workspaces.recordTransition(db, {
+        ...input,
+        message: clean(input.message),
+        error: clean(input.error),
+      });
+    },
+
+    /** Creates (only if missing) and starts the generation's resource; records where it answers. */
+    async startResource(input: ResourceTarget & { orgId: string; runtime: string | null }): Promise<void> {
+      const runtime = input.runtime ?? (await workspaces.getWorkspace(db, input.workspaceId))?.bootRuntime;
+      if (!runtime) throw ApplicationFailure.nonRetryable(`workspace ${input.workspaceId} has no runtime`);
+      const info = await backendCall(() =>
+        deps.backends[input.backend].start({
+          workspaceId: input.workspaceId,
+          orgId: input.orgId,
+          generation: input.generation,
+          runtime,
+          platformUrl: deps.platformUrls[input.backend],
+          mintBootstrapToken: () =>
+            mintBootstrapToken(db, input.workspaceId, input.generation, deps.bootstrapTokenTtlMs),
+        }),
+      );
+      await workspaces.recordResource(db, input.workspaceId, input.generation, info);
+    },
+
+    async stopResource(input: ResourceTarget): Promise<void> {
+      await backendCall(() => deps.backends[input.backend].stop(input.workspaceId, input.generation));
+    },
+
+    async removeResource(input: {
+      workspaceId: string;
+      backend: BackendKind;
+      generation?: number;
+      volumes?: boolean;
+    }): Promise<void> {
+      await backendCall(() =>
+        deps.backends[input.backend].remove(input.workspaceId, {
+          generation: input.generation,
+          volumes: input.volumes,
+        }),
+      );
+    },
+
+    /** Keeps the console output of a generation before compensation removes its resource. */
+    async captureBootLog(input: ResourceTarget): Promise<void> {
+      const raw = await backendCall(() =>
+        deps.backends[input.backend].bootLog(input.workspaceId, input.generation),
+      );
+      const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
+      await saveConsoleLog(db, input.workspaceId, input.generation, redact(raw, Object.values(secretsOf)));
+    },
+
+    async finalizeDelete(input: { workspaceId: string }): Promise<void> {
+      await revokeWorkspaceTokens(db, input.workspaceId);
+      await workspaces.clearResource(db, input.workspaceId);
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * Heartbeats while a backend call runs (so a dead worker is noticed by heartbeat timeout) and maps
+ * permanent backend errors to non-retryable failures; transient ones are retried by Temporal.
+ */
+async function backendCall<T>(fn: () => Promise<T>): Promise<T> {
+  const ctx = currentContext();
+  const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof BackendError && (err.code === 'permanent' || err.code === 'not_configured')) {
+      throw ApplicationFailure.nonRetryable(err.message, `BackendError.${err.code}`);
+    }
+    throw err;
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
+
+function currentContext(): Context | null {
+  try {
+    return Context.current();
+  } catch {
+    return null; // called outside an activity (unit tests)
+  }
+}

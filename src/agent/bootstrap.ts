@@ -1,0 +1,36 @@
+import { parseBundle, type Bundle } from './bundle.js';
+import { die } from './log.js';
+import { platformError, type PlatformClient } from './platform.js';
+
+/** How long an unreachable platform is retried before the agent gives up (restart policy retries). */
+export const BOOTSTRAP_DEADLINE_MS = 30_000;
+
+/**
+ * Fetches the bundle with the given bearer (bootstrap token on first boot, workspace token on a
+ * reboot). Only an unreachable / 5xx platform is retried; a refusal (401 used token, 409 stale
+ * generation) is final and ends the process with one explanatory line.
+ */
+export async function fetchBundle(client: PlatformClient, token: string): Promise<Bundle> {
+  const { res, error } = await client.callWithRetry(
+    'GET',
+    '/v1/registry/bootstrap',
+    token,
+    undefined,
+    BOOTSTRAP_DEADLINE_MS,
+  );
+  if (!res) {
+    die(
+      `platform unreachable at ${client.baseUrl} for ${BOOTSTRAP_DEADLINE_MS / 1000}s: ${error ?? 'no answer'}`,
+    );
+  }
+  if (res.status !== 200) {
+    const e = platformError(res);
+    const verb = res.status >= 500 ? 'failed' : 'refused';
+    die(`bootstrap ${verb} (${res.status} ${e.code}): ${e.message}`);
+  }
+  try {
+    return parseBundle(res.body);
+  } catch (err) {
+    die(`bootstrap answer invalid: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}

@@ -1,0 +1,34 @@
+/** The agent's whole configuration from the environment: the platform URL and a one-time token. */
+export interface AgentEnv {
+  platformUrl: string;
+  bootstrapToken: string;
+  /** Port of the A2A server inside the workspace. */
+  port: number;
+  /** Where config.yaml, template files and the saved bundle live (a volume in production). */
+  configsDir: string;
+}
+
+/** Throws an Error whose message names the offending variable (never its value). */
+export function readAgentEnv(env: NodeJS.ProcessEnv): AgentEnv {
+  const platformUrl = env.WO_PLATFORM_URL?.trim();
+  if (!platformUrl) throw new Error('WO_PLATFORM_URL is not set');
+  try {
+    new URL(platformUrl);
+  } catch {
+    throw new Error('WO_PLATFORM_URL is not a valid URL');
+  }
+  const bootstrapToken = env.WO_BOOTSTRAP_TOKEN?.trim();
+  if (!bootstrapToken) throw new Error('WO_BOOTSTRAP_TOKEN is not set');
+
+  const portText = env.WO_AGENT_PORT?.trim() || '8080';
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`WO_AGENT_PORT is not a valid port: ${portText}`);
+  }
+  return {
+    platformUrl: platformUrl.replace(/\/+$/, ''),
+    bootstrapToken,
+    port,
+    configsDir: env.WO_CONFIGS_DIR?.trim() || '/configs',
+  };
+}

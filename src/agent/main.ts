@@ -1,0 +1,99 @@
+/**
+ * The reference workspace agent. It is started with nothing but the platform URL and a single-use
+ * bootstrap token, fetches its bundle, materialises /configs, reports boot phases, serves A2A and
+ * proves readiness by registering and heartbeating with the current generation and config hash.
+ */
+import { hostname } from 'node:os';
+import { agentCard, type Identity } from './a2a.js';
+import { agentHooks } from './bundle.js';
+import { fetchBundle } from './bootstrap.js';
+import { loadSavedBundle, materializeConfigs, sha256Hex, writeSecrets } from './configs.js';
+import { readAgentEnv, type AgentEnv } from './env.js';
+import { die, errorText, log } from './log.js';
+import { PlatformClient } from './platform.js';
+import { Registry } from './registry.js';
+import { createA2AServer, listen } from './server.js';
+import { AgentStats } from './stats.js';
+
+async function main(): Promise<void> {
+  const startedAt = Date.now();
+  // As PID 1 in a container, node gets no default signal handling: without these, `docker stop`
+  // would wait its full grace period and then SIGKILL.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      log(`${signal} received, exiting`);
+      process.exit(0);
+    });
+  }
+
+  let env: AgentEnv;
+  try {
+    env = readAgentEnv(process.env);
+  } catch (err) {
+    die(errorText(err));
+  }
+  const client = new PlatformClient(env.platformUrl);
+
+  // Same bootstrap token as the saved bundle = this very resource rebooted (docker restart, EC2
+  // stop/start): the single-use token is spent, so refresh with the workspace token instead.
+  const tokenSha = sha256Hex(env.bootstrapToken);
+  const saved = await loadSavedBundle(env.configsDir);
+  const reboot = saved !== null && saved.bootstrapTokenSha256 === tokenSha;
+  log(
+    reboot
+      ? `reboot of workspace ${saved.workspaceId} generation ${saved.generation}: refreshing bundle from ${env.platformUrl}`
+      : `first boot: fetching bundle from ${env.platformUrl}`,
+  );
+  const bundle = await fetchBundle(client, reboot ? saved.workspaceToken : env.bootstrapToken);
+  const registry = new Registry(client, bundle);
+  const hooks = agentHooks(bundle.config);
+  await registry.bootEvent(
+    'boot',
+    `workspace ${bundle.workspaceId} generation ${bundle.generation} config ${bundle.configHash}${reboot ? ' (reboot)' : ''}`,
+  );
+
+  try {
+    const files = await materializeConfigs(env.configsDir, bundle, tokenSha);
+    const refused = files.refused.length > 0 ? `; refused unsafe paths: ${files.refused.join(', ')}` : '';
+    await registry.bootEvent(
+      'config-materialized',
+      `config.yaml + ${files.written.length} file(s)${refused}`,
+    );
+    const secrets = await writeSecrets(env.configsDir, bundle.secrets);
+    const badKeys = secrets.refused.length > 0 ? `; refused secret names: ${secrets.refused.join(', ')}` : '';
+    // Plugin delivery is not implemented in the reference agent yet; the phase still marks the step.
+    await registry.bootEvent(
+      'plugins-installed',
+      `${bundle.plugins.length} plugin(s) requested, none installed; ${secrets.keys.length} secret(s) written${badKeys}`,
+    );
+  } catch (err) {
+    die(`writing ${env.configsDir} failed: ${errorText(err)}`);
+  }
+
+  const identity: Identity = {
+    workspaceId: bundle.workspaceId,
+    name: bundle.name,
+    runtime: bundle.runtime,
+    generation: bundle.generation,
+    configHash: bundle.configHash,
+  };
+  const stats = new AgentStats();
+  const cardUrl = `http://${hostname()}:${env.port}/`;
+  const server = createA2AServer({ identity, hooks, stats, cardUrl });
+  try {
+    await listen(server, env.port);
+  } catch (err) {
+    die(`A2A server could not listen on port ${env.port}: ${errorText(err)}`);
+  }
+  await registry.bootEvent('agent-started', `A2A server listening on 0.0.0.0:${env.port}`);
+
+  if (hooks.neverHealthy) {
+    log('config.agent.neverHealthy is set: not registering, not heartbeating');
+    return;
+  }
+  await registry.register(agentCard(identity, cardUrl));
+  await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
+  registry.startHeartbeats(stats, hooks.runtimeState, startedAt);
+}
+
+main().catch((err: unknown) => die(`unexpected failure: ${errorText(err)}`));

@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import {
+  createServer,
+  type IncomingMessage as HttpRequest,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AgentHooks } from './bundle.js';
+import {
+  agentCard,
+  echoMessage,
+  parseRpc,
+  readMessage,
+  rpcError,
+  rpcResult,
+  streamChunk,
+  RPC_INVALID_PARAMS,
+  RPC_METHOD_NOT_FOUND,
+  type Identity,
+  type IncomingMessage,
+  type RpcRequest,
+} from './a2a.js';
+import { log, errorText } from './log.js';
+import type { AgentStats } from './stats.js';
+
+const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+export interface ServerDeps {
+  identity: Identity;
+  hooks: AgentHooks;
+  stats: AgentStats;
+  /** The URL the agent card advertises (informational: the platform proxies to its own record). */
+  cardUrl: string;
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: HttpRequest): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new BodyTooLarge());
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * `message/stream`: n SSE events spaced `streamIntervalMs` apart, each written as soon as it is
+ * produced (no buffering), so a proxy test can see the first chunk before the last exists.
+ */
+function streamReply(deps: ServerDeps, res: ServerResponse, rpc: RpcRequest, msg: IncomingMessage) {
+  const { identity, hooks, stats } = deps;
+  const n = hooks.streamChunks;
+  const ids = { taskId: randomUUID(), contextId: msg.contextId ?? randomUUID() };
+  stats.taskStarted();
+  res.socket?.setNoDelay(true);
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+  });
+  res.flushHeaders();
+
+  let i = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let done = false;
+  const finish = (failed: boolean) => {
+    if (done) return;
+    done = true;
+    if (timer) clearTimeout(timer);
+    stats.taskEnded(failed);
+  };
+  // A caller that hangs up mid-stream ends the task; nothing is left ticking.
+  res.on('close', () => finish(i < n));
+
+  const next = () => {
+    i++;
+    res.write(`data: ${JSON.stringify(rpcResult(rpc.id, streamChunk(identity, msg, ids, i, n)))}\n\n`);
+    if (i >= n) {
+      finish(false);
+      res.end();
+      return;
+    }
+    timer = setTimeout(next, hooks.streamIntervalMs);
+  };
+  next();
+}
+
+async function handleRpc(deps: ServerDeps, req: HttpRequest, res: ServerResponse): Promise<void> {
+  let body: string;
+  try {
+    body = await readBody(req);
+  } catch (err) {
+    deps.stats.rejected();
+    if (err instanceof BodyTooLarge) sendJson(res, 413, rpcError(null, -32600, 'request body too large'));
+    return;
+  }
+  const parsed = parseRpc(body);
+  if ('error' in parsed) {
+    deps.stats.rejected();
+    sendJson(res, 200, parsed.error);
+    return;
+  }
+  const rpc = parsed.request;
+  if (rpc.method !== 'message/send' && rpc.method !== 'message/stream') {
+    deps.stats.rejected();
+    sendJson(res, 200, rpcError(rpc.id, RPC_METHOD_NOT_FOUND, `Method not found: ${rpc.method}`));
+    return;
+  }
+  const msg = readMessage(rpc.params);
+  if (msg === null) {
+    deps.stats.rejected();
+    sendJson(res, 200, rpcError(rpc.id, RPC_INVALID_PARAMS, 'Invalid params: need params.message.parts[]'));
+    return;
+  }
+  if (rpc.method === 'message/stream') {
+    streamReply(deps, res, rpc, msg);
+    return;
+  }
+  deps.stats.taskStarted();
+  sendJson(res, 200, rpcResult(rpc.id, echoMessage(deps.identity, msg)));
+  deps.stats.taskEnded(false);
+}
+
+export function createA2AServer(deps: ServerDeps): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = `${req.method ?? ''} ${path}`;
+    const run = async () => {
+      switch (route) {
+        case 'GET /.well-known/agent.json':
+          return sendJson(res, 200, agentCard(deps.identity, deps.cardUrl));
+        case 'GET /health':
+          return sendJson(res, 200, {
+            ok: true,
+            workspaceId: deps.identity.workspaceId,
+            generation: deps.identity.generation,
+            configHash: deps.identity.configHash,
+            runtime: deps.identity.runtime,
+          });
+        case 'POST /':
+          return handleRpc(deps, req, res);
+        default:
+          return sendJson(res, 404, { error: { code: 'not_found', message: `no route ${route}` } });
+      }
+    };
+    run().catch((err: unknown) => {
+      log(`A2A request ${route} failed: ${errorText(err)}`);
+      if (!res.headersSent) sendJson(res, 500, rpcError(null, -32603, 'Internal error'));
+      else res.destroy();
+    });
+  });
+}
+
+/** Listens on all interfaces (the backend publishes the port); rejects on EADDRINUSE and the like. */
+export function listen(server: Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,30 @@
+import express, { type Express } from 'express';
+import { authenticate } from './auth.js';
+import type { ApiDeps } from './deps.js';
+import { errorHandler, notFoundRoute } from './errors.js';
+import { orgsRouter } from './routes/orgs.js';
+import { httpRequests, opsRouter } from './routes/ops.js';
+import { registryRouter } from './routes/registry.js';
+import { workspacesRouter } from './routes/workspaces.js';
+
+export function createApp(deps: ApiDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use((req, res, next) => {
+    res.on('finish', () => {
+      httpRequests.inc({ method: req.method, route: req.route?.path ?? 'unmatched', status: res.statusCode });
+    });
+    next();
+  });
+  app.use(opsRouter(deps));
+  const v1 = express.Router();
+  v1.use(express.json({ limit: '256kb' }));
+  v1.use(authenticate(deps.db, deps.settings.adminToken));
+  v1.use('/orgs', orgsRouter(deps));
+  v1.use('/workspaces', workspacesRouter(deps));
+  v1.use('/registry', registryRouter(deps));
+  app.use('/v1', v1);
+  app.use(notFoundRoute);
+  app.use(errorHandler(deps.log));
+  return app;
+}

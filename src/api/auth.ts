@@ -1,0 +1,57 @@
+import type { Request, RequestHandler } from 'express';
+import { orgIdForApiKey } from '../db/orgs.js';
+import type { Queryable } from '../db/queryable.js';
+import { lookupWorkspaceToken } from '../db/tokens.js';
+import { safeEqual } from '../security/tokens.js';
+import { HttpError } from './errors.js';
+
+export type Principal =
+  | { kind: 'admin' }
+  | { kind: 'org'; orgId: string }
+  | { kind: 'workspace'; workspaceId: string; generation: number }
+  /** Only accepted by the bootstrap endpoint, which consumes it. */
+  | { kind: 'bootstrap'; token: string };
+
+export function bearer(req: Request): string | null {
+  const h = req.headers.authorization;
+  if (!h) return null;
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  return m ? m[1]! : null;
+}
+
+const unauthorized = (message: string) => new HttpError(401, 'unauthorized', message);
+
+export function authenticate(db: Queryable, adminToken: string): RequestHandler {
+  return async (req, res, next) => {
+    const token = bearer(req);
+    if (!token) throw unauthorized('missing bearer token');
+    let principal: Principal | null = null;
+    if (safeEqual(token, adminToken)) principal = { kind: 'admin' };
+    else if (token.startsWith('wo_org_')) {
+      const orgId = await orgIdForApiKey(db, token);
+      if (orgId) principal = { kind: 'org', orgId };
+    } else if (token.startsWith('wo_ws_')) {
+      const ws = await lookupWorkspaceToken(db, token);
+      if (ws) principal = { kind: 'workspace', ...ws };
+    } else if (token.startsWith('wo_boot_')) principal = { kind: 'bootstrap', token };
+    if (!principal) throw unauthorized('invalid token');
+    res.locals.principal = principal;
+    res.locals.rawToken = token;
+    next();
+  };
+}
+
+export function principalOf(res: { locals: Record<string, unknown> }): Principal {
+  return res.locals.principal as Principal;
+}
+
+/** Org scope of a management call: null = admin (all orgs). Workspace tokens may not manage. */
+export function orgScope(p: Principal): string | null {
+  if (p.kind === 'admin') return null;
+  if (p.kind === 'org') return p.orgId;
+  throw new HttpError(403, 'forbidden', 'this token cannot manage workspaces');
+}
+
+export function requireAdmin(p: Principal): void {
+  if (p.kind !== 'admin') throw new HttpError(403, 'forbidden', 'admin token required');
+}

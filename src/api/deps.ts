@@ -1,0 +1,28 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
+import type { SecretBox } from '../security/secrets.js';
+import type { EntityClient } from './entity.js';
+
+export interface ApiSettings {
+  adminToken: string;
+  enabledBackends: readonly BackendKind[];
+  runtimeImages: Record<string, string>;
+  defaultRuntime: string;
+  bootDeadlineMs: number;
+  continueAsNewAfterEvents: number;
+  heartbeatIntervalMs: number;
+  /** Known templates: name → default config. Unknown template → 400. */
+  templates: Record<string, { runtime?: string; config: Record<string, unknown> }>;
+}
+
+export interface ApiDeps {
+  db: pg.Pool;
+  entity: EntityClient;
+  backends: Record<BackendKind, WorkspaceBackend>;
+  secrets: SecretBox;
+  settings: ApiSettings;
+  log: Logger;
+  /** Extra readiness checks (e.g. Temporal), name → probe. */
+  readiness: Record<string, () => Promise<void>>;
+}

@@ -1,0 +1,23 @@
+/** The API process on its own (production); workers run separately. */
+import pino from 'pino';
+import { ConfigError, loadConfig } from '../config.js';
+import { startService } from '../service.js';
+
+const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+
+run().catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(err.message);
+  else log.error({ err }, 'api failed');
+  process.exit(1);
+});
+
+async function run(): Promise<void> {
+  const service = await startService(loadConfig(), { api: true, worker: false, log });
+  log.info({ url: service.url }, 'api up');
+  const stop = async () => {
+    await service.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}

@@ -1,0 +1,87 @@
+import { Router } from 'express';
+import client from 'prom-client';
+import { z } from 'zod';
+import type { ApiDeps } from '../deps.js';
+import { createOrgBody, createWorkspaceBody, configureBody, workspaceSchema } from '../schemas.js';
+
+export const registry = new client.Registry();
+client.collectDefaultMetrics({ register: registry });
+export const httpRequests = new client.Counter({
+  name: 'wo_http_requests_total',
+  help: 'HTTP requests by method, route and status',
+  labelNames: ['method', 'route', 'status'] as const,
+  registers: [registry],
+});
+
+/** Unauthenticated operational routes: health, readiness, metrics, the OpenAPI document. */
+export function opsRouter(deps: ApiDeps): Router {
+  const r = Router();
+  r.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+
+  r.get('/readyz', async (_req, res) => {
+    const checks: Record<string, () => Promise<unknown>> = {
+      database: () => deps.db.query('SELECT 1'),
+      ...deps.readiness,
+    };
+    for (const kind of deps.settings.enabledBackends)
+      checks[`backend:${kind}`] = () => deps.backends[kind].ping();
+    const results: Record<string, string> = {};
+    let ok = true;
+    await Promise.all(
+      Object.entries(checks).map(async ([name, probe]) => {
+        try {
+          await withTimeout(probe(), 3000);
+          results[name] = 'ok';
+        } catch (err) {
+          ok = false;
+          results[name] = err instanceof Error ? err.message : 'failed';
+        }
+      }),
+    );
+    res.status(ok ? 200 : 503).json({ ok, checks: results });
+  });
+
+  r.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', registry.contentType).send(await registry.metrics());
+  });
+
+  r.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+
+  return r;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref(),
+    ),
+  ]);
+}
+
+function openApiDocument() {
+  const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
+  const json = (s: z.ZodType) => ({ content: { 'application/json': { schema: schema(s) } } });
+  return {
+    openapi: '3.1.0',
+    info: { title: 'workspace-orchestrator', version: '1' },
+    paths: {
+      '/v1/orgs': {
+        post: { requestBody: json(createOrgBody), responses: { '201': { description: 'created' } } },
+      },
+      '/v1/workspaces': {
+        post: { requestBody: json(createWorkspaceBody), responses: { '202': { description: 'accepted' } } },
+      },
+      '/v1/workspaces/{id}': {
+        get: { responses: { '200': { description: 'workspace', ...json(workspaceSchema) } } },
+      },
+      '/v1/workspaces/{id}/config': {
+        patch: { requestBody: json(configureBody), responses: { '200': { description: 'saved' } } },
+      },
+    },
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * The registry: what the agent inside a workspace calls. Every call is fenced by generation and
+ * config hash: a stale boot (old container, old cloud-init config) is refused with 409 and can
+ * never move the workspace. Heartbeats go to Postgres; the entity is signalled only on transitions.
+ */
+import { Router, type Response } from 'express';
+import { insertBootEvent } from '../../db/events.js';
+import { secretValues } from '../../db/secrets.js';
+import { consumeBootstrapToken, mintWorkspaceToken } from '../../db/tokens.js';
+import * as workspaces from '../../db/workspaces.js';
+import { renderConfigYaml } from '../../domain/config-hash.js';
+import { redact } from '../../security/redact.js';
+import { principalOf } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import { HttpError, conflict, parse } from '../errors.js';
+import { bootEventBody, heartbeatBody, registerBody } from '../schemas.js';
+
+const stale = (what: string) => conflict(what, 'stale_generation');
+
+export function registryRouter(deps: ApiDeps): Router {
+  const { db } = deps;
+  const r = Router();
+
+  /** The workspace principal's current workspace, checked against what the body claims. */
+  async function current(res: Response, claimed: { workspaceId: string; generation: number }) {
+    const p = principalOf(res);
+    if (p.kind !== 'workspace') throw new HttpError(401, 'unauthorized', 'workspace token required');
+    if (p.workspaceId !== claimed.workspaceId) {
+      throw new HttpError(403, 'forbidden', 'token is for another workspace');
+    }
+    const w = await workspaces.getWorkspace(db, p.workspaceId);
+    if (!w || w.status === 'deleted') throw conflict('workspace is deleted', 'deleted');
+    if (p.generation !== w.generation || claimed.generation !== w.generation) {
+      throw stale(`generation ${claimed.generation} is not the current generation`);
+    }
+    return w;
+  }
+
+  r.get('/bootstrap', async (_req, res) => {
+    const p = principalOf(res);
+    let workspaceId: string;
+    let generation: number;
+    let workspaceToken: string | null = null;
+    if (p.kind === 'bootstrap') {
+      const used = await consumeBootstrapToken(db, p.token);
+      if (!used) throw new HttpError(401, 'invalid_token', 'bootstrap token is unknown, used or expired');
+      ({ workspaceId, generation } = used);
+    } else if (p.kind === 'workspace') {
+      // A reboot of the same generation refreshes its bundle with its workspace token.
+      ({ workspaceId, generation } = p);
+      workspaceToken = bearerOf(res);
+    } else {
+      throw new HttpError(401, 'unauthorized', 'bootstrap or workspace token required');
+    }
+    const w = await workspaces.getWorkspace(db, workspaceId);
+    if (!w || w.status === 'deleted') throw conflict('workspace is deleted', 'deleted');
+    if (w.generation !== generation || !w.bootRuntime || !w.bootConfigHash) {
+      throw stale(`generation ${generation} is not the current generation`);
+    }
+    workspaceToken ??= await mintWorkspaceToken(db, workspaceId, generation);
+    const config = w.bootConfig ?? {};
+    res.json({
+      workspaceId: w.id,
+      orgId: w.orgId,
+      name: w.name,
+      runtime: w.bootRuntime,
+      generation,
+      configHash: w.bootConfigHash,
+      config,
+      configYaml: renderConfigYaml(w.bootRuntime, config),
+      files: [],
+      plugins: [],
+      secrets: await secretValues(db, deps.secrets, w.id),
+      workspaceToken,
+      heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
+    });
+  });
+
+  r.post('/register', async (req, res) => {
+    const body = parse(registerBody, req.body);
+    const w = await current(res, body);
+    if (body.configHash !== w.bootConfigHash) {
+      throw conflict(`config hash ${body.configHash} is not this generation's config`, 'config_mismatch');
+    }
+    if (!(await workspaces.recordRegistration(db, w.id, body.generation, body.configHash, body.agentCard))) {
+      throw stale('generation changed during registration');
+    }
+    res.json({ ok: true, generation: w.generation, configHash: w.bootConfigHash });
+  });
+
+  r.post('/boot-events', async (req, res) => {
+    const body = parse(bootEventBody, req.body);
+    const w = await current(res, body);
+    const secrets = Object.values(await secretValues(db, deps.secrets, w.id));
+    await insertBootEvent(db, w.id, {
+      generation: body.generation,
+      phase: body.phase,
+      message: body.message ? redact(body.message, secrets) : null,
+      ts: body.ts ? new Date(body.ts) : new Date(),
+    });
+    await workspaces.updatePhase(db, w.id, body.generation, body.phase);
+    if (body.phase === 'platform-health-ok') {
+      // Ready only with a registration for this generation and its config hash.
+      if (w.registeredGeneration !== body.generation || w.registeredConfigHash !== w.bootConfigHash) {
+        throw conflict('platform-health-ok before registration for this generation', 'not_registered');
+      }
+      await deps.entity.signalReady(w.id, {
+        generation: body.generation,
+        configHash: w.registeredConfigHash!,
+      });
+    }
+    res.json({ ok: true });
+  });
+
+  r.post('/heartbeat', async (req, res) => {
+    const body = parse(heartbeatBody, req.body);
+    const w = await current(res, body);
+    if (body.configHash !== w.bootConfigHash) {
+      throw conflict(`config hash ${body.configHash} is not this generation's config`, 'config_mismatch');
+    }
+    const { previous } = await workspaces.recordHeartbeat(db, w.id, body.runtimeState);
+    if ((previous ?? 'ok') !== body.runtimeState) {
+      await deps.entity.signalHealth(w.id, { generation: w.generation, runtimeState: body.runtimeState });
+    }
+    res.json({ ok: true });
+  });
+
+  return r;
+}
+
+function bearerOf(res: Response): string {
+  return String(res.locals.rawToken);
+}

@@ -1,0 +1,85 @@
+/**
+ * The one contract both backends implement. Activities only ever talk to this interface, so the
+ * lifecycle workflow cannot tell Docker from EC2, and one parity suite runs against both.
+ */
+export type BackendKind = 'docker' | 'ec2';
+export const BACKEND_KINDS: readonly BackendKind[] = ['docker', 'ec2'];
+
+/** A transient error (daemon hiccup, throttling, network) is `unknown`, never `missing`. */
+export type ResourceStatus = 'running' | 'stopped' | 'missing' | 'unknown';
+
+export interface StartSpec {
+  workspaceId: string;
+  orgId: string;
+  generation: number;
+  runtime: string;
+  /** URL the agent inside the workspace uses to reach the platform registry. */
+  platformUrl: string;
+  /**
+   * Called only when a new resource has to be created; mints the single-use bootstrap token that is
+   * the only secret the resource is started with. A retried start that finds the resource already
+   * created does not call it, so the token already baked into the resource stays valid.
+   */
+  mintBootstrapToken: () => Promise<string>;
+}
+
+export interface ResourceInfo {
+  /** Docker container id / EC2 instance id. */
+  instanceId: string;
+  /** Where the A2A proxy forwards, as recorded by the backend (never what the agent claims). */
+  endpoint: string | null;
+  status: ResourceStatus;
+}
+
+export interface ManagedResource {
+  instanceId: string;
+  workspaceId: string;
+  orgId: string;
+  generation: number;
+  status: ResourceStatus;
+  createdAt: Date;
+}
+
+export interface RemoveOptions {
+  /** Only this generation's resource; without it, every generation of the workspace. */
+  generation?: number;
+  /** Also remove persistent volumes (only meaningful when removing every generation). */
+  volumes?: boolean;
+}
+
+export interface WorkspaceBackend {
+  readonly kind: BackendKind;
+  /** Creates the generation's resource if it does not exist, starts it if stopped. Idempotent. */
+  start(spec: StartSpec): Promise<ResourceInfo>;
+  /** Stops the generation's resource. Stopping a missing resource succeeds. */
+  stop(workspaceId: string, generation: number): Promise<void>;
+  /** Removes resources (and optionally volumes). Removing what is already gone succeeds. */
+  remove(workspaceId: string, opts?: RemoveOptions): Promise<void>;
+  status(workspaceId: string, generation: number): Promise<ResourceStatus>;
+  /** Current info (endpoint may change across stop/start); null when missing. */
+  describe(workspaceId: string, generation: number): Promise<ResourceInfo | null>;
+  /** Every resource this service manages (labels / tags), for the orphan sweep and tests. */
+  listManaged(): Promise<ManagedResource[]>;
+  /** Raw console output of the generation's resource (docker logs / GetConsoleOutput). */
+  bootLog(workspaceId: string, generation: number): Promise<string>;
+  /** Reads a file inside the workspace; root is '/configs' or '/workspace', path relative. */
+  readFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<Buffer>;
+  /** Liveness of the backend itself (daemon / API reachable), for /readyz. */
+  ping(): Promise<void>;
+}
+
+export type WorkspaceRoot = '/configs' | '/workspace';
+
+export type BackendErrorCode = 'not_configured' | 'not_found' | 'transient' | 'permanent' | 'invalid_path';
+
+/** Typed backend error: activities map `permanent`/`not_configured` to non-retryable failures. */
+export class BackendError extends Error {
+  constructor(
+    readonly code: BackendErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'BackendError';
+  }
+}

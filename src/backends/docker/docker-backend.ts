@@ -1,0 +1,362 @@
+import type Dockerode from 'dockerode';
+import {
+  BackendError,
+  type ManagedResource,
+  type RemoveOptions,
+  type ResourceInfo,
+  type ResourceStatus,
+  type StartSpec,
+  type WorkspaceBackend,
+  type WorkspaceRoot,
+} from '../backend.js';
+import { demuxLogs, extractSingleFile } from './archive.js';
+import { daemonMessage, isConflict, isNotFound, isNotModified, toBackendError } from './errors.js';
+import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from './names.js';
+import { workspacePath } from './paths.js';
+
+export interface DockerBackendOptions {
+  /** Undefined = the zero-value backend: every method rejects with `not_configured`. */
+  docker?: Dockerode;
+  /** The runtime image, or a function choosing one per runtime. */
+  image: string | ((runtime: string) => string);
+  /** Docker network to attach workspaces to (default: the daemon's default bridge). */
+  network?: string;
+  /** Default lets the agent reach a platform on the host as host.docker.internal. */
+  extraHosts?: string[];
+  /** The port the image's agent listens on inside the container. */
+  agentPort?: number;
+  /** Grace period of `stop` before the daemon kills the container. */
+  stopTimeoutSeconds?: number;
+  /** Bound on each daemon call used by status/describe/list, so a wedged daemon reads as unknown. */
+  callTimeoutMs?: number;
+}
+
+type InspectInfo = Dockerode.ContainerInspectInfo;
+
+/**
+ * Container state → backend status. `restarting` (crash-looping under the restart policy) and
+ * `paused` still hold the generation's resource, so they count as running; `removing` as stopped.
+ */
+function statusOf(state: string | undefined): ResourceStatus {
+  switch (state) {
+    case 'running':
+    case 'restarting':
+    case 'paused':
+      return 'running';
+    case 'created':
+    case 'exited':
+    case 'dead':
+    case 'removing':
+      return 'stopped';
+    default:
+      return 'unknown';
+  }
+}
+
+export class DockerBackend implements WorkspaceBackend {
+  readonly kind = 'docker' as const;
+  private readonly docker: Dockerode | undefined;
+  private readonly image: (runtime: string) => string;
+  private readonly network: string | undefined;
+  private readonly extraHosts: string[];
+  private readonly portKey: string;
+  private readonly stopTimeoutSeconds: number;
+  private readonly callTimeoutMs: number;
+
+  constructor(opts: DockerBackendOptions) {
+    this.docker = opts.docker;
+    const image = opts.image;
+    this.image = typeof image === 'function' ? image : () => image;
+    this.network = opts.network;
+    this.extraHosts = opts.extraHosts ?? ['host.docker.internal:host-gateway'];
+    this.portKey = `${opts.agentPort ?? 8080}/tcp`;
+    this.stopTimeoutSeconds = opts.stopTimeoutSeconds ?? 10;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 15_000;
+  }
+
+  private get d(): Dockerode {
+    if (!this.docker) throw new BackendError('not_configured', 'no docker backend configured');
+    return this.docker;
+  }
+
+  private signal(): AbortSignal {
+    return AbortSignal.timeout(this.callTimeoutMs);
+  }
+
+  /** Inspect by name or id; null when the container does not exist, typed error otherwise. */
+  private async inspect(ref: string): Promise<InspectInfo | null> {
+    try {
+      return await this.d.getContainer(ref).inspect({ abortSignal: this.signal() });
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw toBackendError(err, `inspecting container ${ref}`);
+    }
+  }
+
+  private toInfo(info: InspectInfo): ResourceInfo {
+    const status = statusOf(info.State?.Status);
+    const binding = info.NetworkSettings?.Ports?.[this.portKey]?.[0];
+    let endpoint: string | null = null;
+    if (status === 'running' && binding?.HostPort) {
+      const host =
+        !binding.HostIp || binding.HostIp === '0.0.0.0' || binding.HostIp === '::'
+          ? '127.0.0.1'
+          : binding.HostIp;
+      endpoint = `http://${host}:${binding.HostPort}`;
+    }
+    return { instanceId: info.Id, endpoint, status };
+  }
+
+  /** Starts the container unless it already runs, then re-reads it (the host port is assigned at start). */
+  private async ensureRunning(info: InspectInfo): Promise<ResourceInfo> {
+    if (info.State?.Running || info.State?.Restarting) return this.toInfo(info);
+    try {
+      await this.d.getContainer(info.Id).start();
+    } catch (err) {
+      // 304: a concurrent start won the race; the container is running, which is what we want.
+      if (!isNotModified(err)) throw toBackendError(err, `starting container ${info.Name}`);
+    }
+    const fresh = await this.inspect(info.Id);
+    if (!fresh) throw new BackendError('transient', `container ${info.Name} vanished while starting`);
+    return this.toInfo(fresh);
+  }
+
+  /** Named volumes, created explicitly so they carry our labels (an implicit create would not). */
+  private async ensureVolumes(spec: StartSpec): Promise<void> {
+    const labels = workspaceLabels({ workspaceId: spec.workspaceId, orgId: spec.orgId });
+    for (const name of Object.values(volumeNames(spec.workspaceId))) {
+      try {
+        // Creating an existing named volume is a no-op that returns it: safe to repeat.
+        await this.d.createVolume({ Name: name, Labels: labels });
+      } catch (err) {
+        throw toBackendError(err, `creating volume ${name}`);
+      }
+    }
+  }
+
+  private createOptions(
+    spec: StartSpec,
+    image: string,
+    bootstrapToken: string,
+  ): Dockerode.ContainerCreateOptions {
+    const volumes = volumeNames(spec.workspaceId);
+    return {
+      name: containerName(spec.workspaceId, spec.generation),
+      Image: image,
+      // The only configuration the workspace gets: everything else comes from the bootstrap fetch.
+      Env: [`WO_PLATFORM_URL=${spec.platformUrl}`, `WO_BOOTSTRAP_TOKEN=${bootstrapToken}`],
+      Labels: workspaceLabels(spec),
+      ExposedPorts: { [this.portKey]: {} },
+      HostConfig: {
+        PortBindings: { [this.portKey]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
+        Mounts: [
+          { Type: 'volume', Source: volumes.configs, Target: '/configs' },
+          { Type: 'volume', Source: volumes.workspace, Target: '/workspace' },
+        ],
+        // The agent keeps its bundle in /configs, so a daemon-initiated restart re-registers itself.
+        RestartPolicy: { Name: 'unless-stopped' },
+        ExtraHosts: this.extraHosts,
+        ...(this.network === undefined ? {} : { NetworkMode: this.network }),
+      },
+    };
+  }
+
+  /**
+   * The daemon reserves a name before the container is registered: while the winner of a create
+   * race is still creating, inspect by name answers 404. Poll briefly until it shows up.
+   */
+  private async awaitRacedContainer(name: string): Promise<InspectInfo | null> {
+    const deadline = Date.now() + Math.min(this.callTimeoutMs, 10_000);
+    for (;;) {
+      const info = await this.inspect(name);
+      if (info || Date.now() > deadline) return info;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async start(spec: StartSpec): Promise<ResourceInfo> {
+    const name = containerName(spec.workspaceId, spec.generation);
+    const existing = await this.inspect(name);
+    // A retried start finds the container it (or a crashed worker) created: reuse it and its token.
+    if (existing) return this.ensureRunning(existing);
+
+    await this.ensureVolumes(spec);
+    const image = this.image(spec.runtime);
+    const token = await spec.mintBootstrapToken();
+    let id: string;
+    try {
+      id = (await this.d.createContainer(this.createOptions(spec, image, token))).id;
+    } catch (err) {
+      if (isConflict(err)) {
+        // A concurrent start created it first: the name makes that the one container of this generation.
+        const raced = await this.awaitRacedContainer(name);
+        if (raced) return this.ensureRunning(raced);
+        throw new BackendError(
+          'transient',
+          `container ${name} conflicted but never appeared: ${daemonMessage(err)}`,
+          {
+            cause: err,
+          },
+        );
+      }
+      if (isNotFound(err)) {
+        const msg = daemonMessage(err);
+        throw new BackendError('permanent', /image/i.test(msg) ? `image ${image} not found` : msg, {
+          cause: err,
+        });
+      }
+      throw toBackendError(err, `creating container ${name}`);
+    }
+    const created = await this.inspect(id);
+    if (!created) throw new BackendError('transient', `container ${name} vanished after create`);
+    return this.ensureRunning(created);
+  }
+
+  async stop(workspaceId: string, generation: number): Promise<void> {
+    const name = containerName(workspaceId, generation);
+    try {
+      await this.d.getContainer(name).stop({ t: this.stopTimeoutSeconds });
+    } catch (err) {
+      if (isNotFound(err) || isNotModified(err)) return;
+      throw toBackendError(err, `stopping container ${name}`);
+    }
+  }
+
+  private async removeContainer(ref: string): Promise<void> {
+    try {
+      await this.d.getContainer(ref).remove({ force: true });
+    } catch (err) {
+      // 409 "removal already in progress" ends in the same place as a successful remove.
+      if (isNotFound(err) || (isConflict(err) && /in progress/i.test(daemonMessage(err)))) return;
+      throw toBackendError(err, `removing container ${ref}`);
+    }
+  }
+
+  async remove(workspaceId: string, opts: RemoveOptions = {}): Promise<void> {
+    const d = this.d;
+    if (opts.generation !== undefined) {
+      await this.removeContainer(containerName(workspaceId, opts.generation));
+      return;
+    }
+    let containers: Dockerode.ContainerInfo[];
+    try {
+      containers = await d.listContainers({
+        all: true,
+        filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`, `${LABEL.workspaceId}=${workspaceId}`] },
+        abortSignal: this.signal(),
+      });
+    } catch (err) {
+      throw toBackendError(err, `listing containers of workspace ${workspaceId}`);
+    }
+    for (const c of containers) await this.removeContainer(c.Id);
+    if (!opts.volumes) return;
+    for (const name of Object.values(volumeNames(workspaceId))) {
+      try {
+        await d.getVolume(name).remove();
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        // 409 = still in use (a container appeared meanwhile): retrying later is the right answer.
+        throw new BackendError('transient', `removing volume ${name}: ${daemonMessage(err)}`, { cause: err });
+      }
+    }
+  }
+
+  async status(workspaceId: string, generation: number): Promise<ResourceStatus> {
+    const d = this.d;
+    try {
+      const info = await d
+        .getContainer(containerName(workspaceId, generation))
+        .inspect({ abortSignal: this.signal() });
+      return statusOf(info.State?.Status);
+    } catch (err) {
+      // Only the daemon saying 404 proves absence; a refused socket or timeout proves nothing.
+      return isNotFound(err) ? 'missing' : 'unknown';
+    }
+  }
+
+  async describe(workspaceId: string, generation: number): Promise<ResourceInfo | null> {
+    const info = await this.inspect(containerName(workspaceId, generation));
+    return info ? this.toInfo(info) : null;
+  }
+
+  async listManaged(): Promise<ManagedResource[]> {
+    let containers: Dockerode.ContainerInfo[];
+    try {
+      containers = await this.d.listContainers({
+        all: true,
+        filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`] },
+        abortSignal: this.signal(),
+      });
+    } catch (err) {
+      throw toBackendError(err, 'listing managed containers');
+    }
+    const out: ManagedResource[] = [];
+    for (const c of containers) {
+      const workspaceId = c.Labels[LABEL.workspaceId];
+      const generation = Number(c.Labels[LABEL.generation]);
+      // Something carrying our managed-by label but not our identity labels is not ours to manage.
+      if (!workspaceId || !Number.isInteger(generation)) continue;
+      out.push({
+        instanceId: c.Id,
+        workspaceId,
+        orgId: c.Labels[LABEL.orgId] ?? '',
+        generation,
+        status: statusOf(c.State),
+        createdAt: new Date(c.Created * 1000),
+      });
+    }
+    return out;
+  }
+
+  async bootLog(workspaceId: string, generation: number): Promise<string> {
+    const name = containerName(workspaceId, generation);
+    try {
+      const raw: unknown = await this.d
+        .getContainer(name)
+        .logs({ stdout: true, stderr: true, follow: false });
+      return Buffer.isBuffer(raw) ? demuxLogs(raw) : String(raw);
+    } catch (err) {
+      if (isNotFound(err)) return '';
+      throw toBackendError(err, `reading logs of ${name}`);
+    }
+  }
+
+  async readFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<Buffer> {
+    const d = this.d;
+    const full = workspacePath(root, path);
+    const name = containerName(workspaceId, generation);
+    let archive: NodeJS.ReadableStream;
+    try {
+      archive = await d.getContainer(name).getArchive({ path: full });
+    } catch (err) {
+      if (isNotFound(err))
+        throw new BackendError('not_found', `${full} not found in ${name}`, { cause: err });
+      throw toBackendError(err, `reading ${full} from ${name}`);
+    }
+    return extractSingleFile(archive, full);
+  }
+
+  async ping(): Promise<void> {
+    const d = this.d;
+    let timer: NodeJS.Timeout | undefined;
+    // ping's typings take no options (so no abort signal): bound it with a timer instead.
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${this.callTimeoutMs} ms`)),
+        this.callTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([d.ping(), timeout]);
+    } catch (err) {
+      throw toBackendError(err, 'pinging docker daemon');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

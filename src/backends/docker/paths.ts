@@ -1,0 +1,20 @@
+import { posix } from 'node:path';
+import { BackendError, type WorkspaceRoot } from '../backend.js';
+
+const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
+
+/**
+ * Joins an allowed root and a caller-supplied relative path, refusing anything that could leave the
+ * root lexically: absolute paths, `..` segments, NUL, backslashes, and the root itself.
+ */
+export function workspacePath(root: WorkspaceRoot, path: string): string {
+  if (!ROOTS.includes(root))
+    throw new BackendError('invalid_path', `root must be one of ${ROOTS.join(', ')}`);
+  if (path.includes('\0')) throw new BackendError('invalid_path', 'path contains NUL');
+  if (path.includes('\\')) throw new BackendError('invalid_path', 'path contains a backslash');
+  if (posix.isAbsolute(path)) throw new BackendError('invalid_path', 'path must be relative to the root');
+  const segments = path.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.includes('..')) throw new BackendError('invalid_path', 'path must not contain ..');
+  if (segments.length === 0) throw new BackendError('invalid_path', 'path names the root itself');
+  return `${root}/${segments.join('/')}`;
+}

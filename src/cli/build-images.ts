@@ -1,0 +1,353 @@
+/**
+ * Builds the workspace runtime image: the host's node binary + its shared libraries + busybox + the
+ * bundled reference agent, on `FROM scratch` (no registry is reachable, so nothing can be pulled).
+ *
+ *   npx tsx src/cli/build-images.ts           → builds if needed, prints the tag
+ *   npx tsx src/cli/build-images.ts --prune   → also removes older wo-runtime images no container uses
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import Dockerode from 'dockerode';
+import { build } from 'esbuild';
+import tar from 'tar-stream';
+
+const run = promisify(execFile);
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const DATA_DIR = join(REPO_ROOT, '.data');
+const CONTEXT_DIR = join(DATA_DIR, 'build', 'runtime');
+const LOCK_PATH = join(DATA_DIR, 'build', 'runtime.lock');
+const TAG_FILE = join(DATA_DIR, 'runtime-image');
+const AGENT_ENTRY = join(REPO_ROOT, 'src', 'agent', 'main.ts');
+
+const NODE_BINARY = '/usr/bin/node';
+const BUSYBOX = '/bin/busybox';
+export const RUNTIME_REPOSITORY = 'wo-runtime';
+
+/**
+ * Part of the tag hash. The leading comment carries a layout version: bump it when the context
+ * layout (files outside the agent bundle) changes, so a stale image is never reused. No
+ * wo.managed-by label here: containers inherit image labels, and only the backend may mark a
+ * container as managed (the orphan sweep deletes what carries it).
+ */
+const DOCKERFILE = `# workspace-orchestrator runtime image, context layout v1
+FROM scratch
+COPY . /
+ENV PATH=/usr/local/bin:/usr/bin:/bin
+LABEL wo.image=runtime
+WORKDIR /workspace
+EXPOSE 8080
+ENTRYPOINT ["/usr/bin/node", "/opt/agent/agent.mjs"]
+`;
+
+const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n';
+const GROUP = 'root:x:0:\nnobody:x:65534:\n';
+// glibc resolves host.docker.internal (an /etc/hosts entry docker writes) only if files come first.
+const NSSWITCH = 'passwd: files\ngroup: files\nhosts: files dns\n';
+
+export interface EnsureRuntimeImageOptions {
+  docker?: Dockerode;
+  log?: (line: string) => void;
+}
+
+/** Bundles the agent into one self-contained ES module (Node built-ins stay external). */
+export async function bundleAgent(): Promise<Buffer> {
+  const result = await build({
+    entryPoints: [AGENT_ENTRY],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    write: false,
+    logLevel: 'silent',
+    // CJS dependencies bundled into ESM may still call require() for built-ins.
+    banner: {
+      js: "import { createRequire as __woCreateRequire } from 'node:module';\nconst require = __woCreateRequire(import.meta.url);",
+    },
+  });
+  const out = result.outputFiles[0];
+  if (!out) throw new Error('esbuild produced no output for the agent bundle');
+  return Buffer.from(out.contents);
+}
+
+/** Every file `ldd` says node loads, including the dynamic loader (vdso is virtual: skipped). */
+export async function nodeLibraries(): Promise<string[]> {
+  const { stdout } = await run('ldd', [NODE_BINARY]);
+  const libs = new Set<string>();
+  for (const line of stdout.split('\n')) {
+    const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
+    if (m?.[1]) libs.add(m[1]);
+  }
+  if (libs.size === 0) throw new Error(`ldd ${NODE_BINARY} listed no libraries:\n${stdout}`);
+  return [...libs].sort();
+}
+
+async function copyKeepingPath(source: string, contextDir: string): Promise<void> {
+  const target = join(contextDir, source);
+  await mkdir(dirname(target), { recursive: true });
+  // copyFile follows symlinks (like cp -L): the image gets the real file at the listed path.
+  await copyFile(source, target);
+  await chmod(target, 0o755);
+}
+
+async function assembleContext(contextDir: string, agent: Buffer): Promise<void> {
+  await rm(contextDir, { recursive: true, force: true });
+  await mkdir(contextDir, { recursive: true });
+
+  await copyKeepingPath(NODE_BINARY, contextDir);
+  for (const lib of await nodeLibraries()) await copyKeepingPath(lib, contextDir);
+
+  await copyKeepingPath(BUSYBOX, contextDir);
+  const { stdout } = await run(BUSYBOX, ['--list']);
+  for (const applet of stdout.split('\n').map((s) => s.trim())) {
+    if (applet === '' || applet === 'busybox' || applet.includes('/')) continue;
+    const link = join(contextDir, 'bin', applet);
+    if (!existsSync(link)) await symlink('busybox', link);
+  }
+
+  await mkdir(join(contextDir, 'etc'), { recursive: true });
+  await writeFile(join(contextDir, 'etc', 'passwd'), PASSWD, { mode: 0o644 });
+  await writeFile(join(contextDir, 'etc', 'group'), GROUP, { mode: 0o644 });
+  await writeFile(join(contextDir, 'etc', 'nsswitch.conf'), NSSWITCH, { mode: 0o644 });
+  for (const dir of ['configs', 'workspace', 'root', 'usr/local/bin']) {
+    await mkdir(join(contextDir, dir), { recursive: true, mode: 0o755 });
+  }
+  await mkdir(join(contextDir, 'tmp'));
+  await chmod(join(contextDir, 'tmp'), 0o1777);
+
+  await mkdir(join(contextDir, 'opt', 'agent'), { recursive: true });
+  await writeFile(join(contextDir, 'opt', 'agent', 'agent.mjs'), agent, { mode: 0o644 });
+  await writeFile(join(contextDir, 'Dockerfile'), DOCKERFILE);
+  await writeFile(join(contextDir, '.dockerignore'), 'Dockerfile\n.dockerignore\n');
+}
+
+/** Tars the context folder (modes kept, symlinks as symlinks) into the stream docker builds from. */
+function packContext(contextDir: string): tar.Pack {
+  const pack = tar.pack();
+  const walk = async (rel: string): Promise<void> => {
+    const entries = (await readdir(join(contextDir, rel))).sort();
+    for (const name of entries) {
+      const relPath = rel === '' ? name : `${rel}/${name}`;
+      const abs = join(contextDir, relPath);
+      const st = await lstat(abs);
+      const base = { name: relPath, mode: st.mode & 0o7777, mtime: st.mtime, uid: 0, gid: 0 };
+      if (st.isSymbolicLink()) {
+        pack.entry({ ...base, type: 'symlink', linkname: await readlink(abs) });
+      } else if (st.isDirectory()) {
+        pack.entry({ ...base, type: 'directory' });
+        await walk(relPath);
+      } else if (st.isFile()) {
+        const sink = pack.entry({ ...base, type: 'file', size: st.size });
+        await pipeline(createReadStream(abs), sink);
+      }
+    }
+  };
+  walk('').then(
+    () => pack.finalize(),
+    (err: unknown) => pack.destroy(err instanceof Error ? err : new Error(String(err))),
+  );
+  return pack;
+}
+
+/** Sends the context, follows the JSON progress stream, and rejects with the daemon's build error. */
+async function buildImage(docker: Dockerode, contextDir: string, tag: string, log: (s: string) => void) {
+  // @types/tar-stream's Pack lacks a few legacy Readable members in its typings; it is a real Readable.
+  const context = packContext(contextDir) as unknown as NodeJS.ReadableStream;
+  const stream = await docker.buildImage(context, { t: tag, rm: true, forcerm: true });
+  await new Promise<void>((resolvePromise, reject) => {
+    let buffered = '';
+    let failure: string | undefined;
+    const onLine = (line: string) => {
+      if (line.trim() === '') return;
+      let event: { stream?: string; error?: string; errorDetail?: { message?: string } };
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return;
+      }
+      if (event.error) failure = event.errorDetail?.message ?? event.error;
+      if (event.stream?.trim()) log(event.stream.trim());
+    };
+    stream.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      lines.forEach(onLine);
+    });
+    stream.on('error', reject);
+    stream.on('end', () => {
+      onLine(buffered);
+      if (failure) reject(new Error(`docker build of ${tag} failed: ${failure}`));
+      else resolvePromise();
+    });
+  });
+}
+
+async function imageExists(docker: Dockerode, tag: string): Promise<boolean> {
+  try {
+    await docker.getImage(tag).inspect();
+    return true;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return false;
+    throw err;
+  }
+}
+
+const pidAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Cross-process lock around assembling `.data/build/runtime/`: test files run in parallel workers,
+ * and two builders sharing one context folder would clobber each other. A lock left by a dead
+ * process is taken over.
+ */
+async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
+  await mkdir(dirname(LOCK_PATH), { recursive: true });
+  const deadline = Date.now() + 10 * 60_000;
+  for (;;) {
+    try {
+      const handle = await open(LOCK_PATH, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number((await readFile(LOCK_PATH, 'utf8').catch(() => '')).trim());
+      const ageMs = Date.now() - ((await stat(LOCK_PATH).catch(() => null))?.mtimeMs ?? Date.now());
+      // Dead holder, or a holder that died between creating the file and writing its pid.
+      const stale = Number.isInteger(holder) && holder > 0 ? !pidAlive(holder) : ageMs > 30_000;
+      if (stale) {
+        await unlink(LOCK_PATH).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`timed out waiting for build lock ${LOCK_PATH}`, { cause: err });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(LOCK_PATH).catch(() => undefined);
+  }
+}
+
+const inProcess = new Map<string, Promise<string>>();
+
+/**
+ * Returns the runtime image tag, building it first when no image with that tag exists. The tag is
+ * content-addressed (agent bundle + Dockerfile + node version), so an unchanged agent never rebuilds.
+ */
+export async function ensureRuntimeImage(opts: EnsureRuntimeImageOptions = {}): Promise<string> {
+  const docker = opts.docker ?? new Dockerode();
+  const log = opts.log ?? (() => undefined);
+  if (!existsSync(BUSYBOX)) {
+    throw new Error(`${BUSYBOX} is missing: run \`apt-get install busybox-static\` (./dev does this)`);
+  }
+  const agent = await bundleAgent();
+  const { stdout: nodeVersion } = await run(NODE_BINARY, ['--version']);
+  const digest = createHash('sha256')
+    .update(agent)
+    .update(DOCKERFILE)
+    .update(nodeVersion.trim())
+    .digest('hex');
+  const tag = `${RUNTIME_REPOSITORY}:${digest.slice(0, 12)}`;
+
+  let pending = inProcess.get(tag);
+  if (!pending) {
+    pending = (async () => {
+      if (!(await imageExists(docker, tag))) {
+        await withBuildLock(async () => {
+          // Another process may have built it while this one waited for the lock.
+          if (await imageExists(docker, tag)) return;
+          const started = Date.now();
+          log(`building ${tag} (node ${nodeVersion.trim()}) in ${CONTEXT_DIR}`);
+          await assembleContext(CONTEXT_DIR, agent);
+          await buildImage(docker, CONTEXT_DIR, tag, log);
+          if (!(await imageExists(docker, tag)))
+            throw new Error(`docker build reported success but ${tag} is missing`);
+          log(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        });
+      } else {
+        log(`${tag} already exists, not rebuilding`);
+      }
+      await mkdir(DATA_DIR, { recursive: true });
+      await writeFile(TAG_FILE, `${tag}\n`);
+      return tag;
+    })();
+    inProcess.set(tag, pending);
+    // A failed build must not be cached: the next call retries.
+    pending.catch(() => inProcess.delete(tag));
+  }
+  return pending;
+}
+
+/**
+ * Removes `wo-runtime:*` images other than `keep`. Never forced: the daemon refuses to delete an
+ * image a container still uses, and such images are skipped. Opt-in (`--prune`), because a test
+ * run started before a source edit may still be about to use the previous tag.
+ */
+export async function pruneRuntimeImages(
+  docker: Dockerode,
+  keep: string,
+  log: (s: string) => void,
+): Promise<void> {
+  const images = await docker.listImages({ filters: { reference: [`${RUNTIME_REPOSITORY}:*`] } });
+  for (const image of images) {
+    const tags = (image.RepoTags ?? []).filter((t) => t.startsWith(`${RUNTIME_REPOSITORY}:`));
+    if (tags.includes(keep)) continue;
+    for (const tag of tags) {
+      try {
+        await docker.getImage(tag).remove();
+        log(`removed ${tag}`);
+      } catch (err) {
+        log(`kept ${tag}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
+}
+
+const invokedDirectly =
+  process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const docker = new Dockerode();
+  ensureRuntimeImage({ docker, log })
+    .then(async (tag) => {
+      if (process.argv.includes('--prune')) await pruneRuntimeImages(docker, tag, log);
+      return tag;
+    })
+    .then(
+      (tag) => process.stdout.write(`${tag}\n`),
+      (err: unknown) => {
+        process.stderr.write(`build-images: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.exit(1);
+      },
+    );
+}

@@ -1,0 +1,101 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Every setting the service reads, parsed and validated in one place. The README documents each
+ * one; a bad value fails at start with the variable named, never later at first use.
+ */
+const msSetting = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const DEFAULT_RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'] as const;
+
+const envSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** The API listens here; workspaces must reach it, so the default covers the docker bridge. */
+  BIND_HOST: z.string().default('0.0.0.0'),
+  DATA_DIR: z.string().default('.data'),
+  DATABASE_URL: z.string().url().optional(),
+  TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TASK_QUEUE: z.string().default('workspace-orchestrator'),
+  ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters'),
+  /** 32 bytes, base64: the AES-256-GCM key for secrets at rest. */
+  SECRETS_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'SECRETS_KEY must be 32 bytes, base64'),
+  /** Comma list of enabled backends; a disabled one answers a typed "not configured" error. */
+  ENABLED_BACKENDS: z
+    .string()
+    .default('docker')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.enum(['docker', 'ec2']))),
+  DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
+  /** URL the agent inside a Docker workspace uses to reach the platform. */
+  DOCKER_PLATFORM_URL: z.string().url().optional(),
+  /** Image for every runtime unless RUNTIME_IMAGES maps it; default: the tag `./dev` built. */
+  RUNTIME_IMAGE: z.string().optional(),
+  /** JSON object runtime → image; its keys (plus the defaults) are the accepted runtimes. */
+  RUNTIME_IMAGES: z
+    .string()
+    .default('{}')
+    .transform((v, ctx) => {
+      try {
+        return z.record(z.string(), z.string()).parse(JSON.parse(v));
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'RUNTIME_IMAGES must be a JSON object of strings' });
+        return z.NEVER;
+      }
+    }),
+  DEFAULT_RUNTIME: z.string().default('claude-code'),
+  BOOT_DEADLINE_MS: msSetting(180_000),
+  HEARTBEAT_INTERVAL_MS: msSetting(15_000),
+  BOOTSTRAP_TOKEN_TTL_MS: msSetting(3_600_000),
+  /** The entity continues-as-new past this many history events (or when the server suggests). */
+  CONTINUE_AS_NEW_AFTER_EVENTS: z.coerce.number().int().min(10).default(2000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config extends Omit<Env, 'RUNTIME_IMAGES'> {
+  dataDir: string;
+  platformUrl: string;
+  /** runtime → image; the accepted runtimes are exactly its keys. */
+  runtimeImages: Record<string, string>;
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const dataDir = resolve(e.DATA_DIR);
+  const runtimeImage = e.RUNTIME_IMAGE ?? readBuiltImageTag(dataDir);
+  const runtimeImages: Record<string, string> = {};
+  for (const r of DEFAULT_RUNTIMES) if (runtimeImage) runtimeImages[r] = runtimeImage;
+  Object.assign(runtimeImages, e.RUNTIME_IMAGES);
+  const { RUNTIME_IMAGES: _unused, ...rest } = e;
+  return {
+    ...rest,
+    RUNTIME_IMAGE: runtimeImage,
+    dataDir,
+    platformUrl: e.DOCKER_PLATFORM_URL ?? `http://host.docker.internal:${e.PORT}`,
+    runtimeImages,
+  };
+}
+
+/** `./dev` records the tag of the runtime image it built (content-addressed) here. */
+function readBuiltImageTag(dataDir: string): string | undefined {
+  const file = join(dataDir, 'runtime-image');
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || undefined : undefined;
+}

@@ -1,0 +1,97 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { migrate, type DbLog } from './migrate.js';
+
+export interface Database {
+  pool: pg.Pool;
+  close(): Promise<void>;
+  /** True when served by in-process PGlite: one connection only, so one process owns the data. */
+  embedded: boolean;
+}
+
+export interface OpenDatabaseOptions {
+  /** A PostgreSQL URL. Unset = embedded PGlite under `${dataDir}/pglite`. */
+  databaseUrl?: string;
+  dataDir: string;
+  log?: DbLog;
+}
+
+/** Opens the database (external PostgreSQL or embedded PGlite) and applies pending migrations. */
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
+  const db = opts.databaseUrl ? openExternal(opts.databaseUrl) : await openEmbedded(opts.dataDir, opts.log);
+  try {
+    await migrate(db.pool, opts.log);
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+  return db;
+}
+
+function openExternal(databaseUrl: string): Database {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  // An idle client can die (server restart); without a listener pg would crash the process.
+  pool.on('error', () => {});
+  let closed: Promise<void> | undefined;
+  return {
+    pool,
+    embedded: false,
+    close: () => (closed ??= pool.end()),
+  };
+}
+
+async function openEmbedded(dataDir: string, log?: DbLog): Promise<Database> {
+  const dir = path.resolve(dataDir, 'pglite');
+  await mkdir(dir, { recursive: true });
+  const pglite = await PGlite.create(dir);
+  // Served over the wire protocol so the rest of the code uses one `pg` API for both modes.
+  const server = new PGLiteSocketServer({
+    db: pglite,
+    host: '127.0.0.1',
+    port: 0,
+    // The pool below keeps ONE live connection (two would interleave their protocol messages in
+    // PGlite's single session). But pg.Pool destroys its client on any query error and reconnects
+    // at once, before the server has dropped the old socket: with the default limit of 1 that
+    // reconnect is refused. The slack only covers such closing sockets.
+    maxConnections: 4,
+  });
+  try {
+    await server.start();
+  } catch (err) {
+    await pglite.close().catch(() => {});
+    throw err;
+  }
+  const [host, port] = splitHostPort(server.getServerConn());
+  log?.(`database: embedded PGlite at ${dir} (served on ${host}:${port})`);
+
+  const pool = new pg.Pool({
+    host,
+    port,
+    user: 'postgres',
+    database: 'postgres',
+    // PGlite has one session: every query and transaction queues on one connection.
+    max: 1,
+    // Keep that connection for the process lifetime instead of reconnecting after idling.
+    idleTimeoutMillis: 0,
+  });
+  pool.on('error', () => {});
+
+  let closed: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    await pool.end().catch(() => {});
+    await server.stop().catch(() => {});
+    await pglite.close();
+  };
+  return { pool, embedded: true, close: () => (closed ??= close()) };
+}
+
+function splitHostPort(conn: string): [string, number] {
+  const i = conn.lastIndexOf(':');
+  const port = Number(conn.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port <= 0)
+    throw new Error(`unexpected PGlite server address: ${conn}`);
+  return [conn.slice(0, i), port];
+}

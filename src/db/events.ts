@@ -1,0 +1,70 @@
+import type { Queryable } from './queryable.js';
+
+export interface BootEvent {
+  generation: number;
+  phase: string;
+  message: string | null;
+  ts: Date;
+}
+
+export async function insertBootEvent(
+  db: Queryable,
+  workspaceId: string,
+  e: { generation: number; phase: string; message?: string | null; ts: Date },
+): Promise<void> {
+  await db.query(
+    `INSERT INTO boot_events (workspace_id, generation, phase, message, ts) VALUES ($1, $2, $3, $4, $5)`,
+    [workspaceId, e.generation, e.phase, e.message ?? null, e.ts],
+  );
+}
+
+export async function listBootEvents(db: Queryable, workspaceId: string): Promise<BootEvent[]> {
+  const { rows } = await db.query<{ generation: number; phase: string; message: string | null; ts: Date }>(
+    `SELECT generation, phase, message, ts FROM boot_events WHERE workspace_id = $1 ORDER BY id`,
+    [workspaceId],
+  );
+  return rows;
+}
+
+export interface TransitionEvent {
+  id: string;
+  status: string;
+  phase: string | null;
+  message: string | null;
+  generation: number;
+  ts: Date;
+}
+
+export async function listTransitions(
+  db: Queryable,
+  workspaceId: string,
+  afterId = '0',
+): Promise<TransitionEvent[]> {
+  const { rows } = await db.query<TransitionEvent>(
+    `SELECT id::text AS id, status, phase, message, generation, ts FROM workspace_transitions
+     WHERE workspace_id = $1 AND workspace_transitions.id > $2::bigint ORDER BY workspace_transitions.id LIMIT 500`,
+    [workspaceId, afterId],
+  );
+  return rows;
+}
+
+export async function saveConsoleLog(
+  db: Queryable,
+  workspaceId: string,
+  generation: number,
+  text: string,
+): Promise<void> {
+  await db.query(
+    `INSERT INTO console_logs (workspace_id, generation, text) VALUES ($1, $2, $3)
+     ON CONFLICT (workspace_id, generation) DO UPDATE SET text = EXCLUDED.text, captured_at = now()`,
+    [workspaceId, generation, text],
+  );
+}
+
+export async function latestConsoleLog(db: Queryable, workspaceId: string): Promise<string | null> {
+  const { rows } = await db.query<{ text: string }>(
+    `SELECT text FROM console_logs WHERE workspace_id = $1 ORDER BY generation DESC LIMIT 1`,
+    [workspaceId],
+  );
+  return rows[0]?.text ?? null;
+}

@@ -1,0 +1,25 @@
+/** `./dev up`: API + worker in one process (embedded PGlite allows one owner). */
+import pino from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { startService } from './service.js';
+
+const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const service = await startService(config, { api: true, worker: true, log });
+  log.info({ url: service.url }, 'workspace-orchestrator up');
+  const stop = async () => {
+    log.info('shutting down');
+    await service.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(err.message);
+  else log.error({ err }, 'failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,139 @@
+/**
+ * Wires configuration into running parts: database, backends, Temporal client, API server and
+ * worker. `./dev up` runs both in one process (required for embedded PGlite); production runs
+ * `src/api/main.ts` and N `src/worker/main.ts` processes.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Client, Connection } from '@temporalio/client';
+import type { Worker } from '@temporalio/worker';
+import Dockerode from 'dockerode';
+import pino, { type Logger } from 'pino';
+import { createActivities } from './activities/index.js';
+import { createApp } from './api/app.js';
+import { EntityClient } from './api/entity.js';
+import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
+import { BackendError } from './backends/backend.js';
+import { DockerBackend } from './backends/docker/docker-backend.js';
+import { UnconfiguredBackend } from './backends/unconfigured.js';
+import type { Config } from './config.js';
+import { openDatabase, type Database } from './db/database.js';
+import { SecretBox } from './security/secrets.js';
+import { createWorker } from './worker/index.js';
+
+export interface ServiceOptions {
+  api: boolean;
+  worker: boolean;
+  log?: Logger;
+}
+
+export interface RunningService {
+  /** Base URL of the API (when started). */
+  url: string | null;
+  port: number | null;
+  db: Database;
+  temporal: Client;
+  backends: Record<BackendKind, WorkspaceBackend>;
+  worker: Worker | null;
+  close(): Promise<void>;
+}
+
+export function createBackends(config: Config): Record<BackendKind, WorkspaceBackend> {
+  const image = (runtime: string): string => {
+    const tag = config.runtimeImages[runtime];
+    if (!tag) throw new BackendError('permanent', `no image configured for runtime "${runtime}"`);
+    return tag;
+  };
+  return {
+    docker: config.ENABLED_BACKENDS.includes('docker')
+      ? new DockerBackend({ docker: new Dockerode({ socketPath: config.DOCKER_SOCKET }), image })
+      : new UnconfiguredBackend('docker'),
+    ec2: new UnconfiguredBackend('ec2'),
+  };
+}
+
+export async function startService(config: Config, opts: ServiceOptions): Promise<RunningService> {
+  const log = opts.log ?? pino({ level: config.LOG_LEVEL });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
+  const secrets = new SecretBox(config.SECRETS_KEY);
+  const backends = createBackends(config);
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+
+  let server: Server | null = null;
+  let port: number | null = null;
+  if (opts.api) {
+    const app = createApp({
+      db: db.pool,
+      entity: new EntityClient(temporal, config.TASK_QUEUE),
+      backends,
+      secrets,
+      log,
+      settings: {
+        adminToken: config.ADMIN_TOKEN,
+        enabledBackends: config.ENABLED_BACKENDS,
+        runtimeImages: config.runtimeImages,
+        defaultRuntime: config.DEFAULT_RUNTIME,
+        bootDeadlineMs: config.BOOT_DEADLINE_MS,
+        continueAsNewAfterEvents: config.CONTINUE_AS_NEW_AFTER_EVENTS,
+        heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
+        templates: {},
+      },
+      readiness: {
+        temporal: async () => {
+          await connection.workflowService.getSystemInfo({});
+        },
+      },
+    });
+    server = createServer(app);
+    await new Promise<void>((resolve) => server!.listen(config.PORT, config.BIND_HOST, resolve));
+    port = (server.address() as AddressInfo).port;
+    log.info({ port }, 'api listening');
+  }
+
+  let worker: Worker | null = null;
+  let workerRun: Promise<void> | null = null;
+  let workerConnection: { close(): Promise<void> } | null = null;
+  if (opts.worker) {
+    const platformUrl = config.DOCKER_PLATFORM_URL ?? `http://host.docker.internal:${port ?? config.PORT}`;
+    const activities = createActivities({
+      db: db.pool,
+      backends,
+      platformUrls: { docker: platformUrl, ec2: platformUrl },
+      bootstrapTokenTtlMs: config.BOOTSTRAP_TOKEN_TTL_MS,
+      secrets,
+    });
+    const created = await createWorker({
+      address: config.TEMPORAL_ADDRESS,
+      namespace: config.TEMPORAL_NAMESPACE,
+      taskQueue: config.TASK_QUEUE,
+      activities,
+    });
+    worker = created.worker;
+    workerConnection = created.connection;
+    workerRun = worker.run();
+    log.info({ taskQueue: config.TASK_QUEUE }, 'worker running');
+  }
+
+  return {
+    url: port !== null ? `http://127.0.0.1:${port}` : null,
+    port,
+    db,
+    temporal,
+    backends,
+    worker,
+    async close() {
+      if (server) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server!.close(() => resolve()));
+      }
+      if (worker && workerRun) {
+        worker.shutdown();
+        await workerRun;
+      }
+      await workerConnection?.close();
+      await connection.close();
+      await db.close();
+    },
+  };
+}

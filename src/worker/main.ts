@@ -1,0 +1,22 @@
+/** A worker process on its own (production runs N of these; tests SIGKILL one mid-provision). */
+import pino from 'pino';
+import { ConfigError, loadConfig } from '../config.js';
+import { startService } from '../service.js';
+
+const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+
+loadConfigAndRun().catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(err.message);
+  else log.error({ err }, 'worker failed');
+  process.exit(1);
+});
+
+async function loadConfigAndRun(): Promise<void> {
+  const service = await startService(loadConfig(), { api: false, worker: true, log });
+  const stop = async () => {
+    await service.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}

@@ -1,0 +1,2 @@
+// The one workflow entry module the worker bundles.
+export { workspaceWorkflow } from './workspace.js';

@@ -1,0 +1,108 @@
+/**
+ * Update / signal / query definitions of the workspace entity workflow and their input types.
+ * Imported by the workflow and by the API (which starts and updates workflows), so it depends on
+ * nothing but @temporalio/workflow's definition helpers.
+ */
+import type { defineSearchAttributeKey } from '@temporalio/common';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+
+export const WORKSPACE_STATUSES = [
+  'provisioning',
+  'online',
+  'degraded',
+  'offline',
+  'stopping',
+  'stopped',
+  'restarting',
+  'failed',
+  'deleting',
+  'deleted',
+] as const;
+export type WorkspaceStatus = (typeof WORKSPACE_STATUSES)[number];
+
+export type BackendName = 'docker' | 'ec2';
+
+export const workspaceWorkflowId = (workspaceId: string): string => `workspace:${workspaceId}`;
+
+// Keyword search attributes, registered on the server (`./dev` passes --search-attribute).
+// (plain objects of the SDK's key shape: workflow code takes nothing at runtime but the workflow SDK).
+type KeywordKey = ReturnType<typeof defineSearchAttributeKey<'KEYWORD'>>;
+const keyword = (name: string): KeywordKey => ({ name, type: 'KEYWORD' });
+export const WorkspaceIdKey = keyword('WorkspaceId');
+export const OrgIdKey = keyword('OrgId');
+export const WorkspaceBackendKey = keyword('WorkspaceBackend');
+export const WorkspaceStatusKey = keyword('WorkspaceStatus');
+
+export interface WorkspaceWorkflowInput {
+  workspaceId: string;
+  orgId: string;
+  backend: BackendName;
+  /** How long a boot may take to prove readiness before the generation is failed and torn down. */
+  bootDeadlineMs: number;
+  /** Continue-as-new also when history grows past this (the server's suggestion applies too). */
+  continueAsNewAfterEvents?: number;
+  /** Present only when continued-as-new: the state carried over, plain JSON. */
+  carried?: CarriedState;
+}
+
+/** Everything the entity needs to resume after continue-as-new. */
+export interface CarriedState {
+  status: WorkspaceStatus;
+  generation: number;
+  configHash: string | null;
+  desired: 'running' | 'stopped';
+  restartPending: boolean;
+  error: string | null;
+  latestSavedVersion: number;
+}
+
+export interface WorkspaceState extends Omit<CarriedState, 'latestSavedVersion'> {
+  workspaceId: string;
+  phase: string | null;
+  /** True while an operation (provision, restart, stop, start, delete) is running. */
+  busy: boolean;
+  deleteRequested: boolean;
+}
+
+export interface ConfigureInput {
+  runtime?: string;
+  config?: Record<string, unknown>;
+  restart?: boolean;
+}
+export interface ConfigureResult {
+  /** The generation that will run this config. */
+  generation: number;
+  configHash: string;
+}
+
+export interface Accepted {
+  accepted: true;
+  status: WorkspaceStatus;
+}
+
+export interface AgentReady {
+  generation: number;
+  configHash: string;
+}
+
+export interface AgentHealth {
+  generation: number;
+  /** `ok`, or anything else the agent reports (e.g. `wedged`), which degrades the workspace. */
+  runtimeState: string;
+}
+
+export const configureUpdate = defineUpdate<ConfigureResult, [ConfigureInput]>('configure');
+export const restartUpdate = defineUpdate<Accepted, []>('restart');
+export const stopUpdate = defineUpdate<Accepted, []>('stop');
+export const startUpdate = defineUpdate<Accepted, []>('start');
+export const deleteUpdate = defineUpdate<Accepted, []>('delete');
+
+/** Sent by the registry when the agent proves it booted generation+config and the platform is healthy. */
+export const agentReadySignal = defineSignal<[AgentReady]>('agentReady');
+/** Sent by the registry only when the reported runtime state changes (never per heartbeat). */
+export const agentHealthSignal = defineSignal<[AgentHealth]>('agentHealth');
+
+export const stateQuery = defineQuery<WorkspaceState>('state');
+
+/** Update rejections carry this prefix in their message; the API maps them to 409. */
+export const CONFLICT = 'conflict';

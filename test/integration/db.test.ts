@@ -1,0 +1,225 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
+import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
+
+// The tables this suite touches; later migrations may add more.
+const CORE_TABLES = ['api_keys', 'orgs', 'pgmigrations', 'workspaces', 'workspace_tokens', 'secrets'];
+
+const migrationNames = async (): Promise<string[]> =>
+  (await readdir(MIGRATIONS_DIR))
+    .filter((f) => /\.(sql|js|ts)$/.test(f) && !f.endsWith('.d.ts'))
+    .map((f) => f.replace(/\.[^.]+$/, ''))
+    .sort();
+
+const id = (prefix: string): string => `${prefix}-${randomUUID()}`;
+
+async function insertOrg(db: Database, name = 'acme'): Promise<string> {
+  const orgId = id('org');
+  await db.pool.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [orgId, name]);
+  return orgId;
+}
+
+describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
+  let dataDir: string;
+  let fresh: FreshDatabase | undefined;
+  let db: Database;
+  const open = (): Promise<Database> => openDatabase({ databaseUrl: fresh?.url, dataDir });
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-dbtest-'));
+    if (mode === 'postgres') fresh = await createFreshDatabase(inject('DATABASE_URL'), 'dbtest');
+    db = await open();
+  });
+
+  afterAll(async () => {
+    await db?.close();
+    await fresh?.drop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('opens the expected kind of database and applies the migrations', async () => {
+    expect(db.embedded).toBe(mode === 'pglite');
+    expect(db.pool.options.max).toBe(mode === 'pglite' ? 1 : 10);
+    const { rows } = await db.pool.query<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`,
+    );
+    expect(rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(CORE_TABLES));
+    const applied = await db.pool.query<{ name: string }>(
+      'SELECT name FROM pgmigrations ORDER BY run_on, id',
+    );
+    expect(applied.rows.map((r) => r.name)).toEqual(await migrationNames());
+  });
+
+  it('treats re-running the migrations as a no-op', async () => {
+    expect(await migrate(db.pool)).toEqual([]);
+    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM pgmigrations');
+    expect(rows[0]?.n).toBe((await migrationNames()).length);
+  });
+
+  it('answers the query after a failed one, also when failures run concurrently', async () => {
+    // pg.Pool drops its client on every query error and reconnects; embedded PGlite must accept that.
+    for (let i = 0; i < 5; i++) {
+      await expect(db.pool.query('SELECT 1/0')).rejects.toMatchObject({ code: '22012' });
+      expect((await db.pool.query('SELECT $1::int AS n', [i])).rows).toEqual([{ n: i }]);
+    }
+    const mixed = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) =>
+        db.pool.query(i % 2 ? 'SELECT 1/0' : 'SELECT $1::int AS n', i % 2 ? [] : [i]),
+      ),
+    );
+    mixed.forEach((r, i) => {
+      if (i % 2) expect(r).toMatchObject({ status: 'rejected', reason: { code: '22012' } });
+      else expect(r).toMatchObject({ status: 'fulfilled', value: { rows: [{ n: i }] } });
+    });
+  });
+
+  it('round-trips an org, an api key and a workspace', async () => {
+    const orgId = await insertOrg(db);
+    const keyId = id('key');
+    await db.pool.query('INSERT INTO api_keys (id, org_id, key_hash) VALUES ($1, $2, $3)', [
+      keyId,
+      orgId,
+      `sha256-${keyId}`,
+    ]);
+    const wsId = id('ws');
+    const config = { model: 'x', nested: { list: [1, 2, 3] }, unicode: 'héllo ✓' };
+    await db.pool.query(
+      `INSERT INTO workspaces (id, org_id, name, backend, runtime, config, config_hash, status, workflow_id)
+       VALUES ($1, $2, $3, 'docker', 'node', $4, 'hash-1', 'provisioning', $5)`,
+      [wsId, orgId, 'first', JSON.stringify(config), `workspace:${wsId}`],
+    );
+
+    const { rows } = await db.pool.query<{
+      org_name: string;
+      key_hash: string;
+      config: unknown;
+      generation: number;
+      config_version: number;
+      created_at: Date;
+      endpoint: string | null;
+    }>(
+      `SELECT o.name AS org_name, k.key_hash, w.config, w.generation, w.config_version, w.created_at, w.endpoint
+         FROM workspaces w JOIN orgs o ON o.id = w.org_id JOIN api_keys k ON k.org_id = o.id
+        WHERE w.id = $1`,
+      [wsId],
+    );
+    expect(rows).toHaveLength(1);
+    const row = rows[0]!;
+    expect(row.org_name).toBe('acme');
+    expect(row.key_hash).toBe(`sha256-${keyId}`);
+    expect(row.config).toEqual(config);
+    expect(row.generation).toBe(0);
+    expect(row.config_version).toBe(1);
+    expect(row.endpoint).toBeNull();
+    expect(row.created_at).toBeInstanceOf(Date);
+    expect(Math.abs(row.created_at.getTime() - Date.now())).toBeLessThan(60_000);
+
+    // Constraints hold: unique key hash, foreign key to orgs.
+    await expect(
+      db.pool.query('INSERT INTO api_keys (id, org_id, key_hash) VALUES ($1, $2, $3)', [
+        id('key'),
+        orgId,
+        `sha256-${keyId}`,
+      ]),
+    ).rejects.toMatchObject({ code: '23505' });
+    await expect(
+      db.pool.query('INSERT INTO api_keys (id, org_id, key_hash) VALUES ($1, $2, $3)', [
+        id('key'),
+        'no-such-org',
+        id('hash'),
+      ]),
+    ).rejects.toMatchObject({ code: '23503' });
+    // The pool is still usable after errors (the single PGlite connection must not be poisoned).
+    expect((await db.pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+  });
+
+  it('commits and rolls back transactions', async () => {
+    const client = await db.pool.connect();
+    const rolledBack = id('org');
+    const committed = id('org');
+    try {
+      await client.query('BEGIN');
+      await client.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [rolledBack, 'gone']);
+      await client.query('ROLLBACK');
+
+      await client.query('BEGIN');
+      await client.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [committed, 'kept']);
+      // A failing statement aborts the transaction; it rolls back as a whole.
+      await expect(
+        client.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [committed, 'dup']),
+      ).rejects.toThrow();
+      await client.query('ROLLBACK');
+
+      await client.query('BEGIN');
+      await client.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [committed, 'kept']);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const { rows } = await db.pool.query<{ id: string }>('SELECT id FROM orgs WHERE id = ANY($1)', [
+      [rolledBack, committed],
+    ]);
+    expect(rows.map((r) => r.id)).toEqual([committed]);
+  });
+
+  it('runs 20 concurrent queries and transactions through the pool', async () => {
+    const orgId = await insertOrg(db, 'concurrent');
+    const name = `conc-${randomUUID()}`;
+    const plain = Array.from({ length: 20 }, (_, i) =>
+      db.pool.query(
+        `INSERT INTO workspaces (id, org_id, name, backend, runtime, config_hash, status, workflow_id)
+         VALUES ($1, $2, $3, 'docker', 'node', 'h', 'provisioning', 'wf') RETURNING id`,
+        [id(`ws${i}`), orgId, name],
+      ),
+    );
+    // Transactions interleaved with the plain queries: each must see only its own writes.
+    const transactional = Array.from({ length: 5 }, async (_, i) => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [id('tx'), `${name}-tx${i}`]);
+        const { rows } = await client.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM orgs WHERE name = $1',
+          [`${name}-tx${i}`],
+        );
+        await client.query('COMMIT');
+        return rows[0]?.n;
+      } finally {
+        client.release();
+      }
+    });
+    const results = await Promise.allSettled([...plain, ...transactional]);
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    const { rows } = await db.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM workspaces WHERE name = $1',
+      [name],
+    );
+    expect(rows[0]?.n).toBe(20);
+    const counts = await Promise.all(transactional);
+    expect(counts).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it('keeps the data across close and reopen', async () => {
+    const orgId = await insertOrg(db, 'durable');
+    await db.close();
+    await db.close(); // idempotent
+    db = await open();
+    const { rows } = await db.pool.query<{ name: string }>('SELECT name FROM orgs WHERE id = $1', [orgId]);
+    expect(rows).toEqual([{ name: 'durable' }]);
+    expect(await migrate(db.pool)).toEqual([]);
+  });
+});
+
+describe('global setup', () => {
+  it('hands the same services to inject() and to process.env (for spawned processes)', () => {
+    for (const key of ['DATABASE_URL', 'TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'RUNTIME_IMAGE'] as const) {
+      expect(process.env[key], key).toBe(inject(key));
+    }
+    expect(inject('DATABASE_URL')).toMatch(/^postgres:\/\/app@127\.0\.0\.1:\d+\/run_/);
+  });
+});

@@ -1,0 +1,326 @@
+/**
+ * DockerBackend against the real daemon and the real runtime image. A minimal registry stands in
+ * for the platform so the agent boots and writes /configs (readFile needs a file it wrote).
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Dockerode from 'dockerode';
+import tar from 'tar-stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackendError, type StartSpec, type WorkspaceBackend } from '../../src/backends/backend.js';
+import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
+import { ensureRuntimeImage } from '../../src/cli/build-images.js';
+
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== null && value !== false) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** GET with a hard timeout: docker-proxy can hold a connection open while a container starts. */
+function get(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { timeout: 2_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+const configYaml = 'runtime: echo\n';
+
+/** Answers every bootstrap with a bundle for the workspace named in the token; accepts all posts. */
+async function startMiniRegistry(): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/v1/registry/bootstrap') {
+        // Tokens are "bt:<workspaceId>" or "wt:<workspaceId>".
+        const workspaceId = token.slice(3);
+        res.end(
+          JSON.stringify({
+            workspaceId,
+            orgId: 'org-db',
+            name: 'backend-test',
+            runtime: 'echo',
+            generation: 1,
+            configHash: 'h1',
+            config: { runtime: 'echo' },
+            configYaml,
+            files: [{ path: 'notes/hello.txt', contentBase64: Buffer.from('hi').toString('base64') }],
+            plugins: [],
+            secrets: {},
+            workspaceToken: `wt:${workspaceId}`,
+            heartbeatIntervalMs: 1_000,
+          }),
+        );
+        return;
+      }
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const docker = new Dockerode();
+const workspaceId = `dbt${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+const badImageWorkspace = `${workspaceId}-badimg`;
+let backend: DockerBackend;
+let registry: Awaited<ReturnType<typeof startMiniRegistry>>;
+let mints = 0;
+
+const spec = (id = workspaceId): StartSpec => ({
+  workspaceId: id,
+  orgId: 'org-db',
+  generation: 1,
+  runtime: 'echo',
+  platformUrl: `http://host.docker.internal:${registry.port}`,
+  mintBootstrapToken: async () => {
+    mints++;
+    return `bt:${id}`;
+  },
+});
+
+const containersOf = (id: string) =>
+  docker.listContainers({ all: true, filters: { label: [`wo.workspace-id=${id}`] } });
+/** The workspace's volumes by exact name (the daemon's name filter matches substrings). */
+const volumesOf = async (id: string) => {
+  const wanted = new Set([`ws-${id}-configs`, `ws-${id}-workspace`]);
+  return ((await docker.listVolumes()).Volumes ?? []).map((v) => v.Name).filter((n) => wanted.has(n));
+};
+
+beforeAll(async () => {
+  const image = await ensureRuntimeImage({ docker });
+  registry = await startMiniRegistry();
+  backend = new DockerBackend({ docker, image, stopTimeoutSeconds: 5 });
+}, 300_000);
+
+afterAll(async () => {
+  for (const id of [workspaceId, badImageWorkspace])
+    await backend?.remove(id, { volumes: true }).catch(() => undefined);
+  await registry?.close();
+}, 60_000);
+
+describe('DockerBackend', () => {
+  it('start is idempotent per generation: concurrent and repeated starts share one container', async () => {
+    const t0 = Date.now();
+    const [a, b] = await Promise.all([backend.start(spec()), backend.start(spec())]);
+    const startMs = Date.now() - t0;
+    const c = await backend.start(spec());
+    expect(a.instanceId).toBe(b.instanceId);
+    expect(c.instanceId).toBe(a.instanceId);
+    expect(a.status).toBe('running');
+    const mintsAfterFirst = mints;
+    expect(mintsAfterFirst).toBeGreaterThanOrEqual(1);
+    await backend.start(spec());
+    expect(mints).toBe(mintsAfterFirst);
+
+    const containers = await containersOf(workspaceId);
+    expect(containers.map((x) => x.Id)).toEqual([a.instanceId]);
+    expect(containers[0]?.Names).toEqual([`/ws-${workspaceId}-g1`]);
+    expect(containers[0]?.Labels).toMatchObject({
+      'wo.managed-by': 'workspace-orchestrator',
+      'wo.workspace-id': workspaceId,
+      'wo.org-id': 'org-db',
+      'wo.generation': '1',
+      'wo.runtime': 'echo',
+    });
+    // Only the two documented variables reach the workspace.
+    const inspect = await docker.getContainer(a.instanceId).inspect();
+    const ours = (inspect.Config.Env ?? []).filter((e) => e.startsWith('WO_')).map((e) => e.split('=')[0]);
+    expect(ours.sort()).toEqual(['WO_BOOTSTRAP_TOKEN', 'WO_PLATFORM_URL']);
+    expect(inspect.HostConfig.ExtraHosts).toEqual(['host.docker.internal:host-gateway']);
+    expect((await volumesOf(workspaceId)).sort()).toEqual([
+      `ws-${workspaceId}-configs`,
+      `ws-${workspaceId}-workspace`,
+    ]);
+    console.log(
+      `concurrent start (create + start): ${startMs} ms, bootstrap tokens minted: ${mintsAfterFirst}`,
+    );
+  });
+
+  it('status, describe and the published endpoint', async () => {
+    expect(await backend.status(workspaceId, 1)).toBe('running');
+    expect(await backend.status(workspaceId, 2)).toBe('missing');
+    const info = await backend.describe(workspaceId, 1);
+    expect(info?.status).toBe('running');
+    expect(info?.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const health = await waitFor('agent /health through the published port', async () => {
+      const res = await get(`${info?.endpoint}/health`);
+      return res.status === 200 ? (JSON.parse(res.body) as Record<string, unknown>) : null;
+    });
+    expect(health).toMatchObject({ ok: true, workspaceId, generation: 1 });
+    expect(await backend.describe(workspaceId, 2)).toBeNull();
+  });
+
+  it('readFile returns files the agent wrote and refuses bad paths', async () => {
+    const config = await waitFor('config.yaml to be written', async () => {
+      try {
+        return await backend.readFile(workspaceId, 1, '/configs', 'config.yaml');
+      } catch (err) {
+        if (err instanceof BackendError && err.code === 'not_found') return null;
+        throw err;
+      }
+    });
+    expect(config.toString()).toBe(configYaml);
+    expect((await backend.readFile(workspaceId, 1, '/configs', './notes//hello.txt')).toString()).toBe('hi');
+
+    for (const bad of ['../etc/passwd', 'notes/../../etc/passwd', '/etc/passwd', 'a\0b', '', '.', 'a\\b']) {
+      await expect(backend.readFile(workspaceId, 1, '/configs', bad), bad).rejects.toMatchObject({
+        code: 'invalid_path',
+      });
+    }
+    await expect(backend.readFile(workspaceId, 1, '/etc' as '/configs', 'passwd')).rejects.toMatchObject({
+      code: 'invalid_path',
+    });
+    await expect(backend.readFile(workspaceId, 1, '/configs', 'notes')).rejects.toMatchObject({
+      code: 'invalid_path',
+    });
+    await expect(backend.readFile(workspaceId, 1, '/configs', 'nope.txt')).rejects.toMatchObject({
+      code: 'not_found',
+    });
+
+    // A symlink planted in the workspace is refused, not followed.
+    const pack = tar.pack();
+    pack.entry({ name: 'escape-link', type: 'symlink', linkname: '/etc/passwd' });
+    pack.finalize();
+    // @types/tar-stream's Pack lacks legacy Readable members in its typings; it is a real Readable.
+    await docker
+      .getContainer(`ws-${workspaceId}-g1`)
+      .putArchive(pack as unknown as NodeJS.ReadableStream, { path: '/workspace' });
+    await expect(backend.readFile(workspaceId, 1, '/workspace', 'escape-link')).rejects.toMatchObject({
+      code: 'invalid_path',
+    });
+    await expect(backend.readFile(workspaceId, 9, '/configs', 'config.yaml')).rejects.toMatchObject({
+      code: 'not_found',
+    });
+  });
+
+  it('bootLog returns the console text; missing → empty', async () => {
+    const log = await waitFor('the agent to log its boot', async () => {
+      const text = await backend.bootLog(workspaceId, 1);
+      return text.includes('phase platform-health-ok') ? text : null;
+    });
+    expect(log).toContain('agent: first boot');
+    expect(log).not.toContain(`bt:${workspaceId}`);
+    expect(await backend.bootLog(workspaceId, 9)).toBe('');
+  });
+
+  it('listManaged includes the container with its identity', async () => {
+    const all = await backend.listManaged();
+    const mine = all.filter((r) => r.workspaceId === workspaceId);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({ workspaceId, orgId: 'org-db', generation: 1, status: 'running' });
+    expect(mine[0]?.createdAt).toBeInstanceOf(Date);
+    expect(Math.abs(Date.now() - (mine[0]?.createdAt.getTime() ?? 0))).toBeLessThan(5 * 60_000);
+  });
+
+  it('stop → stopped; start again → same container running, no new bootstrap token', async () => {
+    const before = await backend.describe(workspaceId, 1);
+    await backend.stop(workspaceId, 1);
+    expect(await backend.status(workspaceId, 1)).toBe('stopped');
+    expect((await backend.describe(workspaceId, 1))?.endpoint).toBeNull();
+    await backend.stop(workspaceId, 1); // already stopped: fine
+    await backend.stop(workspaceId, 9); // missing: fine
+    // Files stay readable while stopped (docker cp works on stopped containers).
+    expect((await backend.readFile(workspaceId, 1, '/configs', 'config.yaml')).toString()).toBe(configYaml);
+
+    const mintsBefore = mints;
+    const after = await backend.start(spec());
+    expect(after.instanceId).toBe(before?.instanceId);
+    expect(after.status).toBe('running');
+    expect(after.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(mints).toBe(mintsBefore);
+    expect(await backend.status(workspaceId, 1)).toBe('running');
+  });
+
+  it('a missing image is a permanent error', async () => {
+    const bad = new DockerBackend({ docker, image: () => 'wo-no-such-image:nope' });
+    await expect(bad.start(spec(badImageWorkspace))).rejects.toMatchObject({
+      code: 'permanent',
+      message: 'image wo-no-such-image:nope not found',
+    });
+    expect(await containersOf(badImageWorkspace)).toEqual([]);
+  });
+
+  it('remove: one generation, then everything with volumes; repeating succeeds', async () => {
+    await backend.remove(workspaceId, { generation: 7 }); // missing generation: fine
+    expect(await backend.status(workspaceId, 1)).toBe('running');
+
+    await backend.remove(workspaceId, { volumes: true });
+    expect(await containersOf(workspaceId)).toEqual([]);
+    expect(await volumesOf(workspaceId)).toEqual([]);
+    expect(await backend.status(workspaceId, 1)).toBe('missing');
+    expect(await backend.describe(workspaceId, 1)).toBeNull();
+    expect((await backend.listManaged()).filter((r) => r.workspaceId === workspaceId)).toEqual([]);
+    await backend.remove(workspaceId, { volumes: true });
+    await backend.remove(workspaceId, { generation: 1 });
+  });
+
+  it('an unreachable daemon answers status unknown, never missing', async () => {
+    const broken = new DockerBackend({
+      docker: new Dockerode({ socketPath: '/nonexistent/docker.sock' }),
+      image: 'x',
+    });
+    expect(await broken.status(workspaceId, 1)).toBe('unknown');
+    await expect(broken.describe(workspaceId, 1)).rejects.toMatchObject({ code: 'transient' });
+    await expect(broken.ping()).rejects.toMatchObject({ code: 'transient' });
+    await expect(broken.listManaged()).rejects.toMatchObject({ code: 'transient' });
+    await expect(backend.ping()).resolves.toBeUndefined();
+  });
+
+  it('without a docker client every method rejects with not_configured', async () => {
+    const zero: WorkspaceBackend = new DockerBackend({ image: 'x' });
+    expect(zero.kind).toBe('docker');
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['start', () => zero.start(spec())],
+      ['stop', () => zero.stop(workspaceId, 1)],
+      ['remove', () => zero.remove(workspaceId, { volumes: true })],
+      ['status', () => zero.status(workspaceId, 1)],
+      ['describe', () => zero.describe(workspaceId, 1)],
+      ['listManaged', () => zero.listManaged()],
+      ['bootLog', () => zero.bootLog(workspaceId, 1)],
+      ['readFile', () => zero.readFile(workspaceId, 1, '/configs', 'config.yaml')],
+      ['ping', () => zero.ping()],
+    ];
+    for (const [name, call] of calls) {
+      const err = await call().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, name).toBeInstanceOf(BackendError);
+      expect((err as BackendError).code, name).toBe('not_configured');
+    }
+    expect(mints).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,177 @@
+/**
+ * The Docker lifecycle end to end on the real stack: API → Temporal entity workflow → dockerd →
+ * the reference agent proving readiness through the registry.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { workflowsPath } from '../../src/worker/index.js';
+import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
+import { waitFor } from '../setup/wait-for.js';
+import {
+  REPO_ROOT,
+  containersOf,
+  createOrg,
+  startStack,
+  volumesOf,
+  waitForStatus,
+  type Stack,
+} from '../support/stack.js';
+
+describe('docker workspace lifecycle', () => {
+  let stack: Stack;
+  let key: string;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    key = (await createOrg(stack)).apiKey;
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('create → online → config+restart → online at g+1 → stop → start → delete leaves nothing', async () => {
+    const created = await stack.api.call('POST', '/v1/workspaces', {
+      token: key,
+      body: { name: 'alpha', backend: 'docker', runtime: 'claude-code', config: { model: 'small' } },
+    });
+    expect(created.status).toBe(202);
+    expect(created.body.status).toBe('provisioning');
+    const id: string = created.body.id;
+    expect(created.body.workflowId).toBe(workspaceWorkflowId(id));
+
+    const online = await waitForStatus(stack, key, id, 'online');
+    expect(online.generation).toBe(1);
+    expect(online.runtime).toBe('claude-code');
+    expect(online.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(online.instanceId).toBeTruthy();
+
+    // Every boot phase was reported for generation 1 before it went online.
+    const bootLog = await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key });
+    expect(bootLog.status).toBe(200);
+    expect(bootLog.body.backend).toBe('docker');
+    const phases = bootLog.body.events
+      .filter((e: { generation: number }) => e.generation === 1)
+      .map((e: { phase: string }) => e.phase);
+    expect(phases).toEqual([
+      'boot',
+      'config-materialized',
+      'plugins-installed',
+      'agent-started',
+      'platform-health-ok',
+    ]);
+
+    const patched = await stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: key,
+      body: { runtime: 'langgraph', config: { model: 'large' }, restart: true },
+    });
+    expect(patched.status).toBe(200);
+    expect(patched.body.generation).toBe(2);
+    expect(patched.body.configHash).toMatch(/^[0-9a-f]{16}$/);
+
+    const restarted = await waitForStatus(stack, key, id, (w) => w.status === 'online' && w.generation === 2);
+    expect(restarted.runtime).toBe('langgraph');
+    expect(restarted.configHash).toBe(patched.body.configHash);
+    const yaml = (await stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')).toString();
+    expect(yaml).toMatch(/^runtime: langgraph$/m);
+    expect(yaml).toMatch(/^model: large$/m);
+    const afterRestart = await containersOf(stack.docker, id);
+    expect(afterRestart.map((c) => c.Names[0])).toEqual([`/ws-${id}-g2`]);
+
+    expect((await stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: key })).status).toBe(202);
+    await waitForStatus(stack, key, id, 'stopped');
+    const stopped = await containersOf(stack.docker, id);
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]!.State).not.toBe('running');
+
+    expect((await stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(202);
+    const again = await waitForStatus(stack, key, id, 'online');
+    expect(again.generation).toBe(2);
+    expect((await containersOf(stack.docker, id)).map((c) => c.Id)).toEqual([stopped[0]!.Id]);
+
+    expect((await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key })).status).toBe(202);
+    await waitForStatus(stack, key, id, 'deleted');
+    expect(await containersOf(stack.docker, id)).toEqual([]);
+    expect(await volumesOf(stack.docker, id)).toEqual([]);
+
+    // The history of transitions is served as SSE and ends with `deleted`.
+    const events = await fetch(`${stack.url}/v1/workspaces/${id}/events`, {
+      headers: { authorization: `Bearer ${key}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(events.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const text = await events.text();
+    const statuses = [...text.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1]!).status);
+    expect(statuses[0]).toBe('provisioning');
+    expect(statuses).toContain('restarting');
+    expect(statuses).toContain('stopped');
+    expect(statuses.at(-1)).toBe('deleted');
+
+    // Deleted is final: lifecycle calls now conflict.
+    expect((await stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: key })).status).toBe(409);
+
+    // The whole history replays deterministically against the current workflow code.
+    const history = await stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath: workflowsPath() }, history, workspaceWorkflowId(id));
+    if (process.env.RECORD_REPLAY === '1') {
+      // `RECORD_REPLAY=1 npx vitest run test/integration/lifecycle.test.ts` refreshes the committed history.
+      writeFileSync(
+        path.join(REPO_ROOT, 'test/replay/histories/docker-lifecycle.json'),
+        historyToJSON(history),
+      );
+    }
+  });
+});
+
+describe('entity continue-as-new', () => {
+  let stack: Stack;
+  let key: string;
+
+  beforeAll(async () => {
+    stack = await startStack({ env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
+    key = (await createOrg(stack)).apiKey;
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('carries generation, config and status across runs, and keeps serving updates', async () => {
+    const created = await stack.api.call('POST', '/v1/workspaces', {
+      token: key,
+      body: { name: 'long-lived', backend: 'docker', config: { v: 1 } },
+    });
+    const id: string = created.body.id;
+    await waitForStatus(stack, key, id, 'online');
+    const handle = stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
+    // The provision alone passes 30 events: the entity continues as new once idle.
+    const continued = await waitForContinued(handle);
+    expect(continued).toBe(true);
+    const state = await handle.query(stateQuery);
+    expect(state).toMatchObject({ status: 'online', generation: 1, desired: 'running' });
+
+    const patched = await stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: key,
+      body: { config: { v: 2 }, restart: true },
+    });
+    expect(patched.body.generation).toBe(2);
+    await waitForStatus(stack, key, id, (w) => w.status === 'online' && w.generation === 2);
+    const yaml = (await stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')).toString();
+    expect(yaml).toMatch(/^v: 2$/m);
+    expect((await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key })).status).toBe(202);
+    await waitForStatus(stack, key, id, 'deleted');
+    expect(await containersOf(stack.docker, id)).toEqual([]);
+  });
+
+  async function waitForContinued(handle: ReturnType<Stack['service']['temporal']['workflow']['getHandle']>) {
+    return waitFor(
+      async () => {
+        const history = await handle.fetchHistory();
+        const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+        return Boolean(started?.continuedExecutionRunId);
+      },
+      { timeoutMs: 30_000, intervalMs: 200, describe: 'the entity to continue as new' },
+    );
+  }
+});

@@ -1,0 +1,175 @@
+/**
+ * The races the seed system lost, on the real stack: a config save racing a restart, a stale boot
+ * trying to flip the workspace, and a boot that never proves readiness.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
+import { waitFor } from '../setup/wait-for.js';
+import { containersOf, createOrg, startStack, waitForStatus, type Stack } from '../support/stack.js';
+
+const RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'];
+
+describe('config/restart race and stale boots', () => {
+  let stack: Stack;
+  let key: string;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    key = (await createOrg(stack)).apiKey;
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  /** Waits until the entity has nothing left to do and the workspace is online. */
+  async function settled(id: string) {
+    const handle = stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
+    return waitFor(
+      async () => {
+        const s = await handle.query(stateQuery);
+        return s.status === 'online' && !s.busy && !s.restartPending ? s : false;
+      },
+      { timeoutMs: 90_000, intervalMs: 100, describe: `workspace ${id} to settle online` },
+    );
+  }
+
+  it('20 rounds of a config save racing a restart: the running workspace has the last saved config', async () => {
+    const created = await stack.api.call('POST', '/v1/workspaces', {
+      token: key,
+      body: { name: 'racer', backend: 'docker', config: { round: 0 } },
+    });
+    const id: string = created.body.id;
+    await waitForStatus(stack, key, id, 'online');
+    for (let round = 1; round <= 20; round++) {
+      const runtime = RUNTIMES[round % RUNTIMES.length]!;
+      // Half the rounds send the restart first, half the save first; both fly concurrently.
+      const save = () =>
+        stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+          token: key,
+          body: { runtime, config: { round } },
+        });
+      const restart = () => stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: key });
+      const [a, b] =
+        round % 2 ? await Promise.all([save(), restart()]) : await Promise.all([restart(), save()]);
+      expect([a.status, b.status].sort()).toEqual([200, 202]);
+      const state = await settled(id);
+      const w = (await stack.api.call('GET', `/v1/workspaces/${id}`, { token: key })).body;
+      expect(w.runtime, `round ${round}`).toBe(runtime);
+      expect(state.configHash, `round ${round}`).toBe(w.configHash);
+      const yaml = (
+        await stack.service.backends.docker.readFile(id, state.generation, '/configs', 'config.yaml')
+      ).toString();
+      expect(yaml, `round ${round}`).toMatch(new RegExp(`^round: ${round}$`, 'm'));
+      expect(yaml, `round ${round}`).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
+      expect((await containersOf(stack.docker, id)).length, `round ${round}`).toBe(1);
+    }
+    await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
+    await waitForStatus(stack, key, id, 'deleted');
+  });
+
+  it('a boot of an older generation is refused and cannot change the workspace', async () => {
+    const created = await stack.api.call('POST', '/v1/workspaces', {
+      token: key,
+      body: { name: 'fenced', backend: 'docker' },
+    });
+    const id: string = created.body.id;
+    await waitForStatus(stack, key, id, 'online');
+    // What generation 1 was started with and what its agent holds.
+    const g1 = stack.docker.getContainer(`ws-${id}-g1`);
+    const env = (await g1.inspect()).Config.Env;
+    const bootstrapToken = env.find((e) => e.startsWith('WO_BOOTSTRAP_TOKEN='))!.split('=')[1]!;
+    const platformUrl = env.find((e) => e.startsWith('WO_PLATFORM_URL='))!.split('=')[1]!;
+    const bundle = JSON.parse(
+      (await stack.service.backends.docker.readFile(id, 1, '/configs', '.wo/bundle.json')).toString(),
+    );
+    const oldToken: string = bundle.workspaceToken;
+
+    expect((await stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: key })).status).toBe(202);
+    const current = await waitForStatus(stack, key, id, (w) => w.status === 'online' && w.generation === 2);
+    const eventsBefore = (await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body
+      .events.length;
+
+    // The old agent's workspace token: every registry call is refused as stale.
+    const g1Body = { workspaceId: id, generation: 1, configHash: bundle.configHash };
+    const register = await stack.api.call('POST', '/v1/registry/register', { token: oldToken, body: g1Body });
+    expect(register.status).toBe(409);
+    expect(register.body.error.code).toBe('stale_generation');
+    const health = await stack.api.call('POST', '/v1/registry/boot-events', {
+      token: oldToken,
+      body: { workspaceId: id, generation: 1, phase: 'platform-health-ok', ts: new Date().toISOString() },
+    });
+    expect(health.status).toBe(409);
+    // Claiming the current generation with the old token is refused too.
+    const claim = await stack.api.call('POST', '/v1/registry/register', {
+      token: oldToken,
+      body: { ...g1Body, generation: 2, configHash: current.configHash },
+    });
+    expect(claim.status).toBe(409);
+    expect((await stack.api.call('GET', '/v1/registry/bootstrap', { token: oldToken })).status).toBe(409);
+
+    // A container started with generation 1's (used) bootstrap token: refused, exits non-zero.
+    const rogue = await stack.docker.createContainer({
+      Image: stack.config.RUNTIME_IMAGE!,
+      name: `rogue-${id}`,
+      Env: [`WO_PLATFORM_URL=${platformUrl}`, `WO_BOOTSTRAP_TOKEN=${bootstrapToken}`],
+      HostConfig: { ExtraHosts: ['host.docker.internal:host-gateway'] },
+    });
+    try {
+      await rogue.start();
+      const exit = await rogue.wait();
+      expect(exit.StatusCode).not.toBe(0);
+      const logs = (await rogue.logs({ stdout: true, stderr: true })).toString();
+      expect(logs).toMatch(/bootstrap refused/i);
+    } finally {
+      await rogue.remove({ force: true });
+    }
+
+    const after = (await stack.api.call('GET', `/v1/workspaces/${id}`, { token: key })).body;
+    expect(after.status).toBe('online');
+    expect(after.generation).toBe(2);
+    expect(after.configHash).toBe(current.configHash);
+    const eventsAfter = (await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body
+      .events;
+    expect(eventsAfter.length).toBe(eventsBefore);
+
+    await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
+    await waitForStatus(stack, key, id, 'deleted');
+  });
+});
+
+describe('boot deadline', () => {
+  let stack: Stack;
+  let key: string;
+  const deadlineMs = 6000;
+
+  beforeAll(async () => {
+    stack = await startStack({ env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
+    key = (await createOrg(stack)).apiKey;
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('an agent that never reports health → failed within the deadline, boot events kept, container removed', async () => {
+    const created = await stack.api.call('POST', '/v1/workspaces', {
+      token: key,
+      body: { name: 'silent', backend: 'docker', config: { agent: { neverHealthy: true } } },
+    });
+    const id: string = created.body.id;
+    const started = Date.now();
+    const failed = await waitForStatus(stack, key, id, 'failed', deadlineMs + 30_000);
+    // The deadline is a workflow timer: it fires after the deadline, not long after it.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(deadlineMs);
+    expect(failed.error).toMatch(/boot deadline/);
+    expect(await containersOf(stack.docker, id)).toEqual([]);
+    const log = (await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body;
+    const phases = log.events.map((e: { phase: string }) => e.phase);
+    expect(phases).toEqual(['boot', 'config-materialized', 'plugins-installed', 'agent-started']);
+    expect(log.console).toMatch(/\S/);
+    expect(log.console).not.toMatch(/wo_(boot|ws)_/);
+    // Failed, not stuck: restart provisions a new generation.
+    expect((await stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(409);
+    await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
+    await waitForStatus(stack, key, id, 'deleted');
+  });
+});

@@ -1,0 +1,59 @@
+/**
+ * Starts the services every test run shares: a real PostgreSQL, a Temporal dev server and the
+ * Docker daemon, and builds the runtime image (src/cli/build-images.ts). Runs once per
+ * `vitest run`, so any single test file also works alone. Values reach tests through inject()
+ * (see context.ts) and process.env.
+ */
+import type { TestProject } from 'vitest/node';
+import './context.js';
+import { ensureRuntimeImage } from '../../src/cli/build-images.js';
+import { createFreshDatabase } from './databases.js';
+import { ensureDockerDaemon, startPostgres, startTemporal, type Log } from './services.js';
+
+const log: Log = (message) => console.log(`[global-setup] ${message}`);
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const started = Date.now();
+  const cleanups: Array<{ name: string; fn: () => Promise<void> }> = [];
+  const teardown = async (): Promise<void> => {
+    for (const { name, fn } of cleanups.reverse()) {
+      await fn().catch((err: unknown) => log(`stopping ${name} failed: ${String(err)}`));
+    }
+  };
+
+  // Independent, so start them together; settle all before judging, so nothing started is leaked.
+  const [postgres, temporal, image] = await Promise.allSettled([
+    startPostgres({ log }).then((s) => (cleanups.push({ name: 'postgres', fn: s.stop }), s)),
+    startTemporal({ log }).then((s) => (cleanups.push({ name: 'temporal', fn: s.stop }), s)),
+    ensureDockerDaemon({ log }).then(() =>
+      ensureRuntimeImage({ log: (line) => log(`runtime image: ${line}`) }),
+    ),
+  ]);
+  if (postgres.status === 'rejected' || temporal.status === 'rejected' || image.status === 'rejected') {
+    await teardown();
+    const reasons = [postgres, temporal, image]
+      .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+      .map((r) => (r.reason instanceof Error ? r.reason.message : String(r.reason)));
+    throw new Error(`global setup failed:\n- ${reasons.join('\n- ')}`);
+  }
+
+  try {
+    const db = await createFreshDatabase(postgres.value.adminUrl, 'run');
+    const values = {
+      DATABASE_URL: db.url,
+      TEMPORAL_ADDRESS: temporal.value.address,
+      TEMPORAL_NAMESPACE: temporal.value.namespace,
+      RUNTIME_IMAGE: image.value,
+    };
+    for (const [key, value] of Object.entries(values) as Array<[keyof typeof values, string]>) {
+      project.provide(key, value);
+      // Forked test workers and the processes tests spawn inherit this.
+      process.env[key] = value;
+    }
+    log(`ready in ${Date.now() - started} ms`);
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+  return teardown;
+}

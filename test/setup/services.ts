@@ -1,0 +1,381 @@
+/**
+ * Real services for tests: PostgreSQL (Debian binaries), the Temporal dev server (venv binary) and
+ * the Docker daemon. Used by global-setup.ts; exported so a test or a bench can start its own.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { chown, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { Connection } from '@temporalio/client';
+import { canConnect, freePort, freePorts } from './free-port.js';
+import { waitFor } from './wait-for.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export type Log = (message: string) => void;
+
+// ---------------------------------------------------------------------------------------------
+// processes
+
+interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion; rejects with its output when it fails. */
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd}: ${err.message}`));
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ stdout, stderr });
+      else
+        reject(
+          new Error(
+            `${[cmd, ...args].join(' ')} exited with ${code ?? signal}\n${(stdout + stderr).trim().slice(-4000)}`,
+          ),
+        );
+    });
+  });
+}
+
+/** Sends SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. */
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Rejects when the child exits; lets a readiness wait fail at once instead of at its deadline. */
+function exitAsError(child: ChildProcess, what: string, logFile: string): Promise<never> {
+  return new Promise((_, reject) => {
+    child.once('exit', (code, signal) =>
+      reject(new Error(`${what} exited early (${code ?? signal}); log ${logFile}:\n${tail(logFile)}`)),
+    );
+    child.once('error', (err) => reject(new Error(`${what}: ${err.message}`)));
+  });
+}
+
+export function tail(file: string, bytes = 3000): string {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    return text.slice(-bytes);
+  } catch {
+    return '(no log)';
+  }
+}
+
+function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+function passwdEntry(user: string): { uid: number; gid: number } {
+  const line = fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user}:`));
+  const [, , uid, gid] = line?.split(':') ?? [];
+  if (uid === undefined || gid === undefined) {
+    throw new Error(
+      `user ${user} not found: install PostgreSQL (./dev setup installs the postgresql package)`,
+    );
+  }
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+
+export interface RunningPostgres {
+  /** Superuser `app`, database `postgres`. */
+  adminUrl: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Finds the PostgreSQL server binaries: $PG_BIN_DIR, else the newest /usr/lib/postgresql/N/bin. */
+export function findPgBinDir(): string {
+  if (process.env.PG_BIN_DIR) return process.env.PG_BIN_DIR;
+  const base = '/usr/lib/postgresql';
+  const versions = fs.existsSync(base)
+    ? fs
+        .readdirSync(base)
+        .filter((v) => fs.existsSync(path.join(base, v, 'bin', 'initdb')))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  if (versions[0] === undefined) {
+    throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql: run ./dev setup');
+  }
+  return path.join(base, versions[0], 'bin');
+}
+
+/**
+ * initdb into a fresh temp dir and start a server on a free port (fsync off: throwaway data).
+ * initdb refuses root, so as root everything runs as the `postgres` user on a dir it owns.
+ */
+export async function startPostgres(opts: { log?: Log } = {}): Promise<RunningPostgres> {
+  const bin = findPgBinDir();
+  const root = await mkdtemp(path.join(os.tmpdir(), 'wo-pg-'));
+  const asPg = (cmd: string, args: string[]): [string, string[]] =>
+    isRoot()
+      ? ['runuser', ['-u', 'postgres', '--', path.join(bin, cmd), ...args]]
+      : [path.join(bin, cmd), args];
+  if (isRoot()) {
+    const { uid, gid } = passwdEntry('postgres');
+    await chown(root, uid, gid);
+  }
+  const dataDir = path.join(root, 'data');
+  const logFile = path.join(root, 'postgres.log');
+  const pgCtl = (args: string[], timeoutMs = 90_000): Promise<RunResult> =>
+    run(...asPg('pg_ctl', ['-D', dataDir, ...args]), { timeoutMs });
+
+  let started = false;
+  const stop = async (mode: 'fast' | 'immediate' = 'fast'): Promise<void> => {
+    if (started) await pgCtl(['-m', mode, '-w', '-t', '30', 'stop']).catch(() => {});
+    started = false;
+    await rm(root, { recursive: true, force: true });
+  };
+  // If the runner dies without teardown, don't leave a postmaster behind.
+  const onExit = (): void => {
+    if (started)
+      spawnSync(...asPg('pg_ctl', ['-D', dataDir, '-m', 'immediate', 'stop']), { stdio: 'ignore' });
+  };
+  process.once('exit', onExit);
+
+  try {
+    await run(
+      ...asPg('initdb', ['-D', dataDir, '-U', 'app', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '-N']),
+    );
+    // The port can be taken between freePort() and bind: retry with another one.
+    const startOnFreePort = async (attempt: number): Promise<number> => {
+      const candidate = await freePort();
+      const serverOpts = [
+        `-c listen_addresses=127.0.0.1 -p ${candidate} -k ${root}`,
+        '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
+        '-c max_connections=200',
+      ].join(' ');
+      try {
+        await pgCtl(['-o', serverOpts, '-l', logFile, '-w', '-t', '60', 'start']);
+        started = true;
+        return candidate;
+      } catch (err) {
+        if (attempt >= 3) throw new Error(`${(err as Error).message}\n${tail(logFile)}`, { cause: err });
+        return startOnFreePort(attempt + 1);
+      }
+    };
+    const port = await startOnFreePort(1);
+    const adminUrl = `postgres://app@127.0.0.1:${port}/postgres`;
+    await waitFor(
+      async () => {
+        const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2000 });
+        await client.connect();
+        try {
+          await client.query('SELECT 1');
+          return true;
+        } finally {
+          await client.end();
+        }
+      },
+      { timeoutMs: 30_000, intervalMs: 100, describe: `PostgreSQL on 127.0.0.1:${port} to answer SELECT 1` },
+    );
+    opts.log?.(`postgres: ${adminUrl} (data ${dataDir})`);
+    return {
+      adminUrl,
+      port,
+      stop: async () => {
+        process.off('exit', onExit);
+        await stop();
+      },
+    };
+  } catch (err) {
+    process.off('exit', onExit);
+    await stop('immediate');
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporal dev server
+
+/** Registered on every dev server the project starts (the dev script passes the same list). */
+export const SEARCH_ATTRIBUTES = ['WorkspaceId', 'OrgId', 'WorkspaceBackend', 'WorkspaceStatus'] as const;
+
+export interface RunningTemporal {
+  address: string;
+  namespace: string;
+  stop(): Promise<void>;
+}
+
+export function temporalBinary(): string {
+  return process.env.TEMPORAL_BIN ?? path.join(REPO_ROOT, '.venv-tools', 'bin', 'temporal');
+}
+
+/**
+ * A headless, in-memory Temporal dev server on free ports. Ready = the frontend answers
+ * GetSystemInfo and lists our search attributes (they are registered after the port opens).
+ */
+export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTemporal> {
+  const binary = temporalBinary();
+  if (!fs.existsSync(binary)) {
+    throw new Error(`Temporal CLI not found at ${binary}: run ./dev setup (it creates .venv-tools)`);
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'wo-temporal-'));
+  const logFile = path.join(dir, 'temporal.log');
+
+  for (let attempt = 1; ; attempt++) {
+    const [port = 0, httpPort = 0, metricsPort = 0] = await freePorts(3);
+    const address = `127.0.0.1:${port}`;
+    const args = [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--http-port',
+      String(httpPort),
+      '--metrics-port',
+      String(metricsPort),
+      '--headless',
+      ...SEARCH_ATTRIBUTES.flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
+      '--dynamic-config-value',
+      'frontend.enableUpdateWorkflowExecution=true',
+    ];
+    const logFd = fs.openSync(logFile, 'a');
+    const child = spawn(binary, args, { stdio: ['ignore', logFd, logFd] });
+    fs.closeSync(logFd);
+    const onExit = (): void => void child.kill('SIGKILL');
+    process.once('exit', onExit);
+    const stop = async (): Promise<void> => {
+      process.off('exit', onExit);
+      await stopChild(child);
+    };
+
+    try {
+      await Promise.race([
+        exitAsError(child, 'temporal server start-dev', logFile),
+        waitFor(
+          async () => {
+            if (!(await canConnect(port))) return false;
+            const connection = await Connection.connect({ address, connectTimeout: 2000 });
+            try {
+              await connection.workflowService.getSystemInfo({});
+              const sa = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
+              const have = Object.keys(sa.customAttributes ?? {});
+              return SEARCH_ATTRIBUTES.every((name) => have.includes(name));
+            } finally {
+              await connection.close();
+            }
+          },
+          {
+            timeoutMs: 60_000,
+            intervalMs: 200,
+            attemptTimeoutMs: 10_000,
+            describe: `Temporal dev server on ${address} (GetSystemInfo + search attributes); log ${logFile}`,
+          },
+        ),
+      ]);
+    } catch (err) {
+      await stop();
+      // An early exit is most likely a port race; anything else (or a third failure) is real.
+      if (attempt < 3 && child.exitCode !== null && /address already in use/i.test(tail(logFile))) continue;
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    opts.log?.(`temporal: ${address} (log ${logFile})`);
+    return {
+      address,
+      namespace: 'default',
+      stop: async () => {
+        await stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker daemon
+
+type DockerTarget = { socketPath: string } | { host: string; port: number };
+
+function dockerTarget(): DockerTarget {
+  const env = process.env.DOCKER_HOST;
+  if (!env) return { socketPath: '/var/run/docker.sock' };
+  if (env.startsWith('unix://')) return { socketPath: env.slice('unix://'.length) };
+  const url = new URL(env.replace(/^tcp:/, 'http:'));
+  return { host: url.hostname, port: Number(url.port || 2375) };
+}
+
+/** GET /_ping with a short timeout: true when the daemon answers OK. */
+export function dockerPing(timeoutMs = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ ...dockerTarget(), path: '/_ping', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve(res.statusCode === 200 && body.trim() === 'OK'));
+      res.on('error', () => resolve(false));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(false));
+  });
+}
+
+function dockerdAlive(): boolean {
+  try {
+    const pid = Number(fs.readFileSync('/var/run/docker.pid', 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes sure the Docker daemon answers. If the default socket is dead and we are root, starts
+ * `dockerd` detached (it is machine infrastructure, left running after the tests, like `./dev` does).
+ */
+export async function ensureDockerDaemon(opts: { log?: Log } = {}): Promise<void> {
+  if (await dockerPing()) return;
+  const target = dockerTarget();
+  if (!('socketPath' in target) || target.socketPath !== '/var/run/docker.sock' || !isRoot()) {
+    throw new Error(`Docker daemon at ${process.env.DOCKER_HOST ?? '/var/run/docker.sock'} does not answer`);
+  }
+  const logFile = '/var/log/dockerd.log';
+  if (!dockerdAlive()) {
+    opts.log?.(`docker: starting dockerd (log ${logFile})`);
+    const fd = fs.openSync(logFile, 'a');
+    const child = spawn('dockerd', [], { detached: true, stdio: ['ignore', fd, fd] });
+    fs.closeSync(fd);
+    child.once('error', (err) =>
+      opts.log?.(`docker: cannot start dockerd: ${err.message} (run ./dev setup)`),
+    );
+    child.unref();
+  }
+  try {
+    await waitFor(() => dockerPing(), {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+      describe: 'dockerd to answer on /var/run/docker.sock',
+    });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${logFile}:\n${tail(logFile, 1500)}`, { cause: err });
+  }
+}

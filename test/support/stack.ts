@@ -1,0 +1,155 @@
+/**
+ * A real stack for integration tests: this process runs the API (+ optionally a worker) against the
+ * run's PostgreSQL, Temporal dev server and dockerd. Each stack gets its own task queue, so
+ * workflows of one test file only ever run on that file's workers.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Dockerode from 'dockerode';
+import pino from 'pino';
+import { inject } from 'vitest';
+import { loadConfig, type Config } from '../../src/config.js';
+import { startService, type RunningService } from '../../src/service.js';
+import '../setup/context.js';
+import { waitFor } from '../setup/wait-for.js';
+
+export interface StackOptions {
+  worker?: boolean;
+  env?: Record<string, string>;
+}
+
+export interface Stack {
+  config: Config;
+  service: RunningService;
+  url: string;
+  adminToken: string;
+  docker: Dockerode;
+  api: ApiClient;
+  close(): Promise<void>;
+}
+
+export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: inject('DATABASE_URL'),
+    TEMPORAL_ADDRESS: inject('TEMPORAL_ADDRESS'),
+    TEMPORAL_NAMESPACE: inject('TEMPORAL_NAMESPACE'),
+    RUNTIME_IMAGE: inject('RUNTIME_IMAGE'),
+    DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'wo-data-')),
+    ADMIN_TOKEN: randomBytes(16).toString('hex'),
+    SECRETS_KEY: randomBytes(32).toString('base64'),
+    TASK_QUEUE: `test-${randomBytes(4).toString('hex')}`,
+    PORT: '0',
+    BOOT_DEADLINE_MS: '60000',
+    HEARTBEAT_INTERVAL_MS: '1000',
+    LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const env = testEnv(opts.env);
+  const config = loadConfig(env);
+  const service = await startService(config, {
+    api: true,
+    worker: opts.worker ?? true,
+    log: pino({ level: env.LOG_LEVEL ?? 'warn' }),
+  });
+  const url = service.url!;
+  const api = new ApiClient(url);
+  return {
+    config,
+    service,
+    url,
+    adminToken: config.ADMIN_TOKEN,
+    docker: new Dockerode(),
+    api,
+    close: () => service.close(),
+  };
+}
+
+export interface ApiResponse<T = unknown> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+// The contract's JSON answers are objects; tests read fields freely from them.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- test convenience for reading JSON answers
+type Json = any;
+
+export class ApiClient {
+  constructor(readonly url: string) {}
+
+  async call(
+    method: string,
+    pathName: string,
+    opts: { token?: string; body?: unknown; rawBody?: string } = {},
+  ): Promise<ApiResponse<Json>> {
+    const headers: Record<string, string> = {};
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    let body: string | undefined;
+    if (opts.rawBody !== undefined) {
+      body = opts.rawBody;
+      headers['content-type'] = 'application/json';
+    } else if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] = 'application/json';
+    }
+    const res = await fetch(`${this.url}${pathName}`, {
+      method,
+      headers,
+      body,
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await res.text();
+    let parsed: Json = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  }
+}
+
+/** Creates an org and returns its API key. */
+export async function createOrg(stack: Stack, name = 'acme'): Promise<{ id: string; apiKey: string }> {
+  const res = await stack.api.call('POST', '/v1/orgs', { token: stack.adminToken, body: { name } });
+  if (res.status !== 201) throw new Error(`create org: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body as { id: string; apiKey: string };
+}
+
+export async function waitForStatus(
+  stack: Stack,
+  token: string,
+  id: string,
+  status: string | ((w: Json) => boolean),
+  timeoutMs = 90_000,
+): Promise<Json> {
+  const ok = typeof status === 'string' ? (w: Json) => w.status === status : status;
+  return waitFor(
+    async () => {
+      const res = await stack.api.call('GET', `/v1/workspaces/${id}`, { token });
+      if (res.status !== 200) throw new Error(`GET ${id}: ${res.status}`);
+      if (!ok(res.body)) {
+        throw new Error(`now ${res.body.status}/${res.body.phase} at generation ${res.body.generation}`);
+      }
+      return res.body;
+    },
+    { timeoutMs, intervalMs: 200, describe: `workspace ${id} to reach ${String(status)}` },
+  );
+}
+
+/** Containers of a workspace, by label, in any state. */
+export async function containersOf(docker: Dockerode, workspaceId: string) {
+  return docker.listContainers({ all: true, filters: { label: [`wo.workspace-id=${workspaceId}`] } });
+}
+
+export async function volumesOf(docker: Dockerode, workspaceId: string) {
+  const { Volumes } = await docker.listVolumes();
+  return (Volumes ?? []).filter((v) => v.Name.startsWith(`ws-${workspaceId}-`));
+}
+
+export const REPO_ROOT = path.resolve(new URL('../..', import.meta.url).pathname);

@@ -1,0 +1,18 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    globalSetup: ['test/setup/global-setup.ts'],
+    // Integration tests start containers, workflows and servers: seconds, not milliseconds.
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    teardownTimeout: 60_000,
+    // Child processes per file: native modules (Temporal core, PGlite wasm) and process-wide state
+    // (signals, env) stay isolated between files.
+    pool: 'forks',
+    // One file at a time: a 2-core machine, and integration files share one dockerd and one
+    // Temporal dev server (SQLite, single connection). Revisit when unit tests grow.
+    fileParallelism: false,
+  },
+});
