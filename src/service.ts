@@ -128,7 +128,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         await new Promise<void>((resolve) => server!.close(() => resolve()));
       }
       if (worker && workerRun) {
-        worker.shutdown();
+        // The SDK already begins shutdown on SIGINT/SIGTERM; a second shutdown() would throw.
+        if (worker.getState() === 'RUNNING') worker.shutdown();
         await workerRun;
       }
       await workerConnection?.close();

@@ -5,6 +5,7 @@ import { errorHandler, notFoundRoute } from './errors.js';
 import { orgsRouter } from './routes/orgs.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
+import { secretsRouter } from './routes/secrets.js';
 import { workspacesRouter } from './routes/workspaces.js';
 
 export function createApp(deps: ApiDeps): Express {
@@ -21,6 +22,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(express.json({ limit: '256kb' }));
   v1.use(authenticate(deps.db, deps.settings.adminToken));
   v1.use('/orgs', orgsRouter(deps));
+  v1.use('/workspaces', secretsRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
   app.use('/v1', v1);

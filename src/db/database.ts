@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
@@ -46,7 +47,14 @@ function openExternal(databaseUrl: string): Database {
 async function openEmbedded(dataDir: string, log?: DbLog): Promise<Database> {
   const dir = path.resolve(dataDir, 'pglite');
   await mkdir(dir, { recursive: true });
-  const pglite = await PGlite.create(dir);
+  const releaseLock = await lockDataDir(dir);
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(dir);
+  } catch (err) {
+    await releaseLock();
+    throw err;
+  }
   // Served over the wire protocol so the rest of the code uses one `pg` API for both modes.
   const server = new PGLiteSocketServer({
     db: pglite,
@@ -62,6 +70,7 @@ async function openEmbedded(dataDir: string, log?: DbLog): Promise<Database> {
     await server.start();
   } catch (err) {
     await pglite.close().catch(() => {});
+    await releaseLock();
     throw err;
   }
   const [host, port] = splitHostPort(server.getServerConn());
@@ -84,8 +93,45 @@ async function openEmbedded(dataDir: string, log?: DbLog): Promise<Database> {
     await pool.end().catch(() => {});
     await server.stop().catch(() => {});
     await pglite.close();
+    await releaseLock();
   };
   return { pool, embedded: true, close: () => (closed ??= close()) };
+}
+
+/**
+ * Two processes opening one PGlite folder would corrupt it: the first takes a pid lock file; a
+ * second one fails with a clear message. A lock left by a dead process is taken over.
+ */
+async function lockDataDir(dir: string): Promise<() => Promise<void>> {
+  const lockPath = path.join(dir, '..', 'pglite.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(lockPath, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(lockPath, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(readFileSync(lockPath, 'utf8').trim());
+      if (owner && isAlive(owner)) {
+        throw new Error(
+          `embedded database ${dir} is in use by process ${owner}; set DATABASE_URL or stop it`,
+          { cause: err },
+        );
+      }
+      await rm(lockPath, { force: true });
+    }
+  }
+  throw new Error(`could not lock embedded database ${dir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function splitHostPort(conn: string): [string, number] {

@@ -1,17 +1,17 @@
 /**
  * The reference agent in a real container from the runtime image, started through DockerBackend,
- * against a fake platform registry served by this test (plain node:http on 0.0.0.0, reached from
- * the container as host.docker.internal through the host-gateway ExtraHosts entry).
+ * against the fake platform registry of test/support/fake-registry.ts (plain node:http on 0.0.0.0,
+ * reached from the container as host.docker.internal through the host-gateway ExtraHosts entry).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import Dockerode from 'dockerode';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StartSpec } from '../../src/backends/backend.js';
 import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
+import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
 
 // ---------------------------------------------------------------------------------------------
 // Polling and HTTP helpers: every wait has a deadline, every request a timeout (docker-proxy can
@@ -80,136 +80,11 @@ const rpc = (method: string, params: unknown, id: number | string = 1) =>
   JSON.stringify({ jsonrpc: '2.0', id, method, params });
 
 // ---------------------------------------------------------------------------------------------
-// Fake platform registry.
-
-interface Recorded {
-  workspaceId: string;
-  body: Record<string, unknown>;
-  at: number;
-}
-
-interface Registered {
-  bundle: Record<string, unknown>;
-  bootstrapToken: string;
-  workspaceToken: string;
-  bootstrapUsed: boolean;
-  heartbeatStatus: number;
-}
-
-class FakeRegistry {
-  readonly workspaces = new Map<string, Registered>();
-  readonly bootstrapCalls: Array<{
-    workspaceId: string | null;
-    auth: 'bootstrap' | 'workspace' | 'invalid';
-    status: number;
-  }> = [];
-  readonly bootEvents: Recorded[] = [];
-  readonly registers: Recorded[] = [];
-  readonly heartbeats: Recorded[] = [];
-  private server!: http.Server;
-  port = 0;
-
-  /** Adds a workspace; its bootstrap token works once, its workspace token always. */
-  add(bundle: Record<string, unknown> & { workspaceId: string }): Registered {
-    const entry: Registered = {
-      bundle,
-      bootstrapToken: `bt-${randomBytes(16).toString('hex')}`,
-      workspaceToken: String(bundle.workspaceToken),
-      bootstrapUsed: false,
-      heartbeatStatus: 200,
-    };
-    this.workspaces.set(bundle.workspaceId, entry);
-    return entry;
-  }
-
-  private byToken(token: string): { entry: Registered; kind: 'bootstrap' | 'workspace' } | null {
-    for (const entry of this.workspaces.values()) {
-      if (entry.bootstrapToken === token) return { entry, kind: 'bootstrap' };
-      if (entry.workspaceToken === token) return { entry, kind: 'workspace' };
-    }
-    return null;
-  }
-
-  async start(): Promise<void> {
-    this.server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => this.handle(req, Buffer.concat(chunks).toString('utf8'), res));
-    });
-    // All interfaces: the container comes in through the docker bridge gateway, not loopback.
-    await new Promise<void>((resolve) => this.server.listen(0, '0.0.0.0', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private handle(req: http.IncomingMessage, body: string, res: http.ServerResponse): void {
-    const send = (status: number, payload: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(payload));
-    };
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    const found = this.byToken(token);
-    const path = req.url ?? '';
-
-    if (req.method === 'GET' && path === '/v1/registry/bootstrap') {
-      if (!found || (found.kind === 'bootstrap' && found.entry.bootstrapUsed)) {
-        this.bootstrapCalls.push({
-          workspaceId: found ? String(found.entry.bundle.workspaceId) : null,
-          auth: 'invalid',
-          status: 401,
-        });
-        const message = found ? 'bootstrap token already used' : 'unknown token';
-        return send(401, { error: { code: 'invalid_token', message } });
-      }
-      if (found.kind === 'bootstrap') found.entry.bootstrapUsed = true;
-      this.bootstrapCalls.push({
-        workspaceId: String(found.entry.bundle.workspaceId),
-        auth: found.kind,
-        status: 200,
-      });
-      return send(200, found.entry.bundle);
-    }
-
-    if (!found || found.kind !== 'workspace')
-      return send(401, { error: { code: 'invalid_token', message: 'workspace token required' } });
-    const record: Recorded = {
-      workspaceId: String(found.entry.bundle.workspaceId),
-      body: JSON.parse(body) as Record<string, unknown>,
-      at: Date.now(),
-    };
-    if (req.method === 'POST' && path === '/v1/registry/boot-events') {
-      this.bootEvents.push(record);
-      return send(204, {});
-    }
-    if (req.method === 'POST' && path === '/v1/registry/register') {
-      this.registers.push(record);
-      return send(200, { ok: true });
-    }
-    if (req.method === 'POST' && path === '/v1/registry/heartbeat') {
-      this.heartbeats.push(record);
-      const status = found.entry.heartbeatStatus;
-      if (status === 409)
-        return send(409, { error: { code: 'stale_generation', message: 'generation superseded' } });
-      return send(status, { ok: true });
-    }
-    send(404, { error: { code: 'not_found', message: path } });
-  }
-
-  phases(workspaceId: string): string[] {
-    return this.bootEvents.filter((e) => e.workspaceId === workspaceId).map((e) => String(e.body.phase));
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 const docker = new Dockerode();
 const run = `at${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 const ids = { main: `${run}-main`, reused: `${run}-reused`, never: `${run}-never` };
-const registry = new FakeRegistry();
+let registry: FakeRegistry;
 let backend: DockerBackend;
 let mints = 0;
 
@@ -244,7 +119,7 @@ function specFor(workspaceId: string, token: () => string): StartSpec {
     orgId: 'org-test',
     generation: 3,
     runtime: 'echo',
-    platformUrl: `http://host.docker.internal:${registry.port}`,
+    platformUrl: registry.containerUrl,
     mintBootstrapToken: async () => {
       mints++;
       return token();
@@ -267,14 +142,14 @@ async function endpointOf(workspaceId: string): Promise<string> {
 beforeAll(async () => {
   const image = await ensureRuntimeImage({ docker });
   backend = new DockerBackend({ docker, image, stopTimeoutSeconds: 5 });
-  await registry.start();
+  registry = await startFakeRegistry();
   registry.add(bundleFor(ids.main, { streamChunks: 4, streamIntervalMs: 300, runtimeState: 'serving' }));
   registry.add(bundleFor(ids.never, { neverHealthy: true }));
 }, 300_000);
 
 afterAll(async () => {
   for (const id of Object.values(ids)) await backend?.remove(id, { volumes: true }).catch(() => undefined);
-  await registry.stop();
+  await registry?.stop();
 }, 60_000);
 
 describe('reference agent in a runtime container', () => {

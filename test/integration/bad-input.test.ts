@@ -1,25 +1,17 @@
 /** The contract's 400/401/404 answers, and proof that nothing was created by a refused request. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { containersOf, createOrg, startStack, type Stack } from '../support/stack.js';
+import { describe, expect, it } from 'vitest';
+import { containersOf, createOrg, useStack } from '../support/stack.js';
 
 describe('bad input is refused and creates nothing', () => {
-  let stack: Stack;
-  let key: string;
-  let orgId: string;
-
-  beforeAll(async () => {
-    // No worker: a request that wrongly got through would sit visibly in the DB.
-    stack = await startStack({ worker: false });
-    ({ apiKey: key, id: orgId } = await createOrg(stack));
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const t = useStack({ worker: false });
 
   const countRows = async () =>
     Number(
-      (await stack.service.db.pool.query('SELECT count(*) AS n FROM workspaces WHERE org_id = $1', [orgId]))
-        .rows[0].n,
+      (
+        await t.stack.service.db.pool.query('SELECT count(*) AS n FROM workspaces WHERE org_id = $1', [
+          t.orgId,
+        ])
+      ).rows[0].n,
     );
 
   it.each([
@@ -55,7 +47,7 @@ describe('bad input is refused and creates nothing', () => {
     ],
   ] as const)('POST /v1/workspaces with %s → 400', async (_name, req, code, field) => {
     const before = await countRows();
-    const res = await stack.api.call('POST', '/v1/workspaces', { token: key, ...req });
+    const res = await t.stack.api.call('POST', '/v1/workspaces', { token: t.key, ...req });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe(code);
     expect(typeof res.body.error.message).toBe('string');
@@ -69,19 +61,21 @@ describe('bad input is refused and creates nothing', () => {
   it('missing or invalid tokens → 401, and nothing is created', async () => {
     const before = await countRows();
     const body = { name: 'x', backend: 'docker' };
-    expect((await stack.api.call('POST', '/v1/workspaces', { body })).status).toBe(401);
-    const bad = await stack.api.call('POST', '/v1/workspaces', { body, token: 'wo_org_notarealkey123456' });
+    expect((await t.stack.api.call('POST', '/v1/workspaces', { body })).status).toBe(401);
+    const bad = await t.stack.api.call('POST', '/v1/workspaces', { body, token: 'wo_org_notarealkey123456' });
     expect(bad.status).toBe(401);
     expect(bad.body.error.code).toBe('unauthorized');
-    expect((await stack.api.call('GET', '/v1/workspaces', { token: 'garbage' })).status).toBe(401);
-    expect((await stack.api.call('POST', '/v1/orgs', { body: { name: 'x' }, token: key })).status).toBe(403);
+    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: 'garbage' })).status).toBe(401);
+    expect((await t.stack.api.call('POST', '/v1/orgs', { body: { name: 'x' }, token: t.key })).status).toBe(
+      403,
+    );
     expect(await countRows()).toBe(before);
   });
 
   it('unknown ids and other orgs’ workspaces → 404 on every route', async () => {
-    const other = await createOrg(stack, 'other');
+    const other = await createOrg(t.stack, 'other');
     // A row of another org, created directly: isolation must hold without a workflow running.
-    const created = await stack.api.call('POST', '/v1/workspaces', {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: other.apiKey,
       body: { name: 'theirs', backend: 'docker' },
     });
@@ -98,29 +92,29 @@ describe('bad input is refused and creates nothing', () => {
         ['GET', '/boot-log'],
         ['GET', '/events'],
       ] as const) {
-        const res = await stack.api.call(method, `/v1/workspaces/${id}${suffix}`, {
-          token: key,
+        const res = await t.stack.api.call(method, `/v1/workspaces/${id}${suffix}`, {
+          token: t.key,
           body: method === 'PATCH' ? { restart: false } : undefined,
         });
         expect(res.status, `${method} ${id}${suffix}`).toBe(404);
         expect(res.body.error.code).toBe('not_found');
       }
     }
-    const list = await stack.api.call('GET', '/v1/workspaces', { token: key });
+    const list = await t.stack.api.call('GET', '/v1/workspaces', { token: t.key });
     expect(list.body.items.map((w: { id: string }) => w.id)).not.toContain(theirs);
     // The refused calls started nothing on Docker either.
-    expect(await containersOf(stack.docker, theirs)).toEqual([]);
+    expect(await containersOf(t.stack.docker, theirs)).toEqual([]);
   });
 
   it('list validates its query', async () => {
-    const res = await stack.api.call('GET', '/v1/workspaces?limit=0', { token: key });
+    const res = await t.stack.api.call('GET', '/v1/workspaces?limit=0', { token: t.key });
     expect(res.status).toBe(400);
     expect(res.body.error.field).toBe('limit');
     expect(
-      (await stack.api.call('GET', '/v1/workspaces?status=sleepy', { token: key })).body.error.field,
+      (await t.stack.api.call('GET', '/v1/workspaces?status=sleepy', { token: t.key })).body.error.field,
     ).toBe('status');
-    expect((await stack.api.call('GET', '/v1/workspaces?cursor=zzz', { token: key })).body.error.field).toBe(
-      'cursor',
-    );
+    expect(
+      (await t.stack.api.call('GET', '/v1/workspaces?cursor=zzz', { token: t.key })).body.error.field,
+    ).toBe('cursor');
   });
 });

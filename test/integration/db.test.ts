@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -212,6 +213,24 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     const { rows } = await db.pool.query<{ name: string }>('SELECT name FROM orgs WHERE id = $1', [orgId]);
     expect(rows).toEqual([{ name: 'durable' }]);
     expect(await migrate(db.pool)).toEqual([]);
+  });
+});
+
+describe('embedded data folder lock', () => {
+  it('refuses a second opener while one holds it, and takes over a dead owner’s lock', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-dblock-'));
+    try {
+      const first = await openDatabase({ dataDir });
+      await expect(openDatabase({ dataDir })).rejects.toThrow(/in use by process/);
+      await first.close();
+      // A lock left by a process that no longer exists does not block the next start.
+      const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+      await writeFile(path.join(dataDir, 'pglite.lock'), dead.stdout.toString());
+      const second = await openDatabase({ dataDir });
+      await second.close();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

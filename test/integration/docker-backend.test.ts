@@ -1,16 +1,17 @@
 /**
- * DockerBackend against the real daemon and the real runtime image. A minimal registry stands in
- * for the platform so the agent boots and writes /configs (readFile needs a file it wrote).
+ * DockerBackend against the real daemon and the real runtime image. The fake registry of
+ * test/support/fake-registry.ts stands in for the platform so the agent boots and writes /configs
+ * (readFile needs a file it wrote).
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import Dockerode from 'dockerode';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, type StartSpec, type WorkspaceBackend } from '../../src/backends/backend.js';
 import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
+import { fakeBundle, startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
 
 async function waitFor<T>(
   what: string,
@@ -50,53 +51,11 @@ function get(url: string): Promise<{ status: number; body: string }> {
 
 const configYaml = 'runtime: echo\n';
 
-/** Answers every bootstrap with a bundle for the workspace named in the token; accepts all posts. */
-async function startMiniRegistry(): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-      res.setHeader('content-type', 'application/json');
-      if (req.url === '/v1/registry/bootstrap') {
-        // Tokens are "bt:<workspaceId>" or "wt:<workspaceId>".
-        const workspaceId = token.slice(3);
-        res.end(
-          JSON.stringify({
-            workspaceId,
-            orgId: 'org-db',
-            name: 'backend-test',
-            runtime: 'echo',
-            generation: 1,
-            configHash: 'h1',
-            config: { runtime: 'echo' },
-            configYaml,
-            files: [{ path: 'notes/hello.txt', contentBase64: Buffer.from('hi').toString('base64') }],
-            plugins: [],
-            secrets: {},
-            workspaceToken: `wt:${workspaceId}`,
-            heartbeatIntervalMs: 1_000,
-          }),
-        );
-        return;
-      }
-      res.end('{}');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 const docker = new Dockerode();
 const workspaceId = `dbt${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 const badImageWorkspace = `${workspaceId}-badimg`;
 let backend: DockerBackend;
-let registry: Awaited<ReturnType<typeof startMiniRegistry>>;
+let registry: FakeRegistry;
 let mints = 0;
 
 const spec = (id = workspaceId): StartSpec => ({
@@ -104,7 +63,7 @@ const spec = (id = workspaceId): StartSpec => ({
   orgId: 'org-db',
   generation: 1,
   runtime: 'echo',
-  platformUrl: `http://host.docker.internal:${registry.port}`,
+  platformUrl: registry.containerUrl,
   mintBootstrapToken: async () => {
     mints++;
     return `bt:${id}`;
@@ -121,14 +80,30 @@ const volumesOf = async (id: string) => {
 
 beforeAll(async () => {
   const image = await ensureRuntimeImage({ docker });
-  registry = await startMiniRegistry();
+  registry = await startFakeRegistry();
+  // Tokens are "bt:<workspaceId>" (reusable: every start of the generation mints the same one) and
+  // "wt:<workspaceId>".
+  registry.add(
+    fakeBundle(workspaceId, {
+      orgId: 'org-db',
+      name: 'backend-test',
+      generation: 1,
+      configHash: 'h1',
+      config: { runtime: 'echo' },
+      configYaml,
+      files: [{ path: 'notes/hello.txt', contentBase64: Buffer.from('hi').toString('base64') }],
+      workspaceToken: `wt:${workspaceId}`,
+      heartbeatIntervalMs: 1_000,
+    }),
+    { bootstrapToken: `bt:${workspaceId}`, reusableBootstrap: true },
+  );
   backend = new DockerBackend({ docker, image, stopTimeoutSeconds: 5 });
 }, 300_000);
 
 afterAll(async () => {
   for (const id of [workspaceId, badImageWorkspace])
     await backend?.remove(id, { volumes: true }).catch(() => undefined);
-  await registry?.close();
+  await registry?.stop();
 }, 60_000);
 
 describe('DockerBackend', () => {

@@ -6,35 +6,18 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { workflowsPath } from '../../src/worker/index.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import {
-  REPO_ROOT,
-  containersOf,
-  createOrg,
-  startStack,
-  volumesOf,
-  waitForStatus,
-  type Stack,
-} from '../support/stack.js';
+import { containersOf, REPO_ROOT, useStack, volumesOf, waitForStatus, type Stack } from '../support/stack.js';
 
 describe('docker workspace lifecycle', () => {
-  let stack: Stack;
-  let key: string;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    key = (await createOrg(stack)).apiKey;
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const t = useStack();
 
   it('create → online → config+restart → online at g+1 → stop → start → delete leaves nothing', async () => {
-    const created = await stack.api.call('POST', '/v1/workspaces', {
-      token: key,
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
       body: { name: 'alpha', backend: 'docker', runtime: 'claude-code', config: { model: 'small' } },
     });
     expect(created.status).toBe(202);
@@ -42,14 +25,14 @@ describe('docker workspace lifecycle', () => {
     const id: string = created.body.id;
     expect(created.body.workflowId).toBe(workspaceWorkflowId(id));
 
-    const online = await waitForStatus(stack, key, id, 'online');
+    const online = await waitForStatus(t.stack, t.key, id, 'online');
     expect(online.generation).toBe(1);
     expect(online.runtime).toBe('claude-code');
     expect(online.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(online.instanceId).toBeTruthy();
 
     // Every boot phase was reported for generation 1 before it went online.
-    const bootLog = await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key });
+    const bootLog = await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key });
     expect(bootLog.status).toBe(200);
     expect(bootLog.body.backend).toBe('docker');
     const phases = bootLog.body.events
@@ -63,42 +46,49 @@ describe('docker workspace lifecycle', () => {
       'platform-health-ok',
     ]);
 
-    const patched = await stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
-      token: key,
+    const patched = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
       body: { runtime: 'langgraph', config: { model: 'large' }, restart: true },
     });
     expect(patched.status).toBe(200);
     expect(patched.body.generation).toBe(2);
     expect(patched.body.configHash).toMatch(/^[0-9a-f]{16}$/);
 
-    const restarted = await waitForStatus(stack, key, id, (w) => w.status === 'online' && w.generation === 2);
+    const restarted = await waitForStatus(
+      t.stack,
+      t.key,
+      id,
+      (w) => w.status === 'online' && w.generation === 2,
+    );
     expect(restarted.runtime).toBe('langgraph');
     expect(restarted.configHash).toBe(patched.body.configHash);
-    const yaml = (await stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')).toString();
+    const yaml = (
+      await t.stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')
+    ).toString();
     expect(yaml).toMatch(/^runtime: langgraph$/m);
     expect(yaml).toMatch(/^model: large$/m);
-    const afterRestart = await containersOf(stack.docker, id);
+    const afterRestart = await containersOf(t.stack.docker, id);
     expect(afterRestart.map((c) => c.Names[0])).toEqual([`/ws-${id}-g2`]);
 
-    expect((await stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: key })).status).toBe(202);
-    await waitForStatus(stack, key, id, 'stopped');
-    const stopped = await containersOf(stack.docker, id);
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'stopped');
+    const stopped = await containersOf(t.stack.docker, id);
     expect(stopped).toHaveLength(1);
     expect(stopped[0]!.State).not.toBe('running');
 
-    expect((await stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(202);
-    const again = await waitForStatus(stack, key, id, 'online');
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    const again = await waitForStatus(t.stack, t.key, id, 'online');
     expect(again.generation).toBe(2);
-    expect((await containersOf(stack.docker, id)).map((c) => c.Id)).toEqual([stopped[0]!.Id]);
+    expect((await containersOf(t.stack.docker, id)).map((c) => c.Id)).toEqual([stopped[0]!.Id]);
 
-    expect((await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key })).status).toBe(202);
-    await waitForStatus(stack, key, id, 'deleted');
-    expect(await containersOf(stack.docker, id)).toEqual([]);
-    expect(await volumesOf(stack.docker, id)).toEqual([]);
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await containersOf(t.stack.docker, id)).toEqual([]);
+    expect(await volumesOf(t.stack.docker, id)).toEqual([]);
 
     // The history of transitions is served as SSE and ends with `deleted`.
-    const events = await fetch(`${stack.url}/v1/workspaces/${id}/events`, {
-      headers: { authorization: `Bearer ${key}` },
+    const events = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
+      headers: { authorization: `Bearer ${t.key}` },
       signal: AbortSignal.timeout(10_000),
     });
     expect(events.headers.get('content-type')).toMatch(/text\/event-stream/);
@@ -110,10 +100,12 @@ describe('docker workspace lifecycle', () => {
     expect(statuses.at(-1)).toBe('deleted');
 
     // Deleted is final: lifecycle calls now conflict.
-    expect((await stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: key })).status).toBe(409);
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key })).status).toBe(
+      409,
+    );
 
     // The whole history replays deterministically against the current workflow code.
-    const history = await stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
+    const history = await t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
     await Worker.runReplayHistory({ workflowsPath: workflowsPath() }, history, workspaceWorkflowId(id));
     if (process.env.RECORD_REPLAY === '1') {
       // `RECORD_REPLAY=1 npx vitest run test/integration/lifecycle.test.ts` refreshes the committed history.
@@ -126,42 +118,35 @@ describe('docker workspace lifecycle', () => {
 });
 
 describe('entity continue-as-new', () => {
-  let stack: Stack;
-  let key: string;
-
-  beforeAll(async () => {
-    stack = await startStack({ env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
-    key = (await createOrg(stack)).apiKey;
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const t = useStack({ env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
 
   it('carries generation, config and status across runs, and keeps serving updates', async () => {
-    const created = await stack.api.call('POST', '/v1/workspaces', {
-      token: key,
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
       body: { name: 'long-lived', backend: 'docker', config: { v: 1 } },
     });
     const id: string = created.body.id;
-    await waitForStatus(stack, key, id, 'online');
-    const handle = stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
+    await waitForStatus(t.stack, t.key, id, 'online');
+    const handle = t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
     // The provision alone passes 30 events: the entity continues as new once idle.
     const continued = await waitForContinued(handle);
     expect(continued).toBe(true);
     const state = await handle.query(stateQuery);
     expect(state).toMatchObject({ status: 'online', generation: 1, desired: 'running' });
 
-    const patched = await stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
-      token: key,
+    const patched = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
       body: { config: { v: 2 }, restart: true },
     });
     expect(patched.body.generation).toBe(2);
-    await waitForStatus(stack, key, id, (w) => w.status === 'online' && w.generation === 2);
-    const yaml = (await stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')).toString();
+    await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 2);
+    const yaml = (
+      await t.stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')
+    ).toString();
     expect(yaml).toMatch(/^v: 2$/m);
-    expect((await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key })).status).toBe(202);
-    await waitForStatus(stack, key, id, 'deleted');
-    expect(await containersOf(stack.docker, id)).toEqual([]);
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await containersOf(t.stack.docker, id)).toEqual([]);
   });
 
   async function waitForContinued(handle: ReturnType<Stack['service']['temporal']['workflow']['getHandle']>) {

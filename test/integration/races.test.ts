@@ -2,28 +2,19 @@
  * The races the seed system lost, on the real stack: a config save racing a restart, a stale boot
  * trying to flip the workspace, and a boot that never proves readiness.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { containersOf, createOrg, startStack, waitForStatus, type Stack } from '../support/stack.js';
+import { containersOf, useStack, waitForStatus } from '../support/stack.js';
 
 const RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'];
 
 describe('config/restart race and stale boots', () => {
-  let stack: Stack;
-  let key: string;
-
-  beforeAll(async () => {
-    stack = await startStack();
-    key = (await createOrg(stack)).apiKey;
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const t = useStack();
 
   /** Waits until the entity has nothing left to do and the workspace is online. */
   async function settled(id: string) {
-    const handle = stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
+    const handle = t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
     return waitFor(
       async () => {
         const s = await handle.query(stateQuery);
@@ -34,82 +25,92 @@ describe('config/restart race and stale boots', () => {
   }
 
   it('20 rounds of a config save racing a restart: the running workspace has the last saved config', async () => {
-    const created = await stack.api.call('POST', '/v1/workspaces', {
-      token: key,
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
       body: { name: 'racer', backend: 'docker', config: { round: 0 } },
     });
     const id: string = created.body.id;
-    await waitForStatus(stack, key, id, 'online');
+    await waitForStatus(t.stack, t.key, id, 'online');
     for (let round = 1; round <= 20; round++) {
       const runtime = RUNTIMES[round % RUNTIMES.length]!;
       // Half the rounds send the restart first, half the save first; both fly concurrently.
       const save = () =>
-        stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
-          token: key,
+        t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+          token: t.key,
           body: { runtime, config: { round } },
         });
-      const restart = () => stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: key });
+      const restart = () => t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key });
       const [a, b] =
         round % 2 ? await Promise.all([save(), restart()]) : await Promise.all([restart(), save()]);
       expect([a.status, b.status].sort()).toEqual([200, 202]);
       const state = await settled(id);
-      const w = (await stack.api.call('GET', `/v1/workspaces/${id}`, { token: key })).body;
+      const w = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
       expect(w.runtime, `round ${round}`).toBe(runtime);
       expect(state.configHash, `round ${round}`).toBe(w.configHash);
       const yaml = (
-        await stack.service.backends.docker.readFile(id, state.generation, '/configs', 'config.yaml')
+        await t.stack.service.backends.docker.readFile(id, state.generation, '/configs', 'config.yaml')
       ).toString();
       expect(yaml, `round ${round}`).toMatch(new RegExp(`^round: ${round}$`, 'm'));
       expect(yaml, `round ${round}`).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
-      expect((await containersOf(stack.docker, id)).length, `round ${round}`).toBe(1);
+      expect((await containersOf(t.stack.docker, id)).length, `round ${round}`).toBe(1);
     }
-    await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
-    await waitForStatus(stack, key, id, 'deleted');
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
   });
 
   it('a boot of an older generation is refused and cannot change the workspace', async () => {
-    const created = await stack.api.call('POST', '/v1/workspaces', {
-      token: key,
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
       body: { name: 'fenced', backend: 'docker' },
     });
     const id: string = created.body.id;
-    await waitForStatus(stack, key, id, 'online');
+    await waitForStatus(t.stack, t.key, id, 'online');
     // What generation 1 was started with and what its agent holds.
-    const g1 = stack.docker.getContainer(`ws-${id}-g1`);
+    const g1 = t.stack.docker.getContainer(`ws-${id}-g1`);
     const env = (await g1.inspect()).Config.Env;
     const bootstrapToken = env.find((e) => e.startsWith('WO_BOOTSTRAP_TOKEN='))!.split('=')[1]!;
     const platformUrl = env.find((e) => e.startsWith('WO_PLATFORM_URL='))!.split('=')[1]!;
     const bundle = JSON.parse(
-      (await stack.service.backends.docker.readFile(id, 1, '/configs', '.wo/bundle.json')).toString(),
+      (await t.stack.service.backends.docker.readFile(id, 1, '/configs', '.wo/bundle.json')).toString(),
     );
     const oldToken: string = bundle.workspaceToken;
 
-    expect((await stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: key })).status).toBe(202);
-    const current = await waitForStatus(stack, key, id, (w) => w.status === 'online' && w.generation === 2);
-    const eventsBefore = (await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body
-      .events.length;
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key })).status).toBe(
+      202,
+    );
+    const current = await waitForStatus(
+      t.stack,
+      t.key,
+      id,
+      (w) => w.status === 'online' && w.generation === 2,
+    );
+    const eventsBefore = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key }))
+      .body.events.length;
 
     // The old agent's workspace token: every registry call is refused as stale.
     const g1Body = { workspaceId: id, generation: 1, configHash: bundle.configHash };
-    const register = await stack.api.call('POST', '/v1/registry/register', { token: oldToken, body: g1Body });
+    const register = await t.stack.api.call('POST', '/v1/registry/register', {
+      token: oldToken,
+      body: g1Body,
+    });
     expect(register.status).toBe(409);
     expect(register.body.error.code).toBe('stale_generation');
-    const health = await stack.api.call('POST', '/v1/registry/boot-events', {
+    const health = await t.stack.api.call('POST', '/v1/registry/boot-events', {
       token: oldToken,
       body: { workspaceId: id, generation: 1, phase: 'platform-health-ok', ts: new Date().toISOString() },
     });
     expect(health.status).toBe(409);
     // Claiming the current generation with the old token is refused too.
-    const claim = await stack.api.call('POST', '/v1/registry/register', {
+    const claim = await t.stack.api.call('POST', '/v1/registry/register', {
       token: oldToken,
       body: { ...g1Body, generation: 2, configHash: current.configHash },
     });
     expect(claim.status).toBe(409);
-    expect((await stack.api.call('GET', '/v1/registry/bootstrap', { token: oldToken })).status).toBe(409);
+    expect((await t.stack.api.call('GET', '/v1/registry/bootstrap', { token: oldToken })).status).toBe(409);
 
     // A container started with generation 1's (used) bootstrap token: refused, exits non-zero.
-    const rogue = await stack.docker.createContainer({
-      Image: stack.config.RUNTIME_IMAGE!,
+    const rogue = await t.stack.docker.createContainer({
+      Image: t.stack.config.RUNTIME_IMAGE!,
       name: `rogue-${id}`,
       Env: [`WO_PLATFORM_URL=${platformUrl}`, `WO_BOOTSTRAP_TOKEN=${bootstrapToken}`],
       HostConfig: { ExtraHosts: ['host.docker.internal:host-gateway'] },
@@ -124,52 +125,43 @@ describe('config/restart race and stale boots', () => {
       await rogue.remove({ force: true });
     }
 
-    const after = (await stack.api.call('GET', `/v1/workspaces/${id}`, { token: key })).body;
+    const after = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
     expect(after.status).toBe('online');
     expect(after.generation).toBe(2);
     expect(after.configHash).toBe(current.configHash);
-    const eventsAfter = (await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body
-      .events;
+    const eventsAfter = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key }))
+      .body.events;
     expect(eventsAfter.length).toBe(eventsBefore);
 
-    await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
-    await waitForStatus(stack, key, id, 'deleted');
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
   });
 });
 
 describe('boot deadline', () => {
-  let stack: Stack;
-  let key: string;
   const deadlineMs = 6000;
-
-  beforeAll(async () => {
-    stack = await startStack({ env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
-    key = (await createOrg(stack)).apiKey;
-  });
-  afterAll(async () => {
-    await stack?.close();
-  });
+  const t = useStack({ env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
 
   it('an agent that never reports health → failed within the deadline, boot events kept, container removed', async () => {
-    const created = await stack.api.call('POST', '/v1/workspaces', {
-      token: key,
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
       body: { name: 'silent', backend: 'docker', config: { agent: { neverHealthy: true } } },
     });
     const id: string = created.body.id;
     const started = Date.now();
-    const failed = await waitForStatus(stack, key, id, 'failed', deadlineMs + 30_000);
+    const failed = await waitForStatus(t.stack, t.key, id, 'failed', deadlineMs + 30_000);
     // The deadline is a workflow timer: it fires after the deadline, not long after it.
     expect(Date.now() - started).toBeGreaterThanOrEqual(deadlineMs);
     expect(failed.error).toMatch(/boot deadline/);
-    expect(await containersOf(stack.docker, id)).toEqual([]);
-    const log = (await stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body;
+    expect(await containersOf(t.stack.docker, id)).toEqual([]);
+    const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key })).body;
     const phases = log.events.map((e: { phase: string }) => e.phase);
     expect(phases).toEqual(['boot', 'config-materialized', 'plugins-installed', 'agent-started']);
     expect(log.console).toMatch(/\S/);
     expect(log.console).not.toMatch(/wo_(boot|ws)_/);
     // Failed, not stuck: restart provisions a new generation.
-    expect((await stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(409);
-    await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
-    await waitForStatus(stack, key, id, 'deleted');
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(409);
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
   });
 });

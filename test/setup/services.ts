@@ -155,6 +155,7 @@ export async function startPostgres(opts: { log?: Log } = {}): Promise<RunningPo
   const onExit = (): void => {
     if (started)
       spawnSync(...asPg('pg_ctl', ['-D', dataDir, '-m', 'immediate', 'stop']), { stdio: 'ignore' });
+    fs.rmSync(root, { recursive: true, force: true });
   };
   process.once('exit', onExit);
 
@@ -260,7 +261,10 @@ export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTe
     const logFd = fs.openSync(logFile, 'a');
     const child = spawn(binary, args, { stdio: ['ignore', logFd, logFd] });
     fs.closeSync(logFd);
-    const onExit = (): void => void child.kill('SIGKILL');
+    const onExit = (): void => {
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
     process.once('exit', onExit);
     const stop = async (): Promise<void> => {
       process.off('exit', onExit);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import pino from 'pino';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startService, type RunningService } from '../../src/service.js';
 import '../setup/context.js';
@@ -66,6 +66,37 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     docker: new Dockerode(),
     api,
     close: () => service.close(),
+  };
+}
+
+export interface StackFixture {
+  readonly stack: Stack;
+  /** API key of an org created for this describe block. */
+  readonly key: string;
+  readonly orgId: string;
+}
+
+/** Starts a stack and an org before the describe block's tests, and stops the stack after them. */
+export function useStack(opts: StackOptions = {}): StackFixture {
+  let stack: Stack | undefined;
+  let org: { id: string; apiKey: string } | undefined;
+  beforeAll(async () => {
+    stack = await startStack(opts);
+    org = await createOrg(stack);
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+  return {
+    get stack() {
+      return stack!;
+    },
+    get key() {
+      return org!.apiKey;
+    },
+    get orgId() {
+      return org!.id;
+    },
   };
 }
 

@@ -51,6 +51,20 @@ export function opsRouter(deps: ApiDeps): Router {
     res.json(openApiDocument());
   });
 
+  // A readable index of the documented operations; the schemas are in /openapi.json.
+  r.get('/docs', (_req, res) => {
+    const doc = openApiDocument();
+    const rows = Object.entries(doc.paths).flatMap(([p, ops]) =>
+      Object.keys(ops).map((m) => `<li><code>${m.toUpperCase()} ${p}</code></li>`),
+    );
+    res
+      .type('html')
+      .send(
+        `<!doctype html><title>workspace-orchestrator API</title><h1>workspace-orchestrator API</h1>` +
+          `<p>Schemas: <a href="/openapi.json">/openapi.json</a></p><ul>${rows.join('')}</ul>`,
+      );
+  });
+
   return r;
 }
 
@@ -81,6 +95,18 @@ function openApiDocument() {
       },
       '/v1/workspaces/{id}/config': {
         patch: { requestBody: json(configureBody), responses: { '200': { description: 'saved' } } },
+      },
+      '/v1/workspaces/{id}/restart': { post: { responses: { '202': { description: 'accepted' } } } },
+      '/v1/workspaces/{id}/stop': { post: { responses: { '202': { description: 'accepted' } } } },
+      '/v1/workspaces/{id}/start': { post: { responses: { '202': { description: 'accepted' } } } },
+      '/v1/workspaces/{id}/events': { get: { responses: { '200': { description: 'text/event-stream' } } } },
+      '/v1/workspaces/{id}/boot-log': {
+        get: { responses: { '200': { description: 'boot events + console' } } },
+      },
+      '/v1/workspaces/{id}/secrets': { get: { responses: { '200': { description: 'keys, never values' } } } },
+      '/v1/workspaces/{id}/secrets/{key}': {
+        put: { responses: { '204': { description: 'stored' } } },
+        delete: { responses: { '204': { description: 'deleted' } } },
       },
     },
   };

@@ -1,0 +1,67 @@
+/** What the agent reports after it is online: secrets delivery, heartbeats, runtime wedge. */
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '../setup/wait-for.js';
+import { containersOf, useStack, waitForStatus } from '../support/stack.js';
+
+describe('agent after boot', () => {
+  const t = useStack();
+
+  it('delivers secrets only through the bootstrap fetch, never in the container env or logs', async () => {
+    const secret = 'sk-live-0123456789abcdef';
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'keeper', backend: 'docker', secrets: { API_KEY: secret } },
+    });
+    const id: string = created.body.id;
+    await waitForStatus(t.stack, t.key, id, 'online');
+    const envFile = (
+      await t.stack.service.backends.docker.readFile(id, 1, '/configs', '.wo/secrets.env')
+    ).toString();
+    expect(envFile).toContain(`API_KEY=${secret}`);
+    const [container] = await containersOf(t.stack.docker, id);
+    const env = (await t.stack.docker.getContainer(container!.Id).inspect()).Config.Env;
+    // Only the platform URL and the one-time token (PATH comes from the image).
+    const names = env.map((e) => e.split('=')[0]).filter((n) => n !== 'PATH');
+    expect(names.sort()).toEqual(['WO_BOOTSTRAP_TOKEN', 'WO_PLATFORM_URL']);
+    expect(env.join('\n')).not.toContain(secret);
+    const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key })).body;
+    expect(JSON.stringify(log)).not.toContain(secret);
+    // Heartbeats land in Postgres (not workflow history): lastHeartbeatAt moves.
+    const first = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body
+      .lastHeartbeatAt;
+    expect(first).toBeTruthy();
+    await waitFor(
+      async () =>
+        (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body.lastHeartbeatAt >
+        first,
+      { timeoutMs: 15_000, describe: 'a later heartbeat' },
+    );
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
+
+  it('a wedged runtime reported by heartbeat degrades the workspace through its entity', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'wedgy', backend: 'docker', config: { agent: { runtimeState: 'wedged' } } },
+    });
+    const id: string = created.body.id;
+    await waitForStatus(t.stack, t.key, id, 'degraded');
+    const events = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
+      headers: { authorization: `Bearer ${t.key}` },
+      signal: AbortSignal.timeout(2000),
+    });
+    const reader = events.body!.getReader();
+    let text = '';
+    while (!text.includes('"degraded"')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await reader.cancel();
+    const statuses = [...text.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1]!).status);
+    expect(statuses.slice(-2)).toEqual(['online', 'degraded']);
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
+});

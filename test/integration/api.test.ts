@@ -1,0 +1,150 @@
+/** API behaviour that needs no running workspace: listing, secrets, ops endpoints. */
+import { describe, expect, it } from 'vitest';
+import { createOrg, startStack, useStack } from '../support/stack.js';
+
+describe('api without workers', () => {
+  const t = useStack({ worker: false });
+
+  const create = async (name: string, token = t.key, extra: object = {}) => {
+    const res = await t.stack.api.call('POST', '/v1/workspaces', {
+      token,
+      body: { name, backend: 'docker', ...extra },
+    });
+    expect(res.status).toBe(202);
+    return res.body.id as string;
+  };
+
+  it('lists newest first with a stable cursor across pages, scoped to the org', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push(await create(`w${i}`));
+    const other = await createOrg(t.stack, 'someone-else');
+    const foreign = await create('foreign', other.apiKey);
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const q: string = cursor ? `?limit=3&cursor=${cursor}` : '?limit=3';
+      const res = await t.stack.api.call('GET', `/v1/workspaces${q}`, { token: t.key });
+      expect(res.status).toBe(200);
+      expect(res.body.items.length).toBeLessThanOrEqual(3);
+      seen.push(...res.body.items.map((w: { id: string }) => w.id));
+      cursor = res.body.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(seen).toEqual([...ids].reverse());
+    expect(seen).not.toContain(foreign);
+
+    // Admin sees every org; filters apply.
+    const all = await t.stack.api.call('GET', '/v1/workspaces?limit=200', { token: t.stack.adminToken });
+    expect(all.body.items.map((w: { id: string }) => w.id)).toEqual(
+      expect.arrayContaining([...ids, foreign]),
+    );
+    const filtered = await t.stack.api.call('GET', '/v1/workspaces?status=online', { token: t.key });
+    expect(filtered.body.items).toEqual([]);
+
+    const one = await t.stack.api.call('GET', `/v1/workspaces/${ids[0]}`, { token: t.key });
+    expect(one.body).toMatchObject({
+      id: ids[0],
+      name: 'w0',
+      backend: 'docker',
+      status: 'provisioning',
+      generation: 0,
+    });
+    expect(one.body.orgId).toMatch(/^[0-9a-f]{16}$/);
+    expect(Date.parse(one.body.createdAt)).not.toBeNaN();
+  });
+
+  it('admin must name an org; org keys cannot create in another org', async () => {
+    const res = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.stack.adminToken,
+      body: { name: 'x', backend: 'docker' },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.field).toBe('orgId');
+    const other = await createOrg(t.stack, 'third');
+    const cross = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'x', backend: 'docker', orgId: other.id },
+    });
+    expect(cross.status).toBe(400);
+    const asAdmin = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.stack.adminToken,
+      body: { name: 'x', backend: 'docker', orgId: other.id },
+    });
+    expect(asAdmin.status).toBe(202);
+    expect(
+      (await t.stack.api.call('GET', `/v1/workspaces/${asAdmin.body.id}`, { token: other.apiKey })).status,
+    ).toBe(200);
+  });
+
+  it('secrets are write-only, encrypted at rest, and scoped', async () => {
+    const id = await create('secretive', t.key, { secrets: { API_KEY: 'sk-very-secret-1' } });
+    const put = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/OTHER_KEY`, {
+      token: t.key,
+      body: { value: 'sk-very-secret-2' },
+    });
+    expect(put.status).toBe(204);
+    const list = await t.stack.api.call('GET', `/v1/workspaces/${id}/secrets`, { token: t.key });
+    expect(list.body.items.map((s: { key: string }) => s.key)).toEqual(['API_KEY', 'OTHER_KEY']);
+    expect(JSON.stringify(list.body)).not.toContain('sk-very-secret');
+    const stored = await t.stack.service.db.pool.query(
+      'SELECT value_enc FROM secrets WHERE workspace_id = $1',
+      [id],
+    );
+    expect(stored.rows).toHaveLength(2);
+    for (const row of stored.rows) expect(row.value_enc).not.toContain('sk-very-secret');
+
+    const badKey = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/lower`, {
+      token: t.key,
+      body: { value: 'x' },
+    });
+    expect(badKey.status).toBe(400);
+    expect(badKey.body.error.field).toBe('key');
+    expect(
+      (await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/X`, { token: t.key, body: {} })).status,
+    ).toBe(400);
+    const other = await createOrg(t.stack, 'snoop');
+    expect(
+      (await t.stack.api.call('GET', `/v1/workspaces/${id}/secrets`, { token: other.apiKey })).status,
+    ).toBe(404);
+    expect(
+      (await t.stack.api.call('DELETE', `/v1/workspaces/${id}/secrets/OTHER_KEY`, { token: t.key })).status,
+    ).toBe(204);
+    expect(
+      (await t.stack.api.call('DELETE', `/v1/workspaces/${id}/secrets/OTHER_KEY`, { token: t.key })).status,
+    ).toBe(404);
+  });
+
+  it('serves health, readiness, metrics and the OpenAPI document without a token', async () => {
+    expect((await t.stack.api.call('GET', '/healthz')).body).toEqual({ ok: true });
+    const ready = await t.stack.api.call('GET', '/readyz');
+    expect(ready.status).toBe(200);
+    expect(ready.body.checks).toMatchObject({ database: 'ok', temporal: 'ok', 'backend:docker': 'ok' });
+    const metrics = await fetch(`${t.stack.url}/metrics`);
+    expect(await metrics.text()).toMatch(/wo_http_requests_total/);
+    const openapi = await t.stack.api.call('GET', '/openapi.json');
+    expect(openapi.body.openapi).toBe('3.1.0');
+    expect(
+      openapi.body.paths['/v1/workspaces'].post.requestBody.content['application/json'].schema.properties,
+    ).toHaveProperty('backend');
+    const docs = await fetch(`${t.stack.url}/docs`);
+    expect(await docs.text()).toContain('/v1/workspaces');
+    expect((await t.stack.api.call('GET', '/v1/nothing-here', { token: t.key })).status).toBe(404);
+  });
+});
+
+describe('readiness names what is down', () => {
+  it('answers 503 naming the unreachable backend', async () => {
+    const stack = await startStack({ worker: false, env: { DOCKER_SOCKET: '/nonexistent/docker.sock' } });
+    try {
+      const ready = await stack.api.call('GET', '/readyz');
+      expect(ready.status).toBe(503);
+      expect(ready.body.checks.database).toBe('ok');
+      expect(ready.body.checks['backend:docker']).not.toBe('ok');
+    } finally {
+      await stack.close();
+    }
+  });
+});
