@@ -108,6 +108,19 @@ describe('config/restart race and stale boots', () => {
     expect(claim.status).toBe(409);
     expect((await t.stack.api.call('GET', '/v1/registry/bootstrap', { token: oldToken })).status).toBe(409);
 
+    // The current generation's own token with a config hash other than its snapshot: refused.
+    const g2Bundle = JSON.parse(
+      (await t.stack.service.backends.docker.readFile(id, 2, '/configs', '.wo/bundle.json')).toString(),
+    );
+    for (const path of ['/v1/registry/register', '/v1/registry/heartbeat']) {
+      const wrongHash = await t.stack.api.call('POST', path, {
+        token: g2Bundle.workspaceToken,
+        body: { workspaceId: id, generation: 2, configHash: 'ffffffffffffffff' },
+      });
+      expect(wrongHash.status, path).toBe(409);
+      expect(wrongHash.body.error.code, path).toBe('config_mismatch');
+    }
+
     // A container started with generation 1's (used) bootstrap token: refused, exits non-zero.
     const rogue = await t.stack.docker.createContainer({
       Image: t.stack.config.RUNTIME_IMAGE!,

@@ -91,6 +91,14 @@ export function registryRouter(deps: ApiDeps): Router {
   r.post('/boot-events', async (req, res) => {
     const body = parse(bootEventBody, req.body);
     const w = await current(res, body);
+    // Ready only with a registration for this generation and its config hash.
+    const healthOk = body.phase === 'platform-health-ok';
+    if (
+      healthOk &&
+      (w.registeredGeneration !== body.generation || w.registeredConfigHash !== w.bootConfigHash)
+    ) {
+      throw conflict('platform-health-ok before registration for this generation', 'not_registered');
+    }
     const secrets = Object.values(await secretValues(db, deps.secrets, w.id));
     await insertBootEvent(db, w.id, {
       generation: body.generation,
@@ -99,11 +107,7 @@ export function registryRouter(deps: ApiDeps): Router {
       ts: body.ts ? new Date(body.ts) : new Date(),
     });
     await workspaces.updatePhase(db, w.id, body.generation, body.phase);
-    if (body.phase === 'platform-health-ok') {
-      // Ready only with a registration for this generation and its config hash.
-      if (w.registeredGeneration !== body.generation || w.registeredConfigHash !== w.bootConfigHash) {
-        throw conflict('platform-health-ok before registration for this generation', 'not_registered');
-      }
+    if (healthOk) {
       await deps.entity.signalReady(w.id, {
         generation: body.generation,
         configHash: w.registeredConfigHash!,
