@@ -35,6 +35,8 @@ const envSchema = z.object({
         .filter(Boolean),
     )
     .pipe(z.array(z.enum(['docker', 'ec2']))),
+  /** `1` adds `ec2` to ENABLED_BACKENDS (what `./dev up --ec2-sim` sets). */
+  ENABLE_EC2: z.enum(['0', '1', '']).optional(),
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   /** URL the agent inside a Docker workspace uses to reach the platform. */
   DOCKER_PLATFORM_URL: z.string().url().optional(),
@@ -53,6 +55,29 @@ const envSchema = z.object({
       }
     }),
   DEFAULT_RUNTIME: z.string().default('claude-code'),
+  /** EC2 API endpoint override (moto/ec2-sim); unset = AWS's regional endpoint. */
+  EC2_ENDPOINT: z.string().url().optional(),
+  EC2_REGION: z.string().optional(),
+  AWS_REGION: z.string().optional(),
+  /** Static credentials (moto/ec2-sim or CI); unset = the AWS SDK's default provider chain. */
+  AWS_ACCESS_KEY_ID: z.string().optional(),
+  AWS_SECRET_ACCESS_KEY: z.string().optional(),
+  /** AMI of workspace instances (must carry node + the agent at /opt/agent, like the VM image). */
+  EC2_AMI_ID: z.string().optional(),
+  EC2_INSTANCE_TYPE: z.string().default('t3.small'),
+  EC2_SUBNET_ID: z.string().optional(),
+  EC2_SECURITY_GROUP_IDS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  /** How an agent on an instance reaches the platform; default http://EC2_PLATFORM_HOST:PORT. */
+  EC2_PLATFORM_URL: z.string().url().optional(),
+  EC2_PLATFORM_HOST: z.string().optional(),
   BOOT_DEADLINE_MS: msSetting(180_000),
   HEARTBEAT_INTERVAL_MS: msSetting(15_000),
   BOOTSTRAP_TOKEN_TTL_MS: msSetting(3_600_000),
@@ -65,7 +90,7 @@ export type Env = z.infer<typeof envSchema>;
 
 export interface Config extends Omit<Env, 'RUNTIME_IMAGES'> {
   dataDir: string;
-  platformUrl: string;
+  ec2Region: string;
   /** runtime → image; the accepted runtimes are exactly its keys. */
   runtimeImages: Record<string, string>;
 }
@@ -79,6 +104,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if (e.ENABLE_EC2 === '1' && !e.ENABLED_BACKENDS.includes('ec2')) e.ENABLED_BACKENDS.push('ec2');
+  if (e.ENABLED_BACKENDS.includes('ec2') && !e.EC2_AMI_ID) {
+    throw new ConfigError('invalid configuration:\n  EC2_AMI_ID: required when the ec2 backend is enabled');
+  }
   const dataDir = resolve(e.DATA_DIR);
   const runtimeImage = e.RUNTIME_IMAGE ?? readBuiltImageTag(dataDir);
   const runtimeImages: Record<string, string> = {};
@@ -89,8 +118,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...rest,
     RUNTIME_IMAGE: runtimeImage,
     dataDir,
-    platformUrl: e.DOCKER_PLATFORM_URL ?? `http://host.docker.internal:${e.PORT}`,
+    ec2Region: e.EC2_REGION ?? e.AWS_REGION ?? 'us-east-1',
     runtimeImages,
+  };
+}
+
+/**
+ * Where an agent reaches the platform registry, per backend. `port` is where the API actually
+ * listens (differs from PORT when PORT=0 in tests).
+ */
+export function platformUrls(config: Config, port: number): Record<'docker' | 'ec2', string> {
+  return {
+    docker: config.DOCKER_PLATFORM_URL ?? `http://host.docker.internal:${port}`,
+    ec2: config.EC2_PLATFORM_URL ?? `http://${config.EC2_PLATFORM_HOST ?? '127.0.0.1'}:${port}`,
   };
 }
 

@@ -16,7 +16,10 @@ import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
 import { BackendError } from './backends/backend.js';
 import { DockerBackend } from './backends/docker/docker-backend.js';
 import { UnconfiguredBackend } from './backends/unconfigured.js';
-import type { Config } from './config.js';
+import { platformUrls, type Config } from './config.js';
+import { createEc2Client } from './backends/ec2/client.js';
+import { Ec2Backend } from './backends/ec2/ec2-backend.js';
+import { DbSshKeyStore } from './db/ssh-keys.js';
 import { openDatabase, type Database } from './db/database.js';
 import { SecretBox } from './security/secrets.js';
 import { createWorker } from './worker/index.js';
@@ -38,7 +41,10 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-export function createBackends(config: Config): Record<BackendKind, WorkspaceBackend> {
+export function createBackends(
+  config: Config,
+  deps: { db: Database; secrets: SecretBox },
+): Record<BackendKind, WorkspaceBackend> {
   const image = (runtime: string): string => {
     const tag = config.runtimeImages[runtime];
     if (!tag) throw new BackendError('permanent', `no image configured for runtime "${runtime}"`);
@@ -48,7 +54,24 @@ export function createBackends(config: Config): Record<BackendKind, WorkspaceBac
     docker: config.ENABLED_BACKENDS.includes('docker')
       ? new DockerBackend({ docker: new Dockerode({ socketPath: config.DOCKER_SOCKET }), image })
       : new UnconfiguredBackend('docker'),
-    ec2: new UnconfiguredBackend('ec2'),
+    ec2:
+      config.ENABLED_BACKENDS.includes('ec2') && config.EC2_AMI_ID
+        ? new Ec2Backend({
+            client: createEc2Client({
+              region: config.ec2Region,
+              endpoint: config.EC2_ENDPOINT,
+              credentials:
+                config.AWS_ACCESS_KEY_ID && config.AWS_SECRET_ACCESS_KEY
+                  ? { accessKeyId: config.AWS_ACCESS_KEY_ID, secretAccessKey: config.AWS_SECRET_ACCESS_KEY }
+                  : undefined,
+            }),
+            keys: new DbSshKeyStore(deps.db.pool, deps.secrets),
+            imageId: config.EC2_AMI_ID,
+            instanceType: config.EC2_INSTANCE_TYPE,
+            subnetId: config.EC2_SUBNET_ID,
+            securityGroupIds: config.EC2_SECURITY_GROUP_IDS,
+          })
+        : new UnconfiguredBackend('ec2'),
   };
 }
 
@@ -56,7 +79,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const log = opts.log ?? pino({ level: config.LOG_LEVEL });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
   const secrets = new SecretBox(config.SECRETS_KEY);
-  const backends = createBackends(config);
+  const backends = createBackends(config, { db, secrets });
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
@@ -95,11 +118,10 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let workerRun: Promise<void> | null = null;
   let workerConnection: { close(): Promise<void> } | null = null;
   if (opts.worker) {
-    const platformUrl = config.DOCKER_PLATFORM_URL ?? `http://host.docker.internal:${port ?? config.PORT}`;
     const activities = createActivities({
       db: db.pool,
       backends,
-      platformUrls: { docker: platformUrl, ec2: platformUrl },
+      platformUrls: platformUrls(config, port ?? config.PORT),
       bootstrapTokenTtlMs: config.BOOTSTRAP_TOKEN_TTL_MS,
       secrets,
     });

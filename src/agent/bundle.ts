@@ -36,6 +36,8 @@ export interface AgentHooks {
   runtimeState: string;
   streamChunks: number;
   streamIntervalMs: number;
+  /** Wait this long after `boot` before writing /configs: templates that arrive late. */
+  materializeDelayMs: number;
 }
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
@@ -129,5 +131,7 @@ export function agentHooks(config: Record<string, unknown>): AgentHooks {
       typeof agent.streamIntervalMs === 'number' && agent.streamIntervalMs >= 0
         ? agent.streamIntervalMs
         : 200,
+    // Capped like the others: a hook to widen a race window, not to park an agent.
+    materializeDelayMs: Math.min(positiveInt(agent.materializeDelayMs, 0), 60_000),
   };
 }

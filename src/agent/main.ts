@@ -52,6 +52,10 @@ async function main(): Promise<void> {
     `workspace ${bundle.workspaceId} generation ${bundle.generation} config ${bundle.configHash}${reboot ? ' (reboot)' : ''}`,
   );
 
+  if (hooks.materializeDelayMs > 0) {
+    log(`config.agent.materializeDelayMs: writing ${env.configsDir} in ${hooks.materializeDelayMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, hooks.materializeDelayMs));
+  }
   try {
     const files = await materializeConfigs(env.configsDir, bundle, tokenSha);
     const refused = files.refused.length > 0 ? `; refused unsafe paths: ${files.refused.join(', ')}` : '';

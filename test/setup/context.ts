@@ -7,6 +7,11 @@ declare module 'vitest' {
     /** host:port of this run's Temporal dev server (namespace `default`, search attributes registered). */
     TEMPORAL_ADDRESS: string;
     TEMPORAL_NAMESPACE: string;
+    /**
+     * moto_server's URL (the EC2 API, in memory, fresh per run; any credentials and region). It
+     * boots nothing: start test/ec2-sim's startEc2Sim() on it and point EC2 clients at the sim.
+     */
+    MOTO_ENDPOINT: string;
     /** Tag of the workspace runtime image, built (or found up to date) for this run. */
     RUNTIME_IMAGE: string;
   }

@@ -1,14 +1,14 @@
 /**
- * Starts the services every test run shares: a real PostgreSQL, a Temporal dev server and the
- * Docker daemon, and builds the runtime image (src/cli/build-images.ts). Runs once per
- * `vitest run`, so any single test file also works alone. Values reach tests through inject()
- * (see context.ts) and process.env.
+ * Starts the services every test run shares: a real PostgreSQL, a Temporal dev server, moto (the
+ * EC2 API; test/ec2-sim boots its instances) and the Docker daemon, and builds the runtime image
+ * (src/cli/build-images.ts). Runs once per `vitest run`, so any single test file also works alone.
+ * Values reach tests through inject() (see context.ts) and process.env.
  */
 import type { TestProject } from 'vitest/node';
 import './context.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
 import { createFreshDatabase } from './databases.js';
-import { ensureDockerDaemon, startPostgres, startTemporal, type Log } from './services.js';
+import { ensureDockerDaemon, startMoto, startPostgres, startTemporal, type Log } from './services.js';
 
 const log: Log = (message) => console.log(`[global-setup] ${message}`);
 
@@ -22,16 +22,22 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
 
   // Independent, so start them together; settle all before judging, so nothing started is leaked.
-  const [postgres, temporal, image] = await Promise.allSettled([
+  const [postgres, temporal, moto, image] = await Promise.allSettled([
     startPostgres({ log }).then((s) => (cleanups.push({ name: 'postgres', fn: s.stop }), s)),
     startTemporal({ log }).then((s) => (cleanups.push({ name: 'temporal', fn: s.stop }), s)),
+    startMoto({ log }).then((s) => (cleanups.push({ name: 'moto', fn: s.stop }), s)),
     ensureDockerDaemon({ log }).then(() =>
       ensureRuntimeImage({ log: (line) => log(`runtime image: ${line}`) }),
     ),
   ]);
-  if (postgres.status === 'rejected' || temporal.status === 'rejected' || image.status === 'rejected') {
+  if (
+    postgres.status === 'rejected' ||
+    temporal.status === 'rejected' ||
+    moto.status === 'rejected' ||
+    image.status === 'rejected'
+  ) {
     await teardown();
-    const reasons = [postgres, temporal, image]
+    const reasons = [postgres, temporal, moto, image]
       .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
       .map((r) => (r.reason instanceof Error ? r.reason.message : String(r.reason)));
     throw new Error(`global setup failed:\n- ${reasons.join('\n- ')}`);
@@ -43,6 +49,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       DATABASE_URL: db.url,
       TEMPORAL_ADDRESS: temporal.value.address,
       TEMPORAL_NAMESPACE: temporal.value.namespace,
+      MOTO_ENDPOINT: moto.value.endpoint,
       RUNTIME_IMAGE: image.value,
     };
     for (const [key, value] of Object.entries(values) as Array<[keyof typeof values, string]>) {

@@ -1,6 +1,7 @@
 /**
- * Real services for tests: PostgreSQL (Debian binaries), the Temporal dev server (venv binary) and
- * the Docker daemon. Used by global-setup.ts; exported so a test or a bench can start its own.
+ * Real services for tests: PostgreSQL (Debian binaries), the Temporal dev server (venv binary),
+ * moto (the EC2 API, venv binary) and the Docker daemon. Used by global-setup.ts; exported so a
+ * test or a bench can start its own.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -306,6 +307,111 @@ export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTe
     return {
       address,
       namespace: 'default',
+      stop: async () => {
+        await stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// moto (EC2 API)
+
+export interface RunningMoto {
+  /** http://127.0.0.1:PORT: give it to an EC2Client as `endpoint` (any credentials, any region). */
+  endpoint: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** $MOTO_BIN, else moto_server next to the Temporal CLI (the same venv, DEV_VENV-aware). */
+export function motoBinary(): string {
+  return process.env.MOTO_BIN ?? path.join(path.dirname(temporalBinary()), 'moto_server');
+}
+
+/** POST Action=DescribeRegions the way the SDK would; true when moto answers it with 200. */
+function motoAnswers(port: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const body = 'Action=DescribeRegions&Version=2016-11-15';
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/',
+        signal,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+          'content-length': Buffer.byteLength(body),
+          authorization:
+            'AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0',
+        },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(res.statusCode === 200 && text.includes('DescribeRegionsResponse')));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * moto_server on a free 127.0.0.1 port, in memory (a fresh EC2 world per start). Ready = it answers
+ * an EC2 DescribeRegions. Python's default SIGTERM handling stops it.
+ */
+export async function startMoto(opts: { log?: Log } = {}): Promise<RunningMoto> {
+  const binary = motoBinary();
+  if (!fs.existsSync(binary)) {
+    throw new Error(
+      `moto_server not found at ${binary}: run ./dev setup (it installs moto[server] into the venv)`,
+    );
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'wo-moto-'));
+  const logFile = path.join(dir, 'moto.log');
+
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const logFd = fs.openSync(logFile, 'a');
+    const child = spawn(binary, ['-H', '127.0.0.1', '-p', String(port)], {
+      stdio: ['ignore', logFd, logFd],
+      env: { ...process.env, PYTHONUNBUFFERED: '1' },
+    });
+    fs.closeSync(logFd);
+    const onExit = (): void => {
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
+    process.once('exit', onExit);
+    const stop = async (): Promise<void> => {
+      process.off('exit', onExit);
+      await stopChild(child, 5_000);
+    };
+    try {
+      await Promise.race([
+        exitAsError(child, 'moto_server', logFile),
+        waitFor(({ signal }) => motoAnswers(port, signal), {
+          timeoutMs: 60_000,
+          intervalMs: 100,
+          attemptTimeoutMs: 5_000,
+          describe: `moto_server on 127.0.0.1:${port} to answer DescribeRegions; log ${logFile}`,
+        }),
+      ]);
+    } catch (err) {
+      await stop();
+      if (attempt < 3 && child.exitCode !== null && /address already in use/i.test(tail(logFile))) continue;
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    const endpoint = `http://127.0.0.1:${port}`;
+    opts.log?.(`moto: ${endpoint} (log ${logFile})`);
+    return {
+      endpoint,
+      port,
       stop: async () => {
         await stop();
         await rm(dir, { recursive: true, force: true });

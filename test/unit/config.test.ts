@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, platformUrls } from '../../src/config.js';
 
 const base = {
   ADMIN_TOKEN: 'a'.repeat(32),
@@ -14,7 +14,10 @@ describe('configuration', () => {
     const c = loadConfig(base);
     expect(c.PORT).toBe(8080);
     expect(c.ENABLED_BACKENDS).toEqual(['docker']);
-    expect(c.platformUrl).toBe('http://host.docker.internal:8080');
+    expect(platformUrls(c, 8080)).toEqual({
+      docker: 'http://host.docker.internal:8080',
+      ec2: 'http://127.0.0.1:8080',
+    });
     expect(c.runtimeImages['claude-code']).toBe('wo-runtime:test');
     expect(c.DATABASE_URL).toBeUndefined();
   });
@@ -36,6 +39,19 @@ describe('configuration', () => {
     const msg = (err as Error).message;
     for (const name of ['ADMIN_TOKEN', 'SECRETS_KEY', 'PORT', 'ENABLED_BACKENDS'])
       expect(msg).toContain(name);
+  });
+
+  it('enables ec2 only with an AMI, and derives its platform URL from the sim gateway', () => {
+    expect(() => loadConfig({ ...base, ENABLE_EC2: '1' })).toThrow(/EC2_AMI_ID/);
+    const c = loadConfig({
+      ...base,
+      ENABLE_EC2: '1',
+      EC2_AMI_ID: 'ami-1',
+      EC2_PLATFORM_HOST: '172.31.255.254',
+    });
+    expect(c.ENABLED_BACKENDS).toEqual(['docker', 'ec2']);
+    expect(c.ec2Region).toBe('us-east-1');
+    expect(platformUrls(c, 9000).ec2).toBe('http://172.31.255.254:9000');
   });
 
   it('maps runtimes to images from RUNTIME_IMAGES', () => {

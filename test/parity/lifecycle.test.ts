@@ -1,6 +1,6 @@
 /**
- * The Docker lifecycle end to end on the real stack: API → Temporal entity workflow → dockerd →
- * the reference agent proving readiness through the registry.
+ * The lifecycle end to end on the real stack, the same test for each backend: API → Temporal entity
+ * workflow → dockerd / EC2 (moto + ec2-sim) → the reference agent proving readiness.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,15 +10,16 @@ import { describe, expect, it } from 'vitest';
 import { workflowsPath } from '../../src/worker/index.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { containersOf, REPO_ROOT, useStack, volumesOf, waitForStatus, type Stack } from '../support/stack.js';
+import { REPO_ROOT, waitForStatus, type Stack } from '../support/stack.js';
+import { leftovers, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
 
-describe('docker workspace lifecycle', () => {
-  const t = useStack();
+describe.each(PARITY_BACKENDS)('%s workspace lifecycle', (backend) => {
+  const t = useParityStack(backend);
 
   it('create → online → config+restart → online at g+1 → stop → start → delete leaves nothing', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'alpha', backend: 'docker', runtime: 'claude-code', config: { model: 'small' } },
+      body: { name: 'alpha', backend, runtime: 'claude-code', config: { model: 'small' } },
     });
     expect(created.status).toBe(202);
     expect(created.body.status).toBe('provisioning');
@@ -28,13 +29,16 @@ describe('docker workspace lifecycle', () => {
     const online = await waitForStatus(t.stack, t.key, id, 'online');
     expect(online.generation).toBe(1);
     expect(online.runtime).toBe('claude-code');
-    expect(online.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // Where the backend says the agent answers: a loopback port (docker) or the private IP (ec2).
+    expect(online.endpoint).toMatch(
+      backend === 'docker' ? /^http:\/\/127\.0\.0\.1:\d+$/ : /^http:\/\/172\.31\.[\d.]+:8080$/,
+    );
     expect(online.instanceId).toBeTruthy();
 
     // Every boot phase was reported for generation 1 before it went online.
     const bootLog = await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key });
     expect(bootLog.status).toBe(200);
-    expect(bootLog.body.backend).toBe('docker');
+    expect(bootLog.body.backend).toBe(backend);
     const phases = bootLog.body.events
       .filter((e: { generation: number }) => e.generation === 1)
       .map((e: { phase: string }) => e.phase);
@@ -63,28 +67,28 @@ describe('docker workspace lifecycle', () => {
     expect(restarted.runtime).toBe('langgraph');
     expect(restarted.configHash).toBe(patched.body.configHash);
     const yaml = (
-      await t.stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')
+      await t.stack.service.backends[backend].readFile(id, 2, '/configs', 'config.yaml')
     ).toString();
     expect(yaml).toMatch(/^runtime: langgraph$/m);
     expect(yaml).toMatch(/^model: large$/m);
-    const afterRestart = await containersOf(t.stack.docker, id);
-    expect(afterRestart.map((c) => c.Names[0])).toEqual([`/ws-${id}-g2`]);
+    const afterRestart = await resourcesOf(backend, t.stack.docker, id);
+    expect(afterRestart.map((r) => r.name)).toEqual([`ws-${id}-g2`]);
 
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'stopped');
-    const stopped = await containersOf(t.stack.docker, id);
+    const stopped = await resourcesOf(backend, t.stack.docker, id);
     expect(stopped).toHaveLength(1);
-    expect(stopped[0]!.State).not.toBe('running');
+    expect(stopped[0]!.running).toBe(false);
 
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
     const again = await waitForStatus(t.stack, t.key, id, 'online');
     expect(again.generation).toBe(2);
-    expect((await containersOf(t.stack.docker, id)).map((c) => c.Id)).toEqual([stopped[0]!.Id]);
+    // The same container / instance, started again.
+    expect((await resourcesOf(backend, t.stack.docker, id)).map((r) => r.id)).toEqual([stopped[0]!.id]);
 
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
-    expect(await containersOf(t.stack.docker, id)).toEqual([]);
-    expect(await volumesOf(t.stack.docker, id)).toEqual([]);
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
 
     // The history of transitions is served as SSE and ends with `deleted`.
     const events = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
@@ -108,22 +112,22 @@ describe('docker workspace lifecycle', () => {
     const history = await t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
     await Worker.runReplayHistory({ workflowsPath: workflowsPath() }, history, workspaceWorkflowId(id));
     if (process.env.RECORD_REPLAY === '1') {
-      // `RECORD_REPLAY=1 npx vitest run test/integration/lifecycle.test.ts` refreshes the committed history.
+      // `RECORD_REPLAY=1 npx vitest run test/parity/lifecycle.test.ts` refreshes the committed histories.
       writeFileSync(
-        path.join(REPO_ROOT, 'test/replay/histories/docker-lifecycle.json'),
+        path.join(REPO_ROOT, `test/replay/histories/${backend}-lifecycle.json`),
         historyToJSON(history),
       );
     }
   });
 });
 
-describe('entity continue-as-new', () => {
-  const t = useStack({ env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
+describe.each(PARITY_BACKENDS)('%s entity continue-as-new', (backend) => {
+  const t = useParityStack(backend, { env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
 
   it('carries generation, config and status across runs, and keeps serving updates', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'long-lived', backend: 'docker', config: { v: 1 } },
+      body: { name: 'long-lived', backend, config: { v: 1 } },
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
@@ -141,12 +145,12 @@ describe('entity continue-as-new', () => {
     expect(patched.body.generation).toBe(2);
     await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 2);
     const yaml = (
-      await t.stack.service.backends.docker.readFile(id, 2, '/configs', 'config.yaml')
+      await t.stack.service.backends[backend].readFile(id, 2, '/configs', 'config.yaml')
     ).toString();
     expect(yaml).toMatch(/^v: 2$/m);
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
-    expect(await containersOf(t.stack.docker, id)).toEqual([]);
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
   });
 
   async function waitForContinued(handle: ReturnType<Stack['service']['temporal']['workflow']['getHandle']>) {

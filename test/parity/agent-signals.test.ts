@@ -1,29 +1,26 @@
 /** What the agent reports after it is online: secrets delivery, heartbeats, runtime wedge. */
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
-import { containersOf, useStack, waitForStatus } from '../support/stack.js';
+import { waitForStatus } from '../support/stack.js';
+import { launchTextOf, PARITY_BACKENDS, useParityStack } from './backends.js';
 
-describe('agent after boot', () => {
-  const t = useStack();
+describe.each(PARITY_BACKENDS)('%s: agent after boot', (backend) => {
+  const t = useParityStack(backend);
 
   it('delivers secrets only through the bootstrap fetch, never in the container env or logs', async () => {
     const secret = 'sk-live-0123456789abcdef';
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'keeper', backend: 'docker', secrets: { API_KEY: secret } },
+      body: { name: 'keeper', backend, secrets: { API_KEY: secret } },
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
     const envFile = (
-      await t.stack.service.backends.docker.readFile(id, 1, '/configs', '.wo/secrets.env')
+      await t.stack.service.backends[backend].readFile(id, 1, '/configs', '.wo/secrets.env')
     ).toString();
     expect(envFile).toContain(`API_KEY=${secret}`);
-    const [container] = await containersOf(t.stack.docker, id);
-    const env = (await t.stack.docker.getContainer(container!.Id).inspect()).Config.Env;
-    // Only the platform URL and the one-time token (PATH comes from the image).
-    const names = env.map((e) => e.split('=')[0]).filter((n) => n !== 'PATH');
-    expect(names.sort()).toEqual(['WO_BOOTSTRAP_TOKEN', 'WO_PLATFORM_URL']);
-    expect(env.join('\n')).not.toContain(secret);
+    // What the resource was launched with (container env / user-data) holds no secret value.
+    expect(await launchTextOf(backend, t.stack.docker, id, 1)).not.toContain(secret);
     const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key })).body;
     expect(JSON.stringify(log)).not.toContain(secret);
     // Heartbeats land in Postgres (not workflow history): lastHeartbeatAt moves.
@@ -43,7 +40,7 @@ describe('agent after boot', () => {
   it('a wedged runtime reported by heartbeat degrades the workspace through its entity', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'wedgy', backend: 'docker', config: { agent: { runtimeState: 'wedged' } } },
+      body: { name: 'wedgy', backend, config: { agent: { runtimeState: 'wedged' } } },
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'degraded');

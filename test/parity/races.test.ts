@@ -1,16 +1,19 @@
 /**
- * The races the seed system lost, on the real stack: a config save racing a restart, a stale boot
- * trying to flip the workspace, and a boot that never proves readiness.
+ * The races the seed system lost, on the real stack and on each backend: a config save racing a
+ * restart, a stale boot trying to flip the workspace, and a boot that never proves readiness.
  */
 import { describe, expect, it } from 'vitest';
+import type { BackendKind } from '../../src/backends/backend.js';
+import type { SimKnobs } from '../ec2-sim/sim.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { containersOf, useStack, waitForStatus } from '../support/stack.js';
+import { waitForStatus } from '../support/stack.js';
+import { bootstrapTokenOf, leftovers, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
 
 const RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'];
 
-describe('config/restart race and stale boots', () => {
-  const t = useStack();
+describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', (backend) => {
+  const t = useParityStack(backend);
 
   /** Waits until the entity has nothing left to do and the workspace is online. */
   async function settled(id: string) {
@@ -27,7 +30,7 @@ describe('config/restart race and stale boots', () => {
   it('20 rounds of a config save racing a restart: the running workspace has the last saved config', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'racer', backend: 'docker', config: { round: 0 } },
+      body: { name: 'racer', backend, config: { round: 0 } },
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
@@ -48,11 +51,11 @@ describe('config/restart race and stale boots', () => {
       expect(w.runtime, `round ${round}`).toBe(runtime);
       expect(state.configHash, `round ${round}`).toBe(w.configHash);
       const yaml = (
-        await t.stack.service.backends.docker.readFile(id, state.generation, '/configs', 'config.yaml')
+        await t.stack.service.backends[backend].readFile(id, state.generation, '/configs', 'config.yaml')
       ).toString();
       expect(yaml, `round ${round}`).toMatch(new RegExp(`^round: ${round}$`, 'm'));
       expect(yaml, `round ${round}`).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
-      expect((await containersOf(t.stack.docker, id)).length, `round ${round}`).toBe(1);
+      expect((await resourcesOf(backend, t.stack.docker, id)).length, `round ${round}`).toBe(1);
     }
     await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     await waitForStatus(t.stack, t.key, id, 'deleted');
@@ -61,17 +64,15 @@ describe('config/restart race and stale boots', () => {
   it('a boot of an older generation is refused and cannot change the workspace', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'fenced', backend: 'docker' },
+      body: { name: 'fenced', backend },
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
-    // What generation 1 was started with and what its agent holds.
-    const g1 = t.stack.docker.getContainer(`ws-${id}-g1`);
-    const env = (await g1.inspect()).Config.Env;
-    const bootstrapToken = env.find((e) => e.startsWith('WO_BOOTSTRAP_TOKEN='))!.split('=')[1]!;
-    const platformUrl = env.find((e) => e.startsWith('WO_PLATFORM_URL='))!.split('=')[1]!;
+    // What generation 1 was started with (container env / user-data) and what its agent holds.
+    const bootstrapToken = await bootstrapTokenOf(backend, t.stack.docker, id, 1);
+    const platformUrl = `http://host.docker.internal:${t.stack.service.port}`;
     const bundle = JSON.parse(
-      (await t.stack.service.backends.docker.readFile(id, 1, '/configs', '.wo/bundle.json')).toString(),
+      (await t.stack.service.backends[backend].readFile(id, 1, '/configs', '.wo/bundle.json')).toString(),
     );
     const oldToken: string = bundle.workspaceToken;
 
@@ -110,7 +111,7 @@ describe('config/restart race and stale boots', () => {
 
     // The current generation's own token with a config hash other than its snapshot: refused.
     const g2Bundle = JSON.parse(
-      (await t.stack.service.backends.docker.readFile(id, 2, '/configs', '.wo/bundle.json')).toString(),
+      (await t.stack.service.backends[backend].readFile(id, 2, '/configs', '.wo/bundle.json')).toString(),
     );
     for (const path of ['/v1/registry/register', '/v1/registry/heartbeat']) {
       const wrongHash = await t.stack.api.call('POST', path, {
@@ -151,30 +152,65 @@ describe('config/restart race and stale boots', () => {
   });
 });
 
-describe('boot deadline', () => {
-  const deadlineMs = 6000;
-  const t = useStack({ env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
+interface DeadlineCase {
+  name: string;
+  config?: Record<string, unknown>;
+  knobs?: SimKnobs;
+  /** Boot phases reported before the deadline. */
+  phases: string[];
+  /** What the captured console output shows. */
+  console: RegExp;
+}
 
-  it('an agent that never reports health → failed within the deadline, boot events kept, container removed', async () => {
-    const created = await t.stack.api.call('POST', '/v1/workspaces', {
-      token: t.key,
-      body: { name: 'silent', backend: 'docker', config: { agent: { neverHealthy: true } } },
-    });
-    const id: string = created.body.id;
-    const started = Date.now();
-    const failed = await waitForStatus(t.stack, t.key, id, 'failed', deadlineMs + 30_000);
-    // The deadline is a workflow timer: it fires after the deadline, not long after it.
-    expect(Date.now() - started).toBeGreaterThanOrEqual(deadlineMs);
-    expect(failed.error).toMatch(/boot deadline/);
-    expect(await containersOf(t.stack.docker, id)).toEqual([]);
-    const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key })).body;
-    const phases = log.events.map((e: { phase: string }) => e.phase);
-    expect(phases).toEqual(['boot', 'config-materialized', 'plugins-installed', 'agent-started']);
-    expect(log.console).toMatch(/\S/);
-    expect(log.console).not.toMatch(/wo_(boot|ws)_/);
-    // Failed, not stuck: restart provisions a new generation.
-    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(409);
-    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
-    await waitForStatus(t.stack, t.key, id, 'deleted');
-  });
+const AGENT_NEVER_HEALTHY: DeadlineCase = {
+  name: 'an agent that never reports health',
+  config: { agent: { neverHealthy: true } },
+  phases: ['boot', 'config-materialized', 'plugins-installed', 'agent-started'],
+  console: /\S/,
+};
+const DEADLINE_CASES: Record<BackendKind, DeadlineCase[]> = {
+  docker: [AGENT_NEVER_HEALTHY],
+  ec2: [
+    AGENT_NEVER_HEALTHY,
+    { name: 'an instance that never boots', knobs: { neverBoots: true }, phases: [], console: /^$/ },
+    {
+      name: 'user-data that fails',
+      knobs: { userDataFails: true },
+      phases: [],
+      console: /user-data exited 1/,
+    },
+  ],
+};
+
+describe.each(PARITY_BACKENDS)('%s: boot deadline', (backend) => {
+  const deadlineMs = 6000;
+  const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
+
+  it.each(DEADLINE_CASES[backend])(
+    '$name → failed within the deadline, boot events + console kept, resource removed',
+    async (c) => {
+      const key = c.knobs ? await t.orgWithKnobs(c.knobs) : t.key;
+      const created = await t.stack.api.call('POST', '/v1/workspaces', {
+        token: key,
+        body: { name: 'silent', backend, config: c.config ?? {} },
+      });
+      const id: string = created.body.id;
+      const started = Date.now();
+      const failed = await waitForStatus(t.stack, key, id, 'failed', deadlineMs + 60_000);
+      // The deadline is a workflow timer: it fires after the deadline, not before.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(deadlineMs);
+      expect(failed.error).toMatch(/boot deadline/);
+      // Compensation removed the resource (ec2: terminated, no simulator container).
+      expect(await leftovers(backend, t.stack.docker, id, { keepVolumes: true })).toEqual([]);
+      const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body;
+      expect(log.events.map((e: { phase: string }) => e.phase)).toEqual(c.phases);
+      expect(log.console).toMatch(c.console);
+      expect(log.console).not.toMatch(/wo_(boot|ws)_/);
+      // Failed, not stuck: start is refused (nothing to start), delete cleans up.
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(409);
+      await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
+      await waitForStatus(t.stack, key, id, 'deleted');
+      expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+    },
+  );
 });

@@ -1,0 +1,604 @@
+import {
+  DescribeAvailabilityZonesCommand,
+  DescribeInstancesCommand,
+  GetConsoleOutputCommand,
+  RunInstancesCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+  TerminateInstancesCommand,
+  type EC2Client,
+  type Filter,
+  type Instance,
+  type _InstanceType,
+  type InstanceStateName,
+} from '@aws-sdk/client-ec2';
+import ssh2 from 'ssh2';
+import {
+  BackendError,
+  type ManagedResource,
+  type RemoveOptions,
+  type ResourceInfo,
+  type ResourceStatus,
+  type StartSpec,
+  type WorkspaceBackend,
+  type WorkspaceRoot,
+} from '../backend.js';
+import { workspacePath } from '../docker/paths.js';
+import type { SshKeyPair, SshKeyStore } from '../ssh-keys.js';
+import { ec2ErrorCode, isInstanceNotFound, toBackendError } from './errors.js';
+import { sftpReadFile, withSftp } from './ssh.js';
+import {
+  clientToken,
+  instanceName,
+  instanceTags,
+  launchTagSpecifications,
+  MANAGED_BY,
+  TAG,
+  tagValue,
+  workspaceFilters,
+} from './tags.js';
+import { renderUserData } from './user-data.js';
+
+/** Minimal structured logger; a pino Logger fits. */
+export interface Ec2BackendLog {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+export interface Ec2BackendOptions {
+  /**
+   * Undefined = the zero-value backend: every method rejects with `not_configured`. Configure it
+   * with standard retries (see createEc2Client): throttling is retried by the SDK with backoff.
+   */
+  client?: EC2Client;
+  /** Per-generation SSH key pairs and pinned host keys. */
+  keys: SshKeyStore;
+  /** The AMI (with node and the agent at /opt/agent/agent.mjs), or a function choosing one per runtime. */
+  imageId: string | ((runtime: string) => string);
+  instanceType: string;
+  /** Without it EC2 picks the default subnet (moto then invents a private IP outside it). */
+  subnetId?: string;
+  securityGroupIds?: string[];
+  /** SSH login of readFile (the user-data installs the key for root). */
+  sshUser?: 'root';
+  sshPort?: number;
+  /** Port the agent listens on inside the instance; the endpoint is http://<private ip>:<agentPort>. */
+  agentPort?: number;
+  /** Bound on SSH connect + handshake + authentication. */
+  connectTimeoutMs?: number;
+  /** How long remove() waits for each instance to reach `terminated` (default 120 s). */
+  terminateWaitMs?: number;
+  /** How long start()/stop() wait out a transition (`stopping` before a start, `pending` before a stop). */
+  transitionWaitMs?: number;
+  /** Pause between state polls (default 2 s). */
+  pollIntervalMs?: number;
+  log?: Ec2BackendLog;
+}
+
+/** States in which the generation's instance exists (shutting-down and terminated count as gone). */
+const LIVE_STATES: InstanceStateName[] = ['pending', 'running', 'stopping', 'stopped'];
+/** Everything remove() still has to terminate or wait for. */
+const NOT_TERMINATED: InstanceStateName[] = [...LIVE_STATES, 'shutting-down'];
+
+/** EC2 state → backend status: only EC2 saying so proves absence (shutting-down/terminated). */
+export function statusOf(state: string | undefined): ResourceStatus {
+  switch (state) {
+    case 'pending':
+    case 'running':
+      return 'running';
+    case 'stopping':
+    case 'stopped':
+      return 'stopped';
+    case 'shutting-down':
+    case 'terminated':
+      return 'missing';
+    default:
+      return 'unknown';
+  }
+}
+
+const STATE_RANK: Record<string, number> = { running: 0, pending: 1, stopping: 2, stopped: 3 };
+
+/**
+ * The one instance of a generation, should EC2 ever hold several (moto ignores ClientToken; an
+ * operator could launch a copy): the most alive, then the oldest, then the lowest id — deterministic,
+ * so every caller picks the same one.
+ */
+function canonical(instances: Instance[]): Instance | undefined {
+  return [...instances].sort((a, b) => {
+    const rank = (STATE_RANK[a.State?.Name ?? ''] ?? 9) - (STATE_RANK[b.State?.Name ?? ''] ?? 9);
+    if (rank !== 0) return rank;
+    const time = createdAt(a).getTime() - createdAt(b).getTime();
+    if (time !== 0) return time;
+    return (a.InstanceId ?? '').localeCompare(b.InstanceId ?? '');
+  })[0];
+}
+
+/**
+ * When the instance was created. LaunchTime moves on every stop/start; the primary network
+ * interface's attachment time does not, so prefer it.
+ */
+function createdAt(instance: Instance): Date {
+  const eth0 = instance.NetworkInterfaces?.find((n) => n.Attachment?.DeviceIndex === 0);
+  return eth0?.Attachment?.AttachTime ?? instance.LaunchTime ?? new Date(0);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class Ec2Backend implements WorkspaceBackend {
+  readonly kind = 'ec2' as const;
+  private readonly client: EC2Client | undefined;
+  private readonly keys: SshKeyStore;
+  private readonly image: (runtime: string) => string;
+  private readonly instanceType: string;
+  private readonly subnetId: string | undefined;
+  private readonly securityGroupIds: string[] | undefined;
+  private readonly sshUser: string;
+  private readonly sshPort: number;
+  private readonly agentPort: number;
+  private readonly connectTimeoutMs: number;
+  private readonly terminateWaitMs: number;
+  private readonly transitionWaitMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly log: Ec2BackendLog | undefined;
+  /** Concurrent starts of one generation in this process share one attempt (moto ignores ClientToken). */
+  private readonly starting = new Map<string, Promise<ResourceInfo>>();
+
+  constructor(opts: Ec2BackendOptions) {
+    this.client = opts.client;
+    this.keys = opts.keys;
+    const image = opts.imageId;
+    this.image = typeof image === 'function' ? image : () => image;
+    this.instanceType = opts.instanceType;
+    this.subnetId = opts.subnetId;
+    this.securityGroupIds = opts.securityGroupIds?.length ? opts.securityGroupIds : undefined;
+    this.sshUser = opts.sshUser ?? 'root';
+    this.sshPort = opts.sshPort ?? 22;
+    this.agentPort = opts.agentPort ?? 8080;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.terminateWaitMs = opts.terminateWaitMs ?? 120_000;
+    this.transitionWaitMs = opts.transitionWaitMs ?? 120_000;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
+    this.log = opts.log;
+  }
+
+  private requireClient(): EC2Client {
+    if (!this.client) throw new BackendError('not_configured', 'no ec2 backend configured');
+    return this.client;
+  }
+
+  private get c(): EC2Client {
+    return this.requireClient();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // lookups
+
+  private async describeAll(filters: Filter[], what: string): Promise<Instance[]> {
+    const c = this.c;
+    const out: Instance[] = [];
+    let nextToken: string | undefined;
+    try {
+      do {
+        const page = await c.send(new DescribeInstancesCommand({ Filters: filters, NextToken: nextToken }));
+        for (const r of page.Reservations ?? []) out.push(...(r.Instances ?? []));
+        nextToken = page.NextToken;
+      } while (nextToken);
+    } catch (err) {
+      throw toBackendError(err, what);
+    }
+    return out;
+  }
+
+  /** The workspace's instances in `states` (one generation, or all), by tag. */
+  private instancesOf(
+    workspaceId: string,
+    generation: number | undefined,
+    states: InstanceStateName[],
+  ): Promise<Instance[]> {
+    const label =
+      generation === undefined ? `workspace ${workspaceId}` : instanceName(workspaceId, generation);
+    return this.describeAll(
+      [...workspaceFilters(workspaceId, generation), { Name: 'instance-state-name', Values: states }],
+      `looking up instances of ${label}`,
+    );
+  }
+
+  private async liveInstance(workspaceId: string, generation: number): Promise<Instance | null> {
+    return canonical(await this.instancesOf(workspaceId, generation, LIVE_STATES)) ?? null;
+  }
+
+  /** By id; null when EC2 says the id does not exist. */
+  private async byId(instanceId: string): Promise<Instance | null> {
+    try {
+      const res = await this.c.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+      return res.Reservations?.[0]?.Instances?.[0] ?? null;
+    } catch (err) {
+      if (isInstanceNotFound(err)) return null;
+      throw toBackendError(err, `describing instance ${instanceId}`);
+    }
+  }
+
+  private toInfo(instance: Instance): ResourceInfo {
+    const status = statusOf(instance.State?.Name);
+    const ip = instance.PrivateIpAddress;
+    return {
+      instanceId: instance.InstanceId ?? '',
+      // Only what EC2 reports, never an address the agent claims.
+      endpoint: status === 'running' && ip ? `http://${ip}:${this.agentPort}` : null,
+      status,
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // start
+
+  async start(spec: StartSpec): Promise<ResourceInfo> {
+    this.requireClient(); // not_configured before anything else
+    const key = `${spec.workspaceId}/${spec.generation}`;
+    const inFlight = this.starting.get(key);
+    if (inFlight) return inFlight;
+    const attempt = this.startOnce(spec).finally(() => this.starting.delete(key));
+    this.starting.set(key, attempt);
+    return attempt;
+  }
+
+  private async startOnce(spec: StartSpec): Promise<ResourceInfo> {
+    const name = instanceName(spec.workspaceId, spec.generation);
+    // A retried start finds the instance it (or a crashed worker) launched: reuse it and its token.
+    const existing = await this.liveInstance(spec.workspaceId, spec.generation);
+    if (existing) return this.ensureRunning(existing, name);
+
+    let token: string;
+    try {
+      token = clientToken(spec.workspaceId, spec.generation);
+    } catch (err) {
+      throw new BackendError('permanent', (err as Error).message, { cause: err });
+    }
+    const imageId = this.image(spec.runtime);
+    const pair = await this.keyPair(spec.workspaceId, spec.generation);
+    const bootstrapToken = await spec.mintBootstrapToken();
+    let userData: string;
+    try {
+      userData = renderUserData({
+        platformUrl: spec.platformUrl,
+        bootstrapToken,
+        sshPublicKey: pair.publicKey,
+      });
+    } catch (err) {
+      throw new BackendError('permanent', `${name}: ${(err as Error).message}`, { cause: err });
+    }
+
+    let launched: Instance | undefined;
+    try {
+      const res = await this.c.send(
+        new RunInstancesCommand({
+          ImageId: imageId,
+          InstanceType: this.instanceType as _InstanceType,
+          MinCount: 1,
+          MaxCount: 1,
+          ClientToken: token,
+          UserData: Buffer.from(userData, 'utf8').toString('base64'),
+          TagSpecifications: launchTagSpecifications(instanceTags(spec)),
+          ...(this.subnetId === undefined ? {} : { SubnetId: this.subnetId }),
+          ...(this.securityGroupIds === undefined ? {} : { SecurityGroupIds: this.securityGroupIds }),
+        }),
+      );
+      launched = res.Instances?.[0];
+    } catch (err) {
+      if (ec2ErrorCode(err) === 'IdempotentParameterMismatch') {
+        // The token was used by an earlier attempt whose launch we never saw answered (and which
+        // DescribeInstances did not show yet: eventual consistency). Its instance is the one.
+        const raced = await this.awaitLaunched(spec.workspaceId, spec.generation);
+        if (raced) return this.ensureRunning(raced, name);
+        throw new BackendError(
+          'transient',
+          `${name}: ClientToken ${token} already used; instance not visible yet`,
+          {
+            cause: err,
+          },
+        );
+      }
+      throw toBackendError(err, `launching ${name} from ${imageId}`);
+    }
+    if (!launched?.InstanceId)
+      throw new BackendError('transient', `RunInstances for ${name} returned no instance`);
+    const state = launched.State?.Name;
+    if (state === 'shutting-down' || state === 'terminated') {
+      // AWS answers a reused ClientToken with the instance it launched, even a terminated one.
+      throw new BackendError(
+        'permanent',
+        `${name}: instance ${launched.InstanceId} of this generation is ${state}; provision a new generation`,
+      );
+    }
+    this.log?.info(
+      {
+        workspaceId: spec.workspaceId,
+        generation: spec.generation,
+        instanceId: launched.InstanceId,
+        imageId,
+      },
+      'ec2 instance launched',
+    );
+    return this.toInfo(launched);
+  }
+
+  /** The generation's key pair: reused when a previous attempt stored one (it is in that user-data). */
+  private async keyPair(workspaceId: string, generation: number): Promise<SshKeyPair> {
+    try {
+      const existing = await this.keys.get(workspaceId, generation);
+      if (existing) return existing;
+      const generated = ssh2.utils.generateKeyPairSync('ed25519', {
+        comment: instanceName(workspaceId, generation),
+      });
+      const pair: SshKeyPair = { privateKey: generated.private, publicKey: generated.public };
+      await this.keys.put(workspaceId, generation, pair);
+      // The store keeps the first writer: whatever it holds now is the generation's key.
+      return (await this.keys.get(workspaceId, generation)) ?? pair;
+    } catch (err) {
+      if (err instanceof BackendError) throw err;
+      throw new BackendError('transient', `ssh key store: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private async awaitLaunched(workspaceId: string, generation: number): Promise<Instance | null> {
+    const deadline = Date.now() + Math.min(this.transitionWaitMs, 30_000);
+    for (;;) {
+      const found = await this.liveInstance(workspaceId, generation);
+      if (found || Date.now() > deadline) return found;
+      await sleep(this.pollIntervalMs);
+    }
+  }
+
+  /**
+   * Starts a stopped instance (waiting out `stopping` first); pending/running are returned as they
+   * are. After StartInstances the instance is `pending` with the same private IP (a VPC instance
+   * keeps it across stop/start), so the answer is built from what we know instead of a re-read that
+   * EC2's eventual consistency could still show as `stopped`.
+   */
+  private async ensureRunning(instance: Instance, name: string): Promise<ResourceInfo> {
+    const id = instance.InstanceId ?? '';
+    const deadline = Date.now() + this.transitionWaitMs;
+    let current: Instance = instance;
+    for (;;) {
+      const state = current.State?.Name;
+      if (state === 'pending' || state === 'running') return this.toInfo(current);
+      if (state === 'shutting-down' || state === 'terminated') {
+        throw new BackendError(
+          'permanent',
+          `${name}: instance ${id} is ${state}; provision a new generation`,
+        );
+      }
+      if (state === 'stopped') {
+        try {
+          const res = await this.c.send(new StartInstancesCommand({ InstanceIds: [id] }));
+          const now = res.StartingInstances?.[0]?.CurrentState?.Name ?? 'pending';
+          this.log?.info({ instanceId: id, state: now }, 'ec2 instance starting');
+          return this.toInfo({ ...current, State: { ...current.State, Name: now } });
+        } catch (err) {
+          // IncorrectInstanceState: it moved meanwhile (someone else started or stopped it): re-read.
+          if (ec2ErrorCode(err) !== 'IncorrectInstanceState')
+            throw toBackendError(err, `starting ${name} (${id})`);
+        }
+      }
+      if (Date.now() > deadline) {
+        throw new BackendError(
+          'transient',
+          `${name}: instance ${id} still ${state ?? 'unknown'} after ${this.transitionWaitMs} ms`,
+        );
+      }
+      await sleep(this.pollIntervalMs);
+      const fresh = await this.byId(id);
+      if (!fresh) throw new BackendError('transient', `${name}: instance ${id} vanished while starting`);
+      current = fresh;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // stop / remove
+
+  async stop(workspaceId: string, generation: number): Promise<void> {
+    const name = instanceName(workspaceId, generation);
+    const deadline = Date.now() + this.transitionWaitMs;
+    for (;;) {
+      const running = (await this.instancesOf(workspaceId, generation, ['pending', 'running']))
+        .map((i) => i.InstanceId)
+        .filter((id): id is string => !!id);
+      if (running.length === 0) return; // stopped, stopping or missing: nothing to do
+      try {
+        await this.c.send(new StopInstancesCommand({ InstanceIds: running }));
+        this.log?.info({ workspaceId, generation, instanceIds: running }, 'ec2 instance stopping');
+        return;
+      } catch (err) {
+        if (isInstanceNotFound(err)) return;
+        // A pending instance cannot be stopped yet: wait until it runs, then stop it.
+        if (ec2ErrorCode(err) !== 'IncorrectInstanceState' || Date.now() > deadline) {
+          throw toBackendError(err, `stopping ${name}`);
+        }
+      }
+      await sleep(this.pollIntervalMs);
+    }
+  }
+
+  async remove(workspaceId: string, opts: RemoveOptions = {}): Promise<void> {
+    const instances = await this.instancesOf(workspaceId, opts.generation, NOT_TERMINATED);
+    const ids = instances.map((i) => i.InstanceId).filter((id): id is string => !!id);
+    if (ids.length > 0) {
+      await this.terminate(ids);
+      this.log?.info(
+        { workspaceId, generation: opts.generation, instanceIds: ids },
+        'ec2 instances terminating',
+      );
+      await this.awaitTerminated(ids);
+    }
+    if (opts.generation === undefined && opts.volumes) {
+      try {
+        await this.keys.removeAll(workspaceId);
+      } catch (err) {
+        throw new BackendError(
+          'transient',
+          `forgetting ssh keys of ${workspaceId}: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+  }
+
+  private async terminate(ids: string[]): Promise<void> {
+    try {
+      await this.c.send(new TerminateInstancesCommand({ InstanceIds: ids }));
+    } catch (err) {
+      if (!isInstanceNotFound(err)) throw toBackendError(err, `terminating ${ids.join(', ')}`);
+      // One unknown id fails the whole call: go one by one, an unknown one is already gone.
+      for (const id of ids) {
+        try {
+          await this.c.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+        } catch (inner) {
+          if (!isInstanceNotFound(inner)) throw toBackendError(inner, `terminating ${id}`);
+        }
+      }
+    }
+  }
+
+  private async awaitTerminated(ids: string[]): Promise<void> {
+    const deadline = Date.now() + this.terminateWaitMs;
+    let pending = ids;
+    for (;;) {
+      const still: string[] = [];
+      for (const id of pending) {
+        const instance = await this.byId(id);
+        if (instance && instance.State?.Name !== 'terminated') still.push(id);
+      }
+      if (still.length === 0) return;
+      if (Date.now() > deadline) {
+        throw new BackendError(
+          'transient',
+          `instances ${still.join(', ')} not terminated after ${this.terminateWaitMs} ms`,
+        );
+      }
+      pending = still;
+      await sleep(this.pollIntervalMs);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // reads
+
+  async status(workspaceId: string, generation: number): Promise<ResourceStatus> {
+    this.requireClient();
+    try {
+      const instance = await this.liveInstance(workspaceId, generation);
+      return instance ? statusOf(instance.State?.Name) : 'missing';
+    } catch {
+      // Throttling, a 5xx, a refused connection: none of them proves the instance is gone.
+      return 'unknown';
+    }
+  }
+
+  async describe(workspaceId: string, generation: number): Promise<ResourceInfo | null> {
+    const instance = await this.liveInstance(workspaceId, generation);
+    return instance ? this.toInfo(instance) : null;
+  }
+
+  async listManaged(): Promise<ManagedResource[]> {
+    const instances = await this.describeAll(
+      [
+        { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },
+        { Name: 'instance-state-name', Values: LIVE_STATES },
+      ],
+      'listing managed instances',
+    );
+    const out: ManagedResource[] = [];
+    for (const instance of instances) {
+      const workspaceId = tagValue(instance, TAG.workspaceId);
+      const generation = Number(tagValue(instance, TAG.generation));
+      // Our managed-by tag without our identity tags: not ours to manage.
+      if (!instance.InstanceId || !workspaceId || !Number.isInteger(generation)) continue;
+      out.push({
+        instanceId: instance.InstanceId,
+        workspaceId,
+        orgId: tagValue(instance, TAG.orgId) ?? '',
+        generation,
+        status: statusOf(instance.State?.Name),
+        createdAt: createdAt(instance),
+      });
+    }
+    return out;
+  }
+
+  async bootLog(workspaceId: string, generation: number): Promise<string> {
+    // A terminated instance still has console output for a while: prefer a live one, else any.
+    const all = await this.instancesOf(workspaceId, generation, [...NOT_TERMINATED, 'terminated']);
+    const instance =
+      canonical(all.filter((i) => LIVE_STATES.includes(i.State?.Name as InstanceStateName))) ?? all[0];
+    if (!instance?.InstanceId) return '';
+    const id = instance.InstanceId;
+    const fetch = async (latest: boolean): Promise<string> => {
+      const res = await this.c.send(
+        new GetConsoleOutputCommand({ InstanceId: id, ...(latest ? { Latest: true } : {}) }),
+      );
+      return res.Output ? Buffer.from(res.Output, 'base64').toString('utf8') : '';
+    };
+    try {
+      try {
+        return await fetch(true);
+      } catch (err) {
+        // Latest=true is Nitro-only; older instance families refuse it.
+        const code = ec2ErrorCode(err);
+        if (code === 'UnsupportedOperation' || code?.startsWith('InvalidParameter'))
+          return await fetch(false);
+        throw err;
+      }
+    } catch (err) {
+      if (isInstanceNotFound(err)) return '';
+      throw toBackendError(err, `reading console output of ${id}`);
+    }
+  }
+
+  async readFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<Buffer> {
+    this.requireClient();
+    const name = instanceName(workspaceId, generation);
+    // Lexical rules first: a bad path is refused without touching EC2 or SSH.
+    workspacePath(root, path);
+    const instance = await this.liveInstance(workspaceId, generation);
+    if (!instance?.InstanceId) throw new BackendError('not_found', `${name} not found`);
+    const state = instance.State?.Name;
+    if (state !== 'running' || !instance.PrivateIpAddress) {
+      throw new BackendError(
+        'transient',
+        `${name} is ${state ?? 'unknown'}: files are readable over SSH only while it runs`,
+      );
+    }
+    const pair = await this.keys.get(workspaceId, generation).catch((err: unknown) => {
+      throw new BackendError('transient', `ssh key store: ${(err as Error).message}`, { cause: err });
+    });
+    if (!pair) throw new BackendError('permanent', `no SSH key recorded for ${name}`);
+    return withSftp(
+      {
+        instanceId: instance.InstanceId,
+        host: instance.PrivateIpAddress,
+        port: this.sshPort,
+        username: this.sshUser,
+        privateKey: pair.privateKey,
+        hostKeys: this.keys,
+        connectTimeoutMs: this.connectTimeoutMs,
+      },
+      (sftp) => sftpReadFile(sftp, root, path),
+    );
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.c.send(new DescribeAvailabilityZonesCommand({}));
+    } catch (err) {
+      throw toBackendError(err, 'pinging the EC2 API');
+    }
+  }
+}

@@ -1,0 +1,70 @@
+/** Tags and names of everything the EC2 backend launches; the orphan sweep and lookups rely on these. */
+import type { Instance, Tag, TagSpecification } from '@aws-sdk/client-ec2';
+
+export const MANAGED_BY = 'workspace-orchestrator';
+
+export const TAG = {
+  managedBy: 'ManagedBy',
+  workspaceId: 'WorkspaceId',
+  orgId: 'OrgId',
+  generation: 'Generation',
+  runtime: 'Runtime',
+  name: 'Name',
+} as const;
+
+/** Same shape as the Docker container name, so an operator recognises a workspace on both backends. */
+export const instanceName = (workspaceId: string, generation: number): string =>
+  `ws-${workspaceId}-g${generation}`;
+
+/**
+ * RunInstances idempotency token (AWS: at most 64 ASCII characters). The generation is in it, so a
+ * retried activity gets the instance the first attempt launched instead of a second one.
+ */
+export function clientToken(workspaceId: string, generation: number): string {
+  const token = `${workspaceId}-${generation}`;
+  if (token.length > 64 || !/^[\x21-\x7e]+$/.test(token)) {
+    throw new Error(`workspace id ${JSON.stringify(workspaceId)} does not fit an EC2 ClientToken`);
+  }
+  return token;
+}
+
+export function instanceTags(spec: {
+  workspaceId: string;
+  orgId: string;
+  generation: number;
+  runtime: string;
+}): Tag[] {
+  return [
+    { Key: TAG.managedBy, Value: MANAGED_BY },
+    { Key: TAG.workspaceId, Value: spec.workspaceId },
+    { Key: TAG.orgId, Value: spec.orgId },
+    { Key: TAG.generation, Value: String(spec.generation) },
+    { Key: TAG.runtime, Value: spec.runtime },
+    { Key: TAG.name, Value: instanceName(spec.workspaceId, spec.generation) },
+  ];
+}
+
+/** Tags applied atomically with the launch: an instance is never visible without its identity. */
+export function launchTagSpecifications(tags: Tag[]): TagSpecification[] {
+  return [
+    { ResourceType: 'instance', Tags: tags },
+    // The root volume carries the identity too, so a leaked volume can be traced to its workspace.
+    { ResourceType: 'volume', Tags: tags.filter((t) => t.Key !== TAG.name) },
+  ];
+}
+
+export function tagValue(instance: Instance, key: string): string | undefined {
+  return instance.Tags?.find((t) => t.Key === key)?.Value;
+}
+
+/** DescribeInstances filters selecting a workspace's instances (one generation, or all of them). */
+export function workspaceFilters(
+  workspaceId: string,
+  generation?: number,
+): Array<{ Name: string; Values: string[] }> {
+  return [
+    { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },
+    { Name: `tag:${TAG.workspaceId}`, Values: [workspaceId] },
+    ...(generation === undefined ? [] : [{ Name: `tag:${TAG.generation}`, Values: [String(generation)] }]),
+  ];
+}

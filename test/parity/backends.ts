@@ -1,0 +1,208 @@
+/**
+ * The parity suite's one seam: the same tests run against `docker` and `ec2`. This module gives a
+ * test a stack with the backend enabled (for ec2: moto + ec2-sim, which boots moto's instances as
+ * containers at their private IPs) and backend-neutral ways to look at what exists.
+ */
+import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import type Dockerode from 'dockerode';
+import { afterAll, beforeAll, inject } from 'vitest';
+import type { BackendKind } from '../../src/backends/backend.js';
+import '../setup/context.js';
+import { startEc2Sim, type Ec2Sim, type SimKnobs } from '../ec2-sim/sim.js';
+import { ensureVmImage } from '../ec2-sim/vm-image.js';
+import {
+  containersOf,
+  createOrg,
+  startStack,
+  testEnv,
+  volumesOf,
+  type Stack,
+  type StackFixture,
+  type StackOptions,
+} from '../support/stack.js';
+
+export const PARITY_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
+
+const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
+
+export interface ParityFixture extends StackFixture {
+  readonly backend: BackendKind;
+  /** Environment of this stack, for worker processes a test spawns. */
+  readonly env: Record<string, string>;
+  /** The simulator (ec2 only). */
+  readonly sim: Ec2Sim | null;
+  /**
+   * A new org whose workspaces the simulator boots with `knobs` (ec2 only). Keyed by org because
+   * the knobs must be in place before the workspace's instance is launched.
+   */
+  orgWithKnobs(knobs: SimKnobs): Promise<string>;
+}
+
+export function motoClient(): EC2Client {
+  return new EC2Client({
+    region: 'us-east-1',
+    endpoint: inject('MOTO_ENDPOINT'),
+    credentials: MOTO_CREDENTIALS,
+  });
+}
+
+/** Environment that enables the backend under test (ec2: against the given simulator). */
+export function backendEnv(backend: BackendKind, sim: Ec2Sim | null): Record<string, string> {
+  if (backend === 'docker' || !sim) return {};
+  return {
+    ENABLED_BACKENDS: 'docker,ec2',
+    EC2_ENDPOINT: sim.endpoint,
+    EC2_AMI_ID: sim.amiId,
+    // Without a subnet moto assigns addresses outside the VPC, which the simulator cannot boot.
+    EC2_SUBNET_ID: sim.subnetId,
+    EC2_PLATFORM_HOST: sim.platformHost,
+    AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
+  };
+}
+
+export async function startSim(): Promise<Ec2Sim> {
+  const vmImage = await ensureVmImage();
+  return startEc2Sim({ motoEndpoint: inject('MOTO_ENDPOINT'), vmImage });
+}
+
+/** A stack with `backend` enabled, started before the describe block and stopped after it. */
+export function useParityStack(backend: BackendKind, opts: StackOptions = {}): ParityFixture {
+  let stack: Stack | undefined;
+  let sim: Ec2Sim | null = null;
+  let org: { id: string; apiKey: string } | undefined;
+  let env: Record<string, string> = {};
+  beforeAll(async () => {
+    if (backend === 'ec2') sim = await startSim();
+    env = testEnv({ ...backendEnv(backend, sim), ...opts.env });
+    stack = await startStack({ ...opts, env });
+    org = await createOrg(stack);
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await sim?.stop();
+  });
+  return {
+    backend,
+    get stack() {
+      return stack!;
+    },
+    get key() {
+      return org!.apiKey;
+    },
+    get orgId() {
+      return org!.id;
+    },
+    get env() {
+      return env;
+    },
+    get sim() {
+      return sim;
+    },
+    async orgWithKnobs(knobs) {
+      if (!sim) throw new Error('simulator knobs exist only on ec2');
+      const created = await createOrg(stack!, 'knobbed');
+      sim.setKnobs({ orgId: created.id }, knobs);
+      return created.apiKey;
+    },
+  };
+}
+
+export interface LiveResource {
+  /** Container id (docker) or instance id (ec2). */
+  id: string;
+  name: string;
+  running: boolean;
+}
+
+/** What exists on the backend for a workspace: containers, or EC2 instances not terminated. */
+export async function resourcesOf(
+  backend: BackendKind,
+  docker: Dockerode,
+  workspaceId: string,
+): Promise<LiveResource[]> {
+  if (backend === 'docker') {
+    return (await containersOf(docker, workspaceId)).map((c) => ({
+      id: c.Id,
+      name: c.Names[0]!.replace(/^\//, ''),
+      running: c.State === 'running',
+    }));
+  }
+  return (await instancesOf(workspaceId))
+    .filter((i) => i.State?.Name !== 'terminated')
+    .map((i) => ({
+      id: i.InstanceId!,
+      name: i.Tags?.find((t) => t.Key === 'Name')?.Value ?? '',
+      running: i.State?.Name === 'running',
+    }));
+}
+
+/**
+ * Everything a generation's resource was launched with, as text: the container's env (docker) or
+ * the instance's user-data read back from the EC2 API (ec2).
+ */
+export async function launchTextOf(
+  backend: BackendKind,
+  docker: Dockerode,
+  workspaceId: string,
+  generation: number,
+): Promise<string> {
+  if (backend === 'docker') {
+    return (await docker.getContainer(`ws-${workspaceId}-g${generation}`).inspect()).Config.Env.join('\n');
+  }
+  const instance = (await instancesOf(workspaceId)).find(
+    (i) => i.Tags?.find((tag) => tag.Key === 'Generation')?.Value === String(generation),
+  );
+  if (!instance) throw new Error(`no instance for ${workspaceId} g${generation}`);
+  const attr = await motoClient().send(
+    new DescribeInstanceAttributeCommand({ InstanceId: instance.InstanceId!, Attribute: 'userData' }),
+  );
+  return Buffer.from(attr.UserData?.Value ?? '', 'base64').toString('utf8');
+}
+
+/** The bootstrap token a generation's resource was started with. */
+export async function bootstrapTokenOf(
+  backend: BackendKind,
+  docker: Dockerode,
+  workspaceId: string,
+  generation: number,
+): Promise<string> {
+  const text = await launchTextOf(backend, docker, workspaceId, generation);
+  const m = /WO_BOOTSTRAP_TOKEN=['"]?(wo_boot_[A-Za-z0-9_-]+)/.exec(text);
+  if (!m) throw new Error(`no bootstrap token found for ${workspaceId} g${generation}`);
+  return m[1]!;
+}
+
+export async function instancesOf(workspaceId: string) {
+  const out = await motoClient().send(
+    new DescribeInstancesCommand({ Filters: [{ Name: 'tag:WorkspaceId', Values: [workspaceId] }] }),
+  );
+  return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+}
+
+/**
+ * Nothing of the workspace is left: docker — no container and no volume; ec2 — every instance
+ * `terminated` in moto and no simulator container.
+ */
+export async function leftovers(
+  backend: BackendKind,
+  docker: Dockerode,
+  workspaceId: string,
+  opts: { keepVolumes?: boolean } = {},
+): Promise<string[]> {
+  if (backend === 'docker') {
+    return [
+      ...(await containersOf(docker, workspaceId)).map((c) => `container ${c.Names[0]}`),
+      ...(opts.keepVolumes ? [] : await volumesOf(docker, workspaceId)).map((v) => `volume ${v.Name}`),
+    ];
+  }
+  const instances = (await instancesOf(workspaceId)).filter((i) => i.State?.Name !== 'terminated');
+  const simContainers = await docker.listContainers({
+    all: true,
+    filters: { label: ['wo.ec2-sim=1', `wo.workspace-id=${workspaceId}`] },
+  });
+  return [
+    ...instances.map((i) => `instance ${i.InstanceId} (${i.State?.Name})`),
+    ...simContainers.map((c) => `sim container ${c.Names[0]}`),
+  ];
+}
