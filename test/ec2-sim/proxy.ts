@@ -78,9 +78,18 @@ function queryParams(req: http.IncomingMessage, body: Buffer): URLSearchParams {
   return params;
 }
 
+/** An error the proxy answers instead of forwarding (fault injection). */
+export interface InjectedError {
+  status: number;
+  code: string;
+  message: string;
+}
+
 export async function startEc2Proxy(opts: {
   motoEndpoint: string;
   consoleOutput: ConsoleOutputSource;
+  /** Returns an error to answer instead of forwarding the request to moto, or null. */
+  inject?: (action: string | null, params: URLSearchParams) => InjectedError | null;
   /** Called after moto answered a forwarded request (e.g. to reconcile at once after RunInstances). */
   onForwarded?: (request: ForwardedRequest) => void;
   /**
@@ -149,6 +158,13 @@ export async function startEc2Proxy(opts: {
       const body = Buffer.concat(chunks);
       const params = queryParams(req, body);
       const action = params.get('Action');
+      const injected = opts.inject?.(action, params);
+      if (injected) {
+        log(`proxy: ${action ?? 'request'} answered with injected ${injected.code}`);
+        res.writeHead(injected.status, { 'content-type': 'text/xml' });
+        res.end(errorXml(injected.code, injected.message));
+        return;
+      }
       const instanceId = params.get('InstanceId');
       if (action !== 'GetConsoleOutput' || !instanceId) return forward(req, body, res, params);
       opts.consoleOutput(instanceId, requestRegion(req.headers)).then(

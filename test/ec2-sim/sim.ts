@@ -49,6 +49,20 @@ export interface SimKnobs {
   userDataFails?: boolean;
   /** moto says running, but no container is ever created. */
   neverBoots?: boolean;
+  /** Answer RunInstances with this EC2 error code (HTTP 400), e.g. `InsufficientInstanceCapacity`. */
+  launchError?: string;
+  /** Answer the first N RunInstances with `RequestLimitExceeded` (HTTP 503), then launch. */
+  throttleLaunches?: number;
+}
+
+/** The tags a RunInstances request puts on its instance (`TagSpecification.N.Tag.M.Key/Value`). */
+export function launchTags(params: URLSearchParams): Record<string, string> {
+  const tags: Record<string, string> = {};
+  for (const [k, v] of params) {
+    const m = /^TagSpecification\.(\d+)\.Tag\.(\d+)\.Key$/.exec(k);
+    if (m) tags[v] = params.get(`TagSpecification.${m[1]}.Tag.${m[2]}.Value`) ?? '';
+  }
+  return tags;
 }
 
 export interface StartEc2SimOptions {
@@ -254,6 +268,8 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
   const ec2 = motoClient(moto, region);
   const workspaceKnobs = new Map<string, SimKnobs>();
   const orgKnobs = new Map<string, SimKnobs>();
+  /** RunInstances answered with throttling so far, per workspace. */
+  const throttledLaunches = new Map<string, number>();
   const tracked = new Map<string, Tracked>();
   const tasks = new Set<Promise<void>>();
 
@@ -333,7 +349,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
     }
     return t;
   };
-  const knobsFor = (inst: Observed): SimKnobs => ({
+  const knobsFor = (inst: Pick<Observed, 'workspaceId' | 'orgId'>): SimKnobs => ({
     ...opts.defaults,
     ...(inst.orgId !== undefined ? orgKnobs.get(inst.orgId) : undefined),
     ...(inst.workspaceId !== undefined ? workspaceKnobs.get(inst.workspaceId) : undefined),
@@ -710,6 +726,21 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
       port: opts.port,
       consoleOutput,
       log,
+      inject: (action, params) => {
+        if (action !== 'RunInstances') return null;
+        const tags = launchTags(params);
+        const k = knobsFor({ workspaceId: tags.WorkspaceId, orgId: tags.OrgId });
+        if (k.launchError) {
+          return { status: 400, code: k.launchError, message: `ec2-sim: injected ${k.launchError}` };
+        }
+        const key = tags.WorkspaceId ?? '';
+        const throttled = throttledLaunches.get(key) ?? 0;
+        if (k.throttleLaunches && throttled < k.throttleLaunches) {
+          throttledLaunches.set(key, throttled + 1);
+          return { status: 503, code: 'RequestLimitExceeded', message: 'ec2-sim: injected throttling' };
+        }
+        return null;
+      },
       beforeRespond: ({ action, params, status }) =>
         action === 'TerminateInstances' && status === 200 ? terminateNow(instanceIdsOf(params)) : undefined,
       onForwarded: ({ action, params, status }) => {

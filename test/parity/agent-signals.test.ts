@@ -11,7 +11,7 @@ describe.each(PARITY_BACKENDS)('%s: agent after boot', (backend) => {
     const secret = 'sk-live-0123456789abcdef';
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.key,
-      body: { name: 'keeper', backend, secrets: { API_KEY: secret } },
+      body: { name: 'keeper', backend, secrets: { API_KEY: secret }, config: { marker: 'cfg-marker-7f3a' } },
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
@@ -19,8 +19,19 @@ describe.each(PARITY_BACKENDS)('%s: agent after boot', (backend) => {
       await t.stack.service.backends[backend].readFile(id, 1, '/configs', '.wo/secrets.env')
     ).toString();
     expect(envFile).toContain(`API_KEY=${secret}`);
-    // What the resource was launched with (container env / user-data) holds no secret value.
-    expect(await launchTextOf(backend, t.stack.docker, id, 1)).not.toContain(secret);
+    // What the resource was launched with (container env / user-data) holds no secret value and
+    // no config content: both arrive only through the bootstrap fetch.
+    const launchText = await launchTextOf(backend, t.stack.docker, id, 1);
+    expect(launchText).not.toContain(secret);
+    expect(launchText).not.toContain('cfg-marker-7f3a');
+    expect(launchText).toMatch(/WO_BOOTSTRAP_TOKEN=/);
+    // EC2's per-generation SSH key is stored sealed (docker needs none).
+    const keys = await t.stack.service.db.pool.query(
+      'SELECT private_key_enc FROM ssh_keys WHERE workspace_id = $1',
+      [id],
+    );
+    expect(keys.rows).toHaveLength(backend === 'ec2' ? 1 : 0);
+    for (const row of keys.rows) expect(row.private_key_enc).not.toMatch(/PRIVATE KEY/);
     const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key })).body;
     expect(JSON.stringify(log)).not.toContain(secret);
     // Heartbeats land in Postgres (not workflow history): lastHeartbeatAt moves.
