@@ -1,283 +1,91 @@
 /**
- * Provision latency: what the orchestrator adds on top of starting the runtime container by hand.
+ * Provision latency: what the orchestrator adds on top of starting the agent by hand, per backend.
  *
- *   npx tsx bench/provision.ts [--n 20]      (npm run bench:provision -- --n 20)
+ *   npx tsx bench/provision.ts [--n 20] [--n-ec2 N] [--backends docker,ec2]
+ *   (npm run bench:provision -- --n 20)
  *
  * One run starts its own PostgreSQL and Temporal dev server (test/setup/services.ts), makes sure
- * dockerd answers and the runtime image exists, then measures, N at a time:
+ * dockerd answers and the runtime image exists; for ec2 also moto (startMoto), the ec2-sim VM image
+ * (ensureVmImage) and the simulator (startEc2Sim: moto's instances booted as containers at their
+ * private IPs). Then, per backend (docker first), N at a time:
  *
- * - baseline: raw dockerode create + start of the runtime image; the agent bootstraps from the fake
- *   registry (test/support/fake-registry.ts); timed from just before create until the agent
- *   answers GET /health on its published port;
- * - orchestrated: the real service (API + worker in this process), N concurrent
- *   POST /v1/workspaces, each timed from just before the POST until GET shows status "online";
- *   per-phase timestamps come from the database (workspace_transitions, boot_events).
+ * - baseline (bench/provision-baselines.ts): docker — raw dockerode create + start until the agent
+ *   answers GET /health on its published port; ec2 — raw RunInstances through the sim's endpoint
+ *   with the product's user-data (renderUserData) until the agent answers
+ *   GET http://<PrivateIpAddress>:8080/health. Both agents bootstrap from the fake registry
+ *   (test/support/fake-registry.ts);
+ * - orchestrated: the real service (API + worker in this process; for ec2 configured as the parity
+ *   suite does, test/parity/backends.ts), N concurrent POST /v1/workspaces {name, backend}, each
+ *   timed from just before the POST until GET shows status "online"; per-phase timestamps come
+ *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events.
  *
- * Both kinds get one untimed warm-up provision first. The report (Markdown) goes to stdout and to
- * .data/bench-provision.md; progress goes to stderr. Everything started is removed in `finally`.
+ * Each kind gets one untimed warm-up provision first. The report (Markdown) goes to stdout and to
+ * .data/bench-provision.md; progress goes to stderr. Everything started is removed in `finally`:
+ * containers, instances (terminated), the simulator, moto, Temporal, PostgreSQL.
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import type { EC2Client } from '@aws-sdk/client-ec2';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import Dockerode from 'dockerode';
 import pino from 'pino';
+import type { BackendKind } from '../src/backends/backend.js';
 import { DockerBackend } from '../src/backends/docker/docker-backend.js';
+import { createEc2Client } from '../src/backends/ec2/client.js';
+import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
 import { ensureRuntimeImage } from '../src/cli/build-images.js';
 import { loadConfig } from '../src/config.js';
 import { startService, type RunningService } from '../src/service.js';
+import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
+import { ensureVmImage } from '../test/ec2-sim/vm-image.js';
 import { createFreshDatabase, type FreshDatabase } from '../test/setup/databases.js';
 import {
   REPO_ROOT,
   ensureDockerDaemon,
+  motoBinary,
+  startMoto,
   startPostgres,
   startTemporal,
+  type RunningMoto,
   type RunningPostgres,
   type RunningTemporal,
 } from '../test/setup/services.js';
-import { fakeBundle, startFakeRegistry, type FakeRegistry } from '../test/support/fake-registry.js';
+import { startFakeRegistry, type FakeRegistry } from '../test/support/fake-registry.js';
+import {
+  runDockerBaseline,
+  runEc2Baseline,
+  terminateInstances,
+  type BaselineResult,
+  type BaselineSample,
+} from './provision-baselines.js';
+import {
+  ATTEMPT_TIMEOUT_MS,
+  BOOT_PHASES,
+  FatalError,
+  HEARTBEAT_INTERVAL_MS,
+  POLL_INTERVAL_MS,
+  allOrFail,
+  errorText,
+  guard,
+  ms,
+  poll,
+  pollCount,
+  progress,
+  summarize,
+  watchStarts,
+  type PollLoad,
+  type StartWatcher,
+} from './provision-util.js';
 
-const AGENT_PORT = '8080/tcp';
-const HEARTBEAT_INTERVAL_MS = 5_000;
-const POLL_INTERVAL_MS = 50;
-/** Per-attempt cap of a /health or GET poll: a request through docker-proxy can hang otherwise. */
-const ATTEMPT_TIMEOUT_MS = 1_000;
-const PROVISION_TIMEOUT_MS = 120_000;
-const BOOT_PHASES = [
-  'boot',
-  'config-materialized',
-  'plugins-installed',
-  'agent-started',
-  'platform-health-ok',
-] as const;
-
-const progress = (message: string): void => {
-  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
-};
-
-// ---------------------------------------------------------------------------------------------
-// Interruption: Ctrl-C rejects whatever phase is awaited, so the finally blocks still clean up.
-
-const interrupt = new AbortController();
-const interrupted = new Promise<never>((_, reject) => {
-  interrupt.signal.addEventListener('abort', () => reject(interrupt.signal.reason as Error));
-});
-interrupted.catch(() => undefined);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    progress(`${signal}: cleaning up (send it again to exit at once)`);
-    process.once(signal, () => process.exit(130));
-    interrupt.abort(new Error(`interrupted by ${signal}`));
-  });
-}
-
-function guard<T>(p: Promise<T>): Promise<T> {
-  return Promise.race([p, interrupted]);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics
-
-interface Summary {
-  n: number;
-  min: number;
-  p50: number;
-  p95: number;
-  max: number;
-}
-
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: number[], p: number): number {
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(rank, sorted.length) - 1] ?? Number.NaN;
-}
-
-function summarize(values: number[]): Summary {
-  const sorted = [...values].sort((a, b) => a - b);
-  return {
-    n: sorted.length,
-    min: sorted[0] ?? Number.NaN,
-    p50: percentile(sorted, 50),
-    p95: percentile(sorted, 95),
-    max: sorted[sorted.length - 1] ?? Number.NaN,
-  };
-}
-
-const ms = (v: number): string => (Number.isFinite(v) ? String(Math.round(v)) : '–');
-
-/** Settles every promise first (so nothing is left running unobserved), then fails on the first error. */
-async function allOrFail<T>(what: string, promises: Array<Promise<T>>): Promise<T[]> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed.length > 0) {
-    const reason = failed[0]?.reason;
-    throw new Error(
-      `${what}: ${failed.length} of ${results.length} failed; first: ${reason instanceof Error ? reason.message : String(reason)}`,
-      { cause: reason },
-    );
-  }
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
-}
-
-/** Client requests the timed waits issued, to show how much load the pollers themselves add. */
-const pollCount = { health: 0, get: 0 };
-
-interface PollLoad {
-  requests: number;
-  windowMs: number;
-}
-
-/** Thrown by a probe to end a poll at once instead of retrying. */
-class FatalError extends Error {}
-
-/**
- * Calls `probe` every POLL_INTERVAL_MS until it returns a truthy value. Each attempt gets its own
- * AbortSignal.timeout (a request through docker-proxy can hang); a throw counts as "not yet"
- * unless it is a FatalError; Ctrl-C ends the wait.
- */
-async function poll<T>(
-  what: string,
-  probe: (signal: AbortSignal) => Promise<T | false | null | undefined>,
-  timeoutMs = PROVISION_TIMEOUT_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    if (interrupt.signal.aborted) throw interrupt.signal.reason as Error;
-    try {
-      const value = await probe(AbortSignal.timeout(ATTEMPT_TIMEOUT_MS));
-      if (value) return value;
-    } catch (err) {
-      if (err instanceof FatalError) throw err;
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`, { cause: lastError });
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Baseline: raw dockerode create + start
-
-interface BaselineSample {
-  id: string;
-  /** Wall clock just before create (boot event timestamps are wall clock). */
-  t0Wall: number;
-  totalMs: number;
-  /** Since just before create. */
-  startedMs: number;
-  phasesMs: Partial<Record<(typeof BOOT_PHASES)[number], number>>;
-}
-
-async function healthOk(endpoint: string, signal: AbortSignal): Promise<boolean> {
-  pollCount.health++;
-  const res = await fetch(`${endpoint}/health`, { signal });
-  await res.arrayBuffer();
-  return res.status === 200;
-}
-
-async function baselineOne(
-  docker: Dockerode,
-  registry: FakeRegistry,
-  image: string,
-  label: string,
-  id: string,
-): Promise<BaselineSample> {
-  const entry = registry.add(fakeBundle(id, { heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS }));
-  const t0Wall = Date.now();
-  const t0 = performance.now();
-  const container = await docker.createContainer({
-    name: `wo-bench-${id}`,
-    Image: image,
-    Env: [`WO_PLATFORM_URL=${registry.containerUrl}`, `WO_BOOTSTRAP_TOKEN=${entry.bootstrapToken}`],
-    Labels: { 'wo.bench': label },
-    ExposedPorts: { [AGENT_PORT]: {} },
-    HostConfig: {
-      PortBindings: { [AGENT_PORT]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
-      ExtraHosts: ['host.docker.internal:host-gateway'],
-    },
-  });
-  await container.start();
-  const startedMs = performance.now() - t0;
-  const info = await container.inspect();
-  const port = info.NetworkSettings.Ports[AGENT_PORT]?.[0]?.HostPort;
-  if (!port) throw new Error(`container for ${id} has no published port for ${AGENT_PORT}`);
-  const endpoint = `http://127.0.0.1:${port}`;
-  await poll(`agent ${id} to answer GET /health on ${endpoint}`, (signal) => healthOk(endpoint, signal));
-  return { id, t0Wall, totalMs: performance.now() - t0, startedMs, phasesMs: {} };
-}
-
-/** Fills in each sample's boot phases (agent `ts` minus t0) from what the fake registry received. */
-function baselinePhases(registry: FakeRegistry, samples: BaselineSample[]): void {
-  for (const sample of samples) {
-    for (const e of registry.bootEvents) {
-      if (e.workspaceId !== sample.id) continue;
-      const phase = BOOT_PHASES.find((p) => p === e.body.phase);
-      if (phase && sample.phasesMs[phase] === undefined)
-        sample.phasesMs[phase] = Date.parse(String(e.body.ts)) - sample.t0Wall;
-    }
-  }
-}
-
-async function removeBaselineContainers(docker: Dockerode, label: string): Promise<void> {
-  const containers = await docker.listContainers({ all: true, filters: { label: [`wo.bench=${label}`] } });
-  await Promise.all(
-    containers.map((c) =>
-      docker
-        .getContainer(c.Id)
-        .remove({ force: true, v: true })
-        .catch((err: unknown) => {
-          if ((err as { statusCode?: number }).statusCode !== 404) throw err;
-        }),
-    ),
-  );
-}
-
-async function runBaseline(
-  docker: Dockerode,
-  registry: FakeRegistry,
-  image: string,
-  run: string,
-  n: number,
-): Promise<{ samples: BaselineSample[]; load: PollLoad }> {
-  const label = `${run}-baseline`;
-  try {
-    progress('baseline: warm-up provision (untimed)');
-    await guard(baselineOne(docker, registry, image, label, `${run}-bw`));
-    await removeBaselineContainers(docker, label);
-    progress(`baseline: ${n} concurrent create+start → GET /health`);
-    const polls0 = pollCount.health;
-    const window0 = performance.now();
-    const samples = await guard(
-      allOrFail(
-        'baseline provisions',
-        Array.from({ length: n }, (_, i) => baselineOne(docker, registry, image, label, `${run}-b${i}`)),
-      ),
-    );
-    const load = { requests: pollCount.health - polls0, windowMs: performance.now() - window0 };
-    // /health answers before the agent has necessarily reported platform-health-ok: let the
-    // remaining boot events arrive (outside the timed window) so the phase table is complete.
-    await guard(
-      poll(
-        'every baseline agent to report platform-health-ok',
-        async () => samples.every((x) => registry.phases(x.id).includes('platform-health-ok')),
-        15_000,
-      ),
-    ).catch((err: unknown) => progress(`baseline phases incomplete: ${String(err)}`));
-    baselinePhases(registry, samples);
-    return { samples, load };
-  } finally {
-    await removeBaselineContainers(docker, label).catch((err: unknown) =>
-      progress(`baseline cleanup failed: ${String(err)}`),
-    );
-  }
-}
+const ALL_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
+/** The label both DockerBackend's containers and ec2-sim's VM containers carry. */
+const WORKSPACE_LABEL = 'wo.workspace-id';
+const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 // ---------------------------------------------------------------------------------------------
 // Orchestrated: the real service
@@ -334,9 +142,14 @@ interface OrchestratedSample {
   onlineSeenAt: number;
 }
 
-async function provisionOne(api: Api, token: string, name: string): Promise<OrchestratedSample> {
+async function provisionOne(
+  api: Api,
+  token: string,
+  name: string,
+  backend: BackendKind,
+): Promise<OrchestratedSample> {
   const t0 = performance.now();
-  const res = await api.call('POST', '/v1/workspaces', { token, body: { name, backend: 'docker' } });
+  const res = await api.call('POST', '/v1/workspaces', { token, body: { name, backend } });
   const postMs = performance.now() - t0;
   if (res.status !== 202) throw new Error(`POST /v1/workspaces: ${res.status} ${JSON.stringify(res.body)}`);
   const id = String(res.body.id);
@@ -344,6 +157,7 @@ async function provisionOne(api: Api, token: string, name: string): Promise<Orch
   return { id, postMs, totalMs: performance.now() - t0, onlineSeenAt: Date.now() };
 }
 
+/** DELETEs, waits for `deleted`, then for no container (workspace's or sim VM) left. */
 async function deleteAll(api: Api, token: string, docker: Dockerode, ids: string[]): Promise<number> {
   const t0 = performance.now();
   await allOrFail(
@@ -360,10 +174,10 @@ async function deleteAll(api: Api, token: string, docker: Dockerode, ids: string
     async (signal) => {
       const all = await docker.listContainers({
         all: true,
-        filters: { label: ['wo.workspace-id'] },
+        filters: { label: [WORKSPACE_LABEL] },
         abortSignal: signal,
       });
-      return all.every((c) => !wanted.has(c.Labels['wo.workspace-id'] ?? ''));
+      return all.every((c) => !wanted.has(c.Labels[WORKSPACE_LABEL] ?? ''));
     },
     60_000,
   );
@@ -417,86 +231,225 @@ interface OrchestratedResult {
   samples: OrchestratedSample[];
   phases: PhaseRow[];
   createdAt: Map<string, number>;
+  /** Workspace id → wall clock of dockerd's `start` event of its container / sim VM. */
+  resourceStarts: Map<string, number>;
   deleteMs: number;
   load: PollLoad;
 }
 
-async function runOrchestrated(
-  docker: Dockerode,
-  postgres: RunningPostgres,
-  temporal: RunningTemporal,
-  image: string,
-  run: string,
-  n: number,
-): Promise<OrchestratedResult> {
+async function runOrchestrated(opts: {
+  backend: BackendKind;
+  docker: Dockerode;
+  postgres: RunningPostgres;
+  temporal: RunningTemporal;
+  image: string;
+  run: string;
+  n: number;
+  /** Settings that enable the backend (ec2: the simulator's endpoint, AMI, subnet, …). */
+  env: Record<string, string>;
+  starts: StartWatcher;
+  /** Removes whatever of these workspaces is left (containers / instances) after a failure. */
+  leftovers: (ids: string[]) => Promise<unknown>;
+}): Promise<OrchestratedResult> {
+  const { backend, docker, run, n } = opts;
   const cleanup: Array<[string, () => Promise<unknown>]> = [];
   const ids = new Set<string>();
   try {
-    const db: FreshDatabase = await createFreshDatabase(postgres.adminUrl, 'bench');
+    const db: FreshDatabase = await createFreshDatabase(opts.postgres.adminUrl, `bench_${backend}`);
     cleanup.push(['database', () => db.drop()]);
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-bench-data-'));
     cleanup.push(['data dir', () => rm(dataDir, { recursive: true, force: true })]);
     const config = loadConfig({
       DATABASE_URL: db.url,
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_NAMESPACE: temporal.namespace,
-      RUNTIME_IMAGE: image,
+      TEMPORAL_ADDRESS: opts.temporal.address,
+      TEMPORAL_NAMESPACE: opts.temporal.namespace,
+      RUNTIME_IMAGE: opts.image,
       DATA_DIR: dataDir,
       ADMIN_TOKEN: randomBytes(16).toString('hex'),
       SECRETS_KEY: randomBytes(32).toString('base64'),
-      TASK_QUEUE: `bench-${run}`,
+      TASK_QUEUE: `bench-${run}-${backend}`,
       PORT: '0',
       HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
       LOG_LEVEL: 'warn',
+      ...opts.env,
     });
-    progress('orchestrated: starting the service (API + worker in-process)');
+    progress(`${backend} orchestrated: starting the service (API + worker in-process)`);
     // Logs go to stderr: stdout carries the report.
     const service = await guard(
       startService(config, { api: true, worker: true, log: pino({ level: 'warn' }, pino.destination(2)) }),
     );
-    // Last in, first out: containers are removed before the service (and its DB) goes away.
+    // Last in, first out: resources are removed before the service (and its DB) goes away.
     cleanup.push(['service', () => service.close()]);
-    const leftovers = new DockerBackend({ docker, image });
-    cleanup.push([
-      'workspace containers',
-      () => Promise.all([...ids].map((id) => leftovers.remove(id, { volumes: true }))),
-    ]);
+    cleanup.push([`${backend} workspace resources`, () => opts.leftovers([...ids])]);
 
     const api = apiClient(service.url!);
     const org = await api.call('POST', '/v1/orgs', { token: config.ADMIN_TOKEN, body: { name: 'bench' } });
     if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
     const token = String(org.body.apiKey);
     const provision = async (name: string) => {
-      const sample = await provisionOne(api, token, name);
+      const sample = await provisionOne(api, token, name, backend);
       ids.add(sample.id);
       return sample;
     };
 
-    progress('orchestrated: warm-up provision + delete (untimed)');
-    const warm = await guard(provision(`${run}-warm`));
+    progress(`${backend} orchestrated: warm-up provision + delete (untimed)`);
+    const warm = await guard(provision(`${run}-${backend}-warm`));
     await guard(deleteAll(api, token, docker, [warm.id]));
 
-    progress(`orchestrated: ${n} concurrent POST /v1/workspaces → online`);
+    progress(`${backend} orchestrated: ${n} concurrent POST /v1/workspaces → online`);
     const polls0 = pollCount.get;
     const window0 = performance.now();
     const samples = await guard(
       allOrFail(
-        'orchestrated provisions',
-        Array.from({ length: n }, (_, i) => provision(`${run}-w${i}`)),
+        `${backend} orchestrated provisions`,
+        Array.from({ length: n }, (_, i) => provision(`${run}-${backend}-w${i}`)),
       ),
     );
     const load = { requests: pollCount.get - polls0, windowMs: performance.now() - window0 };
     const sampleIds = samples.map((s) => s.id);
     const phases = await phaseRows(service, sampleIds);
     const createdAt = await createdAtOf(service, sampleIds);
+    const resourceStarts = new Map(
+      sampleIds.flatMap((id) => {
+        const at = opts.starts.starts.get(id);
+        return at === undefined ? [] : [[id, at] as const];
+      }),
+    );
 
-    progress(`orchestrated: deleting ${n} workspaces`);
+    progress(`${backend} orchestrated: deleting ${n} workspaces`);
     const deleteMs = await guard(deleteAll(api, token, docker, sampleIds));
-    return { samples, phases, createdAt, deleteMs, load };
+    return { samples, phases, createdAt, resourceStarts, deleteMs, load };
   } finally {
     for (const [name, fn] of cleanup.reverse()) {
-      await fn().catch((err: unknown) => progress(`cleanup of ${name} failed: ${String(err)}`));
+      await fn().catch((err: unknown) => progress(`cleanup of ${name} failed: ${errorText(err)}`));
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One backend: baseline, then orchestrated
+
+interface BackendResult {
+  backend: BackendKind;
+  n: number;
+  baseline: BaselineResult;
+  orchestrated: OrchestratedResult;
+  /** 1-minute load average when this backend's part began and when its timed parts were over. */
+  load: [number, number];
+  wallMs: number;
+}
+
+interface Shared {
+  docker: Dockerode;
+  postgres: RunningPostgres;
+  temporal: RunningTemporal;
+  image: string;
+  registry: FakeRegistry;
+  starts: StartWatcher;
+  run: string;
+}
+
+async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
+  const t0 = performance.now();
+  const loadBefore = os.loadavg()[0] ?? 0;
+  const { docker, image } = shared;
+  const baseline = await runDockerBaseline({ docker, registry: shared.registry, image, run: shared.run, n });
+  const leftovers = new DockerBackend({ docker, image });
+  const orchestrated = await runOrchestrated({
+    ...shared,
+    backend: 'docker',
+    n,
+    env: {},
+    leftovers: (ids) => Promise.all(ids.map((id) => leftovers.remove(id, { volumes: true }))),
+  });
+  const loadAfter = os.loadavg()[0] ?? 0;
+  return {
+    backend: 'docker',
+    n,
+    baseline,
+    orchestrated,
+    load: [loadBefore, loadAfter],
+    wallMs: performance.now() - t0,
+  };
+}
+
+async function benchEc2(
+  shared: Shared,
+  moto: RunningMoto,
+  vmImage: string,
+  n: number,
+): Promise<BackendResult> {
+  const t0 = performance.now();
+  const loadBefore = os.loadavg()[0] ?? 0;
+  let sim: Ec2Sim | undefined;
+  let ec2: EC2Client | undefined;
+  try {
+    progress('ec2: starting the simulator');
+    sim = await guard(
+      startEc2Sim({
+        motoEndpoint: moto.endpoint,
+        vmImage,
+        docker: shared.docker,
+        // Boots, stops and removals are routine: only trouble goes to stderr.
+        log: (line) => {
+          if (/fail|cannot|error|refus/i.test(line)) progress(`ec2-sim: ${line}`);
+        },
+      }),
+    );
+    if (!sim.subnetId) throw new Error('ec2-sim has no subnet to launch into');
+    ec2 = createEc2Client({ region: sim.region, endpoint: sim.endpoint, credentials: MOTO_CREDENTIALS });
+    const client = ec2;
+    const baseline = await runEc2Baseline({
+      ec2: client,
+      sim,
+      vmStarts: shared.starts,
+      registry: shared.registry,
+      run: shared.run,
+      n,
+    });
+    const orchestrated = await runOrchestrated({
+      ...shared,
+      backend: 'ec2',
+      n,
+      // As test/parity/backends.ts backendEnv('ec2', sim) does.
+      env: {
+        ENABLED_BACKENDS: 'docker,ec2',
+        EC2_ENDPOINT: sim.endpoint,
+        EC2_AMI_ID: sim.amiId,
+        // Without a subnet moto assigns addresses outside the VPC, which the simulator cannot boot.
+        EC2_SUBNET_ID: sim.subnetId,
+        EC2_PLATFORM_HOST: sim.platformHost,
+        AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
+      },
+      leftovers: async (ids) => {
+        if (ids.length > 0)
+          await terminateInstances(client, [{ Name: `tag:${TAG.workspaceId}`, Values: ids }]);
+      },
+    });
+    const loadAfter = os.loadavg()[0] ?? 0;
+    return {
+      backend: 'ec2',
+      n,
+      baseline,
+      orchestrated,
+      load: [loadBefore, loadAfter],
+      wallMs: performance.now() - t0,
+    };
+  } finally {
+    // Anything of ours still alive in moto (a failure mid-way) is terminated, then the sim removes
+    // its VM containers on stop.
+    if (ec2) {
+      const left = await terminateInstances(ec2, [
+        { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },
+      ]).catch((err: unknown) => {
+        progress(`ec2: terminating leftover instances failed: ${errorText(err)}`);
+        return 0;
+      });
+      if (left > 0) progress(`ec2: terminated ${left} leftover instance(s)`);
+      ec2.destroy();
+    }
+    await sim?.stop().catch((err: unknown) => progress(`stopping ec2-sim failed: ${errorText(err)}`));
   }
 }
 
@@ -511,6 +464,22 @@ interface Machine {
   docker: string;
   storageDriver: string;
   node: string;
+  moto: string;
+}
+
+/** moto's version from its dist-info folder next to moto_server (the venv); 'unknown' otherwise. */
+function motoVersion(): string {
+  try {
+    const lib = path.join(path.dirname(motoBinary()), '..', 'lib');
+    for (const py of readdirSync(lib)) {
+      const site = path.join(lib, py, 'site-packages');
+      const info = readdirSync(site).find((f) => /^moto-[\d.]+\.dist-info$/.test(f));
+      if (info) return info.slice('moto-'.length, -'.dist-info'.length);
+    }
+  } catch {
+    // fall through
+  }
+  return 'unknown';
 }
 
 async function machineFacts(docker: Dockerode): Promise<Machine> {
@@ -526,38 +495,49 @@ async function machineFacts(docker: Dockerode): Promise<Machine> {
     docker: version.Version,
     storageDriver: info.Driver ?? 'unknown',
     node: process.version,
+    moto: motoVersion(),
   };
 }
 
-function report(opts: {
-  command: string;
-  date: Date;
-  machine: Machine;
-  image: string;
-  n: number;
-  baseline: { samples: BaselineSample[]; load: PollLoad };
-  orchestrated: OrchestratedResult;
-  wallMs: number;
-  /** 1-minute load average before the run and after the timed parts. */
-  load: [number, number];
-}): string {
-  const { machine, n, orchestrated } = opts;
-  const baseline = opts.baseline.samples;
-  const rate = (l: PollLoad) =>
-    `${l.requests} requests in ${(l.windowMs / 1000).toFixed(1)} s (≈${Math.round(l.requests / (l.windowMs / 1000))}/s)`;
-  const p95Rank = Math.max(1, Math.ceil(0.95 * n));
-  const b = summarize(baseline.map((s) => s.totalMs));
-  const o = summarize(orchestrated.samples.map((s) => s.totalMs));
-  const post = summarize(orchestrated.samples.map((s) => s.postMs));
-  const ratio = (x: number, y: number) => (y > 0 ? `${(x / y).toFixed(2)}×` : '–');
-  const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
+const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
+const ratio = (x: number, y: number) => (y > 0 && Number.isFinite(x) ? `${(x / y).toFixed(2)}×` : '–');
+const rate = (l: PollLoad) =>
+  `${l.requests} requests in ${(l.windowMs / 1000).toFixed(1)} s (≈${Math.round(l.requests / (l.windowMs / 1000))}/s)`;
 
-  // Per-phase, orchestrated: ms since the API accepted the request (workspaces.created_at).
-  const phaseOrder: Array<{ label: string; source: PhaseRow['source'] | 'client'; key: string }> = [
+interface PhaseStep {
+  label: string;
+  source: PhaseRow['source'] | 'client' | 'resource';
+  key: string;
+  /** An observation off the chain of steps: no step, and the next row's step skips it. */
+  side?: boolean;
+}
+
+function orchestratedPhaseLines(r: BackendResult): string[] {
+  const { orchestrated, n } = r;
+  const resourceRow: PhaseStep = {
+    label:
+      r.backend === 'docker'
+        ? 'side: container `start` event (dockerd)'
+        : 'side: ec2-sim started the VM container (dockerd `start` event)',
+    source: 'resource',
+    key: 'resource',
+    side: true,
+  };
+  const phaseOrder: PhaseStep[] = [
     { label: 'API accepted (`workspaces.created_at`)', source: 'client', key: 'accepted' },
     { label: 'transition `provisioning/preparing`', source: 'transition', key: 'provisioning/preparing' },
     { label: 'transition `provisioning/creating`', source: 'transition', key: 'provisioning/creating' },
-    { label: 'transition `provisioning/booting`', source: 'transition', key: 'provisioning/booting' },
+    // docker: the container starts inside the start activity; ec2: the sim boots after RunInstances.
+    ...(r.backend === 'docker' ? [resourceRow] : []),
+    {
+      label:
+        r.backend === 'docker'
+          ? 'transition `provisioning/booting` (container created + started)'
+          : 'transition `provisioning/booting` (RunInstances answered)',
+      source: 'transition',
+      key: 'provisioning/booting',
+    },
+    ...(r.backend === 'ec2' ? [resourceRow] : []),
     ...BOOT_PHASES.map((p) => ({
       label: `agent boot event \`${p}\``,
       source: 'boot_event' as const,
@@ -570,70 +550,105 @@ function report(opts: {
     },
     { label: 'client GET first shows `online`', source: 'client', key: 'seen' },
   ];
-  const valueOf = (id: string, source: string, key: string): number | undefined => {
-    if (source === 'client') {
-      if (key === 'accepted') return 0;
+  const valueOf = (id: string, step: PhaseStep): number | undefined => {
+    const created = orchestrated.createdAt.get(id);
+    if (step.source === 'client') {
+      if (step.key === 'accepted') return 0;
       const sample = orchestrated.samples.find((s) => s.id === id);
-      const created = orchestrated.createdAt.get(id);
       return sample && created !== undefined ? sample.onlineSeenAt - created : undefined;
     }
-    return orchestrated.phases.find((r) => r.id === id && r.source === source && r.key === key)?.ms;
+    if (step.source === 'resource') {
+      const at = orchestrated.resourceStarts.get(id);
+      return at !== undefined && created !== undefined ? at - created : undefined;
+    }
+    return orchestrated.phases.find((p) => p.id === id && p.source === step.source && p.key === step.key)?.ms;
   };
   const ids = orchestrated.samples.map((s) => s.id);
-  // Step = time since the previous row that this workspace has a value for.
+  // Step = time since the previous (non-side) row that this workspace has a value for.
   const steps = new Map<string, number[]>();
   for (const id of ids) {
     let last: number | undefined;
     for (const step of phaseOrder) {
-      const v = valueOf(id, step.source, step.key);
+      if (step.side) continue;
+      const v = valueOf(id, step);
       if (v === undefined) continue;
       if (last !== undefined) steps.set(step.key, [...(steps.get(step.key) ?? []), v - last]);
       last = v;
     }
   }
-  const phaseLines = phaseOrder.map((step, i) => {
-    const s = summarize(ids.map((id) => valueOf(id, step.source, step.key)).filter((v) => v !== undefined));
+  return phaseOrder.map((step, i) => {
+    const s = summarize(ids.map((id) => valueOf(id, step)).filter((v) => v !== undefined));
     const d = summarize(steps.get(step.key) ?? []);
-    return row([step.label, `${s.n}/${n}`, ms(s.p50), ms(s.p95), ms(s.max), i === 0 ? '–' : ms(d.p50)]);
+    return row([
+      step.label,
+      `${s.n}/${n}`,
+      ms(s.p50),
+      ms(s.p95),
+      ms(s.max),
+      i === 0 || step.side ? '–' : ms(d.p50),
+    ]);
   });
+}
 
-  const baselinePhases = [
-    { label: 'container started (`start()` returned)', pick: (s: BaselineSample) => s.startedMs },
+function baselinePhaseLines(r: BackendResult): string[] {
+  const samples = r.baseline.samples;
+  const rows: Array<{ label: string; pick: (s: BaselineSample) => number | undefined }> = [
+    ...(r.backend === 'docker'
+      ? [{ label: 'container started (`start()` returned)', pick: (s: BaselineSample) => s.startedMs }]
+      : [
+          {
+            label: '`RunInstances` answered (moto: `running` at once)',
+            pick: (s: BaselineSample) => s.startedMs,
+          },
+          {
+            label: 'ec2-sim started the VM container (dockerd `start` event)',
+            pick: (s: BaselineSample) => s.vmStartedMs,
+          },
+        ]),
     ...BOOT_PHASES.map((p) => ({
       label: `agent boot event \`${p}\``,
       pick: (s: BaselineSample) => s.phasesMs[p],
     })),
     { label: 'GET /health answered 200 (the timed end)', pick: (s: BaselineSample) => s.totalMs },
-  ].map(({ label, pick }) => {
-    const s = summarize(baseline.map(pick).filter((v) => v !== undefined));
-    return row([label, `${s.n}/${n}`, ms(s.p50), ms(s.p95), ms(s.max)]);
+  ];
+  return rows.map(({ label, pick }) => {
+    const s = summarize(samples.map(pick).filter((v) => v !== undefined));
+    return row([label, `${s.n}/${r.n}`, ms(s.p50), ms(s.p95), ms(s.max)]);
   });
+}
 
+function backendSection(r: BackendResult, machine: Machine): string[] {
+  const { n, orchestrated } = r;
+  const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+  const o = summarize(orchestrated.samples.map((s) => s.totalMs));
+  const post = summarize(orchestrated.samples.map((s) => s.postMs));
+  const baselineLabel =
+    r.backend === 'docker'
+      ? 'baseline: dockerode create+start → agent `GET /health` 200'
+      : 'baseline: `RunInstances` (sim endpoint) → agent `GET http://<private ip>:8080/health` 200';
+  const baselineFrom =
+    r.backend === 'docker'
+      ? 'Milliseconds since just before `createContainer`.'
+      : 'Milliseconds since just before `RunInstances` (same user-data and tags as the product’s).';
+  const resource = r.backend === 'docker' ? 'container' : 'VM container';
   return [
-    `## Provision latency: raw Docker vs orchestrated (N=${n})`,
+    `## ${r.backend} (N=${n})`,
     '',
-    `- Command: \`${opts.command}\``,
-    `- Date: ${opts.date.toISOString()}`,
-    `- Machine: ${machine.cpus} CPUs (nproc; ${machine.cpuModel}), ${machine.memGiB} GiB RAM, ${machine.kernel}`,
-    `- Docker ${machine.docker} (storage driver ${machine.storageDriver}), Node ${machine.node}`,
-    `- Runtime image: \`${opts.image}\``,
-    `- 1-min load average: ${opts.load[0].toFixed(2)} before the run, ${opts.load[1].toFixed(2)} after it (anything else busy on the machine skews both kinds).`,
-    `- N = ${n} provisions of each kind, all ${n} started at once; the whole run took ${(opts.wallMs / 1000).toFixed(1)} s.`,
-    `- Warm-up: one untimed provision of each kind ran first (image and page cache, the worker’s first`,
-    '  workflow tasks, connection pools; the workflow bundle is built at service start, before it).',
-    '  The warm-ups are not in the numbers below.',
+    `- ${r.backend} part of the run: ${(r.wallMs / 1000).toFixed(1)} s (warm-ups, baseline, service start, orchestrated, teardown);`,
+    `  1-min load average ${r.load[0].toFixed(2)} when it began, ${r.load[1].toFixed(2)} after its timed parts.`,
+    `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);`,
+    `  orchestrated \`GET /v1/workspaces/:id\` ${rate(orchestrated.load)}, served by the in-process API`,
+    '  that also serves the agents’ registry calls.',
+    `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
+    `  share this machine’s ${machine.cpus} CPUs with the ${n} booting ${resource}s.`,
+    `- Teardown (not a metric): ${n} concurrent DELETEs → all \`deleted\` and no ${resource} left in`,
+    `  ${(orchestrated.deleteMs / 1000).toFixed(1)} s.`,
     '',
     '| ms | p50 | p95 | max | min |',
     '|---|---:|---:|---:|---:|',
+    row([baselineLabel, ms(b.p50), ms(b.p95), ms(b.max), ms(b.min)]),
     row([
-      'baseline: dockerode create+start → agent `GET /health` 200',
-      ms(b.p50),
-      ms(b.p95),
-      ms(b.max),
-      ms(b.min),
-    ]),
-    row([
-      'orchestrated: `POST /v1/workspaces` → `GET` shows `online`',
+      `orchestrated: \`POST /v1/workspaces {backend: ${r.backend}}\` → \`GET\` shows \`online\``,
       ms(o.p50),
       ms(o.p95),
       ms(o.max),
@@ -642,51 +657,141 @@ function report(opts: {
     row(['ratio orchestrated / baseline', ratio(o.p50, b.p50), ratio(o.p95, b.p95), ratio(o.max, b.max), '']),
     row(['(orchestrated `POST` → 202 alone)', ms(post.p50), ms(post.p95), ms(post.max), ms(post.min)]),
     '',
-    '### Orchestrated: time from API accepted to each phase',
-    '',
-    'Milliseconds since `workspaces.created_at`; transitions from `workspace_transitions.ts`, agent phases',
-    'from `boot_events.ts` (the agent’s clock: same host kernel). “step p50” is the median of each',
-    'workspace’s time since the previous row.',
+    `### ${r.backend} orchestrated: time from API accepted to each phase`,
     '',
     '| phase | n | p50 | p95 | max | step p50 |',
     '|---|---:|---:|---:|---:|---:|',
-    ...phaseLines,
+    ...orchestratedPhaseLines(r),
     '',
-    '### Baseline: time from just before create to each phase',
+    `### ${r.backend} baseline: time to each phase`,
+    '',
+    baselineFrom,
     '',
     '| phase | n | p50 | p95 | max |',
     '|---|---:|---:|---:|---:|',
-    ...baselinePhases,
+    ...baselinePhaseLines(r),
     '',
-    '### Notes',
+  ];
+}
+
+function report(opts: {
+  command: string;
+  date: Date;
+  machine: Machine;
+  image: string;
+  vmImage: string | null;
+  results: BackendResult[];
+  wallMs: number;
+  /** 1-minute load average before the run and at its end. */
+  load: [number, number];
+}): string {
+  const { machine, results } = opts;
+  const title = results.map((r) => `${r.backend} N=${r.n}`).join(', ');
+  const p95Ranks = [...new Set(results.map((r) => r.n))]
+    .map((n) => `p95 of ${n} = sample #${Math.max(1, Math.ceil(0.95 * n))}`)
+    .join(', ');
+  const summaryLines = results.map((r) => {
+    const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+    const o = summarize(r.orchestrated.samples.map((s) => s.totalMs));
+    return row([
+      r.backend,
+      String(r.n),
+      ms(b.p50),
+      ms(b.p95),
+      ms(o.p50),
+      ms(o.p95),
+      ratio(o.p50, b.p50),
+      ratio(o.p95, b.p95),
+    ]);
+  });
+  const hasEc2 = results.some((r) => r.backend === 'ec2');
+  return [
+    `# Provision latency: raw backend vs orchestrated (${title})`,
     '',
-    `- Percentiles are nearest-rank over the N samples (p95 of ${n} = sample #${p95Rank} in ascending order).`,
-    '- The two end points differ on purpose: the baseline ends when the agent’s A2A server answers',
+    `- Command: \`${opts.command}\``,
+    `- Date: ${opts.date.toISOString()}`,
+    `- Machine: ${machine.cpus} CPUs (nproc; ${machine.cpuModel}), ${machine.memGiB} GiB RAM, ${machine.kernel}`,
+    `- Docker ${machine.docker} (storage driver ${machine.storageDriver}), Node ${machine.node}` +
+      (hasEc2 ? `, moto ${machine.moto}` : ''),
+    `- Runtime image: \`${opts.image}\`` + (opts.vmImage ? `; ec2-sim VM image: \`${opts.vmImage}\`` : ''),
+    `- 1-min load average: ${opts.load[0].toFixed(2)} before the run, ${opts.load[1].toFixed(2)} at its end`,
+    '  (per backend below; anything else busy on the machine skews both kinds).',
+    `- The whole run took ${(opts.wallMs / 1000).toFixed(1)} s (service start-ups included). Backends ran one after`,
+    '  the other (docker first), each: baseline, then orchestrated; all N of a kind started at once.',
+    '- Warm-up: one untimed provision of each kind ran first (image and page cache, the worker’s first',
+    '  workflow tasks, connection pools; the workflow bundle is built at service start, before it).',
+    '  The warm-ups are not in the numbers below.',
+    '',
+    '| backend | N | baseline p50 | baseline p95 | orchestrated p50 | orchestrated p95 | ratio p50 | ratio p95 |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...summaryLines,
+    '',
+    ...results.flatMap((r) => backendSection(r, machine)),
+    '## Notes',
+    '',
+    `- Percentiles are nearest-rank over the N samples (${p95Ranks} in ascending order).`,
+    '- Orchestrated phase tables: milliseconds since `workspaces.created_at`; transitions from',
+    '  `workspace_transitions.ts`, agent phases from `boot_events.ts` (the agent’s clock: same host',
+    '  kernel), `side:` rows from dockerd’s `start` events. “step p50” is the median of each',
+    '  workspace’s time since the previous non-side row.',
+    '- The end points differ on purpose: a baseline ends when the agent’s A2A server answers',
     '  `/health` (right after `agent-started`); orchestrated ends when the workspace is `online`, i.e.',
     '  after the agent registered, reported `platform-health-ok`, the entity workflow was signalled',
-    `  and wrote the transition, and a 50 ms client poll saw it. Polls (${POLL_INTERVAL_MS} ms apart,`,
-    `  ${ATTEMPT_TIMEOUT_MS} ms per-attempt timeout) run concurrently for all N in both cases.`,
-    `  Poll load: baseline \`GET /health\` ${rate(opts.baseline.load)} (to ${n} different containers);`,
-    `  orchestrated \`GET /v1/workspaces/:id\` ${rate(orchestrated.load)}, all served by the same`,
-    '  in-process API that also serves the agents’ registry calls.',
-    '- Baseline containers get no named volumes and no restart policy; orchestrated ones get two',
-    '  named volumes each (`/configs`, `/workspace`) via DockerBackend. The baseline agent bootstraps',
-    '  from the fake registry (test/support/fake-registry.ts), the orchestrated one from the real API.',
-    `- The API, the worker (Temporal activities + workflows), PostgreSQL (pool of 10) and the Temporal`,
-    `  dev server share this machine's ${machine.cpus} CPUs with the ${n} booting containers.`,
-    `- Teardown (not timed as a metric): ${n} concurrent DELETEs → all \`deleted\` and no container left`,
-    `  in ${(orchestrated.deleteMs / 1000).toFixed(1)} s.`,
+    `  and wrote the transition, and a ${POLL_INTERVAL_MS} ms client poll saw it. Polls (${POLL_INTERVAL_MS} ms apart,`,
+    `  ${ATTEMPT_TIMEOUT_MS} ms per-attempt timeout) run concurrently for all N in every case.`,
+    '- Baselines bootstrap from the fake registry (test/support/fake-registry.ts), the orchestrated',
+    '  agents from the real API. Docker baseline containers get no named volumes and no restart',
+    '  policy; orchestrated ones get two named volumes each (`/configs`, `/workspace`) via DockerBackend.',
+    ...(hasEc2
+      ? [
+          '- ec2 runs against moto behind ec2-sim (test/ec2-sim): each instance is a container of the VM',
+          '  image at the private IP moto assigned, whose init runs the user-data like cloud-init (sshd',
+          '  host key, then `/etc/wo/boot.d/agent.sh` starts the agent). moto reports an instance',
+          '  `running` from RunInstances on (no `pending` period), so “instance running in moto” is the',
+          '  `RunInstances` answer itself; the real boot is the sim’s VM container start (`side:` row).',
+          '  The ec2 baseline waits for that `start` event before polling `/health` (a connect to an IP',
+          '  no container holds yet stalls on ARP), as the docker one polls only after `start()`.',
+          '  Orchestrated: the start activity ends at RunInstances (the `booting` transition); the',
+          '  worker never waits for `running`, the agent’s registration proves the boot.',
+        ]
+      : []),
     '',
   ].join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { n: { type: 'string', default: '20' } }, strict: true });
-  const n = Number(values.n);
+function parseBackends(text: string): BackendKind[] {
+  const wanted = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = wanted.filter((b) => !ALL_BACKENDS.includes(b as BackendKind));
+  if (unknown.length > 0 || wanted.length === 0)
+    throw new Error(`--backends must be a comma list of ${ALL_BACKENDS.join(', ')}; got ${text}`);
+  return ALL_BACKENDS.filter((b) => wanted.includes(b));
+}
+
+function parseN(name: string, text: string): number {
+  const n = Number(text);
   if (!Number.isInteger(n) || n < 1 || n > 200)
-    throw new Error(`--n must be an integer 1..200, got ${values.n}`);
+    throw new Error(`--${name} must be an integer 1..200, got ${text}`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      n: { type: 'string', default: '20' },
+      'n-ec2': { type: 'string' },
+      backends: { type: 'string', default: ALL_BACKENDS.join(',') },
+    },
+    strict: true,
+  });
+  const n = parseN('n', values.n);
+  const nEc2 = values['n-ec2'] === undefined ? n : parseN('n-ec2', values['n-ec2']);
+  const backends = parseBackends(values.backends);
+  const withEc2 = backends.includes('ec2');
   const command = ['npx tsx bench/provision.ts', ...process.argv.slice(2)].join(' ');
   const date = new Date();
   const loadBefore = os.loadavg()[0] ?? 0;
@@ -698,34 +803,59 @@ async function main(): Promise<void> {
 
   const stops: Array<[string, () => Promise<unknown>]> = [];
   try {
-    progress('starting PostgreSQL, Temporal dev server, dockerd + runtime image');
-    const [postgres, temporal, image] = await guard(
+    progress(
+      `starting PostgreSQL, Temporal dev server, dockerd + runtime image${withEc2 ? ', moto + ec2-sim VM image' : ''}`,
+    );
+    const imageReady = ensureDockerDaemon({ log: progress }).then(() =>
+      ensureRuntimeImage({ docker, log: (line) => progress(`runtime image: ${line}`) }),
+    );
+    const [postgres, temporal, image, moto, vmImage] = await guard(
       Promise.allSettled([
         startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
         startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
-        ensureDockerDaemon({ log: progress }).then(() =>
-          ensureRuntimeImage({ docker, log: (line) => progress(`runtime image: ${line}`) }),
-        ),
+        imageReady,
+        withEc2
+          ? startMoto({ log: progress }).then((s) => (stops.push(['moto', s.stop]), s))
+          : Promise.resolve(null),
+        withEc2
+          ? imageReady.then((runtimeImage) =>
+              ensureVmImage({ docker, runtimeImage, log: (line) => progress(`vm image: ${line}`) }),
+            )
+          : Promise.resolve(null),
       ]),
     );
-    if (postgres.status === 'rejected') throw postgres.reason;
-    if (temporal.status === 'rejected') throw temporal.reason;
-    if (image.status === 'rejected') throw image.reason;
+    for (const started of [postgres, temporal, image, moto, vmImage])
+      if (started.status === 'rejected') throw started.reason;
+    const ok = <T>(s: PromiseSettledResult<T>): T => (s as PromiseFulfilledResult<T>).value;
     const machine = await machineFacts(docker);
 
     const registry = await startFakeRegistry();
     stops.push(['fake registry', () => registry.stop()]);
-    const baseline = await runBaseline(docker, registry, image.value, run, n);
-    const orchestrated = await runOrchestrated(docker, postgres.value, temporal.value, image.value, run, n);
+    const starts = await watchStarts(docker, WORKSPACE_LABEL);
+    stops.push(['docker events', async () => starts.stop()]);
+    const shared: Shared = {
+      docker,
+      postgres: ok(postgres),
+      temporal: ok(temporal),
+      image: ok(image),
+      registry,
+      starts,
+      run,
+    };
+
+    const results: BackendResult[] = [];
+    for (const backend of backends) {
+      if (backend === 'docker') results.push(await benchDocker(shared, n));
+      else results.push(await benchEc2(shared, ok(moto)!, ok(vmImage)!, nEc2));
+    }
 
     const markdown = report({
       command,
       date,
       machine,
-      image: image.value,
-      n,
-      baseline,
-      orchestrated,
+      image: ok(image),
+      vmImage: ok(vmImage),
+      results,
       wallMs: performance.now() - wallStart,
       load: [loadBefore, os.loadavg()[0] ?? 0],
     });
@@ -736,7 +866,7 @@ async function main(): Promise<void> {
     progress(`report written to ${out}`);
   } finally {
     for (const [name, stop] of stops.reverse()) {
-      await stop().catch((err: unknown) => progress(`stopping ${name} failed: ${String(err)}`));
+      await stop().catch((err: unknown) => progress(`stopping ${name} failed: ${errorText(err)}`));
     }
   }
 }

@@ -169,41 +169,39 @@ function packContext(contextDir: string): tar.Pack {
   return pack;
 }
 
-/** Sends the context, follows the JSON progress stream, and rejects with the daemon's build error. */
-async function buildImage(docker: Dockerode, contextDir: string, tag: string, log: (s: string) => void) {
+/** Sends a tar context, follows the progress stream, and rejects with the daemon's build error. */
+export async function buildImage(
+  docker: Dockerode,
+  context: tar.Pack,
+  tag: string,
+  log: (s: string) => void,
+): Promise<void> {
   // @types/tar-stream's Pack lacks a few legacy Readable members in its typings; it is a real Readable.
-  const context = packContext(contextDir) as unknown as NodeJS.ReadableStream;
-  const stream = await docker.buildImage(context, { t: tag, rm: true, forcerm: true });
+  const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
+    t: tag,
+    rm: true,
+    forcerm: true,
+  });
   await new Promise<void>((resolvePromise, reject) => {
-    let buffered = '';
-    let failure: string | undefined;
-    const onLine = (line: string) => {
-      if (line.trim() === '') return;
-      let event: { stream?: string; error?: string; errorDetail?: { message?: string } };
-      try {
-        event = JSON.parse(line) as typeof event;
-      } catch {
-        return;
-      }
-      if (event.error) failure = event.errorDetail?.message ?? event.error;
-      if (event.stream?.trim()) log(event.stream.trim());
-    };
-    stream.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      lines.forEach(onLine);
-    });
-    stream.on('error', reject);
-    stream.on('end', () => {
-      onLine(buffered);
-      if (failure) reject(new Error(`docker build of ${tag} failed: ${failure}`));
-      else resolvePromise();
-    });
+    docker.modem.followProgress(
+      stream,
+      (err: Error | null, output: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
+        if (err) return reject(err);
+        const failure = output.find((e) => e.error);
+        if (failure) {
+          reject(
+            new Error(`docker build of ${tag} failed: ${failure.errorDetail?.message ?? failure.error}`),
+          );
+        } else resolvePromise();
+      },
+      (event: { stream?: string }) => {
+        if (event.stream?.trim()) log(event.stream.trim());
+      },
+    );
   });
 }
 
-async function imageExists(docker: Dockerode, tag: string): Promise<boolean> {
+export async function imageExists(docker: Dockerode, tag: string): Promise<boolean> {
   try {
     await docker.getImage(tag).inspect();
     return true;
@@ -289,7 +287,7 @@ export async function ensureRuntimeImage(opts: EnsureRuntimeImageOptions = {}): 
           const started = Date.now();
           log(`building ${tag} (node ${nodeVersion.trim()}) in ${CONTEXT_DIR}`);
           await assembleContext(CONTEXT_DIR, agent);
-          await buildImage(docker, CONTEXT_DIR, tag, log);
+          await buildImage(docker, packContext(CONTEXT_DIR), tag, log);
           if (!(await imageExists(docker, tag)))
             throw new Error(`docker build reported success but ${tag} is missing`);
           log(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(1)}s`);

@@ -23,7 +23,7 @@ import { promisify } from 'node:util';
 import Dockerode from 'dockerode';
 import { build } from 'esbuild';
 import tar from 'tar-stream';
-import { ensureRuntimeImage, nodeLibraries } from '../../src/cli/build-images.js';
+import { buildImage, ensureRuntimeImage, imageExists, nodeLibraries } from '../../src/cli/build-images.js';
 
 const run = promisify(execFile);
 
@@ -326,46 +326,6 @@ function packContext(dockerfile: string, entries: ContextEntry[]): tar.Pack {
   }
   pack.finalize();
   return pack;
-}
-
-async function imageExists(docker: Dockerode, tag: string): Promise<boolean> {
-  try {
-    await docker.getImage(tag).inspect();
-    return true;
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return false;
-    throw err;
-  }
-}
-
-async function buildImage(
-  docker: Dockerode,
-  context: tar.Pack,
-  tag: string,
-  log: (s: string) => void,
-): Promise<void> {
-  const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
-    t: tag,
-    rm: true,
-    forcerm: true,
-  });
-  await new Promise<void>((resolvePromise, reject) => {
-    docker.modem.followProgress(
-      stream,
-      (err: Error | null, output: Array<{ error?: string; errorDetail?: { message?: string } }>) => {
-        if (err) return reject(err);
-        const failure = output.find((e) => e.error);
-        if (failure)
-          reject(
-            new Error(`docker build of ${tag} failed: ${failure.errorDetail?.message ?? failure.error}`),
-          );
-        else resolvePromise();
-      },
-      (event: { stream?: string }) => {
-        if (event.stream?.trim()) log(event.stream.trim());
-      },
-    );
-  });
 }
 
 const inProcess = new Map<string, Promise<string>>();

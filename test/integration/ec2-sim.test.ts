@@ -116,10 +116,10 @@ function waitForNote(id: string, text: string, on: () => Ec2Sim = () => sim): Pr
   );
 }
 
-function waitForContainer(id: string, timeoutMs = 30_000): Promise<string> {
+function waitForContainer(id: string, timeoutMs = 30_000, of: Ec2Sim = sim): Promise<string> {
   return waitFor(
     async () => {
-      const container = await sim.instanceContainer(id);
+      const container = await of.instanceContainer(id);
       return container && (await containerInfo(container))?.State.Running ? container : null;
     },
     { timeoutMs, describe: `a running container for ${id}` },
@@ -628,10 +628,8 @@ describe('a second sim on the same moto, mirroring a VPC of its own', () => {
       const id = out.Instances?.[0]?.InstanceId ?? '';
       const ip = out.Instances?.[0]?.PrivateIpAddress ?? '';
       launched.push(id);
-      const containerId = await waitFor(() => second?.instanceContainer(id), {
-        timeoutMs: 30_000,
-        describe: `the second sim to boot ${id}`,
-      });
+      // Running, not merely created: the address is attached when the container starts.
+      const containerId = await waitForContainer(id, 30_000, second);
       const info = await containerInfo(containerId);
       expect(info?.NetworkSettings.Networks[second.network]?.IPAddress).toBe(ip);
       // The first sim leaves it alone: its address is not in the first sim's VPC.
