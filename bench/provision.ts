@@ -42,6 +42,7 @@ import { ensureRuntimeImage } from '../src/cli/build-images.js';
 import { loadConfig } from '../src/config.js';
 import { startService, type RunningService } from '../src/service.js';
 import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
+import { MOTO_CREDENTIALS, simServiceEnv } from '../test/ec2-sim/service-env.js';
 import { ensureVmImage } from '../test/ec2-sim/vm-image.js';
 import { createFreshDatabase, type FreshDatabase } from '../test/setup/databases.js';
 import {
@@ -85,7 +86,6 @@ import {
 const ALL_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
 /** The label both DockerBackend's containers and ec2-sim's VM containers carry. */
 const WORKSPACE_LABEL = 'wo.workspace-id';
-const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 // ---------------------------------------------------------------------------------------------
 // Orchestrated: the real service
@@ -411,17 +411,7 @@ async function benchEc2(
       ...shared,
       backend: 'ec2',
       n,
-      // As test/parity/backends.ts backendEnv('ec2', sim) does.
-      env: {
-        ENABLED_BACKENDS: 'docker,ec2',
-        EC2_ENDPOINT: sim.endpoint,
-        EC2_AMI_ID: sim.amiId,
-        // Without a subnet moto assigns addresses outside the VPC, which the simulator cannot boot.
-        EC2_SUBNET_ID: sim.subnetId,
-        EC2_PLATFORM_HOST: sim.platformHost,
-        AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
-      },
+      env: simServiceEnv(sim),
       leftovers: async (ids) => {
         if (ids.length > 0)
           await terminateInstances(client, [{ Name: `tag:${TAG.workspaceId}`, Values: ids }]);

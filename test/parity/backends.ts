@@ -9,6 +9,7 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
 import '../setup/context.js';
 import { startEc2Sim, type Ec2Sim, type SimKnobs } from '../ec2-sim/sim.js';
+import { MOTO_CREDENTIALS, simServiceEnv } from '../ec2-sim/service-env.js';
 import { ensureVmImage } from '../ec2-sim/vm-image.js';
 import {
   containersOf,
@@ -22,8 +23,6 @@ import {
 } from '../support/stack.js';
 
 export const PARITY_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
-
-const MOTO_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
 export interface ParityFixture extends StackFixture {
   readonly backend: BackendKind;
@@ -48,17 +47,7 @@ export function motoClient(): EC2Client {
 
 /** Environment that enables the backend under test (ec2: against the given simulator). */
 export function backendEnv(backend: BackendKind, sim: Ec2Sim | null): Record<string, string> {
-  if (backend === 'docker' || !sim) return {};
-  return {
-    ENABLED_BACKENDS: 'docker,ec2',
-    EC2_ENDPOINT: sim.endpoint,
-    EC2_AMI_ID: sim.amiId,
-    // Without a subnet moto assigns addresses outside the VPC, which the simulator cannot boot.
-    EC2_SUBNET_ID: sim.subnetId,
-    EC2_PLATFORM_HOST: sim.platformHost,
-    AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey,
-  };
+  return backend === 'ec2' && sim ? simServiceEnv(sim) : {};
 }
 
 export async function startSim(): Promise<Ec2Sim> {
