@@ -11,6 +11,8 @@ import Dockerode from 'dockerode';
 import pino, { type Logger } from 'pino';
 import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
+import { attachTerminal } from './api/terminal.js';
+import type { ApiDeps } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
 import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
 import { BackendError } from './backends/backend.js';
@@ -84,9 +86,10 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
   let server: Server | null = null;
+  let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
   if (opts.api) {
-    const app = createApp({
+    const apiDeps: ApiDeps = {
       db: db.pool,
       entity: new EntityClient(temporal, config.TASK_QUEUE),
       backends,
@@ -107,8 +110,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
           await connection.workflowService.getSystemInfo({});
         },
       },
-    });
-    server = createServer(app);
+    };
+    server = createServer(createApp(apiDeps));
+    terminal = attachTerminal(server, apiDeps);
     await new Promise<void>((resolve) => server!.listen(config.PORT, config.BIND_HOST, resolve));
     port = (server.address() as AddressInfo).port;
     log.info({ port }, 'api listening');
@@ -145,6 +149,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     backends,
     worker,
     async close() {
+      await terminal?.close();
       if (server) {
         server.closeAllConnections();
         await new Promise<void>((resolve) => server!.close(() => resolve()));

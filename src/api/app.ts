@@ -2,6 +2,9 @@ import express, { type Express } from 'express';
 import { authenticate } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
+import { a2aRouter } from './routes/a2a.js';
+import { activityRouter } from './routes/activity.js';
+import { filesRouter } from './routes/files.js';
 import { orgsRouter } from './routes/orgs.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
@@ -19,9 +22,13 @@ export function createApp(deps: ApiDeps): Express {
   });
   app.use(opsRouter(deps));
   const v1 = express.Router();
-  v1.use(express.json({ limit: '256kb' }));
   v1.use(authenticate(deps.db, deps.settings.adminToken));
+  // Raw-body and streaming routes parse their own bodies: mounted before the JSON parser.
+  v1.use('/workspaces', filesRouter(deps));
+  v1.use('/workspaces', a2aRouter(deps));
+  v1.use(express.json({ limit: '256kb' }));
   v1.use('/orgs', orgsRouter(deps));
+  v1.use('/workspaces', activityRouter(deps));
   v1.use('/workspaces', secretsRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));

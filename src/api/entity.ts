@@ -15,12 +15,14 @@ import {
   WorkspaceIdKey,
   WorkspaceStatusKey,
   agentHealthSignal,
+  agentLivenessSignal,
   agentReadySignal,
   configureUpdate,
   workspaceWorkflowId,
   type ConfigureInput,
   type ConfigureResult,
   type AgentHealth,
+  type AgentLiveness,
   type AgentReady,
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
@@ -85,6 +87,10 @@ export class EntityClient {
 
   async signalHealth(workspaceId: string, health: AgentHealth): Promise<void> {
     await this.signal(workspaceId, () => this.handle(workspaceId).signal(agentHealthSignal, health));
+  }
+
+  async signalLiveness(workspaceId: string, liveness: AgentLiveness): Promise<void> {
+    await this.signal(workspaceId, () => this.handle(workspaceId).signal(agentLivenessSignal, liveness));
   }
 
   private async signal(_workspaceId: string, send: () => Promise<void>): Promise<void> {

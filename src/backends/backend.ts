@@ -64,11 +64,59 @@ export interface WorkspaceBackend {
   bootLog(workspaceId: string, generation: number): Promise<string>;
   /** Reads a file inside the workspace; root is '/configs' or '/workspace', path relative. */
   readFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<Buffer>;
+  /**
+   * Lists entries under root/path ('' = the root itself) down to `depth` levels (1 = children only).
+   * Paths in the answer are relative to the root. Symlinks that resolve outside the root are refused.
+   */
+  listFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    depth: number,
+  ): Promise<FileEntry[]>;
+  /** Writes (creates or replaces) a file, creating parent directories. Binary safe. */
+  writeFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    content: Buffer,
+  ): Promise<void>;
+  /** Deletes a file (or an empty directory); missing → BackendError('not_found'). */
+  deleteFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<void>;
+  /** Opens an interactive shell on a PTY inside the workspace (docker exec TTY / SSH shell). */
+  openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession>;
   /** Liveness of the backend itself (daemon / API reachable), for /readyz. */
   ping(): Promise<void>;
 }
 
 export type WorkspaceRoot = '/configs' | '/workspace';
+
+export interface FileEntry {
+  /** Relative to the root, `/`-separated. */
+  path: string;
+  type: 'file' | 'dir';
+  size: number;
+  /** ISO-8601. */
+  mtime: string;
+}
+
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+/** A live PTY session; closing it must leave no exec / SSH session behind. */
+export interface TerminalSession {
+  /** Raw terminal output bytes. */
+  readonly output: NodeJS.ReadableStream;
+  write(data: Buffer): void;
+  resize(size: TerminalSize): Promise<void>;
+  /** Resolves when the shell has exited (or the session was closed); exit code when known. */
+  readonly exited: Promise<number | null>;
+  close(): Promise<void>;
+}
 
 export type BackendErrorCode = 'not_configured' | 'not_found' | 'transient' | 'permanent' | 'invalid_path';
 

@@ -19,5 +19,9 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   listManaged = async (): Promise<never> => this.fail();
   bootLog = async (): Promise<never> => this.fail();
   readFile = async (): Promise<never> => this.fail();
+  listFiles = async (): Promise<never> => this.fail();
+  writeFile = async (): Promise<never> => this.fail();
+  deleteFile = async (): Promise<never> => this.fail();
+  openTerminal = async (): Promise<never> => this.fail();
   ping = async (): Promise<never> => this.fail();
 }

@@ -91,6 +91,15 @@ export interface AgentHealth {
   runtimeState: string;
 }
 
+/** What the platform saw when it last tried to reach the agent (A2A proxy, health sweep). */
+export interface AgentLiveness {
+  generation: number;
+  /** The agent answered. */
+  reachable: boolean;
+  /** The backend's view of the resource at that moment. */
+  resourceStatus: 'running' | 'stopped' | 'missing' | 'unknown';
+}
+
 export const configureUpdate = defineUpdate<ConfigureResult, [ConfigureInput]>('configure');
 export const restartUpdate = defineUpdate<Accepted, []>('restart');
 export const stopUpdate = defineUpdate<Accepted, []>('stop');
@@ -101,6 +110,9 @@ export const deleteUpdate = defineUpdate<Accepted, []>('delete');
 export const agentReadySignal = defineSignal<[AgentReady]>('agentReady');
 /** Sent by the registry only when the reported runtime state changes (never per heartbeat). */
 export const agentHealthSignal = defineSignal<[AgentHealth]>('agentHealth');
+
+/** Sent when a liveness check changes its verdict: unreachable agent → degraded, no resource → offline. */
+export const agentLivenessSignal = defineSignal<[AgentLiveness]>('agentLiveness');
 
 export const stateQuery = defineQuery<WorkspaceState>('state');
 

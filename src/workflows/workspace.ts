@@ -24,6 +24,7 @@ import {
   CONFLICT,
   WorkspaceStatusKey,
   agentHealthSignal,
+  agentLivenessSignal,
   agentReadySignal,
   configureUpdate,
   deleteUpdate,
@@ -32,6 +33,7 @@ import {
   stateQuery,
   stopUpdate,
   type AgentHealth,
+  type AgentLiveness,
   type AgentReady,
   type CarriedState,
   type ConfigureInput,
@@ -70,6 +72,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   };
   let ready: AgentReady | null = null;
   let health: AgentHealth | null = null;
+  let liveness: AgentLiveness | null = null;
   let healthPending = false;
   /** Highest config version saved through this entity (every save goes through configure). */
   let latestSavedVersion = input.carried?.latestSavedVersion ?? 0;
@@ -90,6 +93,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   });
   setHandler(agentHealthSignal, (h) => {
     health = h;
+    healthPending = true;
+  });
+  setHandler(agentLivenessSignal, (l) => {
+    liveness = l;
     healthPending = true;
   });
 
@@ -226,6 +233,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     const { generation } = s;
     const configHash = s.configHash ?? '';
     ready = null;
+    liveness = null;
     await setStatus(status, phase);
     try {
       await backend.startResource({
@@ -268,14 +276,30 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     });
   }
 
+  /**
+   * Folds what the agent reports (runtime state) and what the platform observed (liveness) into the
+   * status of a running workspace: no resource → offline; unreachable or wedged → degraded; else
+   * online. Only signals about the current generation count.
+   */
   async function applyHealth(): Promise<void> {
     healthPending = false;
-    const h = health;
-    if (!h || h.generation !== s.generation) return;
-    if (h.runtimeState !== 'ok' && s.status === 'online') {
-      await setStatus('degraded', null, { message: `agent reports runtime state ${h.runtimeState}` });
-    } else if (h.runtimeState === 'ok' && s.status === 'degraded') {
-      await setStatus('online', 'platform-health-ok', { message: 'agent recovered' });
+    if (!['online', 'degraded', 'offline'].includes(s.status)) return;
+    const h = health?.generation === s.generation ? health : null;
+    const l = liveness?.generation === s.generation ? liveness : null;
+    let next: WorkspaceStatus = 'online';
+    let why = 'agent recovered';
+    if (l && (l.resourceStatus === 'stopped' || l.resourceStatus === 'missing')) {
+      next = 'offline';
+      why = `resource is ${l.resourceStatus}`;
+    } else if (l && !l.reachable) {
+      next = 'degraded';
+      why = 'agent unreachable';
+    } else if (h && h.runtimeState !== 'ok') {
+      next = 'degraded';
+      why = `agent reports runtime state ${h.runtimeState}`;
+    }
+    if (next !== s.status) {
+      await setStatus(next, next === 'online' ? 'platform-health-ok' : null, { message: why });
     }
   }
 

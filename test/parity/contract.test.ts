@@ -35,6 +35,10 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['listManaged', (b) => b.listManaged()],
   ['bootLog', (b) => b.bootLog(spec.workspaceId, 1)],
   ['readFile', (b) => b.readFile(spec.workspaceId, 1, '/configs', 'config.yaml')],
+  ['listFiles', (b) => b.listFiles(spec.workspaceId, 1, '/workspace', '', 1)],
+  ['writeFile', (b) => b.writeFile(spec.workspaceId, 1, '/workspace', 'a.txt', Buffer.from('a'))],
+  ['deleteFile', (b) => b.deleteFile(spec.workspaceId, 1, '/workspace', 'a.txt')],
+  ['openTerminal', (b) => b.openTerminal(spec.workspaceId, 1, { cols: 80, rows: 24 })],
   ['ping', (b) => b.ping()],
 ];
 

@@ -1,6 +1,11 @@
 import type Dockerode from 'dockerode';
+import * as files from './files.js';
+import * as terminal from './terminal.js';
 import {
   BackendError,
+  type FileEntry,
+  type TerminalSession,
+  type TerminalSize,
   type ManagedResource,
   type RemoveOptions,
   type ResourceInfo,
@@ -339,6 +344,39 @@ export class DockerBackend implements WorkspaceBackend {
       throw toBackendError(err, `reading ${full} from ${name}`);
     }
     return extractSingleFile(archive, full);
+  }
+
+  async listFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    depth: number,
+  ): Promise<FileEntry[]> {
+    return await files.listFiles(this.d, containerName(workspaceId, generation), root, path, depth);
+  }
+
+  async writeFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    content: Buffer,
+  ): Promise<void> {
+    return files.writeFile(this.d, containerName(workspaceId, generation), root, path, content);
+  }
+
+  async deleteFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<void> {
+    return files.deleteFile(this.d, containerName(workspaceId, generation), root, path);
+  }
+
+  async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {
+    return terminal.openTerminal(this.d, containerName(workspaceId, generation), size);
   }
 
   async ping(): Promise<void> {

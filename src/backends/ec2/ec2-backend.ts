@@ -15,18 +15,23 @@ import {
 import ssh2 from 'ssh2';
 import {
   BackendError,
+  type FileEntry,
   type ManagedResource,
   type RemoveOptions,
   type ResourceInfo,
   type ResourceStatus,
   type StartSpec,
+  type TerminalSession,
+  type TerminalSize,
   type WorkspaceBackend,
   type WorkspaceRoot,
 } from '../backend.js';
 import { workspacePath } from '../docker/paths.js';
 import type { SshKeyPair, SshKeyStore } from '../ssh-keys.js';
 import { ec2ErrorCode, isInstanceNotFound, toBackendError } from './errors.js';
-import { sftpReadFile, withSftp } from './ssh.js';
+import * as files from './files.js';
+import { sftpReadFile, withSftp, type SshTarget } from './ssh.js';
+import * as terminal from './terminal.js';
 import {
   clientToken,
   instanceName,
@@ -557,16 +562,13 @@ export class Ec2Backend implements WorkspaceBackend {
     }
   }
 
-  async readFile(
-    workspaceId: string,
-    generation: number,
-    root: WorkspaceRoot,
-    path: string,
-  ): Promise<Buffer> {
+  /**
+   * Where and how to reach a running generation over SSH. Files and terminal share it; a stopped
+   * instance answers `transient` (files are reachable only while it runs).
+   */
+  private async sshTarget(workspaceId: string, generation: number): Promise<SshTarget> {
     this.requireClient();
     const name = instanceName(workspaceId, generation);
-    // Lexical rules first: a bad path is refused without touching EC2 or SSH.
-    workspacePath(root, path);
     const instance = await this.liveInstance(workspaceId, generation);
     if (!instance?.InstanceId) throw new BackendError('not_found', `${name} not found`);
     const state = instance.State?.Name;
@@ -580,18 +582,66 @@ export class Ec2Backend implements WorkspaceBackend {
       throw new BackendError('transient', `ssh key store: ${(err as Error).message}`, { cause: err });
     });
     if (!pair) throw new BackendError('permanent', `no SSH key recorded for ${name}`);
-    return withSftp(
-      {
-        instanceId: instance.InstanceId,
-        host: instance.PrivateIpAddress,
-        port: this.sshPort,
-        username: this.sshUser,
-        privateKey: pair.privateKey,
-        hostKeys: this.keys,
-        connectTimeoutMs: this.connectTimeoutMs,
-      },
-      (sftp) => sftpReadFile(sftp, root, path),
-    );
+    return {
+      instanceId: instance.InstanceId,
+      host: instance.PrivateIpAddress,
+      port: this.sshPort,
+      username: this.sshUser,
+      privateKey: pair.privateKey,
+      hostKeys: this.keys,
+      connectTimeoutMs: this.connectTimeoutMs,
+    };
+  }
+
+  async readFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<Buffer> {
+    this.requireClient();
+    // Lexical rules first: a bad path is refused without touching EC2 or SSH.
+    workspacePath(root, path);
+    return withSftp(await this.sshTarget(workspaceId, generation), (sftp) => sftpReadFile(sftp, root, path));
+  }
+
+  async listFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    depth: number,
+  ): Promise<FileEntry[]> {
+    this.requireClient();
+    return files.listFiles(await this.sshTarget(workspaceId, generation), root, path, depth);
+  }
+
+  async writeFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    content: Buffer,
+  ): Promise<void> {
+    this.requireClient();
+    workspacePath(root, path);
+    return files.writeFile(await this.sshTarget(workspaceId, generation), root, path, content);
+  }
+
+  async deleteFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<void> {
+    this.requireClient();
+    workspacePath(root, path);
+    return files.deleteFile(await this.sshTarget(workspaceId, generation), root, path);
+  }
+
+  async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {
+    this.requireClient();
+    return terminal.openTerminal(await this.sshTarget(workspaceId, generation), size);
   }
 
   async ping(): Promise<void> {
