@@ -10,6 +10,31 @@ const msSetting = (fallback: number) => z.coerce.number().int().positive().defau
 
 const DEFAULT_RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'] as const;
 
+const templatesSchema = z.record(
+  z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'template names are lower-case [a-z0-9-]'),
+  z.object({
+    runtime: z.string().optional(),
+    config: z.record(z.string(), z.unknown()).default({}),
+    ec2: z
+      .object({
+        imageId: z.string().optional(),
+        instanceType: z.string().optional(),
+        subnetId: z.string().optional(),
+        securityGroupIds: z.array(z.string()).optional(),
+      })
+      .optional(),
+  }),
+);
+export type Templates = z.infer<typeof templatesSchema>;
+
+function safeJson(v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch {
+    return Symbol('invalid JSON');
+  }
+}
+
 const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** The API listens here; workspaces must reach it, so the default covers the docker bridge. */
@@ -55,6 +80,19 @@ const envSchema = z.object({
       }
     }),
   DEFAULT_RUNTIME: z.string().default('claude-code'),
+  /**
+   * JSON object: template name → {runtime?, config?, ec2?: {imageId?, instanceType?, subnetId?,
+   * securityGroupIds?}}. A workspace created with `template` starts from its config and placement.
+   */
+  TEMPLATES: z
+    .string()
+    .default('{}')
+    .transform((v, ctx) => {
+      const parsed = templatesSchema.safeParse(safeJson(v));
+      if (parsed.success) return parsed.data;
+      ctx.addIssue({ code: 'custom', message: `TEMPLATES: ${parsed.error.issues[0]?.message ?? 'invalid'}` });
+      return z.NEVER;
+    }),
   /** EC2 API endpoint override (moto/ec2-sim); unset = AWS's regional endpoint. */
   EC2_ENDPOINT: z.string().url().optional(),
   EC2_REGION: z.string().optional(),

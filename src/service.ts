@@ -103,7 +103,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         bootDeadlineMs: config.BOOT_DEADLINE_MS,
         continueAsNewAfterEvents: config.CONTINUE_AS_NEW_AFTER_EVENTS,
         heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
-        templates: {},
+        templates: config.TEMPLATES,
       },
       readiness: {
         temporal: async () => {
@@ -128,6 +128,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       platformUrls: platformUrls(config, port ?? config.PORT),
       bootstrapTokenTtlMs: config.BOOTSTRAP_TOKEN_TTL_MS,
       secrets,
+      templates: config.TEMPLATES,
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,

@@ -10,6 +10,7 @@ import { secretValues } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
 import { redact } from '../security/redact.js';
+import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { WorkspaceStatus } from '../workflows/messages.js';
 
@@ -20,6 +21,8 @@ export interface ActivityDeps {
   platformUrls: Record<BackendKind, string>;
   bootstrapTokenTtlMs: number;
   secrets: SecretBox;
+  /** Templates by name: their placement overrides apply when a resource is created. */
+  templates?: Templates;
 }
 
 interface ResourceTarget {
@@ -59,8 +62,10 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Creates (only if missing) and starts the generation's resource; records where it answers. */
     async startResource(input: ResourceTarget & { orgId: string; runtime: string | null }): Promise<void> {
-      const runtime = input.runtime ?? (await workspaces.getWorkspace(db, input.workspaceId))?.bootRuntime;
+      const row = await workspaces.getWorkspace(db, input.workspaceId);
+      const runtime = input.runtime ?? row?.bootRuntime;
       if (!runtime) throw ApplicationFailure.nonRetryable(`workspace ${input.workspaceId} has no runtime`);
+      const template = row?.template ? deps.templates?.[row.template] : undefined;
       const info = await backendCall(() =>
         deps.backends[input.backend].start({
           workspaceId: input.workspaceId,
@@ -70,6 +75,7 @@ export function createActivities(deps: ActivityDeps) {
           platformUrl: deps.platformUrls[input.backend],
           mintBootstrapToken: () =>
             mintBootstrapToken(db, input.workspaceId, input.generation, deps.bootstrapTokenTtlMs),
+          placement: template?.ec2,
         }),
       );
       await workspaces.recordResource(db, input.workspaceId, input.generation, info);

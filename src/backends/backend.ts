@@ -21,6 +21,16 @@ export interface StartSpec {
    * created does not call it, so the token already baked into the resource stays valid.
    */
   mintBootstrapToken: () => Promise<string>;
+  /** Per-template placement overrides (EC2: AMI, instance type, subnet, security groups). */
+  placement?: Placement;
+}
+
+/** Where and on what a resource runs, when a template overrides the backend's defaults. */
+export interface Placement {
+  imageId?: string;
+  instanceType?: string;
+  subnetId?: string;
+  securityGroupIds?: string[];
 }
 
 export interface ResourceInfo {

@@ -54,6 +54,16 @@ describe('configuration', () => {
     expect(platformUrls(c, 9000).ec2).toBe('http://172.31.255.254:9000');
   });
 
+  it('parses TEMPLATES and names a bad one', () => {
+    const c = loadConfig({
+      ...base,
+      TEMPLATES: '{"a":{"runtime":"langgraph","ec2":{"instanceType":"t3.large"}}}',
+    });
+    expect(c.TEMPLATES.a).toEqual({ runtime: 'langgraph', config: {}, ec2: { instanceType: 't3.large' } });
+    expect(() => loadConfig({ ...base, TEMPLATES: '{"Bad Name":{}}' })).toThrow(/TEMPLATES/);
+    expect(() => loadConfig({ ...base, TEMPLATES: 'not json' })).toThrow(/TEMPLATES/);
+  });
+
   it('maps runtimes to images from RUNTIME_IMAGES', () => {
     const c = loadConfig({ ...base, RUNTIME_IMAGES: '{"custom":"img:1","langgraph":"img:2"}' });
     expect(c.runtimeImages.custom).toBe('img:1');

@@ -260,7 +260,13 @@ export class Ec2Backend implements WorkspaceBackend {
     } catch (err) {
       throw new BackendError('permanent', (err as Error).message, { cause: err });
     }
-    const imageId = this.image(spec.runtime);
+    const placed = spec.placement ?? {};
+    const imageId = placed.imageId ?? this.image(spec.runtime);
+    const instanceType = placed.instanceType ?? this.instanceType;
+    const subnetId = placed.subnetId ?? this.subnetId;
+    const securityGroupIds = placed.securityGroupIds?.length
+      ? placed.securityGroupIds
+      : this.securityGroupIds;
     const pair = await this.keyPair(spec.workspaceId, spec.generation);
     const bootstrapToken = await spec.mintBootstrapToken();
     let userData: string;
@@ -279,14 +285,14 @@ export class Ec2Backend implements WorkspaceBackend {
       const res = await this.c.send(
         new RunInstancesCommand({
           ImageId: imageId,
-          InstanceType: this.instanceType as _InstanceType,
+          InstanceType: instanceType as _InstanceType,
           MinCount: 1,
           MaxCount: 1,
           ClientToken: token,
           UserData: Buffer.from(userData, 'utf8').toString('base64'),
           TagSpecifications: launchTagSpecifications(instanceTags(spec)),
-          ...(this.subnetId === undefined ? {} : { SubnetId: this.subnetId }),
-          ...(this.securityGroupIds === undefined ? {} : { SecurityGroupIds: this.securityGroupIds }),
+          ...(subnetId === undefined ? {} : { SubnetId: subnetId }),
+          ...(securityGroupIds === undefined ? {} : { SecurityGroupIds: securityGroupIds }),
         }),
       );
       launched = res.Instances?.[0];
