@@ -1,7 +1,239 @@
-import type { Server } from 'node:http';
+/**
+ * The terminal WebSocket (`GET /v1/workspaces/:id/terminal`), attached to the API's HTTP server.
+ *
+ * The socket is always accepted first and then closed with a contract code when the call is not
+ * allowed: 4401 (missing/invalid token), 4404 (unknown workspace, or another org's), 4409 (not
+ * online/degraded). Binary frames both ways carry raw terminal bytes; text frames carry JSON control
+ * messages (`{"type":"resize","cols":N,"rows":N}`). The server pings every connection and drops one
+ * that stops answering, so idle sessions survive proxies and dead peers do not keep a shell open.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { BackendError, type TerminalSession, type TerminalSize } from '../backends/backend.js';
+import { orgIdForApiKey } from '../db/orgs.js';
+import { getWorkspace } from '../db/workspaces.js';
+import { safeEqual } from '../security/tokens.js';
 import type { ApiDeps } from './deps.js';
+import { workspaceIdParam } from './schemas.js';
 
-/** The terminal WebSocket (`GET /v1/workspaces/:id/terminal`), attached to the API's HTTP server. */
-export function attachTerminal(_server: Server, _deps: ApiDeps): { close(): Promise<void> } {
-  return { close: async () => undefined };
+export interface TerminalOptions {
+  /** Interval of server pings; a socket that has not answered the previous ping is dropped. */
+  pingIntervalMs?: number;
+}
+
+export const CLOSE_AUTH = 4401;
+export const CLOSE_NOT_FOUND = 4404;
+export const CLOSE_NOT_ONLINE = 4409;
+
+const PATH = /^\/v1\/workspaces\/([^/]+)\/terminal\/?$/;
+const DEFAULT_SIZE: TerminalSize = { cols: 80, rows: 24 };
+const MAX_DIMENSION = 1000;
+/** Output is paused while this much is queued on the socket, resumed once it drains below LOW. */
+const HIGH_WATER = 1 << 20;
+const LOW_WATER = 1 << 18;
+
+class Refused extends Error {
+  constructor(
+    readonly code: number,
+    reason: string,
+  ) {
+    super(reason);
+  }
+}
+
+function tokenOf(req: IncomingMessage, url: URL): string | null {
+  const h = req.headers.authorization;
+  if (h) {
+    const m = /^Bearer\s+(\S+)$/i.exec(h);
+    return m ? m[1]! : null;
+  }
+  return url.searchParams.get('token') || null;
+}
+
+const validDimension = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_DIMENSION;
+
+function sizeFromQuery(url: URL): TerminalSize {
+  const cols = Number(url.searchParams.get('cols'));
+  const rows = Number(url.searchParams.get('rows'));
+  return validDimension(cols) && validDimension(rows) ? { cols, rows } : DEFAULT_SIZE;
+}
+
+/** The resize message, or null when a text frame is not a valid control message. */
+function parseControl(text: string): { type: 'resize'; size: TerminalSize } | { type: 'other' } | null {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return null;
+  const m = msg as Record<string, unknown>;
+  if (typeof m.type !== 'string') return null;
+  if (m.type !== 'resize') return { type: 'other' };
+  if (!validDimension(m.cols) || !validDimension(m.rows)) return null;
+  return { type: 'resize', size: { cols: m.cols, rows: m.rows } };
+}
+
+const truncate = (reason: string): string => {
+  // A close reason is at most 123 bytes.
+  const b = Buffer.from(reason);
+  return b.length <= 123
+    ? reason
+    : b
+        .subarray(0, 120)
+        .toString('utf8')
+        .replace(/\uFFFD$/, '') + '…';
+};
+
+export function attachTerminal(
+  server: Server,
+  deps: ApiDeps,
+  opts: TerminalOptions = {},
+): { close(): Promise<void> } {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  const sessions = new Set<TerminalSession>();
+  const alive = new WeakMap<WebSocket, boolean>();
+  const log = deps.log.child({ component: 'terminal' });
+  let shuttingDown = false;
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const m = PATH.exec(url.pathname);
+    if (!m || shuttingDown) {
+      // Someone else's upgrade: leave it alone, unless nobody else is listening for it.
+      if (server.listenerCount('upgrade') <= 1 || (m && shuttingDown)) {
+        socket.end(
+          `HTTP/1.1 ${m ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\n\r\n`,
+        );
+      }
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      alive.set(ws, true);
+      ws.on('pong', () => alive.set(ws, true));
+      serve(ws, req, url, decodeURIComponent(m[1]!)).catch((err: unknown) => {
+        log.error({ err }, 'terminal session failed');
+        close(ws, 1011, 'internal error');
+      });
+    });
+  };
+  server.on('upgrade', onUpgrade);
+
+  const close = (ws: WebSocket, code: number, reason: string): void => {
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, truncate(reason));
+  };
+
+  async function authorize(req: IncomingMessage, url: URL, id: string) {
+    const token = tokenOf(req, url);
+    if (!token) throw new Refused(CLOSE_AUTH, 'missing bearer token');
+    let scope: string | null;
+    if (safeEqual(token, deps.settings.adminToken)) scope = null;
+    else if (token.startsWith('wo_org_')) {
+      const orgId = await orgIdForApiKey(deps.db, token);
+      if (!orgId) throw new Refused(CLOSE_AUTH, 'invalid token');
+      scope = orgId;
+    } else throw new Refused(CLOSE_AUTH, 'invalid token');
+    const w = workspaceIdParam.safeParse(id).success ? await getWorkspace(deps.db, id, scope) : null;
+    if (!w) throw new Refused(CLOSE_NOT_FOUND, `workspace ${id} not found`);
+    if (w.status !== 'online' && w.status !== 'degraded') {
+      throw new Refused(CLOSE_NOT_ONLINE, `workspace ${id} is ${w.status}`);
+    }
+    return w;
+  }
+
+  async function serve(ws: WebSocket, req: IncomingMessage, url: URL, id: string): Promise<void> {
+    // Frames that arrive while the session opens are kept and replayed in order.
+    const pending: { data: RawData; isBinary: boolean }[] = [];
+    let handle: ((data: RawData, isBinary: boolean) => void) | null = null;
+    ws.on('message', (data, isBinary) =>
+      handle ? handle(data, isBinary) : pending.push({ data, isBinary }),
+    );
+    let socketClosed = false;
+    ws.once('close', () => {
+      socketClosed = true;
+    });
+
+    let session: TerminalSession;
+    try {
+      const w = await authorize(req, url, id);
+      if (socketClosed) return;
+      session = await deps.backends[w.backend].openTerminal(w.id, w.generation, sizeFromQuery(url));
+    } catch (err) {
+      if (err instanceof Refused) return close(ws, err.code, err.message);
+      if (err instanceof BackendError && err.code === 'not_found') {
+        return close(ws, CLOSE_NOT_ONLINE, `workspace ${id} has no running resource`);
+      }
+      log.warn({ err, workspaceId: id }, 'opening a terminal failed');
+      return close(ws, 1011, `terminal unavailable: ${(err as Error).message}`);
+    }
+    sessions.add(session);
+    const done = (): void => {
+      sessions.delete(session);
+      session
+        .close()
+        .catch((err: unknown) => log.warn({ err, workspaceId: id }, 'closing a terminal failed'));
+    };
+    if (socketClosed || shuttingDown) return done();
+    ws.once('close', done);
+
+    // Shell → socket, paused while the socket's send queue is full.
+    const output = session.output;
+    output.on('data', (chunk: Buffer | string) => {
+      if (ws.readyState !== ws.OPEN) return;
+      ws.send(typeof chunk === 'string' ? Buffer.from(chunk) : chunk, { binary: true }, () => {
+        if (output.isPaused() && ws.bufferedAmount < LOW_WATER) output.resume();
+      });
+      if (ws.bufferedAmount > HIGH_WATER) output.pause();
+    });
+    output.on('error', () => undefined);
+    void session.exited.then((code) =>
+      close(ws, 1000, code === null ? 'shell exited' : `shell exited ${code}`),
+    );
+
+    // Socket → shell, in order (a resize takes effect before the bytes sent after it).
+    let queue = Promise.resolve();
+    handle = (data, isBinary) => {
+      queue = queue.then(async () => {
+        if (socketClosed) return;
+        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+        if (isBinary) return session.write(buf);
+        const msg = parseControl(buf.toString('utf8'));
+        if (!msg) return close(ws, 1007, 'invalid control message');
+        if (msg.type === 'resize') {
+          await session.resize(msg.size).catch((err: unknown) => {
+            log.warn({ err, workspaceId: id }, 'terminal resize failed');
+          });
+        }
+        // Unknown control message types are ignored (forward compatible).
+      });
+    };
+    for (const p of pending.splice(0)) handle(p.data, p.isBinary);
+  }
+
+  const pinger = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.get(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.set(ws, false);
+      ws.ping();
+    }
+  }, opts.pingIntervalMs ?? 20_000);
+  pinger.unref();
+
+  return {
+    async close() {
+      shuttingDown = true;
+      clearInterval(pinger);
+      server.off('upgrade', onUpgrade);
+      for (const ws of wss.clients) close(ws, 1001, 'server shutting down');
+      await Promise.allSettled([...sessions].map((s) => s.close()));
+      sessions.clear();
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
 }

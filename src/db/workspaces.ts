@@ -220,7 +220,8 @@ export interface Transition {
 
 export async function recordTransition(db: Queryable, t: Transition): Promise<void> {
   await db.query(
-    `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now() WHERE id = $1)
+    `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now() WHERE id = $1),
+       a AS (INSERT INTO activity (workspace_id, type, status, summary) VALUES ($1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '')))
      INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation) VALUES ($1, $2, $3, $4, $6)`,
     [t.workspaceId, t.status, t.phase ?? null, t.message ?? null, t.error ?? null, t.generation],
   );

@@ -1,7 +1,475 @@
-import { Router } from 'express';
+/**
+ * A2A proxy (`/v1/workspaces/:id/a2a`, `/agent-card`). Forwards only to the endpoint the backend
+ * recorded for the workspace's current generation (never a URL an agent card claims), streams the
+ * answer through chunk by chunk, and logs every call to the activity table (redacted).
+ *
+ * A failed forward (connection refused/reset/connect timeout, or a 5xx from the agent) answers 502 and
+ * runs a liveness check: the backend's view of the resource plus one probe of the agent's /health,
+ * signalled to the entity workflow, which folds it into degraded/offline. A successful forward to a
+ * degraded workspace signals it reachable again.
+ */
+import http from 'node:http';
+import { Router, type Request, type Response } from 'express';
+import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
+import { secretValues } from '../../db/secrets.js';
+import * as workspaces from '../../db/workspaces.js';
+import type { WorkspaceRow } from '../../db/workspaces.js';
+import { redact } from '../../security/redact.js';
+import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
+import { HttpError, badRequest, notFound } from '../errors.js';
+import { workspaceIdParam } from '../schemas.js';
 
-/** A2A proxy (`/v1/workspaces/:id/a2a`, `/agent-card`): forwards to the backend-recorded endpoint. */
-export function a2aRouter(_deps: ApiDeps): Router {
-  return Router();
+/** Proxy limits; read from `settings.a2a` when present. Mutable so tests can shorten them. */
+export const A2A_DEFAULTS = {
+  /** Largest accepted request body (413 above). */
+  maxBodyBytes: 1024 * 1024,
+  /** TCP connect to the agent. */
+  connectTimeoutMs: 10_000,
+  /** No byte from the agent for this long → 504 (or the stream is cut). */
+  idleTimeoutMs: 30_000,
+  /** The /health probe of the liveness check. */
+  probeTimeoutMs: 3_000,
+  /** Retry-After when the workspace is not online. */
+  retryAfterSeconds: 5,
+};
+
+const SUMMARY_CHARS = 200;
+const EXCERPT_CHARS = 4000;
+/** How much of an answer is kept to extract the reply text (the stream itself is not buffered). */
+const CAPTURE_BYTES = 256 * 1024;
+const SERVING = new Set(['online', 'degraded']);
+
+type Limits = typeof A2A_DEFAULTS;
+
+interface Caller {
+  /** The calling workspace, when the caller authenticated with a workspace token. */
+  workspace: WorkspaceRow | null;
+  /** Org scope: null = admin. */
+  orgId: string | null;
+}
+
+class Failure extends Error {
+  constructor(
+    readonly kind: 'unreachable' | 'timeout' | 'connect_timeout',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function a2aRouter(deps: ApiDeps): Router {
+  const { db } = deps;
+  const r = Router();
+  const limits = (): Limits => ({
+    ...A2A_DEFAULTS,
+    ...((deps.settings as { a2a?: Partial<Limits> }).a2a ?? {}),
+  });
+
+  async function callerOf(res: Response): Promise<Caller> {
+    const p = principalOf(res);
+    if (p.kind === 'admin') return { workspace: null, orgId: null };
+    if (p.kind === 'org') return { workspace: null, orgId: p.orgId };
+    if (p.kind === 'workspace') {
+      const w = await workspaces.getWorkspace(db, p.workspaceId);
+      if (!w || w.status === 'deleted' || w.status === 'deleting') {
+        throw new HttpError(401, 'unauthorized', 'invalid token');
+      }
+      if (w.generation !== p.generation) {
+        throw new HttpError(403, 'stale_generation', 'workspace token is not of the current generation');
+      }
+      return { workspace: w, orgId: w.orgId };
+    }
+    throw new HttpError(403, 'forbidden', 'this token cannot call agents');
+  }
+
+  async function load(caller: Caller, rawId: string): Promise<WorkspaceRow> {
+    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
+    const w = await workspaces.getWorkspace(db, rawId, caller.orgId);
+    if (!w) throw notFound();
+    return w;
+  }
+
+  function requireServing(w: WorkspaceRow): string {
+    if (!SERVING.has(w.status) || !w.endpoint) {
+      throw new HttpError(409, 'not_online', `workspace is ${w.status}; retry when it is online`, {
+        retryAfterSeconds: limits().retryAfterSeconds,
+      });
+    }
+    return w.endpoint;
+  }
+
+  /** Backend status + one /health probe → the entity decides degraded/offline. */
+  async function livenessCheck(w: WorkspaceRow, endpoint: string): Promise<void> {
+    try {
+      const [resourceStatus, reachable] = await Promise.all([
+        deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
+        probe(endpoint, limits().probeTimeoutMs),
+      ]);
+      if (reachable && resourceStatus === 'running') return;
+      await deps.entity.signalLiveness(w.id, { generation: w.generation, reachable, resourceStatus });
+    } catch (err) {
+      deps.log.warn({ err, workspaceId: w.id }, 'liveness check after a failed A2A forward failed');
+    }
+  }
+
+  async function recovered(w: WorkspaceRow): Promise<void> {
+    if (w.status !== 'degraded') return;
+    await deps.entity
+      .signalLiveness(w.id, { generation: w.generation, reachable: true, resourceStatus: 'running' })
+      .catch((err: unknown) => deps.log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
+  }
+
+  function publicBase(req: Request): string {
+    const configured = (deps.settings as { publicUrl?: string }).publicUrl;
+    return (configured ?? `${req.protocol}://${req.get('host') ?? 'localhost'}`).replace(/\/$/, '');
+  }
+
+  r.post('/:id/a2a', async (req, res) => {
+    const started = performance.now();
+    const caller = await callerOf(res);
+    const w = await load(caller, req.params.id as string);
+    const lim = limits();
+    const body = await readJsonBody(req, lim.maxBodyBytes);
+    const endpoint = requireServing(w);
+
+    const method = typeof body.method === 'string' ? body.method : null;
+    if (body.jsonrpc !== '2.0' || method === null) {
+      throw badRequest('body: need a JSON-RPC 2.0 request with a method', 'method');
+    }
+    if (caller.workspace) injectPeer(body, caller.workspace, publicBase(req));
+    const secrets = await redactionValues(deps, w, caller.workspace);
+    const requestText = truncate(redact(messageText(body.params), secrets), EXCERPT_CHARS);
+
+    const log = async (status: number, responseText: string | null, note?: string) => {
+      const summary = truncate(
+        redact(note ? `${note}${requestText ? `: ${requestText}` : ''}` : requestText || method, secrets),
+        SUMMARY_CHARS,
+      );
+      const durationMs = performance.now() - started;
+      const row = (workspaceId: string, peerId: string | null, direction: 'inbound' | 'outbound') =>
+        ({
+          workspaceId,
+          peerId,
+          direction,
+          method,
+          status,
+          durationMs,
+          summary,
+          requestText,
+          responseText: responseText === null ? null : truncate(redact(responseText, secrets), EXCERPT_CHARS),
+        }) satisfies NewA2AActivity;
+      const rows = [row(w.id, caller.workspace?.id ?? null, 'inbound')];
+      if (caller.workspace && caller.workspace.id !== w.id) {
+        rows.push(row(caller.workspace.id, w.id, 'outbound'));
+      }
+      await insertA2AActivity(db, rows).catch((err: unknown) =>
+        deps.log.error({ err, workspaceId: w.id }, 'could not write the activity row'),
+      );
+    };
+
+    const payload = Buffer.from(JSON.stringify(body));
+    let upstream: http.IncomingMessage;
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    try {
+      upstream = await forward(endpoint, payload, req.get('accept'), lim, abort.signal);
+    } catch (err) {
+      if (err instanceof Failure && err.kind === 'timeout') {
+        await log(504, null, 'agent timed out');
+        throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
+      }
+      const message = err instanceof Failure ? err.message : 'agent unreachable';
+      await livenessCheck(w, endpoint);
+      await log(502, null, 'agent unreachable');
+      throw new HttpError(502, 'agent_unreachable', `could not reach the workspace agent (${message})`);
+    }
+
+    const status = upstream.statusCode ?? 502;
+    if (status >= 500) {
+      upstream.resume();
+      await livenessCheck(w, endpoint);
+      await log(502, null, `agent error ${status}`);
+      throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
+    }
+
+    // Stream through: headers now, then each chunk as it arrives.
+    const contentType = upstream.headers['content-type'] ?? 'application/json';
+    const isStream = contentType.includes('text/event-stream');
+    res.status(status);
+    res.set('content-type', contentType);
+    if (isStream) {
+      res.set('cache-control', 'no-cache');
+      res.set('x-accel-buffering', 'no');
+    }
+    res.flushHeaders();
+    res.socket?.setNoDelay(true);
+    const captured: Buffer[] = [];
+    let capturedBytes = 0;
+    let failed = false;
+    await new Promise<void>((resolve) => {
+      upstream.on('data', (chunk: Buffer) => {
+        if (capturedBytes < CAPTURE_BYTES) {
+          captured.push(chunk);
+          capturedBytes += chunk.length;
+        }
+        res.write(chunk);
+      });
+      // The response ends once its activity row is written (a caller that reads the log next sees it).
+      upstream.on('end', () => resolve());
+      upstream.on('error', () => {
+        failed = true;
+        res.destroy();
+        resolve();
+      });
+      upstream.on('close', () => {
+        if (!upstream.complete) {
+          failed = true;
+          res.destroy();
+        }
+        resolve();
+      });
+    });
+    const text = Buffer.concat(captured).toString('utf8');
+    const reply = isStream ? streamText(text) : jsonReplyText(text);
+    await log(failed ? 502 : status, reply, failed ? 'stream cut' : undefined);
+    if (!failed) {
+      res.end();
+      await recovered(w);
+    }
+  });
+
+  r.get('/:id/agent-card', async (req, res) => {
+    const caller = await callerOf(res);
+    const w = await load(caller, req.params.id as string);
+    const endpoint = requireServing(w);
+    const lim = limits();
+    let upstream: http.IncomingMessage;
+    try {
+      upstream = await request(new URL('/.well-known/agent.json', endpoint), { method: 'GET' }, null, lim);
+    } catch (err) {
+      if (err instanceof Failure && err.kind === 'timeout') {
+        throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
+      }
+      await livenessCheck(w, endpoint);
+      throw new HttpError(502, 'agent_unreachable', 'could not reach the workspace agent');
+    }
+    const text = await readAll(upstream, CAPTURE_BYTES);
+    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, endpoint);
+    let card: unknown;
+    try {
+      card = JSON.parse(text);
+    } catch {
+      card = undefined;
+    }
+    if ((upstream.statusCode ?? 502) !== 200 || typeof card !== 'object' || card === null) {
+      throw new HttpError(
+        502,
+        'agent_error',
+        `the workspace agent answered ${upstream.statusCode} for its card`,
+      );
+    }
+    // Callers reach the agent only through this proxy: the card says so.
+    res.json({ ...card, url: `${publicBase(req)}/v1/workspaces/${w.id}/a2a` });
+  });
+
+  return r;
+}
+
+async function redactionValues(deps: ApiDeps, w: WorkspaceRow, caller: WorkspaceRow | null) {
+  const own = Object.values(await secretValues(deps.db, deps.secrets, w.id));
+  if (!caller || caller.id === w.id) return own;
+  return [...own, ...Object.values(await secretValues(deps.db, deps.secrets, caller.id))];
+}
+
+function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {
+  const params = body.params;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
+  const message = (params as Record<string, unknown>).message;
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
+  const m = message as Record<string, unknown>;
+  const metadata =
+    typeof m.metadata === 'object' && m.metadata !== null && !Array.isArray(m.metadata)
+      ? (m.metadata as Record<string, unknown>)
+      : {};
+  // Set by the platform, never by the caller: whatever the caller put there is replaced.
+  m.metadata = {
+    ...metadata,
+    peer: {
+      id: peer.id,
+      name: peer.name,
+      role: 'peer',
+      agentCardUrl: `${base}/v1/workspaces/${peer.id}/agent-card`,
+    },
+  };
+}
+
+function readJsonBody(req: Request, max: number): Promise<Record<string, unknown>> {
+  const declared = Number(req.get('content-length') ?? 0);
+  if (declared > max) {
+    req.resume();
+    return Promise.reject(new HttpError(413, 'payload_too_large', `request body over ${max} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) over = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      if (over) return reject(new HttpError(413, 'payload_too_large', `request body over ${max} bytes`));
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        return reject(new HttpError(400, 'invalid_json', 'request body is not valid JSON'));
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        return reject(badRequest('body: expected one JSON-RPC request object'));
+      }
+      resolve(parsed as Record<string, unknown>);
+    });
+    req.on('error', reject);
+  });
+}
+
+function forward(
+  endpoint: string,
+  payload: Buffer,
+  accept: string | undefined,
+  lim: Limits,
+  signal: AbortSignal,
+): Promise<http.IncomingMessage> {
+  return request(
+    new URL('/', endpoint),
+    {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(payload.length),
+        accept: accept ?? 'application/json, text/event-stream',
+      },
+      signal,
+    },
+    payload,
+    lim,
+  );
+}
+
+/** One request to the agent; resolves with the response once its headers arrived. */
+function request(
+  url: URL,
+  opts: http.RequestOptions,
+  payload: Buffer | null,
+  lim: Pick<Limits, 'connectTimeoutMs' | 'idleTimeoutMs'>,
+): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { ...opts, agent: false });
+    let connected = false;
+    const connectTimer = setTimeout(() => {
+      req.destroy(new Failure('connect_timeout', 'connect timeout'));
+    }, lim.connectTimeoutMs);
+    req.on('socket', (socket) => {
+      socket.setNoDelay(true);
+      socket.once('connect', () => {
+        connected = true;
+        clearTimeout(connectTimer);
+      });
+      socket.setTimeout(lim.idleTimeoutMs, () => {
+        req.destroy(new Failure(connected ? 'timeout' : 'connect_timeout', 'idle timeout'));
+      });
+    });
+    req.on('response', (res) => {
+      clearTimeout(connectTimer);
+      resolve(res);
+    });
+    req.on('error', (err) => {
+      clearTimeout(connectTimer);
+      if (err instanceof Failure) reject(err);
+      else reject(new Failure('unreachable', (err as NodeJS.ErrnoException).code ?? err.message));
+    });
+    req.end(payload ?? undefined);
+  });
+}
+
+async function probe(endpoint: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await request(new URL('/health', endpoint), { method: 'GET' }, null, {
+      connectTimeoutMs: timeoutMs,
+      idleTimeoutMs: timeoutMs,
+    });
+    res.resume();
+    return (res.statusCode ?? 500) < 500;
+  } catch {
+    return false;
+  }
+}
+
+function readAll(res: http.IncomingMessage, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= max) chunks.push(c);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}
+
+const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
+/** Text parts of `params.message` (A2A), joined; '' when there are none. */
+function messageText(params: unknown): string {
+  if (typeof params !== 'object' || params === null) return '';
+  return partsText((params as { message?: unknown }).message);
+}
+
+function partsText(message: unknown): string {
+  if (typeof message !== 'object' || message === null) return '';
+  const parts = (message as { parts?: unknown }).parts;
+  if (!Array.isArray(parts)) return '';
+  return parts
+    .map((p: unknown) => (typeof p === 'object' && p !== null ? (p as { text?: unknown }).text : undefined))
+    .filter((t): t is string => typeof t === 'string')
+    .join(' ');
+}
+
+/** The text of a JSON-RPC answer: result message parts, a status message, or the error message. */
+function resultText(rpc: unknown): string {
+  if (typeof rpc !== 'object' || rpc === null) return '';
+  const { result, error } = rpc as { result?: unknown; error?: unknown };
+  if (typeof result === 'object' && result !== null) {
+    const r = result as { text?: unknown; status?: { message?: unknown } };
+    const fromParts = partsText(result) || partsText(r.status?.message);
+    if (fromParts) return fromParts;
+    if (typeof r.text === 'string') return r.text;
+  }
+  if (typeof error === 'object' && error !== null) {
+    const msg = (error as { message?: unknown }).message;
+    if (typeof msg === 'string') return `error: ${msg}`;
+  }
+  return '';
+}
+
+function jsonReplyText(text: string): string {
+  try {
+    return resultText(JSON.parse(text));
+  } catch {
+    return '';
+  }
+}
+
+/** The last event's text of an SSE answer (the final state of a streamed reply). */
+function streamText(text: string): string {
+  let last = '';
+  for (const m of text.matchAll(/^data: ?(.*)$/gm)) {
+    const t = jsonReplyText(m[1]!);
+    if (t) last = t;
+  }
+  return last;
 }

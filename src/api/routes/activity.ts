@@ -1,7 +1,118 @@
-import { Router } from 'express';
+/**
+ * Activity log and chat history (`/v1/workspaces/:id/activity`, `/chat-history`).
+ *
+ * Paging: items are newest first, ordered by (ts, id) descending; `ts` is ISO-8601 UTC with
+ * microseconds (the column's precision). `nextBeforeTs` is the `ts` of the page's last item, and
+ * `before_ts` returns only rows strictly older. A page never ends inside a group of rows sharing one
+ * timestamp (it is cut short before the group instead), so following `nextBeforeTs` returns every row
+ * exactly once. `nextBeforeTs` is null on the last page.
+ */
+import { Router, type Response } from 'express';
+import { z } from 'zod';
+import { listActivity, type ActivityRow } from '../../db/activity.js';
+import * as workspaces from '../../db/workspaces.js';
+import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
+import { HttpError, notFound, parse } from '../errors.js';
+import { workspaceIdParam } from '../schemas.js';
 
-/** Activity log and chat history (`/v1/workspaces/:id/activity`, `/chat-history`). */
-export function activityRouter(_deps: ApiDeps): Router {
-  return Router();
+const isoTimestamp = z
+  .string()
+  .regex(
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$/,
+    'must be an ISO-8601 timestamp with a time zone',
+  )
+  .refine((s) => !Number.isNaN(Date.parse(s.replace(/(\.\d{3})\d+/, '$1'))), 'must be a valid timestamp');
+
+const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(max).default(dflt);
+
+const activityQuery = z.object({
+  limit: limit(500, 50),
+  before_ts: isoTimestamp.optional(),
+  peer_id: workspaceIdParam.optional(),
+  type: z.string().min(1).max(64).optional(),
+});
+
+const chatQuery = z.object({
+  peer_id: workspaceIdParam,
+  limit: limit(500, 50),
+  before_ts: isoTimestamp.optional(),
+});
+
+function presentActivity(a: ActivityRow) {
+  const status = a.type === 'a2a' && /^\d+$/.test(a.status) ? Number(a.status) : a.status;
+  return {
+    id: a.id,
+    ts: a.ts,
+    type: a.type,
+    ...(a.peerId ? { peerId: a.peerId } : {}),
+    ...(a.direction ? { direction: a.direction } : {}),
+    ...(a.method ? { method: a.method } : {}),
+    summary: a.summary,
+    status,
+    ...(a.durationMs !== null ? { durationMs: a.durationMs } : {}),
+  };
+}
+
+function presentTurn(a: ActivityRow) {
+  return {
+    id: a.id,
+    ts: a.ts,
+    peerId: a.peerId,
+    direction: a.direction,
+    method: a.method,
+    status: Number(a.status),
+    durationMs: a.durationMs,
+    request: a.requestText ?? '',
+    response: a.responseText ?? '',
+  };
+}
+
+export function activityRouter(deps: ApiDeps): Router {
+  const { db } = deps;
+  const r = Router();
+
+  /** The workspace, scoped to the caller's org (a workspace token sees its own log only). */
+  async function load(res: Response, rawId: string) {
+    const p = principalOf(res);
+    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
+    let scope: string | null;
+    if (p.kind === 'admin') scope = null;
+    else if (p.kind === 'org') scope = p.orgId;
+    else if (p.kind === 'workspace') {
+      if (p.workspaceId !== rawId) throw notFound();
+      scope = null;
+    } else throw new HttpError(403, 'forbidden', 'this token cannot read activity');
+    const w = await workspaces.getWorkspace(db, rawId, scope);
+    if (!w) throw notFound();
+    return w;
+  }
+
+  r.get('/:id/activity', async (req, res) => {
+    const w = await load(res, req.params.id as string);
+    const q = parse(activityQuery, req.query, 'query');
+    const page = await listActivity(db, {
+      workspaceId: w.id,
+      limit: q.limit,
+      beforeTs: q.before_ts,
+      peerId: q.peer_id,
+      type: q.type,
+    });
+    res.json({ items: page.items.map(presentActivity), nextBeforeTs: page.nextBeforeTs });
+  });
+
+  r.get('/:id/chat-history', async (req, res) => {
+    const w = await load(res, req.params.id as string);
+    const q = parse(chatQuery, req.query, 'query');
+    const page = await listActivity(db, {
+      workspaceId: w.id,
+      limit: q.limit,
+      beforeTs: q.before_ts,
+      peerId: q.peer_id,
+      type: 'a2a',
+    });
+    res.json({ items: page.items.map(presentTurn), nextBeforeTs: page.nextBeforeTs });
+  });
+
+  return r;
 }

@@ -1,7 +1,127 @@
-import { Router } from 'express';
+import express, { Router, type Request, type Response } from 'express';
+import { BackendError, type WorkspaceRoot } from '../../backends/backend.js';
+import * as workspaces from '../../db/workspaces.js';
+import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
+import { HttpError, badRequest, conflict, notFound } from '../errors.js';
+import { workspaceIdParam } from '../schemas.js';
+
+const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
+export const MAX_FILE_BYTES = 10 * 1024 * 1024;
+const MAX_DEPTH = 5;
+
+/** One string query parameter; a repeated one is refused. */
+function queryString(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw badRequest(`${name}: must be given once, as a string`, name);
+  return v;
+}
+
+function rootOf(req: Request): WorkspaceRoot {
+  const root = queryString(req, 'root');
+  if (!root || !(ROOTS as readonly string[]).includes(root)) {
+    throw badRequest(`root: must be one of ${ROOTS.join(', ')}`, 'root');
+  }
+  return root as WorkspaceRoot;
+}
+
+function pathOf(req: Request, required: boolean): string {
+  const path = queryString(req, 'path') ?? '';
+  if (required && path === '') throw badRequest('path: required', 'path');
+  return path;
+}
+
+function depthOf(req: Request): number {
+  const raw = queryString(req, 'depth');
+  if (raw === undefined) return 1;
+  const depth = Number(raw);
+  if (!/^\d+$/.test(raw) || depth < 1 || depth > MAX_DEPTH) {
+    throw badRequest(`depth: must be an integer from 1 to ${MAX_DEPTH}`, 'depth');
+  }
+  return depth;
+}
+
+/** Backend error → the contract's answer; a bad or escaping path is the caller's 400. */
+function toHttp(err: unknown): unknown {
+  if (!(err instanceof BackendError)) return err;
+  switch (err.code) {
+    case 'invalid_path':
+      return badRequest(`path: ${err.message}`, 'path');
+    case 'not_found':
+      return new HttpError(404, 'not_found', 'file not found');
+    case 'transient':
+      return new HttpError(503, 'backend_unavailable', 'the workspace backend is unavailable; retry', {
+        retryAfterSeconds: 1,
+      });
+    default:
+      return new HttpError(502, 'backend_error', 'the workspace backend refused the operation');
+  }
+}
 
 /** Files API (`/v1/workspaces/:id/files…`), served directly by the backend, not through Temporal. */
-export function filesRouter(_deps: ApiDeps): Router {
-  return Router();
+export function filesRouter(deps: ApiDeps): Router {
+  const r = Router();
+
+  /**
+   * The caller's workspace (another org's or an unknown id → 404), the validated query, and a 409
+   * unless it is online: the files live in the running generation's resource.
+   */
+  async function load<Q>(req: Request, res: Response, query: () => Q) {
+    const scope = orgScope(principalOf(res));
+    const id = String(req.params.id);
+    if (!workspaceIdParam.safeParse(id).success) throw notFound();
+    const w = await workspaces.getWorkspace(deps.db, id, scope);
+    if (!w) throw notFound();
+    const q = query();
+    if (w.status !== 'online' && w.status !== 'degraded') {
+      throw conflict(`workspace ${id} is ${w.status}, not online`, 'not_online');
+    }
+    return { w, backend: deps.backends[w.backend], q };
+  }
+
+  async function backendCall<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw toHttp(err);
+    }
+  }
+
+  r.get('/:id/files', async (req, res) => {
+    const { w, backend, q } = await load(req, res, () => ({
+      root: rootOf(req),
+      path: pathOf(req, false),
+      depth: depthOf(req),
+    }));
+    const items = await backendCall(() => backend.listFiles(w.id, w.generation, q.root, q.path, q.depth));
+    res.json({ items });
+  });
+
+  r.get('/:id/files/content', async (req, res) => {
+    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const content = await backendCall(() => backend.readFile(w.id, w.generation, q.root, q.path));
+    res.status(200).type('application/octet-stream').send(content);
+  });
+
+  r.put(
+    '/:id/files/content',
+    // Any content type: the body is the file's raw bytes.
+    express.raw({ type: () => true, limit: MAX_FILE_BYTES }),
+    async (req, res) => {
+      const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+      const body: unknown = req.body;
+      const content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+      await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
+      res.status(204).end();
+    },
+  );
+
+  r.delete('/:id/files/content', async (req, res) => {
+    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    await backendCall(() => backend.deleteFile(w.id, w.generation, q.root, q.path));
+    res.status(204).end();
+  });
+
+  return r;
 }

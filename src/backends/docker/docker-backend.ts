@@ -14,10 +14,9 @@ import {
   type WorkspaceBackend,
   type WorkspaceRoot,
 } from '../backend.js';
-import { demuxLogs, extractSingleFile } from './archive.js';
+import { demuxLogs } from './archive.js';
 import { daemonMessage, isConflict, isNotFound, isNotModified, toBackendError } from './errors.js';
 import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from './names.js';
-import { workspacePath } from './paths.js';
 
 export interface DockerBackendOptions {
   /** Undefined = the zero-value backend: every method rejects with `not_configured`. */
@@ -332,18 +331,8 @@ export class DockerBackend implements WorkspaceBackend {
     root: WorkspaceRoot,
     path: string,
   ): Promise<Buffer> {
-    const d = this.d;
-    const full = workspacePath(root, path);
-    const name = containerName(workspaceId, generation);
-    let archive: NodeJS.ReadableStream;
-    try {
-      archive = await d.getContainer(name).getArchive({ path: full });
-    } catch (err) {
-      if (isNotFound(err))
-        throw new BackendError('not_found', `${full} not found in ${name}`, { cause: err });
-      throw toBackendError(err, `reading ${full} from ${name}`);
-    }
-    return extractSingleFile(archive, full);
+    // Resolved on the workspace side first: a symlink anywhere on the path that leaves the root is refused.
+    return files.readFile(this.d, containerName(workspaceId, generation), root, path);
   }
 
   async listFiles(

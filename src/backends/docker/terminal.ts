@@ -1,11 +1,140 @@
 /** Terminal on a Docker workspace: `docker exec` with a TTY, hijacked stdin/stdout, exec resize. */
+import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
 
+/**
+ * Marks every process of one terminal session: the shell is started with it in its environment and
+ * every process started from the shell inherits it, so closing the session can find them all.
+ */
+const MARKER = 'WO_TERMINAL_SESSION';
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+function dockerError(err: unknown, what: string): BackendError {
+  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  if (status === 404) return new BackendError('not_found', `${what}: not found`, { cause: err });
+  return new BackendError('transient', `${what}: ${errText(err)}`, { cause: err });
+}
+
+/** Exactly the processes carrying the marker (the shell and its descendants), signalled. */
+function killScript(sessionId: string, signal: string): string {
+  return [
+    `for d in /proc/[0-9]*; do`,
+    `  [ "\${d#/proc/}" = "$$" ] && continue`,
+    `  if tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -qx '${MARKER}=${sessionId}'; then`,
+    `    kill -${signal} "\${d#/proc/}" 2>/dev/null`,
+    `  fi`,
+    `done`,
+    `exit 0`,
+  ].join('\n');
+}
+
+/** Runs a short command in the container (no TTY) and waits for it to finish. */
+async function runQuietly(container: Dockerode.Container, cmd: string[]): Promise<void> {
+  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, Tty: false });
+  const stream = await exec.start({ hijack: false });
+  await new Promise<void>((resolve) => {
+    stream.on('end', resolve);
+    stream.on('close', resolve);
+    stream.on('error', () => resolve());
+    stream.resume();
+  });
+}
+
 export async function openTerminal(
-  _docker: Dockerode,
-  _container: string,
-  _size: TerminalSize,
+  docker: Dockerode,
+  containerName: string,
+  size: TerminalSize,
 ): Promise<TerminalSession> {
-  throw new BackendError('permanent', 'openTerminal is not implemented on docker yet');
+  const container = docker.getContainer(containerName);
+  const sessionId = randomUUID();
+  let exec: Dockerode.Exec;
+  try {
+    exec = await container.exec({
+      Cmd: ['/bin/sh'],
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: true,
+      Env: ['TERM=xterm', `${MARKER}=${sessionId}`],
+    });
+  } catch (err) {
+    throw dockerError(err, `opening a terminal in ${containerName}`);
+  }
+  let stream: Duplex;
+  try {
+    stream = (await exec.start({ hijack: true, stdin: true, Tty: true })) as Duplex;
+  } catch (err) {
+    throw dockerError(err, `starting the terminal in ${containerName}`);
+  }
+
+  const ended = new Promise<void>((resolve) => {
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+    stream.once('error', () => resolve());
+  });
+  const exited: Promise<number | null> = ended.then(async () => {
+    try {
+      const info = await exec.inspect();
+      return info.Running ? null : (info.ExitCode ?? null);
+    } catch {
+      return null;
+    }
+  });
+
+  const resize = async ({ cols, rows }: TerminalSize): Promise<void> => {
+    try {
+      await exec.resize({ h: rows, w: cols });
+    } catch (err) {
+      throw dockerError(err, `resizing the terminal in ${containerName}`);
+    }
+  };
+  try {
+    await resize(size);
+  } catch (err) {
+    // The shell may already be gone (e.g. the container stopped meanwhile): report it, leave nothing.
+    stream.destroy();
+    throw err;
+  }
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      // Hang up like a terminal would, then make sure: SIGKILL whatever still carries the marker.
+      const stillRunning = async (): Promise<boolean> => {
+        try {
+          return (await exec.inspect()).Running;
+        } catch {
+          return false;
+        }
+      };
+      try {
+        if (await stillRunning()) {
+          await runQuietly(container, ['/bin/sh', '-c', killScript(sessionId, 'HUP')]);
+          for (let i = 0; i < 20 && (await stillRunning()); i++) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        // Descendants that ignored the hangup (or a shell that did) are killed outright.
+        await runQuietly(container, ['/bin/sh', '-c', killScript(sessionId, 'KILL')]);
+      } catch {
+        // Container stopped or gone: so is every process of the session.
+      }
+      stream.destroy();
+      await Promise.race([ended, new Promise((r) => setTimeout(r, 2_000))]);
+    })();
+    return closing;
+  };
+
+  return {
+    output: stream,
+    write(data: Buffer) {
+      if (!stream.destroyed && stream.writable) stream.write(data);
+    },
+    resize,
+    exited,
+    close,
+  };
 }

@@ -30,7 +30,7 @@ import { workspacePath } from '../docker/paths.js';
 import type { SshKeyPair, SshKeyStore } from '../ssh-keys.js';
 import { ec2ErrorCode, isInstanceNotFound, toBackendError } from './errors.js';
 import * as files from './files.js';
-import { sftpReadFile, withSftp, type SshTarget } from './ssh.js';
+import type { SshTarget } from './ssh.js';
 import * as terminal from './terminal.js';
 import {
   clientToken,
@@ -608,7 +608,8 @@ export class Ec2Backend implements WorkspaceBackend {
     this.requireClient();
     // Lexical rules first: a bad path is refused without touching EC2 or SSH.
     workspacePath(root, path);
-    return withSftp(await this.sshTarget(workspaceId, generation), (sftp) => sftpReadFile(sftp, root, path));
+    // Walked one directory at a time on the instance, like listFiles/writeFile/deleteFile.
+    return files.readFile(await this.sshTarget(workspaceId, generation), root, path);
   }
 
   async listFiles(

@@ -1,25 +1,292 @@
-/** Files API on an EC2 workspace: SFTP over the generation's key, host key pinned. */
+/**
+ * Files API on an EC2 workspace: SFTP over the generation's key, host key pinned, one connection per
+ * operation (withSftp).
+ *
+ * Same rules as the Docker backend: the path is checked lexically first (workspacePath), then walked
+ * on the instance one directory at a time, each prefix resolved with SFTP realpath and refused as
+ * soon as it leaves the resolved root, so a symlink planted in the workspace (say to /etc) can
+ * neither be read, written, listed nor deleted through. A final-component symlink is followed only
+ * when it resolves inside the root (delete removes the link itself). A link swapped between the
+ * check and the operation (TOCTOU) is not prevented.
+ */
+import type { SFTPWrapper, Stats } from 'ssh2';
 import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
-import type { SshTarget } from './ssh.js';
+import { workspacePath } from '../docker/paths.js';
+import { withSftp, type SshTarget } from './ssh.js';
+
+type Mode = 'read' | 'write' | 'delete' | 'list';
+
+const SFTP_NO_SUCH_FILE = 2;
+const SFTP_PERMISSION_DENIED = 3;
+const SFTP_FAILURE = 4;
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+type Kind = 'dir' | 'file' | 'link' | 'other';
+const kindOf = (mode: number): Kind => {
+  const t = mode & S_IFMT;
+  return t === S_IFDIR ? 'dir' : t === S_IFREG ? 'file' : t === S_IFLNK ? 'link' : 'other';
+};
+
+const sftpCode = (err: unknown): number | undefined => {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+};
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+function sftpError(err: unknown, path: string): BackendError {
+  if (err instanceof BackendError) return err;
+  const code = sftpCode(err);
+  if (code === SFTP_NO_SUCH_FILE) return new BackendError('not_found', `${path} not found`, { cause: err });
+  if (code === SFTP_PERMISSION_DENIED)
+    return new BackendError('permanent', `${path}: permission denied`, { cause: err });
+  return new BackendError('transient', `sftp ${path}: ${errText(err)}`, { cause: err });
+}
+
+/** Promisified SFTP calls; every failure becomes a typed BackendError naming `shown`. */
+class Fs {
+  constructor(private readonly sftp: SFTPWrapper) {}
+
+  private call<T>(
+    shown: string,
+    fn: (cb: (err: Error | null | undefined, v: T) => void) => void,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) =>
+      fn((err, v) => (err ? reject(sftpError(err, shown)) : resolve(v))),
+    );
+  }
+
+  realpath(p: string, shown: string): Promise<string> {
+    return this.call<string>(shown, (cb) => this.sftp.realpath(p, cb));
+  }
+  stat(p: string, shown: string): Promise<Stats> {
+    return this.call<Stats>(shown, (cb) => this.sftp.stat(p, cb));
+  }
+  /** null when the path does not exist. */
+  async lstat(p: string, shown: string): Promise<Stats | null> {
+    try {
+      return await this.call<Stats>(shown, (cb) => this.sftp.lstat(p, cb));
+    } catch (err) {
+      if (err instanceof BackendError && err.code === 'not_found') return null;
+      throw err;
+    }
+  }
+  mkdir(p: string, shown: string): Promise<void> {
+    return this.call<void>(shown, (cb) => this.sftp.mkdir(p, (err) => cb(err, undefined)));
+  }
+  readdir(p: string, shown: string) {
+    return this.call<{ filename: string; attrs: Stats }[]>(shown, (cb) =>
+      this.sftp.readdir(p, (err, list) => cb(err, list)),
+    );
+  }
+  readFile(p: string, shown: string): Promise<Buffer> {
+    return this.call<Buffer>(shown, (cb) => this.sftp.readFile(p, cb));
+  }
+  writeFile(p: string, data: Buffer, shown: string): Promise<void> {
+    return this.call<void>(shown, (cb) => this.sftp.writeFile(p, data, (err) => cb(err, undefined)));
+  }
+  unlink(p: string, shown: string): Promise<void> {
+    return this.call<void>(shown, (cb) => this.sftp.unlink(p, (err) => cb(err, undefined)));
+  }
+  rmdir(p: string, shown: string): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.sftp.rmdir(p, (err) => {
+        if (!err) return resolve();
+        if (sftpCode(err) === SFTP_FAILURE)
+          return reject(new BackendError('invalid_path', `${shown} is a directory that is not empty`));
+        reject(sftpError(err, shown));
+      }),
+    );
+  }
+}
+
+interface Resolved {
+  /** Physical path to act on ('' segments = the root itself). */
+  target: string;
+  /** lstat of the last component before following a link; null = does not exist. */
+  exists: boolean;
+  rootReal: string;
+  fs: Fs;
+}
+
+const insideOf = (rootReal: string) => (p: string) =>
+  p === rootReal || p.startsWith(rootReal === '/' ? '/' : `${rootReal}/`);
+
+/** Lexical checks, then the path segments under the root ('' or '.' = the root itself, list only). */
+function segmentsOf(mode: Mode, root: WorkspaceRoot, path: string): string[] {
+  if (mode === 'list' && (path === '' || path === '.')) {
+    if (root !== '/configs' && root !== '/workspace')
+      throw new BackendError('invalid_path', 'root must be one of /configs, /workspace');
+    return [];
+  }
+  return workspacePath(root, path)
+    .slice(root.length + 1)
+    .split('/');
+}
+
+/**
+ * Walks `segs` under the root on the instance: every parent must exist (or is created in write
+ * mode) and resolve inside the root; the last component is followed only when it is a link that
+ * resolves inside the root (delete acts on the link itself).
+ */
+async function resolve(
+  sftp: SFTPWrapper,
+  mode: Mode,
+  root: WorkspaceRoot,
+  segs: string[],
+): Promise<Resolved> {
+  const fs = new Fs(sftp);
+  const full = segs.length ? `${root}/${segs.join('/')}` : root;
+  const rootReal = await fs.realpath(root, root);
+  const inside = insideOf(rootReal);
+  const escapes = () => new BackendError('invalid_path', `${full} resolves outside ${root}`);
+  let cur = rootReal;
+  for (const seg of segs.slice(0, -1)) {
+    const p = `${cur}/${seg}`;
+    if (!(await fs.lstat(p, full))) {
+      if (mode !== 'write') throw new BackendError('not_found', `${full} not found`);
+      await fs.mkdir(p, full);
+    }
+    let real: string;
+    try {
+      real = await fs.realpath(p, full);
+    } catch (err) {
+      // A dangling link among the parents.
+      if (err instanceof BackendError && err.code === 'not_found')
+        throw mode === 'write' ? escapes() : new BackendError('not_found', `${full} not found`);
+      throw err;
+    }
+    if (!inside(real)) throw escapes();
+    if (!(await fs.stat(real, full)).isDirectory())
+      throw new BackendError('invalid_path', `${full}: a parent is not a directory`);
+    cur = real;
+  }
+  const last = segs.at(-1);
+  if (last === undefined) return { target: cur, exists: true, rootReal, fs };
+  const target = `${cur}/${last}`;
+  const st = await fs.lstat(target, full);
+  if (!st) return { target, exists: false, rootReal, fs };
+  if (kindOf(st.mode) !== 'link') return { target, exists: true, rootReal, fs };
+  let real: string | null;
+  try {
+    real = await fs.realpath(target, full);
+    await fs.stat(real, full);
+  } catch (err) {
+    if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
+    real = null;
+  }
+  if (real === null) {
+    // Dangling link: it can be deleted, not written through, and holds nothing to read.
+    if (mode === 'delete') return { target, exists: true, rootReal, fs };
+    if (mode === 'write') throw new BackendError('invalid_path', `${full} is a dangling symlink`);
+    throw new BackendError('not_found', `${full} not found`);
+  }
+  if (!inside(real)) throw escapes();
+  return { target: mode === 'delete' ? target : real, exists: true, rootReal, fs };
+}
+
+/** Reads a regular file; every symlink on the path must resolve inside the root. */
+export async function readFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<Buffer> {
+  const segs = segmentsOf('read', root, path);
+  const full = `${root}/${segs.join('/')}`;
+  return withSftp(target, async (sftp) => {
+    const r = await resolve(sftp, 'read', root, segs);
+    if (!r.exists) throw new BackendError('not_found', `${full} not found`);
+    const st = await r.fs.stat(r.target, full);
+    if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
+    if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
+    return r.fs.readFile(r.target, full);
+  });
+}
 
 export async function listFiles(
-  _target: SshTarget,
-  _root: WorkspaceRoot,
-  _path: string,
-  _depth: number,
+  target: SshTarget,
+  root: WorkspaceRoot,
+  path: string,
+  depth: number,
 ): Promise<FileEntry[]> {
-  throw new BackendError('permanent', 'listFiles is not implemented on ec2 yet');
+  if (!Number.isInteger(depth) || depth < 1) throw new BackendError('invalid_path', 'depth must be ≥ 1');
+  const segs = segmentsOf('list', root, path);
+  const full = segs.length ? `${root}/${segs.join('/')}` : root;
+  return withSftp(target, async (sftp) => {
+    const r = await resolve(sftp, 'list', root, segs);
+    if (!r.exists) throw new BackendError('not_found', `${full} not found`);
+    if (!(await r.fs.stat(r.target, full)).isDirectory())
+      throw new BackendError('invalid_path', `${full} is not a directory`);
+    const inside = insideOf(r.rootReal);
+    const out: FileEntry[] = [];
+    const walk = async (dir: string, rel: string, level: number): Promise<void> => {
+      for (const { filename, attrs } of await r.fs.readdir(dir, full)) {
+        if (filename === '.' || filename === '..') continue;
+        const relPath = rel ? `${rel}/${filename}` : filename;
+        const physical = `${dir}/${filename}`;
+        let st = attrs;
+        let kind = kindOf(attrs.mode);
+        if (kind === 'link') {
+          // Listed as what it points at when that is inside the root; never descended into.
+          try {
+            const real = await r.fs.realpath(physical, full);
+            if (!inside(real)) continue;
+            st = await r.fs.stat(real, full);
+          } catch (err) {
+            if (err instanceof BackendError && err.code === 'not_found') continue;
+            throw err;
+          }
+          kind = kindOf(st.mode);
+          if (kind === 'link') continue;
+          if (kind === 'dir') {
+            out.push(entryOf(relPath, 'dir', st));
+            continue;
+          }
+        }
+        if (kind === 'file') out.push(entryOf(relPath, 'file', st));
+        else if (kind === 'dir') {
+          out.push(entryOf(relPath, 'dir', st));
+          if (level < depth && kindOf(attrs.mode) === 'dir') await walk(physical, relPath, level + 1);
+        }
+      }
+    };
+    await walk(r.target, segs.join('/'), 1);
+    out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return out;
+  });
+}
+
+function entryOf(path: string, type: 'file' | 'dir', st: Stats): FileEntry {
+  return { path, type, size: st.size, mtime: new Date(st.mtime * 1000).toISOString() };
 }
 
 export async function writeFile(
-  _target: SshTarget,
-  _root: WorkspaceRoot,
-  _path: string,
-  _content: Buffer,
+  target: SshTarget,
+  root: WorkspaceRoot,
+  path: string,
+  content: Buffer,
 ): Promise<void> {
-  throw new BackendError('permanent', 'writeFile is not implemented on ec2 yet');
+  const segs = segmentsOf('write', root, path);
+  const full = `${root}/${segs.join('/')}`;
+  await withSftp(target, async (sftp) => {
+    const r = await resolve(sftp, 'write', root, segs);
+    if (r.exists) {
+      const st = await r.fs.stat(r.target, full);
+      if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
+      if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
+    }
+    await r.fs.writeFile(r.target, content, full);
+  });
 }
 
-export async function deleteFile(_target: SshTarget, _root: WorkspaceRoot, _path: string): Promise<void> {
-  throw new BackendError('permanent', 'deleteFile is not implemented on ec2 yet');
+export async function deleteFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<void> {
+  const segs = segmentsOf('delete', root, path);
+  const full = `${root}/${segs.join('/')}`;
+  await withSftp(target, async (sftp) => {
+    const r = await resolve(sftp, 'delete', root, segs);
+    if (!r.exists) throw new BackendError('not_found', `${full} not found`);
+    const st = await r.fs.lstat(r.target, full);
+    if (!st) throw new BackendError('not_found', `${full} not found`);
+    if (kindOf(st.mode) === 'dir') await r.fs.rmdir(r.target, full);
+    else await r.fs.unlink(r.target, full);
+  });
 }

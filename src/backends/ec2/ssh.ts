@@ -213,3 +213,81 @@ export async function sftpReadFile(sftp: SFTPWrapper, root: WorkspaceRoot, path:
     throw sftpError(err, full);
   }
 }
+
+/** A connected, authenticated SSH client; `closed` resolves once the connection is gone. */
+export interface SshConnection {
+  conn: ssh2.Client;
+  where: string;
+  closed: Promise<void>;
+}
+
+/**
+ * Connects and authenticates with the same rules as withSftp (key only, host key pinned on first
+ * use, a changed host key refused as `permanent`, connection/auth failures `transient`), and hands
+ * the open connection to the caller, who must `conn.end()` it. For long-lived sessions (terminal).
+ */
+export async function connectSsh(target: SshTarget): Promise<SshConnection> {
+  const conn = new ssh2.Client();
+  let hostKeyProblem: BackendError | undefined;
+  const where = `${target.username}@${target.host}:${target.port} (${target.instanceId})`;
+  const hostVerifier = (key: Buffer, verify: (valid: boolean) => void): void => {
+    const seen = hostKeyFingerprint(key);
+    const check = async (): Promise<boolean> => {
+      let pinned = await target.hostKeys.getHostKey(target.instanceId);
+      if (pinned === null) {
+        await target.hostKeys.putHostKey(target.instanceId, seen);
+        pinned = (await target.hostKeys.getHostKey(target.instanceId)) ?? seen;
+      }
+      if (pinned !== seen) {
+        hostKeyProblem = new BackendError(
+          'permanent',
+          `host key changed for instance ${target.instanceId}: pinned ${pinned}, offered ${seen}`,
+        );
+        return false;
+      }
+      return true;
+    };
+    check().then(verify, (err: unknown) => {
+      hostKeyProblem = new BackendError('transient', `checking the pinned host key: ${errText(err)}`, {
+        cause: err,
+      });
+      verify(false);
+    });
+  };
+  const closed = new Promise<void>((resolve) => conn.once('close', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    const onError = (err: Error & { level?: string }): void => {
+      if (hostKeyProblem) return reject(hostKeyProblem);
+      const what = err.level === 'client-authentication' ? 'authentication failed' : 'connection failed';
+      reject(new BackendError('transient', `ssh ${where}: ${what}: ${err.message}`, { cause: err }));
+    };
+    conn.on('error', onError);
+    conn.once('close', () =>
+      reject(hostKeyProblem ?? new BackendError('transient', `ssh ${where}: connection closed`)),
+    );
+    conn.once('ready', () => resolve());
+  });
+  try {
+    conn.connect({
+      host: target.host,
+      port: target.port,
+      username: target.username,
+      privateKey: target.privateKey,
+      readyTimeout: target.connectTimeoutMs,
+      hostVerifier,
+      authHandler: ['publickey'],
+    });
+  } catch (err) {
+    conn.end();
+    throw new BackendError('permanent', `ssh ${where}: ${errText(err)}`, { cause: err });
+  }
+  try {
+    await ready;
+  } catch (err) {
+    conn.end();
+    throw err;
+  }
+  // Later errors surface as `close`; keep them from being unhandled 'error' events.
+  conn.on('error', () => undefined);
+  return { conn, where, closed };
+}

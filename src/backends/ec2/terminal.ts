@@ -1,7 +1,97 @@
 /** Terminal on an EC2 workspace: an SSH shell on a PTY, window-change for resize. */
+import type { ClientChannel } from 'ssh2';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
-import type { SshTarget } from './ssh.js';
+import { connectSsh, type SshConnection, type SshTarget } from './ssh.js';
 
-export async function openTerminal(_target: SshTarget, _size: TerminalSize): Promise<TerminalSession> {
-  throw new BackendError('permanent', 'openTerminal is not implemented on ec2 yet');
+/**
+ * sshd drops unauthenticated connections at random beyond MaxStartups (default 10:30:100), so a
+ * burst of terminals to one instance handshakes a few at a time; a dropped handshake is retried.
+ */
+const MAX_HANDSHAKES_PER_HOST = 4;
+const CONNECT_ATTEMPTS = 3;
+
+const handshakes = new Map<string, { active: number; waiting: (() => void)[] }>();
+
+async function limited<T>(host: string, fn: () => Promise<T>): Promise<T> {
+  let slot = handshakes.get(host);
+  if (!slot) {
+    slot = { active: 0, waiting: [] };
+    handshakes.set(host, slot);
+  }
+  const s = slot;
+  while (s.active >= MAX_HANDSHAKES_PER_HOST) await new Promise<void>((resolve) => s.waiting.push(resolve));
+  s.active++;
+  try {
+    return await fn();
+  } finally {
+    s.active--;
+    const next = s.waiting.shift();
+    if (next) next();
+    else if (s.active === 0) handshakes.delete(host);
+  }
+}
+
+async function connect(target: SshTarget): Promise<SshConnection> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await limited(`${target.host}:${target.port}`, () => connectSsh(target));
+    } catch (err) {
+      const retryable = err instanceof BackendError && err.code === 'transient' && attempt < CONNECT_ATTEMPTS;
+      if (!retryable) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
+export async function openTerminal(target: SshTarget, size: TerminalSize): Promise<TerminalSession> {
+  const { conn, where, closed } = await connect(target);
+  let stream: ClientChannel;
+  try {
+    stream = await new Promise<ClientChannel>((resolve, reject) => {
+      conn.once('close', () => reject(new BackendError('transient', `ssh ${where}: connection closed`)));
+      conn.shell({ term: 'xterm', cols: size.cols, rows: size.rows }, (err, s) =>
+        err
+          ? reject(new BackendError('transient', `shell on ${where}: ${err.message}`, { cause: err }))
+          : resolve(s),
+      );
+    });
+  } catch (err) {
+    conn.end();
+    throw err;
+  }
+
+  let exitCode: number | null = null;
+  stream.once('exit', (code: unknown) => {
+    if (typeof code === 'number') exitCode = code;
+  });
+  // On a PTY sshd merges stderr into the channel's data; anything sent apart is drained.
+  stream.stderr.resume();
+  // The shell's channel closing ends the session: the connection (one per terminal) goes with it.
+  const channelClosed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+  const exited = Promise.race([channelClosed, closed]).then(() => {
+    conn.end();
+    return exitCode;
+  });
+
+  let closing: Promise<void> | null = null;
+  return {
+    output: stream,
+    write(data: Buffer) {
+      if (stream.writable) stream.write(data);
+    },
+    async resize({ cols, rows }: TerminalSize) {
+      if (!stream.writable) throw new BackendError('transient', `shell on ${where} is closed`);
+      stream.setWindow(rows, cols, 0, 0);
+    },
+    exited,
+    close() {
+      closing ??= (async () => {
+        // Ending the connection closes the channel; sshd then hangs up the session's PTY.
+        conn.end();
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
+        conn.destroy();
+      })();
+      return closing;
+    },
+  };
 }

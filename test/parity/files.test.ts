@@ -1,0 +1,271 @@
+/**
+ * The Files API on the real stack, the same test for each backend (docker: exec + archive in the
+ * container; ec2: SFTP over the generation's key on the ec2-sim VM): write → list → read back
+ * byte-identical (5 MiB binary included) → replace → delete → 404; every refused path answers 400
+ * and touches nothing, including through a symlink to /etc planted inside the workspace; 413 over
+ * 10 MiB; 409 once stopped; another org's key gets 404.
+ */
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import type Dockerode from 'dockerode';
+import { describe, expect, it } from 'vitest';
+import type { BackendKind } from '../../src/backends/backend.js';
+import { createOrg, waitForStatus } from '../support/stack.js';
+import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+const MiB = 1024 * 1024;
+
+interface RawResponse {
+  status: number;
+  body: Buffer;
+  type: string | null;
+  json(): { error?: { code: string; field?: string } } & Record<string, unknown>;
+}
+
+async function raw(url: string, method: string, token: string, body?: Buffer): Promise<RawResponse> {
+  const res = await fetch(url, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+    body,
+    signal: AbortSignal.timeout(60_000),
+  });
+  const buf = Buffer.from(await res.arrayBuffer());
+  return {
+    status: res.status,
+    body: buf,
+    type: res.headers.get('content-type'),
+    json: () => JSON.parse(buf.toString('utf8')),
+  };
+}
+
+/** The container that holds the workspace: the generation's container, or the simulator's VM. */
+async function hostContainer(
+  backend: BackendKind,
+  docker: Dockerode,
+  id: string,
+  generation: number,
+): Promise<Dockerode.Container> {
+  if (backend === 'docker') return docker.getContainer(`ws-${id}-g${generation}`);
+  const [vm] = await docker.listContainers({
+    filters: { label: ['wo.ec2-sim=1', `wo.workspace-id=${id}`] },
+  });
+  if (!vm) throw new Error(`no simulator VM for ${id}`);
+  return docker.getContainer(vm.Id);
+}
+
+/** Runs argv inside the workspace's container (test-side only: plants links, inspects /etc). */
+async function shell(container: Dockerode.Container, argv: string[]): Promise<{ code: number; out: string }> {
+  const exec = await container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const out: Buffer[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (c: Buffer) => out.push(c));
+  container.modem.demuxStream(stream, sink, sink);
+  await new Promise<void>((resolve) => {
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+  });
+  const info = await exec.inspect();
+  return { code: info.ExitCode ?? -1, out: Buffer.concat(out).toString('utf8') };
+}
+
+describe.each(PARITY_BACKENDS)('%s files API', (backend) => {
+  const t = useParityStack(backend);
+
+  it('write → list → read (5 MiB binary) → replace → delete → 404; refusals touch nothing; 413; 409; org isolation', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'filer', backend },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    const online = await waitForStatus(t.stack, t.key, id, 'online');
+    const base = `${t.stack.url}/v1/workspaces/${id}`;
+    const content = (root: string, path: string) =>
+      `${base}/files/content?root=${encodeURIComponent(root)}&path=${encodeURIComponent(path)}`;
+    const list = (root: string, path: string, depth?: number) =>
+      `${base}/files?root=${encodeURIComponent(root)}&path=${encodeURIComponent(path)}` +
+      (depth === undefined ? '' : `&depth=${depth}`);
+    const listed = async (root: string, path: string, depth?: number) => {
+      const res = await raw(list(root, path, depth), 'GET', t.key);
+      expect(res.status, res.body.toString()).toBe(200);
+      return res.json().items as { path: string; type: string; size: number; mtime: string }[];
+    };
+
+    // Write: parents created, binary safe.
+    const blob = randomBytes(5 * MiB);
+    expect(
+      (await raw(content('/workspace', 'notes/deep/a.txt'), 'PUT', t.key, Buffer.from('hello'))).status,
+    ).toBe(204);
+    expect((await raw(content('/workspace', 'bin/blob.bin'), 'PUT', t.key, blob)).status).toBe(204);
+    expect((await raw(content('/configs', 'extra/x.yaml'), 'PUT', t.key, Buffer.from('k: v\n'))).status).toBe(
+      204,
+    );
+
+    // List with depth.
+    const depth1 = await listed('/workspace', '');
+    expect(depth1.map((e) => e.path)).toEqual(expect.arrayContaining(['bin', 'notes']));
+    expect(depth1.every((e) => !e.path.includes('/'))).toBe(true);
+    expect(depth1.find((e) => e.path === 'notes')!.type).toBe('dir');
+    const depth2 = await listed('/workspace', '', 2);
+    expect(depth2.map((e) => e.path)).toEqual(
+      expect.arrayContaining(['bin', 'bin/blob.bin', 'notes', 'notes/deep']),
+    );
+    expect(depth2.map((e) => e.path)).not.toContain('notes/deep/a.txt');
+    const blobEntry = depth2.find((e) => e.path === 'bin/blob.bin')!;
+    expect(blobEntry).toMatchObject({ type: 'file', size: 5 * MiB });
+    expect(new Date(blobEntry.mtime).toISOString()).toBe(blobEntry.mtime);
+    expect(Math.abs(Date.parse(blobEntry.mtime) - Date.now())).toBeLessThan(10 * 60_000);
+    expect(await listed('/workspace', 'notes', 2)).toEqual([
+      expect.objectContaining({ path: 'notes/deep', type: 'dir' }),
+      expect.objectContaining({ path: 'notes/deep/a.txt', type: 'file', size: 5 }),
+    ]);
+    expect((await listed('/configs', 'extra')).map((e) => e.path)).toEqual(['extra/x.yaml']);
+
+    // Read back byte-identical.
+    const readBlob = await raw(content('/workspace', 'bin/blob.bin'), 'GET', t.key);
+    expect(readBlob.status).toBe(200);
+    expect(readBlob.type).toMatch(/^application\/octet-stream/);
+    expect(readBlob.body.length).toBe(blob.length);
+    expect(readBlob.body.equals(blob)).toBe(true);
+    expect((await raw(content('/workspace', 'notes/deep/a.txt'), 'GET', t.key)).body.toString()).toBe(
+      'hello',
+    );
+
+    // Replace.
+    expect(
+      (await raw(content('/workspace', 'notes/deep/a.txt'), 'PUT', t.key, Buffer.from('bye'))).status,
+    ).toBe(204);
+    expect((await raw(content('/workspace', 'notes/deep/a.txt'), 'GET', t.key)).body.toString()).toBe('bye');
+    expect((await listed('/workspace', 'notes/deep')).map((e) => [e.path, e.size])).toEqual([
+      ['notes/deep/a.txt', 3],
+    ]);
+
+    // Delete → 404.
+    expect((await raw(content('/workspace', 'notes/deep/a.txt'), 'DELETE', t.key)).status).toBe(204);
+    const gone = await raw(content('/workspace', 'notes/deep/a.txt'), 'GET', t.key);
+    expect(gone.status).toBe(404);
+    expect(gone.json().error!.code).toBe('not_found');
+    expect((await raw(content('/workspace', 'notes/deep/a.txt'), 'DELETE', t.key)).status).toBe(404);
+    expect((await raw(list('/workspace', 'nope'), 'GET', t.key)).status).toBe(404);
+    // An empty directory can be deleted too.
+    expect((await raw(content('/workspace', 'notes/deep'), 'DELETE', t.key)).status).toBe(204);
+    expect((await listed('/workspace', 'notes')).map((e) => e.path)).toEqual([]);
+
+    // Refused paths: 400 on every operation, and nothing changes.
+    const before = await listed('/workspace', '', 5);
+    const badPaths = ['../etc/passwd', 'notes/../../etc/passwd', '/etc/passwd', 'a\0b', 'x\\y'];
+    for (const path of badPaths) {
+      for (const [method, url, body] of [
+        ['GET', content('/workspace', path), undefined],
+        ['PUT', content('/workspace', path), Buffer.from('pwned')],
+        ['DELETE', content('/workspace', path), undefined],
+        ['GET', list('/workspace', path), undefined],
+      ] as const) {
+        const res = await raw(url, method, t.key, body);
+        expect(res.status, `${method} ${JSON.stringify(path)}`).toBe(400);
+        expect(res.json().error!.field).toBe('path');
+      }
+    }
+    for (const root of ['/etc', '/', '/workspace/../etc', '']) {
+      const res = await raw(content(root, 'passwd'), 'GET', t.key);
+      expect(res.status, `root ${root}`).toBe(400);
+      expect(res.json().error!.field).toBe('root');
+      expect((await raw(content(root, 'pwned'), 'PUT', t.key, Buffer.from('x'))).status).toBe(400);
+      expect((await raw(list(root, ''), 'GET', t.key)).status).toBe(400);
+    }
+    expect((await raw(list('/workspace', '', 6), 'GET', t.key)).status).toBe(400);
+    expect((await raw(list('/workspace', '', 0), 'GET', t.key)).status).toBe(400);
+
+    // Symlinks planted inside the workspace that point outside the root.
+    const host = await hostContainer(backend, t.stack.docker, id, online.generation);
+    expect((await shell(host, ['ln', '-s', '/etc', '/workspace/etc-link'])).code).toBe(0);
+    expect((await shell(host, ['ln', '-s', '/etc/hostname', '/workspace/host-link'])).code).toBe(0);
+    const hostnameBefore = (await shell(host, ['cat', '/etc/hostname'])).out;
+    const etcBefore = (await shell(host, ['ls', '-la', '/etc'])).out;
+    for (const path of ['etc-link/hostname', 'etc-link/pwned', 'etc-link/new/dir/pwned', 'host-link']) {
+      for (const [method, url, body] of [
+        ['GET', content('/workspace', path), undefined],
+        ['PUT', content('/workspace', path), Buffer.from('pwned')],
+        ['DELETE', content('/workspace', path), undefined],
+      ] as const) {
+        const res = await raw(url, method, t.key, body);
+        expect(res.status, `${method} ${path}: ${res.body.toString()}`).toBe(400);
+        expect(res.json().error!.field).toBe('path');
+      }
+    }
+    expect((await raw(list('/workspace', 'etc-link'), 'GET', t.key)).status).toBe(400);
+    expect((await raw(list('/workspace', 'etc-link/ssl'), 'GET', t.key)).status).toBe(400);
+    expect((await shell(host, ['cat', '/etc/hostname'])).out).toBe(hostnameBefore);
+    expect((await shell(host, ['ls', '-la', '/etc'])).out).toBe(etcBefore);
+    expect((await shell(host, ['test', '-e', '/etc/pwned'])).code).not.toBe(0);
+    expect((await shell(host, ['test', '-e', '/etc/new'])).code).not.toBe(0);
+    // The links are not followed by a listing either; the rest of the tree is unchanged.
+    const after = await listed('/workspace', '', 5);
+    expect(after.map((e) => e.path)).toEqual(before.map((e) => e.path));
+    // A link that stays inside the root is fine.
+    expect((await shell(host, ['ln', '-s', '/workspace/bin', '/workspace/bin-link'])).code).toBe(0);
+    const viaLink = await raw(content('/workspace', 'bin-link/blob.bin'), 'GET', t.key);
+    expect(viaLink.status).toBe(200);
+    expect(viaLink.body.equals(blob)).toBe(true);
+
+    // 413 over 10 MiB (nothing written); exactly 10 MiB is accepted.
+    const tooBig = await raw(content('/workspace', 'big.bin'), 'PUT', t.key, Buffer.alloc(10 * MiB + 1, 7));
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.json().error!.code).toBe('payload_too_large');
+    expect((await raw(content('/workspace', 'big.bin'), 'GET', t.key)).status).toBe(404);
+    expect(
+      (await raw(content('/workspace', 'big.bin'), 'PUT', t.key, Buffer.alloc(10 * MiB, 7))).status,
+    ).toBe(204);
+    expect((await raw(content('/workspace', 'big.bin'), 'GET', t.key)).body.length).toBe(10 * MiB);
+
+    // Another org's key (and an unknown id) → 404, nothing touched.
+    const other = await createOrg(t.stack, 'other');
+    for (const [method, url, body] of [
+      ['GET', content('/workspace', 'bin/blob.bin'), undefined],
+      ['PUT', content('/workspace', 'bin/blob.bin'), Buffer.from('x')],
+      ['DELETE', content('/workspace', 'bin/blob.bin'), undefined],
+      ['GET', list('/workspace', ''), undefined],
+    ] as const) {
+      const res = await raw(url, method, other.apiKey, body);
+      expect(res.status, `${method} as another org`).toBe(404);
+      expect(res.json().error!.code).toBe('not_found');
+    }
+    expect(
+      (await raw(`${t.stack.url}/v1/workspaces/0123456789abcdef/files?root=/workspace`, 'GET', t.key)).status,
+    ).toBe(404);
+    expect((await raw(content('/workspace', 'bin/blob.bin'), 'GET', t.key)).body.equals(blob)).toBe(true);
+
+    // Not online → 409.
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'stopped');
+    for (const [method, url, body] of [
+      ['GET', content('/workspace', 'bin/blob.bin'), undefined],
+      ['PUT', content('/workspace', 'x.txt'), Buffer.from('x')],
+      ['DELETE', content('/workspace', 'bin/blob.bin'), undefined],
+      ['GET', list('/workspace', ''), undefined],
+    ] as const) {
+      const res = await raw(url, method, t.key, body);
+      expect(res.status, `${method} when stopped`).toBe(409);
+      expect(res.json().error!.code).toBe('not_online');
+    }
+
+    if (backend === 'docker') {
+      // A stopped container still reads through the archive API, with the same symlink refusal.
+      const b = t.stack.service.backends.docker;
+      expect((await b.readFile(id, online.generation, '/workspace', 'bin/blob.bin')).equals(blob)).toBe(true);
+      expect((await b.readFile(id, online.generation, '/workspace', 'bin-link/blob.bin')).equals(blob)).toBe(
+        true,
+      );
+      for (const path of ['etc-link/hostname', 'host-link']) {
+        await expect(b.readFile(id, online.generation, '/workspace', path), path).rejects.toMatchObject({
+          code: 'invalid_path',
+        });
+      }
+    }
+
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+  });
+});

@@ -1,0 +1,330 @@
+/**
+ * The terminal WebSocket on the real stack, the same test for each backend: a PTY in the workspace
+ * (docker exec TTY / SSH shell on the ec2-sim VM), raw bytes both ways, resize control frames, the
+ * contract's close codes, 20 concurrent terminals, and no exec / SSH session left behind.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { ApiDeps } from '../../src/api/deps.js';
+import { attachTerminal } from '../../src/api/terminal.js';
+import type { BackendKind } from '../../src/backends/backend.js';
+import { waitFor } from '../setup/wait-for.js';
+import { createOrg, waitForStatus, type Stack } from '../support/stack.js';
+import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+interface Term {
+  ws: WebSocket;
+  /** Everything received so far, as text. */
+  text(): string;
+  /** Bytes received so far. */
+  size(): number;
+  /** Resolves with the output once it matches (only output received after `from` counts). */
+  expectOutput(re: RegExp, from?: number, timeoutMs?: number): Promise<string>;
+  send(text: string): void;
+  resize(cols: number, rows: number): void;
+  closed: Promise<{ code: number; reason: string }>;
+  opened: Promise<void>;
+}
+
+function openTerm(baseUrl: string, id: string, opts: { token?: string; query?: boolean } = {}): Term {
+  const wsUrl = new URL(`/v1/workspaces/${id}/terminal`, baseUrl.replace(/^http/, 'ws'));
+  const headers: Record<string, string> = {};
+  if (opts.token && opts.query) wsUrl.searchParams.set('token', opts.token);
+  else if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  const ws = new WebSocket(wsUrl, { headers });
+  let out = Buffer.alloc(0);
+  const waiters = new Set<() => void>();
+  ws.on('message', (data, isBinary) => {
+    expect(isBinary).toBe(true);
+    out = Buffer.concat([out, data as Buffer]);
+    for (const w of waiters) w();
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  const opened = new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  opened.catch(() => undefined);
+  return {
+    ws,
+    text: () => out.toString('utf8'),
+    size: () => out.length,
+    expectOutput(re, from = 0, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const text = out.subarray(from).toString('utf8');
+          if (re.test(text)) {
+            waiters.delete(check);
+            clearTimeout(timer);
+            resolve(text);
+          }
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no ${re} in terminal output: ${JSON.stringify(out.subarray(from).toString())}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      });
+    },
+    send: (text) => ws.send(Buffer.from(text), { binary: true }),
+    resize: (cols, rows) => ws.send(JSON.stringify({ type: 'resize', cols, rows })),
+    closed,
+    opened,
+  };
+}
+
+async function closeCodeOf(baseUrl: string, id: string, token?: string): Promise<number> {
+  const term = openTerm(baseUrl, id, { token });
+  return (await term.closed).code;
+}
+
+/** Runs a command in a container (no TTY) and returns its stdout. */
+async function dockerRun(stack: Stack, container: string, cmd: string[]): Promise<string> {
+  const exec = await stack.docker
+    .getContainer(container)
+    .exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: false });
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolve, reject) => {
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  // Multiplexed stdout/stderr frames: 8-byte header per frame.
+  const raw = Buffer.concat(chunks);
+  const parts: Buffer[] = [];
+  for (let i = 0; i + 8 <= raw.length;) {
+    const len = raw.readUInt32BE(i + 4);
+    if (raw[i] === 1) parts.push(raw.subarray(i + 8, i + 8 + len));
+    i += 8 + len;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/** The container the workspace's shell runs in: the workspace container, or the ec2-sim "VM". */
+async function shellContainer(backend: BackendKind, stack: Stack, id: string, generation: number) {
+  if (backend === 'docker') return `ws-${id}-g${generation}`;
+  const [vm] = await stack.docker.listContainers({
+    filters: { label: ['wo.ec2-sim=1', `wo.workspace-id=${id}`] },
+  });
+  if (!vm) throw new Error(`no ec2-sim container for ${id}`);
+  return vm.Id;
+}
+
+/**
+ * Terminal sessions still alive in the workspace: docker — execs of the container still running
+ * (besides the one asking) and shells on a PTY; ec2 — sshd sessions on a PTY and shells on a PTY.
+ */
+async function liveSessions(backend: BackendKind, stack: Stack, id: string, generation: number) {
+  const container = await shellContainer(backend, stack, id, generation);
+  const found: string[] = [];
+  if (backend === 'docker') {
+    const info = await stack.docker.getContainer(container).inspect();
+    for (const execId of info.ExecIDs ?? []) {
+      const e = await stack.docker
+        .getExec(execId)
+        .inspect()
+        .catch(() => null);
+      if (e?.Running) found.push(`exec ${execId}: ${e.ProcessConfig.entrypoint}`);
+    }
+  }
+  // Processes whose controlling terminal is a pts: the shells (and, on ec2, `sshd: root@pts/N`).
+  const ps = await dockerRun(stack, container, [
+    '/bin/sh',
+    '-c',
+    'for d in /proc/[0-9]*; do t=$(readlink $d/fd/0 2>/dev/null); case "$t" in /dev/pts/*) echo "${d#/proc/} $t $(tr "\\0" " " < $d/cmdline)";; esac; done; ps | grep "@pts/" | grep -v grep; true',
+  ]);
+  found.push(...ps.split('\n').filter((l) => l.trim() !== ''));
+  return found;
+}
+
+describe.each(PARITY_BACKENDS)('%s terminal', (backend) => {
+  const t = useParityStack(backend);
+  let id = '';
+  let generation = 1;
+
+  it('a workspace comes online', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'term', backend },
+    });
+    expect(created.status).toBe(202);
+    id = created.body.id;
+    const online = await waitForStatus(t.stack, t.key, id, 'online');
+    generation = online.generation;
+    expect(await liveSessions(backend, t.stack, id, generation)).toEqual([]);
+  });
+
+  it('stty size follows resize, echo round trip, exit closes 1000', async () => {
+    const started = Date.now();
+    const term = openTerm(t.stack.url, id, { token: t.key });
+    await term.opened;
+    term.resize(120, 40);
+    term.send('stty size\n');
+    await term.expectOutput(/^40 120\r?$/m);
+    let mark = term.size();
+    term.send('echo hello-$((6*7))\n');
+    await term.expectOutput(/^hello-42\r?$/m, mark);
+    mark = term.size();
+    term.resize(100, 30);
+    term.send('stty size\n');
+    await term.expectOutput(/^30 100\r?$/m, mark);
+    term.send('exit\n');
+    const closed = await term.closed;
+    expect(closed.code).toBe(1000);
+    console.log(`[${backend}] interactive session: ${Date.now() - started} ms`);
+    await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
+      timeoutMs: 10_000,
+      describe: 'no terminal session left after exit',
+    });
+  });
+
+  it('?token= works, and the initial size can be given as ?cols=&rows=', async () => {
+    const term = openTerm(t.stack.url, id, { token: t.key, query: true });
+    await term.opened;
+    term.send('stty size; echo tok-$((1+1))\n');
+    await term.expectOutput(/^tok-2\r?$/m);
+    // The client closing the socket closes the session.
+    term.ws.close(1000);
+    await term.closed;
+    await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
+      timeoutMs: 10_000,
+      describe: 'no terminal session left after the client closed',
+    });
+
+    const sized = new WebSocket(
+      `${t.stack.url.replace(/^http/, 'ws')}/v1/workspaces/${id}/terminal?cols=91&rows=33&token=${t.key}`,
+    );
+    const chunks: Buffer[] = [];
+    sized.on('message', (d) => chunks.push(d as Buffer));
+    await new Promise((r) => sized.once('open', r));
+    sized.send(Buffer.from('stty size\n'));
+    await waitFor(() => /^33 91\r?$/m.test(Buffer.concat(chunks).toString()), {
+      timeoutMs: 15_000,
+      describe: 'stty size to answer 33 91',
+    });
+    sized.close();
+  });
+
+  it('refuses with the contract close codes', async () => {
+    expect(await closeCodeOf(t.stack.url, id)).toBe(4401);
+    expect(await closeCodeOf(t.stack.url, id, 'wo_org_not-a-real-key')).toBe(4401);
+    expect(await closeCodeOf(t.stack.url, id, 'garbage')).toBe(4401);
+    expect(await closeCodeOf(t.stack.url, 'ffffffffffffffff', t.key)).toBe(4404);
+    expect(await closeCodeOf(t.stack.url, 'not-an-id', t.key)).toBe(4404);
+    const other = await createOrg(t.stack, 'other-org');
+    expect(await closeCodeOf(t.stack.url, id, other.apiKey)).toBe(4404);
+    // The admin token may open any org's terminal.
+    const admin = openTerm(t.stack.url, id, { token: t.stack.adminToken });
+    await admin.opened;
+    admin.send('echo admin-$((2*3))\n');
+    await admin.expectOutput(/^admin-6\r?$/m);
+    admin.ws.close();
+    await admin.closed;
+  });
+
+  it('garbage control frames close the socket 1007; unknown control types are ignored', async () => {
+    const term = openTerm(t.stack.url, id, { token: t.key });
+    await term.opened;
+    term.ws.send(JSON.stringify({ type: 'hello' }));
+    term.send('echo still-$((3+4))\n');
+    await term.expectOutput(/^still-7\r?$/m);
+    term.ws.send(JSON.stringify({ type: 'resize', cols: -1, rows: 'x' }));
+    expect((await term.closed).code).toBe(1007);
+    const bad = openTerm(t.stack.url, id, { token: t.key });
+    await bad.opened;
+    bad.ws.send('{not json');
+    expect((await bad.closed).code).toBe(1007);
+  });
+
+  it('20 concurrent terminals each echo their own marker, and none is left after close', async () => {
+    const started = Date.now();
+    const terms = Array.from({ length: 20 }, () => openTerm(t.stack.url, id, { token: t.key }));
+    await Promise.all(terms.map((x) => x.opened));
+    terms.forEach((x, i) => x.send(`echo marker-$((${i}+1000))\n`));
+    await Promise.all(
+      terms.map((x, i) => x.expectOutput(new RegExp(`^marker-${i + 1000}\\r?$`, 'm'), 0, 60_000)),
+    );
+    for (const [i, x] of terms.entries()) {
+      // Nobody sees another terminal's marker.
+      const others = [...x.text().matchAll(/^marker-(\d+)\r?$/gm)].map((m) => Number(m[1]));
+      expect(others).toEqual([i + 1000]);
+    }
+    const during = await liveSessions(backend, t.stack, id, generation);
+    expect(during.length).toBeGreaterThanOrEqual(20);
+    // Half exit their shell, half just drop the socket.
+    terms.forEach((x, i) => (i % 2 === 0 ? x.send('exit\n') : x.ws.close()));
+    const codes = await Promise.all(terms.map((x) => x.closed));
+    expect(codes.every((c) => c.code === 1000 || c.code === 1005)).toBe(true);
+    console.log(`[${backend}] 20 concurrent terminals: ${Date.now() - started} ms`);
+    await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
+      timeoutMs: 15_000,
+      describe: 'no terminal session left after 20 closed',
+    });
+  });
+
+  it('server pings keep sessions alive; a peer that stops answering is dropped with its session', async () => {
+    const server: Server = createServer((_req, res) => res.writeHead(404).end());
+    const deps = {
+      db: t.stack.service.db.pool,
+      backends: t.stack.service.backends,
+      settings: { adminToken: t.stack.adminToken },
+      log: pino({ level: 'silent' }),
+    } as unknown as ApiDeps;
+    const terminals = attachTerminal(server, deps, { pingIntervalMs: 150 });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const pings: number[] = [];
+      const ok = openTerm(url, id, { token: t.key });
+      ok.ws.on('ping', () => pings.push(Date.now()));
+      await ok.opened;
+      await new Promise((r) => setTimeout(r, 700));
+      expect(pings.length).toBeGreaterThanOrEqual(2);
+      ok.send('echo alive-$((5*5))\n');
+      await ok.expectOutput(/^alive-25\r?$/m);
+
+      const mute = new WebSocket(
+        `${url.replace(/^http/, 'ws')}/v1/workspaces/${id}/terminal?token=${t.key}`,
+        {
+          autoPong: false,
+        },
+      );
+      const muteClosed = new Promise<number>((r) => mute.once('close', (code) => r(code)));
+      expect(await muteClosed).toBe(1006);
+      ok.ws.close();
+      await ok.closed;
+      await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
+        timeoutMs: 10_000,
+        describe: 'no terminal session left after the dropped peer',
+      });
+
+      // close() of the attachment closes every socket and session.
+      const last = openTerm(url, id, { token: t.key });
+      await last.opened;
+      last.send('echo last\n');
+      await last.expectOutput(/^last\r?$/m);
+      await terminals.close();
+      expect((await last.closed).code).toBe(1001);
+      expect(await liveSessions(backend, t.stack, id, generation)).toEqual([]);
+    } finally {
+      await terminals.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('a stopped workspace refuses with 4409; delete leaves nothing', async () => {
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'stopped');
+    expect(await closeCodeOf(t.stack.url, id, t.key)).toBe(4409);
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+  });
+});
