@@ -12,12 +12,10 @@
 import type { SFTPWrapper, Stats } from 'ssh2';
 import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
 import { workspacePath } from '../docker/paths.js';
-import { withSftp, type SshTarget } from './ssh.js';
+import { sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
 
-const SFTP_NO_SUCH_FILE = 2;
-const SFTP_PERMISSION_DENIED = 3;
 const SFTP_FAILURE = 4;
 
 const S_IFMT = 0o170000;
@@ -30,21 +28,6 @@ const kindOf = (mode: number): Kind => {
   const t = mode & S_IFMT;
   return t === S_IFDIR ? 'dir' : t === S_IFREG ? 'file' : t === S_IFLNK ? 'link' : 'other';
 };
-
-const sftpCode = (err: unknown): number | undefined => {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-};
-const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-
-function sftpError(err: unknown, path: string): BackendError {
-  if (err instanceof BackendError) return err;
-  const code = sftpCode(err);
-  if (code === SFTP_NO_SUCH_FILE) return new BackendError('not_found', `${path} not found`, { cause: err });
-  if (code === SFTP_PERMISSION_DENIED)
-    return new BackendError('permanent', `${path}: permission denied`, { cause: err });
-  return new BackendError('transient', `sftp ${path}: ${errText(err)}`, { cause: err });
-}
 
 /** Promisified SFTP calls; every failure becomes a typed BackendError naming `shown`. */
 class Fs {

@@ -4,11 +4,9 @@
  * later mismatch refused.
  */
 import { createHash } from 'node:crypto';
-import { posix } from 'node:path';
 import ssh2 from 'ssh2';
-import type { SFTPWrapper, Stats } from 'ssh2';
-import { BackendError, type WorkspaceRoot } from '../backend.js';
-import { workspacePath } from '../docker/paths.js';
+import type { SFTPWrapper } from 'ssh2';
+import { BackendError } from '../backend.js';
 import type { SshKeyStore } from '../ssh-keys.js';
 
 export interface SshTarget {
@@ -35,7 +33,7 @@ export function hostKeyFingerprint(key: Buffer): string {
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
 
-function sftpCode(err: unknown): number | undefined {
+export function sftpCode(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'number' ? code : undefined;
 }
@@ -49,84 +47,14 @@ const errText = (err: unknown): string => (err instanceof Error ? err.message : 
  *   user-data runs) → BackendError('transient').
  */
 export async function withSftp<T>(target: SshTarget, fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> {
-  const conn = new ssh2.Client();
-  let hostKeyProblem: BackendError | undefined;
-  const where = `${target.username}@${target.host}:${target.port} (${target.instanceId})`;
-
-  const hostVerifier = (key: Buffer, verify: (valid: boolean) => void): void => {
-    const seen = hostKeyFingerprint(key);
-    const check = async (): Promise<boolean> => {
-      let pinned = await target.hostKeys.getHostKey(target.instanceId);
-      if (pinned === null) {
-        // Trust on first use. The store keeps the first writer, so re-read: a concurrent first
-        // connection that saw a different key loses here instead of silently re-pinning.
-        await target.hostKeys.putHostKey(target.instanceId, seen);
-        pinned = (await target.hostKeys.getHostKey(target.instanceId)) ?? seen;
-      }
-      if (pinned !== seen) {
-        hostKeyProblem = new BackendError(
-          'permanent',
-          `host key changed for instance ${target.instanceId}: pinned ${pinned}, offered ${seen}`,
-        );
-        return false;
-      }
-      return true;
-    };
-    check().then(verify, (err: unknown) => {
-      hostKeyProblem = new BackendError('transient', `checking the pinned host key: ${errText(err)}`, {
-        cause: err,
-      });
-      verify(false);
-    });
-  };
-
-  // Rejects on the first error or on close, whether during the handshake or the operation.
-  let ready = false;
-  const broken = new Promise<never>((_, reject) => {
-    conn.on('error', (err: Error & { level?: string }) => {
-      if (hostKeyProblem) return reject(hostKeyProblem);
-      const what = !ready
-        ? err.level === 'client-authentication'
-          ? 'authentication failed'
-          : 'connection failed'
-        : 'connection broke';
-      reject(new BackendError('transient', `ssh ${where}: ${what}: ${err.message}`, { cause: err }));
-    });
-    conn.once('close', () =>
-      reject(hostKeyProblem ?? new BackendError('transient', `ssh ${where}: connection closed`)),
-    );
+  const { conn, where, closed } = await connectSsh(target);
+  // A connection that drops mid-operation fails the operation instead of hanging it.
+  const broken = closed.then(() => {
+    throw new BackendError('transient', `ssh ${where}: connection broke`);
   });
   broken.catch(() => undefined); // observed through the races below
-  const connected = Promise.race([
-    new Promise<void>((resolve) =>
-      conn.once('ready', () => {
-        ready = true;
-        resolve();
-      }),
-    ),
-    broken,
-  ]);
-
-  try {
-    conn.connect({
-      host: target.host,
-      port: target.port,
-      username: target.username,
-      privateKey: target.privateKey,
-      readyTimeout: target.connectTimeoutMs,
-      hostVerifier,
-      // Only the key: no agent, no password prompts.
-      authHandler: ['publickey'],
-    });
-  } catch (err) {
-    // ssh2 throws synchronously on an unparsable private key: retrying will not fix that.
-    conn.end();
-    throw new BackendError('permanent', `ssh ${where}: ${errText(err)}`, { cause: err });
-  }
-
   let timer: NodeJS.Timeout | undefined;
   try {
-    await connected;
     const sftp = await Promise.race([
       new Promise<SFTPWrapper>((resolve, reject) =>
         conn.sftp((err, s) =>
@@ -156,62 +84,14 @@ export async function withSftp<T>(target: SshTarget, fn: (sftp: SFTPWrapper) => 
   }
 }
 
-const realpath = (sftp: SFTPWrapper, path: string): Promise<string> =>
-  new Promise((resolve, reject) => sftp.realpath(path, (err, p) => (err ? reject(err) : resolve(p))));
-const stat = (sftp: SFTPWrapper, path: string): Promise<Stats> =>
-  new Promise((resolve, reject) => sftp.stat(path, (err, s) => (err ? reject(err) : resolve(s))));
-const readAll = (sftp: SFTPWrapper, path: string): Promise<Buffer> =>
-  new Promise((resolve, reject) => sftp.readFile(path, (err, b) => (err ? reject(err) : resolve(b))));
-
-function sftpError(err: unknown, path: string): BackendError {
+/** An SFTP failure as a typed backend error naming `path`. */
+export function sftpError(err: unknown, path: string): BackendError {
   if (err instanceof BackendError) return err;
   const code = sftpCode(err);
   if (code === SFTP_NO_SUCH_FILE) return new BackendError('not_found', `${path} not found`, { cause: err });
   if (code === SFTP_PERMISSION_DENIED)
     return new BackendError('permanent', `${path}: permission denied`, { cause: err });
   return new BackendError('transient', `sftp ${path}: ${errText(err)}`, { cause: err });
-}
-
-/**
- * Reads `root/path` through SFTP. The path is first checked lexically (workspacePath: no `..`,
- * absolute path, NUL, backslash), then resolved on the instance (realpath follows every symlink)
- * and refused unless the result is still inside the resolved root, so a link planted in the
- * workspace cannot redirect the read. Directories and special files are refused too.
- *
- * A link swapped between the check and the read (TOCTOU) is not prevented; the read itself runs
- * on the fully resolved path, which contains no links at check time.
- */
-export async function sftpReadFile(sftp: SFTPWrapper, root: WorkspaceRoot, path: string): Promise<Buffer> {
-  const full = workspacePath(root, path);
-  let rootReal: string;
-  try {
-    rootReal = await realpath(sftp, root);
-  } catch (err) {
-    throw sftpError(err, root);
-  }
-  let real: string;
-  try {
-    real = await realpath(sftp, full);
-  } catch (err) {
-    throw sftpError(err, full);
-  }
-  real = posix.normalize(real);
-  if (real === rootReal || !real.startsWith(rootReal === '/' ? '/' : `${rootReal}/`)) {
-    throw new BackendError('invalid_path', `${full} resolves outside ${root}`);
-  }
-  let st: Stats;
-  try {
-    st = await stat(sftp, real);
-  } catch (err) {
-    throw sftpError(err, full);
-  }
-  if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
-  if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
-  try {
-    return await readAll(sftp, real);
-  } catch (err) {
-    throw sftpError(err, full);
-  }
 }
 
 /** A connected, authenticated SSH client; `closed` resolves once the connection is gone. */
