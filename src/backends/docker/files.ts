@@ -16,7 +16,7 @@ import tar from 'tar-stream';
 import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
 import { extractSingleFile } from './archive.js';
 import { isConflict, isNotFound, toBackendError } from './errors.js';
-import { workspacePath } from './paths.js';
+import { pathSegments } from '../paths.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
 
@@ -229,18 +229,6 @@ async function readStopped(
   return extractSingleFile(archive, full);
 }
 
-/** Lexical checks, then the path segments under the root ('' or '.' = the root itself, list only). */
-function segmentsOf(mode: Mode, root: WorkspaceRoot, path: string): string[] {
-  if (mode === 'list' && (path === '' || path === '.')) {
-    if (root !== '/configs' && root !== '/workspace')
-      throw new BackendError('invalid_path', 'root must be one of /configs, /workspace');
-    return [];
-  }
-  return workspacePath(root, path)
-    .slice(root.length + 1)
-    .split('/');
-}
-
 const argvOf = (mode: Mode, root: WorkspaceRoot, segs: string[], depth = 1): string[] => [
   'sh',
   '-c',
@@ -282,7 +270,7 @@ export async function readFile(
   root: WorkspaceRoot,
   path: string,
 ): Promise<Buffer> {
-  const segs = segmentsOf('read', root, path);
+  const segs = pathSegments(root, path);
   const full = fullOf(root, segs);
   let r: ExecResult;
   try {
@@ -303,7 +291,7 @@ export async function listFiles(
   depth: number,
 ): Promise<FileEntry[]> {
   if (!Number.isInteger(depth) || depth < 1) throw new BackendError('invalid_path', 'depth must be ≥ 1');
-  const segs = segmentsOf('list', root, path);
+  const segs = pathSegments(root, path, { listing: true });
   const full = fullOf(root, segs);
   const r = await exec(docker, container, argvOf('list', root, segs, depth), `listing ${full}`);
   check(r, full);
@@ -352,7 +340,7 @@ export async function writeFile(
   path: string,
   content: Buffer,
 ): Promise<void> {
-  const segs = segmentsOf('write', root, path);
+  const segs = pathSegments(root, path);
   const full = fullOf(root, segs);
   // Resolves (and creates) the parents on the workspace side; prints the physical target.
   const r = await exec(docker, container, argvOf('write', root, segs), `preparing ${full}`);
@@ -373,7 +361,7 @@ export async function deleteFile(
   root: WorkspaceRoot,
   path: string,
 ): Promise<void> {
-  const segs = segmentsOf('delete', root, path);
+  const segs = pathSegments(root, path);
   const full = fullOf(root, segs);
   const r = await exec(docker, container, argvOf('delete', root, segs), `deleting ${full}`);
   check(r, full);

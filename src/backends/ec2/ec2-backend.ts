@@ -26,7 +26,7 @@ import {
   type WorkspaceBackend,
   type WorkspaceRoot,
 } from '../backend.js';
-import { workspacePath } from '../docker/paths.js';
+import { workspacePath } from '../paths.js';
 import type { SshKeyPair, SshKeyStore } from '../ssh-keys.js';
 import { ec2ErrorCode, isInstanceNotFound, toBackendError } from './errors.js';
 import * as files from './files.js';

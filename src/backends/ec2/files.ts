@@ -11,7 +11,7 @@
  */
 import type { SFTPWrapper, Stats } from 'ssh2';
 import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
-import { workspacePath } from '../docker/paths.js';
+import { pathSegments } from '../paths.js';
 import { sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
@@ -98,18 +98,6 @@ interface Resolved {
 const insideOf = (rootReal: string) => (p: string) =>
   p === rootReal || p.startsWith(rootReal === '/' ? '/' : `${rootReal}/`);
 
-/** Lexical checks, then the path segments under the root ('' or '.' = the root itself, list only). */
-function segmentsOf(mode: Mode, root: WorkspaceRoot, path: string): string[] {
-  if (mode === 'list' && (path === '' || path === '.')) {
-    if (root !== '/configs' && root !== '/workspace')
-      throw new BackendError('invalid_path', 'root must be one of /configs, /workspace');
-    return [];
-  }
-  return workspacePath(root, path)
-    .slice(root.length + 1)
-    .split('/');
-}
-
 /**
  * Walks `segs` under the root on the instance: every parent must exist (or is created in write
  * mode) and resolve inside the root; the last component is followed only when it is a link that
@@ -173,7 +161,7 @@ async function resolve(
 
 /** Reads a regular file; every symlink on the path must resolve inside the root. */
 export async function readFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<Buffer> {
-  const segs = segmentsOf('read', root, path);
+  const segs = pathSegments(root, path);
   const full = `${root}/${segs.join('/')}`;
   return withSftp(target, async (sftp) => {
     const r = await resolve(sftp, 'read', root, segs);
@@ -192,7 +180,7 @@ export async function listFiles(
   depth: number,
 ): Promise<FileEntry[]> {
   if (!Number.isInteger(depth) || depth < 1) throw new BackendError('invalid_path', 'depth must be ≥ 1');
-  const segs = segmentsOf('list', root, path);
+  const segs = pathSegments(root, path, { listing: true });
   const full = segs.length ? `${root}/${segs.join('/')}` : root;
   return withSftp(target, async (sftp) => {
     const r = await resolve(sftp, 'list', root, segs);
@@ -248,7 +236,7 @@ export async function writeFile(
   path: string,
   content: Buffer,
 ): Promise<void> {
-  const segs = segmentsOf('write', root, path);
+  const segs = pathSegments(root, path);
   const full = `${root}/${segs.join('/')}`;
   await withSftp(target, async (sftp) => {
     const r = await resolve(sftp, 'write', root, segs);
@@ -262,7 +250,7 @@ export async function writeFile(
 }
 
 export async function deleteFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<void> {
-  const segs = segmentsOf('delete', root, path);
+  const segs = pathSegments(root, path);
   const full = `${root}/${segs.join('/')}`;
   await withSftp(target, async (sftp) => {
     const r = await resolve(sftp, 'delete', root, segs);

@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import { BackendError, type WorkspaceRoot } from '../backend.js';
+import { BackendError, type WorkspaceRoot } from './backend.js';
 
 const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
 
@@ -17,4 +17,20 @@ export function workspacePath(root: WorkspaceRoot, path: string): string {
   if (segments.includes('..')) throw new BackendError('invalid_path', 'path must not contain ..');
   if (segments.length === 0) throw new BackendError('invalid_path', 'path names the root itself');
   return `${root}/${segments.join('/')}`;
+}
+
+/**
+ * The path's segments under the root, after the lexical checks of workspacePath. A listing may name
+ * the root itself ('' or '.'), which gives no segments; nothing else may.
+ */
+export function pathSegments(root: WorkspaceRoot, path: string, opts: { listing?: boolean } = {}): string[] {
+  if (opts.listing && (path === '' || path === '.')) {
+    if (!ROOTS.includes(root)) {
+      throw new BackendError('invalid_path', `root must be one of ${ROOTS.join(', ')}`);
+    }
+    return [];
+  }
+  return workspacePath(root, path)
+    .slice(root.length + 1)
+    .split('/');
 }
