@@ -1,0 +1,326 @@
+/**
+ * Shared set-up of bench/a2a.ts and bench/files.ts: one PostgreSQL + Temporal dev server
+ * (test/setup/services.ts), dockerd + the runtime image, optionally moto + ec2-sim, the real service
+ * (API + worker in this process), one org, and online workspaces on demand. Everything started is
+ * registered for `stop()`, which tears it down in reverse order (workspaces deleted first).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import Dockerode from 'dockerode';
+import pino from 'pino';
+import type { BackendKind } from '../src/backends/backend.js';
+import { DockerBackend } from '../src/backends/docker/docker-backend.js';
+import { createEc2Client } from '../src/backends/ec2/client.js';
+import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
+import { ensureRuntimeImage } from '../src/cli/build-images.js';
+import { loadConfig } from '../src/config.js';
+import { startService, type RunningService } from '../src/service.js';
+import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
+import { MOTO_CREDENTIALS, simServiceEnv } from '../test/ec2-sim/service-env.js';
+import { ensureVmImage } from '../test/ec2-sim/vm-image.js';
+import { createFreshDatabase } from '../test/setup/databases.js';
+import {
+  REPO_ROOT,
+  ensureDockerDaemon,
+  startMoto,
+  startPostgres,
+  startTemporal,
+} from '../test/setup/services.js';
+import { terminateInstances } from './provision-baselines.js';
+import { FatalError, HEARTBEAT_INTERVAL_MS, errorText, guard, poll, progress } from './provision-util.js';
+
+export const ALL_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
+
+export function parseBackends(text: string): BackendKind[] {
+  const wanted = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const unknown = wanted.filter((b) => !ALL_BACKENDS.includes(b as BackendKind));
+  if (unknown.length > 0 || wanted.length === 0)
+    throw new Error(`--backends must be a comma list of ${ALL_BACKENDS.join(', ')}; got ${text}`);
+  return ALL_BACKENDS.filter((b) => wanted.includes(b));
+}
+
+export function parseInt(name: string, text: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new Error(`--${name} must be an integer ${min}..${max}, got ${text}`);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/** Nearest-rank percentile of an ascending array. */
+export function pct(sorted: number[], p: number): number {
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(rank, sorted.length) - 1] ?? Number.NaN;
+}
+
+export const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : '–');
+export const times = (x: number, y: number): string =>
+  y > 0 && Number.isFinite(x) ? `${(x / y).toFixed(2)}×` : '–';
+export const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+
+// ---------------------------------------------------------------------------------------------
+// API client
+
+export interface ApiResponse {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+export async function apiCall(
+  base: string,
+  method: string,
+  pathName: string,
+  opts: { token?: string; body?: unknown } = {},
+): Promise<ApiResponse> {
+  const headers: Record<string, string> = {};
+  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${pathName}`, {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    signal: AbortSignal.timeout(30_000),
+  });
+  const text = await res.text();
+  try {
+    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  } catch {
+    return { status: res.status, body: { text } };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine facts
+
+export interface Machine {
+  nproc: number;
+  cpuModel: string;
+  memGiB: string;
+  kernel: string;
+  docker: string;
+  node: string;
+}
+
+export async function machineFacts(docker: Dockerode): Promise<Machine> {
+  const version = await docker.version();
+  return {
+    nproc: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+    memGiB: (os.totalmem() / 1024 ** 3).toFixed(1),
+    kernel: `${os.type()} ${os.release()}`,
+    docker: version.Version,
+    node: process.version,
+  };
+}
+
+export const loadAvg = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ');
+
+export function machineLines(m: Machine, loadBefore: string, loadAfter: string): string[] {
+  return [
+    `- Machine: nproc ${m.nproc} (${m.cpuModel}), ${m.memGiB} GiB RAM, ${m.kernel}`,
+    `- Docker ${m.docker}, Node ${m.node}`,
+    `- Load average (1 / 5 / 15 min): ${loadBefore} at start, ${loadAfter} at the end`,
+  ];
+}
+
+export async function writeReport(name: string, markdown: string): Promise<string> {
+  const out = path.join(REPO_ROOT, '.data', name);
+  await mkdir(path.dirname(out), { recursive: true });
+  await writeFile(out, markdown);
+  await new Promise<void>((resolve) => process.stdout.write(markdown, () => resolve()));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+
+export interface Workspace {
+  id: string;
+  backend: BackendKind;
+  generation: number;
+  endpoint: string;
+}
+
+export interface BenchEnv {
+  docker: Dockerode;
+  service: RunningService;
+  url: string;
+  token: string;
+  machine: Machine;
+  /** POST /v1/workspaces and wait until GET shows `online`; deleted again in stop(). */
+  provision(backend: BackendKind, name: string): Promise<Workspace>;
+  stop(): Promise<void>;
+}
+
+async function waitStatus(url: string, token: string, id: string, status: string, timeoutMs: number) {
+  return poll(
+    `workspace ${id} to reach ${status}`,
+    async () => {
+      const res = await apiCall(url, 'GET', `/v1/workspaces/${id}`, { token });
+      if (res.status !== 200) throw new Error(`GET ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+      if (res.body.status === 'failed')
+        throw new FatalError(`workspace ${id} failed: ${String(res.body.error)}`);
+      return res.body.status === status ? res.body : null;
+    },
+    timeoutMs,
+  );
+}
+
+/**
+ * Starts everything. On failure whatever was started is stopped before the error propagates; on
+ * success the caller must call `stop()` (in a finally block).
+ */
+export async function startBenchEnv(opts: { backends: BackendKind[]; run: string }): Promise<BenchEnv> {
+  const withEc2 = opts.backends.includes('ec2');
+  const docker = new Dockerode();
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const stops: Array<[string, () => Promise<unknown>]> = [];
+  const stop = async () => {
+    for (const [name, fn] of stops.reverse()) {
+      await fn().catch((err: unknown) => progress(`stopping ${name} failed: ${errorText(err)}`));
+    }
+    stops.length = 0;
+  };
+  try {
+    progress(
+      `starting PostgreSQL, Temporal dev server, dockerd + runtime image${withEc2 ? ', moto + ec2-sim VM image' : ''}`,
+    );
+    const imageReady = ensureDockerDaemon({ log: progress }).then(() =>
+      ensureRuntimeImage({ docker, log: (line) => progress(`runtime image: ${line}`) }),
+    );
+    const settled = await guard(
+      Promise.allSettled([
+        startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
+        startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
+        imageReady,
+        withEc2
+          ? startMoto({ log: progress }).then((s) => (stops.push(['moto', s.stop]), s))
+          : Promise.resolve(null),
+        withEc2
+          ? imageReady.then((runtimeImage) =>
+              ensureVmImage({ docker, runtimeImage, log: (line) => progress(`vm image: ${line}`) }),
+            )
+          : Promise.resolve(null),
+      ] as const),
+    );
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+    const [postgres, temporal, image, moto, vmImage] = settled.map(
+      (s) => (s as PromiseFulfilledResult<unknown>).value,
+    ) as [
+      Awaited<ReturnType<typeof startPostgres>>,
+      Awaited<ReturnType<typeof startTemporal>>,
+      string,
+      Awaited<ReturnType<typeof startMoto>> | null,
+      string | null,
+    ];
+    const machine = await machineFacts(docker);
+
+    let env: Record<string, string> = {};
+    let ec2: EC2Client | undefined;
+    if (withEc2 && moto && vmImage) {
+      progress('ec2: starting the simulator');
+      const sim: Ec2Sim = await guard(
+        startEc2Sim({
+          motoEndpoint: moto.endpoint,
+          vmImage,
+          docker,
+          log: (line) => {
+            if (/fail|cannot|error|refus/i.test(line)) progress(`ec2-sim: ${line}`);
+          },
+        }),
+      );
+      stops.push(['ec2-sim', () => sim.stop()]);
+      if (!sim.subnetId) throw new Error('ec2-sim has no subnet to launch into');
+      const client = createEc2Client({
+        region: sim.region,
+        endpoint: sim.endpoint,
+        credentials: MOTO_CREDENTIALS,
+      });
+      ec2 = client;
+      stops.push([
+        'leftover ec2 instances',
+        async () => {
+          const left = await terminateInstances(client, [
+            { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },
+          ]);
+          if (left > 0) progress(`ec2: terminated ${left} leftover instance(s)`);
+          client.destroy();
+        },
+      ]);
+      env = simServiceEnv(sim);
+    }
+
+    const db = await createFreshDatabase(postgres.adminUrl, `bench_${opts.run}`);
+    stops.push(['database', () => db.drop()]);
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-bench-data-'));
+    stops.push(['data dir', () => rm(dataDir, { recursive: true, force: true })]);
+    const config = loadConfig({
+      DATABASE_URL: db.url,
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: temporal.namespace,
+      RUNTIME_IMAGE: image,
+      DATA_DIR: dataDir,
+      ADMIN_TOKEN: randomBytes(16).toString('hex'),
+      SECRETS_KEY: randomBytes(32).toString('base64'),
+      TASK_QUEUE: `bench-${opts.run}`,
+      PORT: '0',
+      HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
+      LOG_LEVEL: 'warn',
+      ...env,
+    });
+    progress('starting the service (API + worker in-process)');
+    const service = await guard(
+      startService(config, { api: true, worker: true, log: pino({ level: 'warn' }, pino.destination(2)) }),
+    );
+    stops.push(['service', () => service.close()]);
+    const url = service.url!;
+    const org = await apiCall(url, 'POST', '/v1/orgs', {
+      token: config.ADMIN_TOKEN,
+      body: { name: 'bench' },
+    });
+    if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
+    const token = String(org.body.apiKey);
+
+    const dockerLeftovers = new DockerBackend({ docker, image });
+    const provision = async (backend: BackendKind, name: string): Promise<Workspace> => {
+      const res = await apiCall(url, 'POST', '/v1/workspaces', { token, body: { name, backend } });
+      if (res.status !== 202)
+        throw new Error(`POST /v1/workspaces: ${res.status} ${JSON.stringify(res.body)}`);
+      const id = String(res.body.id);
+      // Registered before the wait: a workspace that never comes up is still deleted.
+      stops.push([
+        `workspace ${id}`,
+        async () => {
+          const del = await apiCall(url, 'DELETE', `/v1/workspaces/${id}`, { token });
+          if (del.status !== 202 && del.status !== 404) throw new Error(`DELETE ${id}: ${del.status}`);
+          try {
+            await waitStatus(url, token, id, 'deleted', 120_000);
+          } finally {
+            if (backend === 'docker') await dockerLeftovers.remove(id, { volumes: true });
+            else if (ec2) await terminateInstances(ec2, [{ Name: `tag:${TAG.workspaceId}`, Values: [id] }]);
+          }
+        },
+      ]);
+      const body = await guard(waitStatus(url, token, id, 'online', 180_000));
+      if (typeof body.endpoint !== 'string') throw new Error(`workspace ${id} is online without an endpoint`);
+      return { id, backend, generation: Number(body.generation), endpoint: body.endpoint };
+    };
+    return { docker, service, url, token, machine, provision, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
