@@ -34,3 +34,18 @@ export function pathSegments(root: WorkspaceRoot, path: string, opts: { listing?
     .slice(root.length + 1)
     .split('/');
 }
+
+/** The full path a set of segments names under the root (the root itself when empty). */
+export const joinUnderRoot = (root: WorkspaceRoot, segs: readonly string[]): string =>
+  segs.length ? `${root}/${segs.join('/')}` : root;
+
+/** A listing request after its checks: depth ≥ 1, the path's segments and the full path. */
+export function listingPath(
+  root: WorkspaceRoot,
+  path: string,
+  depth: number,
+): { segs: string[]; full: string } {
+  if (!Number.isInteger(depth) || depth < 1) throw new BackendError('invalid_path', 'depth must be ≥ 1');
+  const segs = pathSegments(root, path, { listing: true });
+  return { segs, full: joinUnderRoot(root, segs) };
+}

@@ -16,7 +16,7 @@ import tar from 'tar-stream';
 import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
 import { extractSingleFile } from './archive.js';
 import { isConflict, isNotFound, toBackendError } from './errors.js';
-import { pathSegments } from '../paths.js';
+import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
 
@@ -203,7 +203,7 @@ async function readStopped(
   root: WorkspaceRoot,
   segs: string[],
 ): Promise<Buffer> {
-  const full = fullOf(root, segs);
+  const full = joinUnderRoot(root, segs);
   const inside = (p: string) => p === root || p.startsWith(`${root}/`);
   let cur: string = root;
   for (const seg of segs.slice(0, -1)) {
@@ -240,9 +240,6 @@ const argvOf = (mode: Mode, root: WorkspaceRoot, segs: string[], depth = 1): str
   ...segs,
 ];
 
-const fullOf = (root: WorkspaceRoot, segs: string[]): string =>
-  segs.length ? `${root}/${segs.join('/')}` : root;
-
 function check(r: ExecResult, full: string): void {
   if (r.code === 0) return;
   const msg = `${full}: ${r.stderr || `exit ${r.code}`}`;
@@ -271,7 +268,7 @@ export async function readFile(
   path: string,
 ): Promise<Buffer> {
   const segs = pathSegments(root, path);
-  const full = fullOf(root, segs);
+  const full = joinUnderRoot(root, segs);
   let r: ExecResult;
   try {
     r = await exec(docker, container, argvOf('read', root, segs), `reading ${full}`);
@@ -290,9 +287,7 @@ export async function listFiles(
   path: string,
   depth: number,
 ): Promise<FileEntry[]> {
-  if (!Number.isInteger(depth) || depth < 1) throw new BackendError('invalid_path', 'depth must be ≥ 1');
-  const segs = pathSegments(root, path, { listing: true });
-  const full = fullOf(root, segs);
+  const { segs, full } = listingPath(root, path, depth);
   const r = await exec(docker, container, argvOf('list', root, segs, depth), `listing ${full}`);
   check(r, full);
   const prefix = segs.join('/');
@@ -341,7 +336,7 @@ export async function writeFile(
   content: Buffer,
 ): Promise<void> {
   const segs = pathSegments(root, path);
-  const full = fullOf(root, segs);
+  const full = joinUnderRoot(root, segs);
   // Resolves (and creates) the parents on the workspace side; prints the physical target.
   const r = await exec(docker, container, argvOf('write', root, segs), `preparing ${full}`);
   check(r, full);
@@ -362,7 +357,7 @@ export async function deleteFile(
   path: string,
 ): Promise<void> {
   const segs = pathSegments(root, path);
-  const full = fullOf(root, segs);
+  const full = joinUnderRoot(root, segs);
   const r = await exec(docker, container, argvOf('delete', root, segs), `deleting ${full}`);
   check(r, full);
 }

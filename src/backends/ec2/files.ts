@@ -11,7 +11,7 @@
  */
 import type { SFTPWrapper, Stats } from 'ssh2';
 import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
-import { pathSegments } from '../paths.js';
+import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 import { sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
@@ -110,7 +110,7 @@ async function resolve(
   segs: string[],
 ): Promise<Resolved> {
   const fs = new Fs(sftp);
-  const full = segs.length ? `${root}/${segs.join('/')}` : root;
+  const full = joinUnderRoot(root, segs);
   const rootReal = await fs.realpath(root, root);
   const inside = insideOf(rootReal);
   const escapes = () => new BackendError('invalid_path', `${full} resolves outside ${root}`);
@@ -179,9 +179,7 @@ export async function listFiles(
   path: string,
   depth: number,
 ): Promise<FileEntry[]> {
-  if (!Number.isInteger(depth) || depth < 1) throw new BackendError('invalid_path', 'depth must be ≥ 1');
-  const segs = pathSegments(root, path, { listing: true });
-  const full = segs.length ? `${root}/${segs.join('/')}` : root;
+  const { segs, full } = listingPath(root, path, depth);
   return withSftp(target, async (sftp) => {
     const r = await resolve(sftp, 'list', root, segs);
     if (!r.exists) throw new BackendError('not_found', `${full} not found`);
