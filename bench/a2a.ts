@@ -16,7 +16,7 @@
  * be 200 with a JSON-RPC `result`. Report (Markdown) to stdout and .data/bench-a2a.md; progress on
  * stderr. The workspaces are deleted and every service stopped in `finally`.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -24,18 +24,18 @@ import type { BackendKind } from '../src/backends/backend.js';
 import {
   fmt,
   loadAvg,
-  machineLines,
+  reportHead,
   parseBackends,
   parseInt,
   pct,
   row,
-  startBenchEnv,
+  runBench,
   times,
-  writeReport,
   type BenchEnv,
+  type BenchMeta,
   type Workspace,
 } from './bench-env.js';
-import { guard, progress } from './provision-util.js';
+import { guard, progress, runMain } from './provision-util.js';
 
 /** Per-request cap; a slower answer counts as an error. */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -234,24 +234,16 @@ function stats(k: KindResult) {
   };
 }
 
-function report(opts: {
-  command: string;
-  date: Date;
-  env: BenchEnv;
-  results: BackendResult[];
-  requests: number;
-  concurrency: number;
-  warmup: number;
-  load: [string, string];
-  wallMs: number;
-}): string {
+function report(
+  opts: BenchMeta & {
+    results: BackendResult[];
+    requests: number;
+    concurrency: number;
+    warmup: number;
+  },
+): string {
   const lines: string[] = [
-    '# A2A proxy overhead (`message/send`)',
-    '',
-    `- Command: \`${opts.command}\``,
-    `- Date: ${opts.date.toISOString()}`,
-    ...machineLines(opts.env.machine, opts.load[0], opts.load[1]),
-    `- Whole run: ${(opts.wallMs / 1000).toFixed(1)} s (service start-up and provisioning included)`,
+    ...reportHead('A2A proxy overhead (`message/send`)', opts),
     `- Per backend and kind: ${opts.requests} timed requests, concurrency ${opts.concurrency} (closed loop,`,
     '  node:http keep-alive agent, one per kind), after an untimed warm-up of ' +
       `${opts.warmup} requests of each kind.`,
@@ -325,41 +317,20 @@ async function main(): Promise<void> {
   const concurrency = parseInt('concurrency', values.concurrency, 1, 256);
   const warmup = parseInt('warmup', values.warmup, 0, 10_000);
   const backends = parseBackends(values.backends);
-  const command = ['npx tsx bench/a2a.ts', ...process.argv.slice(2)].join(' ');
-  const date = new Date();
-  const loadBefore = loadAvg();
-  const wallStart = performance.now();
-  const run = `ba${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-
-  const env = await startBenchEnv({ backends, run });
-  try {
-    const results: BackendResult[] = [];
-    for (const backend of backends) {
-      results.push(await benchBackend(env, backend, run, requests, concurrency, warmup));
-    }
-    const markdown = report({
-      command,
-      date,
-      env,
-      results,
-      requests,
-      concurrency,
-      warmup,
-      load: [loadBefore, loadAvg()],
-      wallMs: performance.now() - wallStart,
-    });
-    const out = await writeReport('bench-a2a.md', markdown);
-    progress(`report written to ${out}`);
-  } finally {
-    progress('cleaning up: deleting workspaces, stopping the service and everything started');
-    await env.stop();
-  }
+  await runBench({
+    script: 'bench/a2a.ts',
+    runPrefix: 'ba',
+    reportName: 'bench-a2a.md',
+    backends,
+    measure: async (env, run) => {
+      const results: BackendResult[] = [];
+      for (const backend of backends) {
+        results.push(await benchBackend(env, backend, run, requests, concurrency, warmup));
+      }
+      return results;
+    },
+    report: (results, meta) => report({ ...meta, results, requests, concurrency, warmup }),
+  });
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    progress(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -3,11 +3,14 @@
  * (test/setup/services.ts), dockerd + the runtime image, optionally moto + ec2-sim, the real service
  * (API + worker in this process), one org, and online workspaces on demand. Everything started is
  * registered for `stop()`, which tears it down in reverse order (workspaces deleted first).
+ * bench/provision.ts uses the same pieces (`startInfra`, `startBenchService`, `machineFacts`,
+ * `writeReport`, the option parsers) with a service per backend.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import Dockerode from 'dockerode';
@@ -29,6 +32,9 @@ import {
   startMoto,
   startPostgres,
   startTemporal,
+  type RunningMoto,
+  type RunningPostgres,
+  type RunningTemporal,
 } from '../test/setup/services.js';
 import { terminateInstances } from './provision-baselines.js';
 import { FatalError, HEARTBEAT_INTERVAL_MS, errorText, guard, poll, progress } from './provision-util.js';
@@ -53,19 +59,8 @@ export function parseInt(name: string, text: string, min: number, max: number): 
   return n;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Statistics
-
-/** Nearest-rank percentile of an ascending array. */
-export function pct(sorted: number[], p: number): number {
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(rank, sorted.length) - 1] ?? Number.NaN;
-}
-
-export const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : '–');
-export const times = (x: number, y: number): string =>
-  y > 0 && Number.isFinite(x) ? `${(x / y).toFixed(2)}×` : '–';
-export const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+// Statistics and table helpers live in provision-util.ts; re-exported for a2a.ts and files.ts.
+export { fmt, pct, row, times } from './provision-util.js';
 
 // ---------------------------------------------------------------------------------------------
 // API client
@@ -79,7 +74,7 @@ export async function apiCall(
   base: string,
   method: string,
   pathName: string,
-  opts: { token?: string; body?: unknown } = {},
+  opts: { token?: string; body?: unknown; signal?: AbortSignal } = {},
 ): Promise<ApiResponse> {
   const headers: Record<string, string> = {};
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
@@ -88,7 +83,7 @@ export async function apiCall(
     method,
     headers,
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-    signal: AbortSignal.timeout(30_000),
+    signal: opts.signal ?? AbortSignal.timeout(30_000),
   });
   const text = await res.text();
   try {
@@ -136,6 +131,18 @@ export function machineLines(m: Machine, loadBefore: string, loadAfter: string):
   ];
 }
 
+/** The report's title and first bullets: command, date, machine, load average, whole-run time. */
+export function reportHead(title: string, meta: BenchMeta): string[] {
+  return [
+    `# ${title}`,
+    '',
+    `- Command: \`${meta.command}\``,
+    `- Date: ${meta.date.toISOString()}`,
+    ...machineLines(meta.env.machine, meta.load[0], meta.load[1]),
+    `- Whole run: ${(meta.wallMs / 1000).toFixed(1)} s (service start-up and provisioning included)`,
+  ];
+}
+
 export async function writeReport(name: string, markdown: string): Promise<string> {
   const out = path.join(REPO_ROOT, '.data', name);
   await mkdir(path.dirname(out), { recursive: true });
@@ -179,6 +186,100 @@ async function waitStatus(url: string, token: string, id: string, status: string
   );
 }
 
+export type Stops = Array<[string, () => Promise<unknown>]>;
+
+export interface Infra {
+  postgres: RunningPostgres;
+  temporal: RunningTemporal;
+  image: string;
+  moto: RunningMoto | null;
+  vmImage: string | null;
+}
+
+/**
+ * Starts, concurrently, PostgreSQL, the Temporal dev server, dockerd + the runtime image and, with
+ * ec2, moto + the ec2-sim VM image. Every service started is pushed onto `stops` (also when another
+ * one fails); the first failure is thrown once all have settled.
+ */
+export async function startInfra(docker: Dockerode, withEc2: boolean, stops: Stops): Promise<Infra> {
+  // The in-process worker logs through the Temporal runtime (stderr); INFO is worker state chatter.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  progress(
+    `starting PostgreSQL, Temporal dev server, dockerd + runtime image${withEc2 ? ', moto + ec2-sim VM image' : ''}`,
+  );
+  const imageReady = ensureDockerDaemon({ log: progress }).then(() =>
+    ensureRuntimeImage({ docker, log: (line) => progress(`runtime image: ${line}`) }),
+  );
+  const settled = await guard(
+    Promise.allSettled([
+      startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
+      startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
+      imageReady,
+      withEc2
+        ? startMoto({ log: progress }).then((s) => (stops.push(['moto', s.stop]), s))
+        : Promise.resolve(null),
+      withEc2
+        ? imageReady.then((runtimeImage) =>
+            ensureVmImage({ docker, runtimeImage, log: (line) => progress(`vm image: ${line}`) }),
+          )
+        : Promise.resolve(null),
+    ] as const),
+  );
+  for (const s of settled) if (s.status === 'rejected') throw s.reason;
+  const [postgres, temporal, image, moto, vmImage] = settled.map(
+    (s) => (s as PromiseFulfilledResult<unknown>).value,
+  ) as [RunningPostgres, RunningTemporal, string, RunningMoto | null, string | null];
+  return { postgres, temporal, image, moto, vmImage };
+}
+
+/**
+ * A fresh database + data dir, the real service (API + worker in this process) on them, and one
+ * org. Database, data dir and service are pushed onto `stops` as they come up.
+ */
+export async function startBenchService(opts: {
+  infra: Pick<Infra, 'postgres' | 'temporal' | 'image'>;
+  database: string;
+  taskQueue: string;
+  /** Settings that enable a backend (ec2: the simulator's endpoint, AMI, subnet, …). */
+  env: Record<string, string>;
+  /** Prefix of the progress line. */
+  label: string;
+  stops: Stops;
+}): Promise<{ service: RunningService; url: string; token: string }> {
+  const { infra, stops } = opts;
+  const db = await createFreshDatabase(infra.postgres.adminUrl, opts.database);
+  stops.push(['database', () => db.drop()]);
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-bench-data-'));
+  stops.push(['data dir', () => rm(dataDir, { recursive: true, force: true })]);
+  const config = loadConfig({
+    DATABASE_URL: db.url,
+    TEMPORAL_ADDRESS: infra.temporal.address,
+    TEMPORAL_NAMESPACE: infra.temporal.namespace,
+    RUNTIME_IMAGE: infra.image,
+    DATA_DIR: dataDir,
+    ADMIN_TOKEN: randomBytes(16).toString('hex'),
+    SECRETS_KEY: randomBytes(32).toString('base64'),
+    TASK_QUEUE: opts.taskQueue,
+    PORT: '0',
+    HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
+    LOG_LEVEL: 'warn',
+    ...opts.env,
+  });
+  progress(`${opts.label}starting the service (API + worker in-process)`);
+  // Logs go to stderr: stdout carries the report.
+  const service = await guard(
+    startService(config, { api: true, worker: true, log: pino({ level: 'warn' }, pino.destination(2)) }),
+  );
+  stops.push(['service', () => service.close()]);
+  const url = service.url!;
+  const org = await apiCall(url, 'POST', '/v1/orgs', {
+    token: config.ADMIN_TOKEN,
+    body: { name: 'bench' },
+  });
+  if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
+  return { service, url, token: String(org.body.apiKey) };
+}
+
 /**
  * Starts everything. On failure whatever was started is stopped before the error propagates; on
  * success the caller must call `stop()` (in a finally block).
@@ -186,8 +287,7 @@ async function waitStatus(url: string, token: string, id: string, status: string
 export async function startBenchEnv(opts: { backends: BackendKind[]; run: string }): Promise<BenchEnv> {
   const withEc2 = opts.backends.includes('ec2');
   const docker = new Dockerode();
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  const stops: Array<[string, () => Promise<unknown>]> = [];
+  const stops: Stops = [];
   const stop = async () => {
     for (const [name, fn] of stops.reverse()) {
       await fn().catch((err: unknown) => progress(`stopping ${name} failed: ${errorText(err)}`));
@@ -195,37 +295,8 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
     stops.length = 0;
   };
   try {
-    progress(
-      `starting PostgreSQL, Temporal dev server, dockerd + runtime image${withEc2 ? ', moto + ec2-sim VM image' : ''}`,
-    );
-    const imageReady = ensureDockerDaemon({ log: progress }).then(() =>
-      ensureRuntimeImage({ docker, log: (line) => progress(`runtime image: ${line}`) }),
-    );
-    const settled = await guard(
-      Promise.allSettled([
-        startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
-        startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
-        imageReady,
-        withEc2
-          ? startMoto({ log: progress }).then((s) => (stops.push(['moto', s.stop]), s))
-          : Promise.resolve(null),
-        withEc2
-          ? imageReady.then((runtimeImage) =>
-              ensureVmImage({ docker, runtimeImage, log: (line) => progress(`vm image: ${line}`) }),
-            )
-          : Promise.resolve(null),
-      ] as const),
-    );
-    for (const s of settled) if (s.status === 'rejected') throw s.reason;
-    const [postgres, temporal, image, moto, vmImage] = settled.map(
-      (s) => (s as PromiseFulfilledResult<unknown>).value,
-    ) as [
-      Awaited<ReturnType<typeof startPostgres>>,
-      Awaited<ReturnType<typeof startTemporal>>,
-      string,
-      Awaited<ReturnType<typeof startMoto>> | null,
-      string | null,
-    ];
+    const infra = await startInfra(docker, withEc2, stops);
+    const { image, moto, vmImage } = infra;
     const machine = await machineFacts(docker);
 
     let env: Record<string, string> = {};
@@ -263,36 +334,14 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
       env = simServiceEnv(sim);
     }
 
-    const db = await createFreshDatabase(postgres.adminUrl, `bench_${opts.run}`);
-    stops.push(['database', () => db.drop()]);
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-bench-data-'));
-    stops.push(['data dir', () => rm(dataDir, { recursive: true, force: true })]);
-    const config = loadConfig({
-      DATABASE_URL: db.url,
-      TEMPORAL_ADDRESS: temporal.address,
-      TEMPORAL_NAMESPACE: temporal.namespace,
-      RUNTIME_IMAGE: image,
-      DATA_DIR: dataDir,
-      ADMIN_TOKEN: randomBytes(16).toString('hex'),
-      SECRETS_KEY: randomBytes(32).toString('base64'),
-      TASK_QUEUE: `bench-${opts.run}`,
-      PORT: '0',
-      HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
-      LOG_LEVEL: 'warn',
-      ...env,
+    const { service, url, token } = await startBenchService({
+      infra,
+      database: `bench_${opts.run}`,
+      taskQueue: `bench-${opts.run}`,
+      env,
+      label: '',
+      stops,
     });
-    progress('starting the service (API + worker in-process)');
-    const service = await guard(
-      startService(config, { api: true, worker: true, log: pino({ level: 'warn' }, pino.destination(2)) }),
-    );
-    stops.push(['service', () => service.close()]);
-    const url = service.url!;
-    const org = await apiCall(url, 'POST', '/v1/orgs', {
-      token: config.ADMIN_TOKEN,
-      body: { name: 'bench' },
-    });
-    if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
-    const token = String(org.body.apiKey);
 
     const dockerLeftovers = new DockerBackend({ docker, image });
     const provision = async (backend: BackendKind, name: string): Promise<Workspace> => {
@@ -322,5 +371,52 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+export interface BenchMeta {
+  command: string;
+  date: Date;
+  env: BenchEnv;
+  /** Load average at the start and when the measurements were over. */
+  load: [string, string];
+  wallMs: number;
+}
+
+/**
+ * The frame of bench/a2a.ts and bench/files.ts: starts the environment, runs `measure`, writes the
+ * report (stdout + .data/<reportName>) and always stops everything started.
+ */
+export async function runBench<R>(opts: {
+  /** The script as typed after `npx tsx`, for the report's command line. */
+  script: string;
+  /** Prefix of the run id (names, database, task queue). */
+  runPrefix: string;
+  reportName: string;
+  backends: BackendKind[];
+  measure: (env: BenchEnv, run: string) => Promise<R>;
+  report: (results: R, meta: BenchMeta) => string;
+}): Promise<void> {
+  const command = [`npx tsx ${opts.script}`, ...process.argv.slice(2)].join(' ');
+  const date = new Date();
+  const loadBefore = loadAvg();
+  const wallStart = performance.now();
+  const run = `${opts.runPrefix}${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+
+  const env = await startBenchEnv({ backends: opts.backends, run });
+  try {
+    const results = await opts.measure(env, run);
+    const markdown = opts.report(results, {
+      command,
+      date,
+      env,
+      load: [loadBefore, loadAvg()],
+      wallMs: performance.now() - wallStart,
+    });
+    const out = await writeReport(opts.reportName, markdown);
+    progress(`report written to ${out}`);
+  } finally {
+    progress('cleaning up: deleting workspaces, stopping the service and everything started');
+    await env.stop();
   }
 }

@@ -23,18 +23,18 @@ import type { BackendKind } from '../src/backends/backend.js';
 import {
   fmt,
   loadAvg,
-  machineLines,
+  reportHead,
   parseBackends,
   parseInt,
   pct,
   row,
-  startBenchEnv,
+  runBench,
   times,
-  writeReport,
   type BenchEnv,
+  type BenchMeta,
   type Workspace,
 } from './bench-env.js';
-import { guard, progress } from './provision-util.js';
+import { guard, progress, runMain } from './provision-util.js';
 
 const FILE_BYTES = 1024 * 1024;
 const WARMUP_ROUNDS = 3;
@@ -120,22 +120,14 @@ async function benchBackend(
 
 const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 
-function report(opts: {
-  command: string;
-  date: Date;
-  env: BenchEnv;
-  results: BackendResult[];
-  rounds: number;
-  load: [string, string];
-  wallMs: number;
-}): string {
+function report(
+  opts: BenchMeta & {
+    results: BackendResult[];
+    rounds: number;
+  },
+): string {
   const lines: string[] = [
-    '# Files API overhead (1 MiB write + read round trip)',
-    '',
-    `- Command: \`${opts.command}\``,
-    `- Date: ${opts.date.toISOString()}`,
-    ...machineLines(opts.env.machine, opts.load[0], opts.load[1]),
-    `- Whole run: ${(opts.wallMs / 1000).toFixed(1)} s (service start-up and provisioning included)`,
+    ...reportHead('Files API overhead (1 MiB write + read round trip)', opts),
     `- Per backend: ${opts.rounds} timed rounds after ${WARMUP_ROUNDS} untimed warm-up rounds; each round does`,
     '  one round trip of each kind (alternating which goes first) with fresh random 1 MiB content,',
     '  verified byte for byte; sequential, one request in flight.',
@@ -212,37 +204,18 @@ async function main(): Promise<void> {
   });
   const rounds = parseInt('rounds', values.rounds, 1, 1000);
   const backends = parseBackends(values.backends);
-  const command = ['npx tsx bench/files.ts', ...process.argv.slice(2)].join(' ');
-  const date = new Date();
-  const loadBefore = loadAvg();
-  const wallStart = performance.now();
-  const run = `bf${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-
-  const env = await startBenchEnv({ backends, run });
-  try {
-    const results: BackendResult[] = [];
-    for (const backend of backends) results.push(await benchBackend(env, backend, run, rounds));
-    const markdown = report({
-      command,
-      date,
-      env,
-      results,
-      rounds,
-      load: [loadBefore, loadAvg()],
-      wallMs: performance.now() - wallStart,
-    });
-    const out = await writeReport('bench-files.md', markdown);
-    progress(`report written to ${out}`);
-  } finally {
-    progress('cleaning up: deleting workspaces, stopping the service and everything started');
-    await env.stop();
-  }
+  await runBench({
+    script: 'bench/files.ts',
+    runPrefix: 'bf',
+    reportName: 'bench-files.md',
+    backends,
+    measure: async (env, run) => {
+      const results: BackendResult[] = [];
+      for (const backend of backends) results.push(await benchBackend(env, backend, run, rounds));
+      return results;
+    },
+    report: (results, meta) => report({ ...meta, results, rounds }),
+  });
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    progress(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

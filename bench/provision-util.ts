@@ -59,7 +59,7 @@ export interface Summary {
 }
 
 /** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: number[], p: number): number {
+export function pct(sorted: number[], p: number): number {
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[Math.min(rank, sorted.length) - 1] ?? Number.NaN;
 }
@@ -69,13 +69,29 @@ export function summarize(values: number[]): Summary {
   return {
     n: sorted.length,
     min: sorted[0] ?? Number.NaN,
-    p50: percentile(sorted, 50),
-    p95: percentile(sorted, 95),
+    p50: pct(sorted, 50),
+    p95: pct(sorted, 95),
     max: sorted[sorted.length - 1] ?? Number.NaN,
   };
 }
 
 export const ms = (v: number): string => (Number.isFinite(v) ? String(Math.round(v)) : '–');
+export const fmt = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : '–');
+/** x / y as `1.23×`; '–' when y is not positive or x not finite. */
+export const times = (x: number, y: number): string =>
+  y > 0 && Number.isFinite(x) ? `${(x / y).toFixed(2)}×` : '–';
+export const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+
+/** Runs a bench's main(): exit 0 when it resolves; on an error the stack to stderr and exit 1. */
+export function runMain(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      progress(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
 
 /** Settles every promise first (so nothing is left running unobserved), then fails on the first error. */
 export async function allOrFail<T>(what: string, promises: Array<Promise<T>>): Promise<T[]> {

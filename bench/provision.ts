@@ -25,33 +25,21 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { EC2Client } from '@aws-sdk/client-ec2';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import Dockerode from 'dockerode';
-import pino from 'pino';
 import type { BackendKind } from '../src/backends/backend.js';
 import { DockerBackend } from '../src/backends/docker/docker-backend.js';
 import { createEc2Client } from '../src/backends/ec2/client.js';
 import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
-import { ensureRuntimeImage } from '../src/cli/build-images.js';
-import { loadConfig } from '../src/config.js';
-import { startService, type RunningService } from '../src/service.js';
+import type { RunningService } from '../src/service.js';
 import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../test/ec2-sim/service-env.js';
-import { ensureVmImage } from '../test/ec2-sim/vm-image.js';
-import { createFreshDatabase, type FreshDatabase } from '../test/setup/databases.js';
 import {
-  REPO_ROOT,
-  ensureDockerDaemon,
   motoBinary,
-  startMoto,
-  startPostgres,
-  startTemporal,
   type RunningMoto,
   type RunningPostgres,
   type RunningTemporal,
@@ -65,10 +53,21 @@ import {
   type BaselineSample,
 } from './provision-baselines.js';
 import {
+  ALL_BACKENDS,
+  apiCall,
+  machineFacts as baseMachineFacts,
+  parseBackends,
+  parseInt,
+  startBenchService,
+  startInfra,
+  writeReport,
+  type Machine as BaseMachine,
+  type Stops,
+} from './bench-env.js';
+import {
   ATTEMPT_TIMEOUT_MS,
   BOOT_PHASES,
   FatalError,
-  HEARTBEAT_INTERVAL_MS,
   POLL_INTERVAL_MS,
   allOrFail,
   errorText,
@@ -77,13 +76,15 @@ import {
   poll,
   pollCount,
   progress,
+  row,
+  runMain,
   summarize,
+  times as ratio,
   watchStarts,
   type PollLoad,
   type StartWatcher,
 } from './provision-util.js';
 
-const ALL_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
 /** The label both DockerBackend's containers and ec2-sim's VM containers carry. */
 const WORKSPACE_LABEL = 'wo.workspace-id';
 
@@ -99,25 +100,7 @@ interface Api {
 }
 
 function apiClient(url: string): Api {
-  return {
-    async call(method, pathName, opts = {}) {
-      const headers: Record<string, string> = {};
-      if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-      if (opts.body !== undefined) headers['content-type'] = 'application/json';
-      const res = await fetch(`${url}${pathName}`, {
-        method,
-        headers,
-        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        signal: opts.signal ?? AbortSignal.timeout(30_000),
-      });
-      const text = await res.text();
-      try {
-        return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-      } catch {
-        return { status: res.status, body: { text } };
-      }
-    },
-  };
+  return { call: (method, pathName, opts) => apiCall(url, method, pathName, opts) };
 }
 
 /** Polls GET /v1/workspaces/:id every 50 ms until `status`; a `failed` workspace ends the wait at once. */
@@ -252,40 +235,21 @@ async function runOrchestrated(opts: {
   leftovers: (ids: string[]) => Promise<unknown>;
 }): Promise<OrchestratedResult> {
   const { backend, docker, run, n } = opts;
-  const cleanup: Array<[string, () => Promise<unknown>]> = [];
+  const cleanup: Stops = [];
   const ids = new Set<string>();
   try {
-    const db: FreshDatabase = await createFreshDatabase(opts.postgres.adminUrl, `bench_${backend}`);
-    cleanup.push(['database', () => db.drop()]);
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-bench-data-'));
-    cleanup.push(['data dir', () => rm(dataDir, { recursive: true, force: true })]);
-    const config = loadConfig({
-      DATABASE_URL: db.url,
-      TEMPORAL_ADDRESS: opts.temporal.address,
-      TEMPORAL_NAMESPACE: opts.temporal.namespace,
-      RUNTIME_IMAGE: opts.image,
-      DATA_DIR: dataDir,
-      ADMIN_TOKEN: randomBytes(16).toString('hex'),
-      SECRETS_KEY: randomBytes(32).toString('base64'),
-      TASK_QUEUE: `bench-${run}-${backend}`,
-      PORT: '0',
-      HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
-      LOG_LEVEL: 'warn',
-      ...opts.env,
+    const { service, url, token } = await startBenchService({
+      infra: opts,
+      database: `bench_${backend}`,
+      taskQueue: `bench-${run}-${backend}`,
+      env: opts.env,
+      label: `${backend} orchestrated: `,
+      stops: cleanup,
     });
-    progress(`${backend} orchestrated: starting the service (API + worker in-process)`);
-    // Logs go to stderr: stdout carries the report.
-    const service = await guard(
-      startService(config, { api: true, worker: true, log: pino({ level: 'warn' }, pino.destination(2)) }),
-    );
     // Last in, first out: resources are removed before the service (and its DB) goes away.
-    cleanup.push(['service', () => service.close()]);
     cleanup.push([`${backend} workspace resources`, () => opts.leftovers([...ids])]);
 
-    const api = apiClient(service.url!);
-    const org = await api.call('POST', '/v1/orgs', { token: config.ADMIN_TOKEN, body: { name: 'bench' } });
-    if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
-    const token = String(org.body.apiKey);
+    const api = apiClient(url);
     const provision = async (name: string) => {
       const sample = await provisionOne(api, token, name, backend);
       ids.add(sample.id);
@@ -446,14 +410,8 @@ async function benchEc2(
 // ---------------------------------------------------------------------------------------------
 // Report
 
-interface Machine {
-  cpus: number;
-  cpuModel: string;
-  memGiB: string;
-  kernel: string;
-  docker: string;
+interface Machine extends BaseMachine {
   storageDriver: string;
-  node: string;
   moto: string;
 }
 
@@ -473,24 +431,13 @@ function motoVersion(): string {
 }
 
 async function machineFacts(docker: Dockerode): Promise<Machine> {
-  const [version, info] = await Promise.all([
-    docker.version(),
+  const [base, info] = await Promise.all([
+    baseMachineFacts(docker),
     docker.info() as Promise<{ Driver?: string }>,
   ]);
-  return {
-    cpus: os.availableParallelism(),
-    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
-    memGiB: (os.totalmem() / 1024 ** 3).toFixed(1),
-    kernel: `${os.type()} ${os.release()}`,
-    docker: version.Version,
-    storageDriver: info.Driver ?? 'unknown',
-    node: process.version,
-    moto: motoVersion(),
-  };
+  return { ...base, storageDriver: info.Driver ?? 'unknown', moto: motoVersion() };
 }
 
-const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
-const ratio = (x: number, y: number) => (y > 0 && Number.isFinite(x) ? `${(x / y).toFixed(2)}×` : '–');
 const rate = (l: PollLoad) =>
   `${l.requests} requests in ${(l.windowMs / 1000).toFixed(1)} s (≈${Math.round(l.requests / (l.windowMs / 1000))}/s)`;
 
@@ -630,7 +577,7 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     `  orchestrated \`GET /v1/workspaces/:id\` ${rate(orchestrated.load)}, served by the in-process API`,
     '  that also serves the agents’ registry calls.',
     `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
-    `  share this machine’s ${machine.cpus} CPUs with the ${n} booting ${resource}s.`,
+    `  share this machine’s ${machine.nproc} CPUs with the ${n} booting ${resource}s.`,
     `- Teardown (not a metric): ${n} concurrent DELETEs → all \`deleted\` and no ${resource} left in`,
     `  ${(orchestrated.deleteMs / 1000).toFixed(1)} s.`,
     '',
@@ -700,7 +647,7 @@ function report(opts: {
     '',
     `- Command: \`${opts.command}\``,
     `- Date: ${opts.date.toISOString()}`,
-    `- Machine: ${machine.cpus} CPUs (nproc; ${machine.cpuModel}), ${machine.memGiB} GiB RAM, ${machine.kernel}`,
+    `- Machine: ${machine.nproc} CPUs (nproc; ${machine.cpuModel}), ${machine.memGiB} GiB RAM, ${machine.kernel}`,
     `- Docker ${machine.docker} (storage driver ${machine.storageDriver}), Node ${machine.node}` +
       (hasEc2 ? `, moto ${machine.moto}` : ''),
     `- Runtime image: \`${opts.image}\`` + (opts.vmImage ? `; ec2-sim VM image: \`${opts.vmImage}\`` : ''),
@@ -751,23 +698,8 @@ function report(opts: {
 
 // ---------------------------------------------------------------------------------------------
 
-function parseBackends(text: string): BackendKind[] {
-  const wanted = text
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const unknown = wanted.filter((b) => !ALL_BACKENDS.includes(b as BackendKind));
-  if (unknown.length > 0 || wanted.length === 0)
-    throw new Error(`--backends must be a comma list of ${ALL_BACKENDS.join(', ')}; got ${text}`);
-  return ALL_BACKENDS.filter((b) => wanted.includes(b));
-}
-
-function parseN(name: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 200)
-    throw new Error(`--${name} must be an integer 1..200, got ${text}`);
-  return n;
-}
+/** An N of 1..200. */
+const parseN = (name: string, text: string): number => parseInt(name, text, 1, 200);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -788,35 +720,10 @@ async function main(): Promise<void> {
   const wallStart = performance.now();
   const run = `bn${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const docker = new Dockerode();
-  // The in-process worker logs through the Temporal runtime (stderr); INFO is worker state chatter.
-  Runtime.install({ logger: new DefaultLogger('WARN') });
 
-  const stops: Array<[string, () => Promise<unknown>]> = [];
+  const stops: Stops = [];
   try {
-    progress(
-      `starting PostgreSQL, Temporal dev server, dockerd + runtime image${withEc2 ? ', moto + ec2-sim VM image' : ''}`,
-    );
-    const imageReady = ensureDockerDaemon({ log: progress }).then(() =>
-      ensureRuntimeImage({ docker, log: (line) => progress(`runtime image: ${line}`) }),
-    );
-    const [postgres, temporal, image, moto, vmImage] = await guard(
-      Promise.allSettled([
-        startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
-        startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
-        imageReady,
-        withEc2
-          ? startMoto({ log: progress }).then((s) => (stops.push(['moto', s.stop]), s))
-          : Promise.resolve(null),
-        withEc2
-          ? imageReady.then((runtimeImage) =>
-              ensureVmImage({ docker, runtimeImage, log: (line) => progress(`vm image: ${line}`) }),
-            )
-          : Promise.resolve(null),
-      ]),
-    );
-    for (const started of [postgres, temporal, image, moto, vmImage])
-      if (started.status === 'rejected') throw started.reason;
-    const ok = <T>(s: PromiseSettledResult<T>): T => (s as PromiseFulfilledResult<T>).value;
+    const infra = await startInfra(docker, withEc2, stops);
     const machine = await machineFacts(docker);
 
     const registry = await startFakeRegistry();
@@ -825,9 +732,9 @@ async function main(): Promise<void> {
     stops.push(['docker events', async () => starts.stop()]);
     const shared: Shared = {
       docker,
-      postgres: ok(postgres),
-      temporal: ok(temporal),
-      image: ok(image),
+      postgres: infra.postgres,
+      temporal: infra.temporal,
+      image: infra.image,
       registry,
       starts,
       run,
@@ -836,23 +743,20 @@ async function main(): Promise<void> {
     const results: BackendResult[] = [];
     for (const backend of backends) {
       if (backend === 'docker') results.push(await benchDocker(shared, n));
-      else results.push(await benchEc2(shared, ok(moto)!, ok(vmImage)!, nEc2));
+      else results.push(await benchEc2(shared, infra.moto!, infra.vmImage!, nEc2));
     }
 
     const markdown = report({
       command,
       date,
       machine,
-      image: ok(image),
-      vmImage: ok(vmImage),
+      image: infra.image,
+      vmImage: infra.vmImage,
       results,
       wallMs: performance.now() - wallStart,
       load: [loadBefore, os.loadavg()[0] ?? 0],
     });
-    const out = path.join(REPO_ROOT, '.data', 'bench-provision.md');
-    await mkdir(path.dirname(out), { recursive: true });
-    await writeFile(out, markdown);
-    await new Promise<void>((resolve) => process.stdout.write(markdown, () => resolve()));
+    const out = await writeReport('bench-provision.md', markdown);
     progress(`report written to ${out}`);
   } finally {
     for (const [name, stop] of stops.reverse()) {
@@ -861,10 +765,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    progress(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -14,6 +14,7 @@ import { ensureVmImage } from '../ec2-sim/vm-image.js';
 import {
   containersOf,
   createOrg,
+  deleteLeftoverWorkspaces,
   startStack,
   testEnv,
   volumesOf,
@@ -68,6 +69,7 @@ export function useParityStack(backend: BackendKind, opts: StackOptions = {}): P
     org = await createOrg(stack);
   });
   afterAll(async () => {
+    if (stack) await deleteLeftoverWorkspaces(stack);
     await stack?.close();
     await sim?.stop();
   });

@@ -27,6 +27,10 @@ export interface Stack {
   adminToken: string;
   docker: Dockerode;
   api: ApiClient;
+  /** Orgs created through createOrg on this stack: their workspaces are this stack's to clean up. */
+  orgIds: Set<string>;
+  /** Whether a worker runs in this process (workflows of this stack's task queue progress). */
+  worker: boolean;
   close(): Promise<void>;
 }
 
@@ -65,6 +69,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     adminToken: config.ADMIN_TOKEN,
     docker: new Dockerode(),
     api,
+    orgIds: new Set(),
+    worker: opts.worker ?? true,
     close: () => service.close(),
   };
 }
@@ -85,6 +91,7 @@ export function useStack(opts: StackOptions = {}): StackFixture {
     org = await createOrg(stack);
   });
   afterAll(async () => {
+    if (stack) await deleteLeftoverWorkspaces(stack);
     await stack?.close();
   });
   return {
@@ -149,7 +156,28 @@ export class ApiClient {
 export async function createOrg(stack: Stack, name = 'acme'): Promise<{ id: string; apiKey: string }> {
   const res = await stack.api.call('POST', '/v1/orgs', { token: stack.adminToken, body: { name } });
   if (res.status !== 201) throw new Error(`create org: ${res.status} ${JSON.stringify(res.body)}`);
+  stack.orgIds.add(res.body.id);
   return res.body as { id: string; apiKey: string };
+}
+
+/**
+ * Deletes every workspace of this stack's orgs that a test left behind, and waits until each is
+ * `deleted`, so no container, volume or instance outlives the test file. Tests still delete what
+ * they create; this is the net under a failed or forgetful one.
+ */
+export async function deleteLeftoverWorkspaces(stack: Stack): Promise<void> {
+  if (!stack.worker || stack.orgIds.size === 0) return;
+  const { rows } = await stack.service.db.pool.query<{ id: string }>(
+    `SELECT id FROM workspaces WHERE org_id = ANY($1) AND status <> 'deleted'`,
+    [[...stack.orgIds]],
+  );
+  await Promise.all(
+    rows.map(async ({ id }) => {
+      const res = await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: stack.adminToken });
+      if (res.status !== 202) throw new Error(`cleanup: DELETE ${id} answered ${res.status}`);
+      await waitForStatus(stack, stack.adminToken, id, 'deleted');
+    }),
+  );
 }
 
 export async function waitForStatus(

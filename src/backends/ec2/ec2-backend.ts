@@ -105,6 +105,23 @@ export function statusOf(state: string | undefined): ResourceStatus {
 const STATE_RANK: Record<string, number> = { running: 0, pending: 1, stopping: 2, stopped: 3 };
 
 /**
+ * An ed25519 pair that ssh2 itself can parse back. ssh2's generator strips a leading zero byte of
+ * the public key, so about 1 pair in 256 comes out malformed (mscdex/ssh2#1390, #1513): such a pair
+ * would pass into user-data and then fail every SSH connection. Generate until both halves parse.
+ */
+export function generateParsableKeyPair(comment: string): SshKeyPair {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const generated = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+    const pub = ssh2.utils.parseKey(generated.public);
+    const priv = ssh2.utils.parseKey(generated.private);
+    if (!(pub instanceof Error) && !(priv instanceof Error)) {
+      return { privateKey: generated.private, publicKey: generated.public };
+    }
+  }
+  throw new BackendError('permanent', 'could not generate a parsable ed25519 key pair');
+}
+
+/**
  * The one instance of a generation, should EC2 ever hold several (moto ignores ClientToken; an
  * operator could launch a copy): the most alive, then the oldest, then the lowest id — deterministic,
  * so every caller picks the same one.
@@ -339,10 +356,7 @@ export class Ec2Backend implements WorkspaceBackend {
     try {
       const existing = await this.keys.get(workspaceId, generation);
       if (existing) return existing;
-      const generated = ssh2.utils.generateKeyPairSync('ed25519', {
-        comment: instanceName(workspaceId, generation),
-      });
-      const pair: SshKeyPair = { privateKey: generated.private, publicKey: generated.public };
+      const pair = generateParsableKeyPair(instanceName(workspaceId, generation));
       await this.keys.put(workspaceId, generation, pair);
       // The store keeps the first writer: whatever it holds now is the generation's key.
       return (await this.keys.get(workspaceId, generation)) ?? pair;
