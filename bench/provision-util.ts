@@ -4,6 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import type Dockerode from 'dockerode';
+import { BOOT_PHASES } from '../src/api/schemas.js';
 
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 export const POLL_INTERVAL_MS = 50;
@@ -12,13 +13,7 @@ export const ATTEMPT_TIMEOUT_MS = 1_000;
 export const PROVISION_TIMEOUT_MS = 120_000;
 /** Port the agent listens on (container: published; instance: http://<private ip>:8080). */
 export const AGENT_PORT = 8080;
-export const BOOT_PHASES = [
-  'boot',
-  'config-materialized',
-  'plugins-installed',
-  'agent-started',
-  'platform-health-ok',
-] as const;
+export { BOOT_PHASES };
 export type BootPhase = (typeof BOOT_PHASES)[number];
 
 export const progress = (message: string): void => {

@@ -92,13 +92,14 @@ export const heartbeatBody = z.object({
   runtimeState: z.string().max(64).default('ok'),
 });
 
+/** The boot phases the reference agent reports, in order; `platform-health-ok` proves readiness. */
 export const BOOT_PHASES = [
   'boot',
   'config-materialized',
   'plugins-installed',
   'agent-started',
   'platform-health-ok',
-];
+] as const;
 export const bootEventBody = z.object({
   workspaceId: z.string().min(1),
   generation: z.number().int().min(1),

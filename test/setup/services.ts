@@ -53,6 +53,30 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = 
   });
 }
 
+/**
+ * Starts a long-running service with its output appended to `logFile`. If this process exits
+ * without calling `stop` (vitest killed), the child is killed and its temp `dir` removed anyway.
+ */
+function spawnService(
+  binary: string,
+  args: string[],
+  opts: { dir: string; logFile: string; env?: NodeJS.ProcessEnv; graceMs?: number },
+): { child: ChildProcess; stop: () => Promise<void> } {
+  const logFd = fs.openSync(opts.logFile, 'a');
+  const child = spawn(binary, args, { stdio: ['ignore', logFd, logFd], env: opts.env ?? process.env });
+  fs.closeSync(logFd);
+  const onExit = (): void => {
+    child.kill('SIGKILL');
+    fs.rmSync(opts.dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
+  const stop = async (): Promise<void> => {
+    process.off('exit', onExit);
+    await stopChild(child, opts.graceMs);
+  };
+  return { child, stop };
+}
+
 /** Sends SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. */
 export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
@@ -259,18 +283,7 @@ export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTe
       '--dynamic-config-value',
       'frontend.enableUpdateWorkflowExecution=true',
     ];
-    const logFd = fs.openSync(logFile, 'a');
-    const child = spawn(binary, args, { stdio: ['ignore', logFd, logFd] });
-    fs.closeSync(logFd);
-    const onExit = (): void => {
-      child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    };
-    process.once('exit', onExit);
-    const stop = async (): Promise<void> => {
-      process.off('exit', onExit);
-      await stopChild(child);
-    };
+    const { child, stop } = spawnService(binary, args, { dir, logFile });
 
     try {
       await Promise.race([
@@ -376,21 +389,12 @@ export async function startMoto(opts: { log?: Log } = {}): Promise<RunningMoto> 
 
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const logFd = fs.openSync(logFile, 'a');
-    const child = spawn(binary, ['-H', '127.0.0.1', '-p', String(port)], {
-      stdio: ['ignore', logFd, logFd],
+    const { child, stop } = spawnService(binary, ['-H', '127.0.0.1', '-p', String(port)], {
+      dir,
+      logFile,
       env: { ...process.env, PYTHONUNBUFFERED: '1' },
+      graceMs: 5_000,
     });
-    fs.closeSync(logFd);
-    const onExit = (): void => {
-      child.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    };
-    process.once('exit', onExit);
-    const stop = async (): Promise<void> => {
-      process.off('exit', onExit);
-      await stopChild(child, 5_000);
-    };
     try {
       await Promise.race([
         exitAsError(child, 'moto_server', logFile),
