@@ -40,7 +40,10 @@ const LOCK_PATH = join(DATA_DIR, 'build', 'runtime.lock');
 const TAG_FILE = join(DATA_DIR, 'runtime-image');
 const AGENT_ENTRY = join(REPO_ROOT, 'src', 'agent', 'main.ts');
 
-const NODE_BINARY = '/usr/bin/node';
+// The node that runs the build (Node 24 from ./dev's .tools) goes into the image as /usr/bin/node, so
+// the agent runs on the same release as the service.
+const NODE_BINARY = process.execPath;
+const IMAGE_NODE_PATH = '/usr/bin/node';
 const BUSYBOX = '/bin/busybox';
 export const RUNTIME_REPOSITORY = 'wo-runtime';
 
@@ -76,7 +79,7 @@ export async function bundleAgent(): Promise<Buffer> {
     entryPoints: [AGENT_ENTRY],
     bundle: true,
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'esm',
     write: false,
     logLevel: 'silent',
@@ -102,8 +105,8 @@ export async function nodeLibraries(): Promise<string[]> {
   return [...libs].sort();
 }
 
-async function copyKeepingPath(source: string, contextDir: string): Promise<void> {
-  const target = join(contextDir, source);
+async function copyKeepingPath(source: string, contextDir: string, imagePath = source): Promise<void> {
+  const target = join(contextDir, imagePath);
   await mkdir(dirname(target), { recursive: true });
   // copyFile follows symlinks (like cp -L): the image gets the real file at the listed path.
   await copyFile(source, target);
@@ -114,7 +117,7 @@ async function assembleContext(contextDir: string, agent: Buffer): Promise<void>
   await rm(contextDir, { recursive: true, force: true });
   await mkdir(contextDir, { recursive: true });
 
-  await copyKeepingPath(NODE_BINARY, contextDir);
+  await copyKeepingPath(NODE_BINARY, contextDir, IMAGE_NODE_PATH);
   for (const lib of await nodeLibraries()) await copyKeepingPath(lib, contextDir);
 
   await copyKeepingPath(BUSYBOX, contextDir);

@@ -134,7 +134,7 @@ async function bundleInit(): Promise<Buffer> {
     entryPoints: [INIT_ENTRY],
     bundle: true,
     platform: 'node',
-    target: 'node20',
+    target: 'node24',
     format: 'esm',
     write: false,
     logLevel: 'silent',
