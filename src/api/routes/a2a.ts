@@ -14,6 +14,7 @@ import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
 import { secretValues } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
+import { AGENT_CREDENTIAL_HEADER, agentCredential } from '../../security/agent-credential.js';
 import { redact } from '../../security/redact.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
@@ -170,13 +171,14 @@ export function a2aRouter(deps: ApiDeps): Router {
     };
 
     const payload = Buffer.from(JSON.stringify(body));
+    const credential = agentCredential(deps.secrets, w.id, w.generation);
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     let target = endpoint;
     try {
       try {
-        upstream = await forward(target, payload, req.get('accept'), lim, abort.signal);
+        upstream = await forward(target, payload, req.get('accept'), credential, lim, abort.signal);
       } catch (err) {
         // Not connected at all: the resource may answer elsewhere now (docker restart → new host
         // port). Re-read the backend's address and, when it moved, try once more there.
@@ -184,7 +186,7 @@ export function a2aRouter(deps: ApiDeps): Router {
         const fresh = await refreshEndpoint(deps, w);
         if (!fresh || fresh === target) throw err;
         target = fresh;
-        upstream = await forward(target, payload, req.get('accept'), lim, abort.signal);
+        upstream = await forward(target, payload, req.get('accept'), credential, lim, abort.signal);
       }
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
@@ -258,8 +260,9 @@ export function a2aRouter(deps: ApiDeps): Router {
     const lim = limits();
     let upstream: http.IncomingMessage;
     let target = endpoint;
+    const headers = { [AGENT_CREDENTIAL_HEADER]: agentCredential(deps.secrets, w.id, w.generation) };
     const fetchCard = (at: string) =>
-      request(new URL('/.well-known/agent.json', at), { method: 'GET' }, null, lim);
+      request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
     try {
       try {
         upstream = await fetchCard(target);
@@ -364,6 +367,7 @@ function forward(
   endpoint: string,
   payload: Buffer,
   accept: string | undefined,
+  credential: string,
   lim: Limits,
   signal: AbortSignal,
 ): Promise<http.IncomingMessage> {
@@ -375,6 +379,8 @@ function forward(
         'content-type': 'application/json',
         'content-length': String(payload.length),
         accept: accept ?? 'application/json, text/event-stream',
+        // Only the proxy holds it: the agent refuses calls that reach it any other way.
+        [AGENT_CREDENTIAL_HEADER]: credential,
       },
       signal,
     },

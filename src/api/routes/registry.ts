@@ -9,6 +9,7 @@ import { secretValues } from '../../db/secrets.js';
 import { consumeBootstrapToken, mintWorkspaceToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
+import { agentCredential } from '../../security/agent-credential.js';
 import { redact } from '../../security/redact.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
@@ -74,6 +75,7 @@ export function registryRouter(deps: ApiDeps): Router {
       plugins: [],
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,
+      agentCredential: agentCredential(deps.secrets, w.id, generation),
       heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
     });
   });
