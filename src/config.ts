@@ -23,6 +23,15 @@ const templatesSchema = z.record(
         securityGroupIds: z.array(z.string()).optional(),
       })
       .optional(),
+    /** Docker limits of its workspaces; unset fields take the defaults (2048 MB, 1 CPU, 1024 pids). */
+    limits: z
+      .object({
+        memoryMb: z.number().int().min(64).max(1_048_576).optional(),
+        cpus: z.number().min(0.01).max(256).optional(),
+        pids: z.number().int().min(16).max(1_000_000).optional(),
+      })
+      .strict()
+      .optional(),
   }),
 );
 export type Templates = z.infer<typeof templatesSchema>;
@@ -65,6 +74,14 @@ const envSchema = z.object({
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
   /** URL the agent inside a Docker workspace uses to reach the platform. */
   DOCKER_PLATFORM_URL: z.string().url().optional(),
+  /** IPv4 CIDR the per-org workspace networks' /24 subnets are carved from. */
+  DOCKER_ORG_NETWORK_POOL: z
+    .string()
+    .regex(
+      /^\d{1,3}(\.\d{1,3}){3}\/([89]|1\d|2[0-4])$/,
+      'DOCKER_ORG_NETWORK_POOL must be an IPv4 CIDR of /8 to /24',
+    )
+    .default('10.213.0.0/16'),
   /** Image for every runtime unless RUNTIME_IMAGES maps it; default: the tag `./dev` built. */
   RUNTIME_IMAGE: z.string().optional(),
   /** JSON object runtime → image; its keys (plus the defaults) are the accepted runtimes. */
@@ -116,6 +133,14 @@ const envSchema = z.object({
   /** How an agent on an instance reaches the platform; default http://EC2_PLATFORM_HOST:PORT. */
   EC2_PLATFORM_URL: z.string().url().optional(),
   EC2_PLATFORM_HOST: z.string().optional(),
+  /**
+   * Source the managed workspace security group admits (SSH + agent port); default the platform
+   * host (EC2_PLATFORM_HOST, else the host of EC2_PLATFORM_URL) as a /32.
+   */
+  EC2_PLATFORM_CIDR: z
+    .string()
+    .regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'EC2_PLATFORM_CIDR must be an IPv4 CIDR')
+    .optional(),
   BOOT_DEADLINE_MS: msSetting(180_000),
   HEARTBEAT_INTERVAL_MS: msSetting(15_000),
   BOOTSTRAP_TOKEN_TTL_MS: msSetting(3_600_000),
@@ -170,6 +195,18 @@ export function platformUrls(config: Config, port: number): Record<'docker' | 'e
     docker: config.DOCKER_PLATFORM_URL ?? `http://host.docker.internal:${port}`,
     ec2: config.EC2_PLATFORM_URL ?? `http://${config.EC2_PLATFORM_HOST ?? '127.0.0.1'}:${port}`,
   };
+}
+
+/**
+ * What the managed EC2 security group admits: EC2_PLATFORM_CIDR, else the platform host (the sim's
+ * gateway, or the IPv4 host of EC2_PLATFORM_URL) as a /32; undefined when neither names an address.
+ */
+export function ec2PlatformCidr(config: Config): string | undefined {
+  if (config.EC2_PLATFORM_CIDR) return config.EC2_PLATFORM_CIDR;
+  const host =
+    config.EC2_PLATFORM_HOST ??
+    (config.EC2_PLATFORM_URL ? new URL(config.EC2_PLATFORM_URL).hostname : undefined);
+  return host && /^\d{1,3}(\.\d{1,3}){3}$/.test(host) ? `${host}/32` : undefined;
 }
 
 /** `./dev` records the tag of the runtime image it built (content-addressed) here. */

@@ -18,7 +18,7 @@ import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
 import { BackendError } from './backends/backend.js';
 import { DockerBackend } from './backends/docker/docker-backend.js';
 import { UnconfiguredBackend } from './backends/unconfigured.js';
-import { platformUrls, type Config } from './config.js';
+import { ec2PlatformCidr, platformUrls, type Config } from './config.js';
 import { createEc2Client } from './backends/ec2/client.js';
 import { Ec2Backend } from './backends/ec2/ec2-backend.js';
 import { DbSshKeyStore } from './db/ssh-keys.js';
@@ -54,7 +54,11 @@ export function createBackends(
   };
   return {
     docker: config.ENABLED_BACKENDS.includes('docker')
-      ? new DockerBackend({ docker: new Dockerode({ socketPath: config.DOCKER_SOCKET }), image })
+      ? new DockerBackend({
+          docker: new Dockerode({ socketPath: config.DOCKER_SOCKET }),
+          image,
+          orgNetworkPool: { cidr: config.DOCKER_ORG_NETWORK_POOL, prefix: 24 },
+        })
       : new UnconfiguredBackend('docker'),
     ec2:
       config.ENABLED_BACKENDS.includes('ec2') && config.EC2_AMI_ID
@@ -72,6 +76,7 @@ export function createBackends(
             instanceType: config.EC2_INSTANCE_TYPE,
             subnetId: config.EC2_SUBNET_ID,
             securityGroupIds: config.EC2_SECURITY_GROUP_IDS,
+            platformCidr: ec2PlatformCidr(config),
           })
         : new UnconfiguredBackend('ec2'),
   };

@@ -76,6 +76,7 @@ export function createActivities(deps: ActivityDeps) {
           mintBootstrapToken: () =>
             mintBootstrapToken(db, input.workspaceId, input.generation, deps.bootstrapTokenTtlMs),
           placement: template?.ec2,
+          limits: template?.limits,
         }),
       );
       await workspaces.recordResource(db, input.workspaceId, input.generation, info);

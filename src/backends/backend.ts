@@ -23,6 +23,17 @@ export interface StartSpec {
   mintBootstrapToken: () => Promise<string>;
   /** Per-template placement overrides (EC2: AMI, instance type, subnet, security groups). */
   placement?: Placement;
+  /** Per-template resource limits (docker); unset fields take the backend's defaults. */
+  limits?: ResourceLimits;
+}
+
+/** What one workspace may use of its host. */
+export interface ResourceLimits {
+  memoryMb?: number;
+  /** CPUs, fractional allowed (0.5 = half a core). */
+  cpus?: number;
+  /** Most processes/threads at once (a fork bomb stops here). */
+  pids?: number;
 }
 
 /** Where and on what a resource runs, when a template overrides the backend's defaults. */

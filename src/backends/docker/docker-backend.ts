@@ -9,6 +9,7 @@ import {
   type ManagedResource,
   type RemoveOptions,
   type ResourceInfo,
+  type ResourceLimits,
   type ResourceStatus,
   type StartSpec,
   type WorkspaceBackend,
@@ -17,14 +18,27 @@ import {
 import { demuxLogs } from './archive.js';
 import { daemonMessage, isConflict, isNotFound, isNotModified, toBackendError } from './errors.js';
 import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from './names.js';
+import {
+  DEFAULT_ORG_NETWORK_POOL,
+  ensureOrgNetwork,
+  removeOrgNetworkIfUnused,
+  type OrgNetworkPool,
+} from './network.js';
 
 export interface DockerBackendOptions {
   /** Undefined = the zero-value backend: every method rejects with `not_configured`. */
   docker?: Dockerode;
   /** The runtime image, or a function choosing one per runtime. */
   image: string | ((runtime: string) => string);
-  /** Docker network to attach workspaces to (default: the daemon's default bridge). */
+  /**
+   * One fixed Docker network for every workspace. Unset (the default): each org gets its own
+   * bridge network with inter-container communication off (see network.ts).
+   */
   network?: string;
+  /** Where per-org subnets come from (default 10.213.0.0/16 in /24s). */
+  orgNetworkPool?: OrgNetworkPool;
+  /** Limits of a workspace whose template sets none (default 2048 MB, 1 CPU, 1024 pids). */
+  defaultLimits?: ResourceLimits;
   /** Default lets the agent reach a platform on the host as host.docker.internal. */
   extraHosts?: string[];
   /** The port the image's agent listens on inside the container. */
@@ -36,6 +50,24 @@ export interface DockerBackendOptions {
 }
 
 type InspectInfo = Dockerode.ContainerInspectInfo;
+
+export const DEFAULT_LIMITS: Required<ResourceLimits> = { memoryMb: 2048, cpus: 1, pids: 1024 };
+
+/**
+ * Capabilities a workspace keeps (everything else is dropped): root in the container may still
+ * own, chown and signal its own files and processes, and switch users for tools that do. Gone are
+ * raw sockets (spoofing, ARP games on the bridge), mknod, chroot, binding low ports, audit writes
+ * and capability tinkering; `no-new-privileges` keeps setuid binaries from gaining any back.
+ */
+export const WORKSPACE_CAPABILITIES = [
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'SETGID',
+  'SETUID',
+];
 
 /**
  * Container state → backend status. `restarting` (crash-looping under the restart policy) and
@@ -62,6 +94,9 @@ export class DockerBackend implements WorkspaceBackend {
   private readonly docker: Dockerode | undefined;
   private readonly image: (runtime: string) => string;
   private readonly network: string | undefined;
+  private readonly orgNetworkPool: OrgNetworkPool;
+  private readonly ensuringNetwork = new Map<string, Promise<string>>();
+  private readonly defaultLimits: Required<ResourceLimits>;
   private readonly extraHosts: string[];
   private readonly portKey: string;
   private readonly stopTimeoutSeconds: number;
@@ -72,6 +107,8 @@ export class DockerBackend implements WorkspaceBackend {
     const image = opts.image;
     this.image = typeof image === 'function' ? image : () => image;
     this.network = opts.network;
+    this.orgNetworkPool = opts.orgNetworkPool ?? DEFAULT_ORG_NETWORK_POOL;
+    this.defaultLimits = { ...DEFAULT_LIMITS, ...opts.defaultLimits };
     this.extraHosts = opts.extraHosts ?? ['host.docker.internal:host-gateway'];
     this.portKey = `${opts.agentPort ?? 8080}/tcp`;
     this.stopTimeoutSeconds = opts.stopTimeoutSeconds ?? 10;
@@ -111,9 +148,26 @@ export class DockerBackend implements WorkspaceBackend {
     return { instanceId: info.Id, endpoint, status };
   }
 
+  /** The network (name or id) a workspace of `orgId` joins, created when missing. */
+  private async networkFor(orgId: string): Promise<string> {
+    if (this.network !== undefined) return this.network;
+    if (!orgId) throw new BackendError('permanent', 'a workspace needs an org to be placed on its network');
+    // Concurrent starts of one org in this process share one ensure (fewer racing creates).
+    let pending = this.ensuringNetwork.get(orgId);
+    if (!pending) {
+      pending = ensureOrgNetwork(this.d, orgId, this.orgNetworkPool).finally(() =>
+        this.ensuringNetwork.delete(orgId),
+      );
+      this.ensuringNetwork.set(orgId, pending);
+    }
+    return pending;
+  }
+
   /** Starts the container unless it already runs, then re-reads it (the host port is assigned at start). */
   private async ensureRunning(info: InspectInfo): Promise<ResourceInfo> {
     if (info.State?.Running || info.State?.Restarting) return this.toInfo(info);
+    // Its org network may have been removed meanwhile (the org's last other workspace was deleted).
+    await this.networkFor(info.Config?.Labels?.[LABEL.orgId] ?? '');
     try {
       await this.d.getContainer(info.Id).start();
     } catch (err) {
@@ -142,8 +196,11 @@ export class DockerBackend implements WorkspaceBackend {
     spec: StartSpec,
     image: string,
     bootstrapToken: string,
+    network: string,
   ): Dockerode.ContainerCreateOptions {
     const volumes = volumeNames(spec.workspaceId);
+    const limits = { ...this.defaultLimits, ...spec.limits };
+    const memory = Math.round(limits.memoryMb * 1024 * 1024);
     return {
       name: containerName(spec.workspaceId, spec.generation),
       Image: image,
@@ -160,7 +217,15 @@ export class DockerBackend implements WorkspaceBackend {
         // The agent keeps its bundle in /configs, so a daemon-initiated restart re-registers itself.
         RestartPolicy: { Name: 'unless-stopped' },
         ExtraHosts: this.extraHosts,
-        ...(this.network === undefined ? {} : { NetworkMode: this.network }),
+        NetworkMode: network,
+        // Memory without extra swap, CPU share and a process cap: one workspace cannot starve the host.
+        Memory: memory,
+        MemorySwap: memory,
+        NanoCpus: Math.round(limits.cpus * 1e9),
+        PidsLimit: limits.pids,
+        SecurityOpt: ['no-new-privileges:true'],
+        CapDrop: ['ALL'],
+        CapAdd: WORKSPACE_CAPABILITIES,
       },
     };
   }
@@ -185,11 +250,12 @@ export class DockerBackend implements WorkspaceBackend {
     if (existing) return this.ensureRunning(existing);
 
     await this.ensureVolumes(spec);
+    const network = await this.networkFor(spec.orgId);
     const image = this.image(spec.runtime);
     const token = await spec.mintBootstrapToken();
     let id: string;
     try {
-      id = (await this.d.createContainer(this.createOptions(spec, image, token))).id;
+      id = (await this.d.createContainer(this.createOptions(spec, image, token, network))).id;
     } catch (err) {
       if (isConflict(err)) {
         // A concurrent start created it first: the name makes that the one container of this generation.
@@ -205,6 +271,9 @@ export class DockerBackend implements WorkspaceBackend {
       }
       if (isNotFound(err)) {
         const msg = daemonMessage(err);
+        // The org network vanished between ensure and create (its last other workspace was
+        // deleted): a retry recreates it.
+        if (/network/i.test(msg)) throw new BackendError('transient', msg, { cause: err });
         throw new BackendError('permanent', /image/i.test(msg) ? `image ${image} not found` : msg, {
           cause: err,
         });
@@ -252,15 +321,35 @@ export class DockerBackend implements WorkspaceBackend {
     } catch (err) {
       throw toBackendError(err, `listing containers of workspace ${workspaceId}`);
     }
+    const orgIds = new Set(containers.map((c) => c.Labels[LABEL.orgId]).filter((o): o is string => !!o));
     for (const c of containers) await this.removeContainer(c.Id);
-    if (!opts.volumes) return;
-    for (const name of Object.values(volumeNames(workspaceId))) {
-      try {
-        await d.getVolume(name).remove();
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        // 409 = still in use (a container appeared meanwhile): retrying later is the right answer.
-        throw new BackendError('transient', `removing volume ${name}: ${daemonMessage(err)}`, { cause: err });
+    if (opts.volumes) {
+      for (const name of Object.values(volumeNames(workspaceId))) {
+        try {
+          orgIds.add((await d.getVolume(name).inspect()).Labels?.[LABEL.orgId] ?? '');
+          await d.getVolume(name).remove();
+        } catch (err) {
+          if (isNotFound(err)) continue;
+          // 409 = still in use (a container appeared meanwhile): retrying later is the right answer.
+          throw new BackendError('transient', `removing volume ${name}: ${daemonMessage(err)}`, {
+            cause: err,
+          });
+        }
+      }
+    }
+    // The org's network goes with its last workspace. A stopped container holds no endpoint, so
+    // the daemon alone would not keep the network for it: ask whether any container of the org is left.
+    if (this.network === undefined) {
+      for (const orgId of orgIds) {
+        if (!orgId) continue;
+        const left = await d
+          .listContainers({
+            all: true,
+            filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`, `${LABEL.orgId}=${orgId}`] },
+            abortSignal: this.signal(),
+          })
+          .catch(() => null);
+        if (left && left.length === 0) await removeOrgNetworkIfUnused(d, orgId);
       }
     }
   }

@@ -42,6 +42,7 @@ import {
   tagValue,
   workspaceFilters,
 } from './tags.js';
+import { ensureWorkspaceSecurityGroup } from './security-group.js';
 import { renderUserData } from './user-data.js';
 
 /** Minimal structured logger; a pino Logger fits. */
@@ -64,6 +65,11 @@ export interface Ec2BackendOptions {
   /** Without it EC2 picks the default subnet (moto then invents a private IP outside it). */
   subnetId?: string;
   securityGroupIds?: string[];
+  /**
+   * Where the platform connects from (CIDR). With it, and no security groups configured, instances
+   * launch into a managed group admitting only this range on SSH and the agent port.
+   */
+  platformCidr?: string;
   /** SSH login of readFile (the user-data installs the key for root). */
   sshUser?: 'root';
   sshPort?: number;
@@ -155,6 +161,9 @@ export class Ec2Backend implements WorkspaceBackend {
   private readonly instanceType: string;
   private readonly subnetId: string | undefined;
   private readonly securityGroupIds: string[] | undefined;
+  private readonly platformCidr: string | undefined;
+  /** The managed group per subnet (one lookup per process; dropped again when a launch fails). */
+  private readonly managedGroups = new Map<string, Promise<string>>();
   private readonly sshUser: string;
   private readonly sshPort: number;
   private readonly agentPort: number;
@@ -174,6 +183,7 @@ export class Ec2Backend implements WorkspaceBackend {
     this.instanceType = opts.instanceType;
     this.subnetId = opts.subnetId;
     this.securityGroupIds = opts.securityGroupIds?.length ? opts.securityGroupIds : undefined;
+    this.platformCidr = opts.platformCidr;
     this.sshUser = opts.sshUser ?? 'root';
     this.sshPort = opts.sshPort ?? 22;
     this.agentPort = opts.agentPort ?? 8080;
@@ -283,7 +293,7 @@ export class Ec2Backend implements WorkspaceBackend {
     const subnetId = placed.subnetId ?? this.subnetId;
     const securityGroupIds = placed.securityGroupIds?.length
       ? placed.securityGroupIds
-      : this.securityGroupIds;
+      : (this.securityGroupIds ?? (await this.managedGroup(subnetId)));
     const pair = await this.keyPair(spec.workspaceId, spec.generation);
     const bootstrapToken = await spec.mintBootstrapToken();
     let userData: string;
@@ -327,6 +337,8 @@ export class Ec2Backend implements WorkspaceBackend {
           },
         );
       }
+      // The cached managed group may be what failed (deleted by hand): look it up again next time.
+      this.managedGroups.delete(subnetId ?? '');
       throw toBackendError(err, `launching ${name} from ${imageId}`);
     }
     if (!launched?.InstanceId)
@@ -349,6 +361,23 @@ export class Ec2Backend implements WorkspaceBackend {
       'ec2 instance launched',
     );
     return this.toInfo(launched);
+  }
+
+  /** The managed security group for launches into `subnetId`, or undefined without a platform CIDR. */
+  private async managedGroup(subnetId: string | undefined): Promise<string[] | undefined> {
+    if (!this.platformCidr) return undefined;
+    const key = subnetId ?? '';
+    let group = this.managedGroups.get(key);
+    if (!group) {
+      group = ensureWorkspaceSecurityGroup(this.c, subnetId, {
+        platformCidr: this.platformCidr,
+        sshPort: this.sshPort,
+        agentPort: this.agentPort,
+      });
+      this.managedGroups.set(key, group);
+      group.catch(() => this.managedGroups.delete(key));
+    }
+    return [await group];
   }
 
   /** The generation's key pair: reused when a previous attempt stored one (it is in that user-data). */
