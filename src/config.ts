@@ -48,6 +48,16 @@ const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** The API listens here; workspaces must reach it, so the default covers the docker bridge. */
   BIND_HOST: z.string().default('0.0.0.0'),
+  /**
+   * The API's URL as clients reach it: the base of the agent-card URL and of `metadata.peer`'s
+   * agentCardUrl. Default: the listen URL. Never taken from a request's Host header.
+   */
+  PUBLIC_URL: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'PUBLIC_URL must be http(s)')
+    .transform((v) => v.replace(/\/+$/, ''))
+    .optional(),
   DATA_DIR: z.string().default('.data'),
   DATABASE_URL: z.string().url().optional(),
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
@@ -207,6 +217,14 @@ export function ec2PlatformCidr(config: Config): string | undefined {
     config.EC2_PLATFORM_HOST ??
     (config.EC2_PLATFORM_URL ? new URL(config.EC2_PLATFORM_URL).hostname : undefined);
   return host && /^\d{1,3}(\.\d{1,3}){3}$/.test(host) ? `${host}/32` : undefined;
+}
+
+/** The API's public base URL: PUBLIC_URL, else where it listens (a wildcard bind → loopback). */
+export function publicUrl(config: Pick<Config, 'PUBLIC_URL' | 'BIND_HOST'>, port: number): string {
+  if (config.PUBLIC_URL) return config.PUBLIC_URL;
+  const wildcard = ['0.0.0.0', '::', ''].includes(config.BIND_HOST);
+  const host = wildcard ? '127.0.0.1' : config.BIND_HOST;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 /** `./dev` records the tag of the runtime image it built (content-addressed) here. */

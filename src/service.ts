@@ -18,7 +18,7 @@ import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
 import { BackendError } from './backends/backend.js';
 import { DockerBackend } from './backends/docker/docker-backend.js';
 import { UnconfiguredBackend } from './backends/unconfigured.js';
-import { ec2PlatformCidr, platformUrls, type Config } from './config.js';
+import { ec2PlatformCidr, platformUrls, publicUrl, type Config } from './config.js';
 import { createEc2Client } from './backends/ec2/client.js';
 import { Ec2Backend } from './backends/ec2/ec2-backend.js';
 import { DbSshKeyStore } from './db/ssh-keys.js';
@@ -108,6 +108,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         bootDeadlineMs: config.BOOT_DEADLINE_MS,
         continueAsNewAfterEvents: config.CONTINUE_AS_NEW_AFTER_EVENTS,
         heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
+        publicUrl: config.PUBLIC_URL ?? '',
         templates: config.TEMPLATES,
       },
       readiness: {
@@ -120,6 +121,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     terminal = attachTerminal(server, apiDeps);
     await new Promise<void>((resolve) => server!.listen(config.PORT, config.BIND_HOST, resolve));
     port = (server.address() as AddressInfo).port;
+    apiDeps.settings.publicUrl = publicUrl(config, port);
     log.info({ port }, 'api listening');
   }
 

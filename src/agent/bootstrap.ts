@@ -2,13 +2,19 @@ import { parseBundle, type Bundle } from './bundle.js';
 import { die } from './log.js';
 import { platformError, type PlatformClient } from './platform.js';
 
-/** How long an unreachable platform is retried before the agent gives up (restart policy retries). */
-export const BOOTSTRAP_DEADLINE_MS = 30_000;
+/**
+ * How long an unreachable platform is retried before the agent gives up. Kept inside the platform's
+ * re-fetch window (2 min after a bootstrap token's first use): a fetch whose answer was lost (timed
+ * out, connection cut) is retried with the same token and gets the same bundle back. Not every
+ * supervisor restarts an agent that gave up (EC2's unit restarts only on abnormal exits), so this
+ * one retry loop is what carries a boot over a lost answer.
+ */
+export const BOOTSTRAP_DEADLINE_MS = 90_000;
 
 /**
  * Fetches the bundle with the given bearer (bootstrap token on first boot, workspace token on a
- * reboot). Only an unreachable / 5xx platform is retried; a refusal (401 used token, 409 stale
- * generation) is final and ends the process with one explanatory line.
+ * reboot). A lost answer (network error, timeout) or a 5xx is retried; a refusal (401 unknown or
+ * spent token, 409 stale generation) is final and ends the process with one explanatory line.
  */
 export async function fetchBundle(client: PlatformClient, token: string): Promise<Bundle> {
   const { res, error } = await client.callWithRetry(

@@ -1,10 +1,14 @@
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, readFile, realpath, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, isAbsolute, sep } from 'node:path';
 import type { Bundle, SavedBundle } from './bundle.js';
 
-/** Agent-private state inside the configs dir; template files may not write here. */
-export const STATE_DIR = '.wo';
+/**
+ * Where agents before the state dir kept their bundle, inside the configs dir (and so inside the
+ * files API's reach). Read once for a reboot of such a generation, then removed; template files
+ * may not write here.
+ */
+export const LEGACY_STATE_DIR = '.wo';
 
 export const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -16,7 +20,7 @@ export function safeRelativePath(p: string): string | null {
   if (p === '' || p.includes('\0') || p.includes('\\') || isAbsolute(p)) return null;
   const segments = p.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.length === 0 || segments.includes('..')) return null;
-  if (segments[0] === STATE_DIR) return null;
+  if (segments[0] === LEGACY_STATE_DIR) return null;
   return segments.join('/');
 }
 
@@ -48,10 +52,12 @@ export interface MaterializeResult {
  */
 export async function materializeConfigs(
   configsDir: string,
+  stateDir: string,
   bundle: Bundle,
   bootstrapTokenSha256: string,
 ): Promise<MaterializeResult> {
-  await mkdir(join(configsDir, STATE_DIR), { recursive: true, mode: 0o700 });
+  await ensureStateDir(stateDir);
+  await mkdir(configsDir, { recursive: true });
   const result: MaterializeResult = { written: [], refused: [] };
 
   for (const file of bundle.files) {
@@ -72,7 +78,7 @@ export async function materializeConfigs(
 
   await writeAtomic(join(configsDir, 'config.yaml'), bundle.configYaml, 0o644);
   const saved: SavedBundle = { ...bundle, bootstrapTokenSha256 };
-  await writeAtomic(join(configsDir, STATE_DIR, 'bundle.json'), JSON.stringify(saved, null, 2), 0o600);
+  await writeAtomic(join(stateDir, 'bundle.json'), JSON.stringify(saved, null, 2), 0o600);
   return result;
 }
 
@@ -85,9 +91,9 @@ function envValue(v: string): string {
   return `"${escaped}"`;
 }
 
-/** Writes `.wo/secrets.env` (0600). Returns the keys written and the keys refused (bad names). */
+/** Writes `secrets.env` (0600) in the state dir. Returns the keys written and refused (bad names). */
 export async function writeSecrets(
-  configsDir: string,
+  stateDir: string,
   secrets: Record<string, string>,
 ): Promise<{ keys: string[]; refused: string[] }> {
   const keys: string[] = [];
@@ -101,16 +107,21 @@ export async function writeSecrets(
     keys.push(key);
     lines.push(`${key}=${envValue(value)}`);
   }
-  await mkdir(join(configsDir, STATE_DIR), { recursive: true, mode: 0o700 });
-  await writeAtomic(join(configsDir, STATE_DIR, 'secrets.env'), lines.map((l) => `${l}\n`).join(''), 0o600);
+  await ensureStateDir(stateDir);
+  await writeAtomic(join(stateDir, 'secrets.env'), lines.map((l) => `${l}\n`).join(''), 0o600);
   return { keys, refused };
 }
 
-/** The bundle saved by an earlier boot, or null when absent or unreadable (then: first boot). */
-export async function loadSavedBundle(configsDir: string): Promise<SavedBundle | null> {
+/** The state dir, root-only whatever an image or an earlier boot left it as. */
+async function ensureStateDir(stateDir: string): Promise<void> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await chmod(stateDir, 0o700);
+}
+
+async function readSaved(file: string): Promise<SavedBundle | null> {
   let text: string;
   try {
-    text = await readFile(join(configsDir, STATE_DIR, 'bundle.json'), 'utf8');
+    text = await readFile(file, 'utf8');
   } catch {
     return null;
   }
@@ -121,4 +132,24 @@ export async function loadSavedBundle(configsDir: string): Promise<SavedBundle |
   } catch {
     return null;
   }
+}
+
+/**
+ * The bundle saved by an earlier boot, or null when absent or unreadable (then: first boot). Falls
+ * back to the configs dir's legacy `.wo/bundle.json`, where an older agent of this resource kept it.
+ */
+export async function loadSavedBundle(stateDir: string, configsDir: string): Promise<SavedBundle | null> {
+  return (
+    (await readSaved(join(stateDir, 'bundle.json'))) ??
+    (await readSaved(join(configsDir, LEGACY_STATE_DIR, 'bundle.json')))
+  );
+}
+
+/**
+ * Removes the legacy state dir from the configs volume (once the bundle is saved in the state dir):
+ * it would otherwise keep a token and secrets where the files API and later generations see them.
+ * A symlink planted there is removed itself, never followed.
+ */
+export async function removeLegacyState(configsDir: string): Promise<void> {
+  await rm(join(configsDir, LEGACY_STATE_DIR), { recursive: true, force: true });
 }

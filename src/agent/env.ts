@@ -4,8 +4,14 @@ export interface AgentEnv {
   bootstrapToken: string;
   /** Port of the A2A server inside the workspace. */
   port: number;
-  /** Where config.yaml, template files and the saved bundle live (a volume in production). */
+  /** Where config.yaml and template files live (a volume, served by the files API). */
   configsDir: string;
+  /**
+   * Agent-private state: the saved bundle (workspace token) and secrets.env. Outside every root the
+   * files API serves, root-only (0700), and on the resource's own disk, so it survives a reboot of
+   * the same generation but is never shared with the next one.
+   */
+  stateDir: string;
 }
 
 /** Throws an Error whose message names the offending variable (never its value). */
@@ -30,5 +36,6 @@ export function readAgentEnv(env: NodeJS.ProcessEnv): AgentEnv {
     bootstrapToken,
     port,
     configsDir: env.WO_CONFIGS_DIR?.trim() || '/configs',
+    stateDir: env.WO_STATE_DIR?.trim() || '/var/lib/wo',
   };
 }

@@ -7,7 +7,13 @@ import { hostname } from 'node:os';
 import { agentCard, type Identity } from './a2a.js';
 import { agentHooks } from './bundle.js';
 import { fetchBundle } from './bootstrap.js';
-import { loadSavedBundle, materializeConfigs, sha256Hex, writeSecrets } from './configs.js';
+import {
+  loadSavedBundle,
+  materializeConfigs,
+  removeLegacyState,
+  sha256Hex,
+  writeSecrets,
+} from './configs.js';
 import { readAgentEnv, type AgentEnv } from './env.js';
 import { die, errorText, log } from './log.js';
 import { PlatformClient } from './platform.js';
@@ -37,7 +43,7 @@ async function main(): Promise<void> {
   // Same bootstrap token as the saved bundle = this very resource rebooted (docker restart, EC2
   // stop/start): the single-use token is spent, so refresh with the workspace token instead.
   const tokenSha = sha256Hex(env.bootstrapToken);
-  const saved = await loadSavedBundle(env.configsDir);
+  const saved = await loadSavedBundle(env.stateDir, env.configsDir);
   const reboot = saved !== null && saved.bootstrapTokenSha256 === tokenSha;
   log(
     reboot
@@ -57,13 +63,14 @@ async function main(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, hooks.materializeDelayMs));
   }
   try {
-    const files = await materializeConfigs(env.configsDir, bundle, tokenSha);
+    const files = await materializeConfigs(env.configsDir, env.stateDir, bundle, tokenSha);
+    await removeLegacyState(env.configsDir);
     const refused = files.refused.length > 0 ? `; refused unsafe paths: ${files.refused.join(', ')}` : '';
     await registry.bootEvent(
       'config-materialized',
       `config.yaml + ${files.written.length} file(s)${refused}`,
     );
-    const secrets = await writeSecrets(env.configsDir, bundle.secrets);
+    const secrets = await writeSecrets(env.stateDir, bundle.secrets);
     const badKeys = secrets.refused.length > 0 ? `; refused secret names: ${secrets.refused.join(', ')}` : '';
     // Plugin delivery is not implemented in the reference agent yet; the phase still marks the step.
     await registry.bootEvent(

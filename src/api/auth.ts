@@ -1,7 +1,7 @@
 import type { Request, RequestHandler } from 'express';
 import { orgIdForApiKey } from '../db/orgs.js';
 import type { Queryable } from '../db/queryable.js';
-import { lookupWorkspaceToken } from '../db/tokens.js';
+import { lookupBootstrapToken, lookupWorkspaceToken } from '../db/tokens.js';
 import { safeEqual } from '../security/tokens.js';
 import { HttpError } from './errors.js';
 
@@ -9,8 +9,8 @@ export type Principal =
   | { kind: 'admin' }
   | { kind: 'org'; orgId: string }
   | { kind: 'workspace'; workspaceId: string; generation: number }
-  /** Only accepted by the bootstrap endpoint, which consumes it. */
-  | { kind: 'bootstrap'; token: string };
+  /** Only accepted by the bootstrap endpoint, which redeems it; looked up (not spent) here. */
+  | { kind: 'bootstrap'; token: string; workspaceId: string; generation: number };
 
 export function bearer(req: Request): string | null {
   const h = req.headers.authorization;
@@ -33,7 +33,10 @@ export function authenticate(db: Queryable, adminToken: string): RequestHandler 
     } else if (token.startsWith('wo_ws_')) {
       const ws = await lookupWorkspaceToken(db, token);
       if (ws) principal = { kind: 'workspace', ...ws };
-    } else if (token.startsWith('wo_boot_')) principal = { kind: 'bootstrap', token };
+    } else if (token.startsWith('wo_boot_')) {
+      const boot = await lookupBootstrapToken(db, token);
+      if (boot) principal = { kind: 'bootstrap', token, ...boot };
+    }
     if (!principal) throw unauthorized('invalid token');
     res.locals.principal = principal;
     res.locals.rawToken = token;

@@ -12,6 +12,8 @@ export interface ApiSettings {
   bootDeadlineMs: number;
   continueAsNewAfterEvents: number;
   heartbeatIntervalMs: number;
+  /** Base of the URLs the API hands out (agent card, peer metadata); set once the port is known. */
+  publicUrl: string;
   /** Known templates: name → default config. Unknown template → 400. */
   templates: Record<string, { runtime?: string; config: Record<string, unknown> }>;
 }

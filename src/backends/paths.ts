@@ -16,6 +16,9 @@ export function workspacePath(root: WorkspaceRoot, path: string): string {
   const segments = path.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) throw new BackendError('invalid_path', 'path must not contain ..');
   if (segments.length === 0) throw new BackendError('invalid_path', 'path names the root itself');
+  // Older agents kept the bundle (workspace token, secrets) in /configs/.wo: never served.
+  if (root === '/configs' && segments[0] === '.wo')
+    throw new BackendError('invalid_path', 'path is reserved');
   return `${root}/${segments.join('/')}`;
 }
 

@@ -53,7 +53,7 @@ export const RUNTIME_REPOSITORY = 'wo-runtime';
  * wo.managed-by label here: containers inherit image labels, and only the backend may mark a
  * container as managed (the orphan sweep deletes what carries it).
  */
-const DOCKERFILE = `# workspace-orchestrator runtime image, context layout v1
+const DOCKERFILE = `# workspace-orchestrator runtime image, context layout v2
 FROM scratch
 COPY . /
 ENV PATH=/usr/local/bin:/usr/bin:/bin
@@ -137,6 +137,9 @@ async function assembleContext(contextDir: string, agent: Buffer): Promise<void>
   }
   await mkdir(join(contextDir, 'tmp'));
   await chmod(join(contextDir, 'tmp'), 0o1777);
+  // The agent's private state (bundle, secrets): root-only, outside the files API's roots.
+  await mkdir(join(contextDir, 'var', 'lib', 'wo'), { recursive: true });
+  await chmod(join(contextDir, 'var', 'lib', 'wo'), 0o700);
 
   await mkdir(join(contextDir, 'opt', 'agent'), { recursive: true });
   await writeFile(join(contextDir, 'opt', 'agent', 'agent.mjs'), agent, { mode: 0o644 });

@@ -1,5 +1,21 @@
+import type { SecretBox } from '../security/secrets.js';
 import { hashToken, mintToken } from '../security/tokens.js';
 import type { Queryable } from './queryable.js';
+
+/**
+ * How long after its first use a bootstrap token still answers, with the same bundle and the same
+ * workspace token: an answer lost on the way (agent timeout, dropped connection) must not strand
+ * the generation. The window closes early once the agent registers (delivery proven).
+ */
+export const BOOTSTRAP_REFETCH_WINDOW_MS = 120_000;
+
+export interface TokenOwner {
+  workspaceId: string;
+  generation: number;
+}
+
+const owner = (row: { workspace_id: string; generation: number } | undefined): TokenOwner | null =>
+  row ? { workspaceId: row.workspace_id, generation: row.generation } : null;
 
 export async function mintBootstrapToken(
   db: Queryable,
@@ -16,20 +32,74 @@ export async function mintBootstrapToken(
   return token;
 }
 
-/** Marks the token used and returns whom it was for; null when unknown, used or expired. */
-export async function consumeBootstrapToken(
-  db: Queryable,
-  token: string,
-): Promise<{ workspaceId: string; generation: number } | null> {
+/** SQL condition: the bootstrap token row may still fetch its bundle (unused, or re-fetch window). */
+const USABLE = `((used_at IS NULL AND expires_at > now())
+   OR (workspace_token_enc IS NOT NULL AND used_at > now() - ($2::int * interval '1 millisecond')))`;
+
+/** Whom a bootstrap token is for, without spending it; null when unknown, spent or expired. */
+export async function lookupBootstrapToken(db: Queryable, token: string): Promise<TokenOwner | null> {
   const { rows } = await db.query<{ workspace_id: string; generation: number }>(
-    `UPDATE bootstrap_tokens SET used_at = now()
-     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-     RETURNING workspace_id, generation`,
-    [hashToken(token)],
+    `SELECT workspace_id, generation FROM bootstrap_tokens WHERE token_hash = $1 AND ${USABLE}`,
+    [hashToken(token), BOOTSTRAP_REFETCH_WINDOW_MS],
   );
-  return rows[0] ? { workspaceId: rows[0].workspace_id, generation: rows[0].generation } : null;
+  return owner(rows[0]);
 }
 
+/**
+ * Redeems a bootstrap token for the generation's workspace token. The first use mints it (stored
+ * hashed for auth, and sealed on the bootstrap row) in one statement, so concurrent fetches cannot
+ * both mint; a re-fetch inside the window answers the same token. Null when unknown, expired, or
+ * spent (window over, or the agent already registered).
+ */
+export async function redeemBootstrapToken(
+  db: Queryable,
+  box: SecretBox,
+  token: string,
+): Promise<(TokenOwner & { workspaceToken: string }) | null> {
+  const workspaceToken = mintToken('ws');
+  const first = await db.query<{ workspace_id: string; generation: number }>(
+    `WITH claimed AS (
+       UPDATE bootstrap_tokens SET used_at = now(), workspace_token_enc = $2
+       WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+       RETURNING workspace_id, generation
+     ), minted AS (
+       INSERT INTO workspace_tokens (token_hash, workspace_id, generation)
+       SELECT $3, workspace_id, generation FROM claimed
+     )
+     SELECT workspace_id, generation FROM claimed`,
+    [hashToken(token), box.seal(workspaceToken), hashToken(workspaceToken)],
+  );
+  const claimed = owner(first.rows[0]);
+  if (claimed) return { ...claimed, workspaceToken };
+
+  const again = await db.query<{ workspace_id: string; generation: number; workspace_token_enc: string }>(
+    `SELECT workspace_id, generation, workspace_token_enc FROM bootstrap_tokens
+     WHERE token_hash = $1 AND workspace_token_enc IS NOT NULL
+       AND used_at > now() - ($2::int * interval '1 millisecond')`,
+    [hashToken(token), BOOTSTRAP_REFETCH_WINDOW_MS],
+  );
+  const row = again.rows[0];
+  if (!row) return null;
+  const redelivered = box.open(row.workspace_token_enc);
+  // Revoked meanwhile (superseded generation): the sealed copy must not outlive the token.
+  if (!(await lookupWorkspaceToken(db, redelivered))) return null;
+  return { ...owner(row)!, workspaceToken: redelivered };
+}
+
+/** The agent registered with its workspace token: the bundle arrived, the re-fetch window closes. */
+export async function closeBootstrapRedelivery(
+  db: Queryable,
+  workspaceId: string,
+  generation: number,
+): Promise<void> {
+  await db.query(
+    `UPDATE bootstrap_tokens SET workspace_token_enc = NULL
+     WHERE workspace_id = $1 AND generation = $2 AND workspace_token_enc IS NOT NULL`,
+    [workspaceId, generation],
+  );
+}
+
+/** A workspace token for a generation, outside the bootstrap path (tests, tooling). */
 export async function mintWorkspaceToken(
   db: Queryable,
   workspaceId: string,
@@ -44,15 +114,31 @@ export async function mintWorkspaceToken(
   return token;
 }
 
-export async function lookupWorkspaceToken(
-  db: Queryable,
-  token: string,
-): Promise<{ workspaceId: string; generation: number } | null> {
+export async function lookupWorkspaceToken(db: Queryable, token: string): Promise<TokenOwner | null> {
   const { rows } = await db.query<{ workspace_id: string; generation: number }>(
     `SELECT workspace_id, generation FROM workspace_tokens WHERE token_hash = $1`,
     [hashToken(token)],
   );
-  return rows[0] ? { workspaceId: rows[0].workspace_id, generation: rows[0].generation } : null;
+  return owner(rows[0]);
+}
+
+/**
+ * Revokes the workspace and bootstrap tokens of every generation older than `current`: once a new
+ * generation is prepared, the old one may neither call the registry nor act as an A2A caller.
+ */
+export async function revokeSupersededTokens(
+  db: Queryable,
+  workspaceId: string,
+  current: number,
+): Promise<void> {
+  await db.query(`DELETE FROM workspace_tokens WHERE workspace_id = $1 AND generation < $2`, [
+    workspaceId,
+    current,
+  ]);
+  await db.query(`DELETE FROM bootstrap_tokens WHERE workspace_id = $1 AND generation < $2`, [
+    workspaceId,
+    current,
+  ]);
 }
 
 export async function revokeWorkspaceTokens(db: Queryable, workspaceId: string): Promise<void> {

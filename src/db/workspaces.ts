@@ -1,6 +1,7 @@
 import { hashConfig, type WorkspaceConfig } from '../domain/config-hash.js';
 import type { WorkspaceStatus } from '../workflows/messages.js';
 import type { Queryable } from './queryable.js';
+import { revokeSupersededTokens } from './tokens.js';
 
 export interface WorkspaceRow {
   id: string;
@@ -175,6 +176,8 @@ export async function prepareGeneration(
      RETURNING boot_runtime, boot_config_hash, config_version`,
     [id, generation],
   );
+  // Older generations' tokens die with them (idempotent: a retried prepare revokes nothing new).
+  await revokeSupersededTokens(db, id, generation);
   if (rows[0]) {
     return {
       runtime: rows[0].boot_runtime,

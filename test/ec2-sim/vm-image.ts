@@ -293,6 +293,8 @@ async function contextEntries(cacheDir: string, log: (s: string) => void): Promi
     ['/run/sshd', 0o755],
     ['/var/empty', 0o755],
     ['/var/lib/wo-init', 0o755],
+    // The agent's private state dir (bundle, secrets), as in the runtime image.
+    ['/var/lib/wo', 0o700],
     ['/etc/wo/boot.d', 0o755],
     ['/etc/ssh', 0o755],
   ]);

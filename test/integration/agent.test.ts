@@ -6,11 +6,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import Dockerode from 'dockerode';
-import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StartSpec } from '../../src/backends/backend.js';
 import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
+import { readContainerFile } from '../support/container-files.js';
 import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ const rpc = (method: string, params: unknown, id: number | string = 1) =>
 
 const docker = new Dockerode();
 const run = `at${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-const ids = { main: `${run}-main`, reused: `${run}-reused`, never: `${run}-never` };
+const ids = { main: `${run}-main`, reused: `${run}-reused`, never: `${run}-never`, cut: `${run}-cut` };
 let registry: FakeRegistry;
 let backend: DockerBackend;
 let mints = 0;
@@ -153,6 +153,7 @@ beforeAll(async () => {
   registry = await startFakeRegistry();
   registry.add(bundleFor(ids.main, { streamChunks: 4, streamIntervalMs: 300, runtimeState: 'serving' }));
   registry.add(bundleFor(ids.never, { neverHealthy: true }));
+  registry.add(bundleFor(ids.cut, {}), { cutBootstrapAnswers: 1 });
 }, 300_000);
 
 afterAll(async () => {
@@ -212,25 +213,34 @@ describe('reference agent in a runtime container', () => {
     console.log(`agent online ${bootMs} ms after start()`);
   });
 
-  it('materializes /configs: config.yaml, template files, 0600 state; refuses escaping paths', async () => {
+  it('materializes /configs: config.yaml, template files; 0600 state in /var/lib/wo; refuses escaping paths', async () => {
     const read = (root: '/configs' | '/workspace', p: string) => backend.readFile(ids.main, 3, root, p);
     expect((await read('/configs', 'config.yaml')).toString()).toBe(configYaml);
     expect((await read('/configs', 'prompts/system.md')).toString()).toBe('You are a test agent.\n');
     await expect(read('/configs', 'escape.txt')).rejects.toMatchObject({ code: 'not_found' });
 
-    const secrets = (await read('/configs', '.wo/secrets.env')).toString();
+    // The bundle (workspace token) and secrets live outside /configs and /workspace: nothing of
+    // them is on the volumes the files API serves.
+    const state = (name: string) => readContainerFile(docker, `ws-${ids.main}-g3`, `/var/lib/wo${name}`);
+    const secrets = (await state('/secrets.env')).content.toString();
     expect(secrets).toContain(`API_KEY=${secretValue}\n`);
     expect(secrets).toContain('MULTI_LINE="a b\\nc"\n');
-    const saved = JSON.parse((await read('/configs', '.wo/bundle.json')).toString()) as Record<
-      string,
-      unknown
-    >;
+    const saved = JSON.parse((await state('/bundle.json')).content.toString()) as Record<string, unknown>;
     expect(saved.bootstrapTokenSha256).toBe(createHash('sha256').update(main().bootstrapToken).digest('hex'));
     expect(saved.generation).toBe(3);
-
     // Modes are visible in the archive headers docker returns.
-    const modes = await fileModes(ids.main, ['/configs/.wo/bundle.json', '/configs/.wo/secrets.env']);
-    expect(modes).toEqual([0o600, 0o600]);
+    expect([
+      (await state('')).mode,
+      (await state('/bundle.json')).mode,
+      (await state('/secrets.env')).mode,
+    ]).toEqual([0o700, 0o600, 0o600]);
+    for (const root of ['/configs', '/workspace'] as const) {
+      const listed = await backend.listFiles(ids.main, 3, root, '', 5);
+      expect(
+        listed.map((e) => e.path).filter((p) => /(^|\/)\.wo(\/|$)|bundle\.json|secrets\.env/.test(p)),
+      ).toEqual([]);
+    }
+    await expect(read('/configs', '.wo/bundle.json')).rejects.toMatchObject({ code: 'invalid_path' });
 
     const events = registry.bootEvents.filter((e) => e.workspaceId === ids.main);
     expect(String(events.find((e) => e.body.phase === 'config-materialized')?.body.message)).toContain(
@@ -404,6 +414,21 @@ describe('reference agent in a runtime container', () => {
     expect(registry.phases(ids.reused)).toEqual([]);
   });
 
+  it('a first bootstrap fetch whose answer is lost (connection cut) is fetched again and boots', async () => {
+    const cut = registry.workspaces.get(ids.cut);
+    await backend.start(specFor(ids.cut, () => cut?.bootstrapToken ?? ''));
+    await waitFor('platform-health-ok after a lost bootstrap answer', () =>
+      registry.phases(ids.cut).includes('platform-health-ok'),
+    );
+    // Same bootstrap token both times: the first answer was lost, the second delivered.
+    expect(registry.bootstrapCalls.filter((c) => c.workspaceId === ids.cut)).toEqual([
+      { workspaceId: ids.cut, auth: 'bootstrap', status: 0 },
+      { workspaceId: ids.cut, auth: 'bootstrap', status: 200 },
+    ]);
+    expect(registry.registers.filter((r) => r.workspaceId === ids.cut)).toHaveLength(1);
+    await backend.remove(ids.cut, { volumes: true });
+  });
+
   it('config.agent.neverHealthy: serves A2A but never registers nor heartbeats', async () => {
     const never = registry.workspaces.get(ids.never);
     await backend.start(specFor(ids.never, () => never?.bootstrapToken ?? ''));
@@ -481,28 +506,4 @@ function readSse(
     req.on('error', reject);
     req.end(body);
   });
-}
-
-/** Permission bits of files inside the container, from the tar headers of `docker cp`. */
-async function fileModes(workspaceId: string, paths: string[]): Promise<number[]> {
-  const modes: number[] = [];
-  for (const path of paths) {
-    const archive = await docker.getContainer(`ws-${workspaceId}-g3`).getArchive({ path });
-    const ex = tar.extract();
-    const mode = await new Promise<number>((resolve, reject) => {
-      let found: number | undefined;
-      ex.on('entry', (header, stream, next) => {
-        found ??= (header.mode ?? 0) & 0o777;
-        stream.on('end', next);
-        stream.resume();
-      });
-      ex.on('finish', () =>
-        found === undefined ? reject(new Error(`no entry for ${path}`)) : resolve(found),
-      );
-      ex.on('error', reject);
-      archive.pipe(ex);
-    });
-    modes.push(mode);
-  }
-  return modes;
 }

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { launchTextOf, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { launchTextOf, PARITY_BACKENDS, stateFileOf, useParityStack } from './backends.js';
 
 describe.each(PARITY_BACKENDS)('%s: agent after boot', (backend) => {
   const t = useParityStack(backend);
@@ -15,10 +15,10 @@ describe.each(PARITY_BACKENDS)('%s: agent after boot', (backend) => {
     });
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
-    const envFile = (
-      await t.stack.service.backends[backend].readFile(id, 1, '/configs', '.wo/secrets.env')
-    ).toString();
-    expect(envFile).toContain(`API_KEY=${secret}`);
+    // In the agent's root-only state dir, outside the roots the files API serves.
+    const envFile = await stateFileOf(backend, t.stack.docker, id, 1, 'secrets.env');
+    expect(envFile.content.toString()).toContain(`API_KEY=${secret}`);
+    expect(envFile.mode).toBe(0o600);
     // What the resource was launched with (container env / user-data) holds no secret value and
     // no config content: both arrive only through the bootstrap fetch.
     const launchText = await launchTextOf(backend, t.stack.docker, id, 1);

@@ -11,6 +11,7 @@ import '../setup/context.js';
 import { startEc2Sim, type Ec2Sim, type SimKnobs } from '../ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../ec2-sim/service-env.js';
 import { ensureVmImage } from '../ec2-sim/vm-image.js';
+import { readContainerFile, type ContainerFile } from '../support/container-files.js';
 import {
   containersOf,
   createOrg,
@@ -196,4 +197,29 @@ export async function leftovers(
     ...instances.map((i) => `instance ${i.InstanceId} (${i.State?.Name})`),
     ...simContainers.map((c) => `sim container ${c.Names[0]}`),
   ];
+}
+
+/** Where the agent keeps its bundle and secrets (outside the files API's roots). */
+export const AGENT_STATE_DIR = '/var/lib/wo';
+
+/**
+ * A file of the agent's state dir in a generation's resource: read straight from the container
+ * (docker) or the ec2-sim VM's container (ec2), since the files API refuses to serve it.
+ */
+export async function stateFileOf(
+  backend: BackendKind,
+  docker: Dockerode,
+  workspaceId: string,
+  generation: number,
+  name: 'bundle.json' | 'secrets.env',
+): Promise<ContainerFile> {
+  let container = `ws-${workspaceId}-g${generation}`;
+  if (backend === 'ec2') {
+    const instance = (await instancesOf(workspaceId)).find(
+      (i) => i.Tags?.find((tag) => tag.Key === 'Generation')?.Value === String(generation),
+    );
+    if (!instance) throw new Error(`no instance for ${workspaceId} g${generation}`);
+    container = `ec2-${instance.InstanceId!}`;
+  }
+  return readContainerFile(docker, container, `${AGENT_STATE_DIR}/${name}`);
 }

@@ -8,7 +8,14 @@ import type { SimKnobs } from '../ec2-sim/sim.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { bootstrapTokenOf, leftovers, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
+import {
+  bootstrapTokenOf,
+  leftovers,
+  PARITY_BACKENDS,
+  resourcesOf,
+  stateFileOf,
+  useParityStack,
+} from './backends.js';
 
 const RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'];
 
@@ -72,7 +79,7 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', (backe
     const bootstrapToken = await bootstrapTokenOf(backend, t.stack.docker, id, 1);
     const platformUrl = `http://host.docker.internal:${t.stack.service.port}`;
     const bundle = JSON.parse(
-      (await t.stack.service.backends[backend].readFile(id, 1, '/configs', '.wo/bundle.json')).toString(),
+      (await stateFileOf(backend, t.stack.docker, id, 1, 'bundle.json')).content.toString(),
     );
     const oldToken: string = bundle.workspaceToken;
 
@@ -88,30 +95,30 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', (backe
     const eventsBefore = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key }))
       .body.events.length;
 
-    // The old agent's workspace token: every registry call is refused as stale.
+    // The old agent's workspace token was revoked when generation 2 was prepared: every registry
+    // call is refused at authentication.
     const g1Body = { workspaceId: id, generation: 1, configHash: bundle.configHash };
     const register = await t.stack.api.call('POST', '/v1/registry/register', {
       token: oldToken,
       body: g1Body,
     });
-    expect(register.status).toBe(409);
-    expect(register.body.error.code).toBe('stale_generation');
+    expect(register.status).toBe(401);
     const health = await t.stack.api.call('POST', '/v1/registry/boot-events', {
       token: oldToken,
       body: { workspaceId: id, generation: 1, phase: 'platform-health-ok', ts: new Date().toISOString() },
     });
-    expect(health.status).toBe(409);
+    expect(health.status).toBe(401);
     // Claiming the current generation with the old token is refused too.
     const claim = await t.stack.api.call('POST', '/v1/registry/register', {
       token: oldToken,
       body: { ...g1Body, generation: 2, configHash: current.configHash },
     });
-    expect(claim.status).toBe(409);
-    expect((await t.stack.api.call('GET', '/v1/registry/bootstrap', { token: oldToken })).status).toBe(409);
+    expect(claim.status).toBe(401);
+    expect((await t.stack.api.call('GET', '/v1/registry/bootstrap', { token: oldToken })).status).toBe(401);
 
     // The current generation's own token with a config hash other than its snapshot: refused.
     const g2Bundle = JSON.parse(
-      (await t.stack.service.backends[backend].readFile(id, 2, '/configs', '.wo/bundle.json')).toString(),
+      (await stateFileOf(backend, t.stack.docker, id, 2, 'bundle.json')).content.toString(),
     );
     for (const path of ['/v1/registry/register', '/v1/registry/heartbeat']) {
       const wrongHash = await t.stack.api.call('POST', path, {

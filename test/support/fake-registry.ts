@@ -23,6 +23,7 @@ export interface RecordedCall {
 export interface BootstrapCall {
   workspaceId: string | null;
   auth: 'bootstrap' | 'workspace' | 'invalid';
+  /** 0: the answer was lost (connection cut). */
   status: number;
 }
 
@@ -33,6 +34,13 @@ export interface FakeWorkspace {
   workspaceToken: string;
   /** Set by the first bootstrap with the bootstrap token. */
   bootstrapUsed: boolean;
+  /**
+   * Like the platform: a used bootstrap token answers again (same bundle) until the agent
+   * registers, so an answer lost on the way can be fetched again.
+   */
+  registered: boolean;
+  /** Bootstrap answers still to be lost: the request is served, then the connection is cut. */
+  cutBootstrapAnswers: number;
   /** A reusable bootstrap token is never refused (a used one answers 401 otherwise). */
   reusableBootstrap: boolean;
   /** Status the heartbeat answers: 200, or e.g. 409 (answered as stale_generation). */
@@ -44,6 +52,8 @@ export interface AddWorkspaceOptions {
   bootstrapToken?: string;
   /** Default false: the bootstrap token works once, like the platform's. */
   reusableBootstrap?: boolean;
+  /** Default 0: how many bootstrap answers are lost (connection cut after the token is used). */
+  cutBootstrapAnswers?: number;
 }
 
 export interface FakeRegistryOptions {
@@ -83,13 +93,18 @@ export class FakeRegistry {
   port = 0;
   private server: http.Server | null = null;
 
-  /** Adds a workspace; its bootstrap token works once (unless reusable), its workspace token always. */
+  /**
+   * Adds a workspace; its bootstrap token works until the agent registers (unless reusable), its
+   * workspace token always.
+   */
   add(bundle: Bundle, opts: AddWorkspaceOptions = {}): FakeWorkspace {
     const entry: FakeWorkspace = {
       bundle,
       bootstrapToken: opts.bootstrapToken ?? `bt-${randomBytes(16).toString('hex')}`,
       workspaceToken: bundle.workspaceToken,
       bootstrapUsed: false,
+      registered: false,
+      cutBootstrapAnswers: opts.cutBootstrapAnswers ?? 0,
       reusableBootstrap: opts.reusableBootstrap ?? false,
       heartbeatStatus: 200,
     };
@@ -151,7 +166,10 @@ export class FakeRegistry {
 
     if (req.method === 'GET' && path === '/v1/registry/bootstrap') {
       const spent =
-        found?.kind === 'bootstrap' && found.entry.bootstrapUsed && !found.entry.reusableBootstrap;
+        found?.kind === 'bootstrap' &&
+        found.entry.bootstrapUsed &&
+        found.entry.registered &&
+        !found.entry.reusableBootstrap;
       if (!found || spent) {
         this.bootstrapCalls.push({
           workspaceId: found ? found.entry.bundle.workspaceId : null,
@@ -162,6 +180,17 @@ export class FakeRegistry {
         return send(401, { error: { code: 'invalid_token', message } });
       }
       if (found.kind === 'bootstrap') found.entry.bootstrapUsed = true;
+      if (found.entry.cutBootstrapAnswers > 0) {
+        // The platform did its part; the answer never reaches the agent.
+        found.entry.cutBootstrapAnswers--;
+        this.bootstrapCalls.push({
+          workspaceId: found.entry.bundle.workspaceId,
+          auth: found.kind,
+          status: 0,
+        });
+        req.socket.destroy();
+        return;
+      }
       this.bootstrapCalls.push({
         workspaceId: found.entry.bundle.workspaceId,
         auth: found.kind,
@@ -189,6 +218,7 @@ export class FakeRegistry {
     }
     if (req.method === 'POST' && path === '/v1/registry/register') {
       this.registers.push(record);
+      found.entry.registered = true;
       return send(200, { ok: true });
     }
     if (req.method === 'POST' && path === '/v1/registry/heartbeat') {

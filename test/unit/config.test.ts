@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, platformUrls } from '../../src/config.js';
+import { ConfigError, loadConfig, platformUrls, publicUrl } from '../../src/config.js';
 
 const base = {
   ADMIN_TOKEN: 'a'.repeat(32),
@@ -20,6 +20,17 @@ describe('configuration', () => {
     });
     expect(c.runtimeImages['claude-code']).toBe('wo-runtime:test');
     expect(c.DATABASE_URL).toBeUndefined();
+  });
+
+  it('PUBLIC_URL: the configured base (trailing slash dropped), else the listen URL', () => {
+    expect(publicUrl(loadConfig(base), 4321)).toBe('http://127.0.0.1:4321');
+    expect(publicUrl(loadConfig({ ...base, BIND_HOST: '10.1.2.3' }), 80)).toBe('http://10.1.2.3:80');
+    expect(publicUrl(loadConfig({ ...base, BIND_HOST: '::1' }), 80)).toBe('http://[::1]:80');
+    const configured = loadConfig({ ...base, PUBLIC_URL: 'https://wo.example.com/' });
+    expect(publicUrl(configured, 4321)).toBe('https://wo.example.com');
+    for (const bad of ['not a url', 'ftp://wo.example.com']) {
+      expect(() => loadConfig({ ...base, PUBLIC_URL: bad }), bad).toThrow(/PUBLIC_URL/);
+    }
   });
 
   it('names every bad variable', () => {

@@ -65,7 +65,7 @@ function bootScriptOf(script: string): string {
   return `${m[1]}\n`;
 }
 
-const MOVED = /(^|[\s'"=(])\/(opt|root|etc|configs|workspace|run)(?=\/|[\s'";)]|$)/gm;
+const MOVED = /(^|[\s'"=(])\/(opt|root|etc|configs|workspace|run|var)(?=\/|[\s'";)]|$)/gm;
 
 /**
  * The script with every absolute path it writes moved under `root`, so it can run on the test
@@ -221,6 +221,8 @@ describe('EC2 user-data', () => {
     expect(statSync(keys).mode & 0o777).toBe(0o600);
     expect(readFileSync(keys, 'utf8')).toBe(`${publicKey}\n`);
     expect(existsSync(join(root, 'configs'))).toBe(true);
+    // The agent's private state dir: root-only, outside the files API's roots.
+    expect(statSync(join(root, 'var', 'lib', 'wo')).mode & 0o777).toBe(0o700);
 
     // The agent got exactly the two variables, from the env file.
     const calls = join(root, 'node-calls');

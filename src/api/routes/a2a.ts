@@ -122,10 +122,8 @@ export function a2aRouter(deps: ApiDeps): Router {
       .catch((err: unknown) => deps.log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
   }
 
-  function publicBase(req: Request): string {
-    const configured = (deps.settings as { publicUrl?: string }).publicUrl;
-    return (configured ?? `${req.protocol}://${req.get('host') ?? 'localhost'}`).replace(/\/$/, '');
-  }
+  // From configuration only: a caller's Host header must not steer the URLs peers are told.
+  const publicBase = (): string => deps.settings.publicUrl;
 
   r.post('/:id/a2a', async (req, res) => {
     const started = performance.now();
@@ -139,7 +137,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     if (body.jsonrpc !== '2.0' || method === null) {
       throw badRequest('body: need a JSON-RPC 2.0 request with a method', 'method');
     }
-    if (caller.workspace) injectPeer(body, caller.workspace, publicBase(req));
+    if (caller.workspace) injectPeer(body, caller.workspace, publicBase());
     const secrets = await redactionValues(deps, w, caller.workspace);
     const requestText = truncate(redact(messageText(body.params), secrets), EXCERPT_CHARS);
 
@@ -297,7 +295,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       );
     }
     // Callers reach the agent only through this proxy: the card says so.
-    res.json({ ...card, url: `${publicBase(req)}/v1/workspaces/${w.id}/a2a` });
+    res.json({ ...card, url: `${publicBase()}/v1/workspaces/${w.id}/a2a` });
   });
 
   return r;

@@ -6,7 +6,7 @@
 import { Router, type Response } from 'express';
 import { insertBootEvent } from '../../db/events.js';
 import { secretValues } from '../../db/secrets.js';
-import { consumeBootstrapToken, mintWorkspaceToken } from '../../db/tokens.js';
+import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
 import { agentCredential } from '../../security/agent-credential.js';
@@ -43,11 +43,13 @@ export function registryRouter(deps: ApiDeps): Router {
     const p = principalOf(res);
     let workspaceId: string;
     let generation: number;
-    let workspaceToken: string | null = null;
+    let workspaceToken: string;
     if (p.kind === 'bootstrap') {
-      const used = await consumeBootstrapToken(db, p.token);
-      if (!used) throw new HttpError(401, 'invalid_token', 'bootstrap token is unknown, used or expired');
-      ({ workspaceId, generation } = used);
+      // Spent for good only once the agent registers (or the short re-fetch window ends): a lost
+      // answer is fetched again and yields the same workspace token.
+      const redeemed = await redeemBootstrapToken(db, deps.secrets, p.token);
+      if (!redeemed) throw new HttpError(401, 'invalid_token', 'bootstrap token is unknown, used or expired');
+      ({ workspaceId, generation, workspaceToken } = redeemed);
     } else if (p.kind === 'workspace') {
       // A reboot of the same generation refreshes its bundle with its workspace token.
       ({ workspaceId, generation } = p);
@@ -60,7 +62,6 @@ export function registryRouter(deps: ApiDeps): Router {
     if (w.generation !== generation || !w.bootRuntime || !w.bootConfigHash) {
       throw stale(`generation ${generation} is not the current generation`);
     }
-    workspaceToken ??= await mintWorkspaceToken(db, workspaceId, generation);
     const config = w.bootConfig ?? {};
     res.json({
       workspaceId: w.id,
@@ -91,6 +92,7 @@ export function registryRouter(deps: ApiDeps): Router {
     }
     // A (re)started resource may answer elsewhere now (docker restart: new host port).
     await refreshEndpoint(deps, w);
+    await closeBootstrapRedelivery(db, w.id, body.generation);
     res.json({ ok: true, generation: w.generation, configHash: w.bootConfigHash });
   });
 

@@ -214,7 +214,8 @@ export class DockerBackend implements WorkspaceBackend {
           { Type: 'volume', Source: volumes.configs, Target: '/configs' },
           { Type: 'volume', Source: volumes.workspace, Target: '/workspace' },
         ],
-        // The agent keeps its bundle in /configs, so a daemon-initiated restart re-registers itself.
+        // The agent keeps its bundle in /var/lib/wo (the container's own disk), so a daemon-initiated
+        // restart re-registers itself.
         RestartPolicy: { Name: 'unless-stopped' },
         ExtraHosts: this.extraHosts,
         NetworkMode: network,

@@ -10,9 +10,11 @@
  * Why the bootstrap token may sit in user-data (readable through the instance metadata service and
  * DescribeInstanceAttribute for the life of the instance): it is single-use (the platform marks it
  * used on the first bundle fetch), short-lived (it expires after the bootstrap TTL even if never
- * used), scoped to one workspace generation, and useless once consumed — after a reboot the agent
- * re-registers with the workspace token it saved in /configs/.wo, never with this one. Whoever reads
- * it later holds a dead token.
+ * used, then answers again only for a short re-fetch window until the agent registers), short-lived
+ * (it expires after the bootstrap TTL even if never used), scoped to one workspace generation, and
+ * useless once consumed — after a reboot the agent re-registers with the workspace token it saved in
+ * /var/lib/wo (root-only, outside the files API's roots), never with this one. Whoever reads it
+ * later holds a dead token.
  *
  * User-data runs on the first boot only (cloud-init semantics; ec2-sim does the same), so the agent
  * is installed as a service that comes back after stop/start: a systemd unit where systemd exists,
@@ -35,6 +37,8 @@ export const USER_DATA_PATHS = {
   bootScript: '/etc/wo/boot.d/agent.sh',
   systemdUnit: '/etc/systemd/system/wo-agent.service',
   pidFile: '/run/wo-agent.pid',
+  /** The agent's private state (saved bundle, secrets.env); kept across stop/start. */
+  stateDir: '/var/lib/wo',
 } as const;
 
 /**
@@ -71,7 +75,7 @@ export function renderUserData(input: UserDataInput): string {
 # workspace-orchestrator user-data: runs once, on the instance's first boot.
 # Holds only the platform URL, a single-use bootstrap token and the SSH public key. The token is
 # acceptable here: it is single-use, expires after a short TTL and is useless once the agent has
-# consumed it (reboots re-register with the workspace token saved in /configs/.wo).
+# consumed it (reboots re-register with the workspace token saved in /var/lib/wo).
 set -eu
 umask 077
 
@@ -94,8 +98,8 @@ chmod 600 /root/.ssh/authorized_keys
 printf '%s\\n' "$WO_SSH_PUBLIC_KEY" >> /root/.ssh/authorized_keys
 
 # The agent's environment, readable by root only.
-mkdir -p /etc/wo ${p.bootDir} /configs /workspace
-chmod 700 /etc/wo
+mkdir -p /etc/wo ${p.bootDir} /configs /workspace ${p.stateDir}
+chmod 700 /etc/wo ${p.stateDir}
 printf "WO_PLATFORM_URL='%s'\\nWO_BOOTSTRAP_TOKEN='%s'\\n" "$WO_PLATFORM_URL" "$WO_BOOTSTRAP_TOKEN" > ${p.env}
 chmod 600 ${p.env}
 
