@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_BOUNDS } from './api/bounds.js';
 
 /**
  * Every setting the service reads, parsed and validated in one place. The README documents each
@@ -157,6 +158,22 @@ const envSchema = z.object({
   /** The entity continues-as-new past this many history events (or when the server suggests). */
   CONTINUE_AS_NEW_AFTER_EVENTS: z.coerce.number().int().min(10).default(2000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Data-plane caps (src/api/bounds.ts). */
+  FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),
+  FILE_LIST_MAX_ENTRIES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileListMaxEntries),
+  BOOT_LOG_CONSOLE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_BOUNDS.bootLogConsoleMaxBytes),
+  BOOT_LOG_MAX_EVENTS: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.bootLogMaxEvents),
+  EVENT_STREAMS_MAX: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.eventStreamsMax),
+  EVENT_STREAMS_PER_PRINCIPAL: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_BOUNDS.eventStreamsPerPrincipal),
+  EVENTS_POLL_MS: msSetting(DEFAULT_BOUNDS.eventsPollMs),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -110,6 +110,15 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
         publicUrl: config.PUBLIC_URL ?? '',
         templates: config.TEMPLATES,
+        bounds: {
+          fileReadMaxBytes: config.FILE_READ_MAX_BYTES,
+          fileListMaxEntries: config.FILE_LIST_MAX_ENTRIES,
+          bootLogConsoleMaxBytes: config.BOOT_LOG_CONSOLE_MAX_BYTES,
+          bootLogMaxEvents: config.BOOT_LOG_MAX_EVENTS,
+          eventStreamsMax: config.EVENT_STREAMS_MAX,
+          eventStreamsPerPrincipal: config.EVENT_STREAMS_PER_PRINCIPAL,
+          eventsPollMs: config.EVENTS_POLL_MS,
+        },
       },
       readiness: {
         temporal: async () => {

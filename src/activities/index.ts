@@ -3,7 +3,13 @@
  * real or fake dependencies. Every activity is idempotent: Temporal may run it more than once.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { BackendError, type BackendKind, type WorkspaceBackend } from '../backends/backend.js';
+import {
+  BackendError,
+  CONSOLE_MAX_BYTES,
+  type BackendKind,
+  type WorkspaceBackend,
+} from '../backends/backend.js';
+import { tailText } from '../backends/streams.js';
 import { saveConsoleLog } from '../db/events.js';
 import type { Queryable } from '../db/queryable.js';
 import { secretValues } from '../db/secrets.js';
@@ -106,7 +112,9 @@ export function createActivities(deps: ActivityDeps) {
         deps.backends[input.backend].bootLog(input.workspaceId, input.generation),
       );
       const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
-      await saveConsoleLog(db, input.workspaceId, input.generation, redact(raw, Object.values(secretsOf)));
+      // Capped: the backend returns the log's tail already; a bound here keeps the stored copy bounded too.
+      const text = tailText(redact(raw, Object.values(secretsOf)), CONSOLE_MAX_BYTES);
+      await saveConsoleLog(db, input.workspaceId, input.generation, text);
     },
 
     async finalizeDelete(input: { workspaceId: string }): Promise<void> {

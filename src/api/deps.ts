@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
 import type { SecretBox } from '../security/secrets.js';
+import type { Bounds } from './bounds.js';
 import type { EntityClient } from './entity.js';
 
 export interface ApiSettings {
@@ -16,6 +17,8 @@ export interface ApiSettings {
   publicUrl: string;
   /** Known templates: name → default config. Unknown template → 400. */
   templates: Record<string, { runtime?: string; config: Record<string, unknown> }>;
+  /** Data-plane caps; defaults in bounds.ts. */
+  bounds?: Partial<Bounds>;
 }
 
 export interface ApiDeps {

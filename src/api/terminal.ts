@@ -25,6 +25,18 @@ export interface TerminalOptions {
 export const CLOSE_AUTH = 4401;
 export const CLOSE_NOT_FOUND = 4404;
 export const CLOSE_NOT_ONLINE = 4409;
+/** Too many frames (or bytes) sent before the session opened. */
+export const CLOSE_INPUT_OVERFLOW = 1008;
+
+/** Frames / bytes kept while the session opens (auth + backend); past either the socket closes. */
+export const PENDING_MAX_FRAMES = 256;
+export const PENDING_MAX_BYTES = 1 << 20;
+/** Socket reads pause while this many input frames wait for the shell; resume at the lower mark. */
+const INPUT_PAUSE_FRAMES = 64;
+const INPUT_RESUME_FRAMES = 16;
+
+const frameBytes = (data: RawData): number =>
+  Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer | ArrayBuffer).byteLength;
 
 const PATH = /^\/v1\/workspaces\/([^/]+)\/terminal\/?$/;
 const DEFAULT_SIZE: TerminalSize = { cols: 80, rows: 24 };
@@ -144,12 +156,23 @@ export function attachTerminal(
   }
 
   async function serve(ws: WebSocket, req: IncomingMessage, url: URL, id: string): Promise<void> {
-    // Frames that arrive while the session opens are kept and replayed in order.
+    // Frames that arrive while the session opens are kept and replayed in order, up to a bound:
+    // past it the socket is closed (1008) rather than buffering for an unauthenticated peer.
     const pending: { data: RawData; isBinary: boolean }[] = [];
+    let pendingBytes = 0;
+    let overflowed = false;
     let handle: ((data: RawData, isBinary: boolean) => void) | null = null;
-    ws.on('message', (data, isBinary) =>
-      handle ? handle(data, isBinary) : pending.push({ data, isBinary }),
-    );
+    ws.on('message', (data, isBinary) => {
+      if (handle) return handle(data, isBinary);
+      if (overflowed) return;
+      pendingBytes += frameBytes(data);
+      if (pending.length >= PENDING_MAX_FRAMES || pendingBytes > PENDING_MAX_BYTES) {
+        overflowed = true;
+        pending.length = 0;
+        return close(ws, CLOSE_INPUT_OVERFLOW, 'too much input before the session opened');
+      }
+      pending.push({ data, isBinary });
+    });
     let socketClosed = false;
     ws.once('close', () => {
       socketClosed = true;
@@ -192,22 +215,37 @@ export function attachTerminal(
       close(ws, 1000, code === null ? 'shell exited' : `shell exited ${code}`),
     );
 
-    // Socket → shell, in order (a resize takes effect before the bytes sent after it).
+    // Socket → shell, in order (a resize takes effect before the bytes sent after it), with
+    // backpressure: reading from the socket pauses while frames queue up here or the shell's
+    // input is backed up, so a fast sender cannot make the server buffer without bound.
     let queue = Promise.resolve();
+    let queued = 0;
+    const settle = (): void => {
+      queued--;
+      if (ws.isPaused && queued <= INPUT_RESUME_FRAMES && ws.readyState === ws.OPEN) ws.resume();
+    };
     handle = (data, isBinary) => {
-      queue = queue.then(async () => {
-        if (socketClosed) return;
-        const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
-        if (isBinary) return session.write(buf);
-        const msg = parseControl(buf.toString('utf8'));
-        if (!msg) return close(ws, 1007, 'invalid control message');
-        if (msg.type === 'resize') {
-          await session.resize(msg.size).catch((err: unknown) => {
-            log.warn({ err, workspaceId: id }, 'terminal resize failed');
-          });
-        }
-        // Unknown control message types are ignored (forward compatible).
-      });
+      if (++queued > INPUT_PAUSE_FRAMES && !ws.isPaused) ws.pause();
+      queue = queue
+        .then(() => handleFrame(data, isBinary))
+        .catch((err: unknown) => log.warn({ err, workspaceId: id }, 'terminal input failed'))
+        .finally(settle);
+    };
+    const handleFrame = async (data: RawData, isBinary: boolean): Promise<void> => {
+      if (socketClosed) return;
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+      if (isBinary) {
+        if (!session.write(buf)) await session.drained();
+        return;
+      }
+      const msg = parseControl(buf.toString('utf8'));
+      if (!msg) return close(ws, 1007, 'invalid control message');
+      if (msg.type === 'resize') {
+        await session.resize(msg.size).catch((err: unknown) => {
+          log.warn({ err, workspaceId: id }, 'terminal resize failed');
+        });
+      }
+      // Unknown control message types are ignored (forward compatible).
     };
     for (const p of pending.splice(0)) handle(p.data, p.isBinary);
   }

@@ -81,13 +81,30 @@ export interface WorkspaceBackend {
   describe(workspaceId: string, generation: number): Promise<ResourceInfo | null>;
   /** Every resource this service manages (labels / tags), for the orphan sweep and tests. */
   listManaged(): Promise<ManagedResource[]>;
-  /** Raw console output of the generation's resource (docker logs / GetConsoleOutput). */
-  bootLog(workspaceId: string, generation: number): Promise<string>;
-  /** Reads a file inside the workspace; root is '/configs' or '/workspace', path relative. */
-  readFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<Buffer>;
+  /**
+   * Raw console output of the generation's resource (docker logs / GetConsoleOutput): its last
+   * `maxBytes` at most (default CONSOLE_MAX_BYTES), never the whole log in memory.
+   */
+  bootLog(workspaceId: string, generation: number, maxBytes?: number): Promise<string>;
+  /**
+   * Opens a file inside the workspace for reading; root is '/configs' or '/workspace', path
+   * relative. The size is known before any byte is read; the stream yields exactly that many bytes
+   * (or fails) at the reader's pace. The caller must consume or destroy the stream.
+   */
+  openFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<FileStream>;
+  /** openFile read whole: for small files only (a file over `maxBytes`, default 64 MiB, is refused). */
+  readFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    maxBytes?: number,
+  ): Promise<Buffer>;
   /**
    * Lists entries under root/path ('' = the root itself) down to `depth` levels (1 = children only).
    * Paths in the answer are relative to the root. Symlinks that resolve outside the root are refused.
+   * At most `maxEntries` (default LIST_MAX_ENTRIES) are returned; `truncated` says more exist. The
+   * walk stops there, so a huge tree is never held in memory.
    */
   listFiles(
     workspaceId: string,
@@ -95,7 +112,8 @@ export interface WorkspaceBackend {
     root: WorkspaceRoot,
     path: string,
     depth: number,
-  ): Promise<FileEntry[]>;
+    maxEntries?: number,
+  ): Promise<FileListing>;
   /** Writes (creates or replaces) a file, creating parent directories. Binary safe. */
   writeFile(
     workspaceId: string,
@@ -123,6 +141,23 @@ export interface FileEntry {
   mtime: string;
 }
 
+/** Default cap of a listing (entries). */
+export const LIST_MAX_ENTRIES = 5000;
+/** Default cap of console output kept or served (its last bytes). */
+export const CONSOLE_MAX_BYTES = 256 * 1024;
+
+export interface FileListing {
+  items: FileEntry[];
+  /** More entries exist than were returned. */
+  truncated: boolean;
+}
+
+/** An open file: its size (known up front) and a stream of exactly that many bytes. */
+export interface FileStream {
+  size: number;
+  stream: NodeJS.ReadableStream & { destroy(error?: Error): unknown };
+}
+
 export interface TerminalSize {
   cols: number;
   rows: number;
@@ -132,7 +167,10 @@ export interface TerminalSize {
 export interface TerminalSession {
   /** Raw terminal output bytes. */
   readonly output: NodeJS.ReadableStream;
-  write(data: Buffer): void;
+  /** Input bytes; false = the shell's input is backed up: wait for `drained()` before more. */
+  write(data: Buffer): boolean;
+  /** Resolves once the input accepts more (at once when it is not backed up, or closed). */
+  drained(): Promise<void>;
   resize(size: TerminalSize): Promise<void>;
   /** Resolves when the shell has exited (or the session was closed); exit code when known. */
   readonly exited: Promise<number | null>;

@@ -18,6 +18,7 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   describe = async (): Promise<never> => this.fail();
   listManaged = async (): Promise<never> => this.fail();
   bootLog = async (): Promise<never> => this.fail();
+  openFile = async (): Promise<never> => this.fail();
   readFile = async (): Promise<never> => this.fail();
   listFiles = async (): Promise<never> => this.fail();
   writeFile = async (): Promise<never> => this.fail();

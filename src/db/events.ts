@@ -18,10 +18,14 @@ export async function insertBootEvent(
   );
 }
 
-export async function listBootEvents(db: Queryable, workspaceId: string): Promise<BootEvent[]> {
+/** The most recent `limit` boot events, oldest first. */
+export async function listBootEvents(db: Queryable, workspaceId: string, limit = 1000): Promise<BootEvent[]> {
   const { rows } = await db.query<{ generation: number; phase: string; message: string | null; ts: Date }>(
-    `SELECT generation, phase, message, ts FROM boot_events WHERE workspace_id = $1 ORDER BY id`,
-    [workspaceId],
+    `SELECT generation, phase, message, ts FROM (
+       SELECT id, generation, phase, message, ts FROM boot_events WHERE workspace_id = $1
+       ORDER BY id DESC LIMIT $2) recent
+     ORDER BY id`,
+    [workspaceId, limit],
   );
   return rows;
 }
@@ -61,10 +65,15 @@ export async function saveConsoleLog(
   );
 }
 
-export async function latestConsoleLog(db: Queryable, workspaceId: string): Promise<string | null> {
+/** The newest kept console output: its last `maxChars` characters. */
+export async function latestConsoleLog(
+  db: Queryable,
+  workspaceId: string,
+  maxChars = 256 * 1024,
+): Promise<string | null> {
   const { rows } = await db.query<{ text: string }>(
-    `SELECT text FROM console_logs WHERE workspace_id = $1 ORDER BY generation DESC LIMIT 1`,
-    [workspaceId],
+    `SELECT right(text, $2) AS text FROM console_logs WHERE workspace_id = $1 ORDER BY generation DESC LIMIT 1`,
+    [workspaceId, maxChars],
   );
   return rows[0]?.text ?? null;
 }

@@ -225,7 +225,17 @@ export function a2aRouter(deps: ApiDeps): Router {
           captured.push(chunk);
           capturedBytes += chunk.length;
         }
-        res.write(chunk);
+        if (!res.write(chunk)) {
+          // Backpressure: the caller reads slower than the agent writes. Stop reading the agent
+          // (its own writes then back up) until the caller catches up; the wait is the caller's,
+          // not the agent's silence, so the idle timeout is off meanwhile.
+          upstream.pause();
+          upstream.socket?.setTimeout(0);
+          res.once('drain', () => {
+            upstream.socket?.setTimeout(lim.idleTimeoutMs);
+            upstream.resume();
+          });
+        }
       });
       // The response ends once its activity row is written (a caller that reads the log next sees it).
       upstream.on('end', () => resolve());

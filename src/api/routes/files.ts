@@ -1,7 +1,10 @@
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
 import { BackendError, type WorkspaceRoot } from '../../backends/backend.js';
 import * as workspaces from '../../db/workspaces.js';
 import { orgScope, principalOf } from '../auth.js';
+import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, conflict, notFound } from '../errors.js';
 import { workspaceIdParam } from '../schemas.js';
@@ -62,6 +65,7 @@ function toHttp(err: unknown): unknown {
 /** Files API (`/v1/workspaces/:id/files…`), served directly by the backend, not through Temporal. */
 export function filesRouter(deps: ApiDeps): Router {
   const r = Router();
+  const bounds = boundsOf(deps.settings);
 
   /**
    * The caller's workspace (another org's or an unknown id → 404), the validated query, and a 409
@@ -94,14 +98,33 @@ export function filesRouter(deps: ApiDeps): Router {
       path: pathOf(req, false),
       depth: depthOf(req),
     }));
-    const items = await backendCall(() => backend.listFiles(w.id, w.generation, q.root, q.path, q.depth));
-    res.json({ items });
+    const { items, truncated } = await backendCall(() =>
+      backend.listFiles(w.id, w.generation, q.root, q.path, q.depth, bounds.fileListMaxEntries),
+    );
+    res.json({ items, truncated });
   });
 
   r.get('/:id/files/content', async (req, res) => {
     const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
-    const content = await backendCall(() => backend.readFile(w.id, w.generation, q.root, q.path));
-    res.status(200).type('application/octet-stream').send(content);
+    const file = await backendCall(() => backend.openFile(w.id, w.generation, q.root, q.path));
+    if (file.size > bounds.fileReadMaxBytes) {
+      file.stream.destroy();
+      throw new HttpError(
+        413,
+        'file_too_large',
+        `the file is ${file.size} bytes; reads are capped at ${bounds.fileReadMaxBytes} bytes`,
+      );
+    }
+    res.status(200).type('application/octet-stream').set('content-length', String(file.size));
+    // Streamed at the client's pace: a slow reader slows the backend read, nothing piles up here.
+    const source = file.stream as unknown as Readable; // both backends hand out node Readables
+    try {
+      await pipeline(source, res);
+    } catch (err) {
+      // Headers are gone: a failed read can only cut the answer short (its length says so).
+      deps.log.warn({ err, workspaceId: w.id }, 'file read cut short');
+      res.destroy();
+    }
   });
 
   r.put(

@@ -1,9 +1,10 @@
 import { Router, type Response } from 'express';
-import { listBootEvents, latestConsoleLog, listTransitions } from '../../db/events.js';
+import { listBootEvents, latestConsoleLog, type TransitionEvent } from '../../db/events.js';
 import { insertMemory } from '../../db/memories.js';
 import { inTransaction } from '../../db/queryable.js';
 import { putSecret, secretValues } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
+import { tailText } from '../../backends/streams.js';
 import { redact } from '../../security/redact.js';
 import { newId } from '../../security/tokens.js';
 import {
@@ -13,10 +14,12 @@ import {
   stopUpdate,
   workspaceWorkflowId,
 } from '../../workflows/messages.js';
-import { orgScope, principalOf } from '../auth.js';
+import { orgScope, principalOf, type Principal } from '../auth.js';
+import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
+import { TransitionFeed } from '../transition-feed.js';
 import { configureBody, createWorkspaceBody, listQuery, workspaceIdParam } from '../schemas.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
@@ -147,12 +150,15 @@ export function workspacesRouter(deps: ApiDeps): Router {
   r.get('/:id/boot-log', async (req, res) => {
     const w = await load(res, req.params.id);
     const secrets = Object.values(await secretValues(db, deps.secrets, w.id));
-    const events = await listBootEvents(db, w.id);
+    // Bounded: the most recent events, the last bytes of the console (live or kept).
+    const { bootLogMaxEvents, bootLogConsoleMaxBytes: maxBytes } = boundsOf(settings);
+    const events = await listBootEvents(db, w.id, bootLogMaxEvents);
     let consoleText = '';
     if (w.instanceId && w.status !== 'deleted') {
-      consoleText = await deps.backends[w.backend].bootLog(w.id, w.generation).catch(() => '');
+      consoleText = await deps.backends[w.backend].bootLog(w.id, w.generation, maxBytes).catch(() => '');
     }
-    if (!consoleText) consoleText = (await latestConsoleLog(db, w.id)) ?? '';
+    if (!consoleText) consoleText = (await latestConsoleLog(db, w.id, maxBytes)) ?? '';
+    consoleText = tailText(consoleText, maxBytes);
     res.json({
       backend: w.backend,
       events: events.map((e) => ({
@@ -165,44 +171,83 @@ export function workspacesRouter(deps: ApiDeps): Router {
     });
   });
 
+  // One shared poller feeds every event stream of this process; streams are capped.
+  const bounds = boundsOf(settings);
+  const feed = new TransitionFeed(db, { intervalMs: bounds.eventsPollMs, log: deps.log });
+  let openStreams = 0;
+  const streamsOf = new Map<string, number>();
+
   r.get('/:id/events', async (req, res) => {
     const w = await load(res, req.params.id);
+    const who = principalKey(principalOf(res));
+    if (
+      openStreams >= bounds.eventStreamsMax ||
+      (streamsOf.get(who) ?? 0) >= bounds.eventStreamsPerPrincipal
+    ) {
+      throw new HttpError(429, 'too_many_streams', 'too many open event streams; close one or retry later', {
+        retryAfterSeconds: 5,
+      });
+    }
+    openStreams++;
+    streamsOf.set(who, (streamsOf.get(who) ?? 0) + 1);
+    let unsubscribe: (() => void) | null = null;
+    // Comments between events keep proxies from dropping an idle stream (first one after the headers).
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 10_000);
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      clearInterval(keepAlive);
+      unsubscribe?.();
+      openStreams--;
+      const n = (streamsOf.get(who) ?? 1) - 1;
+      if (n > 0) streamsOf.set(who, n);
+      else streamsOf.delete(who);
+      res.end();
+    };
+    res.on('close', finish);
     res.writeHead(200, {
       'Content-Type': 'text/event-stream',
       'Cache-Control': 'no-cache',
       Connection: 'keep-alive',
     });
     res.flushHeaders();
-    let lastId = '0';
-    let closed = false;
-    req.on('close', () => {
-      closed = true;
-    });
-    // Transitions are rows in Postgres: poll them (works on PGlite too), keep-alive comments between.
-    let idle = 0;
-    while (!closed) {
-      const rows = await listTransitions(db, w.id, lastId);
-      for (const t of rows) {
-        lastId = t.id;
-        const payload = {
-          status: t.status,
-          phase: t.phase,
-          ts: t.ts.toISOString(),
-          generation: t.generation,
-        };
-        res.write(
-          `id: ${t.id}\ndata: ${JSON.stringify(t.message ? { ...payload, message: t.message } : payload)}\n\n`,
-        );
-        if (t.status === 'deleted') closed = true;
-      }
-      if (closed) break;
-      if (++idle % 40 === 0) res.write(': keep-alive\n\n');
-      await new Promise((resolve) => setTimeout(resolve, 250));
+    const send = (t: TransitionEvent): void => {
+      if (finished) return;
+      const payload = { status: t.status, phase: t.phase, ts: t.ts.toISOString(), generation: t.generation };
+      res.write(
+        `id: ${t.id}\ndata: ${JSON.stringify(t.message ? { ...payload, message: t.message } : payload)}\n\n`,
+      );
+      // A client that does not read is dropped rather than buffered for.
+      if (res.writableLength > STREAM_BUFFER_MAX) return finish();
+      if (t.status === 'deleted') finish();
+    };
+    try {
+      const off = await feed.subscribe(w.id, send);
+      if (finished) off();
+      else unsubscribe = off;
+    } catch (err) {
+      deps.log.warn({ err, workspaceId: w.id }, 'event stream failed');
+      finish();
     }
-    res.end();
   });
 
   return r;
+}
+
+/** Bytes an event stream may have queued for a slow client before it is closed. */
+const STREAM_BUFFER_MAX = 1024 * 1024;
+
+/** Streams are counted per principal: an org's keys, the admin, a workspace token. */
+function principalKey(p: Principal): string {
+  switch (p.kind) {
+    case 'org':
+      return `org:${p.orgId}`;
+    case 'workspace':
+      return `ws:${p.workspaceId}`;
+    default:
+      return p.kind;
+  }
 }
 
 /** Opaque to clients; the last id of the page (keyset paging is stable under inserts). */

@@ -1,47 +1,70 @@
 import tar from 'tar-stream';
-import { BackendError } from '../backend.js';
+import type { Transform } from 'node:stream';
+import { BackendError, type FileStream } from '../backend.js';
+import { exactly, TailBuffer } from '../streams.js';
 
 /**
- * Reads the one entry of a `docker cp`-style archive of a single path. Only a regular file is
- * returned: a directory is not a file, and a symlink is refused rather than followed so a link
- * planted in the workspace cannot redirect a read.
+ * Opens the one entry of a `docker cp`-style archive of a single path: its size from the tar
+ * header, its bytes streamed at the reader's pace (the archive is read no faster). Only a regular
+ * file is returned: a directory is not a file, and a symlink is refused rather than followed so a
+ * link planted in the workspace cannot redirect a read.
  */
-export function extractSingleFile(archive: NodeJS.ReadableStream, path: string): Promise<Buffer> {
+export function openSingleFile(
+  archive: NodeJS.ReadableStream & { destroy?: (err?: Error) => unknown },
+  path: string,
+): Promise<FileStream> {
   return new Promise((resolve, reject) => {
     const extract = tar.extract();
-    let result: Buffer | undefined;
-    let failure: BackendError | undefined;
-    let first = true;
+    let opened: Transform | null = null;
+    let settled = false;
+    const fail = (err: BackendError): void => {
+      if (!settled) {
+        settled = true;
+        reject(err);
+      } else opened?.destroy(err);
+      extract.destroy();
+      archive.destroy?.();
+    };
 
     extract.on('entry', (header, stream, next) => {
-      const isFirst = first;
-      first = false;
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: unknown) => {
-        if (isFirst && header.type === 'file' && Buffer.isBuffer(c)) chunks.push(c);
-      });
-      stream.on('end', () => {
-        if (isFirst) {
-          if (header.type === 'file') result = Buffer.concat(chunks);
-          else if (header.type === 'directory')
-            failure = new BackendError('invalid_path', `${path} is a directory`);
-          else
-            failure = new BackendError(
-              'invalid_path',
-              `${path} is a ${header.type ?? 'special file'}, not a regular file`,
-            );
+      if (settled) {
+        // Anything after the first entry is not read.
+        stream.resume();
+        stream.on('end', next);
+        return;
+      }
+      if (header.type !== 'file') {
+        stream.resume();
+        fail(
+          header.type === 'directory'
+            ? new BackendError('invalid_path', `${path} is a directory`)
+            : new BackendError(
+                'invalid_path',
+                `${path} is a ${header.type ?? 'special file'}, not a regular file`,
+              ),
+        );
+        return;
+      }
+      const size = header.size ?? 0;
+      const out = exactly(size, path);
+      opened = out;
+      settled = true;
+      out.on('close', () => {
+        // The reader is gone (or done): stop reading the archive.
+        if (!out.readableEnded) {
+          extract.destroy();
+          archive.destroy?.();
         }
-        next();
       });
-      stream.resume();
+      stream.on('end', next);
+      stream.pipe(out);
+      resolve({ size, stream: out });
     });
     extract.on('finish', () => {
-      if (failure) reject(failure);
-      else if (result) resolve(result);
-      else reject(new BackendError('not_found', `${path} not found`));
+      if (!settled) fail(new BackendError('not_found', `${path} not found`));
     });
     extract.on('error', (err: Error) =>
-      reject(new BackendError('transient', `reading archive of ${path}: ${err.message}`, { cause: err })),
+      fail(new BackendError('transient', `reading archive of ${path}: ${err.message}`, { cause: err })),
     );
     archive.on('error', (err: Error) => extract.destroy(err));
     archive.pipe(extract);
@@ -49,28 +72,53 @@ export function extractSingleFile(archive: NodeJS.ReadableStream, path: string):
 }
 
 /**
- * Docker multiplexes stdout/stderr of a non-TTY container into frames: 1 byte stream id, 3 zero
- * bytes, 4 bytes big-endian length. Returns the payloads in arrival order as text. Anything that
- * does not look like a frame (a TTY container's raw log) is kept as is.
+ * Reads a container's log stream (multiplexed frames, or raw for a TTY container) keeping only its
+ * last `maxBytes` of payload: the log is never held whole.
  */
-export function demuxLogs(buf: Buffer): string {
-  const out: Buffer[] = [];
-  let offset = 0;
-  while (offset < buf.length) {
-    const streamId = buf[offset];
-    const looksLikeFrame =
-      offset + 8 <= buf.length &&
-      (streamId === 0 || streamId === 1 || streamId === 2) &&
-      buf[offset + 1] === 0 &&
-      buf[offset + 2] === 0 &&
-      buf[offset + 3] === 0;
-    if (!looksLikeFrame) {
-      out.push(buf.subarray(offset));
-      break;
+export async function tailLogs(stream: AsyncIterable<Buffer | string>, maxBytes: number): Promise<string> {
+  const tail = new TailBuffer(maxBytes);
+  let header: Buffer = Buffer.alloc(0);
+  let remaining = 0;
+  let mode: 'unknown' | 'frames' | 'raw' = 'unknown';
+  for await (const c of stream) {
+    let buf: Buffer = typeof c === 'string' ? Buffer.from(c) : c;
+    if (header.length) buf = Buffer.concat([header, buf]);
+    header = Buffer.alloc(0);
+    if (mode === 'unknown') {
+      if (buf.length < 8) {
+        header = buf;
+        continue;
+      }
+      mode = isFrameHeader(buf, 0) ? 'frames' : 'raw';
     }
-    const size = buf.readUInt32BE(offset + 4);
-    out.push(buf.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
+    if (mode === 'raw') {
+      tail.push(buf);
+      continue;
+    }
+    let off = 0;
+    while (off < buf.length) {
+      if (remaining === 0) {
+        if (buf.length - off < 8) {
+          header = Buffer.from(buf.subarray(off));
+          break;
+        }
+        remaining = buf.readUInt32BE(off + 4);
+        off += 8;
+        continue;
+      }
+      const take = Math.min(remaining, buf.length - off);
+      tail.push(Buffer.from(buf.subarray(off, off + take)));
+      off += take;
+      remaining -= take;
+    }
   }
-  return Buffer.concat(out).toString('utf8');
+  if (mode === 'unknown' && header.length) tail.push(header);
+  return tail.text();
 }
+
+const isFrameHeader = (buf: Buffer, offset: number): boolean =>
+  offset + 8 <= buf.length &&
+  (buf[offset] === 0 || buf[offset] === 1 || buf[offset] === 2) &&
+  buf[offset + 1] === 0 &&
+  buf[offset + 2] === 0 &&
+  buf[offset + 3] === 0;

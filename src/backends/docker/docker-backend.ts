@@ -3,7 +3,9 @@ import * as files from './files.js';
 import * as terminal from './terminal.js';
 import {
   BackendError,
-  type FileEntry,
+  CONSOLE_MAX_BYTES,
+  type FileListing,
+  type FileStream,
   type TerminalSession,
   type TerminalSize,
   type ManagedResource,
@@ -15,7 +17,7 @@ import {
   type WorkspaceBackend,
   type WorkspaceRoot,
 } from '../backend.js';
-import { demuxLogs } from './archive.js';
+import { tailLogs } from './archive.js';
 import { daemonMessage, isConflict, isNotFound, isNotModified, toBackendError } from './errors.js';
 import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from './names.js';
 import {
@@ -68,6 +70,9 @@ export const WORKSPACE_CAPABILITIES = [
   'SETGID',
   'SETUID',
 ];
+
+/** Lines of log asked of the daemon for a boot log (then cut to the last bytes as read). */
+const LOG_TAIL_LINES = 5000;
 
 /**
  * Container state → backend status. `restarting` (crash-looping under the restart policy) and
@@ -402,17 +407,47 @@ export class DockerBackend implements WorkspaceBackend {
     return out;
   }
 
-  async bootLog(workspaceId: string, generation: number): Promise<string> {
+  async bootLog(workspaceId: string, generation: number, maxBytes = CONSOLE_MAX_BYTES): Promise<string> {
     const name = containerName(workspaceId, generation);
+    const d = this.d;
+    // dockerode buffers a non-follow log whole; dialled as a stream it is read and trimmed as it comes.
+    let stream: NodeJS.ReadableStream & { destroy(): void };
     try {
-      const raw: unknown = await this.d
-        .getContainer(name)
-        .logs({ stdout: true, stderr: true, follow: false });
-      return Buffer.isBuffer(raw) ? demuxLogs(raw) : String(raw);
+      stream = await new Promise((resolve, reject) => {
+        d.modem.dial(
+          {
+            path: `/containers/${name}/logs?`,
+            method: 'GET',
+            isStream: true,
+            statusCodes: { 200: true, 404: 'no such container', 500: 'server error' },
+            options: { stdout: true, stderr: true, follow: false, tail: String(LOG_TAIL_LINES) },
+          },
+          (err: unknown, data: unknown) => (err ? reject(err) : resolve(data as typeof stream)),
+        );
+      });
     } catch (err) {
       if (isNotFound(err)) return '';
       throw toBackendError(err, `reading logs of ${name}`);
     }
+    const timer = setTimeout(() => stream.destroy(), this.callTimeoutMs * 6);
+    try {
+      return await tailLogs(stream as AsyncIterable<Buffer>, maxBytes);
+    } catch (err) {
+      throw toBackendError(err, `reading logs of ${name}`);
+    } finally {
+      clearTimeout(timer);
+      stream.destroy();
+    }
+  }
+
+  async openFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<FileStream> {
+    // Resolved on the workspace side first: a symlink anywhere on the path that leaves the root is refused.
+    return files.openFile(this.d, containerName(workspaceId, generation), root, path);
   }
 
   async readFile(
@@ -420,9 +455,9 @@ export class DockerBackend implements WorkspaceBackend {
     generation: number,
     root: WorkspaceRoot,
     path: string,
+    maxBytes?: number,
   ): Promise<Buffer> {
-    // Resolved on the workspace side first: a symlink anywhere on the path that leaves the root is refused.
-    return files.readFile(this.d, containerName(workspaceId, generation), root, path);
+    return files.readFile(this.d, containerName(workspaceId, generation), root, path, maxBytes);
   }
 
   async listFiles(
@@ -431,8 +466,16 @@ export class DockerBackend implements WorkspaceBackend {
     root: WorkspaceRoot,
     path: string,
     depth: number,
-  ): Promise<FileEntry[]> {
-    return await files.listFiles(this.d, containerName(workspaceId, generation), root, path, depth);
+    maxEntries?: number,
+  ): Promise<FileListing> {
+    return await files.listFiles(
+      this.d,
+      containerName(workspaceId, generation),
+      root,
+      path,
+      depth,
+      maxEntries,
+    );
   }
 
   async writeFile(

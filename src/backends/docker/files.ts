@@ -10,11 +10,21 @@
  * check and the operation (TOCTOU) is not prevented.
  */
 import { posix } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import { pipeline as streamPipeline } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type Dockerode from 'dockerode';
 import tar from 'tar-stream';
-import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
-import { extractSingleFile } from './archive.js';
+import {
+  BackendError,
+  LIST_MAX_ENTRIES,
+  type FileEntry,
+  type FileListing,
+  type FileStream,
+  type WorkspaceRoot,
+} from '../backend.js';
+import { exactly, readWhole } from '../streams.js';
+import { openSingleFile } from './archive.js';
 import { isConflict, isNotFound, toBackendError } from './errors.js';
 import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 
@@ -35,7 +45,7 @@ const EXIT = {
 /**
  * argv: mode root depth seg1 … segN (segments already lexically clean). Walks the parent segments
  * physically (creating missing ones only in write mode), then acts on the last one.
- * read → the file's bytes on stdout; write → the physical path to write on stdout;
+ * read → the file's size on a line, then at most that many bytes of it; write → the physical path to write on stdout;
  * delete → removes it; list → NUL-terminated `type|size|mtime|relpath` records.
  */
 const SCRIPT = String.raw`
@@ -78,7 +88,9 @@ case $mode in
     [ -e "$target" ] || { echo "not found" >&2; exit 11; }
     [ -d "$target" ] && { echo "is a directory" >&2; exit 14; }
     [ -f "$target" ] || { echo "not a regular file" >&2; exit 15; }
-    exec cat "$target" ;;
+    size=$(stat -L -c %s "$target") || exit 13
+    printf '%s\n' "$size"
+    exec head -c "$size" "$target" ;;
   write)
     [ -d "$target" ] && { echo "is a directory" >&2; exit 14; }
     if [ -e "$target" ] && [ ! -f "$target" ]; then echo "not a regular file" >&2; exit 15; fi
@@ -114,7 +126,114 @@ interface ExecResult {
   stderr: string;
 }
 
-async function exec(docker: Dockerode, container: string, argv: string[], what: string): Promise<ExecResult> {
+/** Bytes of stderr kept for error messages. */
+const STDERR_BYTES = 4096;
+/** Longest size line of a read (digits + newline). */
+const SIZE_LINE_BYTES = 24;
+
+/**
+ * Docker's multiplexed exec output (8-byte frame headers: stream id, 3 zero bytes, length) as a
+ * stream of stdout bytes, with backpressure: a slow reader slows the exec down instead of the
+ * output piling up here. stderr is kept (first STDERR_BYTES). With `sizeLine`, the first stdout
+ * line is a decimal size: emitted as a 'size' event, not passed on. `atEnd` runs once the exec's
+ * output has ended and may fail the stream (exit code checks).
+ */
+class Demux extends Transform {
+  private header = Buffer.alloc(0);
+  private remaining = 0;
+  private streamId = 1;
+  private stderrChunks: Buffer[] = [];
+  private stderrBytes = 0;
+  private sizeBuf: Buffer | null;
+
+  constructor(
+    sizeLine: boolean,
+    private readonly atEnd: (d: Demux) => Promise<void>,
+  ) {
+    super();
+    this.sizeBuf = sizeLine ? Buffer.alloc(0) : null;
+  }
+
+  get stderr(): string {
+    return Buffer.concat(this.stderrChunks).toString('utf8').trim();
+  }
+
+  /** Whether the size line has been read (always true without one). */
+  get sized(): boolean {
+    return this.sizeBuf === null;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const buf = this.header.length ? Buffer.concat([this.header, chunk]) : chunk;
+    this.header = Buffer.alloc(0);
+    let off = 0;
+    try {
+      while (off < buf.length) {
+        if (this.remaining === 0) {
+          if (buf.length - off < 8) {
+            this.header = Buffer.from(buf.subarray(off));
+            break;
+          }
+          this.streamId = buf[off]!;
+          this.remaining = buf.readUInt32BE(off + 4);
+          off += 8;
+          continue;
+        }
+        const take = Math.min(this.remaining, buf.length - off);
+        const part = buf.subarray(off, off + take);
+        off += take;
+        this.remaining -= take;
+        if (this.streamId === 2) this.keepStderr(part);
+        else this.stdout(part);
+      }
+    } catch (err) {
+      return cb(err as Error);
+    }
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.atEnd(this).then(() => cb(), cb);
+  }
+
+  private keepStderr(part: Buffer): void {
+    if (this.stderrBytes >= STDERR_BYTES) return;
+    this.stderrChunks.push(part.subarray(0, STDERR_BYTES - this.stderrBytes));
+    this.stderrBytes += part.length;
+  }
+
+  private stdout(part: Buffer): void {
+    if (this.sizeBuf === null) {
+      this.push(part);
+      return;
+    }
+    const all = Buffer.concat([this.sizeBuf, part]);
+    const nl = all.indexOf(10);
+    if (nl < 0) {
+      if (all.length > SIZE_LINE_BYTES) throw new BackendError('transient', 'exec printed no size line');
+      this.sizeBuf = all;
+      return;
+    }
+    const size = Number(all.subarray(0, nl).toString('latin1'));
+    if (!Number.isSafeInteger(size) || size < 0)
+      throw new BackendError('transient', 'exec printed a bad size');
+    this.sizeBuf = null;
+    this.emit('size', size);
+    if (nl + 1 < all.length) this.push(all.subarray(nl + 1));
+  }
+}
+
+interface Started {
+  raw: NodeJS.ReadWriteStream & { destroy(err?: Error): unknown };
+  exec: Dockerode.Exec;
+}
+
+async function startExec(
+  docker: Dockerode,
+  container: string,
+  argv: string[],
+  what: string,
+): Promise<Started> {
   try {
     const e = await docker.getContainer(container).exec({
       Cmd: argv,
@@ -123,40 +242,43 @@ async function exec(docker: Dockerode, container: string, argv: string[], what: 
       AttachStdin: false,
       Tty: false,
     });
-    const stream = await e.start({ hijack: true, stdin: false });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    stdout.on('data', (c: Buffer) => out.push(c));
-    stderr.on('data', (c: Buffer) => err.push(c));
-    docker.modem.demuxStream(stream, stdout, stderr);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        stream.destroy();
-        reject(new BackendError('transient', `${what}: exec gave no answer within 60 s`));
-      }, 60_000);
-      const done = (): void => {
-        clearTimeout(timer);
-        resolve();
-      };
-      stream.once('end', done);
-      stream.once('close', done);
-      stream.once('error', (e2: Error) => {
-        clearTimeout(timer);
-        reject(e2);
-      });
-    });
-    const info = await e.inspect();
-    return {
-      code: info.ExitCode ?? -1,
-      stdout: Buffer.concat(out),
-      stderr: Buffer.concat(err).toString('utf8').trim(),
-    };
+    const raw = (await e.start({ hijack: true, stdin: false })) as Started['raw'];
+    return { raw, exec: e };
   } catch (err) {
     if (isConflict(err)) throw new NotRunning(`${what} in ${container}: not running`, err);
     throw toBackendError(err, `${what} in ${container}`);
   }
+}
+
+async function exitCode(e: Dockerode.Exec, what: string): Promise<number> {
+  try {
+    return (await e.inspect()).ExitCode ?? -1;
+  } catch (err) {
+    throw toBackendError(err, what);
+  }
+}
+
+/** Runs argv to completion; its (small) output collected. */
+async function exec(docker: Dockerode, container: string, argv: string[], what: string): Promise<ExecResult> {
+  const { raw, exec: e } = await startExec(docker, container, argv, what);
+  let code = -1;
+  const demux = new Demux(false, async () => {
+    code = await exitCode(e, what);
+  });
+  const out: Buffer[] = [];
+  demux.on('data', (c: Buffer) => out.push(c));
+  const timer = setTimeout(
+    () => demux.destroy(new BackendError('transient', `${what}: exec gave no answer within 60 s`)),
+    60_000,
+  );
+  try {
+    await pipeline(raw, demux);
+  } catch (err) {
+    throw err instanceof BackendError ? err : toBackendError(err, `${what} in ${container}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  return { code, stdout: Buffer.concat(out), stderr: demux.stderr };
 }
 
 /** Exec refused because the container is not running (409): permanent for this call. */
@@ -202,7 +324,7 @@ async function readStopped(
   container: string,
   root: WorkspaceRoot,
   segs: string[],
-): Promise<Buffer> {
+): Promise<FileStream> {
   const full = joinUnderRoot(root, segs);
   const inside = (p: string) => p === root || p.startsWith(`${root}/`);
   let cur: string = root;
@@ -226,7 +348,7 @@ async function readStopped(
       throw new BackendError('not_found', `${full} not found in ${container}`, { cause: err });
     throw toBackendError(err, `reading ${full} from ${container}`);
   }
-  return extractSingleFile(archive, full);
+  return openSingleFile(archive, full);
 }
 
 const argvOf = (mode: Mode, root: WorkspaceRoot, segs: string[], depth = 1): string[] => [
@@ -260,54 +382,145 @@ function check(r: ExecResult, full: string): void {
   }
 }
 
-/** Reads a regular file, resolving every symlink inside the workspace first. */
+/**
+ * Opens a regular file, resolving every symlink inside the workspace first. The exec prints the
+ * size, then streams the bytes at the reader's pace (its output is never collected here).
+ */
+export async function openFile(
+  docker: Dockerode,
+  container: string,
+  root: WorkspaceRoot,
+  path: string,
+): Promise<FileStream> {
+  const segs = pathSegments(root, path);
+  const full = joinUnderRoot(root, segs);
+  const what = `reading ${full}`;
+  let started: Started;
+  try {
+    started = await startExec(docker, container, argvOf('read', root, segs), what);
+  } catch (err) {
+    if (err instanceof NotRunning) return readStopped(docker, container, root, segs);
+    throw err;
+  }
+  const { raw, exec: e } = started;
+  const demux = new Demux(true, async (d) => {
+    const code = await exitCode(e, what);
+    check({ code, stdout: Buffer.alloc(0), stderr: d.stderr }, full);
+    if (!d.sized) throw new BackendError('transient', `${full}: exec ended without a size`);
+  });
+  let out: Transform | null = null;
+  const body = new PassThrough();
+  const size = await new Promise<number>((resolve, reject) => {
+    let known = false;
+    const timer = setTimeout(
+      () => demux.destroy(new BackendError('transient', `${what}: exec gave no answer within 60 s`)),
+      60_000,
+    );
+    demux.once('size', (n: number) => {
+      known = true;
+      clearTimeout(timer);
+      resolve(n);
+    });
+    // Destroying any part (a reader gone, an exec failure) tears down the exec's connection.
+    streamPipeline(raw, demux, body, (err) => {
+      clearTimeout(timer);
+      if (known) {
+        if (err) out?.destroy(err);
+        return;
+      }
+      reject(
+        err instanceof BackendError
+          ? err
+          : toBackendError(err ?? new Error('exec ended'), `${what} in ${container}`),
+      );
+    });
+  });
+  out = exactly(size, full);
+  const stream = out;
+  stream.on('close', () => body.destroy());
+  body.pipe(stream);
+  return { size, stream };
+}
+
+/** Reads a whole (small) file: openFile collected. */
 export async function readFile(
   docker: Dockerode,
   container: string,
   root: WorkspaceRoot,
   path: string,
+  maxBytes?: number,
 ): Promise<Buffer> {
-  const segs = pathSegments(root, path);
-  const full = joinUnderRoot(root, segs);
-  let r: ExecResult;
-  try {
-    r = await exec(docker, container, argvOf('read', root, segs), `reading ${full}`);
-  } catch (err) {
-    if (err instanceof NotRunning) return readStopped(docker, container, root, segs);
-    throw err;
-  }
-  check(r, full);
-  return r.stdout;
+  return readWhole(await openFile(docker, container, root, path), `${root}/${path}`, maxBytes);
 }
 
+/**
+ * Lists entries, reading the exec's records as they come and stopping (the exec is cut off) once
+ * more than `maxEntries` were seen.
+ */
 export async function listFiles(
   docker: Dockerode,
   container: string,
   root: WorkspaceRoot,
   path: string,
   depth: number,
-): Promise<FileEntry[]> {
+  maxEntries = LIST_MAX_ENTRIES,
+): Promise<FileListing> {
   const { segs, full } = listingPath(root, path, depth);
-  const r = await exec(docker, container, argvOf('list', root, segs, depth), `listing ${full}`);
-  check(r, full);
+  const what = `listing ${full}`;
+  const { raw, exec: e } = await startExec(docker, container, argvOf('list', root, segs, depth), what);
+  const demux = new Demux(false, async (d) => {
+    check({ code: await exitCode(e, what), stdout: Buffer.alloc(0), stderr: d.stderr }, full);
+  });
+  streamPipeline(raw, demux, () => undefined);
   const prefix = segs.join('/');
   const entries: FileEntry[] = [];
-  for (const record of r.stdout.toString('utf8').split('\0')) {
-    if (!record) continue;
-    const [kind, size, mtime, ...rest] = record.split('|');
-    const rel = rest.join('|').replace(/^\.\//, '');
-    if (!kind || !rel) continue;
-    const type = kind === 'directory' ? 'dir' : kind.includes('regular') ? 'file' : null;
-    if (!type) continue;
-    entries.push({
-      path: prefix ? `${prefix}/${rel}` : rel,
-      type,
-      size: Number(size) || 0,
-      mtime: new Date(Number(mtime) * 1000).toISOString(),
-    });
+  let truncated = false;
+  let partial = Buffer.alloc(0);
+  const timer = setTimeout(
+    () => demux.destroy(new BackendError('transient', `${what}: exec gave no answer within 60 s`)),
+    60_000,
+  );
+  try {
+    read: for await (const chunk of demux as AsyncIterable<Buffer>) {
+      let buf = partial.length ? Buffer.concat([partial, chunk]) : chunk;
+      let nul: number;
+      while ((nul = buf.indexOf(0)) >= 0) {
+        const entry = entryOf(buf.subarray(0, nul).toString('utf8'), prefix);
+        buf = buf.subarray(nul + 1);
+        if (!entry) continue;
+        if (entries.length === maxEntries) {
+          truncated = true;
+          break read; // ends the exec: its output is not wanted any more
+        }
+        entries.push(entry);
+      }
+      if (buf.length > 64 * 1024) throw new BackendError('transient', `${what}: a record over 64 KiB`);
+      partial = Buffer.from(buf);
+    }
+  } catch (err) {
+    throw err instanceof BackendError ? err : toBackendError(err, `${what} in ${container}`);
+  } finally {
+    clearTimeout(timer);
+    raw.destroy();
   }
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return entries;
+  return { items: entries, truncated };
+}
+
+/** One `type|size|mtime|relpath` record as an entry (null for what a listing skips). */
+function entryOf(record: string, prefix: string): FileEntry | null {
+  if (!record) return null;
+  const [kind, size, mtime, ...rest] = record.split('|');
+  const rel = rest.join('|').replace(/^\.\//, '');
+  if (!kind || !rel) return null;
+  const type = kind === 'directory' ? 'dir' : kind.includes('regular') ? 'file' : null;
+  if (!type) return null;
+  return {
+    path: prefix ? `${prefix}/${rel}` : rel,
+    type,
+    size: Number(size) || 0,
+    mtime: new Date(Number(mtime) * 1000).toISOString(),
+  };
 }
 
 function tarOf(name: string, content: Buffer): Promise<Buffer> {

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
+import { drained } from '../streams.js';
 
 /**
  * Marks every process of one terminal session: the shell is started with it in its environment and
@@ -131,8 +132,9 @@ export async function openTerminal(
   return {
     output: stream,
     write(data: Buffer) {
-      if (!stream.destroyed && stream.writable) stream.write(data);
+      return !stream.destroyed && stream.writable ? stream.write(data) : true;
     },
+    drained: () => drained(stream),
     resize,
     exited,
     close,

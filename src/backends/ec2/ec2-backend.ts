@@ -15,7 +15,9 @@ import {
 import ssh2 from 'ssh2';
 import {
   BackendError,
-  type FileEntry,
+  CONSOLE_MAX_BYTES,
+  type FileListing,
+  type FileStream,
   type ManagedResource,
   type RemoveOptions,
   type ResourceInfo,
@@ -30,6 +32,7 @@ import { workspacePath } from '../paths.js';
 import type { SshKeyPair, SshKeyStore } from '../ssh-keys.js';
 import { ec2ErrorCode, isInstanceNotFound, toBackendError } from './errors.js';
 import * as files from './files.js';
+import { tailText } from '../streams.js';
 import type { SshTarget } from './ssh.js';
 import * as terminal from './terminal.js';
 import {
@@ -582,7 +585,7 @@ export class Ec2Backend implements WorkspaceBackend {
     return out;
   }
 
-  async bootLog(workspaceId: string, generation: number): Promise<string> {
+  async bootLog(workspaceId: string, generation: number, maxBytes = CONSOLE_MAX_BYTES): Promise<string> {
     // A terminated instance still has console output for a while: prefer a live one, else any.
     const all = await this.instancesOf(workspaceId, generation, [...NOT_TERMINATED, 'terminated']);
     const instance =
@@ -593,7 +596,8 @@ export class Ec2Backend implements WorkspaceBackend {
       const res = await this.c.send(
         new GetConsoleOutputCommand({ InstanceId: id, ...(latest ? { Latest: true } : {}) }),
       );
-      return res.Output ? Buffer.from(res.Output, 'base64').toString('utf8') : '';
+      // GetConsoleOutput is bounded (64 KB) already; the cap applies all the same.
+      return res.Output ? tailText(Buffer.from(res.Output, 'base64').toString('utf8'), maxBytes) : '';
     };
     try {
       try {
@@ -642,17 +646,29 @@ export class Ec2Backend implements WorkspaceBackend {
     };
   }
 
+  async openFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<FileStream> {
+    this.requireClient();
+    // Lexical rules first: a bad path is refused without touching EC2 or SSH.
+    workspacePath(root, path);
+    // Walked one directory at a time on the instance, like listFiles/writeFile/deleteFile.
+    return files.openFile(await this.sshTarget(workspaceId, generation), root, path);
+  }
+
   async readFile(
     workspaceId: string,
     generation: number,
     root: WorkspaceRoot,
     path: string,
+    maxBytes?: number,
   ): Promise<Buffer> {
     this.requireClient();
-    // Lexical rules first: a bad path is refused without touching EC2 or SSH.
     workspacePath(root, path);
-    // Walked one directory at a time on the instance, like listFiles/writeFile/deleteFile.
-    return files.readFile(await this.sshTarget(workspaceId, generation), root, path);
+    return files.readFile(await this.sshTarget(workspaceId, generation), root, path, maxBytes);
   }
 
   async listFiles(
@@ -661,9 +677,10 @@ export class Ec2Backend implements WorkspaceBackend {
     root: WorkspaceRoot,
     path: string,
     depth: number,
-  ): Promise<FileEntry[]> {
+    maxEntries?: number,
+  ): Promise<FileListing> {
     this.requireClient();
-    return files.listFiles(await this.sshTarget(workspaceId, generation), root, path, depth);
+    return files.listFiles(await this.sshTarget(workspaceId, generation), root, path, depth, maxEntries);
   }
 
   async writeFile(

@@ -9,13 +9,23 @@
  * when it resolves inside the root (delete removes the link itself). A link swapped between the
  * check and the operation (TOCTOU) is not prevented.
  */
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { SFTPWrapper, Stats } from 'ssh2';
-import { BackendError, type FileEntry, type WorkspaceRoot } from '../backend.js';
+import {
+  BackendError,
+  LIST_MAX_ENTRIES,
+  type FileEntry,
+  type FileListing,
+  type FileStream,
+  type WorkspaceRoot,
+} from '../backend.js';
 import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
-import { sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
+import { exactly, readWhole } from '../streams.js';
+import { openSftp, sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
 
+const SFTP_EOF = 1;
 const SFTP_FAILURE = 4;
 
 const S_IFMT = 0o170000;
@@ -60,13 +70,27 @@ class Fs {
   mkdir(p: string, shown: string): Promise<void> {
     return this.call<void>(shown, (cb) => this.sftp.mkdir(p, (err) => cb(err, undefined)));
   }
-  readdir(p: string, shown: string) {
-    return this.call<{ filename: string; attrs: Stats }[]>(shown, (cb) =>
-      this.sftp.readdir(p, (err, list) => cb(err, list)),
-    );
-  }
-  readFile(p: string, shown: string): Promise<Buffer> {
-    return this.call<Buffer>(shown, (cb) => this.sftp.readFile(p, cb));
+  /**
+   * A directory's entries, one server batch at a time (a huge directory is never read whole);
+   * the handle is closed when the iteration ends, early or not.
+   */
+  async *entries(p: string, shown: string): AsyncGenerator<{ filename: string; attrs: Stats }> {
+    const handle = await this.call<Buffer>(shown, (cb) => this.sftp.opendir(p, cb));
+    try {
+      for (;;) {
+        const batch = await new Promise<{ filename: string; attrs: Stats }[] | null>((resolve, reject) =>
+          this.sftp.readdir(handle, (err, list) => {
+            if (err && sftpCode(err) === SFTP_EOF) return resolve(null);
+            if (err) return reject(sftpError(err, shown));
+            resolve(list === (false as unknown) ? null : list);
+          }),
+        );
+        if (!batch) return;
+        yield* batch;
+      }
+    } finally {
+      this.sftp.close(handle, () => undefined);
+    }
   }
   writeFile(p: string, data: Buffer, shown: string): Promise<void> {
     return this.call<void>(shown, (cb) => this.sftp.writeFile(p, data, (err) => cb(err, undefined)));
@@ -159,18 +183,53 @@ async function resolve(
   return { target: mode === 'delete' ? target : real, exists: true, rootReal, fs };
 }
 
-/** Reads a regular file; every symlink on the path must resolve inside the root. */
-export async function readFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<Buffer> {
+/**
+ * Opens a regular file (every symlink on the path must resolve inside the root): its size from a
+ * stat, its bytes from an SFTP read stream bounded to that size, read at the reader's pace. The
+ * connection lives until the stream is done or destroyed.
+ */
+export async function openFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<FileStream> {
   const segs = pathSegments(root, path);
   const full = `${root}/${segs.join('/')}`;
-  return withSftp(target, async (sftp) => {
-    const r = await resolve(sftp, 'read', root, segs);
-    if (!r.exists) throw new BackendError('not_found', `${full} not found`);
-    const st = await r.fs.stat(r.target, full);
-    if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
-    if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
-    return r.fs.readFile(r.target, full);
+  const session = await openSftp(target);
+  let opened: { size: number; real: string };
+  try {
+    opened = await session.run(async (sftp) => {
+      const r = await resolve(sftp, 'read', root, segs);
+      if (!r.exists) throw new BackendError('not_found', `${full} not found`);
+      const st = await r.fs.stat(r.target, full);
+      if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
+      if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
+      return { size: st.size, real: r.target };
+    });
+  } catch (err) {
+    session.end();
+    throw err;
+  }
+  const { size, real } = opened;
+  const source: Readable =
+    size === 0 ? new PassThrough().end() : session.sftp.createReadStream(real, { start: 0, end: size - 1 });
+  const out = exactly(size, full);
+  pipeline(source, out, (err) => {
+    session.end();
+    if (err && !out.destroyed) out.destroy(sftpError(err, full));
   });
+  out.on('close', () => session.end());
+  void session.closed.then(() => {
+    if (!out.readableEnded)
+      out.destroy(new BackendError('transient', `sftp on ${session.where}: connection broke`));
+  });
+  return { size, stream: out };
+}
+
+/** Reads a whole (small) file: openFile collected. */
+export async function readFile(
+  target: SshTarget,
+  root: WorkspaceRoot,
+  path: string,
+  maxBytes?: number,
+): Promise<Buffer> {
+  return readWhole(await openFile(target, root, path), `${root}/${path}`, maxBytes);
 }
 
 export async function listFiles(
@@ -178,7 +237,8 @@ export async function listFiles(
   root: WorkspaceRoot,
   path: string,
   depth: number,
-): Promise<FileEntry[]> {
+  maxEntries = LIST_MAX_ENTRIES,
+): Promise<FileListing> {
   const { segs, full } = listingPath(root, path, depth);
   return withSftp(target, async (sftp) => {
     const r = await resolve(sftp, 'list', root, segs);
@@ -187,8 +247,18 @@ export async function listFiles(
       throw new BackendError('invalid_path', `${full} is not a directory`);
     const inside = insideOf(r.rootReal);
     const out: FileEntry[] = [];
-    const walk = async (dir: string, rel: string, level: number): Promise<void> => {
-      for (const { filename, attrs } of await r.fs.readdir(dir, full)) {
+    let truncated = false;
+    /** Adds an entry; false once the cap is passed (the walk stops). */
+    const add = (e: FileEntry): boolean => {
+      if (out.length === maxEntries) {
+        truncated = true;
+        return false;
+      }
+      out.push(e);
+      return true;
+    };
+    const walk = async (dir: string, rel: string, level: number): Promise<boolean> => {
+      for await (const { filename, attrs } of r.fs.entries(dir, full)) {
         if (filename === '.' || filename === '..') continue;
         const relPath = rel ? `${rel}/${filename}` : filename;
         const physical = `${dir}/${filename}`;
@@ -207,20 +277,23 @@ export async function listFiles(
           kind = kindOf(st.mode);
           if (kind === 'link') continue;
           if (kind === 'dir') {
-            out.push(entryOf(relPath, 'dir', st));
+            if (!add(entryOf(relPath, 'dir', st))) return false;
             continue;
           }
         }
-        if (kind === 'file') out.push(entryOf(relPath, 'file', st));
-        else if (kind === 'dir') {
-          out.push(entryOf(relPath, 'dir', st));
-          if (level < depth && kindOf(attrs.mode) === 'dir') await walk(physical, relPath, level + 1);
+        if (kind === 'file') {
+          if (!add(entryOf(relPath, 'file', st))) return false;
+        } else if (kind === 'dir') {
+          if (!add(entryOf(relPath, 'dir', st))) return false;
+          if (level < depth && kindOf(attrs.mode) === 'dir' && !(await walk(physical, relPath, level + 1)))
+            return false;
         }
       }
+      return true;
     };
     await walk(r.target, segs.join('/'), 1);
     out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-    return out;
+    return { items: out, truncated };
   });
 }
 

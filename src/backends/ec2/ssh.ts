@@ -47,15 +47,59 @@ const errText = (err: unknown): string => (err instanceof Error ? err.message : 
  *   user-data runs) → BackendError('transient').
  */
 export async function withSftp<T>(target: SshTarget, fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> {
+  const s = await openSftp(target);
+  try {
+    return await s.run(fn);
+  } finally {
+    s.end();
+  }
+}
+
+/** An open SFTP session; the caller must `end()` it. */
+export interface SftpSession {
+  sftp: SFTPWrapper;
+  where: string;
+  /** Settles once the connection is gone. */
+  closed: Promise<void>;
+  /** Runs `fn` bounded by the operation timeout and failed by a broken connection. */
+  run<T>(fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T>;
+  end(): void;
+}
+
+/**
+ * Connects and opens an SFTP session that outlives one call (a streamed read ends it when the
+ * stream is done). Same error rules as withSftp.
+ */
+export async function openSftp(target: SshTarget): Promise<SftpSession> {
   const { conn, where, closed } = await connectSsh(target);
   // A connection that drops mid-operation fails the operation instead of hanging it.
   const broken = closed.then(() => {
     throw new BackendError('transient', `ssh ${where}: connection broke`);
   });
   broken.catch(() => undefined); // observed through the races below
-  let timer: NodeJS.Timeout | undefined;
+  const limit = target.operationTimeoutMs ?? 30_000;
+  const run = async <T>(fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const op = fn(sftp);
+    op.catch(() => undefined); // a late failure after a lost race is not an unhandled rejection
+    try {
+      return await Promise.race([
+        op,
+        broken,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new BackendError('transient', `sftp on ${where}: no answer within ${limit} ms`)),
+            limit,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  let sftp: SFTPWrapper;
   try {
-    const sftp = await Promise.race([
+    sftp = await Promise.race([
       new Promise<SFTPWrapper>((resolve, reject) =>
         conn.sftp((err, s) =>
           err
@@ -65,23 +109,11 @@ export async function withSftp<T>(target: SshTarget, fn: (sftp: SFTPWrapper) => 
       ),
       broken,
     ]);
-    const limit = target.operationTimeoutMs ?? 30_000;
-    const op = fn(sftp);
-    op.catch(() => undefined); // a late failure after a lost race is not an unhandled rejection
-    return await Promise.race([
-      op,
-      broken,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new BackendError('transient', `sftp on ${where}: no answer within ${limit} ms`)),
-          limit,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
+  } catch (err) {
     conn.end();
+    throw err;
   }
+  return { sftp, where, closed, run, end: () => conn.end() };
 }
 
 /** An SFTP failure as a typed backend error naming `path`. */

@@ -1,6 +1,7 @@
 /** Terminal on an EC2 workspace: an SSH shell on a PTY, window-change for resize. */
 import type { ClientChannel } from 'ssh2';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
+import { drained } from '../streams.js';
 import { connectSsh, type SshConnection, type SshTarget } from './ssh.js';
 
 /**
@@ -77,8 +78,9 @@ export async function openTerminal(target: SshTarget, size: TerminalSize): Promi
   return {
     output: stream,
     write(data: Buffer) {
-      if (stream.writable) stream.write(data);
+      return stream.writable ? stream.write(data) : true;
     },
+    drained: () => drained(stream),
     async resize({ cols, rows }: TerminalSize) {
       if (!stream.writable) throw new BackendError('transient', `shell on ${where} is closed`);
       stream.setWindow(rows, cols, 0, 0);

@@ -1,0 +1,328 @@
+/**
+ * Bounded everything, backend-independent parts, on the real stack (PostgreSQL, the API in this
+ * process): terminal input before auth is capped; an A2A stream to a slow reader applies
+ * backpressure to the agent instead of buffering its answer; `/events` is fed by one shared
+ * poller (one query per tick for any number of subscribers), every subscriber gets every
+ * transition, and streams are capped per principal and released when the client goes away.
+ */
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Queryable } from '../../src/db/queryable.js';
+import { recordTransition, insertWorkspace } from '../../src/db/workspaces.js';
+import { TransitionFeed } from '../../src/api/transition-feed.js';
+import type { TransitionEvent } from '../../src/db/events.js';
+import { newId } from '../../src/security/tokens.js';
+import { waitFor } from '../setup/wait-for.js';
+import { useStack, type Stack } from '../support/stack.js';
+
+const MiB = 1024 * 1024;
+
+/** A workspace row that reads `online` at `endpoint`, without any backend resource behind it. */
+async function onlineWorkspace(stack: Stack, orgId: string, endpoint: string | null): Promise<string> {
+  const id = newId();
+  await insertWorkspace(stack.service.db.pool, {
+    id,
+    orgId,
+    name: `w-${id.slice(0, 6)}`,
+    backend: 'docker',
+    template: null,
+    runtime: 'claude-code',
+    config: {},
+    workflowId: `workspace:${id}`,
+    parentId: null,
+    budgetLimitCents: null,
+  });
+  await stack.service.db.pool.query(
+    `UPDATE workspaces SET status = 'online', endpoint = $2, instance_id = 'none' WHERE id = $1`,
+    [id, endpoint],
+  );
+  return id;
+}
+
+/** One masked client frame (RFC 6455 §5.2), payload under 126 bytes. */
+function clientFrame(opcode: number, payload: Buffer): Buffer {
+  const mask = randomBytes(4);
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+  return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked]);
+}
+
+describe('bounded data plane (backend-independent)', () => {
+  const t = useStack({
+    worker: false,
+    env: { EVENT_STREAMS_PER_PRINCIPAL: '3', EVENTS_POLL_MS: '200' },
+  });
+
+  it('terminal: a flood of frames before the session opens closes the socket (1008); the server stays up', async () => {
+    const id = await onlineWorkspace(t.stack, t.orgId, null);
+    const { port } = new URL(t.stack.url);
+    // Over the documented bound of 256 frames kept while the session opens.
+    const frames = Array.from({ length: 300 }, () => clientFrame(0x2, Buffer.from('x')));
+    // Upgrade request and frames in one write: the frames arrive while the token is still being
+    // looked up, so every one of them is "before the session opened".
+    const request = Buffer.from(
+      `GET /v1/workspaces/${id}/terminal HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+        `Authorization: Bearer ${t.key}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\n\r\n`,
+    );
+    const socket = net.connect(Number(port), '127.0.0.1');
+    let received = Buffer.alloc(0);
+    socket.on('data', (c: Buffer) => (received = Buffer.concat([received, c])));
+    // Done once the socket closes or the server's close frame is complete (then we hang up).
+    const ended = new Promise<void>((resolve) => {
+      socket.once('close', () => resolve());
+      socket.on('data', () => {
+        const at = received.indexOf('\r\n\r\n');
+        if (
+          at >= 0 &&
+          received.length >= at + 4 + 2 &&
+          received.length >= at + 4 + 2 + (received[at + 5]! & 0x7f)
+        ) {
+          socket.destroy();
+          resolve();
+        }
+      });
+    });
+    socket.on('error', () => undefined);
+    socket.write(Buffer.concat([request, ...frames]));
+    await ended;
+    const headerEnd = received.indexOf('\r\n\r\n');
+    expect(received.subarray(0, headerEnd).toString()).toMatch(/^HTTP\/1\.1 101/);
+    const frame = received.subarray(headerEnd + 4);
+    expect(frame[0]).toBe(0x88); // close frame
+    expect(frame.readUInt16BE(2)).toBe(1008); // policy violation: too much input before the session
+    expect((await fetch(`${t.stack.url}/healthz`)).status).toBe(200);
+  });
+
+  it('A2A: a slow reader of a large message/stream answer backs the agent up; nothing piles up in the proxy', async () => {
+    const TOTAL = 128 * MiB;
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const agent = { written: 0, waiting: false, done: false };
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const pump = (): void => {
+        agent.waiting = false;
+        while (agent.written < TOTAL) {
+          agent.written += chunk.length;
+          if (!res.write(chunk)) {
+            agent.waiting = true;
+            res.once('drain', pump);
+            return;
+          }
+        }
+        agent.done = true;
+        res.end();
+      };
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const id = await onlineWorkspace(t.stack, t.orgId, endpoint);
+      const body = JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'message/stream',
+        params: { message: { role: 'user', parts: [{ kind: 'text', text: 'big' }] } },
+      });
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const req = http.request(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
+        });
+        req.on('response', resolve);
+        req.on('error', reject);
+        req.end(body);
+      });
+      expect(res.statusCode).toBe(200);
+      // The client does not read: the agent must end up blocked, far from done.
+      res.pause();
+      let last = -1;
+      let still = 0;
+      const stalled = await waitFor(
+        () => {
+          if (agent.done) return 'agent finished';
+          still = agent.waiting && agent.written === last ? still + 1 : 0;
+          last = agent.written;
+          return still >= 4 ? 'agent blocked' : null;
+        },
+        { timeoutMs: 60_000, intervalMs: 250, describe: 'the agent to finish or stay blocked' },
+      );
+      expect(stalled).toBe('agent blocked');
+      expect(agent.written).toBeLessThan(TOTAL / 2);
+      // Reading resumes: the whole answer arrives, and the agent completes.
+      let got = 0;
+      res.on('data', (c: Buffer) => (got += c.length));
+      res.resume();
+      await new Promise<void>((resolve, reject) => {
+        res.once('end', resolve);
+        res.once('error', reject);
+      });
+      expect(got).toBe(TOTAL);
+      expect(agent.done).toBe(true);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  describe('/events', () => {
+    interface Sse {
+      events: { id: string; status: string }[];
+      close(): void;
+      status: Promise<number>;
+    }
+    function subscribe(id: string, token = t.key): Sse {
+      const events: { id: string; status: string }[] = [];
+      const ac = new AbortController();
+      const status = (async () => {
+        const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
+          headers: { authorization: `Bearer ${token}` },
+          signal: ac.signal,
+        });
+        if (res.status !== 200 || !res.body) {
+          await res.text();
+          return res.status;
+        }
+        void (async () => {
+          let text = '';
+          try {
+            for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+              text += Buffer.from(c).toString('utf8');
+              let end: number;
+              while ((end = text.indexOf('\n\n')) >= 0) {
+                const block = text.slice(0, end);
+                text = text.slice(end + 2);
+                const idLine = /^id: (.*)$/m.exec(block);
+                const data = /^data: (.*)$/m.exec(block);
+                if (idLine && data) events.push({ id: idLine[1]!, status: JSON.parse(data[1]!).status });
+              }
+            }
+          } catch {
+            // aborted
+          }
+        })();
+        return 200;
+      })();
+      return { events, close: () => ac.abort(), status };
+    }
+
+    it('N subscribers: every one receives every transition, from one shared poll per tick', async () => {
+      const pool = t.stack.service.db.pool;
+      const id = await onlineWorkspace(t.stack, t.orgId, null);
+      // Several principals (the cap is per principal): admin + org keys of other orgs see only their
+      // own, so here: 3 org streams + 3 admin streams on the same workspace.
+      const subs = [
+        ...Array.from({ length: 3 }, () => subscribe(id)),
+        ...Array.from({ length: 3 }, () => subscribe(id, t.stack.adminToken)),
+      ];
+      for (const s of subs) expect(await s.status).toBe(200);
+      // Count the transition polls from here on.
+      let polls = 0;
+      const original = pool.query.bind(pool) as (...a: unknown[]) => unknown;
+      (pool as { query: unknown }).query = (...args: unknown[]) => {
+        const sql = typeof args[0] === 'string' ? args[0] : '';
+        if (sql.includes('FROM workspace_transitions')) polls++;
+        return original(...args);
+      };
+      try {
+        const statuses = ['restarting', 'online', 'stopping', 'stopped', 'online'] as const;
+        for (const status of statuses) {
+          await recordTransition(pool, { workspaceId: id, generation: 1, status });
+        }
+        await waitFor(() => subs.every((s) => s.events.length === statuses.length), {
+          timeoutMs: 20_000,
+          describe: 'every subscriber to receive every transition',
+        });
+        for (const s of subs) expect(s.events.map((e) => e.status)).toEqual([...statuses]);
+        // Per client polling would need at least one query per subscriber to see the last row.
+        expect(polls).toBeLessThan(subs.length);
+        expect(polls).toBeGreaterThan(0);
+      } finally {
+        (pool as { query: unknown }).query = original;
+        for (const s of subs) s.close();
+      }
+    });
+
+    it('streams are capped per principal (429) and released when the client goes away', async () => {
+      const id = await onlineWorkspace(t.stack, t.orgId, null);
+      const open = [subscribe(id), subscribe(id), subscribe(id)];
+      for (const s of open) expect(await s.status).toBe(200);
+      const refused = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
+        headers: { authorization: `Bearer ${t.key}` },
+      });
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBeTruthy();
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('too_many_streams');
+      open[0]!.close();
+      const again = await waitFor(
+        async () => {
+          const s = subscribe(id);
+          if ((await s.status) === 200) return s;
+          return null;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, describe: 'a stream slot to be released' },
+      );
+      again.close();
+      for (const s of open) s.close();
+    });
+  });
+
+  it('TransitionFeed: one query per tick for any number of subscribers; a row committed late (lower id) still arrives', async () => {
+    const pool = t.stack.service.db.pool;
+    let polls = 0;
+    const counting: Queryable = {
+      query: ((...args: Parameters<Queryable['query']>) => {
+        if (String(args[0]).includes('WHERE id > $1::bigint')) polls++;
+        return (pool.query as (...a: unknown[]) => unknown)(...args);
+      }) as Queryable['query'],
+    };
+    const feed = new TransitionFeed(counting, { intervalMs: 50 });
+    const ids = [
+      await onlineWorkspace(t.stack, t.orgId, null),
+      await onlineWorkspace(t.stack, t.orgId, null),
+    ];
+    const got = new Map<number, TransitionEvent[]>();
+    const offs: (() => void)[] = [];
+    for (let i = 0; i < 20; i++) {
+      const list: TransitionEvent[] = [];
+      got.set(i, list);
+      offs.push(await feed.subscribe(ids[i % 2]!, (e) => list.push(e)));
+    }
+    expect(feed.size).toBe(20);
+    expect(feed.running).toBe(true);
+
+    // A transaction that takes its id first and commits after later rows were already seen.
+    const slow = await pool.connect();
+    try {
+      await slow.query('BEGIN');
+      await recordTransition(slow, { workspaceId: ids[1]!, generation: 1, status: 'stopping' });
+      await recordTransition(pool, { workspaceId: ids[0]!, generation: 1, status: 'restarting' });
+      await recordTransition(pool, { workspaceId: ids[0]!, generation: 1, status: 'online' });
+      await waitFor(() => got.get(0)!.some((e) => e.status === 'online'), {
+        timeoutMs: 10_000,
+        describe: 'the later row to be delivered',
+      });
+      await slow.query('COMMIT');
+    } finally {
+      slow.release();
+    }
+    await waitFor(() => [...got.values()].every((l, i) => l.length === (i % 2 === 0 ? 2 : 1)), {
+      timeoutMs: 15_000,
+      describe: 'every subscriber to have every transition of its workspace',
+    });
+    for (const [i, list] of got) {
+      expect(list.map((e) => e.status).sort()).toEqual(i % 2 === 0 ? ['online', 'restarting'] : ['stopping']);
+    }
+    const ticks = feed.polls;
+    expect(polls).toBe(ticks);
+    expect(ticks).toBeGreaterThan(0);
+
+    for (const off of offs) off();
+    expect(feed.size).toBe(0);
+    expect(feed.running).toBe(false);
+    feed.close();
+  });
+});

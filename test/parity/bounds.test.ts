@@ -1,0 +1,157 @@
+/**
+ * Bounded data plane, the same test for each backend (docker: exec + archive; ec2: SFTP on the
+ * ec2-sim VM), with the caps set low on the stack: a read over the cap answers 413
+ * `file_too_large` before any byte (a 256 MiB sparse file included: never read, let alone
+ * buffered); a read under it streams back byte-identical; a listing over the entry cap answers
+ * exactly the cap with `truncated: true`; the boot log serves only the console's last bytes and the
+ * most recent events.
+ */
+import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
+import type Dockerode from 'dockerode';
+import { describe, expect, it } from 'vitest';
+import type { BackendKind } from '../../src/backends/backend.js';
+import { waitForStatus } from '../support/stack.js';
+import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+const MiB = 1024 * 1024;
+const READ_CAP = 8 * MiB;
+const LIST_CAP = 25;
+const CONSOLE_CAP = 4096;
+const EVENTS_CAP = 3;
+
+/** The container that holds the workspace: the generation's container, or the simulator's VM. */
+async function hostContainer(
+  backend: BackendKind,
+  docker: Dockerode,
+  id: string,
+  generation: number,
+): Promise<Dockerode.Container> {
+  if (backend === 'docker') return docker.getContainer(`ws-${id}-g${generation}`);
+  const [vm] = await docker.listContainers({
+    filters: { label: ['wo.ec2-sim=1', `wo.workspace-id=${id}`] },
+  });
+  if (!vm) throw new Error(`no simulator VM for ${id}`);
+  return docker.getContainer(vm.Id);
+}
+
+/** Runs a shell script inside the workspace's container (test side only). */
+async function sh(container: Dockerode.Container, script: string): Promise<{ code: number; out: string }> {
+  const exec = await container.exec({ Cmd: ['sh', '-c', script], AttachStdout: true, AttachStderr: true });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const out: Buffer[] = [];
+  const sink = new PassThrough();
+  sink.on('data', (c: Buffer) => out.push(c));
+  container.modem.demuxStream(stream, sink, sink);
+  await new Promise<void>((resolve) => {
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+  });
+  const info = await exec.inspect();
+  return { code: info.ExitCode ?? -1, out: Buffer.concat(out).toString('utf8') };
+}
+
+describe.each(PARITY_BACKENDS)('%s bounded files and boot log', (backend) => {
+  const t = useParityStack(backend, {
+    env: {
+      FILE_READ_MAX_BYTES: String(READ_CAP),
+      FILE_LIST_MAX_ENTRIES: String(LIST_CAP),
+      BOOT_LOG_CONSOLE_MAX_BYTES: String(CONSOLE_CAP),
+      BOOT_LOG_MAX_EVENTS: String(EVENTS_CAP),
+    },
+  });
+
+  it('413 over the read cap (before any byte), streamed reads under it, capped listings, capped boot log', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'bounded', backend },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    const online = await waitForStatus(t.stack, t.key, id, 'online');
+    const base = `${t.stack.url}/v1/workspaces/${id}`;
+    const auth = { authorization: `Bearer ${t.key}` };
+    const content = (path: string) =>
+      `${base}/files/content?root=/workspace&path=${encodeURIComponent(path)}`;
+    const host = await hostContainer(backend, t.stack.docker, id, online.generation);
+
+    // A streamed read of a file of several MiB comes back identical, its length announced.
+    const blob = randomBytes(6 * MiB);
+    const put = await fetch(content('blob.bin'), { method: 'PUT', headers: auth, body: blob });
+    expect(put.status).toBe(204);
+    const read = await fetch(content('blob.bin'), { headers: auth });
+    expect(read.status).toBe(200);
+    expect(read.headers.get('content-length')).toBe(String(blob.length));
+    expect(Buffer.from(await read.arrayBuffer()).equals(blob)).toBe(true);
+
+    // Over the cap: 413 file_too_large, an error body and nothing of the file.
+    const over = randomBytes(READ_CAP + 1);
+    expect((await fetch(content('over.bin'), { method: 'PUT', headers: auth, body: over })).status).toBe(204);
+    // 256 MiB, sparse: a server that read it whole would be slow and hold it in memory.
+    expect(
+      (await sh(host, 'dd if=/dev/zero of=/workspace/huge.bin bs=1048576 count=0 seek=256 2>&1')).code,
+    ).toBe(0);
+    for (const path of ['over.bin', 'huge.bin']) {
+      const res = await fetch(content(path), { headers: auth, signal: AbortSignal.timeout(30_000) });
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(res.status, path).toBe(413);
+      expect(body.length).toBeLessThan(1024);
+      expect(JSON.parse(body.toString('utf8')).error.code).toBe('file_too_large');
+    }
+
+    // Listings: exactly the cap and `truncated: true` when more exist; `truncated: false` otherwise.
+    const made = await sh(
+      host,
+      'mkdir -p /workspace/many /workspace/few && cd /workspace/many && ' +
+        'i=0; while [ $i -lt 40 ]; do : > f$i; i=$((i+1)); done && : > /workspace/few/a && : > /workspace/few/b',
+    );
+    expect(made.code, made.out).toBe(0);
+    const list = async (path: string, depth = 1) => {
+      const res = await fetch(
+        `${base}/files?root=/workspace&path=${encodeURIComponent(path)}&depth=${depth}`,
+        {
+          headers: auth,
+        },
+      );
+      expect(res.status).toBe(200);
+      return (await res.json()) as { items: { path: string }[]; truncated: boolean };
+    };
+    const many = await list('many');
+    expect(many.truncated).toBe(true);
+    expect(many.items).toHaveLength(LIST_CAP);
+    expect(new Set(many.items.map((e) => e.path)).size).toBe(LIST_CAP);
+    for (const e of many.items) expect(e.path).toMatch(/^many\/f\d+$/);
+    const deep = await list('', 2);
+    expect(deep.truncated).toBe(true);
+    expect(deep.items).toHaveLength(LIST_CAP);
+    const few = await list('few');
+    expect(few).toEqual({
+      items: [expect.objectContaining({ path: 'few/a' }), expect.objectContaining({ path: 'few/b' })],
+      truncated: false,
+    });
+
+    // Boot log: the console's last CONSOLE_CAP bytes (the newest output kept), the newest events.
+    const spam = await sh(
+      host,
+      "head -c 20000 /dev/zero | tr '\\0' x > /proc/1/fd/1; echo; echo console-tail-marker > /proc/1/fd/1",
+    );
+    expect(spam.code, spam.out).toBe(0);
+    const allEvents = (
+      await t.stack.service.db.pool.query<{ phase: string }>(
+        `SELECT phase FROM boot_events WHERE workspace_id = $1 ORDER BY id`,
+        [id],
+      )
+    ).rows.map((r) => r.phase);
+    expect(allEvents.length).toBeGreaterThan(EVENTS_CAP);
+    const bootLog = await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key });
+    expect(bootLog.status).toBe(200);
+    const consoleText: string = bootLog.body.console;
+    expect(Buffer.byteLength(consoleText)).toBeLessThanOrEqual(CONSOLE_CAP);
+    expect(consoleText).toContain('console-tail-marker');
+    expect(bootLog.body.events.map((e: { phase: string }) => e.phase)).toEqual(allEvents.slice(-EVENTS_CAP));
+
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+  });
+});
