@@ -104,6 +104,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         continueAsNewAfterEvents: config.CONTINUE_AS_NEW_AFTER_EVENTS,
         heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
         templates: config.TEMPLATES,
+        orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
+        rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
       },
       readiness: {
         temporal: async () => {

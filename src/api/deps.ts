@@ -14,6 +14,10 @@ export interface ApiSettings {
   heartbeatIntervalMs: number;
   /** Known templates: name → default config. Unknown template → 400. */
   templates: Record<string, { runtime?: string; config: Record<string, unknown> }>;
+  /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
+  orgWorkspaceQuota: number;
+  /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
+  rateLimitPerMinute: number;
 }
 
 export interface ApiDeps {
