@@ -157,6 +157,10 @@ const envSchema = z.object({
   BOOTSTRAP_TOKEN_TTL_MS: msSetting(3_600_000),
   /** The entity continues-as-new past this many history events (or when the server suggests). */
   CONTINUE_AS_NEW_AFTER_EVENTS: z.coerce.number().int().min(10).default(2000),
+  /** Live (not deleted) workspaces per org; creating beyond it answers 403 quota_exceeded. */
+  ORG_WORKSPACE_QUOTA: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Data-plane caps (src/api/bounds.ts). */
   FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),

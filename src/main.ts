@@ -1,13 +1,17 @@
 /** `./dev up`: API + worker in one process (embedded PGlite allows one owner). */
 import pino from 'pino';
 import { ConfigError, loadConfig } from './config.js';
-import { startService } from './service.js';
+import { exitOnFatalErrors } from './fatal.js';
+import { startService, type RunningService } from './service.js';
 
 const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+let running: RunningService | undefined;
+exitOnFatalErrors(log, async () => running?.close());
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const service = await startService(config, { api: true, worker: true, log });
+  running = service;
   log.info({ url: service.url }, 'workspace-orchestrator up');
   const stop = async () => {
     log.info('shutting down');

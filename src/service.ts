@@ -119,6 +119,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
           eventStreamsPerPrincipal: config.EVENT_STREAMS_PER_PRINCIPAL,
           eventsPollMs: config.EVENTS_POLL_MS,
         },
+        orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
+        rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
       },
       readiness: {
         temporal: async () => {

@@ -21,19 +21,29 @@ export function bearer(req: Request): string | null {
 
 const unauthorized = (message: string) => new HttpError(401, 'unauthorized', message);
 
+/** What mintToken() makes: a kind prefix and 24 random bytes, base64url. Anything else is refused unread. */
+const TOKEN_SHAPE = /^wo_(org|ws|boot)_[A-Za-z0-9_-]{32}$/;
+
+/** The kind of a well-formed minted token, or null (admin tokens are compared, not parsed). */
+export function tokenKind(token: string): 'org' | 'ws' | 'boot' | null {
+  const m = TOKEN_SHAPE.exec(token);
+  return m ? (m[1] as 'org' | 'ws' | 'boot') : null;
+}
+
 export function authenticate(db: Queryable, adminToken: string): RequestHandler {
   return async (req, res, next) => {
     const token = bearer(req);
     if (!token) throw unauthorized('missing bearer token');
     let principal: Principal | null = null;
+    const kind = tokenKind(token);
     if (safeEqual(token, adminToken)) principal = { kind: 'admin' };
-    else if (token.startsWith('wo_org_')) {
+    else if (kind === 'org') {
       const orgId = await orgIdForApiKey(db, token);
       if (orgId) principal = { kind: 'org', orgId };
-    } else if (token.startsWith('wo_ws_')) {
+    } else if (kind === 'ws') {
       const ws = await lookupWorkspaceToken(db, token);
       if (ws) principal = { kind: 'workspace', ...ws };
-    } else if (token.startsWith('wo_boot_')) {
+    } else if (kind === 'boot') {
       const boot = await lookupBootstrapToken(db, token);
       if (boot) principal = { kind: 'bootstrap', token, ...boot };
     }

@@ -19,6 +19,10 @@ export interface ApiSettings {
   templates: Record<string, { runtime?: string; config: Record<string, unknown> }>;
   /** Data-plane caps; defaults in bounds.ts. */
   bounds?: Partial<Bounds>;
+  /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
+  orgWorkspaceQuota: number;
+  /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
+  rateLimitPerMinute: number;
 }
 
 export interface ApiDeps {

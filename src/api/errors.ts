@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import pg from 'pg';
 import type { z } from 'zod';
 
 /** Every error answer is `{error: {code, message, field?}}`: never a stack trace, never a secret. */
@@ -31,8 +32,49 @@ export const notFoundRoute: RequestHandler = (req) => {
   throw new HttpError(404, 'not_found', `no route for ${req.method} ${req.path}`);
 };
 
+const camel = (s: string) => s.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+
+/** The field a PostgreSQL error names: its column, else the column part of its constraint's name. */
+function pgField(err: pg.DatabaseError): string | undefined {
+  if (err.column) return camel(err.column);
+  if (!err.constraint) return undefined;
+  let name = err.constraint;
+  if (err.table && name.startsWith(`${err.table}_`)) name = name.slice(err.table.length + 1);
+  name = name.replace(/_(fkey|pkey|key|check|not_null|excl)$/, '');
+  return name ? camel(name) : undefined;
+}
+
+/**
+ * Safety net behind validation: a PostgreSQL data error (SQLSTATE class 22) or integrity violation
+ * (class 23) is the caller's input, not our failure. Null for every other error.
+ */
+export function fromPostgres(err: unknown): HttpError | null {
+  if (!(err instanceof pg.DatabaseError) || typeof err.code !== 'string') return null;
+  const field = pgField(err);
+  const prefix = field ? `${field}: ` : '';
+  if (err.code === '23505') {
+    return new HttpError(409, 'conflict', `${prefix}already exists`, { field });
+  }
+  if (err.code.startsWith('23')) {
+    const what = err.code === '23503' ? 'refers to something that does not exist' : 'violates a constraint';
+    return new HttpError(400, 'invalid_request', `${prefix}${what}`, { field });
+  }
+  if (err.code.startsWith('22')) {
+    // The SQLSTATE, not PostgreSQL's text: that may quote stored values.
+    return new HttpError(400, 'invalid_request', `${prefix}invalid value (SQLSTATE ${err.code})`, { field });
+  }
+  return null;
+}
+
 export function errorHandler(log: { error: (obj: object, msg: string) => void }): ErrorRequestHandler {
-  return (err: unknown, _req, res, _next) => {
+  return (rawErr: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      // A stream (SSE, proxied answer) failed midway: the status is gone, so end the connection.
+      log.error({ err: rawErr, method: req.method, path: req.path }, 'error after the answer started');
+      res.destroy();
+      return;
+    }
+    const err = fromPostgres(rawErr) ?? rawErr;
     if (err instanceof HttpError) {
       if (err.extra.retryAfterSeconds !== undefined)
         res.set('Retry-After', String(err.extra.retryAfterSeconds));
@@ -51,11 +93,16 @@ export function errorHandler(log: { error: (obj: object, msg: string) => void })
       res.status(413).json({ error: { code: 'payload_too_large', message: 'request body too large' } });
       return;
     }
+    if (err instanceof URIError) {
+      // express could not decode a %-escape of the path.
+      res.status(400).json({ error: { code: 'invalid_request', message: 'malformed %-escape in the path' } });
+      return;
+    }
     if (e?.status && e.status >= 400 && e.status < 500) {
       res.status(e.status).json({ error: { code: 'bad_request', message: 'bad request' } });
       return;
     }
-    log.error({ err }, 'unhandled error');
+    log.error({ err, method: req.method, path: req.path }, 'unhandled error');
     res.status(500).json({ error: { code: 'internal', message: 'internal error' } });
   };
 }

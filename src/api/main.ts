@@ -1,9 +1,12 @@
 /** The API process on its own (production); workers run separately. */
 import pino from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
-import { startService } from '../service.js';
+import { exitOnFatalErrors } from '../fatal.js';
+import { startService, type RunningService } from '../service.js';
 
 const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+let running: RunningService | undefined;
+exitOnFatalErrors(log, async () => running?.close());
 
 run().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);
@@ -13,6 +16,7 @@ run().catch((err: unknown) => {
 
 async function run(): Promise<void> {
   const service = await startService(loadConfig(), { api: true, worker: false, log });
+  running = service;
   log.info({ url: service.url }, 'api up');
   const stop = async () => {
     await service.close();

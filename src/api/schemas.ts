@@ -5,42 +5,158 @@
 import { z } from 'zod';
 import { WORKSPACE_STATUSES } from '../workflows/messages.js';
 
+// ---- Edge primitives: whatever passes these can reach PostgreSQL (text, int4, timestamptz, jsonb)
+// without a data error. Every route builds its schemas from them.
+
+/** PostgreSQL `integer` (int4) range; `bigint` columns are bounded by JS's safe integers. */
+export const INT4_MAX = 2_147_483_647;
+export const INT4_MIN = -2_147_483_648;
+
+// NUL cannot be stored in text or jsonb; an unpaired UTF-16 surrogate is not valid UTF-8 (jsonb
+// refuses it, text silently mangles it).
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this refuses
+const BAD_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const isStorableText = (s: string): boolean => !BAD_TEXT.test(s);
+const STORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
+
+/** A string that PostgreSQL can store: no NUL, no unpaired surrogate, at most `max` characters. */
+export function text(opts: { min?: number; max: number; trim?: boolean }) {
+  const base = opts.trim ? z.string().trim() : z.string();
+  return base
+    .min(opts.min ?? 0)
+    .max(opts.max)
+    .refine(isStorableText, STORABLE_MESSAGE);
+}
+
+/** An integer that fits the int4 column it is stored in. */
+export const int4 = (min = 0, max = INT4_MAX) => z.number().int().min(min).max(max);
+
+/** A query-string integer (`?limit=10`): digits only, in range. */
+export const queryInt = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,10}$/, 'must be an integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+/** Lower-case hex, as newId() mints them. */
+export const ID_PATTERN = /^[a-f0-9]{16}$/;
+export const idSchema = z.string().regex(ID_PATTERN, 'must be an id (16 lower-case hex digits)');
+
+const ISO = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|([+-])(\d{2}):?(\d{2}))$/;
+
+/**
+ * True when `s` is an ISO-8601 timestamp with a zone that names an instant that exists: the date and
+ * time fields survive a round trip through Date (2024-02-30 and 25:00 do not), the year is 1..9999
+ * and the offset is one PostgreSQL accepts.
+ */
+export function isRealTimestamp(s: string): boolean {
+  const m = ISO.exec(s);
+  if (!m) return false;
+  const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (y < 1) return false;
+  const t = new Date(Date.UTC(2000, mo - 1, d, h, mi, sec));
+  t.setUTCFullYear(y);
+  if (
+    t.getUTCFullYear() !== y ||
+    t.getUTCMonth() !== mo - 1 ||
+    t.getUTCDate() !== d ||
+    t.getUTCHours() !== h ||
+    t.getUTCMinutes() !== mi ||
+    t.getUTCSeconds() !== sec
+  )
+    return false;
+  if (m[8] !== 'Z' && (Number(m[10]) > 15 || Number(m[11]) > 59)) return false;
+  return true;
+}
+
+export const isoTimestamp = z
+  .string()
+  .max(40)
+  .refine(isRealTimestamp, 'must be an existing ISO-8601 timestamp with a time zone');
+
+const MAX_JSON_DEPTH = 32;
+
+/** The first problem that would make jsonb refuse a value (NUL, lone surrogate, depth), or null. */
+export function jsonProblem(value: unknown, depth = 0): string | null {
+  if (depth > MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`;
+  if (typeof value === 'string') return isStorableText(value) ? null : STORABLE_MESSAGE;
+  if (typeof value === 'number') return Number.isFinite(value) ? null : 'numbers must be finite';
+  if (Array.isArray(value)) {
+    for (const v of value) {
+      const p = jsonProblem(v, depth + 1);
+      if (p) return p;
+    }
+    return null;
+  }
+  if (typeof value === 'object' && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      if (!isStorableText(k)) return `keys ${STORABLE_MESSAGE}`;
+      const p = jsonProblem(v, depth + 1);
+      if (p) return p;
+    }
+  }
+  return null;
+}
+
+/** Arbitrary JSON that jsonb will store. */
+export const storableJson = z.unknown().superRefine((v, ctx) => {
+  const p = jsonProblem(v);
+  if (p) ctx.addIssue({ code: 'custom', message: p });
+});
+
 export const SECRET_KEY_PATTERN = /^[A-Z_][A-Z0-9_]{0,127}$/;
 const MAX_CONFIG_BYTES = 64 * 1024;
 
 const configObject = z
   .record(z.string(), z.unknown())
+  .superRefine((c, ctx) => {
+    const p = jsonProblem(c);
+    if (p) ctx.addIssue({ code: 'custom', message: p });
+  })
   .refine(
     (c) => JSON.stringify(c).length <= MAX_CONFIG_BYTES,
     `config must be at most ${MAX_CONFIG_BYTES} bytes`,
   );
 
-export const createOrgBody = z.object({ name: z.string().trim().min(1).max(100) });
+export const createOrgBody = z.object({ name: text({ min: 1, max: 100, trim: true }) });
 
 export const createWorkspaceBody = z.object({
-  name: z.string().trim().min(1, 'name is required').max(100, 'name must be at most 100 characters'),
+  name: z
+    .string()
+    .trim()
+    .min(1, 'name is required')
+    .max(100, 'name must be at most 100 characters')
+    .refine(isStorableText, STORABLE_MESSAGE),
   backend: z.enum(['docker', 'ec2'], { message: 'backend must be "docker" or "ec2"' }),
-  template: z.string().min(1).max(100).optional(),
-  runtime: z.string().min(1).max(64).optional(),
+  template: text({ min: 1, max: 100 }).optional(),
+  runtime: text({ min: 1, max: 64 }).optional(),
   config: configObject.optional(),
   secrets: z
     .record(
       z.string().regex(SECRET_KEY_PATTERN, 'secret keys must match [A-Z_][A-Z0-9_]{0,127}'),
-      z.string().max(65536),
+      text({ max: 65536 }),
     )
     .optional(),
-  budgetLimitCents: z.number().int().min(0).optional(),
+  budgetLimitCents: int4().optional(),
   initialMemories: z
-    .array(z.object({ content: z.string().min(1).max(10000), scope: z.string().min(1).max(32).optional() }))
+    .array(z.object({ content: text({ min: 1, max: 10000 }), scope: text({ min: 1, max: 32 }).optional() }))
     .max(100)
     .optional(),
-  parentId: z.string().min(1).max(64).optional(),
+  parentId: idSchema.optional(),
   /** Admin only: the org the workspace belongs to (an org key always creates in its own org). */
-  orgId: z.string().min(1).max(64).optional(),
+  orgId: idSchema.optional(),
 });
 
 export const configureBody = z.object({
-  runtime: z.string().min(1).max(64).optional(),
+  runtime: text({ min: 1, max: 64 }).optional(),
   config: configObject.optional(),
   restart: z.boolean().optional(),
 });
@@ -48,11 +164,11 @@ export const configureBody = z.object({
 export const listQuery = z.object({
   status: z.enum(WORKSPACE_STATUSES).optional(),
   backend: z.enum(['docker', 'ec2']).optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryInt(1, 200).default(50),
   cursor: z.string().max(200).optional(),
 });
 
-export const workspaceIdParam = z.string().regex(/^[a-f0-9]{16}$/);
+export const workspaceIdParam = idSchema;
 
 export const workspaceSchema = z.object({
   id: z.string(),
@@ -75,21 +191,21 @@ export type WorkspaceJson = z.infer<typeof workspaceSchema>;
 
 // Registry (the agent inside a workspace calls these).
 export const registerBody = z.object({
-  workspaceId: z.string().min(1),
-  generation: z.number().int().min(1),
-  configHash: z.string().min(1),
-  agentCard: z.unknown().optional(),
+  workspaceId: idSchema,
+  generation: int4(1),
+  configHash: text({ min: 1, max: 128 }),
+  agentCard: storableJson.optional(),
 });
 
 export const heartbeatBody = z.object({
-  workspaceId: z.string().min(1),
-  generation: z.number().int().min(1),
-  configHash: z.string().min(1),
-  activeTasks: z.number().int().min(0).default(0),
-  errorRate: z.number().min(0).default(0),
-  uptimeSeconds: z.number().min(0).default(0),
-  spentCents: z.number().int().min(0).optional(),
-  runtimeState: z.string().max(64).default('ok'),
+  workspaceId: idSchema,
+  generation: int4(1),
+  configHash: text({ min: 1, max: 128 }),
+  activeTasks: int4().default(0),
+  errorRate: z.number().min(0).max(1e9).default(0),
+  uptimeSeconds: z.number().min(0).max(1e12).default(0),
+  spentCents: int4().optional(),
+  runtimeState: text({ max: 64 }).default('ok'),
 });
 
 /** The boot phases the reference agent reports, in order; `platform-health-ok` proves readiness. */
@@ -101,9 +217,9 @@ export const BOOT_PHASES = [
   'platform-health-ok',
 ] as const;
 export const bootEventBody = z.object({
-  workspaceId: z.string().min(1),
-  generation: z.number().int().min(1),
-  phase: z.string().min(1).max(64),
-  message: z.string().max(4000).optional(),
-  ts: z.iso.datetime({ offset: true }).optional(),
+  workspaceId: idSchema,
+  generation: int4(1),
+  phase: text({ min: 1, max: 64 }),
+  message: text({ max: 4000 }).optional(),
+  ts: isoTimestamp.optional(),
 });

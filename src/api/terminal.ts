@@ -63,6 +63,36 @@ function tokenOf(req: IncomingMessage, url: URL): string | null {
   return url.searchParams.get('token') || null;
 }
 
+/**
+ * The upgrade request's URL and terminal workspace id: id null = not the terminal path, undefined =
+ * the terminal path with an undecodable id. Null overall when the request target is not a path
+ * (`//`, `http://…`, garbage): parsed defensively, since a throw here would escape every handler.
+ */
+function parseUpgradeTarget(raw: string | undefined): { url: URL; id: string | null | undefined } | null {
+  if (!raw || !raw.startsWith('/') || raw.startsWith('//')) return null;
+  let url: URL;
+  try {
+    url = new URL(raw, 'http://localhost');
+  } catch {
+    return null;
+  }
+  const m = PATH.exec(url.pathname);
+  if (!m) return { url, id: null };
+  try {
+    return { url, id: decodeURIComponent(m[1]!) };
+  } catch {
+    return { url, id: undefined };
+  }
+}
+
+/** Answers an upgrade we will not take with a plain HTTP status, then drops the socket. */
+function refuseUpgrade(socket: Duplex, status: string): void {
+  if (socket.destroyed) return;
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  // end() waits for the peer; a peer that never reads must not keep the socket.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
 const validDimension = (n: unknown): n is number =>
   typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= MAX_DIMENSION;
 
@@ -111,21 +141,33 @@ export function attachTerminal(
   let shuttingDown = false;
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const m = PATH.exec(url.pathname);
-    if (!m || shuttingDown) {
+    // Node removes its own error listener from an upgraded socket: without ours, a reset by the
+    // peer (or any write error) would be an uncaught exception.
+    socket.on('error', (err) => log.debug({ err }, 'upgrade socket error'));
+    const target = parseUpgradeTarget(req.url);
+    if (!target) {
+      refuseUpgrade(socket, '400 Bad Request');
+      return;
+    }
+    const { url, id } = target;
+    if (id === null || shuttingDown) {
       // Someone else's upgrade: leave it alone, unless nobody else is listening for it.
-      if (server.listenerCount('upgrade') <= 1 || (m && shuttingDown)) {
-        socket.end(
-          `HTTP/1.1 ${m ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\n\r\n`,
-        );
+      if (server.listenerCount('upgrade') <= 1 || (id !== null && shuttingDown)) {
+        refuseUpgrade(socket, id !== null ? '503 Service Unavailable' : '404 Not Found');
       }
       return;
     }
+    if (id === undefined) {
+      // The terminal path with an id that is not valid %-encoding.
+      refuseUpgrade(socket, '400 Bad Request');
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // Protocol errors (bad frames, oversized payloads) arrive here; ws then closes the socket.
+      ws.on('error', (err) => log.debug({ err, workspaceId: id }, 'terminal socket error'));
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
-      serve(ws, req, url, decodeURIComponent(m[1]!)).catch((err: unknown) => {
+      serve(ws, req, url, id).catch((err: unknown) => {
         log.error({ err }, 'terminal session failed');
         close(ws, 1011, 'internal error');
       });

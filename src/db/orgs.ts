@@ -31,3 +31,20 @@ export async function orgExists(db: Queryable, id: string): Promise<boolean> {
   const { rowCount } = await db.query('SELECT 1 FROM orgs WHERE id = $1', [id]);
   return (rowCount ?? 0) > 0;
 }
+
+/**
+ * Inside a create's transaction: locks the org row, so concurrent creates in one org are counted
+ * one after another, and counts its live (not deleted) workspaces. Null when the org does not exist.
+ */
+export async function lockOrgAndCountWorkspaces(
+  tx: Queryable,
+  orgId: string,
+): Promise<{ liveWorkspaces: number } | null> {
+  const { rowCount } = await tx.query('SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE', [orgId]);
+  if (!rowCount) return null;
+  const { rows } = await tx.query<{ n: string }>(
+    `SELECT count(*) AS n FROM workspaces WHERE org_id = $1 AND status <> 'deleted'`,
+    [orgId],
+  );
+  return { liveWorkspaces: Number(rows[0]!.n) };
+}

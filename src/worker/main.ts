@@ -1,9 +1,12 @@
 /** A worker process on its own (production runs N of these; tests SIGKILL one mid-provision). */
 import pino from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
-import { startService } from '../service.js';
+import { exitOnFatalErrors } from '../fatal.js';
+import { startService, type RunningService } from '../service.js';
 
 const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+let running: RunningService | undefined;
+exitOnFatalErrors(log, async () => running?.close());
 
 loadConfigAndRun().catch((err: unknown) => {
   if (err instanceof ConfigError) console.error(err.message);
@@ -13,6 +16,7 @@ loadConfigAndRun().catch((err: unknown) => {
 
 async function loadConfigAndRun(): Promise<void> {
   const service = await startService(loadConfig(), { api: false, worker: true, log });
+  running = service;
   const stop = async () => {
     await service.close();
     process.exit(0);

@@ -237,7 +237,7 @@ describe('reference agent in a runtime container', () => {
     for (const root of ['/configs', '/workspace'] as const) {
       const listed = await backend.listFiles(ids.main, 3, root, '', 5);
       expect(
-        listed.map((e) => e.path).filter((p) => /(^|\/)\.wo(\/|$)|bundle\.json|secrets\.env/.test(p)),
+        listed.items.map((e) => e.path).filter((p) => /(^|\/)\.wo(\/|$)|bundle\.json|secrets\.env/.test(p)),
       ).toEqual([]);
     }
     await expect(read('/configs', '.wo/bundle.json')).rejects.toMatchObject({ code: 'invalid_path' });

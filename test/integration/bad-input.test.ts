@@ -1,6 +1,12 @@
 /** The contract's 400/401/404 answers, and proof that nothing was created by a refused request. */
-import { describe, expect, it } from 'vitest';
-import { containersOf, createOrg, useStack } from '../support/stack.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
+import { insertWorkspace } from '../../src/db/workspaces.js';
+import { newId } from '../../src/security/tokens.js';
+import { freePort } from '../setup/free-port.js';
+import { spawnApi, type ApiProcess } from '../support/api-process.js';
+import { WS_UPGRADE_HEADERS, rawExchange, requestHead, wsFrame } from '../support/raw-http.js';
+import { ApiClient, containersOf, createOrg, testEnv, useStack } from '../support/stack.js';
 
 describe('bad input is refused and creates nothing', () => {
   const t = useStack({ worker: false });
@@ -117,4 +123,237 @@ describe('bad input is refused and creates nothing', () => {
       (await t.stack.api.call('GET', '/v1/workspaces?cursor=zzz', { token: t.key })).body.error.field,
     ).toBe('cursor');
   });
+});
+
+describe('values PostgreSQL would refuse are refused at the edge with 400 and the field', () => {
+  const t = useStack({ worker: false });
+
+  /** A workspace row written directly: routes that read one need no workflow behind it. */
+  async function workspaceRow(): Promise<string> {
+    const id = newId();
+    await insertWorkspace(t.stack.service.db.pool, {
+      id,
+      orgId: t.orgId,
+      name: 'row',
+      backend: 'docker',
+      template: null,
+      runtime: 'claude-code',
+      config: {},
+      workflowId: `workspace:${id}`,
+      parentId: null,
+      budgetLimitCents: null,
+    });
+    return id;
+  }
+
+  const countAll = async () =>
+    Number((await t.stack.service.db.pool.query('SELECT count(*) AS n FROM workspaces')).rows[0].n);
+
+  it.each([
+    ['a NUL in an org name', 'admin', '/v1/orgs', { name: 'a\u0000b' }, 'name'],
+    ['a NUL in a workspace name', 'org', '/v1/workspaces', { name: 'a\u0000b', backend: 'docker' }, 'name'],
+    [
+      'budgetLimitCents beyond int4',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', budgetLimitCents: 3000000000 },
+      'budgetLimitCents',
+    ],
+    [
+      'an admin create naming an unknown orgId',
+      'admin',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', orgId: '0123456789abcdef' },
+      'orgId',
+    ],
+    [
+      'an admin create with an orgId of the wrong shape',
+      'admin',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', orgId: "x'; DROP TABLE orgs" },
+      'orgId',
+    ],
+    [
+      'a NUL in a config value',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', config: { x: 'a\u0000b' } },
+      'config',
+    ],
+    [
+      'an unpaired surrogate in a config key',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', config: { '\ud800': 1 } },
+      'config',
+    ],
+    [
+      'a NUL in a secret value',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', secrets: { K: 'a\u0000' } },
+      'secrets.K',
+    ],
+    [
+      'a NUL in a memory',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', initialMemories: [{ content: '\u0000' }] },
+      'initialMemories.0.content',
+    ],
+  ] as const)('POST with %s → 400', async (_name, who, path, body, field) => {
+    const before = await countAll();
+    const token = who === 'admin' ? t.stack.adminToken : t.key;
+    const res = await t.stack.api.call('POST', path, { token, body });
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expect(res.body.error.code).toBe('invalid_request');
+    expect(res.body.error.field).toBe(field);
+    expect(await countAll()).toBe(before);
+  });
+
+  it('before_ts must name a date that exists: 2024-02-30 → 400 before_ts', async () => {
+    const id = await workspaceRow();
+    for (const ts of [
+      '2024-02-30T00:00:00Z',
+      '2023-02-29T00:00:00Z',
+      '2024-01-01T24:00:00Z',
+      '0000-01-01T00:00:00Z',
+    ]) {
+      const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity?before_ts=${ts}`, {
+        token: t.key,
+      });
+      expect(res.status, ts).toBe(400);
+      expect(res.body.error.field).toBe('before_ts');
+    }
+    const ok = await t.stack.api.call(
+      'GET',
+      `/v1/workspaces/${id}/activity?before_ts=2024-02-29T23:59:59.123456Z`,
+      {
+        token: t.key,
+      },
+    );
+    expect(ok.status).toBe(200);
+    expect(ok.body.items).toEqual([]);
+  });
+
+  it('query integers and ids are checked: limit, peer_id, type', async () => {
+    const id = await workspaceRow();
+    for (const [query, field] of [
+      ['limit=99999999999999999999', 'limit'],
+      ['limit=1e3', 'limit'],
+      ['peer_id=nope', 'peer_id'],
+      ['type=%00', 'type'],
+    ] as const) {
+      const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity?${query}`, { token: t.key });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.field).toBe(field);
+    }
+  });
+
+  it('a NUL in a secret value → 400 value; a path id of the wrong shape → 404', async () => {
+    const id = await workspaceRow();
+    const res = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/KEY`, {
+      token: t.key,
+      body: { value: 'a\u0000b' },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.field).toBe('value');
+    const bad = await t.stack.api.call('GET', `/v1/workspaces/${id.toUpperCase()}`, { token: t.key });
+    expect(bad.status).toBe(404);
+  });
+
+  it('a malformed %-escape in a route path → 400, never 500', async () => {
+    for (const path of [
+      '/v1/workspaces/%zz',
+      '/v1/workspaces/%E0%A4%A/secrets',
+      '/v1/workspaces/%/activity',
+    ]) {
+      const res = await t.stack.api.call('GET', path, { token: t.key });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+  });
+
+  it('registry bodies: ids of the wrong shape and integers beyond int4 → 400 with the field', async () => {
+    const id = await workspaceRow();
+    const token = await mintWorkspaceToken(t.stack.service.db.pool, id, 1);
+    for (const [body, field] of [
+      [{ workspaceId: 'x', generation: 1, configHash: 'h' }, 'workspaceId'],
+      [{ workspaceId: id, generation: 3000000000, configHash: 'h' }, 'generation'],
+      [{ workspaceId: id, generation: 1, configHash: 'h\u0000' }, 'configHash'],
+      [{ workspaceId: id, generation: 1, configHash: 'h', spentCents: 2 ** 53 }, 'spentCents'],
+    ] as const) {
+      const res = await t.stack.api.call('POST', '/v1/registry/heartbeat', { token, body });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error.field).toBe(field);
+    }
+    const boot = await t.stack.api.call('POST', '/v1/registry/boot-events', {
+      token,
+      body: { workspaceId: id, generation: 1, phase: 'boot', ts: '2024-02-30T00:00:00Z' },
+    });
+    expect(boot.status).toBe(400);
+    expect(boot.body.error.field).toBe('ts');
+    // A token that is not of a minted shape is refused before any lookup.
+    const res = await t.stack.api.call('POST', '/v1/registry/heartbeat', {
+      token: 'wo_ws_short',
+      body: { workspaceId: id, generation: 1, configHash: 'h' },
+    });
+    expect(res.status).toBe(401);
+  });
+});
+
+describe('one request never takes the process down (API as its own process)', () => {
+  let api: ApiProcess;
+  let client: ApiClient;
+
+  beforeAll(async () => {
+    api = await spawnApi(testEnv({ PORT: String(await freePort()) }));
+    client = new ApiClient(api.url);
+  });
+  afterAll(async () => {
+    await api?.stop();
+  });
+
+  const alive = async () => {
+    expect(api.exitCode(), api.output().slice(-2000)).toBeNull();
+    const res = await client.call('GET', '/healthz');
+    expect(res.status).toBe(200);
+  };
+
+  it('the reproduction: Upgrade: websocket on `//` → 400, the process keeps serving', async () => {
+    const res = await rawExchange(api.url, [requestHead('GET', '//', WS_UPGRADE_HEADERS)]);
+    expect(res.status).toBe(400);
+    await alive();
+  });
+
+  it.each([
+    '/v1/workspaces/%E0%A4%A/terminal',
+    '/v1/workspaces/%zz/terminal',
+    '/v1/workspaces/%/terminal',
+    'http://[::1/v1/workspaces/x/terminal',
+    '*',
+  ])('an upgrade to %s → an HTTP error, the process keeps serving', async (target) => {
+    const res = await rawExchange(api.url, [requestHead('GET', target, WS_UPGRADE_HEADERS)]);
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    await alive();
+  });
+
+  it.each([
+    ['a reserved opcode', wsFrame({ opcode: 3, payload: Buffer.from('x') })],
+    ['an unmasked client frame', wsFrame({ opcode: 2, payload: Buffer.from('x'), masked: false })],
+    ['RSV bits without an extension', wsFrame({ opcode: 1, payload: Buffer.from('{}'), rsv: 4 })],
+    ['a fragmented control frame', wsFrame({ opcode: 9, payload: Buffer.from('x'), fin: false })],
+  ])(
+    'a WebSocket protocol error (%s) on an accepted socket → that socket closes, the process keeps serving',
+    async (_name, frame) => {
+      const res = await rawExchange(api.url, [
+        requestHead('GET', '/v1/workspaces/0123456789abcdef/terminal', WS_UPGRADE_HEADERS),
+        // Right behind the handshake, before the server closes the socket for the missing token.
+        frame,
+      ]);
+      expect(res.status).toBe(101);
+      await alive();
+    },
+  );
 });

@@ -14,23 +14,15 @@ import * as workspaces from '../../db/workspaces.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, notFound, parse } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
 
-const isoTimestamp = z
-  .string()
-  .regex(
-    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$/,
-    'must be an ISO-8601 timestamp with a time zone',
-  )
-  .refine((s) => !Number.isNaN(Date.parse(s.replace(/(\.\d{3})\d+/, '$1'))), 'must be a valid timestamp');
-
-const limit = (max: number, dflt: number) => z.coerce.number().int().min(1).max(max).default(dflt);
+const limit = (max: number, dflt: number) => queryInt(1, max).default(dflt);
 
 const activityQuery = z.object({
   limit: limit(500, 50),
   before_ts: isoTimestamp.optional(),
   peer_id: workspaceIdParam.optional(),
-  type: z.string().min(1).max(64).optional(),
+  type: text({ min: 1, max: 64 }).optional(),
 });
 
 const chatQuery = z.object({

@@ -5,9 +5,9 @@ import { getWorkspace } from '../../db/workspaces.js';
 import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, notFound, parse } from '../errors.js';
-import { SECRET_KEY_PATTERN, workspaceIdParam } from '../schemas.js';
+import { SECRET_KEY_PATTERN, text, workspaceIdParam } from '../schemas.js';
 
-const secretBody = z.object({ value: z.string().min(1).max(65536) });
+const secretBody = z.object({ value: text({ min: 1, max: 65536 }) });
 
 /** Secrets: write-only values (never returned), delivered to the agent at its next (re)start. */
 export function secretsRouter(deps: ApiDeps): Router {

@@ -1,6 +1,7 @@
 import { Router, type Response } from 'express';
 import { listBootEvents, latestConsoleLog, type TransitionEvent } from '../../db/events.js';
 import { insertMemory } from '../../db/memories.js';
+import { lockOrgAndCountWorkspaces } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
 import { putSecret, secretValues } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
@@ -59,6 +60,15 @@ export function workspacesRouter(deps: ApiDeps): Router {
     const workflowId = workspaceWorkflowId(id);
     const secretList = Object.values(body.secrets ?? {});
     await inTransaction(db, async (tx) => {
+      const org = await lockOrgAndCountWorkspaces(tx, orgId);
+      if (!org) throw badRequest('orgId: no such org', 'orgId');
+      if (org.liveWorkspaces >= settings.orgWorkspaceQuota) {
+        throw new HttpError(
+          403,
+          'quota_exceeded',
+          `the org has ${org.liveWorkspaces} workspaces, its quota is ${settings.orgWorkspaceQuota}; delete one first`,
+        );
+      }
       await workspaces.insertWorkspace(tx, {
         id,
         orgId,

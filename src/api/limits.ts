@@ -1,0 +1,47 @@
+/**
+ * Per-key request rate limits (express-rate-limit, in-process memory store: each API process
+ * counts on its own). The key is who calls, never the address they call from: an org or admin key
+ * by the SHA-256 of its token, a workspace (registry, A2A, MCP) by its id, so all generations'
+ * tokens of one workspace share one budget.
+ */
+import type { RequestHandler } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import { hashToken } from '../security/tokens.js';
+import type { Principal } from './auth.js';
+
+export const RATE_LIMIT_WINDOW_MS = 60_000;
+
+export function rateLimitKey(principal: Principal, rawToken: string): string {
+  switch (principal.kind) {
+    case 'workspace':
+      return `workspace:${principal.workspaceId}`;
+    case 'org':
+      return `org-key:${hashToken(rawToken)}`;
+    case 'admin':
+      return 'admin';
+    case 'bootstrap':
+      return `bootstrap:${hashToken(rawToken)}`;
+  }
+}
+
+/** Runs after authenticate(): answers 429 `rate_limited` with Retry-After past `perMinute`. */
+export function perKeyRateLimit(perMinute: number): RequestHandler {
+  return rateLimit({
+    windowMs: RATE_LIMIT_WINDOW_MS,
+    limit: perMinute,
+    // RateLimit/RateLimit-Policy headers, and Retry-After on a refusal.
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    keyGenerator: (_req, res) => rateLimitKey(res.locals.principal as Principal, String(res.locals.rawToken)),
+    handler: (_req, res) => {
+      res.status(429).json({
+        error: {
+          code: 'rate_limited',
+          message: `over ${perMinute} requests per minute for this key; retry later`,
+        },
+      });
+    },
+    // The key is never an IP address, so the library's IP checks do not apply.
+    validate: { ip: false, trustProxy: false, xForwardedForHeader: false, keyGeneratorIpFallback: false },
+  });
+}

@@ -1,0 +1,140 @@
+/**
+ * Per-org workspace quota (403 quota_exceeded, concurrency-safe) and per-key rate limits (429
+ * rate_limited with Retry-After, keyed by who calls, not by address).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
+import { insertWorkspace } from '../../src/db/workspaces.js';
+import { newId } from '../../src/security/tokens.js';
+import { createOrg, useStack, waitForStatus, type Stack } from '../support/stack.js';
+
+const QUOTA = 3;
+const PER_MINUTE = 30;
+
+/** Rows written directly (no workflow behind them): marked deleted at the end, not deleted via the API. */
+const directRows: string[] = [];
+
+async function workspaceRow(stack: Stack, orgId: string, status = 'provisioning'): Promise<string> {
+  const id = newId();
+  directRows.push(id);
+  await insertWorkspace(stack.service.db.pool, {
+    id,
+    orgId,
+    name: `row-${id}`,
+    backend: 'docker',
+    template: null,
+    runtime: 'claude-code',
+    config: {},
+    workflowId: `workspace:${id}`,
+    parentId: null,
+    budgetLimitCents: null,
+  });
+  if (status !== 'provisioning') {
+    await stack.service.db.pool.query('UPDATE workspaces SET status = $2 WHERE id = $1', [id, status]);
+  }
+  return id;
+}
+
+const liveCount = async (stack: Stack, orgId: string) =>
+  Number(
+    (
+      await stack.service.db.pool.query(
+        `SELECT count(*) AS n FROM workspaces WHERE org_id = $1 AND status <> 'deleted'`,
+        [orgId],
+      )
+    ).rows[0].n,
+  );
+
+describe('limits', () => {
+  const t = useStack({
+    env: { ORG_WORKSPACE_QUOTA: String(QUOTA), RATE_LIMIT_PER_MINUTE: String(PER_MINUTE) },
+  });
+  // Before the fixture's cleanup, which deletes through the API: these rows have no workflow.
+  afterEach(async () => {
+    await t.stack.service.db.pool.query(`UPDATE workspaces SET status = 'deleted' WHERE id = ANY($1)`, [
+      directRows,
+    ]);
+  });
+
+  it('creates beyond the org quota answer 403 quota_exceeded; deleted workspaces do not count; concurrent creates cannot overshoot', async () => {
+    const org = await createOrg(t.stack, 'quota');
+    // Quota − 1 live rows (plus deleted ones, which do not count): one slot is left.
+    for (let i = 0; i < QUOTA - 1; i++) await workspaceRow(t.stack, org.id);
+    for (let i = 0; i < 3; i++) await workspaceRow(t.stack, org.id, 'deleted');
+
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        t.stack.api.call('POST', '/v1/workspaces', {
+          token: org.apiKey,
+          body: { name: `race-${i}`, backend: 'docker' },
+        }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status).sort();
+    expect(statuses).toEqual([202, 403, 403, 403, 403, 403, 403, 403]);
+    const refused = answers.find((a) => a.status === 403)!;
+    expect(refused.body.error.code).toBe('quota_exceeded');
+    expect(await liveCount(t.stack, org.id)).toBe(QUOTA);
+
+    // The admin is held to the org's quota too.
+    const admin = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.stack.adminToken,
+      body: { name: 'by-admin', backend: 'docker', orgId: org.id },
+    });
+    expect(admin.status).toBe(403);
+    expect(admin.body.error.code).toBe('quota_exceeded');
+
+    // The one that got through is a real workspace: delete it, and its slot is free again.
+    const created = answers.find((a) => a.status === 202)!.body.id as string;
+    expect(
+      (await t.stack.api.call('DELETE', `/v1/workspaces/${created}`, { token: org.apiKey })).status,
+    ).toBe(202);
+    await waitForStatus(t.stack, org.apiKey, created, 'deleted');
+    expect(await liveCount(t.stack, org.id)).toBe(QUOTA - 1);
+  });
+
+  it('a key over its rate answers 429 rate_limited with Retry-After; other keys are unaffected', async () => {
+    const a = await createOrg(t.stack, 'rate-a');
+    const b = await createOrg(t.stack, 'rate-b');
+    const statuses: number[] = [];
+    for (let i = 0; i < PER_MINUTE; i++) {
+      statuses.push((await t.stack.api.call('GET', '/v1/workspaces', { token: a.apiKey })).status);
+    }
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    const over = await t.stack.api.call('GET', '/v1/workspaces', { token: a.apiKey });
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe('rate_limited');
+    expect(typeof over.body.error.message).toBe('string');
+    const retryAfter = Number(over.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    // Same address, another key: its own budget.
+    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: b.apiKey })).status).toBe(200);
+    // Unauthenticated operational routes are not limited.
+    expect((await t.stack.api.call('GET', '/healthz')).status).toBe(200);
+  });
+
+  it('agents are limited per workspace: every token of one workspace shares one budget', async () => {
+    const org = await createOrg(t.stack, 'rate-ws');
+    const id = await workspaceRow(t.stack, org.id);
+    const first = await mintWorkspaceToken(t.stack.service.db.pool, id, 0);
+    const second = await mintWorkspaceToken(t.stack.service.db.pool, id, 0);
+    const other = await mintWorkspaceToken(t.stack.service.db.pool, await workspaceRow(t.stack, org.id), 0);
+    const heartbeat = (token: string, workspaceId: string) =>
+      t.stack.api.call('POST', '/v1/registry/heartbeat', {
+        token,
+        body: { workspaceId, generation: 1, configHash: 'h' },
+      });
+    for (let i = 0; i < PER_MINUTE; i++) {
+      const res = await heartbeat(i % 2 ? first : second, id);
+      expect(res.status).not.toBe(429);
+    }
+    const over = await heartbeat(first, id);
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe('rate_limited');
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await heartbeat(second, id)).status).toBe(429);
+    // Another workspace of the same org is not held back.
+    expect((await heartbeat(other, id)).status).not.toBe(429);
+  });
+});

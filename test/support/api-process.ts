@@ -1,0 +1,54 @@
+/**
+ * The API as a real OS process (src/api/main.ts, with its fatal-error handlers), so a test can tell
+ * "the process died" from "a request failed": an in-process server would be kept alive by the
+ * test runner's own uncaughtException handler.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { waitFor } from '../setup/wait-for.js';
+import { REPO_ROOT } from './stack.js';
+
+export interface ApiProcess {
+  child: ChildProcess;
+  url: string;
+  output(): string;
+  /** Null while it runs. */
+  exitCode(): number | null;
+  stop(): Promise<void>;
+}
+
+/** Starts the API on env.PORT (must be a fixed port, so a worker can be told where it is). */
+export async function spawnApi(env: Record<string, string>): Promise<ApiProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/api/main.ts')], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${env.PORT}`;
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`api exited early:\n${out.slice(-3000)}`);
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      return res.ok;
+    },
+    { timeoutMs: 60_000, describe: 'API process to answer /healthz' },
+  );
+  return {
+    child,
+    url,
+    output: () => out,
+    exitCode: () => child.exitCode ?? (child.signalCode ? -1 : null),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
