@@ -81,7 +81,8 @@ describe('dockerd restart with online docker and ec2 workspaces', () => {
   // The ec2 fixture enables both backends (and runs ec2-sim); the worker runs in this process.
   const t = useParityStack('ec2');
 
-  it('every workspace serves A2A again without a call from the user', async () => {
+  // Two boots, a daemon restart (containers stop with a 10 s grace) and the healing: minutes.
+  it('every workspace serves A2A again without a call from the user', { timeout: 480_000 }, async () => {
     const log = (s: string) => console.log(`[dockerd] ${s}`);
     const workspaces = await Promise.all([createOnline(t, 'docker'), createOnline(t, 'ec2')]);
     for (const w of workspaces) expect(await a2aStatus(t, w, 'before')).toBe(200);
@@ -92,34 +93,47 @@ describe('dockerd restart with online docker and ec2 workspaces', () => {
     const daemonBackMs = Date.now() - restartedAt;
 
     // No A2A call, no restart: only reads, until the platform's record matches the backend's
-    // truth and the agent heartbeats again. Then one call each must succeed.
-    for (const w of workspaces) {
-      const backend = t.stack.service.backends[w.backend];
-      const healed = await waitFor(
-        async () => {
-          const res = await t.stack.api.call('GET', `/v1/workspaces/${w.id}`, { token: t.key });
-          const now = res.body as { status: string; endpoint?: string; lastHeartbeatAt?: string };
-          const info = await backend.describe(w.id, w.generation);
-          const beat = now.lastHeartbeatAt ? Date.parse(now.lastHeartbeatAt) : 0;
-          if (now.status !== 'online' || info?.status !== 'running' || beat <= restartedAt) {
-            throw new Error(
-              `${now.status}, resource ${info?.status ?? 'missing'}, last heartbeat ${now.lastHeartbeatAt ?? '-'}`,
-            );
-          }
-          if (now.endpoint !== info.endpoint) {
-            throw new Error(`recorded endpoint ${now.endpoint} but the backend says ${info.endpoint}`);
-          }
-          return now;
-        },
-        { timeoutMs: 120_000, intervalMs: 250, describe: `${w.backend} workspace ${w.id} to heal by itself` },
-      );
-      const healedMs = Date.now() - restartedAt;
+    // truth and the agent heartbeats again. Then one call each must succeed. Both workspaces are
+    // watched at once, so a failure names every one that did not heal.
+    const healing = await Promise.allSettled(
+      workspaces.map(async (w) => {
+        const backend = t.stack.service.backends[w.backend];
+        const healed = await waitFor(
+          async () => {
+            const res = await t.stack.api.call('GET', `/v1/workspaces/${w.id}`, { token: t.key });
+            const now = res.body as { status: string; endpoint?: string; lastHeartbeatAt?: string };
+            const info = await backend.describe(w.id, w.generation);
+            const beat = now.lastHeartbeatAt ? Date.parse(now.lastHeartbeatAt) : 0;
+            if (now.status !== 'online' || info?.status !== 'running' || beat <= restartedAt) {
+              throw new Error(
+                `${now.status}, resource ${info?.status ?? 'missing'}, last heartbeat ${now.lastHeartbeatAt ?? '-'} (restart began ${new Date(restartedAt).toISOString()})`,
+              );
+            }
+            if (now.endpoint !== info.endpoint) {
+              throw new Error(`recorded endpoint ${now.endpoint} but the backend says ${info.endpoint}`);
+            }
+            return now;
+          },
+          {
+            timeoutMs: 150_000,
+            intervalMs: 250,
+            describe: `${w.backend} workspace ${w.id} to heal by itself`,
+          },
+        );
+        return { w, endpoint: healed.endpoint, healedMs: Date.now() - restartedAt };
+      }),
+    );
+    expect(healing.flatMap((h) => (h.status === 'rejected' ? [String(h.reason)] : []))).toEqual([]);
+
+    for (const h of healing) {
+      if (h.status !== 'fulfilled') continue;
+      const { w, endpoint, healedMs } = h.value;
       expect(await a2aStatus(t, w, 'after')).toBe(200);
       const held = await holdings(w.backend, t.stack.docker, w.id);
-      const compute = held.filter((h) => h.kind === 'container' || h.kind === 'instance');
-      expect(compute.map((h) => [h.generation, h.state])).toEqual([[w.generation, 'running']]);
+      const compute = held.filter((x) => x.kind === 'container' || x.kind === 'instance');
+      expect(compute.map((x) => [x.generation, x.state])).toEqual([[w.generation, 'running']]);
       log(
-        `${w.backend} | online g${w.generation} | endpoint ${w.endpoint} → ${healed.endpoint ?? '-'} | daemon back in ${(daemonBackMs / 1000).toFixed(1)} s | serving again ${(healedMs / 1000).toFixed(1)} s after the restart began`,
+        `${w.backend} | online g${w.generation} | endpoint ${w.endpoint} → ${endpoint ?? '-'} | daemon back in ${(daemonBackMs / 1000).toFixed(1)} s | serving again ${(healedMs / 1000).toFixed(1)} s after the restart began`,
       );
     }
   });
