@@ -16,6 +16,7 @@
  * be 200 with a JSON-RPC `result`. Report (Markdown) to stdout and .data/bench-a2a.md; progress on
  * stderr. The workspaces are deleted and every service stopped in `finally`.
  */
+import { AGENT_CREDENTIAL_HEADER } from '../src/security/agent-credential.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -176,7 +177,11 @@ async function benchBackend(
   progress(`${backend}: provisioning one workspace`);
   const workspace = await env.provision(backend, `${run}-${backend}-a2a`);
   progress(`${backend}: workspace ${workspace.id} online at ${workspace.endpoint}`);
-  const direct: Target = { url: new URL('/', workspace.endpoint), headers: {} };
+  // The agent refuses calls without the proxy's per-generation credential: present it directly.
+  const direct: Target = {
+    url: new URL('/', workspace.endpoint),
+    headers: { [AGENT_CREDENTIAL_HEADER]: env.agentCredential(workspace.id, workspace.generation) },
+  };
   const proxied: Target = {
     url: new URL(`/v1/workspaces/${workspace.id}/a2a`, env.url),
     headers: { authorization: `Bearer ${env.token}` },

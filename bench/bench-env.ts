@@ -6,6 +6,8 @@
  * bench/provision.ts uses the same pieces (`startInfra`, `startBenchService`, `machineFacts`,
  * `writeReport`, the option parsers) with a service per backend.
  */
+import { agentCredential } from '../src/security/agent-credential.js';
+import { SecretBox } from '../src/security/secrets.js';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -169,6 +171,8 @@ export interface BenchEnv {
   machine: Machine;
   /** POST /v1/workspaces and wait until GET shows `online`; deleted again in stop(). */
   provision(backend: BackendKind, name: string): Promise<Workspace>;
+  /** What the A2A proxy presents to a generation's agent (a direct call needs it too). */
+  agentCredential(workspaceId: string, generation: number): string;
   stop(): Promise<void>;
 }
 
@@ -245,7 +249,7 @@ export async function startBenchService(opts: {
   /** Prefix of the progress line. */
   label: string;
   stops: Stops;
-}): Promise<{ service: RunningService; url: string; token: string }> {
+}): Promise<{ service: RunningService; url: string; token: string; secrets: SecretBox }> {
   const { infra, stops } = opts;
   const db = await createFreshDatabase(infra.postgres.adminUrl, opts.database);
   stops.push(['database', () => db.drop()]);
@@ -277,7 +281,7 @@ export async function startBenchService(opts: {
     body: { name: 'bench' },
   });
   if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
-  return { service, url, token: String(org.body.apiKey) };
+  return { service, url, token: String(org.body.apiKey), secrets: new SecretBox(config.SECRETS_KEY) };
 }
 
 /**
@@ -334,7 +338,7 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
       env = simServiceEnv(sim);
     }
 
-    const { service, url, token } = await startBenchService({
+    const { service, url, token, secrets } = await startBenchService({
       infra,
       database: `bench_${opts.run}`,
       taskQueue: `bench-${opts.run}`,
@@ -367,7 +371,16 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
       if (typeof body.endpoint !== 'string') throw new Error(`workspace ${id} is online without an endpoint`);
       return { id, backend, generation: Number(body.generation), endpoint: body.endpoint };
     };
-    return { docker, service, url, token, machine, provision, stop };
+    return {
+      docker,
+      service,
+      url,
+      token,
+      machine,
+      provision,
+      agentCredential: (workspaceId, generation) => agentCredential(secrets, workspaceId, generation),
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

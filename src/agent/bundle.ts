@@ -20,6 +20,8 @@ export interface Bundle {
   plugins: unknown[];
   secrets: Record<string, string>;
   workspaceToken: string;
+  /** What the platform's A2A proxy presents; '' (an older platform) refuses every A2A call. */
+  agentCredential: string;
   heartbeatIntervalMs: number;
 }
 
@@ -107,6 +109,7 @@ export function parseBundle(raw: unknown): Bundle {
     plugins: Array.isArray(raw.plugins) ? raw.plugins : [],
     secrets,
     workspaceToken,
+    agentCredential: typeof raw.agentCredential === 'string' ? raw.agentCredential : '',
     heartbeatIntervalMs:
       typeof interval === 'number' && Number.isFinite(interval) && interval > 0
         ? interval

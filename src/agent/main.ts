@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   };
   const stats = new AgentStats();
   const cardUrl = `http://${hostname()}:${env.port}/`;
-  const server = createA2AServer({ identity, hooks, stats, cardUrl });
+  const server = createA2AServer({ identity, hooks, stats, cardUrl, credential: bundle.agentCredential });
   try {
     await listen(server, env.port);
   } catch (err) {

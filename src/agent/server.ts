@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import {
   createServer,
   type IncomingMessage as HttpRequest,
@@ -31,6 +31,23 @@ export interface ServerDeps {
   stats: AgentStats;
   /** The URL the agent card advertises (informational: the platform proxies to its own record). */
   cardUrl: string;
+  /** The per-generation credential the platform's A2A proxy presents (from the bundle). */
+  credential: string;
+}
+
+/** Same name as the platform's AGENT_CREDENTIAL_HEADER (src/security/agent-credential.ts). */
+export const CREDENTIAL_HEADER = 'x-wo-agent-credential';
+
+/**
+ * Only the platform's proxy may call the agent: a neighbour that reaches this address directly
+ * would bypass org scoping, peer identity and the activity log. No credential → refuse everything.
+ */
+function authorized(req: HttpRequest, expected: string): boolean {
+  const presented = req.headers[CREDENTIAL_HEADER];
+  if (typeof presented !== 'string' || expected === '') return false;
+  const a = Buffer.from(presented);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 class BodyTooLarge extends Error {}
@@ -142,17 +159,19 @@ export function createA2AServer(deps: ServerDeps): Server {
     const path = (req.url ?? '/').split('?')[0];
     const route = `${req.method ?? ''} ${path}`;
     const run = async () => {
+      // The liveness probe: open, and says nothing about the workspace.
+      if (route === 'GET /health') return sendJson(res, 200, { ok: true });
+      if (!authorized(req, deps.credential)) {
+        req.resume();
+        return sendJson(
+          res,
+          401,
+          rpcError(null, -32001, 'Unauthorized: call this agent through the platform'),
+        );
+      }
       switch (route) {
         case 'GET /.well-known/agent.json':
           return sendJson(res, 200, agentCard(deps.identity, deps.cardUrl));
-        case 'GET /health':
-          return sendJson(res, 200, {
-            ok: true,
-            workspaceId: deps.identity.workspaceId,
-            generation: deps.identity.generation,
-            configHash: deps.identity.configHash,
-            runtime: deps.identity.runtime,
-          });
         case 'POST /':
           return handleRpc(deps, req, res);
         default:

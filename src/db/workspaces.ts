@@ -270,3 +270,21 @@ export async function updatePhase(
     phase,
   ]);
 }
+
+/**
+ * Records where the current generation answers, as the backend re-read it. Writes only when it
+ * changed (heartbeats call this), and never for a generation that is no longer current.
+ */
+export async function refreshEndpoint(
+  db: Queryable,
+  id: string,
+  generation: number,
+  endpoint: string,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `UPDATE workspaces SET endpoint = $3, updated_at = now()
+     WHERE id = $1 AND generation = $2 AND endpoint IS DISTINCT FROM $3`,
+    [id, generation, endpoint],
+  );
+  return (rowCount ?? 0) > 0;
+}

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 
 /** AES-256-GCM at rest: base64(iv[12] || tag[16] || ciphertext). */
 export class SecretBox {
@@ -7,6 +7,11 @@ export class SecretBox {
   constructor(keyBase64: string) {
     this.key = Buffer.from(keyBase64, 'base64');
     if (this.key.length !== 32) throw new Error('secrets key must be 32 bytes');
+  }
+
+  /** A separate key for `purpose` (HKDF-SHA256), so the secrets key itself is used for one thing. */
+  deriveKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), `wo:${purpose}`, 32));
   }
 
   seal(plain: string): string {

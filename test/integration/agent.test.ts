@@ -45,16 +45,23 @@ interface HttpAnswer {
   body: string;
 }
 
+/** What the platform's proxy presents to the agents of this file (their bundles carry it). */
+const CREDENTIAL = `ac-${randomBytes(16).toString('hex')}`;
+
 function request(
   url: string,
-  opts: { method?: string; body?: string; timeoutMs?: number } = {},
+  opts: { method?: string; body?: string; timeoutMs?: number; credential?: string | null } = {},
 ): Promise<HttpAnswer> {
+  const credential = opts.credential === undefined ? CREDENTIAL : opts.credential;
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
       {
         method: opts.method ?? 'GET',
-        headers: opts.body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: {
+          ...(opts.body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(credential === null ? {} : { 'x-wo-agent-credential': credential }),
+        },
         timeout: opts.timeoutMs ?? 3_000,
       },
       (res) => {
@@ -109,6 +116,7 @@ function bundleFor(workspaceId: string, agent: Record<string, unknown>) {
     plugins: [],
     secrets: { API_KEY: secretValue, MULTI_LINE: 'a b\nc' },
     workspaceToken: `wt-${randomBytes(16).toString('hex')}`,
+    agentCredential: CREDENTIAL,
     heartbeatIntervalMs: 250,
   };
 }
@@ -251,14 +259,22 @@ describe('reference agent in a runtime container', () => {
       skills: [{ id: 'echo', name: 'echo' }],
       metadata: { workspaceId: ids.main, runtime: 'echo', generation: 3 },
     });
-    const health = JSON.parse((await request(`${endpoint}/health`)).body) as unknown;
-    expect(health).toEqual({
-      ok: true,
-      workspaceId: ids.main,
-      generation: 3,
-      configHash: `hash-${ids.main}`,
-      runtime: 'echo',
-    });
+    // /health is open to the liveness probe and says nothing about the workspace.
+    const health = await request(`${endpoint}/health`, { credential: null });
+    expect(health.status).toBe(200);
+    expect(JSON.parse(health.body)).toEqual({ ok: true });
+    // Everything else needs the proxy's credential: none or a wrong one is refused, and no body
+    // of the workspace's leaks.
+    for (const credential of [null, 'ac-wrong', `${CREDENTIAL}x`]) {
+      for (const [method, path, body] of [
+        ['GET', '/.well-known/agent.json', undefined],
+        ['POST', '/', rpc('message/send', { message: { role: 'user', messageId: 'x', parts: [] } })],
+      ] as const) {
+        const refused = await request(`${endpoint}${path}`, { method, body, credential });
+        expect(refused.status, `${method} ${path} with ${credential}`).toBe(401);
+        expect(refused.body).not.toContain(ids.main);
+      }
+    }
 
     const peer = { id: 'ws-peer', name: 'peer', role: 'tester', agentCardUrl: 'http://x/' };
     const answer = await request(endpoint, {
@@ -435,7 +451,11 @@ function readSse(
     const events: Array<{ data: string; at: number }> = [];
     const req = http.request(
       url,
-      { method: 'POST', headers: { 'content-type': 'application/json' }, timeout: 10_000 },
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-wo-agent-credential': CREDENTIAL },
+        timeout: 10_000,
+      },
       (res) => {
         let buffered = '';
         res.setEncoding('utf8');

@@ -68,6 +68,7 @@ export function fakeBundle(workspaceId: string, overrides: Partial<Bundle> = {})
     plugins: [],
     secrets: {},
     workspaceToken: `wt-${randomBytes(16).toString('hex')}`,
+    agentCredential: `ac-${randomBytes(16).toString('hex')}`,
     heartbeatIntervalMs: 1_000,
     ...overrides,
   };

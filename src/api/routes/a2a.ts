@@ -14,9 +14,11 @@ import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
 import { secretValues } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
+import { AGENT_CREDENTIAL_HEADER, agentCredential } from '../../security/agent-credential.js';
 import { redact } from '../../security/redact.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
+import { refreshEndpoint } from '../endpoints.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { workspaceIdParam } from '../schemas.js';
 
@@ -169,18 +171,30 @@ export function a2aRouter(deps: ApiDeps): Router {
     };
 
     const payload = Buffer.from(JSON.stringify(body));
+    const credential = agentCredential(deps.secrets, w.id, w.generation);
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
+    let target = endpoint;
     try {
-      upstream = await forward(endpoint, payload, req.get('accept'), lim, abort.signal);
+      try {
+        upstream = await forward(target, payload, req.get('accept'), credential, lim, abort.signal);
+      } catch (err) {
+        // Not connected at all: the resource may answer elsewhere now (docker restart → new host
+        // port). Re-read the backend's address and, when it moved, try once more there.
+        if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
+        const fresh = await refreshEndpoint(deps, w);
+        if (!fresh || fresh === target) throw err;
+        target = fresh;
+        upstream = await forward(target, payload, req.get('accept'), credential, lim, abort.signal);
+      }
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
         await log(504, null, 'agent timed out');
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
       }
       const message = err instanceof Failure ? err.message : 'agent unreachable';
-      await livenessCheck(w, endpoint);
+      await livenessCheck(w, target);
       await log(502, null, 'agent unreachable');
       throw new HttpError(502, 'agent_unreachable', `could not reach the workspace agent (${message})`);
     }
@@ -188,7 +202,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const status = upstream.statusCode ?? 502;
     if (status >= 500) {
       upstream.resume();
-      await livenessCheck(w, endpoint);
+      await livenessCheck(w, target);
       await log(502, null, `agent error ${status}`);
       throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
     }
@@ -245,17 +259,30 @@ export function a2aRouter(deps: ApiDeps): Router {
     const endpoint = requireServing(w);
     const lim = limits();
     let upstream: http.IncomingMessage;
+    let target = endpoint;
+    const headers = { [AGENT_CREDENTIAL_HEADER]: agentCredential(deps.secrets, w.id, w.generation) };
+    const fetchCard = (at: string) =>
+      request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
     try {
-      upstream = await request(new URL('/.well-known/agent.json', endpoint), { method: 'GET' }, null, lim);
+      try {
+        upstream = await fetchCard(target);
+      } catch (err) {
+        // Same as a forward: re-read the address once when the agent was not reached at all.
+        if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
+        const fresh = await refreshEndpoint(deps, w);
+        if (!fresh || fresh === target) throw err;
+        target = fresh;
+        upstream = await fetchCard(target);
+      }
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
       }
-      await livenessCheck(w, endpoint);
+      await livenessCheck(w, target);
       throw new HttpError(502, 'agent_unreachable', 'could not reach the workspace agent');
     }
     const text = await readAll(upstream, CAPTURE_BYTES);
-    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, endpoint);
+    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, target);
     let card: unknown;
     try {
       card = JSON.parse(text);
@@ -340,6 +367,7 @@ function forward(
   endpoint: string,
   payload: Buffer,
   accept: string | undefined,
+  credential: string,
   lim: Limits,
   signal: AbortSignal,
 ): Promise<http.IncomingMessage> {
@@ -351,6 +379,8 @@ function forward(
         'content-type': 'application/json',
         'content-length': String(payload.length),
         accept: accept ?? 'application/json, text/event-stream',
+        // Only the proxy holds it: the agent refuses calls that reach it any other way.
+        [AGENT_CREDENTIAL_HEADER]: credential,
       },
       signal,
     },

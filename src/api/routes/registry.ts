@@ -9,9 +9,11 @@ import { secretValues } from '../../db/secrets.js';
 import { consumeBootstrapToken, mintWorkspaceToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
+import { agentCredential } from '../../security/agent-credential.js';
 import { redact } from '../../security/redact.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
+import { HeartbeatRefresh, probeHealth, refreshEndpoint } from '../endpoints.js';
 import { HttpError, conflict, parse } from '../errors.js';
 import { bootEventBody, heartbeatBody, registerBody } from '../schemas.js';
 
@@ -20,6 +22,7 @@ const stale = (what: string) => conflict(what, 'stale_generation');
 export function registryRouter(deps: ApiDeps): Router {
   const { db } = deps;
   const r = Router();
+  const heartbeatRefresh = new HeartbeatRefresh();
 
   /** The workspace principal's current workspace, checked against what the body claims. */
   async function current(res: Response, claimed: { workspaceId: string; generation: number }) {
@@ -72,6 +75,7 @@ export function registryRouter(deps: ApiDeps): Router {
       plugins: [],
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,
+      agentCredential: agentCredential(deps.secrets, w.id, generation),
       heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
     });
   });
@@ -85,6 +89,8 @@ export function registryRouter(deps: ApiDeps): Router {
     if (!(await workspaces.recordRegistration(db, w.id, body.generation, body.configHash, body.agentCard))) {
       throw stale('generation changed during registration');
     }
+    // A (re)started resource may answer elsewhere now (docker restart: new host port).
+    await refreshEndpoint(deps, w);
     res.json({ ok: true, generation: w.generation, configHash: w.bootConfigHash });
   });
 
@@ -125,6 +131,18 @@ export function registryRouter(deps: ApiDeps): Router {
     const { previous } = await workspaces.recordHeartbeat(db, w.id, body.runtimeState);
     if ((previous ?? 'ok') !== body.runtimeState) {
       await deps.entity.signalHealth(w.id, { generation: w.generation, runtimeState: body.runtimeState });
+    }
+    const endpoint = heartbeatRefresh.due(w) ? await refreshEndpoint(deps, w) : w.endpoint;
+    // A heartbeat proves the agent runs, not that the platform reaches it: probe before lifting a
+    // verdict a failed forward left (degraded/offline with a healthy runtime; nothing else lifts it).
+    const unreachableVerdict =
+      (w.status === 'degraded' || w.status === 'offline') && body.runtimeState === 'ok';
+    if (unreachableVerdict && endpoint && (await probeHealth(endpoint, 3_000))) {
+      await deps.entity.signalLiveness(w.id, {
+        generation: w.generation,
+        reachable: true,
+        resourceStatus: 'running',
+      });
     }
     res.json({ ok: true });
   });
