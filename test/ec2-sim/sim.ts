@@ -4,8 +4,10 @@
  * (vm-image.ts) on a Docker network whose subnet is the VPC's, at exactly the PrivateIpAddress moto
  * assigned, with the instance's user-data run by the init like cloud-init. Stop/start/terminate in
  * moto become docker stop/start/rm (terminate before TerminateInstances returns; reboot on
- * RebootInstances). The product talks to `endpoint` (a proxy to moto that answers GetConsoleOutput
- * from the container's console) exactly as it would to EC2.
+ * RebootInstances). A restart of the Docker daemon (or the host) reboots every running VM, like
+ * EC2's automatic recovery: the containers carry the `unless-stopped` restart policy. The product
+ * talks to `endpoint` (a proxy to moto that answers GetConsoleOutput from the container's console)
+ * exactly as it would to EC2.
  *
  * Scope: a sim boots the instances whose address lies in its network (one VPC), that moto did not
  * already hold when the sim started (unless adoptExisting), and owns only the containers labelled
@@ -412,7 +414,13 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         [LABEL_WORKSPACE]: inst.workspaceId ?? '',
       },
       StopTimeout: STOP_TIMEOUT_S,
-      HostConfig: { NetworkMode: network.name, RestartPolicy: { Name: 'no' } },
+      HostConfig: {
+        NetworkMode: network.name,
+        // A host going away (the Docker daemon restarting, a reboot) reboots the VM, as EC2's
+        // automatic recovery does: the instance stays `running` in moto, so its container must come
+        // back. `docker stop` (StopInstances) and `docker kill` count as manual stops and stay down.
+        RestartPolicy: { Name: 'unless-stopped' },
+      },
       NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
     });
     try {
@@ -537,7 +545,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
           note(
             t,
             inst.id,
-            `${c.name} exited on its own; the instance stays '${inst.state}' like a crashed VM`,
+            `${c.name} was stopped outside the sim (docker stop/kill); the instance stays '${inst.state}' like a crashed VM`,
           );
           continue;
         }

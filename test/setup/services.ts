@@ -245,7 +245,26 @@ export const SEARCH_ATTRIBUTES = ['WorkspaceId', 'OrgId', 'WorkspaceBackend', 'W
 export interface RunningTemporal {
   address: string;
   namespace: string;
+  /** The frontend's gRPC port (pass it back as `port` to start the server again on it). */
+  port: number;
+  /** Stops the server (SIGTERM, SIGKILL after a grace period) and removes its temp dir. */
   stop(): Promise<void>;
+  /**
+   * Sends `signal` and waits for the process to exit; its dir is kept, so a persistent store
+   * (`dbFilename`) can be started again. SIGKILL plays a crash, SIGTERM an orderly restart.
+   */
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+export interface StartTemporalOptions {
+  log?: Log;
+  /** Fixed frontend port (a restart reuses the address clients know); default a free one. */
+  port?: number;
+  /**
+   * SQLite file that persists the server's state across restarts (WAL, synchronous=NORMAL, as
+   * ./dev runs it); default in memory. The caller owns the file: stop() does not remove it.
+   */
+  dbFilename?: string;
 }
 
 export function temporalBinary(): string {
@@ -253,10 +272,11 @@ export function temporalBinary(): string {
 }
 
 /**
- * A headless, in-memory Temporal dev server on free ports. Ready = the frontend answers
- * GetSystemInfo and lists our search attributes (they are registered after the port opens).
+ * A headless Temporal dev server, in memory on free ports unless told otherwise. Ready = the
+ * frontend answers GetSystemInfo and lists our search attributes (they are registered after the
+ * port opens).
  */
-export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTemporal> {
+export async function startTemporal(opts: StartTemporalOptions = {}): Promise<RunningTemporal> {
   const binary = temporalBinary();
   if (!fs.existsSync(binary)) {
     throw new Error(`Temporal CLI not found at ${binary}: run ./dev setup (it creates .venv-tools)`);
@@ -265,7 +285,8 @@ export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTe
   const logFile = path.join(dir, 'temporal.log');
 
   for (let attempt = 1; ; attempt++) {
-    const [port = 0, httpPort = 0, metricsPort = 0] = await freePorts(3);
+    const [freeFrontend = 0, httpPort = 0, metricsPort = 0] = await freePorts(3);
+    const port = opts.port ?? freeFrontend;
     const address = `127.0.0.1:${port}`;
     const args = [
       'server',
@@ -282,6 +303,16 @@ export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTe
       ...SEARCH_ATTRIBUTES.flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
       '--dynamic-config-value',
       'frontend.enableUpdateWorkflowExecution=true',
+      ...(opts.dbFilename
+        ? [
+            '--db-filename',
+            opts.dbFilename,
+            '--sqlite-pragma',
+            'journal_mode=WAL',
+            '--sqlite-pragma',
+            'synchronous=NORMAL',
+          ]
+        : []),
     ];
     const { child, stop } = spawnService(binary, args, { dir, logFile });
 
@@ -311,17 +342,27 @@ export async function startTemporal(opts: { log?: Log } = {}): Promise<RunningTe
       ]);
     } catch (err) {
       await stop();
-      // An early exit is most likely a port race; anything else (or a third failure) is real.
+      // An early exit is most likely a port race (with a fixed frontend port, on the http/metrics
+      // ports); anything else (or a third failure) is real.
       if (attempt < 3 && child.exitCode !== null && /address already in use/i.test(tail(logFile))) continue;
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    opts.log?.(`temporal: ${address} (log ${logFile})`);
+    opts.log?.(`temporal: ${address} (log ${logFile}${opts.dbFilename ? `, db ${opts.dbFilename}` : ''})`);
     return {
       address,
       namespace: 'default',
+      port,
       stop: async () => {
         await stop();
+        await rm(dir, { recursive: true, force: true });
+      },
+      kill: async (signal) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill(signal);
+        await exited;
+        await stop(); // already gone: only forgets the exit hook
         await rm(dir, { recursive: true, force: true });
       },
     };
@@ -488,6 +529,63 @@ export async function ensureDockerDaemon(opts: { log?: Log } = {}): Promise<void
       timeoutMs: 60_000,
       intervalMs: 250,
       describe: 'dockerd to answer on /var/run/docker.sock',
+    });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${logFile}:\n${tail(logFile, 1500)}`, { cause: err });
+  }
+}
+
+function dockerdPid(): number | null {
+  try {
+    const pid = Number(fs.readFileSync('/var/run/docker.pid', 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Restarts the machine's Docker daemon the way an operator (or a reboot) would: SIGTERM to the pid
+ * in /var/run/docker.pid, wait until it has exited (it stops every container first), then start
+ * `dockerd` detached as ./dev does and wait until the socket answers. Root and the default socket
+ * only. Every container without live-restore is stopped; those with a restart policy come back.
+ */
+export async function restartDockerd(opts: { log?: Log; stopTimeoutMs?: number } = {}): Promise<void> {
+  const target = dockerTarget();
+  if (!('socketPath' in target) || target.socketPath !== '/var/run/docker.sock' || !isRoot()) {
+    throw new Error('restartDockerd: needs root and the default socket /var/run/docker.sock');
+  }
+  const pid = dockerdPid();
+  if (pid === null || !processAlive(pid))
+    throw new Error('restartDockerd: no dockerd running (/var/run/docker.pid)');
+  opts.log?.(`docker: stopping dockerd (pid ${pid})`);
+  process.kill(pid, 'SIGTERM');
+  await waitFor(() => !processAlive(pid), {
+    timeoutMs: opts.stopTimeoutMs ?? 90_000,
+    intervalMs: 100,
+    describe: `dockerd (pid ${pid}) to exit after SIGTERM`,
+  });
+  const logFile = '/var/log/dockerd.log';
+  opts.log?.(`docker: starting dockerd (log ${logFile})`);
+  const fd = fs.openSync(logFile, 'a');
+  // detached = setsid: its own session, like ./dev's `setsid dockerd`, so it outlives this process.
+  const child = spawn('dockerd', [], { detached: true, stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  child.unref();
+  try {
+    await waitFor(() => dockerPing(), {
+      timeoutMs: 60_000,
+      intervalMs: 250,
+      describe: 'dockerd to answer on /var/run/docker.sock after its restart',
     });
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${logFile}:\n${tail(logFile, 1500)}`, { cause: err });
