@@ -34,9 +34,9 @@ async function waitFor<T>(
 }
 
 /** GET with a hard timeout: docker-proxy can hold a connection open while a container starts. */
-function get(url: string): Promise<{ status: number; body: string }> {
+function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout: 2_000 }, (res) => {
+    const req = http.get(url, { timeout: 2_000, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () =>
@@ -154,7 +154,14 @@ describe('DockerBackend', () => {
       const res = await get(`${info?.endpoint}/health`);
       return res.status === 200 ? (JSON.parse(res.body) as Record<string, unknown>) : null;
     });
-    expect(health).toMatchObject({ ok: true, workspaceId, generation: 1 });
+    // /health says nothing about the workspace; the card (behind the proxy's credential) does.
+    expect(health).toEqual({ ok: true });
+    const credential = registry.workspaces.get(workspaceId)!.bundle.agentCredential;
+    const card = await get(`${info?.endpoint}/.well-known/agent.json`, {
+      'x-wo-agent-credential': credential,
+    });
+    expect(card.status).toBe(200);
+    expect(JSON.parse(card.body)).toMatchObject({ metadata: { workspaceId, generation: 1 } });
     expect(await backend.describe(workspaceId, 2)).toBeNull();
   });
 

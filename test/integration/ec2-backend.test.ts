@@ -626,22 +626,32 @@ describe('Ec2Backend on ec2-sim: user-data boots the agent; files over SSH', () 
     ]);
     // The endpoint is the private IP EC2 reports, and the agent answers there.
     expect(info.endpoint).toMatch(/^http:\/\/10\.\d+\.0\.\d+:8080$/);
-    const health = await waitFor(
-      () =>
-        new Promise<Record<string, unknown> | null>((resolve) => {
-          const req = http.get(`${info.endpoint}/health`, { timeout: 2_000 }, (res) => {
-            let body = '';
-            res.on('data', (c: Buffer) => (body += c.toString()));
-            res.on('end', () =>
-              resolve(res.statusCode === 200 ? (JSON.parse(body) as Record<string, unknown>) : null),
+    // /health answers anyone but says nothing; the card needs the proxy's credential and names the workspace.
+    const credential = registry.workspaces.get(simWorkspace)!.bundle.agentCredential;
+    const getJson = (path: string) =>
+      waitFor(
+        () =>
+          new Promise<Record<string, unknown> | null>((resolve) => {
+            const req = http.get(
+              `${info.endpoint}${path}`,
+              { timeout: 2_000, headers: { 'x-wo-agent-credential': credential } },
+              (res) => {
+                let body = '';
+                res.on('data', (c: Buffer) => (body += c.toString()));
+                res.on('end', () =>
+                  resolve(res.statusCode === 200 ? (JSON.parse(body) as Record<string, unknown>) : null),
+                );
+              },
             );
-          });
-          req.on('timeout', () => req.destroy());
-          req.on('error', () => resolve(null));
-        }),
-      { timeoutMs: 20_000, describe: 'agent /health at the recorded endpoint' },
-    );
-    expect(health).toMatchObject({ ok: true, workspaceId: simWorkspace, generation: 1 });
+            req.on('timeout', () => req.destroy());
+            req.on('error', () => resolve(null));
+          }),
+        { timeoutMs: 20_000, describe: `agent ${path} at the recorded endpoint` },
+      );
+    expect(await getJson('/health')).toEqual({ ok: true });
+    expect(await getJson('/.well-known/agent.json')).toMatchObject({
+      metadata: { workspaceId: simWorkspace, generation: 1 },
+    });
 
     const log = await simBackend.bootLog(simWorkspace, 1);
     expect(log).toContain('wo-user-data: agent installed as /etc/wo/boot.d/agent.sh');

@@ -172,7 +172,8 @@ export class DockerBackend implements WorkspaceBackend {
   private async ensureRunning(info: InspectInfo): Promise<ResourceInfo> {
     if (info.State?.Running || info.State?.Restarting) return this.toInfo(info);
     // Its org network may have been removed meanwhile (the org's last other workspace was deleted).
-    await this.networkFor(info.Config?.Labels?.[LABEL.orgId] ?? '');
+    const orgId = info.Config?.Labels?.[LABEL.orgId];
+    if (orgId) await this.networkFor(orgId);
     try {
       await this.d.getContainer(info.Id).start();
     } catch (err) {
