@@ -9,12 +9,12 @@
  *
  * Why the bootstrap token may sit in user-data (readable through the instance metadata service and
  * DescribeInstanceAttribute for the life of the instance): it is single-use (the platform marks it
- * used on the first bundle fetch), short-lived (it expires after the bootstrap TTL even if never
- * used, then answers again only for a short re-fetch window until the agent registers), short-lived
- * (it expires after the bootstrap TTL even if never used), scoped to one workspace generation, and
- * useless once consumed — after a reboot the agent re-registers with the workspace token it saved in
- * /var/lib/wo (root-only, outside the files API's roots), never with this one. Whoever reads it
- * later holds a dead token.
+ * used on the first bundle fetch; a lost answer may be fetched again for a short window, until the
+ * agent registers), short-lived (it expires after the bootstrap TTL even if never used), scoped to
+ * one workspace generation, revoked once a newer generation is prepared, and useless once
+ * consumed — after a reboot the agent re-registers with the workspace token it saved in /var/lib/wo
+ * (root-only, outside the files API's roots), never with this one. Whoever reads it later holds a
+ * dead token.
  *
  * User-data runs on the first boot only (cloud-init semantics; ec2-sim does the same), so the agent
  * is installed as a service that comes back after stop/start: a systemd unit where systemd exists,
