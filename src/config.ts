@@ -161,6 +161,16 @@ const envSchema = z.object({
   ORG_WORKSPACE_QUOTA: z.coerce.number().int().min(1).max(1_000_000).default(50),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
+  /** `off`: this process creates no sweep Schedules (test stacks; a deployment that runs its own). */
+  SWEEP_SCHEDULES: z.enum(['on', 'off']).default('on'),
+  /** Prepended to the sweep Schedules' ids, for several deployments in one Temporal namespace. */
+  SWEEP_SCHEDULE_PREFIX: z.string().max(100).default(''),
+  /** Every how often `sweep:orphans` looks for leaked resources. */
+  ORPHAN_SWEEP_INTERVAL_MS: msSetting(300_000),
+  /** An orphan younger than this is left for the next sweep (it may belong to a create in flight). */
+  ORPHAN_GRACE_MS: msSetting(600_000),
+  /** How long an org delete waits for its workspaces to reach `deleted` before its final sweep. */
+  ORG_DELETE_WAIT_MS: msSetting(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Data-plane caps (src/api/bounds.ts). */
   FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),

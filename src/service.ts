@@ -25,6 +25,8 @@ import { DbSshKeyStore } from './db/ssh-keys.js';
 import { openDatabase, type Database } from './db/database.js';
 import { SecretBox } from './security/secrets.js';
 import { createWorker } from './worker/index.js';
+import { ensureSweepSchedules, type SweepSettings } from './worker/schedules.js';
+import { SweepControl } from './api/sweeps.js';
 
 export interface ServiceOptions {
   api: boolean;
@@ -90,6 +92,13 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
+  const sweepSettings: SweepSettings = {
+    taskQueue: config.TASK_QUEUE,
+    schedulePrefix: config.SWEEP_SCHEDULE_PREFIX,
+    orphanIntervalMs: config.ORPHAN_SWEEP_INTERVAL_MS,
+    orphanGraceMs: config.ORPHAN_GRACE_MS,
+  };
+
   let server: Server | null = null;
   let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
@@ -97,6 +106,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     const apiDeps: ApiDeps = {
       db: db.pool,
       entity: new EntityClient(temporal, config.TASK_QUEUE),
+      sweeps: new SweepControl(temporal, { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS }),
       backends,
       secrets,
       log,
@@ -147,6 +157,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       bootstrapTokenTtlMs: config.BOOTSTRAP_TOKEN_TTL_MS,
       secrets,
       templates: config.TEMPLATES,
+      temporal,
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,
@@ -158,6 +169,10 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     workerConnection = created.connection;
     workerRun = worker.run();
     log.info({ taskQueue: config.TASK_QUEUE }, 'worker running');
+    if (config.SWEEP_SCHEDULES === 'on') {
+      await ensureSweepSchedules(temporal, sweepSettings);
+      log.info({ prefix: config.SWEEP_SCHEDULE_PREFIX }, 'sweep schedules in place');
+    }
   }
 
   return {

@@ -3,6 +3,7 @@
  * real or fake dependencies. Every activity is idempotent: Temporal may run it more than once.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
 import {
   BackendError,
   CONSOLE_MAX_BYTES,
@@ -19,6 +20,7 @@ import { redact } from '../security/redact.js';
 import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { WorkspaceStatus } from '../workflows/messages.js';
+import { createSweepActivities } from './sweeps.js';
 
 export interface ActivityDeps {
   db: Queryable;
@@ -29,6 +31,8 @@ export interface ActivityDeps {
   secrets: SecretBox;
   /** Templates by name: their placement overrides apply when a resource is created. */
   templates?: Templates;
+  /** For activities that talk to other workflows (the org cascade's deletes). */
+  temporal?: Client;
 }
 
 interface ResourceTarget {
@@ -41,6 +45,8 @@ export function createActivities(deps: ActivityDeps) {
   const { db } = deps;
 
   return {
+    ...createSweepActivities(deps),
+
     async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
       return workspaces.saveConfig(db, input.workspaceId, { runtime: input.runtime, config: input.config });
     },

@@ -4,6 +4,7 @@ import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { Bounds } from './bounds.js';
 import type { EntityClient } from './entity.js';
+import type { SweepControl } from './sweeps.js';
 
 export interface ApiSettings {
   adminToken: string;
@@ -28,6 +29,8 @@ export interface ApiSettings {
 export interface ApiDeps {
   db: pg.Pool;
   entity: EntityClient;
+  /** Sweeps on demand, their Schedules, and the org cascade. */
+  sweeps: SweepControl;
   backends: Record<BackendKind, WorkspaceBackend>;
   secrets: SecretBox;
   settings: ApiSettings;

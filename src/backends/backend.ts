@@ -82,6 +82,12 @@ export interface WorkspaceBackend {
   /** Every resource this service manages (labels / tags), for the orphan sweep and tests. */
   listManaged(): Promise<ManagedResource[]>;
   /**
+   * Removes everything of the org that carries the managed-by mark (docker: containers, volumes
+   * and the org's network; EC2: instances), whatever its workspace or generation: the org
+   * cascade's final sweep. Answers the ids removed; removing what is already gone succeeds.
+   */
+  removeOrg(orgId: string): Promise<string[]>;
+  /**
    * Raw console output of the generation's resource (docker logs / GetConsoleOutput): its last
    * `maxBytes` at most (default CONSOLE_MAX_BYTES), never the whole log in memory.
    */

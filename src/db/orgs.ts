@@ -21,26 +21,67 @@ export async function createOrg(db: Queryable, name: string): Promise<{ org: Org
 }
 
 export async function orgIdForApiKey(db: Queryable, apiKey: string): Promise<string | null> {
-  const { rows } = await db.query<{ org_id: string }>('SELECT org_id FROM api_keys WHERE key_hash = $1', [
-    hashToken(apiKey),
-  ]);
+  // The join is a second guard: a deleted org's keys are dropped with it, in the same transaction.
+  const { rows } = await db.query<{ org_id: string }>(
+    `SELECT k.org_id FROM api_keys k JOIN orgs o ON o.id = k.org_id
+     WHERE k.key_hash = $1 AND o.deleted_at IS NULL`,
+    [hashToken(apiKey)],
+  );
   return rows[0]?.org_id ?? null;
 }
 
 export async function orgExists(db: Queryable, id: string): Promise<boolean> {
-  const { rowCount } = await db.query('SELECT 1 FROM orgs WHERE id = $1', [id]);
+  const { rowCount } = await db.query('SELECT 1 FROM orgs WHERE id = $1 AND deleted_at IS NULL', [id]);
   return (rowCount ?? 0) > 0;
+}
+
+/** A live (not deleted) org, or null. */
+export async function getOrg(db: Queryable, id: string): Promise<Org | null> {
+  const { rows } = await db.query<{ id: string; name: string; created_at: Date }>(
+    'SELECT id, name, created_at FROM orgs WHERE id = $1 AND deleted_at IS NULL',
+    [id],
+  );
+  const row = rows[0];
+  return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
+}
+
+export async function listOrgs(db: Queryable): Promise<Org[]> {
+  const { rows } = await db.query<{ id: string; name: string; created_at: Date }>(
+    'SELECT id, name, created_at FROM orgs WHERE deleted_at IS NULL ORDER BY created_at, id',
+  );
+  return rows.map((row) => ({ id: row.id, name: row.name, createdAt: row.created_at }));
+}
+
+/**
+ * Inside a transaction: marks the org deleted and drops its API keys, so they stop working at once.
+ * The org row is locked first, the same lock a workspace create takes, so no create slips in after
+ * the cascade listed the org's workspaces. `already` when it was deleted before (the caller starts
+ * the cascade again: a first attempt may have failed to), `missing` when no such org ever existed.
+ */
+export async function markOrgDeleted(tx: Queryable, id: string): Promise<'deleted' | 'already' | 'missing'> {
+  const { rows } = await tx.query<{ deleted: boolean }>(
+    'SELECT deleted_at IS NOT NULL AS deleted FROM orgs WHERE id = $1 FOR UPDATE',
+    [id],
+  );
+  if (!rows[0]) return 'missing';
+  if (rows[0].deleted) return 'already';
+  await tx.query('UPDATE orgs SET deleted_at = now() WHERE id = $1', [id]);
+  await tx.query('DELETE FROM api_keys WHERE org_id = $1', [id]);
+  return 'deleted';
 }
 
 /**
  * Inside a create's transaction: locks the org row, so concurrent creates in one org are counted
- * one after another, and counts its live (not deleted) workspaces. Null when the org does not exist.
+ * one after another, and counts its live (not deleted) workspaces. Null when the org does not exist
+ * (or is deleted).
  */
 export async function lockOrgAndCountWorkspaces(
   tx: Queryable,
   orgId: string,
 ): Promise<{ liveWorkspaces: number } | null> {
-  const { rowCount } = await tx.query('SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE', [orgId]);
+  const { rowCount } = await tx.query('SELECT 1 FROM orgs WHERE id = $1 AND deleted_at IS NULL FOR UPDATE', [
+    orgId,
+  ]);
   if (!rowCount) return null;
   const { rows } = await tx.query<{ n: string }>(
     `SELECT count(*) AS n FROM workspaces WHERE org_id = $1 AND status <> 'deleted'`,

@@ -48,6 +48,8 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     BOOT_DEADLINE_MS: '60000',
     HEARTBEAT_INTERVAL_MS: '1000',
     LOG_LEVEL: 'warn',
+    // The run's Temporal server is shared by every file: no file schedules sweeps unless it asks.
+    SWEEP_SCHEDULES: 'off',
     ...extra,
   };
 }

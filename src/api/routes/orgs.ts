@@ -1,9 +1,16 @@
 import { Router } from 'express';
-import { createOrg } from '../../db/orgs.js';
+import { createOrg, getOrg, listOrgs, markOrgDeleted } from '../../db/orgs.js';
+import { inTransaction } from '../../db/queryable.js';
 import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { parse } from '../errors.js';
-import { createOrgBody } from '../schemas.js';
+import { notFound, parse } from '../errors.js';
+import { createOrgBody, idSchema } from '../schemas.js';
+
+const present = (o: { id: string; name: string; createdAt: Date }) => ({
+  id: o.id,
+  name: o.name,
+  createdAt: o.createdAt.toISOString(),
+});
 
 export function orgsRouter(deps: ApiDeps): Router {
   const r = Router();
@@ -12,6 +19,33 @@ export function orgsRouter(deps: ApiDeps): Router {
     const body = parse(createOrgBody, req.body);
     const { org, apiKey } = await createOrg(deps.db, body.name);
     res.status(201).json({ id: org.id, name: org.name, apiKey });
+  });
+
+  r.get('/', async (_req, res) => {
+    requireAdmin(principalOf(res));
+    res.json({ items: (await listOrgs(deps.db)).map(present) });
+  });
+
+  r.get('/:id', async (req, res) => {
+    requireAdmin(principalOf(res));
+    const org = idSchema.safeParse(req.params.id).success ? await getOrg(deps.db, req.params.id) : null;
+    if (!org) throw notFound('org');
+    res.json(present(org));
+  });
+
+  /**
+   * Marks the org deleted and drops its keys (one transaction: they fail at once), then starts the
+   * cascade. Deleting a deleted org starts the cascade again (idempotent), in case a first start
+   * never reached Temporal.
+   */
+  r.delete('/:id', async (req, res) => {
+    requireAdmin(principalOf(res));
+    const id = req.params.id;
+    if (!idSchema.safeParse(id).success) throw notFound('org');
+    const outcome = await inTransaction(deps.db, (tx) => markOrgDeleted(tx, id));
+    if (outcome === 'missing') throw notFound('org');
+    const workflowId = await deps.sweeps.startOrgDelete(id);
+    res.status(202).json({ accepted: true, id, workflowId });
   });
   return r;
 }

@@ -23,6 +23,7 @@ import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from '
 import {
   DEFAULT_ORG_NETWORK_POOL,
   ensureOrgNetwork,
+  orgNetworkName,
   removeOrgNetworkIfUnused,
   type OrgNetworkPool,
 } from './network.js';
@@ -406,6 +407,61 @@ export class DockerBackend implements WorkspaceBackend {
       });
     }
     return out;
+  }
+
+  async removeOrg(orgId: string): Promise<string[]> {
+    const d = this.d;
+    const filters = { label: [`${LABEL.managedBy}=${MANAGED_BY}`, `${LABEL.orgId}=${orgId}`] };
+    let containers: Dockerode.ContainerInfo[];
+    let volumes: Dockerode.VolumeInspectInfo[];
+    try {
+      containers = await d.listContainers({ all: true, filters, abortSignal: this.signal() });
+    } catch (err) {
+      throw toBackendError(err, `listing containers of org ${orgId}`);
+    }
+    const removed: string[] = [];
+    for (const c of containers) {
+      await this.removeContainer(c.Id);
+      removed.push(c.Id);
+    }
+    try {
+      volumes = (await d.listVolumes({ filters, abortSignal: this.signal() })).Volumes ?? [];
+    } catch (err) {
+      throw toBackendError(err, `listing volumes of org ${orgId}`);
+    }
+    for (const v of volumes) {
+      try {
+        await d.getVolume(v.Name).remove();
+        removed.push(v.Name);
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw new BackendError('transient', `removing volume ${v.Name}: ${daemonMessage(err)}`, {
+          cause: err,
+        });
+      }
+    }
+    if (this.network === undefined) {
+      // Only our labelled network of that name: the name alone could be anyone's.
+      const nets = await d
+        .listNetworks({
+          filters: { name: [orgNetworkName(orgId)], label: [`${LABEL.managedBy}=${MANAGED_BY}`] },
+        })
+        .catch((err: unknown) => {
+          throw toBackendError(err, `listing networks of org ${orgId}`);
+        });
+      for (const n of nets.filter((n) => n.Name === orgNetworkName(orgId))) {
+        try {
+          await d.getNetwork(n.Id).remove();
+          removed.push(n.Name);
+        } catch (err) {
+          if (isNotFound(err)) continue;
+          throw new BackendError('transient', `removing network ${n.Name}: ${daemonMessage(err)}`, {
+            cause: err,
+          });
+        }
+      }
+    }
+    return removed;
   }
 
   async bootLog(workspaceId: string, generation: number, maxBytes = CONSOLE_MAX_BYTES): Promise<string> {

@@ -585,6 +585,38 @@ export class Ec2Backend implements WorkspaceBackend {
     return out;
   }
 
+  async removeOrg(orgId: string): Promise<string[]> {
+    const instances = await this.describeAll(
+      [
+        { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },
+        { Name: `tag:${TAG.orgId}`, Values: [orgId] },
+        { Name: 'instance-state-name', Values: NOT_TERMINATED },
+      ],
+      `listing instances of org ${orgId}`,
+    );
+    const ids = instances.map((i) => i.InstanceId).filter((id): id is string => !!id);
+    if (ids.length > 0) {
+      await this.terminate(ids);
+      this.log?.info({ orgId, instanceIds: ids }, 'ec2 instances of a deleted org terminating');
+      await this.awaitTerminated(ids);
+    }
+    const workspaceIds = new Set(instances.map((i) => tagValue(i, TAG.workspaceId)).filter((w) => !!w));
+    for (const workspaceId of workspaceIds) {
+      try {
+        await this.keys.removeAll(workspaceId!);
+      } catch (err) {
+        throw new BackendError(
+          'transient',
+          `forgetting ssh keys of ${workspaceId}: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
+      }
+    }
+    return ids;
+  }
+
   async bootLog(workspaceId: string, generation: number, maxBytes = CONSOLE_MAX_BYTES): Promise<string> {
     // A terminated instance still has console output for a while: prefer a live one, else any.
     const all = await this.instancesOf(workspaceId, generation, [...NOT_TERMINATED, 'terminated']);

@@ -1,0 +1,118 @@
+/**
+ * Activities of the orphan sweep and the org cascade. The listing, the DB lookup and the choice
+ * happen in one activity, so the workflow's history holds only what is removed, not the fleet.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { BACKEND_KINDS, BackendError, type BackendKind, type WorkspaceBackend } from '../backends/backend.js';
+import type { Queryable } from '../db/queryable.js';
+import { liveWorkspacesOfOrg, sweepLookup } from '../db/sweeps.js';
+import {
+  selectOrphans,
+  type ListedResource,
+  type OrphanRemoval,
+  type OrphanSelection,
+} from '../domain/orphans.js';
+import { deleteUpdate, workspaceWorkflowId } from '../workflows/messages.js';
+
+export interface SweepActivityDeps {
+  db: Queryable;
+  backends: Record<BackendKind, WorkspaceBackend>;
+  /** Sends the org cascade's delete Updates to the workspace entities. */
+  temporal?: Client;
+}
+
+export interface FoundOrphans extends OrphanSelection {
+  listErrors: Array<{ backend: BackendKind; error: string }>;
+}
+
+export function createSweepActivities(deps: SweepActivityDeps) {
+  const { db, backends } = deps;
+  return {
+    /** Lists every enabled backend once, looks the lot up in one query, and picks the orphans. */
+    async findOrphans(input: { graceMs: number }): Promise<FoundOrphans> {
+      const resources: ListedResource[] = [];
+      const listErrors: FoundOrphans['listErrors'] = [];
+      for (const backend of BACKEND_KINDS) {
+        try {
+          for (const r of await backends[backend].listManaged()) {
+            resources.push({
+              backend,
+              instanceId: r.instanceId,
+              workspaceId: r.workspaceId,
+              orgId: r.orgId,
+              generation: r.generation,
+              createdAtMs: r.createdAt.getTime(),
+            });
+          }
+        } catch (err) {
+          if (err instanceof BackendError && err.code === 'not_configured') continue; // not enabled
+          // An unreadable backend is skipped this run: nothing of it is removed on a guess.
+          listErrors.push({ backend, error: (err as Error).message });
+        }
+      }
+      // Listed first, looked up second: a generation prepared meanwhile reads as live, never orphan.
+      const { workspaces, knownOrgs } = await sweepLookup(
+        db,
+        resources.map((r) => r.workspaceId),
+        resources.map((r) => r.orgId),
+      );
+      const selection = selectOrphans({
+        resources,
+        workspaces,
+        knownOrgs,
+        nowMs: Date.now(),
+        graceMs: input.graceMs,
+      });
+      return { ...selection, listErrors };
+    },
+
+    async removeOrphan(removal: OrphanRemoval): Promise<void> {
+      try {
+        await backends[removal.backend].remove(
+          removal.workspaceId,
+          removal.generation === null ? { volumes: true } : { generation: removal.generation },
+        );
+      } catch (err) {
+        if (err instanceof BackendError && (err.code === 'permanent' || err.code === 'not_configured')) {
+          throw ApplicationFailure.nonRetryable(err.message, `BackendError.${err.code}`);
+        }
+        throw err;
+      }
+    },
+
+    async orgWorkspaces(input: { orgId: string }): Promise<string[]> {
+      return liveWorkspacesOfOrg(db, input.orgId);
+    },
+
+    /** The workspace's own delete, through its entity; one already deleting or gone is fine. */
+    async requestWorkspaceDelete(input: { workspaceId: string }): Promise<void> {
+      if (!deps.temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the org cascade');
+      try {
+        await deps.temporal.workflow
+          .getHandle(workspaceWorkflowId(input.workspaceId))
+          .executeUpdate(deleteUpdate);
+      } catch (err) {
+        if (err instanceof WorkflowUpdateFailedError || err instanceof WorkflowNotFoundError) return;
+        if (err instanceof Error && /already completed/i.test(err.message)) return;
+        throw err;
+      }
+    },
+
+    /** The cascade's final sweep on every enabled backend: anything with the org's mark goes. */
+    async removeOrgResources(input: { orgId: string }): Promise<Record<string, string[]>> {
+      const out: Record<string, string[]> = {};
+      for (const backend of BACKEND_KINDS) {
+        try {
+          out[backend] = await backends[backend].removeOrg(input.orgId);
+        } catch (err) {
+          if (err instanceof BackendError && err.code === 'not_configured') continue;
+          throw err;
+        }
+      }
+      return out;
+    },
+  };
+}
+
+export type SweepActivities = ReturnType<typeof createSweepActivities>;

@@ -1,0 +1,107 @@
+/**
+ * The API's side of the sweeps: run one now (the same workflow the Schedule starts, under its own
+ * id), and describe the Schedules with their last result.
+ */
+import { randomUUID } from 'node:crypto';
+import { ScheduleNotFoundError, WorkflowFailedError, type Client } from '@temporalio/client';
+import type { OrphanSweepResult } from '../domain/orphans.js';
+import {
+  SWEEP_NAMES,
+  sweepRunTimeoutMs,
+  sweepScheduleId,
+  type SweepName,
+  type SweepSettings,
+} from '../worker/schedules.js';
+import type { orgDeleteWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
+import { HttpError } from './errors.js';
+
+export const orgDeleteWorkflowId = (orgId: string): string => `org:${orgId}:delete`;
+
+export interface SweepSummary {
+  name: SweepName;
+  scheduleId: string;
+  intervalMs: number | null;
+  paused: boolean;
+  nextRunAt: string | null;
+  lastRun: { workflowId: string; runId: string; startedAt: string; status: string; result: unknown } | null;
+}
+
+export class SweepControl {
+  constructor(
+    private readonly client: Client,
+    private readonly settings: SweepSettings & { orgDeleteWaitMs: number },
+  ) {}
+
+  isSweep(name: string): name is SweepName {
+    return (SWEEP_NAMES as readonly string[]).includes(name);
+  }
+
+  /** Runs one orphan sweep now and answers its result. */
+  async runOrphans(): Promise<OrphanSweepResult> {
+    const s = this.settings;
+    try {
+      return await this.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
+        taskQueue: s.taskQueue,
+        workflowId: `${sweepScheduleId(s.schedulePrefix, 'orphans')}:run-${randomUUID()}`,
+        args: [{ graceMs: s.orphanGraceMs }],
+        workflowRunTimeout: sweepRunTimeoutMs(s.orphanIntervalMs),
+      });
+    } catch (err) {
+      if (err instanceof WorkflowFailedError) {
+        throw new HttpError(500, 'sweep_failed', err.cause?.message ?? 'the sweep failed');
+      }
+      throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+    }
+  }
+
+  /** The sweeps' Schedules that exist, each with its interval and its most recent run's outcome. */
+  async list(): Promise<SweepSummary[]> {
+    const out: SweepSummary[] = [];
+    for (const name of SWEEP_NAMES) {
+      const scheduleId = sweepScheduleId(this.settings.schedulePrefix, name);
+      let description;
+      try {
+        description = await this.client.schedule.getHandle(scheduleId).describe();
+      } catch (err) {
+        if (err instanceof ScheduleNotFoundError) continue;
+        throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+      }
+      const every = description.spec.intervals?.[0]?.every;
+      const last = description.info.recentActions.at(-1);
+      let lastRun: SweepSummary['lastRun'] = null;
+      if (last) {
+        const { workflowId, firstExecutionRunId: runId } = last.action.workflow;
+        const handle = this.client.workflow.getHandle(workflowId, runId);
+        const info = await handle.describe().catch(() => null);
+        const status = info?.status.name ?? 'UNKNOWN';
+        const result = status === 'COMPLETED' ? await handle.result().catch(() => null) : null;
+        lastRun = { workflowId, runId, startedAt: last.takenAt.toISOString(), status, result };
+      }
+      out.push({
+        name,
+        scheduleId,
+        intervalMs: typeof every === 'number' ? every : null,
+        paused: description.state.paused,
+        nextRunAt: description.info.nextActionTimes[0]?.toISOString() ?? null,
+        lastRun,
+      });
+    }
+    return out;
+  }
+
+  /** Starts the org cascade; a second delete of the same org finds it already started. */
+  async startOrgDelete(orgId: string): Promise<string> {
+    const workflowId = orgDeleteWorkflowId(orgId);
+    try {
+      await this.client.workflow.start<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+        taskQueue: this.settings.taskQueue,
+        workflowId,
+        args: [{ orgId, waitMs: this.settings.orgDeleteWaitMs }],
+      });
+    } catch (err) {
+      if (err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError') return workflowId;
+      throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+    }
+    return workflowId;
+  }
+}

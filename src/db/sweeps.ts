@@ -1,0 +1,43 @@
+import type { BackendKind } from '../backends/backend.js';
+import type { KnownWorkspace } from '../domain/orphans.js';
+import type { Queryable } from './queryable.js';
+
+/**
+ * What the orphan sweep needs of the DB, in one round trip however many resources were listed:
+ * the listed workspaces' backend, generation and status, and which of the listed orgs exist
+ * (deleted orgs included: their leftovers are still ours to remove).
+ */
+export async function sweepLookup(
+  db: Queryable,
+  workspaceIds: readonly string[],
+  orgIds: readonly string[],
+): Promise<{ workspaces: Map<string, KnownWorkspace>; knownOrgs: Set<string> }> {
+  const { rows } = await db.query<{
+    kind: 'w' | 'o';
+    id: string;
+    backend: BackendKind | null;
+    generation: number | null;
+    status: string | null;
+  }>(
+    `SELECT 'w' AS kind, id, backend, generation, status FROM workspaces WHERE id = ANY($1::text[])
+     UNION ALL
+     SELECT 'o' AS kind, id, NULL, NULL, NULL FROM orgs WHERE id = ANY($2::text[])`,
+    [[...new Set(workspaceIds)], [...new Set(orgIds)]],
+  );
+  const workspaces = new Map<string, KnownWorkspace>();
+  const knownOrgs = new Set<string>();
+  for (const r of rows) {
+    if (r.kind === 'o') knownOrgs.add(r.id);
+    else workspaces.set(r.id, { backend: r.backend!, generation: r.generation!, status: r.status! });
+  }
+  return { workspaces, knownOrgs };
+}
+
+/** The org's workspaces that are not `deleted` yet (the org cascade waits for none to be left). */
+export async function liveWorkspacesOfOrg(db: Queryable, orgId: string): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM workspaces WHERE org_id = $1 AND status <> 'deleted' ORDER BY id`,
+    [orgId],
+  );
+  return rows.map((r) => r.id);
+}

@@ -1,0 +1,136 @@
+/**
+ * Which managed resources the orphan sweep removes: a pure function of what the backends listed and
+ * what the DB says, so the rules are unit-tested without Docker, EC2 or Temporal.
+ *
+ * A resource is live when its workspace exists, is not `deleted`, runs on that backend and is at
+ * that generation (or a later one: generations only grow, and the row's generation is written
+ * before its resource is started, so a resource ahead of the row cannot exist; keeping it is the
+ * safe answer should one ever appear). Everything else is an orphan, but only once older than the
+ * grace period (a fresh one may belong to a create or a restart in flight), and only when its org
+ * is known to this deployment: a resource of an org this DB never had belongs to another
+ * deployment sharing the daemon or account, and is left alone.
+ */
+import type { BackendKind } from '../backends/backend.js';
+
+export type OrphanReason = 'superseded' | 'deleted' | 'unknown';
+
+/** One listed resource, as the sweep sees it (createdAt in epoch ms: plain JSON through Temporal). */
+export interface ListedResource {
+  backend: BackendKind;
+  instanceId: string;
+  workspaceId: string;
+  orgId: string;
+  generation: number;
+  createdAtMs: number;
+}
+
+export interface KnownWorkspace {
+  backend: BackendKind;
+  generation: number;
+  status: string;
+}
+
+/**
+ * One removal: a single generation (`generation` set), or the whole workspace with its volumes
+ * (`generation` null: every resource of a deleted or unknown workspace is past the grace period).
+ */
+export interface OrphanRemoval {
+  backend: BackendKind;
+  workspaceId: string;
+  orgId: string;
+  generation: number | null;
+  instanceIds: string[];
+  reason: OrphanReason;
+}
+
+export interface OrphanSelection {
+  removals: OrphanRemoval[];
+  counts: { listed: number; live: number; young: number; foreign: number };
+}
+
+export function selectOrphans(input: {
+  resources: readonly ListedResource[];
+  workspaces: ReadonlyMap<string, KnownWorkspace>;
+  knownOrgs: ReadonlySet<string>;
+  nowMs: number;
+  graceMs: number;
+}): OrphanSelection {
+  const counts = { listed: input.resources.length, live: 0, young: 0, foreign: 0 };
+  // Orphans grouped per backend + workspace, so a dead workspace is removed in one call.
+  const groups = new Map<string, { reason: OrphanReason; old: ListedResource[]; young: number }>();
+  for (const r of input.resources) {
+    const w = input.workspaces.get(r.workspaceId);
+    const reason = orphanReason(r, w);
+    if (reason === null) {
+      counts.live++;
+      continue;
+    }
+    if (!input.knownOrgs.has(r.orgId)) {
+      counts.foreign++;
+      continue;
+    }
+    const key = `${r.backend}\u0000${r.workspaceId}`;
+    const group = groups.get(key) ?? { reason, old: [], young: 0 };
+    groups.set(key, group);
+    if (input.nowMs - r.createdAtMs < input.graceMs) {
+      counts.young++;
+      group.young++;
+    } else group.old.push(r);
+  }
+  const removals: OrphanRemoval[] = [];
+  for (const { reason, old, young } of groups.values()) {
+    if (old.length === 0) continue;
+    const first = old[0]!;
+    const whole = reason !== 'superseded' && young === 0;
+    if (whole) {
+      removals.push({
+        backend: first.backend,
+        workspaceId: first.workspaceId,
+        orgId: first.orgId,
+        generation: null,
+        instanceIds: old.map((r) => r.instanceId).sort(),
+        reason,
+      });
+      continue;
+    }
+    // Per generation: a young resource of the same workspace must survive this sweep.
+    const byGeneration = new Map<number, ListedResource[]>();
+    for (const r of old) byGeneration.set(r.generation, [...(byGeneration.get(r.generation) ?? []), r]);
+    for (const [generation, rs] of [...byGeneration].sort((a, b) => a[0] - b[0])) {
+      removals.push({
+        backend: first.backend,
+        workspaceId: first.workspaceId,
+        orgId: first.orgId,
+        generation,
+        instanceIds: rs.map((r) => r.instanceId).sort(),
+        reason,
+      });
+    }
+  }
+  removals.sort(
+    (a, b) =>
+      a.backend.localeCompare(b.backend) ||
+      a.workspaceId.localeCompare(b.workspaceId) ||
+      (a.generation ?? -1) - (b.generation ?? -1),
+  );
+  return { removals, counts };
+}
+
+function orphanReason(r: ListedResource, w: KnownWorkspace | undefined): OrphanReason | null {
+  if (!w || w.backend !== r.backend) return 'unknown';
+  if (w.status === 'deleted') return 'deleted';
+  return r.generation < w.generation ? 'superseded' : null;
+}
+
+/** What one orphan sweep did: the workflow's result, shown in the Temporal UI and by the API. */
+export interface OrphanSweepResult {
+  startedAt: string;
+  finishedAt: string;
+  graceMs: number;
+  counts: OrphanSelection['counts'] & { orphans: number; removed: number; failed: number };
+  /** Removed instance/container ids, with what they were. */
+  removed: Array<OrphanRemoval>;
+  failed: Array<OrphanRemoval & { error: string }>;
+  /** Backends whose listing failed this time (nothing was removed there). */
+  listErrors: Array<{ backend: BackendKind; error: string }>;
+}

@@ -1,0 +1,120 @@
+/**
+ * The orphan sweep (run by the `sweep:orphans` Schedule, or on demand) and the org cascade. Both
+ * only decide and wait; every look at the DB or a backend is an activity.
+ */
+import { ApplicationFailure, log, proxyActivities, sleep } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { OrphanRemoval, OrphanSweepResult } from '../domain/orphans.js';
+
+const find = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { maximumAttempts: 3, initialInterval: '1s' },
+});
+// EC2 waits for `terminated`: a removal may take minutes; heartbeats notice a dead worker sooner.
+const backend = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '30s',
+  retry: { maximumAttempts: 3, initialInterval: '2s' },
+});
+const db = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+const cascade = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+/** How many removals run at once: bounded, so a large leak does not flood the daemon or the API. */
+const REMOVE_CONCURRENCY = 8;
+
+export interface OrphanSweepInput {
+  graceMs: number;
+}
+
+export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<OrphanSweepResult> {
+  const startedAt = new Date().toISOString();
+  const found = await find.findOrphans({ graceMs: input.graceMs });
+  const removed: OrphanRemoval[] = [];
+  const failed: OrphanSweepResult['failed'] = [];
+  const queue = [...found.removals];
+  const lane = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const removal = next;
+      try {
+        await backend.removeOrphan(removal);
+        removed.push(removal);
+      } catch (err) {
+        // One stubborn resource does not stop the others; the next sweep tries it again.
+        failed.push({ ...removal, error: errorMessage(err) });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(REMOVE_CONCURRENCY, queue.length) }, lane));
+  const order = (a: OrphanRemoval, b: OrphanRemoval) =>
+    a.backend.localeCompare(b.backend) ||
+    a.workspaceId.localeCompare(b.workspaceId) ||
+    (a.generation ?? -1) - (b.generation ?? -1);
+  removed.sort(order);
+  failed.sort(order);
+  if (removed.length > 0) log.info('orphans removed', { removed: removed.length, failed: failed.length });
+  return {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    graceMs: input.graceMs,
+    counts: {
+      ...found.counts,
+      orphans: found.removals.length,
+      removed: removed.length,
+      failed: failed.length,
+    },
+    removed,
+    failed,
+    listErrors: found.listErrors,
+  };
+}
+
+export interface OrgDeleteInput {
+  orgId: string;
+  /** How long to wait for the workspaces to reach `deleted` before the final sweep goes anyway. */
+  waitMs: number;
+  /** Pause between looks at the org's workspaces. */
+  pollMs?: number;
+}
+
+export interface OrgDeleteResult {
+  orgId: string;
+  workspaces: string[];
+  /** Workspaces still not `deleted` when the final sweep ran (their entities finish on their own). */
+  stillDeleting: string[];
+  /** What the final sweep removed, per backend (ids; normally none). */
+  swept: Record<string, string[]>;
+}
+
+/**
+ * Deletes every workspace of a deleted org through its entity, waits for them, then sweeps by the
+ * org's label/tag so nothing of the org survives (a leak, or a create that raced the delete).
+ */
+export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDeleteResult> {
+  const workspaces = await db.orgWorkspaces({ orgId: input.orgId });
+  for (const workspaceId of workspaces) await cascade.requestWorkspaceDelete({ workspaceId });
+  const deadline = Date.now() + input.waitMs;
+  let left = workspaces;
+  while (left.length > 0 && Date.now() < deadline) {
+    await sleep(input.pollMs ?? 2000);
+    left = await db.orgWorkspaces({ orgId: input.orgId });
+    // A workspace whose entity never got the delete (started after the first pass) gets it now.
+    for (const workspaceId of left.filter((w) => !workspaces.includes(w))) {
+      await cascade.requestWorkspaceDelete({ workspaceId });
+      workspaces.push(workspaceId);
+    }
+  }
+  const swept = await backend.removeOrgResources({ orgId: input.orgId });
+  return { orgId: input.orgId, workspaces, stillDeleting: left, swept };
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof ApplicationFailure) return err.message;
+  const cause = (err as { cause?: { message?: string } }).cause;
+  return cause?.message ?? (err as Error).message ?? String(err);
+}

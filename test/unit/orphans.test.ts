@@ -1,0 +1,169 @@
+/** The orphan sweep's choice, on its own: what is live, what is an orphan, what is too young or foreign. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { selectOrphans, type KnownWorkspace, type ListedResource } from '../../src/domain/orphans.js';
+
+const NOW = 1_800_000_000_000;
+const GRACE = 600_000;
+const OLD = NOW - GRACE - 1;
+const YOUNG = NOW - GRACE + 1;
+const ORG = 'org1';
+
+const res = (over: Partial<ListedResource>): ListedResource => ({
+  backend: 'docker',
+  instanceId: `i-${over.workspaceId ?? 'w'}-${over.generation ?? 1}`,
+  workspaceId: 'w',
+  orgId: ORG,
+  generation: 1,
+  createdAtMs: OLD,
+  ...over,
+});
+
+function select(resources: ListedResource[], ws: Record<string, KnownWorkspace>, orgs = [ORG]) {
+  return selectOrphans({
+    resources,
+    workspaces: new Map(Object.entries(ws)),
+    knownOrgs: new Set(orgs),
+    nowMs: NOW,
+    graceMs: GRACE,
+  });
+}
+
+describe('selectOrphans', () => {
+  it('keeps the live generation whatever its status, except deleted', () => {
+    for (const status of ['online', 'stopped', 'failed', 'deleting', 'provisioning', 'restarting']) {
+      const out = select([res({ generation: 3 })], { w: { backend: 'docker', generation: 3, status } });
+      expect(out.removals).toEqual([]);
+      expect(out.counts).toEqual({ listed: 1, live: 1, young: 0, foreign: 0 });
+    }
+  });
+
+  it('keeps a resource ahead of its row (never removes on a stale read)', () => {
+    const out = select([res({ generation: 4 })], {
+      w: { backend: 'docker', generation: 3, status: 'online' },
+    });
+    expect(out.removals).toEqual([]);
+  });
+
+  it('removes a superseded generation alone, leaving the live one', () => {
+    const out = select([res({ generation: 2 }), res({ generation: 3 })], {
+      w: { backend: 'docker', generation: 3, status: 'online' },
+    });
+    expect(out.removals).toEqual([
+      {
+        backend: 'docker',
+        workspaceId: 'w',
+        orgId: ORG,
+        generation: 2,
+        instanceIds: ['i-w-2'],
+        reason: 'superseded',
+      },
+    ]);
+  });
+
+  it('removes a deleted workspace and an unknown one whole (with volumes)', () => {
+    const out = select(
+      [
+        res({ workspaceId: 'gone', generation: 1 }),
+        res({ workspaceId: 'gone', generation: 2 }),
+        res({ workspaceId: 'nobody' }),
+      ],
+      {
+        gone: { backend: 'docker', generation: 2, status: 'deleted' },
+      },
+    );
+    expect(out.removals).toEqual([
+      {
+        backend: 'docker',
+        workspaceId: 'gone',
+        orgId: ORG,
+        generation: null,
+        instanceIds: ['i-gone-1', 'i-gone-2'],
+        reason: 'deleted',
+      },
+      {
+        backend: 'docker',
+        workspaceId: 'nobody',
+        orgId: ORG,
+        generation: null,
+        instanceIds: ['i-nobody-1'],
+        reason: 'unknown',
+      },
+    ]);
+  });
+
+  it('treats a resource on the other backend than its workspace as unknown', () => {
+    const out = select([res({ backend: 'ec2' })], {
+      w: { backend: 'docker', generation: 1, status: 'online' },
+    });
+    expect(out.removals.map((r) => [r.backend, r.reason])).toEqual([['ec2', 'unknown']]);
+  });
+
+  it('leaves resources younger than the grace period, and a young sibling keeps removal per generation', () => {
+    const out = select(
+      [
+        res({ workspaceId: 'x', generation: 1 }),
+        res({ workspaceId: 'x', generation: 2, createdAtMs: YOUNG }),
+      ],
+      {},
+    );
+    expect(out.counts.young).toBe(1);
+    expect(out.removals).toEqual([
+      {
+        backend: 'docker',
+        workspaceId: 'x',
+        orgId: ORG,
+        generation: 1,
+        instanceIds: ['i-x-1'],
+        reason: 'unknown',
+      },
+    ]);
+    expect(select([res({ createdAtMs: YOUNG })], {}).removals).toEqual([]);
+  });
+
+  it('never touches a resource of an org this deployment does not know', () => {
+    const out = select([res({ orgId: 'elsewhere' })], {});
+    expect(out.removals).toEqual([]);
+    expect(out.counts.foreign).toBe(1);
+  });
+
+  it('never selects a live or young resource, and accounts for every listed one', () => {
+    const arb = fc.array(
+      fc.record({
+        backend: fc.constantFrom('docker' as const, 'ec2' as const),
+        workspaceId: fc.constantFrom('a', 'b', 'c', 'd'),
+        orgId: fc.constantFrom(ORG, 'other'),
+        generation: fc.integer({ min: 1, max: 4 }),
+        young: fc.boolean(),
+      }),
+      { maxLength: 30 },
+    );
+    const rows = fc.dictionary(
+      fc.constantFrom('a', 'b', 'c'),
+      fc.record({
+        backend: fc.constantFrom('docker' as const, 'ec2' as const),
+        generation: fc.integer({ min: 1, max: 4 }),
+        status: fc.constantFrom('online', 'deleted', 'stopped'),
+      }),
+    );
+    fc.assert(
+      fc.property(arb, rows, (items, ws) => {
+        const resources = items.map((it, i) =>
+          res({ ...it, instanceId: `i${i}`, createdAtMs: it.young ? YOUNG : OLD }),
+        );
+        const out = select(resources, ws);
+        const chosen = new Set(out.removals.flatMap((r) => r.instanceIds));
+        for (const r of resources) {
+          const w = ws[r.workspaceId];
+          const live =
+            !!w && w.backend === r.backend && w.status !== 'deleted' && r.generation >= w.generation;
+          if (live || r.createdAtMs === YOUNG || r.orgId !== ORG)
+            expect(chosen.has(r.instanceId)).toBe(false);
+          else expect(chosen.has(r.instanceId)).toBe(true);
+        }
+        const c = out.counts;
+        expect(c.live + c.foreign + c.young + chosen.size).toBe(resources.length);
+      }),
+    );
+  });
+});
