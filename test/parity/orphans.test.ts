@@ -1,0 +1,244 @@
+/**
+ * The orphan sweep on the real stack, the same test for each backend: a superseded generation, a
+ * deleted workspace's resource and an unknown workspace id are removed by one sweep once past the
+ * grace period; anything without the managed-by mark, the live generation and young orphans stay.
+ * The operator entry points (run now, list the Schedules) are checked once, on docker.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  DescribeInstancesCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+  type RunInstancesCommandOutput,
+} from '@aws-sdk/client-ec2';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { BackendKind } from '../../src/backends/backend.js';
+import type { OrphanSweepResult } from '../../src/domain/orphans.js';
+import { ensureSweepSchedules, sweepScheduleId } from '../../src/worker/schedules.js';
+import { waitFor } from '../setup/wait-for.js';
+import { useStack, waitForStatus } from '../support/stack.js';
+import { motoClient, PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
+
+const GRACE_MS = 15_000;
+const fakeId = () => randomBytes(8).toString('hex');
+
+/** Starts a managed resource straight through the backend, as a leak would leave it. */
+async function plant(t: ParityFixture, workspaceId: string, generation: number): Promise<string> {
+  const info = await t.stack.service.backends[t.backend].start({
+    workspaceId,
+    orgId: t.orgId,
+    generation,
+    runtime: 'claude-code',
+    platformUrl: 'http://127.0.0.1:1',
+    mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
+  });
+  return info.instanceId;
+}
+
+/** Something of ours in all but the managed-by mark: a container or an instance carrying the identity. */
+async function plantForeign(
+  t: ParityFixture,
+  workspaceId: string,
+): Promise<{ id: string; remove(): Promise<void> }> {
+  if (t.backend === 'docker') {
+    const c = await t.stack.docker.createContainer({
+      name: `foreign-${workspaceId}`,
+      Image: t.stack.config.runtimeImages['claude-code'],
+      Entrypoint: ['sleep', 'infinity'],
+      Labels: { 'wo.workspace-id': workspaceId, 'wo.org-id': t.orgId, 'wo.generation': '1' },
+    });
+    return { id: c.id, remove: () => c.remove({ force: true }) };
+  }
+  const out: RunInstancesCommandOutput = await motoClient().send(
+    new RunInstancesCommand({
+      ImageId: t.stack.config.EC2_AMI_ID,
+      InstanceType: 't3.micro',
+      SubnetId: t.stack.config.EC2_SUBNET_ID,
+      MinCount: 1,
+      MaxCount: 1,
+      TagSpecifications: [
+        {
+          ResourceType: 'instance',
+          Tags: [
+            { Key: 'WorkspaceId', Value: workspaceId },
+            { Key: 'OrgId', Value: t.orgId },
+            { Key: 'Generation', Value: '1' },
+          ],
+        },
+      ],
+    }),
+  );
+  const id = out.Instances![0]!.InstanceId!;
+  return {
+    id,
+    remove: async () => {
+      await motoClient().send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+    },
+  };
+}
+
+async function sweep(t: { stack: ParityFixture['stack'] }): Promise<OrphanSweepResult> {
+  const res = await t.stack.api.call('POST', '/v1/admin/sweeps/orphans/run', { token: t.stack.adminToken });
+  expect(res.status).toBe(200);
+  return res.body as OrphanSweepResult;
+}
+
+const ids = (backend: BackendKind, all: Array<{ backend: string; workspaceId: string }>) =>
+  all.filter((r) => r.backend === backend).map((r) => r.workspaceId);
+
+describe.each(PARITY_BACKENDS)('%s orphan sweep', (backend) => {
+  const t = useParityStack(backend, { env: { ORPHAN_GRACE_MS: String(GRACE_MS) } });
+
+  it('removes superseded, deleted and unknown ones past the grace period; keeps live, young and foreign ones', async () => {
+    const create = async (name: string) => {
+      const res = await t.stack.api.call('POST', '/v1/workspaces', { token: t.key, body: { name, backend } });
+      expect(res.status).toBe(202);
+      return res.body.id as string;
+    };
+    const [live, gone] = await Promise.all([create('live'), create('gone')]);
+    await Promise.all([
+      waitForStatus(t.stack, t.key, live, 'online'),
+      waitForStatus(t.stack, t.key, gone, 'online'),
+    ]);
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${live}/restart`, { token: t.key })).status).toBe(
+      202,
+    );
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${gone}`, { token: t.key })).status).toBe(202);
+    await Promise.all([
+      waitForStatus(t.stack, t.key, live, (w) => w.status === 'online' && w.generation === 2),
+      waitForStatus(t.stack, t.key, gone, 'deleted'),
+    ]);
+
+    const unknown = fakeId();
+    const foreign = await plantForeign(t, fakeId());
+    try {
+      // The leaks: generation 1 of a workspace now at 2, a resource of a deleted one, an unknown id.
+      await plant(t, live, 1);
+      await plant(t, gone, 1);
+      await plant(t, unknown, 1);
+      // A fresh orphan right before a sweep: inside the grace period, so it stays.
+      const young = fakeId();
+      await plant(t, young, 1);
+      const first = await sweep(t);
+      expect(first.graceMs).toBe(GRACE_MS);
+      expect(ids(backend, first.removed)).not.toContain(young);
+      expect(first.counts.young).toBeGreaterThanOrEqual(1);
+      expect(await resourcesOf(backend, t.stack.docker, young)).toHaveLength(1);
+
+      // Once every planted one is past the grace period, one sweep removes them all.
+      const planted = [live, gone, unknown, young];
+      const managed = (await t.stack.service.backends[backend].listManaged()).filter(
+        (r) => planted.includes(r.workspaceId) && !(r.workspaceId === live && r.generation === 2),
+      );
+      const newest = Math.max(...managed.map((r) => r.createdAt.getTime()));
+      await waitFor(() => Date.now() > newest + GRACE_MS + 1000, {
+        timeoutMs: GRACE_MS + 60_000,
+        describe: 'the planted orphans to be older than the grace period',
+      });
+      const second = await sweep(t);
+      const removed = second.removed.filter((r) => r.backend === backend && planted.includes(r.workspaceId));
+      expect(
+        removed
+          .map((r) => [r.workspaceId, r.generation, r.reason])
+          .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+      ).toEqual(
+        (
+          [
+            [live, 1, 'superseded'],
+            [gone, null, 'deleted'],
+            [unknown, null, 'unknown'],
+            [young, null, 'unknown'],
+          ] as const
+        )
+          .map((r) => [...r])
+          .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+      );
+      expect(second.counts.removed).toBeGreaterThanOrEqual(4);
+      for (const id of [gone, unknown, young])
+        expect(await resourcesOf(backend, t.stack.docker, id)).toEqual([]);
+      // The live generation and its workspace are untouched.
+      expect((await resourcesOf(backend, t.stack.docker, live)).map((r) => r.name)).toEqual([
+        `ws-${live}-g2`,
+      ]);
+      expect((await waitForStatus(t.stack, t.key, live, 'online')).generation).toBe(2);
+      // No managed-by mark: never listed, never touched.
+      if (backend === 'docker') {
+        expect((await t.stack.docker.getContainer(foreign.id).inspect()).Id).toBe(foreign.id);
+      } else {
+        const out = await motoClient().send(new DescribeInstancesCommand({ InstanceIds: [foreign.id] }));
+        expect(out.Reservations?.[0]?.Instances?.[0]?.State?.Name).not.toMatch(/terminated|shutting-down/);
+      }
+    } finally {
+      await foreign.remove();
+    }
+  });
+});
+
+describe('sweep entry points', () => {
+  const prefix = `test-${randomBytes(4).toString('hex')}:`;
+  // A long interval: the Schedule exists but never fires by itself during the test.
+  const s = useStack({
+    env: { SWEEP_SCHEDULES: 'on', SWEEP_SCHEDULE_PREFIX: prefix, ORPHAN_SWEEP_INTERVAL_MS: '3600000' },
+  });
+  afterAll(async () => {
+    await s.stack?.service.temporal.schedule
+      .getHandle(sweepScheduleId(prefix, 'orphans'))
+      .delete()
+      .catch(() => undefined);
+  });
+
+  it('lists the orphan Schedule with its interval, and its last result once it ran', async () => {
+    const listed = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
+    expect(listed.status).toBe(200);
+    expect(listed.body.items).toEqual([
+      expect.objectContaining({
+        name: 'orphans',
+        scheduleId: `${prefix}sweep:orphans`,
+        intervalMs: 3_600_000,
+        paused: false,
+        lastRun: null,
+      }),
+    ]);
+    await s.stack.service.temporal.schedule.getHandle(sweepScheduleId(prefix, 'orphans')).trigger();
+    const ran = await waitFor(
+      async () => {
+        const res = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
+        const run = res.body.items[0]?.lastRun;
+        return run?.status === 'COMPLETED' ? run : null;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, describe: 'the triggered sweep to complete' },
+    );
+    expect(ran.workflowId).toContain(`${prefix}sweep:orphans`);
+    expect(ran.result.counts).toEqual(
+      expect.objectContaining({ listed: expect.any(Number), removed: expect.any(Number), failed: 0 }),
+    );
+  });
+
+  it('creating the Schedules again updates them in place', async () => {
+    const settings = {
+      taskQueue: s.stack.config.TASK_QUEUE,
+      schedulePrefix: prefix,
+      orphanIntervalMs: 7_200_000,
+      orphanGraceMs: s.stack.config.ORPHAN_GRACE_MS,
+    };
+    await ensureSweepSchedules(s.stack.service.temporal, settings);
+    const res = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
+    expect(res.body.items.map((i: { intervalMs: number }) => i.intervalMs)).toEqual([7_200_000]);
+  });
+
+  it('answers 404 for an unknown sweep and 403 to a non-admin', async () => {
+    const unknown = await s.stack.api.call('POST', '/v1/admin/sweeps/nope/run', {
+      token: s.stack.adminToken,
+    });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe('not_found');
+    for (const [method, path] of [
+      ['POST', '/v1/admin/sweeps/orphans/run'],
+      ['GET', '/v1/admin/sweeps'],
+    ] as const) {
+      const res = await s.stack.api.call(method, path, { token: s.key });
+      expect(res.status).toBe(403);
+      expect(res.body.error.code).toBe('forbidden');
+    }
+  });
+});
