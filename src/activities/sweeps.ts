@@ -45,6 +45,17 @@ export function createSweepActivities(deps: SweepActivityDeps) {
               createdAtMs: r.createdAt.getTime(),
             });
           }
+          for (const v of await backends[backend].listManagedVolumes()) {
+            resources.push({
+              backend,
+              kind: 'volume',
+              instanceId: v.name,
+              workspaceId: v.workspaceId,
+              orgId: v.orgId,
+              generation: 0,
+              createdAtMs: v.createdAt.getTime(),
+            });
+          }
         } catch (err) {
           if (err instanceof BackendError && err.code === 'not_configured') continue; // not enabled
           // An unreadable backend is skipped this run: nothing of it is removed on a guess.

@@ -61,6 +61,14 @@ export interface ManagedResource {
   createdAt: Date;
 }
 
+/** A persistent volume this service manages, per workspace (it outlives generations). */
+export interface ManagedVolume {
+  name: string;
+  workspaceId: string;
+  orgId: string;
+  createdAt: Date;
+}
+
 export interface RemoveOptions {
   /** Only this generation's resource; without it, every generation of the workspace. */
   generation?: number;
@@ -81,6 +89,11 @@ export interface WorkspaceBackend {
   describe(workspaceId: string, generation: number): Promise<ResourceInfo | null>;
   /** Every resource this service manages (labels / tags), for the orphan sweep and tests. */
   listManaged(): Promise<ManagedResource[]>;
+  /**
+   * Every persistent volume this service manages, so the orphan sweep finds one whose resources are
+   * gone (docker: the per-workspace volumes; EC2: none, root volumes go with their instance).
+   */
+  listManagedVolumes(): Promise<ManagedVolume[]>;
   /**
    * Removes everything of the org that carries the managed-by mark (docker: containers, volumes
    * and the org's network; EC2: instances), whatever its workspace or generation: the org

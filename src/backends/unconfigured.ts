@@ -17,6 +17,7 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   status = async (): Promise<never> => this.fail();
   describe = async (): Promise<never> => this.fail();
   listManaged = async (): Promise<never> => this.fail();
+  listManagedVolumes = async (): Promise<never> => this.fail();
   removeOrg = async (): Promise<never> => this.fail();
   bootLog = async (): Promise<never> => this.fail();
   openFile = async (): Promise<never> => this.fail();

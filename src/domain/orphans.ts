@@ -14,9 +14,14 @@ import type { BackendKind } from '../backends/backend.js';
 
 export type OrphanReason = 'superseded' | 'deleted' | 'unknown';
 
-/** One listed resource, as the sweep sees it (createdAt in epoch ms: plain JSON through Temporal). */
+/**
+ * One listed resource, as the sweep sees it (createdAt in epoch ms: plain JSON through Temporal).
+ * A volume belongs to its workspace, not to a generation: it is live while its workspace is.
+ */
 export interface ListedResource {
   backend: BackendKind;
+  kind?: 'instance' | 'volume';
+  /** Container / instance id, or the volume's name. */
   instanceId: string;
   workspaceId: string;
   orgId: string;
@@ -82,6 +87,7 @@ export function selectOrphans(input: {
     if (old.length === 0) continue;
     const first = old[0]!;
     const whole = reason !== 'superseded' && young === 0;
+    const instances = old.filter((r) => r.kind !== 'volume');
     if (whole) {
       removals.push({
         backend: first.backend,
@@ -93,9 +99,10 @@ export function selectOrphans(input: {
       });
       continue;
     }
-    // Per generation: a young resource of the same workspace must survive this sweep.
+    // Per generation: a young resource of the same workspace must survive this sweep (and its
+    // volumes with it, until a later sweep removes the workspace whole).
     const byGeneration = new Map<number, ListedResource[]>();
-    for (const r of old) byGeneration.set(r.generation, [...(byGeneration.get(r.generation) ?? []), r]);
+    for (const r of instances) byGeneration.set(r.generation, [...(byGeneration.get(r.generation) ?? []), r]);
     for (const [generation, rs] of [...byGeneration].sort((a, b) => a[0] - b[0])) {
       removals.push({
         backend: first.backend,
@@ -119,6 +126,7 @@ export function selectOrphans(input: {
 function orphanReason(r: ListedResource, w: KnownWorkspace | undefined): OrphanReason | null {
   if (!w || w.backend !== r.backend) return 'unknown';
   if (w.status === 'deleted') return 'deleted';
+  if (r.kind === 'volume') return null;
   return r.generation < w.generation ? 'superseded' : null;
 }
 

@@ -33,6 +33,7 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['status', (b) => b.status(spec.workspaceId, 1)],
   ['describe', (b) => b.describe(spec.workspaceId, 1)],
   ['listManaged', (b) => b.listManaged()],
+  ['listManagedVolumes', (b) => b.listManagedVolumes()],
   ['removeOrg', (b) => b.removeOrg(spec.orgId)],
   ['bootLog', (b) => b.bootLog(spec.workspaceId, 1)],
   ['readFile', (b) => b.readFile(spec.workspaceId, 1, '/configs', 'config.yaml')],

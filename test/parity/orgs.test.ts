@@ -12,6 +12,7 @@ import type { OrgDeleteResult } from '../../src/workflows/sweeps.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { motoClient, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { plantLeak } from './leaks.js';
 
 describe.each(PARITY_BACKENDS)('%s org delete', (backend) => {
   const t = useParityStack(backend);
@@ -31,14 +32,7 @@ describe.each(PARITY_BACKENDS)('%s org delete', (backend) => {
     await Promise.all(ids.map((id) => waitForStatus(t.stack, org.apiKey, id, 'online')));
     // A leak of the org no workspace row knows of: only the final sweep by label/tag finds it.
     const leaked = randomBytes(8).toString('hex');
-    await t.stack.service.backends[backend].start({
-      workspaceId: leaked,
-      orgId: org.id,
-      generation: 1,
-      runtime: 'claude-code',
-      platformUrl: 'http://127.0.0.1:1',
-      mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
-    });
+    await plantLeak(t, leaked, org.id, 1);
 
     const other = await t.stack.api.call('DELETE', `/v1/orgs/${org.id}`, { token: t.key });
     expect(other.status).toBe(403);

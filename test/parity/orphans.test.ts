@@ -17,23 +17,22 @@ import type { OrphanSweepResult } from '../../src/domain/orphans.js';
 import { ensureSweepSchedules, sweepScheduleId } from '../../src/worker/schedules.js';
 import { waitFor } from '../setup/wait-for.js';
 import { useStack, waitForStatus } from '../support/stack.js';
-import { motoClient, PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
+import {
+  leftovers,
+  motoClient,
+  PARITY_BACKENDS,
+  resourcesOf,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
+import { plantLeak } from './leaks.js';
 
 const GRACE_MS = 15_000;
 const fakeId = () => randomBytes(8).toString('hex');
 
-/** Starts a managed resource straight through the backend, as a leak would leave it. */
-async function plant(t: ParityFixture, workspaceId: string, generation: number): Promise<string> {
-  const info = await t.stack.service.backends[t.backend].start({
-    workspaceId,
-    orgId: t.orgId,
-    generation,
-    runtime: 'claude-code',
-    platformUrl: 'http://127.0.0.1:1',
-    mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
-  });
-  return info.instanceId;
-}
+/** A leak of this stack's org. */
+const plant = (t: ParityFixture, workspaceId: string, generation: number) =>
+  plantLeak(t, workspaceId, t.orgId, generation);
 
 /** Something of ours in all but the managed-by mark: a container or an instance carrying the identity. */
 async function plantForeign(
@@ -116,6 +115,12 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', (backend) => {
       await plant(t, live, 1);
       await plant(t, gone, 1);
       await plant(t, unknown, 1);
+      // Docker: a workspace's volumes left without any container (EC2 keeps nothing apart from an instance).
+      const volumesOnly = fakeId();
+      if (backend === 'docker') {
+        await plant(t, volumesOnly, 1);
+        await t.stack.service.backends.docker.remove(volumesOnly, { generation: 1 });
+      }
       // A fresh orphan right before a sweep: inside the grace period, so it stays.
       const young = fakeId();
       await plant(t, young, 1);
@@ -126,9 +131,10 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', (backend) => {
       expect(await resourcesOf(backend, t.stack.docker, young)).toHaveLength(1);
 
       // Once every planted one is past the grace period, one sweep removes them all.
-      const planted = [live, gone, unknown, young];
-      const managed = (await t.stack.service.backends[backend].listManaged()).filter(
-        (r) => planted.includes(r.workspaceId) && !(r.workspaceId === live && r.generation === 2),
+      const planted = [live, gone, unknown, young, volumesOnly];
+      const b = t.stack.service.backends[backend];
+      const managed = [...(await b.listManaged()), ...(await b.listManagedVolumes())].filter(
+        (r) => planted.includes(r.workspaceId) && !(r.workspaceId === live),
       );
       const newest = Math.max(...managed.map((r) => r.createdAt.getTime()));
       await waitFor(() => Date.now() > newest + GRACE_MS + 1000, {
@@ -148,14 +154,21 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', (backend) => {
             [gone, null, 'deleted'],
             [unknown, null, 'unknown'],
             [young, null, 'unknown'],
+            ...(backend === 'docker' ? ([[volumesOnly, null, 'unknown']] as const) : []),
           ] as const
         )
           .map((r) => [...r])
           .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
       );
       expect(second.counts.removed).toBeGreaterThanOrEqual(4);
-      for (const id of [gone, unknown, young])
-        expect(await resourcesOf(backend, t.stack.docker, id)).toEqual([]);
+      // Nothing of them is left (the simulator drops a terminated instance's container on its own time).
+      for (const id of [gone, unknown, young, volumesOnly]) {
+        await waitFor(async () => (await leftovers(backend, t.stack.docker, id)).length === 0, {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+          describe: `nothing of ${id} left on ${backend}`,
+        });
+      }
       // The live generation and its workspace are untouched.
       expect((await resourcesOf(backend, t.stack.docker, live)).map((r) => r.name)).toEqual([
         `ws-${live}-g2`,

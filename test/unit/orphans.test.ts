@@ -121,6 +121,41 @@ describe('selectOrphans', () => {
     expect(select([res({ createdAtMs: YOUNG })], {}).removals).toEqual([]);
   });
 
+  it('keeps the volumes of a live workspace, removes those of a deleted one even with no container left', () => {
+    const vol = (workspaceId: string, name: string) =>
+      res({ kind: 'volume', workspaceId, instanceId: name, generation: 0 });
+    const out = select(
+      [vol('w', 'ws-w-configs'), vol('gone', 'ws-gone-configs'), vol('gone', 'ws-gone-workspace')],
+      {
+        w: { backend: 'docker', generation: 5, status: 'stopped' },
+        gone: { backend: 'docker', generation: 2, status: 'deleted' },
+      },
+    );
+    expect(out.removals).toEqual([
+      {
+        backend: 'docker',
+        workspaceId: 'gone',
+        orgId: ORG,
+        generation: null,
+        instanceIds: ['ws-gone-configs', 'ws-gone-workspace'],
+        reason: 'deleted',
+      },
+    ]);
+    expect(out.counts.live).toBe(1);
+  });
+
+  it("leaves an orphan workspace's volumes while one of its resources is young", () => {
+    const out = select(
+      [
+        res({ workspaceId: 'x', generation: 1 }),
+        res({ workspaceId: 'x', generation: 2, createdAtMs: YOUNG }),
+        res({ workspaceId: 'x', kind: 'volume', instanceId: 'ws-x-configs', generation: 0 }),
+      ],
+      {},
+    );
+    expect(out.removals.map((r) => [r.generation, r.instanceIds])).toEqual([[1, ['i-x-1']]]);
+  });
+
   it('never touches a resource of an org this deployment does not know', () => {
     const out = select([res({ orgId: 'elsewhere' })], {});
     expect(out.removals).toEqual([]);

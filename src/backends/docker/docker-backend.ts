@@ -9,6 +9,7 @@ import {
   type TerminalSession,
   type TerminalSize,
   type ManagedResource,
+  type ManagedVolume,
   type RemoveOptions,
   type ResourceInfo,
   type ResourceLimits,
@@ -404,6 +405,34 @@ export class DockerBackend implements WorkspaceBackend {
         generation,
         status: statusOf(c.State),
         createdAt: new Date(c.Created * 1000),
+      });
+    }
+    return out;
+  }
+
+  async listManagedVolumes(): Promise<ManagedVolume[]> {
+    let volumes: Dockerode.VolumeInspectInfo[];
+    try {
+      const res = await this.d.listVolumes({
+        filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`] },
+        abortSignal: this.signal(),
+      });
+      volumes = res.Volumes ?? [];
+    } catch (err) {
+      throw toBackendError(err, 'listing managed volumes');
+    }
+    const out: ManagedVolume[] = [];
+    for (const v of volumes) {
+      const workspaceId = v.Labels?.[LABEL.workspaceId];
+      if (!workspaceId) continue;
+      // CreatedAt is in the daemon's answer but not in dockerode's types.
+      const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '');
+      out.push({
+        name: v.Name,
+        workspaceId,
+        orgId: v.Labels[LABEL.orgId] ?? '',
+        // Unknown age reads as new: the sweep then waits rather than removing on a guess.
+        createdAt: Number.isNaN(created) ? new Date() : new Date(created),
       });
     }
     return out;

@@ -19,6 +19,7 @@ import {
   type FileListing,
   type FileStream,
   type ManagedResource,
+  type ManagedVolume,
   type RemoveOptions,
   type ResourceInfo,
   type ResourceStatus,
@@ -583,6 +584,13 @@ export class Ec2Backend implements WorkspaceBackend {
       });
     }
     return out;
+  }
+
+  async listManagedVolumes(): Promise<ManagedVolume[]> {
+    // Root volumes are deleted with their instance: nothing persists apart from one. Still a call
+    // on the client, so the zero-value backend answers not_configured like every other method.
+    void this.c;
+    return [];
   }
 
   async removeOrg(orgId: string): Promise<string[]> {
