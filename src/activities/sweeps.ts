@@ -96,16 +96,25 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       return liveWorkspacesOfOrg(db, input.orgId);
     },
 
-    /** The workspace's own delete, through its entity; one already deleting or gone is fine. */
-    async requestWorkspaceDelete(input: { workspaceId: string }): Promise<void> {
+    /**
+     * The workspace's own delete, through its entity. `no-entity`: its workflow is not there (yet:
+     * a create that committed just before the org was deleted starts it right after), so the
+     * cascade asks again later.
+     */
+    async requestWorkspaceDelete(input: {
+      workspaceId: string;
+    }): Promise<'accepted' | 'already' | 'no-entity'> {
       if (!deps.temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the org cascade');
       try {
         await deps.temporal.workflow
           .getHandle(workspaceWorkflowId(input.workspaceId))
           .executeUpdate(deleteUpdate);
+        return 'accepted';
       } catch (err) {
-        if (err instanceof WorkflowUpdateFailedError || err instanceof WorkflowNotFoundError) return;
-        if (err instanceof Error && /already completed/i.test(err.message)) return;
+        // Rejected: already deleting or deleted. Completed: deleted.
+        if (err instanceof WorkflowUpdateFailedError) return 'already';
+        if (err instanceof Error && /already completed/i.test(err.message)) return 'already';
+        if (err instanceof WorkflowNotFoundError) return 'no-entity';
         throw err;
       }
     },

@@ -97,17 +97,22 @@ export interface OrgDeleteResult {
  */
 export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDeleteResult> {
   const workspaces = await db.orgWorkspaces({ orgId: input.orgId });
-  for (const workspaceId of workspaces) await cascade.requestWorkspaceDelete({ workspaceId });
+  // Workspaces whose entity has taken the delete (or had it already).
+  const asked = new Set<string>();
+  const ask = async (ids: string[]) => {
+    for (const workspaceId of ids.filter((id) => !asked.has(id))) {
+      if ((await cascade.requestWorkspaceDelete({ workspaceId })) !== 'no-entity') asked.add(workspaceId);
+    }
+  };
+  await ask(workspaces);
   const deadline = Date.now() + input.waitMs;
   let left = workspaces;
   while (left.length > 0 && Date.now() < deadline) {
     await sleep(input.pollMs ?? 2000);
     left = await db.orgWorkspaces({ orgId: input.orgId });
-    // A workspace whose entity never got the delete (started after the first pass) gets it now.
-    for (const workspaceId of left.filter((w) => !workspaces.includes(w))) {
-      await cascade.requestWorkspaceDelete({ workspaceId });
-      workspaces.push(workspaceId);
-    }
+    // A workspace created just before the org was deleted may have had no entity yet: ask again.
+    for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
+    await ask(left);
   }
   const swept = await backend.removeOrgResources({ orgId: input.orgId });
   return { orgId: input.orgId, workspaces, stillDeleting: left, swept };

@@ -86,6 +86,15 @@ function openApiDocument() {
     paths: {
       '/v1/orgs': {
         post: { requestBody: json(createOrgBody), responses: { '201': { description: 'created' } } },
+        get: { responses: { '200': { description: 'orgs (not deleted)' } } },
+      },
+      '/v1/orgs/{id}': {
+        get: { responses: { '200': { description: 'org' }, '404': { description: 'unknown or deleted' } } },
+        delete: { responses: { '202': { description: 'keys revoked, cascade started' } } },
+      },
+      '/v1/admin/sweeps': { get: { responses: { '200': { description: 'schedules + last result' } } } },
+      '/v1/admin/sweeps/{name}/run': {
+        post: { responses: { '200': { description: 'result of one sweep run now' } } },
       },
       '/v1/workspaces': {
         post: { requestBody: json(createWorkspaceBody), responses: { '202': { description: 'accepted' } } },
