@@ -2,7 +2,7 @@
  * Activities of the orphan sweep and the org cascade. The listing, the DB lookup and the choice
  * happen in one activity, so the workflow's history holds only what is removed, not the fleet.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { BACKEND_KINDS, BackendError, type BackendKind, type WorkspaceBackend } from '../backends/backend.js';
 import type { Queryable } from '../db/queryable.js';
@@ -80,9 +80,11 @@ export function createSweepActivities(deps: SweepActivityDeps) {
 
     async removeOrphan(removal: OrphanRemoval): Promise<void> {
       try {
-        await backends[removal.backend].remove(
-          removal.workspaceId,
-          removal.generation === null ? { volumes: true } : { generation: removal.generation },
+        await withHeartbeat(() =>
+          backends[removal.backend].remove(
+            removal.workspaceId,
+            removal.generation === null ? { volumes: true } : { generation: removal.generation },
+          ),
         );
       } catch (err) {
         if (err instanceof BackendError && (err.code === 'permanent' || err.code === 'not_configured')) {
@@ -124,7 +126,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       const out: Record<string, string[]> = {};
       for (const backend of BACKEND_KINDS) {
         try {
-          out[backend] = await backends[backend].removeOrg(input.orgId);
+          out[backend] = await withHeartbeat(() => backends[backend].removeOrg(input.orgId));
         } catch (err) {
           if (err instanceof BackendError && err.code === 'not_configured') continue;
           throw err;
@@ -136,3 +138,19 @@ export function createSweepActivities(deps: SweepActivityDeps) {
 }
 
 export type SweepActivities = ReturnType<typeof createSweepActivities>;
+
+/** Heartbeats while a long backend call runs (EC2 waits for `terminated`), so a dead worker shows. */
+async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
+  let ctx: Context | null = null;
+  try {
+    ctx = Context.current();
+  } catch {
+    ctx = null; // called outside an activity (unit tests)
+  }
+  const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
+  try {
+    return await fn();
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}

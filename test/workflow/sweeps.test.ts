@@ -1,0 +1,146 @@
+/**
+ * The sweep workflows' own logic on a time-skipping Temporal server with fake activities: one
+ * failing removal does not stop the others, and the org cascade asks again a workspace whose
+ * entity was not there yet, then runs its final sweep.
+ */
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Activities } from '../../src/activities/index.js';
+import type { OrphanRemoval } from '../../src/domain/orphans.js';
+import { workflowsPath } from '../../src/worker/index.js';
+import type { orgDeleteWorkflow, orphanSweepWorkflow } from '../../src/workflows/sweeps.js';
+import { REPO_ROOT } from '../support/stack.js';
+
+let env: TestWorkflowEnvironment;
+
+beforeAll(async () => {
+  env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: {
+      executable: {
+        type: 'existing-path',
+        path: path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server'),
+      },
+    },
+  });
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+const removal = (workspaceId: string, generation: number | null): OrphanRemoval => ({
+  backend: 'docker',
+  workspaceId,
+  orgId: 'o',
+  generation,
+  instanceIds: [`c-${workspaceId}`],
+  reason: generation === null ? 'unknown' : 'superseded',
+});
+
+async function run<T>(activities: Partial<Activities>, body: (taskQueue: string) => Promise<T>): Promise<T> {
+  const taskQueue = `sweeps-${Math.random().toString(36).slice(2)}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: workflowsPath(),
+    activities,
+  });
+  return worker.runUntil(body(taskQueue));
+}
+
+describe('orphanSweepWorkflow', () => {
+  it('removes every orphan it can and reports the one that failed', async () => {
+    const removed: string[] = [];
+    const result = await run(
+      {
+        findOrphans: async () => ({
+          removals: [removal('a', null), removal('b', 2), removal('c', null)],
+          counts: { listed: 5, live: 1, young: 1, foreign: 0 },
+          listErrors: [{ backend: 'ec2', error: 'throttled' }],
+        }),
+        removeOrphan: async (r: OrphanRemoval) => {
+          if (r.workspaceId === 'b') throw new Error('daemon says no');
+          removed.push(r.workspaceId);
+        },
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
+          taskQueue,
+          workflowId: `sweep-${taskQueue}`,
+          args: [{ graceMs: 1000 }],
+        }),
+    );
+    expect(removed.sort()).toEqual(['a', 'c']);
+    expect(result.removed.map((r) => r.workspaceId)).toEqual(['a', 'c']);
+    expect(result.failed.map((r) => [r.workspaceId, r.error])).toEqual([['b', 'daemon says no']]);
+    expect(result.counts).toEqual({
+      listed: 5,
+      live: 1,
+      young: 1,
+      foreign: 0,
+      orphans: 3,
+      removed: 2,
+      failed: 1,
+    });
+    expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
+  });
+});
+
+describe('orgDeleteWorkflow', () => {
+  it('asks a workspace again until its entity exists, waits for all, then sweeps by org', async () => {
+    const asks: string[] = [];
+    let listings = 0;
+    const result = await run(
+      {
+        // w1 is deleted after the first look; w2 appears (a create that raced the delete) and is
+        // deleted once its entity took the delete.
+        orgWorkspaces: async () => {
+          listings++;
+          if (listings === 1) return ['w1'];
+          if (listings === 2) return ['w1', 'w2'];
+          return asks.filter((a) => a === 'w2').length >= 2 ? [] : ['w2'];
+        },
+        requestWorkspaceDelete: async ({ workspaceId }: { workspaceId: string }) => {
+          asks.push(workspaceId);
+          // w2's entity starts only after the first ask.
+          return workspaceId === 'w2' && asks.filter((a) => a === 'w2').length === 1
+            ? 'no-entity'
+            : 'accepted';
+        },
+        removeOrgResources: async () => ({ docker: ['leaked'] }),
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+          taskQueue,
+          workflowId: `org-${taskQueue}`,
+          args: [{ orgId: 'o', waitMs: 600_000, pollMs: 1000 }],
+        }),
+    );
+    expect(asks).toEqual(['w1', 'w2', 'w2']);
+    expect(result).toEqual({
+      orgId: 'o',
+      workspaces: ['w1', 'w2'],
+      stillDeleting: [],
+      swept: { docker: ['leaked'] },
+    });
+  });
+
+  it('runs the final sweep after the wait even when a workspace never reaches deleted', async () => {
+    const result = await run(
+      {
+        orgWorkspaces: async () => ['stuck'],
+        requestWorkspaceDelete: async () => 'accepted' as const,
+        removeOrgResources: async () => ({ docker: [], ec2: ['i-1'] }),
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+          taskQueue,
+          workflowId: `org-${taskQueue}`,
+          args: [{ orgId: 'o', waitMs: 60_000, pollMs: 5000 }],
+        }),
+    );
+    expect(result.stillDeleting).toEqual(['stuck']);
+    expect(result.swept).toEqual({ docker: [], ec2: ['i-1'] });
+  });
+});
