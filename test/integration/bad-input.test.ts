@@ -1,5 +1,6 @@
 /** The contract's 400/401/404 answers, and proof that nothing was created by a refused request. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { insertA2AActivity } from '../../src/db/activity.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { insertWorkspace } from '../../src/db/workspaces.js';
 import { newId } from '../../src/security/tokens.js';
@@ -234,6 +235,28 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     );
     expect(ok.status).toBe(200);
     expect(ok.body.items).toEqual([]);
+  });
+
+  it('an A2A turn carrying NUL or an unpaired surrogate is still logged (replaced, not lost)', async () => {
+    const id = await workspaceRow();
+    await insertA2AActivity(t.stack.service.db.pool, [
+      {
+        workspaceId: id,
+        peerId: null,
+        direction: 'inbound',
+        method: 'message/send\u0000',
+        status: 200,
+        durationMs: 1,
+        summary: 'hi\u0000there \ud800',
+        requestText: 'hi\u0000there',
+        responseText: '\udc00ok',
+      },
+    ]);
+    const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key });
+    expect(res.status).toBe(200);
+    expect(res.body.items).toHaveLength(1);
+    expect(res.body.items[0].summary).toBe('hi\ufffdthere \ufffd');
+    expect(res.body.items[0].method).toBe('message/send\ufffd');
   });
 
   it('query integers and ids are checked: limit, peer_id, type', async () => {
