@@ -285,6 +285,19 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(bad.status).toBe(404);
   });
 
+  it('a body in an encoding the parser cannot read → 415 in the contract shape', async () => {
+    const res = await fetch(`${t.stack.url}/v1/orgs`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${t.stack.adminToken}`,
+        'content-type': 'application/json; charset=klingon',
+      },
+      body: '{"name":"x"}',
+    });
+    expect(res.status).toBe(415);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
+  });
+
   it('a malformed %-escape in a route path → 400, never 500', async () => {
     for (const path of [
       '/v1/workspaces/%zz',
