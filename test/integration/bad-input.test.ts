@@ -212,6 +212,24 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(await countAll()).toBe(before);
   });
 
+  it('PATCH config with a NUL (the wedge reproduction) → 400 config, before any Update is sent', async () => {
+    const id = await workspaceRow();
+    for (const config of [{ x: 'a\u0000b' }, { ['k\u0000']: 1 }, { x: ['\ud800'] }]) {
+      const res = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+        token: t.key,
+        body: { config },
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error.field).toBe('config');
+    }
+    const runtime = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { runtime: 'x\u0000' },
+    });
+    expect(runtime.status).toBe(400);
+    expect(runtime.body.error.field).toBe('runtime');
+  });
+
   it('before_ts must name a date that exists: 2024-02-30 → 400 before_ts', async () => {
     const id = await workspaceRow();
     for (const ts of [
