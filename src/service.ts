@@ -105,11 +105,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
         templates: config.TEMPLATES,
       },
-      readiness: {
-        temporal: async () => {
-          await connection.workflowService.getSystemInfo({});
-        },
-      },
+      // Temporal and the worker are probed through the entity client (with deadlines).
+      readiness: {},
     };
     server = createServer(createApp(apiDeps));
     terminal = attachTerminal(server, apiDeps);
