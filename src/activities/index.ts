@@ -152,7 +152,8 @@ export async function dbCall<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     const code = sqlState(err);
-    if (code?.startsWith('22')) throw ApplicationFailure.nonRetryable(pgMessage(err, code), DbFailureType.Data);
+    if (code?.startsWith('22'))
+      throw ApplicationFailure.nonRetryable(pgMessage(err, code), DbFailureType.Data);
     if (code?.startsWith('23')) {
       throw ApplicationFailure.nonRetryable(pgMessage(err, code), DbFailureType.Integrity);
     }

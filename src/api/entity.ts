@@ -170,7 +170,10 @@ export class EntityClient {
   private async withDeadline<T>(call: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const backstop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new DeadlineExceeded('temporal call timed out')), this.callTimeoutMs + 250);
+      timer = setTimeout(
+        () => reject(new DeadlineExceeded('temporal call timed out')),
+        this.callTimeoutMs + 250,
+      );
     });
     try {
       return await Promise.race([this.client.withDeadline(Date.now() + this.callTimeoutMs, call), backstop]);

@@ -29,6 +29,8 @@ export type ActivityName = keyof Activities;
 export interface Call {
   name: ActivityName;
   input: Record<string, unknown>;
+  /** When the server scheduled this attempt, on the (skipped) workflow clock. */
+  at: number;
 }
 
 /** A failure a scripted activity throws: permanent (non-retryable, typed) or transient. */
@@ -65,7 +67,7 @@ export class Fakes {
   }
 
   private async enter(name: ActivityName, input: Record<string, unknown>): Promise<void> {
-    this.calls.push({ name, input });
+    this.calls.push({ name, input, at: Context.current().info.currentAttemptScheduledTimestampMs });
     await this.gates[name];
     const err = this.faults[name]?.(this.count(name), input);
     if (err) throw err;
@@ -74,65 +76,69 @@ export class Fakes {
   runtime = 'claude-code';
 
   activities(): Activities {
-    const self = this;
     const fake = {
-      async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
-        await self.enter('saveConfig', input);
-        self.runtime = input.runtime ?? self.runtime;
-        self.config = input.config ?? self.config;
-        self.configVersion++;
+      saveConfig: async (input: {
+        workspaceId: string;
+        runtime?: string;
+        config?: Record<string, unknown>;
+      }) => {
+        await this.enter('saveConfig', input);
+        this.runtime = input.runtime ?? this.runtime;
+        this.config = input.config ?? this.config;
+        this.configVersion++;
         return {
-          configHash: `${self.configVersion}`.padStart(16, '0'),
-          configVersion: self.configVersion,
-          runtime: self.runtime,
+          configHash: `${this.configVersion}`.padStart(16, '0'),
+          configVersion: this.configVersion,
+          runtime: this.runtime,
         };
       },
-      async prepareGeneration(input: { workspaceId: string; generation: number }) {
-        await self.enter('prepareGeneration', input);
-        const existing = self.snapshots.get(input.generation);
+      prepareGeneration: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('prepareGeneration', input);
+        const existing = this.snapshots.get(input.generation);
         if (existing) return existing;
         const snap = {
-          runtime: self.runtime,
-          configHash: `${self.configVersion}`.padStart(16, '0'),
-          configVersion: self.configVersion,
-          config: self.config,
+          runtime: this.runtime,
+          configHash: `${this.configVersion}`.padStart(16, '0'),
+          configVersion: this.configVersion,
+          config: this.config,
         };
-        self.snapshots.set(input.generation, snap);
+        this.snapshots.set(input.generation, snap);
         return snap;
       },
-      async recordTransition(input: {
+      recordTransition: async (input: {
         workspaceId: string;
         generation: number;
         status: WorkspaceStatus;
         phase: string | null;
         message: string | null;
         error: string | null;
-      }) {
-        await self.enter('recordTransition', input);
-        self.transitions.push(input);
+      }) => {
+        await this.enter('recordTransition', input);
+        this.transitions.push(input);
       },
-      async startResource(input: { workspaceId: string; generation: number }) {
-        await self.enter('startResource', input);
-        const snap = self.snapshots.get(input.generation);
-        if (snap && self.agentAnswers(input.generation)) {
+      startResource: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('startResource', input);
+        const snap = this.snapshots.get(input.generation);
+        if (snap && this.agentAnswers(input.generation)) {
           // The agent boots and proves itself (the registry's signal), while the start returns.
           const workflowId = Context.current().info.workflowExecution?.workflowId ?? '';
-          void self
-            .client!.workflow.getHandle(workflowId)
-            .signal(agentReadySignal, { generation: input.generation, configHash: snap.configHash });
+          void this.client!.workflow.getHandle(workflowId).signal(agentReadySignal, {
+            generation: input.generation,
+            configHash: snap.configHash,
+          });
         }
       },
-      async stopResource(input: { workspaceId: string; generation: number }) {
-        await self.enter('stopResource', input);
+      stopResource: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('stopResource', input);
       },
-      async removeResource(input: { workspaceId: string; generation?: number; volumes?: boolean }) {
-        await self.enter('removeResource', input);
+      removeResource: async (input: { workspaceId: string; generation?: number; volumes?: boolean }) => {
+        await this.enter('removeResource', input);
       },
-      async captureBootLog(input: { workspaceId: string; generation: number }) {
-        await self.enter('captureBootLog', input);
+      captureBootLog: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('captureBootLog', input);
       },
-      async finalizeDelete(input: { workspaceId: string }) {
-        await self.enter('finalizeDelete', input);
+      finalizeDelete: async (input: { workspaceId: string }) => {
+        await this.enter('finalizeDelete', input);
       },
     };
     // The fake implements every activity the workflow calls, with the same inputs and results.
@@ -212,7 +218,9 @@ export async function until(
   for (let i = 0; i < tries; i++) {
     last = await handle.query(stateQuery);
     if (ok(last)) return last;
-    await h.env.sleep(stepMs);
+    // stepMs 0: do not move the clock (a gated activity must not hit its heartbeat timeout).
+    if (stepMs > 0) await h.env.sleep(stepMs);
+    else await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`${what}: never reached; last state ${JSON.stringify(last)}`);
 }

@@ -26,7 +26,8 @@ export function decide(s: DecisionInput): Decision {
     if (s.status === 'failed' || s.status === 'degraded') return { kind: 'provision', cause: 'start' };
     return { kind: 'dropStart' };
   }
-  if (s.desired === 'running' && s.status === 'stopped' && !s.halted) return { kind: 'start', from: 'stopped' };
+  if (s.desired === 'running' && s.status === 'stopped' && !s.halted)
+    return { kind: 'start', from: 'stopped' };
   if (s.healthPending) return { kind: 'health' };
   if (s.continueAsNew) return { kind: 'continueAsNew' };
   return { kind: 'wait' };

@@ -241,8 +241,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const interrupted = () => s.deleteRequested || s.desired === 'stopped' || s.restartPending;
 
   async function waitReady(generation: number, configHash: string): Promise<Outcome> {
-    const proven = () =>
-      ready !== null && ready.generation === generation && ready.configHash === configHash;
+    const proven = () => ready !== null && ready.generation === generation && ready.configHash === configHash;
     const done = await condition(() => proven() || interrupted(), input.bootDeadlineMs);
     if (proven()) return 'ready';
     return done ? 'interrupted' : 'timeout';
