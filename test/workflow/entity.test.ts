@@ -26,6 +26,7 @@ import {
   createEnv,
   permanent,
   pgDataError,
+  replayAndRecord,
   settledAt,
   startEntity,
   transient,
@@ -61,12 +62,16 @@ async function online(h: Harness, handle: WorkflowHandle, generation: number) {
   return until(h, handle, settledAt('online', generation), `online at generation ${generation}`);
 }
 
-/** Delete converges and the workflow completes (it never fails). */
-async function deleteAndComplete(h: Harness, handle: WorkflowHandle) {
+/**
+ * Delete converges and the workflow completes (it never fails); its history replays against the
+ * current code, and is recorded as a committed replay history when named (RECORD_REPLAY=1).
+ */
+async function deleteAndComplete(h: Harness, handle: WorkflowHandle, record?: string) {
   await handle.executeUpdate(deleteUpdate);
   await until(h, handle, (s) => s.status === 'deleted', 'deleted');
   await handle.result();
   expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
+  await replayAndRecord(handle, record);
 }
 
 describe('entity workflow: happy path and configure', () => {
@@ -88,7 +93,7 @@ describe('entity workflow: happy path and configure', () => {
       await handle.executeUpdate(restartUpdate);
       await online(h, handle, 3);
       expect(h.fakes.snapshots.get(3)?.configHash).toBe(later.configHash);
-      await deleteAndComplete(h, handle);
+      await deleteAndComplete(h, handle, 'happy-path');
     });
   });
 });
@@ -105,7 +110,7 @@ describe('entity workflow: boot', () => {
         expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(1);
         await handle.executeUpdate(restartUpdate);
         await online(h, handle, 2);
-        await deleteAndComplete(h, handle);
+        await deleteAndComplete(h, handle, 'boot-deadline');
       },
       (f) => {
         f.agentAnswers = (g) => g > 1;
@@ -129,7 +134,7 @@ describe('entity workflow: boot', () => {
         expect(h.fakes.transitions.filter((t) => t.status === 'online').map((t) => t.generation)).toEqual([
           2,
         ]);
-        await deleteAndComplete(h, handle);
+        await deleteAndComplete(h, handle, 'configure-during-boot');
       },
       (f) => {
         f.agentAnswers = (g) => g !== 1;
@@ -155,7 +160,7 @@ describe('entity workflow: boot', () => {
       const state = await handle.query(stateQuery);
       expect(state.restartPending).toBe(false);
       expect(h.fakes.snapshots.has(3)).toBe(false);
-      await deleteAndComplete(h, handle);
+      await deleteAndComplete(h, handle, 'save-covered-by-snapshot');
     });
   });
 });
@@ -196,7 +201,7 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       await until(h, handle, settledAt('stopped', 1), 'stopped');
       await handle.executeUpdate(startUpdate);
       await online(h, handle, 1);
-      await deleteAndComplete(h, handle);
+      await deleteAndComplete(h, handle, 'stop-failed');
     });
   });
 
@@ -240,7 +245,7 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
         expect(failed.error).toMatch(/startResource refused for good; removing generation 1 failed/);
         await handle.executeUpdate(stopUpdate);
         await until(h, handle, settledAt('stopped', 1), 'stopped');
-        await deleteAndComplete(h, handle);
+        await deleteAndComplete(h, handle, 'compensation-failed');
         expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(1);
       },
       (f) => {
@@ -284,7 +289,7 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       });
       expect(ok.generation).toBe(3);
       await online(h, handle, 3);
-      await deleteAndComplete(h, handle);
+      await deleteAndComplete(h, handle, 'save-refused');
     });
   });
 
@@ -325,6 +330,7 @@ describe('entity workflow: delete always converges', () => {
       expect(await failureOf(handle.executeUpdate(deleteUpdate))).toEqual({ type: FailureType.Deleted });
       await until(h, handle, (s) => s.status === 'deleted', 'deleted', 5000);
       await handle.result();
+      await replayAndRecord(handle, 'delete-backoff');
       const attempts = h.fakes.calls.filter((c) => c.name === 'removeResource' && c.input.volumes === true);
       expect(attempts).toHaveLength(6); // 4 refused, 1 whose finalize failed, 1 that converged
       expect(h.fakes.count('finalizeDelete')).toBe(2);
@@ -352,7 +358,7 @@ describe('entity workflow: start and restart from offline, degraded, failed', ()
       await handle.executeUpdate(startUpdate);
       await online(h, handle, 1);
       expect(h.fakes.count('startResource', (i) => i.generation === 1)).toBe(2);
-      await deleteAndComplete(h, handle);
+      await deleteAndComplete(h, handle, 'offline-start');
     });
   });
 
@@ -374,7 +380,7 @@ describe('entity workflow: start and restart from offline, degraded, failed', ()
       await until(h, handle, settledAt('degraded', 1), 'degraded');
       await handle.executeUpdate(startUpdate);
       await online(h, handle, 2);
-      await deleteAndComplete(h, handle);
+      await deleteAndComplete(h, handle, 'degraded-start');
     });
   });
 
@@ -442,7 +448,7 @@ describe('entity workflow: continue-as-new', () => {
       const saved = await latest.executeUpdate(configureUpdate, { args: [{ config: { last: true } }] });
       await latest.executeUpdate(restartUpdate);
       await online(h, latest, saved.generation);
-      await deleteAndComplete(h, latest);
+      await deleteAndComplete(h, latest, 'continue-as-new');
     });
   });
 });

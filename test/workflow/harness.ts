@@ -3,10 +3,12 @@
  * (config versions, generation snapshots, transitions), a fake backend whose every call can be made
  * to fail, and a fake agent that proves readiness when its resource starts (unless told not to).
  */
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import type { Activities } from '../../src/activities/index.js';
@@ -227,3 +229,15 @@ export async function until(
 
 export const settledAt = (status: WorkspaceStatus, generation?: number) => (s: WorkspaceState) =>
   s.status === status && !s.busy && (generation === undefined || s.generation === generation);
+
+/**
+ * Replays the entity's history against the current code (determinism), and with RECORD_REPLAY=1
+ * commits it under test/replay/histories as `wf-<name>.json`, so later changes must replay it too.
+ */
+export async function replayAndRecord(handle: WorkflowHandle, name?: string): Promise<void> {
+  const history = await handle.fetchHistory();
+  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+  if (name && process.env.RECORD_REPLAY === '1') {
+    writeFileSync(path.join(REPO_ROOT, `test/replay/histories/wf-${name}.json`), historyToJSON(history));
+  }
+}
