@@ -200,7 +200,8 @@ export class EntityClient {
       await this.withDeadline(send);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError || isCompleted(err)) return;
-      throw err;
+      // The agent retries a 503; a raw gRPC error would be a 500.
+      throw temporalUnavailable();
     }
   }
 }
