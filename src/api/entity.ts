@@ -34,7 +34,10 @@ import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { HttpError, badRequest, conflict } from './errors.js';
 
 export interface EntityClientOptions {
-  /** Deadline of one Temporal call (gRPC deadline plus a timer backstop). */
+  /**
+   * Time budget of one API request's Temporal calls together (gRPC deadlines plus a timer
+   * backstop): the contract's 503 comes within 5 s.
+   */
   callTimeoutMs?: number;
   /** How long a "a worker polls" answer is reused. */
   pollerCacheMs?: number;
@@ -73,18 +76,21 @@ export class EntityClient {
   /** Starts the entity workflow; throws whatever Temporal answered (or a deadline error). */
   async start(input: WorkspaceWorkflowInput): Promise<string> {
     const workflowId = workspaceWorkflowId(input.workspaceId);
-    await this.withDeadline(() =>
-      this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', {
-        taskQueue: this.taskQueue,
-        workflowId,
-        args: [input],
-        typedSearchAttributes: [
-          { key: WorkspaceIdKey, value: input.workspaceId },
-          { key: OrgIdKey, value: input.orgId },
-          { key: WorkspaceBackendKey, value: input.backend },
-          { key: WorkspaceStatusKey, value: 'provisioning' },
-        ],
-      }),
+    // Leaves a fifth of the budget for the exists() check that follows a failed start.
+    await this.withDeadline(
+      () =>
+        this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', {
+          taskQueue: this.taskQueue,
+          workflowId,
+          args: [input],
+          typedSearchAttributes: [
+            { key: WorkspaceIdKey, value: input.workspaceId },
+            { key: OrgIdKey, value: input.orgId },
+            { key: WorkspaceBackendKey, value: input.backend },
+            { key: WorkspaceStatusKey, value: 'provisioning' },
+          ],
+        }),
+      Date.now() + (this.callTimeoutMs * 4) / 5,
     );
     return workflowId;
   }
@@ -95,7 +101,7 @@ export class EntityClient {
    */
   async exists(workspaceId: string): Promise<boolean | null> {
     try {
-      await this.withDeadline(() => this.handle(workspaceId).describe());
+      await this.withDeadline(() => this.handle(workspaceId).describe(), Date.now() + this.callTimeoutMs / 5);
       return true;
     } catch (err) {
       return err instanceof WorkflowNotFoundError ? false : null;
@@ -112,7 +118,7 @@ export class EntityClient {
     if (!(await this.workerPolling())) throw new Error(`no worker polls task queue ${this.taskQueue}`);
   }
 
-  private async workerPolling(): Promise<boolean> {
+  private async workerPolling(deadline = Date.now() + this.callTimeoutMs): Promise<boolean> {
     const now = Date.now();
     if (this.pollers && now - this.pollers.at < this.pollerCacheMs) return this.pollers.polling;
     const polling = this.withDeadline(async () => {
@@ -125,7 +131,7 @@ export class EntityClient {
         const seconds = Number(p.lastAccessTime?.seconds ?? 0);
         return Date.now() - seconds * 1000 < this.pollerStaleMs;
       });
-    });
+    }, deadline);
     this.pollers = { at: now, polling };
     // A failed probe is not cached: the next call asks again.
     polling.catch(() => {
@@ -149,15 +155,16 @@ export class EntityClient {
   }
 
   private async sendUpdate<T>(call: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.callTimeoutMs;
     let polling: boolean;
     try {
-      polling = await this.workerPolling();
+      polling = await this.workerPolling(deadline);
     } catch {
       throw temporalUnavailable();
     }
     if (!polling) throw temporalUnavailable('no worker is polling the task queue; nothing was changed');
     try {
-      return await this.withDeadline(call);
+      return await this.withDeadline(call, deadline);
     } catch (err) {
       throw toHttpError(err);
     }
@@ -167,16 +174,19 @@ export class EntityClient {
    * Runs a Temporal call under a gRPC deadline, with a timer as backstop (a call that retries
    * internally, or a connection that never comes up, still ends on time).
    */
-  private async withDeadline<T>(call: () => Promise<T>): Promise<T> {
+  private async withDeadline<T>(
+    call: () => Promise<T>,
+    deadline = Date.now() + this.callTimeoutMs,
+  ): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const backstop = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () => reject(new DeadlineExceeded('temporal call timed out')),
-        this.callTimeoutMs + 250,
+        Math.max(0, deadline - Date.now()) + 250,
       );
     });
     try {
-      return await Promise.race([this.client.withDeadline(Date.now() + this.callTimeoutMs, call), backstop]);
+      return await Promise.race([this.client.withDeadline(deadline, call), backstop]);
     } finally {
       clearTimeout(timer);
     }
