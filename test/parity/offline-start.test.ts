@@ -4,6 +4,7 @@
  * boots the same generation again, restart a new one. Before, start was accepted and did nothing.
  */
 import { describe, expect, it } from 'vitest';
+import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
 
@@ -17,11 +18,14 @@ const send = (text: string) => ({
 /** Stops the resource out of band, then lets a failed forward tell the entity; answers the row. */
 async function takeOffline(t: ParityFixture, id: string, generation: number) {
   await t.stack.service.backends[t.backend].stop(id, generation);
-  const forward = await t.stack.api.call('POST', `/v1/workspaces/${id}/a2a`, {
-    token: t.key,
-    body: send('hi'),
+  // EC2: the instance is `stopped` in the API a moment before its VM is down; forward until one fails.
+  const forward = () =>
+    t.stack.api.call('POST', `/v1/workspaces/${id}/a2a`, { token: t.key, body: send('hi') });
+  await waitFor(async () => (await forward()).status >= 500, {
+    timeoutMs: 30_000,
+    intervalMs: 250,
+    describe: `a forward to stopped ${id} to fail`,
   });
-  expect(forward.status).toBeGreaterThanOrEqual(500);
   return waitForStatus(t.stack, t.key, id, 'offline', 30_000);
 }
 
