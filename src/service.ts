@@ -122,11 +122,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
         rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
       },
-      readiness: {
-        temporal: async () => {
-          await connection.workflowService.getSystemInfo({});
-        },
-      },
+      // Temporal and the worker are probed through the entity client (with deadlines).
+      readiness: {},
     };
     server = createServer(createApp(apiDeps));
     terminal = attachTerminal(server, apiDeps);

@@ -1,2 +1,2 @@
 // The one workflow entry module the worker bundles.
-export { workspaceWorkflow } from './workspace.js';
+export { workspaceWorkflow } from './workspace/workflow.js';
