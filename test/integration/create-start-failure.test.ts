@@ -12,6 +12,7 @@ import { createApp } from '../../src/api/app.js';
 import type { ApiDeps } from '../../src/api/deps.js';
 import type { EntityClient } from '../../src/api/entity.js';
 import { SecretBox } from '../../src/security/secrets.js';
+import { apiSettings } from '../../src/service.js';
 import { ApiClient, useStack } from '../support/stack.js';
 
 describe('create when the workflow start fails', () => {
@@ -35,16 +36,7 @@ describe('create when the workflow start fails', () => {
       backends: t.stack.service.backends,
       secrets: new SecretBox(c.SECRETS_KEY),
       log: pino({ level: 'silent' }),
-      settings: {
-        adminToken: c.ADMIN_TOKEN,
-        enabledBackends: c.ENABLED_BACKENDS,
-        runtimeImages: c.runtimeImages,
-        defaultRuntime: c.DEFAULT_RUNTIME,
-        bootDeadlineMs: c.BOOT_DEADLINE_MS,
-        continueAsNewAfterEvents: c.CONTINUE_AS_NEW_AFTER_EVENTS,
-        heartbeatIntervalMs: c.HEARTBEAT_INTERVAL_MS,
-        templates: c.TEMPLATES,
-      },
+      settings: apiSettings(c),
       readiness: {},
     };
     server = createServer(createApp(deps));

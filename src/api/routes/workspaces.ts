@@ -19,7 +19,7 @@ import { orgScope, principalOf, type Principal } from '../auth.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { temporalUnavailable } from '../entity.js';
-import { badRequest, notFound, parse } from '../errors.js';
+import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
 import { configureBody, createWorkspaceBody, listQuery, workspaceIdParam } from '../schemas.js';
