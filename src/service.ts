@@ -12,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
 import { attachTerminal } from './api/terminal.js';
-import type { ApiDeps } from './api/deps.js';
+import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
 import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
 import { BackendError } from './backends/backend.js';
@@ -84,6 +84,32 @@ export function createBackends(
   };
 }
 
+/** The API's settings from configuration (`publicUrl` is settled once the listen port is known). */
+export function apiSettings(config: Config): ApiSettings {
+  return {
+    adminToken: config.ADMIN_TOKEN,
+    enabledBackends: config.ENABLED_BACKENDS,
+    runtimeImages: config.runtimeImages,
+    defaultRuntime: config.DEFAULT_RUNTIME,
+    bootDeadlineMs: config.BOOT_DEADLINE_MS,
+    continueAsNewAfterEvents: config.CONTINUE_AS_NEW_AFTER_EVENTS,
+    heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
+    publicUrl: config.PUBLIC_URL ?? '',
+    templates: config.TEMPLATES,
+    bounds: {
+      fileReadMaxBytes: config.FILE_READ_MAX_BYTES,
+      fileListMaxEntries: config.FILE_LIST_MAX_ENTRIES,
+      bootLogConsoleMaxBytes: config.BOOT_LOG_CONSOLE_MAX_BYTES,
+      bootLogMaxEvents: config.BOOT_LOG_MAX_EVENTS,
+      eventStreamsMax: config.EVENT_STREAMS_MAX,
+      eventStreamsPerPrincipal: config.EVENT_STREAMS_PER_PRINCIPAL,
+      eventsPollMs: config.EVENTS_POLL_MS,
+    },
+    orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
+    rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
+  };
+}
+
 export async function startService(config: Config, opts: ServiceOptions): Promise<RunningService> {
   const log = opts.log ?? pino({ level: config.LOG_LEVEL });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
@@ -110,33 +136,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       backends,
       secrets,
       log,
-      settings: {
-        adminToken: config.ADMIN_TOKEN,
-        enabledBackends: config.ENABLED_BACKENDS,
-        runtimeImages: config.runtimeImages,
-        defaultRuntime: config.DEFAULT_RUNTIME,
-        bootDeadlineMs: config.BOOT_DEADLINE_MS,
-        continueAsNewAfterEvents: config.CONTINUE_AS_NEW_AFTER_EVENTS,
-        heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
-        publicUrl: config.PUBLIC_URL ?? '',
-        templates: config.TEMPLATES,
-        bounds: {
-          fileReadMaxBytes: config.FILE_READ_MAX_BYTES,
-          fileListMaxEntries: config.FILE_LIST_MAX_ENTRIES,
-          bootLogConsoleMaxBytes: config.BOOT_LOG_CONSOLE_MAX_BYTES,
-          bootLogMaxEvents: config.BOOT_LOG_MAX_EVENTS,
-          eventStreamsMax: config.EVENT_STREAMS_MAX,
-          eventStreamsPerPrincipal: config.EVENT_STREAMS_PER_PRINCIPAL,
-          eventsPollMs: config.EVENTS_POLL_MS,
-        },
-        orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
-        rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
-      },
-      readiness: {
-        temporal: async () => {
-          await connection.workflowService.getSystemInfo({});
-        },
-      },
+      settings: apiSettings(config),
+      // Temporal and the worker are probed through the entity client (with deadlines).
+      readiness: {},
     };
     server = createServer(createApp(apiDeps));
     terminal = attachTerminal(server, apiDeps);

@@ -19,7 +19,7 @@ import * as workspaces from '../db/workspaces.js';
 import { redact } from '../security/redact.js';
 import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
-import type { WorkspaceStatus } from '../workflows/messages.js';
+import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
 import { createSweepActivities } from './sweeps.js';
 
 export interface ActivityDeps {
@@ -48,11 +48,13 @@ export function createActivities(deps: ActivityDeps) {
     ...createSweepActivities(deps),
 
     async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
-      return workspaces.saveConfig(db, input.workspaceId, { runtime: input.runtime, config: input.config });
+      return dbCall(() =>
+        workspaces.saveConfig(db, input.workspaceId, { runtime: input.runtime, config: input.config }),
+      );
     },
 
     async prepareGeneration(input: { workspaceId: string; generation: number }) {
-      return workspaces.prepareGeneration(db, input.workspaceId, input.generation);
+      return dbCall(() => workspaces.prepareGeneration(db, input.workspaceId, input.generation));
     },
 
     async recordTransition(input: {
@@ -63,12 +65,14 @@ export function createActivities(deps: ActivityDeps) {
       message: string | null;
       error: string | null;
     }): Promise<void> {
-      const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
-      const clean = (v: string | null) => (v === null ? null : redact(v, Object.values(secretsOf)));
-      await workspaces.recordTransition(db, {
-        ...input,
-        message: clean(input.message),
-        error: clean(input.error),
+      await dbCall(async () => {
+        const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
+        const clean = (v: string | null) => (v === null ? null : redact(v, Object.values(secretsOf)));
+        await workspaces.recordTransition(db, {
+          ...input,
+          message: clean(input.message),
+          error: clean(input.error),
+        });
       });
     },
 
@@ -124,8 +128,10 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async finalizeDelete(input: { workspaceId: string }): Promise<void> {
-      await revokeWorkspaceTokens(db, input.workspaceId);
-      await workspaces.clearResource(db, input.workspaceId);
+      await dbCall(async () => {
+        await revokeWorkspaceTokens(db, input.workspaceId);
+        await workspaces.clearResource(db, input.workspaceId);
+      });
     },
   };
 }
@@ -149,6 +155,34 @@ async function backendCall<T>(fn: () => Promise<T>): Promise<T> {
   } finally {
     if (timer) clearInterval(timer);
   }
+}
+
+/**
+ * PostgreSQL data exceptions (SQLSTATE class 22, e.g. a NUL in text) and integrity violations
+ * (class 23) fail the same way on every retry: non-retryable, typed, so the workflow can tell the
+ * caller instead of retrying for ever. Anything else (connection loss, timeouts) stays retryable.
+ */
+export async function dbCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const code = sqlState(err);
+    if (code?.startsWith('22'))
+      throw ApplicationFailure.nonRetryable(pgMessage(err, code), DbFailureType.Data);
+    if (code?.startsWith('23')) {
+      throw ApplicationFailure.nonRetryable(pgMessage(err, code), DbFailureType.Integrity);
+    }
+    throw err;
+  }
+}
+
+function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+function pgMessage(err: unknown, code: string): string {
+  return `${err instanceof Error ? err.message : 'database error'} (SQLSTATE ${code})`;
 }
 
 function currentContext(): Context | null {

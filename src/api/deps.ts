@@ -29,8 +29,8 @@ export interface ApiSettings {
 export interface ApiDeps {
   db: pg.Pool;
   entity: EntityClient;
-  /** Sweeps on demand, their Schedules, and the org cascade. */
-  sweeps: SweepControl;
+  /** Sweeps on demand, their Schedules, and the org cascade (absent: those routes answer 503). */
+  sweeps?: SweepControl;
   backends: Record<BackendKind, WorkspaceBackend>;
   secrets: SecretBox;
   settings: ApiSettings;

@@ -1,8 +1,11 @@
 /**
  * The API's side of the entity workflow: start it, send it Updates and Signals, and turn Temporal's
- * errors into the HTTP contract's answers.
+ * errors into the HTTP contract's answers. Every call has a deadline, and an Update is sent only
+ * when a worker polls the task queue, so a caller gets 503 + Retry-After quickly instead of a hang
+ * (and that 503 does not later take effect).
  */
 import {
+  ApplicationFailure,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type Client,
@@ -10,6 +13,7 @@ import {
 } from '@temporalio/client';
 import type { UpdateDefinition } from '@temporalio/common';
 import {
+  FailureType,
   OrgIdKey,
   WorkspaceBackendKey,
   WorkspaceIdKey,
@@ -26,29 +30,114 @@ import {
   type AgentReady,
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
-import type { workspaceWorkflow } from '../workflows/workspace.js';
-import { HttpError, conflict } from './errors.js';
+import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
+import { HttpError, badRequest, conflict } from './errors.js';
+
+export interface EntityClientOptions {
+  /**
+   * Time budget of one API request's Temporal calls together (gRPC deadlines plus a timer
+   * backstop): the contract's 503 comes within 5 s.
+   */
+  callTimeoutMs?: number;
+  /** How long a "a worker polls" answer is reused. */
+  pollerCacheMs?: number;
+  /** A poller last seen longer ago than this is gone (an idle worker re-polls about every minute). */
+  pollerStaleMs?: number;
+}
+
+// temporal.api.enums.v1 values (the proto package is not a direct dependency).
+const TASK_QUEUE_KIND_NORMAL = 1;
+const TASK_QUEUE_TYPE_WORKFLOW = 1;
+
+/** Temporal down, too slow, or no worker: the caller may retry after this many seconds. */
+const RETRY_AFTER_SECONDS = 5;
+
+export const temporalUnavailable = (message = 'workflow service unavailable') =>
+  new HttpError(503, 'temporal_unavailable', message, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+
+class DeadlineExceeded extends Error {}
 
 export class EntityClient {
+  private readonly callTimeoutMs: number;
+  private readonly pollerCacheMs: number;
+  private readonly pollerStaleMs: number;
+  private pollers: { at: number; polling: Promise<boolean> } | null = null;
+
   constructor(
     private readonly client: Client,
     private readonly taskQueue: string,
-  ) {}
+    opts: EntityClientOptions = {},
+  ) {
+    this.callTimeoutMs = opts.callTimeoutMs ?? 4000;
+    this.pollerCacheMs = opts.pollerCacheMs ?? 2000;
+    this.pollerStaleMs = opts.pollerStaleMs ?? 90_000;
+  }
 
+  /** Starts the entity workflow; throws whatever Temporal answered (or a deadline error). */
   async start(input: WorkspaceWorkflowInput): Promise<string> {
     const workflowId = workspaceWorkflowId(input.workspaceId);
-    await this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', {
-      taskQueue: this.taskQueue,
-      workflowId,
-      args: [input],
-      typedSearchAttributes: [
-        { key: WorkspaceIdKey, value: input.workspaceId },
-        { key: OrgIdKey, value: input.orgId },
-        { key: WorkspaceBackendKey, value: input.backend },
-        { key: WorkspaceStatusKey, value: 'provisioning' },
-      ],
-    });
+    // Leaves a fifth of the budget for the exists() check that follows a failed start.
+    await this.withDeadline(
+      () =>
+        this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', {
+          taskQueue: this.taskQueue,
+          workflowId,
+          args: [input],
+          typedSearchAttributes: [
+            { key: WorkspaceIdKey, value: input.workspaceId },
+            { key: OrgIdKey, value: input.orgId },
+            { key: WorkspaceBackendKey, value: input.backend },
+            { key: WorkspaceStatusKey, value: 'provisioning' },
+          ],
+        }),
+      Date.now() + (this.callTimeoutMs * 4) / 5,
+    );
     return workflowId;
+  }
+
+  /**
+   * Whether the workspace's workflow exists: true or false when Temporal says so, null when it
+   * could not be asked (then nobody can know, and nothing may be cleaned up on that basis).
+   */
+  async exists(workspaceId: string): Promise<boolean | null> {
+    try {
+      await this.withDeadline(() => this.handle(workspaceId).describe(), Date.now() + this.callTimeoutMs / 5);
+      return true;
+    } catch (err) {
+      return err instanceof WorkflowNotFoundError ? false : null;
+    }
+  }
+
+  /** Temporal answers (for /readyz). */
+  async ping(): Promise<void> {
+    await this.withDeadline(() => this.client.workflowService.getSystemInfo({}));
+  }
+
+  /** Throws unless a worker polls the task queue (for /readyz and before every Update). */
+  async requireWorker(): Promise<void> {
+    if (!(await this.workerPolling())) throw new Error(`no worker polls task queue ${this.taskQueue}`);
+  }
+
+  private async workerPolling(deadline = Date.now() + this.callTimeoutMs): Promise<boolean> {
+    const now = Date.now();
+    if (this.pollers && now - this.pollers.at < this.pollerCacheMs) return this.pollers.polling;
+    const polling = this.withDeadline(async () => {
+      const res = await this.client.workflowService.describeTaskQueue({
+        namespace: this.client.options.namespace,
+        taskQueue: { name: this.taskQueue, kind: TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      return (res.pollers ?? []).some((p) => {
+        const seconds = Number(p.lastAccessTime?.seconds ?? 0);
+        return Date.now() - seconds * 1000 < this.pollerStaleMs;
+      });
+    }, deadline);
+    this.pollers = { at: now, polling };
+    // A failed probe is not cached: the next call asks again.
+    polling.catch(() => {
+      if (this.pollers?.polling === polling) this.pollers = null;
+    });
+    return polling;
   }
 
   private handle(workspaceId: string): WorkflowHandle {
@@ -57,50 +146,101 @@ export class EntityClient {
 
   /** Saves config through the entity (serialized with restarts); answers once it is in the DB. */
   async configure(workspaceId: string, input: ConfigureInput): Promise<ConfigureResult> {
-    return this.mapErrors(() => this.handle(workspaceId).executeUpdate(configureUpdate, { args: [input] }));
+    return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(configureUpdate, { args: [input] }));
   }
 
   /** Runs a lifecycle Update; a validator rejection or a finished entity answers 409. */
   async update<Ret>(workspaceId: string, def: UpdateDefinition<Ret, []>): Promise<Ret> {
-    return this.mapErrors(() => this.handle(workspaceId).executeUpdate(def));
+    return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(def));
   }
 
-  private async mapErrors<T>(call: () => Promise<T>): Promise<T> {
+  private async sendUpdate<T>(call: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.callTimeoutMs;
+    let polling: boolean;
     try {
-      return await call();
+      polling = await this.workerPolling(deadline);
+    } catch {
+      throw temporalUnavailable();
+    }
+    if (!polling) throw temporalUnavailable('no worker is polling the task queue; nothing was changed');
+    try {
+      return await this.withDeadline(call, deadline);
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) {
-        const msg = err.cause?.message ?? err.message;
-        throw conflict(msg.replace(/^conflict:\s*/, ''));
-      }
-      if (err instanceof WorkflowNotFoundError || isCompleted(err)) {
-        throw conflict('workspace is deleted');
-      }
-      throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+      throw toHttpError(err);
+    }
+  }
+
+  /**
+   * Runs a Temporal call under a gRPC deadline, with a timer as backstop (a call that retries
+   * internally, or a connection that never comes up, still ends on time).
+   */
+  private async withDeadline<T>(
+    call: () => Promise<T>,
+    deadline = Date.now() + this.callTimeoutMs,
+  ): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const backstop = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new DeadlineExceeded('temporal call timed out')),
+        Math.max(0, deadline - Date.now()) + 250,
+      );
+    });
+    try {
+      return await Promise.race([this.client.withDeadline(deadline, call), backstop]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
   /** Signals are best effort: an entity that already finished (deleted) has nothing to learn. */
   async signalReady(workspaceId: string, ready: AgentReady): Promise<void> {
-    await this.signal(workspaceId, () => this.handle(workspaceId).signal(agentReadySignal, ready));
+    await this.signal(() => this.handle(workspaceId).signal(agentReadySignal, ready));
   }
 
   async signalHealth(workspaceId: string, health: AgentHealth): Promise<void> {
-    await this.signal(workspaceId, () => this.handle(workspaceId).signal(agentHealthSignal, health));
+    await this.signal(() => this.handle(workspaceId).signal(agentHealthSignal, health));
   }
 
   async signalLiveness(workspaceId: string, liveness: AgentLiveness): Promise<void> {
-    await this.signal(workspaceId, () => this.handle(workspaceId).signal(agentLivenessSignal, liveness));
+    await this.signal(() => this.handle(workspaceId).signal(agentLivenessSignal, liveness));
   }
 
-  private async signal(_workspaceId: string, send: () => Promise<void>): Promise<void> {
+  private async signal(send: () => Promise<void>): Promise<void> {
     try {
-      await send();
+      await this.withDeadline(send);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError || isCompleted(err)) return;
-      throw err;
+      // The agent retries a 503; a raw gRPC error would be a 500.
+      throw temporalUnavailable();
     }
   }
+}
+
+/** An Update's failure, by its type (never its message): the HTTP answer. */
+export function toHttpError(err: unknown): HttpError {
+  if (err instanceof WorkflowUpdateFailedError) {
+    const cause = err.cause;
+    const message = cause?.message ?? err.message;
+    if (cause instanceof ApplicationFailure) {
+      switch (cause.type) {
+        case FailureType.InvalidInput:
+          return badRequest(message, fieldOf(cause) ?? 'body');
+        case FailureType.Unavailable:
+          return temporalUnavailable(message);
+        case FailureType.Deleted:
+        case FailureType.Conflict:
+          return conflict(message);
+      }
+    }
+    return conflict(message);
+  }
+  if (err instanceof WorkflowNotFoundError || isCompleted(err)) return conflict('workspace is deleted');
+  return temporalUnavailable();
+}
+
+function fieldOf(failure: ApplicationFailure): string | undefined {
+  const first = failure.details?.[0] as { field?: unknown } | undefined;
+  return typeof first?.field === 'string' ? first.field : undefined;
 }
 
 function isCompleted(err: unknown): boolean {

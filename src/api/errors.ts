@@ -98,6 +98,13 @@ export function errorHandler(log: { error: (obj: object, msg: string) => void })
       res.status(400).json({ error: { code: 'invalid_request', message: 'malformed %-escape in the path' } });
       return;
     }
+    if (e?.status === 415) {
+      // body-parser: a charset or encoding it cannot read.
+      res
+        .status(415)
+        .json({ error: { code: 'unsupported_media_type', message: 'unsupported body encoding' } });
+      return;
+    }
     if (e?.status && e.status >= 400 && e.status < 500) {
       res.status(e.status).json({ error: { code: 'bad_request', message: 'bad request' } });
       return;

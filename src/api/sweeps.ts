@@ -15,6 +15,12 @@ import {
 import type { orgDeleteWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
 import { HttpError } from './errors.js';
 
+/** The deps' sweep control, or 503 when this API was built without one. */
+export function sweepControl(deps: { sweeps?: SweepControl }): SweepControl {
+  if (!deps.sweeps) throw new HttpError(503, 'temporal_unavailable', 'sweeps are not available here');
+  return deps.sweeps;
+}
+
 export const orgDeleteWorkflowId = (orgId: string): string => `org:${orgId}:delete`;
 
 export interface SweepSummary {

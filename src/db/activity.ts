@@ -54,8 +54,22 @@ function toRow(r: Raw): ActivityRow {
   };
 }
 
+// NUL cannot be stored in text and an unpaired surrogate is not UTF-8; A2A traffic may carry either
+// (it is arbitrary JSON), and the log row must not be lost for it.
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this replaces
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const storable = <T extends string | null>(s: T): T =>
+  s === null ? s : (s.replace(UNSTORABLE, '\uFFFD') as T);
+
 export async function insertA2AActivity(db: Queryable, rows: NewA2AActivity[]): Promise<void> {
-  for (const a of rows) {
+  for (const raw of rows) {
+    const a = {
+      ...raw,
+      method: storable(raw.method),
+      summary: storable(raw.summary),
+      requestText: storable(raw.requestText),
+      responseText: storable(raw.responseText),
+    };
     await db.query(
       `INSERT INTO activity (workspace_id, type, peer_id, direction, method, status, duration_ms, summary,
          request_text, response_text)

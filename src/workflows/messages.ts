@@ -45,7 +45,10 @@ export interface WorkspaceWorkflowInput {
   carried?: CarriedState;
 }
 
-/** Everything the entity needs to resume after continue-as-new. */
+/**
+ * Everything the entity needs to resume after continue-as-new. The fields after `latestSavedVersion`
+ * were added later: a run continued by older code carries none of them, so they are optional.
+ */
 export interface CarriedState {
   status: WorkspaceStatus;
   generation: number;
@@ -54,14 +57,33 @@ export interface CarriedState {
   restartPending: boolean;
   error: string | null;
   latestSavedVersion: number;
+  phase?: string | null;
+  startPending?: boolean;
+  halted?: boolean;
+  health?: AgentHealth | null;
+  liveness?: AgentLiveness | null;
+  healthPending?: boolean;
 }
 
-export interface WorkspaceState extends Omit<CarriedState, 'latestSavedVersion'> {
+export interface WorkspaceState {
   workspaceId: string;
+  status: WorkspaceStatus;
+  generation: number;
+  configHash: string | null;
+  desired: 'running' | 'stopped';
+  restartPending: boolean;
+  error: string | null;
   phase: string | null;
   /** True while an operation (provision, restart, stop, start, delete) is running. */
   busy: boolean;
   deleteRequested: boolean;
+  /** A start was asked of a workspace that is not stopped (offline, degraded, failed). */
+  startPending: boolean;
+  /**
+   * The last operation failed after its retries: the entity waits for a new request (restart, stop,
+   * start, delete) instead of retrying the same goal in a loop.
+   */
+  halted: boolean;
 }
 
 export interface ConfigureInput {
@@ -116,5 +138,23 @@ export const agentLivenessSignal = defineSignal<[AgentLiveness]>('agentLiveness'
 
 export const stateQuery = defineQuery<WorkspaceState>('state');
 
-/** Update rejections carry this prefix in their message; the API maps them to 409. */
-export const CONFLICT = 'conflict';
+/**
+ * `ApplicationFailure.type`s an Update fails with; the API maps them by type (never by message):
+ * Conflict and Deleted → 409, InvalidInput → 400 (details[0] is `{field}`).
+ */
+export const FailureType = {
+  Conflict: 'Conflict',
+  Deleted: 'Deleted',
+  InvalidInput: 'InvalidInput',
+  /** The entity could not finish the call (its activity kept failing): the API answers 503. */
+  Unavailable: 'Unavailable',
+} as const;
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+/** Activity failure types of PostgreSQL errors that retrying cannot fix (SQLSTATE classes 22, 23). */
+export const DbFailureType = {
+  /** Class 22, data exception (e.g. a NUL in text, a number out of range). */
+  Data: 'PgDataError',
+  /** Class 23, integrity constraint violation. */
+  Integrity: 'PgIntegrityError',
+} as const;

@@ -119,9 +119,11 @@ describe('api without workers', () => {
 
   it('serves health, readiness, metrics and the OpenAPI document without a token', async () => {
     expect((await t.stack.api.call('GET', '/healthz')).body).toEqual({ ok: true });
+    // No worker polls this stack's task queue: readiness says so (entity-faults.test.ts covers it).
     const ready = await t.stack.api.call('GET', '/readyz');
-    expect(ready.status).toBe(200);
+    expect(ready.status).toBe(503);
     expect(ready.body.checks).toMatchObject({ database: 'ok', temporal: 'ok', 'backend:docker': 'ok' });
+    expect(ready.body.checks.worker).not.toBe('ok');
     const metrics = await fetch(`${t.stack.url}/metrics`);
     expect(await metrics.text()).toMatch(/wo_http_requests_total/);
     const openapi = await t.stack.api.call('GET', '/openapi.json');

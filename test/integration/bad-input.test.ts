@@ -1,5 +1,6 @@
 /** The contract's 400/401/404 answers, and proof that nothing was created by a refused request. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { insertA2AActivity } from '../../src/db/activity.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { insertWorkspace } from '../../src/db/workspaces.js';
 import { newId } from '../../src/security/tokens.js';
@@ -211,6 +212,24 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(await countAll()).toBe(before);
   });
 
+  it('PATCH config with a NUL (the wedge reproduction) → 400 config, before any Update is sent', async () => {
+    const id = await workspaceRow();
+    for (const config of [{ x: 'a\u0000b' }, { ['k\u0000']: 1 }, { x: ['\ud800'] }]) {
+      const res = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+        token: t.key,
+        body: { config },
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error.field).toBe('config');
+    }
+    const runtime = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { runtime: 'x\u0000' },
+    });
+    expect(runtime.status).toBe(400);
+    expect(runtime.body.error.field).toBe('runtime');
+  });
+
   it('before_ts must name a date that exists: 2024-02-30 → 400 before_ts', async () => {
     const id = await workspaceRow();
     for (const ts of [
@@ -234,6 +253,28 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     );
     expect(ok.status).toBe(200);
     expect(ok.body.items).toEqual([]);
+  });
+
+  it('an A2A turn carrying NUL or an unpaired surrogate is still logged (replaced, not lost)', async () => {
+    const id = await workspaceRow();
+    await insertA2AActivity(t.stack.service.db.pool, [
+      {
+        workspaceId: id,
+        peerId: null,
+        direction: 'inbound',
+        method: 'message/send\u0000',
+        status: 200,
+        durationMs: 1,
+        summary: 'hi\u0000there \ud800',
+        requestText: 'hi\u0000there',
+        responseText: '\udc00ok',
+      },
+    ]);
+    const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key });
+    expect(res.status).toBe(200);
+    expect(res.body.items).toHaveLength(1);
+    expect(res.body.items[0].summary).toBe('hi\ufffdthere \ufffd');
+    expect(res.body.items[0].method).toBe('message/send\ufffd');
   });
 
   it('query integers and ids are checked: limit, peer_id, type', async () => {
@@ -260,6 +301,19 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(res.body.error.field).toBe('value');
     const bad = await t.stack.api.call('GET', `/v1/workspaces/${id.toUpperCase()}`, { token: t.key });
     expect(bad.status).toBe(404);
+  });
+
+  it('a body in an encoding the parser cannot read → 415 in the contract shape', async () => {
+    const res = await fetch(`${t.stack.url}/v1/orgs`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${t.stack.adminToken}`,
+        'content-type': 'application/json; charset=klingon',
+      },
+      body: '{"name":"x"}',
+    });
+    expect(res.status).toBe(415);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
   });
 
   it('a malformed %-escape in a route path → 400, never 500', async () => {

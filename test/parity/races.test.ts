@@ -213,8 +213,8 @@ describe.each(PARITY_BACKENDS)('%s: boot deadline', (backend) => {
       expect(log.events.map((e: { phase: string }) => e.phase)).toEqual(c.phases);
       expect(log.console).toMatch(c.console);
       expect(log.console).not.toMatch(/wo_(boot|ws)_/);
-      // Failed, not stuck: start is refused (nothing to start), delete cleans up.
-      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(409);
+      // Failed, not stuck: start is accepted (api.md: it boots a new generation), delete cleans up.
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(202);
       await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
       await waitForStatus(t.stack, key, id, 'deleted');
       expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);

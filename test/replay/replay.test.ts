@@ -1,6 +1,10 @@
 /**
  * Replays recorded entity-workflow histories against the current workflow code: a change that
  * would break a running workspace's workflow (non-determinism) fails here, not in production.
+ * Recorded by `RECORD_REPLAY=1` runs of test/parity/lifecycle.test.ts (`<backend>-lifecycle`) and
+ * test/workflow/entity.test.ts (`wf-*`: failure, delete, offline/degraded start, continue-as-new
+ * branches); `pre-wf-*` came from the code before the failure-semantics change and replays only
+ * through its `patched()` gates. Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

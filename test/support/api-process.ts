@@ -33,14 +33,20 @@ export async function spawnApi(env: Record<string, string>): Promise<ApiProcess>
   child.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${env.PORT}`;
-  await waitFor(
+  const ready = waitFor(
     async () => {
-      if (child.exitCode !== null) throw new Error(`api exited early:\n${out.slice(-3000)}`);
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
       return res.ok;
     },
     { timeoutMs: 60_000, describe: 'API process to answer /healthz' },
   );
+  // An exit (bad configuration, a crash at start) ends the wait at once, with the output.
+  await Promise.race([
+    ready,
+    exited.then(() => {
+      throw new Error(`api exited early (code ${child.exitCode}):\n${out.slice(-3000)}`);
+    }),
+  ]);
   return {
     child,
     url,

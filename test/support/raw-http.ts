@@ -16,6 +16,8 @@ export function rawExchange(
   url: string,
   chunks: Array<Buffer | string | ((received: string) => Buffer | string | null)>,
   timeoutMs = 3000,
+  /** Ends the exchange early once what was received is enough (e.g. a WebSocket close frame). */
+  doneWhen?: (received: Buffer) => boolean,
 ): Promise<RawAnswer> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
@@ -32,7 +34,10 @@ export function rawExchange(
       resolve({ status: m ? Number(m[1]) : null, text: text() });
     };
     const timer = setTimeout(finish, timeoutMs);
-    socket.on('data', (d: Buffer) => received.push(d));
+    socket.on('data', (d: Buffer) => {
+      received.push(d);
+      if (doneWhen?.(Buffer.concat(received))) finish();
+    });
     socket.on('error', finish);
     socket.on('close', finish);
     socket.on('connect', async () => {

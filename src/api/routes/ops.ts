@@ -21,8 +21,11 @@ export function opsRouter(deps: ApiDeps): Router {
   });
 
   r.get('/readyz', async (_req, res) => {
+    // Each part by name, so a 503 says which one failed (api.md "Operations").
     const checks: Record<string, () => Promise<unknown>> = {
       database: () => deps.db.query('SELECT 1'),
+      temporal: () => deps.entity.ping(),
+      worker: () => deps.entity.requireWorker(),
       ...deps.readiness,
     };
     for (const kind of deps.settings.enabledBackends)

@@ -3,6 +3,7 @@ import { createOrg, getOrg, listOrgs, markOrgDeleted } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
 import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
+import { sweepControl } from '../sweeps.js';
 import { notFound, parse } from '../errors.js';
 import { createOrgBody, idSchema } from '../schemas.js';
 
@@ -44,7 +45,7 @@ export function orgsRouter(deps: ApiDeps): Router {
     if (!idSchema.safeParse(id).success) throw notFound('org');
     const outcome = await inTransaction(deps.db, (tx) => markOrgDeleted(tx, id));
     if (outcome === 'missing') throw notFound('org');
-    const workflowId = await deps.sweeps.startOrgDelete(id);
+    const workflowId = await sweepControl(deps).startOrgDelete(id);
     res.status(202).json({ accepted: true, id, workflowId });
   });
   return r;

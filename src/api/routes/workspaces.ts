@@ -18,6 +18,7 @@ import {
 import { orgScope, principalOf, type Principal } from '../auth.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
+import { temporalUnavailable } from '../entity.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
@@ -96,10 +97,17 @@ export function workspacesRouter(deps: ApiDeps): Router {
         continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
       });
     } catch (err) {
-      // Nothing is left half-created: without its workflow the row would never progress.
-      await workspaces.deleteWorkspaceRow(db, id);
       deps.log.error({ err }, 'could not start workspace workflow');
-      throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable; nothing was created');
+      // The start may have reached Temporal anyway (a timeout after the server accepted it): the
+      // row goes only when Temporal says no workflow exists; if it does, the create succeeded.
+      const exists = await deps.entity.exists(id);
+      if (exists === false) {
+        await workspaces.deleteWorkspaceRow(db, id);
+        throw temporalUnavailable('workflow service unavailable; nothing was created');
+      }
+      if (exists === null) {
+        throw temporalUnavailable(`workflow service unavailable; workspace ${id} may have been created`);
+      }
     }
     res.status(202).json({ id, status: 'provisioning', workflowId });
   });

@@ -1,0 +1,72 @@
+/**
+ * The entity's decisions as pure functions (unit-tested in test/unit/decide.test.ts): what to do
+ * next, what the agent's signals mean for the status, which statuses accept which calls, and how
+ * long a failing delete waits before its next attempt.
+ */
+import type { AgentHealth, AgentLiveness, WorkspaceStatus } from '../messages.js';
+import type { Decision, DecisionInput, Verdict } from './state.js';
+
+/** Statuses a `start` brings back by booting (api.md: offline, degraded, failed, stopped). */
+export const STARTABLE: readonly WorkspaceStatus[] = ['offline', 'degraded', 'failed', 'stopped'];
+
+/**
+ * The next step, in priority order: delete beats everything; an explicit stop beats a restart; a
+ * restart beats a start; health is folded in only when no operation is due; continue-as-new only
+ * when idle. A `halted` entity (its last operation failed) does not retry the same goal by itself.
+ */
+export function decide(s: DecisionInput): Decision {
+  if (s.deleteRequested) return { kind: 'delete' };
+  if (s.desired === 'stopped' && s.status !== 'stopped' && !s.halted) return { kind: 'stop' };
+  if (s.desired === 'running' && s.restartPending) return { kind: 'provision', cause: 'restart' };
+  if (s.desired === 'running' && s.startPending) {
+    if (s.status === 'stopped') return { kind: 'start', from: 'stopped' };
+    if (s.status === 'offline') return { kind: 'start', from: 'offline' };
+    // Failed: its resource was torn down. Degraded: its agent already registered, so only a new
+    // generation can prove readiness again.
+    if (s.status === 'failed' || s.status === 'degraded') return { kind: 'provision', cause: 'start' };
+    return { kind: 'dropStart' };
+  }
+  if (s.desired === 'running' && s.status === 'stopped' && !s.halted)
+    return { kind: 'start', from: 'stopped' };
+  if (s.healthPending) return { kind: 'health' };
+  if (s.continueAsNew) return { kind: 'continueAsNew' };
+  return { kind: 'wait' };
+}
+
+/**
+ * Folds what the agent reports (runtime state) and what the platform observed (liveness) into the
+ * status of a running workspace: no resource → offline; unreachable → degraded; a runtime state
+ * other than ok → degraded; else online. Only signals about the current generation count. Null when
+ * the status is not one health decides (a boot, a stop, a failure, a delete own it then).
+ */
+export function healthVerdict(
+  status: WorkspaceStatus,
+  generation: number,
+  health: AgentHealth | null,
+  liveness: AgentLiveness | null,
+): Verdict | null {
+  if (status !== 'online' && status !== 'degraded' && status !== 'offline') return null;
+  const h = health?.generation === generation ? health : null;
+  const l = liveness?.generation === generation ? liveness : null;
+  if (l && (l.resourceStatus === 'stopped' || l.resourceStatus === 'missing')) {
+    return { status: 'offline', reason: `resource is ${l.resourceStatus}` };
+  }
+  if (l && !l.reachable) return { status: 'degraded', reason: 'agent unreachable' };
+  if (h && h.runtimeState !== 'ok') {
+    return { status: 'degraded', reason: `agent reports runtime state ${h.runtimeState}` };
+  }
+  return { status: 'online', reason: 'agent recovered' };
+}
+
+/** Whether a `start` accepted now needs the main loop (a stopped one is started by `desired`). */
+export function startNeedsAction(status: WorkspaceStatus, busy: boolean): boolean {
+  return !busy && (status === 'offline' || status === 'degraded' || status === 'failed');
+}
+
+export const DELETE_BACKOFF_INITIAL_MS = 2_000;
+export const DELETE_BACKOFF_MAX_MS = 300_000;
+
+/** Wait before delete attempt `attempt + 1` (attempt counts from 0): doubling, capped. */
+export function deleteBackoffMs(attempt: number): number {
+  return Math.min(DELETE_BACKOFF_MAX_MS, DELETE_BACKOFF_INITIAL_MS * 2 ** Math.min(attempt, 30));
+}

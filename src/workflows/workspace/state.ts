@@ -1,0 +1,111 @@
+/**
+ * The entity's state and the decisions it can take: plain data, so decide.ts stays a pure function
+ * and continue-as-new can carry all of it.
+ */
+import type {
+  AgentHealth,
+  AgentLiveness,
+  CarriedState,
+  WorkspaceState,
+  WorkspaceStatus,
+} from '../messages.js';
+
+/** Everything the entity knows: the queryable state plus what only the workflow needs. */
+export interface EntityState extends WorkspaceState {
+  health: AgentHealth | null;
+  liveness: AgentLiveness | null;
+  /** A health or liveness signal arrived that the entity has not folded into its status yet. */
+  healthPending: boolean;
+  /** Highest config version saved through this entity (every save goes through configure). */
+  latestSavedVersion: number;
+}
+
+/** What the main loop does next; `wait` means nothing until a handler changes the state. */
+export type Decision =
+  | { kind: 'delete' }
+  | { kind: 'stop' }
+  /** A new generation: a restart, or a start of a workspace whose generation cannot come back. */
+  | { kind: 'provision'; cause: 'restart' | 'start' }
+  /** The same generation again: from `stopped`, or from `offline` (its resource stopped or gone). */
+  | { kind: 'start'; from: 'stopped' | 'offline' }
+  /** A start that has nothing to do any more (the workspace came back by itself). */
+  | { kind: 'dropStart' }
+  | { kind: 'health' }
+  | { kind: 'continueAsNew' }
+  | { kind: 'wait' };
+
+/** The inputs of decide(): the state and whether the history asks for continue-as-new. */
+export interface DecisionInput {
+  status: WorkspaceStatus;
+  desired: 'running' | 'stopped';
+  deleteRequested: boolean;
+  restartPending: boolean;
+  startPending: boolean;
+  halted: boolean;
+  healthPending: boolean;
+  continueAsNew: boolean;
+}
+
+/** The status the health verdict moved to and why. */
+export interface Verdict {
+  status: 'online' | 'degraded' | 'offline';
+  reason: string;
+}
+
+export function initialState(workspaceId: string, carried: CarriedState | undefined): EntityState {
+  return {
+    workspaceId,
+    status: carried?.status ?? 'provisioning',
+    generation: carried?.generation ?? 0,
+    configHash: carried?.configHash ?? null,
+    desired: carried?.desired ?? 'running',
+    restartPending: carried?.restartPending ?? false,
+    error: carried?.error ?? null,
+    phase: carried?.phase ?? null,
+    busy: false,
+    deleteRequested: false,
+    startPending: carried?.startPending ?? false,
+    halted: carried?.halted ?? false,
+    health: carried?.health ?? null,
+    liveness: carried?.liveness ?? null,
+    healthPending: carried?.healthPending ?? false,
+    latestSavedVersion: carried?.latestSavedVersion ?? 0,
+  };
+}
+
+/** The whole state for continue-as-new (only `busy`/`deleteRequested` are per run: both false). */
+export function carry(s: EntityState): CarriedState {
+  return {
+    status: s.status,
+    generation: s.generation,
+    configHash: s.configHash,
+    desired: s.desired,
+    restartPending: s.restartPending,
+    error: s.error,
+    latestSavedVersion: s.latestSavedVersion,
+    phase: s.phase,
+    startPending: s.startPending,
+    halted: s.halted,
+    health: s.health,
+    liveness: s.liveness,
+    healthPending: s.healthPending,
+  };
+}
+
+/** The queryable view (what `stateQuery` answers). */
+export function view(s: EntityState): WorkspaceState {
+  return {
+    workspaceId: s.workspaceId,
+    status: s.status,
+    generation: s.generation,
+    configHash: s.configHash,
+    desired: s.desired,
+    restartPending: s.restartPending,
+    error: s.error,
+    phase: s.phase,
+    busy: s.busy,
+    deleteRequested: s.deleteRequested,
+    startPending: s.startPending,
+    halted: s.halted,
+  };
+}

@@ -1,0 +1,470 @@
+/**
+ * The workspace entity workflow (`workspace:<id>`): owns the desired state of one workspace and
+ * serializes every mutation. Handlers and activities are wired here; the decisions are decide.ts.
+ * - config is saved inside the configure Update, and every (re)provision snapshots it from the DB;
+ *   saves and snapshots run one after another, so a save's answer names the generation that
+ *   actually boots it;
+ * - `online` only on the agent's proof for the current generation + config hash, never on a timer;
+ * - it never fails: an activity that still fails after its bounded retries moves the workspace to
+ *   `failed` with the reason, and restart, stop, start and delete keep working from there; delete
+ *   retries with backoff until the backend confirms the resource gone.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../../activities/index.js';
+import {
+  DbFailureType,
+  FailureType,
+  WorkspaceStatusKey,
+  agentHealthSignal,
+  agentLivenessSignal,
+  agentReadySignal,
+  configureUpdate,
+  deleteUpdate,
+  restartUpdate,
+  startUpdate,
+  stateQuery,
+  stopUpdate,
+  type AgentReady,
+  type ConfigureInput,
+  type ConfigureResult,
+  type WorkspaceStatus,
+  type WorkspaceWorkflowInput,
+} from '../messages.js';
+import { decide, deleteBackoffMs, healthVerdict, startNeedsAction } from './decide.js';
+import { carry, initialState, view } from './state.js';
+
+const PERMANENT_DB_ERRORS: string[] = [DbFailureType.Data, DbFailureType.Integrity];
+
+// Bounded: a DB that stays down for ~30 s fails the step (the workspace says why) instead of
+// wedging the entity behind an activity retried for ever.
+const db = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: {
+    initialInterval: '200ms',
+    backoffCoefficient: 2,
+    maximumInterval: '5s',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: PERMANENT_DB_ERRORS,
+  },
+});
+
+// Backend calls heartbeat while they wait, so a dead worker is noticed in seconds, not minutes.
+const backend = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '10s',
+  retry: {
+    initialInterval: '500ms',
+    backoffCoefficient: 2,
+    maximumInterval: '10s',
+    maximumAttempts: 20,
+    nonRetryableErrorTypes: ['BackendError.permanent', 'BackendError.not_configured'],
+  },
+});
+
+/** Patch ids: where this code emits commands that the code before it did not. */
+export const PATCHES = {
+  /** `start` on offline/degraded/failed boots (it used to be accepted and do nothing). */
+  startBoots: 'start-boots-offline-degraded-failed',
+  /** A restart asked for by a save that a provision in flight snapshots anyway boots no second time. */
+  saveCoveredBySnapshot: 'save-covered-by-snapshot',
+} as const;
+
+type Outcome = 'ready' | 'timeout' | 'interrupted';
+
+export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<void> {
+  const { workspaceId, backend: backendName } = input;
+  const s = initialState(workspaceId, input.carried);
+  let ready: AgentReady | null = null;
+  let configSavesInFlight = 0;
+  /** The generation a provision in flight is about to snapshot; null once it has (or gave up). */
+  let pendingSnapshot: number | null = null;
+  // Config saves and generation snapshots run one after another in acceptance order: the DB ends
+  // with the last save, and each save knows which snapshot (generation) is the first to hold it.
+  let configChain: Promise<unknown> = Promise.resolve();
+  const serialized = <T>(step: () => Promise<T>): Promise<T> => {
+    const next = configChain.then(step);
+    configChain = next.catch(() => undefined);
+    return next;
+  };
+
+  const rejectIfGone = () => {
+    if (s.deleteRequested || s.status === 'deleted') {
+      const what = s.status === 'deleted' ? 'deleted' : 'being deleted';
+      throw ApplicationFailure.create({
+        type: FailureType.Deleted,
+        message: `workspace is ${what}`,
+        nonRetryable: true,
+      });
+    }
+  };
+  const accepted = () => ({ accepted: true as const, status: s.status });
+  /** Any new request is a new goal: a halted entity tries again. */
+  const newRequest = () => {
+    s.halted = false;
+  };
+
+  setHandler(stateQuery, () => view(s));
+  setHandler(agentReadySignal, (r) => {
+    ready = r;
+  });
+  setHandler(agentHealthSignal, (h) => {
+    s.health = h;
+    s.healthPending = true;
+  });
+  setHandler(agentLivenessSignal, (l) => {
+    s.liveness = l;
+    s.healthPending = true;
+  });
+
+  setHandler(
+    configureUpdate,
+    async (change): Promise<ConfigureResult> => {
+      configSavesInFlight++;
+      try {
+        const { configHash, generation, covered } = await serialized(async () => {
+          const saved = await db.saveConfig({ workspaceId, runtime: change.runtime, config: change.config });
+          s.latestSavedVersion = Math.max(s.latestSavedVersion, saved.configVersion);
+          // The next snapshot is the first to hold this save, and snapshots number generations
+          // in order: that generation runs this config (now if a restart follows, else when one does).
+          return {
+            configHash: saved.configHash,
+            generation: s.generation + 1,
+            covered: pendingSnapshot !== null,
+          };
+        });
+        // A provision in flight snapshots after this save: it boots this config already, and a
+        // restart now would only interrupt it and boot the same config as a later generation.
+        const bootedAnyway = change.restart && covered && patched(PATCHES.saveCoveredBySnapshot);
+        if (change.restart && !bootedAnyway) {
+          newRequest();
+          s.restartPending = true;
+          s.desired = 'running';
+          s.startPending = false;
+        }
+        return { generation, configHash };
+      } catch (err) {
+        throw configureFailure(err);
+      } finally {
+        configSavesInFlight--;
+      }
+    },
+    { validator: (_change: ConfigureInput) => rejectIfGone() },
+  );
+
+  setHandler(
+    restartUpdate,
+    () => {
+      newRequest();
+      s.restartPending = true;
+      s.desired = 'running';
+      s.startPending = false;
+      return accepted();
+    },
+    { validator: rejectIfGone },
+  );
+  setHandler(
+    stopUpdate,
+    () => {
+      newRequest();
+      s.desired = 'stopped';
+      s.startPending = false;
+      return accepted();
+    },
+    { validator: rejectIfGone },
+  );
+  setHandler(
+    startUpdate,
+    () => {
+      newRequest();
+      s.desired = 'running';
+      if (startNeedsAction(s.status, s.busy)) s.startPending = true;
+      return accepted();
+    },
+    { validator: rejectIfGone },
+  );
+  setHandler(
+    deleteUpdate,
+    () => {
+      s.deleteRequested = true;
+      return accepted();
+    },
+    { validator: rejectIfGone },
+  );
+
+  /** Sets the status and records it; a record that keeps failing is logged, never fatal. */
+  async function setStatus(
+    status: WorkspaceStatus,
+    phase: string | null = null,
+    opts: { message?: string; error?: string | null } = {},
+  ): Promise<void> {
+    await recordStatus(status, phase, opts).catch((err: unknown) => {
+      log.warn('could not record a transition', { status, error: failureMessage(err) });
+    });
+  }
+
+  /** Like setStatus, but the caller learns that the record failed (delete must record `deleted`). */
+  async function recordStatus(
+    status: WorkspaceStatus,
+    phase: string | null,
+    opts: { message?: string; error?: string | null },
+  ): Promise<void> {
+    s.status = status;
+    s.phase = phase;
+    s.error = opts.error ?? (status === 'failed' ? s.error : null);
+    upsertSearchAttributes([{ key: WorkspaceStatusKey, value: status }]);
+    await db.recordTransition({
+      workspaceId,
+      generation: s.generation,
+      status,
+      phase,
+      message: opts.message ?? null,
+      error: s.error,
+    });
+  }
+
+  const fail = (error: string) => setStatus('failed', null, { error, message: error });
+
+  const interrupted = () => s.deleteRequested || s.desired === 'stopped' || s.restartPending;
+
+  async function waitReady(generation: number, configHash: string): Promise<Outcome> {
+    const proven = () => ready !== null && ready.generation === generation && ready.configHash === configHash;
+    const done = await condition(() => proven() || interrupted(), input.bootDeadlineMs);
+    if (proven()) return 'ready';
+    return done ? 'interrupted' : 'timeout';
+  }
+
+  /**
+   * Boot deadline or permanent error: keep the console output, tear the resource down, say why.
+   * Compensation never throws: what it could not do is logged and added to the reason.
+   */
+  async function failGeneration(generation: number, error: string): Promise<void> {
+    await CancellationScope.nonCancellable(async () => {
+      await backend.captureBootLog({ workspaceId, backend: backendName, generation }).catch((e: unknown) => {
+        log.warn('could not capture boot log', { error: failureMessage(e) });
+      });
+      let reason = error;
+      try {
+        await backend.removeResource({ workspaceId, backend: backendName, generation });
+      } catch (e) {
+        log.warn('could not remove a failed generation', { generation, error: failureMessage(e) });
+        reason = `${error}; removing generation ${generation} failed: ${failureMessage(e)}`;
+      }
+      await fail(reason);
+    });
+  }
+
+  async function provision(kind: 'provisioning' | 'restarting'): Promise<void> {
+    const previous = s.generation;
+    const generation = previous + 1;
+    pendingSnapshot = generation;
+    try {
+      await prepareAndBoot(kind, previous, generation);
+    } finally {
+      pendingSnapshot = null;
+    }
+  }
+
+  async function prepareAndBoot(
+    kind: 'provisioning' | 'restarting',
+    previous: number,
+    generation: number,
+  ): Promise<void> {
+    await setStatus(kind, 'preparing');
+    // Let accepted config saves land first, so this boot snapshots the newest config.
+    await condition(() => configSavesInFlight === 0);
+    if (previous > 0) {
+      try {
+        await backend.removeResource({ workspaceId, backend: backendName, generation: previous });
+      } catch (err) {
+        await fail(`removing generation ${previous} failed: ${failureMessage(err)}`);
+        return;
+      }
+    }
+    let snapshot: { runtime: string; configVersion: number };
+    try {
+      snapshot = await serialized(async () => {
+        const snap = await db.prepareGeneration({ workspaceId, generation });
+        s.generation = generation;
+        s.configHash = snap.configHash;
+        pendingSnapshot = null;
+        return snap;
+      });
+    } catch (err) {
+      await fail(`preparing generation ${generation} failed: ${failureMessage(err)}`);
+      return;
+    }
+    await boot(kind, 'creating', snapshot.runtime, snapshot.configVersion);
+  }
+
+  /**
+   * Starts the current generation's resource and waits for the agent's proof. `snapshotVersion` is
+   * set for a new generation: a config saved while it booted supersedes it (boot again rather than
+   * declare online a workspace running anything but the last saved config).
+   */
+  async function boot(
+    status: 'provisioning' | 'restarting',
+    phase: 'creating' | 'starting',
+    runtime: string | null,
+    snapshotVersion: number | null,
+  ): Promise<void> {
+    const { generation } = s;
+    const configHash = s.configHash ?? '';
+    ready = null;
+    s.liveness = null;
+    await setStatus(status, phase);
+    try {
+      await backend.startResource({
+        workspaceId,
+        orgId: input.orgId,
+        backend: backendName,
+        generation,
+        runtime,
+      });
+    } catch (err) {
+      await failGeneration(generation, failureMessage(err));
+      return;
+    }
+    await setStatus(status, 'booting');
+    const outcome = await waitReady(generation, configHash);
+    if (outcome === 'timeout') {
+      await failGeneration(generation, `boot deadline of ${input.bootDeadlineMs} ms exceeded`);
+    } else if (outcome === 'ready') {
+      await condition(() => configSavesInFlight === 0);
+      if (snapshotVersion !== null && s.latestSavedVersion > snapshotVersion) s.restartPending = true;
+      else await setStatus('online', 'platform-health-ok');
+    }
+  }
+
+  async function stop(): Promise<void> {
+    await setStatus('stopping');
+    try {
+      await backend.stopResource({ workspaceId, backend: backendName, generation: s.generation });
+    } catch (err) {
+      // Do not retry the stop in a loop: the next stop (or restart, start, delete) tries again.
+      s.halted = true;
+      await fail(`stop failed: ${failureMessage(err)}`);
+      return;
+    }
+    await setStatus('stopped');
+  }
+
+  /** Same generation again (stop/start, offline): the resource and its config snapshot are kept. */
+  const start = () => boot('provisioning', 'starting', null, null);
+
+  /** Removes everything, retrying with growing waits until the backend confirms it gone. */
+  async function remove(): Promise<void> {
+    await setStatus('deleting');
+    await CancellationScope.nonCancellable(async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await backend.removeResource({ workspaceId, backend: backendName, volumes: true });
+          await db.finalizeDelete({ workspaceId });
+          await recordStatus('deleted', null, {});
+          return;
+        } catch (err) {
+          const waitMs = deleteBackoffMs(attempt);
+          const reason = failureMessage(err);
+          log.warn('delete attempt failed; retrying', { attempt, waitMs, error: reason });
+          await setStatus('deleting', null, { message: `delete attempt ${attempt + 1} failed: ${reason}` });
+          await sleep(waitMs);
+        }
+      }
+    });
+  }
+
+  async function applyHealth(): Promise<void> {
+    s.healthPending = false;
+    const verdict = healthVerdict(s.status, s.generation, s.health, s.liveness);
+    if (verdict && verdict.status !== s.status) {
+      await setStatus(verdict.status, verdict.status === 'online' ? 'platform-health-ok' : null, {
+        message: verdict.reason,
+      });
+    }
+  }
+
+  /** Runs one operation; whatever escapes it (a bug, an unexpected failure) fails the workspace only. */
+  const run = async (op: () => Promise<void>) => {
+    s.busy = true;
+    try {
+      await op();
+    } catch (err) {
+      log.error('operation failed unexpectedly', { error: failureMessage(err) });
+      await fail(`internal error: ${failureMessage(err)}`);
+    } finally {
+      s.busy = false;
+    }
+  };
+
+  if (!input.carried) await run(() => provision('provisioning'));
+
+  const historyLimit = input.continueAsNewAfterEvents ?? 2000;
+  const shouldContinueAsNew = () =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyLimit;
+  const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew() });
+
+  for (;;) {
+    await condition(() => next().kind !== 'wait');
+    const d = next();
+    if (d.kind === 'delete') {
+      await run(remove);
+      // Answer every accepted update before the entity completes.
+      await condition(allHandlersFinished);
+      return;
+    }
+    if (d.kind === 'stop') await run(stop);
+    else if (d.kind === 'provision' && d.cause === 'restart') {
+      s.restartPending = false;
+      await run(() => provision('restarting'));
+    } else if (d.kind === 'start' && d.from === 'stopped') {
+      s.startPending = false;
+      await run(start);
+    } else if (d.kind === 'start' || d.kind === 'provision' || d.kind === 'dropStart') {
+      s.startPending = false;
+      // Histories from before this change accepted such a start and did nothing.
+      if (d.kind !== 'dropStart' && patched(PATCHES.startBoots)) {
+        await run(d.kind === 'start' ? start : () => provision('restarting'));
+      }
+    } else if (d.kind === 'health') await applyHealth();
+    else if (d.kind === 'continueAsNew') {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof workspaceWorkflow>({ ...input, carried: carry(s) });
+    }
+  }
+}
+
+/** A configure that could not save: bad data → InvalidInput (400), anything else → Unavailable. */
+function configureFailure(err: unknown): ApplicationFailure {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure && PERMANENT_DB_ERRORS.includes(cause.type ?? '')) {
+    return ApplicationFailure.create({
+      type: FailureType.InvalidInput,
+      message: `config: the database refused the value (${cause.message})`,
+      details: [{ field: 'config' }],
+      nonRetryable: true,
+    });
+  }
+  return ApplicationFailure.create({
+    type: FailureType.Unavailable,
+    message: `config could not be saved: ${failureMessage(err)}`,
+    nonRetryable: true,
+  });
+}
+
+function failureMessage(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,93 @@
+/**
+ * The entity and the API under faults, on the real stack (Temporal, PostgreSQL, dockerd): a config
+ * the database refuses answers 4xx and wedges nothing; with no worker polling, lifecycle calls
+ * answer 503 + Retry-After instead of hanging, and /readyz names the worker as what is missing.
+ */
+import { describe, expect, it } from 'vitest';
+import { useStack, waitForStatus } from '../support/stack.js';
+
+describe('a config the database refuses (worker running, docker)', () => {
+  const t = useStack();
+
+  it('PATCH with a NUL in config answers 4xx, and a following restart reaches online', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'nul', backend: 'docker', config: { x: 'ok' } },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    await waitForStatus(t.stack, t.key, id, 'online');
+
+    // Raw JSON: \u0000 survives JSON parsing and is refused by PostgreSQL (22P05) or at the edge.
+    const patched = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      rawBody: '{"config":{"x":"a\\u0000b"},"restart":true}',
+    });
+    expect(patched.status).toBeGreaterThanOrEqual(400);
+    expect(patched.status).toBeLessThan(500);
+    expect(patched.body.error.field).toMatch(/^config/);
+
+    const restart = await t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key });
+    expect(restart.status).toBe(202);
+    const online = await waitForStatus(
+      t.stack,
+      t.key,
+      id,
+      (w) => w.status === 'online' && w.generation === 2,
+    );
+    expect(online.error ?? null).toBeNull();
+
+    // A good config after the refused one is saved and booted as usual.
+    const good = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { config: { x: 'ab' }, restart: true },
+    });
+    expect(good.status).toBe(200);
+    expect(good.body.generation).toBe(3);
+    await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 3);
+
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
+});
+
+describe('no worker polling the task queue', () => {
+  const t = useStack({ worker: false });
+
+  it('lifecycle calls answer 503 temporal_unavailable with Retry-After, and change nothing', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'orphan-queue', backend: 'docker' },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    const calls: Array<[string, string, object | undefined]> = [
+      ['POST', `/v1/workspaces/${id}/restart`, undefined],
+      ['POST', `/v1/workspaces/${id}/stop`, undefined],
+      ['POST', `/v1/workspaces/${id}/start`, undefined],
+      ['PATCH', `/v1/workspaces/${id}/config`, { config: { v: 2 } }],
+      ['DELETE', `/v1/workspaces/${id}`, undefined],
+    ];
+    for (const [method, path, body] of calls) {
+      const res = await t.stack.api.call(method, path, { token: t.key, body });
+      expect(res.status, `${method} ${path}`).toBe(503);
+      expect(res.body.error.code).toBe('temporal_unavailable');
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    }
+    // Nothing was sent: the workflow has no Update in its history.
+    const history = await t.stack.service.temporal.workflow.getHandle(created.body.workflowId).fetchHistory();
+    const updates = (history.events ?? []).filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+    expect(updates).toEqual([]);
+    const row = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
+    expect(row.body.status).toBe('provisioning');
+    await t.stack.service.temporal.workflow.getHandle(created.body.workflowId).terminate('test cleanup');
+  });
+
+  it('/readyz answers 503 and names the worker, with the other parts ok', async () => {
+    const ready = await t.stack.api.call('GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body.ok).toBe(false);
+    expect(ready.body.checks).toMatchObject({ database: 'ok', temporal: 'ok', 'backend:docker': 'ok' });
+    expect(ready.body.checks.worker).toMatch(/no worker polls task queue/);
+  });
+});

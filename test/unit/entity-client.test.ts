@@ -1,0 +1,86 @@
+/**
+ * The API's entity client without a Temporal to talk to: every call ends in a 503 with Retry-After
+ * (never a hang), and Update failures map to HTTP answers by their type, never their message.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { ApplicationFailure, Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EntityClient, toHttpError } from '../../src/api/entity.js';
+import { HttpError } from '../../src/api/errors.js';
+import { FailureType, restartUpdate } from '../../src/workflows/messages.js';
+
+describe('EntityClient when Temporal does not answer', () => {
+  // A port that accepts TCP and never speaks gRPC: calls can only end by their deadline.
+  let silent: Server;
+  let entity: EntityClient;
+  let connection: Connection;
+  const sockets = new Set<Socket>();
+  beforeAll(async () => {
+    silent = createServer((socket) => {
+      sockets.add(socket);
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as { port: number };
+    connection = Connection.lazy({ address: `127.0.0.1:${port}` });
+    entity = new EntityClient(new Client({ connection }), 'nowhere', { callTimeoutMs: 1000 });
+  });
+  afterAll(async () => {
+    await connection.close();
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
+
+  const answer = async (p: Promise<unknown>): Promise<HttpError> => {
+    try {
+      await p;
+    } catch (err) {
+      if (err instanceof HttpError) return err;
+      throw err;
+    }
+    throw new Error('the call succeeded');
+  };
+
+  it('a lifecycle Update answers 503 temporal_unavailable with Retry-After', async () => {
+    const err = await answer(entity.update('w1', restartUpdate));
+    expect(err.status).toBe(503);
+    expect(err.code).toBe('temporal_unavailable');
+    expect(err.extra.retryAfterSeconds).toBeGreaterThan(0);
+  });
+
+  it('a configure answers the same way', async () => {
+    const err = await answer(entity.configure('w1', { config: { a: 1 } }));
+    expect(err.status).toBe(503);
+  });
+
+  it('a signal answers 503 (the agent retries it), readiness probes fail, exists() says unknown', async () => {
+    expect((await answer(entity.signalHealth('w1', { generation: 1, runtimeState: 'ok' }))).status).toBe(503);
+    await expect(entity.ping()).rejects.toThrow();
+    await expect(entity.requireWorker()).rejects.toThrow();
+    expect(await entity.exists('w1')).toBeNull();
+  });
+});
+
+describe('toHttpError', () => {
+  const failed = (type: string, message: string, details: unknown[] = []) =>
+    new WorkflowUpdateFailedError(
+      'Workflow Update failed',
+      ApplicationFailure.create({ type, message, details }),
+    );
+
+  it('maps by failure type: InvalidInput → 400 with its field, Deleted/Conflict → 409, Unavailable → 503', () => {
+    const invalid = toHttpError(failed(FailureType.InvalidInput, 'config: refused', [{ field: 'config' }]));
+    expect([invalid.status, invalid.extra.field]).toEqual([400, 'config']);
+    expect(toHttpError(failed(FailureType.Deleted, 'workspace is deleted')).status).toBe(409);
+    expect(toHttpError(failed(FailureType.Conflict, 'no')).status).toBe(409);
+    const unavailable = toHttpError(failed(FailureType.Unavailable, 'db down'));
+    expect([unavailable.status, unavailable.extra.retryAfterSeconds]).toEqual([503, 5]);
+  });
+
+  it('ignores the message text: a "conflict:" message of type InvalidInput is still a 400', () => {
+    expect(toHttpError(failed(FailureType.InvalidInput, 'conflict: looks like one')).status).toBe(400);
+  });
+
+  it('anything that is not an Update failure is Temporal being unavailable', () => {
+    expect(toHttpError(new Error('14 UNAVAILABLE')).status).toBe(503);
+  });
+});

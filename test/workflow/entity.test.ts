@@ -1,0 +1,454 @@
+/**
+ * Every branch of the entity workflow on the time-skipping test server with scripted activities:
+ * boot deadline, configure during boot, a permanent failure at each step (each ending failed and
+ * each followed by restart/stop/delete working), delete retrying until the resource is gone,
+ * continue-as-new carrying the whole state, start/restart from offline, degraded and failed.
+ */
+import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  FailureType,
+  agentHealthSignal,
+  agentLivenessSignal,
+  agentReadySignal,
+  configureUpdate,
+  deleteUpdate,
+  restartUpdate,
+  startUpdate,
+  stateQuery,
+  stopUpdate,
+  type CarriedState,
+  type WorkspaceWorkflowInput,
+} from '../../src/workflows/messages.js';
+import {
+  createEnv,
+  permanent,
+  pgDataError,
+  replayAndRecord,
+  settledAt,
+  startEntity,
+  transient,
+  until,
+  withWorker,
+  type Harness,
+} from './harness.js';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await createEnv();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+/** The Update's failure type, or null when it succeeded. */
+async function failureOf(p: Promise<unknown>): Promise<{ type: string | undefined; field?: string } | null> {
+  try {
+    await p;
+    return null;
+  } catch (err) {
+    expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+    const cause = (err as WorkflowUpdateFailedError).cause;
+    expect(cause).toBeInstanceOf(ApplicationFailure);
+    const failure = cause as ApplicationFailure;
+    const field = (failure.details?.[0] as { field?: string } | undefined)?.field;
+    return { type: failure.type ?? undefined, ...(field ? { field } : {}) };
+  }
+}
+
+async function online(h: Harness, handle: WorkflowHandle, generation: number) {
+  return until(h, handle, settledAt('online', generation), `online at generation ${generation}`);
+}
+
+/**
+ * Delete converges and the workflow completes (it never fails); its history replays against the
+ * current code, and is recorded as a committed replay history when named (RECORD_REPLAY=1).
+ */
+async function deleteAndComplete(h: Harness, handle: WorkflowHandle, record?: string) {
+  await handle.executeUpdate(deleteUpdate);
+  await until(h, handle, (s) => s.status === 'deleted', 'deleted');
+  await handle.result();
+  expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
+  await replayAndRecord(handle, record);
+}
+
+describe('entity workflow: happy path and configure', () => {
+  it('provisions, restarts on a saved config, and ConfigureResult names the generation that boots it', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      const result = await handle.executeUpdate(configureUpdate, {
+        args: [{ config: { v: 1 }, restart: true }],
+      });
+      expect(result.generation).toBe(2);
+      await online(h, handle, 2);
+      expect(h.fakes.snapshots.get(2)?.config).toEqual({ v: 1 });
+      expect(h.fakes.snapshots.get(2)?.configHash).toBe(result.configHash);
+      // Without restart: the next generation runs it, whenever it comes.
+      const later = await handle.executeUpdate(configureUpdate, { args: [{ config: { v: 2 } }] });
+      expect(later.generation).toBe(3);
+      expect((await handle.query(stateQuery)).generation).toBe(2);
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 3);
+      expect(h.fakes.snapshots.get(3)?.configHash).toBe(later.configHash);
+      await deleteAndComplete(h, handle, 'happy-path');
+    });
+  });
+});
+
+describe('entity workflow: boot', () => {
+  it('boot deadline: failed with the reason, boot log kept, resource removed; restart works', async () => {
+    await withWorker(
+      env,
+      async (h) => {
+        const handle = await startEntity(h, { bootDeadlineMs: 30_000 });
+        const failed = await until(h, handle, settledAt('failed', 1), 'failed');
+        expect(failed.error).toMatch(/boot deadline of 30000 ms exceeded/);
+        expect(h.fakes.count('captureBootLog', (i) => i.generation === 1)).toBe(1);
+        expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(1);
+        await handle.executeUpdate(restartUpdate);
+        await online(h, handle, 2);
+        await deleteAndComplete(h, handle, 'boot-deadline');
+      },
+      (f) => {
+        f.agentAnswers = (g) => g > 1;
+      },
+    );
+  });
+
+  it('a config saved during a boot supersedes it: the answer names the generation that boots it', async () => {
+    await withWorker(
+      env,
+      async (h) => {
+        const handle = await startEntity(h);
+        await until(h, handle, (s) => s.phase === 'booting', 'booting', 0);
+        const saved = await handle.executeUpdate(configureUpdate, { args: [{ config: { v: 9 } }] });
+        expect(saved.generation).toBe(2);
+        // Generation 1 proves itself, but on an older config: the entity boots again.
+        const g1 = h.fakes.snapshots.get(1)!;
+        await handle.signal(agentReadySignal, { generation: 1, configHash: g1.configHash });
+        await online(h, handle, 2);
+        expect(h.fakes.snapshots.get(2)?.configHash).toBe(saved.configHash);
+        expect(h.fakes.transitions.filter((t) => t.status === 'online').map((t) => t.generation)).toEqual([
+          2,
+        ]);
+        await deleteAndComplete(h, handle, 'configure-during-boot');
+      },
+      (f) => {
+        f.agentAnswers = (g) => g !== 1;
+      },
+    );
+  });
+
+  it('a config saved with restart while a restart prepares is booted by that restart, not a third one', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      let release = () => {};
+      h.fakes.gates.removeResource = new Promise<void>((resolve) => (release = resolve));
+      await handle.executeUpdate(restartUpdate);
+      await until(h, handle, (s) => s.status === 'restarting' && s.phase === 'preparing', 'preparing', 0);
+      const saved = await handle.executeUpdate(configureUpdate, {
+        args: [{ config: { v: 3 }, restart: true }],
+      });
+      expect(saved.generation).toBe(2);
+      release();
+      await online(h, handle, 2);
+      expect(h.fakes.snapshots.get(2)?.configHash).toBe(saved.configHash);
+      const state = await handle.query(stateQuery);
+      expect(state.restartPending).toBe(false);
+      expect(h.fakes.snapshots.has(3)).toBe(false);
+      await deleteAndComplete(h, handle, 'save-covered-by-snapshot');
+    });
+  });
+});
+
+describe('entity workflow: a step that keeps failing ends failed, and the entity keeps working', () => {
+  it('startResource: failed with the reason, compensation ran; restart brings it online', async () => {
+    await withWorker(
+      env,
+      async (h) => {
+        const handle = await startEntity(h);
+        const failed = await until(h, handle, settledAt('failed', 1), 'failed');
+        expect(failed.error).toMatch(/startResource refused for good/);
+        expect(h.fakes.count('startResource')).toBe(1); // permanent: not retried
+        expect(h.fakes.count('captureBootLog')).toBe(1);
+        expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(1);
+        await handle.executeUpdate(restartUpdate);
+        await online(h, handle, 2);
+        await deleteAndComplete(h, handle);
+      },
+      (f) => {
+        f.faults.startResource = (n) => (n === 1 ? permanent('startResource') : null);
+      },
+    );
+  });
+
+  it('stopResource: failed, not retried in a loop; stop again stops it; start brings it back', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.stopResource = (n) => (n === 1 ? permanent('stopResource') : null);
+      await handle.executeUpdate(stopUpdate);
+      const failed = await until(h, handle, settledAt('failed', 1), 'failed');
+      expect(failed.error).toMatch(/^stop failed: stopResource refused for good/);
+      expect(failed.halted).toBe(true);
+      await h.env.sleep(60_000);
+      expect(h.fakes.count('stopResource')).toBe(1);
+      await handle.executeUpdate(stopUpdate);
+      await until(h, handle, settledAt('stopped', 1), 'stopped');
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 1);
+      await deleteAndComplete(h, handle, 'stop-failed');
+    });
+  });
+
+  it('stopResource failing transiently: retries are bounded, then failed', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.stopResource = () => transient('stopResource');
+      await handle.executeUpdate(stopUpdate);
+      const failed = await until(h, handle, settledAt('failed', 1), 'failed', 5000);
+      expect(failed.error).toMatch(/stopResource hiccup/);
+      expect(h.fakes.count('stopResource')).toBe(20);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('removing the previous generation: failed; the next restart removes it and comes online', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.removeResource = (_n, i) =>
+        i.generation === 1 && h.fakes.count('removeResource', (c) => c.generation === 1) === 1
+          ? permanent('removeResource')
+          : null;
+      await handle.executeUpdate(restartUpdate);
+      const failed = await until(h, handle, settledAt('failed', 1), 'failed');
+      expect(failed.error).toMatch(/^removing generation 1 failed: removeResource refused for good/);
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 2);
+      expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(2);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('compensation (captureBootLog, removeResource) failing is recorded, not thrown; delete still converges', async () => {
+    await withWorker(
+      env,
+      async (h) => {
+        const handle = await startEntity(h);
+        const failed = await until(h, handle, settledAt('failed', 1), 'failed');
+        expect(failed.error).toMatch(/startResource refused for good; removing generation 1 failed/);
+        await handle.executeUpdate(stopUpdate);
+        await until(h, handle, settledAt('stopped', 1), 'stopped');
+        await deleteAndComplete(h, handle, 'compensation-failed');
+        expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(1);
+      },
+      (f) => {
+        f.faults.startResource = () => permanent('startResource');
+        f.faults.captureBootLog = () => permanent('captureBootLog');
+        f.faults.removeResource = (_n, i) => (i.generation === 1 ? permanent('removeResource') : null);
+      },
+    );
+  });
+
+  it('prepareGeneration: failed without consuming the generation; restart works', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.prepareGeneration = (n) => (n === 2 ? permanent('prepareGeneration') : null);
+      await handle.executeUpdate(restartUpdate);
+      const failed = await until(h, handle, settledAt('failed', 1), 'failed');
+      expect(failed.error).toMatch(/^preparing generation 2 failed/);
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 2);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('saveConfig with a PostgreSQL data error: InvalidInput naming config, nothing wedged', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.saveConfig = (n) => (n === 1 ? pgDataError() : null);
+      const refused = await failureOf(
+        handle.executeUpdate(configureUpdate, { args: [{ config: { x: 'a\u0000b' }, restart: true }] }),
+      );
+      expect(refused).toEqual({ type: FailureType.InvalidInput, field: 'config' });
+      expect(h.fakes.count('saveConfig')).toBe(1); // non-retryable: one attempt
+      const state = await handle.query(stateQuery);
+      expect(state).toMatchObject({ status: 'online', restartPending: false, busy: false });
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 2);
+      const ok = await handle.executeUpdate(configureUpdate, {
+        args: [{ config: { x: 'ab' }, restart: true }],
+      });
+      expect(ok.generation).toBe(3);
+      await online(h, handle, 3);
+      await deleteAndComplete(h, handle, 'save-refused');
+    });
+  });
+
+  it('saveConfig failing transiently past its retries: Unavailable, and the entity keeps working', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.saveConfig = () => transient('saveConfig');
+      const update = handle.executeUpdate(configureUpdate, { args: [{ config: { v: 2 } }] });
+      await until(h, handle, () => h.fakes.count('saveConfig') >= 10, 'saveConfig retries', 5000);
+      expect(await failureOf(update)).toEqual({ type: FailureType.Unavailable });
+      expect(h.fakes.count('saveConfig')).toBe(10);
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 2);
+      await deleteAndComplete(h, handle);
+    });
+  });
+});
+
+describe('entity workflow: delete always converges', () => {
+  it('retries with growing waits until the backend confirms the resource gone, answering Updates meanwhile', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.removeResource = (n, i) => (i.volumes && n <= 4 ? permanent('removeResource') : null);
+      h.fakes.faults.finalizeDelete = (n) => (n === 1 ? permanent('finalizeDelete') : null);
+      await handle.executeUpdate(deleteUpdate);
+      await until(
+        h,
+        handle,
+        () => h.fakes.count('removeResource', (i) => i.volumes === true) >= 2,
+        'retry',
+        0,
+      );
+      const during = await handle.query(stateQuery);
+      expect(during).toMatchObject({ status: 'deleting', deleteRequested: true });
+      expect(await failureOf(handle.executeUpdate(restartUpdate))).toEqual({ type: FailureType.Deleted });
+      expect(await failureOf(handle.executeUpdate(deleteUpdate))).toEqual({ type: FailureType.Deleted });
+      await until(h, handle, (s) => s.status === 'deleted', 'deleted', 5000);
+      await handle.result();
+      await replayAndRecord(handle, 'delete-backoff');
+      const attempts = h.fakes.calls.filter((c) => c.name === 'removeResource' && c.input.volumes === true);
+      expect(attempts).toHaveLength(6); // 4 refused, 1 whose finalize failed, 1 that converged
+      expect(h.fakes.count('finalizeDelete')).toBe(2);
+      const retries = h.fakes.transitions.filter((t) => t.status === 'deleting').length;
+      expect(retries).toBe(1 + 5); // the first `deleting`, then one per failed attempt
+      // Backoff on the workflow clock: each wait longer than the one before.
+      const gaps = attempts.slice(1).map((c, i) => c.at - attempts[i]!.at);
+      for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThan(gaps[i - 1]!);
+      expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
+    });
+  });
+});
+
+describe('entity workflow: start and restart from offline, degraded, failed', () => {
+  const offline = async (h: Harness, handle: WorkflowHandle) => {
+    await online(h, handle, 1);
+    await handle.signal(agentLivenessSignal, { generation: 1, reachable: false, resourceStatus: 'stopped' });
+    return until(h, handle, settledAt('offline', 1), 'offline');
+  };
+
+  it('offline → start boots the same generation again', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await offline(h, handle);
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 1);
+      expect(h.fakes.count('startResource', (i) => i.generation === 1)).toBe(2);
+      await deleteAndComplete(h, handle, 'offline-start');
+    });
+  });
+
+  it('offline → restart boots a new generation', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await offline(h, handle);
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 2);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('degraded → start boots a new generation', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      await handle.signal(agentHealthSignal, { generation: 1, runtimeState: 'wedged' });
+      await until(h, handle, settledAt('degraded', 1), 'degraded');
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 2);
+      await deleteAndComplete(h, handle, 'degraded-start');
+    });
+  });
+
+  it('failed → start boots a new generation', async () => {
+    await withWorker(
+      env,
+      async (h) => {
+        const handle = await startEntity(h, { bootDeadlineMs: 10_000 });
+        await until(h, handle, settledAt('failed', 1), 'failed');
+        await handle.executeUpdate(startUpdate);
+        await online(h, handle, 2);
+        await deleteAndComplete(h, handle);
+      },
+      (f) => {
+        f.agentAnswers = (g) => g > 1;
+      },
+    );
+  });
+});
+
+describe('entity workflow: continue-as-new', () => {
+  it('carries the whole state, health and liveness included', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { continueAsNewAfterEvents: 60 });
+      const firstRun = (await handle.describe()).runId;
+      await online(h, handle, 1);
+      await handle.signal(agentHealthSignal, { generation: 1, runtimeState: 'wedged' });
+      await until(h, handle, settledAt('degraded', 1), 'degraded');
+      await handle.signal(agentLivenessSignal, {
+        generation: 1,
+        reachable: false,
+        resourceStatus: 'running',
+      });
+      // Small configs without restart grow the history past the limit while degraded.
+      let runId = firstRun;
+      for (let i = 0; runId === firstRun && i < 40; i++) {
+        await handle.executeUpdate(configureUpdate, { args: [{ config: { i } }] });
+        runId = (await h.env.client.workflow.getHandle(handle.workflowId).describe()).runId;
+      }
+      expect(runId).not.toBe(firstRun);
+      const latest = h.env.client.workflow.getHandle(handle.workflowId);
+      const history = await latest.fetchHistory();
+      const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+      const payload = started?.input?.payloads?.[0]?.data;
+      const input = JSON.parse(Buffer.from(payload!).toString('utf8')) as WorkspaceWorkflowInput;
+      const carried = input.carried as CarriedState;
+      expect(carried).toMatchObject({
+        status: 'degraded',
+        generation: 1,
+        desired: 'running',
+        health: { generation: 1, runtimeState: 'wedged' },
+        liveness: { generation: 1, reachable: false, resourceStatus: 'running' },
+        halted: false,
+        startPending: false,
+      });
+      expect(carried.latestSavedVersion).toBeGreaterThan(1);
+      // Health carried: the agent says ok again, but the carried liveness still says unreachable.
+      await latest.signal(agentHealthSignal, { generation: 1, runtimeState: 'ok' });
+      // An Update after the signal: once it answers, the signal has been folded in.
+      await latest.executeUpdate(configureUpdate, { args: [{ config: { barrier: true } }] });
+      expect((await latest.query(stateQuery)).status).toBe('degraded');
+      await latest.signal(agentLivenessSignal, { generation: 1, reachable: true, resourceStatus: 'running' });
+      await until(h, latest, settledAt('online', 1), 'online after recovery');
+      // The continued run still serves updates: the next generation boots the last config.
+      const saved = await latest.executeUpdate(configureUpdate, { args: [{ config: { last: true } }] });
+      await latest.executeUpdate(restartUpdate);
+      await online(h, latest, saved.generation);
+      await deleteAndComplete(h, latest, 'continue-as-new');
+    });
+  });
+});

@@ -1,0 +1,243 @@
+/**
+ * The entity workflow on Temporal's time-skipping test server with scripted activities: a fake DB
+ * (config versions, generation snapshots, transitions), a fake backend whose every call can be made
+ * to fail, and a fake agent that proves readiness when its resource starts (unless told not to).
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import type { Activities } from '../../src/activities/index.js';
+import { workflowsPath } from '../../src/worker/index.js';
+import {
+  DbFailureType,
+  agentReadySignal,
+  stateQuery,
+  workspaceWorkflowId,
+  type WorkspaceState,
+  type WorkspaceStatus,
+  type WorkspaceWorkflowInput,
+} from '../../src/workflows/messages.js';
+import { REPO_ROOT } from '../support/stack.js';
+
+export const TEST_SERVER = path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server');
+
+export type ActivityName = keyof Activities;
+
+export interface Call {
+  name: ActivityName;
+  input: Record<string, unknown>;
+  /** When the server scheduled this attempt, on the (skipped) workflow clock. */
+  at: number;
+}
+
+/** A failure a scripted activity throws: permanent (non-retryable, typed) or transient. */
+export const permanent = (name: string) =>
+  ApplicationFailure.nonRetryable(`${name} refused for good`, 'BackendError.permanent');
+export const pgDataError = () =>
+  ApplicationFailure.nonRetryable('unsupported Unicode escape sequence (SQLSTATE 22P05)', DbFailureType.Data);
+export const transient = (name: string) => new Error(`${name} hiccup`);
+
+export class Fakes {
+  calls: Call[] = [];
+  transitions: Array<{
+    status: WorkspaceStatus;
+    phase: string | null;
+    error: string | null;
+    generation: number;
+  }> = [];
+  configVersion = 1;
+  config: Record<string, unknown> = { v: 0 };
+  snapshots = new Map<
+    number,
+    { runtime: string; configHash: string; configVersion: number; config: unknown }
+  >();
+  /** Generations the fake agent proves ready when their resource starts. */
+  agentAnswers: (generation: number) => boolean = () => true;
+  /** Per activity: throw this (or nothing) for the call number n (1-based, per activity). */
+  faults: Partial<Record<ActivityName, (n: number, input: Record<string, unknown>) => Error | null>> = {};
+  /** Per activity: awaited before it runs (to hold a step while the test acts). */
+  gates: Partial<Record<ActivityName, Promise<void>>> = {};
+  client: TestWorkflowEnvironment['client'] | null = null;
+
+  count(name: ActivityName, pred: (input: Record<string, unknown>) => boolean = () => true): number {
+    return this.calls.filter((c) => c.name === name && pred(c.input)).length;
+  }
+
+  private async enter(name: ActivityName, input: Record<string, unknown>): Promise<void> {
+    this.calls.push({ name, input, at: Context.current().info.currentAttemptScheduledTimestampMs });
+    await this.gates[name];
+    const err = this.faults[name]?.(this.count(name), input);
+    if (err) throw err;
+  }
+
+  runtime = 'claude-code';
+
+  activities(): Activities {
+    const fake = {
+      saveConfig: async (input: {
+        workspaceId: string;
+        runtime?: string;
+        config?: Record<string, unknown>;
+      }) => {
+        await this.enter('saveConfig', input);
+        this.runtime = input.runtime ?? this.runtime;
+        this.config = input.config ?? this.config;
+        this.configVersion++;
+        return {
+          configHash: `${this.configVersion}`.padStart(16, '0'),
+          configVersion: this.configVersion,
+          runtime: this.runtime,
+        };
+      },
+      prepareGeneration: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('prepareGeneration', input);
+        const existing = this.snapshots.get(input.generation);
+        if (existing) return existing;
+        const snap = {
+          runtime: this.runtime,
+          configHash: `${this.configVersion}`.padStart(16, '0'),
+          configVersion: this.configVersion,
+          config: this.config,
+        };
+        this.snapshots.set(input.generation, snap);
+        return snap;
+      },
+      recordTransition: async (input: {
+        workspaceId: string;
+        generation: number;
+        status: WorkspaceStatus;
+        phase: string | null;
+        message: string | null;
+        error: string | null;
+      }) => {
+        await this.enter('recordTransition', input);
+        this.transitions.push(input);
+      },
+      startResource: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('startResource', input);
+        const snap = this.snapshots.get(input.generation);
+        if (snap && this.agentAnswers(input.generation)) {
+          // The agent boots and proves itself (the registry's signal), while the start returns.
+          const workflowId = Context.current().info.workflowExecution?.workflowId ?? '';
+          void this.client!.workflow.getHandle(workflowId).signal(agentReadySignal, {
+            generation: input.generation,
+            configHash: snap.configHash,
+          });
+        }
+      },
+      stopResource: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('stopResource', input);
+      },
+      removeResource: async (input: { workspaceId: string; generation?: number; volumes?: boolean }) => {
+        await this.enter('removeResource', input);
+      },
+      captureBootLog: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('captureBootLog', input);
+      },
+      finalizeDelete: async (input: { workspaceId: string }) => {
+        await this.enter('finalizeDelete', input);
+      },
+    };
+    // The fake implements every activity the workflow calls, with the same inputs and results.
+    return fake as unknown as Activities;
+  }
+}
+
+export interface Harness {
+  env: TestWorkflowEnvironment;
+  fakes: Fakes;
+  worker: Worker;
+  taskQueue: string;
+}
+
+export async function createEnv(): Promise<TestWorkflowEnvironment> {
+  const env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: TEST_SERVER } },
+  });
+  // The entity upserts WorkspaceStatus (registered by ./dev on the dev server); 2 = KEYWORD.
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: { WorkspaceStatus: 2 },
+  });
+  return env;
+}
+
+let bundle: Promise<WorkflowBundle> | undefined;
+/** One webpack bundle of the workflow code for every worker of the run. */
+const workflowBundle = () =>
+  (bundle ??= bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: quiet }));
+const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+
+/** Runs `fn` with a worker over fresh fakes on its own task queue. */
+export async function withWorker<T>(
+  env: TestWorkflowEnvironment,
+  fn: (h: Harness) => Promise<T>,
+  setup: (f: Fakes) => void = () => undefined,
+): Promise<T> {
+  const fakes = new Fakes();
+  fakes.client = env.client;
+  setup(fakes);
+  const taskQueue = `wf-${randomBytes(4).toString('hex')}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities: fakes.activities(),
+  });
+  return worker.runUntil(fn({ env, fakes, worker, taskQueue }));
+}
+
+export async function startEntity(
+  h: Harness,
+  extra: Partial<WorkspaceWorkflowInput> = {},
+): Promise<WorkflowHandle> {
+  const workspaceId = randomBytes(6).toString('hex');
+  return h.env.client.workflow.start('workspaceWorkflow', {
+    taskQueue: h.taskQueue,
+    workflowId: workspaceWorkflowId(workspaceId),
+    args: [{ workspaceId, orgId: 'org', backend: 'docker', bootDeadlineMs: 60_000, ...extra }],
+  });
+}
+
+/**
+ * Queries until the state satisfies `ok`, skipping time between tries (timers and activity retry
+ * backoffs fire on the skipped clock). Bounded by a number of tries, not by wall time.
+ */
+export async function until(
+  h: Harness,
+  handle: WorkflowHandle,
+  ok: (s: WorkspaceState) => boolean,
+  what: string,
+  stepMs = 1000,
+  tries = 2000,
+): Promise<WorkspaceState> {
+  let last: WorkspaceState | undefined;
+  for (let i = 0; i < tries; i++) {
+    last = await handle.query(stateQuery);
+    if (ok(last)) return last;
+    // stepMs 0: do not move the clock (a gated activity must not hit its heartbeat timeout).
+    if (stepMs > 0) await h.env.sleep(stepMs);
+    else await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${what}: never reached; last state ${JSON.stringify(last)}`);
+}
+
+export const settledAt = (status: WorkspaceStatus, generation?: number) => (s: WorkspaceState) =>
+  s.status === status && !s.busy && (generation === undefined || s.generation === generation);
+
+/**
+ * Replays the entity's history against the current code (determinism), and with RECORD_REPLAY=1
+ * commits it under test/replay/histories as `wf-<name>.json`, so later changes must replay it too.
+ */
+export async function replayAndRecord(handle: WorkflowHandle, name?: string): Promise<void> {
+  const history = await handle.fetchHistory();
+  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+  if (name && process.env.RECORD_REPLAY === '1') {
+    writeFileSync(path.join(REPO_ROOT, `test/replay/histories/wf-${name}.json`), historyToJSON(history));
+  }
+}
