@@ -34,6 +34,7 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['describe', (b) => b.describe(spec.workspaceId, 1)],
   ['listManaged', (b) => b.listManaged()],
   ['bootLog', (b) => b.bootLog(spec.workspaceId, 1)],
+  ['openFile', (b) => b.openFile(spec.workspaceId, 1, '/configs', 'config.yaml')],
   ['readFile', (b) => b.readFile(spec.workspaceId, 1, '/configs', 'config.yaml')],
   ['listFiles', (b) => b.listFiles(spec.workspaceId, 1, '/workspace', '', 1)],
   ['writeFile', (b) => b.writeFile(spec.workspaceId, 1, '/workspace', 'a.txt', Buffer.from('a'))],

@@ -121,8 +121,11 @@ export function filesRouter(deps: ApiDeps): Router {
     try {
       await pipeline(source, res);
     } catch (err) {
-      // Headers are gone: a failed read can only cut the answer short (its length says so).
-      deps.log.warn({ err, workspaceId: w.id }, 'file read cut short');
+      // Headers are gone: a failed read can only cut the answer short (its length says so). A
+      // client that went away is no failure worth a log line.
+      if (!res.destroyed || err instanceof BackendError) {
+        deps.log.warn({ err, workspaceId: w.id }, 'file read cut short');
+      }
       res.destroy();
     }
   });
