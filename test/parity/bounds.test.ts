@@ -2,12 +2,13 @@
  * Bounded data plane, the same test for each backend (docker: exec + archive; ec2: SFTP on the
  * ec2-sim VM), with the caps set low on the stack: a read over the cap answers 413
  * `file_too_large` before any byte (a 256 MiB sparse file included: never read, let alone
- * buffered); a read under it streams back byte-identical; a listing over the entry cap answers
+ * buffered); a read under it streams back byte-identical; an upload cut short leaves the old file; a listing over the entry cap answers
  * exactly the cap with `truncated: true`; the boot log serves only the console's last bytes and the
  * most recent events; the terminal holds back a shell's output for a client that stops reading,
  * and stops reading input a shell does not consume.
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { describe, expect, it } from 'vitest';
@@ -170,6 +171,29 @@ describe.each(PARITY_BACKENDS)('%s bounded files and boot log', (backend) => {
       expect(read.status).toBe(200);
       expect(read.headers.get('content-length')).toBe(String(blob.length));
       expect(Buffer.from(await read.arrayBuffer()).equals(blob)).toBe(true);
+
+      // A streamed upload cut short leaves the old file as it was, and no temporary file behind.
+      await new Promise<void>((resolve) => {
+        const req = http.request(content('blob.bin'), {
+          method: 'PUT',
+          headers: { ...auth, 'content-length': String(6 * MiB) },
+        });
+        req.on('error', () => resolve());
+        req.write(randomBytes(3 * MiB), () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      await waitFor(
+        async () => {
+          const res = await fetch(`${base}/files?root=/workspace&path=`, { headers: auth });
+          const { items } = (await res.json()) as { items: { path: string }[] };
+          return items.every((e) => !e.path.startsWith('.wo-upload'));
+        },
+        { timeoutMs: 30_000, describe: 'the cut upload to be cleaned up' },
+      );
+      const kept = await fetch(content('blob.bin'), { headers: auth });
+      expect(Buffer.from(await kept.arrayBuffer()).equals(blob)).toBe(true);
 
       // Over the cap: 413 file_too_large, an error body and nothing of the file.
       const over = randomBytes(READ_CAP + 1);

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
-import { BackendError, type WorkspaceRoot } from '../../backends/backend.js';
+import { BackendError, type FileContent, type WorkspaceRoot } from '../../backends/backend.js';
 import * as workspaces from '../../db/workspaces.js';
 import { orgScope, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
@@ -130,18 +130,32 @@ export function filesRouter(deps: ApiDeps): Router {
     }
   });
 
-  r.put(
-    '/:id/files/content',
-    // Any content type: the body is the file's raw bytes.
-    express.raw({ type: () => true, limit: MAX_FILE_BYTES }),
-    async (req, res) => {
-      const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+  // Bodies without a declared length (or compressed) are read whole, within the same limit.
+  const rawBody = express.raw({ type: () => true, limit: MAX_FILE_BYTES });
+
+  r.put('/:id/files/content', async (req, res) => {
+    const declared = req.get('content-length');
+    const size = declared === undefined ? null : Number(declared);
+    const encoded = (req.get('content-encoding') ?? 'identity') !== 'identity';
+    if (size !== null && size > MAX_FILE_BYTES) {
+      req.resume();
+      throw new HttpError(413, 'payload_too_large', 'request body too large');
+    }
+    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    let content: FileContent;
+    if (size !== null && Number.isSafeInteger(size) && !encoded) {
+      // Streamed to the workspace at the client's pace: never held whole here.
+      content = { size, stream: req };
+    } else {
+      await new Promise<void>((resolve, reject) =>
+        rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      );
       const body: unknown = req.body;
-      const content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
-      await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
-      res.status(204).end();
-    },
-  );
+      content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+    }
+    await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
+    res.status(204).end();
+  });
 
   r.delete('/:id/files/content', async (req, res) => {
     const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
