@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
 import { BackendError, type FileContent, type WorkspaceRoot } from '../../backends/backend.js';
@@ -144,8 +144,15 @@ export function filesRouter(deps: ApiDeps): Router {
     const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
     let content: FileContent;
     if (size !== null && Number.isSafeInteger(size) && !encoded) {
-      // Streamed to the workspace at the client's pace: never held whole here.
-      content = { size, stream: req };
+      // Streamed to the workspace at the client's pace: never held whole here. Through a PassThrough,
+      // so a backend that gives up on the stream does not tear down the request (its answer still
+      // goes out); a client that goes away fails the stream.
+      const body = new PassThrough();
+      req.pipe(body);
+      req.once('close', () => {
+        if (!req.complete) body.destroy(new Error('upload cut short'));
+      });
+      content = { size, stream: body };
     } else {
       await new Promise<void>((resolve, reject) =>
         rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
