@@ -160,7 +160,16 @@ export function filesRouter(deps: ApiDeps): Router {
       const body: unknown = req.body;
       content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
     }
-    await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
+    try {
+      await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
+    } catch (err) {
+      // Refused before the whole upload was read: drain the rest so the answer reaches the client.
+      if (!req.complete) {
+        req.unpipe();
+        req.resume();
+      }
+      throw err;
+    }
     res.status(204).end();
   });
 
