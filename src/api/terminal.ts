@@ -223,7 +223,7 @@ export function attachTerminal(
     let session: TerminalSession;
     try {
       const w = await authorize(req, url, id);
-      if (socketClosed) return;
+      if (socketClosed || overflowed) return;
       session = await deps.backends[w.backend].openTerminal(w.id, w.generation, sizeFromQuery(url));
     } catch (err) {
       if (err instanceof Refused) return close(ws, err.code, err.message);
@@ -240,7 +240,7 @@ export function attachTerminal(
         .close()
         .catch((err: unknown) => log.warn({ err, workspaceId: id }, 'closing a terminal failed'));
     };
-    if (socketClosed || shuttingDown) return done();
+    if (socketClosed || overflowed || shuttingDown) return done();
     ws.once('close', done);
 
     // Shell → socket, paused while the socket's send queue is full.

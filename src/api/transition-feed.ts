@@ -32,6 +32,8 @@ interface Subscriber {
 }
 
 const SENT_IDS_KEPT = 4096;
+/** Ids below the starting point checked for transactions still committing. */
+const START_WINDOW = 256;
 const MAX_GAPS = 1024;
 
 interface Row extends TransitionEvent {
@@ -121,11 +123,19 @@ export class TransitionFeed {
     if (this.cursor !== null) return Promise.resolve();
     this.starting ??= (async () => {
       try {
-        const { rows } = await this.db.query<{ max: string }>(
-          `SELECT coalesce(max(id), 0)::text AS max FROM workspace_transitions`,
+        // The newest ids: the highest is where polling starts; ids missing just below it may be
+        // transactions still committing, so they are waited for like any other gap.
+        const { rows } = await this.db.query<{ id: string }>(
+          `SELECT id::text AS id FROM workspace_transitions ORDER BY id DESC LIMIT ${START_WINDOW}`,
         );
         if (this.count > 0 && !this.closed) {
-          this.cursor = BigInt(rows[0]!.max);
+          const high = rows[0] ? BigInt(rows[0].id) : 0n;
+          const present = new Set(rows.map((r) => r.id));
+          const until = Date.now() + (this.opts.gapWaitMs ?? 10_000);
+          for (let id = high - 1n; id > 0n && id > high - BigInt(START_WINDOW); id--) {
+            if (!present.has(id.toString())) this.gaps.set(id, until);
+          }
+          this.cursor = high;
           this.schedule(this.opts.intervalMs);
         }
       } finally {

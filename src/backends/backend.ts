@@ -133,13 +133,17 @@ export interface WorkspaceBackend {
     depth: number,
     maxEntries?: number,
   ): Promise<FileListing>;
-  /** Writes (creates or replaces) a file, creating parent directories. Binary safe. */
+  /**
+   * Writes (creates or replaces) a file, creating parent directories. Binary safe. Streamed content
+   * is read at its own pace; the file is replaced only once all `size` bytes arrived (a cut upload
+   * leaves the old file, or nothing).
+   */
   writeFile(
     workspaceId: string,
     generation: number,
     root: WorkspaceRoot,
     path: string,
-    content: Buffer,
+    content: FileContent,
   ): Promise<void>;
   /** Deletes a file (or an empty directory); missing → BackendError('not_found'). */
   deleteFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<void>;
@@ -170,6 +174,10 @@ export interface FileListing {
   /** More entries exist than were returned. */
   truncated: boolean;
 }
+
+/** A file's new content: bytes in memory, or a stream of exactly `size` bytes. */
+export type FileContent =
+  Buffer | { size: number; stream: NodeJS.ReadableStream & { destroy(error?: Error): unknown } };
 
 /** An open file: its size (known up front) and a stream of exactly that many bytes. */
 export interface FileStream {

@@ -1,6 +1,6 @@
 /** Stream helpers shared by both backends' bounded file reads and logs. */
-import { Transform, type TransformCallback } from 'node:stream';
-import { BackendError, type FileStream } from './backend.js';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { BackendError, type FileContent, type FileStream } from './backend.js';
 
 /** Default cap of `readFile` (a whole file in memory): larger files are read with openFile. */
 export const READ_WHOLE_MAX_BYTES = 64 * 1024 * 1024;
@@ -99,4 +99,10 @@ export function drained(
     stream.on('close', done);
     stream.on('error', done);
   });
+}
+
+/** Content to write as a stream of known size (a Buffer becomes a one-chunk stream). */
+export function contentStream(content: FileContent): { size: number; stream: Readable } {
+  if (Buffer.isBuffer(content)) return { size: content.length, stream: Readable.from([content]) };
+  return { size: content.size, stream: content.stream as Readable };
 }

@@ -325,4 +325,30 @@ describe('bounded data plane (backend-independent)', () => {
     expect(feed.running).toBe(false);
     feed.close();
   });
+
+  it('TransitionFeed: a transaction still committing when the feed starts is not missed', async () => {
+    const pool = t.stack.service.db.pool;
+    const feed = new TransitionFeed(pool, { intervalMs: 50 });
+    const [a, b] = [
+      await onlineWorkspace(t.stack, t.orgId, null),
+      await onlineWorkspace(t.stack, t.orgId, null),
+    ];
+    const slow = await pool.connect();
+    const got: string[] = [];
+    try {
+      await slow.query('BEGIN');
+      await recordTransition(slow, { workspaceId: a, generation: 1, status: 'restarting' });
+      // A higher id commits first; the feed starts (and reads its history) before the lower one commits.
+      await recordTransition(pool, { workspaceId: b, generation: 1, status: 'online' });
+      const off = await feed.subscribe(a, (e) => got.push(e.status));
+      expect(got).toEqual([]);
+      await slow.query('COMMIT');
+      await waitFor(() => got.length === 1, { timeoutMs: 10_000, describe: 'the late row to arrive' });
+      expect(got).toEqual(['restarting']);
+      off();
+    } finally {
+      slow.release();
+      feed.close();
+    }
+  });
 });

@@ -36,6 +36,7 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['listManagedVolumes', (b) => b.listManagedVolumes()],
   ['removeOrg', (b) => b.removeOrg(spec.orgId)],
   ['bootLog', (b) => b.bootLog(spec.workspaceId, 1)],
+  ['openFile', (b) => b.openFile(spec.workspaceId, 1, '/configs', 'config.yaml')],
   ['readFile', (b) => b.readFile(spec.workspaceId, 1, '/configs', 'config.yaml')],
   ['listFiles', (b) => b.listFiles(spec.workspaceId, 1, '/workspace', '', 1)],
   ['writeFile', (b) => b.writeFile(spec.workspaceId, 1, '/workspace', 'a.txt', Buffer.from('a'))],

@@ -1,7 +1,7 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
-import { BackendError, type WorkspaceRoot } from '../../backends/backend.js';
+import { BackendError, type FileContent, type WorkspaceRoot } from '../../backends/backend.js';
 import * as workspaces from '../../db/workspaces.js';
 import { orgScope, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
@@ -121,24 +121,57 @@ export function filesRouter(deps: ApiDeps): Router {
     try {
       await pipeline(source, res);
     } catch (err) {
-      // Headers are gone: a failed read can only cut the answer short (its length says so).
-      deps.log.warn({ err, workspaceId: w.id }, 'file read cut short');
+      // Headers are gone: a failed read can only cut the answer short (its length says so). A
+      // client that went away is no failure worth a log line.
+      if (!res.destroyed || err instanceof BackendError) {
+        deps.log.warn({ err, workspaceId: w.id }, 'file read cut short');
+      }
       res.destroy();
     }
   });
 
-  r.put(
-    '/:id/files/content',
-    // Any content type: the body is the file's raw bytes.
-    express.raw({ type: () => true, limit: MAX_FILE_BYTES }),
-    async (req, res) => {
-      const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+  // Bodies without a declared length (or compressed) are read whole, within the same limit.
+  const rawBody = express.raw({ type: () => true, limit: MAX_FILE_BYTES });
+
+  r.put('/:id/files/content', async (req, res) => {
+    const declared = req.get('content-length');
+    const size = declared === undefined ? null : Number(declared);
+    const encoded = (req.get('content-encoding') ?? 'identity') !== 'identity';
+    if (size !== null && size > MAX_FILE_BYTES) {
+      req.resume();
+      throw new HttpError(413, 'payload_too_large', 'request body too large');
+    }
+    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    let content: FileContent;
+    if (size !== null && Number.isSafeInteger(size) && !encoded) {
+      // Streamed to the workspace at the client's pace: never held whole here. Through a PassThrough,
+      // so a backend that gives up on the stream does not tear down the request (its answer still
+      // goes out); a client that goes away fails the stream.
+      const body = new PassThrough();
+      req.pipe(body);
+      req.once('close', () => {
+        if (!req.complete) body.destroy(new Error('upload cut short'));
+      });
+      content = { size, stream: body };
+    } else {
+      await new Promise<void>((resolve, reject) =>
+        rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      );
       const body: unknown = req.body;
-      const content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+      content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+    }
+    try {
       await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
-      res.status(204).end();
-    },
-  );
+    } catch (err) {
+      // Refused before the whole upload was read: drain the rest so the answer reaches the client.
+      if (!req.complete) {
+        req.unpipe();
+        req.resume();
+      }
+      throw err;
+    }
+    res.status(204).end();
+  });
 
   r.delete('/:id/files/content', async (req, res) => {
     const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));

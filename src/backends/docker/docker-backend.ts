@@ -4,6 +4,7 @@ import * as terminal from './terminal.js';
 import {
   BackendError,
   CONSOLE_MAX_BYTES,
+  type FileContent,
   type FileListing,
   type FileStream,
   type TerminalSession,
@@ -569,7 +570,7 @@ export class DockerBackend implements WorkspaceBackend {
     generation: number,
     root: WorkspaceRoot,
     path: string,
-    content: Buffer,
+    content: FileContent,
   ): Promise<void> {
     return files.writeFile(this.d, containerName(workspaceId, generation), root, path, content);
   }

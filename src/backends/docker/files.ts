@@ -14,16 +14,16 @@ import { PassThrough, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Dockerode from 'dockerode';
-import tar from 'tar-stream';
 import {
   BackendError,
   LIST_MAX_ENTRIES,
   type FileEntry,
   type FileListing,
+  type FileContent,
   type FileStream,
   type WorkspaceRoot,
 } from '../backend.js';
-import { exactly, readWhole } from '../streams.js';
+import { contentStream, exactly, readWhole } from '../streams.js';
 import { openSingleFile } from './archive.js';
 import { isConflict, isNotFound, toBackendError } from './errors.js';
 import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
@@ -40,12 +40,14 @@ const EXIT = {
   notEmpty: 16,
   notDir: 17,
   rootMissing: 18,
+  cutShort: 19,
 } as const;
 
 /**
  * argv: mode root depth seg1 … segN (segments already lexically clean). Walks the parent segments
  * physically (creating missing ones only in write mode), then acts on the last one.
- * read → the file's size on a line, then at most that many bytes of it; write → the physical path to write on stdout;
+ * read → the file's size on a line, then at most that many bytes of it; write (depth = the size) →
+ * stdin into a temporary file beside the target, renamed over it only when complete;
  * delete → removes it; list → NUL-terminated `type|size|mtime|relpath` records.
  */
 const SCRIPT = String.raw`
@@ -94,7 +96,11 @@ case $mode in
   write)
     [ -d "$target" ] && { echo "is a directory" >&2; exit 14; }
     if [ -e "$target" ] && [ ! -f "$target" ]; then echo "not a regular file" >&2; exit 15; fi
-    printf '%s' "$target" ;;
+    tmp="$(dirname "$target")/.wo-upload-$$"
+    cat > "$tmp" || { rm -f "$tmp"; exit 13; }
+    got=$(stat -c %s "$tmp") || { rm -f "$tmp"; exit 13; }
+    [ "$got" = "$depth" ] || { rm -f "$tmp"; echo "upload cut short: $got of $depth bytes" >&2; exit 19; }
+    mv -f "$tmp" "$target" || { rm -f "$tmp"; exit 13; } ;;
   delete)
     if [ ! -e "$target" ] && [ ! -L "$target" ]; then echo "not found" >&2; exit 11; fi
     if [ -d "$target" ] && [ ! -L "$target" ]; then
@@ -233,16 +239,17 @@ async function startExec(
   container: string,
   argv: string[],
   what: string,
+  stdin = false,
 ): Promise<Started> {
   try {
     const e = await docker.getContainer(container).exec({
       Cmd: argv,
       AttachStdout: true,
       AttachStderr: true,
-      AttachStdin: false,
+      AttachStdin: stdin,
       Tty: false,
     });
-    const raw = (await e.start({ hijack: true, stdin: false })) as Started['raw'];
+    const raw = (await e.start({ hijack: true, stdin })) as Started['raw'];
     return { raw, exec: e };
   } catch (err) {
     if (isConflict(err)) throw new NotRunning(`${what} in ${container}: not running`, err);
@@ -376,6 +383,8 @@ function check(r: ExecResult, full: string): void {
       throw new BackendError('invalid_path', msg);
     case EXIT.rootMissing:
       throw new BackendError('permanent', msg);
+    case EXIT.cutShort:
+      throw new BackendError('transient', msg);
     default:
       // 126/127 (exec could not run) or a failed mkdir/rm: the container is likely going away.
       throw new BackendError('transient', msg);
@@ -523,44 +532,58 @@ function entryOf(record: string, prefix: string): FileEntry | null {
   };
 }
 
-function tarOf(name: string, content: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const pack = tar.pack();
-    const chunks: Buffer[] = [];
-    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-    pack.on('end', () => resolve(Buffer.concat(chunks)));
-    pack.on('error', reject);
-    pack.entry(
-      { name, size: content.length, mode: 0o644, mtime: new Date(), type: 'file' },
-      content,
-      (err) => {
-        if (err) reject(err);
-        else pack.finalize();
-      },
-    );
-  });
-}
-
+/**
+ * Writes a file: one exec resolves the path (creating parents), copies stdin into a temporary file
+ * beside the target and renames it over the target only once all `size` bytes arrived, so a cut
+ * upload leaves the old file (or nothing). The content is streamed in at its own pace.
+ */
 export async function writeFile(
   docker: Dockerode,
   container: string,
   root: WorkspaceRoot,
   path: string,
-  content: Buffer,
+  content: FileContent,
 ): Promise<void> {
   const segs = pathSegments(root, path);
   const full = joinUnderRoot(root, segs);
-  // Resolves (and creates) the parents on the workspace side; prints the physical target.
-  const r = await exec(docker, container, argvOf('write', root, segs), `preparing ${full}`);
-  check(r, full);
-  const target = r.stdout.toString('utf8');
-  if (!target.startsWith('/')) throw new BackendError('transient', `${full}: could not resolve the target`);
-  const archive = await tarOf(posix.basename(target), content);
+  const what = `writing ${full}`;
+  const { size, stream } = contentStream(content);
+  let started: Started;
   try {
-    await docker.getContainer(container).putArchive(archive, { path: posix.dirname(target) });
+    started = await startExec(docker, container, argvOf('write', root, segs, size), what, true);
   } catch (err) {
-    throw toBackendError(err, `writing ${full} in ${container}`);
+    stream.destroy();
+    throw err;
   }
+  const { raw, exec: e } = started;
+  let code = -1;
+  const demux = new Demux(false, async () => {
+    code = await exitCode(e, what);
+  });
+  demux.resume();
+  // Input: exactly `size` bytes, then end-of-file (the socket's write side closes).
+  const input = pipeline(stream, exactly(size, full), raw as unknown as NodeJS.WritableStream).catch(
+    (err: unknown) => {
+      raw.destroy(); // the exec's stdin closes: the short temporary file is removed, nothing replaced
+      throw err instanceof BackendError
+        ? err
+        : new BackendError('transient', `${what}: upload failed`, { cause: err });
+    },
+  );
+  const output = pipeline(raw, demux).catch((err: unknown) => {
+    throw err instanceof BackendError ? err : toBackendError(err, `${what} in ${container}`);
+  });
+  const [sent, done] = await Promise.allSettled([input, output]);
+  if (sent.status === 'rejected' || done.status === 'rejected') {
+    // The script may have refused the path before reading its input (the connection then closes
+    // under the upload): its exit code names the reason.
+    const refused = await exitCode(e, what).catch(() => -1);
+    if (refused > 0 && refused !== EXIT.cutShort) {
+      check({ code: refused, stdout: Buffer.alloc(0), stderr: demux.stderr }, full);
+    }
+    throw sent.status === 'rejected' ? sent.reason : (done as PromiseRejectedResult).reason;
+  }
+  check({ code, stdout: Buffer.alloc(0), stderr: demux.stderr }, full);
 }
 
 export async function deleteFile(

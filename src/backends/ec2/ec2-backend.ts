@@ -16,6 +16,7 @@ import ssh2 from 'ssh2';
 import {
   BackendError,
   CONSOLE_MAX_BYTES,
+  type FileContent,
   type FileListing,
   type FileStream,
   type ManagedResource,
@@ -728,7 +729,7 @@ export class Ec2Backend implements WorkspaceBackend {
     generation: number,
     root: WorkspaceRoot,
     path: string,
-    content: Buffer,
+    content: FileContent,
   ): Promise<void> {
     this.requireClient();
     workspacePath(root, path);

@@ -9,22 +9,27 @@
  * when it resolves inside the root (delete removes the link itself). A link swapped between the
  * check and the operation (TOCTOU) is not prevented.
  */
+import { randomUUID } from 'node:crypto';
+import { posix } from 'node:path';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { SFTPWrapper, Stats } from 'ssh2';
 import {
   BackendError,
   LIST_MAX_ENTRIES,
   type FileEntry,
+  type FileContent,
   type FileListing,
   type FileStream,
   type WorkspaceRoot,
 } from '../backend.js';
 import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
-import { exactly, readWhole } from '../streams.js';
+import { contentStream, exactly, readWhole } from '../streams.js';
 import { openSftp, sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list';
 
+/** Deadline of one upload (the client's pace is part of it). */
+const UPLOAD_TIMEOUT_MS = 5 * 60_000;
 const SFTP_EOF = 1;
 const SFTP_FAILURE = 4;
 
@@ -94,6 +99,19 @@ class Fs {
   }
   writeFile(p: string, data: Buffer, shown: string): Promise<void> {
     return this.call<void>(shown, (cb) => this.sftp.writeFile(p, data, (err) => cb(err, undefined)));
+  }
+  /** Renames `from` over `to` atomically (OpenSSH's posix-rename; plain rename needs `to` gone). */
+  async replace(from: string, to: string, shown: string): Promise<void> {
+    try {
+      await this.call<void>(shown, (cb) =>
+        this.sftp.ext_openssh_rename(from, to, (err) => cb(err, undefined)),
+      );
+    } catch (err) {
+      if (!(err instanceof BackendError && /not supported|unsupported/i.test(String(err.cause ?? ''))))
+        throw err;
+      await this.unlink(to, shown).catch(() => undefined);
+      await this.call<void>(shown, (cb) => this.sftp.rename(from, to, (e) => cb(e, undefined)));
+    }
   }
   unlink(p: string, shown: string): Promise<void> {
     return this.call<void>(shown, (cb) => this.sftp.unlink(p, (err) => cb(err, undefined)));
@@ -301,23 +319,45 @@ function entryOf(path: string, type: 'file' | 'dir', st: Stats): FileEntry {
   return { path, type, size: st.size, mtime: new Date(st.mtime * 1000).toISOString() };
 }
 
+/**
+ * Writes a file: the content is streamed (at its own pace) into a temporary file beside the
+ * target, which is renamed over the target only once all `size` bytes arrived, so a cut upload
+ * leaves the old file (or nothing).
+ */
 export async function writeFile(
   target: SshTarget,
   root: WorkspaceRoot,
   path: string,
-  content: Buffer,
+  content: FileContent,
 ): Promise<void> {
   const segs = pathSegments(root, path);
   const full = `${root}/${segs.join('/')}`;
-  await withSftp(target, async (sftp) => {
-    const r = await resolve(sftp, 'write', root, segs);
-    if (r.exists) {
-      const st = await r.fs.stat(r.target, full);
-      if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
-      if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
-    }
-    await r.fs.writeFile(r.target, content, full);
-  });
+  const { size, stream } = contentStream(content);
+  try {
+    // The upload comes at the client's pace: bounded by a longer deadline than one SFTP call.
+    await withSftp({ ...target, operationTimeoutMs: UPLOAD_TIMEOUT_MS }, async (sftp) => {
+      const r = await resolve(sftp, 'write', root, segs);
+      if (r.exists) {
+        const st = await r.fs.stat(r.target, full);
+        if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
+        if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
+      }
+      const tmp = `${posix.dirname(r.target)}/.wo-upload-${randomUUID()}`;
+      try {
+        await new Promise<void>((done, fail) =>
+          pipeline(stream, exactly(size, full), sftp.createWriteStream(tmp, { mode: 0o644 }), (err) =>
+            err ? fail(sftpError(err, full)) : done(),
+          ),
+        );
+        await r.fs.replace(tmp, r.target, full);
+      } catch (err) {
+        sftp.unlink(tmp, () => undefined);
+        throw err;
+      }
+    });
+  } finally {
+    stream.destroy();
+  }
 }
 
 export async function deleteFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<void> {
