@@ -26,6 +26,9 @@ import { PARITY_BACKENDS, leftovers, useParityStack, type ParityFixture } from '
 
 type Phase = 'provision' | 'restart' | 'delete';
 
+/** Three boots/removals, each slowed by a fault and the timeouts that recover from it: minutes. */
+const LIFECYCLE_MS = 600_000;
+
 /** GET the workspace (org key). */
 async function get(t: ParityFixture, id: string) {
   const res = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
@@ -174,14 +177,18 @@ describe.each(PARITY_BACKENDS)('%s: worker SIGKILL mid provision, restart and de
     await worker?.kill('SIGTERM');
   });
 
-  it('a new worker converges each operation: online g1, online g2, deleted; 0 orphans, 0 duplicates', async () => {
-    worker = await spawnWorker(workerEnv(t));
-    // deleteLeftoverWorkspaces needs a worker if the test fails half way: it keeps the last one.
-    await lifecycleUnderFaults(t, 'killed-worker', 'worker SIGKILL', async () => {
-      await worker!.kill('SIGKILL');
+  it(
+    'a new worker converges each operation: online g1, online g2, deleted; 0 orphans, 0 duplicates',
+    { timeout: LIFECYCLE_MS },
+    async () => {
       worker = await spawnWorker(workerEnv(t));
-    });
-  });
+      // deleteLeftoverWorkspaces needs a worker if the test fails half way: it keeps the last one.
+      await lifecycleUnderFaults(t, 'killed-worker', 'worker SIGKILL', async () => {
+        await worker!.kill('SIGKILL');
+        worker = await spawnWorker(workerEnv(t));
+      });
+    },
+  );
 });
 
 describe.each(PARITY_BACKENDS)(
@@ -227,6 +234,7 @@ describe.each(PARITY_BACKENDS)(
 
     it.each(['SIGTERM', 'SIGKILL'] as const)(
       'Temporal %s mid-operation, restarted on the same store: each operation converges; 0 orphans, 0 duplicates',
+      { timeout: LIFECYCLE_MS },
       async (signal) => {
         await lifecycleUnderFaults(
           t,
