@@ -250,8 +250,8 @@ export interface RunningTemporal {
   /** Stops the server (SIGTERM, SIGKILL after a grace period) and removes its temp dir. */
   stop(): Promise<void>;
   /**
-   * Sends `signal` and waits for the process to exit; its dir is kept, so a persistent store
-   * (`dbFilename`) can be started again. SIGKILL plays a crash, SIGTERM an orderly restart.
+   * Sends `signal` and waits for the process to exit (SIGKILL plays a crash, SIGTERM an orderly
+   * shutdown). The caller's `dbFilename` survives, so the server can be started on it again.
    */
   kill(signal: NodeJS.Signals): Promise<void>;
 }
@@ -492,15 +492,27 @@ export function dockerPing(timeoutMs = 2000): Promise<boolean> {
   });
 }
 
-function dockerdAlive(): boolean {
+function dockerdPid(): number | null {
   try {
     const pid = Number(fs.readFileSync('/var/run/docker.pid', 'utf8').trim());
-    if (!Number.isInteger(pid) || pid <= 0) return false;
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
     process.kill(pid, 0);
     return true;
   } catch {
     return false;
   }
+}
+
+function dockerdAlive(): boolean {
+  const pid = dockerdPid();
+  return pid !== null && processAlive(pid);
 }
 
 /**
@@ -532,24 +544,6 @@ export async function ensureDockerDaemon(opts: { log?: Log } = {}): Promise<void
     });
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${logFile}:\n${tail(logFile, 1500)}`, { cause: err });
-  }
-}
-
-function dockerdPid(): number | null {
-  try {
-    const pid = Number(fs.readFileSync('/var/run/docker.pid', 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
