@@ -207,6 +207,8 @@ interface Tracked {
   retryAt?: number;
   seenRunning: boolean;
   stoppedBySim: boolean;
+  /** TerminateInstances went through: a boot decided from an older listing must not leave a VM. */
+  terminated?: boolean;
   /** Why it does not boot, or failed to (instanceNotes). */
   notes: string[];
   lastFailure?: string;
@@ -431,6 +433,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         authorizedKeys,
       };
       await container.putArchive(await instanceFiles(userData, info), { path: '/' });
+      if (t.terminated) throw new Error(`${inst.id} was terminated while it was being booted`);
       await container.start();
     } catch (err) {
       await container.remove({ force: true, v: true }).catch(() => undefined);
@@ -534,6 +537,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
       const c = containers.get(inst.id);
       const desired = desiredOf(inst.state);
       if (desired === 'run') {
+        if (t.terminated) continue; // a listing older than its TerminateInstances
         if (c?.state === 'running') {
           t.seenRunning = true;
           t.stoppedBySim = false;
@@ -693,6 +697,13 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
    * whoever terminated can rely on the VM being gone (EC2's shutting-down, collapsed to no time).
    */
   const terminateNow = async (instanceIds: string[]): Promise<void> => {
+    // Marked first: a reconcile tick that listed the instance as running before this (and saw no
+    // container yet, e.g. during its boot delay) must not boot it afterwards.
+    for (const id of instanceIds) {
+      const t = track(id);
+      t.terminated = true;
+      t.settledAt = Date.now();
+    }
     for (const id of instanceIds) await tracked.get(id)?.current; // a boot in flight ends first
     const containers = await listOwned();
     await Promise.all(

@@ -298,9 +298,10 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       const handle = await startEntity(h);
       await online(h, handle, 1);
       h.fakes.faults.saveConfig = () => transient('saveConfig');
-      const update = handle.executeUpdate(configureUpdate, { args: [{ config: { v: 2 } }] });
+      // failureOf handles the rejection from the start: it lands while the retries are awaited.
+      const update = failureOf(handle.executeUpdate(configureUpdate, { args: [{ config: { v: 2 } }] }));
       await until(h, handle, () => h.fakes.count('saveConfig') >= 10, 'saveConfig retries', 5000);
-      expect(await failureOf(update)).toEqual({ type: FailureType.Unavailable });
+      expect(await update).toEqual({ type: FailureType.Unavailable });
       expect(h.fakes.count('saveConfig')).toBe(10);
       await handle.executeUpdate(restartUpdate);
       await online(h, handle, 2);
