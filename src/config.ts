@@ -165,6 +165,10 @@ const envSchema = z.object({
   SWEEP_SCHEDULES: z.enum(['on', 'off']).default('on'),
   /** Prepended to the sweep Schedules' ids, for several deployments in one Temporal namespace. */
   SWEEP_SCHEDULE_PREFIX: z.string().max(100).default(''),
+  /** Every how often `sweep:health` cross-checks heartbeats against the backends. */
+  HEALTH_SWEEP_INTERVAL_MS: msSetting(30_000),
+  /** A heartbeat older than this is stale; unset: 3 × HEARTBEAT_INTERVAL_MS. */
+  HEARTBEAT_STALE_MS: z.coerce.number().int().positive().optional(),
   /** Every how often `sweep:orphans` looks for leaked resources. */
   ORPHAN_SWEEP_INTERVAL_MS: msSetting(300_000),
   /** An orphan younger than this is left for the next sweep (it may belong to a create in flight). */

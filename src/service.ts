@@ -110,6 +110,11 @@ export function apiSettings(config: Config): ApiSettings {
   };
 }
 
+/** HEARTBEAT_STALE_MS, or three heartbeat intervals when it is not set. */
+export const heartbeatStaleMs = (
+  config: Pick<Config, 'HEARTBEAT_STALE_MS' | 'HEARTBEAT_INTERVAL_MS'>,
+): number => config.HEARTBEAT_STALE_MS ?? 3 * config.HEARTBEAT_INTERVAL_MS;
+
 export async function startService(config: Config, opts: ServiceOptions): Promise<RunningService> {
   const log = opts.log ?? pino({ level: config.LOG_LEVEL });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
@@ -123,6 +128,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     schedulePrefix: config.SWEEP_SCHEDULE_PREFIX,
     orphanIntervalMs: config.ORPHAN_SWEEP_INTERVAL_MS,
     orphanGraceMs: config.ORPHAN_GRACE_MS,
+    healthIntervalMs: config.HEALTH_SWEEP_INTERVAL_MS,
+    heartbeatStaleMs: heartbeatStaleMs(config),
   };
 
   let server: Server | null = null;

@@ -4,16 +4,29 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { BACKEND_KINDS, BackendError, type BackendKind, type WorkspaceBackend } from '../backends/backend.js';
+import {
+  BACKEND_KINDS,
+  BackendError,
+  type BackendKind,
+  type ResourceStatus,
+  type WorkspaceBackend,
+} from '../backends/backend.js';
 import type { Queryable } from '../db/queryable.js';
-import { liveWorkspacesOfOrg, sweepLookup } from '../db/sweeps.js';
+import { liveWorkspacesOfOrg, sweepLookup, workspacesToCheck } from '../db/sweeps.js';
+import {
+  resourceKey,
+  selectHealthChanges,
+  type BackendListing,
+  type HealthFinding,
+  type HealthSelection,
+} from '../domain/health.js';
 import {
   selectOrphans,
   type ListedResource,
   type OrphanRemoval,
   type OrphanSelection,
 } from '../domain/orphans.js';
-import { deleteUpdate, workspaceWorkflowId } from '../workflows/messages.js';
+import { agentLivenessSignal, deleteUpdate, workspaceWorkflowId } from '../workflows/messages.js';
 
 export interface SweepActivityDeps {
   db: Queryable;
@@ -23,6 +36,10 @@ export interface SweepActivityDeps {
 }
 
 export interface FoundOrphans extends OrphanSelection {
+  listErrors: Array<{ backend: BackendKind; error: string }>;
+}
+
+export interface HealthCheck extends HealthSelection {
   listErrors: Array<{ backend: BackendKind; error: string }>;
 }
 
@@ -76,6 +93,49 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         graceMs: input.graceMs,
       });
       return { ...selection, listErrors };
+    },
+
+    /**
+     * The health sweep's look: one query, one listing per enabled backend, and the cross-check.
+     * Answers only the workspaces whose verdict differs from their status.
+     */
+    async checkHealth(input: { staleMs: number }): Promise<HealthCheck> {
+      const listings: Partial<Record<BackendKind, BackendListing>> = {};
+      const listErrors: HealthCheck['listErrors'] = [];
+      // Listed first, read second: a generation prepared meanwhile is not online yet, so its
+      // missing resource is never read as a workspace gone offline.
+      for (const backend of BACKEND_KINDS) {
+        try {
+          const listing = new Map<string, ResourceStatus>();
+          for (const r of await backends[backend].listManaged()) {
+            listing.set(resourceKey(r.workspaceId, r.generation), r.status);
+          }
+          listings[backend] = listing;
+        } catch (err) {
+          if (err instanceof BackendError && err.code === 'not_configured') continue; // not enabled
+          listings[backend] = null; // unknown: stale heartbeats read as degraded, never offline
+          listErrors.push({ backend, error: (err as Error).message });
+        }
+      }
+      const workspaces = await workspacesToCheck(db);
+      return {
+        ...selectHealthChanges({ workspaces, listings, nowMs: Date.now(), staleMs: input.staleMs }),
+        listErrors,
+      };
+    },
+
+    /** Hands one finding to its entity; `no-entity` when its workflow is gone (deleted meanwhile). */
+    async signalHealthFinding(finding: HealthFinding): Promise<'signalled' | 'no-entity'> {
+      if (!deps.temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the health sweep');
+      try {
+        await deps.temporal.workflow
+          .getHandle(workspaceWorkflowId(finding.workspaceId))
+          .signal(agentLivenessSignal, finding.liveness);
+        return 'signalled';
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return 'no-entity';
+        throw err;
+      }
     },
 
     async removeOrphan(removal: OrphanRemoval): Promise<void> {

@@ -5,14 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { ScheduleNotFoundError, WorkflowFailedError, type Client } from '@temporalio/client';
 import type { OrphanSweepResult } from '../domain/orphans.js';
-import {
-  SWEEP_NAMES,
-  sweepRunTimeoutMs,
-  sweepScheduleId,
-  type SweepName,
-  type SweepSettings,
-} from '../worker/schedules.js';
-import type { orgDeleteWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
+import { SWEEP_NAMES, sweepDefinition, type SweepName, type SweepSettings } from '../worker/schedules.js';
+import type { HealthSweepResult, orgDeleteWorkflow } from '../workflows/sweeps.js';
 import { HttpError } from './errors.js';
 
 /** The deps' sweep control, or 503 when this API was built without one. */
@@ -43,14 +37,24 @@ export class SweepControl {
   }
 
   /** Runs one orphan sweep now and answers its result. */
-  async runOrphans(): Promise<OrphanSweepResult> {
-    const s = this.settings;
+  runOrphans(): Promise<OrphanSweepResult> {
+    return this.run('orphans') as Promise<OrphanSweepResult>;
+  }
+
+  /** Runs one health sweep now and answers its result. */
+  runHealth(): Promise<HealthSweepResult> {
+    return this.run('health') as Promise<HealthSweepResult>;
+  }
+
+  /** Runs the sweep's workflow now, as its Schedule would, under an id of its own. */
+  async run(name: SweepName): Promise<unknown> {
+    const { scheduleId, action } = sweepDefinition(this.settings, name);
     try {
-      return await this.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
-        taskQueue: s.taskQueue,
-        workflowId: `${sweepScheduleId(s.schedulePrefix, 'orphans')}:run-${randomUUID()}`,
-        args: [{ graceMs: s.orphanGraceMs }],
-        workflowRunTimeout: sweepRunTimeoutMs(s.orphanIntervalMs),
+      return await this.client.workflow.execute(action.workflowType, {
+        taskQueue: action.taskQueue,
+        workflowId: `${scheduleId}:run-${randomUUID()}`,
+        args: action.args,
+        workflowRunTimeout: action.workflowRunTimeout,
       });
     } catch (err) {
       if (err instanceof WorkflowFailedError) {
@@ -64,7 +68,7 @@ export class SweepControl {
   async list(): Promise<SweepSummary[]> {
     const out: SweepSummary[] = [];
     for (const name of SWEEP_NAMES) {
-      const scheduleId = sweepScheduleId(this.settings.schedulePrefix, name);
+      const { scheduleId } = sweepDefinition(this.settings, name);
       let description;
       try {
         description = await this.client.schedule.getHandle(scheduleId).describe();

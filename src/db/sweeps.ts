@@ -1,4 +1,5 @@
 import type { BackendKind } from '../backends/backend.js';
+import type { CheckedWorkspace } from '../domain/health.js';
 import type { KnownWorkspace } from '../domain/orphans.js';
 import type { Queryable } from './queryable.js';
 
@@ -40,4 +41,30 @@ export async function liveWorkspacesOfOrg(db: Queryable, orgId: string): Promise
     [orgId],
   );
   return rows.map((r) => r.id);
+}
+
+/**
+ * The health sweep's one query: every workspace that should be running (a stop moves the status
+ * to stopping/stopped, so these statuses mean desired running), with its last heartbeat.
+ */
+export async function workspacesToCheck(db: Queryable): Promise<CheckedWorkspace[]> {
+  const { rows } = await db.query<{
+    id: string;
+    backend: BackendKind;
+    generation: number;
+    status: CheckedWorkspace['status'];
+    last_heartbeat_at: Date | null;
+    runtime_state: string | null;
+  }>(
+    `SELECT id, backend, generation, status, last_heartbeat_at, runtime_state FROM workspaces
+     WHERE status IN ('online', 'degraded', 'offline') ORDER BY id`,
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    backend: r.backend,
+    generation: r.generation,
+    status: r.status,
+    lastHeartbeatAtMs: r.last_heartbeat_at?.getTime() ?? null,
+    runtimeState: r.runtime_state,
+  }));
 }

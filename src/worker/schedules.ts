@@ -3,7 +3,7 @@
  * every worker of a deployment does it; the last one wins with the same definition).
  */
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
-import type { orphanSweepWorkflow } from '../workflows/sweeps.js';
+import type { healthSweepWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
 
 export interface SweepSettings {
   taskQueue: string;
@@ -11,10 +11,13 @@ export interface SweepSettings {
   schedulePrefix: string;
   orphanIntervalMs: number;
   orphanGraceMs: number;
+  healthIntervalMs: number;
+  /** A heartbeat older than this is stale (HEARTBEAT_STALE_MS, default 3 heartbeat intervals). */
+  heartbeatStaleMs: number;
 }
 
-/** The sweeps that exist (health and budget are not built yet). */
-export const SWEEP_NAMES = ['orphans'] as const;
+/** The sweeps that exist (budget is not built yet). */
+export const SWEEP_NAMES = ['health', 'orphans'] as const;
 export type SweepName = (typeof SWEEP_NAMES)[number];
 
 export const sweepScheduleId = (prefix: string, name: SweepName): string => `${prefix}sweep:${name}`;
@@ -22,25 +25,43 @@ export const sweepScheduleId = (prefix: string, name: SweepName): string => `${p
 /** A run gets at most this long (and at least a minute) before Temporal times it out. */
 export const sweepRunTimeoutMs = (intervalMs: number): number => Math.max(60_000, 2 * intervalMs);
 
-export async function ensureSweepSchedules(client: Client, s: SweepSettings): Promise<void> {
-  const scheduleId = sweepScheduleId(s.schedulePrefix, 'orphans');
-  const definition = {
-    spec: { intervals: [{ every: s.orphanIntervalMs }] },
+/** The Schedule definition of each sweep: its interval, workflow and arguments. */
+export function sweepDefinition(s: SweepSettings, name: SweepName) {
+  const scheduleId = sweepScheduleId(s.schedulePrefix, name);
+  const intervalMs = name === 'health' ? s.healthIntervalMs : s.orphanIntervalMs;
+  const workflow =
+    name === 'health'
+      ? {
+          workflowType: 'healthSweepWorkflow',
+          args: [{ staleMs: s.heartbeatStaleMs }] as Parameters<typeof healthSweepWorkflow>,
+        }
+      : {
+          workflowType: 'orphanSweepWorkflow',
+          args: [{ graceMs: s.orphanGraceMs }] as Parameters<typeof orphanSweepWorkflow>,
+        };
+  return {
+    scheduleId,
+    spec: { intervals: [{ every: intervalMs }] },
     action: {
       type: 'startWorkflow' as const,
-      workflowType: 'orphanSweepWorkflow',
+      ...workflow,
       workflowId: scheduleId,
       taskQueue: s.taskQueue,
-      args: [{ graceMs: s.orphanGraceMs }] as Parameters<typeof orphanSweepWorkflow>,
-      workflowRunTimeout: sweepRunTimeoutMs(s.orphanIntervalMs),
+      workflowRunTimeout: sweepRunTimeoutMs(intervalMs),
     },
     // A slow sweep is never joined by a second one; a missed tick is not made up later.
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(10_000, s.orphanIntervalMs) },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(10_000, intervalMs) },
   };
-  try {
-    await client.schedule.create({ scheduleId, ...definition });
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...previous, ...definition }));
+}
+
+export async function ensureSweepSchedules(client: Client, s: SweepSettings): Promise<void> {
+  for (const name of SWEEP_NAMES) {
+    const { scheduleId, ...definition } = sweepDefinition(s, name);
+    try {
+      await client.schedule.create({ scheduleId, ...definition });
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await client.schedule.getHandle(scheduleId).update((previous) => ({ ...previous, ...definition }));
+    }
   }
 }

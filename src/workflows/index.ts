@@ -1,3 +1,3 @@
 // The one workflow entry module the worker bundles.
 export { workspaceWorkflow } from './workspace/workflow.js';
-export { orphanSweepWorkflow, orgDeleteWorkflow } from './sweeps.js';
+export { healthSweepWorkflow, orphanSweepWorkflow, orgDeleteWorkflow } from './sweeps.js';

@@ -4,6 +4,7 @@
  */
 import { ApplicationFailure, log, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import type { HealthFinding } from '../domain/health.js';
 import type { OrphanRemoval, OrphanSweepResult } from '../domain/orphans.js';
 
 const find = proxyActivities<Activities>({
@@ -71,6 +72,73 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
     removed,
     failed,
     listErrors: found.listErrors,
+  };
+}
+
+export interface HealthSweepInput {
+  staleMs: number;
+}
+
+export interface HealthSweepResult {
+  startedAt: string;
+  finishedAt: string;
+  staleMs: number;
+  counts: {
+    checked: number;
+    online: number;
+    degraded: number;
+    offline: number;
+    unchanged: number;
+    signalled: number;
+    failed: number;
+  };
+  /** The workspaces whose entity got a verdict, with what it leads to. */
+  signalled: Array<Pick<HealthFinding, 'workspaceId' | 'backend' | 'from' | 'to' | 'reason'>>;
+  failed: Array<{ workspaceId: string; error: string }>;
+  listErrors: Array<{ backend: string; error: string }>;
+}
+
+/**
+ * One health sweep: one DB query and one listing per backend (an activity), then a signal only to
+ * each entity whose verdict differs from its status. The entity decides what follows (restart).
+ */
+export async function healthSweepWorkflow(input: HealthSweepInput): Promise<HealthSweepResult> {
+  const startedAt = new Date().toISOString();
+  const check = await find.checkHealth({ staleMs: input.staleMs });
+  const signalled: HealthSweepResult['signalled'] = [];
+  const failed: HealthSweepResult['failed'] = [];
+  const queue = [...check.changed];
+  const lane = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const f = next;
+      try {
+        if ((await find.signalHealthFinding(f)) === 'signalled') {
+          signalled.push({
+            workspaceId: f.workspaceId,
+            backend: f.backend,
+            from: f.from,
+            to: f.to,
+            reason: f.reason,
+          });
+        }
+      } catch (err) {
+        // One entity that cannot be reached does not stop the others; the next sweep tries again.
+        failed.push({ workspaceId: f.workspaceId, error: errorMessage(err) });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(REMOVE_CONCURRENCY, queue.length) }, lane));
+  signalled.sort((a, b) => a.workspaceId.localeCompare(b.workspaceId));
+  failed.sort((a, b) => a.workspaceId.localeCompare(b.workspaceId));
+  if (signalled.length > 0) log.info('health verdicts signalled', { signalled: signalled.length });
+  return {
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    staleMs: input.staleMs,
+    counts: { ...check.counts, signalled: signalled.length, failed: failed.length },
+    signalled,
+    failed,
+    listErrors: check.listErrors,
   };
 }
 

@@ -191,19 +191,33 @@ describe('sweep entry points', () => {
   const prefix = `test-${randomBytes(4).toString('hex')}:`;
   // A long interval: the Schedule exists but never fires by itself during the test.
   const s = useStack({
-    env: { SWEEP_SCHEDULES: 'on', SWEEP_SCHEDULE_PREFIX: prefix, ORPHAN_SWEEP_INTERVAL_MS: '3600000' },
+    env: {
+      SWEEP_SCHEDULES: 'on',
+      SWEEP_SCHEDULE_PREFIX: prefix,
+      ORPHAN_SWEEP_INTERVAL_MS: '3600000',
+      HEALTH_SWEEP_INTERVAL_MS: '3600000',
+    },
   });
   afterAll(async () => {
-    await s.stack?.service.temporal.schedule
-      .getHandle(sweepScheduleId(prefix, 'orphans'))
-      .delete()
-      .catch(() => undefined);
+    for (const name of ['health', 'orphans'] as const) {
+      await s.stack?.service.temporal.schedule
+        .getHandle(sweepScheduleId(prefix, name))
+        .delete()
+        .catch(() => undefined);
+    }
   });
 
-  it('lists the orphan Schedule with its interval, and its last result once it ran', async () => {
+  it('lists the sweep Schedules with their interval, and the last result once one ran', async () => {
     const listed = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
     expect(listed.status).toBe(200);
     expect(listed.body.items).toEqual([
+      expect.objectContaining({
+        name: 'health',
+        scheduleId: `${prefix}sweep:health`,
+        intervalMs: 3_600_000,
+        paused: false,
+        lastRun: null,
+      }),
       expect.objectContaining({
         name: 'orphans',
         scheduleId: `${prefix}sweep:orphans`,
@@ -216,7 +230,7 @@ describe('sweep entry points', () => {
     const ran = await waitFor(
       async () => {
         const res = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
-        const run = res.body.items[0]?.lastRun;
+        const run = res.body.items.find((i: { name: string }) => i.name === 'orphans')?.lastRun;
         return run?.status === 'COMPLETED' ? run : null;
       },
       { timeoutMs: 60_000, intervalMs: 250, describe: 'the triggered sweep to complete' },
@@ -233,10 +247,12 @@ describe('sweep entry points', () => {
       schedulePrefix: prefix,
       orphanIntervalMs: 7_200_000,
       orphanGraceMs: s.stack.config.ORPHAN_GRACE_MS,
+      healthIntervalMs: 5_400_000,
+      heartbeatStaleMs: 3_000,
     };
     await ensureSweepSchedules(s.stack.service.temporal, settings);
     const res = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
-    expect(res.body.items.map((i: { intervalMs: number }) => i.intervalMs)).toEqual([7_200_000]);
+    expect(res.body.items.map((i: { intervalMs: number }) => i.intervalMs)).toEqual([5_400_000, 7_200_000]);
   });
 
   it('answers 404 for an unknown sweep and 403 to a non-admin', async () => {

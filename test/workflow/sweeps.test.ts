@@ -10,7 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
 import type { OrphanRemoval } from '../../src/domain/orphans.js';
 import { workflowsPath } from '../../src/worker/index.js';
-import type { orgDeleteWorkflow, orphanSweepWorkflow } from '../../src/workflows/sweeps.js';
+import type { HealthFinding } from '../../src/domain/health.js';
+import type {
+  healthSweepWorkflow,
+  orgDeleteWorkflow,
+  orphanSweepWorkflow,
+} from '../../src/workflows/sweeps.js';
 import { REPO_ROOT } from '../support/stack.js';
 
 let env: TestWorkflowEnvironment;
@@ -81,6 +86,66 @@ describe('orphanSweepWorkflow', () => {
       foreign: 0,
       orphans: 3,
       removed: 2,
+      failed: 1,
+    });
+    expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
+  });
+});
+
+const finding = (workspaceId: string, to: HealthFinding['to']): HealthFinding => ({
+  workspaceId,
+  backend: 'docker',
+  from: 'online',
+  to,
+  liveness: { generation: 1, reachable: false, resourceStatus: to === 'offline' ? 'stopped' : 'running' },
+  reason: 'test',
+});
+
+describe('healthSweepWorkflow', () => {
+  it('signals each changed workspace once, skips a gone entity, and reports one it could not reach', async () => {
+    const signalled: string[] = [];
+    const result = await run(
+      {
+        checkHealth: async ({ staleMs }: { staleMs: number }) => {
+          expect(staleMs).toBe(3000);
+          return {
+            changed: [
+              finding('a', 'offline'),
+              finding('b', 'degraded'),
+              finding('c', 'offline'),
+              finding('d', 'offline'),
+            ],
+            counts: { checked: 6, online: 2, degraded: 1, offline: 3, unchanged: 2 },
+            listErrors: [{ backend: 'ec2' as const, error: 'throttled' }],
+          };
+        },
+        signalHealthFinding: async (f: HealthFinding) => {
+          if (f.workspaceId === 'c') throw new Error('temporal says no');
+          if (f.workspaceId === 'd') return 'no-entity' as const;
+          signalled.push(f.workspaceId);
+          return 'signalled' as const;
+        },
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof healthSweepWorkflow>('healthSweepWorkflow', {
+          taskQueue,
+          workflowId: `health-${taskQueue}`,
+          args: [{ staleMs: 3000 }],
+        }),
+    );
+    expect(signalled.sort()).toEqual(['a', 'b']);
+    expect(result.signalled.map((r) => [r.workspaceId, r.to])).toEqual([
+      ['a', 'offline'],
+      ['b', 'degraded'],
+    ]);
+    expect(result.failed).toEqual([{ workspaceId: 'c', error: 'temporal says no' }]);
+    expect(result.counts).toEqual({
+      checked: 6,
+      online: 2,
+      degraded: 1,
+      offline: 3,
+      unchanged: 2,
+      signalled: 2,
       failed: 1,
     });
     expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);

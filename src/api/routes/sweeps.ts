@@ -16,7 +16,7 @@ export function sweepsRouter(deps: ApiDeps): Router {
     requireAdmin(principalOf(res));
     const name = req.params.name;
     if (!sweepControl(deps).isSweep(name)) throw new HttpError(404, 'not_found', `no sweep named "${name}"`);
-    res.json(await sweepControl(deps).runOrphans());
+    res.json(await sweepControl(deps).run(name));
   });
   return r;
 }
