@@ -70,3 +70,102 @@ export const DELETE_BACKOFF_MAX_MS = 300_000;
 export function deleteBackoffMs(attempt: number): number {
   return Math.min(DELETE_BACKOFF_MAX_MS, DELETE_BACKOFF_INITIAL_MS * 2 ** Math.min(attempt, 30));
 }
+
+/** One automatic restart, kept for the `failed` reason and carried through continue-as-new. */
+export interface AutoRestart {
+  atMs: number;
+  /** The generation that went down (the restart boots the next one). */
+  generation: number;
+  reason: string;
+}
+
+export interface RestartSettings {
+  policy: 'always' | 'never';
+  /** At most this many automatic restarts per window; one more goes `failed`. */
+  max: number;
+  windowMs: number;
+  /** `degraded` this long leads to a restart (offline restarts at once, after the backoff). */
+  degradedAfterMs: number;
+  /** Backoff of restart n (from 0): initial × 2^n, capped. */
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** Online this long forgets the restart history. */
+  healthyResetMs: number;
+}
+
+export const DEFAULT_RESTART_SETTINGS: RestartSettings = {
+  policy: 'always',
+  max: 5,
+  windowMs: 3_600_000,
+  degradedAfterMs: 60_000,
+  backoffInitialMs: 1_000,
+  backoffMaxMs: 300_000,
+  healthyResetMs: 600_000,
+};
+
+export type RestartPlan =
+  /** Nothing to do about restarts now. */
+  | { kind: 'none' }
+  /** Look again at `atMs` (a degraded threshold or a backoff not reached yet). */
+  | { kind: 'later'; atMs: number }
+  | { kind: 'restart'; reason: string }
+  | { kind: 'fail'; reason: string };
+
+/** Restarts of the history that still count at `nowMs` (inside the window). */
+export function restartsInWindow(
+  history: readonly AutoRestart[],
+  nowMs: number,
+  windowMs: number,
+): AutoRestart[] {
+  return history.filter((r) => nowMs - r.atMs < windowMs);
+}
+
+/** Wait before automatic restart `n + 1` of a window (n counts from 0): doubling, capped. */
+export function restartBackoffMs(n: number, s: RestartSettings): number {
+  return Math.min(s.backoffMaxMs, s.backoffInitialMs * 2 ** Math.min(n, 30));
+}
+
+/**
+ * The restart policy (Kubernetes' CrashLoopBackOff, Nomad's `restart` block): an `offline`
+ * workspace, or one `degraded` for `degradedAfterMs`, restarts at a new generation after an
+ * exponential backoff measured from the last restart; past `max` restarts in `windowMs` it fails
+ * with the history. `sinceMs` is when the workspace entered its current status.
+ */
+export function restartPlan(input: {
+  status: WorkspaceStatus;
+  sinceMs: number;
+  nowMs: number;
+  history: readonly AutoRestart[];
+  settings: RestartSettings;
+}): RestartPlan {
+  const { status, sinceMs, nowMs, settings: s } = input;
+  if (s.policy === 'never' || (status !== 'offline' && status !== 'degraded')) return { kind: 'none' };
+  if (status === 'degraded' && nowMs - sinceMs < s.degradedAfterMs) {
+    return { kind: 'later', atMs: sinceMs + s.degradedAfterMs };
+  }
+  const recent = restartsInWindow(input.history, nowMs, s.windowMs);
+  const reason = status === 'offline' ? 'offline' : `degraded for ${s.degradedAfterMs} ms`;
+  if (recent.length >= s.max) {
+    const list = recent.map((r) => `generation ${r.generation} (${r.reason})`).join(', ');
+    return {
+      kind: 'fail',
+      reason: `${reason} after ${recent.length} automatic restarts within ${s.windowMs} ms: ${list}`,
+    };
+  }
+  const last = recent.at(-1);
+  if (last) {
+    const atMs = last.atMs + restartBackoffMs(recent.length - 1, s);
+    if (nowMs < atMs) return { kind: 'later', atMs };
+  }
+  return { kind: 'restart', reason };
+}
+
+/** The history after `online` since `onlineSinceMs`: forgotten once healthy long enough. */
+export function historyAfterHealthy(
+  history: readonly AutoRestart[],
+  onlineSinceMs: number,
+  nowMs: number,
+  s: RestartSettings,
+): AutoRestart[] {
+  return nowMs - onlineSinceMs >= s.healthyResetMs ? [] : [...history];
+}
