@@ -33,6 +33,8 @@ const templatesSchema = z.record(
       })
       .strict()
       .optional(),
+    /** Whether its workspaces restart by themselves when offline or degraded (default always). */
+    restartPolicy: z.enum(['always', 'never']).optional(),
   }),
 );
 export type Templates = z.infer<typeof templatesSchema>;
@@ -169,6 +171,18 @@ const envSchema = z.object({
   HEALTH_SWEEP_INTERVAL_MS: msSetting(30_000),
   /** A heartbeat older than this is stale; unset: 3 × HEARTBEAT_INTERVAL_MS. */
   HEARTBEAT_STALE_MS: z.coerce.number().int().positive().optional(),
+  /** Restart policy of workspaces whose create body and template name none. */
+  AUTO_RESTART_POLICY: z.enum(['always', 'never']).default('always'),
+  /** Restart policy: automatic restarts per window before a workspace goes `failed`. */
+  AUTO_RESTART_MAX: z.coerce.number().int().min(0).max(1000).default(5),
+  AUTO_RESTART_WINDOW_MS: msSetting(3_600_000),
+  /** `degraded` this long leads to an automatic restart (offline restarts at once). */
+  AUTO_RESTART_DEGRADED_MS: msSetting(60_000),
+  /** First backoff between automatic restarts; it doubles up to AUTO_RESTART_BACKOFF_MAX_MS. */
+  AUTO_RESTART_BACKOFF_MS: msSetting(1_000),
+  AUTO_RESTART_BACKOFF_MAX_MS: msSetting(300_000),
+  /** Online this long resets the restart count. */
+  AUTO_RESTART_RESET_MS: msSetting(600_000),
   /** Every how often `sweep:orphans` looks for leaked resources. */
   ORPHAN_SWEEP_INTERVAL_MS: msSetting(300_000),
   /** An orphan younger than this is left for the next sweep (it may belong to a create in flight). */

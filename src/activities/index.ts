@@ -64,6 +64,7 @@ export function createActivities(deps: ActivityDeps) {
       phase: string | null;
       message: string | null;
       error: string | null;
+      restart?: { count: number; lastReason: string | null };
     }): Promise<void> {
       await dbCall(async () => {
         const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);

@@ -4,6 +4,7 @@ import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { Bounds } from './bounds.js';
 import type { EntityClient } from './entity.js';
+import type { RestartPolicyInput } from '../workflows/messages.js';
 import type { SweepControl } from './sweeps.js';
 
 export interface ApiSettings {
@@ -17,7 +18,12 @@ export interface ApiSettings {
   /** Base of the URLs the API hands out (agent card, peer metadata); set once the port is known. */
   publicUrl: string;
   /** Known templates: name → default config. Unknown template → 400. */
-  templates: Record<string, { runtime?: string; config: Record<string, unknown> }>;
+  templates: Record<
+    string,
+    { runtime?: string; config: Record<string, unknown>; restartPolicy?: 'always' | 'never' }
+  >;
+  /** The restart policy's settings; a workspace's or template's `restartPolicy` picks always/never. */
+  restartPolicy?: RestartPolicyInput;
   /** Data-plane caps; defaults in bounds.ts. */
   bounds?: Partial<Bounds>;
   /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */

@@ -20,5 +20,7 @@ export function presentWorkspace(w: WorkspaceRow): WorkspaceJson {
   if (w.endpoint) out.endpoint = w.endpoint;
   if (w.lastHeartbeatAt) out.lastHeartbeatAt = w.lastHeartbeatAt.toISOString();
   if (w.error) out.error = w.error;
+  out.restartCount = w.restartCount;
+  if (w.lastRestartReason) out.lastRestartReason = w.lastRestartReason;
   return out;
 }

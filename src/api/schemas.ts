@@ -146,6 +146,8 @@ export const createWorkspaceBody = z.object({
     )
     .optional(),
   budgetLimitCents: int4().optional(),
+  /** `never`: an offline or degraded workspace waits for the user instead of restarting itself. */
+  restartPolicy: z.enum(['always', 'never']).optional(),
   initialMemories: z
     .array(z.object({ content: text({ min: 1, max: 10000 }), scope: text({ min: 1, max: 32 }).optional() }))
     .max(100)
@@ -183,6 +185,9 @@ export const workspaceSchema = z.object({
   instanceId: z.string().optional(),
   endpoint: z.string().optional(),
   lastHeartbeatAt: z.string().optional(),
+  /** Automatic restarts in the current streak (the restart policy; reset after a healthy period). */
+  restartCount: z.number().int().optional(),
+  lastRestartReason: z.string().optional(),
   error: z.string().optional(),
   createdAt: z.string(),
   updatedAt: z.string(),

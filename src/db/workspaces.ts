@@ -27,13 +27,15 @@ export interface WorkspaceRow {
   bootConfigHash: string | null;
   registeredGeneration: number | null;
   registeredConfigHash: string | null;
+  restartCount: number;
+  lastRestartReason: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
 const COLUMNS = `id, org_id, name, backend, template, runtime, config, config_hash, config_version, generation,
   status, phase, instance_id, endpoint, last_heartbeat_at, runtime_state, error, workflow_id, boot_runtime,
-  boot_config, boot_config_hash, registered_generation, registered_config_hash, created_at, updated_at`;
+  boot_config, boot_config_hash, registered_generation, registered_config_hash, restart_count, last_restart_reason, created_at, updated_at`;
 
 type Raw = Record<string, unknown>;
 
@@ -62,6 +64,8 @@ function toRow(r: Raw): WorkspaceRow {
     bootConfigHash: (r.boot_config_hash as string | null) ?? null,
     registeredGeneration: (r.registered_generation as number | null) ?? null,
     registeredConfigHash: (r.registered_config_hash as string | null) ?? null,
+    restartCount: (r.restart_count as number | null) ?? 0,
+    lastRestartReason: (r.last_restart_reason as string | null) ?? null,
     createdAt: r.created_at as Date,
     updatedAt: r.updated_at as Date,
   };
@@ -219,14 +223,28 @@ export interface Transition {
   message?: string | null;
   /** Set on `failed`, cleared otherwise. */
   error?: string | null;
+  /** The restart policy's counters, when this transition changes them (else left as they are). */
+  restart?: { count: number; lastReason: string | null };
 }
 
 export async function recordTransition(db: Queryable, t: Transition): Promise<void> {
   await db.query(
-    `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now() WHERE id = $1),
+    `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now(),
+         restart_count = coalesce($7, restart_count),
+         last_restart_reason = CASE WHEN $7::int IS NULL THEN last_restart_reason ELSE $8 END
+       WHERE id = $1),
        a AS (INSERT INTO activity (workspace_id, type, status, summary) VALUES ($1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '')))
      INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation) VALUES ($1, $2, $3, $4, $6)`,
-    [t.workspaceId, t.status, t.phase ?? null, t.message ?? null, t.error ?? null, t.generation],
+    [
+      t.workspaceId,
+      t.status,
+      t.phase ?? null,
+      t.message ?? null,
+      t.error ?? null,
+      t.generation,
+      t.restart?.count ?? null,
+      t.restart?.lastReason ?? null,
+    ],
   );
 }
 

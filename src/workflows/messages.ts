@@ -41,8 +41,28 @@ export interface WorkspaceWorkflowInput {
   bootDeadlineMs: number;
   /** Continue-as-new also when history grows past this (the server's suggestion applies too). */
   continueAsNewAfterEvents?: number;
+  /** The restart policy (decide.ts restartPlan); absent fields take the defaults there. */
+  restartPolicy?: RestartPolicyInput;
   /** Present only when continued-as-new: the state carried over, plain JSON. */
   carried?: CarriedState;
+}
+
+export interface RestartPolicyInput {
+  policy?: 'always' | 'never';
+  max?: number;
+  windowMs?: number;
+  degradedAfterMs?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  healthyResetMs?: number;
+}
+
+/** One automatic restart, kept for the `failed` reason and carried through continue-as-new. */
+export interface AutoRestart {
+  atMs: number;
+  /** The generation that went down (the restart boots the next one). */
+  generation: number;
+  reason: string;
 }
 
 /**
@@ -63,6 +83,10 @@ export interface CarriedState {
   health?: AgentHealth | null;
   liveness?: AgentLiveness | null;
   healthPending?: boolean;
+  /** The restart policy's state: restarts of the current streak, and when the status last changed. */
+  restartHistory?: AutoRestart[];
+  lastRestartReason?: string | null;
+  statusSinceMs?: number;
 }
 
 export interface WorkspaceState {
@@ -84,6 +108,9 @@ export interface WorkspaceState {
    * start, delete) instead of retrying the same goal in a loop.
    */
   halted: boolean;
+  /** Automatic restarts of the current streak, and why the last one happened (restart policy). */
+  restartCount?: number;
+  lastRestartReason?: string | null;
 }
 
 export interface ConfigureInput {

@@ -50,6 +50,9 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     LOG_LEVEL: 'warn',
     // The run's Temporal server is shared by every file: no file schedules sweeps unless it asks.
     SWEEP_SCHEDULES: 'off',
+    // Suites that stop resources out of band test the user's start/restart: nothing restarts by
+    // itself unless a suite asks (test/parity/self-healing.test.ts).
+    AUTO_RESTART_POLICY: 'never',
     ...extra,
   };
 }

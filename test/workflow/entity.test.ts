@@ -354,7 +354,7 @@ describe('entity workflow: start and restart from offline, degraded, failed', ()
 
   it('offline → start boots the same generation again', async () => {
     await withWorker(env, async (h) => {
-      const handle = await startEntity(h);
+      const handle = await startEntity(h, { restartPolicy: { policy: 'never' } });
       await offline(h, handle);
       await handle.executeUpdate(startUpdate);
       await online(h, handle, 1);
@@ -365,7 +365,7 @@ describe('entity workflow: start and restart from offline, degraded, failed', ()
 
   it('offline → restart boots a new generation', async () => {
     await withWorker(env, async (h) => {
-      const handle = await startEntity(h);
+      const handle = await startEntity(h, { restartPolicy: { policy: 'never' } });
       await offline(h, handle);
       await handle.executeUpdate(restartUpdate);
       await online(h, handle, 2);

@@ -95,6 +95,10 @@ export function workspacesRouter(deps: ApiDeps): Router {
         backend: body.backend,
         bootDeadlineMs: settings.bootDeadlineMs,
         continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
+        restartPolicy: {
+          ...settings.restartPolicy,
+          policy: body.restartPolicy ?? template?.restartPolicy ?? settings.restartPolicy?.policy ?? 'always',
+        },
       });
     } catch (err) {
       deps.log.error({ err }, 'could not start workspace workflow');

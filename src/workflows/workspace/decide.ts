@@ -3,7 +3,15 @@
  * next, what the agent's signals mean for the status, which statuses accept which calls, and how
  * long a failing delete waits before its next attempt.
  */
-import type { AgentHealth, AgentLiveness, WorkspaceStatus } from '../messages.js';
+import type {
+  AgentHealth,
+  AgentLiveness,
+  AutoRestart,
+  RestartPolicyInput,
+  WorkspaceStatus,
+} from '../messages.js';
+
+export type { AutoRestart } from '../messages.js';
 import type { Decision, DecisionInput, Verdict } from './state.js';
 
 /** Statuses a `start` brings back by booting (api.md: offline, degraded, failed, stopped). */
@@ -71,14 +79,6 @@ export function deleteBackoffMs(attempt: number): number {
   return Math.min(DELETE_BACKOFF_MAX_MS, DELETE_BACKOFF_INITIAL_MS * 2 ** Math.min(attempt, 30));
 }
 
-/** One automatic restart, kept for the `failed` reason and carried through continue-as-new. */
-export interface AutoRestart {
-  atMs: number;
-  /** The generation that went down (the restart boots the next one). */
-  generation: number;
-  reason: string;
-}
-
 export interface RestartSettings {
   policy: 'always' | 'never';
   /** At most this many automatic restarts per window; one more goes `failed`. */
@@ -102,6 +102,13 @@ export const DEFAULT_RESTART_SETTINGS: RestartSettings = {
   backoffMaxMs: 300_000,
   healthyResetMs: 600_000,
 };
+
+/** The policy of one workspace: its input over the defaults. */
+export function restartSettings(input: RestartPolicyInput | undefined): RestartSettings {
+  const out = { ...DEFAULT_RESTART_SETTINGS };
+  for (const [k, v] of Object.entries(input ?? {})) if (v !== undefined) Object.assign(out, { [k]: v });
+  return out;
+}
 
 export type RestartPlan =
   /** Nothing to do about restarts now. */

@@ -3,6 +3,7 @@
  * and continue-as-new can carry all of it.
  */
 import type {
+  AutoRestart,
   AgentHealth,
   AgentLiveness,
   CarriedState,
@@ -18,6 +19,11 @@ export interface EntityState extends WorkspaceState {
   healthPending: boolean;
   /** Highest config version saved through this entity (every save goes through configure). */
   latestSavedVersion: number;
+  /** Automatic restarts of the current streak (cleared after a healthy period). */
+  restartHistory: AutoRestart[];
+  lastRestartReason: string | null;
+  /** When the status last changed (workflow time): how long degraded, how long healthy. */
+  statusSinceMs: number;
 }
 
 /** What the main loop does next; `wait` means nothing until a handler changes the state. */
@@ -70,6 +76,9 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     liveness: carried?.liveness ?? null,
     healthPending: carried?.healthPending ?? false,
     latestSavedVersion: carried?.latestSavedVersion ?? 0,
+    restartHistory: carried?.restartHistory ?? [],
+    lastRestartReason: carried?.lastRestartReason ?? null,
+    statusSinceMs: carried?.statusSinceMs ?? Date.now(),
   };
 }
 
@@ -89,6 +98,9 @@ export function carry(s: EntityState): CarriedState {
     health: s.health,
     liveness: s.liveness,
     healthPending: s.healthPending,
+    restartHistory: s.restartHistory,
+    lastRestartReason: s.lastRestartReason,
+    statusSinceMs: s.statusSinceMs,
   };
 }
 
@@ -107,5 +119,7 @@ export function view(s: EntityState): WorkspaceState {
     deleteRequested: s.deleteRequested,
     startPending: s.startPending,
     halted: s.halted,
+    restartCount: s.restartHistory.length,
+    lastRestartReason: s.lastRestartReason,
   };
 }

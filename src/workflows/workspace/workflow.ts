@@ -44,7 +44,15 @@ import {
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../messages.js';
-import { decide, deleteBackoffMs, healthVerdict, startNeedsAction } from './decide.js';
+import {
+  decide,
+  deleteBackoffMs,
+  healthVerdict,
+  historyAfterHealthy,
+  restartPlan,
+  restartSettings,
+  startNeedsAction,
+} from './decide.js';
 import { carry, initialState, view } from './state.js';
 
 const PERMANENT_DB_ERRORS: string[] = [DbFailureType.Data, DbFailureType.Integrity];
@@ -81,6 +89,8 @@ export const PATCHES = {
   startBoots: 'start-boots-offline-degraded-failed',
   /** A restart asked for by a save that a provision in flight snapshots anyway boots no second time. */
   saveCoveredBySnapshot: 'save-covered-by-snapshot',
+  /** The restart policy: automatic restarts of offline/degraded workspaces, and their timers. */
+  autoRestart: 'auto-restart-policy',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -88,6 +98,9 @@ type Outcome = 'ready' | 'timeout' | 'interrupted';
 export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<void> {
   const { workspaceId, backend: backendName } = input;
   const s = initialState(workspaceId, input.carried);
+  const policy = restartSettings(input.restartPolicy);
+  /** The restart counters changed since the DB last got them. */
+  let restartDirty = false;
   let ready: AgentReady | null = null;
   let configSavesInFlight = 0;
   /** The generation a provision in flight is about to snapshot; null once it has (or gave up). */
@@ -115,6 +128,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   /** Any new request is a new goal: a halted entity tries again. */
   const newRequest = () => {
     s.halted = false;
+    // The user took over: the automatic restarts start a new streak.
+    if (s.restartHistory.length > 0) {
+      s.restartHistory = [];
+      restartDirty = true;
+    }
   };
 
   setHandler(stateQuery, () => view(s));
@@ -222,10 +240,22 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     phase: string | null,
     opts: { message?: string; error?: string | null },
   ): Promise<void> {
+    const now = Date.now();
+    if (status !== s.status) {
+      if (s.status === 'online' && s.restartHistory.length > 0) {
+        const kept = historyAfterHealthy(s.restartHistory, s.statusSinceMs, now, policy);
+        if (kept.length !== s.restartHistory.length) restartDirty = true;
+        s.restartHistory = kept;
+      }
+      s.statusSinceMs = now;
+    }
     s.status = status;
     s.phase = phase;
     s.error = opts.error ?? (status === 'failed' ? s.error : null);
     upsertSearchAttributes([{ key: WorkspaceStatusKey, value: status }]);
+    const restart = restartDirty
+      ? { count: s.restartHistory.length, lastReason: s.lastRestartReason }
+      : undefined;
     await db.recordTransition({
       workspaceId,
       generation: s.generation,
@@ -233,7 +263,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       phase,
       message: opts.message ?? null,
       error: s.error,
+      ...(restart ? { restart } : {}),
     });
+    if (restart) restartDirty = false;
   }
 
   const fail = (error: string) => setStatus('failed', null, { error, message: error });
@@ -409,6 +441,62 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     }
   };
 
+  const currentPlan = () =>
+    restartPlan({
+      status: s.status,
+      sinceMs: s.statusSinceMs,
+      nowMs: Date.now(),
+      history: s.restartHistory,
+      settings: policy,
+    });
+
+  /**
+   * Acts on the restart policy when nothing else is due (user stop/delete/restart always come
+   * first): restarts at a new generation, or fails with the history. True when it did something.
+   */
+  async function autoRestart(): Promise<boolean> {
+    const p = currentPlan();
+    if (p.kind === 'none' || p.kind === 'later') return false;
+    // Histories from before the restart policy left offline/degraded workspaces as they were.
+    if (!patched(PATCHES.autoRestart)) return false;
+    if (p.kind === 'fail') {
+      restartDirty = true;
+      await fail(p.reason);
+      return true;
+    }
+    s.restartHistory = [
+      ...s.restartHistory,
+      { atMs: Date.now(), generation: s.generation, reason: p.reason },
+    ];
+    s.lastRestartReason = p.reason;
+    restartDirty = true;
+    log.info('automatic restart', {
+      generation: s.generation,
+      reason: p.reason,
+      count: s.restartHistory.length,
+    });
+    await run(() => provision('restarting'));
+    return true;
+  }
+
+  /** When the restart policy next needs a look (a backoff, a degraded threshold, a healthy reset). */
+  function policyWakeAt(): number | null {
+    const p = currentPlan();
+    if (p.kind === 'later') return p.atMs;
+    if (s.status === 'online' && s.restartHistory.length > 0) return s.statusSinceMs + policy.healthyResetMs;
+    return null;
+  }
+
+  /** Online long enough: the streak is over (the count shown goes back to 0). */
+  async function resetIfHealthy(): Promise<void> {
+    if (s.status !== 'online' || s.restartHistory.length === 0) return;
+    const kept = historyAfterHealthy(s.restartHistory, s.statusSinceMs, Date.now(), policy);
+    if (kept.length === s.restartHistory.length) return;
+    s.restartHistory = kept;
+    restartDirty = true;
+    await setStatus('online', s.phase, { message: 'restart count reset after a healthy period' });
+  }
+
   if (!input.carried) await run(() => provision('provisioning'));
 
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
@@ -417,7 +505,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew() });
 
   for (;;) {
-    await condition(() => next().kind !== 'wait');
+    if (next().kind === 'wait' && (await autoRestart())) continue;
+    const wakeAt = policyWakeAt();
+    if (wakeAt !== null && patched(PATCHES.autoRestart)) {
+      if (!(await condition(() => next().kind !== 'wait', Math.max(1, wakeAt - Date.now())))) {
+        await resetIfHealthy();
+        continue;
+      }
+    } else {
+      await condition(() => next().kind !== 'wait');
+    }
     const d = next();
     if (d.kind === 'delete') {
       await run(remove);

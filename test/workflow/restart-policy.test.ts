@@ -1,0 +1,181 @@
+/**
+ * The entity's restart policy on the time-skipping test server with scripted activities: offline
+ * restarts by itself at a new generation with growing backoff, too many restarts end `failed` with
+ * the history, a healthy period resets the count, `never` waits for the user, a user stop wins.
+ */
+import type { WorkflowHandle } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  agentLivenessSignal,
+  deleteUpdate,
+  stopUpdate,
+  type RestartPolicyInput,
+} from '../../src/workflows/messages.js';
+import {
+  createEnv,
+  replayAndRecord,
+  settledAt,
+  startEntity,
+  until,
+  withWorker,
+  type Harness,
+} from './harness.js';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await createEnv();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+const POLICY: RestartPolicyInput = {
+  max: 3,
+  windowMs: 3_600_000,
+  degradedAfterMs: 20_000,
+  backoffInitialMs: 5_000,
+  backoffMaxMs: 60_000,
+  healthyResetMs: 120_000,
+};
+
+const online = (h: Harness, handle: WorkflowHandle, generation: number) =>
+  until(h, handle, settledAt('online', generation), `online at generation ${generation}`);
+
+/** What the health sweep sends when the resource of `generation` is found stopped. */
+const goOffline = (handle: WorkflowHandle, generation: number) =>
+  handle.signal(agentLivenessSignal, { generation, reachable: false, resourceStatus: 'stopped' });
+
+/** When each generation's resource was started (workflow clock). */
+const startedAt = (h: Harness, generation: number) =>
+  h.fakes.calls.find((c) => c.name === 'startResource' && c.input.generation === generation)?.at ?? NaN;
+
+/** When each automatic restart began: its `restarting` transition, in the task that decided it. */
+const restartsAt = (h: Harness) =>
+  h.fakes.calls
+    .filter(
+      (c) =>
+        c.name === 'recordTransition' && c.input.status === 'restarting' && c.input.phase === 'preparing',
+    )
+    .map((c) => c.at);
+
+async function deleteAndComplete(h: Harness, handle: WorkflowHandle, record?: string) {
+  await handle.executeUpdate(deleteUpdate);
+  await until(h, handle, (s) => s.status === 'deleted', 'deleted');
+  await handle.result();
+  await replayAndRecord(handle, record);
+}
+
+describe('entity workflow: restart policy', () => {
+  it('restarts an offline workspace at a new generation, with a growing backoff between restarts', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: POLICY });
+      await online(h, handle, 1);
+      await goOffline(handle, 1);
+      const second = await online(h, handle, 2);
+      expect(second.restartCount).toBe(1);
+      expect(second.lastRestartReason).toBe('offline');
+      await goOffline(handle, 2);
+      await online(h, handle, 3);
+      await goOffline(handle, 3);
+      const fourth = await online(h, handle, 4);
+      expect(fourth.restartCount).toBe(3);
+      // The second restart waited ≥ 5 s after the first, the third ≥ 10 s after the second.
+      const [r1, r2, r3] = restartsAt(h);
+      expect(restartsAt(h)).toHaveLength(3);
+      expect(r2! - r1!).toBeGreaterThanOrEqual(5_000);
+      expect(r3! - r2!).toBeGreaterThanOrEqual(10_000);
+      // The old generation goes before the new one boots; the DB got the counters.
+      expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(1);
+      const counted = h.fakes.calls.filter((c) => c.name === 'recordTransition' && c.input.restart);
+      expect(counted.at(-1)?.input.restart).toEqual({ count: 3, lastReason: 'offline' });
+      await deleteAndComplete(h, handle, 'auto-restart');
+    });
+  });
+
+  it('goes failed after the maximum of restarts in the window, naming them', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: { ...POLICY, max: 2 } });
+      await online(h, handle, 1);
+      await goOffline(handle, 1);
+      await online(h, handle, 2);
+      await goOffline(handle, 2);
+      await online(h, handle, 3);
+      await goOffline(handle, 3);
+      const failed = await until(h, handle, settledAt('failed', 3), 'failed');
+      expect(failed.error).toBe(
+        'offline after 2 automatic restarts within 3600000 ms: generation 1 (offline), generation 2 (offline)',
+      );
+      expect(failed.restartCount).toBe(2);
+      expect(h.fakes.count('startResource', (i) => i.generation === 4)).toBe(0);
+      expect(h.fakes.transitions.at(-1)).toEqual(
+        expect.objectContaining({ status: 'failed', generation: 3 }),
+      );
+      await deleteAndComplete(h, handle, 'auto-restart-failed');
+    });
+  });
+
+  it('resets the count after a healthy period', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: { ...POLICY, max: 1 } });
+      await online(h, handle, 1);
+      await goOffline(handle, 1);
+      expect((await online(h, handle, 2)).restartCount).toBe(1);
+      // Healthy for healthyResetMs: the streak is over, so the next outage restarts again.
+      await until(h, handle, (s) => s.restartCount === 0, 'restart count reset', 10_000, 30);
+      await goOffline(handle, 2);
+      const third = await online(h, handle, 3);
+      expect(third.restartCount).toBe(1);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('restarts a workspace degraded past the threshold, not before', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: POLICY });
+      await online(h, handle, 1);
+      await handle.signal(agentLivenessSignal, {
+        generation: 1,
+        reachable: false,
+        resourceStatus: 'running',
+      });
+      await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
+      const degradedAt = h.fakes.calls.filter((c) => c.name === 'recordTransition').at(-1)!.at;
+      const back = await online(h, handle, 2);
+      expect(back.lastRestartReason).toBe('degraded for 20000 ms');
+      expect(startedAt(h, 2) - degradedAt).toBeGreaterThanOrEqual(20_000);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('policy never: an offline workspace waits for the user', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: { ...POLICY, policy: 'never' } });
+      await online(h, handle, 1);
+      await goOffline(handle, 1);
+      await until(h, handle, settledAt('offline', 1), 'offline');
+      await h.env.sleep(600_000);
+      const still = await until(h, handle, settledAt('offline', 1), 'still offline');
+      expect(still.restartCount).toBe(0);
+      expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a user stop during the backoff wins over the automatic restart', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: { ...POLICY, backoffInitialMs: 600_000 } });
+      await online(h, handle, 1);
+      await goOffline(handle, 1);
+      await online(h, handle, 2);
+      await goOffline(handle, 2);
+      await until(h, handle, settledAt('offline', 2), 'offline', 0);
+      await handle.executeUpdate(stopUpdate);
+      await until(h, handle, settledAt('stopped', 2), 'stopped');
+      await h.env.sleep(1_200_000);
+      expect((await until(h, handle, settledAt('stopped', 2), 'still stopped')).restartCount).toBe(0);
+      expect(h.fakes.count('prepareGeneration', (i) => i.generation === 3)).toBe(0);
+      await deleteAndComplete(h, handle, 'auto-restart-stop-wins');
+    });
+  });
+});
