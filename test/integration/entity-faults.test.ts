@@ -1,7 +1,8 @@
 /**
  * The entity and the API under faults, on the real stack (Temporal, PostgreSQL, dockerd): a config
- * the database refuses answers 4xx and wedges nothing; with no worker polling, lifecycle calls
- * answer 503 + Retry-After instead of hanging, and /readyz names the worker as what is missing.
+ * the database refuses answers 4xx and wedges nothing; with no worker polling, lifecycle calls (and
+ * an orphan sweep run now) answer 503 + Retry-After instead of hanging, and /readyz names the
+ * worker as what is missing.
  */
 import { describe, expect, it } from 'vitest';
 import { useStack, waitForStatus } from '../support/stack.js';
@@ -81,6 +82,13 @@ describe('no worker polling the task queue', () => {
     const row = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
     expect(row.body.status).toBe('provisioning');
     await t.stack.service.temporal.workflow.getHandle(created.body.workflowId).terminate('test cleanup');
+  });
+
+  it('an orphan sweep run now answers 503 with Retry-After at once instead of waiting for its run timeout', async () => {
+    const res = await t.stack.api.call('POST', '/v1/admin/sweeps/orphans/run', { token: t.stack.adminToken });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('temporal_unavailable');
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
   it('/readyz answers 503 and names the worker, with the other parts ok', async () => {
