@@ -390,7 +390,12 @@ describe('entity workflow: a long delete continues-as-new', () => {
       }
       expect(h.fakes.count('finalizeDelete')).toBe(1);
       expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
-      await replayAndRecord(latest, 'delete-continues-as-new');
+      // Both sides replay: the run that continued-as-new (patch marker) and the run it carried into.
+      await replayAndRecord(
+        h.env.client.workflow.getHandle(handle.workflowId, deleteRun),
+        'delete-continues-as-new',
+      );
+      await replayAndRecord(latest, 'delete-continued');
     });
   });
 });
