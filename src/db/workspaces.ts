@@ -1,6 +1,7 @@
 import { hashConfig, type WorkspaceConfig } from '../domain/config-hash.js';
 import type { WorkspaceStatus } from '../workflows/messages.js';
 import type { Queryable } from './queryable.js';
+import { storable } from './storable.js';
 import { revokeSupersededTokens } from './tokens.js';
 
 export interface WorkspaceRow {
@@ -226,7 +227,15 @@ export async function recordTransition(db: Queryable, t: Transition): Promise<vo
     `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now() WHERE id = $1),
        a AS (INSERT INTO activity (workspace_id, type, status, summary) VALUES ($1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '')))
      INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation) VALUES ($1, $2, $3, $4, $6)`,
-    [t.workspaceId, t.status, t.phase ?? null, t.message ?? null, t.error ?? null, t.generation],
+    // Messages quote backend errors: a NUL in one must not lose the transition.
+    [
+      t.workspaceId,
+      t.status,
+      t.phase ?? null,
+      storable(t.message ?? null),
+      storable(t.error ?? null),
+      t.generation,
+    ],
   );
 }
 

@@ -63,6 +63,11 @@ export interface CarriedState {
   health?: AgentHealth | null;
   liveness?: AgentLiveness | null;
   healthPending?: boolean;
+  /**
+   * A delete still retrying when its run's history grew long: the next run goes on deleting (no
+   * Update may undo it), and its backoff goes on from this many failed attempts.
+   */
+  deleting?: { attempts: number };
 }
 
 export interface WorkspaceState {
