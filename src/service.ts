@@ -145,10 +145,15 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
   if (opts.api) {
+    const entity = new EntityClient(temporal, config.TASK_QUEUE);
     const apiDeps: ApiDeps = {
       db: db.pool,
-      entity: new EntityClient(temporal, config.TASK_QUEUE),
-      sweeps: new SweepControl(temporal, { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS }),
+      entity,
+      sweeps: new SweepControl(
+        temporal,
+        { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS },
+        () => entity.requireWorker(),
+      ),
       backends,
       secrets,
       log,

@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import { authenticate } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
-import { perKeyRateLimit } from './limits.js';
+import { failedAuthRateLimit, perKeyRateLimit } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { filesRouter } from './routes/files.js';
@@ -24,6 +24,7 @@ export function createApp(deps: ApiDeps): Express {
   });
   app.use(opsRouter(deps));
   const v1 = express.Router();
+  v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));
   v1.use(authenticate(deps.db, deps.settings.adminToken));
   v1.use(perKeyRateLimit(deps.settings.rateLimitPerMinute));
   // Raw-body and streaming routes parse their own bodies: mounted before the JSON parser.

@@ -49,8 +49,18 @@ export class HeartbeatRefresh {
     const prev = this.last.get(w.id);
     if (prev !== undefined && now - prev < min) return false;
     this.last.set(w.id, now);
+    this.prune(now, min);
     return true;
   }
+
+  /** Forgets workspaces not seen for a while (deleted ones): the map stays the size of the fleet. */
+  private prune(now: number, min: number): void {
+    if (this.last.size < 1024 || now - this.prunedAt < min) return;
+    this.prunedAt = now;
+    for (const [id, at] of this.last) if (now - at > 10 * min) this.last.delete(id);
+  }
+
+  private prunedAt = 0;
 }
 
 /** One GET /health of the agent: does it answer at this address at all? */

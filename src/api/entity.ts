@@ -6,6 +6,7 @@
  */
 import {
   ApplicationFailure,
+  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
   type Client,
@@ -22,12 +23,15 @@ import {
   agentLivenessSignal,
   agentReadySignal,
   configureUpdate,
+  deleteUpdate,
   workspaceWorkflowId,
   type ConfigureInput,
   type ConfigureResult,
   type AgentHealth,
   type AgentLiveness,
   type AgentReady,
+  type BackendName,
+  type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
@@ -154,7 +158,48 @@ export class EntityClient {
     return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(def));
   }
 
-  private async sendUpdate<T>(call: () => Promise<T>): Promise<T> {
+  /**
+   * Deletes through the entity. A row that is not `deleted` but has no running entity (a create
+   * whose workflow start failed ambiguously and never landed, or an entity that ended without
+   * recording `deleted`) would otherwise answer "workspace is deleted" for ever while it still
+   * shows, counts against the quota and may hold resources: such a row gets an entity that only
+   * deletes (continue-as-new's `deleting` carry), which converges like any delete.
+   */
+  async delete(
+    w: { id: string; orgId: string; backend: BackendName; status: WorkspaceStatus; generation: number },
+    settings: { bootDeadlineMs: number; continueAsNewAfterEvents?: number },
+  ): Promise<{ accepted: true; status: WorkspaceStatus }> {
+    return this.sendUpdate(
+      () => this.handle(w.id).executeUpdate(deleteUpdate),
+      async () => {
+        try {
+          await this.start({
+            workspaceId: w.id,
+            orgId: w.orgId,
+            backend: w.backend,
+            ...settings,
+            carried: {
+              status: w.status,
+              generation: w.generation,
+              configHash: null,
+              desired: 'running',
+              restartPending: false,
+              error: null,
+              latestSavedVersion: 0,
+              deleting: { attempts: 0 },
+            },
+          });
+        } catch (err) {
+          // Someone else started it meanwhile (a second DELETE, the create's own late start).
+          if (err instanceof WorkflowExecutionAlreadyStartedError) return this.update(w.id, deleteUpdate);
+          throw temporalUnavailable();
+        }
+        return { accepted: true, status: 'deleting' };
+      },
+    );
+  }
+
+  private async sendUpdate<T>(call: () => Promise<T>, onGone?: () => Promise<T>): Promise<T> {
     const deadline = Date.now() + this.callTimeoutMs;
     let polling: boolean;
     try {
@@ -166,6 +211,7 @@ export class EntityClient {
     try {
       return await this.withDeadline(call, deadline);
     } catch (err) {
+      if (onGone && (err instanceof WorkflowNotFoundError || isCompleted(err))) return onGone();
       throw toHttpError(err);
     }
   }

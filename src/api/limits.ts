@@ -5,9 +5,9 @@
  * tokens of one workspace share one budget.
  */
 import type { RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
-import { hashToken } from '../security/tokens.js';
-import type { Principal } from './auth.js';
+import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import { hashToken, safeEqual } from '../security/tokens.js';
+import { bearer, type Principal } from './auth.js';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 
@@ -43,5 +43,36 @@ export function perKeyRateLimit(perMinute: number): RequestHandler {
     },
     // The key is never an IP address, so the library's IP checks do not apply.
     validate: { ip: false, trustProxy: false, xForwardedForHeader: false, keyGeneratorIpFallback: false },
+  });
+}
+
+/**
+ * Runs before authenticate(): counts only the requests that end 401 (a token of the right shape is
+ * still a database lookup), per client address. Past `perMinute` failures the address gets 429
+ * until the window passes; callers with valid tokens never add to the count.
+ */
+export function failedAuthRateLimit(perMinute: number, adminToken: string): RequestHandler {
+  return rateLimit({
+    // The admin is never locked out by someone failing from the same address (a cheap comparison).
+    skip: (req) => {
+      const token = bearer(req);
+      return token !== null && safeEqual(token, adminToken);
+    },
+    windowMs: RATE_LIMIT_WINDOW_MS,
+    limit: perMinute,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    keyGenerator: (req) => `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`,
+    requestWasSuccessful: (_req, res) => res.statusCode !== 401,
+    skipSuccessfulRequests: true,
+    handler: (_req, res) => {
+      res.status(429).json({
+        error: {
+          code: 'rate_limited',
+          message: `over ${perMinute} failed authentications per minute; retry later`,
+        },
+      });
+    },
+    validate: { trustProxy: false, xForwardedForHeader: false },
   });
 }

@@ -26,11 +26,33 @@ export interface SweepSummary {
   lastRun: { workflowId: string; runId: string; startedAt: string; status: string; result: unknown } | null;
 }
 
+/** Budget of one Temporal call of these routes (the contract's 503 comes within 5 s). */
+const CALL_TIMEOUT_MS = 4000;
+
+const unavailable = (message = 'workflow service unavailable') =>
+  new HttpError(503, 'temporal_unavailable', message, { retryAfterSeconds: 5 });
+
 export class SweepControl {
   constructor(
     private readonly client: Client,
     private readonly settings: SweepSettings & { orgDeleteWaitMs: number },
+    /** Throws unless a worker polls the task queue (EntityClient.requireWorker). */
+    private readonly requireWorker: () => Promise<void> = async () => undefined,
   ) {}
+
+  /** A Temporal call under a gRPC deadline, with a timer as backstop (a dead server never hangs us). */
+  private async withDeadline<T>(call: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + CALL_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const backstop = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('temporal call timed out')), CALL_TIMEOUT_MS + 250);
+    });
+    try {
+      return await Promise.race([this.client.withDeadline(deadline, call), backstop]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   isSweep(name: string): name is SweepName {
     return (SWEEP_NAMES as readonly string[]).includes(name);
@@ -49,18 +71,33 @@ export class SweepControl {
   /** Runs the sweep's workflow now, as its Schedule would, under an id of its own. */
   async run(name: SweepName): Promise<unknown> {
     const { scheduleId, action } = sweepDefinition(this.settings, name);
+    // With no worker the run would sit in the queue until its run timeout: say so at once instead.
     try {
-      return await this.client.workflow.execute(action.workflowType, {
-        taskQueue: action.taskQueue,
-        workflowId: `${scheduleId}:run-${randomUUID()}`,
-        args: action.args,
-        workflowRunTimeout: action.workflowRunTimeout,
-      });
+      await this.withDeadline(() => this.requireWorker());
+    } catch {
+      throw unavailable('no worker is polling the task queue; no sweep was started');
+    }
+    let handle;
+    try {
+      handle = await this.withDeadline(() =>
+        this.client.workflow.start(action.workflowType, {
+          taskQueue: action.taskQueue,
+          workflowId: `${scheduleId}:run-${randomUUID()}`,
+          args: action.args,
+          workflowRunTimeout: action.workflowRunTimeout,
+        }),
+      );
+    } catch {
+      throw unavailable();
+    }
+    // The run itself is bounded by its run timeout; its answer is the contract's 200.
+    try {
+      return await handle.result();
     } catch (err) {
       if (err instanceof WorkflowFailedError) {
         throw new HttpError(500, 'sweep_failed', err.cause?.message ?? 'the sweep failed');
       }
-      throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+      throw unavailable();
     }
   }
 
@@ -71,10 +108,10 @@ export class SweepControl {
       const { scheduleId } = sweepDefinition(this.settings, name);
       let description;
       try {
-        description = await this.client.schedule.getHandle(scheduleId).describe();
+        description = await this.withDeadline(() => this.client.schedule.getHandle(scheduleId).describe());
       } catch (err) {
         if (err instanceof ScheduleNotFoundError) continue;
-        throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+        throw unavailable();
       }
       const every = description.spec.intervals?.[0]?.every;
       const last = description.info.recentActions.at(-1);
@@ -82,9 +119,10 @@ export class SweepControl {
       if (last) {
         const { workflowId, firstExecutionRunId: runId } = last.action.workflow;
         const handle = this.client.workflow.getHandle(workflowId, runId);
-        const info = await handle.describe().catch(() => null);
+        const info = await this.withDeadline(() => handle.describe()).catch(() => null);
         const status = info?.status.name ?? 'UNKNOWN';
-        const result = status === 'COMPLETED' ? await handle.result().catch(() => null) : null;
+        const result =
+          status === 'COMPLETED' ? await this.withDeadline(() => handle.result()).catch(() => null) : null;
         lastRun = { workflowId, runId, startedAt: last.takenAt.toISOString(), status, result };
       }
       out.push({
@@ -103,14 +141,17 @@ export class SweepControl {
   async startOrgDelete(orgId: string): Promise<string> {
     const workflowId = orgDeleteWorkflowId(orgId);
     try {
-      await this.client.workflow.start<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
-        taskQueue: this.settings.taskQueue,
-        workflowId,
-        args: [{ orgId, waitMs: this.settings.orgDeleteWaitMs }],
-      });
+      await this.withDeadline(() =>
+        this.client.workflow.start<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+          taskQueue: this.settings.taskQueue,
+          workflowId,
+          args: [{ orgId, waitMs: this.settings.orgDeleteWaitMs }],
+        }),
+      );
     } catch (err) {
       if (err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError') return workflowId;
-      throw new HttpError(503, 'temporal_unavailable', 'workflow service unavailable');
+      // The org is marked deleted already; a DELETE again starts the cascade (idempotent).
+      throw unavailable();
     }
     return workflowId;
   }

@@ -294,6 +294,15 @@ export function attachTerminal(
 
   const pinger = setInterval(() => {
     for (const ws of wss.clients) {
+      // Reading is paused for backpressure (the shell is not taking input): the peer's pong cannot
+      // be read, so this round does not judge it (it gets a full round once reading resumes). The
+      // ping is still written: a peer that went away (reset) fails the write, which closes the
+      // socket and its session.
+      if (ws.isPaused) {
+        alive.set(ws, true);
+        ws.ping();
+        continue;
+      }
       if (!alive.get(ws)) {
         ws.terminate();
         continue;

@@ -3,6 +3,7 @@
  * column's full precision), so a `before_ts` taken from an answer means exactly that row's instant.
  */
 import type { Queryable } from './queryable.js';
+import { storable } from './storable.js';
 
 export interface NewA2AActivity {
   workspaceId: string;
@@ -53,13 +54,6 @@ function toRow(r: Raw): ActivityRow {
     responseText: (r.response_text as string | null) ?? null,
   };
 }
-
-// NUL cannot be stored in text and an unpaired surrogate is not UTF-8; A2A traffic may carry either
-// (it is arbitrary JSON), and the log row must not be lost for it.
-// eslint-disable-next-line no-control-regex -- NUL is exactly what this replaces
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-const storable = <T extends string | null>(s: T): T =>
-  s === null ? s : (s.replace(UNSTORABLE, '\uFFFD') as T);
 
 export async function insertA2AActivity(db: Queryable, rows: NewA2AActivity[]): Promise<void> {
   for (const raw of rows) {

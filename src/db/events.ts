@@ -1,4 +1,5 @@
 import type { Queryable } from './queryable.js';
+import { storable } from './storable.js';
 
 export interface BootEvent {
   generation: number;
@@ -61,7 +62,8 @@ export async function saveConsoleLog(
   await db.query(
     `INSERT INTO console_logs (workspace_id, generation, text) VALUES ($1, $2, $3)
      ON CONFLICT (workspace_id, generation) DO UPDATE SET text = EXCLUDED.text, captured_at = now()`,
-    [workspaceId, generation, text],
+    // A console may print anything, NUL included: the kept copy must not be lost for it.
+    [workspaceId, generation, storable(text)],
   );
 }
 

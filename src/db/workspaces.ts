@@ -1,6 +1,7 @@
 import { hashConfig, type WorkspaceConfig } from '../domain/config-hash.js';
 import type { WorkspaceStatus } from '../workflows/messages.js';
 import type { Queryable } from './queryable.js';
+import { storable } from './storable.js';
 import { revokeSupersededTokens } from './tokens.js';
 
 export interface WorkspaceRow {
@@ -235,12 +236,13 @@ export async function recordTransition(db: Queryable, t: Transition): Promise<vo
        WHERE id = $1),
        a AS (INSERT INTO activity (workspace_id, type, status, summary) VALUES ($1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '')))
      INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation) VALUES ($1, $2, $3, $4, $6)`,
+    // Messages quote backend errors: a NUL in one must not lose the transition.
     [
       t.workspaceId,
       t.status,
       t.phase ?? null,
-      t.message ?? null,
-      t.error ?? null,
+      storable(t.message ?? null),
+      storable(t.error ?? null),
       t.generation,
       t.restart?.count ?? null,
       t.restart?.lastReason ?? null,

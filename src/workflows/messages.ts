@@ -83,6 +83,11 @@ export interface CarriedState {
   health?: AgentHealth | null;
   liveness?: AgentLiveness | null;
   healthPending?: boolean;
+  /**
+   * A delete still retrying when its run's history grew long: the next run goes on deleting (no
+   * Update may undo it), and its backoff goes on from this many failed attempts.
+   */
+  deleting?: { attempts: number };
   /** The restart policy's state: restarts of the current streak, and when the status last changed. */
   restartHistory?: AutoRestart[];
   lastRestartReason?: string | null;

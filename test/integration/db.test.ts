@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
+import { latestConsoleLog, listTransitions, saveConsoleLog } from '../../src/db/events.js';
+import { getWorkspace, recordTransition } from '../../src/db/workspaces.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 
@@ -203,6 +205,30 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     expect(rows[0]?.n).toBe(20);
     const counts = await Promise.all(transactional);
     expect(counts).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it('keeps a console log and a transition whose text holds NUL or a lone surrogate (replaced, not lost)', async () => {
+    const orgId = await insertOrg(db, 'unstorable');
+    const wsId = id('ws');
+    await db.pool.query(
+      `INSERT INTO workspaces (id, org_id, name, backend, runtime, config_hash, status, workflow_id)
+       VALUES ($1, $2, 'nul', 'docker', 'node', 'h', 'provisioning', 'wf')`,
+      [wsId, orgId],
+    );
+    // What a console may print, or a backend error may quote; PostgreSQL text refuses both.
+    await saveConsoleLog(db.pool, wsId, 1, 'boot\u0000ing \uD800 done\n');
+    expect(await latestConsoleLog(db.pool, wsId, 1000)).toBe('boot\uFFFDing \uFFFD done\n');
+    await recordTransition(db.pool, {
+      workspaceId: wsId,
+      generation: 1,
+      status: 'failed',
+      message: 'start failed: a\u0000b',
+      error: 'start failed: a\u0000b',
+    });
+    const row = await getWorkspace(db.pool, wsId);
+    expect(row).toMatchObject({ status: 'failed', error: 'start failed: a\uFFFDb' });
+    const events = await listTransitions(db.pool, wsId);
+    expect(events.map((e) => e.message)).toEqual(['start failed: a\uFFFDb']);
   });
 
   it('keeps the data across close and reopen', async () => {

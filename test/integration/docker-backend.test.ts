@@ -280,4 +280,25 @@ describe('DockerBackend', () => {
     await expect(broken.listManaged()).rejects.toMatchObject({ code: 'transient' });
     await expect(backend.ping()).resolves.toBeUndefined();
   });
+
+  it('remove never touches a container or volume that only shares the name (no managed-by label)', async () => {
+    const id = `${workspaceId}-foreign`;
+    const image = await ensureRuntimeImage({ docker });
+    const volumes = [`ws-${id}-configs`, `ws-${id}-workspace`];
+    for (const name of volumes) await docker.createVolume({ Name: name });
+    const foreign = await docker.createContainer({ name: `ws-${id}-g1`, Image: image });
+    try {
+      await backend.remove(id, { generation: 1 });
+      await backend.remove(id, { volumes: true });
+      expect((await foreign.inspect()).Name).toBe(`/ws-${id}-g1`);
+      expect((await volumesOf(id)).sort()).toEqual([...volumes].sort());
+    } finally {
+      await foreign.remove({ force: true }).catch(() => undefined);
+      for (const name of volumes)
+        await docker
+          .getVolume(name)
+          .remove()
+          .catch(() => undefined);
+    }
+  });
 });

@@ -1,9 +1,13 @@
 /**
  * The entity and the API under faults, on the real stack (Temporal, PostgreSQL, dockerd): a config
- * the database refuses answers 4xx and wedges nothing; with no worker polling, lifecycle calls
- * answer 503 + Retry-After instead of hanging, and /readyz names the worker as what is missing.
+ * the database refuses answers 4xx and wedges nothing; with no worker polling, lifecycle calls (and
+ * an orphan sweep run now) answer 503 + Retry-After instead of hanging, and /readyz names the
+ * worker as what is missing.
  */
 import { describe, expect, it } from 'vitest';
+import { insertWorkspace } from '../../src/db/workspaces.js';
+import { newId } from '../../src/security/tokens.js';
+import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { useStack, waitForStatus } from '../support/stack.js';
 
 describe('a config the database refuses (worker running, docker)', () => {
@@ -51,6 +55,35 @@ describe('a config the database refuses (worker running, docker)', () => {
   });
 });
 
+describe('a row whose entity is gone (worker running, docker)', () => {
+  const t = useStack();
+
+  it('DELETE of a row with no workflow (an ambiguous create whose start never landed) converges to deleted', async () => {
+    // What POST leaves when the start and the existence check both time out and the start never
+    // reached Temporal: a row, no workflow.
+    const id = newId();
+    await insertWorkspace(t.stack.service.db.pool, {
+      id,
+      orgId: t.orgId,
+      name: 'no-entity',
+      backend: 'docker',
+      template: null,
+      runtime: 'claude-code',
+      config: {},
+      workflowId: workspaceWorkflowId(id),
+      parentId: null,
+      budgetLimitCents: null,
+    });
+    const res = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    expect(res.status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    // Once deleted, a DELETE again is the usual idempotent answer.
+    const again = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    expect(again.status).toBe(202);
+    expect(again.body.status).toBe('deleted');
+  });
+});
+
 describe('no worker polling the task queue', () => {
   const t = useStack({ worker: false });
 
@@ -81,6 +114,13 @@ describe('no worker polling the task queue', () => {
     const row = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
     expect(row.body.status).toBe('provisioning');
     await t.stack.service.temporal.workflow.getHandle(created.body.workflowId).terminate('test cleanup');
+  });
+
+  it('an orphan sweep run now answers 503 with Retry-After at once instead of waiting for its run timeout', async () => {
+    const res = await t.stack.api.call('POST', '/v1/admin/sweeps/orphans/run', { token: t.stack.adminToken });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('temporal_unavailable');
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
   });
 
   it('/readyz answers 503 and names the worker, with the other parts ok', async () => {

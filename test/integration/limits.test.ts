@@ -137,4 +137,20 @@ describe('limits', () => {
     // Another workspace of the same org is not held back.
     expect((await heartbeat(other, id)).status).not.toBe(429);
   });
+
+  // Last: it leaves this address over its failure budget (the admin token still passes).
+  it('failed authentications are limited per address; the admin is not locked out', async () => {
+    const org = await createOrg(t.stack, 'rate-auth');
+    const forged = `wo_org_${'A'.repeat(32)}`; // the minted shape: looked up, then refused
+    for (let i = 0; i < PER_MINUTE; i++) {
+      expect((await t.stack.api.call('GET', '/v1/workspaces', { token: forged })).status).toBe(401);
+    }
+    const over = await t.stack.api.call('GET', '/v1/workspaces', { token: forged });
+    expect(over.status).toBe(429);
+    expect(over.body.error.code).toBe('rate_limited');
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    // A valid org key from the same address is held back too: the address is the suspect.
+    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: org.apiKey })).status).toBe(429);
+    expect((await t.stack.api.call('GET', '/v1/orgs', { token: t.stack.adminToken })).status).toBe(200);
+  });
 });

@@ -290,6 +290,23 @@ describe.each(PARITY_BACKENDS)('%s terminal', (backend) => {
       ok.send('echo alive-$((5*5))\n');
       await ok.expectOutput(/^alive-25\r?$/m);
 
+      // A session whose shell takes no input has its socket reads paused (backpressure), so the
+      // peer's pongs cannot be read: that must not count as a dead peer.
+      const busy = openTerm(url, id, { token: t.key });
+      await busy.opened;
+      busy.send('stty raw -echo; echo RAW-READY; sleep 600\n');
+      await busy.expectOutput(/RAW-READY/);
+      const frame = Buffer.alloc(64 * 1024, 'a');
+      for (let i = 0; i < 512; i++) busy.ws.send(frame, { binary: true });
+      await waitFor(() => busy.ws.bufferedAmount > 0, { timeoutMs: 10_000, describe: 'input to back up' });
+      const pausedAt = busy.ws.bufferedAmount;
+      // Ten ping intervals with the input still backed up (a dropped socket would close with 1006).
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(busy.ws.bufferedAmount, 'input stayed backed up').toBeGreaterThan(0);
+      expect(pausedAt).toBeGreaterThan(0);
+      expect(busy.ws.readyState).toBe(WebSocket.OPEN);
+      busy.ws.terminate();
+
       const mute = new WebSocket(
         `${url.replace(/^http/, 'ws')}/v1/workspaces/${id}/terminal?token=${t.key}`,
         {

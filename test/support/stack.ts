@@ -10,6 +10,7 @@ import path from 'node:path';
 import Dockerode from 'dockerode';
 import pino from 'pino';
 import { afterAll, beforeAll, inject } from 'vitest';
+import './quiet-runtime.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startService, type RunningService } from '../../src/service.js';
 import '../setup/context.js';

@@ -22,6 +22,7 @@ import {
   type CarriedState,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
+import { deleteBackoffMs } from '../../src/workflows/workspace/decide.js';
 import {
   createEnv,
   permanent,
@@ -341,6 +342,60 @@ describe('entity workflow: delete always converges', () => {
       const gaps = attempts.slice(1).map((c, i) => c.at - attempts[i]!.at);
       for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThan(gaps[i - 1]!);
       expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
+    });
+  });
+});
+
+describe('entity workflow: a long delete continues-as-new', () => {
+  it('past the history limit it continues-as-new, still deleting with the same backoff, and converges', async () => {
+    await withWorker(env, async (h) => {
+      const limit = 150;
+      const handle = await startEntity(h, { continueAsNewAfterEvents: limit });
+      await online(h, handle, 1);
+      const failures = 14;
+      h.fakes.faults.removeResource = (n, i) =>
+        i.volumes && n <= failures ? permanent('removeResource') : null;
+      await handle.executeUpdate(deleteUpdate);
+      const latest = h.env.client.workflow.getHandle(handle.workflowId);
+      const deleteRun = (await latest.describe()).runId;
+      // Meanwhile no Update undoes the delete, in whichever run it is.
+      await until(
+        h,
+        latest,
+        () => h.fakes.count('removeResource', (i) => i.volumes === true) > 8,
+        'retries',
+        5000,
+      );
+      expect(await failureOf(latest.executeUpdate(restartUpdate))).toEqual({ type: FailureType.Deleted });
+      await until(h, latest, (s) => s.status === 'deleted', 'deleted', 5000);
+      await latest.result();
+
+      // The delete did not keep one ever-growing history: the run that took it continued-as-new.
+      const lastRun = (await latest.describe()).runId;
+      expect(lastRun).not.toBe(deleteRun);
+      const first = await h.env.client.workflow.getHandle(handle.workflowId, deleteRun).fetchHistory();
+      expect(first.events!.length).toBeLessThan(limit + 40);
+      const started = (await latest.fetchHistory()).events?.[0]?.workflowExecutionStartedEventAttributes;
+      const carried = JSON.parse(
+        Buffer.from(started!.input!.payloads![0]!.data!).toString('utf8'),
+      ) as WorkspaceWorkflowInput;
+      expect(carried.carried).toMatchObject({ status: 'deleting', deleting: {} });
+      expect(carried.carried!.deleting!.attempts).toBeGreaterThan(0);
+
+      const attempts = h.fakes.calls.filter((c) => c.name === 'removeResource' && c.input.volumes === true);
+      expect(attempts).toHaveLength(failures + 1);
+      // The backoff went on across runs: no wait shorter than its attempt's (none restarted at 2 s).
+      for (let k = 1; k < attempts.length; k++) {
+        expect(attempts[k]!.at - attempts[k - 1]!.at).toBeGreaterThanOrEqual(deleteBackoffMs(k - 1));
+      }
+      expect(h.fakes.count('finalizeDelete')).toBe(1);
+      expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
+      // Both sides replay: the run that continued-as-new (patch marker) and the run it carried into.
+      await replayAndRecord(
+        h.env.client.workflow.getHandle(handle.workflowId, deleteRun),
+        'delete-continues-as-new',
+      );
+      await replayAndRecord(latest, 'delete-continued');
     });
   });
 });

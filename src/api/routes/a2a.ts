@@ -206,10 +206,12 @@ export function a2aRouter(deps: ApiDeps): Router {
     }
 
     // Stream through: headers now, then each chunk as it arrives.
-    const contentType = upstream.headers['content-type'] ?? 'application/json';
-    const isStream = contentType.includes('text/event-stream');
+    const contentType = answerType(upstream.headers['content-type']);
+    const isStream = contentType === 'text/event-stream';
     res.status(status);
     res.set('content-type', contentType);
+    // The answer is the agent's bytes served from the API's origin: never sniffed as anything else.
+    res.set('x-content-type-options', 'nosniff');
     if (isStream) {
       res.set('cache-control', 'no-cache');
       res.set('x-accel-buffering', 'no');
@@ -510,4 +512,15 @@ function streamText(text: string): string {
     if (t) last = t;
   }
   return last;
+}
+
+/**
+ * The type an agent's answer is served with: JSON-RPC answers are JSON or an event stream; any
+ * other type the agent claims (HTML, or a malformed one) is passed on as opaque bytes.
+ */
+export function answerType(claimed: string | undefined): string {
+  const type = (claimed ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+  if (type === 'text/event-stream') return type;
+  if (type === 'application/json' || type.endsWith('+json')) return 'application/json; charset=utf-8';
+  return 'application/octet-stream';
 }

@@ -8,13 +8,7 @@ import * as workspaces from '../../db/workspaces.js';
 import { tailText } from '../../backends/streams.js';
 import { redact } from '../../security/redact.js';
 import { newId } from '../../security/tokens.js';
-import {
-  deleteUpdate,
-  restartUpdate,
-  startUpdate,
-  stopUpdate,
-  workspaceWorkflowId,
-} from '../../workflows/messages.js';
+import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../../workflows/messages.js';
 import { orgScope, principalOf, type Principal } from '../auth.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
@@ -166,7 +160,12 @@ export function workspacesRouter(deps: ApiDeps): Router {
       res.status(202).json({ accepted: true, status: 'deleted' });
       return;
     }
-    res.status(202).json(await deps.entity.update(w.id, deleteUpdate));
+    res.status(202).json(
+      await deps.entity.delete(w, {
+        bootDeadlineMs: settings.bootDeadlineMs,
+        continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
+      }),
+    );
   });
 
   r.get('/:id/boot-log', async (req, res) => {

@@ -318,7 +318,17 @@ export class DockerBackend implements WorkspaceBackend {
   async remove(workspaceId: string, opts: RemoveOptions = {}): Promise<void> {
     const d = this.d;
     if (opts.generation !== undefined) {
-      await this.removeContainer(containerName(workspaceId, opts.generation));
+      const name = containerName(workspaceId, opts.generation);
+      // By name, so check the mark first: a container we did not create is never touched.
+      let labels: Record<string, string> | undefined;
+      try {
+        labels = (await d.getContainer(name).inspect({ abortSignal: this.signal() })).Config.Labels ?? {};
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw toBackendError(err, `inspecting container ${name}`);
+      }
+      if (labels[LABEL.managedBy] !== MANAGED_BY) return;
+      await this.removeContainer(name);
       return;
     }
     let containers: Dockerode.ContainerInfo[];
@@ -336,7 +346,9 @@ export class DockerBackend implements WorkspaceBackend {
     if (opts.volumes) {
       for (const name of Object.values(volumeNames(workspaceId))) {
         try {
-          orgIds.add((await d.getVolume(name).inspect()).Labels?.[LABEL.orgId] ?? '');
+          const labels = (await d.getVolume(name).inspect()).Labels ?? {};
+          if (labels[LABEL.managedBy] !== MANAGED_BY) continue; // same name, not ours: untouched
+          orgIds.add(labels[LABEL.orgId] ?? '');
           await d.getVolume(name).remove();
         } catch (err) {
           if (isNotFound(err)) continue;

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
 import type { SFTPWrapper, Stats } from 'ssh2';
 import {
   BackendError,
@@ -343,15 +343,17 @@ export async function writeFile(
         if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
       }
       const tmp = `${posix.dirname(r.target)}/.wo-upload-${randomUUID()}`;
+      const sink = sftp.createWriteStream(tmp, { mode: 0o644 });
       try {
         await new Promise<void>((done, fail) =>
-          pipeline(stream, exactly(size, full), sftp.createWriteStream(tmp, { mode: 0o644 }), (err) =>
-            err ? fail(sftpError(err, full)) : done(),
-          ),
+          pipeline(stream, exactly(size, full), sink, (err) => (err ? fail(sftpError(err, full)) : done())),
         );
         await r.fs.replace(tmp, r.target, full);
       } catch (err) {
-        sftp.unlink(tmp, () => undefined);
+        // The temporary file goes before the connection does: wait for its handle to close (an
+        // open still in flight would otherwise create it after the unlink), then unlink and wait.
+        await closed(sink, CLEANUP_WAIT_MS);
+        await new Promise<void>((done) => sftp.unlink(tmp, () => done()));
         throw err;
       }
     });
@@ -370,5 +372,20 @@ export async function deleteFile(target: SshTarget, root: WorkspaceRoot, path: s
     if (!st) throw new BackendError('not_found', `${full} not found`);
     if (kindOf(st.mode) === 'dir') await r.fs.rmdir(r.target, full);
     else await r.fs.unlink(r.target, full);
+  });
+}
+
+/** How long a failed upload waits for its temporary file's handle to close before unlinking it. */
+const CLEANUP_WAIT_MS = 5_000;
+
+/** Resolves once the stream has closed (or at once if it already has), or after `ms`. */
+function closed(stream: Writable, ms: number): Promise<void> {
+  if (stream.closed) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(done, ms);
+    stream.once('close', () => {
+      clearTimeout(timer);
+      done();
+    });
   });
 }

@@ -69,7 +69,7 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     error: carried?.error ?? null,
     phase: carried?.phase ?? null,
     busy: false,
-    deleteRequested: false,
+    deleteRequested: carried?.deleting !== undefined,
     startPending: carried?.startPending ?? false,
     halted: carried?.halted ?? false,
     health: carried?.health ?? null,
@@ -82,7 +82,10 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
   };
 }
 
-/** The whole state for continue-as-new (only `busy`/`deleteRequested` are per run: both false). */
+/**
+ * The whole state for continue-as-new when idle (`busy` and `deleteRequested` are false then; a
+ * delete that continues-as-new adds `deleting` itself).
+ */
 export function carry(s: EntityState): CarriedState {
   return {
     status: s.status,

@@ -89,6 +89,8 @@ export const PATCHES = {
   startBoots: 'start-boots-offline-degraded-failed',
   /** A restart asked for by a save that a provision in flight snapshots anyway boots no second time. */
   saveCoveredBySnapshot: 'save-covered-by-snapshot',
+  /** A delete retrying past the history limit continues-as-new instead of growing one history. */
+  deleteContinuesAsNew: 'delete-continues-as-new',
   /** The restart policy: automatic restarts of offline/degraded workspaces, and their timers. */
   autoRestart: 'auto-restart-policy',
 } as const;
@@ -125,6 +127,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     }
   };
   const accepted = () => ({ accepted: true as const, status: s.status });
+  const historyLimit = input.continueAsNewAfterEvents ?? 2000;
+  const shouldContinueAsNew = () =>
+    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyLimit;
+  /** Set when a delete stops retrying in this run: the failed attempts the next run goes on from. */
+  let deleteContinuesAfter: number | null = null;
   /** Any new request is a new goal: a halted entity tries again. */
   const newRequest = () => {
     s.halted = false;
@@ -397,11 +404,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   /** Same generation again (stop/start, offline): the resource and its config snapshot are kept. */
   const start = () => boot('provisioning', 'starting', null, null);
 
-  /** Removes everything, retrying with growing waits until the backend confirms it gone. */
+  /**
+   * Removes everything, retrying with growing waits until the backend confirms it gone. A delete
+   * that keeps failing for days would grow one history to the server's hard limit (which terminates
+   * the workflow, leaving the row `deleting` for good): past the history limit it stops here and the
+   * main loop continues-as-new, the next run going on with the same backoff.
+   */
   async function remove(): Promise<void> {
     await setStatus('deleting');
     await CancellationScope.nonCancellable(async () => {
-      for (let attempt = 0; ; attempt++) {
+      for (let attempt = input.carried?.deleting?.attempts ?? 0; ; attempt++) {
         try {
           await backend.removeResource({ workspaceId, backend: backendName, volumes: true });
           await db.finalizeDelete({ workspaceId });
@@ -413,6 +425,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
           log.warn('delete attempt failed; retrying', { attempt, waitMs, error: reason });
           await setStatus('deleting', null, { message: `delete attempt ${attempt + 1} failed: ${reason}` });
           await sleep(waitMs);
+          if (shouldContinueAsNew() && patched(PATCHES.deleteContinuesAsNew)) {
+            deleteContinuesAfter = attempt + 1;
+            return;
+          }
         }
       }
     });
@@ -499,9 +515,6 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
 
   if (!input.carried) await run(() => provision('provisioning'));
 
-  const historyLimit = input.continueAsNewAfterEvents ?? 2000;
-  const shouldContinueAsNew = () =>
-    workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyLimit;
   const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew() });
 
   for (;;) {
@@ -518,8 +531,14 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     const d = next();
     if (d.kind === 'delete') {
       await run(remove);
-      // Answer every accepted update before the entity completes.
+      // Answer every accepted update before the entity completes (or continues).
       await condition(allHandlersFinished);
+      if (deleteContinuesAfter !== null) {
+        await continueAsNew<typeof workspaceWorkflow>({
+          ...input,
+          carried: { ...carry(s), deleting: { attempts: deleteContinuesAfter } },
+        });
+      }
       return;
     }
     if (d.kind === 'stop') await run(stop);
