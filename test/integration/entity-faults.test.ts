@@ -74,7 +74,7 @@ describe('a row whose entity is gone (worker running, docker)', () => {
       parentId: null,
       budgetLimitCents: null,
     });
-    const res = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    const res = await t.stack.api.callRetrying503('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     expect(res.status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
     // Once deleted, a DELETE again is the usual idempotent answer.

@@ -68,20 +68,14 @@ async function midOperation(t: ParityFixture, id: string, phase: Phase, generati
  * after that many seconds. A 503 that took effect anyway would show as one generation too many.
  */
 async function userCall(t: ParityFixture, method: 'POST' | 'DELETE', url: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const res = await t.stack.api.call(method, url, { token: t.key });
-    if (res.status === 202) return;
-    if (res.status !== 503 || Date.now() > deadline) {
-      throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
-    }
-    const retryAfterS = Number(res.headers.get('retry-after') ?? '1') || 1;
-    console.log(
-      `[fault] ${t.backend} | ${method} ${url} → 503 ${JSON.stringify(res.body)}; Retry-After ${retryAfterS} s`,
-    );
-    // The server's own pacing (Retry-After), not a readiness guess: the call is simply repeated.
-    await new Promise((resolve) => setTimeout(resolve, retryAfterS * 1000));
-  }
+  const res = await t.stack.api.callRetrying503(method, url, {
+    token: t.key,
+    onRetry: (r) =>
+      console.log(
+        `[fault] ${t.backend} | ${method} ${url} → 503 ${JSON.stringify(r.body)}; Retry-After ${r.headers.get('retry-after')} s`,
+      ),
+  });
+  if (res.status !== 202) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
 }
 
 /** Online at `generation` with exactly one resource of it, running, and nothing else held. */

@@ -156,6 +156,32 @@ export class ApiClient {
     }
     return { status: res.status, body: parsed, headers: res.headers };
   }
+
+  /**
+   * A call as a client of the contract makes it: a 503 means "nothing was changed, try again after
+   * Retry-After" (e.g. the API's Temporal deadline ran out on a loaded machine), so the same call
+   * is repeated after that many seconds, until `deadlineMs`. Any other answer is returned.
+   */
+  async callRetrying503(
+    method: string,
+    pathName: string,
+    opts: {
+      token?: string;
+      body?: unknown;
+      deadlineMs?: number;
+      onRetry?: (res: ApiResponse<Json>) => void;
+    } = {},
+  ): Promise<ApiResponse<Json>> {
+    const deadline = Date.now() + (opts.deadlineMs ?? 120_000);
+    for (;;) {
+      const res = await this.call(method, pathName, opts);
+      if (res.status !== 503 || Date.now() > deadline) return res;
+      opts.onRetry?.(res);
+      const retryAfterS = Number(res.headers.get('retry-after') ?? '1') || 1;
+      // The server's own pacing, not a readiness guess: the call is simply repeated.
+      await new Promise((resolve) => setTimeout(resolve, retryAfterS * 1000));
+    }
+  }
 }
 
 /** Creates an org and returns its API key. */
