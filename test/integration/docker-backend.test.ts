@@ -10,6 +10,7 @@ import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, type StartSpec } from '../../src/backends/backend.js';
 import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
+import { orgNetworkName } from '../../src/backends/docker/network.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
 import { fakeBundle, startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
 
@@ -299,6 +300,27 @@ describe('DockerBackend', () => {
           .getVolume(name)
           .remove()
           .catch(() => undefined);
+    }
+  });
+
+  it('a stopped container whose org network was removed (and made again) is recreated on the next start', async () => {
+    const id = `${workspaceId}-net`;
+    const orgId = `org-net-${randomBytes(3).toString('hex')}`;
+    const netSpec: StartSpec = { ...spec(id), orgId };
+    try {
+      const first = await backend.start(netSpec);
+      await backend.stop(id, 1);
+      // What a concurrent delete of the org's last other workspace does between a stop and a start.
+      await docker.getNetwork(orgNetworkName(orgId)).remove();
+      // The old container points at the removed network's id: it goes, and the retry makes it anew.
+      await expect(backend.start(netSpec)).rejects.toMatchObject({ code: 'transient' });
+      const again = await backend.start(netSpec);
+      expect(again.instanceId).not.toBe(first.instanceId);
+      const info = await docker.getContainer(again.instanceId).inspect();
+      expect(info.State.Running || info.State.Restarting).toBe(true);
+      expect(Object.keys(info.NetworkSettings.Networks)).toEqual([orgNetworkName(orgId)]);
+    } finally {
+      await backend.remove(id, { volumes: true }).catch(() => undefined);
     }
   });
 });

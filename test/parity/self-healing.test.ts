@@ -25,7 +25,7 @@ async function sweepUntil(t: ParityFixture, id: string, ok: (w: Json) => boolean
   const results: Json[] = [];
   const w = await waitFor(
     async () => {
-      const sweep = await t.stack.api.call('POST', '/v1/admin/sweeps/health/run', {
+      const sweep = await t.stack.api.callRetrying503('POST', '/v1/admin/sweeps/health/run', {
         token: t.stack.adminToken,
       });
       expect(sweep.status).toBe(200);

@@ -181,7 +181,17 @@ export class DockerBackend implements WorkspaceBackend {
       await this.d.getContainer(info.Id).start();
     } catch (err) {
       // 304: a concurrent start won the race; the container is running, which is what we want.
-      if (!isNotModified(err)) throw toBackendError(err, `starting container ${info.Name}`);
+      if (isNotModified(err)) {
+        // fall through to the re-read
+      } else if (isNotFound(err) && /network/i.test(daemonMessage(err))) {
+        // Created on an org network that was removed and made again since (its id changed): this
+        // container can never start. Remove it; the retried start creates it on the new network
+        // (the volumes, and so /configs and /workspace, stay).
+        await this.removeContainer(info.Id);
+        throw new BackendError('transient', `container ${info.Name} lost its network; recreating it`, {
+          cause: err,
+        });
+      } else throw toBackendError(err, `starting container ${info.Name}`);
     }
     const fresh = await this.inspect(info.Id);
     if (!fresh) throw new BackendError('transient', `container ${info.Name} vanished while starting`);
