@@ -2,12 +2,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertA2AActivity } from '../../src/db/activity.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
-import { insertWorkspace } from '../../src/db/workspaces.js';
-import { newId } from '../../src/security/tokens.js';
 import { freePort } from '../setup/free-port.js';
 import { spawnApi, type ApiProcess } from '../support/api-process.js';
 import { WS_UPGRADE_HEADERS, rawExchange, requestHead, wsFrame } from '../support/raw-http.js';
-import { ApiClient, containersOf, createOrg, testEnv, useStack } from '../support/stack.js';
+import {
+  ApiClient,
+  containersOf,
+  createOrg,
+  insertWorkspaceRow,
+  testEnv,
+  useStack,
+} from '../support/stack.js';
 
 describe('bad input is refused and creates nothing', () => {
   const t = useStack({ worker: false });
@@ -131,19 +136,7 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
 
   /** A workspace row written directly: routes that read one need no workflow behind it. */
   async function workspaceRow(): Promise<string> {
-    const id = newId();
-    await insertWorkspace(t.stack.service.db.pool, {
-      id,
-      orgId: t.orgId,
-      name: 'row',
-      backend: 'docker',
-      template: null,
-      runtime: 'claude-code',
-      config: {},
-      workflowId: `workspace:${id}`,
-      parentId: null,
-      budgetLimitCents: null,
-    });
+    const id = await insertWorkspaceRow(t.stack.service.db.pool, t.orgId);
     return id;
   }
 

@@ -10,30 +10,17 @@ import net, { type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Queryable } from '../../src/db/queryable.js';
-import { recordTransition, insertWorkspace } from '../../src/db/workspaces.js';
+import { recordTransition } from '../../src/db/workspaces.js';
 import { TransitionFeed } from '../../src/api/transition-feed.js';
 import type { TransitionEvent } from '../../src/db/events.js';
-import { newId } from '../../src/security/tokens.js';
 import { waitFor } from '../setup/wait-for.js';
-import { useStack, type Stack } from '../support/stack.js';
+import { insertWorkspaceRow, useStack, type Stack } from '../support/stack.js';
 
 const MiB = 1024 * 1024;
 
 /** A workspace row that reads `online` at `endpoint`, without any backend resource behind it. */
 async function onlineWorkspace(stack: Stack, orgId: string, endpoint: string | null): Promise<string> {
-  const id = newId();
-  await insertWorkspace(stack.service.db.pool, {
-    id,
-    orgId,
-    name: `w-${id.slice(0, 6)}`,
-    backend: 'docker',
-    template: null,
-    runtime: 'claude-code',
-    config: {},
-    workflowId: `workspace:${id}`,
-    parentId: null,
-    budgetLimitCents: null,
-  });
+  const id = await insertWorkspaceRow(stack.service.db.pool, orgId, (i) => `w-${i.slice(0, 6)}`);
   await stack.service.db.pool.query(
     `UPDATE workspaces SET status = 'online', endpoint = $2, instance_id = 'none' WHERE id = $1`,
     [id, endpoint],

@@ -5,10 +5,7 @@
  * worker as what is missing.
  */
 import { describe, expect, it } from 'vitest';
-import { insertWorkspace } from '../../src/db/workspaces.js';
-import { newId } from '../../src/security/tokens.js';
-import { workspaceWorkflowId } from '../../src/workflows/messages.js';
-import { useStack, waitForStatus } from '../support/stack.js';
+import { insertWorkspaceRow, useStack, waitForStatus } from '../support/stack.js';
 
 describe('a config the database refuses (worker running, docker)', () => {
   const t = useStack();
@@ -61,19 +58,7 @@ describe('a row whose entity is gone (worker running, docker)', () => {
   it('DELETE of a row with no workflow (an ambiguous create whose start never landed) converges to deleted', async () => {
     // What POST leaves when the start and the existence check both time out and the start never
     // reached Temporal: a row, no workflow.
-    const id = newId();
-    await insertWorkspace(t.stack.service.db.pool, {
-      id,
-      orgId: t.orgId,
-      name: 'no-entity',
-      backend: 'docker',
-      template: null,
-      runtime: 'claude-code',
-      config: {},
-      workflowId: workspaceWorkflowId(id),
-      parentId: null,
-      budgetLimitCents: null,
-    });
+    const id = await insertWorkspaceRow(t.stack.service.db.pool, t.orgId, () => 'no-entity');
     const res = await t.stack.api.callRetrying503('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     expect(res.status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');

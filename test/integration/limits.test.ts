@@ -4,9 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
-import { insertWorkspace } from '../../src/db/workspaces.js';
-import { newId } from '../../src/security/tokens.js';
-import { createOrg, useStack, waitForStatus, type Stack } from '../support/stack.js';
+import { createOrg, insertWorkspaceRow, useStack, waitForStatus, type Stack } from '../support/stack.js';
 
 const QUOTA = 3;
 const PER_MINUTE = 30;
@@ -15,20 +13,8 @@ const PER_MINUTE = 30;
 const directRows: string[] = [];
 
 async function workspaceRow(stack: Stack, orgId: string, status = 'provisioning'): Promise<string> {
-  const id = newId();
+  const id = await insertWorkspaceRow(stack.service.db.pool, orgId, (i) => `row-${i}`);
   directRows.push(id);
-  await insertWorkspace(stack.service.db.pool, {
-    id,
-    orgId,
-    name: `row-${id}`,
-    backend: 'docker',
-    template: null,
-    runtime: 'claude-code',
-    config: {},
-    workflowId: `workspace:${id}`,
-    parentId: null,
-    budgetLimitCents: null,
-  });
   if (status !== 'provisioning') {
     await stack.service.db.pool.query('UPDATE workspaces SET status = $2 WHERE id = $1', [id, status]);
   }

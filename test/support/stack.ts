@@ -13,6 +13,10 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import './quiet-runtime.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { startService, type RunningService } from '../../src/service.js';
+import type { Queryable } from '../../src/db/queryable.js';
+import { insertWorkspace } from '../../src/db/workspaces.js';
+import { newId } from '../../src/security/tokens.js';
+import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import '../setup/context.js';
 import { waitFor } from '../setup/wait-for.js';
 
@@ -244,3 +248,28 @@ export async function volumesOf(docker: Dockerode, workspaceId: string) {
 }
 
 export const REPO_ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
+
+/**
+ * A bare docker workspace row with no workflow behind it (what an ambiguous create leaves, or a
+ * fixture for routes that only read rows); its id.
+ */
+export async function insertWorkspaceRow(
+  db: Queryable,
+  orgId: string,
+  name: (id: string) => string = () => 'row',
+): Promise<string> {
+  const id = newId();
+  await insertWorkspace(db, {
+    id,
+    orgId,
+    name: name(id),
+    backend: 'docker',
+    template: null,
+    runtime: 'claude-code',
+    config: {},
+    workflowId: workspaceWorkflowId(id),
+    parentId: null,
+    budgetLimitCents: null,
+  });
+  return id;
+}
