@@ -4,47 +4,28 @@
  * when the workflow exists after all, the create succeeded. The API runs over the real database,
  * with an entity client whose start fails the way a timed-out or refused call does.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../src/api/app.js';
-import type { ApiDeps } from '../../src/api/deps.js';
-import type { EntityClient } from '../../src/api/entity.js';
-import { SecretBox } from '../../src/security/secrets.js';
-import { apiSettings } from '../../src/service.js';
-import { ApiClient, useStack } from '../support/stack.js';
+import { serveApiWith, useStack, type ApiClient } from '../support/stack.js';
 
 describe('create when the workflow start fails', () => {
   const t = useStack({ worker: false });
   let exists: boolean | null = false;
-  let server: Server;
+  let served: Awaited<ReturnType<typeof serveApiWith>> | undefined;
   let api: ApiClient;
 
   beforeAll(async () => {
-    const c = t.stack.config;
     // Only the two calls the create route makes; the start fails as a deadline would.
     const entity = {
       start: async () => {
         throw new Error('deadline exceeded');
       },
       exists: async () => exists,
-    } as unknown as EntityClient;
-    const deps: ApiDeps = {
-      db: t.stack.service.db.pool,
-      entity,
-      backends: t.stack.service.backends,
-      secrets: new SecretBox(c.SECRETS_KEY),
-      log: pino({ level: 'silent' }),
-      settings: apiSettings(c),
-      readiness: {},
     };
-    server = createServer(createApp(deps));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    api = new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    served = await serveApiWith(t.stack, entity);
+    api = served.api;
   });
   afterAll(async () => {
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await served?.close();
   });
 
   const rows = async (name: string) =>

@@ -3,17 +3,9 @@
  * its template's, else AUTO_RESTART_POLICY, with the AUTO_RESTART_* settings. The API runs over the
  * real database with an entity client that records what it is asked to start.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../src/api/app.js';
-import type { ApiDeps } from '../../src/api/deps.js';
-import type { EntityClient } from '../../src/api/entity.js';
-import { SecretBox } from '../../src/security/secrets.js';
-import { apiSettings } from '../../src/service.js';
 import type { WorkspaceWorkflowInput } from '../../src/workflows/messages.js';
-import { ApiClient, useStack } from '../support/stack.js';
+import { serveApiWith, useStack, type ApiClient } from '../support/stack.js';
 
 describe('restart policy of a created workspace', () => {
   const t = useStack({
@@ -25,32 +17,21 @@ describe('restart policy of a created workspace', () => {
     },
   });
   const started: WorkspaceWorkflowInput[] = [];
-  let server: Server;
+  let served: Awaited<ReturnType<typeof serveApiWith>> | undefined;
   let api: ApiClient;
 
   beforeAll(async () => {
-    const c = t.stack.config;
     const entity = {
       start: async (input: WorkspaceWorkflowInput) => {
         started.push(input);
         return `workspace:${input.workspaceId}`;
       },
-    } as unknown as EntityClient;
-    const deps: ApiDeps = {
-      db: t.stack.service.db.pool,
-      entity,
-      backends: t.stack.service.backends,
-      secrets: new SecretBox(c.SECRETS_KEY),
-      log: pino({ level: 'silent' }),
-      settings: apiSettings(c),
-      readiness: {},
     };
-    server = createServer(createApp(deps));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    api = new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    served = await serveApiWith(t.stack, entity);
+    api = served.api;
   });
   afterAll(async () => {
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await served?.close();
   });
 
   const policyOf = async (body: Record<string, unknown>) => {

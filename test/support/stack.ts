@@ -4,6 +4,8 @@
  * workflows of one test file only ever run on that file's workers.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +14,10 @@ import pino from 'pino';
 import { afterAll, beforeAll, inject } from 'vitest';
 import './quiet-runtime.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import { startService, type RunningService } from '../../src/service.js';
+import { apiSettings, startService, type RunningService } from '../../src/service.js';
+import { createApp } from '../../src/api/app.js';
+import type { EntityClient } from '../../src/api/entity.js';
+import { SecretBox } from '../../src/security/secrets.js';
 import type { Queryable } from '../../src/db/queryable.js';
 import { insertWorkspace } from '../../src/db/workspaces.js';
 import { newId } from '../../src/security/tokens.js';
@@ -272,4 +277,32 @@ export async function insertWorkspaceRow(
     budgetLimitCents: null,
   });
   return id;
+}
+
+/**
+ * The stack's API once more, on its own port, with `entity` standing in for the Temporal side:
+ * for routes whose answer depends on what the workflow service says (a start that fails, the input
+ * a start receives).
+ */
+export async function serveApiWith(
+  stack: Stack,
+  entity: Partial<EntityClient>,
+): Promise<{ api: ApiClient; close(): Promise<void> }> {
+  const c = stack.config;
+  const server = createServer(
+    createApp({
+      db: stack.service.db.pool,
+      entity: entity as EntityClient,
+      backends: stack.service.backends,
+      secrets: new SecretBox(c.SECRETS_KEY),
+      log: pino({ level: 'silent' }),
+      settings: apiSettings(c),
+      readiness: {},
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    api: new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
