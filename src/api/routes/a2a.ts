@@ -122,6 +122,27 @@ export function a2aRouter(deps: ApiDeps): Router {
       .catch((err: unknown) => deps.log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
   }
 
+  /**
+   * Calls the agent at `tried.endpoint`. When it was not reached at all, the resource may answer
+   * elsewhere now (docker restart → new host port): the backend's address is re-read and, when it
+   * moved, the call is made once more there. `tried.endpoint` ends as the address last tried.
+   */
+  async function reachAgent<T>(
+    w: WorkspaceRow,
+    tried: { endpoint: string },
+    call: (at: string) => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await call(tried.endpoint);
+    } catch (err) {
+      if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
+      const fresh = await refreshEndpoint(deps, w);
+      if (!fresh || fresh === tried.endpoint) throw err;
+      tried.endpoint = fresh;
+      return call(fresh);
+    }
+  }
+
   // From configuration only: a caller's Host header must not steer the URLs peers are told.
   const publicBase = (): string => deps.settings.publicUrl;
 
@@ -173,26 +194,18 @@ export function a2aRouter(deps: ApiDeps): Router {
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
-    let target = endpoint;
+    const tried = { endpoint };
     try {
-      try {
-        upstream = await forward(target, payload, req.get('accept'), credential, lim, abort.signal);
-      } catch (err) {
-        // Not connected at all: the resource may answer elsewhere now (docker restart → new host
-        // port). Re-read the backend's address and, when it moved, try once more there.
-        if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
-        const fresh = await refreshEndpoint(deps, w);
-        if (!fresh || fresh === target) throw err;
-        target = fresh;
-        upstream = await forward(target, payload, req.get('accept'), credential, lim, abort.signal);
-      }
+      upstream = await reachAgent(w, tried, (at) =>
+        forward(at, payload, req.get('accept'), credential, lim, abort.signal),
+      );
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
         await log(504, null, 'agent timed out');
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
       }
       const message = err instanceof Failure ? err.message : 'agent unreachable';
-      await livenessCheck(w, target);
+      await livenessCheck(w, tried.endpoint);
       await log(502, null, 'agent unreachable');
       throw new HttpError(502, 'agent_unreachable', `could not reach the workspace agent (${message})`);
     }
@@ -200,7 +213,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const status = upstream.statusCode ?? 502;
     if (status >= 500) {
       upstream.resume();
-      await livenessCheck(w, target);
+      await livenessCheck(w, tried.endpoint);
       await log(502, null, `agent error ${status}`);
       throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
     }
@@ -269,30 +282,21 @@ export function a2aRouter(deps: ApiDeps): Router {
     const endpoint = requireServing(w);
     const lim = limits();
     let upstream: http.IncomingMessage;
-    let target = endpoint;
+    const tried = { endpoint };
     const headers = { [AGENT_CREDENTIAL_HEADER]: agentCredential(deps.secrets, w.id, w.generation) };
-    const fetchCard = (at: string) =>
-      request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
     try {
-      try {
-        upstream = await fetchCard(target);
-      } catch (err) {
-        // Same as a forward: re-read the address once when the agent was not reached at all.
-        if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
-        const fresh = await refreshEndpoint(deps, w);
-        if (!fresh || fresh === target) throw err;
-        target = fresh;
-        upstream = await fetchCard(target);
-      }
+      upstream = await reachAgent(w, tried, (at) =>
+        request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim),
+      );
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
       }
-      await livenessCheck(w, target);
+      await livenessCheck(w, tried.endpoint);
       throw new HttpError(502, 'agent_unreachable', 'could not reach the workspace agent');
     }
     const text = await readAll(upstream, CAPTURE_BYTES);
-    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, target);
+    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, tried.endpoint);
     let card: unknown;
     try {
       card = JSON.parse(text);
