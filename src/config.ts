@@ -2,6 +2,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_BOUNDS } from './api/bounds.js';
+import {
+  loadTemplateCatalog,
+  mergeTemplates,
+  TemplateCatalogError,
+  type TemplateCatalog,
+} from './templates/catalog.js';
+import { templateName, templateSpecSchema } from './templates/schema.js';
 
 /**
  * Every setting the service reads, parsed and validated in one place. The README documents each
@@ -11,32 +18,7 @@ const msSetting = (fallback: number) => z.coerce.number().int().positive().defau
 
 const DEFAULT_RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'] as const;
 
-const templatesSchema = z.record(
-  z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'template names are lower-case [a-z0-9-]'),
-  z.object({
-    runtime: z.string().optional(),
-    config: z.record(z.string(), z.unknown()).default({}),
-    ec2: z
-      .object({
-        imageId: z.string().optional(),
-        instanceType: z.string().optional(),
-        subnetId: z.string().optional(),
-        securityGroupIds: z.array(z.string()).optional(),
-      })
-      .optional(),
-    /** Docker limits of its workspaces; unset fields take the defaults (2048 MB, 1 CPU, 1024 pids). */
-    limits: z
-      .object({
-        memoryMb: z.number().int().min(64).max(1_048_576).optional(),
-        cpus: z.number().min(0.01).max(256).optional(),
-        pids: z.number().int().min(16).max(1_000_000).optional(),
-      })
-      .strict()
-      .optional(),
-    /** Whether its workspaces restart by themselves when offline or degraded (default always). */
-    restartPolicy: z.enum(['always', 'never']).optional(),
-  }),
-);
+const templatesSchema = z.record(templateName, templateSpecSchema);
 export type Templates = z.infer<typeof templatesSchema>;
 
 function safeJson(v: string): unknown {
@@ -123,6 +105,8 @@ const envSchema = z.object({
       ctx.addIssue({ code: 'custom', message: `TEMPLATES: ${parsed.error.issues[0]?.message ?? 'invalid'}` });
       return z.NEVER;
     }),
+  /** The template catalog (`<dir>/<name>/template.yaml` + files); default `templates`. */
+  TEMPLATES_DIR: z.string().optional(),
   /** EC2 API endpoint override (moto/ec2-sim); unset = AWS's regional endpoint. */
   EC2_ENDPOINT: z.string().url().optional(),
   EC2_REGION: z.string().optional(),
@@ -215,6 +199,8 @@ export interface Config extends Omit<Env, 'RUNTIME_IMAGES'> {
   ec2Region: string;
   /** runtime → image; the accepted runtimes are exactly its keys. */
   runtimeImages: Record<string, string>;
+  /** The catalog merged with TEMPLATES (src/templates/catalog.ts). */
+  templates: TemplateCatalog;
 }
 
 export class ConfigError extends Error {}
@@ -242,7 +228,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir,
     ec2Region: e.EC2_REGION ?? e.AWS_REGION ?? 'us-east-1',
     runtimeImages,
+    templates: loadTemplates(e.TEMPLATES_DIR, e.TEMPLATES),
   };
+}
+
+function loadTemplates(dir: string | undefined, fromEnv: Env['TEMPLATES']): TemplateCatalog {
+  try {
+    return mergeTemplates(loadTemplateCatalog(resolve(dir ?? 'templates'), { required: !!dir }), fromEnv);
+  } catch (err) {
+    if (err instanceof TemplateCatalogError)
+      throw new ConfigError(`invalid configuration:\n  ${err.message}`);
+    throw err;
+  }
 }
 
 /**

@@ -104,7 +104,7 @@ export function apiSettings(config: Config): ApiSettings {
     },
     heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
     publicUrl: config.PUBLIC_URL ?? '',
-    templates: config.TEMPLATES,
+    templates: config.templates,
     bounds: {
       fileReadMaxBytes: config.FILE_READ_MAX_BYTES,
       fileListMaxEntries: config.FILE_LIST_MAX_ENTRIES,
@@ -179,7 +179,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       platformUrls: platformUrls(config, port ?? config.PORT),
       bootstrapTokenTtlMs: config.BOOTSTRAP_TOKEN_TTL_MS,
       secrets,
-      templates: config.TEMPLATES,
+      templates: config.templates,
       temporal,
     });
     const created = await createWorker({

@@ -11,6 +11,7 @@ import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
 import { secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
+import { templatesRouter } from './routes/templates.js';
 import { workspacesRouter } from './routes/workspaces.js';
 
 export function createApp(deps: ApiDeps): Express {
@@ -33,6 +34,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(express.json({ limit: '256kb' }));
   v1.use('/orgs', orgsRouter(deps));
   v1.use('/admin/sweeps', sweepsRouter(deps));
+  v1.use('/templates', templatesRouter(deps));
   v1.use('/workspaces', activityRouter(deps));
   v1.use('/workspaces', secretsRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));

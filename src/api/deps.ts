@@ -6,6 +6,11 @@ import type { Bounds } from './bounds.js';
 import type { EntityClient } from './entity.js';
 import type { RestartPolicyInput } from '../workflows/messages.js';
 import type { SweepControl } from './sweeps.js';
+import type { Template } from '../templates/catalog.js';
+
+/** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
+export type TemplateSettings = Pick<Template, 'config'> &
+  Partial<Pick<Template, 'runtime' | 'restartPolicy' | 'description' | 'files' | 'plugins'>>;
 
 export interface ApiSettings {
   adminToken: string;
@@ -17,11 +22,8 @@ export interface ApiSettings {
   heartbeatIntervalMs: number;
   /** Base of the URLs the API hands out (agent card, peer metadata); set once the port is known. */
   publicUrl: string;
-  /** Known templates: name → default config. Unknown template → 400. */
-  templates: Record<
-    string,
-    { runtime?: string; config: Record<string, unknown>; restartPolicy?: 'always' | 'never' }
-  >;
+  /** The template catalog (merged with TEMPLATES): config, files, policy. Unknown template → 400. */
+  templates: Record<string, TemplateSettings>;
   /** The restart policy's settings; a workspace's or template's `restartPolicy` picks always/never. */
   restartPolicy?: RestartPolicyInput;
   /** Data-plane caps; defaults in bounds.ts. */

@@ -99,6 +99,13 @@ function openApiDocument() {
       '/v1/admin/sweeps/{name}/run': {
         post: { responses: { '200': { description: 'result of one sweep run now' } } },
       },
+      '/v1/templates': {
+        get: {
+          responses: {
+            '200': { description: 'the template catalog: {items: [{name, runtime, description?}]}' },
+          },
+        },
+      },
       '/v1/workspaces': {
         post: { requestBody: json(createWorkspaceBody), responses: { '202': { description: 'accepted' } } },
       },

@@ -72,7 +72,8 @@ export function registryRouter(deps: ApiDeps): Router {
       configHash: w.bootConfigHash,
       config,
       configYaml: renderConfigYaml(w.bootRuntime, config),
-      files: [],
+      // The template's files, from the catalog this process loaded (the one delivery path).
+      files: (w.template ? deps.settings.templates[w.template]?.files : undefined) ?? [],
       plugins: [],
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,

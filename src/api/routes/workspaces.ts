@@ -40,7 +40,11 @@ export function workspacesRouter(deps: ApiDeps): Router {
     if (!settings.enabledBackends.includes(body.backend)) {
       throw badRequest(`backend: "${body.backend}" is not enabled on this server`, 'backend');
     }
-    const template = body.template ? settings.templates[body.template] : undefined;
+    // Own keys only: "constructor" or "toString" is not a template.
+    const template =
+      body.template && Object.hasOwn(settings.templates, body.template)
+        ? settings.templates[body.template]
+        : undefined;
     if (body.template && !template)
       throw badRequest(`template: unknown template "${body.template}"`, 'template');
     const runtime = body.runtime ?? template?.runtime ?? settings.defaultRuntime;
