@@ -3,6 +3,7 @@
  * `templates/<name>/template.yaml` share the spec, so both reach the same create path.
  */
 import { z } from 'zod';
+import { jsonProblem } from '../api/schemas.js';
 
 export const TEMPLATE_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 export const templateName = z.string().regex(TEMPLATE_NAME, 'template names are lower-case [a-z0-9-]');
@@ -42,6 +43,12 @@ export type TemplateSpec = z.infer<typeof templateSpecSchema>;
 export const templateFileSchema = templateSpecSchema
   .extend({
     runtime: z.string().min(1).max(64),
+    // What a create body's config may hold (jsonb-storable, bounded): YAML can say `.nan`.
+    config: templateSpecSchema.shape.config.superRefine((c, ctx) => {
+      const p =
+        jsonProblem(c) ?? (JSON.stringify(c).length > 64 * 1024 ? 'config must be at most 64 KiB' : null);
+      if (p) ctx.addIssue({ code: 'custom', message: p });
+    }),
     description: z.string().min(1).max(500).optional(),
     ec2: templateSpecSchema.shape.ec2.unwrap().strict().optional(),
     /**

@@ -79,6 +79,7 @@ describe('template catalog', () => {
     ['runtime: x\nplugins: [a, local://a]', /t\/template\.yaml: plugins: plugins must not repeat a name/],
     ['runtime: x\nplugins: ["Bad Name"]', /t\/template\.yaml: plugins\.0: /],
     ['runtime: [unclosed', /t\/template\.yaml: not valid YAML: /],
+    ['runtime: x\nconfig: {ratio: .nan}', /t\/template\.yaml: config: numbers must be finite/],
   ])('a bad manifest names the file and the field: %s', (manifest, message) => {
     const err = errorOf(() => loadTemplateCatalog(catalogWith({ 'template.yaml': manifest })));
     expect(err).toBeInstanceOf(TemplateCatalogError);

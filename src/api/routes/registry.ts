@@ -72,8 +72,7 @@ export function registryRouter(deps: ApiDeps): Router {
       configHash: w.bootConfigHash,
       config,
       configYaml: renderConfigYaml(w.bootRuntime, config),
-      // The template's files, from the catalog this process loaded (the one delivery path).
-      files: (w.template ? deps.settings.templates[w.template]?.files : undefined) ?? [],
+      files: templateFiles(deps, w.id, w.template),
       plugins: [],
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,
@@ -151,6 +150,19 @@ export function registryRouter(deps: ApiDeps): Router {
   });
 
   return r;
+}
+
+/** The template's files, from the catalog this process loaded: the one way they reach /configs. */
+function templateFiles(deps: ApiDeps, workspaceId: string, name: string | null) {
+  if (!name) return [];
+  if (!Object.hasOwn(deps.settings.templates, name)) {
+    deps.log.warn(
+      { workspaceId, template: name },
+      'template no longer in the catalog: booting without its files',
+    );
+    return [];
+  }
+  return deps.settings.templates[name]!.files ?? [];
 }
 
 function bearerOf(res: Response): string {
