@@ -6,8 +6,8 @@
  *
  * A small POSIX-shell scanner, not a shell: it knows quoting (nothing expands in '...'), comments,
  * here-documents (a quoted delimiter expands nothing), command substitution and parameter
- * expansion, which is what decides whether a `$NAME` is a read. Exotic constructs (eval, indirect
- * `${!x}`) are not followed.
+ * expansion, which is what decides whether a `$NAME` is a read, plus the two indirect forms boot
+ * scripts use: `printenv NAME` and `${!k}` over a `for k in NAME…` list. `eval` is not followed.
  */
 
 /** Set by the shell or the system, never "forwarded" by a template. */
@@ -87,6 +87,8 @@ class Scanner {
   readonly words: Word[] = [];
   /** Names expanded outside any word: here-document bodies. */
   readonly looseRefs: string[] = [];
+  /** Variables expanded indirectly (`${!name}`). */
+  readonly indirect = new Set<string>();
   private frames: Frame[] = [{ mode: 'bare', closer: null, depth: 0, word: null, segment: 0 }];
   private heredocs: PendingHeredoc[] = [];
 
@@ -187,12 +189,13 @@ class Scanner {
     } else if (c === '$') {
       this.dollar();
     } else if (c === '`') {
-      this.i++;
+      // The closing character is no part of the substitution's last word.
       if (f.closer === '`') this.pop();
       else this.pushSubstitution('`');
-    } else if (c === ')' && f.closer === ')' && f.depth === 0) {
       this.i++;
+    } else if (c === ')' && f.closer === ')' && f.depth === 0) {
       this.pop();
+      this.i++;
     } else if (c === '<' && s[this.i + 1] === '<' && s[this.i + 2] !== '<') {
       this.endWord();
       this.i += 2;
@@ -221,9 +224,11 @@ class Scanner {
     if (next === '{') {
       const end = matching(s, this.i + 1, '{', '}');
       const inner = s.slice(this.i + 2, end);
-      // `${!x}` is indirect: the name it reads is not in the text.
+      // `${!x}` is indirect: the names it reads are x's values (a `for x in A B` list, below).
       const m = /^#?([A-Za-z_][A-Za-z0-9_]*)/.exec(inner);
-      if (m && !inner.startsWith('!')) ref(m[1]!);
+      const indirect = /^!([A-Za-z_][A-Za-z0-9_]*)/.exec(inner);
+      if (m) ref(m[1]!);
+      else if (indirect) this.indirect.add(indirect[1]!);
       // Defaults and alternatives expand too: `${A:-$B}`.
       for (const x of inner.slice(m ? m[0].length : 0).matchAll(EXPANSIONS_IN_TEXT)) ref(x[1]!);
       this.i = end + 1;
@@ -334,8 +339,14 @@ export function forwardedEnv(script: string, ignore: Iterable<string> = []): str
       }
     } else if (command === 'read') {
       for (const w of args) if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(w.raw)) locals.add(w.raw);
+    } else if (command === 'printenv') {
+      for (const w of args) if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(w.raw)) reads.add(w.raw);
     } else if (command === 'for' && args[0] && /^[A-Za-z_][A-Za-z0-9_]*$/.test(args[0].raw)) {
       locals.add(args[0].raw);
+      // The seed's forwarding loop: `for k in OPENAI_API_KEY …; do echo "$k=${!k}"; done`.
+      if (scanner.indirect.has(args[0].raw) && args[1]?.raw === 'in') {
+        for (const w of args.slice(2)) if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(w.raw)) reads.add(w.raw);
+      }
     }
   }
   const ignored = new Set([...SHELL_VARIABLES, ...ignore]);

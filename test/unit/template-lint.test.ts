@@ -6,6 +6,7 @@
 import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { templateProgram } from '../../src/cli/template.js';
 import { lintTemplateDir } from '../../src/templates/lint.js';
@@ -83,6 +84,37 @@ describe('forwardedEnv', () => {
       'echo "$(cat "$NESTED")" $1 $@ $? $$ ${!indirect}',
     ].join('\n');
     expect(forwardedEnv(script)).toEqual(['COUNT', 'IN_BACKTICKS', 'IN_SUBST', 'NESTED']);
+  });
+
+  it('follows the forwarding loop (`for k in A B; … ${!k}`) and `printenv NAME`', () => {
+    const script = [
+      'for k in OPENAI_API_KEY ANTHROPIC_API_KEY; do',
+      '  if [ -n "${!k:-}" ]; then echo "$k=${!k}" >> .env; fi',
+      'done',
+      'for f in a.txt b.txt; do cat "$f"; done',
+      'token=$(printenv HF_TOKEN)',
+    ].join('\n');
+    expect(forwardedEnv(script)).toEqual(['ANTHROPIC_API_KEY', 'HF_TOKEN', 'OPENAI_API_KEY']);
+  });
+
+  it('keeps substitution words apart from the word around them', () => {
+    const script = ['export X=$(cat "$FILE")', 'A=`printenv B`', 'echo "$X $A"'].join('\n');
+    expect(forwardedEnv(script)).toEqual(['B', 'FILE']);
+  });
+
+  it('never throws on any input and returns sorted, distinct names', () => {
+    const shellish = fc.string({
+      unit: fc.constantFrom(...'$ {}()`\'"#<-\n\t;|&!=:AB_x1'.split('')),
+      maxLength: 200,
+    });
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 200 }), shellish), (script) => {
+        const names = forwardedEnv(script);
+        expect([...new Set(names)].sort()).toEqual(names);
+        for (const n of names) expect(n).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it("leaves out the shell's own variables and the ignored ones", () => {
