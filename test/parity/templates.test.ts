@@ -39,6 +39,7 @@ describe.each(PARITY_BACKENDS)('%s: templates', (backend) => {
   }
 
   it('GET /v1/templates lists the catalog and the TEMPLATES entries', async () => {
+    expect((await t.stack.api.call('GET', '/v1/templates')).status).toBe(401);
     const res = await t.stack.api.call('GET', '/v1/templates', { token: t.key });
     expect(res.status).toBe(200);
     expect(res.body.items).toEqual(
