@@ -294,7 +294,7 @@ export async function serveApiWith(
       db: stack.service.db.pool,
       entity: entity as EntityClient,
       backends: stack.service.backends,
-      secrets: new SecretBox(c.SECRETS_KEY),
+      secrets: new SecretBox(c.SECRETS_KEY, c.SECRETS_OLD_KEYS),
       log: pino({ level: 'silent' }),
       settings: apiSettings(c),
       readiness: {},
