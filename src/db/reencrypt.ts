@@ -5,6 +5,12 @@ import type { Queryable } from './queryable.js';
 const SEALED_COLUMNS = [
   { table: 'secrets', value: 'value_enc', keyId: 'key_id', pk: ['workspace_id', 'key'] },
   { table: 'org_secrets', value: 'value_enc', keyId: 'key_id', pk: ['org_id', 'key'] },
+  {
+    table: 'agent_credentials',
+    value: 'credential_enc',
+    keyId: 'key_id',
+    pk: ['workspace_id', 'generation'],
+  },
   { table: 'ssh_keys', value: 'private_key_enc', keyId: 'key_id', pk: ['workspace_id', 'generation'] },
   {
     table: 'bootstrap_tokens',

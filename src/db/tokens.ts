@@ -145,9 +145,14 @@ export async function revokeSupersededTokens(
     workspaceId,
     current,
   ]);
+  await db.query(`DELETE FROM agent_credentials WHERE workspace_id = $1 AND generation < $2`, [
+    workspaceId,
+    current,
+  ]);
 }
 
 export async function revokeWorkspaceTokens(db: Queryable, workspaceId: string): Promise<void> {
   await db.query(`DELETE FROM workspace_tokens WHERE workspace_id = $1`, [workspaceId]);
   await db.query(`DELETE FROM bootstrap_tokens WHERE workspace_id = $1`, [workspaceId]);
+  await db.query(`DELETE FROM agent_credentials WHERE workspace_id = $1`, [workspaceId]);
 }

@@ -111,10 +111,11 @@ describe('org secrets and key rotation', () => {
     const bundle = async () => {
       const r = await s.api.call('GET', '/v1/registry/bootstrap', { token: bootToken });
       expect(r.status).toBe(200);
-      return r.body as { secrets: Record<string, string>; workspaceToken: string };
+      return r.body as { secrets: Record<string, string>; workspaceToken: string; agentCredential: string };
     };
     const first = await bundle();
     expect(first.secrets).toEqual(expected);
+    expect(first.agentCredential).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
     // The one redaction covers the org's defaults, the overridden one too, before storage.
     const echoed = await s.api.call('POST', '/v1/registry/boot-events', {
@@ -141,6 +142,8 @@ describe('org secrets and key rotation', () => {
     expect(during.secrets).toEqual({ ...expected, ROTATED: 'sealed-under-b-value' });
     // The re-fetch window answers the same workspace token, sealed under A.
     expect(during.workspaceToken).toBe(first.workspaceToken);
+    // The A2A credential the running agent holds stays what the proxy presents, under any key.
+    expect(during.agentCredential).toBe(first.agentCredential);
 
     const before = await cli('status', { SECRETS_KEY: KEY_B, SECRETS_OLD_KEYS: KEY_A });
     expect(before.stdout).toContain(`secrets\t${secretKeyId(KEY_A)}`);
@@ -149,6 +152,7 @@ describe('org secrets and key rotation', () => {
     expect(reencrypt.stdout).toMatch(/^secrets: 2 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^org_secrets: 2 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^ssh_keys: 1 re-encrypted$/m);
+    expect(reencrypt.stdout).toMatch(/^agent_credentials: 1 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^bootstrap_tokens: 1 re-encrypted$/m);
     expect(reencrypt.stdout).toContain(`every sealed value is under key ${secretKeyId(KEY_B)}`);
     for (const v of [...ALL_VALUES, SSH_PRIVATE])
@@ -161,6 +165,7 @@ describe('org secrets and key rotation', () => {
     const after = await bundle();
     expect(after.secrets).toEqual({ ...expected, ROTATED: 'sealed-under-b-value' });
     expect(after.workspaceToken).toBe(first.workspaceToken);
+    expect(after.agentCredential).toBe(first.agentCredential);
     expect((await new DbSshKeyStore(pool(), new SecretBox(KEY_B)).get(id, 1))?.privateKey).toBe(SSH_PRIVATE);
     const log = await s.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: org.apiKey });
     expect(log.status).toBe(200);

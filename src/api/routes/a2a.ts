@@ -14,7 +14,8 @@ import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
 import { redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
-import { AGENT_CREDENTIAL_HEADER, agentCredential } from '../../security/agent-credential.js';
+import { presentedAgentCredential } from '../../db/agent-credentials.js';
+import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { refreshEndpoint } from '../endpoints.js';
@@ -195,7 +196,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     };
 
     const payload = Buffer.from(JSON.stringify(body));
-    const credential = agentCredential(deps.secrets, w.id, w.generation);
+    const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -288,7 +289,8 @@ export function a2aRouter(deps: ApiDeps): Router {
     const lim = limits();
     let upstream: http.IncomingMessage;
     const tried = { endpoint };
-    const headers = { [AGENT_CREDENTIAL_HEADER]: agentCredential(deps.secrets, w.id, w.generation) };
+    const credential = await presentedAgentCredential(deps.db, deps.secrets, w.id, w.generation);
+    const headers = { [AGENT_CREDENTIAL_HEADER]: credential };
     try {
       upstream = await reachAgent(w, tried, (at) =>
         request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim),

@@ -9,7 +9,7 @@ import { redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
-import { agentCredential } from '../../security/agent-credential.js';
+import { issueAgentCredential } from '../../db/agent-credentials.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HeartbeatRefresh, probeHealth, refreshEndpoint } from '../endpoints.js';
@@ -75,7 +75,7 @@ export function registryRouter(deps: ApiDeps): Router {
       plugins: [],
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,
-      agentCredential: agentCredential(deps.secrets, w.id, generation),
+      agentCredential: await issueAgentCredential(db, deps.secrets, w.id, generation),
       heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
     });
   });

@@ -16,7 +16,18 @@ CREATE TABLE org_secrets (
   PRIMARY KEY (org_id, key)
 );
 
+-- The A2A credential handed to each generation's agent, sealed, so the proxy presents the very
+-- value the agent got even after SECRETS_KEY (from which it is derived at issue) has rotated.
+CREATE TABLE agent_credentials (
+  workspace_id    text NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+  generation      integer NOT NULL,
+  credential_enc  text NOT NULL,
+  key_id          text,
+  PRIMARY KEY (workspace_id, generation)
+);
+
 -- Down Migration
+DROP TABLE agent_credentials;
 DROP TABLE org_secrets;
 ALTER TABLE bootstrap_tokens DROP COLUMN workspace_token_key_id;
 ALTER TABLE ssh_keys DROP COLUMN key_id;
