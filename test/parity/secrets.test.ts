@@ -3,7 +3,9 @@
  * bootstrap bundle (never the container env, the EC2 user-data or the Temporal history), a secret
  * set later arrives at the next restart, and what the agent echoes is redacted before storage.
  */
+import { Writable } from 'node:stream';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { secretsHash } from '../../src/agent/configs.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
@@ -69,7 +71,15 @@ async function databaseCounts(t: ParityFixture): Promise<Record<string, number>>
 }
 
 describe.each(PARITY_BACKENDS)('%s: secrets', (backend) => {
-  const t = useParityStack(backend);
+  // Everything the service logs (API and worker), at debug, kept to search for the values.
+  const logged: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logged.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  const t = useParityStack(backend, { log: pino({ level: 'debug' }, sink) });
 
   it('org default under the workspace override, only in the bundle; redacted everywhere stored', async () => {
     const admin = t.stack.adminToken;
@@ -166,6 +176,9 @@ describe.each(PARITY_BACKENDS)('%s: secrets', (backend) => {
     expect(activity.body.items.length).toBeGreaterThan(0);
     expect(JSON.stringify(activity.body)).toContain('[REDACTED]');
     expect(await databaseCounts(t)).toEqual(Object.fromEntries(VALUES.map((v) => [v, 0])));
+    const serviceLog = logged.join('');
+    expect(serviceLog).toContain('api listening');
+    for (const v of VALUES) expect(serviceLog).not.toContain(v);
 
     await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     await waitForStatus(t.stack, t.key, id, 'deleted');
