@@ -53,6 +53,20 @@ const envSchema = z.object({
   SECRETS_KEY: z
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'SECRETS_KEY must be 32 bytes, base64'),
+  /** Comma list of earlier SECRETS_KEYs: they still open rows until `secrets re-encrypt` has run. */
+  SECRETS_OLD_KEYS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (keys) => keys.every((k) => Buffer.from(k, 'base64').length === 32),
+      'SECRETS_OLD_KEYS must be a comma list of 32-byte base64 keys',
+    ),
   /** Comma list of enabled backends; a disabled one answers a typed "not configured" error. */
   ENABLED_BACKENDS: z
     .string()

@@ -127,7 +127,7 @@ export const heartbeatStaleMs = (
 export async function startService(config: Config, opts: ServiceOptions): Promise<RunningService> {
   const log = opts.log ?? pino({ level: config.LOG_LEVEL });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
-  const secrets = new SecretBox(config.SECRETS_KEY);
+  const secrets = new SecretBox(config.SECRETS_KEY, config.SECRETS_OLD_KEYS);
   const backends = createBackends(config, { db, secrets });
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });

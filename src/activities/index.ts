@@ -13,10 +13,9 @@ import {
 import { tailText } from '../backends/streams.js';
 import { saveConsoleLog } from '../db/events.js';
 import type { Queryable } from '../db/queryable.js';
-import { secretValues } from '../db/secrets.js';
+import { redactorFor } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
-import { redact } from '../security/redact.js';
 import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
@@ -67,8 +66,8 @@ export function createActivities(deps: ActivityDeps) {
       restart?: { count: number; lastReason: string | null };
     }): Promise<void> {
       await dbCall(async () => {
-        const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
-        const clean = (v: string | null) => (v === null ? null : redact(v, Object.values(secretsOf)));
+        const redactor = await redactorFor(db, deps.secrets, input.workspaceId);
+        const clean = (v: string | null) => (v === null ? null : redactor(v));
         await workspaces.recordTransition(db, {
           ...input,
           message: clean(input.message),
@@ -122,9 +121,9 @@ export function createActivities(deps: ActivityDeps) {
       const raw = await backendCall(() =>
         deps.backends[input.backend].bootLog(input.workspaceId, input.generation),
       );
-      const secretsOf = await secretValues(db, deps.secrets, input.workspaceId);
+      const clean = await redactorFor(db, deps.secrets, input.workspaceId);
       // Capped: the backend returns the log's tail already; a bound here keeps the stored copy bounded too.
-      const text = tailText(redact(raw, Object.values(secretsOf)), CONSOLE_MAX_BYTES);
+      const text = tailText(clean(raw), CONSOLE_MAX_BYTES);
       await saveConsoleLog(db, input.workspaceId, input.generation, text);
     },
 

@@ -40,6 +40,11 @@ export interface AgentHooks {
   streamIntervalMs: number;
   /** Wait this long after `boot` before writing /configs: templates that arrive late. */
   materializeDelayMs: number;
+  /**
+   * Name of a delivered secret whose value the agent echoes into a boot message and its console:
+   * how the suites prove the platform redacts before storing (a leaky runtime, on purpose).
+   */
+  echoSecret: string | null;
 }
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
@@ -136,5 +141,6 @@ export function agentHooks(config: Record<string, unknown>): AgentHooks {
         : 200,
     // Capped like the others: a hook to widen a race window, not to park an agent.
     materializeDelayMs: Math.min(positiveInt(agent.materializeDelayMs, 0), 60_000),
+    echoSecret: typeof agent.echoSecret === 'string' && agent.echoSecret !== '' ? agent.echoSecret : null,
   };
 }

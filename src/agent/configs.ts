@@ -153,3 +153,11 @@ export async function loadSavedBundle(stateDir: string, configsDir: string): Pro
 export async function removeLegacyState(configsDir: string): Promise<void> {
   await rm(join(configsDir, LEGACY_STATE_DIR), { recursive: true, force: true });
 }
+
+/** sha256 (hex) of the secrets as sorted `KEY=value` lines: what the agent reports having received. */
+export function secretsHash(secrets: Record<string, string>): string {
+  const lines = Object.keys(secrets)
+    .sort()
+    .map((k) => `${k}=${secrets[k]}\n`);
+  return sha256Hex(lines.join(''));
+}

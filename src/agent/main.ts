@@ -11,6 +11,7 @@ import {
   loadSavedBundle,
   materializeConfigs,
   removeLegacyState,
+  secretsHash,
   sha256Hex,
   writeSecrets,
 } from './configs.js';
@@ -72,10 +73,14 @@ async function main(): Promise<void> {
     );
     const secrets = await writeSecrets(env.stateDir, bundle.secrets);
     const badKeys = secrets.refused.length > 0 ? `; refused secret names: ${secrets.refused.join(', ')}` : '';
+    // What the agent received, provable without showing it: one hash over the sorted KEY=value lines.
+    const seen = `; secrets sha256 ${secretsHash(bundle.secrets)}`;
+    const echoed = hooks.echoSecret ? `; echo ${bundle.secrets[hooks.echoSecret] ?? '(unset)'}` : '';
+    if (echoed) log(`config.agent.echoSecret${echoed}`);
     // Plugin delivery is not implemented in the reference agent yet; the phase still marks the step.
     await registry.bootEvent(
       'plugins-installed',
-      `${bundle.plugins.length} plugin(s) requested, none installed; ${secrets.keys.length} secret(s) written${badKeys}`,
+      `${bundle.plugins.length} plugin(s) requested, none installed; ${secrets.keys.length} secret(s) written${badKeys}${seen}${echoed}`,
     );
   } catch (err) {
     die(`writing ${env.configsDir} failed: ${errorText(err)}`);

@@ -9,7 +9,7 @@ import { filesRouter } from './routes/files.js';
 import { orgsRouter } from './routes/orgs.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
-import { secretsRouter } from './routes/secrets.js';
+import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
 import { templatesRouter } from './routes/templates.js';
 import { workspacesRouter } from './routes/workspaces.js';
@@ -33,6 +33,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', a2aRouter(deps));
   v1.use(express.json({ limit: '256kb' }));
   v1.use('/orgs', orgsRouter(deps));
+  v1.use('/orgs', orgSecretsRouter(deps));
   v1.use('/admin/sweeps', sweepsRouter(deps));
   v1.use('/templates', templatesRouter(deps));
   v1.use('/workspaces', activityRouter(deps));

@@ -1,48 +1,106 @@
+import { redact } from '../security/redact.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { Queryable } from './queryable.js';
+
+/**
+ * Secrets of a workspace (`secrets`) and org-wide defaults (`org_secrets`), sealed with the key
+ * ring's current key; the key id is stored per row so a rotated key still opens older rows.
+ */
+export type SecretOwner = { workspaceId: string } | { orgId: string };
+
+const target = (owner: SecretOwner) =>
+  'orgId' in owner
+    ? { table: 'org_secrets', column: 'org_id', id: owner.orgId }
+    : { table: 'secrets', column: 'workspace_id', id: owner.workspaceId };
 
 export async function putSecret(
   db: Queryable,
   box: SecretBox,
-  workspaceId: string,
+  owner: SecretOwner,
   key: string,
   value: string,
-) {
+): Promise<void> {
+  const { table, column, id } = target(owner);
+  const sealed = box.seal(value);
   await db.query(
-    `INSERT INTO secrets (workspace_id, key, value_enc) VALUES ($1, $2, $3)
-     ON CONFLICT (workspace_id, key) DO UPDATE SET value_enc = EXCLUDED.value_enc, updated_at = now()`,
-    [workspaceId, key, box.seal(value)],
+    `INSERT INTO ${table} (${column}, key, value_enc, key_id) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (${column}, key) DO UPDATE
+       SET value_enc = EXCLUDED.value_enc, key_id = EXCLUDED.key_id, updated_at = now()`,
+    [id, key, sealed.value, sealed.keyId],
   );
 }
 
 export async function listSecretKeys(
   db: Queryable,
-  workspaceId: string,
+  owner: SecretOwner,
 ): Promise<{ key: string; updatedAt: Date }[]> {
+  const { table, column, id } = target(owner);
   const { rows } = await db.query<{ key: string; updated_at: Date }>(
-    `SELECT key, updated_at FROM secrets WHERE workspace_id = $1 ORDER BY key`,
-    [workspaceId],
+    `SELECT key, updated_at FROM ${table} WHERE ${column} = $1 ORDER BY key`,
+    [id],
   );
   return rows.map((r) => ({ key: r.key, updatedAt: r.updated_at }));
 }
 
-export async function deleteSecret(db: Queryable, workspaceId: string, key: string): Promise<boolean> {
-  const { rowCount } = await db.query(`DELETE FROM secrets WHERE workspace_id = $1 AND key = $2`, [
-    workspaceId,
-    key,
-  ]);
+export async function deleteSecret(db: Queryable, owner: SecretOwner, key: string): Promise<boolean> {
+  const { table, column, id } = target(owner);
+  const { rowCount } = await db.query(`DELETE FROM ${table} WHERE ${column} = $1 AND key = $2`, [id, key]);
   return (rowCount ?? 0) > 0;
 }
 
-/** Decrypted values: only the bootstrap bundle and the redaction function ever see these. */
+interface SealedRow {
+  key: string;
+  value_enc: string;
+  key_id: string | null;
+  /** 0 = the org's default, 1 = the workspace's own. */
+  own: number;
+}
+
+/** The org defaults and the workspace's own rows, defaults first. */
+async function sealedRows(db: Queryable, workspaceId: string): Promise<SealedRow[]> {
+  const { rows } = await db.query<SealedRow>(
+    `SELECT s.key, s.value_enc, s.key_id, 0 AS own
+       FROM org_secrets s JOIN workspaces w ON w.org_id = s.org_id WHERE w.id = $1
+     UNION ALL
+     SELECT key, value_enc, key_id, 1 AS own FROM secrets WHERE workspace_id = $1
+     ORDER BY own, key`,
+    [workspaceId],
+  );
+  return rows;
+}
+
+/**
+ * What the workspace's agent gets (only through its bootstrap bundle): the org defaults, with the
+ * workspace's own value winning for a key both have.
+ */
 export async function secretValues(
   db: Queryable,
   box: SecretBox,
   workspaceId: string,
 ): Promise<Record<string, string>> {
-  const { rows } = await db.query<{ key: string; value_enc: string }>(
-    `SELECT key, value_enc FROM secrets WHERE workspace_id = $1`,
-    [workspaceId],
-  );
-  return Object.fromEntries(rows.map((r) => [r.key, box.open(r.value_enc)]));
+  const out: Record<string, string> = {};
+  for (const r of await sealedRows(db, workspaceId)) out[r.key] = box.open(r.value_enc, r.key_id);
+  return out;
+}
+
+/** A text cleaner bound to a set of secret values (see `redactorFor`). */
+export type Redactor = (text: string) => string;
+
+/**
+ * The one redaction function, bound to every secret value the given workspaces could hold or see:
+ * their own, and every default of their orgs (an overridden default too: it may still be echoed).
+ * Applied before anything is stored or answered: boot events, console logs, transition messages
+ * and errors, activity summaries and excerpts, memories.
+ */
+export async function redactorFor(
+  db: Queryable,
+  box: SecretBox,
+  ...workspaceIds: string[]
+): Promise<Redactor> {
+  const values = new Set<string>();
+  for (const id of new Set(workspaceIds)) {
+    for (const r of await sealedRows(db, id)) values.add(box.open(r.value_enc, r.key_id));
+  }
+  const list = [...values];
+  return (text) => redact(text, list);
 }

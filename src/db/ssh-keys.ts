@@ -11,20 +11,27 @@ export class DbSshKeyStore implements SshKeyStore {
 
   async put(workspaceId: string, generation: number, pair: SshKeyPair): Promise<void> {
     // First writer wins: a retried activity must keep the key already baked into user-data.
+    const sealed = this.box.seal(pair.privateKey);
     await this.db.query(
-      `INSERT INTO ssh_keys (workspace_id, generation, private_key_enc, public_key) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (workspace_id, generation) DO NOTHING`,
-      [workspaceId, generation, this.box.seal(pair.privateKey), pair.publicKey],
+      `INSERT INTO ssh_keys (workspace_id, generation, private_key_enc, key_id, public_key)
+       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id, generation) DO NOTHING`,
+      [workspaceId, generation, sealed.value, sealed.keyId, pair.publicKey],
     );
   }
 
   async get(workspaceId: string, generation: number): Promise<SshKeyPair | null> {
-    const { rows } = await this.db.query<{ private_key_enc: string; public_key: string }>(
-      `SELECT private_key_enc, public_key FROM ssh_keys WHERE workspace_id = $1 AND generation = $2`,
+    const { rows } = await this.db.query<{
+      private_key_enc: string;
+      key_id: string | null;
+      public_key: string;
+    }>(
+      `SELECT private_key_enc, key_id, public_key FROM ssh_keys WHERE workspace_id = $1 AND generation = $2`,
       [workspaceId, generation],
     );
     const row = rows[0];
-    return row ? { privateKey: this.box.open(row.private_key_enc), publicKey: row.public_key } : null;
+    return row
+      ? { privateKey: this.box.open(row.private_key_enc, row.key_id), publicKey: row.public_key }
+      : null;
   }
 
   async getHostKey(instanceId: string): Promise<string | null> {

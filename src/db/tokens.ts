@@ -57,9 +57,10 @@ export async function redeemBootstrapToken(
   token: string,
 ): Promise<(TokenOwner & { workspaceToken: string }) | null> {
   const workspaceToken = mintToken('ws');
+  const sealed = box.seal(workspaceToken);
   const first = await db.query<{ workspace_id: string; generation: number }>(
     `WITH claimed AS (
-       UPDATE bootstrap_tokens SET used_at = now(), workspace_token_enc = $2
+       UPDATE bootstrap_tokens SET used_at = now(), workspace_token_enc = $2, workspace_token_key_id = $4
        WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
        RETURNING workspace_id, generation
      ), minted AS (
@@ -67,20 +68,25 @@ export async function redeemBootstrapToken(
        SELECT $3, workspace_id, generation FROM claimed
      )
      SELECT workspace_id, generation FROM claimed`,
-    [hashToken(token), box.seal(workspaceToken), hashToken(workspaceToken)],
+    [hashToken(token), sealed.value, hashToken(workspaceToken), sealed.keyId],
   );
   const claimed = owner(first.rows[0]);
   if (claimed) return { ...claimed, workspaceToken };
 
-  const again = await db.query<{ workspace_id: string; generation: number; workspace_token_enc: string }>(
-    `SELECT workspace_id, generation, workspace_token_enc FROM bootstrap_tokens
+  const again = await db.query<{
+    workspace_id: string;
+    generation: number;
+    workspace_token_enc: string;
+    workspace_token_key_id: string | null;
+  }>(
+    `SELECT workspace_id, generation, workspace_token_enc, workspace_token_key_id FROM bootstrap_tokens
      WHERE token_hash = $1 AND workspace_token_enc IS NOT NULL
        AND used_at > now() - ($2::int * interval '1 millisecond')`,
     [hashToken(token), BOOTSTRAP_REFETCH_WINDOW_MS],
   );
   const row = again.rows[0];
   if (!row) return null;
-  const redelivered = box.open(row.workspace_token_enc);
+  const redelivered = box.open(row.workspace_token_enc, row.workspace_token_key_id);
   // Revoked meanwhile (superseded generation): the sealed copy must not outlive the token.
   if (!(await lookupWorkspaceToken(db, redelivered))) return null;
   return { ...owner(row)!, workspaceToken: redelivered };
@@ -93,7 +99,7 @@ export async function closeBootstrapRedelivery(
   generation: number,
 ): Promise<void> {
   await db.query(
-    `UPDATE bootstrap_tokens SET workspace_token_enc = NULL
+    `UPDATE bootstrap_tokens SET workspace_token_enc = NULL, workspace_token_key_id = NULL
      WHERE workspace_id = $1 AND generation = $2 AND workspace_token_enc IS NOT NULL`,
     [workspaceId, generation],
   );
@@ -139,9 +145,14 @@ export async function revokeSupersededTokens(
     workspaceId,
     current,
   ]);
+  await db.query(`DELETE FROM agent_credentials WHERE workspace_id = $1 AND generation < $2`, [
+    workspaceId,
+    current,
+  ]);
 }
 
 export async function revokeWorkspaceTokens(db: Queryable, workspaceId: string): Promise<void> {
   await db.query(`DELETE FROM workspace_tokens WHERE workspace_id = $1`, [workspaceId]);
   await db.query(`DELETE FROM bootstrap_tokens WHERE workspace_id = $1`, [workspaceId]);
+  await db.query(`DELETE FROM agent_credentials WHERE workspace_id = $1`, [workspaceId]);
 }

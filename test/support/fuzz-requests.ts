@@ -18,6 +18,7 @@ export interface Route {
 const MOUNTS: Record<string, string> = {
   opsRouter: '',
   orgsRouter: '/v1/orgs',
+  orgSecretsRouter: '/v1/orgs',
   sweepsRouter: '/v1/admin/sweeps',
   workspacesRouter: '/v1/workspaces',
   filesRouter: '/v1/workspaces',

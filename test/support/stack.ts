@@ -28,6 +28,8 @@ import { waitFor } from '../setup/wait-for.js';
 export interface StackOptions {
   worker?: boolean;
   env?: Record<string, string>;
+  /** The service's logger (default: pino at LOG_LEVEL to stdout); a suite can read what it logs. */
+  log?: pino.Logger;
 }
 
 export interface Stack {
@@ -73,7 +75,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const service = await startService(config, {
     api: true,
     worker: opts.worker ?? true,
-    log: pino({ level: env.LOG_LEVEL ?? 'warn' }),
+    log: opts.log ?? pino({ level: env.LOG_LEVEL ?? 'warn' }),
   });
   const url = service.url!;
   const api = new ApiClient(url);
@@ -294,7 +296,7 @@ export async function serveApiWith(
       db: stack.service.db.pool,
       entity: entity as EntityClient,
       backends: stack.service.backends,
-      secrets: new SecretBox(c.SECRETS_KEY),
+      secrets: new SecretBox(c.SECRETS_KEY, c.SECRETS_OLD_KEYS),
       log: pino({ level: 'silent' }),
       settings: apiSettings(c),
       readiness: {},

@@ -52,6 +52,13 @@ describe('configuration', () => {
       expect(msg).toContain(name);
   });
 
+  it('SECRETS_OLD_KEYS: unset is none; a comma list of 32-byte base64 keys; anything else is named', () => {
+    expect(loadConfig(base).SECRETS_OLD_KEYS).toEqual([]);
+    const old = [randomBytes(32).toString('base64'), randomBytes(32).toString('base64')];
+    expect(loadConfig({ ...base, SECRETS_OLD_KEYS: ` ${old[0]}, ${old[1]},` }).SECRETS_OLD_KEYS).toEqual(old);
+    expect(() => loadConfig({ ...base, SECRETS_OLD_KEYS: `${old[0]},short` })).toThrow(/SECRETS_OLD_KEYS/);
+  });
+
   it('enables ec2 only with an AMI, and derives its platform URL from the sim gateway', () => {
     expect(() => loadConfig({ ...base, ENABLE_EC2: '1' })).toThrow(/EC2_AMI_ID/);
     const c = loadConfig({

@@ -11,11 +11,11 @@
 import http from 'node:http';
 import { Router, type Request, type Response } from 'express';
 import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
-import { secretValues } from '../../db/secrets.js';
+import { redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
-import { AGENT_CREDENTIAL_HEADER, agentCredential } from '../../security/agent-credential.js';
-import { redact } from '../../security/redact.js';
+import { presentedAgentCredential } from '../../db/agent-credentials.js';
+import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { refreshEndpoint } from '../endpoints.js';
@@ -159,12 +159,18 @@ export function a2aRouter(deps: ApiDeps): Router {
       throw badRequest('body: need a JSON-RPC 2.0 request with a method', 'method');
     }
     if (caller.workspace) injectPeer(body, caller.workspace, publicBase());
-    const secrets = await redactionValues(deps, w, caller.workspace);
-    const requestText = truncate(redact(messageText(body.params), secrets), EXCERPT_CHARS);
+    // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
+    const clean = await redactorFor(
+      deps.db,
+      deps.secrets,
+      w.id,
+      ...(caller.workspace ? [caller.workspace.id] : []),
+    );
+    const requestText = truncate(clean(messageText(body.params)), EXCERPT_CHARS);
 
     const log = async (status: number, responseText: string | null, note?: string) => {
       const summary = truncate(
-        redact(note ? `${note}${requestText ? `: ${requestText}` : ''}` : requestText || method, secrets),
+        clean(note ? `${note}${requestText ? `: ${requestText}` : ''}` : requestText || method),
         SUMMARY_CHARS,
       );
       const durationMs = performance.now() - started;
@@ -178,7 +184,7 @@ export function a2aRouter(deps: ApiDeps): Router {
           durationMs,
           summary,
           requestText,
-          responseText: responseText === null ? null : truncate(redact(responseText, secrets), EXCERPT_CHARS),
+          responseText: responseText === null ? null : truncate(clean(responseText), EXCERPT_CHARS),
         }) satisfies NewA2AActivity;
       const rows = [row(w.id, caller.workspace?.id ?? null, 'inbound')];
       if (caller.workspace && caller.workspace.id !== w.id) {
@@ -190,7 +196,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     };
 
     const payload = Buffer.from(JSON.stringify(body));
-    const credential = agentCredential(deps.secrets, w.id, w.generation);
+    const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -283,7 +289,8 @@ export function a2aRouter(deps: ApiDeps): Router {
     const lim = limits();
     let upstream: http.IncomingMessage;
     const tried = { endpoint };
-    const headers = { [AGENT_CREDENTIAL_HEADER]: agentCredential(deps.secrets, w.id, w.generation) };
+    const credential = await presentedAgentCredential(deps.db, deps.secrets, w.id, w.generation);
+    const headers = { [AGENT_CREDENTIAL_HEADER]: credential };
     try {
       upstream = await reachAgent(w, tried, (at) =>
         request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim),
@@ -315,12 +322,6 @@ export function a2aRouter(deps: ApiDeps): Router {
   });
 
   return r;
-}
-
-async function redactionValues(deps: ApiDeps, w: WorkspaceRow, caller: WorkspaceRow | null) {
-  const own = Object.values(await secretValues(deps.db, deps.secrets, w.id));
-  if (!caller || caller.id === w.id) return own;
-  return [...own, ...Object.values(await secretValues(deps.db, deps.secrets, caller.id))];
 }
 
 function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {

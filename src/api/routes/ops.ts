@@ -95,6 +95,13 @@ function openApiDocument() {
         get: { responses: { '200': { description: 'org' }, '404': { description: 'unknown or deleted' } } },
         delete: { responses: { '202': { description: 'keys revoked, cascade started' } } },
       },
+      '/v1/orgs/{id}/secrets': {
+        get: { responses: { '200': { description: 'default keys (admin), never values' } } },
+      },
+      '/v1/orgs/{id}/secrets/{key}': {
+        put: { responses: { '204': { description: 'stored; workspace secrets of the key override it' } } },
+        delete: { responses: { '204': { description: 'deleted' } } },
+      },
       '/v1/admin/sweeps': { get: { responses: { '200': { description: 'schedules + last result' } } } },
       '/v1/admin/sweeps/{name}/run': {
         post: { responses: { '200': { description: 'result of one sweep run now' } } },

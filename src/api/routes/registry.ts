@@ -5,12 +5,11 @@
  */
 import { Router, type Response } from 'express';
 import { insertBootEvent } from '../../db/events.js';
-import { secretValues } from '../../db/secrets.js';
+import { redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
-import { agentCredential } from '../../security/agent-credential.js';
-import { redact } from '../../security/redact.js';
+import { issueAgentCredential } from '../../db/agent-credentials.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HeartbeatRefresh, probeHealth, refreshEndpoint } from '../endpoints.js';
@@ -76,7 +75,7 @@ export function registryRouter(deps: ApiDeps): Router {
       plugins: [],
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,
-      agentCredential: agentCredential(deps.secrets, w.id, generation),
+      agentCredential: await issueAgentCredential(db, deps.secrets, w.id, generation),
       heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
     });
   });
@@ -107,11 +106,11 @@ export function registryRouter(deps: ApiDeps): Router {
     ) {
       throw conflict('platform-health-ok before registration for this generation', 'not_registered');
     }
-    const secrets = Object.values(await secretValues(db, deps.secrets, w.id));
+    const clean = await redactorFor(db, deps.secrets, w.id);
     await insertBootEvent(db, w.id, {
       generation: body.generation,
       phase: body.phase,
-      message: body.message ? redact(body.message, secrets) : null,
+      message: body.message ? clean(body.message) : null,
       ts: body.ts ? new Date(body.ts) : new Date(),
     });
     await workspaces.updatePhase(db, w.id, body.generation, body.phase);

@@ -3,10 +3,9 @@ import { listBootEvents, latestConsoleLog, type TransitionEvent } from '../../db
 import { insertMemory } from '../../db/memories.js';
 import { lockOrgAndCountWorkspaces } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
-import { putSecret, secretValues } from '../../db/secrets.js';
+import { putSecret, redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import { tailText } from '../../backends/streams.js';
-import { redact } from '../../security/redact.js';
 import { newId } from '../../security/tokens.js';
 import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../../workflows/messages.js';
 import { orgScope, principalOf, type Principal } from '../auth.js';
@@ -57,7 +56,6 @@ export function workspacesRouter(deps: ApiDeps): Router {
     }
     const id = newId();
     const workflowId = workspaceWorkflowId(id);
-    const secretList = Object.values(body.secrets ?? {});
     await inTransaction(db, async (tx) => {
       const org = await lockOrgAndCountWorkspaces(tx, orgId);
       if (!org) throw badRequest('orgId: no such org', 'orgId');
@@ -81,9 +79,11 @@ export function workspacesRouter(deps: ApiDeps): Router {
         budgetLimitCents: body.budgetLimitCents ?? null,
       });
       for (const [key, value] of Object.entries(body.secrets ?? {}))
-        await putSecret(tx, deps.secrets, id, key, value);
+        await putSecret(tx, deps.secrets, { workspaceId: id }, key, value);
+      // Its own secrets and its org's defaults: the same set every later redaction uses.
+      const clean = await redactorFor(tx, deps.secrets, id);
       for (const m of body.initialMemories ?? []) {
-        await insertMemory(tx, id, redact(m.content, secretList), m.scope ?? 'local');
+        await insertMemory(tx, id, clean(m.content), m.scope ?? 'local');
       }
     });
     try {
@@ -174,7 +174,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
 
   r.get('/:id/boot-log', async (req, res) => {
     const w = await load(res, req.params.id);
-    const secrets = Object.values(await secretValues(db, deps.secrets, w.id));
+    const clean = await redactorFor(db, deps.secrets, w.id);
     // Bounded: the most recent events, the last bytes of the console (live or kept).
     const { bootLogMaxEvents, bootLogConsoleMaxBytes: maxBytes } = boundsOf(settings);
     const events = await listBootEvents(db, w.id, bootLogMaxEvents);
@@ -190,9 +190,9 @@ export function workspacesRouter(deps: ApiDeps): Router {
         ts: e.ts.toISOString(),
         phase: e.phase,
         generation: e.generation,
-        ...(e.message ? { message: redact(e.message, secrets) } : {}),
+        ...(e.message ? { message: clean(e.message) } : {}),
       })),
-      console: redact(consoleText, secrets),
+      console: clean(consoleText),
     });
   });
 
