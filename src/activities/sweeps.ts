@@ -164,7 +164,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
      * One whole health sweep in one activity: the look (checkHealth), then a signal to each entity
      * whose verdict changed, sent from here. After an outage every workspace may change at once;
      * a finding per workspace through the workflow would be one payload and one activity each
-     * (10,000 findings ≈ 2.3 MB, past Temporal's 2 MB payload limit, and ~30,000 history events).
+     * (10,000 findings ≈ 2 MB at ~205 bytes each, at Temporal's 2 MB payload limit, then ~30,000 history events).
      * Signals are idempotent verdicts, so a retried activity sending them again is harmless.
      */
     async sweepHealth(input: { staleMs: number }): Promise<HealthSweepOutcome> {
