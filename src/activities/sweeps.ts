@@ -12,7 +12,13 @@ import {
   type WorkspaceBackend,
 } from '../backends/backend.js';
 import type { Queryable } from '../db/queryable.js';
-import { liveWorkspacesOfOrg, sweepLookup, workspacesToCheck } from '../db/sweeps.js';
+import {
+  liveWorkspacesOfOrg,
+  recordSweepRun,
+  sweepLookup,
+  workspacesToCheck,
+  type SweepRun,
+} from '../db/sweeps.js';
 import {
   resourceKey,
   selectHealthChanges,
@@ -37,6 +43,30 @@ export interface SweepActivityDeps {
 
 export interface FoundOrphans extends OrphanSelection {
   listErrors: Array<{ backend: BackendKind; error: string }>;
+  /** Every orphan found; `removals` holds at most ORPHAN_REMOVALS_PER_RUN of them (the rest wait). */
+  orphans?: number;
+}
+
+/**
+ * Removals handed to one orphan sweep run. Each is an activity in the run's history: a leak of
+ * thousands is worked off over several runs, never one history (or one payload) that size.
+ */
+export const ORPHAN_REMOVALS_PER_RUN = 200;
+
+/** Entries of each id list a health sweep returns (its counts are always whole). */
+export const HEALTH_RESULT_LIST_MAX = 100;
+
+/** Signals sent at once by the health sweep. */
+const SIGNAL_CONCURRENCY = 16;
+
+/** What one health sweep did (the workflow's result; lists capped, counts whole). */
+export interface HealthSweepOutcome {
+  counts: HealthSelection['counts'] & { signalled: number; failed: number };
+  signalled: Array<Pick<HealthFinding, 'workspaceId' | 'backend' | 'from' | 'to' | 'reason'>>;
+  failed: Array<{ workspaceId: string; error: string }>;
+  /** True when `signalled` or `failed` holds only the first HEALTH_RESULT_LIST_MAX entries. */
+  truncated: boolean;
+  listErrors: Array<{ backend: BackendKind; error: string }>;
 }
 
 export interface HealthCheck extends HealthSelection {
@@ -45,7 +75,7 @@ export interface HealthCheck extends HealthSelection {
 
 export function createSweepActivities(deps: SweepActivityDeps) {
   const { db, backends } = deps;
-  return {
+  const activities = {
     /** Lists every enabled backend once, looks the lot up in one query, and picks the orphans. */
     async findOrphans(input: { graceMs: number }): Promise<FoundOrphans> {
       const resources: ListedResource[] = [];
@@ -92,7 +122,13 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         nowMs: Date.now(),
         graceMs: input.graceMs,
       });
-      return { ...selection, listErrors };
+      // The first page only (sorted: the same ones come first next time if they fail).
+      return {
+        ...selection,
+        removals: selection.removals.slice(0, ORPHAN_REMOVALS_PER_RUN),
+        orphans: selection.removals.length,
+        listErrors,
+      };
     },
 
     /**
@@ -122,6 +158,52 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         ...selectHealthChanges({ workspaces, listings, nowMs: Date.now(), staleMs: input.staleMs }),
         listErrors,
       };
+    },
+
+    /**
+     * One whole health sweep in one activity: the look (checkHealth), then a signal to each entity
+     * whose verdict changed, sent from here. After an outage every workspace may change at once;
+     * a finding per workspace through the workflow would be one payload and one activity each
+     * (10,000 findings ≈ 2 MB at ~205 bytes each, at Temporal's 2 MB payload limit, then ~30,000 history events).
+     * Signals are idempotent verdicts, so a retried activity sending them again is harmless.
+     */
+    async sweepHealth(input: { staleMs: number }): Promise<HealthSweepOutcome> {
+      const check = await activities.checkHealth(input);
+      const signalled: HealthSweepOutcome['signalled'] = [];
+      const failed: HealthSweepOutcome['failed'] = [];
+      const queue = [...check.changed];
+      const lane = async () => {
+        for (let f = queue.shift(); f; f = queue.shift()) {
+          try {
+            if ((await activities.signalHealthFinding(f)) === 'signalled') {
+              const { workspaceId, backend, from, to, reason } = f;
+              signalled.push({ workspaceId, backend, from, to, reason });
+            }
+          } catch (err) {
+            // One entity that cannot be reached does not stop the others; the next sweep tries again.
+            failed.push({ workspaceId: f.workspaceId, error: (err as Error).message });
+          }
+        }
+      };
+      await withHeartbeat(() =>
+        Promise.all(Array.from({ length: Math.min(SIGNAL_CONCURRENCY, queue.length) }, lane)),
+      );
+      const byId = (a: { workspaceId: string }, b: { workspaceId: string }) =>
+        a.workspaceId.localeCompare(b.workspaceId);
+      signalled.sort(byId);
+      failed.sort(byId);
+      return {
+        counts: { ...check.counts, signalled: signalled.length, failed: failed.length },
+        signalled: signalled.slice(0, HEALTH_RESULT_LIST_MAX),
+        failed: failed.slice(0, HEALTH_RESULT_LIST_MAX),
+        truncated: signalled.length > HEALTH_RESULT_LIST_MAX || failed.length > HEALTH_RESULT_LIST_MAX,
+        listErrors: check.listErrors,
+      };
+    },
+
+    /** Counts one finished sweep run for /metrics (the API may run in another process). */
+    async recordSweepRun(run: SweepRun): Promise<void> {
+      await recordSweepRun(db, run);
     },
 
     /** Hands one finding to its entity; `no-entity` when its workflow is gone (deleted meanwhile). */
@@ -195,6 +277,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       return out;
     },
   };
+  return activities;
 }
 
 export type SweepActivities = ReturnType<typeof createSweepActivities>;

@@ -68,3 +68,47 @@ export async function workspacesToCheck(db: Queryable): Promise<CheckedWorkspace
     runtimeState: r.runtime_state,
   }));
 }
+
+/** One finished sweep run, as the worker counts it for /metrics. */
+export interface SweepRun {
+  sweep: 'health' | 'orphans';
+  /** ok: all done; partial: some entity, removal or listing failed; failed: the run threw. */
+  outcome: 'ok' | 'partial' | 'failed';
+  durationMs: number;
+  /** How many of each action the run took (signalled, removed, terminated). */
+  actions: Record<string, number>;
+}
+
+/**
+ * Adds one run to the running totals in a single statement: runs by outcome, actions by kind, and
+ * the duration of the latest run (`last_duration_seconds`, replaced, not added).
+ */
+export async function recordSweepRun(db: Queryable, run: SweepRun): Promise<void> {
+  const metrics = ['runs', 'last_duration_seconds', ...Object.keys(run.actions).map(() => 'actions')];
+  const labels = [run.outcome, '', ...Object.keys(run.actions)];
+  const values = [1, run.durationMs / 1000, ...Object.values(run.actions)];
+  await db.query(
+    `INSERT INTO sweep_stats (sweep, metric, label, value)
+     SELECT $1, m, l, v FROM unnest($2::text[], $3::text[], $4::float8[]) AS t(m, l, v)
+     ON CONFLICT (sweep, metric, label) DO UPDATE SET
+       value = CASE WHEN EXCLUDED.metric = 'last_duration_seconds' THEN EXCLUDED.value
+                    ELSE sweep_stats.value + EXCLUDED.value END,
+       updated_at = now()`,
+    [run.sweep, metrics, labels, values],
+  );
+}
+
+export interface SweepStat {
+  sweep: string;
+  metric: 'runs' | 'actions' | 'last_duration_seconds';
+  label: string;
+  value: number;
+}
+
+/** The running totals, for /metrics. */
+export async function sweepStats(db: Queryable): Promise<SweepStat[]> {
+  const { rows } = await db.query<SweepStat>(
+    `SELECT sweep, metric, label, value FROM sweep_stats ORDER BY sweep, metric, label`,
+  );
+  return rows;
+}

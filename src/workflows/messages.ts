@@ -32,6 +32,15 @@ export const WorkspaceIdKey = keyword('WorkspaceId');
 export const OrgIdKey = keyword('OrgId');
 export const WorkspaceBackendKey = keyword('WorkspaceBackend');
 export const WorkspaceStatusKey = keyword('WorkspaceStatus');
+// For operators' queries (docs/operations.md): stuck in a status since, automatically restarted.
+export const WorkspaceStatusSinceKey: ReturnType<typeof defineSearchAttributeKey<'DATETIME'>> = {
+  name: 'WorkspaceStatusSince',
+  type: 'DATETIME',
+};
+export const WorkspaceRestartsKey: ReturnType<typeof defineSearchAttributeKey<'INT'>> = {
+  name: 'WorkspaceRestarts',
+  type: 'INT',
+};
 
 export interface WorkspaceWorkflowInput {
   workspaceId: string;

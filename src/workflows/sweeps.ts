@@ -2,8 +2,9 @@
  * The orphan sweep (run by the `sweep:orphans` Schedule, or on demand) and the org cascade. Both
  * only decide and wait; every look at the DB or a backend is an activity.
  */
-import { ApplicationFailure, log, proxyActivities, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import type { SweepRun } from '../db/sweeps.js';
 import type { HealthFinding } from '../domain/health.js';
 import type { OrphanRemoval, OrphanSweepResult } from '../domain/orphans.js';
 
@@ -21,6 +22,11 @@ const db = proxyActivities<Activities>({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
+// Counting a run for /metrics is best effort: a DB outage must not hold up or fail the sweep.
+const record = proxyActivities<Activities>({
+  startToCloseTimeout: '10s',
+  retry: { maximumAttempts: 3, initialInterval: '1s' },
+});
 const cascade = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
@@ -33,7 +39,56 @@ export interface OrphanSweepInput {
   graceMs: number;
 }
 
+/** Patches of the sweeps' command sequences (runs started by an older worker replay the old one). */
+const PATCHES = {
+  /** The run ends by adding its figures to sweep_stats (recordSweepRun), for /metrics. */
+  recordRun: 'sweep-record-run',
+  /** The health sweep's look and signals are one activity (sweepHealth), not one per finding. */
+  healthInOneActivity: 'health-sweep-one-activity',
+} as const;
+
+/**
+ * Runs a sweep and, on workers that know the patch, counts the run (its outcome, duration and
+ * actions) for /metrics. A run that throws is counted `failed` and still fails.
+ */
+async function counted<R>(
+  sweep: SweepRun['sweep'],
+  body: () => Promise<R>,
+  summary: (r: R) => Pick<SweepRun, 'outcome' | 'actions'>,
+): Promise<R> {
+  if (!patched(PATCHES.recordRun)) return body();
+  const started = Date.now();
+  const save = (run: Omit<SweepRun, 'sweep' | 'durationMs'>) =>
+    record
+      .recordSweepRun({ sweep, durationMs: Date.now() - started, ...run })
+      .catch((err: unknown) => log.warn('sweep run not counted', { sweep, error: errorMessage(err) }));
+  let result: R;
+  try {
+    result = await body();
+  } catch (err) {
+    await save({ outcome: 'failed', actions: {} });
+    throw err;
+  }
+  await save(summary(result));
+  return result;
+}
+
 export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<OrphanSweepResult> {
+  return counted(
+    'orphans',
+    () => orphanSweep(input),
+    (r) => {
+      const actions = { removed: 0, terminated: 0 };
+      // EC2 instances are terminated; Docker containers and volumes removed.
+      for (const x of r.removed)
+        actions[x.backend === 'ec2' ? 'terminated' : 'removed'] += x.instanceIds.length;
+      const partial = r.failed.length > 0 || r.listErrors.length > 0;
+      return { outcome: partial ? 'partial' : 'ok', actions };
+    },
+  );
+}
+
+async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> {
   const startedAt = new Date().toISOString();
   const found = await find.findOrphans({ graceMs: input.graceMs });
   const removed: OrphanRemoval[] = [];
@@ -65,7 +120,8 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
     graceMs: input.graceMs,
     counts: {
       ...found.counts,
-      orphans: found.removals.length,
+      // All found; `removed` + `failed` cover at most one page of them, the rest go next run.
+      orphans: found.orphans ?? found.removals.length,
       removed: removed.length,
       failed: failed.length,
     },
@@ -95,6 +151,8 @@ export interface HealthSweepResult {
   /** The workspaces whose entity got a verdict, with what it leads to. */
   signalled: Array<Pick<HealthFinding, 'workspaceId' | 'backend' | 'from' | 'to' | 'reason'>>;
   failed: Array<{ workspaceId: string; error: string }>;
+  /** True when `signalled` or `failed` lists only their first entries (the counts are whole). */
+  truncated?: boolean;
   listErrors: Array<{ backend: string; error: string }>;
 }
 
@@ -103,6 +161,25 @@ export interface HealthSweepResult {
  * each entity whose verdict differs from its status. The entity decides what follows (restart).
  */
 export async function healthSweepWorkflow(input: HealthSweepInput): Promise<HealthSweepResult> {
+  return counted(
+    'health',
+    async () => {
+      if (!patched(PATCHES.healthInOneActivity)) return healthSweepPerFinding(input);
+      const startedAt = new Date().toISOString();
+      const outcome = await find.sweepHealth({ staleMs: input.staleMs });
+      if (outcome.counts.signalled > 0)
+        log.info('health verdicts signalled', { signalled: outcome.counts.signalled });
+      return { startedAt, finishedAt: new Date().toISOString(), staleMs: input.staleMs, ...outcome };
+    },
+    (r) => ({
+      outcome: r.counts.failed > 0 || r.listErrors.length > 0 ? 'partial' : 'ok',
+      actions: { signalled: r.counts.signalled },
+    }),
+  );
+}
+
+/** The health sweep as runs started before PATCHES.healthInOneActivity replay it. */
+async function healthSweepPerFinding(input: HealthSweepInput): Promise<HealthSweepResult> {
   const startedAt = new Date().toISOString();
   const check = await find.checkHealth({ staleMs: input.staleMs });
   const signalled: HealthSweepResult['signalled'] = [];

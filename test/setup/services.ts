@@ -240,7 +240,14 @@ export async function startPostgres(opts: { log?: Log } = {}): Promise<RunningPo
 // Temporal dev server
 
 /** Registered on every dev server the project starts (the dev script passes the same list). */
-export const SEARCH_ATTRIBUTES = ['WorkspaceId', 'OrgId', 'WorkspaceBackend', 'WorkspaceStatus'] as const;
+export const SEARCH_ATTRIBUTES = {
+  WorkspaceId: 'Keyword',
+  OrgId: 'Keyword',
+  WorkspaceBackend: 'Keyword',
+  WorkspaceStatus: 'Keyword',
+  WorkspaceStatusSince: 'Datetime',
+  WorkspaceRestarts: 'Int',
+} as const;
 
 export interface RunningTemporal {
   address: string;
@@ -300,7 +307,10 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
       '--metrics-port',
       String(metricsPort),
       '--headless',
-      ...SEARCH_ATTRIBUTES.flatMap((name) => ['--search-attribute', `${name}=Keyword`]),
+      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => [
+        '--search-attribute',
+        `${name}=${type}`,
+      ]),
       '--dynamic-config-value',
       'frontend.enableUpdateWorkflowExecution=true',
       ...(opts.dbFilename
@@ -327,7 +337,7 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
               await connection.workflowService.getSystemInfo({});
               const sa = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
               const have = Object.keys(sa.customAttributes ?? {});
-              return SEARCH_ATTRIBUTES.every((name) => have.includes(name));
+              return Object.keys(SEARCH_ATTRIBUTES).every((name) => have.includes(name));
             } finally {
               await connection.close();
             }

@@ -159,10 +159,15 @@ export async function createEnv(): Promise<TestWorkflowEnvironment> {
   const env = await TestWorkflowEnvironment.createTimeSkipping({
     server: { executable: { type: 'existing-path', path: TEST_SERVER } },
   });
-  // The entity upserts WorkspaceStatus (registered by ./dev on the dev server); 2 = KEYWORD.
+  // The search attributes the entity upserts (registered by ./dev on the dev server);
+  // IndexedValueType 2 = KEYWORD, 6 = DATETIME, 3 = INT.
   await env.connection.operatorService.addSearchAttributes({
     namespace: env.namespace ?? 'default',
-    searchAttributes: { WorkspaceStatus: 2 },
+    searchAttributes: {
+      WorkspaceStatus: 2,
+      WorkspaceStatusSince: 6,
+      WorkspaceRestarts: 3,
+    },
   });
   return env;
 }

@@ -4,13 +4,15 @@
  * entity was not there yet, then runs its final sweep.
  */
 import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/activity';
+import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
 import type { OrphanRemoval } from '../../src/domain/orphans.js';
 import { workflowsPath } from '../../src/worker/index.js';
-import type { HealthFinding } from '../../src/domain/health.js';
+import type { SweepRun } from '../../src/db/sweeps.js';
 import type {
   healthSweepWorkflow,
   orgDeleteWorkflow,
@@ -57,8 +59,12 @@ async function run<T>(activities: Partial<Activities>, body: (taskQueue: string)
 describe('orphanSweepWorkflow', () => {
   it('removes every orphan it can and reports the one that failed', async () => {
     const removed: string[] = [];
+    const runs: SweepRun[] = [];
     const result = await run(
       {
+        recordSweepRun: async (r: SweepRun) => {
+          runs.push(r);
+        },
         findOrphans: async () => ({
           removals: [removal('a', null), removal('b', 2), removal('c', null)],
           counts: { listed: 5, live: 1, young: 1, foreign: 0 },
@@ -89,41 +95,71 @@ describe('orphanSweepWorkflow', () => {
       failed: 1,
     });
     expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
+    expect(runs).toEqual([
+      {
+        sweep: 'orphans',
+        outcome: 'partial',
+        durationMs: expect.any(Number),
+        actions: { removed: 2, terminated: 0 },
+      },
+    ]);
+  });
+
+  it('reports every orphan found when the run removes only one page of them', async () => {
+    const result = await run(
+      {
+        recordSweepRun: async () => undefined,
+        findOrphans: async () => ({
+          removals: [removal('a', null)],
+          orphans: 5000,
+          counts: { listed: 5000, live: 0, young: 0, foreign: 0 },
+          listErrors: [],
+        }),
+        removeOrphan: async () => undefined,
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
+          taskQueue,
+          workflowId: `sweep-${taskQueue}`,
+          args: [{ graceMs: 1000 }],
+        }),
+    );
+    expect(result.counts).toEqual(expect.objectContaining({ orphans: 5000, removed: 1, failed: 0 }));
   });
 });
 
-const finding = (workspaceId: string, to: HealthFinding['to']): HealthFinding => ({
-  workspaceId,
-  backend: 'docker',
-  from: 'online',
-  to,
-  liveness: { generation: 1, reachable: false, resourceStatus: to === 'offline' ? 'stopped' : 'running' },
-  reason: 'test',
-});
-
 describe('healthSweepWorkflow', () => {
-  it('signals each changed workspace once, skips a gone entity, and reports one it could not reach', async () => {
-    const signalled: string[] = [];
+  it('runs the sweep as one activity, returns its outcome and counts the run', async () => {
+    const runs: SweepRun[] = [];
     const result = await run(
       {
-        checkHealth: async ({ staleMs }: { staleMs: number }) => {
+        sweepHealth: async ({ staleMs }: { staleMs: number }) => {
           expect(staleMs).toBe(3000);
           return {
-            changed: [
-              finding('a', 'offline'),
-              finding('b', 'degraded'),
-              finding('c', 'offline'),
-              finding('d', 'offline'),
+            counts: { checked: 6, online: 2, degraded: 1, offline: 3, unchanged: 2, signalled: 2, failed: 1 },
+            signalled: [
+              {
+                workspaceId: 'a',
+                backend: 'docker' as const,
+                from: 'online' as const,
+                to: 'offline' as const,
+                reason: 'r',
+              },
+              {
+                workspaceId: 'b',
+                backend: 'docker' as const,
+                from: 'online' as const,
+                to: 'degraded' as const,
+                reason: 'r',
+              },
             ],
-            counts: { checked: 6, online: 2, degraded: 1, offline: 3, unchanged: 2 },
+            failed: [{ workspaceId: 'c', error: 'temporal says no' }],
+            truncated: false,
             listErrors: [{ backend: 'ec2' as const, error: 'throttled' }],
           };
         },
-        signalHealthFinding: async (f: HealthFinding) => {
-          if (f.workspaceId === 'c') throw new Error('temporal says no');
-          if (f.workspaceId === 'd') return 'no-entity' as const;
-          signalled.push(f.workspaceId);
-          return 'signalled' as const;
+        recordSweepRun: async (r: SweepRun) => {
+          runs.push(r);
         },
       },
       (taskQueue) =>
@@ -133,22 +169,38 @@ describe('healthSweepWorkflow', () => {
           args: [{ staleMs: 3000 }],
         }),
     );
-    expect(signalled.sort()).toEqual(['a', 'b']);
     expect(result.signalled.map((r) => [r.workspaceId, r.to])).toEqual([
       ['a', 'offline'],
       ['b', 'degraded'],
     ]);
     expect(result.failed).toEqual([{ workspaceId: 'c', error: 'temporal says no' }]);
-    expect(result.counts).toEqual({
-      checked: 6,
-      online: 2,
-      degraded: 1,
-      offline: 3,
-      unchanged: 2,
-      signalled: 2,
-      failed: 1,
-    });
-    expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
+    expect(result.counts.signalled).toBe(2);
+    expect(result.staleMs).toBe(3000);
+    expect(runs).toEqual([
+      { sweep: 'health', outcome: 'partial', durationMs: expect.any(Number), actions: { signalled: 2 } },
+    ]);
+  });
+
+  it('a run that fails is counted failed', async () => {
+    const runs: SweepRun[] = [];
+    const failure = run(
+      {
+        sweepHealth: async () => {
+          throw ApplicationFailure.nonRetryable('database down');
+        },
+        recordSweepRun: async (r: SweepRun) => {
+          runs.push(r);
+        },
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof healthSweepWorkflow>('healthSweepWorkflow', {
+          taskQueue,
+          workflowId: `health-${taskQueue}`,
+          args: [{ staleMs: 3000 }],
+        }),
+    );
+    await expect(failure).rejects.toThrow(WorkflowFailedError);
+    expect(runs.map((r) => [r.sweep, r.outcome])).toEqual([['health', 'failed']]);
   });
 });
 

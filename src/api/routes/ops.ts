@@ -1,6 +1,8 @@
 import { Router } from 'express';
 import client from 'prom-client';
 import { z } from 'zod';
+import { sweepStats } from '../../db/sweeps.js';
+import type { Queryable } from '../../db/queryable.js';
 import type { ApiDeps } from '../deps.js';
 import { createOrgBody, createWorkspaceBody, configureBody, workspaceSchema } from '../schemas.js';
 
@@ -47,7 +49,12 @@ export function opsRouter(deps: ApiDeps): Router {
   });
 
   r.get('/metrics', async (_req, res) => {
-    res.set('Content-Type', registry.contentType).send(await registry.metrics());
+    const sweeps = await sweepMetrics(deps.db).catch((err: unknown) => {
+      // The process metrics still answer while the DB is away; the sweep figures come back with it.
+      deps.log.warn({ err }, 'sweep metrics unavailable');
+      return '';
+    });
+    res.set('Content-Type', registry.contentType).send((await registry.metrics()) + sweeps);
   });
 
   r.get('/openapi.json', (_req, res) => {
@@ -69,6 +76,40 @@ export function opsRouter(deps: ApiDeps): Router {
   });
 
   return r;
+}
+
+/**
+ * The sweeps' figures, read from sweep_stats at each scrape: the sweeps run in the worker, which
+ * serves no HTTP and may be several processes, so each run adds its figures to the DB
+ * (recordSweepRun) and whichever API is scraped reports the deployment's totals.
+ */
+async function sweepMetrics(db: Queryable): Promise<string> {
+  const stats = await sweepStats(db);
+  const scrape = new client.Registry();
+  const runs = new client.Counter({
+    name: 'wo_sweep_runs_total',
+    help: 'Sweep runs by sweep and outcome (ok, partial: some action or listing failed, failed)',
+    labelNames: ['sweep', 'outcome'] as const,
+    registers: [scrape],
+  });
+  const actions = new client.Counter({
+    name: 'wo_sweep_actions_total',
+    help: 'What the sweeps did: health verdicts signalled, orphans removed (docker) or terminated (ec2)',
+    labelNames: ['sweep', 'action'] as const,
+    registers: [scrape],
+  });
+  const duration = new client.Gauge({
+    name: 'wo_sweep_duration_seconds',
+    help: 'How long the latest run of each sweep took (compare with its interval)',
+    labelNames: ['sweep'] as const,
+    registers: [scrape],
+  });
+  for (const s of stats) {
+    if (s.metric === 'runs') runs.inc({ sweep: s.sweep, outcome: s.label }, s.value);
+    else if (s.metric === 'actions') actions.inc({ sweep: s.sweep, action: s.label }, s.value);
+    else if (s.metric === 'last_duration_seconds') duration.set({ sweep: s.sweep }, s.value);
+  }
+  return stats.length > 0 ? `\n${await scrape.metrics()}` : '';
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -28,7 +28,9 @@ import type { Activities } from '../../activities/index.js';
 import {
   DbFailureType,
   FailureType,
+  WorkspaceRestartsKey,
   WorkspaceStatusKey,
+  WorkspaceStatusSinceKey,
   agentHealthSignal,
   agentLivenessSignal,
   agentReadySignal,
@@ -93,6 +95,8 @@ export const PATCHES = {
   deleteContinuesAsNew: 'delete-continues-as-new',
   /** The restart policy: automatic restarts of offline/degraded workspaces, and their timers. */
   autoRestart: 'auto-restart-policy',
+  /** Operators' search attributes: when the status last changed, and the restarts of the streak. */
+  statusSearchAttributes: 'status-since-restarts-search-attributes',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -260,6 +264,12 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.phase = phase;
     s.error = opts.error ?? (status === 'failed' ? s.error : null);
     upsertSearchAttributes([{ key: WorkspaceStatusKey, value: status }]);
+    if (patched(PATCHES.statusSearchAttributes)) {
+      upsertSearchAttributes([
+        { key: WorkspaceStatusSinceKey, value: new Date(s.statusSinceMs) },
+        { key: WorkspaceRestartsKey, value: s.restartHistory.length },
+      ]);
+    }
     const restart = restartDirty
       ? { count: s.restartHistory.length, lastReason: s.lastRestartReason }
       : undefined;

@@ -1,0 +1,171 @@
+/**
+ * The sweeps' activities at fleet size, with fakes: one DB query and one listing per backend per
+ * run, a signal only to the workspaces that changed, and a result that stays small (far under
+ * Temporal's 2 MB payload limit) however many of 10,000 workspaces change at once.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
+import {
+  createSweepActivities,
+  HEALTH_RESULT_LIST_MAX,
+  ORPHAN_REMOVALS_PER_RUN,
+} from '../../src/activities/sweeps.js';
+import type { ManagedResource, ManagedVolume, WorkspaceBackend } from '../../src/backends/backend.js';
+import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
+import type { Queryable } from '../../src/db/queryable.js';
+
+const ROWS = 10_000;
+const NOW = Date.now();
+const id = (i: number) => `ws-${String(i).padStart(5, '0')}`;
+
+/** A backend that lists `resources` and counts its listings (everything else: not configured). */
+function listingBackend(resources: ManagedResource[]): WorkspaceBackend & { listings: number } {
+  const backend = {
+    // UnconfiguredBackend's members are own arrow-function properties, so the spread keeps them.
+    ...new UnconfiguredBackend('docker'),
+    listings: 0,
+    listManaged: async (): Promise<ManagedResource[]> => {
+      backend.listings++;
+      return resources;
+    },
+    listManagedVolumes: async (): Promise<ManagedVolume[]> => [],
+  };
+  return backend;
+}
+
+/** A DB that answers every query with `rows` and records the SQL it was sent. */
+function fakeDb(rows: unknown[]): Queryable & { sql: string[] } {
+  const sql: string[] = [];
+  const db = {
+    sql,
+    query: async (text: string) => {
+      sql.push(text);
+      return { rows, rowCount: rows.length };
+    },
+  };
+  return db as unknown as Queryable & { sql: string[] };
+}
+
+/** A Temporal client whose signals are recorded; `gone` entities answer not-found, `broken` fail. */
+function fakeTemporal(opts: { gone?: Set<string>; broken?: Set<string> } = {}) {
+  const signalled: string[] = [];
+  const client = {
+    workflow: {
+      getHandle: (workflowId: string) => ({
+        signal: async () => {
+          const workspaceId = workflowId.replace(/^workspace:/, '');
+          if (opts.gone?.has(workspaceId)) throw new WorkflowNotFoundError('gone', workflowId, undefined);
+          if (opts.broken?.has(workspaceId)) throw new Error('temporal says no');
+          signalled.push(workspaceId);
+        },
+      }),
+    },
+  };
+  return { signalled, client: client as unknown as Client };
+}
+
+function backends(docker: WorkspaceBackend): Record<'docker' | 'ec2', WorkspaceBackend> {
+  return { docker, ec2: new UnconfiguredBackend('ec2') };
+}
+
+/** 10,000 online rows at generation 1 with a stale heartbeat, `stopped` of them stopped. */
+function fleet(stopped: number) {
+  const rows = Array.from({ length: ROWS }, (_, i) => ({
+    id: id(i),
+    backend: 'docker',
+    generation: 1,
+    status: i < stopped ? 'online' : 'degraded',
+    last_heartbeat_at: new Date(NOW - 60_000),
+    runtime_state: 'ok',
+  }));
+  const resources: ManagedResource[] = rows.map((r, i) => ({
+    instanceId: `c-${r.id}`,
+    workspaceId: r.id,
+    orgId: 'org',
+    generation: 1,
+    status: i < stopped ? 'stopped' : 'running',
+    createdAt: new Date(NOW - 3_600_000),
+  }));
+  return { rows, resources };
+}
+
+describe('sweepHealth over 10,000 workspaces', () => {
+  it('reads the DB once, lists the backend once and signals only the changed ones', async () => {
+    // 300 online workspaces whose container stopped: offline. The rest stay degraded (unchanged).
+    const { rows, resources } = fleet(300);
+    const db = fakeDb(rows);
+    const docker = listingBackend(resources);
+    const temporal = fakeTemporal();
+    const activities = createSweepActivities({ db, backends: backends(docker), temporal: temporal.client });
+
+    const out = await activities.sweepHealth({ staleMs: 3000 });
+
+    expect(db.sql).toHaveLength(1);
+    expect(docker.listings).toBe(1);
+    expect(temporal.signalled.sort()).toEqual(rows.slice(0, 300).map((r) => r.id));
+    expect(out.counts).toEqual({
+      checked: ROWS,
+      online: 0,
+      degraded: ROWS - 300,
+      offline: 300,
+      unchanged: ROWS - 300,
+      signalled: 300,
+      failed: 0,
+    });
+    expect(out.signalled).toHaveLength(HEALTH_RESULT_LIST_MAX);
+    expect(out.signalled[0]).toEqual(
+      expect.objectContaining({ workspaceId: id(0), from: 'online', to: 'offline' }),
+    );
+    expect(out.truncated).toBe(true);
+  });
+
+  it('after an outage that changes all 10,000, the result stays a small payload', async () => {
+    const { rows, resources } = fleet(ROWS);
+    const gone = new Set([id(5)]);
+    const broken = new Set([id(7), id(9)]);
+    const temporal = fakeTemporal({ gone, broken });
+    const activities = createSweepActivities({
+      db: fakeDb(rows),
+      backends: backends(listingBackend(resources)),
+      temporal: temporal.client,
+    });
+
+    const out = await activities.sweepHealth({ staleMs: 3000 });
+
+    expect(temporal.signalled).toHaveLength(ROWS - 3);
+    expect(out.counts.signalled).toBe(ROWS - 3);
+    expect(out.failed).toEqual([
+      { workspaceId: id(7), error: 'temporal says no' },
+      { workspaceId: id(9), error: 'temporal says no' },
+    ]);
+    // Temporal refuses payloads over 2 MB; the findings themselves (~205 bytes each) would be ~2 MB here.
+    const bytes = Buffer.byteLength(JSON.stringify(out));
+    expect(bytes).toBeLessThan(64 * 1024);
+  });
+});
+
+describe('findOrphans over 10,000 leaked resources', () => {
+  it('lists once, looks up once, and hands one page of removals to the run', async () => {
+    const resources: ManagedResource[] = Array.from({ length: ROWS }, (_, i) => ({
+      instanceId: `c-${id(i)}`,
+      workspaceId: id(i),
+      orgId: 'org',
+      generation: 1,
+      status: 'stopped',
+      createdAt: new Date(NOW - 3_600_000),
+    }));
+    // The lookup knows the org and no workspace: every resource is an orphan of an unknown id.
+    const db = fakeDb([{ kind: 'o', id: 'org', backend: null, generation: null, status: null }]);
+    const docker = listingBackend(resources);
+    const activities = createSweepActivities({ db, backends: backends(docker) });
+
+    const found = await activities.findOrphans({ graceMs: 600_000 });
+
+    expect(db.sql).toHaveLength(1);
+    expect(docker.listings).toBe(1);
+    expect(found.orphans).toBe(ROWS);
+    expect(found.removals).toHaveLength(ORPHAN_REMOVALS_PER_RUN);
+    expect(found.removals[0]).toEqual(expect.objectContaining({ workspaceId: id(0), reason: 'unknown' }));
+    expect(Buffer.byteLength(JSON.stringify(found))).toBeLessThan(128 * 1024);
+  });
+});
