@@ -5,9 +5,9 @@ import { platformError, type PlatformClient } from './platform.js';
 /**
  * How long an unreachable platform is retried before the agent gives up. Kept inside the platform's
  * re-fetch window (2 min after a bootstrap token's first use): a fetch whose answer was lost (timed
- * out, connection cut) is retried with the same token and gets the same bundle back. Not every
- * supervisor restarts an agent that gave up (EC2's unit restarts only on abnormal exits), so this
- * one retry loop is what carries a boot over a lost answer.
+ * out, connection cut) is retried with the same token and gets the same bundle back. Nothing
+ * restarts an agent that gave up (neither docker nor EC2 restarts it in place: the platform boots a
+ * new generation), so this one retry loop is what carries a boot over a lost answer.
  */
 export const BOOTSTRAP_DEADLINE_MS = 90_000;
 

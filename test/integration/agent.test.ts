@@ -401,7 +401,7 @@ describe('reference agent in a runtime container', () => {
     const container = docker.getContainer(`ws-${ids.reused}-g3`);
     const state = await waitFor('the agent to exit', async () => {
       const s = (await container.inspect()).State;
-      // The restart policy restarts it afterwards; the exit code of the last run stays recorded.
+      // The container stays exited (no daemon restart policy): its exit code is the agent's.
       return s.ExitCode !== 0 ? s : null;
     });
     expect(state.ExitCode).toBe(1);

@@ -12,6 +12,7 @@ import { BackendError, type StartSpec } from '../../src/backends/backend.js';
 import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
 import { orgNetworkName } from '../../src/backends/docker/network.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
+import { killContainerAgent } from '../support/agent-death.js';
 import { fakeBundle, startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
 
 async function waitFor<T>(
@@ -244,6 +245,25 @@ describe('DockerBackend', () => {
     expect(after.status).toBe('running');
     expect(after.endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(mints).toBe(mintsBefore);
+    expect(await backend.status(workspaceId, 1)).toBe('running');
+  });
+
+  it('an agent that dies leaves its container exited: the daemon does not restart it', async () => {
+    // The entity owns every restart (a new generation, counted by the restart policy); a daemon
+    // restarting the container in place would do it behind the entity's back.
+    const name = `ws-${workspaceId}-g1`;
+    expect((await docker.getContainer(name).inspect()).HostConfig.RestartPolicy?.Name).toBe('no');
+    await killContainerAgent(docker, name);
+    const state = await waitFor('the container to exit', async () => {
+      const s = (await docker.getContainer(name).inspect()).State;
+      return s.Status === 'exited' ? s : null;
+    });
+    expect(state.ExitCode).toBe(137);
+    expect((await docker.getContainer(name).inspect()).RestartCount).toBe(0);
+    expect(await backend.status(workspaceId, 1)).toBe('stopped');
+    // A start (the user's, on an offline workspace) brings the same container back.
+    const again = await backend.start(spec());
+    expect(again.status).toBe('running');
     expect(await backend.status(workspaceId, 1)).toBe('running');
   });
 

@@ -1,10 +1,13 @@
 /**
  * The Docker daemon restarts (an upgrade, a crash, a host reboot) under online workspaces of both
- * backends: a docker workspace's container (restart policy) and an ec2 workspace's instance, which
- * ec2-sim plays as a container, are stopped with the daemon and come back when it does. Without any
- * call from the user, both must serve A2A again: the docker container comes back on a NEW host port
- * that the platform has to learn from the backend; the rebooted instance re-registers with its
- * workspace token.
+ * backends; every container stops with it. Without any call from the user, both must serve A2A
+ * again, each the way its platform recovers:
+ * - ec2: the instance stays `running` in moto and its VM comes back by itself, as EC2's automatic
+ *   recovery reboots an instance whose host failed (ec2-sim's containers carry `unless-stopped`);
+ *   the agent re-registers with its workspace token, same generation, same private IP;
+ * - docker: the container stays exited (restart policy `no`: the entity owns every restart), so one
+ *   health sweep finds it stopped with a stale heartbeat → `offline`, and the restart policy boots
+ *   a new generation: back within one sweep plus one boot.
  *
  * This restarts the machine's dockerd, so it runs alone and last, holding both locks:
  *   flock /tmp/wo-ec2.lock flock /tmp/wo-docker-restart.lock npx vitest run test/parity/dockerd-restart.test.ts
@@ -77,9 +80,89 @@ async function quietDocker(docker: Dockerode, ours: Set<string>, log: (s: string
   }
 }
 
+/** A heartbeat older than this is stale (what the health sweep reads as "the agent stopped"). */
+const STALE_MS = 3_000;
+
+interface Healed {
+  w: Online;
+  generation: number;
+  endpoint: string | undefined;
+  healedMs: number;
+}
+
 describe('dockerd restart with online docker and ec2 workspaces', () => {
   // The ec2 fixture enables both backends (and runs ec2-sim); the worker runs in this process.
-  const t = useParityStack('ec2');
+  // Sweeps run only when the test asks (SWEEP_SCHEDULES=off). A sweep that finds the ec2 workspace
+  // mid-reboot may call it degraded; its next heartbeat lifts that, long before a degraded restart.
+  const t = useParityStack('ec2', {
+    env: {
+      AUTO_RESTART_POLICY: 'always',
+      HEARTBEAT_STALE_MS: String(STALE_MS),
+      AUTO_RESTART_DEGRADED_MS: '300000',
+    },
+  });
+
+  /** Reads only, until the workspace is online at `generation`, heartbeating, at the backend's endpoint. */
+  async function healed(w: Online, generation: number, restartedAt: number): Promise<Healed> {
+    const backend = t.stack.service.backends[w.backend];
+    const now = await waitFor(
+      async () => {
+        const res = await t.stack.api.call('GET', `/v1/workspaces/${w.id}`, { token: t.key });
+        const body = res.body as {
+          status: string;
+          generation: number;
+          endpoint?: string;
+          lastHeartbeatAt?: string;
+        };
+        const info = await backend.describe(w.id, generation);
+        const beat = body.lastHeartbeatAt ? Date.parse(body.lastHeartbeatAt) : 0;
+        if (
+          body.status !== 'online' ||
+          body.generation !== generation ||
+          info?.status !== 'running' ||
+          beat <= restartedAt
+        ) {
+          throw new Error(
+            `${body.status} g${body.generation}, resource g${generation} ${info?.status ?? 'missing'}, last heartbeat ${body.lastHeartbeatAt ?? '-'} (restart began ${new Date(restartedAt).toISOString()})`,
+          );
+        }
+        if (body.endpoint !== info.endpoint) {
+          throw new Error(`recorded endpoint ${body.endpoint} but the backend says ${info.endpoint}`);
+        }
+        return body;
+      },
+      { timeoutMs: 150_000, intervalMs: 250, describe: `${w.backend} workspace ${w.id} to heal by itself` },
+    );
+    return { w, generation, endpoint: now.endpoint, healedMs: Date.now() - restartedAt };
+  }
+
+  /**
+   * docker: waits until the container is seen exited and the heartbeat stale, runs ONE health
+   * sweep, which must call the workspace offline, then only reads until the new generation serves.
+   */
+  async function healedBySweep(w: Online, restartedAt: number): Promise<Healed> {
+    const backend = t.stack.service.backends[w.backend];
+    await waitFor(
+      async () => {
+        const info = await backend.describe(w.id, w.generation);
+        const res = await t.stack.api.call('GET', `/v1/workspaces/${w.id}`, { token: t.key });
+        const beat = Date.parse((res.body as { lastHeartbeatAt?: string }).lastHeartbeatAt ?? '');
+        // No in-place restart: the daemon leaves the container exited.
+        if (info?.status !== 'stopped') throw new Error(`container ${info?.status ?? 'missing'}`);
+        return Date.now() - beat > STALE_MS;
+      },
+      { timeoutMs: 120_000, intervalMs: 250, describe: `${w.id}: container exited, heartbeat stale` },
+    );
+    const sweep = await t.stack.api.callRetrying503('POST', '/v1/admin/sweeps/health/run', {
+      token: t.stack.adminToken,
+    });
+    expect(sweep.status).toBe(200);
+    expect(sweep.body.listErrors).toEqual([]);
+    expect(
+      (sweep.body.signalled as Array<{ workspaceId: string }>).filter((s) => s.workspaceId === w.id),
+    ).toEqual([expect.objectContaining({ from: 'online', to: 'offline' })]);
+    return healed(w, w.generation + 1, restartedAt);
+  }
 
   // Two boots, a daemon restart (containers stop with a 10 s grace) and the healing: minutes.
   it('every workspace serves A2A again without a call from the user', { timeout: 480_000 }, async () => {
@@ -92,48 +175,27 @@ describe('dockerd restart with online docker and ec2 workspaces', () => {
     await restartDockerd({ log });
     const daemonBackMs = Date.now() - restartedAt;
 
-    // No A2A call, no restart: only reads, until the platform's record matches the backend's
-    // truth and the agent heartbeats again. Then one call each must succeed. Both workspaces are
-    // watched at once, so a failure names every one that did not heal.
+    // No A2A call, no start or restart: reads, and for docker the one sweep the schedule would
+    // run. Both workspaces are watched at once, so a failure names every one that did not heal.
     const healing = await Promise.allSettled(
-      workspaces.map(async (w) => {
-        const backend = t.stack.service.backends[w.backend];
-        const healed = await waitFor(
-          async () => {
-            const res = await t.stack.api.call('GET', `/v1/workspaces/${w.id}`, { token: t.key });
-            const now = res.body as { status: string; endpoint?: string; lastHeartbeatAt?: string };
-            const info = await backend.describe(w.id, w.generation);
-            const beat = now.lastHeartbeatAt ? Date.parse(now.lastHeartbeatAt) : 0;
-            if (now.status !== 'online' || info?.status !== 'running' || beat <= restartedAt) {
-              throw new Error(
-                `${now.status}, resource ${info?.status ?? 'missing'}, last heartbeat ${now.lastHeartbeatAt ?? '-'} (restart began ${new Date(restartedAt).toISOString()})`,
-              );
-            }
-            if (now.endpoint !== info.endpoint) {
-              throw new Error(`recorded endpoint ${now.endpoint} but the backend says ${info.endpoint}`);
-            }
-            return now;
-          },
-          {
-            timeoutMs: 150_000,
-            intervalMs: 250,
-            describe: `${w.backend} workspace ${w.id} to heal by itself`,
-          },
-        );
-        return { w, endpoint: healed.endpoint, healedMs: Date.now() - restartedAt };
-      }),
+      workspaces.map((w) =>
+        w.backend === 'docker' ? healedBySweep(w, restartedAt) : healed(w, w.generation, restartedAt),
+      ),
     );
     expect(healing.flatMap((h) => (h.status === 'rejected' ? [String(h.reason)] : []))).toEqual([]);
 
     for (const h of healing) {
       if (h.status !== 'fulfilled') continue;
-      const { w, endpoint, healedMs } = h.value;
+      const { w, generation, endpoint, healedMs } = h.value;
       expect(await a2aStatus(t, w, 'after')).toBe(200);
       const held = await holdings(w.backend, t.stack.docker, w.id);
       const compute = held.filter((x) => x.kind === 'container' || x.kind === 'instance');
-      expect(compute.map((x) => [x.generation, x.state])).toEqual([[w.generation, 'running']]);
+      expect(compute.map((x) => [x.generation, x.state])).toEqual([[generation, 'running']]);
+      const res = await t.stack.api.call('GET', `/v1/workspaces/${w.id}`, { token: t.key });
+      // docker: one automatic restart (offline); ec2: none, the instance rebooted in place.
+      expect(res.body.restartCount).toBe(w.backend === 'docker' ? 1 : 0);
       log(
-        `${w.backend} | online g${w.generation} | endpoint ${w.endpoint} → ${endpoint ?? '-'} | daemon back in ${(daemonBackMs / 1000).toFixed(1)} s | serving again ${(healedMs / 1000).toFixed(1)} s after the restart began`,
+        `${w.backend} | online g${w.generation} → g${generation} | endpoint ${w.endpoint} → ${endpoint ?? '-'} | daemon back in ${(daemonBackMs / 1000).toFixed(1)} s | serving again ${(healedMs / 1000).toFixed(1)} s after the restart began`,
       );
     }
   });

@@ -1,15 +1,20 @@
 /**
- * Self-healing on both backends: the health sweep notices a resource stopped out of band, or an
- * agent that stopped answering, and the entity's restart policy brings the workspace back at a
- * new generation; one that keeps dying ends `failed` after AUTO_RESTART_MAX restarts, with the
- * reason. The sweep runs through its operator entry point (POST /v1/admin/sweeps/health/run),
- * which starts the same workflow the `sweep:health` Schedule does.
+ * Self-healing on both backends: the health sweep notices a resource stopped out of band
+ * (`docker stop`, StopInstances), or an agent that died or stopped answering, and the entity's
+ * restart policy brings the workspace back at a new generation; one that keeps dying ends `failed`
+ * after AUTO_RESTART_MAX restarts, with the reason. Nothing else restarts anything: a dead docker
+ * agent is not brought back in place by the daemon (restart policy `no`), as an EC2 instance's is
+ * not. The sweep runs through its operator entry point (POST /v1/admin/sweeps/health/run), which
+ * starts the same workflow the `sweep:health` Schedule does.
  */
+import { EC2Client, StopInstancesCommand } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
+import { USER_DATA_PATHS } from '../../src/backends/ec2/user-data.js';
+import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
+import { killContainerAgent } from '../support/agent-death.js';
 import { waitForStatus } from '../support/stack.js';
 import { instancesOf, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
-import { USER_DATA_PATHS } from '../../src/backends/ec2/user-data.js';
 
 const send = (text: string) => ({
   jsonrpc: '2.0',
@@ -33,7 +38,7 @@ async function sweepUntil(t: ParityFixture, id: string, ok: (w: Json) => boolean
       const res = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
       return ok(res.body) ? res.body : null;
     },
-    { timeoutMs: 120_000, intervalMs: 500, describe: what },
+    { timeoutMs: 90_000, intervalMs: 500, describe: what },
   );
   return { w, results };
 }
@@ -48,20 +53,18 @@ async function create(t: ParityFixture, name: string): Promise<string> {
   return created.body.id;
 }
 
-/** Freezes the agent process only, leaving its container/instance running. */
-async function freezeAgent(t: ParityFixture, id: string, generation: number): Promise<void> {
-  if (t.backend === 'docker') {
-    // The container's main process is the agent: freezing it is the agent stopping to answer.
-    await t.stack.docker.getContainer(`ws-${id}-g${generation}`).pause();
-    return;
-  }
+async function instanceIdOf(id: string, generation: number): Promise<string> {
   const instance = (await instancesOf(id)).find(
     (i) => i.Tags?.find((tag) => tag.Key === 'Generation')?.Value === String(generation),
   );
-  if (!instance) throw new Error(`no instance for ${id} g${generation}`);
-  // Inside the simulated VM (its own container): stop the agent, not the VM.
-  const exec = await t.stack.docker.getContainer(`ec2-${instance.InstanceId!}`).exec({
-    Cmd: ['sh', '-c', `kill -STOP "$(cat ${USER_DATA_PATHS.pidFile})"`],
+  if (!instance?.InstanceId) throw new Error(`no instance for ${id} g${generation}`);
+  return instance.InstanceId;
+}
+
+/** Runs `script` inside the simulated VM (its own container) of an ec2 workspace's generation. */
+async function inVm(t: ParityFixture, id: string, generation: number, script: string): Promise<void> {
+  const exec = await t.stack.docker.getContainer(`ec2-${await instanceIdOf(id, generation)}`).exec({
+    Cmd: ['sh', '-c', script],
     AttachStdout: true,
     AttachStderr: true,
   });
@@ -69,6 +72,54 @@ async function freezeAgent(t: ParityFixture, id: string, generation: number): Pr
   await new Promise((resolve) => stream.on('end', resolve).resume());
   expect((await exec.inspect()).ExitCode).toBe(0);
 }
+
+/**
+ * Stops the resource behind the platform's back: `docker stop` of the container, or StopInstances
+ * at the EC2 endpoint the service itself talks to (ec2-sim's, which stops the VM as moto says).
+ */
+async function stopOutOfBand(t: ParityFixture, id: string, generation: number): Promise<void> {
+  if (t.backend === 'docker') {
+    await t.stack.docker.getContainer(`ws-${id}-g${generation}`).stop({ t: 1 });
+    return;
+  }
+  const ec2 = new EC2Client({
+    region: t.stack.config.ec2Region,
+    endpoint: t.env.EC2_ENDPOINT,
+    credentials: MOTO_CREDENTIALS,
+  });
+  await ec2.send(new StopInstancesCommand({ InstanceIds: [await instanceIdOf(id, generation)] }));
+}
+
+/** Freezes the agent process only, leaving its container/instance running. */
+async function freezeAgent(t: ParityFixture, id: string, generation: number): Promise<void> {
+  if (t.backend === 'docker') {
+    // The container's main process is the agent: freezing it is the agent stopping to answer.
+    await t.stack.docker.getContainer(`ws-${id}-g${generation}`).pause();
+    return;
+  }
+  // Inside the simulated VM: stop the agent, not the VM.
+  await inVm(t, id, generation, `kill -STOP "$(cat ${USER_DATA_PATHS.pidFile})"`);
+}
+
+/** Kills the agent process only (SIGKILL, as a crash or the OOM killer would), nothing else. */
+async function killAgent(t: ParityFixture, id: string, generation: number): Promise<void> {
+  // docker: the agent is the container's main process, so the container exits with it.
+  if (t.backend === 'docker') await killContainerAgent(t.stack.docker, `ws-${id}-g${generation}`);
+  // ec2: the agent dies inside a VM that keeps running.
+  else await inVm(t, id, generation, `kill -KILL "$(cat ${USER_DATA_PATHS.pidFile})"`);
+}
+
+/** How often the agent of a generation booted (its `boot` phase): more than once = restarted in place. */
+async function bootsOf(t: ParityFixture, id: string, generation: number): Promise<number> {
+  const res = await t.stack.service.db.pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM boot_events WHERE workspace_id = $1 AND generation = $2 AND phase = 'boot'`,
+    [id, generation],
+  );
+  return Number(res.rows[0]!.n);
+}
+
+const verdictsFor = (results: Json[], id: string): Json[] =>
+  results.flatMap((r) => r.signalled).filter((s: Json) => s.workspaceId === id);
 
 async function a2aAnswers(t: ParityFixture, id: string): Promise<void> {
   const res = await t.stack.api.call('POST', `/v1/workspaces/${id}/a2a`, { token: t.key, body: send('hi') });
@@ -93,7 +144,7 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
 
   it('a resource stopped out of band goes offline, restarts at a new generation and answers A2A', async () => {
     const id = await create(t, 'stopped-behind-our-back');
-    await t.stack.service.backends[backend].stop(id, 1);
+    await stopOutOfBand(t, id, 1);
     const { w, results } = await sweepUntil(
       t,
       id,
@@ -103,8 +154,7 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
     expect(w.restartCount).toBe(1);
     expect(w.lastRestartReason).toBe('offline');
     // One sweep saw it: the verdict and the ids are in its result.
-    const saw = results.flatMap((r) => r.signalled).filter((s: Json) => s.workspaceId === id);
-    expect(saw[0]).toEqual(expect.objectContaining({ from: 'online', to: 'offline' }));
+    expect(verdictsFor(results, id)[0]).toEqual(expect.objectContaining({ from: 'online', to: 'offline' }));
     await a2aAnswers(t, id);
     const transitions = await t.stack.service.db.pool.query(
       `SELECT status FROM workspace_transitions WHERE workspace_id = $1 ORDER BY id`,
@@ -124,22 +174,74 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
       'the sweep to find the agent unreachable and the restart to bring it back',
     );
     expect(w.lastRestartReason).toBe('degraded for 2000 ms');
-    const saw = results.flatMap((r) => r.signalled).filter((s: Json) => s.workspaceId === id);
-    expect(saw[0]).toEqual(expect.objectContaining({ from: 'online', to: 'degraded' }));
+    expect(verdictsFor(results, id)[0]).toEqual(expect.objectContaining({ from: 'online', to: 'degraded' }));
+    await a2aAnswers(t, id);
+    await remove(t, id);
+  });
+
+  it('an agent process killed is detected, restarted at a new generation, and answers A2A', async () => {
+    const id = await create(t, 'killed-agent');
+    await killAgent(t, id, 1);
+    const { w, results } = await sweepUntil(
+      t,
+      id,
+      (x) => x.status === 'online' && x.generation === 2,
+      'the sweep to find the agent dead and the restart to bring it back',
+    );
+    // docker: the container died with its agent (stopped → offline); ec2: the VM runs on without
+    // it (unreachable → degraded, restarted after AUTO_RESTART_DEGRADED_MS). Either way the entity
+    // restarted it, once, at a new generation.
+    const expected =
+      backend === 'docker'
+        ? { to: 'offline', reason: 'offline' }
+        : { to: 'degraded', reason: 'degraded for 2000 ms' };
+    expect(verdictsFor(results, id)[0]).toEqual(expect.objectContaining({ from: 'online', to: expected.to }));
+    expect(w.restartCount).toBe(1);
+    expect(w.lastRestartReason).toBe(expected.reason);
+    // Nothing brought the killed generation back in place behind the entity's back.
+    expect(await bootsOf(t, id, 1)).toBe(1);
+    await a2aAnswers(t, id);
+    await remove(t, id);
+  });
+
+  it('a workspace the user stopped is left stopped by the sweep; start brings it back', async () => {
+    const id = await create(t, 'stopped-by-the-user');
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'stopped');
+    // Its heartbeat goes stale and its resource is stopped: what an offline workspace looks like.
+    await waitFor(
+      async () => {
+        const res = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
+        const beat = Date.parse(res.body.lastHeartbeatAt ?? '');
+        return Date.now() - beat > Number(t.env.HEARTBEAT_STALE_MS);
+      },
+      { timeoutMs: 30_000, intervalMs: 250, describe: `the heartbeat of ${id} to go stale` },
+    );
+    const sweep = await t.stack.api.callRetrying503('POST', '/v1/admin/sweeps/health/run', {
+      token: t.stack.adminToken,
+    });
+    expect(sweep.status).toBe(200);
+    expect(verdictsFor([sweep.body], id)).toEqual([]);
+    const after = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
+    expect(after.body).toEqual(
+      expect.objectContaining({ status: 'stopped', generation: 1, restartCount: 0 }),
+    );
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    expect((await waitForStatus(t.stack, t.key, id, 'online')).generation).toBe(1);
     await a2aAnswers(t, id);
     await remove(t, id);
   });
 
   it('a workspace that keeps dying ends failed after the maximum of restarts, with the reason', async () => {
     const id = await create(t, 'keeps-dying');
-    await t.stack.service.backends[backend].stop(id, 1);
+    await stopOutOfBand(t, id, 1);
     await sweepUntil(
       t,
       id,
       (x) => x.status === 'online' && x.generation === 2,
       'the first automatic restart',
     );
-    await t.stack.service.backends[backend].stop(id, 2);
+    await stopOutOfBand(t, id, 2);
     const { w } = await sweepUntil(t, id, (x) => x.status === 'failed', 'the workspace to fail');
     expect(w.generation).toBe(2);
     expect(w.restartCount).toBe(1);

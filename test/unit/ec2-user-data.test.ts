@@ -273,6 +273,8 @@ describe('EC2 user-data', () => {
     expect(unit).toContain(`EnvironmentFile=${root}/etc/wo/agent.env`);
     expect(unit).toContain(`ExecStart=${bin}/node ${root}/opt/agent/agent.mjs`);
     expect(unit).toContain('WantedBy=multi-user.target');
+    // The platform owns every restart: systemd never brings a dead agent back in place.
+    expect(unit).toContain('Restart=no');
     expect(unit).not.toContain(input.bootstrapToken);
     expect(existsSync(join(root, 'etc', 'wo', 'boot.d', 'agent.sh'))).toBe(false);
     expect(existsSync(join(root, 'node-calls'))).toBe(false); // systemd starts it, not the script

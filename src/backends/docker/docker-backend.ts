@@ -78,8 +78,9 @@ export const WORKSPACE_CAPABILITIES = [
 const LOG_TAIL_LINES = 5000;
 
 /**
- * Container state → backend status. `restarting` (crash-looping under the restart policy) and
- * `paused` still hold the generation's resource, so they count as running; `removing` as stopped.
+ * Container state → backend status. `restarting` (only a container given a restart policy by
+ * hand, or created before the policy was `no`) and `paused` still hold the generation's resource,
+ * so they count as running; `removing` as stopped.
  */
 function statusOf(state: string | undefined): ResourceStatus {
   switch (state) {
@@ -233,9 +234,12 @@ export class DockerBackend implements WorkspaceBackend {
           { Type: 'volume', Source: volumes.configs, Target: '/configs' },
           { Type: 'volume', Source: volumes.workspace, Target: '/workspace' },
         ],
-        // The agent keeps its bundle in /var/lib/wo (the container's own disk), so a daemon-initiated
-        // restart re-registers itself.
-        RestartPolicy: { Name: 'unless-stopped' },
+        // No restart by the daemon: the entity owns every restart. A container whose agent died (a
+        // crash, the OOM killer, a daemon restart) stays exited, so the health sweep reads it as
+        // stopped → `offline`, and the restart policy boots a new generation, counted against
+        // AUTO_RESTART_MAX, as on EC2. `unless-stopped` restarted it in place at the same
+        // generation, behind the entity's back, so a crash loop was never seen nor capped.
+        RestartPolicy: { Name: 'no' },
         ExtraHosts: this.extraHosts,
         NetworkMode: network,
         // Memory without extra swap, CPU share and a process cap: one workspace cannot starve the host.

@@ -116,8 +116,9 @@ After=network-online.target
 EnvironmentFile=${p.env}
 WorkingDirectory=/workspace
 ExecStart=$NODE_BIN ${p.agent}
-# Exits non-zero only when the platform refuses it: restarting would not help.
-Restart=on-abnormal
+# Never restarted in place: the platform's health sweep notices a dead agent and boots a new
+# generation, counted by its restart policy (as a docker workspace's container, restart policy no).
+Restart=no
 StandardOutput=journal+console
 StandardError=journal+console
 
