@@ -10,12 +10,12 @@ import {
   type BackendKind,
   type WorkspaceBackend,
 } from '../backends/backend.js';
-import { tailText } from '../backends/streams.js';
 import { saveConsoleLog } from '../db/events.js';
 import type { Queryable } from '../db/queryable.js';
 import { redactorFor } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
+import { CONSOLE_FETCH_SLACK_BYTES, redactedTail } from '../security/redacted-tail.js';
 import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
@@ -118,13 +118,18 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Keeps the console output of a generation before compensation removes its resource. */
     async captureBootLog(input: ResourceTarget): Promise<void> {
+      // A little over the cap, so a longer console shows as truncated.
       const raw = await backendCall(() =>
-        deps.backends[input.backend].bootLog(input.workspaceId, input.generation),
+        deps.backends[input.backend].bootLog(
+          input.workspaceId,
+          input.generation,
+          CONSOLE_MAX_BYTES + CONSOLE_FETCH_SLACK_BYTES,
+        ),
       );
       const clean = await redactorFor(db, deps.secrets, input.workspaceId);
-      // Capped: the backend returns the log's tail already; a bound here keeps the stored copy bounded too.
-      const text = tailText(clean(raw), CONSOLE_MAX_BYTES);
-      await saveConsoleLog(db, input.workspaceId, input.generation, text);
+      // Capped here too, whatever the backend returned: the stored copy stays bounded.
+      const kept = redactedTail(raw, clean.values, CONSOLE_MAX_BYTES);
+      await saveConsoleLog(db, input.workspaceId, input.generation, kept.text, kept.truncated);
     },
 
     async finalizeDelete(input: { workspaceId: string }): Promise<void> {

@@ -172,6 +172,11 @@ export const listQuery = z.object({
 
 export const workspaceIdParam = idSchema;
 
+/** GET /v1/workspaces/:id/boot-log: one generation's events and console (default: all events, current console). */
+export const bootLogQuery = z.object({
+  generation: queryInt(1, INT4_MAX).optional(),
+});
+
 export const workspaceSchema = z.object({
   id: z.string(),
   orgId: z.string(),

@@ -19,14 +19,20 @@ export async function insertBootEvent(
   );
 }
 
-/** The most recent `limit` boot events, oldest first. */
-export async function listBootEvents(db: Queryable, workspaceId: string, limit = 1000): Promise<BootEvent[]> {
+/** The most recent `limit` boot events (of one generation, when given), oldest first. */
+export async function listBootEvents(
+  db: Queryable,
+  workspaceId: string,
+  limit = 1000,
+  generation?: number,
+): Promise<BootEvent[]> {
   const { rows } = await db.query<{ generation: number; phase: string; message: string | null; ts: Date }>(
     `SELECT generation, phase, message, ts FROM (
-       SELECT id, generation, phase, message, ts FROM boot_events WHERE workspace_id = $1
+       SELECT id, generation, phase, message, ts FROM boot_events
+       WHERE workspace_id = $1 AND ($3::integer IS NULL OR generation = $3)
        ORDER BY id DESC LIMIT $2) recent
      ORDER BY id`,
-    [workspaceId, limit],
+    [workspaceId, limit, generation ?? null],
   );
   return rows;
 }
@@ -53,29 +59,41 @@ export async function listTransitions(
   return rows;
 }
 
+/** Keeps a generation's console output; `truncated`: older output was already dropped. */
 export async function saveConsoleLog(
   db: Queryable,
   workspaceId: string,
   generation: number,
   text: string,
+  truncated = false,
 ): Promise<void> {
   await db.query(
-    `INSERT INTO console_logs (workspace_id, generation, text) VALUES ($1, $2, $3)
-     ON CONFLICT (workspace_id, generation) DO UPDATE SET text = EXCLUDED.text, captured_at = now()`,
+    `INSERT INTO console_logs (workspace_id, generation, text, truncated) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (workspace_id, generation)
+     DO UPDATE SET text = EXCLUDED.text, truncated = EXCLUDED.truncated, captured_at = now()`,
     // A console may print anything, NUL included: the kept copy must not be lost for it.
-    [workspaceId, generation, storable(text)],
+    [workspaceId, generation, storable(text), truncated],
   );
 }
 
-/** The newest kept console output: its last `maxChars` characters. */
-export async function latestConsoleLog(
+export interface KeptConsole {
+  /** The last `maxChars` characters of the kept copy. */
+  text: string;
+  /** Output was dropped when it was kept, or the copy is longer than `maxChars`. */
+  truncated: boolean;
+}
+
+/** The console output kept for one generation (null when none was kept). */
+export async function keptConsoleLog(
   db: Queryable,
   workspaceId: string,
+  generation: number,
   maxChars = 256 * 1024,
-): Promise<string | null> {
-  const { rows } = await db.query<{ text: string }>(
-    `SELECT right(text, $2) AS text FROM console_logs WHERE workspace_id = $1 ORDER BY generation DESC LIMIT 1`,
-    [workspaceId, maxChars],
+): Promise<KeptConsole | null> {
+  const { rows } = await db.query<KeptConsole>(
+    `SELECT right(text, $3) AS text, truncated OR length(text) > $3 AS truncated
+     FROM console_logs WHERE workspace_id = $1 AND generation = $2`,
+    [workspaceId, generation, maxChars],
   );
-  return rows[0]?.text ?? null;
+  return rows[0] ?? null;
 }

@@ -83,8 +83,11 @@ export async function secretValues(
   return out;
 }
 
-/** A text cleaner bound to a set of secret values (see `redactorFor`). */
-export type Redactor = (text: string) => string;
+/**
+ * A text cleaner bound to a set of secret values (see `redactorFor`); `values` are exposed for
+ * cleaners that must know them, such as a capped tail that may cut a secret in two.
+ */
+export type Redactor = ((text: string) => string) & { readonly values: readonly string[] };
 
 /**
  * The one redaction function, bound to every secret value the given workspaces could hold or see:
@@ -102,5 +105,5 @@ export async function redactorFor(
     for (const r of await sealedRows(db, id)) values.add(box.open(r.value_enc, r.key_id));
   }
   const list = [...values];
-  return (text) => redact(text, list);
+  return Object.assign((text: string) => redact(text, list), { values: list });
 }

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
-import { latestConsoleLog, listTransitions, saveConsoleLog } from '../../src/db/events.js';
+import { keptConsoleLog, listTransitions, saveConsoleLog } from '../../src/db/events.js';
 import { getWorkspace, recordTransition } from '../../src/db/workspaces.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
@@ -217,7 +217,10 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     );
     // What a console may print, or a backend error may quote; PostgreSQL text refuses both.
     await saveConsoleLog(db.pool, wsId, 1, 'boot\u0000ing \uD800 done\n');
-    expect(await latestConsoleLog(db.pool, wsId, 1000)).toBe('boot\uFFFDing \uFFFD done\n');
+    expect(await keptConsoleLog(db.pool, wsId, 1, 1000)).toEqual({
+      text: 'boot\uFFFDing \uFFFD done\n',
+      truncated: false,
+    });
     await recordTransition(db.pool, {
       workspaceId: wsId,
       generation: 1,

@@ -9,51 +9,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { BackendKind } from '../../src/backends/backend.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { hostContainer, sh } from './workspace-shell.js';
 
 const MiB = 1024 * 1024;
 const READ_CAP = 8 * MiB;
 const LIST_CAP = 25;
 const CONSOLE_CAP = 4096;
 const EVENTS_CAP = 3;
-
-/** The container that holds the workspace: the generation's container, or the simulator's VM. */
-async function hostContainer(
-  backend: BackendKind,
-  docker: Dockerode,
-  id: string,
-  generation: number,
-): Promise<Dockerode.Container> {
-  if (backend === 'docker') return docker.getContainer(`ws-${id}-g${generation}`);
-  const [vm] = await docker.listContainers({
-    filters: { label: ['wo.ec2-sim=1', `wo.workspace-id=${id}`] },
-  });
-  if (!vm) throw new Error(`no simulator VM for ${id}`);
-  return docker.getContainer(vm.Id);
-}
-
-/** Runs a shell script inside the workspace's container (test side only). */
-async function sh(container: Dockerode.Container, script: string): Promise<{ code: number; out: string }> {
-  const exec = await container.exec({ Cmd: ['sh', '-c', script], AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const out: Buffer[] = [];
-  const sink = new PassThrough();
-  sink.on('data', (c: Buffer) => out.push(c));
-  container.modem.demuxStream(stream, sink, sink);
-  await new Promise<void>((resolve) => {
-    stream.once('end', resolve);
-    stream.once('close', resolve);
-  });
-  const info = await exec.inspect();
-  return { code: info.ExitCode ?? -1, out: Buffer.concat(out).toString('utf8') };
-}
 
 /**
  * Waits until `sample()` stops moving (the same value over 4 samples 250 ms apart) or `done()`;

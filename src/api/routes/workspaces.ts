@@ -1,21 +1,22 @@
 import { Router, type Response } from 'express';
-import { listBootEvents, latestConsoleLog, type TransitionEvent } from '../../db/events.js';
+import { keptConsoleLog, listBootEvents, type TransitionEvent } from '../../db/events.js';
 import { insertMemory } from '../../db/memories.js';
 import { lockOrgAndCountWorkspaces } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
 import { putSecret, redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
-import { tailText } from '../../backends/streams.js';
+import { CONSOLE_FETCH_SLACK_BYTES, redactedTail, type RedactedTail } from '../../security/redacted-tail.js';
 import { newId } from '../../security/tokens.js';
 import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../../workflows/messages.js';
 import { orgScope, principalOf, type Principal } from '../auth.js';
+import { phaseDurations } from '../boot-phases.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { temporalUnavailable } from '../entity.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
-import { configureBody, createWorkspaceBody, listQuery, workspaceIdParam } from '../schemas.js';
+import { bootLogQuery, configureBody, createWorkspaceBody, listQuery, workspaceIdParam } from '../schemas.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
@@ -172,27 +173,49 @@ export function workspacesRouter(deps: ApiDeps): Router {
     );
   });
 
+  /**
+   * A generation's console, redacted and capped: the live resource's while it exists, else the copy
+   * kept when the generation failed (compensation removed its resource). Both backends alike.
+   */
+  async function consoleOf(
+    w: workspaces.WorkspaceRow,
+    generation: number,
+    maxBytes: number,
+    secrets: readonly string[],
+  ): Promise<RedactedTail> {
+    if (generation === w.generation && w.instanceId && w.status !== 'deleted') {
+      // A little over the cap, so a longer console shows as truncated.
+      const live = await deps.backends[w.backend]
+        .bootLog(w.id, generation, maxBytes + CONSOLE_FETCH_SLACK_BYTES)
+        .catch(() => '');
+      if (live) return redactedTail(live, secrets, maxBytes);
+    }
+    const kept = await keptConsoleLog(db, w.id, generation, maxBytes);
+    return kept ? redactedTail(kept.text, secrets, maxBytes, kept.truncated) : { text: '', truncated: false };
+  }
+
   r.get('/:id/boot-log', async (req, res) => {
     const w = await load(res, req.params.id);
+    const q = parse(bootLogQuery, req.query, 'query');
+    const generation = q.generation ?? w.generation;
     const clean = await redactorFor(db, deps.secrets, w.id);
     // Bounded: the most recent events, the last bytes of the console (live or kept).
     const { bootLogMaxEvents, bootLogConsoleMaxBytes: maxBytes } = boundsOf(settings);
-    const events = await listBootEvents(db, w.id, bootLogMaxEvents);
-    let consoleText = '';
-    if (w.instanceId && w.status !== 'deleted') {
-      consoleText = await deps.backends[w.backend].bootLog(w.id, w.generation, maxBytes).catch(() => '');
-    }
-    if (!consoleText) consoleText = (await latestConsoleLog(db, w.id, maxBytes)) ?? '';
-    consoleText = tailText(consoleText, maxBytes);
+    const events = await listBootEvents(db, w.id, bootLogMaxEvents, q.generation);
+    const durations = phaseDurations(events);
+    const shown = await consoleOf(w, generation, maxBytes, clean.values);
     res.json({
       backend: w.backend,
-      events: events.map((e) => ({
+      events: events.map((e, i) => ({
         ts: e.ts.toISOString(),
         phase: e.phase,
         generation: e.generation,
         ...(e.message ? { message: clean(e.message) } : {}),
+        durationMs: durations[i] ?? null,
       })),
-      console: clean(consoleText),
+      console: shown.text,
+      consoleGeneration: generation,
+      consoleTruncated: shown.truncated,
     });
   });
 
