@@ -15,10 +15,6 @@ import {
 import type { UpdateDefinition } from '@temporalio/common';
 import {
   FailureType,
-  OrgIdKey,
-  WorkspaceBackendKey,
-  WorkspaceIdKey,
-  WorkspaceStatusKey,
   agentHealthSignal,
   agentLivenessSignal,
   agentReadySignal,
@@ -35,6 +31,7 @@ import {
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
+import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import { HttpError, badRequest, conflict } from './errors.js';
 
 export interface EntityClientOptions {
@@ -77,26 +74,22 @@ export class EntityClient {
     this.pollerStaleMs = opts.pollerStaleMs ?? 90_000;
   }
 
-  /** Starts the entity workflow; throws whatever Temporal answered (or a deadline error). */
-  async start(input: WorkspaceWorkflowInput): Promise<string> {
-    const workflowId = workspaceWorkflowId(input.workspaceId);
+  /**
+   * Starts the entity workflow; throws whatever Temporal answered (or a deadline error). A create's
+   * start (`firstStart`, the default) is refused when any workflow ever ran under the id: then a
+   * delete-only entity (org cascade, DELETE) got there first and the workspace is deleted.
+   */
+  async start(
+    input: WorkspaceWorkflowInput,
+    opts: { firstStart: boolean } = { firstStart: true },
+  ): Promise<string> {
+    const options = entityStartOptions(input, this.taskQueue, opts);
     // Leaves a fifth of the budget for the exists() check that follows a failed start.
     await this.withDeadline(
-      () =>
-        this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', {
-          taskQueue: this.taskQueue,
-          workflowId,
-          args: [input],
-          typedSearchAttributes: [
-            { key: WorkspaceIdKey, value: input.workspaceId },
-            { key: OrgIdKey, value: input.orgId },
-            { key: WorkspaceBackendKey, value: input.backend },
-            { key: WorkspaceStatusKey, value: 'provisioning' },
-          ],
-        }),
+      () => this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', options),
       Date.now() + (this.callTimeoutMs * 4) / 5,
     );
-    return workflowId;
+    return options.workflowId;
   }
 
   /**
@@ -173,22 +166,16 @@ export class EntityClient {
       () => this.handle(w.id).executeUpdate(deleteUpdate),
       async () => {
         try {
-          await this.start({
-            workspaceId: w.id,
-            orgId: w.orgId,
-            backend: w.backend,
-            ...settings,
-            carried: {
-              status: w.status,
-              generation: w.generation,
-              configHash: null,
-              desired: 'running',
-              restartPending: false,
-              error: null,
-              latestSavedVersion: 0,
-              deleting: { attempts: 0 },
+          await this.start(
+            {
+              workspaceId: w.id,
+              orgId: w.orgId,
+              backend: w.backend,
+              ...settings,
+              carried: deleteOnlyCarry(w),
             },
-          });
+            { firstStart: false },
+          );
         } catch (err) {
           // Someone else started it meanwhile (a second DELETE, the create's own late start).
           if (err instanceof WorkflowExecutionAlreadyStartedError) return this.update(w.id, deleteUpdate);
