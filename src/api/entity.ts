@@ -20,6 +20,7 @@ import {
   agentReadySignal,
   configureUpdate,
   deleteUpdate,
+  restartPolicyUpdate,
   workspaceWorkflowId,
   type ConfigureInput,
   type ConfigureResult,
@@ -27,6 +28,7 @@ import {
   type AgentLiveness,
   type AgentReady,
   type BackendName,
+  type RestartPolicyChange,
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
@@ -144,6 +146,16 @@ export class EntityClient {
   /** Saves config through the entity (serialized with restarts); answers once it is in the DB. */
   async configure(workspaceId: string, input: ConfigureInput): Promise<ConfigureResult> {
     return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(configureUpdate, { args: [input] }));
+  }
+
+  /** Sets the restart policy the entity applies from its next decision (saved by the entity). */
+  async setRestartPolicy(
+    workspaceId: string,
+    change: RestartPolicyChange,
+  ): Promise<{ restartPolicy: string }> {
+    return this.sendUpdate(() =>
+      this.handle(workspaceId).executeUpdate(restartPolicyUpdate, { args: [change] }),
+    );
   }
 
   /** Runs a lifecycle Update; a validator rejection or a finished entity answers 409. */

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   agentLivenessSignal,
   deleteUpdate,
+  restartPolicyUpdate,
   stopUpdate,
   type RestartPolicyInput,
 } from '../../src/workflows/messages.js';
@@ -160,6 +161,32 @@ describe('entity workflow: restart policy', () => {
       expect(still.restartCount).toBe(0);
       expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
       await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a policy changed on a live entity applies to its next decision, with no restart of the workspace', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: { ...POLICY, policy: 'always' } });
+      await online(h, handle, 1);
+      // never: saved through the entity, then an offline workspace waits for the user.
+      expect(
+        await handle.executeUpdate(restartPolicyUpdate, { args: [{ policy: 'never', override: 'never' }] }),
+      ).toEqual({ restartPolicy: 'never' });
+      expect(
+        h.fakes.calls.filter((c) => c.name === 'saveRestartPolicy').map((c) => c.input.override),
+      ).toEqual(['never']);
+      expect(h.fakes.count('prepareGeneration')).toBe(1);
+      await goOffline(handle, 1);
+      await until(h, handle, settledAt('offline', 1), 'offline');
+      await h.env.sleep(600_000);
+      await until(h, handle, settledAt('offline', 1), 'still offline');
+      expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
+      // always (null: back to the default): the waiting offline workspace restarts on its own.
+      await handle.executeUpdate(restartPolicyUpdate, { args: [{ policy: 'always', override: null }] });
+      const back = await online(h, handle, 2);
+      expect(back.restartCount).toBe(1);
+      expect(back.lastRestartReason).toBe('offline');
+      await deleteAndComplete(h, handle, 'restart-policy-update');
     });
   });
 

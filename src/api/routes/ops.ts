@@ -2,7 +2,13 @@ import { Router } from 'express';
 import client from 'prom-client';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps.js';
-import { createOrgBody, createWorkspaceBody, configureBody, workspaceSchema } from '../schemas.js';
+import {
+  createOrgBody,
+  createWorkspaceBody,
+  configureBody,
+  patchWorkspaceBody,
+  workspaceSchema,
+} from '../schemas.js';
 
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
@@ -104,6 +110,10 @@ function openApiDocument() {
       },
       '/v1/workspaces/{id}': {
         get: { responses: { '200': { description: 'workspace', ...json(workspaceSchema) } } },
+        patch: {
+          requestBody: json(patchWorkspaceBody),
+          responses: { '200': { description: 'workspace, with the restart policy in force' } },
+        },
       },
       '/v1/workspaces/{id}/config': {
         patch: { requestBody: json(configureBody), responses: { '200': { description: 'saved' } } },
