@@ -52,6 +52,10 @@ export function createActivities(deps: ActivityDeps) {
       );
     },
 
+    async saveRestartPolicy(input: { workspaceId: string; override: 'always' | 'never' | null }) {
+      await dbCall(() => workspaces.saveRestartPolicy(db, input.workspaceId, input.override));
+    },
+
     async prepareGeneration(input: { workspaceId: string; generation: number }) {
       return dbCall(() => workspaces.prepareGeneration(db, input.workspaceId, input.generation));
     },
@@ -64,6 +68,7 @@ export function createActivities(deps: ActivityDeps) {
       message: string | null;
       error: string | null;
       restart?: { count: number; lastReason: string | null };
+      discardedGeneration?: number;
     }): Promise<void> {
       await dbCall(async () => {
         const redactor = await redactorFor(db, deps.secrets, input.workspaceId);
@@ -82,6 +87,8 @@ export function createActivities(deps: ActivityDeps) {
       const runtime = input.runtime ?? row?.bootRuntime;
       if (!runtime) throw ApplicationFailure.nonRetryable(`workspace ${input.workspaceId} has no runtime`);
       const template = row?.template ? deps.templates?.[row.template] : undefined;
+      // Before the start: from here the orphan sweep must count this generation live again.
+      await workspaces.undiscardGeneration(db, input.workspaceId, input.generation);
       const info = await backendCall(() =>
         deps.backends[input.backend].start({
           workspaceId: input.workspaceId,

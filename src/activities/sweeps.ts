@@ -3,7 +3,12 @@
  * happen in one activity, so the workflow's history holds only what is removed, not the fleet.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type Client,
+} from '@temporalio/client';
 import {
   BACKEND_KINDS,
   BackendError,
@@ -19,6 +24,8 @@ import {
   workspacesToCheck,
   type SweepRun,
 } from '../db/sweeps.js';
+import { getWorkspace } from '../db/workspaces.js';
+import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import {
   resourceKey,
   selectHealthChanges,
@@ -33,6 +40,10 @@ import {
   type OrphanSelection,
 } from '../domain/orphans.js';
 import { agentLivenessSignal, deleteUpdate, workspaceWorkflowId } from '../workflows/messages.js';
+import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
+
+/** Input the entity requires; an entity that only deletes never boots, so it never waits this long. */
+const DELETE_ONLY_BOOT_DEADLINE_MS = 600_000;
 
 export interface SweepActivityDeps {
   db: Queryable;
@@ -241,24 +252,58 @@ export function createSweepActivities(deps: SweepActivityDeps) {
     },
 
     /**
-     * The workspace's own delete, through its entity. `no-entity`: its workflow is not there (yet:
-     * a create that committed just before the org was deleted starts it right after), so the
-     * cascade asks again later.
+     * The workspace's own delete, through its entity. A workspace with no running entity (a create
+     * that committed just before the org was deleted and has not started it yet, or never will;
+     * an entity that ended without recording `deleted`) gets one that only deletes: a create's late
+     * start is then refused (it must be the first workflow under the id), so nothing of a deleted
+     * org can boot after the cascade looked. `gone`: no such row (a create rolled back).
      */
     async requestWorkspaceDelete(input: {
       workspaceId: string;
-    }): Promise<'accepted' | 'already' | 'no-entity'> {
-      if (!deps.temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the org cascade');
+    }): Promise<'accepted' | 'already' | 'started' | 'gone'> {
+      const temporal = deps.temporal;
+      if (!temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the org cascade');
+      const askEntity = async (): Promise<'accepted' | 'already' | 'no-entity'> => {
+        try {
+          await temporal.workflow
+            .getHandle(workspaceWorkflowId(input.workspaceId))
+            .executeUpdate(deleteUpdate);
+          return 'accepted';
+        } catch (err) {
+          // Rejected: already deleting or deleted.
+          if (err instanceof WorkflowUpdateFailedError) return 'already';
+          if (err instanceof WorkflowNotFoundError || isCompleted(err)) return 'no-entity';
+          throw err;
+        }
+      };
+      const first = await askEntity();
+      if (first !== 'no-entity') return first;
+      const row = await getWorkspace(db, input.workspaceId);
+      if (!row) return 'gone';
+      if (row.status === 'deleted') return 'already';
       try {
-        await deps.temporal.workflow
-          .getHandle(workspaceWorkflowId(input.workspaceId))
-          .executeUpdate(deleteUpdate);
-        return 'accepted';
+        await temporal.workflow.start<typeof workspaceWorkflow>(
+          'workspaceWorkflow',
+          entityStartOptions(
+            {
+              workspaceId: row.id,
+              orgId: row.orgId,
+              backend: row.backend,
+              // Never boots: it only deletes.
+              bootDeadlineMs: DELETE_ONLY_BOOT_DEADLINE_MS,
+              carried: deleteOnlyCarry(row),
+            },
+            Context.current().info.taskQueue,
+            { firstStart: false },
+          ),
+        );
+        return 'started';
       } catch (err) {
-        // Rejected: already deleting or deleted. Completed: deleted.
-        if (err instanceof WorkflowUpdateFailedError) return 'already';
-        if (err instanceof Error && /already completed/i.test(err.message)) return 'already';
-        if (err instanceof WorkflowNotFoundError) return 'no-entity';
+        // The create's own start won the race: that entity takes the delete instead.
+        if (err instanceof WorkflowExecutionAlreadyStartedError) {
+          const again = await askEntity();
+          if (again !== 'no-entity') return again;
+        }
         throw err;
       }
     },
@@ -281,6 +326,10 @@ export function createSweepActivities(deps: SweepActivityDeps) {
 }
 
 export type SweepActivities = ReturnType<typeof createSweepActivities>;
+
+function isCompleted(err: unknown): boolean {
+  return err instanceof Error && /already completed/i.test(err.message);
+}
 
 /** Heartbeats while a long backend call runs (EC2 waits for `terminated`), so a dead worker shows. */
 async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {

@@ -15,15 +15,12 @@ import {
 import type { UpdateDefinition } from '@temporalio/common';
 import {
   FailureType,
-  OrgIdKey,
-  WorkspaceBackendKey,
-  WorkspaceIdKey,
-  WorkspaceStatusKey,
   agentHealthSignal,
   agentLivenessSignal,
   agentReadySignal,
   configureUpdate,
   deleteUpdate,
+  restartPolicyUpdate,
   workspaceWorkflowId,
   type ConfigureInput,
   type ConfigureResult,
@@ -31,10 +28,12 @@ import {
   type AgentLiveness,
   type AgentReady,
   type BackendName,
+  type RestartPolicyChange,
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
+import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import { HttpError, badRequest, conflict } from './errors.js';
 
 export interface EntityClientOptions {
@@ -77,26 +76,22 @@ export class EntityClient {
     this.pollerStaleMs = opts.pollerStaleMs ?? 90_000;
   }
 
-  /** Starts the entity workflow; throws whatever Temporal answered (or a deadline error). */
-  async start(input: WorkspaceWorkflowInput): Promise<string> {
-    const workflowId = workspaceWorkflowId(input.workspaceId);
+  /**
+   * Starts the entity workflow; throws whatever Temporal answered (or a deadline error). A create's
+   * start (`firstStart`, the default) is refused when any workflow ever ran under the id: then a
+   * delete-only entity (org cascade, DELETE) got there first and the workspace is deleted.
+   */
+  async start(
+    input: WorkspaceWorkflowInput,
+    opts: { firstStart: boolean } = { firstStart: true },
+  ): Promise<string> {
+    const options = entityStartOptions(input, this.taskQueue, opts);
     // Leaves a fifth of the budget for the exists() check that follows a failed start.
     await this.withDeadline(
-      () =>
-        this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', {
-          taskQueue: this.taskQueue,
-          workflowId,
-          args: [input],
-          typedSearchAttributes: [
-            { key: WorkspaceIdKey, value: input.workspaceId },
-            { key: OrgIdKey, value: input.orgId },
-            { key: WorkspaceBackendKey, value: input.backend },
-            { key: WorkspaceStatusKey, value: 'provisioning' },
-          ],
-        }),
+      () => this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', options),
       Date.now() + (this.callTimeoutMs * 4) / 5,
     );
-    return workflowId;
+    return options.workflowId;
   }
 
   /**
@@ -153,6 +148,16 @@ export class EntityClient {
     return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(configureUpdate, { args: [input] }));
   }
 
+  /** Sets the restart policy the entity applies from its next decision (saved by the entity). */
+  async setRestartPolicy(
+    workspaceId: string,
+    change: RestartPolicyChange,
+  ): Promise<{ restartPolicy: string }> {
+    return this.sendUpdate(() =>
+      this.handle(workspaceId).executeUpdate(restartPolicyUpdate, { args: [change] }),
+    );
+  }
+
   /** Runs a lifecycle Update; a validator rejection or a finished entity answers 409. */
   async update<Ret>(workspaceId: string, def: UpdateDefinition<Ret, []>): Promise<Ret> {
     return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(def));
@@ -173,22 +178,16 @@ export class EntityClient {
       () => this.handle(w.id).executeUpdate(deleteUpdate),
       async () => {
         try {
-          await this.start({
-            workspaceId: w.id,
-            orgId: w.orgId,
-            backend: w.backend,
-            ...settings,
-            carried: {
-              status: w.status,
-              generation: w.generation,
-              configHash: null,
-              desired: 'running',
-              restartPending: false,
-              error: null,
-              latestSavedVersion: 0,
-              deleting: { attempts: 0 },
+          await this.start(
+            {
+              workspaceId: w.id,
+              orgId: w.orgId,
+              backend: w.backend,
+              ...settings,
+              carried: deleteOnlyCarry(w),
             },
-          });
+            { firstStart: false },
+          );
         } catch (err) {
           // Someone else started it meanwhile (a second DELETE, the create's own late start).
           if (err instanceof WorkflowExecutionAlreadyStartedError) return this.update(w.id, deleteUpdate);

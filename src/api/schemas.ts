@@ -163,6 +163,14 @@ export const configureBody = z.object({
   restart: z.boolean().optional(),
 });
 
+/** PATCH /v1/workspaces/:id: settings of the workspace itself (null: back to the template/default). */
+export const patchWorkspaceBody = z.strictObject({
+  restartPolicy: z
+    .enum(['always', 'never'], { message: 'restartPolicy must be "always", "never" or null' })
+    .nullable()
+    .optional(),
+});
+
 export const listQuery = z.object({
   status: z.enum(WORKSPACE_STATUSES).optional(),
   backend: z.enum(['docker', 'ec2']).optional(),
@@ -193,6 +201,8 @@ export const workspaceSchema = z.object({
   /** Automatic restarts in the current streak (the restart policy; reset after a healthy period). */
   restartCount: z.number().int().optional(),
   lastRestartReason: z.string().optional(),
+  /** The restart policy in force: the workspace's own, else its template's, else the default. */
+  restartPolicy: z.enum(['always', 'never']).optional(),
   error: z.string().optional(),
   createdAt: z.string(),
   updatedAt: z.string(),

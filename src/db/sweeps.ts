@@ -19,17 +19,26 @@ export async function sweepLookup(
     backend: BackendKind | null;
     generation: number | null;
     status: string | null;
+    discarded_generation: number | null;
   }>(
-    `SELECT 'w' AS kind, id, backend, generation, status FROM workspaces WHERE id = ANY($1::text[])
+    `SELECT 'w' AS kind, id, backend, generation, status, discarded_generation FROM workspaces
+       WHERE id = ANY($1::text[])
      UNION ALL
-     SELECT 'o' AS kind, id, NULL, NULL, NULL FROM orgs WHERE id = ANY($2::text[])`,
+     SELECT 'o' AS kind, id, NULL, NULL, NULL, NULL FROM orgs WHERE id = ANY($2::text[])`,
     [[...new Set(workspaceIds)], [...new Set(orgIds)]],
   );
   const workspaces = new Map<string, KnownWorkspace>();
   const knownOrgs = new Set<string>();
   for (const r of rows) {
     if (r.kind === 'o') knownOrgs.add(r.id);
-    else workspaces.set(r.id, { backend: r.backend!, generation: r.generation!, status: r.status! });
+    else {
+      workspaces.set(r.id, {
+        backend: r.backend!,
+        generation: r.generation!,
+        status: r.status!,
+        discardedGeneration: r.discarded_generation,
+      });
+    }
   }
   return { workspaces, knownOrgs };
 }

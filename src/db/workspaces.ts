@@ -30,13 +30,15 @@ export interface WorkspaceRow {
   registeredConfigHash: string | null;
   restartCount: number;
   lastRestartReason: string | null;
+  /** The workspace's own restart policy; null: the template's, else the server default. */
+  restartPolicy: 'always' | 'never' | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
 const COLUMNS = `id, org_id, name, backend, template, runtime, config, config_hash, config_version, generation,
   status, phase, instance_id, endpoint, last_heartbeat_at, runtime_state, error, workflow_id, boot_runtime,
-  boot_config, boot_config_hash, registered_generation, registered_config_hash, restart_count, last_restart_reason, created_at, updated_at`;
+  boot_config, boot_config_hash, registered_generation, registered_config_hash, restart_count, last_restart_reason, restart_policy, created_at, updated_at`;
 
 type Raw = Record<string, unknown>;
 
@@ -67,6 +69,7 @@ function toRow(r: Raw): WorkspaceRow {
     registeredConfigHash: (r.registered_config_hash as string | null) ?? null,
     restartCount: (r.restart_count as number | null) ?? 0,
     lastRestartReason: (r.last_restart_reason as string | null) ?? null,
+    restartPolicy: (r.restart_policy as WorkspaceRow['restartPolicy']) ?? null,
     createdAt: r.created_at as Date,
     updatedAt: r.updated_at as Date,
   };
@@ -83,13 +86,15 @@ export interface NewWorkspace {
   workflowId: string;
   parentId: string | null;
   budgetLimitCents: number | null;
+  /** The create body's `restartPolicy` (null or absent: the template's, else the default). */
+  restartPolicy?: 'always' | 'never' | null;
 }
 
 export async function insertWorkspace(db: Queryable, w: NewWorkspace): Promise<WorkspaceRow> {
   const { rows } = await db.query(
     `INSERT INTO workspaces (id, org_id, name, backend, template, runtime, config, config_hash, status, workflow_id,
-       parent_id, budget_limit_cents)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10, $11) RETURNING ${COLUMNS}`,
+       parent_id, budget_limit_cents, restart_policy)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10, $11, $12) RETURNING ${COLUMNS}`,
     [
       w.id,
       w.orgId,
@@ -102,6 +107,7 @@ export async function insertWorkspace(db: Queryable, w: NewWorkspace): Promise<W
       w.workflowId,
       w.parentId,
       w.budgetLimitCents,
+      w.restartPolicy ?? null,
     ],
   );
   return toRow(rows[0] as Raw);
@@ -164,6 +170,18 @@ export async function saveConfig(
   return { configHash, configVersion: rows[0]!.config_version, runtime };
 }
 
+/** The workspace's own restart policy; null: the template's, else the server default. */
+export async function saveRestartPolicy(
+  db: Queryable,
+  id: string,
+  override: 'always' | 'never' | null,
+): Promise<void> {
+  await db.query('UPDATE workspaces SET restart_policy = $2, updated_at = now() WHERE id = $1', [
+    id,
+    override,
+  ]);
+}
+
 /**
  * Fixes what a generation boots with: the saved config at this moment, read from the DB (never from
  * a running resource). Idempotent: a retry for the same generation returns the same snapshot.
@@ -209,6 +227,14 @@ export async function recordResource(
   );
 }
 
+/** The generation starts again (a stop and start of a failed workspace): it is live once more. */
+export async function undiscardGeneration(db: Queryable, id: string, generation: number): Promise<void> {
+  await db.query(
+    'UPDATE workspaces SET discarded_generation = NULL WHERE id = $1 AND discarded_generation = $2',
+    [id, generation],
+  );
+}
+
 export async function clearResource(db: Queryable, id: string): Promise<void> {
   await db.query(
     `UPDATE workspaces SET instance_id = NULL, endpoint = NULL, updated_at = now() WHERE id = $1`,
@@ -226,13 +252,16 @@ export interface Transition {
   error?: string | null;
   /** The restart policy's counters, when this transition changes them (else left as they are). */
   restart?: { count: number; lastReason: string | null };
+  /** A generation the entity gave up but could not remove (the orphan sweep removes it). */
+  discardedGeneration?: number;
 }
 
 export async function recordTransition(db: Queryable, t: Transition): Promise<void> {
   await db.query(
     `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now(),
          restart_count = coalesce($7, restart_count),
-         last_restart_reason = CASE WHEN $7::int IS NULL THEN last_restart_reason ELSE $8 END
+         last_restart_reason = CASE WHEN $7::int IS NULL THEN last_restart_reason ELSE $8 END,
+         discarded_generation = coalesce($9, discarded_generation)
        WHERE id = $1),
        a AS (INSERT INTO activity (workspace_id, type, status, summary) VALUES ($1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '')))
      INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation) VALUES ($1, $2, $3, $4, $6)`,
@@ -246,6 +275,7 @@ export async function recordTransition(db: Queryable, t: Transition): Promise<vo
       t.generation,
       t.restart?.count ?? null,
       t.restart?.lastReason ?? null,
+      t.discardedGeneration ?? null,
     ],
   );
 }

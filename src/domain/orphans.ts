@@ -5,14 +5,17 @@
  * A resource is live when its workspace exists, is not `deleted`, runs on that backend and is at
  * that generation (or a later one: generations only grow, and the row's generation is written
  * before its resource is started, so a resource ahead of the row cannot exist; keeping it is the
- * safe answer should one ever appear). Everything else is an orphan, but only once older than the
+ * safe answer should one ever appear), unless its entity discarded that generation (it failed the
+ * generation and its removal failed too: nothing will use it again, and nothing else would ever
+ * remove it while it is the current one). Everything else is an orphan, but only once older than the
  * grace period (a fresh one may belong to a create or a restart in flight), and only when its org
  * is known to this deployment: a resource of an org this DB never had belongs to another
  * deployment sharing the daemon or account, and is left alone.
  */
 import type { BackendKind } from '../backends/backend.js';
 
-export type OrphanReason = 'superseded' | 'deleted' | 'unknown';
+/** `discarded`: a generation its entity gave up and failed to remove (a failed boot's teardown). */
+export type OrphanReason = 'superseded' | 'discarded' | 'deleted' | 'unknown';
 
 /**
  * One listed resource, as the sweep sees it (createdAt in epoch ms: plain JSON through Temporal).
@@ -33,6 +36,8 @@ export interface KnownWorkspace {
   backend: BackendKind;
   generation: number;
   status: string;
+  /** A generation the entity gave up but could not remove: not live, even when current. */
+  discardedGeneration?: number | null;
 }
 
 /**
@@ -62,7 +67,10 @@ export function selectOrphans(input: {
 }): OrphanSelection {
   const counts = { listed: input.resources.length, live: 0, young: 0, foreign: 0 };
   // Orphans grouped per backend + workspace, so a dead workspace is removed in one call.
-  const groups = new Map<string, { reason: OrphanReason; old: ListedResource[]; young: number }>();
+  const groups = new Map<
+    string,
+    { reason: OrphanReason; old: Array<ListedResource & { reason: OrphanReason }>; young: number }
+  >();
   for (const r of input.resources) {
     const w = input.workspaces.get(r.workspaceId);
     const reason = orphanReason(r, w);
@@ -80,13 +88,14 @@ export function selectOrphans(input: {
     if (input.nowMs - r.createdAtMs < input.graceMs) {
       counts.young++;
       group.young++;
-    } else group.old.push(r);
+    } else group.old.push({ ...r, reason });
   }
   const removals: OrphanRemoval[] = [];
   for (const { reason, old, young } of groups.values()) {
     if (old.length === 0) continue;
     const first = old[0]!;
-    const whole = reason !== 'superseded' && young === 0;
+    // A live workspace's leftovers (superseded, discarded) go one generation at a time, volumes kept.
+    const whole = (reason === 'deleted' || reason === 'unknown') && young === 0;
     const instances = old.filter((r) => r.kind !== 'volume');
     if (whole) {
       removals.push({
@@ -101,7 +110,7 @@ export function selectOrphans(input: {
     }
     // Per generation: a young resource of the same workspace must survive this sweep (and its
     // volumes with it, until a later sweep removes the workspace whole).
-    const byGeneration = new Map<number, ListedResource[]>();
+    const byGeneration = new Map<number, typeof instances>();
     for (const r of instances) byGeneration.set(r.generation, [...(byGeneration.get(r.generation) ?? []), r]);
     for (const [generation, rs] of [...byGeneration].sort((a, b) => a[0] - b[0])) {
       removals.push({
@@ -110,7 +119,7 @@ export function selectOrphans(input: {
         orgId: first.orgId,
         generation,
         instanceIds: rs.map((r) => r.instanceId).sort(),
-        reason,
+        reason: rs[0]!.reason,
       });
     }
   }
@@ -127,7 +136,8 @@ function orphanReason(r: ListedResource, w: KnownWorkspace | undefined): OrphanR
   if (!w || w.backend !== r.backend) return 'unknown';
   if (w.status === 'deleted') return 'deleted';
   if (r.kind === 'volume') return null;
-  return r.generation < w.generation ? 'superseded' : null;
+  if (r.generation < w.generation) return 'superseded';
+  return r.generation === w.discardedGeneration ? 'discarded' : null;
 }
 
 /** What one orphan sweep did: the workflow's result, shown in the Temporal UI and by the API. */

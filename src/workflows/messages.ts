@@ -163,7 +163,18 @@ export interface AgentLiveness {
   resourceStatus: 'running' | 'stopped' | 'missing' | 'unknown';
 }
 
+/** PATCH /v1/workspaces/:id `restartPolicy`: what the entity applies from its next decision on. */
+export interface RestartPolicyChange {
+  /** The policy in force from now (the override, else the template's, else the server default). */
+  policy: 'always' | 'never';
+  /** What the workspace row keeps: its own choice, or null for "the template's / the default". */
+  override: 'always' | 'never' | null;
+}
+
 export const configureUpdate = defineUpdate<ConfigureResult, [ConfigureInput]>('configure');
+export const restartPolicyUpdate = defineUpdate<{ restartPolicy: 'always' | 'never' }, [RestartPolicyChange]>(
+  'restartPolicy',
+);
 export const restartUpdate = defineUpdate<Accepted, []>('restart');
 export const stopUpdate = defineUpdate<Accepted, []>('stop');
 export const startUpdate = defineUpdate<Accepted, []>('start');

@@ -2,7 +2,15 @@
  * The orphan sweep (run by the `sweep:orphans` Schedule, or on demand) and the org cascade. Both
  * only decide and wait; every look at the DB or a backend is an activity.
  */
-import { ApplicationFailure, log, patched, proxyActivities, sleep } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  continueAsNew,
+  log,
+  patched,
+  proxyActivities,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { SweepRun } from '../db/sweeps.js';
 import type { HealthFinding } from '../domain/health.js';
@@ -221,46 +229,106 @@ async function healthSweepPerFinding(input: HealthSweepInput): Promise<HealthSwe
 
 export interface OrgDeleteInput {
   orgId: string;
-  /** How long to wait for the workspaces to reach `deleted` before the final sweep goes anyway. */
+  /** How long to wait for the workspaces to reach `deleted` before a first sweep goes anyway. */
   waitMs: number;
   /** Pause between looks at the org's workspaces. */
   pollMs?: number;
+  /** Present only when continued-as-new (a long wait for a stuck delete): where it left off. */
+  carried?: OrgDeleteCarried;
+}
+
+/** Plain JSON carried through continue-as-new while the cascade waits past its deadline. */
+export interface OrgDeleteCarried {
+  workspaces: string[];
+  stillDeleting: string[];
+  swept: Record<string, string[]>;
+  /** How many looks past the deadline so far (the pause between looks grows with it). */
+  looks: number;
 }
 
 export interface OrgDeleteResult {
   orgId: string;
   workspaces: string[];
-  /** Workspaces still not `deleted` when the final sweep ran (their entities finish on their own). */
+  /** Workspaces still not `deleted` when the wait ran out (the cascade then waited on for them). */
   stillDeleting: string[];
-  /** What the final sweep removed, per backend (ids; normally none). */
+  /** What the sweeps by org removed, per backend (ids; normally none). */
   swept: Record<string, string[]>;
 }
 
+export const ORG_DELETE_PATCHES = {
+  /**
+   * The cascade ends only once no workspace of the org is left, and sweeps by org after that: a
+   * workspace still deleting when the wait ran out (or whose entity started late) used to be left
+   * to itself after one sweep.
+   */
+  waitForEveryWorkspace: 'org-delete-waits-for-every-workspace',
+} as const;
+
+/** The longest pause between looks once the wait ran out (a delete retrying for hours). */
+const LATE_POLL_MAX_MS = 60_000;
+
 /**
  * Deletes every workspace of a deleted org through its entity, waits for them, then sweeps by the
- * org's label/tag so nothing of the org survives (a leak, or a create that raced the delete).
+ * org's label/tag so nothing of the org survives (a leak, or a create that raced the delete). A
+ * workspace without an entity gets one that only deletes (see requestWorkspaceDelete). When the
+ * wait runs out, a first sweep removes what it can at once; the cascade then waits on until no
+ * workspace of the org is left and sweeps again, so the last sweep comes after the last delete.
  */
 export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDeleteResult> {
-  const workspaces = await db.orgWorkspaces({ orgId: input.orgId });
+  const pollMs = input.pollMs ?? 2000;
   // Workspaces whose entity has taken the delete (or had it already).
   const asked = new Set<string>();
   const ask = async (ids: string[]) => {
     for (const workspaceId of ids.filter((id) => !asked.has(id))) {
-      if ((await cascade.requestWorkspaceDelete({ workspaceId })) !== 'no-entity') asked.add(workspaceId);
+      // 'no-entity' came from activities before delete-only entities: ask again next look.
+      if (((await cascade.requestWorkspaceDelete({ workspaceId })) as string) !== 'no-entity') {
+        asked.add(workspaceId);
+      }
     }
   };
+  const carried = input.carried;
+  if (carried) return waitForEveryWorkspace(input, carried, ask);
+
+  const workspaces = await db.orgWorkspaces({ orgId: input.orgId });
   await ask(workspaces);
   const deadline = Date.now() + input.waitMs;
   let left = workspaces;
   while (left.length > 0 && Date.now() < deadline) {
-    await sleep(input.pollMs ?? 2000);
+    await sleep(pollMs);
     left = await db.orgWorkspaces({ orgId: input.orgId });
     // A workspace created just before the org was deleted may have had no entity yet: ask again.
     for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
     await ask(left);
   }
   const swept = await backend.removeOrgResources({ orgId: input.orgId });
-  return { orgId: input.orgId, workspaces, stillDeleting: left, swept };
+  const result = { orgId: input.orgId, workspaces, stillDeleting: left, swept };
+  // Histories from before this change ended here, whatever was left.
+  if (left.length === 0 || !patched(ORG_DELETE_PATCHES.waitForEveryWorkspace)) return result;
+  return waitForEveryWorkspace(input, { workspaces, stillDeleting: left, swept, looks: 0 }, ask);
+}
+
+/** Past the deadline: looks again (with a growing pause) until none is left, then sweeps again. */
+async function waitForEveryWorkspace(
+  input: OrgDeleteInput,
+  state: OrgDeleteCarried,
+  ask: (ids: string[]) => Promise<void>,
+): Promise<OrgDeleteResult> {
+  const { workspaces } = state;
+  const pollMs = input.pollMs ?? 2000;
+  for (let looks = state.looks; ; looks++) {
+    const left = await db.orgWorkspaces({ orgId: input.orgId });
+    if (left.length === 0) break;
+    for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
+    await ask(left);
+    await sleep(Math.min(LATE_POLL_MAX_MS, pollMs * 2 ** Math.min(looks, 10)));
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 2000) {
+      await continueAsNew<typeof orgDeleteWorkflow>({ ...input, carried: { ...state, looks: looks + 1 } });
+    }
+  }
+  const last = await backend.removeOrgResources({ orgId: input.orgId });
+  const swept: Record<string, string[]> = { ...state.swept };
+  for (const [name, ids] of Object.entries(last)) swept[name] = [...(swept[name] ?? []), ...ids];
+  return { orgId: input.orgId, workspaces, stillDeleting: state.stillDeleting, swept };
 }
 
 function errorMessage(err: unknown): string {

@@ -38,6 +38,28 @@ describe('selectOrphans', () => {
     }
   });
 
+  it('removes a discarded current generation alone (its failed boot could not remove it), volumes kept', () => {
+    const out = select([res({ generation: 3 }), res({ kind: 'volume', instanceId: 'v-w', generation: 0 })], {
+      w: { backend: 'docker', generation: 3, status: 'failed', discardedGeneration: 3 },
+    });
+    expect(out.removals).toEqual([
+      {
+        backend: 'docker',
+        workspaceId: 'w',
+        orgId: ORG,
+        generation: 3,
+        instanceIds: ['i-w-3'],
+        reason: 'discarded',
+      },
+    ]);
+    expect(out.counts).toEqual({ listed: 2, live: 1, young: 0, foreign: 0 });
+    // Started again (the mark cleared): live.
+    const again = select([res({ generation: 3 })], {
+      w: { backend: 'docker', generation: 3, status: 'provisioning', discardedGeneration: null },
+    });
+    expect(again.removals).toEqual([]);
+  });
+
   it('keeps a resource ahead of its row (never removes on a stale read)', () => {
     const out = select([res({ generation: 4 })], {
       w: { backend: 'docker', generation: 3, status: 'online' },

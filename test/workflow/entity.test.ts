@@ -63,6 +63,13 @@ async function online(h: Harness, handle: WorkflowHandle, generation: number) {
   return until(h, handle, settledAt('online', generation), `online at generation ${generation}`);
 }
 
+/** Generations the entity recorded as given up with their resource still there (discardedGeneration). */
+function discardedRecords(h: Harness): unknown[] {
+  return h.fakes.calls
+    .filter((c) => c.name === 'recordTransition' && c.input.discardedGeneration !== undefined)
+    .map((c) => c.input.discardedGeneration);
+}
+
 /**
  * Delete converges and the workflow completes (it never fails); its history replays against the
  * current code, and is recorded as a committed replay history when named (RECORD_REPLAY=1).
@@ -230,6 +237,8 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       await handle.executeUpdate(restartUpdate);
       const failed = await until(h, handle, settledAt('failed', 1), 'failed');
       expect(failed.error).toMatch(/^removing generation 1 failed: removeResource refused for good/);
+      // Recorded as given up, so the orphan sweep removes it should nobody restart the workspace.
+      expect(discardedRecords(h)).toEqual([1]);
       await handle.executeUpdate(restartUpdate);
       await online(h, handle, 2);
       expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(2);
@@ -244,6 +253,9 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
         const handle = await startEntity(h);
         const failed = await until(h, handle, settledAt('failed', 1), 'failed');
         expect(failed.error).toMatch(/startResource refused for good; removing generation 1 failed/);
+        // The failed generation's resource is still there: recorded as given up (O4), so the
+        // orphan sweep removes it even though it stays the current generation.
+        expect(discardedRecords(h)).toEqual([1]);
         await handle.executeUpdate(stopUpdate);
         await until(h, handle, settledAt('stopped', 1), 'stopped');
         await deleteAndComplete(h, handle, 'compensation-failed');

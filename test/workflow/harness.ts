@@ -142,6 +142,9 @@ export class Fakes {
       finalizeDelete: async (input: { workspaceId: string }) => {
         await this.enter('finalizeDelete', input);
       },
+      saveRestartPolicy: async (input: { workspaceId: string; override: string | null }) => {
+        await this.enter('saveRestartPolicy', input);
+      },
     };
     // The fake implements every activity the workflow calls, with the same inputs and results.
     return fake as unknown as Activities;

@@ -14,6 +14,7 @@ import type { OrphanRemoval } from '../../src/domain/orphans.js';
 import { workflowsPath } from '../../src/worker/index.js';
 import type { SweepRun } from '../../src/db/sweeps.js';
 import type {
+  OrgDeleteResult,
   healthSweepWorkflow,
   orgDeleteWorkflow,
   orphanSweepWorkflow,
@@ -205,25 +206,22 @@ describe('healthSweepWorkflow', () => {
 });
 
 describe('orgDeleteWorkflow', () => {
-  it('asks a workspace again until its entity exists, waits for all, then sweeps by org', async () => {
+  it('asks every workspace it finds (one that appears later too), waits for all, then sweeps by org', async () => {
     const asks: string[] = [];
     let listings = 0;
     const result = await run(
       {
-        // w1 is deleted after the first look; w2 appears (a create that raced the delete) and is
-        // deleted once its entity took the delete.
+        // w1 is deleted after the first look; w2 appears (a create that raced the delete, its
+        // entity started by the cascade itself) and is deleted after its ask.
         orgWorkspaces: async () => {
           listings++;
           if (listings === 1) return ['w1'];
           if (listings === 2) return ['w1', 'w2'];
-          return asks.filter((a) => a === 'w2').length >= 2 ? [] : ['w2'];
+          return listings === 3 ? ['w2'] : [];
         },
         requestWorkspaceDelete: async ({ workspaceId }: { workspaceId: string }) => {
           asks.push(workspaceId);
-          // w2's entity starts only after the first ask.
-          return workspaceId === 'w2' && asks.filter((a) => a === 'w2').length === 1
-            ? 'no-entity'
-            : 'accepted';
+          return workspaceId === 'w2' ? 'started' : 'accepted';
         },
         removeOrgResources: async () => ({ docker: ['leaked'] }),
       },
@@ -234,7 +232,7 @@ describe('orgDeleteWorkflow', () => {
           args: [{ orgId: 'o', waitMs: 600_000, pollMs: 1000 }],
         }),
     );
-    expect(asks).toEqual(['w1', 'w2', 'w2']);
+    expect(asks).toEqual(['w1', 'w2']);
     expect(result).toEqual({
       orgId: 'o',
       workspaces: ['w1', 'w2'],
@@ -243,12 +241,30 @@ describe('orgDeleteWorkflow', () => {
     });
   });
 
-  it('runs the final sweep after the wait even when a workspace never reaches deleted', async () => {
-    const result = await run(
+  it('sweeps when the wait runs out, waits on until every workspace is deleted, then sweeps again', async () => {
+    // "stuck" stays until long after the deadline (a delete retrying against a failing backend);
+    // "late" shows up only after the deadline. The last sweep must follow the last delete.
+    const events: string[] = [];
+    let listings = 0;
+    const result: OrgDeleteResult = await run(
       {
-        orgWorkspaces: async () => ['stuck'],
-        requestWorkspaceDelete: async () => 'accepted' as const,
-        removeOrgResources: async () => ({ docker: [], ec2: ['i-1'] }),
+        orgWorkspaces: async () => {
+          listings++;
+          const left = listings < 30 ? ['stuck'] : [];
+          if (listings >= 20 && listings < 30) left.push('late');
+          events.push(`list:${left.join(',')}`);
+          return left;
+        },
+        requestWorkspaceDelete: async ({ workspaceId }: { workspaceId: string }) => {
+          events.push(`ask:${workspaceId}`);
+          return 'accepted' as const;
+        },
+        removeOrgResources: async (): Promise<Record<string, string[]>> => {
+          events.push('sweep');
+          return events.filter((e) => e === 'sweep').length === 1
+            ? { docker: [], ec2: ['i-1'] }
+            : { ec2: ['i-2'] };
+        },
       },
       (taskQueue) =>
         env.client.workflow.execute<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
@@ -258,6 +274,11 @@ describe('orgDeleteWorkflow', () => {
         }),
     );
     expect(result.stillDeleting).toEqual(['stuck']);
-    expect(result.swept).toEqual({ docker: [], ec2: ['i-1'] });
+    expect(result.workspaces).toEqual(['stuck', 'late']);
+    expect(result.swept).toEqual({ docker: [], ec2: ['i-1', 'i-2'] });
+    // One sweep at the deadline, and the last one only after a look found nothing left.
+    expect(events.filter((e) => e === 'sweep')).toHaveLength(2);
+    expect(events.slice(-2)).toEqual(['list:', 'sweep']);
+    expect(events.filter((e) => e === 'ask:late')).toHaveLength(1);
   });
 });

@@ -4,7 +4,13 @@ import { z } from 'zod';
 import { sweepStats } from '../../db/sweeps.js';
 import type { Queryable } from '../../db/queryable.js';
 import type { ApiDeps } from '../deps.js';
-import { createOrgBody, createWorkspaceBody, configureBody, workspaceSchema } from '../schemas.js';
+import {
+  createOrgBody,
+  createWorkspaceBody,
+  configureBody,
+  patchWorkspaceBody,
+  workspaceSchema,
+} from '../schemas.js';
 
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
@@ -159,6 +165,10 @@ function openApiDocument() {
       },
       '/v1/workspaces/{id}': {
         get: { responses: { '200': { description: 'workspace', ...json(workspaceSchema) } } },
+        patch: {
+          requestBody: json(patchWorkspaceBody),
+          responses: { '200': { description: 'workspace, with the restart policy in force' } },
+        },
       },
       '/v1/workspaces/{id}/config': {
         patch: { requestBody: json(configureBody), responses: { '200': { description: 'saved' } } },

@@ -16,7 +16,14 @@ import { temporalUnavailable } from '../entity.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
-import { bootLogQuery, configureBody, createWorkspaceBody, listQuery, workspaceIdParam } from '../schemas.js';
+import {
+  bootLogQuery,
+  configureBody,
+  createWorkspaceBody,
+  listQuery,
+  patchWorkspaceBody,
+  workspaceIdParam,
+} from '../schemas.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
@@ -30,6 +37,14 @@ export function workspacesRouter(deps: ApiDeps): Router {
     if (!w) throw notFound();
     return w;
   }
+
+  /** The restart policy in force: the workspace's own, else its template's, else the default. */
+  const policyOf = (w: { restartPolicy: 'always' | 'never' | null; template: string | null }) =>
+    w.restartPolicy ??
+    (w.template ? settings.templates[w.template]?.restartPolicy : undefined) ??
+    settings.restartPolicy?.policy ??
+    'always';
+  const present = (w: workspaces.WorkspaceRow) => ({ ...presentWorkspace(w), restartPolicy: policyOf(w) });
 
   r.post('/', async (req, res) => {
     const scope = orgScope(principalOf(res));
@@ -78,6 +93,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
         workflowId,
         parentId: body.parentId ?? null,
         budgetLimitCents: body.budgetLimitCents ?? null,
+        restartPolicy: body.restartPolicy ?? null,
       });
       for (const [key, value] of Object.entries(body.secrets ?? {}))
         await putSecret(tx, deps.secrets, { workspaceId: id }, key, value);
@@ -129,11 +145,29 @@ export function workspacesRouter(deps: ApiDeps): Router {
     const page = rows.slice(0, q.limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > q.limit && last ? encodeCursor(last.id) : null;
-    res.json({ items: page.map(presentWorkspace), nextCursor });
+    res.json({ items: page.map(present), nextCursor });
   });
 
   r.get('/:id', async (req, res) => {
-    res.json(presentWorkspace(await load(res, req.params.id)));
+    res.json(present(await load(res, req.params.id)));
+  });
+
+  // The entity saves the workspace's own policy and applies the one in force from its next decision.
+  r.patch('/:id', async (req, res) => {
+    const w = await load(res, req.params.id);
+    const body = parse(patchWorkspaceBody, req.body);
+    if (body.restartPolicy === undefined) {
+      throw badRequest(
+        'restartPolicy: required ("always", "never", or null for the default)',
+        'restartPolicy',
+      );
+    }
+    const override = body.restartPolicy;
+    await deps.entity.setRestartPolicy(w.id, {
+      override,
+      policy: policyOf({ ...w, restartPolicy: override }),
+    });
+    res.json(present(await load(res, w.id)));
   });
 
   r.patch('/:id/config', async (req, res) => {

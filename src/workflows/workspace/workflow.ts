@@ -36,6 +36,7 @@ import {
   agentReadySignal,
   configureUpdate,
   deleteUpdate,
+  restartPolicyUpdate,
   restartUpdate,
   startUpdate,
   stateQuery,
@@ -43,6 +44,7 @@ import {
   type AgentReady,
   type ConfigureInput,
   type ConfigureResult,
+  type RestartPolicyChange,
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../messages.js';
@@ -101,10 +103,19 @@ export const PATCHES = {
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
 
+interface TransitionOpts {
+  message?: string;
+  error?: string | null;
+  /** Recorded with the transition: a generation given up whose removal failed. */
+  discardedGeneration?: number;
+}
+
 export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<void> {
   const { workspaceId, backend: backendName } = input;
   const s = initialState(workspaceId, input.carried);
-  const policy = restartSettings(input.restartPolicy);
+  let policy = restartSettings(input.restartPolicy);
+  /** The policy changed (restartPolicyUpdate): the main loop looks at the restart policy again. */
+  let policyChanged = false;
   /** The restart counters changed since the DB last got them. */
   let restartDirty = false;
   let ready: AgentReady | null = null;
@@ -194,6 +205,28 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     { validator: (_change: ConfigureInput) => rejectIfGone() },
   );
 
+  // The new policy is saved, then used for the next restart decision; `input` carries it through
+  // continue-as-new. No command of the main loop changes, so histories without it replay as before.
+  setHandler(
+    restartPolicyUpdate,
+    async (change) => {
+      try {
+        await db.saveRestartPolicy({ workspaceId, override: change.override });
+      } catch (err) {
+        throw ApplicationFailure.create({
+          type: FailureType.Unavailable,
+          message: `restart policy could not be saved: ${failureMessage(err)}`,
+          nonRetryable: true,
+        });
+      }
+      input.restartPolicy = { ...input.restartPolicy, policy: change.policy };
+      policy = restartSettings(input.restartPolicy);
+      policyChanged = true;
+      return { restartPolicy: policy.policy };
+    },
+    { validator: (_change: RestartPolicyChange) => rejectIfGone() },
+  );
+
   setHandler(
     restartUpdate,
     () => {
@@ -238,7 +271,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   async function setStatus(
     status: WorkspaceStatus,
     phase: string | null = null,
-    opts: { message?: string; error?: string | null } = {},
+    opts: TransitionOpts = {},
   ): Promise<void> {
     await recordStatus(status, phase, opts).catch((err: unknown) => {
       log.warn('could not record a transition', { status, error: failureMessage(err) });
@@ -249,7 +282,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   async function recordStatus(
     status: WorkspaceStatus,
     phase: string | null,
-    opts: { message?: string; error?: string | null },
+    opts: TransitionOpts,
   ): Promise<void> {
     const now = Date.now();
     if (status !== s.status) {
@@ -281,11 +314,18 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       message: opts.message ?? null,
       error: s.error,
       ...(restart ? { restart } : {}),
+      ...(opts.discardedGeneration !== undefined ? { discardedGeneration: opts.discardedGeneration } : {}),
     });
     if (restart) restartDirty = false;
   }
 
-  const fail = (error: string) => setStatus('failed', null, { error, message: error });
+  /** `discarded`: a generation given up whose removal failed (the orphan sweep removes it then). */
+  const fail = (error: string, discarded?: number) =>
+    setStatus('failed', null, {
+      error,
+      message: error,
+      ...(discarded !== undefined ? { discardedGeneration: discarded } : {}),
+    });
 
   const interrupted = () => s.deleteRequested || s.desired === 'stopped' || s.restartPending;
 
@@ -305,14 +345,14 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await backend.captureBootLog({ workspaceId, backend: backendName, generation }).catch((e: unknown) => {
         log.warn('could not capture boot log', { error: failureMessage(e) });
       });
-      let reason = error;
       try {
         await backend.removeResource({ workspaceId, backend: backendName, generation });
       } catch (e) {
         log.warn('could not remove a failed generation', { generation, error: failureMessage(e) });
-        reason = `${error}; removing generation ${generation} failed: ${failureMessage(e)}`;
+        await fail(`${error}; removing generation ${generation} failed: ${failureMessage(e)}`, generation);
+        return;
       }
-      await fail(reason);
+      await fail(error);
     });
   }
 
@@ -339,7 +379,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       try {
         await backend.removeResource({ workspaceId, backend: backendName, generation: previous });
       } catch (err) {
-        await fail(`removing generation ${previous} failed: ${failureMessage(err)}`);
+        await fail(`removing generation ${previous} failed: ${failureMessage(err)}`, previous);
         return;
       }
     }
@@ -527,17 +567,21 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
 
   const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew() });
 
+  const wake = () => next().kind !== 'wait' || policyChanged;
   for (;;) {
+    policyChanged = false;
     if (next().kind === 'wait' && (await autoRestart())) continue;
     const wakeAt = policyWakeAt();
     if (wakeAt !== null && patched(PATCHES.autoRestart)) {
-      if (!(await condition(() => next().kind !== 'wait', Math.max(1, wakeAt - Date.now())))) {
+      if (!(await condition(wake, Math.max(1, wakeAt - Date.now())))) {
         await resetIfHealthy();
         continue;
       }
     } else {
-      await condition(() => next().kind !== 'wait');
+      await condition(wake);
     }
+    // A new restart policy: decide again with it (an offline workspace set to `always` restarts).
+    if (policyChanged && next().kind === 'wait') continue;
     const d = next();
     if (d.kind === 'delete') {
       await run(remove);
