@@ -15,6 +15,17 @@ import { templateName, templateSpecSchema } from './templates/schema.js';
  * one; a bad value fails at start with the variable named, never later at first use.
  */
 const msSetting = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** A comma-separated setting as its trimmed, non-empty items. */
+const commaList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    );
 
 const DEFAULT_RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'] as const;
 
@@ -54,30 +65,12 @@ const envSchema = z.object({
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'SECRETS_KEY must be 32 bytes, base64'),
   /** Comma list of earlier SECRETS_KEYs: they still open rows until `secrets re-encrypt` has run. */
-  SECRETS_OLD_KEYS: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    )
-    .refine(
-      (keys) => keys.every((k) => Buffer.from(k, 'base64').length === 32),
-      'SECRETS_OLD_KEYS must be a comma list of 32-byte base64 keys',
-    ),
+  SECRETS_OLD_KEYS: commaList('').refine(
+    (keys) => keys.every((k) => Buffer.from(k, 'base64').length === 32),
+    'SECRETS_OLD_KEYS must be a comma list of 32-byte base64 keys',
+  ),
   /** Comma list of enabled backends; a disabled one answers a typed "not configured" error. */
-  ENABLED_BACKENDS: z
-    .string()
-    .default('docker')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    )
-    .pipe(z.array(z.enum(['docker', 'ec2']))),
+  ENABLED_BACKENDS: commaList('docker').pipe(z.array(z.enum(['docker', 'ec2']))),
   /** `1` adds `ec2` to ENABLED_BACKENDS (what `./dev up --ec2-sim` sets). */
   ENABLE_EC2: z.enum(['0', '1', '']).optional(),
   DOCKER_SOCKET: z.string().default('/var/run/docker.sock'),
@@ -132,15 +125,7 @@ const envSchema = z.object({
   EC2_AMI_ID: z.string().optional(),
   EC2_INSTANCE_TYPE: z.string().default('t3.small'),
   EC2_SUBNET_ID: z.string().optional(),
-  EC2_SECURITY_GROUP_IDS: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    ),
+  EC2_SECURITY_GROUP_IDS: commaList(''),
   /** How an agent on an instance reaches the platform; default http://EC2_PLATFORM_HOST:PORT. */
   EC2_PLATFORM_URL: z.string().url().optional(),
   EC2_PLATFORM_HOST: z.string().optional(),
