@@ -3,9 +3,13 @@
  * provision through the one bootstrap fetch, on both backends); on EC2 the template also
  * overrides the placement (here the instance type) of what is launched.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { waitForStatus } from '../support/stack.js';
-import { instancesOf, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { instancesOf, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const TEMPLATES = {
   analyst: {
@@ -15,7 +19,7 @@ const TEMPLATES = {
   },
 };
 
-describe.each(PARITY_BACKENDS)('%s: templates', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: templates', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, { env: { TEMPLATES: JSON.stringify(TEMPLATES) } });
 
   it('a template supplies runtime, config and placement; the request config is merged on top', async () => {
