@@ -22,7 +22,12 @@ import { ApiClient, testEnv } from '../support/stack.js';
 
 const SEED = 20261129;
 const BATCH = 50;
-const BATCHES = 110;
+/**
+ * 50 batches (2,500 requests) in the suite; FUZZ_BATCHES=110 is the 5,500-request run behind
+ * docs/reliability.md. The seed is fixed, so a longer run only adds requests after these.
+ */
+const BATCHES = Number(process.env.FUZZ_BATCHES ?? 50);
+if (!Number.isInteger(BATCHES) || BATCHES < 1) throw new Error('FUZZ_BATCHES must be a positive integer');
 const CONCURRENCY = 10;
 
 interface Outcome {
@@ -272,7 +277,7 @@ describe('fuzz: malformed requests over every route', () => {
       `[fuzz] seed ${SEED}: ${sent} requests over ${routes.length} routes; status histogram: ` +
         sorted.map(([k, v]) => `${k}: ${v}`).join(', '),
     );
-    expect(sent).toBeGreaterThanOrEqual(5000);
+    expect(sent).toBeGreaterThanOrEqual(BATCH * BATCHES);
     expect(failures).toEqual([]);
   }, 480_000);
 });

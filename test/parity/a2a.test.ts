@@ -4,11 +4,15 @@
  * dies, the body limit and org isolation.
  */
 import { execFileSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { A2A_DEFAULTS } from '../../src/api/routes/a2a.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import { PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const AGENT = { agent: { streamChunks: 5, streamIntervalMs: 300 } };
 
@@ -60,7 +64,7 @@ async function freezeAgent(
   execFileSync('docker', ['exec', container, 'sh', '-c', script]);
 }
 
-describe.each(PARITY_BACKENDS)('%s A2A proxy', (backend) => {
+describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('round trip, unbuffered stream, peer metadata, agent card, limits, isolation, stop → 409', async () => {

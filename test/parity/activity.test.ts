@@ -3,10 +3,14 @@
  * (redacted), lifecycle transitions too; before_ts paging returns every row exactly once; peer_id
  * and chat-history select the traffic with one peer; another org gets 404.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import { PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const SECRET = 'sup3r-s3cret-activity-value';
 
@@ -42,7 +46,7 @@ interface Item {
   durationMs?: number;
 }
 
-describe.each(PARITY_BACKENDS)('%s activity log', (backend) => {
+describe.each(PARITY_BACKENDS)('%s activity log', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('120 calls page exactly once with before_ts; peer_id and chat-history; redaction; isolation', async () => {

@@ -1,10 +1,14 @@
 /** What the agent reports after it is online: secrets delivery, heartbeats, runtime wedge. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { launchTextOf, PARITY_BACKENDS, stateFileOf, useParityStack } from './backends.js';
+import { launchTextOf, CONCURRENT_BLOCK, PARITY_BACKENDS, stateFileOf, useParityStack } from './backends.js';
 
-describe.each(PARITY_BACKENDS)('%s: agent after boot', (backend) => {
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
+
+describe.each(PARITY_BACKENDS)('%s: agent after boot', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('delivers secrets only through the bootstrap fetch, never in the container env or logs', async () => {

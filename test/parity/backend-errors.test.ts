@@ -3,12 +3,23 @@
  * left behind); throttling is retried with backoff and the workspace still comes up with exactly
  * one resource. Docker's permanent error is a missing image; EC2's come from the API itself.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import type { SimKnobs } from '../ec2-sim/sim.js';
 import { waitForStatus } from '../support/stack.js';
-import { leftovers, PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
+import {
+  leftovers,
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  resourcesOf,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 interface PermanentCase {
   name: string;
@@ -55,7 +66,7 @@ async function failedStartAttempts(t: ParityFixture, id: string): Promise<number
     .map((started) => started?.activityTaskStartedEventAttributes?.attempt ?? -1);
 }
 
-describe.each(PARITY_BACKENDS)('%s: backend errors', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: backend errors', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, {
     env: { RUNTIME_IMAGES: JSON.stringify({ ghost: 'wo-missing:none' }) },
   });
@@ -80,7 +91,7 @@ describe.each(PARITY_BACKENDS)('%s: backend errors', (backend) => {
 });
 
 // EC2 only: Docker has no API throttling to retry.
-describe('ec2: throttled launches', () => {
+describe('ec2: throttled launches', CONCURRENT_BLOCK, () => {
   const t = useParityStack('ec2');
   const backend = 'ec2' as const;
 

@@ -26,6 +26,15 @@ import {
 
 export const PARITY_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
 
+/**
+ * Options of a parity describe block that may run at the same time as the file's other blocks
+ * marked so (its docker and ec2 halves, say): the files run one at a time, and their tests spend
+ * most of their time waiting on boots and timeouts. Safe because each block has its own stack,
+ * task queue and org, and ec2 blocks share the file's simulator (useParityStack). Tests inherit
+ * the option: declare those that share state within the block with `it.sequential`.
+ */
+export const CONCURRENT_BLOCK = { concurrent: true } as const;
+
 export interface ParityFixture extends StackFixture {
   readonly backend: BackendKind;
   /** Environment of this stack, for worker processes a test spawns. */
@@ -57,6 +66,32 @@ export async function startSim(): Promise<Ec2Sim> {
   return startEc2Sim({ motoEndpoint: inject('MOTO_ENDPOINT'), vmImage });
 }
 
+/**
+ * The file's simulator, shared by its ec2 describe blocks that run at the same time (a file may run
+ * its docker and ec2 halves, or several ec2 blocks, concurrently): two sims on one moto and network
+ * would each take the other's instances for their own. Stopped when its last user is done, so
+ * blocks that run one after another still get a fresh one each, as before.
+ */
+let sharedSim: { sim: Promise<Ec2Sim>; users: number } | null = null;
+
+async function acquireSim(): Promise<Ec2Sim> {
+  if (!sharedSim) {
+    const started = startSim();
+    // A failed start is every waiter's failure, and the next block's to retry.
+    started.catch(() => (sharedSim = sharedSim?.sim === started ? null : sharedSim));
+    sharedSim = { sim: started, users: 0 };
+  }
+  sharedSim.users++;
+  return sharedSim.sim;
+}
+
+async function releaseSim(sim: Ec2Sim): Promise<void> {
+  const s = sharedSim;
+  if (!s || (await s.sim) !== sim || --s.users > 0) return;
+  sharedSim = null;
+  await sim.stop();
+}
+
 /** A stack with `backend` enabled, started before the describe block and stopped after it. */
 export function useParityStack(backend: BackendKind, opts: StackOptions = {}): ParityFixture {
   let stack: Stack | undefined;
@@ -64,7 +99,7 @@ export function useParityStack(backend: BackendKind, opts: StackOptions = {}): P
   let org: { id: string; apiKey: string } | undefined;
   let env: Record<string, string> = {};
   beforeAll(async () => {
-    if (backend === 'ec2') sim = await startSim();
+    if (backend === 'ec2') sim = await acquireSim();
     env = testEnv({ ...backendEnv(backend, sim), ...opts.env });
     stack = await startStack({ ...opts, env });
     org = await createOrg(stack);
@@ -72,7 +107,7 @@ export function useParityStack(backend: BackendKind, opts: StackOptions = {}): P
   afterAll(async () => {
     if (stack) await deleteLeftoverWorkspaces(stack);
     await stack?.close();
-    await sim?.stop();
+    if (sim) await releaseSim(sim);
   });
   return {
     backend,

@@ -7,13 +7,23 @@
  * workspace has moved on to a new generation or been deleted.
  */
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { z } from 'zod';
 import { BOOT_PHASES } from '../../src/api/schemas.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { leftovers, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import {
+  leftovers,
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
 import { hostContainer, sh } from './workspace-shell.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const CONSOLE_CAP = 16 * 1024;
 
@@ -66,7 +76,7 @@ async function printToConsole(t: ParityFixture, id: string, generation: number, 
   expect(out.code, out.out).toBe(0);
 }
 
-describe.each(PARITY_BACKENDS)('%s: boot log', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: boot log', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, { env: { BOOT_LOG_CONSOLE_MAX_BYTES: String(CONSOLE_CAP) } });
 
   it('one shape: phase events with durations per generation, console redacted and capped', async () => {
@@ -142,55 +152,61 @@ describe.each(PARITY_BACKENDS)('%s: boot log', (backend) => {
   });
 });
 
-describe.each(PARITY_BACKENDS)('%s: boot log of a boot that missed its deadline', (backend) => {
-  const deadlineMs = 40_000;
-  const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
+describe.each(PARITY_BACKENDS)(
+  '%s: boot log of a boot that missed its deadline',
+  CONCURRENT_BLOCK,
+  (backend) => {
+    const deadlineMs = 40_000;
+    const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
 
-  it('failed, resource removed, its events and redacted console still served for that generation', async () => {
-    const secret = `s3cr3t-${randomBytes(12).toString('hex')}`;
-    const created = await t.stack.api.call('POST', '/v1/workspaces', {
-      token: t.key,
-      body: {
-        name: 'never-ready',
-        backend,
-        config: { agent: { neverHealthy: true } },
-        secrets: { BOOTLOG_SECRET: secret },
-      },
+    it('failed, resource removed, its events and redacted console still served for that generation', async () => {
+      const secret = `s3cr3t-${randomBytes(12).toString('hex')}`;
+      const created = await t.stack.api.call('POST', '/v1/workspaces', {
+        token: t.key,
+        body: {
+          name: 'never-ready',
+          backend,
+          config: { agent: { neverHealthy: true } },
+          secrets: { BOOTLOG_SECRET: secret },
+        },
+      });
+      expect(created.status).toBe(202);
+      const id: string = created.body.id;
+      // The agent is up (it never proves health): print to the console before the deadline strikes.
+      await waitFor(async () => phasesOf(await bootLog(t, t.key, id)).includes('agent-started'), {
+        timeoutMs: deadlineMs,
+        describe: 'agent-started before the deadline',
+      });
+      await printToConsole(t, id, 1, 'echo "doomed boot sees $BOOTLOG_SECRET"');
+
+      const failed = await waitForStatus(t.stack, t.key, id, 'failed', deadlineMs + 60_000);
+      expect(failed.error).toMatch(/boot deadline/);
+      expect(await leftovers(backend, t.stack.docker, id, { keepVolumes: true })).toEqual([]);
+
+      const kept = await bootLog(t, t.key, id);
+      expect(phasesOf(kept)).toEqual(['boot', 'config-materialized', 'plugins-installed', 'agent-started']);
+      expect(kept.events.at(-1)!.durationMs).toBeNull();
+      expect(kept.consoleGeneration).toBe(1);
+      expect(kept.console).toContain('doomed boot sees [REDACTED]');
+      expect(JSON.stringify(kept)).not.toContain(secret);
+
+      // The workspace moves on to generation 2; generation 1's log is still there on request.
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(
+        202,
+      );
+      await waitForStatus(t.stack, t.key, id, (w) => w.generation === 2);
+      expect((await bootLog(t, t.key, id)).consoleGeneration).toBe(2);
+      const again = await bootLog(t, t.key, id, '?generation=1');
+      expect(again.events).toEqual(kept.events);
+      expect(again.console).toBe(kept.console);
+
+      // And after delete.
+      expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+      const afterDelete = await bootLog(t, t.key, id, '?generation=1');
+      expect(afterDelete.console).toBe(kept.console);
+      expect(phasesOf(afterDelete)).toEqual(phasesOf(kept));
+      expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
     });
-    expect(created.status).toBe(202);
-    const id: string = created.body.id;
-    // The agent is up (it never proves health): print to the console before the deadline strikes.
-    await waitFor(async () => phasesOf(await bootLog(t, t.key, id)).includes('agent-started'), {
-      timeoutMs: deadlineMs,
-      describe: 'agent-started before the deadline',
-    });
-    await printToConsole(t, id, 1, 'echo "doomed boot sees $BOOTLOG_SECRET"');
-
-    const failed = await waitForStatus(t.stack, t.key, id, 'failed', deadlineMs + 60_000);
-    expect(failed.error).toMatch(/boot deadline/);
-    expect(await leftovers(backend, t.stack.docker, id, { keepVolumes: true })).toEqual([]);
-
-    const kept = await bootLog(t, t.key, id);
-    expect(phasesOf(kept)).toEqual(['boot', 'config-materialized', 'plugins-installed', 'agent-started']);
-    expect(kept.events.at(-1)!.durationMs).toBeNull();
-    expect(kept.consoleGeneration).toBe(1);
-    expect(kept.console).toContain('doomed boot sees [REDACTED]');
-    expect(JSON.stringify(kept)).not.toContain(secret);
-
-    // The workspace moves on to generation 2; generation 1's log is still there on request.
-    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
-    await waitForStatus(t.stack, t.key, id, (w) => w.generation === 2);
-    expect((await bootLog(t, t.key, id)).consoleGeneration).toBe(2);
-    const again = await bootLog(t, t.key, id, '?generation=1');
-    expect(again.events).toEqual(kept.events);
-    expect(again.console).toBe(kept.console);
-
-    // And after delete.
-    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
-    await waitForStatus(t.stack, t.key, id, 'deleted');
-    const afterDelete = await bootLog(t, t.key, id, '?generation=1');
-    expect(afterDelete.console).toBe(kept.console);
-    expect(phasesOf(afterDelete)).toEqual(phasesOf(kept));
-    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
-  });
-});
+  },
+);

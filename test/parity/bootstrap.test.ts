@@ -5,11 +5,21 @@
  * tokens, and the URLs handed to peers never come from the caller's Host header.
  */
 import http from 'node:http';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { waitForStatus, type Stack } from '../support/stack.js';
-import { bootstrapTokenOf, PARITY_BACKENDS, stateFileOf, useParityStack } from './backends.js';
+import {
+  bootstrapTokenOf,
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  stateFileOf,
+  useParityStack,
+} from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 // The contract's JSON answers are objects; tests read fields freely from them.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test convenience for reading JSON answers
@@ -68,7 +78,7 @@ const sendAs = (stack: Stack, id: string, token: string, host = '127.0.0.1') =>
     },
   });
 
-describe.each(PARITY_BACKENDS)('%s bootstrap and tokens', (backend) => {
+describe.each(PARITY_BACKENDS)('%s bootstrap and tokens', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('a bootstrap answer lost on the way is fetched again (same token), then the token is spent at registration', async () => {

@@ -10,12 +10,16 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type Dockerode from 'dockerode';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
 import { hostContainer, sh } from './workspace-shell.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const MiB = 1024 * 1024;
 const READ_CAP = 8 * MiB;
@@ -104,7 +108,7 @@ async function terminalBackpressure(
   ws.terminate();
 }
 
-describe.each(PARITY_BACKENDS)('%s bounded files and boot log', (backend) => {
+describe.each(PARITY_BACKENDS)('%s bounded files and boot log', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, {
     env: {
       FILE_READ_MAX_BYTES: String(READ_CAP),

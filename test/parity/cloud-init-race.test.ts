@@ -4,14 +4,18 @@
  * keeps the workspace `provisioning` until the agent proves the current generation and config, and
  * a boot carrying a config that is no longer the saved one never makes it online.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { PARITY_BACKENDS, useParityStack } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const SLOW_MS = 3000;
 
-describe.each(PARITY_BACKENDS)('%s: slow boot (cloud-init race)', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: slow boot (cloud-init race)', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('stays provisioning until platform-health-ok with the current config; an outdated boot never goes online', async () => {

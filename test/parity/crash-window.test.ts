@@ -7,9 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { spawnWorker } from '../support/worker-process.js';
-import { PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
 
-describe.each(PARITY_BACKENDS)('%s: worker crash during provision', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: worker crash during provision', CONCURRENT_BLOCK, (backend) => {
   // The API runs in this process; workers are separate processes sharing its task queue and DB.
   const t = useParityStack(backend, { worker: false });
   const workerEnv = () => {
@@ -32,7 +32,8 @@ describe.each(PARITY_BACKENDS)('%s: worker crash during provision', (backend) =>
     ['the agent reported agent-started', async (id) => (await phasesOf(id)).includes('agent-started')],
   ];
 
-  it.each(points)(
+  // One task queue per block: a SIGKILL must hit this test's worker only.
+  it.sequential.each(points)(
     'SIGKILL once %s → a new worker brings it online, one resource, no orphan',
     async (_p, reached) => {
       const first = await spawnWorker(workerEnv());

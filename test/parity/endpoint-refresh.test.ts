@@ -5,12 +5,16 @@
  * degraded verdict left by a failed forward is lifted once the agent answers again.
  */
 import { EC2Client, RebootInstancesCommand } from '@aws-sdk/client-ec2';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { agentLivenessSignal, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const send = (text: string) => ({
   jsonrpc: '2.0',
@@ -49,7 +53,7 @@ async function restartBehindOurBack(
 const a2a = (t: ParityFixture, id: string, text: string) =>
   t.stack.api.call('POST', `/v1/workspaces/${id}/a2a`, { token: t.key, body: send(text) });
 
-describe.each(PARITY_BACKENDS)('%s endpoint refresh', (backend) => {
+describe.each(PARITY_BACKENDS)('%s endpoint refresh', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('a resource restarted behind the platform serves A2A again and ends online', async () => {

@@ -22,7 +22,13 @@ import { waitFor } from '../setup/wait-for.js';
 import { duplicates, holdings, orphans, report, watchHoldings, type Watch } from '../support/faults.js';
 import { waitForStatus, type ApiResponse } from '../support/stack.js';
 import { spawnWorker, type WorkerProcess } from '../support/worker-process.js';
-import { PARITY_BACKENDS, leftovers, useParityStack, type ParityFixture } from './backends.js';
+import {
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  leftovers,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
 
 type Phase = 'provision' | 'restart' | 'delete';
 
@@ -183,30 +189,35 @@ function workerEnv(t: ParityFixture): Record<string, string> {
   };
 }
 
-describe.each(PARITY_BACKENDS)('%s: worker SIGKILL mid provision, restart and delete', (backend) => {
-  // The API runs in this process; the worker is a separate process sharing its task queue and DB.
-  const t = useParityStack(backend, { worker: false });
-  let worker: WorkerProcess | undefined;
-  afterAll(async () => {
-    await worker?.kill('SIGTERM');
-  });
+describe.each(PARITY_BACKENDS)(
+  '%s: worker SIGKILL mid provision, restart and delete',
+  CONCURRENT_BLOCK,
+  (backend) => {
+    // The API runs in this process; the worker is a separate process sharing its task queue and DB.
+    const t = useParityStack(backend, { worker: false });
+    let worker: WorkerProcess | undefined;
+    afterAll(async () => {
+      await worker?.kill('SIGTERM');
+    });
 
-  it(
-    'a new worker converges each operation: online g1, online g2, deleted; 0 orphans, 0 duplicates',
-    { timeout: LIFECYCLE_MS },
-    async () => {
-      worker = await spawnWorker(workerEnv(t));
-      // deleteLeftoverWorkspaces needs a worker if the test fails half way: it keeps the last one.
-      await lifecycleUnderFaults(t, 'killed-worker', 'worker SIGKILL', async () => {
-        await worker!.kill('SIGKILL');
+    it.sequential(
+      'a new worker converges each operation: online g1, online g2, deleted; 0 orphans, 0 duplicates',
+      { timeout: LIFECYCLE_MS },
+      async () => {
         worker = await spawnWorker(workerEnv(t));
-      });
-    },
-  );
-});
+        // deleteLeftoverWorkspaces needs a worker if the test fails half way: it keeps the last one.
+        await lifecycleUnderFaults(t, 'killed-worker', 'worker SIGKILL', async () => {
+          await worker!.kill('SIGKILL');
+          worker = await spawnWorker(workerEnv(t));
+        });
+      },
+    );
+  },
+);
 
 describe.each(PARITY_BACKENDS)(
   '%s: Temporal restart mid provision, restart and delete',
+  CONCURRENT_BLOCK,
   (backend: BackendKind) => {
     // This file's own Temporal server, persisted in SQLite so a restart keeps every workflow. The
     // hooks are registered before the stack's, so the server outlives the stack's cleanup.
@@ -231,22 +242,25 @@ describe.each(PARITY_BACKENDS)(
         ['GET', '/readyz'],
         phase === 'delete' ? ['DELETE', `/v1/workspaces/${id}`] : ['POST', `/v1/workspaces/${id}/start`],
       ];
-      const answers: string[] = [];
-      for (const [method, url] of calls) {
-        // ApiClient aborts after 30 s: a hang fails the test there. The time is information only.
-        const began = Date.now();
-        const res: ApiResponse = await t.stack.api.call(method, url, {
-          token: url === '/readyz' ? undefined : t.key,
-        });
-        answers.push(`${method} ${url.replace(id, ':id')} → ${res.status} (${Date.now() - began} ms)`);
-        if (url === '/readyz') expect(res.status).toBe(503);
-        else if (method === 'GET') expect(res.status).toBe(200);
-        else expect([202, 503]).toContain(res.status);
-      }
-      return answers;
+      // All at once: each answers on its own (no call waits for another), and the outage is no
+      // longer than the slowest of them.
+      return Promise.all(
+        calls.map(async ([method, url]) => {
+          // ApiClient aborts after 30 s: a hang fails the test there. The time is information only.
+          const began = Date.now();
+          const res: ApiResponse = await t.stack.api.call(method, url, {
+            token: url === '/readyz' ? undefined : t.key,
+          });
+          if (url === '/readyz') expect(res.status).toBe(503);
+          else if (method === 'GET') expect(res.status).toBe(200);
+          else expect([202, 503]).toContain(res.status);
+          return `${method} ${url.replace(id, ':id')} → ${res.status} (${Date.now() - began} ms)`;
+        }),
+      );
     }
 
-    it.each(['SIGTERM', 'SIGKILL'] as const)(
+    // One server per block: its two faults run one after the other.
+    it.sequential.each(['SIGTERM', 'SIGKILL'] as const)(
       'Temporal %s mid-operation, restarted on the same store: each operation converges; 0 orphans, 0 duplicates',
       { timeout: LIFECYCLE_MS },
       async (signal) => {

@@ -8,10 +8,14 @@
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const MiB = 1024 * 1024;
 
@@ -69,7 +73,7 @@ async function shell(container: Dockerode.Container, argv: string[]): Promise<{ 
   return { code: info.ExitCode ?? -1, out: Buffer.concat(out).toString('utf8') };
 }
 
-describe.each(PARITY_BACKENDS)('%s files API', (backend) => {
+describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('write → list → read (5 MiB binary) → replace → delete → 404; refusals touch nothing; 413; 409; org isolation', async () => {

@@ -9,13 +9,23 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { DescribeInstancesCommand, DescribeSecurityGroupsCommand } from '@aws-sdk/client-ec2';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { platformUrls } from '../../src/config.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { AGENT_CREDENTIAL_HEADER, agentCredential } from '../../src/security/agent-credential.js';
 import { SecretBox } from '../../src/security/secrets.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import { motoClient, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import {
+  motoClient,
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const run = promisify(execFile);
 
@@ -88,7 +98,7 @@ async function fetchFromInside(
 
 const refusedOrUnreachable = (o: Outcome) => o.status === 0 || o.status === 401 || o.status === 403;
 
-describe.each(PARITY_BACKENDS)('%s tenant isolation', (backend) => {
+describe.each(PARITY_BACKENDS)('%s tenant isolation', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, { env: { TEMPLATES: JSON.stringify(TEMPLATES) } });
 
   it("org A's workspace cannot call org B's agent (or its sibling's) directly; the proxy still can", async () => {

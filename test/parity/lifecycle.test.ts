@@ -6,14 +6,18 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { workflowsPath } from '../../src/worker/index.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { REPO_ROOT, waitForStatus, type Stack } from '../support/stack.js';
-import { leftovers, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
+import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
 
-describe.each(PARITY_BACKENDS)('%s workspace lifecycle', (backend) => {
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
+
+describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('create → online → config+restart → online at g+1 → stop → start → delete leaves nothing', async () => {
@@ -121,7 +125,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', (backend) => {
   });
 });
 
-describe.each(PARITY_BACKENDS)('%s entity continue-as-new', (backend) => {
+describe.each(PARITY_BACKENDS)('%s entity continue-as-new', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, { env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
 
   it('carries generation, config and status across runs, and keeps serving updates', async () => {

@@ -3,10 +3,20 @@
  * platform's back, a failed A2A forward finds it stopped and the entity marks it offline; start
  * boots the same generation again, restart a new one. Before, start was accepted and did nothing.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
+import {
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  resourcesOf,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const send = (text: string) => ({
   jsonrpc: '2.0',
@@ -29,7 +39,7 @@ async function takeOffline(t: ParityFixture, id: string, generation: number) {
   return waitForStatus(t.stack, t.key, id, 'offline', 30_000);
 }
 
-describe.each(PARITY_BACKENDS)('%s: start and restart from offline', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: start and restart from offline', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('offline → start boots the same generation; offline → restart boots the next', async () => {

@@ -6,15 +6,19 @@
 import { randomBytes } from 'node:crypto';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { orgDeleteWorkflowId } from '../../src/api/sweeps.js';
 import type { OrgDeleteResult } from '../../src/workflows/sweeps.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import { motoClient, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { motoClient, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
 import { plantLeak } from './leaks.js';
 
-describe.each(PARITY_BACKENDS)('%s org delete', (backend) => {
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
+
+describe.each(PARITY_BACKENDS)('%s org delete', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   it('deletes the workspaces, revokes the key at once and leaves nothing of the org', async () => {

@@ -11,13 +11,14 @@ import {
   TerminateInstancesCommand,
   type RunInstancesCommandOutput,
 } from '@aws-sdk/client-ec2';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
 import type { OrphanSweepResult } from '../../src/domain/orphans.js';
 import { ensureSweepSchedules, sweepScheduleId } from '../../src/worker/schedules.js';
 import { waitFor } from '../setup/wait-for.js';
 import { useStack, waitForStatus } from '../support/stack.js';
 import {
+  CONCURRENT_BLOCK,
   leftovers,
   motoClient,
   PARITY_BACKENDS,
@@ -26,6 +27,10 @@ import {
   type ParityFixture,
 } from './backends.js';
 import { plantLeak } from './leaks.js';
+
+// The docker and ec2 orphan-sweep blocks run at the same time (CONCURRENT_BLOCK); the tests of one
+// block share its stack and run one after another.
+const it = test.sequential;
 
 const GRACE_MS = 15_000;
 const fakeId = () => randomBytes(8).toString('hex');
@@ -88,8 +93,12 @@ async function sweep(t: { stack: ParityFixture['stack'] }): Promise<OrphanSweepR
 const ids = (backend: BackendKind, all: Array<{ backend: string; workspaceId: string }>) =>
   all.filter((r) => r.backend === backend).map((r) => r.workspaceId);
 
-describe.each(PARITY_BACKENDS)('%s orphan sweep', (backend) => {
-  const t = useParityStack(backend, { env: { ORPHAN_GRACE_MS: String(GRACE_MS) } });
+describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) => {
+  // Each block's stack has only its own backend enabled: the two blocks run at the same time on
+  // one database, and a sweep of the other's backend would take that block's planted orphans.
+  const t = useParityStack(backend, {
+    env: { ORPHAN_GRACE_MS: String(GRACE_MS), ENABLED_BACKENDS: backend },
+  });
 
   it('removes superseded, deleted and unknown ones past the grace period; keeps live, young and foreign ones', async () => {
     const create = async (name: string) => {

@@ -2,7 +2,7 @@
  * The races the seed system lost, on the real stack and on each backend: a config save racing a
  * restart, a stale boot trying to flip the workspace, and a boot that never proves readiness.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
 import type { SimKnobs } from '../ec2-sim/sim.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
@@ -11,15 +11,20 @@ import { waitForStatus } from '../support/stack.js';
 import {
   bootstrapTokenOf,
   leftovers,
+  CONCURRENT_BLOCK,
   PARITY_BACKENDS,
   resourcesOf,
   stateFileOf,
   useParityStack,
 } from './backends.js';
 
+// The race blocks of both backends run at the same time (CONCURRENT_BLOCK); the tests of one block
+// share its stack and run one after another.
+const it = test.sequential;
+
 const RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'];
 
-describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
 
   /** Waits until the entity has nothing left to do and the workspace is online. */
@@ -193,7 +198,8 @@ describe.each(PARITY_BACKENDS)('%s: boot deadline', (backend) => {
   const deadlineMs = 6000;
   const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
 
-  it.each(DEADLINE_CASES[backend])(
+  // Each case has its own workspace (and org, when it has knobs) and waits for a timer: together.
+  test.concurrent.each(DEADLINE_CASES[backend])(
     '$name → failed within the deadline, boot events + console kept, resource removed',
     async (c) => {
       const key = c.knobs ? await t.orgWithKnobs(c.knobs) : t.key;

@@ -6,18 +6,23 @@
 import { Writable } from 'node:stream';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { secretsHash } from '../../src/agent/configs.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import {
   launchTextOf,
+  CONCURRENT_BLOCK,
   PARITY_BACKENDS,
   stateFileOf,
   useParityStack,
   type ParityFixture,
 } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const ORG_ONLY = 'org-default-3b8d2f61';
 const ORG_OVERRIDDEN = 'org-overridden-a41c9e07';
@@ -70,7 +75,7 @@ async function databaseCounts(t: ParityFixture): Promise<Record<string, number>>
   return counts;
 }
 
-describe.each(PARITY_BACKENDS)('%s: secrets', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: secrets', CONCURRENT_BLOCK, (backend) => {
   // Everything the service logs (API and worker), at debug, kept to search for the values.
   const logged: string[] = [];
   const sink = new Writable({

@@ -6,10 +6,14 @@
  */
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { loadTemplateDir } from '../../src/templates/catalog.js';
 import { waitForStatus } from '../support/stack.js';
-import { instancesOf, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { instancesOf, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 const CATALOG = path.resolve(import.meta.dirname, '../../templates');
 /** The example shipped in the catalog: what the test expects is read from its folder. */
@@ -23,7 +27,7 @@ const TEMPLATES = {
   },
 };
 
-describe.each(PARITY_BACKENDS)('%s: templates', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: templates', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, {
     env: { TEMPLATES: JSON.stringify(TEMPLATES), TEMPLATES_DIR: CATALOG },
   });

@@ -6,14 +6,18 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import type { ApiDeps } from '../../src/api/deps.js';
 import { attachTerminal } from '../../src/api/terminal.js';
 import type { BackendKind } from '../../src/backends/backend.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus, type Stack } from '../support/stack.js';
-import { leftovers, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
+// its stack and run one after another.
+const it = test.sequential;
 
 interface Term {
   ws: WebSocket;
@@ -144,7 +148,7 @@ async function liveSessions(backend: BackendKind, stack: Stack, id: string, gene
   return found;
 }
 
-describe.each(PARITY_BACKENDS)('%s terminal', (backend) => {
+describe.each(PARITY_BACKENDS)('%s terminal', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
   let id = '';
   let generation = 1;
