@@ -83,6 +83,16 @@ const backend = proxyActivities<Activities>({
   },
 });
 
+/** A look at the backend before an automatic restart: quick and bounded (status never throws). */
+const probe = proxyActivities<Activities>({
+  startToCloseTimeout: '1m',
+  retry: {
+    initialInterval: '1s',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: ['BackendError.not_configured'],
+  },
+});
+
 /** Patch ids: where this code emits commands that the code before it did not. */
 export const PATCHES = {
   /** `start` on offline/degraded/failed boots (it used to be accepted and do nothing). */
@@ -93,6 +103,8 @@ export const PATCHES = {
   deleteContinuesAsNew: 'delete-continues-as-new',
   /** The restart policy: automatic restarts of offline/degraded workspaces, and their timers. */
   autoRestart: 'auto-restart-policy',
+  /** An automatic restart first reads the backend; unreadable (an outage) holds the restart. */
+  restartNeedsBackend: 'auto-restart-needs-backend',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -153,6 +165,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   setHandler(agentLivenessSignal, (l) => {
     s.liveness = l;
     s.healthPending = true;
+    // The backend answers again: a restart held for its outage need not wait any longer.
+    if (l.resourceStatus !== 'unknown') s.restartHeldUntilMs = null;
   });
 
   setHandler(
@@ -464,6 +478,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       nowMs: Date.now(),
       history: s.restartHistory,
       settings: policy,
+      heldUntilMs: s.restartHeldUntilMs,
     });
 
   /**
@@ -480,6 +495,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await fail(p.reason);
       return true;
     }
+    if (patched(PATCHES.restartNeedsBackend)) {
+      // Booting into a backend whose API is down only fails (then `failed`, for good): hold the
+      // restart and look again after another degraded period, or as soon as a listing answers.
+      if (await backendUnreadable()) {
+        s.restartHeldUntilMs = Date.now() + policy.degradedAfterMs;
+        log.info('automatic restart held: the backend cannot be read', { generation: s.generation });
+        return false;
+      }
+      if (next().kind !== 'wait') return true; // something came in meanwhile: it goes first
+    }
     s.restartHistory = [
       ...s.restartHistory,
       { atMs: Date.now(), generation: s.generation, reason: p.reason },
@@ -493,6 +518,21 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     });
     await run(() => provision('restarting'));
     return true;
+  }
+
+  /** Whether the backend answers `unknown` for the current generation (a failed look: no). */
+  async function backendUnreadable(): Promise<boolean> {
+    try {
+      const seen = await probe.resourceStatus({
+        workspaceId,
+        backend: backendName,
+        generation: s.generation,
+      });
+      return seen === 'unknown';
+    } catch (err) {
+      log.warn('could not read the backend before a restart', { error: failureMessage(err) });
+      return false;
+    }
   }
 
   /** When the restart policy next needs a look (a backoff, a degraded threshold, a healthy reset). */
