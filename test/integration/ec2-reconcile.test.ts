@@ -20,6 +20,7 @@ import { MOTO_CREDENTIALS, simServiceEnv } from '../ec2-sim/service-env.js';
 import { ensureVmImage } from '../ec2-sim/vm-image.js';
 import { startMoto, type RunningMoto } from '../setup/services.js';
 import { waitFor } from '../setup/wait-for.js';
+import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { holdings } from '../support/faults.js';
 import {
   createOrg,
@@ -80,9 +81,8 @@ beforeAll(async () => {
       AUTO_RESTART_POLICY: 'always',
       AUTO_RESTART_MAX: '3',
       AUTO_RESTART_BACKOFF_MS: '200',
-      // Only `offline` restarts here: an outage that merely leaves heartbeats stale (degraded)
-      // must not restart anything within this test's time.
-      AUTO_RESTART_DEGRADED_MS: '600000',
+      // Short, so the outage outlasts it: a restart comes due while the backend cannot be read.
+      AUTO_RESTART_DEGRADED_MS: '3000',
       HEARTBEAT_STALE_MS: '4000',
       ORPHAN_GRACE_MS: '1000',
     }),
@@ -131,6 +131,25 @@ async function sweepUntil(ids: string[], ok: (w: Json) => boolean, what: string)
     { timeoutMs: 240_000, intervalMs: 1_000, describe: what },
   );
   return { workspaces: found, results };
+}
+
+/**
+ * How many times the entity looked at the backend before an automatic restart (the activity
+ * `resourceStatus`, completed): each look that found the backend unreadable held the restart.
+ */
+async function restartLooks(id: string): Promise<number> {
+  const history = await stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
+  const events = history.events ?? [];
+  const looks = new Set(
+    events
+      .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'resourceStatus')
+      .map((e) => String(e.eventId)),
+  );
+  return events.filter(
+    (e) =>
+      e.activityTaskCompletedEventAttributes &&
+      looks.has(String(e.activityTaskCompletedEventAttributes.scheduledEventId)),
+  ).length;
 }
 
 async function createOnline(name: string): Promise<Json> {
@@ -214,6 +233,24 @@ describe('ec2: the EC2 world restarts under online workspaces', () => {
       for (const r of outage.results) {
         expect(r.listErrors.map((e: Json) => e.backend)).toEqual(['ec2']);
         for (const s of r.signalled) expect(s.to).not.toBe('offline');
+      }
+      // The restart came due during the outage (degraded past AUTO_RESTART_DEGRADED_MS): the entity
+      // looked, found the backend unreadable and held it, instead of booting into the outage.
+      await waitFor(
+        async () => {
+          await sweep('health');
+          const looks = await Promise.all(ids.map(restartLooks));
+          return looks.every((n) => n >= 1) ? looks : null;
+        },
+        { timeoutMs: 60_000, intervalMs: 1_000, describe: 'each entity to hold its restart' },
+      );
+      for (const id of ids) {
+        const w = await get(id);
+        expect([w.status, w.generation, w.restartCount]).toEqual([
+          'degraded',
+          online.find((o) => o.id === id)!.generation,
+          0,
+        ]);
       }
       const blindOrphans = await sweep('orphans');
       expect(blindOrphans.listErrors.map((e: Json) => e.backend)).toEqual(['ec2']);
