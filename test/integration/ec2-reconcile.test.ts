@@ -1,7 +1,7 @@
 /**
  * Reconcile after the EC2 world restarts (issue 8, "reconcile after outages"). EC2-only by nature:
  * it restarts moto (in memory: every instance is lost) and ec2-sim (its VM containers die with
- * it), which have no Docker counterpart; the Docker daemon's restart is
+ * it), together and each alone, which have no Docker counterpart; the Docker daemon's restart is
  * test/parity/dockerd-restart.test.ts, a worker outage test/parity/faults.test.ts.
  *
  * The file runs a moto and a sim of its own, so restarting them disturbs no other file: moto on a
@@ -79,7 +79,7 @@ beforeAll(async () => {
     env: testEnv({
       ...simServiceEnv(sim),
       AUTO_RESTART_POLICY: 'always',
-      AUTO_RESTART_MAX: '3',
+      AUTO_RESTART_MAX: '5',
       AUTO_RESTART_BACKOFF_MS: '200',
       // Short, so the outage outlasts it: a restart comes due while the backend cannot be read.
       AUTO_RESTART_DEGRADED_MS: '3000',
@@ -284,6 +284,42 @@ describe('ec2: the EC2 world restarts under online workspaces', () => {
   );
 
   it(
+    'moto alone restarts (the sim keeps running): the VMs of instances moto forgot are removed and the workspaces come back',
+    { timeout: 480_000 },
+    async () => {
+      const ids = online.map((w) => w.id as string);
+      const motoPort = moto.port;
+      await moto.stop();
+      moto = await startOwnMoto(motoPort);
+      // The sim removes the containers of instances its moto no longer knows: the VMs go too.
+      await waitFor(
+        async () =>
+          (
+            await stack.docker.listContainers({
+              all: true,
+              filters: { label: [`${LABEL_SIM}=1`, `wo.ec2-sim.moto=${moto.endpoint}`] },
+            })
+          ).length === 0,
+        { timeoutMs: 60_000, intervalMs: 200, describe: 'the sim to remove the VMs of forgotten instances' },
+      );
+      const { workspaces: back, results } = await sweepUntil(
+        ids,
+        (w) => w.status === 'online' && w.generation > online.find((o) => o.id === w.id)!.generation,
+        'every online workspace to come back after the moto restart',
+      );
+      for (const w of back) {
+        expect(w.restartCount).toBe(2);
+        expect(await a2aStatus(w.id as string)).toBe(200);
+      }
+      const signalled = results.flatMap((r) => r.signalled as Json[]);
+      expect(signalled.filter((s) => s.workspaceId === stopped.id)).toEqual([]);
+      expect((await get(stopped.id as string)).status).toBe('stopped');
+      await expectNoLeaks(back, stopped);
+      online = back;
+    },
+  );
+
+  it(
     'ec2-sim alone restarts (moto keeps its instances, the VMs die): the instances are retired and the workspaces come back',
     { timeout: 480_000 },
     async () => {
@@ -305,7 +341,7 @@ describe('ec2: the EC2 world restarts under online workspaces', () => {
         'every online workspace to come back after the sim restart',
       );
       for (const w of back) {
-        expect(w.restartCount).toBe(2);
+        expect(w.restartCount).toBe(3);
         expect(await a2aStatus(w.id as string)).toBe(200);
       }
       const signalled = results.flatMap((r) => r.signalled as Json[]);
