@@ -17,6 +17,7 @@ import {
   replayAndRecord,
   settledAt,
   startEntity,
+  transient,
   until,
   withWorker,
   type Harness,
@@ -202,6 +203,24 @@ describe('entity workflow: restart policy', () => {
       const back = await online(h, handle, 2);
       expect(back.lastRestartReason).toBe('degraded for 20000 ms');
       expect(h.fakes.count('resourceStatus')).toBe(2);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a look at the backend that fails (a hung endpoint) holds the restart too', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: POLICY });
+      await online(h, handle, 1);
+      let failing = true;
+      h.fakes.faults.resourceStatus = () => (failing ? transient('resourceStatus') : null);
+      await goOffline(handle, 1);
+      // Three attempts (the probe's retry policy), then held: nothing removed, nothing booted.
+      await until(h, handle, (s) => s.status === 'offline' && h.fakes.count('resourceStatus') >= 3, 'held');
+      expect(h.fakes.count('removeResource')).toBe(0);
+      failing = false;
+      const back = await online(h, handle, 2);
+      expect(back.restartCount).toBe(1);
+      expect(h.fakes.count('resourceStatus')).toBe(4);
       await deleteAndComplete(h, handle);
     });
   });

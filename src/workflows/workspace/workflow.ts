@@ -520,7 +520,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     return true;
   }
 
-  /** Whether the backend answers `unknown` for the current generation (a failed look: no). */
+  /**
+   * Whether the backend cannot be read for the current generation: it answers `unknown`, or the
+   * look itself failed (a hung endpoint times out). An unconfigured backend is not an outage: the
+   * restart goes ahead and fails with that reason, as before.
+   */
   async function backendUnreadable(): Promise<boolean> {
     try {
       const seen = await probe.resourceStatus({
@@ -530,8 +534,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       });
       return seen === 'unknown';
     } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type === 'BackendError.not_configured') return false;
       log.warn('could not read the backend before a restart', { error: failureMessage(err) });
-      return false;
+      return true;
     }
   }
 
