@@ -8,6 +8,7 @@ import {
   BackendError,
   CONSOLE_MAX_BYTES,
   type BackendKind,
+  type ResourceStatus,
   type WorkspaceBackend,
 } from '../backends/backend.js';
 import { saveConsoleLog } from '../db/events.js';
@@ -103,6 +104,11 @@ export function createActivities(deps: ActivityDeps) {
         }),
       );
       await workspaces.recordResource(db, input.workspaceId, input.generation, info);
+    },
+
+    /** The backend's view of the generation's resource; `unknown` when it cannot be read. */
+    async resourceStatus(input: ResourceTarget): Promise<ResourceStatus> {
+      return backendCall(() => deps.backends[input.backend].status(input.workspaceId, input.generation));
     },
 
     async stopResource(input: ResourceTarget): Promise<void> {

@@ -101,6 +101,8 @@ export interface CarriedState {
   restartHistory?: AutoRestart[];
   lastRestartReason?: string | null;
   statusSinceMs?: number;
+  /** An automatic restart held until then: the backend could not be read when it was due. */
+  restartHeldUntilMs?: number | null;
 }
 
 export interface WorkspaceState {

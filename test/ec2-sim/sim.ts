@@ -5,7 +5,9 @@
  * assigned, with the instance's user-data run by the init like cloud-init. Stop/start/terminate in
  * moto become docker stop/start/rm (terminate before TerminateInstances returns; reboot on
  * RebootInstances). A restart of the Docker daemon (or the host) reboots every running VM, like
- * EC2's automatic recovery: the containers carry the `unless-stopped` restart policy. The product
+ * EC2's automatic recovery: the containers carry the `unless-stopped` restart policy. A restart of
+ * the sim itself (its VM containers gone with it) is a host failure: the new sim terminates, in
+ * moto, the instances of its subnet that have no container left. The product
  * talks to `endpoint` (a proxy to moto that answers GetConsoleOutput from the container's console)
  * exactly as it would to EC2.
  *
@@ -28,6 +30,7 @@ import {
   DescribeSubnetsCommand,
   DescribeVpcsCommand,
   EC2Client,
+  TerminateInstancesCommand,
   type Instance,
 } from '@aws-sdk/client-ec2';
 import Dockerode from 'dockerode';
@@ -94,6 +97,11 @@ export interface StartEc2SimOptions {
   port?: number;
   /** The one moto region the sim watches (default us-east-1). */
   region?: string;
+  /**
+   * Claim exactly this subnet (a sim started again keeps the subnet the service launches into);
+   * fails when another live sim holds it. Default: the first subnet of the VPC no live sim holds.
+   */
+  subnetId?: string;
 }
 
 export interface Ec2Sim {
@@ -727,7 +735,15 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
   const preexisting = opts.adoptExisting ? new Set<string>() : new Set((await describeManaged()).keys());
 
   let claim: SubnetClaim | null = null;
-  if (candidateSubnets.length > 0) {
+  if (opts.subnetId !== undefined) {
+    const wanted = candidateSubnets.find((s) => s.SubnetId === opts.subnetId);
+    if (!wanted) {
+      throw new Error(
+        `subnet ${opts.subnetId} is not a subnet of the VPC ${vpcCidr} in moto at ${moto} (moto restarted without its seed?)`,
+      );
+    }
+    claim = claimSubnet(network.name, [wanted.CidrBlock as string], moto);
+  } else if (candidateSubnets.length > 0) {
     claim = claimSubnet(
       network.name,
       candidateSubnets.map((s) => s.CidrBlock as string),
@@ -737,8 +753,30 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
     log(`moto has no subnet in the VPC ${vpcCidr}: create one and launch into it (subnetId is empty)`);
   }
   const subnet = candidateSubnets.find((s) => s.CidrBlock === claim?.cidr);
+
+  /**
+   * A sim starting where an earlier one ran (its restart): instances of the claimed subnet that
+   * moto still holds but whose VM container is gone died with that sim (removed at its stop, or
+   * lost with its host), and their disk with them, so they cannot boot again. They are terminated
+   * in moto, as EC2 retires an instance whose host failed; left alone they would stay `running`
+   * for ever with no VM. An instance whose container survived is reconciled as usual (started
+   * again). No live sim launches into a claimed subnet, so nothing alive is touched.
+   */
+  const retireLostInstances = async (cidr: string): Promise<void> => {
+    const [instances, containers] = await Promise.all([describeManaged(), listOwned()]);
+    const lost = [...instances.values()]
+      .filter(
+        (i) => desiredOf(i.state) !== 'gone' && i.ip && cidrContains(cidr, i.ip) && !containers.has(i.id),
+      )
+      .map((i) => i.id);
+    if (lost.length === 0) return;
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: lost }));
+    log(`${lost.join(', ')}: no VM left (it died with the previous sim on ${cidr}): terminated in moto`);
+  };
+
   let proxy: Ec2Proxy;
   try {
+    if (claim) await retireLostInstances(claim.cidr);
     proxy = await startEc2Proxy({
       motoEndpoint: moto,
       host: opts.host,

@@ -12,9 +12,11 @@ import { join } from 'node:path';
 import {
   CreateSubnetCommand,
   CreateVpcCommand,
+  DeleteSecurityGroupCommand,
   DescribeImagesCommand,
   DescribeInstanceAttributeCommand,
   DescribeInstancesCommand,
+  DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
   DescribeVolumesCommand,
   RunInstancesCommand,
@@ -400,6 +402,29 @@ describe('Ec2Backend against moto', () => {
       console.log(`launch error → ${(err as BackendError).code}: ${(err as BackendError).message}`);
     }
     expect(await instancesTagged(badWorkspace)).toEqual([]);
+  });
+
+  it('the managed security group, gone since it was cached (deleted, or the region lost it), is made again by the next launch', async () => {
+    const id = `${badWorkspace}sg`;
+    const groupsOf = async (generation: number) =>
+      (await instancesTagged(id, LIVE))
+        .filter((i) => i.Tags?.some((t) => t.Key === 'Generation' && t.Value === String(generation)))
+        .flatMap((i) => (i.SecurityGroups ?? []).map((g) => g.GroupId));
+    const managed = new Ec2Backend(options({ platformCidr: '172.31.255.254/32' }));
+    await managed.start(spec(1, id));
+    const [first] = await groupsOf(1);
+    expect(first).toMatch(/^sg-/);
+    await managed.remove(id, { generation: 1 });
+    await client.send(new DeleteSecurityGroupCommand({ GroupId: first! }));
+
+    const info = await managed.start(spec(2, id));
+    expect(info.status).toBe('running');
+    const [second] = await groupsOf(2);
+    expect(second).toMatch(/^sg-/);
+    expect(second).not.toBe(first);
+    const group = await client.send(new DescribeSecurityGroupsCommand({ GroupIds: [second!] }));
+    expect(group.SecurityGroups?.[0]?.GroupName).toBe('wo-workspaces');
+    await managed.remove(id, { volumes: true });
   });
 
   it('an unreachable EC2 endpoint: status unknown (never missing), everything else transient', async () => {

@@ -4,6 +4,7 @@
  * test or a bench can start its own.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -424,11 +425,40 @@ function motoAnswers(port: number, signal: AbortSignal): Promise<boolean> {
   });
 }
 
+/** POST /moto-api/seed?a=N: seeds moto's random ids; true once moto answers it with 200. */
+function seedMoto(port: number, seed: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: `/moto-api/seed?a=${seed}`, signal },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode === 200));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export interface StartMotoOptions {
+  log?: Log;
+  /** Fixed port (a restart reuses the address the sim forwards to); default a free one. */
+  port?: number;
+  /**
+   * Seeds moto's ids before its first EC2 call, so the region's default VPC, subnets and groups
+   * get the same ids on every start with this seed: a restart loses the instances but keeps the
+   * network the service is configured with, as a real region would. Ids drawn afterwards (instances,
+   * reservations) are random again, so a restarted moto never reuses an old instance id.
+   */
+  seed?: number;
+}
+
 /**
  * moto_server on a free 127.0.0.1 port, in memory (a fresh EC2 world per start). Ready = it answers
  * an EC2 DescribeRegions. Python's default SIGTERM handling stops it.
  */
-export async function startMoto(opts: { log?: Log } = {}): Promise<RunningMoto> {
+export async function startMoto(opts: StartMotoOptions = {}): Promise<RunningMoto> {
   const binary = motoBinary();
   if (!fs.existsSync(binary)) {
     throw new Error(
@@ -439,7 +469,7 @@ export async function startMoto(opts: { log?: Log } = {}): Promise<RunningMoto> 
   const logFile = path.join(dir, 'moto.log');
 
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = opts.port ?? (await freePort());
     const { child, stop } = spawnService(binary, ['-H', '127.0.0.1', '-p', String(port)], {
       dir,
       logFile,
@@ -447,14 +477,35 @@ export async function startMoto(opts: { log?: Log } = {}): Promise<RunningMoto> 
       graceMs: 5_000,
     });
     try {
+      const seed = opts.seed;
       await Promise.race([
         exitAsError(child, 'moto_server', logFile),
-        waitFor(({ signal }) => motoAnswers(port, signal), {
-          timeoutMs: 60_000,
-          intervalMs: 100,
-          attemptTimeoutMs: 5_000,
-          describe: `moto_server on 127.0.0.1:${port} to answer DescribeRegions; log ${logFile}`,
-        }),
+        (async () => {
+          if (seed !== undefined) {
+            // Before any EC2 call: the first one creates the default VPC from the seeded ids.
+            await waitFor(({ signal }) => seedMoto(port, seed, signal), {
+              timeoutMs: 60_000,
+              intervalMs: 100,
+              attemptTimeoutMs: 5_000,
+              describe: `moto_server on 127.0.0.1:${port} to take its seed; log ${logFile}`,
+            });
+          }
+          await waitFor(({ signal }) => motoAnswers(port, signal), {
+            timeoutMs: 60_000,
+            intervalMs: 100,
+            attemptTimeoutMs: 5_000,
+            describe: `moto_server on 127.0.0.1:${port} to answer DescribeRegions; log ${logFile}`,
+          });
+          if (seed !== undefined) {
+            const fresh = randomInt(1, 2 ** 31);
+            await waitFor(({ signal }) => seedMoto(port, fresh, signal), {
+              timeoutMs: 10_000,
+              intervalMs: 100,
+              attemptTimeoutMs: 5_000,
+              describe: `moto_server on 127.0.0.1:${port} to take a fresh seed; log ${logFile}`,
+            });
+          }
+        })(),
       ]);
     } catch (err) {
       await stop();

@@ -4,7 +4,7 @@
  * moto's DescribeInstances, plus the ec2-sim containers playing those instances), and a sampler
  * that watches it while faults happen so a duplicate that comes and goes is still seen.
  */
-import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
 import type { BackendKind } from '../../src/backends/backend.js';
 import { LABEL, MANAGED_BY } from '../../src/backends/docker/names.js';
@@ -22,11 +22,15 @@ export interface Held {
   state: string;
 }
 
-/** Everything of `workspaceId` on `backend` right now (terminated EC2 instances excluded). */
+/**
+ * Everything of `workspaceId` on `backend` right now (terminated EC2 instances excluded); EC2 is
+ * read from the run's moto unless a test with a moto of its own passes its client.
+ */
 export async function holdings(
   backend: BackendKind,
   docker: Dockerode,
   workspaceId: string,
+  ec2: EC2Client = motoClient(),
 ): Promise<Held[]> {
   if (backend === 'docker') {
     const containers = await docker.listContainers({
@@ -44,7 +48,7 @@ export async function holdings(
       ...volumes.map((v) => ({ kind: 'volume' as const, id: v.Name, generation: null, state: 'present' })),
     ];
   }
-  const out = await motoClient().send(
+  const out = await ec2.send(
     new DescribeInstancesCommand({
       Filters: [
         { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },

@@ -24,7 +24,12 @@ const NOW = 1_800_000_000_000;
 const r = (atMs: number, generation = 1): AutoRestart => ({ atMs, generation, reason: 'offline' });
 const plan = (
   status: WorkspaceStatus,
-  over: { sinceMs?: number; history?: AutoRestart[]; s?: Partial<RestartSettings> } = {},
+  over: {
+    sinceMs?: number;
+    history?: AutoRestart[];
+    s?: Partial<RestartSettings>;
+    heldUntilMs?: number | null;
+  } = {},
 ) =>
   restartPlan({
     status,
@@ -32,6 +37,7 @@ const plan = (
     nowMs: NOW,
     history: over.history ?? [],
     settings: { ...S, ...over.s },
+    heldUntilMs: over.heldUntilMs,
   });
 
 describe('restartPlan', () => {
@@ -73,6 +79,23 @@ describe('restartPlan', () => {
     expect([0, 1, 2, 3, 4, 10].map((n) => restartBackoffMs(n, S))).toEqual([
       1_000, 2_000, 4_000, 8_000, 8_000, 8_000,
     ]);
+  });
+
+  it('a restart held (the backend could not be read) waits until the hold ends; failing does not', () => {
+    expect(plan('offline', { heldUntilMs: NOW + 3_000 })).toEqual({ kind: 'later', atMs: NOW + 3_000 });
+    expect(plan('degraded', { sinceMs: NOW - 10_000, heldUntilMs: NOW + 1 })).toEqual({
+      kind: 'later',
+      atMs: NOW + 1,
+    });
+    expect(plan('offline', { heldUntilMs: NOW })).toEqual({ kind: 'restart', reason: 'offline' });
+    expect(plan('offline', { heldUntilMs: null })).toEqual({ kind: 'restart', reason: 'offline' });
+    // Not yet degraded long enough: the threshold comes first.
+    expect(plan('degraded', { sinceMs: NOW - 4_000, heldUntilMs: NOW + 1 })).toEqual({
+      kind: 'later',
+      atMs: NOW + 6_000,
+    });
+    const history = [r(NOW - 30_000, 1), r(NOW - 20_000, 2), r(NOW - 10_000, 3)];
+    expect(plan('offline', { history, heldUntilMs: NOW + 5_000 }).kind).toBe('fail');
   });
 
   it('fails past the maximum within the window, naming the restarts', () => {

@@ -56,6 +56,8 @@ export class Fakes {
     number,
     { runtime: string; configHash: string; configVersion: number; config: unknown }
   >();
+  /** What the fake backend answers for a resource's status (a restart looks first). */
+  resourceStatus: (generation: number) => 'running' | 'stopped' | 'missing' | 'unknown' = () => 'missing';
   /** Generations the fake agent proves ready when their resource starts. */
   agentAnswers: (generation: number) => boolean = () => true;
   /** Per activity: throw this (or nothing) for the call number n (1-based, per activity). */
@@ -129,6 +131,10 @@ export class Fakes {
             configHash: snap.configHash,
           });
         }
+      },
+      resourceStatus: async (input: { workspaceId: string; generation: number }) => {
+        await this.enter('resourceStatus', input);
+        return this.resourceStatus(input.generation);
       },
       stopResource: async (input: { workspaceId: string; generation: number }) => {
         await this.enter('stopResource', input);

@@ -18,6 +18,7 @@ import {
   replayAndRecord,
   settledAt,
   startEntity,
+  transient,
   until,
   withWorker,
   type Harness,
@@ -149,6 +150,79 @@ describe('entity workflow: restart policy', () => {
       const back = await online(h, handle, 2);
       expect(back.lastRestartReason).toBe('degraded for 20000 ms');
       expect(startedAt(h, 2) - degradedAt).toBeGreaterThanOrEqual(20_000);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a restart due while the backend cannot be read is held, and goes ahead once a listing answers', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: POLICY });
+      await online(h, handle, 1);
+      // The backend's API is down and the agent silent: the sweep can only say `unknown`.
+      h.fakes.resourceStatus = () => 'unknown';
+      await handle.signal(agentLivenessSignal, {
+        generation: 1,
+        reachable: false,
+        resourceStatus: 'unknown',
+      });
+      await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
+      await h.env.sleep(5 * POLICY.degradedAfterMs!);
+      const held = await until(h, handle, settledAt('degraded', 1), 'still degraded');
+      expect(held.restartCount).toBe(0);
+      // It looked at the backend each time the restart came due, and did not boot into the outage.
+      expect(h.fakes.count('resourceStatus')).toBeGreaterThanOrEqual(2);
+      expect(h.fakes.count('removeResource')).toBe(0);
+      expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
+
+      // The API answers again and the next sweep finds the resource gone: restarted at once.
+      h.fakes.resourceStatus = () => 'missing';
+      await handle.signal(agentLivenessSignal, {
+        generation: 1,
+        reachable: false,
+        resourceStatus: 'missing',
+      });
+      const back = await online(h, handle, 2);
+      expect(back.restartCount).toBe(1);
+      expect(back.lastRestartReason).toBe('offline');
+      await deleteAndComplete(h, handle, 'auto-restart-held');
+    });
+  });
+
+  it('a held restart looks at the backend again after another degraded period', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: POLICY });
+      await online(h, handle, 1);
+      h.fakes.resourceStatus = () => 'unknown';
+      await handle.signal(agentLivenessSignal, {
+        generation: 1,
+        reachable: false,
+        resourceStatus: 'unknown',
+      });
+      await until(h, handle, (s) => s.status === 'degraded' && h.fakes.count('resourceStatus') >= 1, 'held');
+      // Readable again, but no sweep says so (its verdict, degraded, did not change): the entity's
+      // own second look finds it and restarts.
+      h.fakes.resourceStatus = () => 'running';
+      const back = await online(h, handle, 2);
+      expect(back.lastRestartReason).toBe('degraded for 20000 ms');
+      expect(h.fakes.count('resourceStatus')).toBe(2);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a look at the backend that fails (a hung endpoint) holds the restart too', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h, { restartPolicy: POLICY });
+      await online(h, handle, 1);
+      let failing = true;
+      h.fakes.faults.resourceStatus = () => (failing ? transient('resourceStatus') : null);
+      await goOffline(handle, 1);
+      // Three attempts (the probe's retry policy), then held: nothing removed, nothing booted.
+      await until(h, handle, (s) => s.status === 'offline' && h.fakes.count('resourceStatus') >= 3, 'held');
+      expect(h.fakes.count('removeResource')).toBe(0);
+      failing = false;
+      const back = await online(h, handle, 2);
+      expect(back.restartCount).toBe(1);
+      expect(h.fakes.count('resourceStatus')).toBe(4);
       await deleteAndComplete(h, handle);
     });
   });

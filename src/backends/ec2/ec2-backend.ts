@@ -32,7 +32,7 @@ import {
 } from '../backend.js';
 import { workspacePath } from '../paths.js';
 import type { SshKeyPair, SshKeyStore } from '../ssh-keys.js';
-import { ec2ErrorCode, isInstanceNotFound, toBackendError } from './errors.js';
+import { ec2ErrorCode, isGroupNotFound, isInstanceNotFound, toBackendError } from './errors.js';
 import * as files from './files.js';
 import { tailText } from '../streams.js';
 import type { SshTarget } from './ssh.js';
@@ -296,7 +296,9 @@ export class Ec2Backend implements WorkspaceBackend {
     const imageId = placed.imageId ?? this.image(spec.runtime);
     const instanceType = placed.instanceType ?? this.instanceType;
     const subnetId = placed.subnetId ?? this.subnetId;
-    const securityGroupIds = placed.securityGroupIds?.length
+    // The managed group (no group configured) is ours to make again should it be gone.
+    const managed = !placed.securityGroupIds?.length && this.securityGroupIds === undefined;
+    let securityGroupIds = placed.securityGroupIds?.length
       ? placed.securityGroupIds
       : (this.securityGroupIds ?? (await this.managedGroup(subnetId)));
     const pair = await this.keyPair(spec.workspaceId, spec.generation);
@@ -313,38 +315,51 @@ export class Ec2Backend implements WorkspaceBackend {
     }
 
     let launched: Instance | undefined;
-    try {
-      const res = await this.c.send(
-        new RunInstancesCommand({
-          ImageId: imageId,
-          InstanceType: instanceType as _InstanceType,
-          MinCount: 1,
-          MaxCount: 1,
-          ClientToken: token,
-          UserData: Buffer.from(userData, 'utf8').toString('base64'),
-          TagSpecifications: launchTagSpecifications(instanceTags(spec)),
-          ...(subnetId === undefined ? {} : { SubnetId: subnetId }),
-          ...(securityGroupIds === undefined ? {} : { SecurityGroupIds: securityGroupIds }),
-        }),
-      );
-      launched = res.Instances?.[0];
-    } catch (err) {
-      if (ec2ErrorCode(err) === 'IdempotentParameterMismatch') {
-        // The token was used by an earlier attempt whose launch we never saw answered (and which
-        // DescribeInstances did not show yet: eventual consistency). Its instance is the one.
-        const raced = await this.awaitLaunched(spec.workspaceId, spec.generation);
-        if (raced) return this.ensureRunning(raced, name);
-        throw new BackendError(
-          'transient',
-          `${name}: ClientToken ${token} already used; instance not visible yet`,
-          {
-            cause: err,
-          },
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await this.c.send(
+          new RunInstancesCommand({
+            ImageId: imageId,
+            InstanceType: instanceType as _InstanceType,
+            MinCount: 1,
+            MaxCount: 1,
+            ClientToken: token,
+            UserData: Buffer.from(userData, 'utf8').toString('base64'),
+            TagSpecifications: launchTagSpecifications(instanceTags(spec)),
+            ...(subnetId === undefined ? {} : { SubnetId: subnetId }),
+            ...(securityGroupIds === undefined ? {} : { SecurityGroupIds: securityGroupIds }),
+          }),
         );
+        launched = res.Instances?.[0];
+        break;
+      } catch (err) {
+        if (ec2ErrorCode(err) === 'IdempotentParameterMismatch') {
+          // The token was used by an earlier attempt whose launch we never saw answered (and which
+          // DescribeInstances did not show yet: eventual consistency). Its instance is the one.
+          const raced = await this.awaitLaunched(spec.workspaceId, spec.generation);
+          if (raced) return this.ensureRunning(raced, name);
+          throw new BackendError(
+            'transient',
+            `${name}: ClientToken ${token} already used; instance not visible yet`,
+            {
+              cause: err,
+            },
+          );
+        }
+        // The cached managed group may be what failed (deleted by hand): look it up again next time.
+        this.managedGroups.delete(subnetId ?? '');
+        if (managed && attempt === 1 && isGroupNotFound(err)) {
+          // Gone since it was cached (deleted by hand, or the region lost it): nothing was launched,
+          // so make the group again and launch once more, instead of failing the generation.
+          this.log?.warn(
+            { workspaceId: spec.workspaceId, generation: spec.generation, securityGroupIds },
+            'ec2 managed security group gone: recreating it',
+          );
+          securityGroupIds = await this.managedGroup(subnetId);
+          continue;
+        }
+        throw toBackendError(err, `launching ${name} from ${imageId}`);
       }
-      // The cached managed group may be what failed (deleted by hand): look it up again next time.
-      this.managedGroups.delete(subnetId ?? '');
-      throw toBackendError(err, `launching ${name} from ${imageId}`);
     }
     if (!launched?.InstanceId)
       throw new BackendError('transient', `RunInstances for ${name} returned no instance`);

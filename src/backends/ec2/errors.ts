@@ -99,6 +99,12 @@ export function isInstanceNotFound(err: unknown): boolean {
   return code === 'InvalidInstanceID.NotFound' || code === 'InvalidInstanceID.Malformed';
 }
 
+/** A security group id names nothing (any more). */
+export function isGroupNotFound(err: unknown): boolean {
+  const code = ec2ErrorCode(err);
+  return code === 'InvalidGroup.NotFound' || code === 'InvalidSecurityGroupID.NotFound';
+}
+
 export function isPermanentCode(code: string): boolean {
   return PERMANENT_CODES.has(code) || PERMANENT_PREFIXES.some((p) => code.startsWith(p));
 }

@@ -136,7 +136,8 @@ export function restartBackoffMs(n: number, s: RestartSettings): number {
  * The restart policy (Kubernetes' CrashLoopBackOff, Nomad's `restart` block): an `offline`
  * workspace, or one `degraded` for `degradedAfterMs`, restarts at a new generation after an
  * exponential backoff measured from the last restart; past `max` restarts in `windowMs` it fails
- * with the history. `sinceMs` is when the workspace entered its current status.
+ * with the history. `sinceMs` is when the workspace entered its current status. A restart held
+ * (`heldUntilMs`: the backend could not be read when it was due) waits until then.
  */
 export function restartPlan(input: {
   status: WorkspaceStatus;
@@ -144,6 +145,7 @@ export function restartPlan(input: {
   nowMs: number;
   history: readonly AutoRestart[];
   settings: RestartSettings;
+  heldUntilMs?: number | null;
 }): RestartPlan {
   const { status, sinceMs, nowMs, settings: s } = input;
   if (s.policy === 'never' || (status !== 'offline' && status !== 'degraded')) return { kind: 'none' };
@@ -164,6 +166,8 @@ export function restartPlan(input: {
     const atMs = last.atMs + restartBackoffMs(recent.length - 1, s);
     if (nowMs < atMs) return { kind: 'later', atMs };
   }
+  const held = input.heldUntilMs ?? null;
+  if (held !== null && nowMs < held) return { kind: 'later', atMs: held };
   return { kind: 'restart', reason };
 }
 

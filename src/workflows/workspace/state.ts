@@ -24,6 +24,11 @@ export interface EntityState extends WorkspaceState {
   lastRestartReason: string | null;
   /** When the status last changed (workflow time): how long degraded, how long healthy. */
   statusSinceMs: number;
+  /**
+   * An automatic restart is held until then: when it was due the backend could not be read (its
+   * API down), and a restart into an outage only ends `failed`. Cleared by a readable listing.
+   */
+  restartHeldUntilMs: number | null;
 }
 
 /** What the main loop does next; `wait` means nothing until a handler changes the state. */
@@ -79,6 +84,7 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     restartHistory: carried?.restartHistory ?? [],
     lastRestartReason: carried?.lastRestartReason ?? null,
     statusSinceMs: carried?.statusSinceMs ?? Date.now(),
+    restartHeldUntilMs: carried?.restartHeldUntilMs ?? null,
   };
 }
 
@@ -104,6 +110,7 @@ export function carry(s: EntityState): CarriedState {
     restartHistory: s.restartHistory,
     lastRestartReason: s.lastRestartReason,
     statusSinceMs: s.statusSinceMs,
+    restartHeldUntilMs: s.restartHeldUntilMs,
   };
 }
 

@@ -87,6 +87,16 @@ const backend = proxyActivities<Activities>({
   },
 });
 
+/** A look at the backend before an automatic restart: quick and bounded (status never throws). */
+const probe = proxyActivities<Activities>({
+  startToCloseTimeout: '1m',
+  retry: {
+    initialInterval: '1s',
+    maximumAttempts: 3,
+    nonRetryableErrorTypes: ['BackendError.not_configured'],
+  },
+});
+
 /** Patch ids: where this code emits commands that the code before it did not. */
 export const PATCHES = {
   /** `start` on offline/degraded/failed boots (it used to be accepted and do nothing). */
@@ -99,6 +109,8 @@ export const PATCHES = {
   autoRestart: 'auto-restart-policy',
   /** Operators' search attributes: when the status last changed, and the restarts of the streak. */
   statusSearchAttributes: 'status-since-restarts-search-attributes',
+  /** An automatic restart first reads the backend; unreadable (an outage) holds the restart. */
+  restartNeedsBackend: 'auto-restart-needs-backend',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -168,6 +180,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   setHandler(agentLivenessSignal, (l) => {
     s.liveness = l;
     s.healthPending = true;
+    // The backend answers again: a restart held for its outage need not wait any longer.
+    if (l.resourceStatus !== 'unknown') s.restartHeldUntilMs = null;
   });
 
   setHandler(
@@ -514,6 +528,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       nowMs: Date.now(),
       history: s.restartHistory,
       settings: policy,
+      heldUntilMs: s.restartHeldUntilMs,
     });
 
   /**
@@ -530,6 +545,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await fail(p.reason);
       return true;
     }
+    if (patched(PATCHES.restartNeedsBackend)) {
+      // Booting into a backend whose API is down only fails (then `failed`, for good): hold the
+      // restart and look again after another degraded period, or as soon as a listing answers.
+      if (await backendUnreadable()) {
+        s.restartHeldUntilMs = Date.now() + policy.degradedAfterMs;
+        log.info('automatic restart held: the backend cannot be read', { generation: s.generation });
+        return false;
+      }
+      if (next().kind !== 'wait') return true; // something came in meanwhile: it goes first
+    }
     s.restartHistory = [
       ...s.restartHistory,
       { atMs: Date.now(), generation: s.generation, reason: p.reason },
@@ -543,6 +568,27 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     });
     await run(() => provision('restarting'));
     return true;
+  }
+
+  /**
+   * Whether the backend cannot be read for the current generation: it answers `unknown`, or the
+   * look itself failed (a hung endpoint times out). An unconfigured backend is not an outage: the
+   * restart goes ahead and fails with that reason, as before.
+   */
+  async function backendUnreadable(): Promise<boolean> {
+    try {
+      const seen = await probe.resourceStatus({
+        workspaceId,
+        backend: backendName,
+        generation: s.generation,
+      });
+      return seen === 'unknown';
+    } catch (err) {
+      const cause = err instanceof ActivityFailure ? err.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type === 'BackendError.not_configured') return false;
+      log.warn('could not read the backend before a restart', { error: failureMessage(err) });
+      return true;
+    }
   }
 
   /** When the restart policy next needs a look (a backoff, a degraded threshold, a healthy reset). */
