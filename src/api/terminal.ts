@@ -167,6 +167,8 @@ export function attachTerminal(
       ws.on('error', (err) => log.debug({ err, workspaceId: id }, 'terminal socket error'));
       alive.set(ws, true);
       ws.on('pong', () => alive.set(ws, true));
+      // Any frame read proves the peer is there, as a pong would (a pong may sit unread behind them).
+      ws.on('message', () => alive.set(ws, true));
       serve(ws, req, url, id).catch((err: unknown) => {
         log.error({ err }, 'terminal session failed');
         close(ws, 1011, 'internal error');
@@ -264,7 +266,11 @@ export function attachTerminal(
     let queued = 0;
     const settle = (): void => {
       queued--;
-      if (ws.isPaused && queued <= INPUT_RESUME_FRAMES && ws.readyState === ws.OPEN) ws.resume();
+      if (ws.isPaused && queued <= INPUT_RESUME_FRAMES && ws.readyState === ws.OPEN) {
+        // A pong that arrived while reading was paused is still unread: a full round from here.
+        alive.set(ws, true);
+        ws.resume();
+      }
     };
     handle = (data, isBinary) => {
       if (++queued > INPUT_PAUSE_FRAMES && !ws.isPaused) ws.pause();

@@ -20,6 +20,7 @@ const MOUNTS: Record<string, string> = {
   orgsRouter: '/v1/orgs',
   orgSecretsRouter: '/v1/orgs',
   sweepsRouter: '/v1/admin/sweeps',
+  templatesRouter: '/v1/templates',
   workspacesRouter: '/v1/workspaces',
   filesRouter: '/v1/workspaces',
   a2aRouter: '/v1/workspaces',
