@@ -6,11 +6,9 @@
  * 10 MiB; 409 once stopped; another org's key gets 404.
  */
 import { randomBytes } from 'node:crypto';
-import { PassThrough } from 'node:stream';
-import type Dockerode from 'dockerode';
 import { describe, expect, test } from 'vitest';
-import type { BackendKind } from '../../src/backends/backend.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
+import { hostContainer, run } from './workspace-shell.js';
 import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
@@ -40,37 +38,6 @@ async function raw(url: string, method: string, token: string, body?: Buffer): P
     type: res.headers.get('content-type'),
     json: () => JSON.parse(buf.toString('utf8')),
   };
-}
-
-/** The container that holds the workspace: the generation's container, or the simulator's VM. */
-async function hostContainer(
-  backend: BackendKind,
-  docker: Dockerode,
-  id: string,
-  generation: number,
-): Promise<Dockerode.Container> {
-  if (backend === 'docker') return docker.getContainer(`ws-${id}-g${generation}`);
-  const [vm] = await docker.listContainers({
-    filters: { label: ['wo.ec2-sim=1', `wo.workspace-id=${id}`] },
-  });
-  if (!vm) throw new Error(`no simulator VM for ${id}`);
-  return docker.getContainer(vm.Id);
-}
-
-/** Runs argv inside the workspace's container (test-side only: plants links, inspects /etc). */
-async function shell(container: Dockerode.Container, argv: string[]): Promise<{ code: number; out: string }> {
-  const exec = await container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const out: Buffer[] = [];
-  const sink = new PassThrough();
-  sink.on('data', (c: Buffer) => out.push(c));
-  container.modem.demuxStream(stream, sink, sink);
-  await new Promise<void>((resolve) => {
-    stream.once('end', resolve);
-    stream.once('close', resolve);
-  });
-  const info = await exec.inspect();
-  return { code: info.ExitCode ?? -1, out: Buffer.concat(out).toString('utf8') };
 }
 
 describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
@@ -183,10 +150,10 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
 
     // Symlinks planted inside the workspace that point outside the root.
     const host = await hostContainer(backend, t.stack.docker, id, online.generation);
-    expect((await shell(host, ['ln', '-s', '/etc', '/workspace/etc-link'])).code).toBe(0);
-    expect((await shell(host, ['ln', '-s', '/etc/hostname', '/workspace/host-link'])).code).toBe(0);
-    const hostnameBefore = (await shell(host, ['cat', '/etc/hostname'])).out;
-    const etcBefore = (await shell(host, ['ls', '-la', '/etc'])).out;
+    expect((await run(host, ['ln', '-s', '/etc', '/workspace/etc-link'])).code).toBe(0);
+    expect((await run(host, ['ln', '-s', '/etc/hostname', '/workspace/host-link'])).code).toBe(0);
+    const hostnameBefore = (await run(host, ['cat', '/etc/hostname'])).out;
+    const etcBefore = (await run(host, ['ls', '-la', '/etc'])).out;
     for (const path of ['etc-link/hostname', 'etc-link/pwned', 'etc-link/new/dir/pwned', 'host-link']) {
       for (const [method, url, body] of [
         ['GET', content('/workspace', path), undefined],
@@ -200,15 +167,15 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     }
     expect((await raw(list('/workspace', 'etc-link'), 'GET', t.key)).status).toBe(400);
     expect((await raw(list('/workspace', 'etc-link/ssl'), 'GET', t.key)).status).toBe(400);
-    expect((await shell(host, ['cat', '/etc/hostname'])).out).toBe(hostnameBefore);
-    expect((await shell(host, ['ls', '-la', '/etc'])).out).toBe(etcBefore);
-    expect((await shell(host, ['test', '-e', '/etc/pwned'])).code).not.toBe(0);
-    expect((await shell(host, ['test', '-e', '/etc/new'])).code).not.toBe(0);
+    expect((await run(host, ['cat', '/etc/hostname'])).out).toBe(hostnameBefore);
+    expect((await run(host, ['ls', '-la', '/etc'])).out).toBe(etcBefore);
+    expect((await run(host, ['test', '-e', '/etc/pwned'])).code).not.toBe(0);
+    expect((await run(host, ['test', '-e', '/etc/new'])).code).not.toBe(0);
     // The links are not followed by a listing either; the rest of the tree is unchanged.
     const after = await listed('/workspace', '', 5);
     expect(after.map((e) => e.path)).toEqual(before.map((e) => e.path));
     // A link that stays inside the root is fine.
-    expect((await shell(host, ['ln', '-s', '/workspace/bin', '/workspace/bin-link'])).code).toBe(0);
+    expect((await run(host, ['ln', '-s', '/workspace/bin', '/workspace/bin-link'])).code).toBe(0);
     const viaLink = await raw(content('/workspace', 'bin-link/blob.bin'), 'GET', t.key);
     expect(viaLink.status).toBe(200);
     expect(viaLink.body.equals(blob)).toBe(true);

@@ -23,12 +23,12 @@ export async function hostContainer(
   return docker.getContainer(`ec2-${instance.InstanceId}`);
 }
 
-/** Runs a shell script inside the workspace's container (test side only). */
-export async function sh(
+/** Runs argv inside the workspace's container (test side only), answering its exit code and output. */
+export async function run(
   container: Dockerode.Container,
-  script: string,
+  argv: string[],
 ): Promise<{ code: number; out: string }> {
-  const exec = await container.exec({ Cmd: ['sh', '-c', script], AttachStdout: true, AttachStderr: true });
+  const exec = await container.exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
   const stream = await exec.start({ hijack: true, stdin: false });
   const out: Buffer[] = [];
   const sink = new PassThrough();
@@ -40,4 +40,9 @@ export async function sh(
   });
   const info = await exec.inspect();
   return { code: info.ExitCode ?? -1, out: Buffer.concat(out).toString('utf8') };
+}
+
+/** Runs a shell script inside the workspace's container (test side only). */
+export function sh(container: Dockerode.Container, script: string): Promise<{ code: number; out: string }> {
+  return run(container, ['sh', '-c', script]);
 }
