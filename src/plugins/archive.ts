@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
+import { INSTALL_ID_FILE } from './delivery.js';
 import { parse as parseYaml } from 'yaml';
 import {
   PLUGIN_MANIFEST,
@@ -89,6 +90,10 @@ async function readEntries(tarBytes: Buffer): Promise<PluginFile[]> {
           ARCHIVE_FIELD,
           `${ARCHIVE_FIELD}: entry ${shown} is nested more than ${PLUGIN_MAX_DEPTH} folders deep`,
         );
+      }
+      if (rel === INSTALL_ID_FILE || rel.endsWith(`/${INSTALL_ID_FILE}`)) {
+        entry.resume();
+        throw new PluginRejected(ARCHIVE_FIELD, `${ARCHIVE_FIELD}: entry ${shown} is a reserved name`);
       }
       if (header.type === 'directory' || rel === '') {
         entry.resume();
