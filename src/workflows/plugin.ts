@@ -21,10 +21,11 @@ const { deliverPlugin, settlePlugin } = proxyActivities<Activities>({
 
 export async function pluginWorkflow(input: PluginWorkflowInput): Promise<PluginWorkflowResult> {
   let reported: ReportedPlugin[] | null = null;
-  let delivered = false;
+  // Kept from the moment the run starts: a report can land while the delivery activity is still
+  // finishing. It settles an install only by naming this request's install id, which is written
+  // last by the delivery, so an early or stale report can never count for this install.
   setHandler(pluginsReportedSignal, (r) => {
-    // Only a report taken after delivery says anything about this request.
-    if (delivered) reported = r.plugins;
+    reported = r.plugins;
   });
   const settled = (): boolean => {
     if (!reported) return false;
@@ -48,7 +49,6 @@ export async function pluginWorkflow(input: PluginWorkflowInput): Promise<Plugin
     await settlePlugin({ ...base, outcome: { kind } });
     return { outcome: kind };
   }
-  delivered = true;
   if (!(await condition(settled, input.reportDeadlineMs))) {
     const reason = `the agent did not report the plugin ${input.action === 'install' ? 'installed' : 'removed'} within ${Math.round(input.reportDeadlineMs / 1000)} s`;
     await settlePlugin({ ...base, outcome: { kind: 'failed', reason } });
