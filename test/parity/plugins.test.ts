@@ -63,7 +63,8 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
         const p = (await plugins(id)).find((x) => x.name === name) ?? null;
         const now = p ? String(p.status) : null;
         if (now !== status) throw new Error(`plugin ${name} is ${now} (${String(p?.reason ?? '')})`);
-        return p;
+        // waitFor retries a falsy result: wrapped, so "gone" (null) is an answer too.
+        return { plugin: p };
       },
       { timeoutMs: 90_000, intervalMs: 250, describe: `plugin ${name} to be ${String(status)}` },
     );
@@ -122,7 +123,7 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
     expect(up.status).toBe(202);
     expect(up.body).toMatchObject({ name: 'uploaded', version: '0.3.0', sha256 });
 
-    const installed = await waitPlugin(id, 'hello-tools', 'installed');
+    const installed = (await waitPlugin(id, 'hello-tools', 'installed')).plugin;
     expect(installed?.installedAt).toEqual(expect.any(String));
     await waitPlugin(id, 'uploaded', 'installed');
 
