@@ -92,6 +92,20 @@ export async function requestInstall(
   return rows[0] ? toPlugin(rows[0]) : null;
 }
 
+/** A plugin stored for the workspace's next start (a template's default, at create). */
+export async function storePendingPlugin(
+  db: Queryable,
+  workspaceId: string,
+  p: { name: string; version: string; sha256: string; files: PluginFile[] },
+  requestId: string,
+): Promise<void> {
+  await db.query(
+    `INSERT INTO workspace_plugins (workspace_id, name, version, sha256, source, files, status, request_id)
+     VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) ON CONFLICT DO NOTHING`,
+    [workspaceId, p.name, p.version, p.sha256, `local://${p.name}`, JSON.stringify(p.files), requestId],
+  );
+}
+
 /** Marks a settled plugin for removal; null when missing or an operation is in flight. */
 export async function requestUninstall(
   db: Queryable,

@@ -5,7 +5,8 @@
  * uninstall removes the folder; a restart keeps the installed set; an install on a stopped
  * workspace is applied at its next start; and every refused upload (bad manifest, sha256 mismatch,
  * too large, escaping entries, links, devices, unknown local:// name) is a 400 naming the field
- * with the workspace's plugin set and files unchanged.
+ * with the workspace's plugin set and files unchanged. A template's default plugins arrive with the
+ * first boot.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -46,7 +47,12 @@ const manifest = (name: string, version = '1.0.0'): Entry => ({
 });
 
 describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
-  const t = useParityStack(backend, { env: { PLUGINS_DIR: CATALOG } });
+  const t = useParityStack(backend, {
+    env: {
+      PLUGINS_DIR: CATALOG,
+      TEMPLATES_DIR: path.resolve(import.meta.dirname, '../fixtures/plugin-templates'),
+    },
+  });
 
   const api = (method: string, p: string, body?: unknown) =>
     t.stack.api.call(method, p, { token: t.key, ...(body === undefined ? {} : { body }) });
@@ -284,5 +290,21 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
 
     expect((await api('DELETE', `/v1/workspaces/${id}`)).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
+
+  it("a template's default plugins are installed by the workspace's first boot", async () => {
+    const created = await api('POST', '/v1/workspaces', {
+      name: 'templated',
+      backend,
+      template: 'with-hello',
+    });
+    expect(created.status).toBe(202);
+    const tid: string = created.body.id;
+    expect((await plugins(tid)).map((p) => [p.name, p.status])).toEqual([['hello-tools', 'pending']]);
+    await waitForStatus(t.stack, t.key, tid, 'online');
+    await waitPlugin(tid, 'hello-tools', 'installed');
+    expect((await fileText(tid, 'plugins/hello-tools/tools/hello.json')).status).toBe(200);
+    expect((await api('DELETE', `/v1/workspaces/${tid}`)).status).toBe(202);
+    await waitForStatus(t.stack, t.key, tid, 'deleted');
   });
 });
