@@ -14,9 +14,16 @@ import {
   type ReportedPlugin,
 } from './messages.js';
 
-const { deliverPlugin, settlePlugin } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
+// Delivery heartbeats while it writes (backendCall): a worker killed mid-delivery is noticed in
+// seconds and the delivery runs again on another worker, rewriting the same folder.
+const { deliverPlugin } = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '10s',
   retry: { initialInterval: '1s', maximumInterval: '10s', maximumAttempts: 8 },
+});
+const { settlePlugin } = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '1s', maximumInterval: '10s' },
 });
 
 export async function pluginWorkflow(input: PluginWorkflowInput): Promise<PluginWorkflowResult> {

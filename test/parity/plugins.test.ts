@@ -17,6 +17,8 @@ import { loadPluginDir } from '../../src/plugins/catalog.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES } from '../../src/plugins/schema.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
+import { spawnWorker } from '../support/worker-process.js';
+import { pluginWorkflowId } from '../../src/workflows/messages.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
 
 const it = test.sequential;
@@ -306,5 +308,86 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
     expect((await fileText(tid, 'plugins/hello-tools/tools/hello.json')).status).toBe(200);
     expect((await api('DELETE', `/v1/workspaces/${tid}`)).status).toBe(202);
     await waitForStatus(t.stack, t.key, tid, 'deleted');
+  });
+});
+
+describe.each(PARITY_BACKENDS)('%s: worker SIGKILL mid-install', CONCURRENT_BLOCK, (backend) => {
+  // The API runs in this process; the workers are processes of their own, killed for real.
+  const t = useParityStack(backend, { worker: false });
+  const workerEnv = () => {
+    const port = t.stack.service.port!;
+    return {
+      ...t.env,
+      DOCKER_PLATFORM_URL: `http://host.docker.internal:${port}`,
+      ...(t.sim ? { EC2_PLATFORM_URL: `http://${t.sim.platformHost}:${port}` } : {}),
+    };
+  };
+
+  test('the install still ends installed, exactly once, with the whole plugin in place', async () => {
+    let worker = await spawnWorker(workerEnv());
+    try {
+      const created = await t.stack.api.call('POST', '/v1/workspaces', {
+        token: t.key,
+        body: { name: 'killed-mid-install', backend },
+      });
+      expect(created.status).toBe(202);
+      const id: string = created.body.id;
+      await waitForStatus(t.stack, t.key, id, 'online');
+
+      // Many files: the delivery writes them one by one, which leaves a window to kill it in.
+      const files = Array.from({ length: 60 }, (_, i) => ({ name: `data/f${i}.txt`, content: `file ${i}` }));
+      const archive = await tarGz([manifest('bulky', '2.0.0'), ...files]);
+      const res = await t.stack.api.call('POST', `/v1/workspaces/${id}/plugins`, {
+        token: t.key,
+        body: { source: { tarGzBase64: archive.toString('base64') } },
+      });
+      expect(res.status).toBe(202);
+      await waitFor(
+        async () => {
+          const l = await t.stack.api.call(
+            'GET',
+            `/v1/workspaces/${id}/files?root=/configs&path=plugins/bulky&depth=3`,
+            {
+              token: t.key,
+            },
+          );
+          return l.status === 200 && (l.body.items as unknown[]).length > 0;
+        },
+        { timeoutMs: 60_000, intervalMs: 20, describe: 'the delivery to have begun' },
+      );
+      await worker.kill('SIGKILL');
+      const during = await t.stack.api.call('GET', `/v1/workspaces/${id}/plugins`, { token: t.key });
+      expect(during.body.items).toMatchObject([{ name: 'bulky', status: 'installing' }]);
+
+      worker = await spawnWorker(workerEnv());
+      const handle = t.stack.service.temporal.workflow.getHandle(pluginWorkflowId(id, 'bulky'));
+      expect(await handle.result()).toEqual({ outcome: 'installed' });
+      const after = await t.stack.api.call('GET', `/v1/workspaces/${id}/plugins`, { token: t.key });
+      expect(after.body.items).toMatchObject([{ name: 'bulky', status: 'installed', version: '2.0.0' }]);
+
+      // Exactly once: one outcome landed by the one run, and the folder holds the plugin whole.
+      const history = await handle.fetchHistory();
+      const settles = (history.events ?? []).filter(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'settlePlugin',
+      );
+      expect(settles).toHaveLength(1);
+      const listing = await t.stack.api.call(
+        'GET',
+        `/v1/workspaces/${id}/files?root=/configs&path=plugins/bulky&depth=3`,
+        {
+          token: t.key,
+        },
+      );
+      const paths = (listing.body.items as Array<{ path: string; type: string }>)
+        .filter((i) => i.type === 'file')
+        .map((i) => i.path.replace(/^plugins\/bulky\//, ''))
+        .sort();
+      expect(paths).toEqual(['.wo-install-id', 'plugin.yaml', ...files.map((f) => f.name)].sort());
+
+      expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+    } finally {
+      await worker.kill('SIGTERM');
+    }
   });
 });
