@@ -7,7 +7,8 @@ import { removePluginFolder, writePluginFolder } from '../plugins/delivery.js';
 import type { ActivityDeps } from './index.js';
 import { backendCall, dbCall } from './index.js';
 
-export type Delivery = 'delivered' | 'not-running' | 'superseded';
+/** `booting`: a generation is starting; its bundle may or may not carry the plugin, so try again. */
+export type Delivery = 'delivered' | 'not-running' | 'booting' | 'superseded';
 
 export function createPluginActivities(deps: Pick<ActivityDeps, 'db' | 'backends' | 'secrets'>) {
   const { db } = deps;
@@ -45,6 +46,7 @@ export function createPluginActivities(deps: Pick<ActivityDeps, 'db' | 'backends
       const w = await dbCall(() => workspaces.getWorkspace(db, input.workspaceId));
       const row = await dbCall(() => plugins.getPlugin(db, input.workspaceId, input.name));
       if (!w || !row || row.requestId !== input.requestId) return 'superseded';
+      if (w.status === 'provisioning' || w.status === 'restarting') return 'booting';
       if (w.status !== 'online' && w.status !== 'degraded') return 'not-running';
       const backend = deps.backends[w.backend];
       if (input.action === 'uninstall') {

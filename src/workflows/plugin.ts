@@ -5,7 +5,7 @@
  * by timing. No report by the deadline → failed with the reason. A stopped workspace gets nothing
  * now: the stored set is delivered by its next start (the bootstrap bundle).
  */
-import { condition, proxyActivities, setHandler } from '@temporalio/workflow';
+import { condition, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import {
   pluginsReportedSignal,
@@ -26,6 +26,8 @@ const { settlePlugin } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', maximumInterval: '10s' },
 });
 
+const BOOTING_POLL_MS = 2_000;
+
 export async function pluginWorkflow(input: PluginWorkflowInput): Promise<PluginWorkflowResult> {
   let reported: ReportedPlugin[] | null = null;
   // Kept from the moment the run starts: a report can land while the delivery activity is still
@@ -44,6 +46,13 @@ export async function pluginWorkflow(input: PluginWorkflowInput): Promise<Plugin
   let delivery: Awaited<ReturnType<Activities['deliverPlugin']>>;
   try {
     delivery = await deliverPlugin({ ...base, action: input.action });
+    // A booting generation may have fetched its bundle before this request was stored: deliver
+    // once it runs (or its report settles it first), within the same deadline.
+    for (let waited = 0; delivery === 'booting' && !settled(); waited += BOOTING_POLL_MS) {
+      if (waited >= input.reportDeadlineMs) throw new Error('the workspace did not finish booting');
+      await sleep(BOOTING_POLL_MS);
+      delivery = await deliverPlugin({ ...base, action: input.action });
+    }
   } catch (err) {
     const reason = `delivery failed: ${err instanceof Error ? err.message : String(err)}`;
     await settlePlugin({ ...base, outcome: { kind: 'failed', reason } });

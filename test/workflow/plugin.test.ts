@@ -120,6 +120,24 @@ describe('pluginWorkflow', () => {
     expect(settled).toEqual([{ kind: 'installed' }]);
   });
 
+  it('a booting workspace: delivery is tried again until it runs, then the report settles it', async () => {
+    const answers: Array<'booting' | 'delivered'> = ['booting', 'booting', 'delivered'];
+    let calls = 0;
+    const { result, settled } = await run(
+      {
+        deliver: async () => answers[Math.min(calls++, answers.length - 1)]!,
+      },
+      {},
+      async (id) => {
+        await env.sleep(10_000);
+        await report(id, [{ name: 'demo', installId: 'req-2' }]);
+      },
+    );
+    expect(calls).toBe(3);
+    expect(result).toEqual({ outcome: 'installed' });
+    expect(settled).toEqual([{ kind: 'installed' }]);
+  });
+
   it('no report by the deadline: failed, with the reason', async () => {
     const { result, settled } = await run({ deliver: async () => 'delivered' }, { reportDeadlineMs: 30_000 });
     expect(result.outcome).toBe('failed');
