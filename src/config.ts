@@ -9,6 +9,7 @@ import {
   type TemplateCatalog,
 } from './templates/catalog.js';
 import { templateName, templateSpecSchema } from './templates/schema.js';
+import { loadPluginCatalog, PluginCatalogError, type PluginCatalog } from './plugins/catalog.js';
 
 /**
  * Every setting the service reads, parsed and validated in one place. The README documents each
@@ -114,6 +115,10 @@ const envSchema = z.object({
     }),
   /** The template catalog (`<dir>/<name>/template.yaml` + files); default `templates`. */
   TEMPLATES_DIR: z.string().optional(),
+  /** The plugin catalog (`<dir>/<name>/plugin.yaml` + files); default `plugins`. */
+  PLUGINS_DIR: z.string().optional(),
+  /** How long the agent has to report an installed or removed plugin before the install fails. */
+  PLUGIN_REPORT_DEADLINE_MS: msSetting(120_000),
   /** EC2 API endpoint override (moto/ec2-sim); unset = AWS's regional endpoint. */
   EC2_ENDPOINT: z.string().url().optional(),
   EC2_REGION: z.string().optional(),
@@ -200,6 +205,8 @@ export interface Config extends Omit<Env, 'RUNTIME_IMAGES'> {
   runtimeImages: Record<string, string>;
   /** The catalog merged with TEMPLATES (src/templates/catalog.ts). */
   templates: TemplateCatalog;
+  /** The plugin catalog (src/plugins/catalog.ts). */
+  plugins: PluginCatalog;
 }
 
 export class ConfigError extends Error {}
@@ -228,7 +235,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ec2Region: e.EC2_REGION ?? e.AWS_REGION ?? 'us-east-1',
     runtimeImages,
     templates: loadTemplates(e.TEMPLATES_DIR, e.TEMPLATES),
+    plugins: loadPlugins(e.PLUGINS_DIR),
   };
+}
+
+function loadPlugins(dir: string | undefined): PluginCatalog {
+  try {
+    return loadPluginCatalog(resolve(dir ?? 'plugins'), { required: !!dir });
+  } catch (err) {
+    if (err instanceof PluginCatalogError) throw new ConfigError(`invalid configuration:\n  ${err.message}`);
+    throw err;
+  }
 }
 
 function loadTemplates(dir: string | undefined, fromEnv: Env['TEMPLATES']): TemplateCatalog {

@@ -14,6 +14,7 @@ import { createApp } from './api/app.js';
 import { attachTerminal } from './api/terminal.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
+import { PluginWorkflows } from './api/plugin-workflows.js';
 import type { BackendKind, WorkspaceBackend } from './backends/backend.js';
 import { BackendError } from './backends/backend.js';
 import { DockerBackend } from './backends/docker/docker-backend.js';
@@ -105,6 +106,7 @@ export function apiSettings(config: Config): ApiSettings {
     heartbeatIntervalMs: config.HEARTBEAT_INTERVAL_MS,
     publicUrl: config.PUBLIC_URL ?? '',
     templates: config.templates,
+    plugins: config.plugins,
     bounds: {
       fileReadMaxBytes: config.FILE_READ_MAX_BYTES,
       fileListMaxEntries: config.FILE_LIST_MAX_ENTRIES,
@@ -149,6 +151,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     const apiDeps: ApiDeps = {
       db: db.pool,
       entity,
+      plugins: new PluginWorkflows(temporal, config.TASK_QUEUE, config.PLUGIN_REPORT_DEADLINE_MS),
       sweeps: new SweepControl(
         temporal,
         { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS },

@@ -20,6 +20,7 @@ import { CONSOLE_FETCH_SLACK_BYTES, redactedTail } from '../security/redacted-ta
 import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
+import { createPluginActivities } from './plugins.js';
 import { createSweepActivities } from './sweeps.js';
 
 export interface ActivityDeps {
@@ -46,6 +47,7 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     ...createSweepActivities(deps),
+    ...createPluginActivities(deps),
 
     async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
       return dbCall(() =>
@@ -160,7 +162,7 @@ export type Activities = ReturnType<typeof createActivities>;
  * Heartbeats while a backend call runs (so a dead worker is noticed by heartbeat timeout) and maps
  * permanent backend errors to non-retryable failures; transient ones are retried by Temporal.
  */
-async function backendCall<T>(fn: () => Promise<T>): Promise<T> {
+export async function backendCall<T>(fn: () => Promise<T>): Promise<T> {
   const ctx = currentContext();
   const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
   try {

@@ -18,6 +18,7 @@ import {
 import { readAgentEnv, type AgentEnv } from './env.js';
 import { die, errorText, log } from './log.js';
 import { PlatformClient } from './platform.js';
+import { materializePlugins, scanPlugins } from './plugins.js';
 import { Registry } from './registry.js';
 import { createA2AServer, listen } from './server.js';
 import { AgentStats } from './stats.js';
@@ -77,10 +78,11 @@ async function main(): Promise<void> {
     const seen = `; secrets sha256 ${secretsHash(bundle.secrets)}`;
     const echoed = hooks.echoSecret ? `; echo ${bundle.secrets[hooks.echoSecret] ?? '(unset)'}` : '';
     if (echoed) log(`config.agent.echoSecret${echoed}`);
-    // Plugin delivery is not implemented in the reference agent yet; the phase still marks the step.
+    const plugins = await materializePlugins(env.configsDir, bundle.plugins);
+    const badPlugins = plugins.refused.length > 0 ? `; refused plugins: ${plugins.refused.join(', ')}` : '';
     await registry.bootEvent(
       'plugins-installed',
-      `${bundle.plugins.length} plugin(s) requested, none installed; ${secrets.keys.length} secret(s) written${badKeys}${seen}${echoed}`,
+      `plugins [${plugins.installed.join(', ')}]${badPlugins}; ${secrets.keys.length} secret(s) written${badKeys}${seen}${echoed}`,
     );
   } catch (err) {
     die(`writing ${env.configsDir} failed: ${errorText(err)}`);
@@ -95,7 +97,16 @@ async function main(): Promise<void> {
   };
   const stats = new AgentStats();
   const cardUrl = `http://${hostname()}:${env.port}/`;
-  const server = createA2AServer({ identity, hooks, stats, cardUrl, credential: bundle.agentCredential });
+  // Set once heartbeats run: a reload request (the platform delivered or removed a plugin) beats now.
+  let beatNow: () => void = () => undefined;
+  const server = createA2AServer({
+    identity,
+    hooks,
+    stats,
+    cardUrl,
+    credential: bundle.agentCredential,
+    onReload: () => beatNow(),
+  });
   try {
     await listen(server, env.port);
   } catch (err) {
@@ -109,7 +120,7 @@ async function main(): Promise<void> {
   }
   await registry.register(agentCard(identity, cardUrl));
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
-  registry.startHeartbeats(stats, hooks.runtimeState, startedAt);
+  beatNow = registry.startHeartbeats(stats, hooks.runtimeState, startedAt, () => scanPlugins(env.configsDir));
 }
 
 main().catch((err: unknown) => die(`unexpected failure: ${errorText(err)}`));

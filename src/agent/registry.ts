@@ -1,6 +1,7 @@
 import type { Bundle } from './bundle.js';
 import { die, errorText, log } from './log.js';
 import { isTransientStatus, platformError, type PlatformClient } from './platform.js';
+import type { ReportedPlugin } from './plugins.js';
 import type { AgentStats } from './stats.js';
 
 export type BootPhase =
@@ -92,7 +93,12 @@ export class Registry {
    * Heartbeats every interval until the process ends. 409 means this generation or config is stale
    * (a newer one exists): the agent must not linger as a zombie, so it exits. Anything else is logged.
    */
-  startHeartbeats(stats: AgentStats, runtimeState: string, startedAt: number): void {
+  startHeartbeats(
+    stats: AgentStats,
+    runtimeState: string,
+    startedAt: number,
+    plugins: () => Promise<ReportedPlugin[]> = async () => [],
+  ): () => void {
     const beat = async () => {
       const body = {
         workspaceId: this.bundle.workspaceId,
@@ -102,6 +108,7 @@ export class Registry {
         errorRate: stats.takeErrorRate(),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
         runtimeState,
+        plugins: await plugins().catch(() => []),
       };
       try {
         const res = await this.client.call('POST', '/v1/registry/heartbeat', this.token, body);
@@ -115,12 +122,29 @@ export class Registry {
         log(`heartbeat failed: ${errorText(err)}`);
       }
     };
-    // A chain of timeouts, not setInterval: a slow platform never gets overlapping beats.
-    const loop = () => {
-      setTimeout(() => {
-        void beat().finally(loop);
-      }, this.bundle.heartbeatIntervalMs);
+    // A chain of timeouts, not setInterval: a slow platform never gets overlapping beats. `now()`
+    // cuts the current wait short (at most one beat at a time still).
+    let timer: NodeJS.Timeout | undefined;
+    let beating = false;
+    let again = false;
+    const run = () => {
+      if (beating) {
+        again = true;
+        return;
+      }
+      beating = true;
+      clearTimeout(timer);
+      void beat().finally(() => {
+        beating = false;
+        if (again) {
+          again = false;
+          run();
+          return;
+        }
+        timer = setTimeout(run, this.bundle.heartbeatIntervalMs);
+      });
     };
-    void beat().finally(loop);
+    run();
+    return run;
   }
 }

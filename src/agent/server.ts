@@ -33,6 +33,8 @@ export interface ServerDeps {
   cardUrl: string;
   /** The per-generation credential the platform's A2A proxy presents (from the bundle). */
   credential: string;
+  /** `POST /plugins/reload`: the platform changed /configs/plugins; report the new set now. */
+  onReload?: () => void;
 }
 
 /** Same name as the platform's AGENT_CREDENTIAL_HEADER (src/security/agent-credential.ts). */
@@ -174,6 +176,10 @@ export function createA2AServer(deps: ServerDeps): Server {
           return sendJson(res, 200, agentCard(deps.identity, deps.cardUrl));
         case 'POST /':
           return handleRpc(deps, req, res);
+        case 'POST /plugins/reload':
+          req.resume();
+          deps.onReload?.();
+          return sendJson(res, 202, { ok: true });
         default:
           return sendJson(res, 404, { error: { code: 'not_found', message: `no route ${route}` } });
       }

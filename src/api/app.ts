@@ -7,6 +7,7 @@ import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { filesRouter } from './routes/files.js';
 import { orgsRouter } from './routes/orgs.js';
+import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
 import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
@@ -31,11 +32,14 @@ export function createApp(deps: ApiDeps): Express {
   // Raw-body and streaming routes parse their own bodies: mounted before the JSON parser.
   v1.use('/workspaces', filesRouter(deps));
   v1.use('/workspaces', a2aRouter(deps));
+  // Plugin uploads are larger than the JSON limit below: the route parses its own body.
+  v1.use('/workspaces', workspacePluginsRouter(deps));
   v1.use(express.json({ limit: '256kb' }));
   v1.use('/orgs', orgsRouter(deps));
   v1.use('/orgs', orgSecretsRouter(deps));
   v1.use('/admin/sweeps', sweepsRouter(deps));
   v1.use('/templates', templatesRouter(deps));
+  v1.use('/plugins', pluginCatalogRouter(deps));
   v1.use('/workspaces', activityRouter(deps));
   v1.use('/workspaces', secretsRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));

@@ -7,6 +7,8 @@ import type { EntityClient } from './entity.js';
 import type { RestartPolicyInput } from '../workflows/messages.js';
 import type { SweepControl } from './sweeps.js';
 import type { Template } from '../templates/catalog.js';
+import type { PluginCatalog } from '../plugins/catalog.js';
+import type { PluginWorkflows } from './plugin-workflows.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
 export type TemplateSettings = Pick<Template, 'config'> &
@@ -26,6 +28,8 @@ export interface ApiSettings {
   templates: Record<string, TemplateSettings>;
   /** The restart policy's settings; a workspace's or template's `restartPolicy` picks always/never. */
   restartPolicy?: RestartPolicyInput;
+  /** The plugin catalog (`plugins/<name>/`): what `local://<name>` installs. */
+  plugins?: PluginCatalog;
   /** Data-plane caps; defaults in bounds.ts. */
   bounds?: Partial<Bounds>;
   /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
@@ -39,6 +43,8 @@ export interface ApiDeps {
   entity: EntityClient;
   /** Sweeps on demand, their Schedules, and the org cascade (absent: those routes answer 503). */
   sweeps?: SweepControl;
+  /** Starts plugin workflows and forwards the agent's plugin reports (absent: installs answer 503). */
+  plugins?: PluginWorkflows;
   backends: Record<BackendKind, WorkspaceBackend>;
   secrets: SecretBox;
   settings: ApiSettings;

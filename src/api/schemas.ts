@@ -226,6 +226,11 @@ export const heartbeatBody = z.object({
   uptimeSeconds: z.number().min(0).max(1e12).default(0),
   spentCents: int4().optional(),
   runtimeState: text({ max: 64 }).default('ok'),
+  /** The plugin folders the agent sees (`/configs/plugins/<name>`), with their install ids. */
+  plugins: z
+    .array(z.object({ name: text({ min: 1, max: 64 }), installId: text({ max: 64 }).optional() }))
+    .max(200)
+    .optional(),
 });
 
 /** The boot phases the reference agent reports, in order; `platform-health-ok` proves readiness. */

@@ -212,3 +212,35 @@ export const DbFailureType = {
   /** Class 23, integrity constraint violation. */
   Integrity: 'PgIntegrityError',
 } as const;
+
+// ---- Plugins (issue 9, part 3): one workflow per workspace plugin, `workspace:<id>:plugin:<name>`.
+
+export const pluginWorkflowId = (workspaceId: string, name: string): string =>
+  `workspace:${workspaceId}:plugin:${name}`;
+
+export interface PluginWorkflowInput {
+  workspaceId: string;
+  name: string;
+  action: 'install' | 'uninstall';
+  /** The request this run acts for (workspace_plugins.request_id): a newer request fences it. */
+  requestId: string;
+  /** How long the agent has to report the new plugin set after delivery. */
+  reportDeadlineMs: number;
+}
+
+/** One plugin as the agent reports it: its folder name and the install id written with it. */
+export interface ReportedPlugin {
+  name: string;
+  installId?: string;
+}
+
+/** Sent by the registry when a heartbeat reports a plugin set that settles a pending request. */
+export interface PluginsReported {
+  generation: number;
+  plugins: ReportedPlugin[];
+}
+
+export const pluginsReportedSignal = defineSignal<[PluginsReported]>('pluginsReported');
+
+export type PluginWorkflowResult =
+  { outcome: 'installed' | 'removed' | 'pending' | 'superseded' } | { outcome: 'failed'; reason: string };

@@ -11,6 +11,7 @@ import {
   patchWorkspaceBody,
   workspaceSchema,
 } from '../schemas.js';
+import { installPluginBody } from './plugins.js';
 
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
@@ -159,6 +160,21 @@ function openApiDocument() {
             '200': { description: 'the template catalog: {items: [{name, runtime, description?}]}' },
           },
         },
+      },
+      '/v1/plugins': {
+        get: {
+          responses: { '200': { description: 'the plugin catalog: {items: [{name, version, source}]}' } },
+        },
+      },
+      '/v1/workspaces/{id}/plugins': {
+        get: { responses: { '200': { description: '{items: [{name, version, status, installedAt?}]}' } } },
+        post: {
+          requestBody: json(installPluginBody),
+          responses: { '202': { description: 'validated and stored; the plugin workflow installs it' } },
+        },
+      },
+      '/v1/workspaces/{id}/plugins/{name}': {
+        delete: { responses: { '202': { description: 'the plugin workflow removes it' } } },
       },
       '/v1/workspaces': {
         post: { requestBody: json(createWorkspaceBody), responses: { '202': { description: 'accepted' } } },

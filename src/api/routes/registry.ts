@@ -5,6 +5,7 @@
  */
 import { Router, type Response } from 'express';
 import { insertBootEvent } from '../../db/events.js';
+import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
 import { redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
@@ -72,7 +73,7 @@ export function registryRouter(deps: ApiDeps): Router {
       config,
       configYaml: renderConfigYaml(w.bootRuntime, config),
       files: templateFiles(deps, w.id, w.template),
-      plugins: [],
+      plugins: await bundlePlugins(db, w.id),
       secrets: await secretValues(db, deps.secrets, w.id),
       workspaceToken,
       agentCredential: await issueAgentCredential(db, deps.secrets, w.id, generation),
@@ -130,6 +131,7 @@ export function registryRouter(deps: ApiDeps): Router {
       throw conflict(`config hash ${body.configHash} is not this generation's config`, 'config_mismatch');
     }
     const { previous } = await workspaces.recordHeartbeat(db, w.id, body.runtimeState);
+    if (body.plugins) await forwardPluginReport(deps, w.id, w.generation, body.plugins);
     if ((previous ?? 'ok') !== body.runtimeState) {
       await deps.entity.signalHealth(w.id, { generation: w.generation, runtimeState: body.runtimeState });
     }

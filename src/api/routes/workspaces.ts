@@ -4,6 +4,7 @@ import { insertMemory } from '../../db/memories.js';
 import { lockOrgAndCountWorkspaces } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
 import { putSecret, redactorFor } from '../../db/secrets.js';
+import { storePendingPlugin } from '../../db/plugins.js';
 import * as workspaces from '../../db/workspaces.js';
 import { CONSOLE_FETCH_SLACK_BYTES, redactedTail, type RedactedTail } from '../../security/redacted-tail.js';
 import { newId } from '../../security/tokens.js';
@@ -70,6 +71,16 @@ export function workspacesRouter(deps: ApiDeps): Router {
     if (body.parentId && !(await workspaces.getWorkspace(db, body.parentId, orgId))) {
       throw badRequest('parentId: no such workspace in this org', 'parentId');
     }
+    // The template's default plugins: stored with the workspace, delivered by its first bundle.
+    const defaultPlugins = (template?.plugins ?? []).map((name) => {
+      const p = settings.plugins?.[name];
+      if (!p)
+        throw badRequest(
+          `template: plugin "${name}" of template "${body.template}" is not in the catalog`,
+          'template',
+        );
+      return p;
+    });
     const id = newId();
     const workflowId = workspaceWorkflowId(id);
     await inTransaction(db, async (tx) => {
@@ -95,6 +106,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
         budgetLimitCents: body.budgetLimitCents ?? null,
         restartPolicy: body.restartPolicy ?? null,
       });
+      for (const p of defaultPlugins) await storePendingPlugin(tx, id, p, newId());
       for (const [key, value] of Object.entries(body.secrets ?? {}))
         await putSecret(tx, deps.secrets, { workspaceId: id }, key, value);
       // Its own secrets and its org's defaults: the same set every later redaction uses.

@@ -1,0 +1,77 @@
+/** Activities of the plugin workflow: deliver into a running workspace, and land the outcome. */
+import { presentedAgentCredential } from '../db/agent-credentials.js';
+import * as plugins from '../db/plugins.js';
+import { AGENT_CREDENTIAL_HEADER } from '../security/agent-credential.js';
+import * as workspaces from '../db/workspaces.js';
+import { removePluginFolder, writePluginFolder } from '../plugins/delivery.js';
+import type { ActivityDeps } from './index.js';
+import { backendCall, dbCall } from './index.js';
+
+/** `booting`: a generation is starting; its bundle may or may not carry the plugin, so try again. */
+export type Delivery = 'delivered' | 'not-running' | 'booting' | 'superseded';
+
+export function createPluginActivities(deps: Pick<ActivityDeps, 'db' | 'backends' | 'secrets'>) {
+  const { db } = deps;
+
+  /**
+   * Asks the agent to report its plugin set now. Best effort: an agent that misses it (or an
+   * older one without the route) reports at its next heartbeat anyway.
+   */
+  async function reload(w: { id: string; generation: number; endpoint: string | null }): Promise<void> {
+    if (!w.endpoint) return;
+    try {
+      const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
+      const res = await fetch(new URL('/plugins/reload', w.endpoint), {
+        method: 'POST',
+        headers: { [AGENT_CREDENTIAL_HEADER]: credential },
+        signal: AbortSignal.timeout(3_000),
+      });
+      await res.arrayBuffer();
+    } catch {
+      // The heartbeat carries the report regardless.
+    }
+  }
+
+  return {
+    /**
+     * Writes (or removes) the plugin folder in the workspace's running generation. Idempotent: a
+     * retry rewrites the same files. A workspace that is not running gets nothing now.
+     */
+    async deliverPlugin(input: {
+      workspaceId: string;
+      name: string;
+      requestId: string;
+      action: 'install' | 'uninstall';
+    }): Promise<Delivery> {
+      const w = await dbCall(() => workspaces.getWorkspace(db, input.workspaceId));
+      const row = await dbCall(() => plugins.getPlugin(db, input.workspaceId, input.name));
+      if (!w || !row || row.requestId !== input.requestId) return 'superseded';
+      if (w.status === 'provisioning' || w.status === 'restarting') return 'booting';
+      if (w.status !== 'online' && w.status !== 'degraded') return 'not-running';
+      const backend = deps.backends[w.backend];
+      if (input.action === 'uninstall') {
+        await backendCall(() => removePluginFolder(backend, w.id, w.generation, input.name));
+        await reload(w);
+        return 'delivered';
+      }
+      const files = await dbCall(() => plugins.pluginFiles(db, w.id, input.name, input.requestId));
+      if (!files) return 'superseded';
+      await backendCall(() =>
+        writePluginFolder(backend, w.id, w.generation, input.name, files, input.requestId),
+      );
+      await reload(w);
+      return 'delivered';
+    },
+
+    async settlePlugin(input: {
+      workspaceId: string;
+      name: string;
+      requestId: string;
+      outcome: plugins.PluginOutcome;
+    }): Promise<void> {
+      await dbCall(() =>
+        plugins.settlePlugin(db, input.workspaceId, input.name, input.requestId, input.outcome),
+      );
+    },
+  };
+}
