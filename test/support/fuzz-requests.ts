@@ -21,6 +21,8 @@ const MOUNTS: Record<string, string> = {
   orgSecretsRouter: '/v1/orgs',
   sweepsRouter: '/v1/admin/sweeps',
   templatesRouter: '/v1/templates',
+  pluginCatalogRouter: '/v1/plugins',
+  workspacePluginsRouter: '/v1/workspaces',
   workspacesRouter: '/v1/workspaces',
   filesRouter: '/v1/workspaces',
   a2aRouter: '/v1/workspaces',
