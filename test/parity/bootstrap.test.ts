@@ -136,7 +136,10 @@ describe.each(PARITY_BACKENDS)('%s bootstrap and tokens', CONCURRENT_BLOCK, (bac
     }
   });
 
-  it('bundle not served by the files API; URLs ignore Host; reboot re-registers; a new generation revokes the old tokens', async () => {
+  // The test's own expect: blocks run concurrently, and expect.soft must know which test it is in.
+  it('bundle not served by the files API; URLs ignore Host; reboot re-registers; a new generation revokes the old tokens', async ({
+    expect,
+  }) => {
     const { stack } = t;
     const created = await stack.api.call('POST', '/v1/workspaces', {
       token: t.key,

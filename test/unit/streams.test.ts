@@ -47,7 +47,8 @@ describe('bounded streams', () => {
           const t = tailText(s, max);
           expect(Buffer.byteLength(t)).toBeLessThanOrEqual(Math.max(max, 0));
           expect(s.endsWith(t)).toBe(true);
-          expect(t).not.toContain('\uFFFD');
+          // No character cut in two (a U+FFFD the input already had is not a cut).
+          if (!s.includes('\uFFFD')) expect(t).not.toContain('\uFFFD');
         },
       ),
     );
