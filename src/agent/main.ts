@@ -20,6 +20,7 @@ import { die, errorText, log } from './log.js';
 import { PlatformClient } from './platform.js';
 import { Registry } from './registry.js';
 import { createA2AServer, listen } from './server.js';
+import { loadSpent, spendSaver } from './spend.js';
 import { AgentStats } from './stats.js';
 
 async function main(): Promise<void> {
@@ -93,7 +94,10 @@ async function main(): Promise<void> {
     generation: bundle.generation,
     configHash: bundle.configHash,
   };
-  const stats = new AgentStats();
+  const saveSpent = spendSaver(env.stateDir, bundle.generation);
+  const stats = new AgentStats(await loadSpent(env.stateDir, bundle.generation), (total) => {
+    void saveSpent(total);
+  });
   const cardUrl = `http://${hostname()}:${env.port}/`;
   const server = createA2AServer({ identity, hooks, stats, cardUrl, credential: bundle.agentCredential });
   try {

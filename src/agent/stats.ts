@@ -7,9 +7,17 @@ const SPENT_MAX = 2_147_483_647;
  */
 export class AgentStats {
   activeTasks = 0;
-  spentCents = 0;
   private requests = 0;
   private errors = 0;
+
+  /**
+   * @param spentCents what this generation spent before this process (a reboot resumes the count)
+   * @param onSpend called with the new total after each charge (the agent saves it)
+   */
+  constructor(
+    public spentCents = 0,
+    private readonly onSpend: (spentCents: number) => void = () => undefined,
+  ) {}
 
   taskStarted(): void {
     this.activeTasks++;
@@ -23,7 +31,9 @@ export class AgentStats {
 
   /** Adds a task's cost to the spend reported in heartbeats. */
   charge(cents: number): void {
+    if (cents <= 0) return;
     this.spentCents = Math.min(SPENT_MAX, this.spentCents + cents);
+    this.onSpend(this.spentCents);
   }
 
   /** A request refused before it became a task (bad JSON, unknown method). */

@@ -105,6 +105,20 @@ describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
     });
     expect(again.body.stopped).not.toContain(id);
 
+    // A raised limit lets it work again; a start of the same generation resumes the agent's count
+    // (kept in its state dir), so the new task's cost adds to the 30 instead of hiding under it.
+    const raised = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/budget`, {
+      token: t.key,
+      body: { limitCents: 100 },
+    });
+    expect(raised.body).toEqual({ limitCents: 100, spentCents: 30 });
+    expect(
+      (await t.stack.api.callRetrying503('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status,
+    ).toBe(202);
+    await waitForStatus(t.stack, t.key, id, (x) => x.status === 'online' && x.generation === w.generation);
+    expect((await a2a()).status).toBe(200);
+    await spent(45);
+
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
   });

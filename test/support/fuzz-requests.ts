@@ -25,6 +25,9 @@ const MOUNTS: Record<string, string> = {
   a2aRouter: '/v1/workspaces',
   activityRouter: '/v1/workspaces',
   secretsRouter: '/v1/workspaces',
+  memoriesRouter: '/v1/workspaces',
+  budgetRouter: '/v1/workspaces',
+  templatesRouter: '/v1/templates',
   registryRouter: '/v1/registry',
 };
 
@@ -154,6 +157,7 @@ const QUERY_NAMES = [
   'token',
   'cols',
   'rows',
+  'scope',
 ];
 
 const queryValue = (ids: Identities) =>
@@ -350,6 +354,9 @@ const FIELDS = [
   'secrets',
   'budgetLimitCents',
   'initialMemories',
+  'content',
+  'scope',
+  'limitCents',
   'parentId',
   'orgId',
   'restart',

@@ -4,10 +4,14 @@
  * with fakes (one query per run, a stop Update per over-budget entity under policy `stop` only).
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { createSweepActivities, HEALTH_RESULT_LIST_MAX } from '../../src/activities/sweeps.js';
 import { agentHooks } from '../../src/agent/bundle.js';
+import { loadSpent, spendSaver } from '../../src/agent/spend.js';
 import { AgentStats } from '../../src/agent/stats.js';
 import { decodeMemoryCursor, encodeMemoryCursor } from '../../src/api/memory-cursor.js';
 import { HttpError } from '../../src/api/errors.js';
@@ -93,6 +97,28 @@ describe('the reference agent spend', () => {
     expect(stats.spentCents).toBe(50);
     stats.charge(2_147_483_647);
     expect(stats.spentCents).toBe(2_147_483_647);
+  });
+});
+
+describe('the agent spend ledger (state dir)', () => {
+  it('a reboot of the same generation resumes the count; another generation starts at 0', async () => {
+    const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'wo-spend-')), 'state');
+    expect(await loadSpent(dir, 3)).toBe(0);
+    const saved: number[] = [];
+    const save = spendSaver(dir, 3);
+    const stats = new AgentStats(0, (total) => {
+      saved.push(total);
+      void save(total);
+    });
+    stats.charge(15);
+    stats.charge(0);
+    stats.charge(15);
+    await save(stats.spentCents);
+    expect(saved).toEqual([15, 30]);
+    expect(await loadSpent(dir, 3)).toBe(30);
+    expect(await loadSpent(dir, 4)).toBe(0);
+    writeFileSync(path.join(dir, 'spend.json'), '{not json');
+    expect(await loadSpent(dir, 3)).toBe(0);
   });
 });
 
