@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { recordSpend } from '../../src/db/budget.js';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, useStack } from '../support/stack.js';
 
 const SECRET = 'sekret-value-4711-memories';
@@ -147,6 +148,27 @@ describe('memories and budget API', () => {
     expect((await memories(foreign, '', other.apiKey)).body.items.map((m: { id: string }) => m.id)).toEqual([
       theirs,
     ]);
+  });
+
+  it("a workspace token (the agent) reads and writes its own workspace's memories only", async () => {
+    const a = await create(t.key, { secrets: { API_TOKEN: SECRET } });
+    const b = await create(t.key);
+    const token = await mintWorkspaceToken(t.stack.service.db.pool, a, 1);
+    const added = await remember(a, { content: `agent saw ${SECRET}` }, token);
+    expect(added.status).toBe(201);
+    expect(added.body.content).toBe('agent saw [REDACTED]');
+    expect((await memories(a, '', token)).body.items.map((m: { id: string }) => m.id)).toEqual([
+      added.body.id,
+    ]);
+    expect((await memories(b, '', token)).status).toBe(404);
+    expect((await remember(b, { content: 'x' }, token)).status).toBe(404);
+    // Its budget: readable, not changeable by itself.
+    expect((await t.stack.api.call('GET', `/v1/workspaces/${a}/budget`, { token })).status).toBe(200);
+    const raise = await t.stack.api.call('PATCH', `/v1/workspaces/${a}/budget`, {
+      token,
+      body: { limitCents: null },
+    });
+    expect(raise.status).toBe(403);
   });
 
   it('budget: the limit is set, cleared and validated; spend is the sum of each generation’s highest report', async () => {
