@@ -175,6 +175,10 @@ const envSchema = z.object({
   ORPHAN_SWEEP_INTERVAL_MS: msSetting(300_000),
   /** An orphan younger than this is left for the next sweep (it may belong to a create in flight). */
   ORPHAN_GRACE_MS: msSetting(600_000),
+  /** Every how often `sweep:budget` looks for workspaces at or over their budget. */
+  BUDGET_SWEEP_INTERVAL_MS: msSetting(60_000),
+  /** What `sweep:budget` does with them: `stop` (through the entity), `notify` (log), `none` (list). */
+  BUDGET_POLICY: z.enum(['stop', 'notify', 'none']).default('stop'),
   /** How long an org delete waits for its workspaces to reach `deleted` before its final sweep. */
   ORG_DELETE_WAIT_MS: msSetting(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -141,6 +141,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     orphanGraceMs: config.ORPHAN_GRACE_MS,
     healthIntervalMs: config.HEALTH_SWEEP_INTERVAL_MS,
     heartbeatStaleMs: heartbeatStaleMs(config),
+    budgetIntervalMs: config.BUDGET_SWEEP_INTERVAL_MS,
+    budgetPolicy: config.BUDGET_POLICY,
   };
 
   let server: Server | null = null;

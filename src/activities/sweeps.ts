@@ -2,7 +2,7 @@
  * Activities of the orphan sweep and the org cascade. The listing, the DB lookup and the choice
  * happen in one activity, so the workflow's history holds only what is removed, not the fleet.
  */
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
@@ -16,6 +16,7 @@ import {
   type ResourceStatus,
   type WorkspaceBackend,
 } from '../backends/backend.js';
+import { overBudgetWorkspaces } from '../db/budget.js';
 import type { Queryable } from '../db/queryable.js';
 import {
   liveWorkspacesOfOrg,
@@ -25,6 +26,7 @@ import {
   type SweepRun,
 } from '../db/sweeps.js';
 import { getWorkspace } from '../db/workspaces.js';
+import type { BudgetPolicy } from '../domain/budget.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import {
   resourceKey,
@@ -39,7 +41,8 @@ import {
   type OrphanRemoval,
   type OrphanSelection,
 } from '../domain/orphans.js';
-import { agentLivenessSignal, deleteUpdate, workspaceWorkflowId } from '../workflows/messages.js';
+import { UnconfiguredBackend } from '../backends/unconfigured.js';
+import { agentLivenessSignal, deleteUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 
 /** Input the entity requires; an entity that only deletes never boots, so it never waits this long. */
@@ -78,6 +81,17 @@ export interface HealthSweepOutcome {
   /** True when `signalled` or `failed` holds only the first HEALTH_RESULT_LIST_MAX entries. */
   truncated: boolean;
   listErrors: Array<{ backend: BackendKind; error: string }>;
+}
+
+/** What one budget sweep found and did (lists capped at HEALTH_RESULT_LIST_MAX, counts whole). */
+export interface BudgetSweepOutcome {
+  counts: { overBudget: number; stopped: number; failed: number };
+  /** Every workspace at or over its budget that may still spend, with its figures. */
+  overBudget: Array<{ workspaceId: string; backend: BackendKind; limitCents: number; spentCents: number }>;
+  /** Those whose entity took the stop (policy `stop`). */
+  stopped: string[];
+  failed: Array<{ workspaceId: string; error: string }>;
+  truncated: boolean;
 }
 
 export interface HealthCheck extends HealthSelection {
@@ -212,6 +226,57 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       };
     },
 
+    /**
+     * The budget sweep in one activity: one query over the enabled backends' workspaces, then,
+     * under policy `stop`, the stop Update to each over-budget one's entity (idempotent: a retried
+     * activity asks again and the entity, already stopping, answers the same).
+     */
+    async sweepBudget(input: { policy: BudgetPolicy }): Promise<BudgetSweepOutcome> {
+      const enabled = BACKEND_KINDS.filter((b) => !(backends[b] instanceof UnconfiguredBackend));
+      const over = await overBudgetWorkspaces(db, enabled);
+      const stopped: string[] = [];
+      const failed: BudgetSweepOutcome['failed'] = [];
+      if (input.policy === 'stop') {
+        const temporal = deps.temporal;
+        if (!temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the budget sweep');
+        const queue = [...over];
+        const lane = async () => {
+          for (let w = queue.shift(); w; w = queue.shift()) {
+            try {
+              await temporal.workflow.getHandle(workspaceWorkflowId(w.workspaceId)).executeUpdate(stopUpdate);
+              stopped.push(w.workspaceId);
+            } catch (err) {
+              // Deleted meanwhile: nothing left to stop. Anything else is tried again next sweep.
+              if (err instanceof WorkflowUpdateFailedError || err instanceof WorkflowNotFoundError) continue;
+              failed.push({ workspaceId: w.workspaceId, error: (err as Error).message });
+            }
+          }
+        };
+        await withHeartbeat(() =>
+          Promise.all(Array.from({ length: Math.min(SIGNAL_CONCURRENCY, queue.length) }, lane)),
+        );
+      } else if (input.policy === 'notify') {
+        for (const { workspaceId, spentCents, limitCents } of over) {
+          activityWarn('workspace over its budget', { workspaceId, spentCents, limitCents });
+        }
+      }
+      stopped.sort();
+      failed.sort((a, b) => a.workspaceId.localeCompare(b.workspaceId));
+      const max = HEALTH_RESULT_LIST_MAX;
+      return {
+        counts: { overBudget: over.length, stopped: stopped.length, failed: failed.length },
+        overBudget: over.slice(0, max).map(({ workspaceId, backend, limitCents, spentCents }) => ({
+          workspaceId,
+          backend,
+          limitCents,
+          spentCents,
+        })),
+        stopped: stopped.slice(0, max),
+        failed: failed.slice(0, max),
+        truncated: over.length > max || stopped.length > max || failed.length > max,
+      };
+    },
+
     /** Counts one finished sweep run for /metrics (the API may run in another process). */
     async recordSweepRun(run: SweepRun): Promise<void> {
       await recordSweepRun(db, run);
@@ -329,6 +394,15 @@ export type SweepActivities = ReturnType<typeof createSweepActivities>;
 
 function isCompleted(err: unknown): boolean {
   return err instanceof Error && /already completed/i.test(err.message);
+}
+
+/** A warning in the worker's log (the activity logger; nowhere when called outside an activity). */
+function activityWarn(message: string, meta: Record<string, unknown>): void {
+  try {
+    log.warn(message, meta);
+  } catch {
+    // outside an activity (unit tests): no logger to write to
+  }
 }
 
 /** Heartbeats while a long backend call runs (EC2 waits for `terminated`), so a dead worker shows. */

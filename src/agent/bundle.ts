@@ -45,6 +45,11 @@ export interface AgentHooks {
    * how the suites prove the platform redacts before storing (a leaky runtime, on purpose).
    */
   echoSecret: string | null;
+  /**
+   * What each A2A task costs, in cents: the reference agent's stand-in for model spend, reported
+   * as `spentCents` in heartbeats (how the suites drive budgets). Default 0.
+   */
+  centsPerTask: number;
 }
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 15_000;
@@ -142,5 +147,6 @@ export function agentHooks(config: Record<string, unknown>): AgentHooks {
     // Capped like the others: a hook to widen a race window, not to park an agent.
     materializeDelayMs: Math.min(positiveInt(agent.materializeDelayMs, 0), 60_000),
     echoSecret: typeof agent.echoSecret === 'string' && agent.echoSecret !== '' ? agent.echoSecret : null,
+    centsPerTask: Math.min(positiveInt(agent.centsPerTask, 0), 1_000_000),
   };
 }

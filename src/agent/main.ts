@@ -21,6 +21,7 @@ import { PlatformClient } from './platform.js';
 import { materializePlugins, scanPlugins } from './plugins.js';
 import { Registry } from './registry.js';
 import { createA2AServer, listen } from './server.js';
+import { loadSpent, spendSaver } from './spend.js';
 import { AgentStats } from './stats.js';
 
 async function main(): Promise<void> {
@@ -95,7 +96,10 @@ async function main(): Promise<void> {
     generation: bundle.generation,
     configHash: bundle.configHash,
   };
-  const stats = new AgentStats();
+  const saveSpent = spendSaver(env.stateDir, bundle.generation);
+  const stats = new AgentStats(await loadSpent(env.stateDir, bundle.generation), (total) => {
+    void saveSpent(total);
+  });
   const cardUrl = `http://${hostname()}:${env.port}/`;
   // Set once heartbeats run: a reload request (the platform delivered or removed a plugin) beats now.
   let beatNow: () => void = () => undefined;

@@ -107,6 +107,7 @@ export class Registry {
         activeTasks: stats.activeTasks,
         errorRate: stats.takeErrorRate(),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+        spentCents: stats.spentCents,
         runtimeState,
         plugins: await plugins().catch(() => []),
       };

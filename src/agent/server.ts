@@ -147,6 +147,7 @@ async function handleRpc(deps: ServerDeps, req: HttpRequest, res: ServerResponse
     sendJson(res, 200, rpcError(rpc.id, RPC_INVALID_PARAMS, 'Invalid params: need params.message.parts[]'));
     return;
   }
+  deps.stats.charge(deps.hooks.centsPerTask);
   if (rpc.method === 'message/stream') {
     streamReply(deps, res, rpc, msg);
     return;

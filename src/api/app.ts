@@ -5,7 +5,9 @@ import { errorHandler, notFoundRoute } from './errors.js';
 import { failedAuthRateLimit, perKeyRateLimit } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
+import { budgetRouter } from './routes/budget.js';
 import { filesRouter } from './routes/files.js';
+import { memoriesRouter } from './routes/memories.js';
 import { orgsRouter } from './routes/orgs.js';
 import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
@@ -42,6 +44,8 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/plugins', pluginCatalogRouter(deps));
   v1.use('/workspaces', activityRouter(deps));
   v1.use('/workspaces', secretsRouter(deps));
+  v1.use('/workspaces', memoriesRouter(deps));
+  v1.use('/workspaces', budgetRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
   app.use('/v1', v1);

@@ -80,7 +80,7 @@ export async function workspacesToCheck(db: Queryable): Promise<CheckedWorkspace
 
 /** One finished sweep run, as the worker counts it for /metrics. */
 export interface SweepRun {
-  sweep: 'health' | 'orphans';
+  sweep: 'health' | 'orphans' | 'budget';
   /** ok: all done; partial: some entity, removal or listing failed; failed: the run threw. */
   outcome: 'ok' | 'partial' | 'failed';
   durationMs: number;

@@ -3,7 +3,8 @@
  * every worker of a deployment does it; the last one wins with the same definition).
  */
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
-import type { healthSweepWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
+import type { BudgetPolicy } from '../domain/budget.js';
+import type { budgetSweepWorkflow, healthSweepWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
 
 export interface SweepSettings {
   taskQueue: string;
@@ -14,10 +15,12 @@ export interface SweepSettings {
   healthIntervalMs: number;
   /** A heartbeat older than this is stale (HEARTBEAT_STALE_MS, default 3 heartbeat intervals). */
   heartbeatStaleMs: number;
+  budgetIntervalMs: number;
+  budgetPolicy: BudgetPolicy;
 }
 
-/** The sweeps that exist (budget is not built yet). */
-export const SWEEP_NAMES = ['health', 'orphans'] as const;
+/** The sweeps that exist. */
+export const SWEEP_NAMES = ['health', 'orphans', 'budget'] as const;
 export type SweepName = (typeof SWEEP_NAMES)[number];
 
 export const sweepScheduleId = (prefix: string, name: SweepName): string => `${prefix}sweep:${name}`;
@@ -28,17 +31,24 @@ export const sweepRunTimeoutMs = (intervalMs: number): number => Math.max(60_000
 /** The Schedule definition of each sweep: its interval, workflow and arguments. */
 export function sweepDefinition(s: SweepSettings, name: SweepName) {
   const scheduleId = sweepScheduleId(s.schedulePrefix, name);
-  const intervalMs = name === 'health' ? s.healthIntervalMs : s.orphanIntervalMs;
+  const intervalMs = { health: s.healthIntervalMs, orphans: s.orphanIntervalMs, budget: s.budgetIntervalMs }[
+    name
+  ];
   const workflow =
     name === 'health'
       ? {
           workflowType: 'healthSweepWorkflow',
           args: [{ staleMs: s.heartbeatStaleMs }] as Parameters<typeof healthSweepWorkflow>,
         }
-      : {
-          workflowType: 'orphanSweepWorkflow',
-          args: [{ graceMs: s.orphanGraceMs }] as Parameters<typeof orphanSweepWorkflow>,
-        };
+      : name === 'orphans'
+        ? {
+            workflowType: 'orphanSweepWorkflow',
+            args: [{ graceMs: s.orphanGraceMs }] as Parameters<typeof orphanSweepWorkflow>,
+          }
+        : {
+            workflowType: 'budgetSweepWorkflow',
+            args: [{ policy: s.budgetPolicy }] as Parameters<typeof budgetSweepWorkflow>,
+          };
   return {
     scheduleId,
     spec: { intervals: [{ every: intervalMs }] },

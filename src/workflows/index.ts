@@ -1,4 +1,9 @@
 // The one workflow entry module the worker bundles.
 export { workspaceWorkflow } from './workspace/workflow.js';
-export { healthSweepWorkflow, orphanSweepWorkflow, orgDeleteWorkflow } from './sweeps.js';
+export {
+  budgetSweepWorkflow,
+  healthSweepWorkflow,
+  orphanSweepWorkflow,
+  orgDeleteWorkflow,
+} from './sweeps.js';
 export { pluginWorkflow } from './plugin.js';

@@ -12,7 +12,9 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
+import type { BudgetSweepOutcome } from '../activities/sweeps.js';
 import type { SweepRun } from '../db/sweeps.js';
+import type { BudgetPolicy } from '../domain/budget.js';
 import type { HealthFinding } from '../domain/health.js';
 import type { OrphanRemoval, OrphanSweepResult } from '../domain/orphans.js';
 
@@ -225,6 +227,37 @@ async function healthSweepPerFinding(input: HealthSweepInput): Promise<HealthSwe
     failed,
     listErrors: check.listErrors,
   };
+}
+
+export interface BudgetSweepInput {
+  policy: BudgetPolicy;
+}
+
+export interface BudgetSweepResult extends BudgetSweepOutcome {
+  startedAt: string;
+  finishedAt: string;
+  policy: BudgetPolicy;
+}
+
+/**
+ * One budget sweep: one query for every workspace at or over its budget, then (policy `stop`) a
+ * stop Update to each one's entity, all in one activity. `notify` and `none` only report them.
+ */
+export async function budgetSweepWorkflow(input: BudgetSweepInput): Promise<BudgetSweepResult> {
+  return counted(
+    'budget',
+    async () => {
+      const startedAt = new Date().toISOString();
+      const outcome = await find.sweepBudget({ policy: input.policy });
+      if (outcome.counts.stopped > 0)
+        log.info('over-budget workspaces stopped', { stopped: outcome.counts.stopped });
+      return { startedAt, finishedAt: new Date().toISOString(), policy: input.policy, ...outcome };
+    },
+    (r) => ({
+      outcome: r.counts.failed > 0 ? 'partial' : 'ok',
+      actions: { stopped: r.counts.stopped },
+    }),
+  );
 }
 
 export interface OrgDeleteInput {

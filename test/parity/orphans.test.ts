@@ -208,10 +208,11 @@ describe('sweep entry points', () => {
       SWEEP_SCHEDULE_PREFIX: prefix,
       ORPHAN_SWEEP_INTERVAL_MS: '3600000',
       HEALTH_SWEEP_INTERVAL_MS: '3600000',
+      BUDGET_SWEEP_INTERVAL_MS: '3600000',
     },
   });
   afterAll(async () => {
-    for (const name of ['health', 'orphans'] as const) {
+    for (const name of ['health', 'orphans', 'budget'] as const) {
       await s.stack?.service.temporal.schedule
         .getHandle(sweepScheduleId(prefix, name))
         .delete()
@@ -233,6 +234,13 @@ describe('sweep entry points', () => {
       expect.objectContaining({
         name: 'orphans',
         scheduleId: `${prefix}sweep:orphans`,
+        intervalMs: 3_600_000,
+        paused: false,
+        lastRun: null,
+      }),
+      expect.objectContaining({
+        name: 'budget',
+        scheduleId: `${prefix}sweep:budget`,
         intervalMs: 3_600_000,
         paused: false,
         lastRun: null,
@@ -261,10 +269,14 @@ describe('sweep entry points', () => {
       orphanGraceMs: s.stack.config.ORPHAN_GRACE_MS,
       healthIntervalMs: 5_400_000,
       heartbeatStaleMs: 3_000,
+      budgetIntervalMs: 1_800_000,
+      budgetPolicy: 'stop' as const,
     };
     await ensureSweepSchedules(s.stack.service.temporal, settings);
     const res = await s.stack.api.call('GET', '/v1/admin/sweeps', { token: s.stack.adminToken });
-    expect(res.body.items.map((i: { intervalMs: number }) => i.intervalMs)).toEqual([5_400_000, 7_200_000]);
+    expect(res.body.items.map((i: { intervalMs: number }) => i.intervalMs)).toEqual([
+      5_400_000, 7_200_000, 1_800_000,
+    ]);
   });
 
   it('answers 404 for an unknown sweep and 403 to a non-admin', async () => {

@@ -28,6 +28,8 @@ const MOUNTS: Record<string, string> = {
   a2aRouter: '/v1/workspaces',
   activityRouter: '/v1/workspaces',
   secretsRouter: '/v1/workspaces',
+  memoriesRouter: '/v1/workspaces',
+  budgetRouter: '/v1/workspaces',
   registryRouter: '/v1/registry',
 };
 
@@ -157,6 +159,7 @@ const QUERY_NAMES = [
   'token',
   'cols',
   'rows',
+  'scope',
 ];
 
 const queryValue = (ids: Identities) =>
@@ -353,6 +356,9 @@ const FIELDS = [
   'secrets',
   'budgetLimitCents',
   'initialMemories',
+  'content',
+  'scope',
+  'limitCents',
   'parentId',
   'orgId',
   'restart',

@@ -15,6 +15,7 @@ import { workflowsPath } from '../../src/worker/index.js';
 import type { SweepRun } from '../../src/db/sweeps.js';
 import type {
   OrgDeleteResult,
+  budgetSweepWorkflow,
   healthSweepWorkflow,
   orgDeleteWorkflow,
   orphanSweepWorkflow,
@@ -202,6 +203,44 @@ describe('healthSweepWorkflow', () => {
     );
     await expect(failure).rejects.toThrow(WorkflowFailedError);
     expect(runs.map((r) => [r.sweep, r.outcome])).toEqual([['health', 'failed']]);
+  });
+});
+
+describe('budgetSweepWorkflow', () => {
+  it('runs the sweep as one activity with its policy, returns the ids and counts the stops', async () => {
+    const runs: SweepRun[] = [];
+    const result = await run(
+      {
+        sweepBudget: async ({ policy }: { policy: string }) => {
+          expect(policy).toBe('stop');
+          return {
+            counts: { overBudget: 2, stopped: 2, failed: 0 },
+            overBudget: [
+              { workspaceId: 'a', backend: 'docker' as const, limitCents: 10, spentCents: 12 },
+              { workspaceId: 'b', backend: 'ec2' as const, limitCents: 0, spentCents: 0 },
+            ],
+            stopped: ['a', 'b'],
+            failed: [],
+            truncated: false,
+          };
+        },
+        recordSweepRun: async (r: SweepRun) => {
+          runs.push(r);
+        },
+      },
+      (taskQueue) =>
+        env.client.workflow.execute<typeof budgetSweepWorkflow>('budgetSweepWorkflow', {
+          taskQueue,
+          workflowId: `budget-${taskQueue}`,
+          args: [{ policy: 'stop' }],
+        }),
+    );
+    expect(result.policy).toBe('stop');
+    expect(result.stopped).toEqual(['a', 'b']);
+    expect(result.overBudget.map((w) => w.workspaceId)).toEqual(['a', 'b']);
+    expect(runs).toEqual([
+      { sweep: 'budget', outcome: 'ok', durationMs: expect.any(Number), actions: { stopped: 2 } },
+    ]);
   });
 });
 

@@ -11,6 +11,8 @@
 import http from 'node:http';
 import { Router, type Request, type Response } from 'express';
 import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
+import { budgetOf } from '../../db/budget.js';
+import { isOverBudget } from '../../domain/budget.js';
 import { redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
@@ -101,6 +103,18 @@ export function a2aRouter(deps: ApiDeps): Router {
     return w.endpoint;
   }
 
+  /** At or over its budget the workspace takes no more work (before "not online": starting it would not help). */
+  async function requireBudget(w: WorkspaceRow): Promise<void> {
+    const b = await budgetOf(db, w.id);
+    if (b && isOverBudget(b)) {
+      throw new HttpError(
+        402,
+        'budget_exceeded',
+        `workspace spent ${b.spentCents} of its ${b.limitCents} cent budget; raise limitCents to continue`,
+      );
+    }
+  }
+
   /** Backend status + one /health probe → the entity decides degraded/offline. */
   async function livenessCheck(w: WorkspaceRow, endpoint: string): Promise<void> {
     try {
@@ -152,6 +166,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const w = await load(caller, req.params.id as string);
     const lim = limits();
     const body = await readJsonBody(req, lim.maxBodyBytes);
+    await requireBudget(w);
     const endpoint = requireServing(w);
 
     const method = typeof body.method === 'string' ? body.method : null;

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { sweepStats } from '../../db/sweeps.js';
 import type { Queryable } from '../../db/queryable.js';
 import type { ApiDeps } from '../deps.js';
+import { budgetBody } from './budget.js';
+import { memoryBody } from './memories.js';
 import {
   createOrgBody,
   createWorkspaceBody,
@@ -195,6 +197,26 @@ function openApiDocument() {
       '/v1/workspaces/{id}/events': { get: { responses: { '200': { description: 'text/event-stream' } } } },
       '/v1/workspaces/{id}/boot-log': {
         get: { responses: { '200': { description: 'boot events + console' } } },
+      },
+      '/v1/workspaces/{id}/memories': {
+        get: {
+          responses: {
+            '200': { description: '{items: [{id, content, scope, createdAt}], nextCursor}, newest first' },
+          },
+        },
+        post: { requestBody: json(memoryBody), responses: { '201': { description: 'stored (redacted)' } } },
+      },
+      '/v1/workspaces/{id}/memories/{memoryId}': {
+        delete: {
+          responses: { '204': { description: 'deleted' }, '404': { description: 'no such memory' } },
+        },
+      },
+      '/v1/workspaces/{id}/budget': {
+        get: { responses: { '200': { description: '{limitCents, spentCents}' } } },
+        patch: {
+          requestBody: json(budgetBody),
+          responses: { '200': { description: '{limitCents, spentCents}' } },
+        },
       },
       '/v1/workspaces/{id}/secrets': { get: { responses: { '200': { description: 'keys, never values' } } } },
       '/v1/workspaces/{id}/secrets/{key}': {

@@ -4,6 +4,7 @@
  * never move the workspace. Heartbeats go to Postgres; the entity is signalled only on transitions.
  */
 import { Router, type Response } from 'express';
+import { recordSpend } from '../../db/budget.js';
 import { insertBootEvent } from '../../db/events.js';
 import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
 import { redactorFor, secretValues } from '../../db/secrets.js';
@@ -131,6 +132,8 @@ export function registryRouter(deps: ApiDeps): Router {
       throw conflict(`config hash ${body.configHash} is not this generation's config`, 'config_mismatch');
     }
     const { previous } = await workspaces.recordHeartbeat(db, w.id, body.runtimeState);
+    // Per generation, only ever raised: a replayed or late heartbeat cannot lower the spend.
+    if (body.spentCents !== undefined) await recordSpend(db, w.id, w.generation, body.spentCents);
     if (body.plugins) await forwardPluginReport(deps, w.id, w.generation, body.plugins);
     if ((previous ?? 'ok') !== body.runtimeState) {
       await deps.entity.signalHealth(w.id, { generation: w.generation, runtimeState: body.runtimeState });

@@ -1,0 +1,89 @@
+/**
+ * Memories of a workspace (`/v1/workspaces/:id/memories`): paged newest first, filtered by scope,
+ * redacted before storage with the one redaction function (`redactorFor`). An org key manages its
+ * workspaces' memories; a workspace token (the agent) its own workspace's only.
+ */
+import { Router, type Response } from 'express';
+import { z } from 'zod';
+import { deleteMemory, insertMemory, listMemories, type MemoryRow } from '../../db/memories.js';
+import { redactorFor } from '../../db/secrets.js';
+import { getWorkspace } from '../../db/workspaces.js';
+import { principalOf } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import { HttpError, notFound, parse } from '../errors.js';
+import { decodeMemoryCursor, encodeMemoryCursor } from '../memory-cursor.js';
+import { idSchema, queryInt, text, workspaceIdParam } from '../schemas.js';
+
+/** Largest memory, in characters (the create body's `initialMemories` share it). */
+export const MEMORY_MAX_CHARS = 10_000;
+/** Same shape as the create body's `initialMemories[].scope`. */
+const scope = text({ min: 1, max: 32 });
+
+export const memoryBody = z.strictObject({
+  content: text({ min: 1, max: MEMORY_MAX_CHARS }),
+  scope: scope.optional(),
+});
+
+export const memoryListQuery = z.object({
+  limit: queryInt(1, 500).default(50),
+  cursor: z.string().max(200).optional(),
+  scope: scope.optional(),
+});
+
+const present = (m: MemoryRow) => ({ id: m.id, content: m.content, scope: m.scope, createdAt: m.createdAt });
+
+export function memoriesRouter(deps: ApiDeps): Router {
+  const { db } = deps;
+  const r = Router();
+
+  /** The workspace the caller may see (any other, or another org's, is 404). */
+  async function load(res: Response, rawId: string, write: boolean) {
+    const p = principalOf(res);
+    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
+    let orgId: string | null;
+    if (p.kind === 'admin') orgId = null;
+    else if (p.kind === 'org') orgId = p.orgId;
+    else if (p.kind === 'workspace') {
+      if (p.workspaceId !== rawId) throw notFound();
+      orgId = null;
+    } else throw new HttpError(403, 'forbidden', 'this token cannot use memories');
+    const w = await getWorkspace(db, rawId, orgId);
+    // A deleted workspace's memories can still be read, not changed.
+    if (!w || (write && w.status === 'deleted')) throw notFound();
+    return w;
+  }
+
+  r.get('/:id/memories', async (req, res) => {
+    const w = await load(res, req.params.id, false);
+    const q = parse(memoryListQuery, req.query, 'query');
+    const page = await listMemories(db, {
+      workspaceId: w.id,
+      limit: q.limit,
+      scope: q.scope,
+      after: q.cursor ? decodeMemoryCursor(q.cursor) : undefined,
+    });
+    res.json({
+      items: page.items.map(present),
+      nextCursor: page.next ? encodeMemoryCursor(page.next) : null,
+    });
+  });
+
+  r.post('/:id/memories', async (req, res) => {
+    const w = await load(res, req.params.id, true);
+    const body = parse(memoryBody, req.body);
+    const clean = await redactorFor(db, deps.secrets, w.id);
+    const m = await insertMemory(db, w.id, clean(body.content), body.scope ?? 'local');
+    res.status(201).json(present(m));
+  });
+
+  r.delete('/:id/memories/:memoryId', async (req, res) => {
+    const w = await load(res, req.params.id, true);
+    const memoryId = req.params.memoryId;
+    if (!idSchema.safeParse(memoryId).success || !(await deleteMemory(db, w.id, memoryId))) {
+      throw notFound('memory');
+    }
+    res.status(204).end();
+  });
+
+  return r;
+}
