@@ -170,6 +170,8 @@ const envSchema = z.object({
   ORPHAN_SWEEP_INTERVAL_MS: msSetting(300_000),
   /** An orphan younger than this is left for the next sweep (it may belong to a create in flight). */
   ORPHAN_GRACE_MS: msSetting(600_000),
+  /** Least interval of a workspace schedule's `@every` (cron itself fires at most once a minute). */
+  SCHEDULE_MIN_INTERVAL_MS: msSetting(60_000),
   /** How long an org delete waits for its workspaces to reach `deleted` before its final sweep. */
   ORG_DELETE_WAIT_MS: msSetting(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -20,6 +20,7 @@ import { CONSOLE_FETCH_SLACK_BYTES, redactedTail } from '../security/redacted-ta
 import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
+import { createScheduleActivities } from './schedules.js';
 import { createSweepActivities } from './sweeps.js';
 
 export interface ActivityDeps {
@@ -43,9 +44,11 @@ interface ResourceTarget {
 
 export function createActivities(deps: ActivityDeps) {
   const { db } = deps;
+  const schedules = createScheduleActivities(deps);
 
   return {
     ...createSweepActivities(deps),
+    ...schedules,
 
     async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
       return dbCall(() =>
@@ -146,6 +149,8 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async finalizeDelete(input: { workspaceId: string }): Promise<void> {
+      // The workspace's schedules (rows and Temporal Schedules) go with it.
+      await schedules.removeWorkspaceSchedules(input);
       await dbCall(async () => {
         await revokeWorkspaceTokens(db, input.workspaceId);
         await workspaces.clearResource(db, input.workspaceId);

@@ -9,6 +9,7 @@ import { filesRouter } from './routes/files.js';
 import { orgsRouter } from './routes/orgs.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
+import { schedulesRouter } from './routes/schedules.js';
 import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
 import { templatesRouter } from './routes/templates.js';
@@ -38,6 +39,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/templates', templatesRouter(deps));
   v1.use('/workspaces', activityRouter(deps));
   v1.use('/workspaces', secretsRouter(deps));
+  v1.use('/workspaces', schedulesRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
   app.use('/v1', v1);

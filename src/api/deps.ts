@@ -6,6 +6,7 @@ import type { Bounds } from './bounds.js';
 import type { EntityClient } from './entity.js';
 import type { RestartPolicyInput } from '../workflows/messages.js';
 import type { SweepControl } from './sweeps.js';
+import type { ScheduleMirror } from '../schedules/mirror.js';
 import type { Template } from '../templates/catalog.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
@@ -32,6 +33,8 @@ export interface ApiSettings {
   orgWorkspaceQuota: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
   rateLimitPerMinute: number;
+  /** Least `@every` interval of a workspace schedule (SCHEDULE_MIN_INTERVAL_MS; default 1 min). */
+  scheduleMinIntervalMs?: number;
 }
 
 export interface ApiDeps {
@@ -39,6 +42,8 @@ export interface ApiDeps {
   entity: EntityClient;
   /** Sweeps on demand, their Schedules, and the org cascade (absent: those routes answer 503). */
   sweeps?: SweepControl;
+  /** The Temporal mirrors of workspace schedules (absent: those routes answer 503). */
+  schedules?: ScheduleMirror;
   backends: Record<BackendKind, WorkspaceBackend>;
   secrets: SecretBox;
   settings: ApiSettings;
