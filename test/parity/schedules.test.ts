@@ -3,11 +3,13 @@
  * two seconds delivers its prompt as `message/send` through the proxy's path (activity rows of type
  * `schedule`, redacted), its last run shows in the API, run-now works, `enabled: false` pauses the
  * Temporal Schedule (no firing while paused), a stopped workspace's run is `skipped`, a missing
- * mirror is repaired, and deleting the workspace leaves no Temporal Schedule behind.
+ * mirror is repaired, and deleting the workspace leaves no Temporal Schedule behind; the orphan sweep
+ * removes a mirror that outlived its workspace.
  */
 import { ScheduleNotFoundError, type Client } from '@temporalio/client';
 import { describe, expect, test } from 'vitest';
-import { workspaceScheduleId } from '../../src/schedules/mirror.js';
+import { ScheduleMirror, workspaceScheduleId } from '../../src/schedules/mirror.js';
+import { newId } from '../../src/security/tokens.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
@@ -238,5 +240,52 @@ describe.each(PARITY_BACKENDS)('%s schedules', CONCURRENT_BLOCK, (backend) => {
       ws!.id,
     ]);
     expect(rows).toEqual([]);
+  });
+});
+
+describe.each(PARITY_BACKENDS)('%s stray schedule mirrors', CONCURRENT_BLOCK, (backend) => {
+  const t = useParityStack(backend);
+
+  test('the orphan sweep removes a mirror that outlived its workspace and keeps unknown ones', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'gone', backend },
+    });
+    expect(created.status).toBe(202);
+    const id = created.body.id as string;
+    await waitForStatus(t.stack, t.key, id, 'online');
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+
+    // Mirrors with no row: one of the deleted workspace (a create that lost a race with the delete),
+    // one of a workspace this database does not know (another deployment's).
+    const client = t.stack.service.temporal;
+    const mirror = new ScheduleMirror(client, t.stack.config.TASK_QUEUE);
+    const stray = { id: newId(), workspaceId: id, cron: '@daily', timezone: 'UTC', enabled: false };
+    const foreign = { ...stray, id: newId(), workspaceId: newId() };
+    await mirror.put(stray);
+    await mirror.put(foreign);
+    try {
+      await waitFor(
+        async () => {
+          const listed = [
+            ...(await mirrorIdsOf(client, id)),
+            ...(await mirrorIdsOf(client, foreign.workspaceId)),
+          ];
+          return listed.length === 2;
+        },
+        { timeoutMs: 30_000, intervalMs: 500, describe: 'both mirrors listed' },
+      );
+      const run = await t.stack.api.call('POST', '/v1/admin/sweeps/orphans/run', {
+        token: t.stack.adminToken,
+      });
+      expect(run.status).toBe(200);
+      expect(Array.isArray(run.body.schedulesRemoved)).toBe(true);
+      // (The other backend's block sweeps the same namespace and may have removed it first.)
+      await expect(described(client, id, stray.id)).rejects.toBeInstanceOf(ScheduleNotFoundError);
+      expect((await described(client, foreign.workspaceId, foreign.id)).state.paused).toBe(true);
+    } finally {
+      await mirror.remove(foreign.workspaceId, foreign.id);
+    }
   });
 });
