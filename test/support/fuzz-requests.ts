@@ -25,6 +25,8 @@ const MOUNTS: Record<string, string> = {
   a2aRouter: '/v1/workspaces',
   activityRouter: '/v1/workspaces',
   secretsRouter: '/v1/workspaces',
+  schedulesRouter: '/v1/workspaces',
+  templatesRouter: '/v1/templates',
   registryRouter: '/v1/registry',
 };
 

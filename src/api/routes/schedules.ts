@@ -194,6 +194,8 @@ export function schedulesRouter(deps: ApiDeps): Router {
     const w = await load(res, req.params.id);
     const before = await loadSchedule(w, req.params.sid);
     const body = parse(patchScheduleBody, req.body);
+    // Its delete is removing the schedules: a mirror written now could outlive them.
+    if (w.status === 'deleting') throw new HttpError(409, 'conflict', 'workspace is being deleted');
     const spec = checked(body);
     const mirror = mirrorOf();
     const after = await updateSchedule(deps.db, w.id, before.id, { ...body, ...spec });
