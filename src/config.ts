@@ -179,6 +179,8 @@ const envSchema = z.object({
   BUDGET_SWEEP_INTERVAL_MS: msSetting(60_000),
   /** What `sweep:budget` does with them: `stop` (through the entity), `notify` (log), `none` (list). */
   BUDGET_POLICY: z.enum(['stop', 'notify', 'none']).default('stop'),
+  /** Least interval of a workspace schedule's `@every` (cron itself fires at most once a minute). */
+  SCHEDULE_MIN_INTERVAL_MS: msSetting(60_000),
   /** How long an org delete waits for its workspaces to reach `deleted` before its final sweep. */
   ORG_DELETE_WAIT_MS: msSetting(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -28,6 +28,7 @@ import { SecretBox } from './security/secrets.js';
 import { createWorker } from './worker/index.js';
 import { ensureSweepSchedules, type SweepSettings } from './worker/schedules.js';
 import { SweepControl } from './api/sweeps.js';
+import { ScheduleMirror } from './schedules/mirror.js';
 
 export interface ServiceOptions {
   api: boolean;
@@ -118,6 +119,7 @@ export function apiSettings(config: Config): ApiSettings {
     },
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
+    scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,
   };
 }
 
@@ -159,6 +161,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS },
         () => entity.requireWorker(),
       ),
+      schedules: new ScheduleMirror(temporal, config.TASK_QUEUE, 4000),
       backends,
       secrets,
       log,

@@ -21,6 +21,7 @@ import type { Templates } from '../config.js';
 import type { SecretBox } from '../security/secrets.js';
 import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
 import { createPluginActivities } from './plugins.js';
+import { createScheduleActivities } from './schedules.js';
 import { createSweepActivities } from './sweeps.js';
 
 export interface ActivityDeps {
@@ -44,10 +45,12 @@ interface ResourceTarget {
 
 export function createActivities(deps: ActivityDeps) {
   const { db } = deps;
+  const schedules = createScheduleActivities(deps);
 
   return {
     ...createSweepActivities(deps),
     ...createPluginActivities(deps),
+    ...schedules,
 
     async saveConfig(input: { workspaceId: string; runtime?: string; config?: Record<string, unknown> }) {
       return dbCall(() =>
@@ -148,6 +151,8 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     async finalizeDelete(input: { workspaceId: string }): Promise<void> {
+      // The workspace's schedules (rows and Temporal Schedules) go with it.
+      await schedules.removeWorkspaceSchedules(input);
       await dbCall(async () => {
         await revokeWorkspaceTokens(db, input.workspaceId);
         await workspaces.clearResource(db, input.workspaceId);

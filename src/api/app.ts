@@ -12,6 +12,7 @@ import { orgsRouter } from './routes/orgs.js';
 import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
 import { httpRequests, opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
+import { schedulesRouter } from './routes/schedules.js';
 import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
 import { templatesRouter } from './routes/templates.js';
@@ -46,6 +47,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', secretsRouter(deps));
   v1.use('/workspaces', memoriesRouter(deps));
   v1.use('/workspaces', budgetRouter(deps));
+  v1.use('/workspaces', schedulesRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
   app.use('/v1', v1);

@@ -6,6 +6,7 @@ import type { Bounds } from './bounds.js';
 import type { EntityClient } from './entity.js';
 import type { RestartPolicyInput } from '../workflows/messages.js';
 import type { SweepControl } from './sweeps.js';
+import type { ScheduleMirror } from '../schedules/mirror.js';
 import type { Template } from '../templates/catalog.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import type { PluginWorkflows } from './plugin-workflows.js';
@@ -36,6 +37,8 @@ export interface ApiSettings {
   orgWorkspaceQuota: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
   rateLimitPerMinute: number;
+  /** Least `@every` interval of a workspace schedule (SCHEDULE_MIN_INTERVAL_MS; default 1 min). */
+  scheduleMinIntervalMs?: number;
 }
 
 export interface ApiDeps {
@@ -45,6 +48,8 @@ export interface ApiDeps {
   sweeps?: SweepControl;
   /** Starts plugin workflows and forwards the agent's plugin reports (absent: installs answer 503). */
   plugins?: PluginWorkflows;
+  /** The Temporal mirrors of workspace schedules (absent: those routes answer 503). */
+  schedules?: ScheduleMirror;
   backends: Record<BackendKind, WorkspaceBackend>;
   secrets: SecretBox;
   settings: ApiSettings;

@@ -5,9 +5,7 @@
  */
 import http from 'node:http';
 import type { BackendKind } from '../backends/backend.js';
-import * as workspaces from '../db/workspaces.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
-import type { ApiDeps } from './deps.js';
 
 /**
  * Least time between two heartbeat-driven re-reads of one workspace. Docker's inspect is a local
@@ -16,28 +14,8 @@ import type { ApiDeps } from './deps.js';
  */
 export const HEARTBEAT_REFRESH_MIN_MS: Record<BackendKind, number> = { docker: 0, ec2: 60_000 };
 
-/**
- * Re-reads the endpoint of the workspace's current generation and records it when it changed.
- * Returns the endpoint to use: the backend's answer, or the recorded one when the backend has none
- * (stopped, missing) or could not be asked (a read must never fail the caller's request).
- */
-export async function refreshEndpoint(
-  deps: Pick<ApiDeps, 'db' | 'backends' | 'log'>,
-  w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation' | 'endpoint'>,
-): Promise<string | null> {
-  let fresh: string | null;
-  try {
-    fresh = (await deps.backends[w.backend].describe(w.id, w.generation))?.endpoint ?? null;
-  } catch (err) {
-    deps.log.warn({ err, workspaceId: w.id }, 'could not re-read the workspace endpoint');
-    return w.endpoint;
-  }
-  if (fresh === null || fresh === w.endpoint) return w.endpoint;
-  if (await workspaces.refreshEndpoint(deps.db, w.id, w.generation, fresh)) {
-    deps.log.info({ workspaceId: w.id, from: w.endpoint, to: fresh }, 'workspace endpoint changed');
-  }
-  return fresh;
-}
+/** The one re-read, shared with the proxy's forwarding path (src/a2a/proxy.ts). */
+export { refreshEndpoint } from '../a2a/proxy.js';
 
 /** Per-process throttle of heartbeat re-reads (see HEARTBEAT_REFRESH_MIN_MS). */
 export class HeartbeatRefresh {

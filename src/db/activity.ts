@@ -9,6 +9,8 @@ export interface NewA2AActivity {
   workspaceId: string;
   peerId: string | null;
   direction: 'inbound' | 'outbound';
+  /** Default `a2a`; a scheduled run's message is `schedule`. */
+  type?: string;
   method: string | null;
   status: number;
   durationMs: number;
@@ -67,7 +69,7 @@ export async function insertA2AActivity(db: Queryable, rows: NewA2AActivity[]): 
     await db.query(
       `INSERT INTO activity (workspace_id, type, peer_id, direction, method, status, duration_ms, summary,
          request_text, response_text)
-       VALUES ($1, 'a2a', $2, $3, $4, $5, $6, $7, $8, $9)`,
+       VALUES ($1, $10, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [
         a.workspaceId,
         a.peerId,
@@ -78,6 +80,7 @@ export async function insertA2AActivity(db: Queryable, rows: NewA2AActivity[]): 
         a.summary,
         a.requestText,
         a.responseText,
+        a.type ?? 'a2a',
       ],
     );
   }

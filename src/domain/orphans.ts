@@ -151,4 +151,9 @@ export interface OrphanSweepResult {
   failed: Array<OrphanRemoval & { error: string }>;
   /** Backends whose listing failed this time (nothing was removed there). */
   listErrors: Array<{ backend: BackendKind; error: string }>;
+  /**
+   * Workspace schedule mirrors (Temporal Schedules) removed because their workspace is deleted or
+   * their row is gone. Absent on runs started by a worker without that step.
+   */
+  schedulesRemoved?: Array<{ workspaceId: string; scheduleId: string }>;
 }

@@ -7,3 +7,4 @@ export {
   orgDeleteWorkflow,
 } from './sweeps.js';
 export { pluginWorkflow } from './plugin.js';
+export { scheduledMessageWorkflow } from './schedules.js';

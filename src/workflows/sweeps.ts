@@ -55,6 +55,8 @@ const PATCHES = {
   recordRun: 'sweep-record-run',
   /** The health sweep's look and signals are one activity (sweepHealth), not one per finding. */
   healthInOneActivity: 'health-sweep-one-activity',
+  /** The orphan sweep also removes workspace schedule mirrors that outlived their row. */
+  straySchedules: 'orphan-sweep-stray-schedules',
 } as const;
 
 /**
@@ -124,6 +126,16 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
   removed.sort(order);
   failed.sort(order);
   if (removed.length > 0) log.info('orphans removed', { removed: removed.length, failed: failed.length });
+  let schedulesRemoved: OrphanSweepResult['schedulesRemoved'];
+  if (patched(PATCHES.straySchedules)) {
+    // Best effort: a stray mirror's next firing removes it anyway, and the next sweep tries again.
+    try {
+      schedulesRemoved = await find.removeStraySchedules();
+    } catch (err) {
+      log.warn('stray schedules not swept', { error: errorMessage(err) });
+      schedulesRemoved = [];
+    }
+  }
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -138,6 +150,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     removed,
     failed,
     listErrors: found.listErrors,
+    ...(schedulesRemoved ? { schedulesRemoved } : {}),
   };
 }
 

@@ -30,6 +30,7 @@ const MOUNTS: Record<string, string> = {
   secretsRouter: '/v1/workspaces',
   memoriesRouter: '/v1/workspaces',
   budgetRouter: '/v1/workspaces',
+  schedulesRouter: '/v1/workspaces',
   registryRouter: '/v1/registry',
 };
 

@@ -76,6 +76,7 @@ describe('orphanSweepWorkflow', () => {
           if (r.workspaceId === 'b') throw new Error('daemon says no');
           removed.push(r.workspaceId);
         },
+        removeStraySchedules: async () => [{ workspaceId: 'd', scheduleId: 's' }],
       },
       (taskQueue) =>
         env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
@@ -97,6 +98,7 @@ describe('orphanSweepWorkflow', () => {
       failed: 1,
     });
     expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
+    expect(result.schedulesRemoved).toEqual([{ workspaceId: 'd', scheduleId: 's' }]);
     expect(runs).toEqual([
       {
         sweep: 'orphans',
@@ -118,6 +120,9 @@ describe('orphanSweepWorkflow', () => {
           listErrors: [],
         }),
         removeOrphan: async () => undefined,
+        removeStraySchedules: async () => {
+          throw new Error('temporal list failed');
+        },
       },
       (taskQueue) =>
         env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
@@ -127,6 +132,8 @@ describe('orphanSweepWorkflow', () => {
         }),
     );
     expect(result.counts).toEqual(expect.objectContaining({ orphans: 5000, removed: 1, failed: 0 }));
+    // A failed schedule listing does not fail the sweep.
+    expect(result.schedulesRemoved).toEqual([]);
   });
 });
 

@@ -8,11 +8,28 @@
  * signalled to the entity workflow, which folds it into degraded/offline. A successful forward to a
  * degraded workspace signals it reachable again.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import { Router, type Request, type Response } from 'express';
-import { insertA2AActivity, type NewA2AActivity } from '../../db/activity.js';
 import { budgetOf } from '../../db/budget.js';
 import { isOverBudget } from '../../domain/budget.js';
+import * as shared from '../../a2a/proxy.js';
+import {
+  A2A_DEFAULTS,
+  CAPTURE_BYTES,
+  EXCERPT_CHARS,
+  Failure,
+  SERVING,
+  forward,
+  jsonReplyText,
+  logCall,
+  messageText,
+  probe,
+  readAll,
+  request,
+  streamText,
+  truncate,
+  type A2ALimits,
+} from '../../a2a/proxy.js';
 import { redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
@@ -20,46 +37,18 @@ import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { refreshEndpoint } from '../endpoints.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { workspaceIdParam } from '../schemas.js';
 
-/** Proxy limits; read from `settings.a2a` when present. Mutable so tests can shorten them. */
-export const A2A_DEFAULTS = {
-  /** Largest accepted request body (413 above). */
-  maxBodyBytes: 1024 * 1024,
-  /** TCP connect to the agent. */
-  connectTimeoutMs: 10_000,
-  /** No byte from the agent for this long → 504 (or the stream is cut). */
-  idleTimeoutMs: 30_000,
-  /** The /health probe of the liveness check. */
-  probeTimeoutMs: 3_000,
-  /** Retry-After when the workspace is not online. */
-  retryAfterSeconds: 5,
-};
+export { A2A_DEFAULTS };
 
-const SUMMARY_CHARS = 200;
-const EXCERPT_CHARS = 4000;
-/** How much of an answer is kept to extract the reply text (the stream itself is not buffered). */
-const CAPTURE_BYTES = 256 * 1024;
-const SERVING = new Set(['online', 'degraded']);
-
-type Limits = typeof A2A_DEFAULTS;
+type Limits = A2ALimits;
 
 interface Caller {
   /** The calling workspace, when the caller authenticated with a workspace token. */
   workspace: WorkspaceRow | null;
   /** Org scope: null = admin. */
   orgId: string | null;
-}
-
-class Failure extends Error {
-  constructor(
-    readonly kind: 'unreachable' | 'timeout' | 'connect_timeout',
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export function a2aRouter(deps: ApiDeps): Router {
@@ -136,26 +125,8 @@ export function a2aRouter(deps: ApiDeps): Router {
       .catch((err: unknown) => deps.log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
   }
 
-  /**
-   * Calls the agent at `tried.endpoint`. When it was not reached at all, the resource may answer
-   * elsewhere now (docker restart → new host port): the backend's address is re-read and, when it
-   * moved, the call is made once more there. `tried.endpoint` ends as the address last tried.
-   */
-  async function reachAgent<T>(
-    w: WorkspaceRow,
-    tried: { endpoint: string },
-    call: (at: string) => Promise<T>,
-  ): Promise<T> {
-    try {
-      return await call(tried.endpoint);
-    } catch (err) {
-      if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
-      const fresh = await refreshEndpoint(deps, w);
-      if (!fresh || fresh === tried.endpoint) throw err;
-      tried.endpoint = fresh;
-      return call(fresh);
-    }
-  }
+  const reachAgent = <T>(w: WorkspaceRow, tried: { endpoint: string }, call: (at: string) => Promise<T>) =>
+    shared.reachAgent(deps, w, tried, call);
 
   // From configuration only: a caller's Host header must not steer the URLs peers are told.
   const publicBase = (): string => deps.settings.publicUrl;
@@ -183,32 +154,18 @@ export function a2aRouter(deps: ApiDeps): Router {
     );
     const requestText = truncate(clean(messageText(body.params)), EXCERPT_CHARS);
 
-    const log = async (status: number, responseText: string | null, note?: string) => {
-      const summary = truncate(
-        clean(note ? `${note}${requestText ? `: ${requestText}` : ''}` : requestText || method),
-        SUMMARY_CHARS,
-      );
-      const durationMs = performance.now() - started;
-      const row = (workspaceId: string, peerId: string | null, direction: 'inbound' | 'outbound') =>
-        ({
-          workspaceId,
-          peerId,
-          direction,
-          method,
-          status,
-          durationMs,
-          summary,
-          requestText,
-          responseText: responseText === null ? null : truncate(clean(responseText), EXCERPT_CHARS),
-        }) satisfies NewA2AActivity;
-      const rows = [row(w.id, caller.workspace?.id ?? null, 'inbound')];
-      if (caller.workspace && caller.workspace.id !== w.id) {
-        rows.push(row(caller.workspace.id, w.id, 'outbound'));
-      }
-      await insertA2AActivity(db, rows).catch((err: unknown) =>
-        deps.log.error({ err, workspaceId: w.id }, 'could not write the activity row'),
-      );
-    };
+    const log = (status: number, responseText: string | null, note?: string) =>
+      logCall(deps, {
+        workspaceId: w.id,
+        callerId: caller.workspace?.id ?? null,
+        method,
+        status,
+        durationMs: performance.now() - started,
+        requestText,
+        responseText,
+        note,
+        clean,
+      });
 
     const payload = Buffer.from(JSON.stringify(body));
     const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
@@ -391,147 +348,6 @@ function readJsonBody(req: Request, max: number): Promise<Record<string, unknown
     });
     req.on('error', reject);
   });
-}
-
-function forward(
-  endpoint: string,
-  payload: Buffer,
-  accept: string | undefined,
-  credential: string,
-  lim: Limits,
-  signal: AbortSignal,
-): Promise<http.IncomingMessage> {
-  return request(
-    new URL('/', endpoint),
-    {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'content-length': String(payload.length),
-        accept: accept ?? 'application/json, text/event-stream',
-        // Only the proxy holds it: the agent refuses calls that reach it any other way.
-        [AGENT_CREDENTIAL_HEADER]: credential,
-      },
-      signal,
-    },
-    payload,
-    lim,
-  );
-}
-
-/** One request to the agent; resolves with the response once its headers arrived. */
-function request(
-  url: URL,
-  opts: http.RequestOptions,
-  payload: Buffer | null,
-  lim: Pick<Limits, 'connectTimeoutMs' | 'idleTimeoutMs'>,
-): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { ...opts, agent: false });
-    let connected = false;
-    const connectTimer = setTimeout(() => {
-      req.destroy(new Failure('connect_timeout', 'connect timeout'));
-    }, lim.connectTimeoutMs);
-    req.on('socket', (socket) => {
-      socket.setNoDelay(true);
-      socket.once('connect', () => {
-        connected = true;
-        clearTimeout(connectTimer);
-      });
-      socket.setTimeout(lim.idleTimeoutMs, () => {
-        req.destroy(new Failure(connected ? 'timeout' : 'connect_timeout', 'idle timeout'));
-      });
-    });
-    req.on('response', (res) => {
-      clearTimeout(connectTimer);
-      resolve(res);
-    });
-    req.on('error', (err) => {
-      clearTimeout(connectTimer);
-      if (err instanceof Failure) reject(err);
-      else reject(new Failure('unreachable', (err as NodeJS.ErrnoException).code ?? err.message));
-    });
-    req.end(payload ?? undefined);
-  });
-}
-
-async function probe(endpoint: string, timeoutMs: number): Promise<boolean> {
-  try {
-    const res = await request(new URL('/health', endpoint), { method: 'GET' }, null, {
-      connectTimeoutMs: timeoutMs,
-      idleTimeoutMs: timeoutMs,
-    });
-    res.resume();
-    return (res.statusCode ?? 500) < 500;
-  } catch {
-    return false;
-  }
-}
-
-function readAll(res: http.IncomingMessage, max: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= max) chunks.push(c);
-    });
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    res.on('error', reject);
-  });
-}
-
-const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
-
-/** Text parts of `params.message` (A2A), joined; '' when there are none. */
-function messageText(params: unknown): string {
-  if (typeof params !== 'object' || params === null) return '';
-  return partsText((params as { message?: unknown }).message);
-}
-
-function partsText(message: unknown): string {
-  if (typeof message !== 'object' || message === null) return '';
-  const parts = (message as { parts?: unknown }).parts;
-  if (!Array.isArray(parts)) return '';
-  return parts
-    .map((p: unknown) => (typeof p === 'object' && p !== null ? (p as { text?: unknown }).text : undefined))
-    .filter((t): t is string => typeof t === 'string')
-    .join(' ');
-}
-
-/** The text of a JSON-RPC answer: result message parts, a status message, or the error message. */
-function resultText(rpc: unknown): string {
-  if (typeof rpc !== 'object' || rpc === null) return '';
-  const { result, error } = rpc as { result?: unknown; error?: unknown };
-  if (typeof result === 'object' && result !== null) {
-    const r = result as { text?: unknown; status?: { message?: unknown } };
-    const fromParts = partsText(result) || partsText(r.status?.message);
-    if (fromParts) return fromParts;
-    if (typeof r.text === 'string') return r.text;
-  }
-  if (typeof error === 'object' && error !== null) {
-    const msg = (error as { message?: unknown }).message;
-    if (typeof msg === 'string') return `error: ${msg}`;
-  }
-  return '';
-}
-
-function jsonReplyText(text: string): string {
-  try {
-    return resultText(JSON.parse(text));
-  } catch {
-    return '';
-  }
-}
-
-/** The last event's text of an SSE answer (the final state of a streamed reply). */
-function streamText(text: string): string {
-  let last = '';
-  for (const m of text.matchAll(/^data: ?(.*)$/gm)) {
-    const t = jsonReplyText(m[1]!);
-    if (t) last = t;
-  }
-  return last;
 }
 
 /**

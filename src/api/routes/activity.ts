@@ -32,7 +32,8 @@ const chatQuery = z.object({
 });
 
 function presentActivity(a: ActivityRow) {
-  const status = a.type === 'a2a' && /^\d+$/.test(a.status) ? Number(a.status) : a.status;
+  const status =
+    (a.type === 'a2a' || a.type === 'schedule') && /^\d+$/.test(a.status) ? Number(a.status) : a.status;
   return {
     id: a.id,
     ts: a.ts,

@@ -6,6 +6,7 @@ import type { Queryable } from '../../db/queryable.js';
 import type { ApiDeps } from '../deps.js';
 import { budgetBody } from './budget.js';
 import { memoryBody } from './memories.js';
+import { createScheduleBody, patchScheduleBody } from './schedules.js';
 import {
   createOrgBody,
   createWorkspaceBody,
@@ -222,6 +223,18 @@ function openApiDocument() {
       '/v1/workspaces/{id}/secrets/{key}': {
         put: { responses: { '204': { description: 'stored' } } },
         delete: { responses: { '204': { description: 'deleted' } } },
+      },
+      '/v1/workspaces/{id}/schedules': {
+        get: { responses: { '200': { description: '{items: [Schedule]} with lastRun' } } },
+        post: { requestBody: json(createScheduleBody), responses: { '201': { description: 'Schedule' } } },
+      },
+      '/v1/workspaces/{id}/schedules/{sid}': {
+        get: { responses: { '200': { description: 'Schedule' } } },
+        patch: { requestBody: json(patchScheduleBody), responses: { '200': { description: 'Schedule' } } },
+        delete: { responses: { '204': { description: 'deleted, with its Temporal Schedule' } } },
+      },
+      '/v1/workspaces/{id}/schedules/{sid}/run': {
+        post: { responses: { '202': { description: 'one run started now; see lastRun' } } },
       },
     },
   };

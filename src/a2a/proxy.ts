@@ -1,0 +1,394 @@
+/**
+ * The A2A proxy's forwarding path, shared by the HTTP route (src/api/routes/a2a.ts, which streams
+ * answers through) and by scheduled runs (src/activities/schedules.ts, which send one
+ * `message/send` and read the whole answer): the same endpoint rules (only the address the backend
+ * recorded for the current generation, re-read once when the agent was not reached), the same
+ * agent credential, the same limits, and the same redacted activity rows.
+ */
+import http from 'node:http';
+import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
+import { insertA2AActivity, type NewA2AActivity } from '../db/activity.js';
+import type { Queryable } from '../db/queryable.js';
+import * as workspaces from '../db/workspaces.js';
+import type { WorkspaceRow } from '../db/workspaces.js';
+import { AGENT_CREDENTIAL_HEADER } from '../security/agent-credential.js';
+
+/** Proxy limits; read from `settings.a2a` when present. Mutable so tests can shorten them. */
+export const A2A_DEFAULTS = {
+  /** Largest accepted request body (413 above). */
+  maxBodyBytes: 1024 * 1024,
+  /** TCP connect to the agent. */
+  connectTimeoutMs: 10_000,
+  /** No byte from the agent for this long → 504 (or the stream is cut). */
+  idleTimeoutMs: 30_000,
+  /** The /health probe of the liveness check. */
+  probeTimeoutMs: 3_000,
+  /** Retry-After when the workspace is not online. */
+  retryAfterSeconds: 5,
+};
+
+export const SUMMARY_CHARS = 200;
+export const EXCERPT_CHARS = 4000;
+/** How much of an answer is kept to extract the reply text (the stream itself is not buffered). */
+export const CAPTURE_BYTES = 256 * 1024;
+export const SERVING = new Set(['online', 'degraded']);
+
+export type A2ALimits = typeof A2A_DEFAULTS;
+
+export class Failure extends Error {
+  constructor(
+    readonly kind: 'unreachable' | 'timeout' | 'connect_timeout',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function forward(
+  endpoint: string,
+  payload: Buffer,
+  accept: string | undefined,
+  credential: string,
+  lim: A2ALimits,
+  signal: AbortSignal,
+): Promise<http.IncomingMessage> {
+  return request(
+    new URL('/', endpoint),
+    {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(payload.length),
+        accept: accept ?? 'application/json, text/event-stream',
+        // Only the proxy holds it: the agent refuses calls that reach it any other way.
+        [AGENT_CREDENTIAL_HEADER]: credential,
+      },
+      signal,
+    },
+    payload,
+    lim,
+  );
+}
+
+/** One request to the agent; resolves with the response once its headers arrived. */
+export function request(
+  url: URL,
+  opts: http.RequestOptions,
+  payload: Buffer | null,
+  lim: Pick<A2ALimits, 'connectTimeoutMs' | 'idleTimeoutMs'>,
+): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { ...opts, agent: false });
+    let connected = false;
+    const connectTimer = setTimeout(() => {
+      req.destroy(new Failure('connect_timeout', 'connect timeout'));
+    }, lim.connectTimeoutMs);
+    req.on('socket', (socket) => {
+      socket.setNoDelay(true);
+      socket.once('connect', () => {
+        connected = true;
+        clearTimeout(connectTimer);
+      });
+      socket.setTimeout(lim.idleTimeoutMs, () => {
+        req.destroy(new Failure(connected ? 'timeout' : 'connect_timeout', 'idle timeout'));
+      });
+    });
+    req.on('response', (res) => {
+      clearTimeout(connectTimer);
+      resolve(res);
+    });
+    req.on('error', (err) => {
+      clearTimeout(connectTimer);
+      if (err instanceof Failure) reject(err);
+      else reject(new Failure('unreachable', (err as NodeJS.ErrnoException).code ?? err.message));
+    });
+    req.end(payload ?? undefined);
+  });
+}
+
+export async function probe(endpoint: string, timeoutMs: number): Promise<boolean> {
+  try {
+    const res = await request(new URL('/health', endpoint), { method: 'GET' }, null, {
+      connectTimeoutMs: timeoutMs,
+      idleTimeoutMs: timeoutMs,
+    });
+    res.resume();
+    return (res.statusCode ?? 500) < 500;
+  } catch {
+    return false;
+  }
+}
+
+export function readAll(res: http.IncomingMessage, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= max) chunks.push(c);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}
+
+export const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
+/** Text parts of `params.message` (A2A), joined; '' when there are none. */
+export function messageText(params: unknown): string {
+  if (typeof params !== 'object' || params === null) return '';
+  return partsText((params as { message?: unknown }).message);
+}
+
+export function partsText(message: unknown): string {
+  if (typeof message !== 'object' || message === null) return '';
+  const parts = (message as { parts?: unknown }).parts;
+  if (!Array.isArray(parts)) return '';
+  return parts
+    .map((p: unknown) => (typeof p === 'object' && p !== null ? (p as { text?: unknown }).text : undefined))
+    .filter((t): t is string => typeof t === 'string')
+    .join(' ');
+}
+
+/** The text of a JSON-RPC answer: result message parts, a status message, or the error message. */
+export function resultText(rpc: unknown): string {
+  if (typeof rpc !== 'object' || rpc === null) return '';
+  const { result, error } = rpc as { result?: unknown; error?: unknown };
+  if (typeof result === 'object' && result !== null) {
+    const r = result as { text?: unknown; status?: { message?: unknown } };
+    const fromParts = partsText(result) || partsText(r.status?.message);
+    if (fromParts) return fromParts;
+    if (typeof r.text === 'string') return r.text;
+  }
+  if (typeof error === 'object' && error !== null) {
+    const msg = (error as { message?: unknown }).message;
+    if (typeof msg === 'string') return `error: ${msg}`;
+  }
+  return '';
+}
+
+export function jsonReplyText(text: string): string {
+  try {
+    return resultText(JSON.parse(text));
+  } catch {
+    return '';
+  }
+}
+
+/** The last event's text of an SSE answer (the final state of a streamed reply). */
+export function streamText(text: string): string {
+  let last = '';
+  for (const m of text.matchAll(/^data: ?(.*)$/gm)) {
+    const t = jsonReplyText(m[1]!);
+    if (t) last = t;
+  }
+  return last;
+}
+
+/**
+ * The type an agent's answer is served with: JSON-RPC answers are JSON or an event stream; any
+
+/** What the shared path needs (the API's deps and the worker's activity deps both have it). */
+export interface ProxyDeps {
+  db: Queryable;
+  backends: Record<BackendKind, WorkspaceBackend>;
+  log: ProxyLog;
+}
+
+/** pino's call shape (the activity side adapts Temporal's activity logger to it). */
+export interface ProxyLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/**
+ * Re-reads the endpoint of the workspace's current generation and records it when it changed.
+ * Returns the endpoint to use: the backend's answer, or the recorded one when the backend has none
+ * (stopped, missing) or could not be asked (a read must never fail the caller's request).
+ */
+export async function refreshEndpoint(
+  deps: ProxyDeps,
+  w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation' | 'endpoint'>,
+): Promise<string | null> {
+  let fresh: string | null;
+  try {
+    fresh = (await deps.backends[w.backend].describe(w.id, w.generation))?.endpoint ?? null;
+  } catch (err) {
+    deps.log.warn({ err, workspaceId: w.id }, 'could not re-read the workspace endpoint');
+    return w.endpoint;
+  }
+  if (fresh === null || fresh === w.endpoint) return w.endpoint;
+  if (await workspaces.refreshEndpoint(deps.db, w.id, w.generation, fresh)) {
+    deps.log.info({ workspaceId: w.id, from: w.endpoint, to: fresh }, 'workspace endpoint changed');
+  }
+  return fresh;
+}
+
+/**
+ * Calls the agent at `tried.endpoint`. When it was not reached at all, the resource may answer
+ * elsewhere now (docker restart → new host port): the backend's address is re-read and, when it
+ * moved, the call is made once more there. `tried.endpoint` ends as the address last tried.
+ */
+export async function reachAgent<T>(
+  deps: ProxyDeps,
+  w: WorkspaceRow,
+  tried: { endpoint: string },
+  call: (at: string) => Promise<T>,
+): Promise<T> {
+  try {
+    return await call(tried.endpoint);
+  } catch (err) {
+    if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
+    const fresh = await refreshEndpoint(deps, w);
+    if (!fresh || fresh === tried.endpoint) throw err;
+    tried.endpoint = fresh;
+    return call(fresh);
+  }
+}
+
+export interface CallRecord {
+  /** The called workspace. */
+  workspaceId: string;
+  /** The calling workspace, when a workspace called (it gets an `outbound` row too). */
+  callerId: string | null;
+  /** `a2a` for proxied calls, `schedule` for scheduled runs. */
+  type?: string;
+  method: string | null;
+  status: number;
+  durationMs: number;
+  /** Already redacted and truncated. */
+  requestText: string;
+  responseText: string | null;
+  note?: string;
+  /** Put before the summary (a scheduled run names its schedule). */
+  summaryPrefix?: string;
+  /** The redaction of both ends' secrets. */
+  clean: (s: string) => string;
+}
+
+/** Writes the activity rows of one call (redacted, truncated); a failed write is logged, not thrown. */
+export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord): Promise<void> {
+  const body = c.note ? `${c.note}${c.requestText ? `: ${c.requestText}` : ''}` : c.requestText || c.method;
+  const summary = truncate(c.clean(`${c.summaryPrefix ?? ''}${body ?? ''}`), SUMMARY_CHARS);
+  const row = (workspaceId: string, peerId: string | null, direction: 'inbound' | 'outbound') =>
+    ({
+      workspaceId,
+      peerId,
+      direction,
+      type: c.type,
+      method: c.method,
+      status: c.status,
+      durationMs: c.durationMs,
+      summary,
+      requestText: c.requestText,
+      responseText: c.responseText === null ? null : truncate(c.clean(c.responseText), EXCERPT_CHARS),
+    }) satisfies NewA2AActivity;
+  const rows = [row(c.workspaceId, c.callerId, 'inbound')];
+  if (c.callerId && c.callerId !== c.workspaceId) rows.push(row(c.callerId, c.workspaceId, 'outbound'));
+  await insertA2AActivity(deps.db, rows).catch((err: unknown) =>
+    deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row'),
+  );
+}
+
+/** The outcome of one whole (non-streamed) call through the proxy path. */
+export interface Delivery {
+  /** The HTTP status a proxy caller would have got (200, 409 not online, 502, 504). */
+  status: number;
+  /** The agent answered a JSON-RPC result (not an error object). */
+  ok: boolean;
+  /** The reply text (redacted, truncated), or why there is none. */
+  reply: string | null;
+  error: string | null;
+}
+
+/**
+ * Sends one JSON-RPC request to the workspace's agent and reads the whole answer, as the proxy
+ * does: an activity row is written whatever the outcome (except "not online": nothing was sent).
+ * `onUnreachable` runs the liveness check after a failed forward.
+ */
+export async function deliver(
+  deps: ProxyDeps,
+  w: WorkspaceRow,
+  body: { method: string; params?: unknown } & Record<string, unknown>,
+  opts: {
+    credential: string;
+    clean: (s: string) => string;
+    limits: A2ALimits;
+    type: string;
+    summaryPrefix?: string;
+    onUnreachable?: (endpoint: string) => Promise<void>;
+  },
+): Promise<Delivery> {
+  if (!SERVING.has(w.status) || !w.endpoint) {
+    return { status: 409, ok: false, reply: null, error: `workspace is ${w.status}` };
+  }
+  const started = performance.now();
+  const requestText = truncate(opts.clean(messageText(body.params)), EXCERPT_CHARS);
+  const log = (status: number, responseText: string | null, note?: string) =>
+    logCall(deps, {
+      workspaceId: w.id,
+      callerId: null,
+      type: opts.type,
+      method: body.method,
+      status,
+      durationMs: performance.now() - started,
+      requestText,
+      responseText,
+      note,
+      summaryPrefix: opts.summaryPrefix,
+      clean: opts.clean,
+    });
+  const payload = Buffer.from(JSON.stringify(body));
+  const tried = { endpoint: w.endpoint };
+  let upstream: http.IncomingMessage;
+  try {
+    upstream = await reachAgent(deps, w, tried, (at) =>
+      forward(at, payload, 'application/json', opts.credential, opts.limits, new AbortController().signal),
+    );
+  } catch (err) {
+    if (err instanceof Failure && err.kind === 'timeout') {
+      await log(504, null, 'agent timed out');
+      return { status: 504, ok: false, reply: null, error: 'the agent did not answer in time' };
+    }
+    const message = err instanceof Failure ? err.message : 'agent unreachable';
+    await opts.onUnreachable?.(tried.endpoint);
+    await log(502, null, 'agent unreachable');
+    return { status: 502, ok: false, reply: null, error: `could not reach the workspace agent (${message})` };
+  }
+  const status = upstream.statusCode ?? 502;
+  if (status >= 500) {
+    upstream.resume();
+    await opts.onUnreachable?.(tried.endpoint);
+    await log(502, null, `agent error ${status}`);
+    return { status: 502, ok: false, reply: null, error: `the workspace agent answered ${status}` };
+  }
+  let text: string;
+  try {
+    text = await readAll(upstream, CAPTURE_BYTES);
+  } catch {
+    await log(502, null, 'stream cut');
+    return { status: 502, ok: false, reply: null, error: 'the agent cut its answer short' };
+  }
+  const isStream = (upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+  const reply = isStream ? streamText(text) : jsonReplyText(text);
+  await log(status, reply);
+  const rpcError = !isStream && hasRpcError(text);
+  const ok = status < 300 && !rpcError;
+  const clean = truncate(opts.clean(reply), SUMMARY_CHARS);
+  return {
+    status,
+    ok,
+    reply: clean,
+    error: ok ? null : rpcError ? clean || 'the agent answered an error' : `the agent answered ${status}`,
+  };
+}
+
+function hasRpcError(text: string): boolean {
+  try {
+    const rpc = JSON.parse(text) as unknown;
+    return typeof rpc === 'object' && rpc !== null && 'error' in rpc;
+  } catch {
+    return true; // not a JSON-RPC answer at all
+  }
+}

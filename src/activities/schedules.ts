@@ -1,0 +1,223 @@
+/**
+ * Activities of workspace schedules: one run (send the prompt through the proxy's path, record the
+ * outcome), the removal of a workspace's schedules on delete, and the reconcile that repairs
+ * mirrors (src/schedules/mirror.ts) that went missing or outlived their row.
+ */
+import { randomUUID } from 'node:crypto';
+import { Context, log as activityLog } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { A2A_DEFAULTS, SERVING, deliver, logCall, probe, type ProxyLog } from '../a2a/proxy.js';
+import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
+import { presentedAgentCredential } from '../db/agent-credentials.js';
+import type { Queryable } from '../db/queryable.js';
+import {
+  deleteSchedulesOf,
+  getSchedule,
+  recordScheduleRun,
+  scheduleIdsOf,
+  scheduleLookup,
+  type ScheduleRunStatus,
+} from '../db/schedules.js';
+import { budgetOf } from '../db/budget.js';
+import { redactorFor } from '../db/secrets.js';
+import { getWorkspace } from '../db/workspaces.js';
+import { isOverBudget } from '../domain/budget.js';
+import { ScheduleMirror } from '../schedules/mirror.js';
+import type { SecretBox } from '../security/secrets.js';
+import { agentLivenessSignal, workspaceWorkflowId } from '../workflows/messages.js';
+
+export interface ScheduleActivityDeps {
+  db: Queryable;
+  backends: Record<BackendKind, WorkspaceBackend>;
+  secrets: SecretBox;
+  /** Deletes and repairs the Temporal mirrors, signals liveness findings. */
+  temporal?: Client;
+}
+
+/** Longest error text kept on a schedule's last run. */
+const RUN_ERROR_CHARS = 500;
+
+/** Mirrors handled by one reconcile run (the rest wait for the next). */
+export const RECONCILE_MAX = 500;
+
+export function createScheduleActivities(deps: ScheduleActivityDeps) {
+  const { db } = deps;
+  const mirror = (): ScheduleMirror | null =>
+    deps.temporal ? new ScheduleMirror(deps.temporal, Context.current().info.taskQueue) : null;
+  const log = proxyLog();
+
+  return {
+    /**
+     * One run: the prompt as `message/send` to the workspace's agent, through the A2A proxy's path
+     * (same endpoint rules, credential, limits and activity row, type `schedule`). A workspace that
+     * does not serve is a `skipped` run; a mirror whose row or workspace is gone removes itself.
+     */
+    async runScheduledMessage(input: {
+      workspaceId: string;
+      scheduleId: string;
+    }): Promise<ScheduleRunStatus> {
+      const started = performance.now();
+      const [row, w] = await Promise.all([
+        getSchedule(db, input.workspaceId, input.scheduleId),
+        getWorkspace(db, input.workspaceId),
+      ]);
+      if (!row || !w || w.status === 'deleting' || w.status === 'deleted') {
+        await mirror()?.remove(input.workspaceId, input.scheduleId);
+        return 'skipped';
+      }
+      const clean = await redactorFor(db, deps.secrets, w.id);
+      const record = (status: ScheduleRunStatus, error: string | null) =>
+        recordScheduleRun(db, {
+          workspaceId: w.id,
+          scheduleId: row.id,
+          status,
+          error: error === null ? null : clean(error).slice(0, RUN_ERROR_CHARS),
+          durationMs: performance.now() - started,
+        });
+      const summaryPrefix = `schedule ${row.id}: `;
+      // Refused as the A2A proxy would: over budget (402) before not serving (409).
+      const budget = await budgetOf(db, w.id);
+      const refusal =
+        budget && isOverBudget(budget)
+          ? { status: 402, why: `skipped: over budget (${budget.spentCents} of ${budget.limitCents} cents)` }
+          : !SERVING.has(w.status) || !w.endpoint
+            ? { status: 409, why: `skipped: workspace is ${w.status}` }
+            : null;
+      if (refusal) {
+        const why = refusal.why;
+        await logCall(
+          { db, log },
+          {
+            workspaceId: w.id,
+            callerId: null,
+            type: 'schedule',
+            method: 'message/send',
+            status: refusal.status,
+            durationMs: 0,
+            requestText: '',
+            responseText: null,
+            summaryPrefix,
+            note: why,
+            clean,
+          },
+        );
+        await record('skipped', why);
+        return 'skipped';
+      }
+      const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
+      const body = {
+        jsonrpc: '2.0',
+        id: `schedule-${row.id}-${randomUUID()}`,
+        method: 'message/send',
+        params: {
+          message: {
+            role: 'user',
+            messageId: randomUUID(),
+            parts: [{ kind: 'text', text: row.prompt }],
+            metadata: { schedule: { id: row.id } },
+          },
+        },
+      };
+      const outcome = await withHeartbeat(() =>
+        deliver({ db, backends: deps.backends, log }, w, body, {
+          credential,
+          clean,
+          limits: A2A_DEFAULTS,
+          type: 'schedule',
+          summaryPrefix,
+          onUnreachable: async (endpoint) => {
+            // The proxy's liveness check: the backend's view plus one /health probe, to the entity.
+            const [resourceStatus, reachable] = await Promise.all([
+              deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
+              probe(endpoint, A2A_DEFAULTS.probeTimeoutMs),
+            ]);
+            if (reachable && resourceStatus === 'running') return;
+            await deps.temporal?.workflow
+              .getHandle(workspaceWorkflowId(w.id))
+              .signal(agentLivenessSignal, { generation: w.generation, reachable, resourceStatus })
+              .catch((err: unknown) => log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
+          },
+        }),
+      );
+      const status: ScheduleRunStatus = outcome.ok ? 'ok' : outcome.status === 409 ? 'skipped' : 'failed';
+      await record(status, outcome.error);
+      return status;
+    },
+
+    /** Records a run that ended without its own record (its attempt was lost). */
+    async recordScheduleRun(input: {
+      workspaceId: string;
+      scheduleId: string;
+      status: ScheduleRunStatus;
+      error: string | null;
+      durationMs: number | null;
+    }): Promise<void> {
+      const clean = await redactorFor(db, deps.secrets, input.workspaceId);
+      await recordScheduleRun(db, {
+        ...input,
+        error: input.error === null ? null : clean(input.error).slice(0, RUN_ERROR_CHARS),
+      });
+    },
+
+    /**
+     * The workspace's delete: every mirror goes, then the rows. Idempotent (a mirror already gone is
+     * fine). No row can be added meanwhile: inserts refuse a workspace that is `deleting`.
+     */
+    async removeWorkspaceSchedules(input: { workspaceId: string }): Promise<number> {
+      const ids = await scheduleIdsOf(db, input.workspaceId);
+      const m = mirror();
+      for (const id of ids) await m?.remove(input.workspaceId, id);
+      await deleteSchedulesOf(db, input.workspaceId, ids);
+      return ids.length;
+    },
+
+    /**
+     * Removes mirrors that outlived their row: their workspace is deleted here, or the workspace is
+     * live here but has no such schedule. A mirror of a workspace this database does not know is
+     * left alone (another deployment may share the namespace).
+     */
+    async removeStraySchedules(): Promise<Array<{ workspaceId: string; scheduleId: string }>> {
+      const m = mirror();
+      if (!m) return [];
+      const found = (await withHeartbeat(() => m.listAll())).slice(0, RECONCILE_MAX);
+      const lookup = await scheduleLookup(db, found);
+      const stray = found.filter((f) => {
+        const l = lookup.get(`${f.workspaceId}/${f.scheduleId}`);
+        return l !== undefined && l.workspace !== 'unknown' && (l.workspace === 'deleted' || !l.row);
+      });
+      for (const s of stray) await m.remove(s.workspaceId, s.scheduleId);
+      return stray;
+    },
+  };
+}
+
+/** Temporal's activity logger in pino's call shape (what the shared proxy path logs with). */
+function proxyLog(): ProxyLog {
+  const at =
+    (level: 'info' | 'warn' | 'error') =>
+    (obj: object, msg: string): void => {
+      try {
+        const { err, ...rest } = obj as { err?: unknown };
+        activityLog[level](msg, err instanceof Error ? { ...rest, error: err.message } : rest);
+      } catch {
+        // outside an activity (unit tests): nothing to log to
+      }
+    };
+  return { info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** Heartbeats while a call runs, so a dead worker is noticed by the heartbeat timeout. */
+async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
+  let ctx: Context | null = null;
+  try {
+    ctx = Context.current();
+  } catch {
+    ctx = null; // called outside an activity (unit tests)
+  }
+  const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
+  try {
+    return await fn();
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}

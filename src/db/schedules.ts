@@ -1,0 +1,212 @@
+/**
+ * Per-workspace schedules: the source of truth that the Temporal Schedules mirror
+ * (src/schedules/mirror.ts). A row is only ever added to a workspace that is not being deleted, so
+ * the delete path (finalizeDelete) sees every row it has to remove.
+ */
+import type { Queryable } from './queryable.js';
+import { storable } from './storable.js';
+
+export type ScheduleRunStatus = 'ok' | 'failed' | 'skipped';
+
+export interface ScheduleRow {
+  id: string;
+  workspaceId: string;
+  cron: string;
+  timezone: string;
+  prompt: string;
+  enabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+  lastRun: { at: Date; status: ScheduleRunStatus; error: string | null; durationMs: number | null } | null;
+}
+
+const COLUMNS = `id, workspace_id, cron, timezone, prompt, enabled, created_at, updated_at, last_run_status,
+  last_run_at, last_run_error, last_run_ms`;
+
+type Raw = Record<string, unknown>;
+
+function toRow(r: Raw): ScheduleRow {
+  return {
+    id: r.id as string,
+    workspaceId: r.workspace_id as string,
+    cron: r.cron as string,
+    timezone: r.timezone as string,
+    prompt: r.prompt as string,
+    enabled: r.enabled as boolean,
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+    lastRun:
+      r.last_run_at && r.last_run_status
+        ? {
+            at: r.last_run_at as Date,
+            status: r.last_run_status as ScheduleRunStatus,
+            error: (r.last_run_error as string | null) ?? null,
+            durationMs: (r.last_run_ms as number | null) ?? null,
+          }
+        : null,
+  };
+}
+
+export interface NewSchedule {
+  id: string;
+  workspaceId: string;
+  cron: string;
+  timezone: string;
+  prompt: string;
+  enabled: boolean;
+}
+
+/**
+ * Adds a schedule unless the workspace is being deleted (or is gone), or already has `max`
+ * schedules. One statement, so a delete that began meanwhile either sees the row or refuses it.
+ */
+export async function insertSchedule(
+  db: Queryable,
+  s: NewSchedule,
+  max: number,
+): Promise<{ row: ScheduleRow } | { refused: 'workspace' | 'quota' }> {
+  const { rows } = await db.query(
+    `WITH ws AS (
+       SELECT id FROM workspaces WHERE id = $2 AND status NOT IN ('deleting', 'deleted') FOR SHARE
+     ), n AS (SELECT count(*)::int AS c FROM schedules WHERE workspace_id = $2)
+     INSERT INTO schedules (id, workspace_id, cron, timezone, prompt, enabled)
+     SELECT $1, ws.id, $3, $4, $5, $6 FROM ws, n WHERE n.c < $7
+     RETURNING ${COLUMNS}`,
+    [s.id, s.workspaceId, s.cron, s.timezone, s.prompt, s.enabled, max],
+  );
+  if (rows[0]) return { row: toRow(rows[0] as Raw) };
+  const live = await db.query(
+    `SELECT 1 FROM workspaces WHERE id = $1 AND status NOT IN ('deleting', 'deleted')`,
+    [s.workspaceId],
+  );
+  return { refused: live.rows.length ? 'quota' : 'workspace' };
+}
+
+export async function getSchedule(
+  db: Queryable,
+  workspaceId: string,
+  id: string,
+): Promise<ScheduleRow | null> {
+  const { rows } = await db.query(`SELECT ${COLUMNS} FROM schedules WHERE workspace_id = $1 AND id = $2`, [
+    workspaceId,
+    id,
+  ]);
+  return rows[0] ? toRow(rows[0] as Raw) : null;
+}
+
+export async function listSchedules(db: Queryable, workspaceId: string): Promise<ScheduleRow[]> {
+  const { rows } = await db.query(
+    `SELECT ${COLUMNS} FROM schedules WHERE workspace_id = $1 ORDER BY created_at, id`,
+    [workspaceId],
+  );
+  return rows.map((r) => toRow(r as Raw));
+}
+
+export interface ScheduleChange {
+  cron?: string;
+  timezone?: string;
+  prompt?: string;
+  enabled?: boolean;
+}
+
+/** Applies a change; null when the schedule is gone. */
+export async function updateSchedule(
+  db: Queryable,
+  workspaceId: string,
+  id: string,
+  c: ScheduleChange,
+): Promise<ScheduleRow | null> {
+  const { rows } = await db.query(
+    `UPDATE schedules SET cron = coalesce($3, cron), timezone = coalesce($4, timezone),
+       prompt = coalesce($5, prompt), enabled = coalesce($6, enabled), updated_at = now()
+     WHERE workspace_id = $1 AND id = $2 RETURNING ${COLUMNS}`,
+    [workspaceId, id, c.cron ?? null, c.timezone ?? null, c.prompt ?? null, c.enabled ?? null],
+  );
+  return rows[0] ? toRow(rows[0] as Raw) : null;
+}
+
+/** Puts a row back as it was (a change whose mirror could not be applied). */
+export async function restoreSchedule(db: Queryable, s: ScheduleRow): Promise<void> {
+  await db.query(
+    `UPDATE schedules SET cron = $3, timezone = $4, prompt = $5, enabled = $6, updated_at = $7
+     WHERE workspace_id = $1 AND id = $2`,
+    [s.workspaceId, s.id, s.cron, s.timezone, s.prompt, s.enabled, s.updatedAt],
+  );
+}
+
+export async function deleteSchedule(db: Queryable, workspaceId: string, id: string): Promise<boolean> {
+  const { rowCount } = await db.query(`DELETE FROM schedules WHERE workspace_id = $1 AND id = $2`, [
+    workspaceId,
+    id,
+  ]);
+  return (rowCount ?? 0) > 0;
+}
+
+/** Ids of a workspace's schedules (the delete path removes their mirrors, then the rows). */
+export async function scheduleIdsOf(db: Queryable, workspaceId: string): Promise<string[]> {
+  const { rows } = await db.query(`SELECT id FROM schedules WHERE workspace_id = $1 ORDER BY id`, [
+    workspaceId,
+  ]);
+  return rows.map((r) => (r as { id: string }).id);
+}
+
+export async function deleteSchedulesOf(db: Queryable, workspaceId: string, ids: string[]): Promise<void> {
+  await db.query(`DELETE FROM schedules WHERE workspace_id = $1 AND id = ANY($2::text[])`, [
+    workspaceId,
+    ids,
+  ]);
+}
+
+/** Records the outcome of one run (the error already redacted). */
+export async function recordScheduleRun(
+  db: Queryable,
+  run: {
+    workspaceId: string;
+    scheduleId: string;
+    status: ScheduleRunStatus;
+    error: string | null;
+    durationMs: number | null;
+  },
+): Promise<void> {
+  await db.query(
+    `UPDATE schedules SET last_run_status = $3, last_run_at = now(), last_run_error = $4, last_run_ms = $5
+     WHERE workspace_id = $1 AND id = $2`,
+    [
+      run.workspaceId,
+      run.scheduleId,
+      run.status,
+      storable(run.error),
+      run.durationMs === null ? null : Math.round(run.durationMs),
+    ],
+  );
+}
+
+/**
+ * What a reconcile needs to know of schedule mirrors it found in Temporal: for each (workspace,
+ * schedule) pair, whether this database knows the workspace at all, whether it is deleted, and
+ * whether the schedule row exists.
+ */
+export async function scheduleLookup(
+  db: Queryable,
+  pairs: Array<{ workspaceId: string; scheduleId: string }>,
+): Promise<Map<string, { workspace: 'live' | 'deleted' | 'unknown'; row: boolean }>> {
+  const out = new Map<string, { workspace: 'live' | 'deleted' | 'unknown'; row: boolean }>();
+  if (pairs.length === 0) return out;
+  const wsIds = [...new Set(pairs.map((p) => p.workspaceId))];
+  const ws = await db.query(`SELECT id, status FROM workspaces WHERE id = ANY($1::text[])`, [wsIds]);
+  const status = new Map(ws.rows.map((r) => [(r as { id: string }).id, (r as { status: string }).status]));
+  const rows = await db.query(`SELECT workspace_id, id FROM schedules WHERE workspace_id = ANY($1::text[])`, [
+    wsIds,
+  ]);
+  const known = new Set(
+    rows.rows.map((r) => `${(r as { workspace_id: string }).workspace_id}/${(r as { id: string }).id}`),
+  );
+  for (const p of pairs) {
+    const s = status.get(p.workspaceId);
+    out.set(`${p.workspaceId}/${p.scheduleId}`, {
+      workspace: s === undefined ? 'unknown' : s === 'deleted' || s === 'deleting' ? 'deleted' : 'live',
+      row: known.has(`${p.workspaceId}/${p.scheduleId}`),
+    });
+  }
+  return out;
+}

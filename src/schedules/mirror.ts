@@ -1,0 +1,172 @@
+/**
+ * The Temporal side of a workspace schedule: one Temporal Schedule per `schedules` row, id
+ * `workspace:<workspaceId>:schedule:<scheduleId>`, starting `scheduledMessageWorkflow` at each
+ * firing. The row is the source of truth; every operation here is idempotent (create-or-update,
+ * delete-if-present), so repairing a missing or stale mirror is just doing it again.
+ *
+ * The definition carries no prompt: a run reads it from the row, so editing a prompt never touches
+ * Temporal and the prompt is never in a schedule or a workflow history. The schedule's note holds a
+ * fingerprint of what it was built from (cron, timezone, enabled, task queue): a mirror whose note
+ * differs from its row's fingerprint is stale and rebuilt.
+ */
+import { createHash } from 'node:crypto';
+import {
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  type Client,
+} from '@temporalio/client';
+import type { ScheduleRow } from '../db/schedules.js';
+import type { scheduledMessageWorkflow } from '../workflows/schedules.js';
+import { temporalSpec } from './spec.js';
+
+export const workspaceScheduleId = (workspaceId: string, scheduleId: string): string =>
+  `workspace:${workspaceId}:schedule:${scheduleId}`;
+
+const ID_SHAPE = /^workspace:([a-f0-9]{16}):schedule:([a-f0-9]{16})$/;
+
+/** The (workspace, schedule) ids of a Temporal Schedule id of ours, or null for any other id. */
+export function parseWorkspaceScheduleId(id: string): { workspaceId: string; scheduleId: string } | null {
+  const m = ID_SHAPE.exec(id);
+  return m ? { workspaceId: m[1]!, scheduleId: m[2]! } : null;
+}
+
+/** A run may take this long (the agent's answer included) before Temporal times it out. */
+export const SCHEDULED_RUN_TIMEOUT_MS = 10 * 60_000;
+
+type MirroredFields = Pick<ScheduleRow, 'id' | 'workspaceId' | 'cron' | 'timezone' | 'enabled'>;
+
+/** What a mirror is built from, as a short hash kept in the schedule's note. */
+export function fingerprint(row: MirroredFields, taskQueue: string): string {
+  const h = createHash('sha256')
+    .update(JSON.stringify([row.cron, row.timezone, row.enabled, taskQueue]))
+    .digest('hex');
+  return `workspace schedule; built from ${h.slice(0, 16)}`;
+}
+
+export function scheduleDefinition(row: MirroredFields, taskQueue: string) {
+  const scheduleId = workspaceScheduleId(row.workspaceId, row.id);
+  return {
+    scheduleId,
+    spec: temporalSpec(row.cron, row.timezone),
+    action: {
+      type: 'startWorkflow' as const,
+      workflowType: 'scheduledMessageWorkflow',
+      args: [{ workspaceId: row.workspaceId, scheduleId: row.id }] as Parameters<
+        typeof scheduledMessageWorkflow
+      >,
+      workflowId: scheduleId,
+      taskQueue,
+      workflowRunTimeout: SCHEDULED_RUN_TIMEOUT_MS,
+    },
+    // A run still going when the next firing comes is not joined by a second one; firings missed
+    // while Temporal was down are not made up beyond a minute late.
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: 60_000 },
+    state: { paused: !row.enabled, note: fingerprint(row, taskQueue) },
+  };
+}
+
+export interface MirrorState {
+  exists: boolean;
+  /** The mirror matches its row (exists, same fingerprint). */
+  current: boolean;
+  nextRunAt: Date | null;
+}
+
+export class ScheduleMirror {
+  constructor(
+    private readonly client: Client,
+    private readonly taskQueue: string,
+    /** Budget of one call (the API's 503 comes within 5 s); none in activities. */
+    private readonly callTimeoutMs?: number,
+  ) {}
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.callTimeoutMs === undefined) return fn();
+    const deadline = Date.now() + this.callTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const backstop = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('temporal call timed out')), this.callTimeoutMs! + 250);
+    });
+    try {
+      return await Promise.race([this.client.withDeadline(deadline, fn), backstop]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Creates the mirror, or brings an existing one up to the row. */
+  async put(row: MirroredFields): Promise<void> {
+    const { scheduleId, ...definition } = scheduleDefinition(row, this.taskQueue);
+    await this.call(async () => {
+      try {
+        await this.client.schedule.create({ scheduleId, ...definition });
+      } catch (err) {
+        if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+        await this.client.schedule
+          .getHandle(scheduleId)
+          .update((previous) => ({ ...previous, ...definition }));
+      }
+    });
+  }
+
+  /** Deletes the mirror; one that is not there is fine. */
+  async remove(workspaceId: string, scheduleId: string): Promise<void> {
+    await this.call(async () => {
+      try {
+        await this.client.schedule.getHandle(workspaceScheduleId(workspaceId, scheduleId)).delete();
+      } catch (err) {
+        if (!(err instanceof ScheduleNotFoundError)) throw err;
+      }
+    });
+  }
+
+  async state(row: MirroredFields): Promise<MirrorState> {
+    return this.call(async () => {
+      try {
+        const d = await this.client.schedule
+          .getHandle(workspaceScheduleId(row.workspaceId, row.id))
+          .describe();
+        return {
+          exists: true,
+          current: d.state.note === fingerprint(row, this.taskQueue),
+          nextRunAt: d.state.paused ? null : (d.info.nextActionTimes[0] ?? null),
+        };
+      } catch (err) {
+        if (err instanceof ScheduleNotFoundError) return { exists: false, current: false, nextRunAt: null };
+        throw err;
+      }
+    });
+  }
+
+  /** Repairs a missing or stale mirror; answers the (repaired) state. */
+  async ensure(row: MirroredFields): Promise<MirrorState> {
+    const state = await this.state(row);
+    if (state.current) return state;
+    await this.put(row);
+    return this.state(row);
+  }
+
+  /** One run now, through the schedule's own action (a missing mirror is repaired first). */
+  async trigger(row: MirroredFields): Promise<void> {
+    const handle = this.client.schedule.getHandle(workspaceScheduleId(row.workspaceId, row.id));
+    try {
+      // Run-now is an explicit request: it runs even when a scheduled run is still going.
+      await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL));
+    } catch (err) {
+      if (!(err instanceof ScheduleNotFoundError)) throw err;
+      await this.put(row);
+      await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL));
+    }
+  }
+
+  /** Every workspace schedule mirror in the namespace (listing is eventually consistent). */
+  async listAll(): Promise<Array<{ workspaceId: string; scheduleId: string }>> {
+    const out: Array<{ workspaceId: string; scheduleId: string }> = [];
+    for await (const s of this.client.schedule.list()) {
+      const ids = parseWorkspaceScheduleId(s.scheduleId);
+      if (ids) out.push(ids);
+    }
+    return out;
+  }
+}

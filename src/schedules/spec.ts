@@ -1,0 +1,162 @@
+/**
+ * What a schedule's `cron` and `timezone` may be, checked before anything is stored, and the
+ * Temporal ScheduleSpec they become. Pure: unit tested without Temporal.
+ *
+ * Accepted `cron`:
+ * - five fields `minute hour day-of-month month day-of-week`, each `*`, a value, a range `a-b`, any
+ *   of those with a step `/n`, or a comma list of them; months also as JAN..DEC, days of week as
+ *   SUN..SAT (0 and 7 are Sunday). Temporal matches day-of-month AND day-of-week (no cron "or").
+ * - `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`.
+ * - `@every <n><s|m|h|d>`: a fixed interval (Temporal IntervalSpec), at least the deployment's
+ *   SCHEDULE_MIN_INTERVAL_MS (one minute by default, as cron's resolution; lower only in tests).
+ * Temporal's other forms (6/7 fields with year and seconds, a `CRON_TZ=` prefix, `#` comments) are
+ * refused: the zone is the `timezone` field, and a sixth field means seconds in some crons and
+ * years in Temporal's.
+ */
+
+export const CRON_MAX_CHARS = 200;
+export const TIMEZONE_MAX_CHARS = 64;
+
+export type ParsedCron = { kind: 'cron'; expression: string } | { kind: 'every'; everyMs: number };
+
+export class ScheduleSpecError extends Error {
+  constructor(
+    readonly field: 'cron' | 'timezone',
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+const MACROS = new Set(['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly']);
+
+const MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'];
+const DAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
+
+interface FieldRule {
+  name: string;
+  min: number;
+  max: number;
+  /** Names accepted for values, the first one standing for `min` (or 0 for days). */
+  names?: string[];
+  namesFrom?: number;
+}
+
+const FIELDS: FieldRule[] = [
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day of month', min: 1, max: 31 },
+  { name: 'month', min: 1, max: 12, names: MONTHS, namesFrom: 1 },
+  { name: 'day of week', min: 0, max: 7, names: DAYS, namesFrom: 0 },
+];
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** Longest `@every`: a year (longer is a typo, and Temporal's duration math stays far from limits). */
+const EVERY_MAX_MS = 366 * UNIT_MS.d!;
+
+/** Parses and checks `cron`; throws ScheduleSpecError (field `cron`) with the reason. */
+export function parseCron(raw: string, minIntervalMs: number): ParsedCron {
+  const cron = raw.trim().replace(/\s+/g, ' ');
+  if (cron.length === 0) throw new ScheduleSpecError('cron', 'must not be empty');
+  if (cron.length > CRON_MAX_CHARS)
+    throw new ScheduleSpecError('cron', `at most ${CRON_MAX_CHARS} characters`);
+  if (cron.startsWith('@every')) return { kind: 'every', everyMs: parseEvery(cron, minIntervalMs) };
+  if (cron.startsWith('@')) {
+    const macro = cron.toLowerCase();
+    if (!MACROS.has(macro)) {
+      throw new ScheduleSpecError(
+        'cron',
+        `unknown shorthand "${cron}" (use ${[...MACROS].join(', ')} or @every)`,
+      );
+    }
+    return { kind: 'cron', expression: macro };
+  }
+  const fields = cron.split(' ');
+  if (fields.length !== 5) {
+    throw new ScheduleSpecError(
+      'cron',
+      `expected 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}; for seconds use "@every <n>s"`,
+    );
+  }
+  fields.forEach((f, i) => checkField(f, FIELDS[i]!));
+  return { kind: 'cron', expression: fields.join(' ') };
+}
+
+function parseEvery(cron: string, minIntervalMs: number): number {
+  const m = /^@every (\d{1,9})([smhd])$/.exec(cron);
+  if (!m) throw new ScheduleSpecError('cron', 'expected "@every <n><s|m|h|d>", e.g. "@every 15m"');
+  const everyMs = Number(m[1]) * UNIT_MS[m[2]!]!;
+  if (everyMs < minIntervalMs) {
+    throw new ScheduleSpecError('cron', `the interval must be at least ${minIntervalMs / 1000} seconds`);
+  }
+  if (everyMs > EVERY_MAX_MS) throw new ScheduleSpecError('cron', 'the interval must be at most 366 days');
+  return everyMs;
+}
+
+function checkField(field: string, rule: FieldRule): void {
+  const bad = (why: string): never => {
+    throw new ScheduleSpecError('cron', `${rule.name} "${field}": ${why}`);
+  };
+  for (const part of field.split(',')) {
+    if (part === '') bad('empty list item');
+    const [range, step, extra] = part.split('/');
+    if (extra !== undefined) bad('more than one "/"');
+    if (step !== undefined && !/^\d{1,2}$/.test(step)) bad('a step must be a number');
+    if (step !== undefined && Number(step) < 1) bad('a step must be at least 1');
+    if (range === '*') continue;
+    const ends = range!.split('-');
+    if (ends.length > 2) bad('a range is "a-b"');
+    const [from, to] = ends.map((e) => value(e, rule, bad));
+    if (to !== undefined && to < from!) bad('a range must not run backwards');
+  }
+}
+
+function value(s: string, rule: FieldRule, bad: (why: string) => never): number {
+  if (/^\d{1,2}$/.test(s)) {
+    const n = Number(s);
+    if (n < rule.min || n > rule.max) bad(`${n} is outside ${rule.min}-${rule.max}`);
+    return n;
+  }
+  const named = rule.names?.indexOf(s.toUpperCase()) ?? -1;
+  if (named >= 0) return named + (rule.namesFrom ?? 0);
+  return bad(rule.names ? `"${s}" is not a number or a ${rule.name} name` : `"${s}" is not a number`);
+}
+
+/**
+ * Checks `timezone` (an IANA name: `UTC`, `Europe/Paris`) and answers its canonical spelling, which
+ * is what Temporal gets (its server resolves names case-sensitively from the tz database). Fixed
+ * offsets such as `+01:00` are refused: they are not IANA names.
+ */
+export function parseTimezone(raw: string): string {
+  const tz = raw.trim();
+  if (tz.length === 0) throw new ScheduleSpecError('timezone', 'must not be empty');
+  if (tz.length > TIMEZONE_MAX_CHARS || !/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(tz)) {
+    throw new ScheduleSpecError('timezone', 'must be an IANA time zone name such as "Europe/Paris"');
+  }
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+  } catch {
+    throw new ScheduleSpecError('timezone', `unknown time zone "${tz}"`);
+  }
+  // Intl matches names case-insensitively; Temporal's server does not: keep the spelling of the
+  // tz database (the name as listed, or as given when it is an alias the list leaves out).
+  if (tz === 'UTC' || zoneNames().has(tz)) return tz;
+  const lower = tz.toLowerCase();
+  if (lower === 'utc') return 'UTC';
+  for (const name of zoneNames()) if (name.toLowerCase() === lower) return name;
+  return tz;
+}
+
+let zones: Set<string> | null = null;
+const zoneNames = (): Set<string> => (zones ??= new Set(Intl.supportedValuesOf('timeZone')));
+
+/** The Temporal ScheduleSpec of a stored (already checked) cron + timezone. */
+export function temporalSpec(
+  cron: string,
+  timezone: string,
+): { cronExpressions: string[]; timezone: string } | { intervals: Array<{ every: number }> } {
+  // Stored values passed the checks; an @every's floor was the one in force when it was saved.
+  const parsed = parseCron(cron, 0);
+  if (parsed.kind === 'every') return { intervals: [{ every: parsed.everyMs }] };
+  return { cronExpressions: [parsed.expression], timezone };
+}

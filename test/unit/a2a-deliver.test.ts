@@ -1,0 +1,161 @@
+/**
+ * The proxy's whole-answer path (what a scheduled run uses), against a local HTTP server standing
+ * in for the agent and a fake database that records the activity rows: every outcome writes one
+ * redacted row of the caller's type, and the outcome says whether the agent answered a result.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { A2A_DEFAULTS, deliver, type ProxyDeps } from '../../src/a2a/proxy.js';
+import type { WorkspaceBackend } from '../../src/backends/backend.js';
+import type { WorkspaceRow } from '../../src/db/workspaces.js';
+import { AGENT_CREDENTIAL_HEADER } from '../../src/security/agent-credential.js';
+import { freePort } from '../setup/free-port.js';
+
+type Answer = { status: number; body: string };
+let answer: Answer = { status: 200, body: '{}' };
+const seen: Array<{ credential: unknown; body: unknown }> = [];
+let server: Server;
+let endpoint: string;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({
+        credential: req.headers[AGENT_CREDENTIAL_HEADER],
+        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+      });
+      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+function fakeDeps() {
+  const rows: unknown[][] = [];
+  const deps: ProxyDeps = {
+    db: {
+      query: (async (sql: string, params?: unknown[]) => {
+        if (sql.includes('INSERT INTO activity')) rows.push(params ?? []);
+        return { rows: [], rowCount: 0 };
+      }) as never, // the fake answers only what deliver() asks
+    },
+    backends: {
+      docker: { describe: async () => null } as unknown as WorkspaceBackend,
+      ec2: { describe: async () => null } as unknown as WorkspaceBackend,
+    },
+    log: { info: () => undefined, warn: () => undefined, error: () => undefined },
+  };
+  return { deps, rows };
+}
+
+const workspace = (over: Partial<WorkspaceRow> = {}) =>
+  ({
+    id: 'a'.repeat(16),
+    backend: 'docker',
+    generation: 1,
+    status: 'online',
+    endpoint,
+    ...over,
+  }) as WorkspaceRow;
+
+const send = (text: string) => ({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'message/send',
+  params: { message: { role: 'user', messageId: 'm', parts: [{ kind: 'text', text }] } },
+});
+
+const clean = (s: string) => s.replaceAll('s3cret', '[REDACTED]');
+
+function opts(onUnreachable?: (endpoint: string) => Promise<void>) {
+  return {
+    credential: 'cred',
+    clean,
+    limits: A2A_DEFAULTS,
+    type: 'schedule',
+    summaryPrefix: 'schedule x: ',
+    onUnreachable,
+  };
+}
+
+// Columns of insertA2AActivity: $1 workspace, $5 status, $7 summary, $8 request, $9 response, $10 type.
+const col = (row: unknown[], n: number) => row[n - 1];
+
+describe('deliver', () => {
+  it('a result: ok, the credential sent, one redacted row of the given type', async () => {
+    answer = {
+      status: 200,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        result: { parts: [{ kind: 'text', text: 'echo s3cret' }] },
+      }),
+    };
+    const { deps, rows } = fakeDeps();
+    const out = await deliver(deps, workspace(), send('hello s3cret'), opts());
+    expect(out).toEqual({ status: 200, ok: true, reply: 'echo [REDACTED]', error: null });
+    expect(seen.at(-1)).toMatchObject({ credential: 'cred', body: { method: 'message/send' } });
+    expect(rows).toHaveLength(1);
+    expect(col(rows[0]!, 5)).toBe('200');
+    expect(col(rows[0]!, 7)).toBe('schedule x: hello [REDACTED]');
+    expect(col(rows[0]!, 8)).toBe('hello [REDACTED]');
+    expect(col(rows[0]!, 9)).toBe('echo [REDACTED]');
+    expect(col(rows[0]!, 10)).toBe('schedule');
+  });
+
+  it('a JSON-RPC error answer is not ok, its message is the error', async () => {
+    answer = {
+      status: 200,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: -1, message: 'nope' } }),
+    };
+    const { deps, rows } = fakeDeps();
+    const out = await deliver(deps, workspace(), send('hi'), opts());
+    expect(out).toMatchObject({ status: 200, ok: false, error: 'error: nope' });
+    expect(rows).toHaveLength(1);
+  });
+
+  it('an agent 5xx is a 502 row and runs the liveness check', async () => {
+    answer = { status: 500, body: 'boom' };
+    const { deps, rows } = fakeDeps();
+    const checked: string[] = [];
+    const out = await deliver(
+      deps,
+      workspace(),
+      send('hi'),
+      opts(async (e) => void checked.push(e)),
+    );
+    expect(out).toMatchObject({ status: 502, ok: false, error: 'the workspace agent answered 500' });
+    expect(checked).toEqual([endpoint]);
+    expect(col(rows[0]!, 7)).toBe('schedule x: agent error 500: hi');
+  });
+
+  it('an agent that cannot be reached is a 502 row and runs the liveness check', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const { deps, rows } = fakeDeps();
+    const checked: string[] = [];
+    const out = await deliver(
+      deps,
+      workspace({ endpoint: dead }),
+      send('hi'),
+      opts(async (e) => void checked.push(e)),
+    );
+    expect(out).toMatchObject({ status: 502, ok: false });
+    expect(out.error).toContain('could not reach the workspace agent');
+    expect(checked).toEqual([dead]);
+    expect(col(rows[0]!, 5)).toBe('502');
+  });
+
+  it('a workspace that does not serve: 409, nothing sent, no row', async () => {
+    const before = seen.length;
+    const { deps, rows } = fakeDeps();
+    const out = await deliver(deps, workspace({ status: 'stopped' }), send('hi'), opts());
+    expect(out).toEqual({ status: 409, ok: false, reply: null, error: 'workspace is stopped' });
+    expect(seen).toHaveLength(before);
+    expect(rows).toEqual([]);
+  });
+});
