@@ -10,6 +10,7 @@ import { Ec2Backend } from '../../src/backends/ec2/ec2-backend.js';
 import { MemorySshKeyStore } from '../../src/backends/ssh-keys.js';
 import { ec2PlatformCidr } from '../../src/config.js';
 import type { ParityFixture } from './backends.js';
+import type { Client } from '@temporalio/client';
 
 function leakingBackend(t: ParityFixture): WorkspaceBackend {
   if (t.backend === 'docker') return t.stack.service.backends.docker;
@@ -48,4 +49,13 @@ export async function plantLeak(
     mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
   });
   return info.instanceId;
+}
+
+/** The Temporal Schedules of a workspace (`workspace:<id>:schedule:<sid>`): none may outlive it. */
+export async function schedulesOf(client: Client, workspaceId: string): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const s of client.schedule.list()) {
+    if (s.scheduleId.startsWith(`workspace:${workspaceId}:`)) ids.push(s.scheduleId);
+  }
+  return ids;
 }

@@ -12,7 +12,7 @@ import type { OrgDeleteResult } from '../../src/workflows/sweeps.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { motoClient, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
-import { plantLeak } from './leaks.js';
+import { plantLeak, schedulesOf } from './leaks.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -34,6 +34,13 @@ describe.each(PARITY_BACKENDS)('%s org delete', CONCURRENT_BLOCK, (backend) => {
       }),
     );
     await Promise.all(ids.map((id) => waitForStatus(t.stack, org.apiKey, id, 'online')));
+    // A schedule of the org (paused: it must go with its workspace, not by firing into a gone one).
+    const schedule = await t.stack.api.call('POST', `/v1/workspaces/${ids[0]}/schedules`, {
+      token: org.apiKey,
+      body: { cron: '0 3 * * *', prompt: 'nightly', enabled: false },
+    });
+    expect(schedule.status).toBe(201);
+    expect(await schedulesOf(t.stack.service.temporal, ids[0]!)).toHaveLength(1);
     // A leak of the org no workspace row knows of: only the final sweep by label/tag finds it.
     const leaked = randomBytes(8).toString('hex');
     await plantLeak(t, leaked, org.id, 1);
@@ -69,6 +76,7 @@ describe.each(PARITY_BACKENDS)('%s org delete', CONCURRENT_BLOCK, (backend) => {
       expect(w.body.status).toBe('deleted');
     }
     expect(result.swept[backend]!.length).toBeGreaterThanOrEqual(1);
+    expect(await schedulesOf(t.stack.service.temporal, ids[0]!)).toEqual([]);
     // The simulator drops a terminated instance's container on its own schedule: wait for it.
     await waitFor(async () => (await orgLeftovers(t.stack.docker, backend, org.id)).length === 0, {
       timeoutMs: 60_000,

@@ -13,6 +13,7 @@ import { newId } from '../../src/security/tokens.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { schedulesOf } from './leaks.js';
 
 // The docker and ec2 blocks run at the same time; the tests of one block share its workspace.
 const it = test.sequential;
@@ -42,14 +43,6 @@ async function scheduleRows(t: ParityFixture, id: string): Promise<Item[]> {
   });
   expect(res.status).toBe(200);
   return res.body.items as Item[];
-}
-
-async function mirrorIdsOf(client: Client, workspaceId: string): Promise<string[]> {
-  const ids: string[] = [];
-  for await (const s of client.schedule.list()) {
-    if (s.scheduleId.startsWith(`workspace:${workspaceId}:`)) ids.push(s.scheduleId);
-  }
-  return ids;
 }
 
 async function described(client: Client, workspaceId: string, sid: string) {
@@ -255,7 +248,7 @@ describe.each(PARITY_BACKENDS)('%s schedules', CONCURRENT_BLOCK, (backend) => {
     await waitForStatus(t.stack, t.key, ws!.id, 'deleted');
     await expect(described(client, ws!.id, every!.id)).rejects.toBeInstanceOf(ScheduleNotFoundError);
     // Listing is eventually consistent: wait until it agrees.
-    await waitFor(async () => (await mirrorIdsOf(client, ws!.id)).length === 0, {
+    await waitFor(async () => (await schedulesOf(client, ws!.id)).length === 0, {
       timeoutMs: 30_000,
       intervalMs: 500,
       describe: 'no Temporal Schedule of the deleted workspace listed',
@@ -293,8 +286,8 @@ describe.each(PARITY_BACKENDS)('%s stray schedule mirrors', CONCURRENT_BLOCK, (b
       await waitFor(
         async () => {
           const listed = [
-            ...(await mirrorIdsOf(client, id)),
-            ...(await mirrorIdsOf(client, foreign.workspaceId)),
+            ...(await schedulesOf(client, id)),
+            ...(await schedulesOf(client, foreign.workspaceId)),
           ];
           return listed.length === 2;
         },

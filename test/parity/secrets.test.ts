@@ -8,6 +8,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import pino from 'pino';
 import { describe, expect, test } from 'vitest';
 import { secretsHash } from '../../src/agent/configs.js';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
@@ -142,6 +143,16 @@ describe.each(PARITY_BACKENDS)('%s: secrets', CONCURRENT_BLOCK, (backend) => {
       },
     });
     expect(a2a.status).toBe(200);
+
+    // The agent writes a memory that echoes a value (its own workspace token stands in for it).
+    const agentToken = await mintWorkspaceToken(t.stack.service.db.pool, id, 1);
+    const memory = await t.stack.api.call('POST', `/v1/workspaces/${id}/memories`, {
+      token: agentToken,
+      body: { content: `the key is ${WS_OWN}` },
+    });
+    expect(memory.status).toBe(201);
+    const memories = await t.stack.api.call('GET', `/v1/workspaces/${id}/memories`, { token: t.key });
+    expect(JSON.stringify(memories.body)).toContain('the key is [REDACTED]');
 
     // Set later, then restart: the next generation's agent has it (its hash says so).
     const later = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/LATER`, {
