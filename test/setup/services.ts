@@ -354,8 +354,11 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
     } catch (err) {
       await stop();
       // An early exit is most likely a port race (with a fixed frontend port, on the http/metrics
-      // ports); anything else (or a third failure) is real.
-      if (attempt < 3 && child.exitCode !== null && /address already in use/i.test(tail(logFile))) continue;
+      // ports), or the dev server's own start-up panic (Server 1.32 on a reused store, rarely: a nil
+      // listener in its worker service), which a process supervisor would simply start again;
+      // anything else (or a third failure) is real.
+      const startupCrash = /address already in use|^panic: /im;
+      if (attempt < 3 && child.exitCode !== null && startupCrash.test(tail(logFile))) continue;
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
