@@ -104,6 +104,15 @@ describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
       token: t.stack.adminToken,
     });
     expect(again.body.stopped).not.toContain(id);
+    // Starting or restarting it while still over answers 402 and boots nothing.
+    for (const op of ['start', 'restart']) {
+      const refused = await t.stack.api.call('POST', `/v1/workspaces/${id}/${op}`, { token: t.key });
+      expect(refused.status, op).toBe(402);
+      expect(refused.body.error.code, op).toBe('budget_exceeded');
+    }
+    expect((await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body.status).toBe(
+      'stopped',
+    );
 
     // A raised limit lets it work again; a start of the same generation resumes the agent's count
     // (kept in its state dir), so the new task's cost adds to the 30 instead of hiding under it.

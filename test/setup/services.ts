@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -471,8 +472,13 @@ export async function startMoto(opts: StartMotoOptions = {}): Promise<RunningMot
   const dir = await mkdtemp(path.join(os.tmpdir(), 'wo-moto-'));
   const logFile = path.join(dir, 'moto.log');
 
+  // Seeded on a fixed port: moto listens on a private port until it has its seed, and only then is
+  // the fixed port opened in front of it. Clients already polling that address (a running sim, a
+  // worker's retries) would otherwise make the first EC2 call, and with it a default VPC of random
+  // ids, before the seed lands.
+  const front = opts.seed !== undefined ? opts.port : undefined;
   for (let attempt = 1; ; attempt++) {
-    const port = opts.port ?? (await freePort());
+    const port = front === undefined ? (opts.port ?? (await freePort())) : await freePort();
     const { child, stop } = spawnService(binary, ['-H', '127.0.0.1', '-p', String(port)], {
       dir,
       logFile,
@@ -516,17 +522,44 @@ export async function startMoto(opts: StartMotoOptions = {}): Promise<RunningMot
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    const endpoint = `http://127.0.0.1:${port}`;
+    const closeFront = front === undefined ? null : await tcpForward(front, port);
+    const endpoint = `http://127.0.0.1:${front ?? port}`;
     opts.log?.(`moto: ${endpoint} (log ${logFile})`);
     return {
       endpoint,
-      port,
+      port: front ?? port,
       stop: async () => {
+        await closeFront?.();
         await stop();
         await rm(dir, { recursive: true, force: true });
       },
     };
   }
+}
+
+/** Listens on 127.0.0.1:`port` and pipes each connection to 127.0.0.1:`target`; answers a closer. */
+async function tcpForward(port: number, target: number): Promise<() => Promise<void>> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

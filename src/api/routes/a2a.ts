@@ -10,8 +10,7 @@
  */
 import type http from 'node:http';
 import { Router, type Request, type Response } from 'express';
-import { budgetOf } from '../../db/budget.js';
-import { isOverBudget } from '../../domain/budget.js';
+import { requireBudget } from '../budget-guard.js';
 import * as shared from '../../a2a/proxy.js';
 import {
   A2A_DEFAULTS,
@@ -92,18 +91,6 @@ export function a2aRouter(deps: ApiDeps): Router {
     return w.endpoint;
   }
 
-  /** At or over its budget the workspace takes no more work (before "not online": starting it would not help). */
-  async function requireBudget(w: WorkspaceRow): Promise<void> {
-    const b = await budgetOf(db, w.id);
-    if (b && isOverBudget(b)) {
-      throw new HttpError(
-        402,
-        'budget_exceeded',
-        `workspace spent ${b.spentCents} of its ${b.limitCents} cent budget; raise limitCents to continue`,
-      );
-    }
-  }
-
   /** Backend status + one /health probe → the entity decides degraded/offline. */
   async function livenessCheck(w: WorkspaceRow, endpoint: string): Promise<void> {
     try {
@@ -137,7 +124,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const w = await load(caller, req.params.id as string);
     const lim = limits();
     const body = await readJsonBody(req, lim.maxBodyBytes);
-    await requireBudget(w);
+    await requireBudget(db, w.id);
     const endpoint = requireServing(w);
 
     const method = typeof body.method === 'string' ? body.method : null;

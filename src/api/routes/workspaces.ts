@@ -14,6 +14,7 @@ import { phaseDurations } from '../boot-phases.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { temporalUnavailable } from '../entity.js';
+import { requireBudget } from '../budget-guard.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
@@ -200,6 +201,8 @@ export function workspacesRouter(deps: ApiDeps): Router {
   for (const [name, def] of lifecycle) {
     r.post(`/:id/${name}`, async (req, res) => {
       const w = await load(res, req.params.id);
+      // Booting a workspace over its budget would only have the budget sweep stop it again.
+      if (name !== 'stop') await requireBudget(db, w.id);
       const result = await deps.entity.update(w.id, def);
       res.status(202).json(result);
     });
