@@ -222,6 +222,24 @@ export async function startEntity(
  * Queries until the state satisfies `ok`, skipping time between tries (timers and activity retry
  * backoffs fire on the skipped clock). Bounded by a number of tries, not by wall time.
  */
+/**
+ * Waits (a few seconds at most) until no workflow task of the run is in flight, read from its
+ * history (the test server's describe never reports a pending one). A clock skip during a task
+ * that cancels a timer can fire that timer, and the time-skipping server then refuses the task's
+ * completion and never redelivers it (temporalio/sdk-java#3088, #2606): the run would hang.
+ */
+async function workflowTaskSettled(handle: WorkflowHandle): Promise<void> {
+  // temporal.api.enums.v1.EventType: WORKFLOW_TASK_SCHEDULED = 5, WORKFLOW_TASK_STARTED = 6.
+  const inFlight = new Set([5, 6]);
+  const deadline = Date.now() + 5_000;
+  while (Date.now() < deadline) {
+    const events = (await handle.fetchHistory()).events ?? [];
+    const last = events.at(-1)?.eventType;
+    if (last === undefined || last === null || !inFlight.has(last)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 export async function until(
   h: Harness,
   handle: WorkflowHandle,
@@ -235,8 +253,10 @@ export async function until(
     last = await handle.query(stateQuery);
     if (ok(last)) return last;
     // stepMs 0: do not move the clock (a gated activity must not hit its heartbeat timeout).
-    if (stepMs > 0) await h.env.sleep(stepMs);
-    else await new Promise((resolve) => setTimeout(resolve, 50));
+    if (stepMs > 0) {
+      await workflowTaskSettled(handle);
+      await h.env.sleep(stepMs);
+    } else await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`${what}: never reached; last state ${JSON.stringify(last)}`);
 }
