@@ -25,6 +25,7 @@ import { isOverBudget } from '../domain/budget.js';
 import { ScheduleMirror } from '../schedules/mirror.js';
 import type { SecretBox } from '../security/secrets.js';
 import { agentLivenessSignal, workspaceWorkflowId } from '../workflows/messages.js';
+import { withHeartbeat } from './heartbeat.js';
 
 export interface ScheduleActivityDeps {
   db: Queryable;
@@ -204,20 +205,4 @@ function proxyLog(): ProxyLog {
       }
     };
   return { info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-/** Heartbeats while a call runs, so a dead worker is noticed by the heartbeat timeout. */
-async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
-  let ctx: Context | null = null;
-  try {
-    ctx = Context.current();
-  } catch {
-    ctx = null; // called outside an activity (unit tests)
-  }
-  const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
-  try {
-    return await fn();
-  } finally {
-    if (timer) clearInterval(timer);
-  }
 }

@@ -44,6 +44,7 @@ import {
 import { UnconfiguredBackend } from '../backends/unconfigured.js';
 import { agentLivenessSignal, deleteUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
+import { withHeartbeat } from './heartbeat.js';
 
 /** Input the entity requires; an entity that only deletes never boots, so it never waits this long. */
 const DELETE_ONLY_BOOT_DEADLINE_MS = 600_000;
@@ -402,21 +403,5 @@ function activityWarn(message: string, meta: Record<string, unknown>): void {
     log.warn(message, meta);
   } catch {
     // outside an activity (unit tests): no logger to write to
-  }
-}
-
-/** Heartbeats while a long backend call runs (EC2 waits for `terminated`), so a dead worker shows. */
-async function withHeartbeat<T>(fn: () => Promise<T>): Promise<T> {
-  let ctx: Context | null = null;
-  try {
-    ctx = Context.current();
-  } catch {
-    ctx = null; // called outside an activity (unit tests)
-  }
-  const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
-  try {
-    return await fn();
-  } finally {
-    if (timer) clearInterval(timer);
   }
 }
