@@ -248,3 +248,16 @@ export const bootEventBody = z.object({
   message: text({ max: 4000 }).optional(),
   ts: isoTimestamp.optional(),
 });
+
+// Files (`/v1/workspaces/:id/files…`): the query the files routes read (root, path, depth).
+export const FILE_ROOTS = ['/configs', '/workspace'] as const;
+export const FILE_LIST_MAX_DEPTH = 5;
+export const fileListQuery = z.object({
+  root: z.enum(FILE_ROOTS),
+  path: z.string().optional(),
+  depth: queryInt(1, FILE_LIST_MAX_DEPTH).default(1),
+});
+export const fileContentQuery = z.object({
+  root: z.enum(FILE_ROOTS),
+  path: z.string().min(1, 'required'),
+});

@@ -132,7 +132,7 @@ describe('api without workers', () => {
       openapi.body.paths['/v1/workspaces'].post.requestBody.content['application/json'].schema.properties,
     ).toHaveProperty('backend');
     const docs = await fetch(`${t.stack.url}/docs`);
-    expect(await docs.text()).toContain('/v1/workspaces');
+    expect(await docs.text()).toContain("url: '/openapi.json'");
     expect((await t.stack.api.call('GET', '/v1/nothing-here', { token: t.key })).status).toBe(404);
   });
 });

@@ -18,14 +18,14 @@ import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
 
 const limit = (max: number, dflt: number) => queryInt(1, max).default(dflt);
 
-const activityQuery = z.object({
+export const activityQuery = z.object({
   limit: limit(500, 50),
   before_ts: isoTimestamp.optional(),
   peer_id: workspaceIdParam.optional(),
   type: text({ min: 1, max: 64 }).optional(),
 });
 
-const chatQuery = z.object({
+export const chatQuery = z.object({
   peer_id: workspaceIdParam,
   limit: limit(500, 50),
   before_ts: isoTimestamp.optional(),

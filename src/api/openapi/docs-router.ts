@@ -1,0 +1,57 @@
+/**
+ * `/openapi.json` and `/docs`: Swagger UI from the installed swagger-ui-dist package (served from
+ * node_modules, never a CDN), pointed at /openapi.json.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import express, { Router } from 'express';
+import { openApiDocument } from './document.js';
+
+const SWAGGER_DIR = path.dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
+
+/** The package's files the page loads; its own index.html and initializer (a demo API) are not served. */
+const ASSETS = new Set([
+  '/swagger-ui.css',
+  '/swagger-ui-bundle.js',
+  '/swagger-ui-standalone-preset.js',
+  '/favicon-32x32.png',
+  '/favicon-16x16.png',
+]);
+
+const PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>workspace-orchestrator API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/docs/swagger-ui-standalone-preset.js"></script>
+<script>
+window.ui = SwaggerUIBundle({
+  url: '/openapi.json',
+  dom_id: '#swagger-ui',
+  deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  layout: 'StandaloneLayout',
+});
+</script>
+</body>
+</html>
+`;
+
+export function apiDocsRouter(): Router {
+  const r = Router();
+  r.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+  r.get('/docs', (_req, res) => {
+    res.type('html').send(PAGE);
+  });
+  const assets = express.static(SWAGGER_DIR, { index: false, redirect: false, fallthrough: true });
+  r.use('/docs', (req, res, next) => (ASSETS.has(req.path) ? assets(req, res, next) : next()));
+  return r;
+}
