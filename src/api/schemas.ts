@@ -185,7 +185,7 @@ export const bootLogQuery = z.object({
   generation: queryInt(1, INT4_MAX).optional(),
 });
 
-export const workspaceSchema = z.object({
+export const workspaceSchema = z.strictObject({
   id: z.string(),
   orgId: z.string(),
   name: z.string(),

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/api/app.js';
 import type { ApiDeps, ApiSettings } from '../../src/api/deps.js';
 import { openApiDocument } from '../../src/api/openapi/document.js';
-import { ROUTES, UPGRADE_ROUTES } from '../../src/api/openapi/routes.js';
+import { ROUTES } from '../../src/api/openapi/routes.js';
 import { checkResponse, findOperation } from '../support/openapi-check.js';
 
 const settings: ApiSettings = {
@@ -110,10 +110,14 @@ describe('OpenAPI document', () => {
     // The walk sees the app's routers (a sanity floor, so an empty walk cannot pass).
     expect(mounted).toContain('GET /v1/workspaces/{id}/files/content');
     expect(mounted).toContain('POST /v1/registry/heartbeat');
-    const documented = ROUTES.map((r) => `${r.method.toUpperCase()} ${r.path}`).sort();
+    const key = (r: (typeof ROUTES)[number]) => `${r.method.toUpperCase()} ${r.path}`;
+    const documented = ROUTES.map(key).sort();
+    // The terminal is the HTTP server's upgrade handler (terminal.ts), not an Express route.
+    const upgrades = new Set(ROUTES.filter((r) => r.upgrade).map(key));
+    expect([...upgrades]).toEqual(['GET /v1/workspaces/{id}/terminal']);
     expect(new Set(documented).size).toBe(documented.length);
     const missing = mounted.filter((r) => !documented.includes(r));
-    const extra = documented.filter((r) => !mounted.includes(r) && !UPGRADE_ROUTES.has(r));
+    const extra = documented.filter((r) => !mounted.includes(r) && !upgrades.has(r));
     expect({ missing, extra }).toEqual({ missing: [], extra: [] });
   });
 

@@ -18,6 +18,7 @@ const ASSETS = new Set([
   '/favicon-16x16.png',
 ]);
 
+// validatorUrl null: Swagger UI would otherwise send the document to validator.swagger.io.
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -35,6 +36,7 @@ window.ui = SwaggerUIBundle({
   url: '/openapi.json',
   dom_id: '#swagger-ui',
   deepLinking: true,
+  validatorUrl: null,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
   layout: 'StandaloneLayout',
 });

@@ -38,6 +38,7 @@ const SECURITY: Record<Auth, { description: string }> = {
 /** The error statuses an operation documents: its own, plus those every such route can answer. */
 export function errorStatuses(op: Operation): number[] {
   const out = new Set(op.errors ?? []);
+  if (op.upgrade) return [...out];
   if (op.auth.length > 0) {
     out.add(401);
     out.add(429);

@@ -33,6 +33,11 @@ export interface Operation {
   body?: { description?: string; content: Content; required?: boolean };
   /** Success (and other non-error) answers by status. */
   responses: Record<number, Answer>;
+  /**
+   * Served by an `upgrade` handler of the HTTP server, not the Express app (the terminal): no
+   * default error answers, and the router walk does not expect it.
+   */
+  upgrade?: true;
   /** Error statuses beyond the defaults (401/429 on authenticated routes, 400/413/415 on JSON bodies). */
   errors?: readonly number[];
 }

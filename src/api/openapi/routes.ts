@@ -380,7 +380,12 @@ const workspaceRoutes: Operation[] = [
           .meta({ description: 'the bearer token, for clients that cannot set headers' }),
       }),
     },
-    responses: { 101: { description: 'switching protocols: the WebSocket is open' } },
+    upgrade: true,
+    responses: {
+      101: { description: 'switching protocols: the WebSocket is open' },
+      400: { description: 'not a WebSocket upgrade, or an id that is not valid %-encoding (no body)' },
+      503: { description: 'the server is shutting down (no body)' },
+    },
   },
 ];
 
@@ -751,6 +756,3 @@ export const ROUTES: readonly Operation[] = [
   ...dataRoutes,
   ...registryRoutes,
 ];
-
-/** Not Express routes: the terminal is an `upgrade` handler on the HTTP server (terminal.ts). */
-export const UPGRADE_ROUTES: ReadonlySet<string> = new Set(['GET /v1/workspaces/{id}/terminal']);
