@@ -8,16 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { ROUTES } from '../../src/api/openapi/routes.js';
 import { transitionEventSchema } from '../../src/api/responses.js';
 import { CheckedApiClient, checkResponse, findOperation } from '../support/openapi-check.js';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
+import { waitFor } from '../setup/wait-for.js';
 import { useStack, waitForStatus } from '../support/stack.js';
 
 /** Operations this suite does not reach, with why (each is covered by its own suite). */
 const NOT_REACHED = [
   'openTerminal', // a WebSocket upgrade, not an HTTP answer (test/parity/terminal.test.ts)
-  'bootstrap', // the agent's own calls, made with tokens only the workspace holds
-  'register',
-  'reportBootEvent',
-  'uninstallPlugin', // waits for an install to settle (test/parity/plugins.test.ts)
-].sort();
+];
 
 describe('OpenAPI: real answers match the documented schemas', () => {
   const t = useStack();
@@ -209,6 +207,48 @@ describe('OpenAPI: real answers match the documented schemas', () => {
     expect(
       (await api.call('POST', `${W}/plugins`, { token: key, body: { source: 'http://x' } })).status,
     ).toBe(400);
+
+    await waitFor(
+      async () => {
+        const res = await api.call('GET', `${W}/plugins`, { token: key });
+        const items = res.body.items as Array<{ name: string; status: string }>;
+        if (!items.some((p) => p.status === 'installed')) throw new Error(JSON.stringify(items));
+        return items;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, describe: 'the catalog plugin to be installed' },
+    );
+    const installed = plugin!.source.slice('local://'.length);
+    expect((await api.call('DELETE', `${W}/plugins/${installed}`, { token: key })).status).toBe(202);
+    // Settled before the stop below, which would cut the uninstall short.
+    await waitFor(
+      async () => {
+        const res = await api.call('GET', `${W}/plugins`, { token: key });
+        const items = res.body.items as Array<{ name: string; status: string }>;
+        if (items.some((p) => p.name === installed)) throw new Error(JSON.stringify(items));
+        return true;
+      },
+      { timeoutMs: 60_000, intervalMs: 250, describe: 'the plugin to be uninstalled' },
+    );
+
+    // The agent's registry calls, with a token of the current generation (the agent holds its own).
+    const current = await api.call('GET', W, { token: key });
+    const agent = await mintWorkspaceToken(t.stack.service.db.pool, id, current.body.generation);
+    const bundle = await api.call('GET', '/v1/registry/bootstrap', { token: agent });
+    expect(bundle.status).toBe(200);
+    const claim = { workspaceId: id, generation: bundle.body.generation, configHash: bundle.body.configHash };
+    expect((await api.call('POST', '/v1/registry/register', { token: agent, body: claim })).status).toBe(200);
+    expect((await api.call('POST', '/v1/registry/heartbeat', { token: agent, body: claim })).status).toBe(
+      200,
+    );
+    const bootEvent = { ...claim, phase: 'openapi-check', message: 'documented' };
+    expect(
+      (await api.call('POST', '/v1/registry/boot-events', { token: agent, body: bootEvent })).status,
+    ).toBe(200);
+    const stale = { ...bootEvent, generation: claim.generation + 1 };
+    expect((await api.call('POST', '/v1/registry/boot-events', { token: agent, body: stale })).status).toBe(
+      409,
+    );
+    expect((await api.call('GET', '/v1/workspaces', { token: agent })).status).toBe(403);
 
     // Lifecycle through the entity.
     expect((await api.call('PATCH', `${W}/config`, { token: key, body: { config: { a: 1 } } })).status).toBe(
