@@ -90,6 +90,13 @@ function operation(op: Operation): ZodOpenApiOperationObject {
       }),
     );
   }
+  // Anything else the Express app answers (500 `internal`, never a stack trace) has the same shape.
+  if (!op.upgrade) {
+    put(
+      'default',
+      answer({ description: 'any other error', content: { 'application/json': errorResponse } }),
+    );
+  }
   return {
     operationId: op.operationId,
     tags: [op.tag],
