@@ -165,7 +165,17 @@ export class ApiClient {
     } catch {
       // not JSON: keep the text
     }
-    return { status: res.status, body: parsed, headers: res.headers };
+    const answer = { status: res.status, body: parsed, headers: res.headers };
+    // WO_OPENAPI_CHECK=1: every answer of every suite is checked against /openapi.json's schemas.
+    if (process.env.WO_OPENAPI_CHECK === '1') {
+      const { checkResponse } = await import('./openapi-check.js');
+      checkResponse(method, pathName, {
+        status: res.status,
+        contentType: res.headers.get('content-type'),
+        body: parsed,
+      });
+    }
+    return answer;
   }
 
   /**

@@ -188,6 +188,14 @@ describe('the response check', () => {
       /does not match/,
     );
     checkResponse('PUT', '/v1/workspaces/0123456789abcdef/secrets/A', { status: 204, body: null });
+    // An unknown route: only the app's 404 with the Error shape.
+    checkResponse('GET', '/v1/nowhere', {
+      status: 404,
+      body: { error: { code: 'not_found', message: 'no route' } },
+    });
+    expect(() => checkResponse('GET', '/v1/nowhere', { status: 200, body: {} })).toThrow(
+      /not in the OpenAPI/,
+    );
   });
 });
 
