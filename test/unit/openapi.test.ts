@@ -155,6 +155,9 @@ describe('OpenAPI document', () => {
         $ref: '#/components/schemas/Error',
       });
     expect(doc.paths['/healthz']!.get!.responses['401']).toBeUndefined();
+    // A path parameter can be a %-escape express cannot decode: 400 (test/integration/bad-input.test.ts).
+    expect(doc.paths['/v1/workspaces/{id}']!.get!.responses['400']).toBeDefined();
+    expect(doc.paths['/v1/workspaces/{id}']!.get!.responses.default).toBeDefined();
   });
 });
 

@@ -13,7 +13,7 @@ import { ROUTES } from './routes.js';
 
 /** Error statuses with the codes they carry (every one has the Error body). */
 const ERRORS: Record<number, string> = {
-  400: 'invalid input: `invalid_request` with `field`, or `invalid_json`',
+  400: 'invalid input: `invalid_request` with `field` (or a malformed %-escape in the path), or `invalid_json`',
   401: '`unauthorized`: missing or invalid token',
   402: '`budget_exceeded`: the workspace is at its budget',
   403: '`forbidden` (this token may not), `quota_exceeded`, or `stale_generation`',
@@ -48,7 +48,8 @@ export function errorStatuses(op: Operation): number[] {
     out.add(413);
     out.add(415);
   }
-  if (op.params?.query) out.add(400);
+  // A query is validated; a path parameter can be a %-escape express cannot decode.
+  if (op.params?.query || op.params?.path) out.add(400);
   return [...out].sort((a, b) => a - b);
 }
 
