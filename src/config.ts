@@ -60,6 +60,13 @@ const envSchema = z.object({
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TASK_QUEUE: z.string().default('workspace-orchestrator'),
+  /** The Temporal UI as operators reach it: the console links each workspace to its workflow there. */
+  TEMPORAL_UI_URL: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'TEMPORAL_UI_URL must be http(s)')
+    .transform((v) => v.replace(/\/+$/, ''))
+    .default('http://127.0.0.1:8233'),
   ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters'),
   /** 32 bytes, base64: the AES-256-GCM key for secrets at rest. */
   SECRETS_KEY: z

@@ -120,6 +120,7 @@ export function apiSettings(config: Config): ApiSettings {
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,
+    temporalUi: { url: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
   };
 }
 

@@ -6,6 +6,7 @@ import { failedAuthRateLimit, perKeyRateLimit } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { budgetRouter } from './routes/budget.js';
+import { consoleRouter } from './routes/console.js';
 import { filesRouter } from './routes/files.js';
 import { memoriesRouter } from './routes/memories.js';
 import { orgsRouter } from './routes/orgs.js';
@@ -51,6 +52,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
   app.use('/v1', v1);
+  app.use('/ui', consoleRouter(deps));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));
   return app;
