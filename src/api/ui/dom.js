@@ -10,7 +10,7 @@ export function h(tag, attrs = {}, ...children) {
     else if (k === 'dataset') Object.assign(el.dataset, v);
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -20,7 +20,7 @@ export function h(tag, attrs = {}, ...children) {
 /** Replaces the children of `el`. */
 export function fill(el, ...children) {
   el.replaceChildren();
-  for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) el.append(c);
+  for (const c of children.flat(Infinity)) if (c !== undefined && c !== null && c !== false) el.append(c);
   return el;
 }
 

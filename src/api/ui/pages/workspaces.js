@@ -68,7 +68,17 @@ export function workspacesPage(main) {
       links: h('td', { class: 'links' }),
     };
     const tr = h('tr', { dataset: { id: w.id } }, Object.values(cells));
-    const row = { w, tr, cells, stream: 'none', abort: null, boot: null, bootAt: 0, refreshTimer: null };
+    const row = {
+      w,
+      tr,
+      cells,
+      stream: 'none',
+      abort: null,
+      boot: null,
+      bootGen: 0,
+      bootAt: 0,
+      refreshTimer: null,
+    };
     rows.set(w.id, row);
     return row;
   }
@@ -108,9 +118,12 @@ export function workspacesPage(main) {
 
   /** The current generation's boot phases as a bar, each segment as wide as the phase lasted. */
   function timeline(row) {
-    const events = (row.boot ?? []).filter((e) => e.generation === row.w.generation);
-    if (events.length === 0) return h('span', { class: 'muted' }, row.boot ? 'no boot events' : '…');
-    const booting = BOOTING.has(row.w.status);
+    // A boot log read for an earlier generation is not this one's: shown as still loading.
+    if (row.bootGen !== row.w.generation) return h('span', { class: 'muted' }, '…');
+    const events = row.boot.filter((e) => e.generation === row.w.generation);
+    if (events.length === 0) return h('span', { class: 'muted' }, 'no boot events yet');
+    // The last phase is still running while this generation boots and has not reported ready.
+    const booting = BOOTING.has(row.w.status) && events[events.length - 1].phase !== 'platform-health-ok';
     const bar = h('div', { class: 'timeline', role: 'img' });
     const now = Date.now();
     let total = 0;
@@ -142,13 +155,15 @@ export function workspacesPage(main) {
 
   async function loadBoot(row) {
     row.bootAt = Date.now();
+    const generation = row.w.generation;
     try {
       const log = await api(
         'GET',
-        `/v1/workspaces/${encodeURIComponent(row.w.id)}/boot-log?generation=${row.w.generation}`,
+        `/v1/workspaces/${encodeURIComponent(row.w.id)}/boot-log?generation=${generation}`,
         { signal: stop.signal },
       );
       row.boot = log.events;
+      row.bootGen = generation;
       render(row);
     } catch {
       // the next transition or poll tries again
