@@ -82,6 +82,9 @@ describe('web console', () => {
 
   it('refuses a bad key with an error, then logs in with the org key', async () => {
     await page.goto(`${t.stack.url}/ui/`);
+    // Logged out: the login form only, no navigation.
+    await page.waitForSelector('#login');
+    expect(await page.isVisible('#nav')).toBe(false);
     await page.fill('#key', `wo_org_${'x'.repeat(32)}`);
     await page.click('#login button[type=submit]');
     await page.waitForSelector('#login-status .notice.error:has-text("not accepted")', { timeout: 10_000 });
@@ -92,6 +95,7 @@ describe('web console', () => {
     await page.click('#login button[type=submit]');
     await page.waitForSelector('#workspaces', { timeout: 10_000 });
     expect(await page.evaluate('sessionStorage.getItem("wo.key")')).toBe(t.key);
+    expect(await page.isVisible('#nav')).toBe(true);
   });
 
   it('lists a workspace created through the API, and it turns online live without a reload', async () => {
@@ -228,6 +232,13 @@ describe('web console', () => {
     );
     expect(gone.status).toBe(404);
     await shot('files-after');
+  });
+
+  it('logs out: the key is forgotten and the login form is back', async () => {
+    await page.click('#logout');
+    await page.waitForSelector('#login', { timeout: 10_000 });
+    expect(await page.evaluate('sessionStorage.getItem("wo.key")')).toBeNull();
+    expect(await page.isVisible('#nav')).toBe(false);
   });
 
   it('never put the key in a URL, and the pages raised no errors or CSP violations', async () => {
