@@ -1,6 +1,8 @@
 /**
  * The terminal WebSocket (`GET /v1/workspaces/:id/terminal`), attached to the API's HTTP server.
  *
+ * The token comes in `Authorization`, else as the `wo.bearer.<token>` subprotocol (what browsers can
+ * send), else as `?token=`.
  * The socket is always accepted first and then closed with a contract code when the call is not
  * allowed: 4401 (missing/invalid token), 4404 (unknown workspace, or another org's), 4409 (not
  * online/degraded). Binary frames both ways carry raw terminal bytes; text frames carry JSON control
