@@ -4,6 +4,7 @@
  * proves readiness by registering and heartbeating with the current generation and config hash.
  */
 import { hostname } from 'node:os';
+import { AgentCard } from '@a2a-js/sdk';
 import { agentCard, type Identity } from './a2a.js';
 import { agentHooks } from './bundle.js';
 import { fetchBundle } from './bootstrap.js';
@@ -122,7 +123,8 @@ async function main(): Promise<void> {
     log('config.agent.neverHealthy is set: not registering, not heartbeating');
     return;
   }
-  await registry.register(agentCard(identity, cardUrl));
+  // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
+  await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
   beatNow = registry.startHeartbeats(stats, hooks.runtimeState, startedAt, () => scanPlugins(env.configsDir));
 }
