@@ -244,6 +244,32 @@ export function answerText(contentType: string | undefined, text: string): strin
   return isEventStream(contentType) ? streamText(text) : jsonReplyText(text);
 }
 
+/**
+ * Names the calling workspace in the forwarded message (`params.message.metadata.peer`), replacing
+ * whatever the caller put there; `base` is the platform's public URL (its agent-card link).
+ */
+export function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {
+  const params = body.params;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
+  const message = (params as Record<string, unknown>).message;
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
+  const m = message as Record<string, unknown>;
+  const metadata =
+    typeof m.metadata === 'object' && m.metadata !== null && !Array.isArray(m.metadata)
+      ? (m.metadata as Record<string, unknown>)
+      : {};
+  // Set by the platform, never by the caller: whatever the caller put there is replaced.
+  m.metadata = {
+    ...metadata,
+    peer: {
+      id: peer.id,
+      name: peer.name,
+      role: 'peer',
+      agentCardUrl: `${base}/v1/workspaces/${peer.id}/agent-card`,
+    },
+  };
+}
+
 /** What the shared path needs (the API's deps and the worker's activity deps both have it). */
 export interface ProxyDeps {
   db: Queryable;
@@ -374,17 +400,20 @@ export async function deliver(
     type: string;
     summaryPrefix?: string;
     onUnreachable?: (endpoint: string) => Promise<void>;
+    /** The calling workspace: named as the peer (`publicUrl`: its card's base), logged both ways. */
+    caller?: { workspace: WorkspaceRow; publicUrl: string };
   },
 ): Promise<Delivery> {
   if (!SERVING.has(w.status) || !w.endpoint) {
     return { status: 409, ok: false, reply: null, error: `workspace is ${w.status}` };
   }
+  if (opts.caller) injectPeer(body, opts.caller.workspace, opts.caller.publicUrl);
   const started = performance.now();
   const requestText = truncate(opts.clean(messageText(body.params)), EXCERPT_CHARS);
   const log = (status: number, responseText: string | null, note?: string) =>
     logCall(deps, {
       workspaceId: w.id,
-      callerId: null,
+      callerId: opts.caller?.workspace.id ?? null,
       type: opts.type,
       method: body.method,
       status,

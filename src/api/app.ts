@@ -7,6 +7,7 @@ import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { budgetRouter } from './routes/budget.js';
 import { filesRouter } from './routes/files.js';
+import { mcpRouter } from './routes/mcp.js';
 import { memoriesRouter } from './routes/memories.js';
 import { orgsRouter } from './routes/orgs.js';
 import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
@@ -50,6 +51,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', schedulesRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
+  v1.use('/mcp', mcpRouter(deps));
   app.use('/v1', v1);
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));

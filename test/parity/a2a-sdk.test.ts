@@ -18,8 +18,14 @@ import {
 } from '@a2a-js/sdk/client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
-import { insertWorkspaceRow, waitForStatus } from '../support/stack.js';
-import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { insertWorkspaceRow } from '../support/stack.js';
+import {
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  createOnline,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -101,14 +107,8 @@ async function calls(t: ParityFixture, workspaceId: string) {
   ]);
 }
 
-async function createOnline(t: ParityFixture, name: string) {
-  const created = await t.stack.api.call('POST', '/v1/workspaces', {
-    token: t.key,
-    body: { name, backend: t.backend, config: { agent: { streamChunks: CHUNKS, streamIntervalMs: 100 } } },
-  });
-  expect(created.status).toBe(202);
-  return waitForStatus(t.stack, t.key, created.body.id as string, 'online');
-}
+const createEcho = (t: ParityFixture, name: string) =>
+  createOnline(t, name, { config: { agent: { streamChunks: CHUNKS, streamIntervalMs: 100 } } });
 
 /**
  * An agent of protocol 0.3 only, written to that spec (not with the SDK): its card at the 0.3
@@ -199,7 +199,7 @@ describe.each(PARITY_BACKENDS)('%s A2A with the official client', CONCURRENT_BLO
   const t = useParityStack(backend);
 
   it('reference agent (protocol 1.0): discovery through the platform, send, stream, peer, activity', async () => {
-    const [a, b] = await Promise.all([createOnline(t, 'sdk-callee'), createOnline(t, 'sdk-caller')]);
+    const [a, b] = await Promise.all([createEcho(t, 'sdk-callee'), createEcho(t, 'sdk-caller')]);
     const proxyUrl = `${t.stack.url}/v1/workspaces/${a.id}/a2a`;
 
     const client = await clientFor(t, a.id, t.key);

@@ -11,6 +11,7 @@
 import type http from 'node:http';
 import { AGENT_CARD_PATH } from '@a2a-js/sdk';
 import { Router, type Request, type Response } from 'express';
+import { a2aLimits, checkLiveness, workspaceOfToken } from '../a2a-calls.js';
 import { requireBudget } from '../budget-guard.js';
 import * as shared from '../../a2a/proxy.js';
 import {
@@ -22,10 +23,10 @@ import {
   a2aHeaders,
   answerText,
   forward,
+  injectPeer,
   isEventStream,
   logCall,
   messageText,
-  probe,
   readAll,
   request,
   truncate,
@@ -55,23 +56,14 @@ interface Caller {
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
   const r = Router();
-  const limits = (): Limits => ({
-    ...A2A_DEFAULTS,
-    ...((deps.settings as { a2a?: Partial<Limits> }).a2a ?? {}),
-  });
+  const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
     const p = principalOf(res);
     if (p.kind === 'admin') return { workspace: null, orgId: null };
     if (p.kind === 'org') return { workspace: null, orgId: p.orgId };
     if (p.kind === 'workspace') {
-      const w = await workspaces.getWorkspace(db, p.workspaceId);
-      if (!w || w.status === 'deleted' || w.status === 'deleting') {
-        throw new HttpError(401, 'unauthorized', 'invalid token');
-      }
-      if (w.generation !== p.generation) {
-        throw new HttpError(403, 'stale_generation', 'workspace token is not of the current generation');
-      }
+      const w = await workspaceOfToken(db, p);
       return { workspace: w, orgId: w.orgId };
     }
     throw new HttpError(403, 'forbidden', 'this token cannot call agents');
@@ -94,18 +86,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   }
 
   /** Backend status + one /health probe → the entity decides degraded/offline. */
-  async function livenessCheck(w: WorkspaceRow, endpoint: string): Promise<void> {
-    try {
-      const [resourceStatus, reachable] = await Promise.all([
-        deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
-        probe(endpoint, limits().probeTimeoutMs),
-      ]);
-      if (reachable && resourceStatus === 'running') return;
-      await deps.entity.signalLiveness(w.id, { generation: w.generation, reachable, resourceStatus });
-    } catch (err) {
-      deps.log.warn({ err, workspaceId: w.id }, 'liveness check after a failed A2A forward failed');
-    }
-  }
+  const livenessCheck = (w: WorkspaceRow, endpoint: string) => checkLiveness(deps, w, endpoint);
 
   async function recovered(w: WorkspaceRow): Promise<void> {
     if (w.status !== 'degraded') return;
@@ -302,28 +283,6 @@ export function a2aRouter(deps: ApiDeps): Router {
   });
 
   return r;
-}
-
-function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {
-  const params = body.params;
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
-  const message = (params as Record<string, unknown>).message;
-  if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
-  const m = message as Record<string, unknown>;
-  const metadata =
-    typeof m.metadata === 'object' && m.metadata !== null && !Array.isArray(m.metadata)
-      ? (m.metadata as Record<string, unknown>)
-      : {};
-  // Set by the platform, never by the caller: whatever the caller put there is replaced.
-  m.metadata = {
-    ...metadata,
-    peer: {
-      id: peer.id,
-      name: peer.name,
-      role: 'peer',
-      agentCardUrl: `${base}/v1/workspaces/${peer.id}/agent-card`,
-    },
-  };
 }
 
 function readJsonBody(req: Request, max: number): Promise<Record<string, unknown>> {
