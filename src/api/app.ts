@@ -8,6 +8,7 @@ import { activityRouter } from './routes/activity.js';
 import { budgetRouter } from './routes/budget.js';
 import { consoleRouter } from './routes/console.js';
 import { filesRouter } from './routes/files.js';
+import { mcpRouter } from './routes/mcp.js';
 import { memoriesRouter } from './routes/memories.js';
 import { orgsRouter } from './routes/orgs.js';
 import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
@@ -51,6 +52,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', schedulesRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
+  v1.use('/mcp', mcpRouter(deps));
   app.use('/v1', v1);
   app.use('/ui', consoleRouter(deps));
   app.use(notFoundRoute);

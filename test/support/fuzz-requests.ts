@@ -33,6 +33,7 @@ const MOUNTS: Record<string, string> = {
   schedulesRouter: '/v1/workspaces',
   registryRouter: '/v1/registry',
   consoleRouter: '/ui',
+  mcpRouter: '/v1/mcp',
 };
 
 interface RouterLike {
