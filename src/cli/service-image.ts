@@ -63,6 +63,9 @@ export interface EnsureServiceImageOptions {
 
 interface LockPackage {
   dev?: boolean;
+  /** Optional dependencies: kept, when installed (other platforms' builds are not). */
+  optional?: boolean;
+  devOptional?: boolean;
 }
 
 /**

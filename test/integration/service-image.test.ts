@@ -100,8 +100,15 @@ async function waitHealthy(container: Dockerode.Container): Promise<void> {
 let apiContainer: Dockerode.Container;
 let workerContainer: Dockerode.Container;
 
+/** Set when this file built the service image's tag (rather than finding it): removed at the end. */
+let builtImage = false;
+
 beforeAll(async () => {
+  const tagsBefore = new Set(
+    (await docker.listImages({ filters: { reference: ['wo-service:*'] } })).flatMap((i) => i.RepoTags ?? []),
+  );
   image = await ensureServiceImage({ docker, log: (line) => console.log(`[service-image] ${line}`) });
+  builtImage = !tagsBefore.has(image);
   port = await freePort();
   api = new ApiClient(`http://127.0.0.1:${port}`);
   apiContainer = await startContainer('api');
@@ -124,8 +131,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  // Only what this file created; the image tags stay, as the content-addressed build cache.
   await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));
+  // The service tag goes if this file made it. Not forced: an image another run's container still
+  // uses stays. The base (wo-service-base:<hash>: node + node_modules) stays as the build cache,
+  // so the next run rebuilds only the application layer.
+  if (builtImage)
+    await docker
+      .getImage(image)
+      .remove()
+      .catch(() => undefined);
 });
 
 describe('service image', () => {
