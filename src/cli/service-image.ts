@@ -242,6 +242,8 @@ export async function ensureServiceImage(opts: EnsureServiceImageOptions = {}): 
         log(`building ${baseTag} (node ${nodeVersion}) in ${BASE_CONTEXT_DIR}`);
         await assembleBaseContext(BASE_CONTEXT_DIR, log);
         await buildImage(docker, packContext(BASE_CONTEXT_DIR), baseTag, log);
+        // ~400 MB of copies the image now holds; the next base build assembles afresh anyway.
+        await rm(BASE_CONTEXT_DIR, { recursive: true, force: true });
       }
       log(`building ${tag} on ${baseTag} in ${CONTEXT_DIR}`);
       await assembleAppContext(CONTEXT_DIR);

@@ -132,14 +132,22 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));
+  if (!builtImage) return;
   // The service tag goes if this file made it. Not forced: an image another run's container still
   // uses stays. The base (wo-service-base:<hash>: node + node_modules) stays as the build cache,
   // so the next run rebuilds only the application layer.
-  if (builtImage)
-    await docker
-      .getImage(image)
-      .remove()
-      .catch(() => undefined);
+  const mine = new Set(created.map((c) => c.id));
+  await waitFor(
+    async () => {
+      const using = await docker.listContainers({ all: true, filters: { ancestor: [image] } });
+      return !using.some((c) => mine.has(c.Id));
+    },
+    { timeoutMs: 30_000, describe: "this file's containers to be gone" },
+  );
+  await docker
+    .getImage(image)
+    .remove()
+    .catch((err: unknown) => console.warn(`[service-image] kept ${image}: ${String(err)}`));
 });
 
 describe('service image', () => {
