@@ -18,6 +18,7 @@ import {
 } from '@temporalio/client';
 import type { ScheduleRow } from '../db/schedules.js';
 import type { scheduledMessageWorkflow } from '../workflows/schedules.js';
+import { scheduledRunMetadata } from '../domain/workflow-metadata.js';
 import { temporalSpec } from './spec.js';
 
 export const workspaceScheduleId = (workspaceId: string, scheduleId: string): string =>
@@ -58,6 +59,7 @@ export function scheduleDefinition(row: MirroredFields, taskQueue: string) {
       workflowId: scheduleId,
       taskQueue,
       workflowRunTimeout: SCHEDULED_RUN_TIMEOUT_MS,
+      ...scheduledRunMetadata(row),
     },
     // A run still going when the next firing comes is not joined by a second one; firings missed
     // while Temporal was down are not made up beyond a minute late.
