@@ -98,11 +98,11 @@ export function scheduledRunMetadata(row: {
   timezone: string;
 }): StartMetadata {
   return {
-    staticSummary: clip(`scheduled prompt ${row.id} · workspace ${row.workspaceId} · ${row.cron}`),
+    staticSummary: clip(`scheduled message ${row.id} · workspace ${row.workspaceId} · ${row.cron}`),
     staticDetails: [
-      `**Scheduled prompt** \`${row.id}\` of workspace \`${row.workspaceId}\`: \`${row.cron}\` (${row.timezone}).`,
+      `**Scheduled message** \`${row.id}\` of workspace \`${row.workspaceId}\`: \`${row.cron}\` (${row.timezone}).`,
       '',
-      '- the prompt is read from the schedule row at each run (never kept in Temporal)',
+      '- its text is read from the schedule row at each run, never kept in Temporal',
       `- API: \`GET /v1/workspaces/${row.workspaceId}/schedules\``,
     ].join('\n'),
   };

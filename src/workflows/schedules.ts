@@ -28,7 +28,7 @@ export async function scheduledMessageWorkflow(input: ScheduledRunInput): Promis
   try {
     return await send.runScheduledMessage.executeWithOptions(
       {
-        summary: `send schedule ${input.scheduleId}'s prompt to workspace ${input.workspaceId} (message/send)`,
+        summary: `send schedule ${input.scheduleId}'s message to workspace ${input.workspaceId} (message/send)`,
       },
       [input],
     );
