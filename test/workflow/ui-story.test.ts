@@ -7,8 +7,13 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { entityStartOptions } from '../../src/domain/entity-start.js';
-import { deleteUpdate, restartUpdate, type WorkspaceWorkflowInput } from '../../src/workflows/messages.js';
+import { deleteOnlyCarry, entityStartOptions } from '../../src/domain/entity-start.js';
+import {
+  deleteUpdate,
+  restartUpdate,
+  type BackendName,
+  type WorkspaceWorkflowInput,
+} from '../../src/workflows/messages.js';
 import { createEnv, settledAt, until, withWorker } from './harness.js';
 
 let env: TestWorkflowEnvironment;
@@ -56,24 +61,27 @@ async function currentDetails(handle: WorkflowHandle): Promise<string> {
   return meta.currentDetails ?? '';
 }
 
+const entityInput = (
+  workspaceId: string,
+  orgId: string,
+  backend: BackendName,
+  bootDeadlineMs: number,
+): WorkspaceWorkflowInput => ({ workspaceId, orgId, backend, bootDeadlineMs });
+
 describe('entity workflow: the story in the Temporal UI', () => {
   it('starts with a summary and details, keeps current details, and names each step', async () => {
     await withWorker(env, async (h) => {
       const workspaceId = 'ab12cd34ef56';
-      const input: WorkspaceWorkflowInput = {
-        workspaceId,
-        orgId: 'org0000000000001',
-        backend: 'docker',
-        bootDeadlineMs: 60_000,
-      };
-      const handle = await h.env.client.workflow.start('workspaceWorkflow', {
-        ...entityStartOptions(
+      const input = entityInput(workspaceId, 'org0000000000001', 'docker', 60_000);
+      const handle = await h.env.client.workflow.start(
+        'workspaceWorkflow',
+        entityStartOptions(
           input,
           h.taskQueue,
           { firstStart: true },
           { name: 'alpha', orgName: 'acme', template: 'coder', runtime: 'claude-code' },
         ),
-      });
+      );
       await until(h, handle, settledAt('online', 1), 'online at generation 1');
 
       const description = await handle.describe();
@@ -120,15 +128,11 @@ describe('entity workflow: the story in the Temporal UI', () => {
       env,
       async (h) => {
         const workspaceId = 'ff12cd34ef56';
-        const input: WorkspaceWorkflowInput = {
-          workspaceId,
-          orgId: 'org0000000000002',
-          backend: 'ec2',
-          bootDeadlineMs: 30_000,
-        };
-        const handle = await h.env.client.workflow.start('workspaceWorkflow', {
-          ...entityStartOptions(input, h.taskQueue, { firstStart: true }, { name: 'beta' }),
-        });
+        const input = entityInput(workspaceId, 'org0000000000002', 'ec2', 30_000);
+        const handle = await h.env.client.workflow.start(
+          'workspaceWorkflow',
+          entityStartOptions(input, h.taskQueue, { firstStart: true }, { name: 'beta' }),
+        );
         // The agent never proves itself: the deadline fails the generation with the reason.
         await until(h, handle, settledAt('failed', 1), 'failed at generation 1');
         const current = await currentDetails(handle);
@@ -150,16 +154,7 @@ describe('entity workflow: the story in the Temporal UI', () => {
           {
             ...input,
             workspaceId: 'ee12cd34ef56',
-            carried: {
-              status: 'failed',
-              generation: 3,
-              configHash: null,
-              desired: 'running',
-              restartPending: false,
-              error: null,
-              latestSavedVersion: 0,
-              deleting: { attempts: 0 },
-            },
+            carried: deleteOnlyCarry({ status: 'failed', generation: 3 }),
           },
           h.taskQueue,
           { firstStart: false },
