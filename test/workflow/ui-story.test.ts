@@ -14,7 +14,7 @@ import {
   type BackendName,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
-import { createEnv, settledAt, until, withWorker } from './harness.js';
+import { createEnv, replayAndRecord, settledAt, until, withWorker } from './harness.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -120,6 +120,8 @@ describe('entity workflow: the story in the Temporal UI', () => {
       expect((await told(handle)).activities.map((a) => a.summary)).toContain(
         `remove every container and volume of ws-${workspaceId}`,
       );
+      // Replays (and with RECORD_REPLAY=1 records) a history whose commands carry summaries.
+      await replayAndRecord(handle, 'ui-story');
     });
   });
 
