@@ -360,7 +360,7 @@ export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDelet
   let left = workspaces;
   while (left.length > 0 && Date.now() < deadline) {
     await sleep(pollMs, {
-      summary: `wait for ${left.length} workspaces of org ${input.orgId} to be deleted`,
+      summary: `wait for the deletes of org ${input.orgId} (${left.length} left)`,
     });
     left = await listOrgWorkspaces(input.orgId);
     // A workspace created just before the org was deleted may have had no entity yet: ask again.
@@ -389,7 +389,7 @@ async function waitForEveryWorkspace(
     await ask(left);
     const waitMs = Math.min(LATE_POLL_MAX_MS, pollMs * 2 ** Math.min(looks, 10));
     await sleep(waitMs, {
-      summary: `${left.length} workspaces of org ${input.orgId} still deleting: look again in ${seconds(waitMs)}`,
+      summary: `org ${input.orgId} still has ${left.length} left deleting: look again in ${seconds(waitMs)}`,
     });
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 2000) {
       await continueAsNew<typeof orgDeleteWorkflow>({ ...input, carried: { ...state, looks: looks + 1 } });

@@ -4,7 +4,6 @@
  * every activity and timer in its history says what it does to which resource.
  */
 import type { WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteOnlyCarry, entityStartOptions } from '../../src/domain/entity-start.js';
@@ -15,6 +14,7 @@ import {
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
 import { createEnv, replayAndRecord, settledAt, until, withWorker } from './harness.js';
+import { told } from './user-metadata.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -28,32 +28,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.teardown();
 });
-
-// temporal.api.enums.v1.EventType
-const ACTIVITY_TASK_SCHEDULED = 10;
-const TIMER_STARTED = 17;
-
-interface Told {
-  activities: Array<{ type: string; summary: string | undefined }>;
-  timers: Array<string | undefined>;
-}
-
-const text = (p: Payload | null | undefined): string | undefined =>
-  p ? defaultPayloadConverter.fromPayload<string>(p) : undefined;
-
-/** The summaries the history carries: each scheduled activity's and each timer's. */
-async function told(handle: WorkflowHandle): Promise<Told> {
-  const events = (await handle.fetchHistory()).events ?? [];
-  return {
-    activities: events
-      .filter((e) => e.eventType === ACTIVITY_TASK_SCHEDULED)
-      .map((e) => ({
-        type: e.activityTaskScheduledEventAttributes?.activityType?.name ?? '',
-        summary: text(e.userMetadata?.summary),
-      })),
-    timers: events.filter((e) => e.eventType === TIMER_STARTED).map((e) => text(e.userMetadata?.summary)),
-  };
-}
 
 /** The entity's current details, as the UI reads them (the SDK's built-in metadata query). */
 async function currentDetails(handle: WorkflowHandle): Promise<string> {
