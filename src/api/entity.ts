@@ -34,6 +34,7 @@ import {
 } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
+import type { WorkspaceAbout } from '../domain/workflow-metadata.js';
 import { HttpError, badRequest, conflict } from './errors.js';
 
 export interface EntityClientOptions {
@@ -84,8 +85,9 @@ export class EntityClient {
   async start(
     input: WorkspaceWorkflowInput,
     opts: { firstStart: boolean } = { firstStart: true },
+    about: WorkspaceAbout = {},
   ): Promise<string> {
-    const options = entityStartOptions(input, this.taskQueue, opts);
+    const options = entityStartOptions(input, this.taskQueue, opts, about);
     // Leaves a fifth of the budget for the exists() check that follows a failed start.
     await this.withDeadline(
       () => this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', options),
@@ -171,7 +173,11 @@ export class EntityClient {
    * deletes (continue-as-new's `deleting` carry), which converges like any delete.
    */
   async delete(
-    w: { id: string; orgId: string; backend: BackendName; status: WorkspaceStatus; generation: number },
+    w: { id: string; orgId: string; backend: BackendName; status: WorkspaceStatus; generation: number } & {
+      name?: string;
+      template?: string | null;
+      runtime?: string;
+    },
     settings: { bootDeadlineMs: number; continueAsNewAfterEvents?: number },
   ): Promise<{ accepted: true; status: WorkspaceStatus }> {
     return this.sendUpdate(
@@ -187,6 +193,7 @@ export class EntityClient {
               carried: deleteOnlyCarry(w),
             },
             { firstStart: false },
+            { name: w.name, template: w.template, runtime: w.runtime },
           );
         } catch (err) {
           // Someone else started it meanwhile (a second DELETE, the create's own late start).

@@ -84,7 +84,8 @@ export function workspacesRouter(deps: ApiDeps): Router {
     });
     const id = newId();
     const workflowId = workspaceWorkflowId(id);
-    await inTransaction(db, async (tx) => {
+    // The org's name labels the workflow in the Temporal UI (its static summary).
+    const orgName = await inTransaction(db, async (tx) => {
       const org = await lockOrgAndCountWorkspaces(tx, orgId);
       if (!org) throw badRequest('orgId: no such org', 'orgId');
       if (org.liveWorkspaces >= settings.orgWorkspaceQuota) {
@@ -115,19 +116,25 @@ export function workspacesRouter(deps: ApiDeps): Router {
       for (const m of body.initialMemories ?? []) {
         await insertMemory(tx, id, clean(m.content), m.scope ?? 'local');
       }
+      return org.name;
     });
     try {
-      await deps.entity.start({
-        workspaceId: id,
-        orgId,
-        backend: body.backend,
-        bootDeadlineMs: settings.bootDeadlineMs,
-        continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
-        restartPolicy: {
-          ...settings.restartPolicy,
-          policy: body.restartPolicy ?? template?.restartPolicy ?? settings.restartPolicy?.policy ?? 'always',
+      await deps.entity.start(
+        {
+          workspaceId: id,
+          orgId,
+          backend: body.backend,
+          bootDeadlineMs: settings.bootDeadlineMs,
+          continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
+          restartPolicy: {
+            ...settings.restartPolicy,
+            policy:
+              body.restartPolicy ?? template?.restartPolicy ?? settings.restartPolicy?.policy ?? 'always',
+          },
         },
-      });
+        { firstStart: true },
+        { name: body.name, orgName, template: body.template ?? null, runtime },
+      );
     } catch (err) {
       deps.log.error({ err }, 'could not start workspace workflow');
       // The start may have reached Temporal anyway (a timeout after the server accepted it): the
