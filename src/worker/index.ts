@@ -1,15 +1,21 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type ActivityInterceptors, type InjectedSinks } from '@temporalio/worker';
 import type { Activities } from '../activities/index.js';
+import type { OutcomeSinks, WorkflowOutcome } from './outcome-interceptor.js';
+
+/** A module of this package, as the .ts source under tsx/vitest or the .js build under node. */
+function modulePath(relative: string): string {
+  for (const ext of ['ts', 'js']) {
+    const p = fileURLToPath(new URL(`${relative}.${ext}`, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`module ${relative} not found`);
+}
 
 /** The workflow entry module: the .ts source under tsx/vitest, the .js build under node. */
 export function workflowsPath(): string {
-  for (const ext of ['ts', 'js']) {
-    const p = fileURLToPath(new URL(`../workflows/index.${ext}`, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('workflow entry module not found');
+  return modulePath('../workflows/index');
 }
 
 export interface WorkerOptions {
@@ -17,20 +23,59 @@ export interface WorkerOptions {
   namespace: string;
   taskQueue: string;
   activities: Activities;
+  /** Where each workflow execution's outcome is counted (wo_workflow_outcomes_total). */
+  recordOutcome?: (workflowType: string, outcome: WorkflowOutcome) => Promise<void>;
 }
 
 export async function createWorker(
   opts: WorkerOptions,
 ): Promise<{ worker: Worker; connection: NativeConnection }> {
   const connection = await NativeConnection.connect({ address: opts.address });
+  const record = opts.recordOutcome;
+  const sinks: InjectedSinks<OutcomeSinks> | undefined = record && {
+    outcomes: {
+      record: {
+        fn: (info, outcome) => record(info.workflowType, outcome),
+        // A replayed history ended long ago: counted when it ended.
+        callDuringReplay: false,
+      },
+    },
+  };
   const worker = await Worker.create({
     connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     workflowsPath: workflowsPath(),
     activities: opts.activities,
+    interceptors: {
+      workflowModules: record ? [modulePath('./outcome-interceptor')] : [],
+      activity: [workspaceLogAttributes],
+    },
+    ...(sinks ? { sinks } : {}),
     // A crashed worker's sticky tasks move back to the shared queue quickly.
     stickyQueueScheduleToStartTimeout: '3s',
   });
   return { worker, connection };
+}
+
+/**
+ * Every line an activity logs carries the workspace it works on (its input's `workspaceId`), next
+ * to the workflowId and activity the SDK already adds.
+ */
+function workspaceLogAttributes(): ActivityInterceptors {
+  let workspaceId: string | undefined;
+  return {
+    inbound: {
+      async execute(input, next) {
+        const first = input.args[0] as { workspaceId?: unknown } | undefined;
+        if (typeof first?.workspaceId === 'string') workspaceId = first.workspaceId;
+        return next(input);
+      },
+    },
+    outbound: {
+      getLogAttributes(attrs, next) {
+        return next(workspaceId ? { ...attrs, workspaceId } : attrs);
+      },
+    },
+  };
 }

@@ -26,6 +26,7 @@ import {
   patchWorkspaceBody,
   workspaceIdParam,
 } from '../schemas.js';
+import { bindLogWorkspace } from '../../log.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
@@ -84,6 +85,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
     });
     const id = newId();
     const workflowId = workspaceWorkflowId(id);
+    bindLogWorkspace(id);
     await inTransaction(db, async (tx) => {
       const org = await lockOrgAndCountWorkspaces(tx, orgId);
       if (!org) throw badRequest('orgId: no such org', 'orgId');
