@@ -31,31 +31,41 @@ export async function createWorker(
   opts: WorkerOptions,
 ): Promise<{ worker: Worker; connection: NativeConnection }> {
   const connection = await NativeConnection.connect({ address: opts.address });
-  const record = opts.recordOutcome;
-  const sinks: InjectedSinks<OutcomeSinks> | undefined = record && {
-    outcomes: {
-      record: {
-        fn: (info, outcome) => record(info.workflowType, outcome),
-        // A replayed history ended long ago: counted when it ended.
-        callDuringReplay: false,
-      },
-    },
-  };
   const worker = await Worker.create({
     connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
     workflowsPath: workflowsPath(),
     activities: opts.activities,
+    ...(opts.recordOutcome ? outcomeReporting(opts.recordOutcome) : {}),
     interceptors: {
-      workflowModules: record ? [modulePath('./outcome-interceptor')] : [],
+      workflowModules: opts.recordOutcome ? [OUTCOME_INTERCEPTOR] : [],
       activity: [workspaceLogAttributes],
     },
-    ...(sinks ? { sinks } : {}),
     // A crashed worker's sticky tasks move back to the shared queue quickly.
     stickyQueueScheduleToStartTimeout: '3s',
   });
   return { worker, connection };
+}
+
+/** The workflow interceptor module that reports outcomes (bundled with the workflows). */
+export const OUTCOME_INTERCEPTOR = modulePath('./outcome-interceptor');
+
+/** The sink the outcome interceptor reports to: each execution's end, to `record`. */
+export function outcomeReporting(record: (workflowType: string, outcome: WorkflowOutcome) => Promise<void>): {
+  sinks: InjectedSinks<OutcomeSinks>;
+} {
+  return {
+    sinks: {
+      outcomes: {
+        record: {
+          fn: (info, outcome) => record(info.workflowType, outcome),
+          // A replayed history ended long ago: counted when it ended.
+          callDuringReplay: false,
+        },
+      },
+    },
+  };
 }
 
 /**
