@@ -38,7 +38,7 @@ export function histogramRows(
 }
 
 /** Rows of the same series summed (one statement may not update a row twice). */
-function merged(rows: readonly MetricTotal[]): MetricTotal[] {
+export function merged(rows: readonly MetricTotal[]): MetricTotal[] {
   const out = new Map<string, MetricTotal>();
   for (const r of rows) {
     const key = JSON.stringify([r.name, Object.entries(r.labels).sort(), r.series]);
