@@ -16,29 +16,8 @@ import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 import { freePort } from '../setup/free-port.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, startStack, testEnv, waitForStatus, type Stack } from '../support/stack.js';
+import { findSamples, samples } from '../support/prometheus.js';
 import { spawnWorker, type WorkerProcess } from '../support/worker-process.js';
-
-interface Sample {
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** The samples of one series name in a Prometheus text exposition. */
-function samples(text: string, name: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
-      labels[k!] = v!;
-    out.push({ labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-const find = (text: string, name: string, want: Record<string, string>): Sample[] =>
-  samples(text, name).filter((s) => Object.entries(want).every(([k, v]) => s.labels[k] === v));
 
 describe('metrics and logs of a provision', () => {
   let apiLog = '';
@@ -104,9 +83,6 @@ describe('metrics and logs of a provision', () => {
     const id = String(((await created.json()) as { id: string }).id);
     await waitForStatus(stack, orgKey, id, 'online');
 
-    // Observed once per generation: a retried transition activity adds nothing twice.
-    expect(await recordProvision(stack.service.db.pool, id, 1, BOOT_PHASES)).toBe(false);
-
     const sweep = await stack.api.callRetrying503('POST', '/v1/admin/sweeps/health/run', {
       token: stack.adminToken,
     });
@@ -115,26 +91,35 @@ describe('metrics and logs of a provision', () => {
     let text = await waitFor(
       async () => {
         const t = await scrape();
-        return find(t, 'wo_workflow_outcomes_total', {
+        const swept = findSamples(t, 'wo_workflow_outcomes_total', {
           workflow: 'healthSweepWorkflow',
           outcome: 'completed',
-        }).length > 0
-          ? t
-          : null;
+        });
+        // The worker times the provision just after the workspace reads online.
+        const timed = findSamples(t, 'wo_provision_duration_seconds_count', {
+          backend: 'docker',
+          phase: 'total',
+        });
+        return swept.length > 0 && timed.length > 0 ? t : null;
       },
-      { timeoutMs: 30_000, intervalMs: 250, describe: 'the health sweep workflow to be counted' },
+      { timeoutMs: 30_000, intervalMs: 250, describe: 'the health sweep and the provision to be counted' },
     );
+    // Observed once per generation: a retried transition activity adds nothing twice.
+    expect(await recordProvision(stack.service.db.pool, id, 1, BOOT_PHASES)).toBe(false);
+    text = await scrape();
 
     // HTTP: the create under its route pattern; no route label carries an id.
-    const creates = find(text, 'wo_http_request_duration_seconds_count', {
+    const creates = findSamples(text, 'wo_http_request_duration_seconds_count', {
       route: '/v1/workspaces',
       method: 'POST',
       status: '202',
     });
     expect(creates[0]?.value).toBeGreaterThanOrEqual(1);
     expect(
-      find(text, 'wo_http_request_duration_seconds_count', { route: '/v1/workspaces/:id', method: 'GET' })[0]
-        ?.value,
+      findSamples(text, 'wo_http_request_duration_seconds_count', {
+        route: '/v1/workspaces/:id',
+        method: 'GET',
+      })[0]?.value,
     ).toBeGreaterThanOrEqual(1);
     for (const s of samples(text, 'wo_http_request_duration_seconds_count')) {
       expect(s.labels.route).not.toContain(id);
@@ -143,25 +128,28 @@ describe('metrics and logs of a provision', () => {
 
     // Workspaces by status and backend, read from the DB.
     expect(
-      find(text, 'wo_workspaces', { status: 'online', backend: 'docker' })[0]?.value,
+      findSamples(text, 'wo_workspaces', { status: 'online', backend: 'docker' })[0]?.value,
     ).toBeGreaterThanOrEqual(1);
 
     // Provision phases, recorded by the worker process, served by this API.
     for (const phase of ['total', 'resource', 'boot', 'agent-started']) {
-      const buckets = find(text, 'wo_provision_duration_seconds_bucket', { backend: 'docker', phase });
+      const buckets = findSamples(text, 'wo_provision_duration_seconds_bucket', { backend: 'docker', phase });
       expect(buckets.length, `buckets of phase ${phase}`).toBeGreaterThan(2);
       const inf = buckets.find((b) => b.labels.le === '+Inf')!;
       expect(inf.value).toBeGreaterThanOrEqual(1);
       // Cumulative: never decreasing with the bound.
       const values = buckets.map((b) => b.value);
       expect(values).toEqual([...values].sort((a, b) => a - b));
-      const count = find(text, 'wo_provision_duration_seconds_count', { backend: 'docker', phase })[0]!;
+      const count = findSamples(text, 'wo_provision_duration_seconds_count', {
+        backend: 'docker',
+        phase,
+      })[0]!;
       // One provision, observed once.
       expect(count.value).toBe(1);
       expect(inf.value).toBe(1);
     }
     expect(
-      find(text, 'wo_provision_duration_seconds_sum', { backend: 'docker', phase: 'total' })[0]!.value,
+      findSamples(text, 'wo_provision_duration_seconds_sum', { backend: 'docker', phase: 'total' })[0]!.value,
     ).toBeGreaterThan(0);
 
     // The sweep that ran through the admin route.
@@ -170,7 +158,7 @@ describe('metrics and logs of a provision', () => {
         .filter((s) => s.labels.sweep === 'health')
         .reduce((n, s) => n + s.value, 0),
     ).toBeGreaterThanOrEqual(1);
-    expect(find(text, 'wo_sweep_duration_seconds', { sweep: 'health' })).toHaveLength(1);
+    expect(findSamples(text, 'wo_sweep_duration_seconds', { sweep: 'health' })).toHaveLength(1);
 
     // The entity's execution ends with the workspace.
     const del = await stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: orgKey });
@@ -179,14 +167,16 @@ describe('metrics and logs of a provision', () => {
     text = await waitFor(
       async () => {
         const t = await scrape();
-        return find(t, 'wo_workflow_outcomes_total', { workflow: 'workspaceWorkflow', outcome: 'completed' })
-          .length > 0
+        return findSamples(t, 'wo_workflow_outcomes_total', {
+          workflow: 'workspaceWorkflow',
+          outcome: 'completed',
+        }).length > 0
           ? t
           : null;
       },
       { timeoutMs: 30_000, intervalMs: 250, describe: 'the workspace workflow to be counted' },
     );
-    expect(find(text, 'wo_workspaces', { status: 'online', backend: 'docker' })).toHaveLength(1);
+    expect(findSamples(text, 'wo_workspaces', { status: 'online', backend: 'docker' })).toHaveLength(1);
 
     // The worker's own endpoint: the SDK's metrics, for this worker's task queue.
     const workerText = await waitFor(
