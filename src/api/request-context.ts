@@ -44,16 +44,22 @@ export function requestContext(log: Logger): RequestHandler {
         bindRoute(ctx, route, req, res);
       },
     });
-    res.on('finish', () => {
+    // Once: when the answer ends, or when the connection closes first (a client leaving a stream).
+    let counted = false;
+    const answered = (cut: boolean): void => {
+      if (counted) return;
+      counted = true;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const pattern = route ?? 'unmatched';
       observeRequest(pattern, req.method, res.statusCode, seconds);
       const level = res.statusCode >= 500 ? 'warn' : QUIET_ROUTES.has(pattern) ? 'debug' : 'info';
       log[level](
         { ...ctx, method: req.method, route: pattern, status: res.statusCode, durationMs: seconds * 1000 },
-        'request answered',
+        cut ? 'request closed before its answer ended' : 'request answered',
       );
-    });
+    };
+    res.on('finish', () => answered(false));
+    res.on('close', () => answered(!res.writableFinished));
     logContext.run(ctx, next);
   };
 }

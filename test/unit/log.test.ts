@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { requestContext } from '../../src/api/request-context.js';
 import { registry } from '../../src/api/metrics.js';
+import { waitFor } from '../setup/wait-for.js';
 
 type Line = Record<string, unknown>;
 
@@ -95,6 +96,10 @@ describe('request context', () => {
       await Promise.resolve();
       throw new Error('boom');
     });
+    ws.get('/:id/stream', (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(': open\n\n');
+    });
     v1.use('/workspaces', ws);
     app.use('/v1', v1);
     app.use((_req, res) => {
@@ -147,6 +152,27 @@ describe('request context', () => {
     expect(out.text()).not.toContain('has spaces');
   });
 
+  it('logs and counts a stream the client left, once', async () => {
+    const aborted = new AbortController();
+    const res = await fetch(`${base}/v1/workspaces/w789/stream`, {
+      headers: { 'x-request-id': 'req-stream' },
+      signal: aborted.signal,
+    });
+    expect(res.status).toBe(200);
+    aborted.abort();
+    const lines = await waitFor(() => (linesOf('req-stream').length > 0 ? linesOf('req-stream') : null), {
+      timeoutMs: 5_000,
+      describe: 'the left stream to be logged',
+    });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      msg: 'request closed before its answer ended',
+      route: '/v1/workspaces/:id/stream',
+      workspaceId: 'w789',
+      status: 200,
+    });
+  });
+
   it('counts durations under the route pattern, or unmatched, never a raw URL', async () => {
     expect((await fetch(`${base}/no/such/path-xyz`)).status).toBe(404);
     expect((await fetch(`${base}/v1/workspaces`)).status).toBe(200);
@@ -164,6 +190,6 @@ describe('request context', () => {
     expect(text).toMatch(
       /wo_http_request_duration_seconds_count\{route="\/v1\/workspaces",method="GET",status="200"\} [1-9]/,
     );
-    expect(text).not.toMatch(/w123|w456|path-xyz/);
+    expect(text).not.toMatch(/w123|w456|w789|path-xyz/);
   });
 });
