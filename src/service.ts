@@ -51,7 +51,7 @@ export interface RunningService {
 
 export function createBackends(
   config: Config,
-  deps: { db: Database; secrets: SecretBox },
+  deps: { db: Database; secrets: SecretBox; log?: Logger },
 ): Record<BackendKind, WorkspaceBackend> {
   const image = (runtime: string): string => {
     const tag = config.runtimeImages[runtime];
@@ -83,6 +83,7 @@ export function createBackends(
             subnetId: config.EC2_SUBNET_ID,
             securityGroupIds: config.EC2_SECURITY_GROUP_IDS,
             platformCidr: ec2PlatformCidr(config),
+            log: deps.log?.child({ component: 'ec2' }),
           })
         : new UnconfiguredBackend('ec2'),
   };
@@ -145,7 +146,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
   const secrets = new SecretBox(config.SECRETS_KEY, config.SECRETS_OLD_KEYS);
-  const backends = createBackends(config, { db, secrets });
+  const backends = createBackends(config, { db, secrets, log });
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 

@@ -1,7 +1,9 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type ActivityInterceptors, type InjectedSinks } from '@temporalio/worker';
+import type { Context as ActivityContext } from '@temporalio/activity';
 import type { Activities } from '../activities/index.js';
+import { logContext, type LogContext } from '../log.js';
 import type { OutcomeSinks, WorkflowOutcome } from './outcome-interceptor.js';
 
 /** A module of this package, as the .ts source under tsx/vitest or the .js build under node. */
@@ -40,7 +42,7 @@ export async function createWorker(
     ...(opts.recordOutcome ? outcomeReporting(opts.recordOutcome) : {}),
     interceptors: {
       workflowModules: opts.recordOutcome ? [OUTCOME_INTERCEPTOR] : [],
-      activity: [workspaceLogAttributes],
+      activity: [activityLogContext],
     },
     // A crashed worker's sticky tasks move back to the shared queue quickly.
     stickyQueueScheduleToStartTimeout: '3s',
@@ -69,22 +71,26 @@ export function outcomeReporting(record: (workflowType: string, outcome: Workflo
 }
 
 /**
- * Every line an activity logs carries the workspace it works on (its input's `workspaceId`), next
- * to the workflowId and activity the SDK already adds.
+ * Every line an activity writes carries the workflow that scheduled it and the workspace it works
+ * on (its input's `workspaceId`): the activity context logger's lines through its log attributes
+ * (next to the activity fields the SDK adds), the service logger's (e.g. the EC2 backend's)
+ * through the log context the activity runs in.
  */
-function workspaceLogAttributes(): ActivityInterceptors {
-  let workspaceId: string | undefined;
+export function activityLogContext(ctx: Pick<ActivityContext, 'info'>): ActivityInterceptors {
+  const bound: LogContext = {};
+  const workflowId = ctx.info.workflowExecution?.workflowId;
+  if (workflowId) bound.workflowId = workflowId;
   return {
     inbound: {
       async execute(input, next) {
         const first = input.args[0] as { workspaceId?: unknown } | undefined;
-        if (typeof first?.workspaceId === 'string') workspaceId = first.workspaceId;
-        return next(input);
+        if (typeof first?.workspaceId === 'string') bound.workspaceId = first.workspaceId;
+        return logContext.run(bound, () => next(input));
       },
     },
     outbound: {
       getLogAttributes(attrs, next) {
-        return next(workspaceId ? { ...attrs, workspaceId } : attrs);
+        return next(bound.workspaceId ? { ...attrs, workspaceId: bound.workspaceId } : attrs);
       },
     },
   };

@@ -2,16 +2,19 @@
  * The service's log lines (src/log.ts, src/api/request-context.ts), read back from the logger's
  * destination stream: secrets never appear, and every line written while serving a request carries
  * its request id and the workspace its route names, also past a body parser and on the error path;
- * the request's duration is counted under its route pattern, never its URL.
+ * the request's duration is counted under its route pattern, never its URL; an activity's lines
+ * carry the workflow that scheduled it and its workspace.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import type { Context as ActivityContext } from '@temporalio/activity';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { requestContext } from '../../src/api/request-context.js';
 import { registry } from '../../src/api/metrics.js';
+import { activityLogContext } from '../../src/worker/index.js';
 import { waitFor } from '../setup/wait-for.js';
 
 type Line = Record<string, unknown>;
@@ -191,5 +194,33 @@ describe('request context', () => {
       /wo_http_request_duration_seconds_count\{route="\/v1\/workspaces",method="GET",status="200"\} [1-9]/,
     );
     expect(text).not.toMatch(/w123|w456|w789|path-xyz/);
+  });
+});
+
+describe('activity log context', () => {
+  it('binds the scheduling workflow and the input’s workspace to the activity’s lines', async () => {
+    const out = capture();
+    const log = createLogger({ destination: out.stream });
+    // Only `info.workflowExecution` is read of the activity context.
+    const ctx = {
+      info: { workflowExecution: { workflowId: 'workspace:w9', runId: 'r1' } },
+    } as unknown as Pick<ActivityContext, 'info'>;
+    const interceptors = activityLogContext(ctx);
+    await interceptors.inbound!.execute!(
+      { args: [{ workspaceId: 'w9', generation: 2 }], headers: {} },
+      async () => {
+        await Promise.resolve();
+        log.info('ec2 instance starting');
+      },
+    );
+    expect(out.lines()[0]).toMatchObject({
+      msg: 'ec2 instance starting',
+      workflowId: 'workspace:w9',
+      workspaceId: 'w9',
+    });
+    expect(interceptors.outbound!.getLogAttributes!({ activityType: 'startResource' }, (a) => a)).toEqual({
+      activityType: 'startResource',
+      workspaceId: 'w9',
+    });
   });
 });
