@@ -12,8 +12,9 @@ import { mcpRouter } from './routes/mcp.js';
 import { memoriesRouter } from './routes/memories.js';
 import { orgsRouter } from './routes/orgs.js';
 import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
-import { httpRequests, opsRouter } from './routes/ops.js';
+import { opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
+import { requestContext } from './request-context.js';
 import { schedulesRouter } from './routes/schedules.js';
 import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
@@ -23,12 +24,7 @@ import { workspacesRouter } from './routes/workspaces.js';
 export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.use((req, res, next) => {
-    res.on('finish', () => {
-      httpRequests.inc({ method: req.method, route: req.route?.path ?? 'unmatched', status: res.statusCode });
-    });
-    next();
-  });
+  app.use(requestContext(deps.log));
   app.use(opsRouter(deps));
   const v1 = express.Router();
   v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));

@@ -26,6 +26,7 @@ import {
   patchWorkspaceBody,
   workspaceIdParam,
 } from '../schemas.js';
+import { bindLogWorkspace } from '../../log.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
@@ -84,6 +85,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
     });
     const id = newId();
     const workflowId = workspaceWorkflowId(id);
+    bindLogWorkspace(id);
     // The org's name labels the workflow in the Temporal UI (its static summary).
     const orgName = await inTransaction(db, async (tx) => {
       const org = await lockOrgAndCountWorkspaces(tx, orgId);
