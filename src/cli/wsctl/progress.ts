@@ -1,0 +1,153 @@
+/**
+ * Live progress of a workspace from its `/events` stream: each transition (status · phase) is a
+ * step, timed from its event to the next. Ends when `goal` says the workspace got where it was
+ * going (or failed on the way), or at the deadline. A stream that ends early (the API restarted)
+ * is reopened; the history it replays is skipped by the `since` and generation filters.
+ */
+import ora, { type Ora } from 'ora';
+import { CliError, EXIT } from './errors.js';
+import type { Ctx } from './context.js';
+import { wsPath } from './http.js';
+import { formatDuration } from './output.js';
+import { readSse } from './sse.js';
+
+export interface Transition {
+  status: string;
+  phase: string | null;
+  ts: string;
+  generation: number;
+  message?: string;
+}
+
+export type Verdict = 'done' | 'failed' | null;
+
+export interface FollowOptions {
+  /** Events older than this (server time) are history from before the request: skipped. */
+  since: number | null;
+  /** Only events of a generation above this count (a restart's new generation). */
+  generationAbove?: number;
+  goal: (t: Transition) => Verdict;
+  timeoutMs: number;
+}
+
+export interface Step {
+  label: string;
+  startedAt: number;
+  durationMs: number | null;
+}
+
+const labelOf = (t: Transition): string => (t.phase ? `${t.status} · ${t.phase}` : t.status);
+
+/** Follows until the goal's verdict; returns the deciding transition and the timed steps. */
+export async function follow(
+  ctx: Ctx,
+  id: string,
+  opts: FollowOptions,
+): Promise<{ last: Transition; verdict: 'done' | 'failed'; steps: Step[] }> {
+  const { out, io } = ctx;
+  const live = !out.json && io.stdout.isTTY === true;
+  const spinner: Ora | null = live ? ora({ stream: io.stdout, discardStdin: false }) : null;
+  const steps: Step[] = [];
+  const seen = new Set<string>();
+  let tick: NodeJS.Timeout | null = null;
+  const abort = new AbortController();
+  const deadline = setTimeout(() => abort.abort(), opts.timeoutMs);
+
+  const finishStep = (at: number, failed = false) => {
+    const step = steps[steps.length - 1];
+    if (!step || step.durationMs !== null) return;
+    step.durationMs = Math.max(0, at - step.startedAt);
+    if (out.json) return;
+    const text = `${step.label} (${formatDuration(step.durationMs)})`;
+    if (spinner) spinner[failed ? 'fail' : 'succeed'](text);
+    else out.line(`${failed ? '✖' : '✔'} ${text}`);
+  };
+  const startStep = (t: Transition) => {
+    steps.push({ label: labelOf(t), startedAt: Date.parse(t.ts), durationMs: null });
+    if (!spinner) return;
+    const step = steps[steps.length - 1]!;
+    spinner.start(step.label);
+    if (tick) clearInterval(tick);
+    tick = setInterval(() => {
+      spinner.text = `${step.label} ${formatDuration(Date.now() - step.startedAt)}`;
+    }, 250);
+  };
+  const counts = (t: Transition): boolean =>
+    (opts.since === null || Date.parse(t.ts) >= opts.since) &&
+    (opts.generationAbove === undefined || t.generation > opts.generationAbove);
+
+  try {
+    for (;;) {
+      let res: Response;
+      try {
+        res = await ctx.client.send('GET', wsPath(id, '/events'), {
+          accept: 'text/event-stream',
+          signal: abort.signal,
+        });
+      } catch (err) {
+        if (abort.signal.aborted) break;
+        throw err;
+      }
+      try {
+        for await (const ev of readSse(res.body!)) {
+          if (ev.id !== null) {
+            if (seen.has(ev.id)) continue;
+            seen.add(ev.id);
+          }
+          let t: Transition;
+          try {
+            t = JSON.parse(ev.data) as Transition;
+          } catch {
+            continue;
+          }
+          if (!counts(t)) continue;
+          const verdict = opts.goal(t);
+          const at = Date.parse(t.ts);
+          if (verdict === 'failed') {
+            finishStep(at);
+            startStep(t);
+            finishStep(at, true);
+            return { last: t, verdict, steps };
+          }
+          finishStep(at);
+          if (verdict === 'done') {
+            if (!out.json) {
+              const text = `${labelOf(t)}`;
+              if (spinner) spinner.succeed(text);
+              else out.line(`✔ ${text}`);
+            }
+            return { last: t, verdict, steps };
+          }
+          startStep(t);
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) throw err;
+      }
+      if (abort.signal.aborted) break;
+      // The stream ended without the goal (the API went away, or the workspace was deleted): the
+      // workspace's own state decides whether to keep waiting.
+      const w = await ctx.client.json<Transition & { updatedAt: string }>('GET', wsPath(id));
+      const verdict = opts.goal({ ...w, phase: w.phase ?? null, ts: w.updatedAt });
+      if (verdict && counts({ ...w, phase: w.phase ?? null, ts: w.updatedAt })) {
+        return { last: { ...w, phase: w.phase ?? null, ts: w.updatedAt }, verdict, steps };
+      }
+      if (w.status === 'deleted') throw new CliError(EXIT.generic, `workspace ${id} was deleted`);
+    }
+    spinner?.fail('timed out');
+    throw new CliError(
+      EXIT.generic,
+      `timed out after ${formatDuration(opts.timeoutMs)} waiting for workspace ${id}`,
+    );
+  } finally {
+    clearTimeout(deadline);
+    if (tick) clearInterval(tick);
+    if (spinner?.isSpinning) spinner.stop();
+    abort.abort();
+  }
+}
+
+/** Server time of an answer (its Date header), less a second of rounding; null when absent. */
+export function serverTime(res: Response): number | null {
+  const d = Date.parse(res.headers.get('date') ?? '');
+  return Number.isNaN(d) ? null : d - 1000;
+}
