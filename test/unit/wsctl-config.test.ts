@@ -99,11 +99,17 @@ describe('config file', () => {
 describe('wsctl against a recording server', () => {
   let server: Server;
   let url: string;
-  const seen: { auth: string | undefined; port: string }[] = [];
+  const seen: { auth: string | undefined; body: string }[] = [];
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      seen.push({ auth: req.headers.authorization, port: String((server.address() as AddressInfo).port) });
+    server = createServer(async (req, res) => {
+      let body = '';
+      for await (const c of req) body += c;
+      seen.push({ auth: req.headers.authorization, body });
       res.setHeader('content-type', 'application/json');
+      if (req.method === 'POST') {
+        res.statusCode = 202;
+        return res.end(JSON.stringify({ id: 'abc', status: 'provisioning', workflowId: 'w' }));
+      }
       if (req.headers.authorization === 'Bearer bad') {
         res.statusCode = 401;
         return res.end(JSON.stringify({ error: { code: 'unauthorized', message: 'invalid token' } }));
@@ -159,6 +165,31 @@ describe('wsctl against a recording server', () => {
     expect(ls.code).toBe(0);
     expect(JSON.parse(ls.out)).toEqual({ items: [], nextCursor: null });
     expect(seen.map((s) => s.auth)).toEqual(['Bearer saved']);
+  });
+
+  it("passes a subcommand's --config through (not taken for the config file)", async () => {
+    seen.length = 0;
+    const r = await run(
+      [
+        '--url',
+        url,
+        '--token',
+        'ok',
+        'ws',
+        'create',
+        'x',
+        '--config',
+        '{"agent":{"streamChunks":3}}',
+        '--no-wait',
+      ],
+      { XDG_CONFIG_HOME: tmp() },
+    );
+    expect(r.code).toBe(0);
+    expect(JSON.parse(seen[0]!.body)).toEqual({
+      name: 'x',
+      backend: 'docker',
+      config: { agent: { streamChunks: 3 } },
+    });
   });
 
   it('maps 401 and 404 to their exit codes with one line on stderr', async () => {

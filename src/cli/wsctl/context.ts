@@ -8,7 +8,7 @@ export interface GlobalOptions {
   url?: string;
   token?: string;
   json?: boolean;
-  config?: string;
+  configFile?: string;
 }
 
 export interface Ctx {
@@ -21,7 +21,7 @@ export interface Ctx {
 
 export function contextOf(cmd: Command, io: Io): Ctx {
   const g = cmd.optsWithGlobals<GlobalOptions>();
-  const file = configPath(io.env, g.config);
+  const file = configPath(io.env, g.configFile);
   const connection = resolveConnection({ url: g.url, token: g.token }, io.env, readConfigFile(file));
   return {
     io,

@@ -20,7 +20,7 @@ export function wsctlProgram(io: Io): Command {
       'API token: an org key or the admin token (env WO_TOKEN, else the saved login)',
     )
     .option('--json', 'machine-readable output: one JSON document on stdout')
-    .option('--config <file>', 'config file (default $XDG_CONFIG_HOME/wsctl/config.json)')
+    .option('--config-file <file>', 'config file (default $XDG_CONFIG_HOME/wsctl/config.json)')
     .showHelpAfterError(false);
   loginCommands(program, io);
   orgCommands(program, io);

@@ -36,6 +36,9 @@ export interface Step {
   durationMs: number | null;
 }
 
+/** How often the workspace itself is read while following its stream. */
+const POLL_MS = 5000;
+
 const labelOf = (t: Transition): string => (t.phase ? `${t.status} · ${t.phase}` : t.status);
 
 /** Follows until the goal's verdict; returns the deciding transition and the timed steps. */
@@ -72,12 +75,55 @@ export async function follow(
       spinner.text = `${step.label} ${formatDuration(Date.now() - step.startedAt)}`;
     }, 250);
   };
+  // WSCTL_DEBUG=1 shows the raw stream on stderr (what the server sent, and when it was reopened).
+  const debug = io.env.WSCTL_DEBUG ? (s: string) => io.stderr.write(`wsctl debug: ${s}\n`) : () => {};
   const counts = (t: Transition): boolean =>
     (opts.since === null || Date.parse(t.ts) >= opts.since) &&
     (opts.generationAbove === undefined || t.generation > opts.generationAbove);
 
+  type Result = { last: Transition; verdict: 'done' | 'failed'; steps: Step[] };
+  let found: Result | null = null;
+  /** One transition, from the stream or a poll: the result when it decides the wait. */
+  const decide = (t: Transition): Result | null => {
+    if (!counts(t)) return null;
+    const verdict = opts.goal(t);
+    const at = Date.parse(t.ts);
+    if (verdict === 'failed') {
+      finishStep(at);
+      startStep(t);
+      finishStep(at, true);
+      return { last: t, verdict, steps };
+    }
+    finishStep(at);
+    if (verdict === 'done') {
+      if (!out.json) {
+        if (spinner) spinner.succeed(labelOf(t));
+        else out.line(`✔ ${labelOf(t)}`);
+      }
+      return { last: t, verdict, steps };
+    }
+    startStep(t);
+    return null;
+  };
+  const current = async (): Promise<Transition> => {
+    const w = await ctx.client.json<Transition & { updatedAt: string }>('GET', wsPath(id));
+    return { status: w.status, phase: w.phase ?? null, generation: w.generation, ts: w.updatedAt };
+  };
+  // The stream is the source of progress; a slow poll of the workspace itself makes sure a
+  // transition the stream did not deliver cannot leave the wait hanging.
+  const poller = setInterval(() => {
+    current()
+      .then((t) => {
+        if (found || !counts(t) || !opts.goal(t)) return;
+        debug(`poll saw ${t.status} (generation ${t.generation}) before the stream did`);
+        found = decide(t);
+        abort.abort();
+      })
+      .catch(() => undefined);
+  }, POLL_MS);
+
   try {
-    for (;;) {
+    while (!found && !abort.signal.aborted) {
       let res: Response;
       try {
         res = await ctx.client.send('GET', wsPath(id, '/events'), {
@@ -88,8 +134,10 @@ export async function follow(
         if (abort.signal.aborted) break;
         throw err;
       }
+      debug(`events stream open (${res.status})`);
       try {
         for await (const ev of readSse(res.body!)) {
+          debug(`event ${ev.id ?? '-'} ${ev.data}`);
           if (ev.id !== null) {
             if (seen.has(ev.id)) continue;
             seen.add(ev.id);
@@ -100,45 +148,29 @@ export async function follow(
           } catch {
             continue;
           }
-          if (!counts(t)) continue;
-          const verdict = opts.goal(t);
-          const at = Date.parse(t.ts);
-          if (verdict === 'failed') {
-            finishStep(at);
-            startStep(t);
-            finishStep(at, true);
-            return { last: t, verdict, steps };
-          }
-          finishStep(at);
-          if (verdict === 'done') {
-            if (!out.json) {
-              const text = `${labelOf(t)}`;
-              if (spinner) spinner.succeed(text);
-              else out.line(`✔ ${text}`);
-            }
-            return { last: t, verdict, steps };
-          }
-          startStep(t);
+          const result = decide(t);
+          if (result) return result;
         }
       } catch (err) {
         if (!abort.signal.aborted) throw err;
       }
-      if (abort.signal.aborted) break;
+      if (found || abort.signal.aborted) break;
+      debug('events stream ended');
       // The stream ended without the goal (the API went away, or the workspace was deleted): the
       // workspace's own state decides whether to keep waiting.
-      const w = await ctx.client.json<Transition & { updatedAt: string }>('GET', wsPath(id));
-      const verdict = opts.goal({ ...w, phase: w.phase ?? null, ts: w.updatedAt });
-      if (verdict && counts({ ...w, phase: w.phase ?? null, ts: w.updatedAt })) {
-        return { last: { ...w, phase: w.phase ?? null, ts: w.updatedAt }, verdict, steps };
-      }
-      if (w.status === 'deleted') throw new CliError(EXIT.generic, `workspace ${id} was deleted`);
+      const t = await current();
+      const result = decide(t);
+      if (result) return result;
+      if (t.status === 'deleted') throw new CliError(EXIT.generic, `workspace ${id} was deleted`);
     }
+    if (found) return found;
     spinner?.fail('timed out');
     throw new CliError(
       EXIT.generic,
       `timed out after ${formatDuration(opts.timeoutMs)} waiting for workspace ${id}`,
     );
   } finally {
+    clearInterval(poller);
     clearTimeout(deadline);
     if (tick) clearInterval(tick);
     if (spinner?.isSpinning) spinner.stop();

@@ -14,7 +14,7 @@ export function loginCommands(program: Command, io: Io): void {
     .option('--no-verify', 'save without checking the token against the service')
     .action(async (o: { verify: boolean }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOptions>();
-      const file = configPath(io.env, g.config);
+      const file = configPath(io.env, g.configFile);
       const current = readConfigFile(file);
       const url = validUrl(g.url ?? io.env.WO_URL ?? current.url ?? 'http://127.0.0.1:8080');
       let token = g.token ?? io.env.WO_TOKEN;
