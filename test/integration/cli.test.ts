@@ -24,17 +24,14 @@ interface Run {
   stderr: string;
 }
 
-describe('wsctl against a running service (docker)', () => {
-  const t = useStack();
-  const configHome = mkdtempSync(path.join(os.tmpdir(), 'wsctl-home-'));
-
-  /** Runs wsctl with the org key in WO_TOKEN (flags can override it); never blocks the event loop. */
-  function wsctl(
+/** wsctl runs with the org key in WO_TOKEN (flags can override it); never blocks the event loop. */
+function runner(url: () => string, key: () => string, configHome: string) {
+  return (
     args: string[],
     opts: { input?: string; token?: string; timeoutMs?: number } = {},
-  ): Promise<Run> {
-    const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome, WO_URL: t.stack.url };
-    env.WO_TOKEN = opts.token ?? t.key;
+  ): Promise<Run> => {
+    const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome, WO_URL: url() };
+    env.WO_TOKEN = opts.token ?? key();
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
       cwd: REPO_ROOT,
       env,
@@ -56,12 +53,23 @@ describe('wsctl against a running service (docker)', () => {
         resolve({ code, stdout, stderr });
       });
     });
-  }
-
-  const ok = (r: Run): Run => {
-    if (r.code !== 0) throw new Error(`wsctl exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-    return r;
   };
+}
+
+const ok = (r: Run): Run => {
+  if (r.code !== 0) throw new Error(`wsctl exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r;
+};
+
+describe('wsctl against a running service (docker)', () => {
+  const t = useStack();
+  const configHome = mkdtempSync(path.join(os.tmpdir(), 'wsctl-home-'));
+
+  const wsctl = runner(
+    () => t.stack.url,
+    () => t.key,
+    configHome,
+  );
 
   let id = '';
   let jsonId = '';
@@ -170,5 +178,29 @@ describe('wsctl against a running service (docker)', () => {
     expect(j).toMatchObject({ id: jsonId, status: 'deleted' });
     const after = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
     expect(after.body.status).toBe('deleted');
+  }, 240_000);
+});
+
+describe('wsctl create of a workspace that fails to boot (docker)', () => {
+  // The agent never proves health; the boot deadline fails the generation quickly.
+  const t = useStack({ env: { BOOT_DEADLINE_MS: '10000' } });
+  const wsctl = runner(
+    () => t.stack.url,
+    () => t.key,
+    mkdtempSync(path.join(os.tmpdir(), 'wsctl-home-')),
+  );
+
+  it('ends with the failure reason and the boot log, exit 1 and one line on stderr', async () => {
+    const r = await wsctl(['ws', 'create', 'cli-doomed', '--config', '{"agent":{"neverHealthy":true}}'], {
+      timeoutMs: 200_000,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(EXIT.generic);
+    const id = /creating workspace cli-doomed \(([0-9a-f]+)\)/.exec(r.stdout)![1]!;
+    expect(r.stdout).toMatch(/^✖ failed/m);
+    expect(r.stdout).toMatch(new RegExp(`^workspace cli-doomed \\(${id}\\) failed: .*boot deadline`, 'm'));
+    // The boot log: the phases the agent reported before the deadline struck.
+    expect(r.stdout).toMatch(/ g1 {2}agent-started/);
+    expect(r.stderr).toMatch(new RegExp(`^wsctl: workspace ${id} failed: .*boot deadline.*\\n$`));
+    expect(r.stderr.split('\n').filter(Boolean)).toHaveLength(1);
   }, 240_000);
 });
