@@ -117,6 +117,45 @@ describe('wsctl against a running service (docker)', () => {
     expect(log.events.length).toBeGreaterThan(0);
   });
 
+  it('manages secrets, schedules and plugins; orgs and sweeps with the admin token; lints a template', async () => {
+    ok(await wsctl(['ws', 'secrets', 'set', id, 'CLI_KEY'], { input: 'sk-cli-secret\n' }));
+    const secrets = JSON.parse(ok(await wsctl(['ws', 'secrets', 'ls', id, '--json'])).stdout);
+    expect(secrets.items.map((x: { key: string }) => x.key)).toContain('CLI_KEY');
+    expect(JSON.stringify(secrets)).not.toContain('sk-cli-secret');
+    ok(await wsctl(['ws', 'secrets', 'rm', id, 'CLI_KEY']));
+
+    const added = JSON.parse(
+      ok(
+        await wsctl(['ws', 'schedules', 'add', id, '--cron', '*/5 * * * *', '--prompt', 'status?', '--json']),
+      ).stdout,
+    );
+    const listed = ok(await wsctl(['ws', 'schedules', 'ls', id]));
+    expect(listed.stdout).toContain(added.id);
+    expect(listed.stdout).toContain('status?');
+    ok(await wsctl(['ws', 'schedules', 'rm', id, added.id]));
+    expect(JSON.parse(ok(await wsctl(['ws', 'schedules', 'ls', id, '--json'])).stdout).items).toEqual([]);
+
+    expect(JSON.parse(ok(await wsctl(['ws', 'plugins', 'ls', id, '--json'])).stdout).items).toEqual(
+      expect.any(Array),
+    );
+
+    const admin = t.stack.adminToken;
+    const org = JSON.parse(ok(await wsctl(['orgs', 'create', 'cli-org', '--json'], { token: admin })).stdout);
+    expect(org).toMatchObject({ name: 'cli-org', apiKey: expect.any(String) });
+    expect(ok(await wsctl(['orgs', 'ls'], { token: admin })).stdout).toContain(org.id);
+    ok(await wsctl(['orgs', 'rm', org.id], { token: admin }));
+    // An org key may not run admin commands.
+    expect((await wsctl(['orgs', 'ls'])).code).toBe(EXIT.auth);
+    const sweep = JSON.parse(ok(await wsctl(['sweeps', 'run', 'health', '--json'], { token: admin })).stdout);
+    expect(typeof sweep).toBe('object');
+    expect((await wsctl(['sweeps', 'run', 'nope'], { token: admin })).code).toBe(EXIT.notFound);
+
+    const lint = ok(
+      await wsctl(['template', 'lint', path.join(REPO_ROOT, 'templates/research-assistant'), '--json']),
+    );
+    expect(JSON.parse(lint.stdout)).toMatchObject({ ok: true, problems: [] });
+  });
+
   it('puts a file from stdin and gets the same bytes back', async () => {
     const content = `hello from wsctl ${id}\nsecond line ✓\n`;
     ok(await wsctl(['ws', 'files', 'put', id, 'notes/hello.txt'], { input: content }));
