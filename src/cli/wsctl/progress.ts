@@ -24,10 +24,15 @@ export type Verdict = 'done' | 'failed' | null;
 export interface FollowOptions {
   /** Events older than this (server time) are history from before the request: skipped. */
   since: number | null;
-  /** Only events of a generation above this count (a restart's new generation). */
+  /**
+   * Success only counts at a generation above this (a restart's new generation); a failure counts
+   * at any generation (a restart may fail before it makes a new one).
+   */
   generationAbove?: number;
   goal: (t: Transition) => Verdict;
   timeoutMs: number;
+  /** How often the workspace itself is read meanwhile (default POLL_MS). */
+  pollMs?: number;
 }
 
 export interface Step {
@@ -77,16 +82,21 @@ export async function follow(
   };
   // WSCTL_DEBUG=1 shows the raw stream on stderr (what the server sent, and when it was reopened).
   const debug = io.env.WSCTL_DEBUG ? (s: string) => io.stderr.write(`wsctl debug: ${s}\n`) : () => {};
-  const counts = (t: Transition): boolean =>
-    (opts.since === null || Date.parse(t.ts) >= opts.since) &&
-    (opts.generationAbove === undefined || t.generation > opts.generationAbove);
+  const recent = (t: Transition): boolean => opts.since === null || Date.parse(t.ts) >= opts.since;
+  const verdictOf = (t: Transition): Verdict => {
+    if (!recent(t)) return null;
+    const v = opts.goal(t);
+    if (v === 'done' && opts.generationAbove !== undefined && t.generation <= opts.generationAbove)
+      return null;
+    return v;
+  };
 
   type Result = { last: Transition; verdict: 'done' | 'failed'; steps: Step[] };
   let found: Result | null = null;
   /** One transition, from the stream or a poll: the result when it decides the wait. */
   const decide = (t: Transition): Result | null => {
-    if (!counts(t)) return null;
-    const verdict = opts.goal(t);
+    if (!recent(t)) return null;
+    const verdict = verdictOf(t);
     const at = Date.parse(t.ts);
     if (verdict === 'failed') {
       finishStep(at);
@@ -114,13 +124,13 @@ export async function follow(
   const poller = setInterval(() => {
     current()
       .then((t) => {
-        if (found || !counts(t) || !opts.goal(t)) return;
+        if (found || !verdictOf(t)) return;
         debug(`poll saw ${t.status} (generation ${t.generation}) before the stream did`);
         found = decide(t);
         abort.abort();
       })
       .catch(() => undefined);
-  }, POLL_MS);
+  }, opts.pollMs ?? POLL_MS);
 
   try {
     while (!found && !abort.signal.aborted) {
