@@ -36,12 +36,20 @@ import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, notFound } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { HttpError, badRequest } from '../errors.js';
+import { loadsWorkspace, workspaceOf, type Access } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
 
 type Limits = A2ALimits;
+
+/** The caller (checked first, by callerOf) reaches the workspaces of its org, deleted ones too. */
+const PROXY: Access = {
+  tokenFirst: true,
+  workspaceToken: 'org',
+  otherToken: 'this token cannot call agents',
+  deleted: 'served',
+};
 
 interface Caller {
   /** The calling workspace, when the caller authenticated with a workspace token. */
@@ -52,7 +60,7 @@ interface Caller {
 
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
+  const r = loadsWorkspace(Router(), db);
   const limits = (): Limits => ({
     ...A2A_DEFAULTS,
     ...((deps.settings as { a2a?: Partial<Limits> }).a2a ?? {}),
@@ -73,13 +81,6 @@ export function a2aRouter(deps: ApiDeps): Router {
       return { workspace: w, orgId: w.orgId };
     }
     throw new HttpError(403, 'forbidden', 'this token cannot call agents');
-  }
-
-  async function load(caller: Caller, rawId: string): Promise<WorkspaceRow> {
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    const w = await workspaces.getWorkspace(db, rawId, caller.orgId);
-    if (!w) throw notFound();
-    return w;
   }
 
   function requireServing(w: WorkspaceRow): string {
@@ -121,7 +122,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   r.post('/:id/a2a', async (req, res) => {
     const started = performance.now();
     const caller = await callerOf(res);
-    const w = await load(caller, req.params.id as string);
+    const w = workspaceOf(res, PROXY);
     const lim = limits();
     const body = await readJsonBody(req, lim.maxBodyBytes);
     await requireBudget(db, w.id);
@@ -241,9 +242,10 @@ export function a2aRouter(deps: ApiDeps): Router {
     }
   });
 
-  r.get('/:id/agent-card', async (req, res) => {
-    const caller = await callerOf(res);
-    const w = await load(caller, req.params.id as string);
+  r.get('/:id/agent-card', async (_req, res) => {
+    // The caller's checks (401, stale generation) come before the workspace's.
+    await callerOf(res);
+    const w = workspaceOf(res, PROXY);
     const endpoint = requireServing(w);
     const lim = limits();
     let upstream: http.IncomingMessage;

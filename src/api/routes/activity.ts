@@ -7,14 +7,16 @@
  * timestamp (it is cut short before the group instead), so following `nextBeforeTs` returns every row
  * exactly once. `nextBeforeTs` is null on the last page.
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
 import { listActivity, type ActivityRow } from '../../db/activity.js';
-import * as workspaces from '../../db/workspaces.js';
-import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, notFound, parse } from '../errors.js';
+import { parse } from '../errors.js';
 import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
+import { loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
+
+/** Org key or admin; a workspace token reads its own log only. */
+const ACTIVITY = readOwn('this token cannot read activity');
 
 const limit = (max: number, dflt: number) => queryInt(1, max).default(dflt);
 
@@ -63,26 +65,10 @@ function presentTurn(a: ActivityRow) {
 
 export function activityRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
-
-  /** The workspace, scoped to the caller's org (a workspace token sees its own log only). */
-  async function load(res: Response, rawId: string) {
-    const p = principalOf(res);
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    let scope: string | null;
-    if (p.kind === 'admin') scope = null;
-    else if (p.kind === 'org') scope = p.orgId;
-    else if (p.kind === 'workspace') {
-      if (p.workspaceId !== rawId) throw notFound();
-      scope = null;
-    } else throw new HttpError(403, 'forbidden', 'this token cannot read activity');
-    const w = await workspaces.getWorkspace(db, rawId, scope);
-    if (!w) throw notFound();
-    return w;
-  }
+  const r = loadsWorkspace(Router(), db);
 
   r.get('/:id/activity', async (req, res) => {
-    const w = await load(res, req.params.id as string);
+    const w = workspaceOf(res, ACTIVITY);
     const q = parse(activityQuery, req.query, 'query');
     const page = await listActivity(db, {
       workspaceId: w.id,
@@ -95,7 +81,7 @@ export function activityRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/chat-history', async (req, res) => {
-    const w = await load(res, req.params.id as string);
+    const w = workspaceOf(res, ACTIVITY);
     const q = parse(chatQuery, req.query, 'query');
     const page = await listActivity(db, {
       workspaceId: w.id,

@@ -6,11 +6,18 @@
 import { Router, type Response } from 'express';
 import { z } from 'zod';
 import { budgetOf, setBudgetLimit } from '../../db/budget.js';
-import { getWorkspace } from '../../db/workspaces.js';
-import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, notFound, parse } from '../errors.js';
-import { int4, workspaceIdParam } from '../schemas.js';
+import { badRequest, notFound, parse } from '../errors.js';
+import { int4 } from '../schemas.js';
+import { MANAGE, MANAGE_LIVE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
+
+/** Org key or admin; a workspace token may read its own budget only. */
+const READ = readOwn(MANAGE.otherToken);
+const WRITE = {
+  ...MANAGE_LIVE,
+  tokenFirst: false,
+  workspaceToken: { refused: 'a workspace cannot change its own budget' },
+};
 
 export const budgetBody = z.strictObject({
   limitCents: int4().nullable().optional(),
@@ -18,23 +25,7 @@ export const budgetBody = z.strictObject({
 
 export function budgetRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
-
-  /** Org key or admin; a workspace token may read its own budget only. */
-  async function load(res: Response, rawId: string, write: boolean) {
-    const p = principalOf(res);
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    let orgId: string | null;
-    if (p.kind === 'workspace' && !write) {
-      if (p.workspaceId !== rawId) throw notFound();
-      orgId = null;
-    } else if (p.kind === 'workspace') {
-      throw new HttpError(403, 'forbidden', 'a workspace cannot change its own budget');
-    } else orgId = orgScope(p);
-    const w = await getWorkspace(db, rawId, orgId);
-    if (!w || (write && w.status === 'deleted')) throw notFound();
-    return w;
-  }
+  const r = loadsWorkspace(Router(), db);
 
   const answer = async (res: Response, id: string) => {
     const b = await budgetOf(db, id);
@@ -43,12 +34,12 @@ export function budgetRouter(deps: ApiDeps): Router {
   };
 
   r.get('/:id/budget', async (req, res) => {
-    const w = await load(res, req.params.id, false);
+    const w = workspaceOf(res, READ);
     await answer(res, w.id);
   });
 
   r.patch('/:id/budget', async (req, res) => {
-    const w = await load(res, req.params.id, true);
+    const w = workspaceOf(res, WRITE);
     const body = parse(budgetBody, req.body);
     if (body.limitCents === undefined) {
       throw badRequest('limitCents: required (an integer of cents, or null for no limit)', 'limitCents');

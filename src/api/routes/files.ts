@@ -2,12 +2,10 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
 import { BackendError, type FileContent, type WorkspaceRoot } from '../../backends/backend.js';
-import * as workspaces from '../../db/workspaces.js';
-import { orgScope, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, conflict, notFound } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { HttpError, badRequest, conflict } from '../errors.js';
+import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
 export const MAX_FILE_BYTES = 10 * 1024 * 1024;
@@ -64,22 +62,18 @@ function toHttp(err: unknown): unknown {
 
 /** Files API (`/v1/workspaces/:id/files…`), served directly by the backend, not through Temporal. */
 export function filesRouter(deps: ApiDeps): Router {
-  const r = Router();
+  const r = loadsWorkspace(Router(), deps.db);
   const bounds = boundsOf(deps.settings);
 
   /**
    * The caller's workspace (another org's or an unknown id → 404), the validated query, and a 409
    * unless it is online: the files live in the running generation's resource.
    */
-  async function load<Q>(req: Request, res: Response, query: () => Q) {
-    const scope = orgScope(principalOf(res));
-    const id = String(req.params.id);
-    if (!workspaceIdParam.safeParse(id).success) throw notFound();
-    const w = await workspaces.getWorkspace(deps.db, id, scope);
-    if (!w) throw notFound();
+  function load<Q>(res: Response, query: () => Q) {
+    const w = workspaceOf(res, MANAGE);
     const q = query();
     if (w.status !== 'online' && w.status !== 'degraded') {
-      throw conflict(`workspace ${id} is ${w.status}, not online`, 'not_online');
+      throw conflict(`workspace ${w.id} is ${w.status}, not online`, 'not_online');
     }
     return { w, backend: deps.backends[w.backend], q };
   }
@@ -93,7 +87,7 @@ export function filesRouter(deps: ApiDeps): Router {
   }
 
   r.get('/:id/files', async (req, res) => {
-    const { w, backend, q } = await load(req, res, () => ({
+    const { w, backend, q } = load(res, () => ({
       root: rootOf(req),
       path: pathOf(req, false),
       depth: depthOf(req),
@@ -105,7 +99,7 @@ export function filesRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/files/content', async (req, res) => {
-    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, backend, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
     const file = await backendCall(() => backend.openFile(w.id, w.generation, q.root, q.path));
     if (file.size > bounds.fileReadMaxBytes) {
       file.stream.destroy();
@@ -141,7 +135,7 @@ export function filesRouter(deps: ApiDeps): Router {
       req.resume();
       throw new HttpError(413, 'payload_too_large', 'request body too large');
     }
-    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, backend, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
     let content: FileContent;
     if (size !== null && Number.isSafeInteger(size) && !encoded) {
       // Streamed to the workspace at the client's pace: never held whole here. Through a PassThrough,
@@ -174,7 +168,7 @@ export function filesRouter(deps: ApiDeps): Router {
   });
 
   r.delete('/:id/files/content', async (req, res) => {
-    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, backend, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
     await backendCall(() => backend.deleteFile(w.id, w.generation, q.root, q.path));
     res.status(204).end();
   });

@@ -4,10 +4,9 @@
  * a refusal is a 400 naming the field, and the workspace is untouched. Accepted requests are
  * carried out by the plugin workflow (`workspace:<id>:plugin:<name>`), hence 202.
  */
-import express, { Router, type Request, type Response } from 'express';
+import express, { Router } from 'express';
 import { z } from 'zod';
 import * as plugins from '../../db/plugins.js';
-import * as workspaces from '../../db/workspaces.js';
 import { PluginRejected, validatePluginArchive } from '../../plugins/archive.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES, PLUGIN_NAME, type PluginPackage } from '../../plugins/schema.js';
 import { newId } from '../../security/tokens.js';
@@ -15,7 +14,7 @@ import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, conflict, notFound, parse } from '../errors.js';
 import { PluginWorkflowBusy } from '../plugin-workflows.js';
-import { workspaceIdParam } from '../schemas.js';
+import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 // base64 of the largest archive, plus the JSON around it.
 const BODY_LIMIT = Math.ceil((PLUGIN_MAX_ARCHIVE_BYTES * 4) / 3) + 64 * 1024;
@@ -66,17 +65,8 @@ export function pluginCatalogRouter(deps: ApiDeps): Router {
 }
 
 export function workspacePluginsRouter(deps: ApiDeps): Router {
-  const r = Router();
+  const r = loadsWorkspace(Router(), deps.db);
   const json = express.json({ limit: BODY_LIMIT });
-
-  async function load(req: Request, res: Response) {
-    const scope = orgScope(principalOf(res));
-    const id = String(req.params.id);
-    if (!workspaceIdParam.safeParse(id).success) throw notFound();
-    const w = await workspaces.getWorkspace(deps.db, id, scope);
-    if (!w || w.status === 'deleted') throw notFound();
-    return w;
-  }
 
   function workflows() {
     if (!deps.plugins) {
@@ -105,12 +95,12 @@ export function workspacePluginsRouter(deps: ApiDeps): Router {
   }
 
   r.get('/:id/plugins', async (req, res) => {
-    const w = await load(req, res);
+    const w = workspaceOf(res, MANAGE_LIVE);
     res.json({ items: (await plugins.listPlugins(deps.db, w.id)).map(present) });
   });
 
   r.post('/:id/plugins', json, async (req, res) => {
-    const w = await load(req, res);
+    const w = workspaceOf(res, MANAGE_LIVE);
     const body = parse(installPluginBody, req.body);
     if (w.status === 'deleting') throw conflict(`workspace ${w.id} is being deleted`);
     let pkg: PluginPackage;
@@ -150,7 +140,7 @@ export function workspacePluginsRouter(deps: ApiDeps): Router {
   });
 
   r.delete('/:id/plugins/:name', async (req, res) => {
-    const w = await load(req, res);
+    const w = workspaceOf(res, MANAGE_LIVE);
     const name = String(req.params.name);
     if (!PLUGIN_NAME.test(name)) throw notFound('plugin');
     if (w.status === 'deleting') throw conflict(`workspace ${w.id} is being deleted`);

@@ -7,7 +7,7 @@
  * written (Temporal down: 503) the row is put back, so a 503 changed nothing. Reading the list
  * repairs any mirror that is missing or stale (and says when it could not).
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
 import {
   deleteSchedule,
@@ -18,7 +18,7 @@ import {
   updateSchedule,
   type ScheduleRow,
 } from '../../db/schedules.js';
-import { getWorkspace, type WorkspaceRow } from '../../db/workspaces.js';
+import type { WorkspaceRow } from '../../db/workspaces.js';
 import type { MirrorState, ScheduleMirror } from '../../schedules/mirror.js';
 import {
   CRON_MAX_CHARS,
@@ -28,10 +28,10 @@ import {
   parseTimezone,
 } from '../../schedules/spec.js';
 import { newId } from '../../security/tokens.js';
-import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
-import { idSchema, text, workspaceIdParam } from '../schemas.js';
+import { idSchema, text } from '../schemas.js';
+import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 /** Schedules one workspace may have. */
 export const SCHEDULES_PER_WORKSPACE = 20;
@@ -89,19 +89,12 @@ function present(s: ScheduleRow, mirror?: MirrorState | null) {
 }
 
 export function schedulesRouter(deps: ApiDeps): Router {
-  const r = Router();
+  const r = loadsWorkspace(Router(), deps.db);
   const minIntervalMs = () => deps.settings.scheduleMinIntervalMs ?? DEFAULT_MIN_INTERVAL_MS;
 
   function mirrorOf(): ScheduleMirror {
     if (!deps.schedules) throw new HttpError(503, 'temporal_unavailable', 'schedules are not available here');
     return deps.schedules;
-  }
-
-  async function load(res: Response, rawId: string): Promise<WorkspaceRow> {
-    const scope = orgScope(principalOf(res));
-    const w = workspaceIdParam.safeParse(rawId).success ? await getWorkspace(deps.db, rawId, scope) : null;
-    if (!w || w.status === 'deleted') throw notFound();
-    return w;
   }
 
   async function loadSchedule(w: WorkspaceRow, sid: string): Promise<ScheduleRow> {
@@ -124,7 +117,7 @@ export function schedulesRouter(deps: ApiDeps): Router {
   }
 
   r.get('/:id/schedules', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE_LIVE);
     const rows = await listSchedules(deps.db, w.id);
     const mirror = deps.schedules;
     // Reading repairs: a mirror that is missing or stale is rebuilt from its row.
@@ -142,7 +135,7 @@ export function schedulesRouter(deps: ApiDeps): Router {
   });
 
   r.post('/:id/schedules', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE_LIVE);
     const body = parse(createScheduleBody, req.body);
     const spec = checked({ cron: body.cron, timezone: body.timezone ?? 'UTC' });
     const mirror = mirrorOf();
@@ -186,12 +179,12 @@ export function schedulesRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/schedules/:sid', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE_LIVE);
     res.json(present(await loadSchedule(w, req.params.sid)));
   });
 
   r.patch('/:id/schedules/:sid', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE_LIVE);
     const before = await loadSchedule(w, req.params.sid);
     const body = parse(patchScheduleBody, req.body);
     // Its delete is removing the schedules: a mirror written now could outlive them.
@@ -211,7 +204,7 @@ export function schedulesRouter(deps: ApiDeps): Router {
   });
 
   r.delete('/:id/schedules/:sid', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE_LIVE);
     const s = await loadSchedule(w, req.params.sid);
     // Mirror first: a 503 leaves both as they were.
     try {
@@ -226,7 +219,7 @@ export function schedulesRouter(deps: ApiDeps): Router {
 
   /** Run now: one run through the schedule's own Temporal action; its outcome shows as lastRun. */
   r.post('/:id/schedules/:sid/run', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE_LIVE);
     if (w.status === 'deleting') throw new HttpError(409, 'conflict', 'workspace is being deleted');
     const s = await loadSchedule(w, req.params.sid);
     const mirror = mirrorOf();

@@ -2,11 +2,11 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { deleteSecret, listSecretKeys, putSecret } from '../../db/secrets.js';
 import { getOrg } from '../../db/orgs.js';
-import { getWorkspace } from '../../db/workspaces.js';
-import { orgScope, principalOf, requireAdmin } from '../auth.js';
+import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, notFound, parse } from '../errors.js';
-import { idSchema, SECRET_KEY_PATTERN, text, workspaceIdParam } from '../schemas.js';
+import { idSchema, SECRET_KEY_PATTERN, text } from '../schemas.js';
+import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 const secretBody = z.object({ value: text({ min: 1, max: 65536 }) });
 
@@ -17,30 +17,23 @@ function secretKey(raw: string): string {
 
 /** Secrets: write-only values (never returned), delivered to the agent at its next (re)start. */
 export function secretsRouter(deps: ApiDeps): Router {
-  const r = Router({ mergeParams: true });
-
-  async function workspaceId(res: Parameters<typeof principalOf>[0], id: string): Promise<string> {
-    const scope = orgScope(principalOf(res));
-    const w = workspaceIdParam.safeParse(id).success ? await getWorkspace(deps.db, id, scope) : null;
-    if (!w || w.status === 'deleted') throw notFound();
-    return w.id;
-  }
+  const r = loadsWorkspace(Router({ mergeParams: true }), deps.db);
 
   r.get('/:id/secrets', async (req, res) => {
-    const id = await workspaceId(res, req.params.id);
+    const { id } = workspaceOf(res, MANAGE_LIVE);
     const items = await listSecretKeys(deps.db, { workspaceId: id });
     res.json({ items: items.map((s) => ({ key: s.key, updatedAt: s.updatedAt.toISOString() })) });
   });
 
   r.put('/:id/secrets/:key', async (req, res) => {
-    const id = await workspaceId(res, req.params.id);
+    const { id } = workspaceOf(res, MANAGE_LIVE);
     const body = parse(secretBody, req.body);
     await putSecret(deps.db, deps.secrets, { workspaceId: id }, secretKey(req.params.key), body.value);
     res.status(204).end();
   });
 
   r.delete('/:id/secrets/:key', async (req, res) => {
-    const id = await workspaceId(res, req.params.id);
+    const { id } = workspaceOf(res, MANAGE_LIVE);
     if (!(await deleteSecret(deps.db, { workspaceId: id }, secretKey(req.params.key))))
       throw notFound('secret');
     res.status(204).end();

@@ -26,16 +26,15 @@ import {
   patchWorkspaceBody,
   workspaceIdParam,
 } from '../schemas.js';
+import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
-  const r = Router();
+  const r = loadsWorkspace(Router(), db);
 
-  /** Loads a workspace the caller may see; any other id (or another org's) answers 404. */
-  async function load(res: Response, rawId: string) {
-    const scope = orgScope(principalOf(res));
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    const w = await workspaces.getWorkspace(db, rawId, scope);
+  /** The workspace as it is now (after a change), as the caller's org sees it. */
+  async function reload(res: Response, id: string) {
+    const w = await workspaces.getWorkspace(db, id, orgScope(principalOf(res)));
     if (!w) throw notFound();
     return w;
   }
@@ -162,12 +161,12 @@ export function workspacesRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id', async (req, res) => {
-    res.json(present(await load(res, req.params.id)));
+    res.json(present(workspaceOf(res, MANAGE)));
   });
 
   // The entity saves the workspace's own policy and applies the one in force from its next decision.
   r.patch('/:id', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const body = parse(patchWorkspaceBody, req.body);
     if (body.restartPolicy === undefined) {
       throw badRequest(
@@ -180,11 +179,11 @@ export function workspacesRouter(deps: ApiDeps): Router {
       override,
       policy: policyOf({ ...w, restartPolicy: override }),
     });
-    res.json(present(await load(res, w.id)));
+    res.json(present(await reload(res, w.id)));
   });
 
   r.patch('/:id/config', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const body = parse(configureBody, req.body);
     if (body.runtime && !settings.runtimeImages[body.runtime]) {
       throw badRequest(`runtime: unknown runtime "${body.runtime}"`, 'runtime');
@@ -200,7 +199,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   ] as const;
   for (const [name, def] of lifecycle) {
     r.post(`/:id/${name}`, async (req, res) => {
-      const w = await load(res, req.params.id);
+      const w = workspaceOf(res, MANAGE);
       // Booting a workspace over its budget would only have the budget sweep stop it again.
       if (name !== 'stop') await requireBudget(db, w.id);
       const result = await deps.entity.update(w.id, def);
@@ -209,7 +208,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   }
 
   r.delete('/:id', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     if (w.status === 'deleted') {
       res.status(202).json({ accepted: true, status: 'deleted' });
       return;
@@ -244,7 +243,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   }
 
   r.get('/:id/boot-log', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const q = parse(bootLogQuery, req.query, 'query');
     const generation = q.generation ?? w.generation;
     const clean = await redactorFor(db, deps.secrets, w.id);
@@ -275,7 +274,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   const streamsOf = new Map<string, number>();
 
   r.get('/:id/events', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const who = principalKey(principalOf(res));
     if (
       openStreams >= bounds.eventStreamsMax ||
