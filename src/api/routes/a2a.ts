@@ -10,7 +10,7 @@
  */
 import type http from 'node:http';
 import { Router, type Request, type Response } from 'express';
-import { requireBudget } from '../budget-guard.js';
+import { requireBudget } from '../../app/budget.js';
 import * as shared from '../../a2a/proxy.js';
 import {
   A2A_DEFAULTS,

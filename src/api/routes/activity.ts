@@ -9,7 +9,8 @@
  */
 import { Router } from 'express';
 import { z } from 'zod';
-import { listActivity, type ActivityRow } from '../../db/activity.js';
+import { activityLog, chatHistory } from '../../app/activity.js';
+import type { ActivityRow } from '../../db/activity.js';
 import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
 import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
@@ -70,8 +71,7 @@ export function activityRouter(deps: ApiDeps): Router {
   r.get('/:id/activity', async (req, res) => {
     const w = workspaceOf(res, ACTIVITY);
     const q = parse(activityQuery, req.query, 'query');
-    const page = await listActivity(db, {
-      workspaceId: w.id,
+    const page = await activityLog(db, w.id, {
       limit: q.limit,
       beforeTs: q.before_ts,
       peerId: q.peer_id,
@@ -83,13 +83,7 @@ export function activityRouter(deps: ApiDeps): Router {
   r.get('/:id/chat-history', async (req, res) => {
     const w = workspaceOf(res, ACTIVITY);
     const q = parse(chatQuery, req.query, 'query');
-    const page = await listActivity(db, {
-      workspaceId: w.id,
-      limit: q.limit,
-      beforeTs: q.before_ts,
-      peerId: q.peer_id,
-      type: 'a2a',
-    });
+    const page = await chatHistory(db, w.id, { peerId: q.peer_id, limit: q.limit, beforeTs: q.before_ts });
     res.json({ items: page.items.map(presentTurn), nextBeforeTs: page.nextBeforeTs });
   });
 

@@ -3,11 +3,12 @@
  * its agents reported spending (heartbeat `spentCents`). At the limit the A2A proxy answers 402
  * and the `sweep:budget` Schedule stops the workspace (BUDGET_POLICY).
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
-import { budgetOf, setBudgetLimit } from '../../db/budget.js';
+import { getBudget, setLimit } from '../../app/budget.js';
+import type { Budget } from '../../domain/budget.js';
 import type { ApiDeps } from '../deps.js';
-import { badRequest, notFound, parse } from '../errors.js';
+import { badRequest, parse } from '../errors.js';
 import { int4 } from '../schemas.js';
 import { MANAGE, MANAGE_LIVE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
 
@@ -23,19 +24,15 @@ export const budgetBody = z.strictObject({
   limitCents: int4().nullable().optional(),
 });
 
+const presentBudget = (b: Budget) => ({ limitCents: b.limitCents, spentCents: b.spentCents });
+
 export function budgetRouter(deps: ApiDeps): Router {
   const { db } = deps;
   const r = loadsWorkspace(Router(), db);
 
-  const answer = async (res: Response, id: string) => {
-    const b = await budgetOf(db, id);
-    if (!b) throw notFound();
-    res.json({ limitCents: b.limitCents, spentCents: b.spentCents });
-  };
-
   r.get('/:id/budget', async (req, res) => {
     const w = workspaceOf(res, READ);
-    await answer(res, w.id);
+    res.json(presentBudget(await getBudget(db, w.id)));
   });
 
   r.patch('/:id/budget', async (req, res) => {
@@ -44,8 +41,7 @@ export function budgetRouter(deps: ApiDeps): Router {
     if (body.limitCents === undefined) {
       throw badRequest('limitCents: required (an integer of cents, or null for no limit)', 'limitCents');
     }
-    await setBudgetLimit(db, w.id, body.limitCents);
-    await answer(res, w.id);
+    res.json(presentBudget(await setLimit(db, w.id, body.limitCents)));
   });
 
   return r;

@@ -5,8 +5,8 @@
  */
 import { Router } from 'express';
 import { z } from 'zod';
-import { deleteMemory, insertMemory, listMemories, type MemoryRow } from '../../db/memories.js';
-import { redactorFor } from '../../db/secrets.js';
+import { forget, listPage, remember } from '../../app/memories.js';
+import type { MemoryRow } from '../../db/memories.js';
 import type { ApiDeps } from '../deps.js';
 import { notFound, parse } from '../errors.js';
 import { decodeMemoryCursor, encodeMemoryCursor } from '../memory-cursor.js';
@@ -42,8 +42,7 @@ export function memoriesRouter(deps: ApiDeps): Router {
   r.get('/:id/memories', async (req, res) => {
     const w = workspaceOf(res, READ);
     const q = parse(memoryListQuery, req.query, 'query');
-    const page = await listMemories(db, {
-      workspaceId: w.id,
+    const page = await listPage(deps, w.id, {
       limit: q.limit,
       scope: q.scope,
       after: q.cursor ? decodeMemoryCursor(q.cursor) : undefined,
@@ -57,17 +56,14 @@ export function memoriesRouter(deps: ApiDeps): Router {
   r.post('/:id/memories', async (req, res) => {
     const w = workspaceOf(res, WRITE);
     const body = parse(memoryBody, req.body);
-    const clean = await redactorFor(db, deps.secrets, w.id);
-    const m = await insertMemory(db, w.id, clean(body.content), body.scope ?? 'local');
-    res.status(201).json(present(m));
+    res.status(201).json(present(await remember(deps, w.id, body)));
   });
 
   r.delete('/:id/memories/:memoryId', async (req, res) => {
     const w = workspaceOf(res, WRITE);
     const memoryId = req.params.memoryId;
-    if (!idSchema.safeParse(memoryId).success || !(await deleteMemory(db, w.id, memoryId))) {
-      throw notFound('memory');
-    }
+    if (!idSchema.safeParse(memoryId).success) throw notFound('memory');
+    await forget(deps, w.id, memoryId);
     res.status(204).end();
   });
 

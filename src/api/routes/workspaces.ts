@@ -14,7 +14,7 @@ import { phaseDurations } from '../boot-phases.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { temporalUnavailable } from '../entity.js';
-import { requireBudget } from '../budget-guard.js';
+import { requireBudget } from '../../app/budget.js';
 import { HttpError, badRequest, notFound, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
