@@ -21,6 +21,8 @@ const STATUS_OF: Record<RefusalKind, number> = {
   forbidden: 403,
   not_found: 404,
   conflict: 409,
+  too_large: 413,
+  upstream_failed: 502,
   unavailable: 503,
 };
 

@@ -3,7 +3,15 @@
  * src/api/errors.ts), the contract's error code, and a message safe to show the caller.
  */
 export type RefusalKind =
-  'invalid' | 'not_found' | 'conflict' | 'forbidden' | 'payment_required' | 'unavailable';
+  | 'invalid'
+  | 'not_found'
+  | 'conflict'
+  | 'forbidden'
+  | 'payment_required'
+  | 'too_large'
+  | 'unavailable'
+  /** A system the use case relies on (a backend, an agent) failed it. */
+  | 'upstream_failed';
 
 export class AppError extends Error {
   constructor(

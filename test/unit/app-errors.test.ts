@@ -23,6 +23,8 @@ describe('fromApp', () => {
     [quotaExceeded('at most 20'), 403, 'quota_exceeded', 'at most 20', {}],
     [missing('schedule'), 404, 'not_found', 'schedule not found', {}],
     [conflicting('workspace is being deleted'), 409, 'conflict', 'workspace is being deleted', {}],
+    [new AppError('too_large', 'file_too_large', 'capped'), 413, 'file_too_large', 'capped', {}],
+    [new AppError('upstream_failed', 'backend_error', 'refused'), 502, 'backend_error', 'refused', {}],
     [temporalDown(), 503, 'temporal_unavailable', 'workflow service unavailable', { retryAfterSeconds: 5 }],
   ])('%s → %i %s', (err, status, code, message, extra) => {
     const http = fromApp(err);
