@@ -29,6 +29,9 @@ export interface InstallInput {
   sha256?: string;
 }
 
+const beingDeleted = (w: WorkspaceRow) => conflicting(`workspace ${w.id} is being deleted`);
+const inProgress = (name: string) => conflicting(`plugin ${name}: an install or uninstall is in progress`);
+
 export const listInstalled = (deps: PluginDeps, w: WorkspaceRow) => plugins.listPlugins(deps.db, w.id);
 
 function workflows(deps: PluginDeps): PluginWorkflows {
@@ -88,7 +91,7 @@ export async function install(
   w: WorkspaceRow,
   body: InstallInput,
 ): Promise<plugins.WorkspacePlugin> {
-  if (w.status === 'deleting') throw conflicting(`workspace ${w.id} is being deleted`);
+  if (w.status === 'deleting') throw beingDeleted(w);
   const { pkg, source } = await packageOf(deps, body);
   if (!PLUGIN_NAME.test(pkg.name)) throw invalid('source: the plugin name is not valid', 'source');
   const row = await plugins.requestInstall(deps.db, {
@@ -100,7 +103,7 @@ export async function install(
     files: pkg.files,
     requestId: newId(),
   });
-  if (!row) throw conflicting(`plugin ${pkg.name}: an install or uninstall is in progress`);
+  if (!row) throw inProgress(pkg.name);
   await run(deps, w, row, 'install');
   return row;
 }
@@ -111,11 +114,11 @@ export async function uninstall(
   name: string,
 ): Promise<plugins.WorkspacePlugin> {
   if (!PLUGIN_NAME.test(name)) throw missing('plugin');
-  if (w.status === 'deleting') throw conflicting(`workspace ${w.id} is being deleted`);
+  if (w.status === 'deleting') throw beingDeleted(w);
   const existing = await plugins.getPlugin(deps.db, w.id, name);
   if (!existing) throw missing('plugin');
   const row = await plugins.requestUninstall(deps.db, w.id, name, newId());
-  if (!row) throw conflicting(`plugin ${name}: an install or uninstall is in progress`);
+  if (!row) throw inProgress(name);
   await run(deps, w, row, 'uninstall');
   return row;
 }

@@ -10,9 +10,9 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { activityLog, chatHistory } from '../../app/activity.js';
-import type { ActivityRow } from '../../db/activity.js';
 import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
+import { presentActivity, presentTurn } from '../present.js';
 import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
 import { loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
 
@@ -33,36 +33,6 @@ const chatQuery = z.object({
   limit: limit(500, 50),
   before_ts: isoTimestamp.optional(),
 });
-
-function presentActivity(a: ActivityRow) {
-  const status =
-    (a.type === 'a2a' || a.type === 'schedule') && /^\d+$/.test(a.status) ? Number(a.status) : a.status;
-  return {
-    id: a.id,
-    ts: a.ts,
-    type: a.type,
-    ...(a.peerId ? { peerId: a.peerId } : {}),
-    ...(a.direction ? { direction: a.direction } : {}),
-    ...(a.method ? { method: a.method } : {}),
-    summary: a.summary,
-    status,
-    ...(a.durationMs !== null ? { durationMs: a.durationMs } : {}),
-  };
-}
-
-function presentTurn(a: ActivityRow) {
-  return {
-    id: a.id,
-    ts: a.ts,
-    peerId: a.peerId,
-    direction: a.direction,
-    method: a.method,
-    status: Number(a.status),
-    durationMs: a.durationMs,
-    request: a.requestText ?? '',
-    response: a.responseText ?? '',
-  };
-}
 
 export function activityRouter(deps: ApiDeps): Router {
   const { db } = deps;

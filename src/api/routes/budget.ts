@@ -6,9 +6,9 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { getBudget, setLimit } from '../../app/budget.js';
-import type { Budget } from '../../domain/budget.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, parse } from '../errors.js';
+import { presentBudget } from '../present.js';
 import { int4 } from '../schemas.js';
 import { MANAGE, MANAGE_LIVE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
 
@@ -23,8 +23,6 @@ const WRITE = {
 export const budgetBody = z.strictObject({
   limitCents: int4().nullable().optional(),
 });
-
-const presentBudget = (b: Budget) => ({ limitCents: b.limitCents, spentCents: b.spentCents });
 
 export function budgetRouter(deps: ApiDeps): Router {
   const { db } = deps;

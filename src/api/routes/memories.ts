@@ -6,9 +6,9 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { forget, listPage, remember } from '../../app/memories.js';
-import type { MemoryRow } from '../../db/memories.js';
 import type { ApiDeps } from '../deps.js';
 import { notFound, parse } from '../errors.js';
+import { presentMemory } from '../present.js';
 import { decodeMemoryCursor, encodeMemoryCursor } from '../memory-cursor.js';
 import { idSchema, queryInt, text } from '../schemas.js';
 import { loadsWorkspace, readOwn, writeOwn, workspaceOf } from '../workspace-param.js';
@@ -33,8 +33,6 @@ export const memoryListQuery = z.object({
   scope: scope.optional(),
 });
 
-const present = (m: MemoryRow) => ({ id: m.id, content: m.content, scope: m.scope, createdAt: m.createdAt });
-
 export function memoriesRouter(deps: ApiDeps): Router {
   const { db } = deps;
   const r = loadsWorkspace(Router(), db);
@@ -48,7 +46,7 @@ export function memoriesRouter(deps: ApiDeps): Router {
       after: q.cursor ? decodeMemoryCursor(q.cursor) : undefined,
     });
     res.json({
-      items: page.items.map(present),
+      items: page.items.map(presentMemory),
       nextCursor: page.next ? encodeMemoryCursor(page.next) : null,
     });
   });
@@ -56,7 +54,7 @@ export function memoriesRouter(deps: ApiDeps): Router {
   r.post('/:id/memories', async (req, res) => {
     const w = workspaceOf(res, WRITE);
     const body = parse(memoryBody, req.body);
-    res.status(201).json(present(await remember(deps, w.id, body)));
+    res.status(201).json(presentMemory(await remember(deps, w.id, body)));
   });
 
   r.delete('/:id/memories/:memoryId', async (req, res) => {

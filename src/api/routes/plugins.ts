@@ -7,11 +7,11 @@
 import express, { Router } from 'express';
 import { z } from 'zod';
 import * as app from '../../app/plugins.js';
-import type * as plugins from '../../db/plugins.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES } from '../../plugins/schema.js';
 import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
+import { presentPlugin } from '../present.js';
 import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 // base64 of the largest archive, plus the JSON around it.
@@ -29,16 +29,6 @@ export const installPluginBody = z
       .optional(),
   })
   .strict();
-
-const present = (p: plugins.WorkspacePlugin) => ({
-  name: p.name,
-  version: p.version,
-  status: p.status,
-  ...(p.installedAt ? { installedAt: p.installedAt.toISOString() } : {}),
-  ...(p.reason ? { reason: p.reason } : {}),
-  sha256: p.sha256,
-  source: p.source,
-});
 
 export function pluginCatalogRouter(deps: ApiDeps): Router {
   const r = Router();
@@ -68,18 +58,18 @@ export function workspacePluginsRouter(deps: ApiDeps): Router {
 
   r.get('/:id/plugins', async (_req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
-    res.json({ items: (await app.listInstalled(deps, w)).map(present) });
+    res.json({ items: (await app.listInstalled(deps, w)).map(presentPlugin) });
   });
 
   r.post('/:id/plugins', json, async (req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
     const body = parse(installPluginBody, req.body);
-    res.status(202).json(present(await app.install(deps, w, body)));
+    res.status(202).json(presentPlugin(await app.install(deps, w, body)));
   });
 
   r.delete('/:id/plugins/:name', async (req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
-    res.status(202).json(present(await app.uninstall(deps, w, String(req.params.name))));
+    res.status(202).json(presentPlugin(await app.uninstall(deps, w, String(req.params.name))));
   });
 
   return r;

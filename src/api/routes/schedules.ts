@@ -6,11 +6,10 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import * as schedules from '../../app/schedules.js';
-import type { ScheduleRow } from '../../db/schedules.js';
-import type { MirrorState } from '../../schedules/mirror.js';
 import { CRON_MAX_CHARS, TIMEZONE_MAX_CHARS } from '../../schedules/spec.js';
 import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
+import { presentSchedule } from '../present.js';
 import { text } from '../schemas.js';
 import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
@@ -38,48 +37,24 @@ export const patchScheduleBody = z
   })
   .refine((b) => Object.keys(b).length > 0, 'nothing to change');
 
-function present(s: ScheduleRow, mirror?: MirrorState | null) {
-  return {
-    id: s.id,
-    workspaceId: s.workspaceId,
-    cron: s.cron,
-    timezone: s.timezone,
-    prompt: s.prompt,
-    enabled: s.enabled,
-    createdAt: s.createdAt.toISOString(),
-    updatedAt: s.updatedAt.toISOString(),
-    lastRun: s.lastRun
-      ? {
-          at: s.lastRun.at.toISOString(),
-          status: s.lastRun.status,
-          ...(s.lastRun.error !== null ? { error: s.lastRun.error } : {}),
-          ...(s.lastRun.durationMs !== null ? { durationMs: s.lastRun.durationMs } : {}),
-        }
-      : null,
-    // Only when Temporal was asked: null = paused or nothing due; absent = not known now.
-    ...(mirror ? { nextRunAt: mirror.nextRunAt?.toISOString() ?? null } : {}),
-    ...(mirror === null ? { mirror: 'unknown' } : {}),
-  };
-}
-
 export function schedulesRouter(deps: ApiDeps): Router {
   const r = loadsWorkspace(Router(), deps.db);
 
   r.get('/:id/schedules', async (_req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
     const items = await schedules.listWithMirrors(deps, w);
-    res.json({ items: items.map((s) => present(s.row, s.mirror)) });
+    res.json({ items: items.map((s) => presentSchedule(s.row, s.mirror)) });
   });
 
   r.post('/:id/schedules', async (req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
     const body = parse(createScheduleBody, req.body);
-    res.status(201).json(present(await schedules.createSchedule(deps, w, body)));
+    res.status(201).json(presentSchedule(await schedules.createSchedule(deps, w, body)));
   });
 
   r.get('/:id/schedules/:sid', async (req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
-    res.json(present(await schedules.findSchedule(deps, w, req.params.sid)));
+    res.json(presentSchedule(await schedules.findSchedule(deps, w, req.params.sid)));
   });
 
   r.patch('/:id/schedules/:sid', async (req, res) => {
@@ -87,7 +62,7 @@ export function schedulesRouter(deps: ApiDeps): Router {
     // An unknown schedule is a 404 before its body is read.
     const before = await schedules.findSchedule(deps, w, req.params.sid);
     const body = parse(patchScheduleBody, req.body);
-    res.json(present(await schedules.patchSchedule(deps, w, before, body)));
+    res.json(presentSchedule(await schedules.patchSchedule(deps, w, before, body)));
   });
 
   r.delete('/:id/schedules/:sid', async (req, res) => {

@@ -22,10 +22,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
   const r = loadsWorkspace(Router(), db);
 
-  const present = (w: WorkspaceRow) => ({
-    ...presentWorkspace(w),
-    restartPolicy: app.policyInForce(settings, w),
-  });
+  const present = (w: WorkspaceRow) => presentWorkspace(w, app.policyInForce(settings, w));
 
   r.post('/', async (req, res) => {
     const scope = orgScope(principalOf(res));
