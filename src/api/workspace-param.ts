@@ -60,6 +60,24 @@ export const readOwn = (otherToken: string): Access => ({
 /** As readOwn, but a deleted workspace cannot be changed (404). */
 export const writeOwn = (otherToken: string): Access => ({ ...readOwn(otherToken), deleted: 'hidden' });
 
+/** A budget change: org key or admin; never a workspace token, not even for its own workspace. */
+export const BUDGET_WRITE: Access = {
+  ...MANAGE_LIVE,
+  tokenFirst: false,
+  workspaceToken: { refused: 'a workspace cannot change its own budget' },
+};
+
+/**
+ * The A2A proxy: the caller (checked first, by the proxy: a workspace token of a live workspace and
+ * its current generation) reaches the workspaces of its org, deleted ones too.
+ */
+export const PROXY: Access = {
+  tokenFirst: true,
+  workspaceToken: 'org',
+  otherToken: 'this token cannot call agents',
+  deleted: 'served',
+};
+
 /** The lookup's home on res.locals; read through workspaceOf, which applies a rule. */
 const LOCALS_KEY = 'workspaceLookup';
 

@@ -10,8 +10,10 @@ import type { Principal } from '../../src/api/auth.js';
 import type { WorkspaceRow } from '../../src/db/workspaces.js';
 import { errorHandler } from '../../src/api/errors.js';
 import {
+  BUDGET_WRITE,
   MANAGE,
   MANAGE_LIVE,
+  PROXY,
   lookupWorkspace,
   readOwn,
   workspaceOf,
@@ -57,18 +59,6 @@ const boot: Principal = { kind: 'bootstrap', token: 't', workspaceId: LIVE, gene
 
 const READ = readOwn('this token cannot read activity');
 const WRITE = writeOwn('this token cannot use memories');
-const BUDGET_WRITE: Access = {
-  ...MANAGE_LIVE,
-  tokenFirst: false,
-  workspaceToken: { refused: 'a workspace cannot change its own budget' },
-};
-const PROXY: Access = {
-  tokenFirst: true,
-  workspaceToken: 'org',
-  otherToken: 'this token cannot call agents',
-  deleted: 'served',
-};
-
 const rules: Record<string, Access> = { MANAGE, MANAGE_LIVE, READ, WRITE, BUDGET_WRITE, PROXY };
 const principals: Record<string, Principal> = { admin, orgA, orgB, wsLive, wsGone, boot };
 

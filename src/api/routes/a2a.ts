@@ -37,19 +37,11 @@ import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest } from '../errors.js';
-import { loadsWorkspace, workspaceOf, type Access } from '../workspace-param.js';
+import { PROXY, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
 
 type Limits = A2ALimits;
-
-/** The caller (checked first, by callerOf) reaches the workspaces of its org, deleted ones too. */
-const PROXY: Access = {
-  tokenFirst: true,
-  workspaceToken: 'org',
-  otherToken: 'this token cannot call agents',
-  deleted: 'served',
-};
 
 interface Caller {
   /** The calling workspace, when the caller authenticated with a workspace token. */

@@ -10,15 +10,10 @@ import type { ApiDeps } from '../deps.js';
 import { badRequest, parse } from '../errors.js';
 import { presentBudget } from '../present.js';
 import { int4 } from '../schemas.js';
-import { MANAGE, MANAGE_LIVE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
+import { BUDGET_WRITE, MANAGE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
 
-/** Org key or admin; a workspace token may read its own budget only. */
+/** Org key or admin; a workspace token may read its own budget only (the id's shape checked first). */
 const READ = readOwn(MANAGE.otherToken);
-const WRITE = {
-  ...MANAGE_LIVE,
-  tokenFirst: false,
-  workspaceToken: { refused: 'a workspace cannot change its own budget' },
-};
 
 export const budgetBody = z.strictObject({
   limitCents: int4().nullable().optional(),
@@ -34,7 +29,7 @@ export function budgetRouter(deps: ApiDeps): Router {
   });
 
   r.patch('/:id/budget', async (req, res) => {
-    const w = workspaceOf(res, WRITE);
+    const w = workspaceOf(res, BUDGET_WRITE);
     const body = parse(budgetBody, req.body);
     if (body.limitCents === undefined) {
       throw badRequest('limitCents: required (an integer of cents, or null for no limit)', 'limitCents');
