@@ -35,7 +35,9 @@ import {
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import type { WorkspaceAbout } from '../domain/workflow-metadata.js';
-import { HttpError, badRequest, conflict } from './errors.js';
+import { temporalDown } from '../app/errors.js';
+import type { HttpError } from './errors.js';
+import { badRequest, conflict, fromApp } from './errors.js';
 
 export interface EntityClientOptions {
   /**
@@ -53,11 +55,8 @@ export interface EntityClientOptions {
 const TASK_QUEUE_KIND_NORMAL = 1;
 const TASK_QUEUE_TYPE_WORKFLOW = 1;
 
-/** Temporal down, too slow, or no worker: the caller may retry after this many seconds. */
-const RETRY_AFTER_SECONDS = 5;
-
-export const temporalUnavailable = (message = 'workflow service unavailable') =>
-  new HttpError(503, 'temporal_unavailable', message, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+/** Temporal down, too slow, or no worker: the use cases' refusal, as the API answers it. */
+export const temporalUnavailable = (message?: string): HttpError => fromApp(temporalDown(message))!;
 
 class DeadlineExceeded extends Error {}
 

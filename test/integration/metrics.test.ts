@@ -88,7 +88,7 @@ describe('metrics and logs of a provision', () => {
     });
     expect(sweep.status).toBe(200);
 
-    let text = await waitFor(
+    await waitFor(
       async () => {
         const t = await scrape();
         const swept = findSamples(t, 'wo_workflow_outcomes_total', {
@@ -106,7 +106,7 @@ describe('metrics and logs of a provision', () => {
     );
     // Observed once per generation: a retried transition activity adds nothing twice.
     expect(await recordProvision(stack.service.db.pool, id, 1, BOOT_PHASES)).toBe(false);
-    text = await scrape();
+    let text = await scrape();
 
     // HTTP: the create under its route pattern; no route label carries an id.
     const creates = findSamples(text, 'wo_http_request_duration_seconds_count', {

@@ -12,7 +12,7 @@ import type http from 'node:http';
 import { AGENT_CARD_PATH } from '@a2a-js/sdk';
 import { Router, type Request, type Response } from 'express';
 import { a2aLimits, checkLiveness, workspaceOfToken } from '../a2a-calls.js';
-import { requireBudget } from '../budget-guard.js';
+import { requireBudget } from '../../app/budget.js';
 import * as shared from '../../a2a/proxy.js';
 import {
   A2A_DEFAULTS,
@@ -33,14 +33,13 @@ import {
   type A2ALimits,
 } from '../../a2a/proxy.js';
 import { redactorFor } from '../../db/secrets.js';
-import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
 import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, notFound } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { HttpError, badRequest } from '../errors.js';
+import { PROXY, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
 
@@ -55,7 +54,7 @@ interface Caller {
 
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
+  const r = loadsWorkspace(Router(), db);
   const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
@@ -67,13 +66,6 @@ export function a2aRouter(deps: ApiDeps): Router {
       return { workspace: w, orgId: w.orgId };
     }
     throw new HttpError(403, 'forbidden', 'this token cannot call agents');
-  }
-
-  async function load(caller: Caller, rawId: string): Promise<WorkspaceRow> {
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    const w = await workspaces.getWorkspace(db, rawId, caller.orgId);
-    if (!w) throw notFound();
-    return w;
   }
 
   function requireServing(w: WorkspaceRow): string {
@@ -104,7 +96,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   r.post('/:id/a2a', async (req, res) => {
     const started = performance.now();
     const caller = await callerOf(res);
-    const w = await load(caller, req.params.id as string);
+    const w = workspaceOf(res, PROXY);
     const lim = limits();
     const body = await readJsonBody(req, lim.maxBodyBytes);
     await requireBudget(db, w.id);
@@ -233,8 +225,9 @@ export function a2aRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/agent-card', async (req, res) => {
-    const caller = await callerOf(res);
-    const w = await load(caller, req.params.id as string);
+    // The caller's checks (401, stale generation) come before the workspace's.
+    await callerOf(res);
+    const w = workspaceOf(res, PROXY);
     const endpoint = requireServing(w);
     const lim = limits();
     let upstream: http.IncomingMessage;

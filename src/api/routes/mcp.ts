@@ -22,7 +22,8 @@ import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
 import { a2aLimits, checkLiveness, workspaceOfToken } from '../a2a-calls.js';
 import { principalOf } from '../auth.js';
-import { requireBudget } from '../budget-guard.js';
+import { AppError } from '../../app/errors.js';
+import { requireBudget } from '../../app/budget.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
 import { workspaceIdParam } from '../schemas.js';
@@ -101,7 +102,7 @@ export function mcpRouter(deps: ApiDeps): Router {
         try {
           await requireBudget(deps.db, target.id);
         } catch (err) {
-          if (err instanceof HttpError) return toolError(err.message);
+          if (err instanceof AppError) return toolError(err.message);
           throw err;
         }
         const body = {
