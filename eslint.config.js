@@ -12,6 +12,33 @@ export default tseslint.config(
     },
   },
   {
+    // The web console's pages run in the browser (no bundler, no `globals` package needed).
+    files: ['src/api/ui/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'window',
+          'document',
+          'location',
+          'sessionStorage',
+          'fetch',
+          'confirm',
+          'URL',
+          'Node',
+          'WebSocket',
+          'TextEncoder',
+          'TextDecoderStream',
+          'AbortController',
+          'setTimeout',
+          'clearTimeout',
+          'setInterval',
+          'clearInterval',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     // Workflow code runs in Temporal's deterministic sandbox: only the workflow SDK, shared
     // message definitions and type-only imports of activities are allowed.
     files: ['src/workflows/**/*.ts'],

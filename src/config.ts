@@ -60,6 +60,13 @@ const envSchema = z.object({
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TASK_QUEUE: z.string().default('workspace-orchestrator'),
+  /** The Temporal UI as operators reach it: the console links each workspace to its workflow there. */
+  TEMPORAL_UI_URL: z
+    .string()
+    .url()
+    .refine((v) => /^https?:\/\//.test(v), 'TEMPORAL_UI_URL must be http(s)')
+    .transform((v) => v.replace(/\/+$/, ''))
+    .default('http://127.0.0.1:8233'),
   ADMIN_TOKEN: z.string().min(16, 'ADMIN_TOKEN must be at least 16 characters'),
   /** 32 bytes, base64: the AES-256-GCM key for secrets at rest. */
   SECRETS_KEY: z
@@ -184,6 +191,19 @@ const envSchema = z.object({
   /** How long an org delete waits for its workspaces to reach `deleted` before its final sweep. */
   ORG_DELETE_WAIT_MS: msSetting(600_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** `1`: human-readable log lines (pino-pretty) instead of JSON; `./dev up` sets it. */
+  LOG_PRETTY: z.enum(['0', '1']).default('0'),
+  /**
+   * host:port where a worker process serves the Temporal SDK's own metrics (temporal_*) for
+   * Prometheus at /metrics; `off`: none. Each worker on a host needs its own port.
+   */
+  WORKER_METRICS_ADDRESS: z
+    .string()
+    .regex(
+      /^(off|[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/,
+      'WORKER_METRICS_ADDRESS must be host:port or off',
+    )
+    .default('127.0.0.1:9464'),
   /** Data-plane caps (src/api/bounds.ts). */
   FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),
   FILE_LIST_MAX_ENTRIES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileListMaxEntries),

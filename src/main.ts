@@ -1,15 +1,17 @@
 /** `./dev up`: API + worker in one process (embedded PGlite allows one owner). */
-import pino from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { exitOnFatalErrors } from './fatal.js';
+import { createLogger, loggerOptionsFromEnv } from './log.js';
 import { startService, type RunningService } from './service.js';
+import { installWorkerRuntime } from './worker/runtime.js';
 
-const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+const log = createLogger(loggerOptionsFromEnv());
 let running: RunningService | undefined;
 exitOnFatalErrors(log, async () => running?.close());
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  installWorkerRuntime(log, config.WORKER_METRICS_ADDRESS);
   const service = await startService(config, { api: true, worker: true, log });
   running = service;
   log.info({ url: service.url }, 'workspace-orchestrator up');

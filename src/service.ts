@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import Dockerode from 'dockerode';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
 import { attachTerminal } from './api/terminal.js';
@@ -24,6 +24,8 @@ import { createEc2Client } from './backends/ec2/client.js';
 import { Ec2Backend } from './backends/ec2/ec2-backend.js';
 import { DbSshKeyStore } from './db/ssh-keys.js';
 import { openDatabase, type Database } from './db/database.js';
+import { recordWorkflowOutcome } from './db/metrics.js';
+import { createLogger } from './log.js';
 import { SecretBox } from './security/secrets.js';
 import { createWorker } from './worker/index.js';
 import { ensureSweepSchedules, type SweepSettings } from './worker/schedules.js';
@@ -49,7 +51,7 @@ export interface RunningService {
 
 export function createBackends(
   config: Config,
-  deps: { db: Database; secrets: SecretBox },
+  deps: { db: Database; secrets: SecretBox; log?: Logger },
 ): Record<BackendKind, WorkspaceBackend> {
   const image = (runtime: string): string => {
     const tag = config.runtimeImages[runtime];
@@ -81,6 +83,7 @@ export function createBackends(
             subnetId: config.EC2_SUBNET_ID,
             securityGroupIds: config.EC2_SECURITY_GROUP_IDS,
             platformCidr: ec2PlatformCidr(config),
+            log: deps.log?.child({ component: 'ec2' }),
           })
         : new UnconfiguredBackend('ec2'),
   };
@@ -120,6 +123,7 @@ export function apiSettings(config: Config): ApiSettings {
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,
+    temporalUi: { url: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
   };
 }
 
@@ -129,10 +133,21 @@ export const heartbeatStaleMs = (
 ): number => config.HEARTBEAT_STALE_MS ?? 3 * config.HEARTBEAT_INTERVAL_MS;
 
 export async function startService(config: Config, opts: ServiceOptions): Promise<RunningService> {
-  const log = opts.log ?? pino({ level: config.LOG_LEVEL });
+  const log =
+    opts.log ??
+    createLogger({
+      level: config.LOG_LEVEL,
+      pretty: config.LOG_PRETTY === '1',
+      hide: [
+        config.ADMIN_TOKEN,
+        config.SECRETS_KEY,
+        ...config.SECRETS_OLD_KEYS,
+        config.AWS_SECRET_ACCESS_KEY,
+      ],
+    });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
   const secrets = new SecretBox(config.SECRETS_KEY, config.SECRETS_OLD_KEYS);
-  const backends = createBackends(config, { db, secrets });
+  const backends = createBackends(config, { db, secrets, log });
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
@@ -195,6 +210,11 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       namespace: config.TEMPORAL_NAMESPACE,
       taskQueue: config.TASK_QUEUE,
       activities,
+      // Counted in the DB, not in this process: /metrics is served by the API processes.
+      recordOutcome: (workflow, outcome) =>
+        recordWorkflowOutcome(db.pool, workflow, outcome).catch((err: unknown) => {
+          log.warn({ err, workflow, outcome }, 'workflow outcome not counted');
+        }),
     });
     worker = created.worker;
     workerConnection = created.connection;

@@ -44,6 +44,24 @@ export class Failure extends Error {
   }
 }
 
+/**
+ * The caller's A2A service parameters, passed on to the agent: `A2A-Version` picks the protocol the
+ * agent answers in (absent = 0.3), the extensions headers activate protocol extensions.
+ */
+export const A2A_PASSED_HEADERS = ['a2a-version', 'a2a-extensions', 'x-a2a-extensions'] as const;
+
+export type A2AHeaders = Partial<Record<(typeof A2A_PASSED_HEADERS)[number], string>>;
+
+/** The A2A headers of a caller's request (only those, and only single string values). */
+export function a2aHeaders(get: (name: string) => string | undefined): A2AHeaders {
+  const out: A2AHeaders = {};
+  for (const name of A2A_PASSED_HEADERS) {
+    const v = get(name);
+    if (typeof v === 'string' && v !== '') out[name] = v;
+  }
+  return out;
+}
+
 export function forward(
   endpoint: string,
   payload: Buffer,
@@ -51,12 +69,14 @@ export function forward(
   credential: string,
   lim: A2ALimits,
   signal: AbortSignal,
+  passed: A2AHeaders = {},
 ): Promise<http.IncomingMessage> {
   return request(
     new URL('/', endpoint),
     {
       method: 'POST',
       headers: {
+        ...passed,
         'content-type': 'application/json',
         'content-length': String(payload.length),
         accept: accept ?? 'application/json, text/event-stream',
@@ -150,13 +170,38 @@ export function partsText(message: unknown): string {
     .join(' ');
 }
 
-/** The text of a JSON-RPC answer: result message parts, a status message, or the error message. */
+/**
+ * The payload of an A2A result: protocol 1.0 wraps it in its kind (`{message}`, `{task}`,
+ * `{statusUpdate}`, `{artifactUpdate}`), 0.3 gives it bare (with a `kind` field).
+ */
+function unwrapResult(result: object): Record<string, unknown> {
+  const r = result as Record<string, unknown>;
+  for (const key of ['message', 'task', 'statusUpdate', 'artifactUpdate']) {
+    const inner = r[key];
+    if (Object.keys(r).length === 1 && typeof inner === 'object' && inner !== null) {
+      return inner as Record<string, unknown>;
+    }
+  }
+  return r;
+}
+
+/**
+ * The text of a JSON-RPC answer: result message parts, a status message, an artifact's or the
+ * last artifact's parts, or the error message.
+ */
 export function resultText(rpc: unknown): string {
   if (typeof rpc !== 'object' || rpc === null) return '';
   const { result, error } = rpc as { result?: unknown; error?: unknown };
   if (typeof result === 'object' && result !== null) {
-    const r = result as { text?: unknown; status?: { message?: unknown } };
-    const fromParts = partsText(result) || partsText(r.status?.message);
+    const r = unwrapResult(result) as {
+      text?: unknown;
+      status?: { message?: unknown };
+      artifact?: unknown;
+      artifacts?: unknown;
+    };
+    const artifacts = Array.isArray(r.artifacts) ? (r.artifacts as unknown[]) : [];
+    const fromParts =
+      partsText(r) || partsText(r.status?.message) || partsText(r.artifact) || partsText(artifacts.at(-1));
     if (fromParts) return fromParts;
     if (typeof r.text === 'string') return r.text;
   }
@@ -186,7 +231,44 @@ export function streamText(text: string): string {
 }
 
 /**
- * The type an agent's answer is served with: JSON-RPC answers are JSON or an event stream; any
+ * Whether an agent's answer is an event stream, read from the type it is served with: never from
+ * the JSON-RPC method (an agent may stream any method's answer, or answer a stream request with one
+ * JSON error), so the proxy streams it through and reads its text event by event.
+ */
+export function isEventStream(contentType: string | undefined): boolean {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === 'text/event-stream';
+}
+
+/** The reply text of a whole answer, by its content type. */
+export function answerText(contentType: string | undefined, text: string): string {
+  return isEventStream(contentType) ? streamText(text) : jsonReplyText(text);
+}
+
+/**
+ * Names the calling workspace in the forwarded message (`params.message.metadata.peer`), replacing
+ * whatever the caller put there; `base` is the platform's public URL (its agent-card link).
+ */
+export function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {
+  const params = body.params;
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
+  const message = (params as Record<string, unknown>).message;
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
+  const m = message as Record<string, unknown>;
+  const metadata =
+    typeof m.metadata === 'object' && m.metadata !== null && !Array.isArray(m.metadata)
+      ? (m.metadata as Record<string, unknown>)
+      : {};
+  // Set by the platform, never by the caller: whatever the caller put there is replaced.
+  m.metadata = {
+    ...metadata,
+    peer: {
+      id: peer.id,
+      name: peer.name,
+      role: 'peer',
+      agentCardUrl: `${base}/v1/workspaces/${peer.id}/agent-card`,
+    },
+  };
+}
 
 /** What the shared path needs (the API's deps and the worker's activity deps both have it). */
 export interface ProxyDeps {
@@ -318,17 +400,20 @@ export async function deliver(
     type: string;
     summaryPrefix?: string;
     onUnreachable?: (endpoint: string) => Promise<void>;
+    /** The calling workspace: named as the peer (`publicUrl`: its card's base), logged both ways. */
+    caller?: { workspace: WorkspaceRow; publicUrl: string };
   },
 ): Promise<Delivery> {
   if (!SERVING.has(w.status) || !w.endpoint) {
     return { status: 409, ok: false, reply: null, error: `workspace is ${w.status}` };
   }
+  if (opts.caller) injectPeer(body, opts.caller.workspace, opts.caller.publicUrl);
   const started = performance.now();
   const requestText = truncate(opts.clean(messageText(body.params)), EXCERPT_CHARS);
   const log = (status: number, responseText: string | null, note?: string) =>
     logCall(deps, {
       workspaceId: w.id,
-      callerId: null,
+      callerId: opts.caller?.workspace.id ?? null,
       type: opts.type,
       method: body.method,
       status,
@@ -370,8 +455,8 @@ export async function deliver(
     await log(502, null, 'stream cut');
     return { status: 502, ok: false, reply: null, error: 'the agent cut its answer short' };
   }
-  const isStream = (upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
-  const reply = isStream ? streamText(text) : jsonReplyText(text);
+  const isStream = isEventStream(upstream.headers['content-type']);
+  const reply = answerText(upstream.headers['content-type'], text);
   await log(status, reply);
   const rpcError = !isStream && hasRpcError(text);
   const ok = status < 300 && !rpcError;

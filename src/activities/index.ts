@@ -11,7 +11,9 @@ import {
   type ResourceStatus,
   type WorkspaceBackend,
 } from '../backends/backend.js';
+import { BOOT_PHASES } from '../api/schemas.js';
 import { saveConsoleLog } from '../db/events.js';
+import { recordProvision } from '../db/metrics.js';
 import type { Queryable } from '../db/queryable.js';
 import { redactorFor } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
@@ -85,6 +87,15 @@ export function createActivities(deps: ActivityDeps) {
           error: clean(input.error),
         });
       });
+      // The generation's first `online` ends its provision: timed for /metrics, once. A failure
+      // costs the figure, never the transition.
+      if (input.status === 'online') {
+        await recordProvision(db, input.workspaceId, input.generation, BOOT_PHASES).catch((err: unknown) => {
+          Context.current().log.warn('provision durations not recorded', {
+            error: err instanceof Error ? err.message : String(err),
+          });
+        });
+      }
     },
 
     /** Creates (only if missing) and starts the generation's resource; records where it answers. */

@@ -361,6 +361,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
             },
             Context.current().info.taskQueue,
             { firstStart: false },
+            { name: row.name, template: row.template, runtime: row.runtime },
           ),
         );
         return 'started';

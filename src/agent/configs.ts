@@ -112,6 +112,23 @@ export async function writeSecrets(
   return { keys, refused };
 }
 
+/**
+ * How the runtime reaches its peers: the platform's MCP endpoint, in the `mcpServers` form MCP
+ * clients read (Streamable HTTP, the workspace token as bearer). In the state dir, 0600: it holds
+ * the token, so it never goes where the files API serves.
+ */
+export async function writeMcpConfig(stateDir: string, url: string, workspaceToken: string): Promise<string> {
+  const config = {
+    mcpServers: {
+      'workspace-orchestrator': { type: 'http', url, headers: { Authorization: `Bearer ${workspaceToken}` } },
+    },
+  };
+  await ensureStateDir(stateDir);
+  const path = join(stateDir, 'mcp.json');
+  await writeAtomic(path, `${JSON.stringify(config, null, 2)}\n`, 0o600);
+  return path;
+}
+
 /** The state dir, root-only whatever an image or an earlier boot left it as. */
 async function ensureStateDir(stateDir: string): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });

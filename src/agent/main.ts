@@ -4,6 +4,7 @@
  * proves readiness by registering and heartbeating with the current generation and config hash.
  */
 import { hostname } from 'node:os';
+import { AgentCard } from '@a2a-js/sdk';
 import { agentCard, type Identity } from './a2a.js';
 import { agentHooks } from './bundle.js';
 import { fetchBundle } from './bootstrap.js';
@@ -13,6 +14,7 @@ import {
   removeLegacyState,
   secretsHash,
   sha256Hex,
+  writeMcpConfig,
   writeSecrets,
 } from './configs.js';
 import { readAgentEnv, type AgentEnv } from './env.js';
@@ -116,13 +118,24 @@ async function main(): Promise<void> {
   } catch (err) {
     die(`A2A server could not listen on port ${env.port}: ${errorText(err)}`);
   }
-  await registry.bootEvent('agent-started', `A2A server listening on 0.0.0.0:${env.port}`);
+  // The runtime's way to its peers (list_peers, send_message, chat_history): the platform's MCP
+  // endpoint, in the environment of whatever the agent starts and in a client config file.
+  const mcpUrl = `${env.platformUrl}/v1/mcp`;
+  process.env.WO_MCP_URL = mcpUrl;
+  const mcpConfig = await writeMcpConfig(env.stateDir, mcpUrl, bundle.workspaceToken).catch((err: unknown) =>
+    die(`writing the MCP client config failed: ${errorText(err)}`),
+  );
+  await registry.bootEvent(
+    'agent-started',
+    `A2A server listening on 0.0.0.0:${env.port}; MCP endpoint ${mcpUrl} (${mcpConfig})`,
+  );
 
   if (hooks.neverHealthy) {
     log('config.agent.neverHealthy is set: not registering, not heartbeating');
     return;
   }
-  await registry.register(agentCard(identity, cardUrl));
+  // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
+  await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
   beatNow = registry.startHeartbeats(stats, hooks.runtimeState, startedAt, () => scanPlugins(env.configsDir));
 }

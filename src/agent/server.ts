@@ -1,29 +1,14 @@
-import { randomUUID, timingSafeEqual } from 'node:crypto';
-import {
-  createServer,
-  type IncomingMessage as HttpRequest,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { AGENT_CARD_PATH } from '@a2a-js/sdk';
+import { UserBuilder, agentCardHandler, jsonRpcHandler } from '@a2a-js/sdk/server/express';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import type { AgentHooks } from './bundle.js';
-import {
-  agentCard,
-  echoMessage,
-  parseRpc,
-  readMessage,
-  rpcError,
-  rpcResult,
-  streamChunk,
-  RPC_INVALID_PARAMS,
-  RPC_METHOD_NOT_FOUND,
-  type Identity,
-  type IncomingMessage,
-  type RpcRequest,
-} from './a2a.js';
+import { echoRequestHandler, type Identity } from './a2a.js';
 import { log, errorText } from './log.js';
 import type { AgentStats } from './stats.js';
 
-const MAX_BODY_BYTES = 10 * 1024 * 1024;
+const MAX_BODY = '10mb';
 
 export interface ServerDeps {
   identity: Identity;
@@ -40,11 +25,13 @@ export interface ServerDeps {
 /** Same name as the platform's AGENT_CREDENTIAL_HEADER (src/security/agent-credential.ts). */
 export const CREDENTIAL_HEADER = 'x-wo-agent-credential';
 
+const rpcError = (code: number, message: string) => ({ jsonrpc: '2.0', id: null, error: { code, message } });
+
 /**
  * Only the platform's proxy may call the agent: a neighbour that reaches this address directly
  * would bypass org scoping, peer identity and the activity log. No credential → refuse everything.
  */
-function authorized(req: HttpRequest, expected: string): boolean {
+function authorized(req: Request, expected: string): boolean {
   const presented = req.headers[CREDENTIAL_HEADER];
   if (typeof presented !== 'string' || expected === '') return false;
   const a = Buffer.from(presented);
@@ -52,145 +39,88 @@ function authorized(req: HttpRequest, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-class BodyTooLarge extends Error {}
-
-function readBody(req: HttpRequest): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new BodyTooLarge());
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+/**
+ * Body errors the SDK's own parser would answer, answered here because the body is parsed here
+ * (with the agent's larger limit): bad JSON → -32700, too large → 413. Both count as rejected.
+ */
+function bodyErrors(stats: AgentStats): ErrorRequestHandler {
+  return (err: unknown, _req, res, next) => {
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') {
+      stats.rejected();
+      res.status(413).json(rpcError(-32600, 'request body too large'));
+      return;
+    }
+    if (e.type === 'entity.parse.failed') {
+      stats.rejected();
+      res.status(200).json(rpcError(-32700, 'Parse error: body is not valid JSON'));
+      return;
+    }
+    next(err);
+  };
 }
 
 /**
- * `message/stream`: n SSE events spaced `streamIntervalMs` apart, each written as soon as it is
- * produced (no buffering), so a proxy test can see the first chunk before the last exists.
+ * Counts answers that are JSON-RPC errors (unknown method, bad params) as rejected requests for
+ * the heartbeat's error rate: the SDK answers them without reaching the executor.
  */
-function streamReply(deps: ServerDeps, res: ServerResponse, rpc: RpcRequest, msg: IncomingMessage) {
-  const { identity, hooks, stats } = deps;
-  const n = hooks.streamChunks;
-  const ids = { taskId: randomUUID(), contextId: msg.contextId ?? randomUUID() };
-  stats.taskStarted();
-  res.socket?.setNoDelay(true);
-  res.writeHead(200, {
-    'content-type': 'text/event-stream',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-  });
-  res.flushHeaders();
-
-  let i = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let done = false;
-  const finish = (failed: boolean) => {
-    if (done) return;
-    done = true;
-    if (timer) clearTimeout(timer);
-    stats.taskEnded(failed);
+function countRejected(stats: AgentStats): RequestHandler {
+  return (_req, res, next) => {
+    const json = res.json.bind(res);
+    res.json = (body: unknown) => {
+      if (typeof body === 'object' && body !== null && 'error' in body) stats.rejected();
+      return json(body);
+    };
+    next();
   };
-  // A caller that hangs up mid-stream ends the task; nothing is left ticking.
-  res.on('close', () => finish(i < n));
-
-  const next = () => {
-    i++;
-    res.write(`data: ${JSON.stringify(rpcResult(rpc.id, streamChunk(identity, msg, ids, i, n)))}\n\n`);
-    if (i >= n) {
-      finish(false);
-      res.end();
-      return;
-    }
-    timer = setTimeout(next, hooks.streamIntervalMs);
-  };
-  next();
-}
-
-async function handleRpc(deps: ServerDeps, req: HttpRequest, res: ServerResponse): Promise<void> {
-  let body: string;
-  try {
-    body = await readBody(req);
-  } catch (err) {
-    deps.stats.rejected();
-    if (err instanceof BodyTooLarge) sendJson(res, 413, rpcError(null, -32600, 'request body too large'));
-    return;
-  }
-  const parsed = parseRpc(body);
-  if ('error' in parsed) {
-    deps.stats.rejected();
-    sendJson(res, 200, parsed.error);
-    return;
-  }
-  const rpc = parsed.request;
-  if (rpc.method !== 'message/send' && rpc.method !== 'message/stream') {
-    deps.stats.rejected();
-    sendJson(res, 200, rpcError(rpc.id, RPC_METHOD_NOT_FOUND, `Method not found: ${rpc.method}`));
-    return;
-  }
-  const msg = readMessage(rpc.params);
-  if (msg === null) {
-    deps.stats.rejected();
-    sendJson(res, 200, rpcError(rpc.id, RPC_INVALID_PARAMS, 'Invalid params: need params.message.parts[]'));
-    return;
-  }
-  deps.stats.charge(deps.hooks.centsPerTask);
-  if (rpc.method === 'message/stream') {
-    streamReply(deps, res, rpc, msg);
-    return;
-  }
-  deps.stats.taskStarted();
-  sendJson(res, 200, rpcResult(rpc.id, echoMessage(deps.identity, msg)));
-  deps.stats.taskEnded(false);
 }
 
 export function createA2AServer(deps: ServerDeps): Server {
-  return createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const route = `${req.method ?? ''} ${path}`;
-    const run = async () => {
-      // The liveness probe: open, and says nothing about the workspace.
-      if (route === 'GET /health') return sendJson(res, 200, { ok: true });
-      if (!authorized(req, deps.credential)) {
-        req.resume();
-        return sendJson(
-          res,
-          401,
-          rpcError(null, -32001, 'Unauthorized: call this agent through the platform'),
-        );
-      }
-      switch (route) {
-        case 'GET /.well-known/agent.json':
-          return sendJson(res, 200, agentCard(deps.identity, deps.cardUrl));
-        case 'POST /':
-          return handleRpc(deps, req, res);
-        case 'POST /plugins/reload':
-          req.resume();
-          deps.onReload?.();
-          return sendJson(res, 202, { ok: true });
-        default:
-          return sendJson(res, 404, { error: { code: 'not_found', message: `no route ${route}` } });
-      }
-    };
-    run().catch((err: unknown) => {
-      log(`A2A request ${route} failed: ${errorText(err)}`);
-      if (!res.headersSent) sendJson(res, 500, rpcError(null, -32603, 'Internal error'));
-      else res.destroy();
-    });
+  const handler = echoRequestHandler(deps.identity, deps.hooks, deps.stats, deps.cardUrl);
+  const app = express();
+  app.disable('x-powered-by');
+  // The liveness probe: open, and says nothing about the workspace.
+  app.get('/health', (_req, res) => {
+    res.json({ ok: true });
   });
+  app.use((req, res, next) => {
+    if (authorized(req, deps.credential)) return next();
+    req.resume();
+    res.status(401).json(rpcError(-32001, 'Unauthorized: call this agent through the platform'));
+  });
+  const card = agentCardHandler({ agentCardProvider: handler, legacyCompat: { enabled: true } });
+  // The current well-known path, and the one of protocol ≤ 0.2 that older callers still ask.
+  app.use(`/${AGENT_CARD_PATH}`, card);
+  app.use('/.well-known/agent.json', card);
+  app.post(
+    '/',
+    express.json({ limit: MAX_BODY, type: () => true }),
+    bodyErrors(deps.stats),
+    countRejected(deps.stats),
+    jsonRpcHandler({
+      requestHandler: handler,
+      userBuilder: UserBuilder.noAuthentication,
+      legacyCompat: { enabled: true },
+    }),
+  );
+  app.post('/plugins/reload', (req, res) => {
+    req.resume();
+    deps.onReload?.();
+    res.status(202).json({ ok: true });
+  });
+  app.use((req, res) => {
+    res.status(404).json({ error: { code: 'not_found', message: `no route ${req.method} ${req.path}` } });
+  });
+  const last: ErrorRequestHandler = (err: unknown, req, res, _next) => {
+    log(`A2A request ${req.method} ${req.path} failed: ${errorText(err)}`);
+    if (!res.headersSent) res.status(500).json(rpcError(-32603, 'Internal error'));
+    else res.destroy();
+  };
+  app.use(last);
+  const server = createServer(app);
+  // A stream's events go out as soon as they are written (no Nagle delay between chunks).
+  server.on('connection', (socket) => socket.setNoDelay(true));
+  return server;
 }
 
 /** Listens on all interfaces (the backend publishes the port); rejects on EADDRINUSE and the like. */

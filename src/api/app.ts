@@ -6,12 +6,15 @@ import { failedAuthRateLimit, perKeyRateLimit } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { budgetRouter } from './routes/budget.js';
+import { consoleRouter } from './routes/console.js';
 import { filesRouter } from './routes/files.js';
+import { mcpRouter } from './routes/mcp.js';
 import { memoriesRouter } from './routes/memories.js';
 import { orgsRouter } from './routes/orgs.js';
 import { pluginCatalogRouter, workspacePluginsRouter } from './routes/plugins.js';
-import { httpRequests, opsRouter } from './routes/ops.js';
+import { opsRouter } from './routes/ops.js';
 import { registryRouter } from './routes/registry.js';
+import { requestContext } from './request-context.js';
 import { schedulesRouter } from './routes/schedules.js';
 import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
@@ -21,12 +24,7 @@ import { workspacesRouter } from './routes/workspaces.js';
 export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.use((req, res, next) => {
-    res.on('finish', () => {
-      httpRequests.inc({ method: req.method, route: req.route?.path ?? 'unmatched', status: res.statusCode });
-    });
-    next();
-  });
+  app.use(requestContext(deps.log));
   app.use(opsRouter(deps));
   const v1 = express.Router();
   v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));
@@ -50,7 +48,9 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', schedulesRouter(deps));
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
+  v1.use('/mcp', mcpRouter(deps));
   app.use('/v1', v1);
+  app.use('/ui', consoleRouter(deps));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));
   return app;

@@ -34,7 +34,10 @@ import {
 } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
-import { HttpError, badRequest, conflict } from './errors.js';
+import type { WorkspaceAbout } from '../domain/workflow-metadata.js';
+import { temporalDown } from '../app/errors.js';
+import type { HttpError } from './errors.js';
+import { badRequest, conflict, fromApp } from './errors.js';
 
 export interface EntityClientOptions {
   /**
@@ -52,11 +55,8 @@ export interface EntityClientOptions {
 const TASK_QUEUE_KIND_NORMAL = 1;
 const TASK_QUEUE_TYPE_WORKFLOW = 1;
 
-/** Temporal down, too slow, or no worker: the caller may retry after this many seconds. */
-const RETRY_AFTER_SECONDS = 5;
-
-export const temporalUnavailable = (message = 'workflow service unavailable') =>
-  new HttpError(503, 'temporal_unavailable', message, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+/** Temporal down, too slow, or no worker: the use cases' refusal, as the API answers it. */
+export const temporalUnavailable = (message?: string): HttpError => fromApp(temporalDown(message))!;
 
 class DeadlineExceeded extends Error {}
 
@@ -84,8 +84,9 @@ export class EntityClient {
   async start(
     input: WorkspaceWorkflowInput,
     opts: { firstStart: boolean } = { firstStart: true },
+    about: WorkspaceAbout = {},
   ): Promise<string> {
-    const options = entityStartOptions(input, this.taskQueue, opts);
+    const options = entityStartOptions(input, this.taskQueue, opts, about);
     // Leaves a fifth of the budget for the exists() check that follows a failed start.
     await this.withDeadline(
       () => this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', options),
@@ -171,7 +172,11 @@ export class EntityClient {
    * deletes (continue-as-new's `deleting` carry), which converges like any delete.
    */
   async delete(
-    w: { id: string; orgId: string; backend: BackendName; status: WorkspaceStatus; generation: number },
+    w: { id: string; orgId: string; backend: BackendName; status: WorkspaceStatus; generation: number } & {
+      name?: string;
+      template?: string | null;
+      runtime?: string;
+    },
     settings: { bootDeadlineMs: number; continueAsNewAfterEvents?: number },
   ): Promise<{ accepted: true; status: WorkspaceStatus }> {
     return this.sendUpdate(
@@ -187,6 +192,7 @@ export class EntityClient {
               carried: deleteOnlyCarry(w),
             },
             { firstStart: false },
+            { name: w.name, template: w.template, runtime: w.runtime },
           );
         } catch (err) {
           // Someone else started it meanwhile (a second DELETE, the create's own late start).

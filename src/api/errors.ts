@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import pg from 'pg';
 import type { z } from 'zod';
+import { AppError, type RefusalKind } from '../app/errors.js';
 
 /** Every error answer is `{error: {code, message, field?}}`: never a stack trace, never a secret. */
 export class HttpError extends Error {
@@ -12,6 +13,23 @@ export class HttpError extends Error {
   ) {
     super(message);
   }
+}
+
+const STATUS_OF: Record<RefusalKind, number> = {
+  invalid: 400,
+  payment_required: 402,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  too_large: 413,
+  upstream_failed: 502,
+  unavailable: 503,
+};
+
+/** An application service's refusal as the API answers it. */
+export function fromApp(err: unknown): HttpError | null {
+  if (!(err instanceof AppError)) return null;
+  return new HttpError(STATUS_OF[err.kind], err.code, err.message, err.extra);
 }
 
 export const badRequest = (message: string, field?: string) =>
@@ -74,7 +92,7 @@ export function errorHandler(log: { error: (obj: object, msg: string) => void })
       res.destroy();
       return;
     }
-    const err = fromPostgres(rawErr) ?? rawErr;
+    const err = fromApp(rawErr) ?? fromPostgres(rawErr) ?? rawErr;
     if (err instanceof HttpError) {
       if (err.extra.retryAfterSeconds !== undefined)
         res.set('Retry-After', String(err.extra.retryAfterSeconds));

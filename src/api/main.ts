@@ -1,10 +1,10 @@
 /** The API process on its own (production); workers run separately. */
-import pino from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
 import { exitOnFatalErrors } from '../fatal.js';
+import { createLogger, loggerOptionsFromEnv } from '../log.js';
 import { startService, type RunningService } from '../service.js';
 
-const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+const log = createLogger(loggerOptionsFromEnv());
 let running: RunningService | undefined;
 exitOnFatalErrors(log, async () => running?.close());
 

@@ -7,6 +7,7 @@ import {
   type PluginsReported,
 } from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
+import { pluginMetadata } from '../domain/workflow-metadata.js';
 
 export class PluginWorkflowBusy extends Error {}
 
@@ -25,6 +26,7 @@ export class PluginWorkflows {
         workflowId: pluginWorkflowId(input.workspaceId, input.name),
         args: [{ ...input, reportDeadlineMs: this.reportDeadlineMs }],
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        ...pluginMetadata(input),
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PluginWorkflowBusy(err.message);

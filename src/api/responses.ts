@@ -301,3 +301,11 @@ export const registerResponse = z.strictObject({
   configHash: z.string(),
 });
 export const okResponse = z.strictObject({ ok: z.literal(true) });
+
+// ---- Console
+
+export const consoleConfigResponse = z.strictObject({
+  temporalUiUrl: z.string().nullable(),
+  temporalNamespace: z.string().nullable(),
+  workflowIdTemplate: z.string().meta({ description: 'a workflow id with {id} for the workspace id' }),
+});

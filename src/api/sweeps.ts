@@ -8,6 +8,7 @@ import type { OrphanSweepResult } from '../domain/orphans.js';
 import { SWEEP_NAMES, sweepDefinition, type SweepName, type SweepSettings } from '../worker/schedules.js';
 import type { HealthSweepResult, orgDeleteWorkflow } from '../workflows/sweeps.js';
 import { HttpError } from './errors.js';
+import { orgDeleteMetadata, sweepMetadata } from '../domain/workflow-metadata.js';
 
 /** The deps' sweep control, or 503 when this API was built without one. */
 export function sweepControl(deps: { sweeps?: SweepControl }): SweepControl {
@@ -85,6 +86,7 @@ export class SweepControl {
           workflowId: `${scheduleId}:run-${randomUUID()}`,
           args: action.args,
           workflowRunTimeout: action.workflowRunTimeout,
+          ...sweepMetadata(name, action.args[0], null),
         }),
       );
     } catch {
@@ -146,6 +148,7 @@ export class SweepControl {
           taskQueue: this.settings.taskQueue,
           workflowId,
           args: [{ orgId, waitMs: this.settings.orgDeleteWaitMs }],
+          ...orgDeleteMetadata(orgId, this.settings.orgDeleteWaitMs),
         }),
       );
     } catch (err) {

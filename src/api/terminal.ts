@@ -1,6 +1,8 @@
 /**
  * The terminal WebSocket (`GET /v1/workspaces/:id/terminal`), attached to the API's HTTP server.
  *
+ * The token comes in `Authorization`, else as the `wo.bearer.<token>` subprotocol (what browsers can
+ * send), else as `?token=`.
  * The socket is always accepted first and then closed with a contract code when the call is not
  * allowed: 4401 (missing/invalid token), 4404 (unknown workspace, or another org's), 4409 (not
  * online/degraded). Binary frames both ways carry raw terminal bytes; text frames carry JSON control
@@ -54,13 +56,29 @@ class Refused extends Error {
   }
 }
 
+/**
+ * Browsers cannot set headers on a WebSocket: they offer `wo.terminal` plus `wo.bearer.<token>` as
+ * subprotocols (the token stays out of URLs and logs of the path). Only `wo.terminal` is ever echoed.
+ */
+export const TERMINAL_SUBPROTOCOL = 'wo.terminal';
+const BEARER_SUBPROTOCOL = 'wo.bearer.';
+
 function tokenOf(req: IncomingMessage, url: URL): string | null {
   const h = req.headers.authorization;
   if (h) {
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     return m ? m[1]! : null;
   }
+  const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+  const sub = offered.find((p) => p.startsWith(BEARER_SUBPROTOCOL));
+  if (sub) return sub.slice(BEARER_SUBPROTOCOL.length) || null;
   return url.searchParams.get('token') || null;
+}
+
+/** The subprotocol answered: `wo.terminal` when offered, else any but a bearer one (never echoed). */
+function pickProtocol(offered: Set<string>): string | false {
+  if (offered.has(TERMINAL_SUBPROTOCOL)) return TERMINAL_SUBPROTOCOL;
+  return [...offered].find((p) => !p.startsWith(BEARER_SUBPROTOCOL)) ?? false;
 }
 
 /**
@@ -134,7 +152,7 @@ export function attachTerminal(
   deps: ApiDeps,
   opts: TerminalOptions = {},
 ): { close(): Promise<void> } {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20, handleProtocols: pickProtocol });
   const sessions = new Set<TerminalSession>();
   const alive = new WeakMap<WebSocket, boolean>();
   const log = deps.log.child({ component: 'terminal' });

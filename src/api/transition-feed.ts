@@ -201,6 +201,10 @@ export class TransitionFeed {
         else this.send(sub, t);
       }
     }
+    // A delivery may have unsubscribed the last subscriber (the events route does on `deleted`):
+    // stop() reset the cursor then, and restoring it would leave a feed with no timer that the next
+    // start() takes for running.
+    if (this.cursor !== cursor) return false;
     this.cursor = high;
     return rows.length === batch;
   }

@@ -4,6 +4,7 @@
  *
  *   npx tsx src/cli/build-images.ts           → builds if needed, prints the tag
  *   npx tsx src/cli/build-images.ts --prune   → also removes older wo-runtime images no container uses
+ *   npx tsx src/cli/build-images.ts service   → the service image instead (src/cli/service-image.ts)
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -33,8 +34,8 @@ import tar from 'tar-stream';
 
 const run = promisify(execFile);
 
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const DATA_DIR = join(REPO_ROOT, '.data');
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const DATA_DIR = join(REPO_ROOT, '.data');
 const CONTEXT_DIR = join(DATA_DIR, 'build', 'runtime');
 const LOCK_PATH = join(DATA_DIR, 'build', 'runtime.lock');
 const TAG_FILE = join(DATA_DIR, 'runtime-image');
@@ -95,17 +96,22 @@ export async function bundleAgent(): Promise<Buffer> {
 
 /** Every file `ldd` says node loads, including the dynamic loader (vdso is virtual: skipped). */
 export async function nodeLibraries(): Promise<string[]> {
-  const { stdout } = await run('ldd', [NODE_BINARY]);
+  return sharedLibraries(NODE_BINARY);
+}
+
+/** Every file `ldd` says `file` (an executable or a native addon) loads. */
+export async function sharedLibraries(file: string): Promise<string[]> {
+  const { stdout } = await run('ldd', [file]);
   const libs = new Set<string>();
   for (const line of stdout.split('\n')) {
     const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);
     if (m?.[1]) libs.add(m[1]);
   }
-  if (libs.size === 0) throw new Error(`ldd ${NODE_BINARY} listed no libraries:\n${stdout}`);
+  if (libs.size === 0) throw new Error(`ldd ${file} listed no libraries:\n${stdout}`);
   return [...libs].sort();
 }
 
-async function copyKeepingPath(source: string, contextDir: string, imagePath = source): Promise<void> {
+export async function copyKeepingPath(source: string, contextDir: string, imagePath = source): Promise<void> {
   const target = join(contextDir, imagePath);
   await mkdir(dirname(target), { recursive: true });
   // copyFile follows symlinks (like cp -L): the image gets the real file at the listed path.
@@ -148,7 +154,7 @@ async function assembleContext(contextDir: string, agent: Buffer): Promise<void>
 }
 
 /** Tars the context folder (modes kept, symlinks as symlinks) into the stream docker builds from. */
-function packContext(contextDir: string): tar.Pack {
+export function packContext(contextDir: string): tar.Pack {
   const pack = tar.pack();
   const walk = async (rel: string): Promise<void> => {
     const entries = (await readdir(join(contextDir, rel))).sort();
@@ -181,12 +187,14 @@ export async function buildImage(
   context: tar.Pack,
   tag: string,
   log: (s: string) => void,
+  buildargs?: Record<string, string>,
 ): Promise<void> {
   // @types/tar-stream's Pack lacks a few legacy Readable members in its typings; it is a real Readable.
   const stream = await docker.buildImage(context as unknown as NodeJS.ReadableStream, {
     t: tag,
     rm: true,
     forcerm: true,
+    ...(buildargs ? { buildargs } : {}),
   });
   await new Promise<void>((resolvePromise, reject) => {
     docker.modem.followProgress(
@@ -231,38 +239,83 @@ const pidAlive = (pid: number): boolean => {
  * and two builders sharing one context folder would clobber each other. A lock left by a dead
  * process is taken over.
  */
-async function withBuildLock<T>(fn: () => Promise<T>): Promise<T> {
-  await mkdir(dirname(LOCK_PATH), { recursive: true });
+async function withBuildLock<T>(fn: () => Promise<T>, lockPath: string): Promise<T> {
+  await mkdir(dirname(lockPath), { recursive: true });
   const deadline = Date.now() + 10 * 60_000;
   for (;;) {
     try {
-      const handle = await open(LOCK_PATH, 'wx');
+      const handle = await open(lockPath, 'wx');
       await handle.writeFile(String(process.pid));
       await handle.close();
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number((await readFile(LOCK_PATH, 'utf8').catch(() => '')).trim());
-      const ageMs = Date.now() - ((await stat(LOCK_PATH).catch(() => null))?.mtimeMs ?? Date.now());
+      const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim());
+      const ageMs = Date.now() - ((await stat(lockPath).catch(() => null))?.mtimeMs ?? Date.now());
       // Dead holder, or a holder that died between creating the file and writing its pid.
       const stale = Number.isInteger(holder) && holder > 0 ? !pidAlive(holder) : ageMs > 30_000;
       if (stale) {
-        await unlink(LOCK_PATH).catch(() => undefined);
+        await unlink(lockPath).catch(() => undefined);
         continue;
       }
       if (Date.now() > deadline)
-        throw new Error(`timed out waiting for build lock ${LOCK_PATH}`, { cause: err });
+        throw new Error(`timed out waiting for build lock ${lockPath}`, { cause: err });
       await new Promise((r) => setTimeout(r, 200));
     }
   }
   try {
     return await fn();
   } finally {
-    await unlink(LOCK_PATH).catch(() => undefined);
+    await unlink(lockPath).catch(() => undefined);
   }
 }
 
 const inProcess = new Map<string, Promise<string>>();
+
+export interface EnsureImageSpec {
+  docker: Dockerode;
+  /** Content-addressed: an image with this tag is what `build` would make. */
+  tag: string;
+  /** Builds the image under the cross-process lock (see withBuildLock). */
+  build: () => Promise<void>;
+  lockPath: string;
+  /** Where the tag is recorded for ./dev and the service (one line). */
+  tagFile: string;
+  log: (line: string) => void;
+}
+
+/**
+ * Returns `spec.tag` once an image with it exists, running `build` first when none does. One build
+ * per tag per process, and one at a time across processes.
+ */
+export function ensureImage(spec: EnsureImageSpec): Promise<string> {
+  const { docker, tag, log } = spec;
+  let pending = inProcess.get(tag);
+  if (!pending) {
+    pending = (async () => {
+      if (!(await imageExists(docker, tag))) {
+        await withBuildLock(async () => {
+          // Another process may have built it while this one waited for the lock.
+          if (await imageExists(docker, tag)) return;
+          const started = Date.now();
+          await spec.build();
+          if (!(await imageExists(docker, tag)))
+            throw new Error(`docker build reported success but ${tag} is missing`);
+          log(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+        }, spec.lockPath);
+      } else {
+        log(`${tag} already exists, not rebuilding`);
+      }
+      await mkdir(dirname(spec.tagFile), { recursive: true });
+      await writeFile(spec.tagFile, `${tag}\n`);
+      return tag;
+    })();
+    inProcess.set(tag, pending);
+    // A failed build must not be cached: the next call retries.
+    pending.catch(() => inProcess.delete(tag));
+  }
+  return pending;
+}
 
 /**
  * Returns the runtime image tag, building it first when no image with that tag exists. The tag is
@@ -282,49 +335,31 @@ export async function ensureRuntimeImage(opts: EnsureRuntimeImageOptions = {}): 
     .update(nodeVersion.trim())
     .digest('hex');
   const tag = `${RUNTIME_REPOSITORY}:${digest.slice(0, 12)}`;
-
-  let pending = inProcess.get(tag);
-  if (!pending) {
-    pending = (async () => {
-      if (!(await imageExists(docker, tag))) {
-        await withBuildLock(async () => {
-          // Another process may have built it while this one waited for the lock.
-          if (await imageExists(docker, tag)) return;
-          const started = Date.now();
-          log(`building ${tag} (node ${nodeVersion.trim()}) in ${CONTEXT_DIR}`);
-          await assembleContext(CONTEXT_DIR, agent);
-          await buildImage(docker, packContext(CONTEXT_DIR), tag, log);
-          if (!(await imageExists(docker, tag)))
-            throw new Error(`docker build reported success but ${tag} is missing`);
-          log(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-        });
-      } else {
-        log(`${tag} already exists, not rebuilding`);
-      }
-      await mkdir(DATA_DIR, { recursive: true });
-      await writeFile(TAG_FILE, `${tag}\n`);
-      return tag;
-    })();
-    inProcess.set(tag, pending);
-    // A failed build must not be cached: the next call retries.
-    pending.catch(() => inProcess.delete(tag));
-  }
-  return pending;
+  return ensureImage({
+    docker,
+    tag,
+    log,
+    lockPath: LOCK_PATH,
+    tagFile: TAG_FILE,
+    build: async () => {
+      log(`building ${tag} (node ${nodeVersion.trim()}) in ${CONTEXT_DIR}`);
+      await assembleContext(CONTEXT_DIR, agent);
+      await buildImage(docker, packContext(CONTEXT_DIR), tag, log);
+    },
+  });
 }
 
 /**
- * Removes `wo-runtime:*` images other than `keep`. Never forced: the daemon refuses to delete an
- * image a container still uses, and such images are skipped. Opt-in (`--prune`), because a test
- * run started before a source edit may still be about to use the previous tag.
+ * Removes the images of `keep`'s repository (`wo-runtime:*` or `wo-service:*`) other than `keep`.
+ * Never forced: the daemon refuses to delete an image a container still uses, and such images are
+ * skipped. Opt-in (`--prune`), because a test run started before a source edit may still be about
+ * to use the previous tag.
  */
-export async function pruneRuntimeImages(
-  docker: Dockerode,
-  keep: string,
-  log: (s: string) => void,
-): Promise<void> {
-  const images = await docker.listImages({ filters: { reference: [`${RUNTIME_REPOSITORY}:*`] } });
+export async function pruneImages(docker: Dockerode, keep: string, log: (s: string) => void): Promise<void> {
+  const repository = keep.slice(0, keep.lastIndexOf(':'));
+  const images = await docker.listImages({ filters: { reference: [`${repository}:*`] } });
   for (const image of images) {
-    const tags = (image.RepoTags ?? []).filter((t) => t.startsWith(`${RUNTIME_REPOSITORY}:`));
+    const tags = (image.RepoTags ?? []).filter((t) => t.startsWith(`${repository}:`));
     if (tags.includes(keep)) continue;
     for (const tag of tags) {
       try {
@@ -342,9 +377,14 @@ const invokedDirectly =
 if (invokedDirectly) {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const docker = new Dockerode();
-  ensureRuntimeImage({ docker, log })
+  // Imported lazily: service-image.ts imports this module, and a static cycle would reach its
+  // constants before they are initialised.
+  const ensure = process.argv.includes('service')
+    ? import('./service-image.js').then((m) => m.ensureServiceImage({ docker, log }))
+    : ensureRuntimeImage({ docker, log });
+  ensure
     .then(async (tag) => {
-      if (process.argv.includes('--prune')) await pruneRuntimeImages(docker, tag, log);
+      if (process.argv.includes('--prune')) await pruneImages(docker, tag, log);
       return tag;
     })
     .then(

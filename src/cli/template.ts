@@ -26,7 +26,10 @@ export function templateProgram(out: (line: string) => void, err: (line: string)
     )
     .argument('<paths...>', 'template folders, or exactly two scripts: <install.sh> <start.sh>')
     .option('--ignore <names>', 'comma list of variables left out of the comparison', '')
-    .action((paths: string[], opts: { ignore: string }) => {
+    .option('--json', 'print {ok, problems} as JSON')
+    .action((paths: string[], opts: { ignore: string }, cmd: Command) => {
+      // `--json` may also be the caller's global option (wsctl template lint --json).
+      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
       const ignore = opts.ignore
         .split(',')
         .map((s) => s.trim())
@@ -35,12 +38,10 @@ export function templateProgram(out: (line: string) => void, err: (line: string)
         paths.length === 2 && paths.every(isFile)
           ? [lintScriptPair(paths[0]!, paths[1]!, { ignore })].filter((p): p is string => p !== null)
           : paths.flatMap((dir) => lintTemplateDir(dir, { ignore }));
+      if (problems.length) process.exitCode = 1;
+      if (json) return out(JSON.stringify({ ok: problems.length === 0, paths, problems }));
       for (const p of problems) err(p);
-      if (problems.length) {
-        process.exitCode = 1;
-        return;
-      }
-      out(`ok: ${paths.join(', ')}`);
+      if (!problems.length) out(`ok: ${paths.join(', ')}`);
     });
   return program;
 }

@@ -78,14 +78,16 @@ export async function markOrgDeleted(tx: Queryable, id: string): Promise<'delete
 export async function lockOrgAndCountWorkspaces(
   tx: Queryable,
   orgId: string,
-): Promise<{ liveWorkspaces: number } | null> {
-  const { rowCount } = await tx.query('SELECT 1 FROM orgs WHERE id = $1 AND deleted_at IS NULL FOR UPDATE', [
-    orgId,
-  ]);
-  if (!rowCount) return null;
+): Promise<{ name: string; liveWorkspaces: number } | null> {
+  const org = await tx.query<{ name: string }>(
+    'SELECT name FROM orgs WHERE id = $1 AND deleted_at IS NULL FOR UPDATE',
+    [orgId],
+  );
+  const name = org.rows[0]?.name;
+  if (name === undefined) return null;
   const { rows } = await tx.query<{ n: string }>(
     `SELECT count(*) AS n FROM workspaces WHERE org_id = $1 AND status <> 'deleted'`,
     [orgId],
   );
-  return { liveWorkspaces: Number(rows[0]!.n) };
+  return { name, liveWorkspaces: Number(rows[0]!.n) };
 }

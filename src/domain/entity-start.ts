@@ -14,6 +14,7 @@ import {
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
+import { entityMetadata, type WorkspaceAbout } from './workflow-metadata.js';
 
 /**
  * The start options of `workspace:<id>`. `firstStart` is the create's start: it must be the first
@@ -25,8 +26,10 @@ export function entityStartOptions(
   input: WorkspaceWorkflowInput,
   taskQueue: string,
   opts: { firstStart: boolean },
+  about: WorkspaceAbout = {},
 ): WorkflowStartOptions<typeof workspaceWorkflow> {
   return {
+    ...entityMetadata(input, about),
     taskQueue,
     workflowId: workspaceWorkflowId(input.workspaceId),
     args: [input],

@@ -6,8 +6,8 @@
  *
  * The definition carries no prompt: a run reads it from the row, so editing a prompt never touches
  * Temporal and the prompt is never in a schedule or a workflow history. The schedule's note holds a
- * fingerprint of what it was built from (cron, timezone, enabled, task queue): a mirror whose note
- * differs from its row's fingerprint is stale and rebuilt.
+ * fingerprint of what it was built from (cron, timezone, enabled, task queue, definition version):
+ * a mirror whose note differs from its row's fingerprint is stale and rebuilt.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -18,6 +18,7 @@ import {
 } from '@temporalio/client';
 import type { ScheduleRow } from '../db/schedules.js';
 import type { scheduledMessageWorkflow } from '../workflows/schedules.js';
+import { scheduledRunMetadata } from '../domain/workflow-metadata.js';
 import { temporalSpec } from './spec.js';
 
 export const workspaceScheduleId = (workspaceId: string, scheduleId: string): string =>
@@ -36,10 +37,16 @@ export const SCHEDULED_RUN_TIMEOUT_MS = 10 * 60_000;
 
 type MirroredFields = Pick<ScheduleRow, 'id' | 'workspaceId' | 'cron' | 'timezone' | 'enabled'>;
 
+/**
+ * The definition's own version: bumped when what a mirror is built into changes, so mirrors built
+ * before are stale and rebuilt. 2: runs start with a static summary and details (Temporal UI).
+ */
+const DEFINITION_VERSION = 2;
+
 /** What a mirror is built from, as a short hash kept in the schedule's note. */
 export function fingerprint(row: MirroredFields, taskQueue: string): string {
   const h = createHash('sha256')
-    .update(JSON.stringify([row.cron, row.timezone, row.enabled, taskQueue]))
+    .update(JSON.stringify([row.cron, row.timezone, row.enabled, taskQueue, DEFINITION_VERSION]))
     .digest('hex');
   return `workspace schedule; built from ${h.slice(0, 16)}`;
 }
@@ -58,6 +65,7 @@ export function scheduleDefinition(row: MirroredFields, taskQueue: string) {
       workflowId: scheduleId,
       taskQueue,
       workflowRunTimeout: SCHEDULED_RUN_TIMEOUT_MS,
+      ...scheduledRunMetadata(row),
     },
     // A run still going when the next firing comes is not joined by a second one; firings missed
     // while Temporal was down are not made up beyond a minute late.

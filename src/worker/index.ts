@@ -1,15 +1,23 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type ActivityInterceptors, type InjectedSinks } from '@temporalio/worker';
+import type { Context as ActivityContext } from '@temporalio/activity';
 import type { Activities } from '../activities/index.js';
+import { logContext, type LogContext } from '../log.js';
+import type { OutcomeSinks, WorkflowOutcome } from './outcome-interceptor.js';
+
+/** A module of this package, as the .ts source under tsx/vitest or the .js build under node. */
+function modulePath(relative: string): string {
+  for (const ext of ['ts', 'js']) {
+    const p = fileURLToPath(new URL(`${relative}.${ext}`, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`module ${relative} not found`);
+}
 
 /** The workflow entry module: the .ts source under tsx/vitest, the .js build under node. */
 export function workflowsPath(): string {
-  for (const ext of ['ts', 'js']) {
-    const p = fileURLToPath(new URL(`../workflows/index.${ext}`, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('workflow entry module not found');
+  return modulePath('../workflows/index');
 }
 
 export interface WorkerOptions {
@@ -17,6 +25,8 @@ export interface WorkerOptions {
   namespace: string;
   taskQueue: string;
   activities: Activities;
+  /** Where each workflow execution's outcome is counted (wo_workflow_outcomes_total). */
+  recordOutcome?: (workflowType: string, outcome: WorkflowOutcome) => Promise<void>;
 }
 
 export async function createWorker(
@@ -29,8 +39,59 @@ export async function createWorker(
     taskQueue: opts.taskQueue,
     workflowsPath: workflowsPath(),
     activities: opts.activities,
+    ...(opts.recordOutcome ? outcomeReporting(opts.recordOutcome) : {}),
+    interceptors: {
+      workflowModules: opts.recordOutcome ? [OUTCOME_INTERCEPTOR] : [],
+      activity: [activityLogContext],
+    },
     // A crashed worker's sticky tasks move back to the shared queue quickly.
     stickyQueueScheduleToStartTimeout: '3s',
   });
   return { worker, connection };
+}
+
+/** The workflow interceptor module that reports outcomes (bundled with the workflows). */
+export const OUTCOME_INTERCEPTOR = modulePath('./outcome-interceptor');
+
+/** The sink the outcome interceptor reports to: each execution's end, to `record`. */
+export function outcomeReporting(record: (workflowType: string, outcome: WorkflowOutcome) => Promise<void>): {
+  sinks: InjectedSinks<OutcomeSinks>;
+} {
+  return {
+    sinks: {
+      outcomes: {
+        record: {
+          fn: (info, outcome) => record(info.workflowType, outcome),
+          // A replayed history ended long ago: counted when it ended.
+          callDuringReplay: false,
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Every line an activity writes carries the workflow that scheduled it and the workspace it works
+ * on (its input's `workspaceId`): the activity context logger's lines through its log attributes
+ * (next to the activity fields the SDK adds), the service logger's (e.g. the EC2 backend's)
+ * through the log context the activity runs in.
+ */
+export function activityLogContext(ctx: Pick<ActivityContext, 'info'>): ActivityInterceptors {
+  const bound: LogContext = {};
+  const workflowId = ctx.info.workflowExecution?.workflowId;
+  if (workflowId) bound.workflowId = workflowId;
+  return {
+    inbound: {
+      async execute(input, next) {
+        const first = input.args[0] as { workspaceId?: unknown } | undefined;
+        if (typeof first?.workspaceId === 'string') bound.workspaceId = first.workspaceId;
+        return logContext.run(bound, () => next(input));
+      },
+    },
+    outbound: {
+      getLogAttributes(attrs, next) {
+        return next(bound.workspaceId ? { ...attrs, workspaceId: bound.workspaceId } : attrs);
+      },
+    },
+  };
 }

@@ -1,10 +1,11 @@
 /** A worker process on its own (production runs N of these; tests SIGKILL one mid-provision). */
-import pino from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
 import { exitOnFatalErrors } from '../fatal.js';
+import { createLogger, loggerOptionsFromEnv } from '../log.js';
 import { startService, type RunningService } from '../service.js';
+import { installWorkerRuntime } from './runtime.js';
 
-const log = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+const log = createLogger(loggerOptionsFromEnv());
 let running: RunningService | undefined;
 exitOnFatalErrors(log, async () => running?.close());
 
@@ -15,7 +16,9 @@ loadConfigAndRun().catch((err: unknown) => {
 });
 
 async function loadConfigAndRun(): Promise<void> {
-  const service = await startService(loadConfig(), { api: false, worker: true, log });
+  const config = loadConfig();
+  installWorkerRuntime(log, config.WORKER_METRICS_ADDRESS);
+  const service = await startService(config, { api: false, worker: true, log });
   running = service;
   const stop = async () => {
     await service.close();

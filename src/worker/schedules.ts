@@ -5,6 +5,7 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { BudgetPolicy } from '../domain/budget.js';
 import type { budgetSweepWorkflow, healthSweepWorkflow, orphanSweepWorkflow } from '../workflows/sweeps.js';
+import { sweepMetadata } from '../domain/workflow-metadata.js';
 
 export interface SweepSettings {
   taskQueue: string;
@@ -58,6 +59,7 @@ export function sweepDefinition(s: SweepSettings, name: SweepName) {
       workflowId: scheduleId,
       taskQueue: s.taskQueue,
       workflowRunTimeout: sweepRunTimeoutMs(intervalMs),
+      ...sweepMetadata(name, workflow.args[0], intervalMs),
     },
     // A slow sweep is never joined by a second one; a missed tick is not made up later.
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: Math.max(10_000, intervalMs) },

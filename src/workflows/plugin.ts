@@ -42,35 +42,45 @@ export async function pluginWorkflow(input: PluginWorkflowInput): Promise<Plugin
     return input.action === 'install' ? mine?.installId === input.requestId : mine === undefined;
   };
   const base = { workspaceId: input.workspaceId, name: input.name, requestId: input.requestId };
+  const deliver = () =>
+    deliverPlugin.executeWithOptions(
+      { summary: `${input.action} plugin ${input.name} in workspace ${input.workspaceId}` },
+      [{ ...base, action: input.action }],
+    );
+  const settle = (outcome: Parameters<Activities['settlePlugin']>[0]['outcome']) =>
+    settlePlugin.executeWithOptions({ summary: `record plugin ${input.name}: ${outcome.kind}` }, [
+      { ...base, outcome },
+    ]);
 
   let delivery: Awaited<ReturnType<Activities['deliverPlugin']>>;
   try {
-    delivery = await deliverPlugin({ ...base, action: input.action });
+    delivery = await deliver();
     // A booting generation may have fetched its bundle before this request was stored: deliver
     // once it runs (or its report settles it first), within the same deadline.
     for (let waited = 0; delivery === 'booting' && !settled(); waited += BOOTING_POLL_MS) {
       if (waited >= input.reportDeadlineMs) throw new Error('the workspace did not finish booting');
-      await sleep(BOOTING_POLL_MS);
-      delivery = await deliverPlugin({ ...base, action: input.action });
+      await sleep(BOOTING_POLL_MS, { summary: 'the workspace is booting: deliver again shortly' });
+      delivery = await deliver();
     }
   } catch (err) {
     const reason = `delivery failed: ${err instanceof Error ? err.message : String(err)}`;
-    await settlePlugin({ ...base, outcome: { kind: 'failed', reason } });
+    await settle({ kind: 'failed', reason });
     return { outcome: 'failed', reason };
   }
   if (delivery === 'superseded') return { outcome: 'superseded' };
   if (delivery === 'not-running') {
     // Applied by the next start's bundle; an uninstall is simply gone from the stored set.
     const kind = input.action === 'install' ? 'pending' : 'removed';
-    await settlePlugin({ ...base, outcome: { kind } });
+    await settle({ kind });
     return { outcome: kind };
   }
-  if (!(await condition(settled, input.reportDeadlineMs))) {
+  const waitFor = `the agent's report of plugin ${input.name} ${input.action === 'install' ? 'installed' : 'removed'}`;
+  if (!(await condition(settled, input.reportDeadlineMs, { summary: `deadline for ${waitFor}` }))) {
     const reason = `the agent did not report the plugin ${input.action === 'install' ? 'installed' : 'removed'} within ${Math.round(input.reportDeadlineMs / 1000)} s`;
-    await settlePlugin({ ...base, outcome: { kind: 'failed', reason } });
+    await settle({ kind: 'failed', reason });
     return { outcome: 'failed', reason };
   }
   const kind = input.action === 'install' ? 'installed' : 'removed';
-  await settlePlugin({ ...base, outcome: { kind } });
+  await settle({ kind });
   return { outcome: kind };
 }

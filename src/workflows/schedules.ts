@@ -26,17 +26,20 @@ const db = proxyActivities<Activities>({
 
 export async function scheduledMessageWorkflow(input: ScheduledRunInput): Promise<ScheduledRunStatus> {
   try {
-    return await send.runScheduledMessage(input);
+    return await send.runScheduledMessage.executeWithOptions(
+      {
+        summary: `send schedule ${input.scheduleId}'s message to workspace ${input.workspaceId} (message/send)`,
+      },
+      [input],
+    );
   } catch (err) {
     // An ActivityFailure's own message is generic ("activity task timed out"); its cause says why.
     const cause = (err as { cause?: unknown }).cause;
     const message = cause instanceof Error ? cause.message : err instanceof Error ? err.message : String(err);
-    await db.recordScheduleRun({
-      ...input,
-      status: 'failed',
-      error: `run failed: ${message}`,
-      durationMs: null,
-    });
+    await db.recordScheduleRun.executeWithOptions(
+      { summary: `record schedule ${input.scheduleId}'s run failed` },
+      [{ ...input, status: 'failed', error: `run failed: ${message}`, durationMs: null }],
+    );
     return 'failed';
   }
 }

@@ -17,6 +17,7 @@ import type { SweepRun } from '../db/sweeps.js';
 import type { BudgetPolicy } from '../domain/budget.js';
 import type { HealthFinding } from '../domain/health.js';
 import type { OrphanRemoval, OrphanSweepResult } from '../domain/orphans.js';
+import { resourceName, seconds } from './story.js';
 
 const find = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -71,8 +72,10 @@ async function counted<R>(
   if (!patched(PATCHES.recordRun)) return body();
   const started = Date.now();
   const save = (run: Omit<SweepRun, 'sweep' | 'durationMs'>) =>
-    record
-      .recordSweepRun({ sweep, durationMs: Date.now() - started, ...run })
+    record.recordSweepRun
+      .executeWithOptions({ summary: `count this ${sweep} sweep run (${run.outcome})` }, [
+        { sweep, durationMs: Date.now() - started, ...run },
+      ])
       .catch((err: unknown) => log.warn('sweep run not counted', { sweep, error: errorMessage(err) }));
   let result: R;
   try {
@@ -102,7 +105,10 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
 
 async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> {
   const startedAt = new Date().toISOString();
-  const found = await find.findOrphans({ graceMs: input.graceMs });
+  const found = await find.findOrphans.executeWithOptions(
+    { summary: `find orphans (older than ${seconds(input.graceMs)}) on every backend` },
+    [{ graceMs: input.graceMs }],
+  );
   const removed: OrphanRemoval[] = [];
   const failed: OrphanSweepResult['failed'] = [];
   const queue = [...found.removals];
@@ -110,7 +116,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     for (let next = queue.shift(); next; next = queue.shift()) {
       const removal = next;
       try {
-        await backend.removeOrphan(removal);
+        await backend.removeOrphan.executeWithOptions({ summary: orphanSummary(removal) }, [removal]);
         removed.push(removal);
       } catch (err) {
         // One stubborn resource does not stop the others; the next sweep tries it again.
@@ -130,7 +136,10 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
   if (patched(PATCHES.straySchedules)) {
     // Best effort: a stray mirror's next firing removes it anyway, and the next sweep tries again.
     try {
-      schedulesRemoved = await find.removeStraySchedules();
+      schedulesRemoved = await find.removeStraySchedules.executeWithOptions(
+        { summary: 'remove schedule mirrors of workspaces that are gone' },
+        [],
+      );
     } catch (err) {
       log.warn('stray schedules not swept', { error: errorMessage(err) });
       schedulesRemoved = [];
@@ -189,7 +198,10 @@ export async function healthSweepWorkflow(input: HealthSweepInput): Promise<Heal
     async () => {
       if (!patched(PATCHES.healthInOneActivity)) return healthSweepPerFinding(input);
       const startedAt = new Date().toISOString();
-      const outcome = await find.sweepHealth({ staleMs: input.staleMs });
+      const outcome = await find.sweepHealth.executeWithOptions(
+        { summary: `health sweep: heartbeats older than ${seconds(input.staleMs)}, one listing per backend` },
+        [{ staleMs: input.staleMs }],
+      );
       if (outcome.counts.signalled > 0)
         log.info('health verdicts signalled', { signalled: outcome.counts.signalled });
       return { startedAt, finishedAt: new Date().toISOString(), staleMs: input.staleMs, ...outcome };
@@ -261,7 +273,10 @@ export async function budgetSweepWorkflow(input: BudgetSweepInput): Promise<Budg
     'budget',
     async () => {
       const startedAt = new Date().toISOString();
-      const outcome = await find.sweepBudget({ policy: input.policy });
+      const outcome = await find.sweepBudget.executeWithOptions(
+        { summary: `budget sweep: workspaces at or over budget (policy ${input.policy})` },
+        [{ policy: input.policy }],
+      );
       if (outcome.counts.stopped > 0)
         log.info('over-budget workspaces stopped', { stopped: outcome.counts.stopped });
       return { startedAt, finishedAt: new Date().toISOString(), policy: input.policy, ...outcome };
@@ -327,7 +342,11 @@ export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDelet
   const ask = async (ids: string[]) => {
     for (const workspaceId of ids.filter((id) => !asked.has(id))) {
       // 'no-entity' came from activities before delete-only entities: ask again next look.
-      if (((await cascade.requestWorkspaceDelete({ workspaceId })) as string) !== 'no-entity') {
+      const answer = await cascade.requestWorkspaceDelete.executeWithOptions(
+        { summary: `delete workspace ${workspaceId} of org ${input.orgId} through its entity` },
+        [{ workspaceId }],
+      );
+      if ((answer as string) !== 'no-entity') {
         asked.add(workspaceId);
       }
     }
@@ -335,18 +354,20 @@ export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDelet
   const carried = input.carried;
   if (carried) return waitForEveryWorkspace(input, carried, ask);
 
-  const workspaces = await db.orgWorkspaces({ orgId: input.orgId });
+  const workspaces = await listOrgWorkspaces(input.orgId);
   await ask(workspaces);
   const deadline = Date.now() + input.waitMs;
   let left = workspaces;
   while (left.length > 0 && Date.now() < deadline) {
-    await sleep(pollMs);
-    left = await db.orgWorkspaces({ orgId: input.orgId });
+    await sleep(pollMs, {
+      summary: `wait for the deletes of org ${input.orgId} (${left.length} left)`,
+    });
+    left = await listOrgWorkspaces(input.orgId);
     // A workspace created just before the org was deleted may have had no entity yet: ask again.
     for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
     await ask(left);
   }
-  const swept = await backend.removeOrgResources({ orgId: input.orgId });
+  const swept = await sweepOrg(input.orgId);
   const result = { orgId: input.orgId, workspaces, stillDeleting: left, swept };
   // Histories from before this change ended here, whatever was left.
   if (left.length === 0 || !patched(ORG_DELETE_PATCHES.waitForEveryWorkspace)) return result;
@@ -362,19 +383,40 @@ async function waitForEveryWorkspace(
   const { workspaces } = state;
   const pollMs = input.pollMs ?? 2000;
   for (let looks = state.looks; ; looks++) {
-    const left = await db.orgWorkspaces({ orgId: input.orgId });
+    const left = await listOrgWorkspaces(input.orgId);
     if (left.length === 0) break;
     for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
     await ask(left);
-    await sleep(Math.min(LATE_POLL_MAX_MS, pollMs * 2 ** Math.min(looks, 10)));
+    const waitMs = Math.min(LATE_POLL_MAX_MS, pollMs * 2 ** Math.min(looks, 10));
+    await sleep(waitMs, {
+      summary: `org ${input.orgId} still has ${left.length} left deleting: look again in ${seconds(waitMs)}`,
+    });
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 2000) {
       await continueAsNew<typeof orgDeleteWorkflow>({ ...input, carried: { ...state, looks: looks + 1 } });
     }
   }
-  const last = await backend.removeOrgResources({ orgId: input.orgId });
+  const last = await sweepOrg(input.orgId);
   const swept: Record<string, string[]> = { ...state.swept };
   for (const [name, ids] of Object.entries(last)) swept[name] = [...(swept[name] ?? []), ...ids];
   return { orgId: input.orgId, workspaces, stillDeleting: state.stillDeleting, swept };
+}
+
+const listOrgWorkspaces = (orgId: string) =>
+  db.orgWorkspaces.executeWithOptions({ summary: `list the workspaces of org ${orgId} not yet deleted` }, [
+    { orgId },
+  ]);
+
+/** The sweep by the org's label/tag: whatever of the org is left on any backend. */
+const sweepOrg = (orgId: string) =>
+  backend.removeOrgResources.executeWithOptions(
+    { summary: `remove every resource labelled with org ${orgId} (all backends)` },
+    [{ orgId }],
+  );
+
+function orphanSummary(r: OrphanRemoval): string {
+  const what = r.generation !== null ? resourceName(r.workspaceId, r.generation) : `ws-${r.workspaceId}`;
+  const how = r.backend === 'ec2' ? `TerminateInstances ${r.instanceIds.join(' ')}` : 'docker';
+  return `remove orphan ${what} (${how}; ${r.reason})`;
 }
 
 function errorMessage(err: unknown): string {

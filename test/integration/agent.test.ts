@@ -191,8 +191,12 @@ describe('reference agent in a runtime container', () => {
       generation: 3,
       configHash: `hash-${ids.main}`,
     });
+    // The card as protocol 1.0 puts it on the wire, with a 0.3 interface for older peers.
     expect(reg[0]?.body.agentCard).toMatchObject({
-      protocolVersion: '0.2.5',
+      supportedInterfaces: [
+        { protocolBinding: 'JSONRPC', protocolVersion: '1.0' },
+        { protocolBinding: 'JSONRPC', protocolVersion: '0.3' },
+      ],
       capabilities: { streaming: true },
     });
 
@@ -260,14 +264,18 @@ describe('reference agent in a runtime container', () => {
       string,
       unknown
     >;
+    // No A2A-Version header: the 0.3 shape (the SDK's compat layer), as a 0.3 caller expects.
     expect(card).toMatchObject({
       name: `agent-${ids.main.slice(-4)}`,
-      protocolVersion: '0.2.5',
-      capabilities: { streaming: true },
-      defaultInputModes: ['text'],
-      defaultOutputModes: ['text'],
-      skills: [{ id: 'echo', name: 'echo' }],
-      metadata: { workspaceId: ids.main, runtime: 'echo', generation: 3 },
+      protocolVersion: '0.3',
+      preferredTransport: 'JSONRPC',
+      capabilities: {
+        streaming: true,
+        extensions: [{ params: { workspaceId: ids.main, runtime: 'echo', generation: 3 } }],
+      },
+      defaultInputModes: ['text/plain'],
+      defaultOutputModes: ['text/plain'],
+      skills: [{ id: 'echo', name: 'echo', tags: ['echo', 'test'] }],
     });
     // /health is open to the liveness probe and says nothing about the workspace.
     const health = await request(`${endpoint}/health`, { credential: null });
@@ -344,16 +352,21 @@ describe('reference agent in a runtime container', () => {
       ),
     );
     expect(contentType).toMatch(/^text\/event-stream/);
-    expect(events).toHaveLength(4);
-    const results = events.map(
-      (e) => JSON.parse(e.data) as { id: number; result: { final: boolean; text: string; kind: string } },
-    );
-    expect(results.map((r) => r.result.final)).toEqual([false, false, false, true]);
-    expect(results.every((r) => r.id === 9 && r.result.kind === 'status-update')).toBe(true);
-    expect(results[0]?.result.text).toMatch(/^chunk 1 of 4/);
-    expect(results[3]?.result.text).toContain('received: stream me');
-    const first = events[0]?.at ?? 0;
-    const last = events[3]?.at ?? 0;
+    expect(events).toHaveLength(5);
+    // The task, then one status update per chunk (0.3 shapes: no A2A-Version header).
+    type Event = {
+      id: number;
+      result: { final?: boolean; kind: string; status: { message?: { parts: { text: string }[] } } };
+    };
+    const results = events.map((e) => JSON.parse(e.data) as Event);
+    expect(results.map((r) => r.result.kind)).toEqual(['task', ...Array(4).fill('status-update')]);
+    expect(results.every((r) => r.id === 9)).toBe(true);
+    const updates = results.slice(1);
+    expect(updates.map((r) => r.result.final)).toEqual([false, false, false, true]);
+    expect(updates[0]?.result.status.message?.parts[0]?.text).toMatch(/^chunk 1 of 4/);
+    expect(updates[3]?.result.status.message?.parts[0]?.text).toContain('received: stream me');
+    const first = events[1]?.at ?? 0;
+    const last = events[4]?.at ?? 0;
     // The agent sends chunk 4 ~900 ms after chunk 1: a buffered answer would deliver them together.
     expect(last - first).toBeGreaterThan(600);
     expect(first - started).toBeLessThan(last - started - 600);

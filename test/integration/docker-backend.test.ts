@@ -163,7 +163,9 @@ describe('DockerBackend', () => {
       'x-wo-agent-credential': credential,
     });
     expect(card.status).toBe(200);
-    expect(JSON.parse(card.body)).toMatchObject({ metadata: { workspaceId, generation: 1 } });
+    expect(JSON.parse(card.body)).toMatchObject({
+      capabilities: { extensions: [{ params: { workspaceId, generation: 1 } }] },
+    });
     expect(await backend.describe(workspaceId, 2)).toBeNull();
   });
 

@@ -675,7 +675,7 @@ describe('Ec2Backend on ec2-sim: user-data boots the agent; files over SSH', () 
       );
     expect(await getJson('/health')).toEqual({ ok: true });
     expect(await getJson('/.well-known/agent.json')).toMatchObject({
-      metadata: { workspaceId: simWorkspace, generation: 1 },
+      capabilities: { extensions: [{ params: { workspaceId: simWorkspace, generation: 1 } }] },
     });
 
     const log = await simBackend.bootLog(simWorkspace, 1);

@@ -2,27 +2,18 @@
  * /docs in a real browser (Debian chromium, headless): Swagger UI loads from the service itself
  * (no CDN: any request elsewhere fails the test), reads /openapi.json and lists every operation.
  */
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../src/api/openapi/routes.js';
+import { launchChromium } from '../support/chromium.js';
 import { useStack } from '../support/stack.js';
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 describe('Swagger UI at /docs', () => {
   const t = useStack({ worker: false });
   let browser: Browser;
 
   beforeAll(async () => {
-    // Playwright gives the browser a fresh profile of its own (a temporary folder).
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

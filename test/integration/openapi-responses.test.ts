@@ -250,6 +250,37 @@ describe('OpenAPI: real answers match the documented schemas', () => {
     );
     expect((await api.call('GET', '/v1/workspaces', { token: agent })).status).toBe(403);
 
+    // MCP with the same token: a tool list over Streamable HTTP, and the methods it does not offer.
+    const mcp = await fetch(`${t.stack.url}/v1/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${agent}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    const tools = (await mcp.json()) as { result?: { tools: Array<{ name: string }> } };
+    checkResponse('POST', '/v1/mcp', {
+      status: mcp.status,
+      contentType: mcp.headers.get('content-type'),
+      body: tools,
+    });
+    covered('POST', '/v1/mcp');
+    expect(mcp.status).toBe(200);
+    expect(tools.result?.tools.map((tool) => tool.name)).toContain('list_peers');
+    expect(
+      (
+        await api.call('POST', '/v1/mcp', {
+          token: agent,
+          body: { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+        })
+      ).status,
+    ).toBe(406);
+    expect((await api.call('GET', '/v1/mcp', { token: agent })).status).toBe(405);
+    expect((await api.call('DELETE', '/v1/mcp', { token: agent })).status).toBe(405);
+    expect((await api.call('GET', '/ui/config.json', { token: key })).status).toBe(200);
+
     // Lifecycle through the entity.
     expect((await api.call('PATCH', `${W}/config`, { token: key, body: { config: { a: 1 } } })).status).toBe(
       200,

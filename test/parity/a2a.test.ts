@@ -86,7 +86,7 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
     // Any method is forwarded: the agent's own JSON-RPC error comes back as is.
     const unknown = await t.stack.api.call('POST', `/v1/workspaces/${a.id}/a2a`, {
       token: t.key,
-      body: { jsonrpc: '2.0', id: 7, method: 'tasks/get', params: { id: 'x' } },
+      body: { jsonrpc: '2.0', id: 7, method: 'tasks/frobnicate', params: { id: 'x' } },
     });
     expect(unknown.status).toBe(200);
     expect(unknown.body.error.code).toBe(-32601);
@@ -111,8 +111,10 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
     }
     const all = arrivals.map((x) => x.text).join('');
     const events = [...all.matchAll(/^data: (.*)$/gm)].map((m) => JSON.parse(m[1]!));
-    expect(events).toHaveLength(5);
-    expect(events.map((e) => e.result.text.slice(0, 12))).toEqual([
+    // The task, then one status update per chunk (0.3 shapes: the caller sent no A2A-Version).
+    expect(events.map((e) => e.result.kind)).toEqual(['task', ...Array(5).fill('status-update')]);
+    const updates = events.slice(1);
+    expect(updates.map((e) => e.result.status.message.parts[0].text.slice(0, 12))).toEqual([
       'chunk 1 of 5',
       'chunk 2 of 5',
       'chunk 3 of 5',
@@ -120,7 +122,7 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
       'chunk 5 of 5',
     ]);
     expect(events.at(-1).result.final).toBe(true);
-    const first = arrivals[0]!;
+    const first = arrivals.find((x) => x.text.includes('chunk 1 of 5'))!;
     const last = arrivals.at(-1)!;
     expect(first.text).toContain('chunk 1 of 5');
     expect(first.text).not.toContain('chunk 5 of 5');

@@ -19,6 +19,7 @@ import {
   startStack,
   testEnv,
   volumesOf,
+  waitForStatus,
   type Stack,
   type StackFixture,
   type StackOptions,
@@ -246,7 +247,7 @@ export async function stateFileOf(
   docker: Dockerode,
   workspaceId: string,
   generation: number,
-  name: 'bundle.json' | 'secrets.env',
+  name: 'bundle.json' | 'secrets.env' | 'mcp.json',
 ): Promise<ContainerFile> {
   let container = `ws-${workspaceId}-g${generation}`;
   if (backend === 'ec2') {
@@ -257,4 +258,15 @@ export async function stateFileOf(
     container = `ec2-${instance.InstanceId!}`;
   }
   return readContainerFile(docker, container, `${AGENT_STATE_DIR}/${name}`);
+}
+
+/** Creates a workspace of the fixture's backend (`body` adds to the create body) and waits for online. */
+export async function createOnline(t: ParityFixture, name: string, body: Record<string, unknown> = {}) {
+  const created = await t.stack.api.call('POST', '/v1/workspaces', {
+    token: t.key,
+    body: { name, backend: t.backend, ...body },
+  });
+  if (created.status !== 202)
+    throw new Error(`create ${name}: ${created.status} ${JSON.stringify(created.body)}`);
+  return waitForStatus(t.stack, t.key, created.body.id as string, 'online');
 }

@@ -256,6 +256,8 @@ export interface RunningTemporal {
   namespace: string;
   /** The frontend's gRPC port (pass it back as `port` to start the server again on it). */
   port: number;
+  /** The Web UI (`http://127.0.0.1:PORT`), when started with `ui: true`. */
+  uiUrl?: string;
   /** Stops the server (SIGTERM, SIGKILL after a grace period) and removes its temp dir. */
   stop(): Promise<void>;
   /**
@@ -274,6 +276,8 @@ export interface StartTemporalOptions {
    * ./dev runs it); default in memory. The caller owns the file: stop() does not remove it.
    */
   dbFilename?: string;
+  /** Serve the Web UI on a free loopback port (default headless: only the UI test looks at it). */
+  ui?: boolean;
 }
 
 export function temporalBinary(): string {
@@ -281,7 +285,7 @@ export function temporalBinary(): string {
 }
 
 /**
- * A headless Temporal dev server, in memory on free ports unless told otherwise. Ready = the
+ * A Temporal dev server (headless unless `ui`), in memory on free ports unless told otherwise. Ready = the
  * frontend answers GetSystemInfo and lists our search attributes (they are registered after the
  * port opens).
  */
@@ -294,7 +298,7 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
   const logFile = path.join(dir, 'temporal.log');
 
   for (let attempt = 1; ; attempt++) {
-    const [freeFrontend = 0, httpPort = 0, metricsPort = 0] = await freePorts(3);
+    const [freeFrontend = 0, httpPort = 0, metricsPort = 0, uiPort = 0] = await freePorts(4);
     const port = opts.port ?? freeFrontend;
     const address = `127.0.0.1:${port}`;
     const args = [
@@ -308,7 +312,9 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
       String(httpPort),
       '--metrics-port',
       String(metricsPort),
-      '--headless',
+      ...(opts.ui
+        ? ['--ui-ip', '127.0.0.1', '--ui-port', String(uiPort), '--ui-disable-news-fetch']
+        : ['--headless']),
       ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => [
         '--search-attribute',
         `${name}=${type}`,
@@ -339,6 +345,7 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
               await connection.workflowService.getSystemInfo({});
               const sa = await connection.operatorService.listSearchAttributes({ namespace: 'default' });
               const have = Object.keys(sa.customAttributes ?? {});
+              if (opts.ui && !(await canConnect(uiPort))) return false;
               return Object.keys(SEARCH_ATTRIBUTES).every((name) => have.includes(name));
             } finally {
               await connection.close();
@@ -368,6 +375,7 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
       address,
       namespace: 'default',
       port,
+      ...(opts.ui ? { uiUrl: `http://127.0.0.1:${uiPort}` } : {}),
       stop: async () => {
         await stop();
         await rm(dir, { recursive: true, force: true });

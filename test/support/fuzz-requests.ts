@@ -32,6 +32,8 @@ const MOUNTS: Record<string, string> = {
   budgetRouter: '/v1/workspaces',
   schedulesRouter: '/v1/workspaces',
   registryRouter: '/v1/registry',
+  consoleRouter: '/ui',
+  mcpRouter: '/v1/mcp',
 };
 
 interface RouterLike {

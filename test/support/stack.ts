@@ -60,6 +60,8 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     BOOT_DEADLINE_MS: '60000',
     HEARTBEAT_INTERVAL_MS: '1000',
     LOG_LEVEL: 'warn',
+    // Worker processes of parallel test files would contend for one default port.
+    WORKER_METRICS_ADDRESS: 'off',
     // The run's Temporal server is shared by every file: no file schedules sweeps unless it asks.
     SWEEP_SCHEDULES: 'off',
     // Suites that stop resources out of band test the user's start/restart: nothing restarts by

@@ -10,10 +10,14 @@ export interface WorkerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function spawnWorker(env: Record<string, string>): Promise<WorkerProcess> {
+/** `logLevel`: at least info (the start is awaited on an info line); debug adds the SDK's own. */
+export async function spawnWorker(
+  env: Record<string, string>,
+  opts: { logLevel?: 'info' | 'debug' } = {},
+): Promise<WorkerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/worker/main.ts')], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env, LOG_LEVEL: 'info' },
+    env: { ...process.env, ...env, LOG_LEVEL: opts.logLevel ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

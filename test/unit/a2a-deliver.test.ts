@@ -12,7 +12,7 @@ import type { WorkspaceRow } from '../../src/db/workspaces.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../src/security/agent-credential.js';
 import { freePort } from '../setup/free-port.js';
 
-type Answer = { status: number; body: string };
+type Answer = { status: number; body: string; type?: string };
 let answer: Answer = { status: 200, body: '{}' };
 const seen: Array<{ credential: unknown; body: unknown }> = [];
 let server: Server;
@@ -27,7 +27,7 @@ beforeAll(async () => {
         credential: req.headers[AGENT_CREDENTIAL_HEADER],
         body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
       });
-      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body);
+      res.writeHead(answer.status, { 'content-type': answer.type ?? 'application/json' }).end(answer.body);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -106,6 +106,33 @@ describe('deliver', () => {
     expect(col(rows[0]!, 8)).toBe('hello [REDACTED]');
     expect(col(rows[0]!, 9)).toBe('echo [REDACTED]');
     expect(col(rows[0]!, 10)).toBe('schedule');
+  });
+
+  it('an answer is read as a stream by its content type, whatever the method (protocol 1.0 shapes)', async () => {
+    const event = (text: string, state: string) =>
+      `data: ${JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        result: { statusUpdate: { status: { state, message: { parts: [{ text }] } } } },
+      })}\n\n`;
+    // A `message/send` the agent chose to stream, with a type spelled in capitals and a charset.
+    answer = {
+      status: 200,
+      type: 'Text/Event-Stream; charset=utf-8',
+      body: event('working s3cret', 'TASK_STATE_WORKING') + event('done s3cret', 'TASK_STATE_COMPLETED'),
+    };
+    const { deps, rows } = fakeDeps();
+    const out = await deliver(deps, workspace(), send('hi'), opts());
+    expect(out).toEqual({ status: 200, ok: true, reply: 'done [REDACTED]', error: null });
+    expect(col(rows[0]!, 9)).toBe('done [REDACTED]');
+
+    // A `message/stream` answered with one JSON object (protocol 1.0 wraps it in its kind).
+    answer = {
+      status: 200,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, result: { message: { parts: [{ text: 'whole' }] } } }),
+    };
+    const whole = await deliver(deps, workspace(), { ...send('hi'), method: 'message/stream' }, opts());
+    expect(whole).toEqual({ status: 200, ok: true, reply: 'whole', error: null });
   });
 
   it('a JSON-RPC error answer is not ok, its message is the error', async () => {

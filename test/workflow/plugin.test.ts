@@ -18,6 +18,7 @@ import {
   type PluginWorkflowInput,
   type PluginWorkflowResult,
 } from '../../src/workflows/messages.js';
+import { waitFor } from '../setup/wait-for.js';
 import { TEST_SERVER } from './harness.js';
 
 let env: TestWorkflowEnvironment;
@@ -93,8 +94,10 @@ describe('pluginWorkflow', () => {
       },
       {},
       async (id) => {
-        await env.sleep(1000);
-        expect(delivered).toBe(true);
+        // Under load the delivery may take longer than any fixed pause: wait for it.
+        expect(
+          await waitFor(() => delivered, { timeoutMs: 30_000, intervalMs: 50, describe: 'the delivery' }),
+        ).toBe(true);
         await report(id, [{ name: 'demo', installId: 'req-1' }]);
         await env.sleep(1000);
         await report(id, [{ name: 'other' }, { name: 'demo', installId: 'req-2' }]);

@@ -21,6 +21,7 @@ import type {
   orphanSweepWorkflow,
 } from '../../src/workflows/sweeps.js';
 import { REPO_ROOT } from '../support/stack.js';
+import { told } from './user-metadata.js';
 
 let env: TestWorkflowEnvironment;
 
@@ -62,6 +63,7 @@ describe('orphanSweepWorkflow', () => {
   it('removes every orphan it can and reports the one that failed', async () => {
     const removed: string[] = [];
     const runs: SweepRun[] = [];
+    let queue = '';
     const result = await run(
       {
         recordSweepRun: async (r: SweepRun) => {
@@ -78,12 +80,14 @@ describe('orphanSweepWorkflow', () => {
         },
         removeStraySchedules: async () => [{ workspaceId: 'd', scheduleId: 's' }],
       },
-      (taskQueue) =>
-        env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
+      (taskQueue) => {
+        queue = taskQueue;
+        return env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
           taskQueue,
           workflowId: `sweep-${taskQueue}`,
           args: [{ graceMs: 1000 }],
-        }),
+        });
+      },
     );
     expect(removed.sort()).toEqual(['a', 'c']);
     expect(result.removed.map((r) => r.workspaceId)).toEqual(['a', 'c']);
@@ -106,6 +110,16 @@ describe('orphanSweepWorkflow', () => {
         durationMs: expect.any(Number),
         actions: { removed: 2, terminated: 0 },
       },
+    ]);
+    // The Temporal UI's story: each step says what it did to which resource.
+    const story = await told(env.client.workflow.getHandle(`sweep-${queue}`));
+    expect(story.activities.map((a) => a.summary)).toEqual([
+      'find orphans (older than 1 s) on every backend',
+      ...['a', 'b', 'c'].map((w) =>
+        expect.stringMatching(new RegExp(`^remove orphan ws-${w}(-g2)? \\(docker; (unknown|superseded)\\)$`)),
+      ),
+      'remove schedule mirrors of workspaces that are gone',
+      'count this orphans sweep run (partial)',
     ]);
   });
 
@@ -255,6 +269,7 @@ describe('orgDeleteWorkflow', () => {
   it('asks every workspace it finds (one that appears later too), waits for all, then sweeps by org', async () => {
     const asks: string[] = [];
     let listings = 0;
+    let queue = '';
     const result = await run(
       {
         // w1 is deleted after the first look; w2 appears (a create that raced the delete, its
@@ -271,14 +286,24 @@ describe('orgDeleteWorkflow', () => {
         },
         removeOrgResources: async () => ({ docker: ['leaked'] }),
       },
-      (taskQueue) =>
-        env.client.workflow.execute<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+      (taskQueue) => {
+        queue = taskQueue;
+        return env.client.workflow.execute<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
           taskQueue,
           workflowId: `org-${taskQueue}`,
           args: [{ orgId: 'o', waitMs: 600_000, pollMs: 1000 }],
-        }),
+        });
+      },
     );
     expect(asks).toEqual(['w1', 'w2']);
+    const story = await told(env.client.workflow.getHandle(`org-${queue}`));
+    expect(story.activities.map((a) => a.summary)).toContain(
+      'delete workspace w2 of org o through its entity',
+    );
+    expect(story.activities.map((a) => a.summary)).toContain(
+      'remove every resource labelled with org o (all backends)',
+    );
+    expect(story.timers).toContain('wait for the deletes of org o (1 left)');
     expect(result).toEqual({
       orgId: 'o',
       workspaces: ['w1', 'w2'],

@@ -82,6 +82,8 @@ function operation(op: Operation): ZodOpenApiOperationObject {
   };
   for (const [status, a] of Object.entries(op.responses)) put(status, answer(a));
   for (const status of errorStatuses(op)) {
+    // An answer the operation documents itself (MCP's JSON-RPC errors) wins over the generic one.
+    if (op.responses[status]) continue;
     put(
       status,
       answer({

@@ -70,6 +70,8 @@ const tag = {
   schedules: 'Schedules',
   plugins: 'Plugins',
   registry: 'Registry',
+  mcp: 'MCP',
+  console: 'Console',
 };
 
 const operationsRoutes: Operation[] = [
@@ -747,6 +749,60 @@ const registryRoutes: Operation[] = [
   },
 ];
 
+/** The MCP endpoint's own errors are JSON-RPC errors (the SDK's), the edge's the Error shape. */
+const mcpError = z.union([res.errorResponse, res.jsonRpcResponse]);
+const mcpPostOnly = (method: 'get' | 'delete'): Operation => ({
+  method,
+  path: '/v1/mcp',
+  operationId: method === 'get' ? 'mcpStream' : 'mcpEndSession',
+  tag: tag.mcp,
+  summary: 'Not offered: the MCP endpoint is stateless (POST only)',
+  auth: AGENT,
+  responses: {
+    405: {
+      description: '`method_not_allowed`, with Allow: POST',
+      content: json(res.errorResponse),
+      headers: { Allow: 'POST' },
+    },
+  },
+  errors: [403],
+});
+
+const mcpRoutes: Operation[] = [
+  {
+    method: 'post',
+    path: '/v1/mcp',
+    operationId: 'mcp',
+    tag: tag.mcp,
+    summary: 'MCP (Streamable HTTP, stateless): tools list_peers, send_message, chat_history',
+    description:
+      "The calling workspace's tools for reaching its org's other workspaces; send_message goes " +
+      'through the A2A proxy (peer metadata, activity rows). Clients send ' +
+      '`Accept: application/json, text/event-stream`.',
+    auth: AGENT,
+    body: jsonBody(jsonRpcRequest, 'one JSON-RPC 2.0 message'),
+    responses: {
+      200: ok('the JSON-RPC answer', res.jsonRpcResponse),
+      202: { description: 'a notification, accepted; no body' },
+      400: { description: 'not a JSON-RPC message (either shape)', content: json(mcpError) },
+      406: { description: 'the Accept header does not take JSON', content: json(res.jsonRpcResponse) },
+      415: { description: 'not application/json (either shape)', content: json(mcpError) },
+    },
+    errors: [402, 403],
+  },
+  mcpPostOnly('get'),
+  mcpPostOnly('delete'),
+  {
+    method: 'get',
+    path: '/ui/config.json',
+    operationId: 'consoleConfig',
+    tag: tag.console,
+    summary: "The web console's settings (the /ui pages read it with the user's key)",
+    auth: MANAGE_OR_SELF,
+    responses: { 200: ok('settings', res.consoleConfigResponse) },
+  },
+];
+
 export const ROUTES: readonly Operation[] = [
   ...operationsRoutes,
   ...orgRoutes,
@@ -755,4 +811,5 @@ export const ROUTES: readonly Operation[] = [
   ...a2aRoutes,
   ...dataRoutes,
   ...registryRoutes,
+  ...mcpRoutes,
 ];

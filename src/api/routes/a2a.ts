@@ -9,8 +9,10 @@
  * degraded workspace signals it reachable again.
  */
 import type http from 'node:http';
+import { AGENT_CARD_PATH } from '@a2a-js/sdk';
 import { Router, type Request, type Response } from 'express';
-import { requireBudget } from '../budget-guard.js';
+import { a2aLimits, checkLiveness, workspaceOfToken } from '../a2a-calls.js';
+import { requireBudget } from '../../app/budget.js';
 import * as shared from '../../a2a/proxy.js';
 import {
   A2A_DEFAULTS,
@@ -18,26 +20,26 @@ import {
   EXCERPT_CHARS,
   Failure,
   SERVING,
+  a2aHeaders,
+  answerText,
   forward,
-  jsonReplyText,
+  injectPeer,
+  isEventStream,
   logCall,
   messageText,
-  probe,
   readAll,
   request,
-  streamText,
   truncate,
   type A2ALimits,
 } from '../../a2a/proxy.js';
 import { redactorFor } from '../../db/secrets.js';
-import * as workspaces from '../../db/workspaces.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
 import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, notFound } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { HttpError, badRequest } from '../errors.js';
+import { PROXY, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
 
@@ -52,34 +54,18 @@ interface Caller {
 
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
-  const limits = (): Limits => ({
-    ...A2A_DEFAULTS,
-    ...((deps.settings as { a2a?: Partial<Limits> }).a2a ?? {}),
-  });
+  const r = loadsWorkspace(Router(), db);
+  const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
     const p = principalOf(res);
     if (p.kind === 'admin') return { workspace: null, orgId: null };
     if (p.kind === 'org') return { workspace: null, orgId: p.orgId };
     if (p.kind === 'workspace') {
-      const w = await workspaces.getWorkspace(db, p.workspaceId);
-      if (!w || w.status === 'deleted' || w.status === 'deleting') {
-        throw new HttpError(401, 'unauthorized', 'invalid token');
-      }
-      if (w.generation !== p.generation) {
-        throw new HttpError(403, 'stale_generation', 'workspace token is not of the current generation');
-      }
+      const w = await workspaceOfToken(db, p);
       return { workspace: w, orgId: w.orgId };
     }
     throw new HttpError(403, 'forbidden', 'this token cannot call agents');
-  }
-
-  async function load(caller: Caller, rawId: string): Promise<WorkspaceRow> {
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    const w = await workspaces.getWorkspace(db, rawId, caller.orgId);
-    if (!w) throw notFound();
-    return w;
   }
 
   function requireServing(w: WorkspaceRow): string {
@@ -92,18 +78,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   }
 
   /** Backend status + one /health probe → the entity decides degraded/offline. */
-  async function livenessCheck(w: WorkspaceRow, endpoint: string): Promise<void> {
-    try {
-      const [resourceStatus, reachable] = await Promise.all([
-        deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
-        probe(endpoint, limits().probeTimeoutMs),
-      ]);
-      if (reachable && resourceStatus === 'running') return;
-      await deps.entity.signalLiveness(w.id, { generation: w.generation, reachable, resourceStatus });
-    } catch (err) {
-      deps.log.warn({ err, workspaceId: w.id }, 'liveness check after a failed A2A forward failed');
-    }
-  }
+  const livenessCheck = (w: WorkspaceRow, endpoint: string) => checkLiveness(deps, w, endpoint);
 
   async function recovered(w: WorkspaceRow): Promise<void> {
     if (w.status !== 'degraded') return;
@@ -121,7 +96,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   r.post('/:id/a2a', async (req, res) => {
     const started = performance.now();
     const caller = await callerOf(res);
-    const w = await load(caller, req.params.id as string);
+    const w = workspaceOf(res, PROXY);
     const lim = limits();
     const body = await readJsonBody(req, lim.maxBodyBytes);
     await requireBudget(db, w.id);
@@ -162,7 +137,15 @@ export function a2aRouter(deps: ApiDeps): Router {
     const tried = { endpoint };
     try {
       upstream = await reachAgent(w, tried, (at) =>
-        forward(at, payload, req.get('accept'), credential, lim, abort.signal),
+        forward(
+          at,
+          payload,
+          req.get('accept'),
+          credential,
+          lim,
+          abort.signal,
+          a2aHeaders((h) => req.get(h)),
+        ),
       );
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
@@ -185,7 +168,7 @@ export function a2aRouter(deps: ApiDeps): Router {
 
     // Stream through: headers now, then each chunk as it arrives.
     const contentType = answerType(upstream.headers['content-type']);
-    const isStream = contentType === 'text/event-stream';
+    const isStream = isEventStream(contentType);
     res.status(status);
     res.set('content-type', contentType);
     // The answer is the agent's bytes served from the API's origin: never sniffed as anything else.
@@ -233,7 +216,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       });
     });
     const text = Buffer.concat(captured).toString('utf8');
-    const reply = isStream ? streamText(text) : jsonReplyText(text);
+    const reply = answerText(contentType, text);
     await log(failed ? 502 : status, reply, failed ? 'stream cut' : undefined);
     if (!failed) {
       res.end();
@@ -242,18 +225,29 @@ export function a2aRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/agent-card', async (req, res) => {
-    const caller = await callerOf(res);
-    const w = await load(caller, req.params.id as string);
+    // The caller's checks (401, stale generation) come before the workspace's.
+    await callerOf(res);
+    const w = workspaceOf(res, PROXY);
     const endpoint = requireServing(w);
     const lim = limits();
     let upstream: http.IncomingMessage;
     const tried = { endpoint };
     const credential = await presentedAgentCredential(deps.db, deps.secrets, w.id, w.generation);
-    const headers = { [AGENT_CREDENTIAL_HEADER]: credential };
+    // The caller's A2A-Version picks the card's shape (1.0, or 0.3 when absent), as at the agent.
+    const headers = { ...a2aHeaders((h) => req.get(h)), [AGENT_CREDENTIAL_HEADER]: credential };
     try {
-      upstream = await reachAgent(w, tried, (at) =>
-        request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim),
-      );
+      upstream = await reachAgent(w, tried, async (at) => {
+        const current = await request(
+          new URL(`/${AGENT_CARD_PATH}`, at),
+          { method: 'GET', headers },
+          null,
+          lim,
+        );
+        if (current.statusCode !== 404) return current;
+        // An agent of protocol ≤ 0.2 publishes its card at the older well-known path.
+        current.resume();
+        return request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
+      });
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
@@ -277,32 +271,11 @@ export function a2aRouter(deps: ApiDeps): Router {
       );
     }
     // Callers reach the agent only through this proxy: the card says so.
-    res.json({ ...card, url: `${publicBase()}/v1/workspaces/${w.id}/a2a` });
+    res.set('vary', 'A2A-Version');
+    res.json(proxiedCard(card as Record<string, unknown>, `${publicBase()}/v1/workspaces/${w.id}/a2a`));
   });
 
   return r;
-}
-
-function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {
-  const params = body.params;
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
-  const message = (params as Record<string, unknown>).message;
-  if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
-  const m = message as Record<string, unknown>;
-  const metadata =
-    typeof m.metadata === 'object' && m.metadata !== null && !Array.isArray(m.metadata)
-      ? (m.metadata as Record<string, unknown>)
-      : {};
-  // Set by the platform, never by the caller: whatever the caller put there is replaced.
-  m.metadata = {
-    ...metadata,
-    peer: {
-      id: peer.id,
-      name: peer.name,
-      role: 'peer',
-      agentCardUrl: `${base}/v1/workspaces/${peer.id}/agent-card`,
-    },
-  };
 }
 
 function readJsonBody(req: Request, max: number): Promise<Record<string, unknown>> {
@@ -346,4 +319,30 @@ export function answerType(claimed: string | undefined): string {
   if (type === 'text/event-stream') return type;
   if (type === 'application/json' || type.endsWith('+json')) return 'application/json; charset=utf-8';
   return 'application/octet-stream';
+}
+
+/**
+ * The agent's card as callers must use it: every interface it lists points at the proxy (never at
+ * the agent's own address, which only the proxy may call), and only JSON-RPC interfaces are kept,
+ * the one binding the proxy forwards. Both card shapes: protocol 1.0 (`supportedInterfaces`) and
+ * 0.3 (`url`, `preferredTransport`, `additionalInterfaces`).
+ */
+export function proxiedCard(card: Record<string, unknown>, url: string): Record<string, unknown> {
+  const jsonRpc = (i: unknown, key: 'protocolBinding' | 'transport') =>
+    typeof i === 'object' &&
+    i !== null &&
+    String((i as Record<string, unknown>)[key] ?? 'JSONRPC') === 'JSONRPC';
+  const repoint = (list: unknown, key: 'protocolBinding' | 'transport') =>
+    Array.isArray(list)
+      ? list.filter((i) => jsonRpc(i, key)).map((i) => ({ ...(i as Record<string, unknown>), url }))
+      : list;
+  const out: Record<string, unknown> = { ...card };
+  if ('supportedInterfaces' in card)
+    out.supportedInterfaces = repoint(card.supportedInterfaces, 'protocolBinding');
+  if ('additionalInterfaces' in card)
+    out.additionalInterfaces = repoint(card.additionalInterfaces, 'transport');
+  // A 1.0-only card has no top-level url; any other card (0.3, or older) gets the proxy's.
+  if ('url' in card || !('supportedInterfaces' in card)) out.url = url;
+  if ('preferredTransport' in card) out.preferredTransport = 'JSONRPC';
+  return out;
 }

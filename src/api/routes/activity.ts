@@ -7,14 +7,17 @@
  * timestamp (it is cut short before the group instead), so following `nextBeforeTs` returns every row
  * exactly once. `nextBeforeTs` is null on the last page.
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
-import { listActivity, type ActivityRow } from '../../db/activity.js';
-import * as workspaces from '../../db/workspaces.js';
-import { principalOf } from '../auth.js';
+import { activityLog, chatHistory } from '../../app/activity.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, notFound, parse } from '../errors.js';
+import { parse } from '../errors.js';
+import { presentActivity, presentTurn } from '../present.js';
 import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
+import { loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
+
+/** Org key or admin; a workspace token reads its own log only. */
+const ACTIVITY = readOwn('this token cannot read activity');
 
 const limit = (max: number, dflt: number) => queryInt(1, max).default(dflt);
 
@@ -31,61 +34,14 @@ export const chatQuery = z.object({
   before_ts: isoTimestamp.optional(),
 });
 
-function presentActivity(a: ActivityRow) {
-  const status =
-    (a.type === 'a2a' || a.type === 'schedule') && /^\d+$/.test(a.status) ? Number(a.status) : a.status;
-  return {
-    id: a.id,
-    ts: a.ts,
-    type: a.type,
-    ...(a.peerId ? { peerId: a.peerId } : {}),
-    ...(a.direction ? { direction: a.direction } : {}),
-    ...(a.method ? { method: a.method } : {}),
-    summary: a.summary,
-    status,
-    ...(a.durationMs !== null ? { durationMs: a.durationMs } : {}),
-  };
-}
-
-function presentTurn(a: ActivityRow) {
-  return {
-    id: a.id,
-    ts: a.ts,
-    peerId: a.peerId,
-    direction: a.direction,
-    method: a.method,
-    status: Number(a.status),
-    durationMs: a.durationMs,
-    request: a.requestText ?? '',
-    response: a.responseText ?? '',
-  };
-}
-
 export function activityRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
-
-  /** The workspace, scoped to the caller's org (a workspace token sees its own log only). */
-  async function load(res: Response, rawId: string) {
-    const p = principalOf(res);
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    let scope: string | null;
-    if (p.kind === 'admin') scope = null;
-    else if (p.kind === 'org') scope = p.orgId;
-    else if (p.kind === 'workspace') {
-      if (p.workspaceId !== rawId) throw notFound();
-      scope = null;
-    } else throw new HttpError(403, 'forbidden', 'this token cannot read activity');
-    const w = await workspaces.getWorkspace(db, rawId, scope);
-    if (!w) throw notFound();
-    return w;
-  }
+  const r = loadsWorkspace(Router(), db);
 
   r.get('/:id/activity', async (req, res) => {
-    const w = await load(res, req.params.id as string);
+    const w = workspaceOf(res, ACTIVITY);
     const q = parse(activityQuery, req.query, 'query');
-    const page = await listActivity(db, {
-      workspaceId: w.id,
+    const page = await activityLog(db, w.id, {
       limit: q.limit,
       beforeTs: q.before_ts,
       peerId: q.peer_id,
@@ -95,15 +51,9 @@ export function activityRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/chat-history', async (req, res) => {
-    const w = await load(res, req.params.id as string);
+    const w = workspaceOf(res, ACTIVITY);
     const q = parse(chatQuery, req.query, 'query');
-    const page = await listActivity(db, {
-      workspaceId: w.id,
-      limit: q.limit,
-      beforeTs: q.before_ts,
-      peerId: q.peer_id,
-      type: 'a2a',
-    });
+    const page = await chatHistory(db, w.id, { peerId: q.peer_id, limit: q.limit, beforeTs: q.before_ts });
     res.json({ items: page.items.map(presentTurn), nextBeforeTs: page.nextBeforeTs });
   });
 

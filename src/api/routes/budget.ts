@@ -3,14 +3,17 @@
  * its agents reported spending (heartbeat `spentCents`). At the limit the A2A proxy answers 402
  * and the `sweep:budget` Schedule stops the workspace (BUDGET_POLICY).
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
-import { budgetOf, setBudgetLimit } from '../../db/budget.js';
-import { getWorkspace } from '../../db/workspaces.js';
-import { orgScope, principalOf } from '../auth.js';
+import { getBudget, setLimit } from '../../app/budget.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, notFound, parse } from '../errors.js';
-import { int4, workspaceIdParam } from '../schemas.js';
+import { badRequest, parse } from '../errors.js';
+import { presentBudget } from '../present.js';
+import { int4 } from '../schemas.js';
+import { BUDGET_WRITE, MANAGE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
+
+/** Org key or admin; a workspace token may read its own budget only (the id's shape checked first). */
+const READ = readOwn(MANAGE.otherToken);
 
 export const budgetBody = z.strictObject({
   limitCents: int4().nullable().optional(),
@@ -18,43 +21,20 @@ export const budgetBody = z.strictObject({
 
 export function budgetRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
-
-  /** Org key or admin; a workspace token may read its own budget only. */
-  async function load(res: Response, rawId: string, write: boolean) {
-    const p = principalOf(res);
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    let orgId: string | null;
-    if (p.kind === 'workspace' && !write) {
-      if (p.workspaceId !== rawId) throw notFound();
-      orgId = null;
-    } else if (p.kind === 'workspace') {
-      throw new HttpError(403, 'forbidden', 'a workspace cannot change its own budget');
-    } else orgId = orgScope(p);
-    const w = await getWorkspace(db, rawId, orgId);
-    if (!w || (write && w.status === 'deleted')) throw notFound();
-    return w;
-  }
-
-  const answer = async (res: Response, id: string) => {
-    const b = await budgetOf(db, id);
-    if (!b) throw notFound();
-    res.json({ limitCents: b.limitCents, spentCents: b.spentCents });
-  };
+  const r = loadsWorkspace(Router(), db);
 
   r.get('/:id/budget', async (req, res) => {
-    const w = await load(res, req.params.id, false);
-    await answer(res, w.id);
+    const w = workspaceOf(res, READ);
+    res.json(presentBudget(await getBudget(db, w.id)));
   });
 
   r.patch('/:id/budget', async (req, res) => {
-    const w = await load(res, req.params.id, true);
+    const w = workspaceOf(res, BUDGET_WRITE);
     const body = parse(budgetBody, req.body);
     if (body.limitCents === undefined) {
       throw badRequest('limitCents: required (an integer of cents, or null for no limit)', 'limitCents');
     }
-    await setBudgetLimit(db, w.id, body.limitCents);
-    await answer(res, w.id);
+    res.json(presentBudget(await setLimit(db, w.id, body.limitCents)));
   });
 
   return r;

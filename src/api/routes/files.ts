@@ -1,13 +1,12 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express, { Router, type Request, type Response } from 'express';
+import * as files from '../../app/files.js';
 import { BackendError, type FileContent, type WorkspaceRoot } from '../../backends/backend.js';
-import * as workspaces from '../../db/workspaces.js';
-import { orgScope, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, conflict, notFound } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { HttpError, badRequest } from '../errors.js';
+import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
 export const MAX_FILE_BYTES = 10 * 1024 * 1024;
@@ -45,76 +44,35 @@ function depthOf(req: Request): number {
   return depth;
 }
 
-/** Backend error → the contract's answer; a bad or escaping path is the caller's 400. */
-function toHttp(err: unknown): unknown {
-  if (!(err instanceof BackendError)) return err;
-  switch (err.code) {
-    case 'invalid_path':
-      return badRequest(`path: ${err.message}`, 'path');
-    case 'not_found':
-      return new HttpError(404, 'not_found', 'file not found');
-    case 'transient':
-      return new HttpError(503, 'backend_unavailable', 'the workspace backend is unavailable; retry', {
-        retryAfterSeconds: 1,
-      });
-    default:
-      return new HttpError(502, 'backend_error', 'the workspace backend refused the operation');
-  }
-}
-
 /** Files API (`/v1/workspaces/:id/files…`), served directly by the backend, not through Temporal. */
 export function filesRouter(deps: ApiDeps): Router {
-  const r = Router();
+  const r = loadsWorkspace(Router(), deps.db);
   const bounds = boundsOf(deps.settings);
 
   /**
    * The caller's workspace (another org's or an unknown id → 404), the validated query, and a 409
    * unless it is online: the files live in the running generation's resource.
    */
-  async function load<Q>(req: Request, res: Response, query: () => Q) {
-    const scope = orgScope(principalOf(res));
-    const id = String(req.params.id);
-    if (!workspaceIdParam.safeParse(id).success) throw notFound();
-    const w = await workspaces.getWorkspace(deps.db, id, scope);
-    if (!w) throw notFound();
+  function load<Q>(res: Response, query: () => Q) {
+    const w = workspaceOf(res, MANAGE);
     const q = query();
-    if (w.status !== 'online' && w.status !== 'degraded') {
-      throw conflict(`workspace ${id} is ${w.status}, not online`, 'not_online');
-    }
-    return { w, backend: deps.backends[w.backend], q };
-  }
-
-  async function backendCall<T>(op: () => Promise<T>): Promise<T> {
-    try {
-      return await op();
-    } catch (err) {
-      throw toHttp(err);
-    }
+    files.requireOnline(w);
+    return { w, q };
   }
 
   r.get('/:id/files', async (req, res) => {
-    const { w, backend, q } = await load(req, res, () => ({
+    const { w, q } = load(res, () => ({
       root: rootOf(req),
       path: pathOf(req, false),
       depth: depthOf(req),
     }));
-    const { items, truncated } = await backendCall(() =>
-      backend.listFiles(w.id, w.generation, q.root, q.path, q.depth, bounds.fileListMaxEntries),
-    );
+    const { items, truncated } = await files.listFiles(deps, w, q, bounds.fileListMaxEntries);
     res.json({ items, truncated });
   });
 
   r.get('/:id/files/content', async (req, res) => {
-    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
-    const file = await backendCall(() => backend.openFile(w.id, w.generation, q.root, q.path));
-    if (file.size > bounds.fileReadMaxBytes) {
-      file.stream.destroy();
-      throw new HttpError(
-        413,
-        'file_too_large',
-        `the file is ${file.size} bytes; reads are capped at ${bounds.fileReadMaxBytes} bytes`,
-      );
-    }
+    const { w, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const file = await files.openFile(deps, w, q, bounds.fileReadMaxBytes);
     res.status(200).type('application/octet-stream').set('content-length', String(file.size));
     // Streamed at the client's pace: a slow reader slows the backend read, nothing piles up here.
     const source = file.stream as unknown as Readable; // both backends hand out node Readables
@@ -141,7 +99,7 @@ export function filesRouter(deps: ApiDeps): Router {
       req.resume();
       throw new HttpError(413, 'payload_too_large', 'request body too large');
     }
-    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
     let content: FileContent;
     if (size !== null && Number.isSafeInteger(size) && !encoded) {
       // Streamed to the workspace at the client's pace: never held whole here. Through a PassThrough,
@@ -161,7 +119,7 @@ export function filesRouter(deps: ApiDeps): Router {
       content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
     }
     try {
-      await backendCall(() => backend.writeFile(w.id, w.generation, q.root, q.path, content));
+      await files.writeFile(deps, w, q, content);
     } catch (err) {
       // Refused before the whole upload was read: drain the rest so the answer reaches the client.
       if (!req.complete) {
@@ -174,8 +132,8 @@ export function filesRouter(deps: ApiDeps): Router {
   });
 
   r.delete('/:id/files/content', async (req, res) => {
-    const { w, backend, q } = await load(req, res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
-    await backendCall(() => backend.deleteFile(w.id, w.generation, q.root, q.path));
+    const { w, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    await files.deleteFile(deps, w, q);
     res.status(204).end();
   });
 

@@ -3,16 +3,19 @@
  * redacted before storage with the one redaction function (`redactorFor`). An org key manages its
  * workspaces' memories; a workspace token (the agent) its own workspace's only.
  */
-import { Router, type Response } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
-import { deleteMemory, insertMemory, listMemories, type MemoryRow } from '../../db/memories.js';
-import { redactorFor } from '../../db/secrets.js';
-import { getWorkspace } from '../../db/workspaces.js';
-import { principalOf } from '../auth.js';
+import { forget, listPage, remember } from '../../app/memories.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, notFound, parse } from '../errors.js';
+import { notFound, parse } from '../errors.js';
+import { presentMemory } from '../present.js';
 import { decodeMemoryCursor, encodeMemoryCursor } from '../memory-cursor.js';
-import { idSchema, queryInt, text, workspaceIdParam } from '../schemas.js';
+import { idSchema, queryInt, text } from '../schemas.js';
+import { loadsWorkspace, readOwn, writeOwn, workspaceOf } from '../workspace-param.js';
+
+/** A deleted workspace's memories can still be read, not changed. */
+const READ = readOwn('this token cannot use memories');
+const WRITE = writeOwn('this token cannot use memories');
 
 /** Largest memory, in characters (the create body's `initialMemories` share it). */
 export const MEMORY_MAX_CHARS = 10_000;
@@ -30,58 +33,35 @@ export const memoryListQuery = z.object({
   scope: scope.optional(),
 });
 
-const present = (m: MemoryRow) => ({ id: m.id, content: m.content, scope: m.scope, createdAt: m.createdAt });
-
 export function memoriesRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = Router();
-
-  /** The workspace the caller may see (any other, or another org's, is 404). */
-  async function load(res: Response, rawId: string, write: boolean) {
-    const p = principalOf(res);
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    let orgId: string | null;
-    if (p.kind === 'admin') orgId = null;
-    else if (p.kind === 'org') orgId = p.orgId;
-    else if (p.kind === 'workspace') {
-      if (p.workspaceId !== rawId) throw notFound();
-      orgId = null;
-    } else throw new HttpError(403, 'forbidden', 'this token cannot use memories');
-    const w = await getWorkspace(db, rawId, orgId);
-    // A deleted workspace's memories can still be read, not changed.
-    if (!w || (write && w.status === 'deleted')) throw notFound();
-    return w;
-  }
+  const r = loadsWorkspace(Router(), db);
 
   r.get('/:id/memories', async (req, res) => {
-    const w = await load(res, req.params.id, false);
+    const w = workspaceOf(res, READ);
     const q = parse(memoryListQuery, req.query, 'query');
-    const page = await listMemories(db, {
-      workspaceId: w.id,
+    const page = await listPage(deps, w.id, {
       limit: q.limit,
       scope: q.scope,
       after: q.cursor ? decodeMemoryCursor(q.cursor) : undefined,
     });
     res.json({
-      items: page.items.map(present),
+      items: page.items.map(presentMemory),
       nextCursor: page.next ? encodeMemoryCursor(page.next) : null,
     });
   });
 
   r.post('/:id/memories', async (req, res) => {
-    const w = await load(res, req.params.id, true);
+    const w = workspaceOf(res, WRITE);
     const body = parse(memoryBody, req.body);
-    const clean = await redactorFor(db, deps.secrets, w.id);
-    const m = await insertMemory(db, w.id, clean(body.content), body.scope ?? 'local');
-    res.status(201).json(present(m));
+    res.status(201).json(presentMemory(await remember(deps, w.id, body)));
   });
 
   r.delete('/:id/memories/:memoryId', async (req, res) => {
-    const w = await load(res, req.params.id, true);
+    const w = workspaceOf(res, WRITE);
     const memoryId = req.params.memoryId;
-    if (!idSchema.safeParse(memoryId).success || !(await deleteMemory(db, w.id, memoryId))) {
-      throw notFound('memory');
-    }
+    if (!idSchema.safeParse(memoryId).success) throw notFound('memory');
+    await forget(deps, w.id, memoryId);
     res.status(204).end();
   });
 

@@ -1,12 +1,13 @@
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import { deleteSecret, listSecretKeys, putSecret } from '../../db/secrets.js';
+import * as secrets from '../../app/secrets.js';
+import type { SecretOwner } from '../../app/secrets.js';
 import { getOrg } from '../../db/orgs.js';
-import { getWorkspace } from '../../db/workspaces.js';
-import { orgScope, principalOf, requireAdmin } from '../auth.js';
+import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, notFound, parse } from '../errors.js';
-import { idSchema, SECRET_KEY_PATTERN, text, workspaceIdParam } from '../schemas.js';
+import { idSchema, SECRET_KEY_PATTERN, text } from '../schemas.js';
+import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export const secretBody = z.object({ value: text({ min: 1, max: 65536 }) });
 
@@ -15,38 +16,37 @@ function secretKey(raw: string): string {
   return raw;
 }
 
-/** Secrets: write-only values (never returned), delivered to the agent at its next (re)start. */
-export function secretsRouter(deps: ApiDeps): Router {
-  const r = Router({ mergeParams: true });
-
-  async function workspaceId(res: Parameters<typeof principalOf>[0], id: string): Promise<string> {
-    const scope = orgScope(principalOf(res));
-    const w = workspaceIdParam.safeParse(id).success ? await getWorkspace(deps.db, id, scope) : null;
-    if (!w || w.status === 'deleted') throw notFound();
-    return w.id;
-  }
-
+/** The three secret routes, for whichever owner `ownerOf` names (a workspace, an org). */
+function secretRoutes(
+  r: Router,
+  deps: ApiDeps,
+  ownerOf: (req: Request, res: Response) => SecretOwner | Promise<SecretOwner>,
+): Router {
   r.get('/:id/secrets', async (req, res) => {
-    const id = await workspaceId(res, req.params.id);
-    const items = await listSecretKeys(deps.db, { workspaceId: id });
+    const items = await secrets.listKeys(deps.db, await ownerOf(req, res));
     res.json({ items: items.map((s) => ({ key: s.key, updatedAt: s.updatedAt.toISOString() })) });
   });
 
   r.put('/:id/secrets/:key', async (req, res) => {
-    const id = await workspaceId(res, req.params.id);
+    const owner = await ownerOf(req, res);
     const body = parse(secretBody, req.body);
-    await putSecret(deps.db, deps.secrets, { workspaceId: id }, secretKey(req.params.key), body.value);
+    await secrets.setSecret(deps, owner, secretKey(req.params.key as string), body.value);
     res.status(204).end();
   });
 
   r.delete('/:id/secrets/:key', async (req, res) => {
-    const id = await workspaceId(res, req.params.id);
-    if (!(await deleteSecret(deps.db, { workspaceId: id }, secretKey(req.params.key))))
-      throw notFound('secret');
+    const owner = await ownerOf(req, res);
+    await secrets.removeSecret(deps.db, owner, secretKey(req.params.key as string));
     res.status(204).end();
   });
 
   return r;
+}
+
+/** Secrets: write-only values (never returned), delivered to the agent at its next (re)start. */
+export function secretsRouter(deps: ApiDeps): Router {
+  const r = loadsWorkspace(Router({ mergeParams: true }), deps.db);
+  return secretRoutes(r, deps, (_req, res) => ({ workspaceId: workspaceOf(res, MANAGE_LIVE).id }));
 }
 
 /**
@@ -54,33 +54,11 @@ export function secretsRouter(deps: ApiDeps): Router {
  * shapes as a workspace's; a workspace secret of the same key overrides one at delivery.
  */
 export function orgSecretsRouter(deps: ApiDeps): Router {
-  const r = Router({ mergeParams: true });
-
-  async function orgId(res: Parameters<typeof principalOf>[0], id: string): Promise<string> {
+  return secretRoutes(Router({ mergeParams: true }), deps, async (req, res) => {
     requireAdmin(principalOf(res));
+    const id = req.params.id as string;
     const org = idSchema.safeParse(id).success ? await getOrg(deps.db, id) : null;
     if (!org) throw notFound('org');
-    return org.id;
-  }
-
-  r.get('/:id/secrets', async (req, res) => {
-    const id = await orgId(res, req.params.id);
-    const items = await listSecretKeys(deps.db, { orgId: id });
-    res.json({ items: items.map((s) => ({ key: s.key, updatedAt: s.updatedAt.toISOString() })) });
+    return { orgId: org.id };
   });
-
-  r.put('/:id/secrets/:key', async (req, res) => {
-    const id = await orgId(res, req.params.id);
-    const body = parse(secretBody, req.body);
-    await putSecret(deps.db, deps.secrets, { orgId: id }, secretKey(req.params.key), body.value);
-    res.status(204).end();
-  });
-
-  r.delete('/:id/secrets/:key', async (req, res) => {
-    const id = await orgId(res, req.params.id);
-    if (!(await deleteSecret(deps.db, { orgId: id }, secretKey(req.params.key)))) throw notFound('secret');
-    res.status(204).end();
-  });
-
-  return r;
 }

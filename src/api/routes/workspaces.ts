@@ -1,21 +1,11 @@
-import { Router, type Response } from 'express';
-import { keptConsoleLog, listBootEvents, type TransitionEvent } from '../../db/events.js';
-import { insertMemory } from '../../db/memories.js';
-import { lockOrgAndCountWorkspaces } from '../../db/orgs.js';
-import { inTransaction } from '../../db/queryable.js';
-import { putSecret, redactorFor } from '../../db/secrets.js';
-import { storePendingPlugin } from '../../db/plugins.js';
-import * as workspaces from '../../db/workspaces.js';
-import { CONSOLE_FETCH_SLACK_BYTES, redactedTail, type RedactedTail } from '../../security/redacted-tail.js';
-import { newId } from '../../security/tokens.js';
-import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../../workflows/messages.js';
+import { Router } from 'express';
+import * as app from '../../app/workspaces.js';
+import type { TransitionEvent } from '../../db/events.js';
+import type { WorkspaceRow } from '../../db/workspaces.js';
 import { orgScope, principalOf, type Principal } from '../auth.js';
-import { phaseDurations } from '../boot-phases.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
-import { temporalUnavailable } from '../entity.js';
-import { requireBudget } from '../budget-guard.js';
-import { HttpError, badRequest, notFound, parse } from '../errors.js';
+import { HttpError, badRequest, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
 import {
@@ -26,148 +16,36 @@ import {
   patchWorkspaceBody,
   workspaceIdParam,
 } from '../schemas.js';
+import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
-  const r = Router();
+  const r = loadsWorkspace(Router(), db);
 
-  /** Loads a workspace the caller may see; any other id (or another org's) answers 404. */
-  async function load(res: Response, rawId: string) {
-    const scope = orgScope(principalOf(res));
-    if (!workspaceIdParam.safeParse(rawId).success) throw notFound();
-    const w = await workspaces.getWorkspace(db, rawId, scope);
-    if (!w) throw notFound();
-    return w;
-  }
-
-  /** The restart policy in force: the workspace's own, else its template's, else the default. */
-  const policyOf = (w: { restartPolicy: 'always' | 'never' | null; template: string | null }) =>
-    w.restartPolicy ??
-    (w.template ? settings.templates[w.template]?.restartPolicy : undefined) ??
-    settings.restartPolicy?.policy ??
-    'always';
-  const present = (w: workspaces.WorkspaceRow) => ({ ...presentWorkspace(w), restartPolicy: policyOf(w) });
+  const present = (w: WorkspaceRow) => presentWorkspace(w, app.policyInForce(settings, w));
 
   r.post('/', async (req, res) => {
     const scope = orgScope(principalOf(res));
     const body = parse(createWorkspaceBody, req.body);
-    const orgId = scope ?? body.orgId;
-    if (!orgId) throw badRequest('orgId: required when creating with the admin token', 'orgId');
-    if (scope && body.orgId && body.orgId !== scope) throw badRequest('orgId: must be your own org', 'orgId');
-    if (!settings.enabledBackends.includes(body.backend)) {
-      throw badRequest(`backend: "${body.backend}" is not enabled on this server`, 'backend');
-    }
-    // Own keys only: "constructor" or "toString" is not a template.
-    const template =
-      body.template && Object.hasOwn(settings.templates, body.template)
-        ? settings.templates[body.template]
-        : undefined;
-    if (body.template && !template)
-      throw badRequest(`template: unknown template "${body.template}"`, 'template');
-    const runtime = body.runtime ?? template?.runtime ?? settings.defaultRuntime;
-    if (!settings.runtimeImages[runtime]) {
-      const known = Object.keys(settings.runtimeImages).join(', ') || 'none configured';
-      throw badRequest(`runtime: unknown runtime "${runtime}" (known: ${known})`, 'runtime');
-    }
-    if (body.parentId && !(await workspaces.getWorkspace(db, body.parentId, orgId))) {
-      throw badRequest('parentId: no such workspace in this org', 'parentId');
-    }
-    // The template's default plugins: stored with the workspace, delivered by its first bundle.
-    const defaultPlugins = (template?.plugins ?? []).map((name) => {
-      const p = settings.plugins?.[name];
-      if (!p)
-        throw badRequest(
-          `template: plugin "${name}" of template "${body.template}" is not in the catalog`,
-          'template',
-        );
-      return p;
-    });
-    const id = newId();
-    const workflowId = workspaceWorkflowId(id);
-    await inTransaction(db, async (tx) => {
-      const org = await lockOrgAndCountWorkspaces(tx, orgId);
-      if (!org) throw badRequest('orgId: no such org', 'orgId');
-      if (org.liveWorkspaces >= settings.orgWorkspaceQuota) {
-        throw new HttpError(
-          403,
-          'quota_exceeded',
-          `the org has ${org.liveWorkspaces} workspaces, its quota is ${settings.orgWorkspaceQuota}; delete one first`,
-        );
-      }
-      await workspaces.insertWorkspace(tx, {
-        id,
-        orgId,
-        name: body.name,
-        backend: body.backend,
-        template: body.template ?? null,
-        runtime,
-        config: { ...(template?.config ?? {}), ...(body.config ?? {}) },
-        workflowId,
-        parentId: body.parentId ?? null,
-        budgetLimitCents: body.budgetLimitCents ?? null,
-        restartPolicy: body.restartPolicy ?? null,
-      });
-      for (const p of defaultPlugins) await storePendingPlugin(tx, id, p, newId());
-      for (const [key, value] of Object.entries(body.secrets ?? {}))
-        await putSecret(tx, deps.secrets, { workspaceId: id }, key, value);
-      // Its own secrets and its org's defaults: the same set every later redaction uses.
-      const clean = await redactorFor(tx, deps.secrets, id);
-      for (const m of body.initialMemories ?? []) {
-        await insertMemory(tx, id, clean(m.content), m.scope ?? 'local');
-      }
-    });
-    try {
-      await deps.entity.start({
-        workspaceId: id,
-        orgId,
-        backend: body.backend,
-        bootDeadlineMs: settings.bootDeadlineMs,
-        continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
-        restartPolicy: {
-          ...settings.restartPolicy,
-          policy: body.restartPolicy ?? template?.restartPolicy ?? settings.restartPolicy?.policy ?? 'always',
-        },
-      });
-    } catch (err) {
-      deps.log.error({ err }, 'could not start workspace workflow');
-      // The start may have reached Temporal anyway (a timeout after the server accepted it): the
-      // row goes only when Temporal says no workflow exists; if it does, the create succeeded.
-      const exists = await deps.entity.exists(id);
-      if (exists === false) {
-        await workspaces.deleteWorkspaceRow(db, id);
-        throw temporalUnavailable('workflow service unavailable; nothing was created');
-      }
-      if (exists === null) {
-        throw temporalUnavailable(`workflow service unavailable; workspace ${id} may have been created`);
-      }
-    }
-    res.status(202).json({ id, status: 'provisioning', workflowId });
+    res.status(202).json(await app.createWorkspace(deps, scope, body));
   });
 
   r.get('/', async (req, res) => {
     const scope = orgScope(principalOf(res));
     const q = parse(listQuery, req.query, 'query');
     const afterId = q.cursor ? decodeCursor(q.cursor) : undefined;
-    const rows = await workspaces.listWorkspaces(db, {
-      orgId: scope,
-      status: q.status,
-      backend: q.backend,
-      limit: q.limit + 1,
-      afterId,
-    });
-    const page = rows.slice(0, q.limit);
-    const last = page[page.length - 1];
-    const nextCursor = rows.length > q.limit && last ? encodeCursor(last.id) : null;
-    res.json({ items: page.map(present), nextCursor });
+    const page = await app.listPage(deps, scope, { ...q, afterId });
+    const last = page.items[page.items.length - 1];
+    const nextCursor = page.more && last ? encodeCursor(last.id) : null;
+    res.json({ items: page.items.map(present), nextCursor });
   });
 
-  r.get('/:id', async (req, res) => {
-    res.json(present(await load(res, req.params.id)));
+  r.get('/:id', (_req, res) => {
+    res.json(present(workspaceOf(res, MANAGE)));
   });
 
-  // The entity saves the workspace's own policy and applies the one in force from its next decision.
   r.patch('/:id', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const body = parse(patchWorkspaceBody, req.body);
     if (body.restartPolicy === undefined) {
       throw badRequest(
@@ -175,96 +53,38 @@ export function workspacesRouter(deps: ApiDeps): Router {
         'restartPolicy',
       );
     }
-    const override = body.restartPolicy;
-    await deps.entity.setRestartPolicy(w.id, {
-      override,
-      policy: policyOf({ ...w, restartPolicy: override }),
-    });
-    res.json(present(await load(res, w.id)));
+    const scope = orgScope(principalOf(res));
+    res.json(present(await app.setRestartPolicy(deps, scope, w, body.restartPolicy)));
   });
 
   r.patch('/:id/config', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const body = parse(configureBody, req.body);
-    if (body.runtime && !settings.runtimeImages[body.runtime]) {
-      throw badRequest(`runtime: unknown runtime "${body.runtime}"`, 'runtime');
-    }
-    const result = await deps.entity.configure(w.id, body);
-    res.json(result);
+    res.json(await app.configure(deps, w, body));
   });
 
-  const lifecycle = [
-    ['restart', restartUpdate],
-    ['stop', stopUpdate],
-    ['start', startUpdate],
-  ] as const;
-  for (const [name, def] of lifecycle) {
-    r.post(`/:id/${name}`, async (req, res) => {
-      const w = await load(res, req.params.id);
-      // Booting a workspace over its budget would only have the budget sweep stop it again.
-      if (name !== 'stop') await requireBudget(db, w.id);
-      const result = await deps.entity.update(w.id, def);
-      res.status(202).json(result);
+  for (const action of app.LIFECYCLE_ACTIONS) {
+    r.post(`/:id/${action}`, async (_req, res) => {
+      const w = workspaceOf(res, MANAGE);
+      res.status(202).json(await app.lifecycle(deps, w, action));
     });
   }
 
-  r.delete('/:id', async (req, res) => {
-    const w = await load(res, req.params.id);
-    if (w.status === 'deleted') {
-      res.status(202).json({ accepted: true, status: 'deleted' });
-      return;
-    }
-    res.status(202).json(
-      await deps.entity.delete(w, {
-        bootDeadlineMs: settings.bootDeadlineMs,
-        continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
-      }),
-    );
+  r.delete('/:id', async (_req, res) => {
+    const w = workspaceOf(res, MANAGE);
+    res.status(202).json(await app.deleteWorkspace(deps, w));
   });
 
-  /**
-   * A generation's console, redacted and capped: the live resource's while it exists, else the copy
-   * kept when the generation failed (compensation removed its resource). Both backends alike.
-   */
-  async function consoleOf(
-    w: workspaces.WorkspaceRow,
-    generation: number,
-    maxBytes: number,
-    secrets: readonly string[],
-  ): Promise<RedactedTail> {
-    if (generation === w.generation && w.instanceId && w.status !== 'deleted') {
-      // A little over the cap, so a longer console shows as truncated.
-      const live = await deps.backends[w.backend]
-        .bootLog(w.id, generation, maxBytes + CONSOLE_FETCH_SLACK_BYTES)
-        .catch(() => '');
-      if (live) return redactedTail(live, secrets, maxBytes);
-    }
-    const kept = await keptConsoleLog(db, w.id, generation, maxBytes);
-    return kept ? redactedTail(kept.text, secrets, maxBytes, kept.truncated) : { text: '', truncated: false };
-  }
-
   r.get('/:id/boot-log', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const q = parse(bootLogQuery, req.query, 'query');
-    const generation = q.generation ?? w.generation;
-    const clean = await redactorFor(db, deps.secrets, w.id);
-    // Bounded: the most recent events, the last bytes of the console (live or kept).
-    const { bootLogMaxEvents, bootLogConsoleMaxBytes: maxBytes } = boundsOf(settings);
-    const events = await listBootEvents(db, w.id, bootLogMaxEvents, q.generation);
-    const durations = phaseDurations(events);
-    const shown = await consoleOf(w, generation, maxBytes, clean.values);
+    const log = await app.bootLog(deps, w, q.generation);
     res.json({
       backend: w.backend,
-      events: events.map((e, i) => ({
-        ts: e.ts.toISOString(),
-        phase: e.phase,
-        generation: e.generation,
-        ...(e.message ? { message: clean(e.message) } : {}),
-        durationMs: durations[i] ?? null,
-      })),
-      console: shown.text,
-      consoleGeneration: generation,
-      consoleTruncated: shown.truncated,
+      events: log.events.map((e) => ({ ...e, ts: e.ts.toISOString() })),
+      console: log.console.text,
+      consoleGeneration: log.consoleGeneration,
+      consoleTruncated: log.console.truncated,
     });
   });
 
@@ -275,7 +95,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   const streamsOf = new Map<string, number>();
 
   r.get('/:id/events', async (req, res) => {
-    const w = await load(res, req.params.id);
+    const w = workspaceOf(res, MANAGE);
     const who = principalKey(principalOf(res));
     if (
       openStreams >= bounds.eventStreamsMax ||

@@ -19,6 +19,7 @@ import {
   log,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -58,6 +59,18 @@ import {
   startNeedsAction,
 } from './decide.js';
 import { carry, initialState, view } from './state.js';
+import {
+  bootDeadlineSummary,
+  bootLogSummary,
+  currentDetails,
+  removeAllSummary,
+  removeGenerationSummary,
+  seconds,
+  startSummary,
+  statusProbeSummary,
+  stopSummary,
+  transitionSummary,
+} from '../story.js';
 
 const PERMANENT_DB_ERRORS: string[] = [DbFailureType.Data, DbFailureType.Integrity];
 
@@ -190,7 +203,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       configSavesInFlight++;
       try {
         const { configHash, generation, covered } = await serialized(async () => {
-          const saved = await db.saveConfig({ workspaceId, runtime: change.runtime, config: change.config });
+          const saved = await db.saveConfig.executeWithOptions(
+            { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
+            [{ workspaceId, runtime: change.runtime, config: change.config }],
+          );
           s.latestSavedVersion = Math.max(s.latestSavedVersion, saved.configVersion);
           // The next snapshot is the first to hold this save, and snapshots number generations
           // in order: that generation runs this config (now if a restart follows, else when one does).
@@ -225,7 +241,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     restartPolicyUpdate,
     async (change) => {
       try {
-        await db.saveRestartPolicy({ workspaceId, override: change.override });
+        await db.saveRestartPolicy.executeWithOptions(
+          { summary: `save restart policy ${change.override ?? 'default'}` },
+          [{ workspaceId, override: change.override }],
+        );
       } catch (err) {
         throw ApplicationFailure.create({
           type: FailureType.Unavailable,
@@ -281,6 +300,30 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     { validator: rejectIfGone },
   );
 
+  /** The UI's current details: status, generation, phase, restarts, last error. */
+  const showDetails = () =>
+    setCurrentDetails(
+      currentDetails({
+        status: s.status,
+        phase: s.phase,
+        generation: s.generation,
+        backend: backendName,
+        workspaceId,
+        error: s.error,
+        restarts: s.restartHistory.length,
+        lastRestartReason: s.lastRestartReason,
+        sinceMs: s.statusSinceMs,
+      }),
+    );
+  showDetails();
+
+  /** Removes one generation's resource (the one a restart replaces, or a failed boot's). */
+  const removeGeneration = (generation: number) =>
+    backend.removeResource.executeWithOptions(
+      { summary: removeGenerationSummary(backendName, workspaceId, generation) },
+      [{ workspaceId, backend: backendName, generation }],
+    );
+
   /** Sets the status and records it; a record that keeps failing is logged, never fatal. */
   async function setStatus(
     status: WorkspaceStatus,
@@ -310,6 +353,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.status = status;
     s.phase = phase;
     s.error = opts.error ?? (status === 'failed' ? s.error : null);
+    showDetails();
     upsertSearchAttributes([{ key: WorkspaceStatusKey, value: status }]);
     if (patched(PATCHES.statusSearchAttributes)) {
       upsertSearchAttributes([
@@ -320,16 +364,23 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     const restart = restartDirty
       ? { count: s.restartHistory.length, lastReason: s.lastRestartReason }
       : undefined;
-    await db.recordTransition({
-      workspaceId,
-      generation: s.generation,
-      status,
-      phase,
-      message: opts.message ?? null,
-      error: s.error,
-      ...(restart ? { restart } : {}),
-      ...(opts.discardedGeneration !== undefined ? { discardedGeneration: opts.discardedGeneration } : {}),
-    });
+    await db.recordTransition.executeWithOptions(
+      { summary: transitionSummary(status, phase, s.generation) },
+      [
+        {
+          workspaceId,
+          generation: s.generation,
+          status,
+          phase,
+          message: opts.message ?? null,
+          error: s.error,
+          ...(restart ? { restart } : {}),
+          ...(opts.discardedGeneration !== undefined
+            ? { discardedGeneration: opts.discardedGeneration }
+            : {}),
+        },
+      ],
+    );
     if (restart) restartDirty = false;
   }
 
@@ -345,7 +396,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
 
   async function waitReady(generation: number, configHash: string): Promise<Outcome> {
     const proven = () => ready !== null && ready.generation === generation && ready.configHash === configHash;
-    const done = await condition(() => proven() || interrupted(), input.bootDeadlineMs);
+    const done = await condition(() => proven() || interrupted(), input.bootDeadlineMs, {
+      summary: bootDeadlineSummary(workspaceId, generation, input.bootDeadlineMs),
+    });
     if (proven()) return 'ready';
     return done ? 'interrupted' : 'timeout';
   }
@@ -356,11 +409,15 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
    */
   async function failGeneration(generation: number, error: string): Promise<void> {
     await CancellationScope.nonCancellable(async () => {
-      await backend.captureBootLog({ workspaceId, backend: backendName, generation }).catch((e: unknown) => {
-        log.warn('could not capture boot log', { error: failureMessage(e) });
-      });
+      await backend.captureBootLog
+        .executeWithOptions({ summary: bootLogSummary(backendName, workspaceId, generation) }, [
+          { workspaceId, backend: backendName, generation },
+        ])
+        .catch((e: unknown) => {
+          log.warn('could not capture boot log', { error: failureMessage(e) });
+        });
       try {
-        await backend.removeResource({ workspaceId, backend: backendName, generation });
+        await removeGeneration(generation);
       } catch (e) {
         log.warn('could not remove a failed generation', { generation, error: failureMessage(e) });
         await fail(`${error}; removing generation ${generation} failed: ${failureMessage(e)}`, generation);
@@ -391,7 +448,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     await condition(() => configSavesInFlight === 0);
     if (previous > 0) {
       try {
-        await backend.removeResource({ workspaceId, backend: backendName, generation: previous });
+        await removeGeneration(previous);
       } catch (err) {
         await fail(`removing generation ${previous} failed: ${failureMessage(err)}`, previous);
         return;
@@ -400,7 +457,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     let snapshot: { runtime: string; configVersion: number };
     try {
       snapshot = await serialized(async () => {
-        const snap = await db.prepareGeneration({ workspaceId, generation });
+        const snap = await db.prepareGeneration.executeWithOptions(
+          { summary: `snapshot the saved config for generation ${generation}` },
+          [{ workspaceId, generation }],
+        );
         s.generation = generation;
         s.configHash = snap.configHash;
         pendingSnapshot = null;
@@ -430,13 +490,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.liveness = null;
     await setStatus(status, phase);
     try {
-      await backend.startResource({
-        workspaceId,
-        orgId: input.orgId,
-        backend: backendName,
-        generation,
-        runtime,
-      });
+      await backend.startResource.executeWithOptions(
+        { summary: startSummary(backendName, workspaceId, generation, phase) },
+        [{ workspaceId, orgId: input.orgId, backend: backendName, generation, runtime }],
+      );
     } catch (err) {
       await failGeneration(generation, failureMessage(err));
       return;
@@ -455,7 +512,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   async function stop(): Promise<void> {
     await setStatus('stopping');
     try {
-      await backend.stopResource({ workspaceId, backend: backendName, generation: s.generation });
+      await backend.stopResource.executeWithOptions(
+        { summary: stopSummary(backendName, workspaceId, s.generation) },
+        [{ workspaceId, backend: backendName, generation: s.generation }],
+      );
     } catch (err) {
       // Do not retry the stop in a loop: the next stop (or restart, start, delete) tries again.
       s.halted = true;
@@ -479,8 +539,14 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     await CancellationScope.nonCancellable(async () => {
       for (let attempt = input.carried?.deleting?.attempts ?? 0; ; attempt++) {
         try {
-          await backend.removeResource({ workspaceId, backend: backendName, volumes: true });
-          await db.finalizeDelete({ workspaceId });
+          await backend.removeResource.executeWithOptions(
+            { summary: removeAllSummary(backendName, workspaceId, attempt) },
+            [{ workspaceId, backend: backendName, volumes: true }],
+          );
+          await db.finalizeDelete.executeWithOptions(
+            { summary: `finalize the delete of workspace ${workspaceId}` },
+            [{ workspaceId }],
+          );
           await recordStatus('deleted', null, {});
           return;
         } catch (err) {
@@ -488,7 +554,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
           const reason = failureMessage(err);
           log.warn('delete attempt failed; retrying', { attempt, waitMs, error: reason });
           await setStatus('deleting', null, { message: `delete attempt ${attempt + 1} failed: ${reason}` });
-          await sleep(waitMs);
+          await sleep(waitMs, { summary: `wait ${seconds(waitMs)} before delete attempt ${attempt + 2}` });
           if (shouldContinueAsNew() && patched(PATCHES.deleteContinuesAsNew)) {
             deleteContinuesAfter = attempt + 1;
             return;
@@ -577,11 +643,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
    */
   async function backendUnreadable(): Promise<boolean> {
     try {
-      const seen = await probe.resourceStatus({
-        workspaceId,
-        backend: backendName,
-        generation: s.generation,
-      });
+      const seen = await probe.resourceStatus.executeWithOptions(
+        { summary: statusProbeSummary(backendName, workspaceId, s.generation) },
+        [{ workspaceId, backend: backendName, generation: s.generation }],
+      );
       return seen === 'unknown';
     } catch (err) {
       const cause = err instanceof ActivityFailure ? err.cause : undefined;
@@ -597,6 +662,14 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     if (p.kind === 'later') return p.atMs;
     if (s.status === 'online' && s.restartHistory.length > 0) return s.statusSinceMs + policy.healthyResetMs;
     return null;
+  }
+
+  /** What the restart policy's timer waits for, for the UI. */
+  function policyWakeSummary(waitMs: number): string {
+    const p = currentPlan();
+    if (p.kind === 'later')
+      return `restart policy: look at the ${s.status} workspace again in ${seconds(waitMs)}`;
+    return `restart policy: the streak of ${s.restartHistory.length} restarts resets after ${seconds(waitMs)} online`;
   }
 
   /** Online long enough: the streak is over (the count shown goes back to 0). */
@@ -619,7 +692,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     if (next().kind === 'wait' && (await autoRestart())) continue;
     const wakeAt = policyWakeAt();
     if (wakeAt !== null && patched(PATCHES.autoRestart)) {
-      if (!(await condition(wake, Math.max(1, wakeAt - Date.now())))) {
+      const waitMs = Math.max(1, wakeAt - Date.now());
+      if (!(await condition(wake, waitMs, { summary: policyWakeSummary(waitMs) }))) {
         await resetIfHealthy();
         continue;
       }

@@ -1,0 +1,49 @@
+/**
+ * What the A2A proxy route and the MCP tools share about calling a workspace's agent from the API:
+ * the limits in force, who a workspace token's caller is, and the liveness check after a failed
+ * forward (the backend's view plus one /health probe, folded by the entity into degraded/offline).
+ */
+import { A2A_DEFAULTS, probe, type A2ALimits } from '../a2a/proxy.js';
+import type { Queryable } from '../db/queryable.js';
+import * as workspaces from '../db/workspaces.js';
+import type { WorkspaceRow } from '../db/workspaces.js';
+import type { ApiDeps } from './deps.js';
+import { HttpError } from './errors.js';
+
+/** The proxy limits: `settings.a2a` over the defaults (read per call: tests change them). */
+export function a2aLimits(deps: Pick<ApiDeps, 'settings'>): A2ALimits {
+  return { ...A2A_DEFAULTS, ...((deps.settings as { a2a?: Partial<A2ALimits> }).a2a ?? {}) };
+}
+
+/** The workspace a workspace token speaks for: live, and of the generation the token was minted for. */
+export async function workspaceOfToken(
+  db: Queryable,
+  p: { workspaceId: string; generation: number },
+): Promise<WorkspaceRow> {
+  const w = await workspaces.getWorkspace(db, p.workspaceId);
+  if (!w || w.status === 'deleted' || w.status === 'deleting') {
+    throw new HttpError(401, 'unauthorized', 'invalid token');
+  }
+  if (w.generation !== p.generation) {
+    throw new HttpError(403, 'stale_generation', 'workspace token is not of the current generation');
+  }
+  return w;
+}
+
+/** After a failed forward: tell the entity when the agent is gone or the resource is not running. */
+export async function checkLiveness(
+  deps: Pick<ApiDeps, 'backends' | 'entity' | 'log' | 'settings'>,
+  w: WorkspaceRow,
+  endpoint: string,
+): Promise<void> {
+  try {
+    const [resourceStatus, reachable] = await Promise.all([
+      deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
+      probe(endpoint, a2aLimits(deps).probeTimeoutMs),
+    ]);
+    if (reachable && resourceStatus === 'running') return;
+    await deps.entity.signalLiveness(w.id, { generation: w.generation, reachable, resourceStatus });
+  } catch (err) {
+    deps.log.warn({ err, workspaceId: w.id }, 'liveness check after a failed A2A forward failed');
+  }
+}

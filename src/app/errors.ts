@@ -1,0 +1,38 @@
+/**
+ * What a use case refuses, in its own terms: a kind (the API maps each to its HTTP status, in
+ * src/api/errors.ts), the contract's error code, and a message safe to show the caller.
+ */
+export type RefusalKind =
+  | 'invalid'
+  | 'not_found'
+  | 'conflict'
+  | 'forbidden'
+  | 'payment_required'
+  | 'too_large'
+  | 'unavailable'
+  /** A system the use case relies on (a backend, an agent) failed it. */
+  | 'upstream_failed';
+
+export class AppError extends Error {
+  constructor(
+    readonly kind: RefusalKind,
+    readonly code: string,
+    message: string,
+    /** The request field at fault (invalid), or when a retry may succeed (unavailable). */
+    readonly extra: { field?: string; retryAfterSeconds?: number } = {},
+  ) {
+    super(message);
+  }
+}
+
+export const invalid = (message: string, field?: string) =>
+  new AppError('invalid', 'invalid_request', message, { field });
+export const missing = (what = 'workspace') => new AppError('not_found', 'not_found', `${what} not found`);
+export const conflicting = (message: string, code = 'conflict') => new AppError('conflict', code, message);
+export const quotaExceeded = (message: string) => new AppError('forbidden', 'quota_exceeded', message);
+
+/** Temporal down, too slow, or no worker: the caller may retry after this many seconds. */
+export const RETRY_AFTER_SECONDS = 5;
+
+export const temporalDown = (message = 'workflow service unavailable') =>
+  new AppError('unavailable', 'temporal_unavailable', message, { retryAfterSeconds: RETRY_AFTER_SECONDS });

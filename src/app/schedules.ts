@@ -1,0 +1,206 @@
+/**
+ * Workspace schedule use cases: a cron (or `@every`) and a prompt sent to the workspace's agent at
+ * each firing.
+ *
+ * The `schedules` row is the source of truth and its Temporal Schedule a mirror
+ * (src/schedules/mirror.ts). A write changes the row, then the mirror; when the mirror cannot be
+ * written (Temporal down) the row is put back, so an `unavailable` refusal changed nothing. Reading
+ * the list repairs any mirror that is missing or stale (and says when it could not).
+ */
+import type { Logger } from 'pino';
+import type { Queryable } from '../db/queryable.js';
+import {
+  deleteSchedule,
+  getSchedule,
+  insertSchedule,
+  listSchedules,
+  restoreSchedule,
+  updateSchedule,
+  type ScheduleRow,
+} from '../db/schedules.js';
+import type { WorkspaceRow } from '../db/workspaces.js';
+import type { MirrorState, ScheduleMirror } from '../schedules/mirror.js';
+import { ScheduleSpecError, parseCron, parseTimezone } from '../schedules/spec.js';
+import { ID_PATTERN } from '../api/schemas.js';
+import { newId } from '../security/tokens.js';
+import { AppError, conflicting, invalid, missing, quotaExceeded, temporalDown } from './errors.js';
+
+/** Schedules one workspace may have. */
+export const SCHEDULES_PER_WORKSPACE = 20;
+/** Default least `@every` interval (cron's own resolution); SCHEDULE_MIN_INTERVAL_MS changes it. */
+export const DEFAULT_MIN_INTERVAL_MS = 60_000;
+
+export interface ScheduleDeps {
+  db: Queryable;
+  /** The Temporal mirrors (absent: changes are refused as unavailable; reads skip the repair). */
+  schedules?: ScheduleMirror;
+  entity: { requireWorker(): Promise<void> };
+  log: Pick<Logger, 'warn'>;
+  settings: { scheduleMinIntervalMs?: number };
+}
+
+export interface ScheduleInput {
+  cron: string;
+  timezone?: string;
+  prompt: string;
+  enabled?: boolean;
+}
+
+const nothingChanged = (message = 'workflow service unavailable; nothing was changed') =>
+  temporalDown(message);
+const beingDeleted = () => conflicting('workspace is being deleted');
+
+function mirrorOf(deps: ScheduleDeps): ScheduleMirror {
+  if (!deps.schedules) {
+    throw new AppError('unavailable', 'temporal_unavailable', 'schedules are not available here');
+  }
+  return deps.schedules;
+}
+
+/** The checked cron (normalized) and canonical timezone of a body, or an `invalid` naming the field. */
+function checked(
+  deps: ScheduleDeps,
+  b: { cron?: string; timezone?: string },
+): { cron?: string; timezone?: string } {
+  const minIntervalMs = deps.settings.scheduleMinIntervalMs ?? DEFAULT_MIN_INTERVAL_MS;
+  try {
+    return {
+      cron: b.cron === undefined ? undefined : specOf(parseCron(b.cron, minIntervalMs), b.cron),
+      timezone: b.timezone === undefined ? undefined : parseTimezone(b.timezone),
+    };
+  } catch (err) {
+    if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);
+    throw err;
+  }
+}
+
+/** The stored form of a checked cron: its normalized text. */
+function specOf(parsed: ReturnType<typeof parseCron>, raw: string): string {
+  if (parsed.kind === 'cron') return parsed.expression;
+  return raw.trim().replace(/\s+/g, ' ');
+}
+
+/** One of the workspace's schedules; any other id is not found. */
+export async function findSchedule(deps: ScheduleDeps, w: WorkspaceRow, sid: string): Promise<ScheduleRow> {
+  const s = ID_PATTERN.test(sid) ? await getSchedule(deps.db, w.id, sid) : null;
+  if (!s) throw missing('schedule');
+  return s;
+}
+
+/**
+ * The workspace's schedules, each with its mirror's state: repaired when missing or stale; null
+ * when Temporal could not be asked (or the workspace is being deleted).
+ */
+export async function listWithMirrors(
+  deps: ScheduleDeps,
+  w: WorkspaceRow,
+): Promise<Array<{ row: ScheduleRow; mirror: MirrorState | null }>> {
+  const rows = await listSchedules(deps.db, w.id);
+  const mirror = deps.schedules;
+  const states = await Promise.all(
+    rows.map((s) =>
+      mirror && w.status !== 'deleting'
+        ? mirror.ensure(s).catch((err: unknown) => {
+            deps.log.warn({ err, workspaceId: w.id, scheduleId: s.id }, 'schedule mirror not checked');
+            return null;
+          })
+        : Promise.resolve(null),
+    ),
+  );
+  return rows.map((row, i) => ({ row, mirror: states[i] ?? null }));
+}
+
+export async function createSchedule(
+  deps: ScheduleDeps,
+  w: WorkspaceRow,
+  body: ScheduleInput,
+): Promise<ScheduleRow> {
+  const spec = checked(deps, { cron: body.cron, timezone: body.timezone ?? 'UTC' });
+  const mirror = mirrorOf(deps);
+  const inserted = await insertSchedule(
+    deps.db,
+    {
+      id: newId(),
+      workspaceId: w.id,
+      cron: spec.cron!,
+      timezone: spec.timezone!,
+      prompt: body.prompt,
+      enabled: body.enabled ?? true,
+    },
+    SCHEDULES_PER_WORKSPACE,
+  );
+  if ('refused' in inserted) {
+    if (inserted.refused === 'quota') {
+      throw quotaExceeded(`a workspace has at most ${SCHEDULES_PER_WORKSPACE} schedules`);
+    }
+    throw beingDeleted();
+  }
+  const row = inserted.row;
+  try {
+    await mirror.put(row);
+  } catch (err) {
+    deps.log.warn({ err, workspaceId: w.id }, 'schedule mirror not created');
+    await deleteSchedule(deps.db, w.id, row.id);
+    await mirror.remove(w.id, row.id).catch(() => undefined);
+    throw nothingChanged();
+  }
+  // A workspace delete that ran meanwhile removed the row before this mirror existed: undo it.
+  if (!(await getSchedule(deps.db, w.id, row.id))) {
+    await mirror.remove(w.id, row.id).catch(() => undefined);
+    throw beingDeleted();
+  }
+  return row;
+}
+
+/** Changes a schedule (found first, with findSchedule); the row as it now is. */
+export async function patchSchedule(
+  deps: ScheduleDeps,
+  w: WorkspaceRow,
+  before: ScheduleRow,
+  body: Partial<ScheduleInput>,
+): Promise<ScheduleRow> {
+  // Its delete is removing the schedules: a mirror written now could outlive them.
+  if (w.status === 'deleting') throw beingDeleted();
+  const spec = checked(deps, body);
+  const mirror = mirrorOf(deps);
+  const after = await updateSchedule(deps.db, w.id, before.id, { ...body, ...spec });
+  if (!after) throw missing('schedule');
+  try {
+    await mirror.put(after);
+  } catch (err) {
+    deps.log.warn({ err, workspaceId: w.id, scheduleId: before.id }, 'schedule mirror not updated');
+    await restoreSchedule(deps.db, before);
+    throw nothingChanged();
+  }
+  return after;
+}
+
+export async function removeSchedule(deps: ScheduleDeps, w: WorkspaceRow, sid: string): Promise<void> {
+  const s = await findSchedule(deps, w, sid);
+  // Mirror first: a refusal leaves both as they were.
+  const mirror = mirrorOf(deps);
+  try {
+    await mirror.remove(w.id, s.id);
+  } catch {
+    throw nothingChanged();
+  }
+  await deleteSchedule(deps.db, w.id, s.id);
+}
+
+/** Run now: one run through the schedule's own Temporal action; its outcome shows as lastRun. */
+export async function runNow(deps: ScheduleDeps, w: WorkspaceRow, sid: string): Promise<ScheduleRow> {
+  if (w.status === 'deleting') throw beingDeleted();
+  const s = await findSchedule(deps, w, sid);
+  const mirror = mirrorOf(deps);
+  try {
+    await deps.entity.requireWorker();
+  } catch {
+    throw nothingChanged('no worker is polling the task queue; nothing was started');
+  }
+  try {
+    await mirror.trigger(s);
+  } catch {
+    throw nothingChanged('workflow service unavailable; nothing was started');
+  }
+  return s;
+}

@@ -1,0 +1,143 @@
+/**
+ * docker-compose.yml is validated without `docker compose` (not installed here): against the
+ * Compose Specification schema (test/fixtures/compose-spec, from docker-compose 1.29.2), and for
+ * what a schema cannot see: references between services, networks and volumes, the worker pool,
+ * the ec2 profile, and the commands and settings the service image actually has.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import Ajv from 'ajv';
+import { parse } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { SEARCH_ATTRIBUTES } from '../setup/services.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const SCHEMA = path.join(ROOT, 'test/fixtures/compose-spec/compose_spec.json');
+
+interface Service {
+  image?: string;
+  command?: string[];
+  depends_on?: string[] | Record<string, { condition: string }>;
+  networks?: string[] | Record<string, unknown>;
+  network_mode?: string;
+  volumes?: string[];
+  profiles?: string[];
+  environment?: Record<string, string | number>;
+  deploy?: { replicas?: number };
+  group_add?: string[];
+  ports?: string[];
+}
+interface ComposeFile {
+  services: Record<string, Service>;
+  networks?: Record<string, unknown>;
+  volumes?: Record<string, unknown>;
+}
+
+const source = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
+// `merge`: the file shares the service settings through YAML anchors and `<<:` merge keys.
+const compose = parse(source, { merge: true }) as ComposeFile;
+const services = compose.services;
+
+/** The schema plus the formats docker-compose checks in code (compose/config/validation.py). */
+function composeValidator(): Ajv.ValidateFunction {
+  // draft 2019-09 $schema with draft-04 `id`s: ajv 6 reads it with meta-validation off.
+  const ajv = new Ajv({ allErrors: true, schemaId: 'auto', validateSchema: false });
+  ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/);
+  ajv.addFormat('expose', /^\d+(-\d+)?(\/(tcp|udp|sctp))?$/);
+  ajv.addFormat(
+    'ports',
+    /^((\d{1,3}(\.\d{1,3}){3}|\[[\da-fA-F:]+\]):)?(\d+(-\d+)?:)?\d+(-\d+)?(\/(tcp|udp|sctp))?$/,
+  );
+  ajv.addFormat('subnet_ip_address', /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/);
+  return ajv.compile(JSON.parse(readFileSync(SCHEMA, 'utf8')) as object);
+}
+
+const dependencies = (s: Service): string[] =>
+  Array.isArray(s.depends_on) ? s.depends_on : Object.keys(s.depends_on ?? {});
+const networksOf = (s: Service): string[] =>
+  Array.isArray(s.networks) ? s.networks : Object.keys(s.networks ?? {});
+
+describe('docker-compose.yml', () => {
+  it('is valid under the Compose Specification schema', () => {
+    const validate = composeValidator();
+    expect(validate(compose), JSON.stringify(validate.errors, null, 2)).toBe(true);
+  });
+
+  it('the validator rejects what compose would reject (so the pass above means something)', () => {
+    const validate = composeValidator();
+    const broken = structuredClone(compose);
+    (broken.services.api as Record<string, unknown>).replica = 2;
+    broken.services.worker!.deploy = { replicas: 'two' as unknown as number };
+    broken.services.api!.ports = ['80:80:80:80'];
+    expect(validate(broken)).toBe(false);
+    const paths = (validate.errors ?? []).map((e) => `${e.dataPath} ${e.message}`);
+    expect(paths.some((p) => p.includes("['api']") && p.includes('additional properties'))).toBe(true);
+    expect(paths.some((p) => p.includes('deploy.replicas'))).toBe(true);
+    expect(paths.some((p) => p.includes('ports'))).toBe(true);
+  });
+
+  it('has PostgreSQL, Temporal on PostgreSQL, the Temporal UI, the API and two workers', () => {
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['db', 'temporal-db', 'temporal', 'temporal-ui', 'api', 'worker']),
+    );
+    expect(services.temporal!.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'temporal-db' });
+    expect(services['temporal-ui']!.environment).toMatchObject({ TEMPORAL_ADDRESS: 'temporal:7233' });
+    expect(services.worker!.deploy?.replicas).toBe(2);
+    // API and workers: one image, two commands, the built entry points of src/api and src/worker.
+    expect(services.api!.image).toBe(services.worker!.image);
+    expect(services.api!.command).toEqual(['node', 'dist/api/main.js']);
+    expect(services.worker!.command).toEqual(['node', 'dist/worker/main.js']);
+    for (const entry of ['src/api/main.ts', 'src/worker/main.ts'])
+      expect(existsSync(path.join(ROOT, entry))).toBe(true);
+    expect(services.api!.environment?.DATABASE_URL).toMatch(/@db:5432\//);
+    expect(services.worker!.environment?.TEMPORAL_ADDRESS).toBe('temporal:7233');
+  });
+
+  it('references only services, networks and volumes it declares', () => {
+    const names = new Set(Object.keys(services));
+    const networks = new Set(['default', ...Object.keys(compose.networks ?? {})]);
+    const volumes = new Set(Object.keys(compose.volumes ?? {}));
+    for (const [name, s] of Object.entries(services)) {
+      for (const dep of dependencies(s)) expect(names.has(dep), `${name} depends on ${dep}`).toBe(true);
+      for (const net of networksOf(s)) expect(networks.has(net), `${name} joins network ${net}`).toBe(true);
+      for (const volume of s.volumes ?? []) {
+        const from = volume.split(':')[0]!;
+        // A bind mount starts with / or .; anything else is a named volume and must be declared.
+        if (!/^[./]/.test(from)) expect(volumes.has(from), `${name} mounts volume ${from}`).toBe(true);
+        else if (from.startsWith('./'))
+          expect(existsSync(path.join(ROOT, from)), `${name} mounts ${from}`).toBe(true);
+      }
+      // A service of the default profile must not wait for one that only runs with a profile.
+      if (!s.profiles) {
+        for (const dep of dependencies(s))
+          expect(services[dep]!.profiles, `${name} → ${dep}`).toBeUndefined();
+      }
+    }
+  });
+
+  it('puts moto and ec2-sim, and only them, in the ec2 profile', () => {
+    const inProfile = Object.entries(services)
+      .filter(([, s]) => s.profiles?.includes('ec2'))
+      .map(([name]) => name)
+      .sort();
+    expect(inProfile).toEqual(['ec2-sim', 'moto']);
+    expect(services['ec2-sim']!.command?.join(' ')).toContain('test/ec2-sim/main.ts');
+    expect(existsSync(path.join(ROOT, 'test/ec2-sim/main.ts'))).toBe(true);
+  });
+
+  it('runs the service as its image user with the docker socket group, and needs its secrets', () => {
+    for (const name of ['api', 'worker']) {
+      const s = services[name]!;
+      expect(s.volumes).toContain('/var/run/docker.sock:/var/run/docker.sock');
+      expect(s.group_add?.[0]).toMatch(/^\$\{DOCKER_GID:\?/);
+      for (const key of ['ADMIN_TOKEN', 'SECRETS_KEY', 'RUNTIME_IMAGE']) {
+        expect(String(s.environment?.[key])).toMatch(new RegExp(`^\\$\\{${key}:\\?`));
+      }
+    }
+  });
+
+  it('registers every search attribute the workflows upsert', () => {
+    const script = (services['temporal-setup']!.command ?? []).join(' ');
+    for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) expect(script).toContain(`${name}=${type}`);
+  });
+});

@@ -1,0 +1,81 @@
+/**
+ * The outcome interceptor (src/worker/outcome-interceptor.ts) on a time-skipping Temporal server:
+ * each way an execution ends is reported once through the worker's sink, with its workflow type;
+ * a failed workflow task (a bug, retried) is no outcome.
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OUTCOME_INTERCEPTOR, outcomeReporting } from '../../src/worker/index.js';
+import { waitFor } from '../setup/wait-for.js';
+import { REPO_ROOT } from '../support/stack.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/outcome-workflows.ts', import.meta.url));
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: {
+      executable: {
+        type: 'existing-path',
+        path: path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server'),
+      },
+    },
+  });
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+describe('workflow outcomes', () => {
+  it('reports completed, failed, continued_as_new and cancelled once each, and no outcome for a failed task', async () => {
+    const reported: { workflow: string; outcome: string }[] = [];
+    const taskQueue = `outcomes-${randomBytes(4).toString('hex')}`;
+    const worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowsPath: FIXTURE,
+      interceptors: { workflowModules: [OUTCOME_INTERCEPTOR] },
+      ...outcomeReporting(async (workflow, outcome) => {
+        reported.push({ workflow, outcome });
+      }),
+    });
+    const id = (name: string) => `${name}-${randomBytes(4).toString('hex')}`;
+    const c = env.client.workflow;
+    await worker.runUntil(async () => {
+      await c.execute('completes', { taskQueue, workflowId: id('completes') });
+      await expect(c.execute('fails', { taskQueue, workflowId: id('fails') })).rejects.toThrow();
+      await c.execute('continues', { taskQueue, workflowId: id('continues'), args: [2] });
+      const cancelled = await c.start('awaitsCancel', { taskQueue, workflowId: id('cancel') });
+      await waitFor(async () => (await cancelled.fetchHistory()).events!.length >= 5, {
+        timeoutMs: 10_000,
+        describe: 'the cancellable workflow to wait on its timer',
+      });
+      await cancelled.cancel();
+      await expect(cancelled.result()).rejects.toThrow();
+      const broken = await c.start('breaksItsTask', { taskQueue, workflowId: id('broken') });
+      await waitFor(
+        async () =>
+          (await broken.fetchHistory()).events!.some((e) => e.workflowTaskFailedEventAttributes != null),
+        { timeoutMs: 10_000, describe: 'the broken workflow task to fail' },
+      );
+      await broken.terminate('test done');
+      await waitFor(() => reported.length >= 6, { timeoutMs: 10_000, describe: 'six outcomes reported' });
+    });
+    expect(reported).toEqual(
+      expect.arrayContaining([
+        { workflow: 'completes', outcome: 'completed' },
+        { workflow: 'fails', outcome: 'failed' },
+        { workflow: 'continues', outcome: 'continued_as_new' },
+        { workflow: 'continues', outcome: 'completed' },
+        { workflow: 'awaitsCancel', outcome: 'cancelled' },
+      ]),
+    );
+    expect(reported.filter((r) => r.workflow === 'continues')).toHaveLength(3);
+    expect(reported).toHaveLength(6);
+    expect(reported.some((r) => r.workflow === 'breaksItsTask')).toBe(false);
+  });
+});
