@@ -8,22 +8,14 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTemporal, type RunningTemporal } from '../setup/services.js';
 import { waitFor } from '../setup/wait-for.js';
+import { launchChromium } from '../support/chromium.js';
 import { REPO_ROOT, createOrg, startStack, waitForStatus, type Stack } from '../support/stack.js';
 
 const SCREENSHOTS = path.join(REPO_ROOT, '.data', 'screenshots');
-
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 describe('Temporal UI', () => {
   let temporal: RunningTemporal | undefined;
@@ -36,7 +28,7 @@ describe('Temporal UI', () => {
     stack = await startStack({ env: { TEMPORAL_ADDRESS: temporal.address } });
     key = (await createOrg(stack, 'storybook')).apiKey;
     // Playwright gives each launch a fresh temporary profile.
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
