@@ -32,7 +32,7 @@ import {
   truncate,
   type A2ALimits,
 } from '../../a2a/proxy.js';
-import { redactorFor } from '../../db/secrets.js';
+import { cachedRedactorFor } from '../../db/secrets.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
 import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
@@ -108,7 +108,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     }
     if (caller.workspace) injectPeer(body, caller.workspace, publicBase());
     // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
-    const clean = await redactorFor(
+    const clean = await cachedRedactorFor(
       deps.db,
       deps.secrets,
       w.id,
