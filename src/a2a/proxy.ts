@@ -7,7 +7,7 @@
  */
 import http from 'node:http';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
-import { insertA2AActivity, type NewA2AActivity } from '../db/activity.js';
+import { activityBatcher, type NewA2AActivity } from '../db/activity.js';
 import type { Queryable } from '../db/queryable.js';
 import * as workspaces from '../db/workspaces.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
@@ -412,9 +412,12 @@ export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord
     }) satisfies NewA2AActivity;
   const rows = [row(c.workspaceId, c.callerId, 'inbound')];
   if (c.callerId && c.callerId !== c.workspaceId) rows.push(row(c.callerId, c.workspaceId, 'outbound'));
-  await insertA2AActivity(deps.db, rows).catch((err: unknown) =>
-    deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row'),
-  );
+  // Group commit: concurrent calls share one INSERT; this call's rows are committed when it resolves.
+  await activityBatcher(deps.db)
+    .write(rows)
+    .catch((err: unknown) =>
+      deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row'),
+    );
 }
 
 /** The outcome of one whole (non-streamed) call through the proxy path. */
