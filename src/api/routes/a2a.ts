@@ -98,8 +98,16 @@ export function a2aRouter(deps: ApiDeps): Router {
     const caller = await callerOf(res);
     const w = workspaceOf(res, PROXY);
     const lim = limits();
+    // Independent reads run while the body arrives; each is awaited where its check always was, so
+    // the order of refusals (413, 400, 402, 409) is unchanged.
+    const budget = early(requireBudget(db, w.id));
+    // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
+    const redactor = early(
+      cachedRedactorFor(deps.db, deps.secrets, w.id, ...(caller.workspace ? [caller.workspace.id] : [])),
+    );
+    const presented = early(presentedAgentCredential(db, deps.secrets, w.id, w.generation));
     const body = await readJsonBody(req, lim.maxBodyBytes);
-    await requireBudget(db, w.id);
+    await budget();
     const endpoint = requireServing(w);
 
     const method = typeof body.method === 'string' ? body.method : null;
@@ -107,13 +115,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       throw badRequest('body: need a JSON-RPC 2.0 request with a method', 'method');
     }
     if (caller.workspace) injectPeer(body, caller.workspace, publicBase());
-    // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
-    const clean = await cachedRedactorFor(
-      deps.db,
-      deps.secrets,
-      w.id,
-      ...(caller.workspace ? [caller.workspace.id] : []),
-    );
+    const clean = await redactor();
     const requestText = truncate(clean(messageText(body.params)), EXCERPT_CHARS);
 
     const log = (status: number, responseText: string | null, note?: string) =>
@@ -130,7 +132,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       });
 
     const payload = Buffer.from(JSON.stringify(body));
-    const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
+    const credential = await presented();
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -276,6 +278,15 @@ export function a2aRouter(deps: ApiDeps): Router {
   });
 
   return r;
+}
+
+/**
+ * A read started now and awaited later: its failure is observed at once (no unhandled rejection when
+ * an earlier check answers first) and rethrown where it is awaited.
+ */
+function early<T>(p: Promise<T>): () => Promise<T> {
+  p.catch(() => undefined);
+  return () => p;
 }
 
 function readJsonBody(req: Request, max: number): Promise<Record<string, unknown>> {
