@@ -92,8 +92,8 @@ export function forward(
 
 /**
  * Kept-alive connections to the agents, shared by every call (an agent's endpoint is its own pool
- * key): a fresh TCP connection per call cost more than the rest of the proxy together. Bounded per
- * endpoint; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
+ * key): a fresh TCP connection per call was the proxy's largest single cost (docs/benchmarks.md).
+ * Bounded per endpoint; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
  * `Keep-Alive: timeout=…` hint says so (Node's agent honours it), so a reused connection is rarely
  * one the agent already dropped, and a request that still meets one is retried once (see request()).
  */

@@ -4,8 +4,8 @@ import type { Queryable } from './queryable.js';
 import { HOT_TTL_MS, TtlCache } from './ttl-cache.js';
 
 /**
- * The A2A proxy's redactors (every call needs one: decrypting every secret per call cost more than
- * the call), by the workspaces they cover, trusted for HOT_TTL_MS. Any secret written or deleted in
+ * The A2A proxy's redactors (every call needs one, and building it is a query plus a decryption per
+ * secret), by the workspaces they cover, trusted for HOT_TTL_MS. Any secret written or deleted in
  * this process drops them all at once (an org default reaches every workspace of the org).
  */
 const redactors = new TtlCache<string, Redactor>({ ttlMs: HOT_TTL_MS, maxEntries: 1_000 });
