@@ -39,9 +39,13 @@ import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest } from '../errors.js';
+import { workspaceIdParam } from '../schemas.js';
 import { PROXY, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
+
+/** res.locals key of the budget check started by the `:id` param handler. */
+const BUDGET_KEY = 'a2aBudget';
 
 type Limits = A2ALimits;
 
@@ -54,7 +58,17 @@ interface Caller {
 
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = loadsWorkspace(Router(), db);
+  const r = Router();
+  // A call's budget is read alongside its workspace (param handlers run in order, these queries
+  // concurrently); it is awaited only after the access rule passed, so it tells nothing about a
+  // workspace the caller cannot see.
+  r.param('id', (req, res, next, id: string) => {
+    if (req.method === 'POST' && req.path.endsWith('/a2a') && workspaceIdParam.safeParse(id).success) {
+      res.locals[BUDGET_KEY] = early(requireBudget(db, id));
+    }
+    next();
+  });
+  loadsWorkspace(r, db);
   const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
@@ -100,7 +114,8 @@ export function a2aRouter(deps: ApiDeps): Router {
     const lim = limits();
     // Independent reads run while the body arrives; each is awaited where its check always was, so
     // the order of refusals (413, 400, 402, 409) is unchanged.
-    const budget = early(requireBudget(db, w.id));
+    const budget =
+      (res.locals[BUDGET_KEY] as (() => Promise<void>) | undefined) ?? early(requireBudget(db, w.id));
     // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
     const redactor = early(
       cachedRedactorFor(deps.db, deps.secrets, w.id, ...(caller.workspace ? [caller.workspace.id] : [])),
