@@ -7,7 +7,7 @@
  */
 import http from 'node:http';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
-import { insertA2AActivity, type NewA2AActivity } from '../db/activity.js';
+import { activityBatcher, type NewA2AActivity } from '../db/activity.js';
 import type { Queryable } from '../db/queryable.js';
 import * as workspaces from '../db/workspaces.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
@@ -90,7 +90,32 @@ export function forward(
   );
 }
 
-/** One request to the agent; resolves with the response once its headers arrived. */
+/**
+ * Kept-alive connections to the agents, shared by every call (an agent's endpoint is its own pool
+ * key): a fresh TCP connection per call was the proxy's largest single cost (docs/benchmarks.md).
+ * Bounded per endpoint; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
+ * `Keep-Alive: timeout=…` hint says so (Node's agent honours it), so a reused connection is rarely
+ * one the agent already dropped, and a request that still meets one is retried once (see request()).
+ */
+export const UPSTREAM_MAX_SOCKETS = 256;
+const FREE_SOCKET_MS = 4_000;
+export const upstreamAgent = new http.Agent({
+  keepAlive: true,
+  maxSockets: UPSTREAM_MAX_SOCKETS,
+  maxFreeSockets: 32,
+  timeout: FREE_SOCKET_MS,
+  scheduling: 'lifo',
+});
+
+/** Errors of a kept-alive connection the agent closed before it read the request. */
+const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE']);
+
+/**
+ * One request to the agent; resolves with the response once its headers arrived. Over the shared
+ * kept-alive pool unless `opts.agent` says otherwise. The limits stay per request: the connect
+ * timeout runs until the socket is connected (at once for a reused one), the idle timeout from then
+ * on, between any two bytes.
+ */
 export function request(
   url: URL,
   opts: http.RequestOptions,
@@ -98,37 +123,56 @@ export function request(
   lim: Pick<A2ALimits, 'connectTimeoutMs' | 'idleTimeoutMs'>,
 ): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { ...opts, agent: false });
-    let connected = false;
-    const connectTimer = setTimeout(() => {
-      req.destroy(new Failure('connect_timeout', 'connect timeout'));
-    }, lim.connectTimeoutMs);
-    req.on('socket', (socket) => {
-      socket.setNoDelay(true);
-      socket.once('connect', () => {
+    const attempt = (agent: http.Agent | false) => {
+      const req = http.request(url, { ...opts, agent });
+      let connected = false;
+      let answered = false;
+      const connectTimer = setTimeout(() => {
+        req.destroy(new Failure('connect_timeout', 'connect timeout'));
+      }, lim.connectTimeoutMs);
+      const onConnect = () => {
         connected = true;
         clearTimeout(connectTimer);
+      };
+      req.on('socket', (socket) => {
+        socket.setNoDelay(true);
+        if (socket.connecting) {
+          // Not the pool's idle-socket timer while connecting: the connect timer rules until then.
+          socket.setTimeout(0);
+          socket.once('connect', onConnect);
+        } else onConnect();
       });
-      socket.setTimeout(lim.idleTimeoutMs, () => {
+      // Per request (Node removes its socket listener when the exchange ends), armed once connected.
+      req.setTimeout(lim.idleTimeoutMs, () => {
         req.destroy(new Failure(connected ? 'timeout' : 'connect_timeout', 'idle timeout'));
       });
-    });
-    req.on('response', (res) => {
-      clearTimeout(connectTimer);
-      resolve(res);
-    });
-    req.on('error', (err) => {
-      clearTimeout(connectTimer);
-      if (err instanceof Failure) reject(err);
-      else reject(new Failure('unreachable', (err as NodeJS.ErrnoException).code ?? err.message));
-    });
-    req.end(payload ?? undefined);
+      req.on('response', (res) => {
+        answered = true;
+        clearTimeout(connectTimer);
+        resolve(res);
+      });
+      req.on('error', (err) => {
+        clearTimeout(connectTimer);
+        const code = (err as NodeJS.ErrnoException).code;
+        // The agent closed a kept-alive connection as it was reused: nothing reached it, so the
+        // request goes once more, over a new connection.
+        if (req.reusedSocket && !answered && code !== undefined && STALE_SOCKET.has(code)) {
+          attempt(false);
+          return;
+        }
+        if (err instanceof Failure) reject(err);
+        else reject(new Failure('unreachable', code ?? err.message));
+      });
+      req.end(payload ?? undefined);
+    };
+    attempt(opts.agent === false ? false : opts.agent instanceof http.Agent ? opts.agent : upstreamAgent);
   });
 }
 
 export async function probe(endpoint: string, timeoutMs: number): Promise<boolean> {
   try {
-    const res = await request(new URL('/health', endpoint), { method: 'GET' }, null, {
+    // A new connection: the probe asks whether the agent can be reached now.
+    const res = await request(new URL('/health', endpoint), { method: 'GET', agent: false }, null, {
       connectTimeoutMs: timeoutMs,
       idleTimeoutMs: timeoutMs,
     });
@@ -368,9 +412,12 @@ export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord
     }) satisfies NewA2AActivity;
   const rows = [row(c.workspaceId, c.callerId, 'inbound')];
   if (c.callerId && c.callerId !== c.workspaceId) rows.push(row(c.callerId, c.workspaceId, 'outbound'));
-  await insertA2AActivity(deps.db, rows).catch((err: unknown) =>
-    deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row'),
-  );
+  // Group commit: concurrent calls share one INSERT; this call's rows are committed when it resolves.
+  await activityBatcher(deps.db)
+    .write(rows)
+    .catch((err: unknown) =>
+      deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row'),
+    );
 }
 
 /** The outcome of one whole (non-streamed) call through the proxy path. */

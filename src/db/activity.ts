@@ -57,33 +57,116 @@ function toRow(r: Raw): ActivityRow {
   };
 }
 
+/** One multi-row INSERT (in the order given: `ts` defaults to clock_timestamp(), row by row). */
 export async function insertA2AActivity(db: Queryable, rows: NewA2AActivity[]): Promise<void> {
+  if (rows.length === 0) return;
+  const values: string[] = [];
+  const params: unknown[] = [];
   for (const raw of rows) {
-    const a = {
-      ...raw,
-      method: storable(raw.method),
-      summary: storable(raw.summary),
-      requestText: storable(raw.requestText),
-      responseText: storable(raw.responseText),
-    };
-    await db.query(
-      `INSERT INTO activity (workspace_id, type, peer_id, direction, method, status, duration_ms, summary,
-         request_text, response_text)
-       VALUES ($1, $10, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [
-        a.workspaceId,
-        a.peerId,
-        a.direction,
-        a.method,
-        String(a.status),
-        Math.round(a.durationMs),
-        a.summary,
-        a.requestText,
-        a.responseText,
-        a.type ?? 'a2a',
-      ],
+    const o = params.length;
+    const p = (n: number) => `$${o + n}`;
+    values.push(
+      `(${p(1)}, ${p(10)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)}, ${p(9)})`,
+    );
+    params.push(
+      raw.workspaceId,
+      raw.peerId,
+      raw.direction,
+      storable(raw.method),
+      String(raw.status),
+      Math.round(raw.durationMs),
+      storable(raw.summary),
+      storable(raw.requestText),
+      storable(raw.responseText),
+      raw.type ?? 'a2a',
     );
   }
+  await db.query(
+    `INSERT INTO activity (workspace_id, type, peer_id, direction, method, status, duration_ms, summary,
+       request_text, response_text)
+     VALUES ${values.join(', ')}`,
+    params,
+  );
+}
+
+export const ACTIVITY_BATCH_ROWS = 500;
+
+interface Waiter {
+  rows: NewA2AActivity[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit of activity rows: the first call's rows are written at once; calls arriving while
+ * that INSERT runs wait and then share the next one (one multi-row INSERT, one commit). A caller's
+ * promise settles when its own rows are committed, or rejects with its batch's error (every caller
+ * of a failed batch sees it; nothing is dropped silently). The proxy awaits it before the response
+ * ends, so a row is never only in memory once its caller has the answer, and a shutdown that waits
+ * for open requests waits for their rows.
+ */
+export class ActivityBatcher {
+  private queue: Waiter[] = [];
+  private running: Promise<void> | null = null;
+
+  constructor(
+    private readonly insert: (rows: NewA2AActivity[]) => Promise<void>,
+    /** Most rows in one INSERT (10 parameters each, far below PostgreSQL's 65,535). */
+    private readonly maxRows = ACTIVITY_BATCH_ROWS,
+  ) {}
+
+  write(rows: NewA2AActivity[]): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ rows, resolve, reject });
+      this.running ??= this.run();
+    });
+  }
+
+  /** Settles once every row handed in so far is written or failed. */
+  async drain(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async run(): Promise<void> {
+    // Yield once, so `running` is set before the loop may end (and so calls made in the same tick
+    // share the first INSERT).
+    await Promise.resolve();
+    try {
+      while (this.queue.length > 0) {
+        let n = 0;
+        let take = 0;
+        while (
+          take < this.queue.length &&
+          (take === 0 || n + this.queue[take]!.rows.length <= this.maxRows)
+        ) {
+          n += this.queue[take]!.rows.length;
+          take++;
+        }
+        const batch = this.queue.splice(0, take);
+        try {
+          await this.insert(batch.flatMap((w) => w.rows));
+          for (const w of batch) w.resolve();
+        } catch (err) {
+          for (const w of batch) w.reject(err);
+        }
+      }
+    } finally {
+      this.running = null;
+    }
+  }
+}
+
+const batchers = new WeakMap<Queryable, ActivityBatcher>();
+
+/** The group-commit writer of one database pool (see ActivityBatcher). */
+export function activityBatcher(db: Queryable): ActivityBatcher {
+  let b = batchers.get(db);
+  if (!b) {
+    b = new ActivityBatcher((rows) => insertA2AActivity(db, rows));
+    batchers.set(db, b);
+  }
+  return b;
 }
 
 export interface ActivityFilter {

@@ -1,6 +1,13 @@
 import { agentCredential } from '../security/agent-credential.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { Queryable } from './queryable.js';
+import { HOT_TTL_MS, TtlCache } from './ttl-cache.js';
+
+/**
+ * What the proxy presents, by `workspace:generation`: fixed once issued (first issue wins), so the
+ * TTL only bounds memory and a credential first issued by another process.
+ */
+const presented = new TtlCache<string, string>({ ttlMs: HOT_TTL_MS, maxEntries: 10_000 });
 
 /**
  * A generation's A2A credential, as handed to its agent. Derived from the current secrets key
@@ -20,6 +27,7 @@ export async function issueAgentCredential(
      ON CONFLICT (workspace_id, generation) DO NOTHING`,
     [workspaceId, generation, sealed.value, sealed.keyId],
   );
+  presented.delete(`${workspaceId}:${generation}`);
   return (await storedAgentCredential(db, box, workspaceId, generation))!;
 }
 
@@ -31,9 +39,11 @@ export async function presentedAgentCredential(
   generation: number,
 ): Promise<string> {
   // None stored: a generation booted before credentials were kept; derived as it was then.
-  return (
-    (await storedAgentCredential(db, box, workspaceId, generation)) ??
-    agentCredential(box, workspaceId, generation)
+  return presented.get(
+    `${workspaceId}:${generation}`,
+    async () =>
+      (await storedAgentCredential(db, box, workspaceId, generation)) ??
+      agentCredential(box, workspaceId, generation),
   );
 }
 

@@ -1,5 +1,6 @@
 import { hashToken, mintToken, newId } from '../security/tokens.js';
 import type { Queryable } from './queryable.js';
+import { HOT_TTL_MS, TtlCache } from './ttl-cache.js';
 
 export interface Org {
   id: string;
@@ -20,14 +21,32 @@ export async function createOrg(db: Queryable, name: string): Promise<{ org: Org
   return { org: { id: row.id, name: row.name, createdAt: row.created_at }, apiKey };
 }
 
+/**
+ * Known keys (by hash) → their org, trusted for HOT_TTL_MS: every API call authenticates. An unknown
+ * key is never kept (a key minted next works at once); deleting an org forgets every key here at once.
+ */
+const apiKeyOrgs = new TtlCache<string, string | null>({
+  ttlMs: HOT_TTL_MS,
+  maxEntries: 10_000,
+  keep: (orgId) => orgId !== null,
+});
+
+/** Forgets every cached key → org (an org's keys were dropped in this process). */
+export function forgetApiKeys(): void {
+  apiKeyOrgs.clear();
+}
+
 export async function orgIdForApiKey(db: Queryable, apiKey: string): Promise<string | null> {
-  // The join is a second guard: a deleted org's keys are dropped with it, in the same transaction.
-  const { rows } = await db.query<{ org_id: string }>(
-    `SELECT k.org_id FROM api_keys k JOIN orgs o ON o.id = k.org_id
-     WHERE k.key_hash = $1 AND o.deleted_at IS NULL`,
-    [hashToken(apiKey)],
-  );
-  return rows[0]?.org_id ?? null;
+  const hash = hashToken(apiKey);
+  return apiKeyOrgs.get(hash, async () => {
+    // The join is a second guard: a deleted org's keys are dropped with it, in the same transaction.
+    const { rows } = await db.query<{ org_id: string }>(
+      `SELECT k.org_id FROM api_keys k JOIN orgs o ON o.id = k.org_id
+       WHERE k.key_hash = $1 AND o.deleted_at IS NULL`,
+      [hash],
+    );
+    return rows[0]?.org_id ?? null;
+  });
 }
 
 export async function orgExists(db: Queryable, id: string): Promise<boolean> {
@@ -67,6 +86,8 @@ export async function markOrgDeleted(tx: Queryable, id: string): Promise<'delete
   if (rows[0].deleted) return 'already';
   await tx.query('UPDATE orgs SET deleted_at = now() WHERE id = $1', [id]);
   await tx.query('DELETE FROM api_keys WHERE org_id = $1', [id]);
+  // Now and again once committed (the caller): a lookup between the two must not keep the key.
+  forgetApiKeys();
   return 'deleted';
 }
 

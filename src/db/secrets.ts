@@ -1,6 +1,14 @@
 import { redact } from '../security/redact.js';
 import type { SecretBox } from '../security/secrets.js';
 import type { Queryable } from './queryable.js';
+import { HOT_TTL_MS, TtlCache } from './ttl-cache.js';
+
+/**
+ * The A2A proxy's redactors (every call needs one, and building it is a query plus a decryption per
+ * secret), by the workspaces they cover, trusted for HOT_TTL_MS. Any secret written or deleted in
+ * this process drops them all at once (an org default reaches every workspace of the org).
+ */
+const redactors = new TtlCache<string, Redactor>({ ttlMs: HOT_TTL_MS, maxEntries: 1_000 });
 
 /**
  * Secrets of a workspace (`secrets`) and org-wide defaults (`org_secrets`), sealed with the key
@@ -28,6 +36,7 @@ export async function putSecret(
        SET value_enc = EXCLUDED.value_enc, key_id = EXCLUDED.key_id, updated_at = now()`,
     [id, key, sealed.value, sealed.keyId],
   );
+  redactors.clear();
 }
 
 export async function listSecretKeys(
@@ -45,6 +54,7 @@ export async function listSecretKeys(
 export async function deleteSecret(db: Queryable, owner: SecretOwner, key: string): Promise<boolean> {
   const { table, column, id } = target(owner);
   const { rowCount } = await db.query(`DELETE FROM ${table} WHERE ${column} = $1 AND key = $2`, [id, key]);
+  redactors.clear();
   return (rowCount ?? 0) > 0;
 }
 
@@ -106,4 +116,14 @@ export async function redactorFor(
   }
   const list = [...values];
   return Object.assign((text: string) => redact(text, list), { values: list });
+}
+
+/** redactorFor, cached (see `redactors`): for the A2A proxy's per-call redaction. */
+export function cachedRedactorFor(
+  db: Queryable,
+  box: SecretBox,
+  ...workspaceIds: string[]
+): Promise<Redactor> {
+  const ids = [...new Set(workspaceIds)].sort();
+  return redactors.get(ids.join(','), () => redactorFor(db, box, ...ids));
 }

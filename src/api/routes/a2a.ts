@@ -32,16 +32,20 @@ import {
   truncate,
   type A2ALimits,
 } from '../../a2a/proxy.js';
-import { redactorFor } from '../../db/secrets.js';
+import { cachedRedactorFor } from '../../db/secrets.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
 import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest } from '../errors.js';
+import { workspaceIdParam } from '../schemas.js';
 import { PROXY, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
+
+/** res.locals key of the budget check started by the `:id` param handler. */
+const BUDGET_KEY = 'a2aBudget';
 
 type Limits = A2ALimits;
 
@@ -54,7 +58,17 @@ interface Caller {
 
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
-  const r = loadsWorkspace(Router(), db);
+  const r = Router();
+  // A call's budget is read alongside its workspace (param handlers run in order, these queries
+  // concurrently); it is awaited only after the access rule passed, so it tells nothing about a
+  // workspace the caller cannot see.
+  r.param('id', (req, res, next, id: string) => {
+    if (req.method === 'POST' && req.path.endsWith('/a2a') && workspaceIdParam.safeParse(id).success) {
+      res.locals[BUDGET_KEY] = early(requireBudget(db, id));
+    }
+    next();
+  });
+  loadsWorkspace(r, db);
   const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
@@ -98,8 +112,17 @@ export function a2aRouter(deps: ApiDeps): Router {
     const caller = await callerOf(res);
     const w = workspaceOf(res, PROXY);
     const lim = limits();
+    // Independent reads run while the body arrives; each is awaited where its check always was, so
+    // the order of refusals (413, 400, 402, 409) is unchanged.
+    const budget =
+      (res.locals[BUDGET_KEY] as (() => Promise<void>) | undefined) ?? early(requireBudget(db, w.id));
+    // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
+    const redactor = early(
+      cachedRedactorFor(deps.db, deps.secrets, w.id, ...(caller.workspace ? [caller.workspace.id] : [])),
+    );
+    const presented = early(presentedAgentCredential(db, deps.secrets, w.id, w.generation));
     const body = await readJsonBody(req, lim.maxBodyBytes);
-    await requireBudget(db, w.id);
+    await budget();
     const endpoint = requireServing(w);
 
     const method = typeof body.method === 'string' ? body.method : null;
@@ -107,13 +130,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       throw badRequest('body: need a JSON-RPC 2.0 request with a method', 'method');
     }
     if (caller.workspace) injectPeer(body, caller.workspace, publicBase());
-    // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
-    const clean = await redactorFor(
-      deps.db,
-      deps.secrets,
-      w.id,
-      ...(caller.workspace ? [caller.workspace.id] : []),
-    );
+    const clean = await redactor();
     const requestText = truncate(clean(messageText(body.params)), EXCERPT_CHARS);
 
     const log = (status: number, responseText: string | null, note?: string) =>
@@ -130,7 +147,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       });
 
     const payload = Buffer.from(JSON.stringify(body));
-    const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
+    const credential = await presented();
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
@@ -276,6 +293,15 @@ export function a2aRouter(deps: ApiDeps): Router {
   });
 
   return r;
+}
+
+/**
+ * A read started now and awaited later: its failure is observed at once (no unhandled rejection when
+ * an earlier check answers first) and rethrown where it is awaited.
+ */
+function early<T>(p: Promise<T>): () => Promise<T> {
+  p.catch(() => undefined);
+  return () => p;
 }
 
 function readJsonBody(req: Request, max: number): Promise<Record<string, unknown>> {

@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { createOrg, getOrg, listOrgs, markOrgDeleted } from '../../db/orgs.js';
+import { createOrg, forgetApiKeys, getOrg, listOrgs, markOrgDeleted } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
 import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
@@ -44,6 +44,8 @@ export function orgsRouter(deps: ApiDeps): Router {
     const id = req.params.id;
     if (!idSchema.safeParse(id).success) throw notFound('org');
     const outcome = await inTransaction(deps.db, (tx) => markOrgDeleted(tx, id));
+    // Committed: no cached lookup may still hold one of its keys.
+    forgetApiKeys();
     if (outcome === 'missing') throw notFound('org');
     const workflowId = await sweepControl(deps).startOrgDelete(id);
     res.status(202).json({ accepted: true, id, workflowId });

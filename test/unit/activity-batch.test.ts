@@ -1,0 +1,135 @@
+/**
+ * Group commit of activity rows (ActivityBatcher) against a fake INSERT the test settles by hand:
+ * calls of one tick share an INSERT, calls made while one runs share the next, a failed INSERT
+ * rejects every caller of its batch (and only those), big batches are split, order is kept.
+ */
+import { describe, expect, it } from 'vitest';
+import { ActivityBatcher, insertA2AActivity, type NewA2AActivity } from '../../src/db/activity.js';
+import type { Queryable } from '../../src/db/queryable.js';
+
+const row = (n: number): NewA2AActivity => ({
+  workspaceId: 'w'.repeat(16),
+  peerId: null,
+  direction: 'inbound',
+  method: 'message/send',
+  status: 200,
+  durationMs: n,
+  summary: `call ${n}`,
+  requestText: `req ${n}`,
+  responseText: `res ${n}`,
+});
+
+/** An insert whose every call waits until the test settles it. */
+function manualInsert() {
+  const calls: Array<{ rows: NewA2AActivity[]; ok: () => void; fail: (e: Error) => void }> = [];
+  const insert = (rows: NewA2AActivity[]) => new Promise<void>((ok, fail) => calls.push({ rows, ok, fail }));
+  return { calls, insert };
+}
+
+const settled = async <T>(p: Promise<T>) => {
+  const out = { done: false };
+  void p.then(
+    () => (out.done = true),
+    () => (out.done = true),
+  );
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  return out.done;
+};
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('ActivityBatcher', () => {
+  it('shares one INSERT between the calls of one tick, and resolves each only once committed', async () => {
+    const m = manualInsert();
+    const b = new ActivityBatcher(m.insert);
+    const ps = [b.write([row(1)]), b.write([row(2), row(3)]), b.write([row(4)])];
+    await tick();
+    expect(m.calls.length).toBe(1);
+    expect(m.calls[0]!.rows.map((r) => r.durationMs)).toEqual([1, 2, 3, 4]);
+    expect(await settled(ps[0]!)).toBe(false);
+    m.calls[0]!.ok();
+    await Promise.all(ps);
+  });
+
+  it('calls made while an INSERT runs share the next one', async () => {
+    const m = manualInsert();
+    const b = new ActivityBatcher(m.insert);
+    const first = b.write([row(1)]);
+    await tick();
+    const later = Array.from({ length: 10 }, (_, i) => b.write([row(10 + i)]));
+    await tick();
+    expect(m.calls.length).toBe(1);
+    m.calls[0]!.ok();
+    await first;
+    await tick();
+    expect(m.calls.length).toBe(2);
+    expect(m.calls[1]!.rows.length).toBe(10);
+    m.calls[1]!.ok();
+    await Promise.all(later);
+  });
+
+  it('a failed INSERT rejects every caller of its batch, and the next batch still goes', async () => {
+    const m = manualInsert();
+    const b = new ActivityBatcher(m.insert);
+    const a = b.write([row(1)]);
+    const c = b.write([row(2)]);
+    await tick();
+    const next = b.write([row(3)]);
+    m.calls[0]!.fail(new Error('db down'));
+    await expect(a).rejects.toThrow('db down');
+    await expect(c).rejects.toThrow('db down');
+    await tick();
+    expect(m.calls.length).toBe(2);
+    expect(m.calls[1]!.rows.map((r) => r.durationMs)).toEqual([3]);
+    m.calls[1]!.ok();
+    await expect(next).resolves.toBeUndefined();
+  });
+
+  it('splits past maxRows without splitting one call, and drain waits for everything', async () => {
+    const sizes: number[] = [];
+    const b = new ActivityBatcher(async (rows) => {
+      sizes.push(rows.length);
+    }, 3);
+    const ps = [b.write([row(1), row(2)]), b.write([row(3), row(4)]), b.write([row(5)]), b.write([row(6)])];
+    await b.drain();
+    await Promise.all(ps);
+    expect(sizes).toEqual([2, 3, 1]);
+    expect(await settled(b.drain())).toBe(true);
+  });
+
+  it('an empty write settles at once without an INSERT', async () => {
+    const m = manualInsert();
+    const b = new ActivityBatcher(m.insert);
+    await b.write([]);
+    expect(m.calls.length).toBe(0);
+  });
+});
+
+describe('insertA2AActivity', () => {
+  it('writes many rows in one statement, each row with its own ten parameters in order', async () => {
+    const seen: Array<{ sql: string; params: unknown[] }> = [];
+    const db = {
+      query: (async (sql: string, params: unknown[]) => {
+        seen.push({ sql, params });
+        return { rows: [], rowCount: params.length / 10 };
+      }) as never, // the fake answers only this INSERT
+    } satisfies Queryable;
+    await insertA2AActivity(db, [row(1), { ...row(2), type: 'schedule', peerId: 'p'.repeat(16) }]);
+    expect(seen.length).toBe(1);
+    expect(seen[0]!.sql).toContain('($11, $20, $12');
+    expect(seen[0]!.params.slice(0, 10)).toEqual([
+      'w'.repeat(16),
+      null,
+      'inbound',
+      'message/send',
+      '200',
+      1,
+      'call 1',
+      'req 1',
+      'res 1',
+      'a2a',
+    ]);
+    expect(seen[0]!.params[11]).toBe('p'.repeat(16));
+    expect(seen[0]!.params[19]).toBe('schedule');
+  });
+});
