@@ -14,5 +14,8 @@ export default defineConfig({
     // One file at a time: a 2-core machine, and integration files share one dockerd and one
     // Temporal dev server (SQLite, single connection). Revisit when unit tests grow.
     fileParallelism: false,
+    // Every answer the test stack's client reads is checked against /openapi.json's schemas, so
+    // the whole suite keeps the document true (test/support/openapi-check.ts).
+    env: { WO_OPENAPI_CHECK: '1' },
   },
 });
