@@ -252,12 +252,20 @@ export const bootEventBody = z.object({
 // Files (`/v1/workspaces/:id/files…`): the query the files routes read (root, path, depth).
 export const FILE_ROOTS = ['/configs', '/workspace'] as const;
 export const FILE_LIST_MAX_DEPTH = 5;
+// The files routes parse their query with these; a repeated parameter (an array) is refused.
+const fileRoot = z.enum(FILE_ROOTS, { error: `must be one of ${FILE_ROOTS.join(', ')}` });
+const once = z.string({ error: 'must be given once, as a string' });
+const depthError = `must be an integer from 1 to ${FILE_LIST_MAX_DEPTH}`;
 export const fileListQuery = z.object({
-  root: z.enum(FILE_ROOTS),
-  path: z.string().optional(),
-  depth: queryInt(1, FILE_LIST_MAX_DEPTH).default(1),
+  root: fileRoot,
+  path: once.optional(),
+  depth: once
+    .regex(/^\d{1,10}$/, depthError)
+    .transform(Number)
+    .pipe(z.number().int().min(1, depthError).max(FILE_LIST_MAX_DEPTH, depthError))
+    .default(1),
 });
 export const fileContentQuery = z.object({
-  root: z.enum(FILE_ROOTS),
-  path: z.string().min(1, 'required'),
+  root: fileRoot,
+  path: once.min(1, 'required'),
 });

@@ -1,48 +1,15 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import express, { Router, type Request, type Response } from 'express';
+import express, { Router, type Response } from 'express';
 import * as files from '../../app/files.js';
-import { BackendError, type FileContent, type WorkspaceRoot } from '../../backends/backend.js';
+import { BackendError, type FileContent } from '../../backends/backend.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest } from '../errors.js';
+import { HttpError, parse } from '../errors.js';
+import { fileContentQuery, fileListQuery } from '../schemas.js';
 import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
-const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
 export const MAX_FILE_BYTES = 10 * 1024 * 1024;
-const MAX_DEPTH = 5;
-
-/** One string query parameter; a repeated one is refused. */
-function queryString(req: Request, name: string): string | undefined {
-  const v = req.query[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw badRequest(`${name}: must be given once, as a string`, name);
-  return v;
-}
-
-function rootOf(req: Request): WorkspaceRoot {
-  const root = queryString(req, 'root');
-  if (!root || !(ROOTS as readonly string[]).includes(root)) {
-    throw badRequest(`root: must be one of ${ROOTS.join(', ')}`, 'root');
-  }
-  return root as WorkspaceRoot;
-}
-
-function pathOf(req: Request, required: boolean): string {
-  const path = queryString(req, 'path') ?? '';
-  if (required && path === '') throw badRequest('path: required', 'path');
-  return path;
-}
-
-function depthOf(req: Request): number {
-  const raw = queryString(req, 'depth');
-  if (raw === undefined) return 1;
-  const depth = Number(raw);
-  if (!/^\d+$/.test(raw) || depth < 1 || depth > MAX_DEPTH) {
-    throw badRequest(`depth: must be an integer from 1 to ${MAX_DEPTH}`, 'depth');
-  }
-  return depth;
-}
 
 /** Files API (`/v1/workspaces/:id/files…`), served directly by the backend, not through Temporal. */
 export function filesRouter(deps: ApiDeps): Router {
@@ -61,17 +28,16 @@ export function filesRouter(deps: ApiDeps): Router {
   }
 
   r.get('/:id/files', async (req, res) => {
-    const { w, q } = load(res, () => ({
-      root: rootOf(req),
-      path: pathOf(req, false),
-      depth: depthOf(req),
-    }));
+    const { w, q } = load(res, () => {
+      const { root, path, depth } = parse(fileListQuery, req.query, 'query');
+      return { root, path: path ?? '', depth };
+    });
     const { items, truncated } = await files.listFiles(deps, w, q, bounds.fileListMaxEntries);
     res.json({ items, truncated });
   });
 
   r.get('/:id/files/content', async (req, res) => {
-    const { w, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, q } = load(res, () => parse(fileContentQuery, req.query, 'query'));
     const file = await files.openFile(deps, w, q, bounds.fileReadMaxBytes);
     res.status(200).type('application/octet-stream').set('content-length', String(file.size));
     // Streamed at the client's pace: a slow reader slows the backend read, nothing piles up here.
@@ -99,7 +65,7 @@ export function filesRouter(deps: ApiDeps): Router {
       req.resume();
       throw new HttpError(413, 'payload_too_large', 'request body too large');
     }
-    const { w, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, q } = load(res, () => parse(fileContentQuery, req.query, 'query'));
     let content: FileContent;
     if (size !== null && Number.isSafeInteger(size) && !encoded) {
       // Streamed to the workspace at the client's pace: never held whole here. Through a PassThrough,
@@ -132,7 +98,7 @@ export function filesRouter(deps: ApiDeps): Router {
   });
 
   r.delete('/:id/files/content', async (req, res) => {
-    const { w, q } = load(res, () => ({ root: rootOf(req), path: pathOf(req, true) }));
+    const { w, q } = load(res, () => parse(fileContentQuery, req.query, 'query'));
     await files.deleteFile(deps, w, q);
     res.status(204).end();
   });
