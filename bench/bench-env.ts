@@ -267,6 +267,9 @@ export async function startBenchService(opts: {
     PORT: '0',
     HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
     LOG_LEVEL: 'warn',
+    // The benches poll every 50 ms per workspace: the default 600/min would answer 429 within
+    // seconds and stall every wait until the window resets (a minute of nothing measured).
+    RATE_LIMIT_PER_MINUTE: '10000000',
     ...opts.env,
   });
   progress(`${opts.label}starting the service (API + worker in-process)`);

@@ -108,6 +108,8 @@ async function waitStatus(api: Api, token: string, id: string, status: string): 
   await poll(`workspace ${id} to reach ${status}`, async (signal) => {
     pollCount.get++;
     const res = await api.call('GET', `/v1/workspaces/${id}`, { token, signal });
+    // Rate limited: every further poll would be refused too, measuring the limiter's window.
+    if (res.status === 429) throw new FatalError(`GET ${id}: 429 ${JSON.stringify(res.body)}`);
     if (res.status !== 200) throw new Error(`GET ${id}: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.body.status === 'failed')
       throw new FatalError(`workspace ${id} failed: ${String(res.body.error)}`);
