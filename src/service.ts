@@ -219,7 +219,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     worker = created.worker;
     workerConnection = created.connection;
     workerRun = worker.run();
-    log.info({ taskQueue: config.TASK_QUEUE }, 'worker running');
+    // workflowBundle null: no prebuilt bundle for these sources, so it was bundled at start.
+    log.info({ taskQueue: config.TASK_QUEUE, workflowBundle: created.workflowBundle }, 'worker running');
     if (config.SWEEP_SCHEDULES === 'on') {
       await ensureSweepSchedules(temporal, sweepSettings);
       log.info({ prefix: config.SWEEP_SCHEDULE_PREFIX }, 'sweep schedules in place');
