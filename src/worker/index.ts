@@ -44,7 +44,8 @@ export async function createWorker(
     activities: opts.activities,
     ...(opts.recordOutcome ? outcomeReporting(opts.recordOutcome) : {}),
     interceptors: {
-      workflowModules: opts.recordOutcome ? [OUTCOME_INTERCEPTOR] : [],
+      // A prebuilt bundle has the interceptor inside (the SDK ignores these modules then).
+      workflowModules: opts.recordOutcome && !codePath ? [OUTCOME_INTERCEPTOR] : [],
       activity: [activityLogContext],
     },
     // A crashed worker's sticky tasks move back to the shared queue quickly.
