@@ -5,7 +5,8 @@
 #   ./dev image service        (= npx tsx src/cli/build-images.ts service)
 #
 # which assembles the base context and this one (.data/build/service/: app/ = package.json,
-# `tsc -p tsconfig.build.json` output with the SQL migrations, templates/, plugins/) and tags the
+# `tsc -p tsconfig.build.json` output with the SQL migrations and the prebuilt workflow bundle in
+# dist/workflow-bundles, templates/, plugins/) and tags the
 # results by content hash: wo-service-base:<hash>, wo-service:<hash> (also in .data/service-image).
 #
 #   API:     docker run ... wo-service:<hash>                          (CMD below)

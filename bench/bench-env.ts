@@ -23,7 +23,7 @@ import { createEc2Client } from '../src/backends/ec2/client.js';
 import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
 import { ensureRuntimeImage } from '../src/cli/build-images.js';
 import { loadConfig } from '../src/config.js';
-import { startService, type RunningService } from '../src/service.js';
+import { startService, type RunningService, type ServiceOptions } from '../src/service.js';
 import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../test/ec2-sim/service-env.js';
 import { ensureVmImage } from '../test/ec2-sim/vm-image.js';
@@ -200,6 +200,22 @@ export interface Infra {
   vmImage: string | null;
 }
 
+/** PostgreSQL and the Temporal dev server (no dockerd), each pushed onto `stops` as it comes up. */
+export async function startDbAndTemporal(
+  stops: Stops,
+): Promise<{ postgres: RunningPostgres; temporal: RunningTemporal }> {
+  // The in-process worker logs through the Temporal runtime (stderr); INFO is worker state chatter.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  progress('starting PostgreSQL and the Temporal dev server');
+  const [postgres, temporal] = await guard(
+    Promise.all([
+      startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
+      startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
+    ]),
+  );
+  return { postgres, temporal };
+}
+
 /**
  * Starts, concurrently, PostgreSQL, the Temporal dev server, dockerd + the runtime image and, with
  * ec2, moto + the ec2-sim VM image. Every service started is pushed onto `stops` (also when another
@@ -249,6 +265,8 @@ export async function startBenchService(opts: {
   /** Prefix of the progress line. */
   label: string;
   stops: Stops;
+  /** In place of the configured backends (see ServiceOptions.backends). */
+  backends?: ServiceOptions['backends'];
 }): Promise<{ service: RunningService; url: string; token: string; secrets: SecretBox }> {
   const { infra, stops } = opts;
   const db = await createFreshDatabase(infra.postgres.adminUrl, opts.database);
@@ -267,15 +285,20 @@ export async function startBenchService(opts: {
     PORT: '0',
     HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
     LOG_LEVEL: 'warn',
-    // The benches send thousands of calls a minute with one key: the limiter stays in the path
-    // (its cost is measured) but never refuses.
+    // The benches send thousands of calls a minute with one key and poll every 50 ms per
+    // workspace: the limiter stays in the path (its cost is measured) but never refuses.
     RATE_LIMIT_PER_MINUTE: '10000000',
     ...opts.env,
   });
   progress(`${opts.label}starting the service (API + worker in-process)`);
   // Logs go to stderr: stdout carries the report.
   const service = await guard(
-    startService(config, { api: true, worker: true, log: pino({ level: 'warn' }, pino.destination(2)) }),
+    startService(config, {
+      api: true,
+      worker: true,
+      log: pino({ level: 'warn' }, pino.destination(2)),
+      ...(opts.backends ? { backends: opts.backends } : {}),
+    }),
   );
   stops.push(['service', () => service.close()]);
   const url = service.url!;

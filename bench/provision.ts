@@ -1,7 +1,7 @@
 /**
  * Provision latency: what the orchestrator adds on top of starting the agent by hand, per backend.
  *
- *   npx tsx bench/provision.ts [--n 20] [--n-ec2 N] [--backends docker,ec2]
+ *   npx tsx bench/provision.ts [--n 20 | --n 1,10,20] [--n-ec2 N[,N…]] [--backends docker,ec2]
  *   (npm run bench:provision -- --n 20)
  *
  * One run starts its own PostgreSQL and Temporal dev server (test/setup/services.ts), makes sure
@@ -20,7 +20,9 @@
  *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events.
  *
  * Each kind gets one untimed warm-up provision first. The report (Markdown) goes to stdout and to
- * .data/bench-provision.md; progress goes to stderr. Everything started is removed in `finally`:
+ * .data/bench-provision.md, followed on stdout by one JSON line per backend and N
+ * (`{"bench":"provision","backend":"docker","n":10,"ratioP50":…,"ratioP95":…,…}`); progress goes to
+ * stderr. Several Ns run one after the other, each with a fresh service. Everything started is removed in `finally`:
  * containers, instances (terminated), the simulator, moto, Temporal, PostgreSQL.
  */
 import { randomBytes } from 'node:crypto';
@@ -108,6 +110,8 @@ async function waitStatus(api: Api, token: string, id: string, status: string): 
   await poll(`workspace ${id} to reach ${status}`, async (signal) => {
     pollCount.get++;
     const res = await api.call('GET', `/v1/workspaces/${id}`, { token, signal });
+    // Rate limited: every further poll would be refused too, measuring the limiter's window.
+    if (res.status === 429) throw new FatalError(`GET ${id}: 429 ${JSON.stringify(res.body)}`);
     if (res.status !== 200) throw new Error(`GET ${id}: ${res.status} ${JSON.stringify(res.body)}`);
     if (res.body.status === 'failed')
       throw new FatalError(`workspace ${id} failed: ${String(res.body.error)}`);
@@ -218,6 +222,8 @@ interface OrchestratedResult {
   resourceStarts: Map<string, number>;
   deleteMs: number;
   load: PollLoad;
+  /** startService (API + worker: migrations, connections, the workflow bundle) until it answers. */
+  serviceStartMs: number;
 }
 
 async function runOrchestrated(opts: {
@@ -238,6 +244,7 @@ async function runOrchestrated(opts: {
   const cleanup: Stops = [];
   const ids = new Set<string>();
   try {
+    const started = performance.now();
     const { service, url, token } = await startBenchService({
       infra: opts,
       database: `bench_${backend}`,
@@ -246,6 +253,7 @@ async function runOrchestrated(opts: {
       label: `${backend} orchestrated: `,
       stops: cleanup,
     });
+    const serviceStartMs = performance.now() - started;
     // Last in, first out: resources are removed before the service (and its DB) goes away.
     cleanup.push([`${backend} workspace resources`, () => opts.leftovers([...ids])]);
 
@@ -282,7 +290,7 @@ async function runOrchestrated(opts: {
 
     progress(`${backend} orchestrated: deleting ${n} workspaces`);
     const deleteMs = await guard(deleteAll(api, token, docker, sampleIds));
-    return { samples, phases, createdAt, resourceStarts, deleteMs, load };
+    return { samples, phases, createdAt, resourceStarts, deleteMs, load, serviceStartMs };
   } finally {
     for (const [name, fn] of cleanup.reverse()) {
       await fn().catch((err: unknown) => progress(`cleanup of ${name} failed: ${errorText(err)}`));
@@ -578,6 +586,7 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '  that also serves the agents’ registry calls.',
     `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
     `  share this machine’s ${machine.nproc} CPUs with the ${n} booting ${resource}s.`,
+    `- Service start (API + worker in-process, before the warm-up): ${(orchestrated.serviceStartMs / 1000).toFixed(1)} s.`,
     `- Teardown (not a metric): ${n} concurrent DELETEs → all \`deleted\` and no ${resource} left in`,
     `  ${(orchestrated.deleteMs / 1000).toFixed(1)} s.`,
     '',
@@ -656,7 +665,7 @@ function report(opts: {
     `- The whole run took ${(opts.wallMs / 1000).toFixed(1)} s (service start-ups included). Backends ran one after`,
     '  the other (docker first), each: baseline, then orchestrated; all N of a kind started at once.',
     '- Warm-up: one untimed provision of each kind ran first (image and page cache, the worker’s first',
-    '  workflow tasks, connection pools; the workflow bundle is built at service start, before it).',
+    '  workflow tasks, connection pools; the workflow bundle, prebuilt or built at service start, is in place before it).',
     '  The warm-ups are not in the numbers below.',
     '',
     '| backend | N | baseline p50 | baseline p95 | orchestrated p50 | orchestrated p95 | ratio p50 | ratio p95 |',
@@ -698,8 +707,28 @@ function report(opts: {
 
 // ---------------------------------------------------------------------------------------------
 
-/** An N of 1..200. */
-const parseN = (name: string, text: string): number => parseInt(name, text, 1, 200);
+/** Ns of 1..200, comma-separated (`--n 1,10,20`: one run of each, one after the other). */
+const parseNs = (name: string, text: string): number[] =>
+  text.split(',').map((part) => parseInt(name, part.trim(), 1, 200));
+
+/** The machine-readable line of one result, so a script can compare runs. */
+function jsonLine(r: BackendResult): string {
+  const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+  const o = summarize(r.orchestrated.samples.map((s) => s.totalMs));
+  const round = (x: number, digits: number) => Number(x.toFixed(digits));
+  return JSON.stringify({
+    bench: 'provision',
+    backend: r.backend,
+    n: r.n,
+    ratioP50: round(o.p50 / b.p50, 3),
+    ratioP95: round(o.p95 / b.p95, 3),
+    baselineP50Ms: Math.round(b.p50),
+    baselineP95Ms: Math.round(b.p95),
+    orchestratedP50Ms: Math.round(o.p50),
+    orchestratedP95Ms: Math.round(o.p95),
+    serviceStartMs: Math.round(r.orchestrated.serviceStartMs),
+  });
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -710,8 +739,8 @@ async function main(): Promise<void> {
     },
     strict: true,
   });
-  const n = parseN('n', values.n);
-  const nEc2 = values['n-ec2'] === undefined ? n : parseN('n-ec2', values['n-ec2']);
+  const ns = parseNs('n', values.n);
+  const nsEc2 = values['n-ec2'] === undefined ? ns : parseNs('n-ec2', values['n-ec2']);
   const backends = parseBackends(values.backends);
   const withEc2 = backends.includes('ec2');
   const command = ['npx tsx bench/provision.ts', ...process.argv.slice(2)].join(' ');
@@ -742,8 +771,8 @@ async function main(): Promise<void> {
 
     const results: BackendResult[] = [];
     for (const backend of backends) {
-      if (backend === 'docker') results.push(await benchDocker(shared, n));
-      else results.push(await benchEc2(shared, infra.moto!, infra.vmImage!, nEc2));
+      if (backend === 'docker') for (const n of ns) results.push(await benchDocker(shared, n));
+      else for (const n of nsEc2) results.push(await benchEc2(shared, infra.moto!, infra.vmImage!, n));
     }
 
     const markdown = report({
@@ -758,6 +787,8 @@ async function main(): Promise<void> {
     });
     const out = await writeReport('bench-provision.md', markdown);
     progress(`report written to ${out}`);
+    // Last on stdout: one JSON line per backend and N.
+    for (const r of results) console.log(jsonLine(r));
   } finally {
     for (const [name, stop] of stops.reverse()) {
       await stop().catch((err: unknown) => progress(`stopping ${name} failed: ${errorText(err)}`));

@@ -36,6 +36,8 @@ export interface ServiceOptions {
   api: boolean;
   worker: boolean;
   log?: Logger;
+  /** In place of the configured backends (bench/scale.ts: a light fake behind the contract). */
+  backends?: Partial<Record<BackendKind, WorkspaceBackend>>;
 }
 
 export interface RunningService {
@@ -147,7 +149,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
   const secrets = new SecretBox(config.SECRETS_KEY, config.SECRETS_OLD_KEYS);
-  const backends = createBackends(config, { db, secrets, log });
+  const backends = { ...createBackends(config, { db, secrets, log }), ...opts.backends };
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
@@ -219,7 +221,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     worker = created.worker;
     workerConnection = created.connection;
     workerRun = worker.run();
-    log.info({ taskQueue: config.TASK_QUEUE }, 'worker running');
+    // workflowBundle null: no prebuilt bundle for these sources, so it was bundled at start.
+    log.info({ taskQueue: config.TASK_QUEUE, workflowBundle: created.workflowBundle }, 'worker running');
     if (config.SWEEP_SCHEDULES === 'on') {
       await ensureSweepSchedules(temporal, sweepSettings);
       log.info({ prefix: config.SWEEP_SCHEDULE_PREFIX }, 'sweep schedules in place');

@@ -100,12 +100,15 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Creates (only if missing) and starts the generation's resource; records where it answers. */
     async startResource(input: ResourceTarget & { orgId: string; runtime: string | null }): Promise<void> {
-      const row = await workspaces.getWorkspace(db, input.workspaceId);
+      // Both before the start (the undiscard: from here the orphan sweep must count this generation
+      // live again), independent of each other.
+      const [row] = await Promise.all([
+        workspaces.getWorkspace(db, input.workspaceId),
+        workspaces.undiscardGeneration(db, input.workspaceId, input.generation),
+      ]);
       const runtime = input.runtime ?? row?.bootRuntime;
       if (!runtime) throw ApplicationFailure.nonRetryable(`workspace ${input.workspaceId} has no runtime`);
       const template = row?.template ? deps.templates?.[row.template] : undefined;
-      // Before the start: from here the orphan sweep must count this generation live again.
-      await workspaces.undiscardGeneration(db, input.workspaceId, input.generation);
       const info = await backendCall(() =>
         deps.backends[input.backend].start({
           workspaceId: input.workspaceId,

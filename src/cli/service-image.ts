@@ -27,6 +27,7 @@ import {
   packContext,
   sharedLibraries,
 } from './build-images.js';
+import { buildBundle } from '../worker/bundle.js';
 
 const run = promisify(execFile);
 
@@ -214,6 +215,12 @@ async function assembleAppContext(contextDir: string): Promise<void> {
   });
   // tsc emits only .js: migrations (*.sql) and any other non-TS asset under src/ go next to them.
   await copyTree(join(REPO_ROOT, 'src'), join(app, 'dist'), (rel) => rel.endsWith('.ts'));
+  // The workflow bundle, from the emitted .js (the files the image's worker hashes to find it).
+  await buildBundle(
+    join(app, 'dist', 'workflows', 'index.js'),
+    join(app, 'dist', 'worker', 'outcome-interceptor.js'),
+    join(app, 'dist', 'workflow-bundles'),
+  );
   for (const folder of APP_FOLDERS) await copyTree(join(REPO_ROOT, folder), join(app, folder));
   await copyFile(join(REPO_ROOT, 'package.json'), join(app, 'package.json')); // "type": "module"
   await copyFile(DOCKERFILE_PATH, join(contextDir, 'Dockerfile'));

@@ -4,6 +4,7 @@ import { NativeConnection, Worker, type ActivityInterceptors, type InjectedSinks
 import type { Context as ActivityContext } from '@temporalio/activity';
 import type { Activities } from '../activities/index.js';
 import { logContext, type LogContext } from '../log.js';
+import { findBundle } from './bundle.js';
 import type { OutcomeSinks, WorkflowOutcome } from './outcome-interceptor.js';
 
 /** A module of this package, as the .ts source under tsx/vitest or the .js build under node. */
@@ -31,23 +32,26 @@ export interface WorkerOptions {
 
 export async function createWorker(
   opts: WorkerOptions,
-): Promise<{ worker: Worker; connection: NativeConnection }> {
+): Promise<{ worker: Worker; connection: NativeConnection; workflowBundle: string | null }> {
   const connection = await NativeConnection.connect({ address: opts.address });
+  // The prebuilt bundle holds the outcome interceptor: only for a worker that reports outcomes.
+  const codePath = opts.recordOutcome ? findBundle(workflowsPath(), OUTCOME_INTERCEPTOR) : null;
   const worker = await Worker.create({
     connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    workflowsPath: workflowsPath(),
+    ...(codePath ? { workflowBundle: { codePath } } : { workflowsPath: workflowsPath() }),
     activities: opts.activities,
     ...(opts.recordOutcome ? outcomeReporting(opts.recordOutcome) : {}),
     interceptors: {
-      workflowModules: opts.recordOutcome ? [OUTCOME_INTERCEPTOR] : [],
+      // A prebuilt bundle has the interceptor inside (the SDK ignores these modules then).
+      workflowModules: opts.recordOutcome && !codePath ? [OUTCOME_INTERCEPTOR] : [],
       activity: [activityLogContext],
     },
     // A crashed worker's sticky tasks move back to the shared queue quickly.
     stickyQueueScheduleToStartTimeout: '3s',
   });
-  return { worker, connection };
+  return { worker, connection, workflowBundle: codePath };
 }
 
 /** The workflow interceptor module that reports outcomes (bundled with the workflows). */

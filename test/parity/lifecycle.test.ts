@@ -126,7 +126,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
 });
 
 describe.each(PARITY_BACKENDS)('%s entity continue-as-new', CONCURRENT_BLOCK, (backend) => {
-  const t = useParityStack(backend, { env: { CONTINUE_AS_NEW_AFTER_EVENTS: '30' } });
+  const t = useParityStack(backend, { env: { CONTINUE_AS_NEW_AFTER_EVENTS: '15' } });
 
   it('carries generation, config and status across runs, and keeps serving updates', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
@@ -136,7 +136,8 @@ describe.each(PARITY_BACKENDS)('%s entity continue-as-new', CONCURRENT_BLOCK, (b
     const id: string = created.body.id;
     await waitForStatus(t.stack, t.key, id, 'online');
     const handle = t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
-    // The provision alone passes 30 events: the entity continues as new once idle.
+    // The provision alone passes 15 events (its DB steps are local activities, one marker each):
+    // the entity continues as new once idle.
     const continued = await waitForContinued(handle);
     expect(continued).toBe(true);
     const state = await handle.query(stateQuery);

@@ -6,7 +6,8 @@
  * branches); `pre-wf-*` came from the code before the failure-semantics change and replays only
  * through its `patched()` gates; `pre-org-delete-*` is an org cascade recorded by the code before
  * it waited for every workspace (its `patched()` gate keeps that run's end as it was);
- * `wf-ui-story` (test/workflow/ui-story.test.ts) has summaries on its activities and timers. Add new
+ * `wf-ui-story` (test/workflow/ui-story.test.ts) has summaries on its activities and timers;
+ * `wf-local-db-steps` is the same story recorded with the DB steps as local activities. Add new
  * ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';

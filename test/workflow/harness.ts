@@ -31,7 +31,7 @@ export type ActivityName = keyof Activities;
 export interface Call {
   name: ActivityName;
   input: Record<string, unknown>;
-  /** When the server scheduled this attempt, on the (skipped) workflow clock. */
+  /** When the server scheduled this attempt (a local activity: when it ran), on the skipped clock. */
   at: number;
 }
 
@@ -65,13 +65,18 @@ export class Fakes {
   /** Per activity: awaited before it runs (to hold a step while the test acts). */
   gates: Partial<Record<ActivityName, Promise<void>>> = {};
   client: TestWorkflowEnvironment['client'] | null = null;
+  /** The (skipped) workflow clock, for local activities. */
+  clock: (() => Promise<number>) | null = null;
 
   count(name: ActivityName, pred: (input: Record<string, unknown>) => boolean = () => true): number {
     return this.calls.filter((c) => c.name === name && pred(c.input)).length;
   }
 
   private async enter(name: ActivityName, input: Record<string, unknown>): Promise<void> {
-    this.calls.push({ name, input, at: Context.current().info.currentAttemptScheduledTimestampMs });
+    const info = Context.current().info;
+    // A local activity's scheduled time is the worker's clock, not the time-skipping server's.
+    const at = info.isLocal && this.clock ? await this.clock() : info.currentAttemptScheduledTimestampMs;
+    this.calls.push({ name, input, at });
     await this.gates[name];
     const err = this.faults[name]?.(this.count(name), input);
     if (err) throw err;
@@ -195,6 +200,7 @@ export async function withWorker<T>(
 ): Promise<T> {
   const fakes = new Fakes();
   fakes.client = env.client;
+  fakes.clock = () => env.currentTimeMs();
   setup(fakes);
   const taskQueue = `wf-${randomBytes(4).toString('hex')}`;
   const worker = await Worker.create({

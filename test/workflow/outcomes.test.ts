@@ -1,14 +1,18 @@
 /**
  * The outcome interceptor (src/worker/outcome-interceptor.ts) on a time-skipping Temporal server:
  * each way an execution ends is reported once through the worker's sink, with its workflow type;
- * a failed workflow task (a bug, retried) is no outcome.
+ * a failed workflow task (a bug, retried) is no outcome; a prebuilt bundle (src/worker/bundle.ts)
+ * carries the interceptor.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildBundle, findBundle } from '../../src/worker/bundle.js';
 import { OUTCOME_INTERCEPTOR, outcomeReporting } from '../../src/worker/index.js';
 import { waitFor } from '../setup/wait-for.js';
 import { REPO_ROOT } from '../support/stack.js';
@@ -77,5 +81,33 @@ describe('workflow outcomes', () => {
     expect(reported.filter((r) => r.workflow === 'continues')).toHaveLength(3);
     expect(reported).toHaveLength(6);
     expect(reported.some((r) => r.workflow === 'breaksItsTask')).toBe(false);
+  });
+
+  it('a prebuilt bundle carries the interceptor: a worker loading it reports outcomes', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wo-bundles-'));
+    try {
+      const built = await buildBundle(FIXTURE, OUTCOME_INTERCEPTOR, dir);
+      expect(findBundle(FIXTURE, OUTCOME_INTERCEPTOR, dir)).toBe(built);
+      const reported: { workflow: string; outcome: string }[] = [];
+      const taskQueue = `outcomes-${randomBytes(4).toString('hex')}`;
+      const worker = await Worker.create({
+        connection: env.nativeConnection,
+        taskQueue,
+        workflowBundle: { codePath: built },
+        ...outcomeReporting(async (workflow, outcome) => {
+          reported.push({ workflow, outcome });
+        }),
+      });
+      await worker.runUntil(async () => {
+        await env.client.workflow.execute('completes', {
+          taskQueue,
+          workflowId: `completes-${randomBytes(4).toString('hex')}`,
+        });
+        await waitFor(() => reported.length >= 1, { timeoutMs: 10_000, describe: 'one outcome reported' });
+      });
+      expect(reported).toEqual([{ workflow: 'completes', outcome: 'completed' }]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

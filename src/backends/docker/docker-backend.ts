@@ -202,14 +202,16 @@ export class DockerBackend implements WorkspaceBackend {
   /** Named volumes, created explicitly so they carry our labels (an implicit create would not). */
   private async ensureVolumes(spec: StartSpec): Promise<void> {
     const labels = workspaceLabels({ workspaceId: spec.workspaceId, orgId: spec.orgId });
-    for (const name of Object.values(volumeNames(spec.workspaceId))) {
-      try {
-        // Creating an existing named volume is a no-op that returns it: safe to repeat.
-        await this.d.createVolume({ Name: name, Labels: labels });
-      } catch (err) {
-        throw toBackendError(err, `creating volume ${name}`);
-      }
-    }
+    await Promise.all(
+      Object.values(volumeNames(spec.workspaceId)).map(async (name) => {
+        try {
+          // Creating an existing named volume is a no-op that returns it: safe to repeat.
+          await this.d.createVolume({ Name: name, Labels: labels });
+        } catch (err) {
+          throw toBackendError(err, `creating volume ${name}`);
+        }
+      }),
+    );
   }
 
   private createOptions(
@@ -273,10 +275,15 @@ export class DockerBackend implements WorkspaceBackend {
     // A retried start finds the container it (or a crashed worker) created: reuse it and its token.
     if (existing) return this.ensureRunning(existing);
 
-    await this.ensureVolumes(spec);
-    const network = await this.networkFor(spec.orgId);
     const image = this.image(spec.runtime);
-    const token = await spec.mintBootstrapToken();
+    // Independent of each other: the volumes, the org network and the token (a DB insert) at once.
+    // A failure of one leaves the others done, which a retried start reuses (all are idempotent
+    // but the token, and an unused token only expires).
+    const [, network, token] = await Promise.all([
+      this.ensureVolumes(spec),
+      this.networkFor(spec.orgId),
+      spec.mintBootstrapToken(),
+    ]);
     let id: string;
     try {
       id = (await this.d.createContainer(this.createOptions(spec, image, token, network))).id;
