@@ -166,6 +166,16 @@ export function mcpRouter(deps: ApiDeps): Router {
 
   r.post('/', async (req, res) => {
     const caller = await callerOf(res);
+    // One message per request: a batch (the SDK takes up to 100) would let one request, counted
+    // once by the per-key rate limit, fan out into that many concurrent tool calls (A2A sends).
+    if (Array.isArray(req.body)) {
+      res.status(400).json({
+        jsonrpc: '2.0',
+        error: { code: -32600, message: 'Invalid Request: JSON-RPC batches are not supported' },
+        id: null,
+      });
+      return;
+    }
     const server = serverFor(caller);
     // Stateless, JSON answers: each call is one request and one response.
     const transport = new StreamableHTTPServerTransport({
