@@ -25,7 +25,7 @@ import { principalOf } from '../auth.js';
 import { AppError } from '../../app/errors.js';
 import { requireBudget } from '../../app/budget.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError } from '../errors.js';
+import { HttpError, fromApp } from '../errors.js';
 import { workspaceIdParam } from '../schemas.js';
 
 /** How many peers `list_peers` names at most (an org's fleet, not a paging API). */
@@ -70,6 +70,21 @@ export function mcpRouter(deps: ApiDeps): Router {
 
   function serverFor(caller: WorkspaceRow): McpServer {
     const server = new McpServer({ name: 'workspace-orchestrator', version: '1.0.0' });
+    // The SDK answers a thrown error with its message: a database or decryption error must reach
+    // the log, and the agent only "internal error" (as the HTTP API's 500s). Refusals meant for
+    // clients (AppError, HttpError) keep their message.
+    const guarded =
+      <A extends unknown[]>(tool: string, fn: (...args: A) => Promise<CallToolResult>) =>
+      async (...args: A): Promise<CallToolResult> => {
+        try {
+          return await fn(...args);
+        } catch (err) {
+          const known = err instanceof HttpError ? err : fromApp(err);
+          if (known) return toolError(known.message);
+          deps.log.error({ err, tool, workspaceId: caller.id }, 'MCP tool failed');
+          return toolError('internal error');
+        }
+      };
 
     server.registerTool(
       'list_peers',
@@ -78,14 +93,14 @@ export function mcpRouter(deps: ApiDeps): Router {
         inputSchema: {},
         annotations: { readOnlyHint: true },
       },
-      async () => {
+      guarded('list_peers', async () => {
         const rows = await workspaces.listWorkspaces(deps.db, { orgId: caller.orgId, limit: MAX_PEERS + 1 });
         const peers = rows
           .filter((w) => w.id !== caller.id && w.status !== 'deleted')
           .slice(0, MAX_PEERS)
           .map((w) => ({ id: w.id, name: w.name, role: w.template ?? w.runtime, status: w.status }));
         return result({ peers });
-      },
+      }),
     );
 
     server.registerTool(
@@ -96,7 +111,7 @@ export function mcpRouter(deps: ApiDeps): Router {
           'and returns its reply.',
         inputSchema: { peer: peerArg, text: z.string().min(1).max(MAX_TEXT).describe('the message') },
       },
-      async ({ peer, text }) => {
+      guarded('send_message', async ({ peer, text }) => {
         const target = await peerOf(caller, peer);
         if (!target) return toolError(`no peer workspace ${JSON.stringify(peer)} in this org`);
         try {
@@ -128,7 +143,7 @@ export function mcpRouter(deps: ApiDeps): Router {
           status: outcome.status,
           reply: outcome.reply,
         });
-      },
+      }),
     );
 
     server.registerTool(
@@ -141,7 +156,7 @@ export function mcpRouter(deps: ApiDeps): Router {
         },
         annotations: { readOnlyHint: true },
       },
-      async ({ peer, limit }) => {
+      guarded('chat_history', async ({ peer, limit }) => {
         const other = await peerOf(caller, peer);
         if (!other) return toolError(`no peer workspace ${JSON.stringify(peer)} in this org`);
         const page = await listActivity(deps.db, {
@@ -159,7 +174,7 @@ export function mcpRouter(deps: ApiDeps): Router {
           response: a.responseText ?? '',
         }));
         return result({ peer: { id: other.id, name: other.name }, turns });
-      },
+      }),
     );
     return server;
   }

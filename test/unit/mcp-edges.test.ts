@@ -1,7 +1,8 @@
 /**
- * The MCP endpoint answers one JSON-RPC message per HTTP request: a batch (an array) would let one
- * request, counted once by the per-key rate limit, fan out into up to 100 concurrent tool calls
- * (each `send_message` an A2A call to a peer). Over a fake store, through a real Express app.
+ * The MCP endpoint's edges, over a fake store, through a real Express app: it answers one JSON-RPC
+ * message per HTTP request (a batch would let one request, counted once by the per-key rate limit,
+ * fan out into up to 100 concurrent tool calls, each `send_message` an A2A call to a peer), and a
+ * tool that fails unexpectedly answers a generic error (logged), never the error's own text.
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -16,9 +17,14 @@ const CALLER = '1000000000000001';
 const ORG = 'a000000000000001';
 
 const sql: string[] = [];
+/** Set: the peers query fails with this message (a database error that names what it should not). */
+let failWith: string | null = null;
+const logged: Array<{ obj: object; msg: string }> = [];
+const log = { error: (obj: object, msg: string) => logged.push({ obj, msg }) };
 const db = {
   query(text: string) {
     sql.push(text);
+    if (failWith && !text.includes('WHERE id = $1')) return Promise.reject(new Error(failWith));
     // The caller's row (by id); every other query (the peers list) finds nothing.
     const rows = text.includes('WHERE id = $1')
       ? [{ id: CALLER, org_id: ORG, name: 'caller', status: 'online', generation: 1, runtime: 'x' }]
@@ -37,7 +43,7 @@ beforeAll(async () => {
     next();
   });
   app.use(express.json());
-  app.use('/v1/mcp', mcpRouter({ db } as unknown as ApiDeps));
+  app.use('/v1/mcp', mcpRouter({ db, log } as unknown as ApiDeps));
   app.use(errorHandler({ error: () => {} }));
   server = app.listen(0, '127.0.0.1');
   await new Promise((ok) => server.once('listening', ok));
@@ -75,5 +81,21 @@ describe('MCP endpoint', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { result: { structuredContent: { peers: unknown[] } } };
     expect(body.result.structuredContent.peers).toEqual([]);
+  });
+
+  it('answers an unexpected failure as a generic tool error, and logs it', async () => {
+    failWith = 'password authentication failed for user "wo" (s3cr3t-db-pass)';
+    try {
+      const res = await post(listPeers(7));
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text).not.toContain('s3cr3t-db-pass');
+      const body = JSON.parse(text) as { result: { isError: boolean; content: Array<{ text: string }> } };
+      expect(body.result.isError).toBe(true);
+      expect(body.result.content[0]!.text).toBe('internal error');
+      expect(logged.map((l) => l.msg)).toContain('MCP tool failed');
+    } finally {
+      failWith = null;
+    }
   });
 });
