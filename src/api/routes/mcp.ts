@@ -94,11 +94,25 @@ export function mcpRouter(deps: ApiDeps): Router {
         annotations: { readOnlyHint: true },
       },
       guarded('list_peers', async () => {
-        const rows = await workspaces.listWorkspaces(deps.db, { orgId: caller.orgId, limit: MAX_PEERS + 1 });
-        const peers = rows
-          .filter((w) => w.id !== caller.id && w.status !== 'deleted')
-          .slice(0, MAX_PEERS)
-          .map((w) => ({ id: w.id, name: w.name, role: w.template ?? w.runtime, status: w.status }));
+        // Live ones only, in SQL: an org's deleted rows stay, and newer ones would fill the page.
+        const { rows } = await deps.db.query<{
+          id: string;
+          name: string;
+          template: string | null;
+          runtime: string;
+          status: string;
+        }>(
+          `SELECT id, name, template, runtime, status FROM workspaces
+           WHERE org_id = $1 AND id <> $2 AND status <> 'deleted'
+           ORDER BY created_at DESC, id DESC LIMIT $3`,
+          [caller.orgId, caller.id, MAX_PEERS],
+        );
+        const peers = rows.map((w) => ({
+          id: w.id,
+          name: w.name,
+          role: w.template ?? w.runtime,
+          status: w.status,
+        }));
         return result({ peers });
       }),
     );

@@ -1,0 +1,97 @@
+/**
+ * `list_peers` over a real (embedded) PostgreSQL: an org's deleted workspaces stay as rows, and a
+ * busy org deletes many. The peers an agent is told of must be its live ones however many deleted
+ * rows are newer than them.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import express from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiDeps } from '../../src/api/deps.js';
+import { errorHandler } from '../../src/api/errors.js';
+import { mcpRouter } from '../../src/api/routes/mcp.js';
+import { openDatabase, type Database } from '../../src/db/database.js';
+import { insertWorkspace } from '../../src/db/workspaces.js';
+import { newId } from '../../src/security/tokens.js';
+
+let dataDir: string;
+let db: Database;
+let server: Server;
+let url: string;
+const ORG = newId();
+const CALLER = newId();
+const PEER = newId();
+
+async function addWorkspace(id: string, name: string, status: string): Promise<void> {
+  await insertWorkspace(db.pool, {
+    id,
+    orgId: ORG,
+    name,
+    backend: 'docker',
+    template: null,
+    runtime: 'echo',
+    config: {} as never, // only the row matters here
+    workflowId: `ws-${id}`,
+    parentId: null,
+    budgetLimitCents: null,
+  });
+  await db.pool.query('UPDATE workspaces SET status = $2 WHERE id = $1', [id, status]);
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-mcp-peers-'));
+  db = await openDatabase({ dataDir });
+  await db.pool.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [ORG, 'acme']);
+  await addWorkspace(PEER, 'peer', 'online');
+  await addWorkspace(CALLER, 'caller', 'online');
+  // More deleted workspaces, all newer than the live ones, than list_peers names at most (500).
+  await db.pool.query(
+    `INSERT INTO workspaces (id, org_id, name, backend, runtime, config, config_hash, status, workflow_id, created_at)
+     SELECT 'gone' || g, $1, 'gone-' || g, 'docker', 'echo', '{}', 'h', 'deleted', 'ws-gone' || g,
+            now() + g * interval '1 second'
+     FROM generate_series(1, 600) g`,
+    [ORG],
+  );
+  const app = express();
+  app.use((_req, res, next) => {
+    res.locals.principal = { kind: 'workspace', workspaceId: CALLER, generation: 0 };
+    next();
+  });
+  app.use(express.json());
+  app.use('/v1/mcp', mcpRouter({ db: db.pool, log: { error: () => {} } } as unknown as ApiDeps));
+  app.use(errorHandler({ error: () => {} }));
+  server = app.listen(0, '127.0.0.1');
+  await new Promise((ok) => server.once('listening', ok));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/mcp`;
+}, 120_000);
+
+afterAll(async () => {
+  await new Promise<void>((ok) => (server ? server.close(() => ok()) : ok()));
+  await db?.close();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+describe('list_peers', () => {
+  it('names the live peers even behind more than 500 newer deleted workspaces', async () => {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'list_peers', arguments: {} },
+      }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as {
+      result: { structuredContent: { peers: Array<{ id: string; name: string; status: string }> } };
+    };
+    expect(body.result.structuredContent.peers).toEqual([
+      { id: PEER, name: 'peer', role: 'echo', status: 'online' },
+    ]);
+  });
+});
