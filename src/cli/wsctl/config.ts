@@ -4,7 +4,7 @@
  * `~/.config/wsctl/config.json`, mode 0600). Each value is resolved on its own, so `--token` with a
  * logged-in URL works.
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -52,9 +52,18 @@ export function readConfigFile(file: string): ConfigFile {
 /** Writes the file readable by its owner only: it holds a token. */
 export function writeConfigFile(file: string, config: ConfigFile): void {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  writeFileSync(file, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
-  // writeFileSync keeps the mode of an existing file: make sure an older, looser one is tightened.
-  chmodSync(file, 0o600);
+  // A new file (created 0600) renamed over the old one: writing into an existing, looser file
+  // would leave the token readable until a chmod, and a crash midway would leave half a file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+  try {
+    chmodSync(tmp, 0o600); // the umask could have narrowed it further, never widened: make it exact
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 const trimSlash = (u: string): string => u.replace(/\/+$/, '');
