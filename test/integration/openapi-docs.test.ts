@@ -1,6 +1,7 @@
 /**
  * /docs in a real browser (Debian chromium, headless): Swagger UI loads from the service itself
- * (no CDN: any request elsewhere fails the test), reads /openapi.json and lists every operation.
+ * (no CDN: any request elsewhere fails the test), reads /openapi.json and lists every operation,
+ * with its Content-Security-Policy refusing nothing it needs.
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +28,11 @@ describe('Swagger UI at /docs', () => {
       if (!req.url().startsWith(t.stack.url) && !req.url().startsWith('data:')) elsewhere.push(req.url());
     });
     page.on('requestfailed', (req) => failed.push(req.url()));
+    // The page runs under its Content-Security-Policy: nothing it needs may be refused by it.
+    const refused: string[] = [];
+    page.on('console', (msg) => {
+      if (/Content Security Policy/i.test(msg.text())) refused.push(msg.text());
+    });
     page.on('response', (res) => {
       if (res.status() >= 400) failed.push(`${res.status()} ${res.url()}`);
     });
@@ -39,5 +45,6 @@ describe('Swagger UI at /docs', () => {
       .toContain('/v1/workspaces/{id}/files/content');
     expect(elsewhere).toEqual([]);
     expect(failed).toEqual([]);
+    expect(refused).toEqual([]);
   });
 });

@@ -2,6 +2,7 @@
  * /openapi.json: a maintained OpenAPI 3.1 validator accepts it, and it lists exactly the routes the
  * Express app mounts (walked from the router stack), so a route added without its entry fails here.
  */
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -234,5 +235,24 @@ describe('/openapi.json and /docs', () => {
     // The package's own demo page (it points at a remote petstore) is not served.
     expect((await fetch(`${base}/docs/index.html`)).status).toBe(404);
     expect((await fetch(`${base}/docs/swagger-initializer.js`)).status).toBe(404);
+  });
+
+  it('serves /docs under a CSP: its own scripts (the inline one by hash), requests here only, never framed', async () => {
+    const page = await fetch(`${base}/docs`);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    const directives = new Map(
+      csp.split(';').map((d) => {
+        const [name = '', ...values] = d.trim().split(/\s+/);
+        return [name, values] as const;
+      }),
+    );
+    expect(directives.get('default-src')).toEqual(["'none'"]);
+    expect(directives.get('connect-src')).toEqual(["'self'"]);
+    expect(directives.get('frame-ancestors')).toEqual(["'none'"]);
+    const html = await page.text();
+    const inline = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+    expect(inline).toHaveLength(1);
+    const hash = `'sha256-${createHash('sha256').update(inline[0]!).digest('base64')}'`;
+    expect(directives.get('script-src')).toEqual(["'self'", hash]);
   });
 });

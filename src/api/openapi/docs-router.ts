@@ -2,6 +2,7 @@
  * `/openapi.json` and `/docs`: Swagger UI from the installed swagger-ui-dist package (served from
  * node_modules, never a CDN), pointed at /openapi.json.
  */
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import express, { Router } from 'express';
@@ -19,6 +20,17 @@ const ASSETS = new Set([
 ]);
 
 // validatorUrl null: Swagger UI would otherwise send the document to validator.swagger.io.
+const INIT = `
+window.ui = SwaggerUIBundle({
+  url: '/openapi.json',
+  dom_id: '#swagger-ui',
+  deepLinking: true,
+  validatorUrl: null,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  layout: 'StandaloneLayout',
+});
+`;
+
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -31,19 +43,27 @@ const PAGE = `<!doctype html>
 <div id="swagger-ui"></div>
 <script src="/docs/swagger-ui-bundle.js"></script>
 <script src="/docs/swagger-ui-standalone-preset.js"></script>
-<script>
-window.ui = SwaggerUIBundle({
-  url: '/openapi.json',
-  dom_id: '#swagger-ui',
-  deepLinking: true,
-  validatorUrl: null,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-  layout: 'StandaloneLayout',
-});
-</script>
+<script>${INIT}</script>
 </body>
 </html>
 `;
+
+/**
+ * As the console's: scripts from here only (the one inline initializer by its hash), requests to
+ * this origin only (the top bar's "Explore" box and "Try it out" cannot reach elsewhere), never
+ * framed (a page framing it could trick a user into sending a token). Swagger UI styles inline.
+ */
+export const DOCS_CSP = [
+  "default-src 'none'",
+  `script-src 'self' 'sha256-${createHash('sha256').update(INIT).digest('base64')}'`,
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
 
 export function apiDocsRouter(): Router {
   const r = Router();
@@ -51,6 +71,11 @@ export function apiDocsRouter(): Router {
     res.json(openApiDocument());
   });
   r.get('/docs', (_req, res) => {
+    res.set({
+      'Content-Security-Policy': DOCS_CSP,
+      'X-Content-Type-Options': 'nosniff',
+      'Referrer-Policy': 'no-referrer',
+    });
     res.type('html').send(PAGE);
   });
   const assets = express.static(SWAGGER_DIR, { index: false, redirect: false, fallthrough: true });
