@@ -16,19 +16,32 @@ export interface Column<T> {
   value: (row: T) => unknown;
 }
 
+// C0 (but newline and tab), DEL and C1: what a terminal would act on rather than show.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
+
+/**
+ * Text for a terminal: much of what wsctl prints comes from inside workspaces (boot console, phase
+ * messages, failure reasons, agent replies), so a control character is shown as a visible `\xNN`,
+ * never sent to the terminal as an escape sequence (screen rewrites, OSC 52 clipboard writes).
+ */
+export const printable = (s: string): string =>
+  s.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
 export class Output {
   constructor(
     readonly io: Io,
     readonly json: boolean,
   ) {}
 
+  /** A line: for people made printable; in JSON mode (only JSON reaches stdout) exact. */
   line(s = ''): void {
-    this.io.stdout.write(s + '\n');
+    this.io.stdout.write((this.json ? s : printable(s)) + '\n');
   }
 
   /** A note for people (stderr in JSON mode, so stdout stays one document). */
   note(s: string): void {
-    (this.json ? this.io.stderr : this.io.stdout).write(s + '\n');
+    (this.json ? this.io.stderr : this.io.stdout).write(printable(s) + '\n');
   }
 
   printJson(value: unknown): void {

@@ -8,7 +8,7 @@ import { loginCommands } from './commands/login.js';
 import { templateCommands } from './commands/template.js';
 import { workspaceCommands } from './commands/workspaces.js';
 import { CliError, EXIT, oneLine } from './errors.js';
-import type { Io } from './output.js';
+import { printable, type Io } from './output.js';
 import { terminalCommand } from './terminal.js';
 
 export function wsctlProgram(io: Io): Command {
@@ -61,10 +61,10 @@ export async function runWsctl(argv: readonly string[], io: Io): Promise<number>
       return err.code === 'commander.executeSubCommandAsync' ? EXIT.generic : EXIT.usage;
     }
     if (err instanceof CliError) {
-      io.stderr.write(`wsctl: ${err.message}\n`);
+      io.stderr.write(`wsctl: ${printable(err.message)}\n`);
       return err.exitCode;
     }
-    io.stderr.write(`wsctl: ${oneLine((err as Error)?.message ?? String(err))}\n`);
+    io.stderr.write(`wsctl: ${printable(oneLine((err as Error)?.message ?? String(err)))}\n`);
     return EXIT.generic;
   }
 }

@@ -8,7 +8,7 @@ import ora, { type Ora } from 'ora';
 import { CliError, EXIT } from './errors.js';
 import type { Ctx } from './context.js';
 import { wsPath } from './http.js';
-import { formatDuration } from './output.js';
+import { formatDuration, printable } from './output.js';
 import { readSse } from './sse.js';
 
 export interface Transition {
@@ -44,7 +44,7 @@ export interface Step {
 /** How often the workspace itself is read while following its stream. */
 const POLL_MS = 5000;
 
-const labelOf = (t: Transition): string => (t.phase ? `${t.status} · ${t.phase}` : t.status);
+const labelOf = (t: Transition): string => printable(t.phase ? `${t.status} · ${t.phase}` : t.status);
 
 /** Follows until the goal's verdict; returns the deciding transition and the timed steps. */
 export async function follow(
