@@ -1,7 +1,8 @@
 /**
- * `list_peers` over a real (embedded) PostgreSQL: an org's deleted workspaces stay as rows, and a
- * busy org deletes many. The peers an agent is told of must be its live ones however many deleted
- * rows are newer than them.
+ * MCP over a real (embedded) PostgreSQL. `list_peers`: an org's deleted workspaces stay as rows, and
+ * a busy org deletes many; the peers an agent is told of must be its live ones however many deleted
+ * rows are newer than them. A deleted org: its workspaces' tokens stop at once, before the cascade
+ * reaches each workspace (which may take long, or wait for Temporal).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -74,18 +75,21 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-describe('list_peers', () => {
+const listPeers = () =>
+  fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'list_peers', arguments: {} },
+    }),
+  });
+
+describe('MCP tools', () => {
   it('names the live peers even behind more than 500 newer deleted workspaces', async () => {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'tools/call',
-        params: { name: 'list_peers', arguments: {} },
-      }),
-    });
+    const res = await listPeers();
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       result: { structuredContent: { peers: Array<{ id: string; name: string; status: string }> } };
@@ -93,5 +97,13 @@ describe('list_peers', () => {
     expect(body.result.structuredContent.peers).toEqual([
       { id: PEER, name: 'peer', role: 'echo', status: 'online' },
     ]);
+  });
+
+  // Last: it deletes the org.
+  it('refuses a workspace token of a deleted org at once, while its workspaces are still online', async () => {
+    await db.pool.query('UPDATE orgs SET deleted_at = now() WHERE id = $1', [ORG]);
+    const res = await listPeers();
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: { code: 'unauthorized', message: 'invalid token' } });
   });
 });
