@@ -121,8 +121,13 @@ export async function mintWorkspaceToken(
 }
 
 export async function lookupWorkspaceToken(db: Queryable, token: string): Promise<TokenOwner | null> {
+  // A deleted org's workspaces stay up until its cascade reaches each (which may wait on Temporal):
+  // their tokens stop with the org, in the same lookup, on every route (A2A, MCP, registry, files).
   const { rows } = await db.query<{ workspace_id: string; generation: number }>(
-    `SELECT workspace_id, generation FROM workspace_tokens WHERE token_hash = $1`,
+    `SELECT t.workspace_id, t.generation FROM workspace_tokens t
+       JOIN workspaces w ON w.id = t.workspace_id
+       JOIN orgs o ON o.id = w.org_id AND o.deleted_at IS NULL
+     WHERE t.token_hash = $1`,
     [hashToken(token)],
   );
   return owner(rows[0]);
