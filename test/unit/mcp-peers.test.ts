@@ -15,8 +15,8 @@ import type { ApiDeps } from '../../src/api/deps.js';
 import { errorHandler } from '../../src/api/errors.js';
 import { mcpRouter } from '../../src/api/routes/mcp.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
-import { insertWorkspace } from '../../src/db/workspaces.js';
 import { newId } from '../../src/security/tokens.js';
+import { insertBareWorkspace } from '../support/db-rows.js';
 
 let dataDir: string;
 let db: Database;
@@ -27,18 +27,7 @@ const CALLER = newId();
 const PEER = newId();
 
 async function addWorkspace(id: string, name: string, status: string): Promise<void> {
-  await insertWorkspace(db.pool, {
-    id,
-    orgId: ORG,
-    name,
-    backend: 'docker',
-    template: null,
-    runtime: 'echo',
-    config: {} as never, // only the row matters here
-    workflowId: `ws-${id}`,
-    parentId: null,
-    budgetLimitCents: null,
-  });
+  await insertBareWorkspace(db.pool, { id, orgId: ORG, name });
   await db.pool.query('UPDATE workspaces SET status = $2 WHERE id = $1', [id, status]);
 }
 

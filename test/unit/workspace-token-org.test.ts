@@ -9,8 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
 import { lookupWorkspaceToken, mintWorkspaceToken } from '../../src/db/tokens.js';
-import { insertWorkspace } from '../../src/db/workspaces.js';
 import { newId } from '../../src/security/tokens.js';
+import { insertBareWorkspace } from '../support/db-rows.js';
 
 let dataDir: string;
 let db: Database;
@@ -29,18 +29,7 @@ async function workspaceWithToken(): Promise<{ orgId: string; id: string; token:
   const orgId = newId();
   const id = newId();
   await db.pool.query('INSERT INTO orgs (id, name) VALUES ($1, $2)', [orgId, `org-${orgId}`]);
-  await insertWorkspace(db.pool, {
-    id,
-    orgId,
-    name: 'alpha',
-    backend: 'docker',
-    template: null,
-    runtime: 'echo',
-    config: {} as never, // only the row matters here
-    workflowId: `ws-${id}`,
-    parentId: null,
-    budgetLimitCents: null,
-  });
+  await insertBareWorkspace(db.pool, { id, orgId, name: 'alpha' });
   return { orgId, id, token: await mintWorkspaceToken(db.pool, id, 1) };
 }
 
