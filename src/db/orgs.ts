@@ -49,11 +49,6 @@ export async function orgIdForApiKey(db: Queryable, apiKey: string): Promise<str
   });
 }
 
-export async function orgExists(db: Queryable, id: string): Promise<boolean> {
-  const { rowCount } = await db.query('SELECT 1 FROM orgs WHERE id = $1 AND deleted_at IS NULL', [id]);
-  return (rowCount ?? 0) > 0;
-}
-
 /** A live (not deleted) org, or null. */
 export async function getOrg(db: Queryable, id: string): Promise<Org | null> {
   const { rows } = await db.query<{ id: string; name: string; created_at: Date }>(

@@ -12,9 +12,11 @@ import path from 'node:path';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiDeps } from '../../src/api/deps.js';
+import { authenticate } from '../../src/api/auth.js';
 import { errorHandler } from '../../src/api/errors.js';
 import { mcpRouter } from '../../src/api/routes/mcp.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { newId } from '../../src/security/tokens.js';
 import { insertBareWorkspace } from '../support/db-rows.js';
 
@@ -46,10 +48,13 @@ beforeAll(async () => {
     [ORG],
   );
   const app = express();
-  app.use((_req, res, next) => {
-    res.locals.principal = { kind: 'workspace', workspaceId: CALLER, generation: 0 };
+  // The real authentication: a deleted org's tokens are refused there, for every route.
+  const token = await mintWorkspaceToken(db.pool, CALLER, 0);
+  app.use((req, _res, next) => {
+    req.headers.authorization = `Bearer ${token}`;
     next();
   });
+  app.use(authenticate(db.pool, 'admin-token-not-used-here'));
   app.use(express.json());
   app.use('/v1/mcp', mcpRouter({ db: db.pool, log: { error: () => {} } } as unknown as ApiDeps));
   app.use(errorHandler({ error: () => {} }));

@@ -16,7 +16,6 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { deliver } from '../../a2a/proxy.js';
 import { listActivity } from '../../db/activity.js';
-import { orgExists } from '../../db/orgs.js';
 import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { redactorFor } from '../../db/secrets.js';
 import * as workspaces from '../../db/workspaces.js';
@@ -50,10 +49,8 @@ export function mcpRouter(deps: ApiDeps): Router {
   async function callerOf(res: Response): Promise<WorkspaceRow> {
     const p = principalOf(res);
     if (p.kind !== 'workspace') throw new HttpError(403, 'forbidden', 'MCP needs a workspace token');
-    const w = await workspaceOfToken(deps.db, p);
-    // A deleted org's workspaces stay online until its cascade reaches each: their tokens stop now.
-    if (!(await orgExists(deps.db, w.orgId))) throw new HttpError(401, 'unauthorized', 'invalid token');
-    return w;
+    // A deleted org's workspace tokens are already refused by authenticate (lookupWorkspaceToken).
+    return workspaceOfToken(deps.db, p);
   }
 
   /** A workspace of the caller's org other than the caller, by id or by name. */
