@@ -9,26 +9,19 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundle, findBundle } from '../../src/worker/bundle.js';
 import { OUTCOME_INTERCEPTOR, outcomeReporting } from '../../src/worker/index.js';
 import { waitFor } from '../setup/wait-for.js';
-import { REPO_ROOT } from '../support/stack.js';
+import { createEnv } from './harness.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/outcome-workflows.ts', import.meta.url));
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: {
-      executable: {
-        type: 'existing-path',
-        path: path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server'),
-      },
-    },
-  });
+  env = await createEnv();
 });
 afterAll(async () => {
   await env?.teardown();

@@ -6,7 +6,7 @@
  * absence, and a delivery that keeps failing ends failed.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
@@ -19,13 +19,11 @@ import {
   type PluginWorkflowResult,
 } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { TEST_SERVER } from './harness.js';
+import { createEnv } from './harness.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: { executable: { type: 'existing-path', path: TEST_SERVER } },
-  });
+  env = await createEnv();
 });
 afterAll(async () => {
   await env?.teardown();

@@ -3,10 +3,9 @@
  * failing removal does not stop the others, and the org cascade asks again a workspace whose
  * entity was not there yet, then runs its final sweep.
  */
-import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
@@ -20,20 +19,13 @@ import type {
   orgDeleteWorkflow,
   orphanSweepWorkflow,
 } from '../../src/workflows/sweeps.js';
-import { REPO_ROOT } from '../support/stack.js';
+import { createEnv } from './harness.js';
 import { told } from './user-metadata.js';
 
 let env: TestWorkflowEnvironment;
 
 beforeAll(async () => {
-  env = await TestWorkflowEnvironment.createTimeSkipping({
-    server: {
-      executable: {
-        type: 'existing-path',
-        path: path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server'),
-      },
-    },
-  });
+  env = await createEnv();
 });
 afterAll(async () => {
   await env?.teardown();
