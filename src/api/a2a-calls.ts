@@ -19,8 +19,10 @@ export function a2aLimits(deps: Pick<ApiDeps, 'settings'>): A2ALimits {
 export async function workspaceOfToken(
   db: Queryable,
   p: { workspaceId: string; generation: number },
+  /** The caller's row when this request already read it (the `:id` loader), else it is read here. */
+  known?: WorkspaceRow | null,
 ): Promise<WorkspaceRow> {
-  const w = await workspaces.getWorkspace(db, p.workspaceId);
+  const w = known !== undefined ? known : await workspaces.getWorkspace(db, p.workspaceId);
   if (!w || w.status === 'deleted' || w.status === 'deleting') {
     throw new HttpError(401, 'unauthorized', 'invalid token');
   }

@@ -17,6 +17,8 @@ export interface WorkspaceLookup {
   /** The id has the shape of one (anything else is a 404 unread). */
   valid: boolean;
   row: WorkspaceRow | null;
+  /** A workspace token's own workspace, when the lookup read it (null: gone). */
+  own?: WorkspaceRow | null;
 }
 
 /** Finds a workspace, in one org (orgId) or any (null). */
@@ -95,13 +97,17 @@ export async function lookupWorkspace(
   if (p.kind === 'admin') row = await find(id, null);
   else if (p.kind === 'org') row = await find(id, p.orgId);
   else if (p.kind === 'workspace') {
-    if (id === p.workspaceId) row = await find(id, null);
-    else {
-      const own = await find(p.workspaceId, null);
-      row = own ? await find(id, own.orgId) : null;
-    }
+    const own = await find(p.workspaceId, null);
+    if (id === p.workspaceId) row = own;
+    else row = own ? await find(id, own.orgId) : null;
+    return { id, valid: true, row, own };
   }
   return { id, valid: true, row };
+}
+
+/** The workspace token's own workspace as this request's lookup read it; undefined when it did not. */
+export function ownWorkspaceOf(res: Response): WorkspaceRow | null | undefined {
+  return (res.locals[LOCALS_KEY] as WorkspaceLookup | undefined)?.own;
 }
 
 /** The `router.param('id', …)` handler: one lookup per request, whatever routers it passes. */

@@ -192,6 +192,23 @@ describe('lookupWorkspace', () => {
     ]);
   });
 
+  it("keeps a workspace token's own row, so the proxy checks its caller without reading it again", async () => {
+    queries.length = 0;
+    const peer = await lookupWorkspace(find, wsLive, PEER);
+    expect(peer.row?.id).toBe(PEER);
+    expect(peer.own?.id).toBe(LIVE);
+    const self = await lookupWorkspace(find, wsLive, LIVE);
+    expect(self.row?.id).toBe(LIVE);
+    expect(self.own).toBe(self.row);
+    expect(queries).toEqual([
+      [LIVE, null],
+      [PEER, ORG_A],
+      [LIVE, null],
+    ]);
+    // An own workspace that is gone is recorded as such (the proxy answers 401 from it).
+    expect((await lookupWorkspace(find, { ...wsLive, workspaceId: UNKNOWN }, PEER)).own).toBeNull();
+  });
+
   it('finds nothing for a bootstrap token, without a query', async () => {
     queries.length = 0;
     expect((await lookupWorkspace(find, boot, LIVE)).row).toBeNull();

@@ -40,7 +40,7 @@ import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest } from '../errors.js';
 import { workspaceIdParam } from '../schemas.js';
-import { PROXY, loadsWorkspace, workspaceOf } from '../workspace-param.js';
+import { PROXY, loadsWorkspace, ownWorkspaceOf, workspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
 
@@ -76,7 +76,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     if (p.kind === 'admin') return { workspace: null, orgId: null };
     if (p.kind === 'org') return { workspace: null, orgId: p.orgId };
     if (p.kind === 'workspace') {
-      const w = await workspaceOfToken(db, p);
+      const w = await workspaceOfToken(db, p, ownWorkspaceOf(res));
       return { workspace: w, orgId: w.orgId };
     }
     throw new HttpError(403, 'forbidden', 'this token cannot call agents');
