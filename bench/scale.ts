@@ -65,6 +65,8 @@ class FakeBackend implements WorkspaceBackend {
   listFiles = this.none.listFiles;
   writeFile = this.none.writeFile;
   deleteFile = this.none.deleteFile;
+  writeFiles = this.none.writeFiles;
+  deleteFiles = this.none.deleteFiles;
   openTerminal = this.none.openTerminal;
 
   start = async (spec: StartSpec): Promise<ResourceInfo> => {

@@ -145,8 +145,26 @@ export interface WorkspaceBackend {
     path: string,
     content: FileContent,
   ): Promise<void>;
+  /**
+   * Writes files in order, each as writeFile does, over one session where the backend has sessions
+   * (EC2: one SSH connection for the batch, not one per file). The first failure ends the batch;
+   * files written before it stay.
+   */
+  writeFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    files: ReadonlyArray<{ path: string; content: Buffer }>,
+  ): Promise<void>;
   /** Deletes a file (or an empty directory); missing → BackendError('not_found'). */
   deleteFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<void>;
+  /** Deletes entries in order, each as deleteFile does, one session for the batch; a missing one is skipped. */
+  deleteFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    paths: readonly string[],
+  ): Promise<void>;
   /** Opens an interactive shell on a PTY inside the workspace (docker exec TTY / SSH shell). */
   openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession>;
   /** Liveness of the backend itself (daemon / API reachable), for /readyz. */

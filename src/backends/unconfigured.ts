@@ -25,6 +25,8 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   listFiles = async (): Promise<never> => this.fail();
   writeFile = async (): Promise<never> => this.fail();
   deleteFile = async (): Promise<never> => this.fail();
+  writeFiles = async (): Promise<never> => this.fail();
+  deleteFiles = async (): Promise<never> => this.fail();
   openTerminal = async (): Promise<never> => this.fail();
   ping = async (): Promise<never> => this.fail();
 }

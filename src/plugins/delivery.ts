@@ -32,21 +32,16 @@ export async function removePluginFolder(
     if (err instanceof BackendError && err.code === 'not_found') return;
     throw err;
   }
-  // The install id first (the agent stops reporting this install), then the deepest entries first.
+  // The install id first (the agent stops reporting this install), then the deepest entries first,
+  // the folder itself last; one backend session for all of them.
   const entries = [...listing.items].sort((a, b) => {
     const rank = (p: string) => (p.endsWith(`/${INSTALL_ID_FILE}`) ? -1 : 0);
     return rank(a.path) - rank(b.path) || b.path.split('/').length - a.path.split('/').length;
   });
-  for (const e of entries) await deleteIfThere(backend, workspaceId, generation, e.path);
-  await deleteIfThere(backend, workspaceId, generation, pluginDir(name));
-}
-
-async function deleteIfThere(backend: WorkspaceBackend, id: string, generation: number, path: string) {
-  try {
-    await backend.deleteFile(id, generation, '/configs', path);
-  } catch (err) {
-    if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
-  }
+  await backend.deleteFiles(workspaceId, generation, '/configs', [
+    ...entries.map((e) => e.path),
+    pluginDir(name),
+  ]);
 }
 
 /** Replaces the plugin folder with these files, the install id last. */
@@ -59,20 +54,11 @@ export async function writePluginFolder(
   installId: string,
 ): Promise<void> {
   await removePluginFolder(backend, workspaceId, generation, name);
-  for (const f of files) {
-    await backend.writeFile(
-      workspaceId,
-      generation,
-      '/configs',
-      `${pluginDir(name)}/${f.path}`,
-      Buffer.from(f.contentBase64, 'base64'),
-    );
-  }
-  await backend.writeFile(
-    workspaceId,
-    generation,
-    '/configs',
-    `${pluginDir(name)}/${INSTALL_ID_FILE}`,
-    Buffer.from(installId),
-  );
+  await backend.writeFiles(workspaceId, generation, '/configs', [
+    ...files.map((f) => ({
+      path: `${pluginDir(name)}/${f.path}`,
+      content: Buffer.from(f.contentBase64, 'base64'),
+    })),
+    { path: `${pluginDir(name)}/${INSTALL_ID_FILE}`, content: Buffer.from(installId) },
+  ]);
 }

@@ -41,6 +41,11 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['listFiles', (b) => b.listFiles(spec.workspaceId, 1, '/workspace', '', 1)],
   ['writeFile', (b) => b.writeFile(spec.workspaceId, 1, '/workspace', 'a.txt', Buffer.from('a'))],
   ['deleteFile', (b) => b.deleteFile(spec.workspaceId, 1, '/workspace', 'a.txt')],
+  [
+    'writeFiles',
+    (b) => b.writeFiles(spec.workspaceId, 1, '/workspace', [{ path: 'a.txt', content: Buffer.from('a') }]),
+  ],
+  ['deleteFiles', (b) => b.deleteFiles(spec.workspaceId, 1, '/workspace', ['a.txt'])],
   ['openTerminal', (b) => b.openTerminal(spec.workspaceId, 1, { cols: 80, rows: 24 })],
   ['ping', (b) => b.ping()],
 ];

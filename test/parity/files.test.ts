@@ -207,6 +207,45 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     ).toBe(404);
     expect((await raw(content('/workspace', 'bin/blob.bin'), 'GET', t.key)).body.equals(blob)).toBe(true);
 
+    // The contract's batch calls (plugin delivery uses them): in order, same rules as one by one.
+    const direct = t.stack.service.backends[backend];
+    const g = online.generation;
+    await direct.writeFiles(id, g, '/workspace', [
+      { path: 'batch/a.txt', content: Buffer.from('a') },
+      { path: 'batch/deep/b.txt', content: Buffer.from('b') },
+      { path: 'batch/a.txt', content: Buffer.from('a2') },
+    ]);
+    expect((await raw(content('/workspace', 'batch/a.txt'), 'GET', t.key)).body.toString()).toBe('a2');
+    expect((await raw(content('/workspace', 'batch/deep/b.txt'), 'GET', t.key)).body.toString()).toBe('b');
+    // A bad path anywhere in a batch is refused before any file is written.
+    await expect(
+      direct.writeFiles(id, g, '/workspace', [
+        { path: 'batch/c.txt', content: Buffer.from('c') },
+        { path: '../escape.txt', content: Buffer.from('x') },
+      ]),
+    ).rejects.toMatchObject({ code: 'invalid_path' });
+    expect((await raw(content('/workspace', 'batch/c.txt'), 'GET', t.key)).status).toBe(404);
+    // Through the planted symlink: refused there, the file before it written, none after it.
+    await expect(
+      direct.writeFiles(id, g, '/workspace', [
+        { path: 'batch/c.txt', content: Buffer.from('c') },
+        { path: 'etc-link/wo-batch', content: Buffer.from('x') },
+        { path: 'batch/d.txt', content: Buffer.from('d') },
+      ]),
+    ).rejects.toMatchObject({ code: 'invalid_path' });
+    expect((await raw(content('/workspace', 'batch/c.txt'), 'GET', t.key)).status).toBe(200);
+    expect((await raw(content('/workspace', 'batch/d.txt'), 'GET', t.key)).status).toBe(404);
+    // Deletes in order, deepest first as given; one already gone is skipped.
+    await direct.deleteFiles(id, g, '/workspace', [
+      'batch/deep/b.txt',
+      'batch/gone.txt',
+      'batch/deep',
+      'batch/a.txt',
+      'batch/c.txt',
+      'batch',
+    ]);
+    expect((await raw(list('/workspace', 'batch'), 'GET', t.key)).status).toBe(404);
+
     // Not online → 409.
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'stopped');

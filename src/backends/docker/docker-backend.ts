@@ -19,6 +19,7 @@ import {
   type WorkspaceBackend,
   type WorkspaceRoot,
 } from '../backend.js';
+import { workspacePath } from '../paths.js';
 import { tailLogs } from './archive.js';
 import { daemonMessage, isConflict, isNotFound, isNotModified, toBackendError } from './errors.js';
 import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from './names.js';
@@ -608,6 +609,18 @@ export class DockerBackend implements WorkspaceBackend {
     return files.writeFile(this.d, containerName(workspaceId, generation), root, path, content);
   }
 
+  /** One call per file: a docker exec/archive call has no session to share. */
+  async writeFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    batch: ReadonlyArray<{ path: string; content: Buffer }>,
+  ): Promise<void> {
+    // Every path is checked before the first write, as on EC2: a bad one leaves nothing written.
+    for (const f of batch) workspacePath(root, f.path);
+    for (const f of batch) await this.writeFile(workspaceId, generation, root, f.path, f.content);
+  }
+
   async deleteFile(
     workspaceId: string,
     generation: number,
@@ -615,6 +628,22 @@ export class DockerBackend implements WorkspaceBackend {
     path: string,
   ): Promise<void> {
     return files.deleteFile(this.d, containerName(workspaceId, generation), root, path);
+  }
+
+  async deleteFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    paths: readonly string[],
+  ): Promise<void> {
+    for (const p of paths) workspacePath(root, p);
+    for (const p of paths) {
+      try {
+        await this.deleteFile(workspaceId, generation, root, p);
+      } catch (err) {
+        if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
+      }
+    }
   }
 
   async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {

@@ -751,6 +751,17 @@ export class Ec2Backend implements WorkspaceBackend {
     return files.writeFile(await this.sshTarget(workspaceId, generation), root, path, content);
   }
 
+  async writeFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    batch: ReadonlyArray<{ path: string; content: Buffer }>,
+  ): Promise<void> {
+    this.requireClient();
+    for (const f of batch) workspacePath(root, f.path);
+    return files.writeFiles(await this.sshTarget(workspaceId, generation), root, batch);
+  }
+
   async deleteFile(
     workspaceId: string,
     generation: number,
@@ -760,6 +771,17 @@ export class Ec2Backend implements WorkspaceBackend {
     this.requireClient();
     workspacePath(root, path);
     return files.deleteFile(await this.sshTarget(workspaceId, generation), root, path);
+  }
+
+  async deleteFiles(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    paths: readonly string[],
+  ): Promise<void> {
+    this.requireClient();
+    for (const p of paths) workspacePath(root, p);
+    return files.deleteFiles(await this.sshTarget(workspaceId, generation), root, paths);
   }
 
   async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {

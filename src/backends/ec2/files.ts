@@ -1,6 +1,6 @@
 /**
  * Files API on an EC2 workspace: SFTP over the generation's key, host key pinned, one connection per
- * operation (withSftp).
+ * operation (withSftp), or one per batch (writeFiles, deleteFiles).
  *
  * Same rules as the Docker backend: the path is checked lexically first (workspacePath), then walked
  * on the instance one directory at a time, each prefix resolved with SFTP realpath and refused as
@@ -330,49 +330,108 @@ export async function writeFile(
   path: string,
   content: FileContent,
 ): Promise<void> {
-  const segs = pathSegments(root, path);
-  const full = `${root}/${segs.join('/')}`;
-  const { size, stream } = contentStream(content);
+  const body = contentStream(content);
   try {
     // The upload comes at the client's pace: bounded by a longer deadline than one SFTP call.
-    await withSftp({ ...target, operationTimeoutMs: UPLOAD_TIMEOUT_MS }, async (sftp) => {
-      const r = await resolve(sftp, 'write', root, segs);
-      if (r.exists) {
-        const st = await r.fs.stat(r.target, full);
-        if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
-        if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
-      }
-      const tmp = `${posix.dirname(r.target)}/.wo-upload-${randomUUID()}`;
-      const sink = sftp.createWriteStream(tmp, { mode: 0o644 });
-      try {
-        await new Promise<void>((done, fail) =>
-          pipeline(stream, exactly(size, full), sink, (err) => (err ? fail(sftpError(err, full)) : done())),
-        );
-        await r.fs.replace(tmp, r.target, full);
-      } catch (err) {
-        // The temporary file goes before the connection does: wait for its handle to close (an
-        // open still in flight would otherwise create it after the unlink), then unlink and wait.
-        await closed(sink, CLEANUP_WAIT_MS);
-        await new Promise<void>((done) => sftp.unlink(tmp, () => done()));
-        throw err;
-      }
-    });
+    await withSftp({ ...target, operationTimeoutMs: UPLOAD_TIMEOUT_MS }, (sftp) =>
+      writeOn(sftp, root, path, body),
+    );
+  } finally {
+    // Also when no connection was made: the caller's stream is not left waiting.
+    body.stream.destroy();
+  }
+}
+
+/**
+ * Writes files in order over one SSH connection (one handshake instead of one per file), each as
+ * writeFile does and under its own deadline; the first failure ends the batch.
+ */
+export async function writeFiles(
+  target: SshTarget,
+  root: WorkspaceRoot,
+  files: ReadonlyArray<{ path: string; content: Buffer }>,
+): Promise<void> {
+  for (const f of files) pathSegments(root, f.path);
+  if (files.length === 0) return;
+  const s = await openSftp({ ...target, operationTimeoutMs: UPLOAD_TIMEOUT_MS });
+  try {
+    for (const f of files) await s.run((sftp) => writeOn(sftp, root, f.path, contentStream(f.content)));
+  } finally {
+    s.end();
+  }
+}
+
+async function writeOn(
+  sftp: SFTPWrapper,
+  root: WorkspaceRoot,
+  path: string,
+  { size, stream }: ReturnType<typeof contentStream>,
+): Promise<void> {
+  const segs = pathSegments(root, path);
+  const full = `${root}/${segs.join('/')}`;
+  try {
+    const r = await resolve(sftp, 'write', root, segs);
+    if (r.exists) {
+      const st = await r.fs.stat(r.target, full);
+      if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
+      if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
+    }
+    const tmp = `${posix.dirname(r.target)}/.wo-upload-${randomUUID()}`;
+    const sink = sftp.createWriteStream(tmp, { mode: 0o644 });
+    try {
+      await new Promise<void>((done, fail) =>
+        pipeline(stream, exactly(size, full), sink, (err) => (err ? fail(sftpError(err, full)) : done())),
+      );
+      await r.fs.replace(tmp, r.target, full);
+    } catch (err) {
+      // The temporary file goes before the connection does: wait for its handle to close (an
+      // open still in flight would otherwise create it after the unlink), then unlink and wait.
+      await closed(sink, CLEANUP_WAIT_MS);
+      await new Promise<void>((done) => sftp.unlink(tmp, () => done()));
+      throw err;
+    }
   } finally {
     stream.destroy();
   }
 }
 
 export async function deleteFile(target: SshTarget, root: WorkspaceRoot, path: string): Promise<void> {
+  await withSftp(target, (sftp) => deleteOn(sftp, root, path));
+}
+
+/** Deletes entries in order over one SSH connection, as deleteFile each; one already gone is skipped. */
+export async function deleteFiles(
+  target: SshTarget,
+  root: WorkspaceRoot,
+  paths: readonly string[],
+): Promise<void> {
+  for (const p of paths) pathSegments(root, p);
+  if (paths.length === 0) return;
+  const s = await openSftp(target);
+  try {
+    for (const p of paths) {
+      await s.run(async (sftp) => {
+        try {
+          await deleteOn(sftp, root, p);
+        } catch (err) {
+          if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
+        }
+      });
+    }
+  } finally {
+    s.end();
+  }
+}
+
+async function deleteOn(sftp: SFTPWrapper, root: WorkspaceRoot, path: string): Promise<void> {
   const segs = pathSegments(root, path);
   const full = `${root}/${segs.join('/')}`;
-  await withSftp(target, async (sftp) => {
-    const r = await resolve(sftp, 'delete', root, segs);
-    if (!r.exists) throw new BackendError('not_found', `${full} not found`);
-    const st = await r.fs.lstat(r.target, full);
-    if (!st) throw new BackendError('not_found', `${full} not found`);
-    if (kindOf(st.mode) === 'dir') await r.fs.rmdir(r.target, full);
-    else await r.fs.unlink(r.target, full);
-  });
+  const r = await resolve(sftp, 'delete', root, segs);
+  if (!r.exists) throw new BackendError('not_found', `${full} not found`);
+  const st = await r.fs.lstat(r.target, full);
+  if (!st) throw new BackendError('not_found', `${full} not found`);
+  if (kindOf(st.mode) === 'dir') await r.fs.rmdir(r.target, full);
+  else await r.fs.unlink(r.target, full);
 }
 
 /** How long a failed upload waits for its temporary file's handle to close before unlinking it. */
