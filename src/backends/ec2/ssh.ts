@@ -201,5 +201,8 @@ export async function connectSsh(target: SshTarget): Promise<SshConnection> {
   }
   // Later errors surface as `close`; keep them from being unhandled 'error' events.
   conn.on('error', () => undefined);
+  // SFTP and terminals are small request/answer exchanges: with Nagle's algorithm on, a small write
+  // behind an unacknowledged one waits for the peer's delayed ACK (tens of ms per round trip).
+  conn.setNoDelay(true);
   return { conn, where, closed };
 }
