@@ -13,7 +13,9 @@
  *   ec2: SFTP over SSH to the instance.
  *
  * Rounds alternate which kind goes first; three untimed warm-up rounds of each kind come first.
- * Report (Markdown) to stdout and .data/bench-files.md; progress on stderr. Workspaces deleted and
+ * Report (Markdown) to stdout and .data/bench-files.md, ending with one JSON line per backend
+ * (`{"bench":"files","backend":…,"rounds":…,"ratioP50":…,"ratioP95":…,"apiP50Ms":…,"rawP50Ms":…}`);
+ * progress on stderr. Workspaces deleted and
  * services stopped in `finally`.
  */
 import { randomBytes } from 'node:crypto';
@@ -190,8 +192,25 @@ function report(
       : []),
     '- Round trip = write start → read’s last byte; percentiles are nearest-rank over the rounds.',
     '',
+    // Machine-readable, one line per backend, last on stdout (fields: docs/benchmarks.md).
+    ...opts.results.map((r) => resultLine(r)),
   );
   return lines.join('\n');
+}
+
+function resultLine(r: BackendResult): string {
+  const api = sorted(r.samples.api.map((x) => x.totalMs));
+  const raw = sorted(r.samples.raw.map((x) => x.totalMs));
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return JSON.stringify({
+    bench: 'files',
+    backend: r.backend,
+    rounds: api.length,
+    ratioP50: round(pct(api, 50) / pct(raw, 50)),
+    ratioP95: round(pct(api, 95) / pct(raw, 95)),
+    apiP50Ms: round(pct(api, 50)),
+    rawP50Ms: round(pct(raw, 50)),
+  });
 }
 
 async function main(): Promise<void> {
