@@ -3,31 +3,36 @@
  *
  *   npx tsx bench/a2a.ts [--requests 2000] [--concurrency 1,16] [--backends docker[,ec2]]
  *
- * One run starts its own PostgreSQL, Temporal dev server and the real service in-process
- * (bench/bench-env.ts), provisions one workspace per backend and waits for `online`. Then, per
- * backend, a bounded closed loop (node:http, keep-alive agent, `concurrency` requests in flight)
- * sends the same JSON-RPC `message/send`:
+ * One run starts its own PostgreSQL, Temporal dev server and the real service (bench/bench-env.ts,
+ * placement `processes`: the API and the worker each in a process of its own, as production runs
+ * them), provisions one workspace per backend and waits for `online`. Then, per backend, a load
+ * generator in its own process (bench/a2a-client.ts: a bounded closed loop, node:http, keep-alive
+ * agent per kind, `concurrency` requests in flight) sends the same JSON-RPC `message/send`:
  *
  * - direct: POST / to the workspace's recorded `endpoint` (the agent's A2A server);
- * - bare: POST / to a bare keep-alive reverse proxy started by the bench (node:http server +
- *   undici Pool to the same endpoint, no auth, no log): what a user would put in front instead;
- * - proxied: POST /v1/workspaces/:id/a2a on the API with the org API key.
+ * - bare: POST / to a bare keep-alive reverse proxy in its own process (bench/a2a-bare-proxy.ts:
+ *   node:http server + undici Pool to the same endpoint, no auth, no log): what a user would put
+ *   in front instead;
+ * - proxied: POST /v1/workspaces/:id/a2a on the API process with the org API key.
+ *
+ * So no two parties share an event loop (before, all of them ran in this one process, which was
+ * saturated at concurrency 16: the figures were the CPU per call of a process that also ran the
+ * client and the other proxy). This process only orchestrates; between blocks it reads each
+ * party's CPU time (/proc, the agent container's cgroup) for the report.
  *
  * After an untimed warm-up of each kind, the timed requests run per concurrency in ABCABC blocks
  * (direct, bare, proxied, twice; requests/2 each), so all kinds see the same machine state. Every
  * answer must be 200 with a JSON-RPC `result`. Report (Markdown) to stdout and .data/bench-a2a.md;
  * progress on stderr; the last lines of stdout are one JSON line per backend and concurrency (fields
- * in docs/benchmarks.md). The workspaces are deleted and every service stopped in `finally`.
+ * in docs/benchmarks.md). The workspaces are deleted and every service and child process stopped in
+ * `finally` (also on Ctrl-C: the children ignore SIGINT and leave when told or when this process
+ * is gone).
  */
-import { AGENT_CREDENTIAL_HEADER } from '../src/security/agent-credential.js';
-import { randomUUID } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
+import pg from 'pg';
 import type { BackendKind } from '../src/backends/backend.js';
+import { AGENT_CREDENTIAL_HEADER } from '../src/security/agent-credential.js';
+import type { LoadCall, LoadResult } from './a2a-client.js';
 import {
   fmt,
   loadAvg,
@@ -42,12 +47,17 @@ import {
   type BenchMeta,
   type Workspace,
 } from './bench-env.js';
-import { guard, progress, runMain } from './provision-util.js';
+import { forkChild, type Child } from './child.js';
+import {
+  containerProbe,
+  findContainer,
+  findProcess,
+  processProbe,
+  treeProbe,
+  type CpuProbe,
+} from './cpu-probes.js';
+import { errorText, guard, progress, runMain } from './provision-util.js';
 
-/** Per-request cap; a slower answer counts as an error. */
-const REQUEST_TIMEOUT_MS = 10_000;
-/** Cap on one block of the load loop: the loop stops issuing requests past it. */
-const BLOCK_TIMEOUT_MS = 120_000;
 const BLOCKS = 2;
 
 interface Target {
@@ -55,111 +65,43 @@ interface Target {
   headers: Record<string, string>;
 }
 
-interface LoadResult {
-  latencies: number[];
-  errors: number;
-  firstError: string | null;
-  wallMs: number;
-}
+/** The parties whose CPU the report shows, in its column order. */
+const PARTIES = [
+  'load generator',
+  'bare proxy',
+  'API',
+  'worker',
+  'PostgreSQL',
+  'agent container',
+  'docker-proxy',
+  'bench main',
+] as const;
+type Party = (typeof PARTIES)[number];
 
-function sendBody(i: number): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: i,
-      method: 'message/send',
-      params: {
-        message: {
-          kind: 'message',
-          role: 'user',
-          messageId: randomUUID(),
-          parts: [{ kind: 'text', text: `bench ping ${i}` }],
-        },
-      },
-    }),
-  );
-}
-
-function once(agent: http.Agent, target: Target, body: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(target.url, {
-      method: 'POST',
-      agent,
-      headers: {
-        ...target.headers,
-        'content-type': 'application/json',
-        accept: 'application/json',
-        'content-length': String(body.length),
-      },
-      timeout: REQUEST_TIMEOUT_MS,
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
-        try {
-          const rpc = JSON.parse(text) as { result?: unknown };
-          if (typeof rpc.result !== 'object' || rpc.result === null)
-            return reject(new Error(`no JSON-RPC result: ${text.slice(0, 200)}`));
-        } catch {
-          return reject(new Error(`not JSON: ${text.slice(0, 200)}`));
-        }
-        resolve();
-      });
-    });
-    req.end(body);
-  });
-}
-
-/** `requests` requests, `concurrency` in flight at any time, bounded by BLOCK_TIMEOUT_MS. */
-async function load(
-  agent: http.Agent,
-  target: Target,
-  requests: number,
-  concurrency: number,
-): Promise<LoadResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  let firstError: string | null = null;
-  let next = 0;
-  const t0 = performance.now();
-  const deadline = t0 + BLOCK_TIMEOUT_MS;
-  const worker = async () => {
-    while (next < requests && performance.now() < deadline) {
-      const i = next++;
-      const body = sendBody(i);
-      const start = performance.now();
-      try {
-        await once(agent, target, body);
-        latencies.push(performance.now() - start);
-      } catch (err) {
-        errors++;
-        firstError ??= err instanceof Error ? err.message : String(err);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return { latencies, errors, firstError, wallMs: performance.now() - t0 };
-}
+/** CPU ms each party spent during a kind's blocks (null: not measured on this backend). */
+type CpuSpent = Record<Party, number | null>;
 
 interface KindResult {
   latencies: number[];
   errors: number;
   firstError: string | null;
   wallMs: number;
+  cpu: CpuSpent;
 }
 
-function merge(parts: LoadResult[]): KindResult {
+function merge(parts: Array<{ load: LoadResult; cpu: CpuSpent }>): KindResult {
+  const cpu = Object.fromEntries(
+    PARTIES.map((party) => {
+      const values = parts.map((p) => p.cpu[party]);
+      return [party, values.some((v) => v === null) ? null : values.reduce((x, y) => x! + y!, 0)];
+    }),
+  ) as CpuSpent;
   return {
-    latencies: parts.flatMap((p) => p.latencies).sort((a, b) => a - b),
-    errors: parts.reduce((s, p) => s + p.errors, 0),
-    firstError: parts.find((p) => p.firstError)?.firstError ?? null,
-    wallMs: parts.reduce((s, p) => s + p.wallMs, 0),
+    latencies: parts.flatMap((p) => p.load.latencies).sort((a, b) => a - b),
+    errors: parts.reduce((s, p) => s + p.load.errors, 0),
+    firstError: parts.find((p) => p.load.firstError)?.load.firstError ?? null,
+    wallMs: parts.reduce((s, p) => s + p.load.wallMs, 0),
+    cpu,
   };
 }
 
@@ -178,51 +120,71 @@ interface BackendResult {
   backend: BackendKind;
   workspace: Workspace;
   runs: ConcurrencyResult[];
+  /** Parties whose CPU could not be found on this backend, with why. */
+  unmeasured: string[];
 }
 
-/**
- * A bare keep-alive reverse proxy to `endpoint`: a node:http server that forwards each request
- * through an undici Pool (kept-alive upstream connections) with the agent credential, streaming
- * both bodies. No auth, no lookups, no log: the floor any proxy in front of the agent pays.
- */
-async function startBareProxy(
-  endpoint: string,
-  credential: string,
-  connections: number,
-): Promise<{ url: URL; close: () => Promise<void> }> {
-  const pool = new Pool(new URL(endpoint).origin, { connections, pipelining: 1 });
-  const server = http.createServer((req, res) => {
-    void (async () => {
-      const upstream = await pool.request({
-        path: '/',
-        method: 'POST',
-        headers: {
-          'content-type': req.headers['content-type'] ?? 'application/json',
-          accept: req.headers.accept ?? 'application/json',
-          [AGENT_CREDENTIAL_HEADER]: credential,
-        },
-        body: req,
-      });
-      res.writeHead(upstream.statusCode, {
-        'content-type': String(upstream.headers['content-type'] ?? 'application/json'),
-      });
-      await pipeline(upstream.body, res);
-    })().catch((err: unknown) => {
-      if (!res.headersSent) res.writeHead(502).end(String(err));
-      else res.destroy();
-    });
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: new URL(`http://127.0.0.1:${port}/`),
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await pool.close();
-    },
+/** This process's own CPU (it hosts ec2-sim's API front, and orchestrates). */
+const selfProbe: CpuProbe = {
+  name: 'bench main',
+  read: () => {
+    const u = process.cpuUsage();
+    return Promise.resolve((u.user + u.system) / 1000);
+  },
+};
+
+/** One CPU probe per party; a party that cannot be found is left out (and named in the report). */
+async function probesFor(
+  env: BenchEnv,
+  workspace: Workspace,
+  client: Child,
+  bare: Child,
+  unmeasured: string[],
+): Promise<Partial<Record<Party, CpuProbe>>> {
+  const probes: Partial<Record<Party, CpuProbe>> = {
+    'load generator': processProbe('load generator', client.pid),
+    'bare proxy': processProbe('bare proxy', bare.pid),
+    'bench main': selfProbe,
   };
+  for (const p of env.processes) probes[p.role === 'api' ? 'API' : 'worker'] = processProbe(p.role, p.pid);
+  const port = String(env.postgresPort);
+  const postmaster = await findProcess(
+    (argv) => (argv[0] ?? '').endsWith('/postgres') && argv.join(' ').includes(`-p ${port} `),
+  );
+  if (postmaster) probes.PostgreSQL = treeProbe('PostgreSQL', postmaster);
+  else unmeasured.push(`PostgreSQL: no postmaster listening on port ${port} found in /proc`);
+  const container = await findContainer(env.docker, workspace.endpoint).catch(() => null);
+  const agentProbe = container
+    ? await containerProbe('agent container', env.docker, container).catch((err: unknown) => {
+        unmeasured.push(`agent container: ${errorText(err)}`);
+        return null;
+      })
+    : null;
+  if (agentProbe) probes['agent container'] = agentProbe;
+  else if (!container) unmeasured.push(`agent container: none serves ${workspace.endpoint}`);
+  if (workspace.backend === 'docker') {
+    const hostPort = new URL(workspace.endpoint).port;
+    const proxy = await findProcess(
+      (argv) => (argv[0] ?? '').endsWith('docker-proxy') && argv.join(' ').includes(`-host-port ${hostPort}`),
+    );
+    if (proxy) probes['docker-proxy'] = processProbe('docker-proxy', proxy);
+    else unmeasured.push(`docker-proxy: none for port ${hostPort} (dockerd without the userland proxy?)`);
+  }
+  return probes;
+}
+
+async function readAll(probes: Partial<Record<Party, CpuProbe>>): Promise<CpuSpent> {
+  const values = await Promise.all(PARTIES.map(async (party) => (await probes[party]?.read()) ?? null));
+  return Object.fromEntries(PARTIES.map((party, i) => [party, values[i]])) as CpuSpent;
+}
+
+function spent(before: CpuSpent, after: CpuSpent): CpuSpent {
+  return Object.fromEntries(
+    PARTIES.map((party) => {
+      const [b, a] = [before[party], after[party]];
+      return [party, a === null || b === null ? null : a - b];
+    }),
+  ) as CpuSpent;
 }
 
 async function benchBackend(
@@ -238,37 +200,69 @@ async function benchBackend(
   progress(`${backend}: workspace ${workspace.id} online at ${workspace.endpoint}`);
   const credential = env.agentCredential(workspace.id, workspace.generation);
   const maxConcurrency = Math.max(...concurrencies);
-  const bare = await startBareProxy(workspace.endpoint, credential, maxConcurrency);
-  const targets: Record<Kind, Target> = {
-    // The agent refuses calls without the proxy's per-generation credential: present it directly.
-    direct: { url: new URL('/', workspace.endpoint), headers: { [AGENT_CREDENTIAL_HEADER]: credential } },
-    bare: { url: bare.url, headers: {} },
-    proxied: {
-      url: new URL(`/v1/workspaces/${workspace.id}/a2a`, env.url),
-      headers: { authorization: `Bearer ${env.token}` },
-    },
-  };
-  const agents = Object.fromEntries(
-    KINDS.map((k) => [k, new http.Agent({ keepAlive: true, maxSockets: maxConcurrency })]),
-  ) as Record<Kind, http.Agent>;
+  const children: Child[] = [];
   try {
+    const bare = forkChild('bare proxy', 'bench/a2a-bare-proxy.ts');
+    children.push(bare);
+    const client = forkChild('load generator', 'bench/a2a-client.ts');
+    children.push(client);
+    const { url: bareUrl } = await guard(
+      bare.call<{ url: string }>('start', {
+        endpoint: workspace.endpoint,
+        credential,
+        connections: maxConcurrency,
+      }),
+    );
+    await guard(client.call('init', { maxSockets: maxConcurrency, kinds: KINDS }));
+    const targets: Record<Kind, Target> = {
+      // The agent refuses calls without the proxy's per-generation credential: present it directly.
+      direct: { url: new URL('/', workspace.endpoint), headers: { [AGENT_CREDENTIAL_HEADER]: credential } },
+      bare: { url: new URL(bareUrl), headers: {} },
+      proxied: {
+        url: new URL(`/v1/workspaces/${workspace.id}/a2a`, env.url),
+        headers: { authorization: `Bearer ${env.token}` },
+      },
+    };
+    const load = (kind: Kind, n: number, concurrency: number) =>
+      guard(
+        client.call<LoadResult>('load', {
+          kind,
+          url: targets[kind].url.href,
+          headers: targets[kind].headers,
+          requests: n,
+          concurrency,
+        } satisfies LoadCall),
+      );
+    const unmeasured: string[] = [];
+    const probes = await probesFor(env, workspace, client, bare, unmeasured);
+    progress(
+      `${backend}: pids: load generator ${client.pid}, bare proxy ${bare.pid}, ` +
+        env.processes.map((p) => `${p.role} ${p.pid}`).join(', ') +
+        (unmeasured.length > 0 ? `; CPU not measured: ${unmeasured.join('; ')}` : ''),
+    );
     progress(`${backend}: warm-up, ${warmup} requests of each kind (untimed)`);
     for (const kind of KINDS) {
-      const w = await guard(load(agents[kind], targets[kind], warmup, maxConcurrency));
+      const w = await load(kind, warmup, maxConcurrency);
       if (w.errors > 0) throw new Error(`warm-up to ${targets[kind].url.href} failed: ${w.firstError}`);
     }
     const runs: ConcurrencyResult[] = [];
     for (const concurrency of concurrencies) {
       const loadBefore = loadAvg();
       const activityBefore = await activityCount(env, workspace.id);
-      const parts: Record<Kind, LoadResult[]> = { direct: [], bare: [], proxied: [] };
+      const parts: Record<Kind, Array<{ load: LoadResult; cpu: CpuSpent }>> = {
+        direct: [],
+        bare: [],
+        proxied: [],
+      };
       const perBlock = Math.ceil(requests / BLOCKS);
       for (let b = 0; b < BLOCKS; b++) {
         progress(
           `${backend}: concurrency ${concurrency}, block ${b + 1}/${BLOCKS}: ${perBlock} each of ${KINDS.join(', ')}`,
         );
         for (const kind of KINDS) {
-          parts[kind].push(await guard(load(agents[kind], targets[kind], perBlock, concurrency)));
+          const cpuBefore = await readAll(probes);
+          const result = await load(kind, perBlock, concurrency);
+          parts[kind].push({ load: result, cpu: spent(cpuBefore, await readAll(probes)) });
         }
       }
       runs.push({
@@ -278,19 +272,26 @@ async function benchBackend(
         load: [loadBefore, loadAvg()],
       });
     }
-    return { backend, workspace, runs };
+    return { backend, workspace, runs, unmeasured };
   } finally {
-    for (const a of Object.values(agents)) a.destroy();
-    await bare.close();
+    for (const child of children.reverse()) {
+      await child.stop().catch((err: unknown) => progress(`stopping ${child.name}: ${errorText(err)}`));
+    }
   }
 }
 
 async function activityCount(env: BenchEnv, workspaceId: string): Promise<number> {
-  const { rows } = await env.service.db.pool.query<{ n: string }>(
-    'SELECT count(*) AS n FROM activity WHERE workspace_id = $1',
-    [workspaceId],
-  );
-  return Number(rows[0]?.n ?? 0);
+  const client = new pg.Client({ connectionString: env.databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ n: string }>(
+      'SELECT count(*) AS n FROM activity WHERE workspace_id = $1',
+      [workspaceId],
+    );
+    return Number(rows[0]?.n ?? 0);
+  } finally {
+    await client.end();
+  }
 }
 
 function stats(k: KindResult) {
@@ -389,11 +390,47 @@ function report(
       );
     }
   }
+  lines.push(
+    '',
+    '## CPU per call',
+    '',
+    'CPU time (user + system, all threads) each party spent during a kind’s blocks, divided by that',
+    'kind’s calls (µs per call; – = not measured). Each party is its own process (the agent: its',
+    'container’s cgroup), read from /proc before and after every block; /proc counts in 10 ms ticks.',
+    'A party that works on a timer (the worker’s heartbeats, PostgreSQL’s background writers) shows',
+    'CPU per call in proportion to the blocks’ wall time, not to the calls. bench main is this',
+    'orchestrating process (between blocks it reads the probes; on ec2 it hosts the simulator).',
+    '',
+    `| backend | concurrency | kind | blocks' wall s | ${PARTIES.join(' | ')} | total |`,
+    `|---|---:|---|---:|${PARTIES.map(() => '---:').join('|')}|---:|`,
+  );
+  for (const r of opts.results) {
+    for (const c of r.runs) {
+      for (const kind of KINDS) {
+        const k = c.kinds[kind];
+        const calls = k.latencies.length + k.errors;
+        const perCall = (ms: number | null) =>
+          ms === null || calls === 0 ? '–' : fmt((ms * 1000) / calls, 0);
+        const total = PARTIES.reduce((sum, party) => sum + (k.cpu[party] ?? 0), 0);
+        lines.push(
+          row([
+            r.backend,
+            String(c.concurrency),
+            kind,
+            fmt(k.wallMs / 1000),
+            ...PARTIES.map((party) => perCall(k.cpu[party])),
+            perCall(total),
+          ]),
+        );
+      }
+    }
+  }
   lines.push('', '## Notes', '');
   for (const r of opts.results) {
     lines.push(
       `- ${r.backend}: workspace \`${r.workspace.id}\`, agent endpoint \`${r.workspace.endpoint}\`.`,
     );
+    if (r.unmeasured.length > 0) lines.push(`  CPU not measured: ${r.unmeasured.join('; ')}.`);
     for (const c of r.runs) {
       lines.push(
         `  Concurrency ${c.concurrency}: load average ${c.load[0]} before its blocks, ${c.load[1]} after; ` +
@@ -408,8 +445,11 @@ function report(
     '- What the proxy adds per call over the bare proxy: API-key auth, the workspace lookup, the',
     "  workspace's secrets for redaction, the agent credential, the budget check, and the activity row",
     '  written before the response ends.',
-    '- Everything is loopback / docker-bridge traffic on this one machine; client, API, PostgreSQL,',
-    '  Temporal and the agent share the CPUs, so the ratios are for this machine only.',
+    '- Placement: the load generator, the bare proxy, the API and the worker each run in a Node process',
+    '  of their own (this bench process only orchestrates and, on ec2, hosts the simulator), so no two',
+    '  share an event loop. They, PostgreSQL, Temporal and the agent still share this machine’s CPUs:',
+    '  the ratios are for this machine only.',
+    '- Everything is loopback / docker-bridge traffic on this one machine.',
     '- Latency is per request from write to the last byte of the answer; percentiles are nearest-rank.',
     '  req/s = successful requests / summed wall time of that kind’s blocks.',
     '',
@@ -440,6 +480,7 @@ async function main(): Promise<void> {
     runPrefix: 'ba',
     reportName: 'bench-a2a.md',
     backends,
+    placement: 'processes',
     measure: async (env, run) => {
       const results: BackendResult[] = [];
       for (const backend of backends) {

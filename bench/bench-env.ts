@@ -1,7 +1,7 @@
 /**
  * Shared set-up of bench/a2a.ts and bench/files.ts: one PostgreSQL + Temporal dev server
  * (test/setup/services.ts), dockerd + the runtime image, optionally moto + ec2-sim, the real service
- * (API + worker in this process), one org, and online workspaces on demand. Everything started is
+ * (API + worker in this process, or each in a child process: `Placement`), one org, and online workspaces on demand. Everything started is
  * registered for `stop()`, which tears it down in reverse order (workspaces deleted first).
  * bench/provision.ts uses the same pieces (`startInfra`, `startBenchService`, `machineFacts`,
  * `writeReport`, the option parsers) with a service per backend.
@@ -39,6 +39,7 @@ import {
   type RunningTemporal,
 } from '../test/setup/services.js';
 import { terminateInstances } from './provision-baselines.js';
+import { forkChild } from './child.js';
 import { FatalError, HEARTBEAT_INTERVAL_MS, errorText, guard, poll, progress } from './provision-util.js';
 
 export const ALL_BACKENDS: readonly BackendKind[] = ['docker', 'ec2'];
@@ -163,9 +164,22 @@ export interface Workspace {
   endpoint: string;
 }
 
+/**
+ * Where the service runs: `in-process` (API + worker in the bench's own process, as bench/files.ts
+ * needs for its raw backend calls) or `processes` (the API and the worker each in a child process,
+ * as production deploys them; bench/a2a.ts).
+ */
+export type Placement = 'in-process' | 'processes';
+
 export interface BenchEnv {
   docker: Dockerode;
-  service: RunningService;
+  /** The in-process service (placement `in-process`), else null. */
+  service: RunningService | null;
+  /** The service's processes (placement `processes`), else empty. */
+  processes: ServiceProcess[];
+  databaseUrl: string;
+  /** The PostgreSQL server's port (its postmaster is found by it). */
+  postgresPort: number;
   url: string;
   token: string;
   machine: Machine;
@@ -252,28 +266,20 @@ export async function startInfra(docker: Dockerode, withEc2: boolean, stops: Sto
   return { postgres, temporal, image, moto, vmImage };
 }
 
-/**
- * A fresh database + data dir, the real service (API + worker in this process) on them, and one
- * org. Database, data dir and service are pushed onto `stops` as they come up.
- */
-export async function startBenchService(opts: {
+/** A fresh database + data dir (both pushed onto `stops`) and the service's settings on them. */
+async function prepareService(opts: {
   infra: Pick<Infra, 'postgres' | 'temporal' | 'image'>;
   database: string;
   taskQueue: string;
-  /** Settings that enable a backend (ec2: the simulator's endpoint, AMI, subnet, …). */
   env: Record<string, string>;
-  /** Prefix of the progress line. */
-  label: string;
   stops: Stops;
-  /** In place of the configured backends (see ServiceOptions.backends). */
-  backends?: ServiceOptions['backends'];
-}): Promise<{ service: RunningService; url: string; token: string; secrets: SecretBox }> {
+}): Promise<{ env: Record<string, string>; databaseUrl: string }> {
   const { infra, stops } = opts;
   const db = await createFreshDatabase(infra.postgres.adminUrl, opts.database);
   stops.push(['database', () => db.drop()]);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'wo-bench-data-'));
   stops.push(['data dir', () => rm(dataDir, { recursive: true, force: true })]);
-  const config = loadConfig({
+  const env: Record<string, string> = {
     DATABASE_URL: db.url,
     TEMPORAL_ADDRESS: infra.temporal.address,
     TEMPORAL_NAMESPACE: infra.temporal.namespace,
@@ -289,7 +295,40 @@ export async function startBenchService(opts: {
     // workspace: the limiter stays in the path (its cost is measured) but never refuses.
     RATE_LIMIT_PER_MINUTE: '10000000',
     ...opts.env,
-  });
+  };
+  return { env, databaseUrl: db.url };
+}
+
+async function createOrg(url: string, adminToken: string): Promise<string> {
+  const org = await apiCall(url, 'POST', '/v1/orgs', { token: adminToken, body: { name: 'bench' } });
+  if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
+  return String(org.body.apiKey);
+}
+
+/**
+ * A fresh database + data dir, the real service (API + worker in this process) on them, and one
+ * org. Database, data dir and service are pushed onto `stops` as they come up.
+ */
+export async function startBenchService(opts: {
+  infra: Pick<Infra, 'postgres' | 'temporal' | 'image'>;
+  database: string;
+  taskQueue: string;
+  /** Settings that enable a backend (ec2: the simulator's endpoint, AMI, subnet, …). */
+  env: Record<string, string>;
+  /** Prefix of the progress line. */
+  label: string;
+  stops: Stops;
+  /** In place of the configured backends (see ServiceOptions.backends). */
+  backends?: ServiceOptions['backends'];
+}): Promise<{
+  service: RunningService;
+  url: string;
+  token: string;
+  secrets: SecretBox;
+  databaseUrl: string;
+}> {
+  const { env, databaseUrl } = await prepareService(opts);
+  const config = loadConfig(env);
   progress(`${opts.label}starting the service (API + worker in-process)`);
   // Logs go to stderr: stdout carries the report.
   const service = await guard(
@@ -300,21 +339,64 @@ export async function startBenchService(opts: {
       ...(opts.backends ? { backends: opts.backends } : {}),
     }),
   );
-  stops.push(['service', () => service.close()]);
+  opts.stops.push(['service', () => service.close()]);
   const url = service.url!;
-  const org = await apiCall(url, 'POST', '/v1/orgs', {
-    token: config.ADMIN_TOKEN,
-    body: { name: 'bench' },
-  });
-  if (org.status !== 201) throw new Error(`create org: ${org.status} ${JSON.stringify(org.body)}`);
-  return { service, url, token: String(org.body.apiKey), secrets: new SecretBox(config.SECRETS_KEY) };
+  const token = await createOrg(url, config.ADMIN_TOKEN);
+  return { service, url, token, secrets: new SecretBox(config.SECRETS_KEY), databaseUrl };
+}
+
+/** A service role running in its own process (bench/service-process.ts). */
+export interface ServiceProcess {
+  role: 'api' | 'worker';
+  pid: number;
+}
+
+/**
+ * Like startBenchService, but the API and the worker each in a process of their own, as production
+ * runs them (bench/service-process.ts); both are pushed onto `stops` (stopped with SIGTERM).
+ */
+async function startServiceProcesses(opts: {
+  infra: Pick<Infra, 'postgres' | 'temporal' | 'image'>;
+  database: string;
+  taskQueue: string;
+  env: Record<string, string>;
+  stops: Stops;
+}): Promise<{
+  processes: ServiceProcess[];
+  url: string;
+  token: string;
+  secrets: SecretBox;
+  databaseUrl: string;
+}> {
+  const { env, databaseUrl } = await prepareService(opts);
+  const config = loadConfig(env);
+  progress('starting the service: the API and the worker, each in its own process');
+  const start = async (role: ServiceProcess['role'], roleEnv: Record<string, string>) => {
+    const child = forkChild(`service ${role}`, 'bench/service-process.ts');
+    opts.stops.push([`service ${role}`, () => child.stop()]);
+    const { url } = await guard(child.call<{ url: string | null }>('start', { role, env: roleEnv }));
+    return { process: { role, pid: child.pid }, url };
+  };
+  // The API first: the worker hands the agents the platform URL (the API's port), as production's
+  // shared PORT setting does; PORT=0 lets the API pick a free one.
+  const api = await start('api', env);
+  const url = api.url;
+  if (!url) throw new Error('the API process answered no URL');
+  const worker = await start('worker', { ...env, PORT: new URL(url).port });
+  const processes = [api.process, worker.process];
+  const token = await createOrg(url, config.ADMIN_TOKEN);
+  return { processes, url, token, secrets: new SecretBox(config.SECRETS_KEY), databaseUrl };
 }
 
 /**
  * Starts everything. On failure whatever was started is stopped before the error propagates; on
  * success the caller must call `stop()` (in a finally block).
  */
-export async function startBenchEnv(opts: { backends: BackendKind[]; run: string }): Promise<BenchEnv> {
+export async function startBenchEnv(opts: {
+  backends: BackendKind[];
+  run: string;
+  placement: Placement;
+}): Promise<BenchEnv> {
   const withEc2 = opts.backends.includes('ec2');
   const docker = new Dockerode();
   const stops: Stops = [];
@@ -364,14 +446,19 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
       env = simServiceEnv(sim);
     }
 
-    const { service, url, token, secrets } = await startBenchService({
+    const serviceOpts = {
       infra,
       database: `bench_${opts.run}`,
       taskQueue: `bench-${opts.run}`,
       env,
-      label: '',
       stops,
-    });
+    };
+    const started =
+      opts.placement === 'processes'
+        ? await startServiceProcesses(serviceOpts)
+        : await startBenchService({ ...serviceOpts, label: '' });
+    const { url, token, secrets } = started;
+    const service = 'service' in started ? started.service : null;
 
     const dockerLeftovers = new DockerBackend({ docker, image });
     const provision = async (backend: BackendKind, name: string): Promise<Workspace> => {
@@ -383,11 +470,12 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
       stops.push([
         `workspace ${id}`,
         async () => {
-          const del = await apiCall(url, 'DELETE', `/v1/workspaces/${id}`, { token });
-          if (del.status !== 202 && del.status !== 404) throw new Error(`DELETE ${id}: ${del.status}`);
           try {
+            const del = await apiCall(url, 'DELETE', `/v1/workspaces/${id}`, { token });
+            if (del.status !== 202 && del.status !== 404) throw new Error(`DELETE ${id}: ${del.status}`);
             await waitStatus(url, token, id, 'deleted', 120_000);
           } finally {
+            // Also when the API could not delete it (e.g. Ctrl-C also stopped the Temporal server).
             if (backend === 'docker') await dockerLeftovers.remove(id, { volumes: true });
             else if (ec2) await terminateInstances(ec2, [{ Name: `tag:${TAG.workspaceId}`, Values: [id] }]);
           }
@@ -400,6 +488,9 @@ export async function startBenchEnv(opts: { backends: BackendKind[]; run: string
     return {
       docker,
       service,
+      processes: 'processes' in started ? started.processes : [],
+      databaseUrl: started.databaseUrl,
+      postgresPort: infra.postgres.port,
       url,
       token,
       machine,
@@ -433,6 +524,7 @@ export async function runBench<R>(opts: {
   runPrefix: string;
   reportName: string;
   backends: BackendKind[];
+  placement: Placement;
   measure: (env: BenchEnv, run: string) => Promise<R>;
   report: (results: R, meta: BenchMeta) => string;
 }): Promise<void> {
@@ -442,7 +534,7 @@ export async function runBench<R>(opts: {
   const wallStart = performance.now();
   const run = `${opts.runPrefix}${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 
-  const env = await startBenchEnv({ backends: opts.backends, run });
+  const env = await startBenchEnv({ backends: opts.backends, run, placement: opts.placement });
   try {
     const results = await opts.measure(env, run);
     const markdown = opts.report(results, {

@@ -74,6 +74,8 @@ async function apiRoundTrip(env: BenchEnv, w: Workspace, file: string, data: Buf
 }
 
 async function rawRoundTrip(env: BenchEnv, w: Workspace, file: string, data: Buffer): Promise<Sample> {
+  // runBench below asks for placement `in-process`: the raw calls use the API's own backend objects.
+  if (!env.service) throw new Error('the files bench needs the in-process service');
   const backend = env.service.backends[w.backend];
   const t0 = performance.now();
   await backend.writeFile(w.id, w.generation, ROOT, file, data);
@@ -228,6 +230,7 @@ async function main(): Promise<void> {
     runPrefix: 'bf',
     reportName: 'bench-files.md',
     backends,
+    placement: 'in-process',
     measure: async (env, run) => {
       const results: BackendResult[] = [];
       for (const backend of backends) results.push(await benchBackend(env, backend, run, rounds));
