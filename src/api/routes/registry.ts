@@ -64,6 +64,12 @@ export function registryRouter(deps: ApiDeps): Router {
       throw stale(`generation ${generation} is not the current generation`);
     }
     const config = w.bootConfig ?? {};
+    // Independent reads (and the credential's insert): at once, the agent's boot waits on them.
+    const [plugins, secrets, agentCredential] = await Promise.all([
+      bundlePlugins(db, w.id),
+      secretValues(db, deps.secrets, w.id),
+      issueAgentCredential(db, deps.secrets, w.id, generation),
+    ]);
     res.json({
       workspaceId: w.id,
       orgId: w.orgId,
@@ -74,10 +80,10 @@ export function registryRouter(deps: ApiDeps): Router {
       config,
       configYaml: renderConfigYaml(w.bootRuntime, config),
       files: templateFiles(deps, w.id, w.template),
-      plugins: await bundlePlugins(db, w.id),
-      secrets: await secretValues(db, deps.secrets, w.id),
+      plugins,
+      secrets,
       workspaceToken,
-      agentCredential: await issueAgentCredential(db, deps.secrets, w.id, generation),
+      agentCredential,
       heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
     });
   });
