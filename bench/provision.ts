@@ -325,7 +325,14 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
   const t0 = performance.now();
   const loadBefore = os.loadavg()[0] ?? 0;
   const { docker, image } = shared;
-  const baseline = await runDockerBaseline({ docker, registry: shared.registry, image, run: shared.run, n });
+  // Ids (and the fake registry's boot events kept by id) distinct per N of one run.
+  const baseline = await runDockerBaseline({
+    docker,
+    registry: shared.registry,
+    image,
+    run: `${shared.run}-n${n}`,
+    n,
+  });
   const leftovers = new DockerBackend({ docker, image });
   const orchestrated = await runOrchestrated({
     ...shared,
@@ -376,7 +383,7 @@ async function benchEc2(
       sim,
       vmStarts: shared.starts,
       registry: shared.registry,
-      run: shared.run,
+      run: `${shared.run}-n${n}`,
       n,
     });
     const orchestrated = await runOrchestrated({
