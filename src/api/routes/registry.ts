@@ -5,7 +5,7 @@
  */
 import { Router, type Response } from 'express';
 import { recordSpend } from '../../db/budget.js';
-import { insertBootEvent } from '../../db/events.js';
+import { recordBootEvent } from '../../db/events.js';
 import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
 import { redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
@@ -115,13 +115,12 @@ export function registryRouter(deps: ApiDeps): Router {
       throw conflict('platform-health-ok before registration for this generation', 'not_registered');
     }
     const clean = await redactorFor(db, deps.secrets, w.id);
-    await insertBootEvent(db, w.id, {
+    await recordBootEvent(db, w.id, {
       generation: body.generation,
       phase: body.phase,
       message: body.message ? clean(body.message) : null,
       ts: body.ts ? new Date(body.ts) : new Date(),
     });
-    await workspaces.updatePhase(db, w.id, body.generation, body.phase);
     if (healthOk) {
       await deps.entity.signalReady(w.id, {
         generation: body.generation,
