@@ -290,7 +290,12 @@ async function runOrchestrated(opts: {
       database: `bench_${backend}`,
       taskQueue: `bench-${run}-${backend}`,
       // The /events feed polls transitions as often as the baseline polls /health (followStatus).
-      env: { EVENTS_POLL_MS: String(POLL_INTERVAL_MS), ...opts.env },
+      // One stream per workspace in flight, all with the bench's one key (default cap 20).
+      env: {
+        EVENTS_POLL_MS: String(POLL_INTERVAL_MS),
+        EVENT_STREAMS_PER_PRINCIPAL: String(Math.max(20, n + 1)),
+        ...opts.env,
+      },
       label: `${backend} orchestrated: `,
       stops: cleanup,
     });
