@@ -16,7 +16,7 @@
  *   (test/support/fake-registry.ts);
  * - orchestrated: the real service (API + worker in this process; for ec2 configured as the parity
  *   suite does, test/parity/backends.ts), N concurrent POST /v1/workspaces {name, backend}, each
- *   timed from just before the POST until GET shows status "online"; per-phase timestamps come
+ *   timed from just before the POST until its `/events` stream shows "online"; per-phase timestamps come
  *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events.
  *
  * Each kind gets one untimed warm-up provision first. The report (Markdown) goes to stdout and to
@@ -66,14 +66,17 @@ import {
   type Machine as BaseMachine,
   type Stops,
 } from './bench-env.js';
+import { readSse } from '../src/cli/wsctl/sse.js';
 import {
   ATTEMPT_TIMEOUT_MS,
   BOOT_PHASES,
   FatalError,
   POLL_INTERVAL_MS,
+  PROVISION_TIMEOUT_MS,
   allOrFail,
   errorText,
   guard,
+  interrupt,
   ms,
   poll,
   pollCount,
@@ -101,8 +104,45 @@ interface Api {
   ): Promise<{ status: number; body: Record<string, unknown> }>;
 }
 
-function apiClient(url: string): Api {
-  return { call: (method, pathName, opts) => apiCall(url, method, pathName, opts) };
+function apiClient(url: string): Api & { url: string } {
+  return { url, call: (method, pathName, opts) => apiCall(url, method, pathName, opts) };
+}
+
+/**
+ * Follows GET /v1/workspaces/:id/events (the live stream a UI or `wsctl` follows) until a
+ * transition to `status`; `failed` ends the wait at once. The service's one shared transitions
+ * poll runs every POLL_INTERVAL_MS (EVENTS_POLL_MS below), so this end is exactly as prompt as the
+ * baseline's /health polls, without N clients each asking the API 20 times a second (at N=20 that
+ * was ~250 GETs/s, each an authenticated DB read, on the same 2 CPUs as the provisions measured).
+ */
+async function followStatus(api: { url: string }, token: string, id: string, status: string): Promise<void> {
+  const ac = new AbortController();
+  const timer = setTimeout(
+    () =>
+      ac.abort(new Error(`timed out after ${PROVISION_TIMEOUT_MS} ms waiting for ${id} to reach ${status}`)),
+    PROVISION_TIMEOUT_MS,
+  );
+  const onInterrupt = () => ac.abort(interrupt.signal.reason);
+  interrupt.signal.addEventListener('abort', onInterrupt);
+  try {
+    pollCount.get++;
+    const res = await fetch(`${api.url}/v1/workspaces/${id}/events`, {
+      headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
+      signal: ac.signal,
+    });
+    if (res.status !== 200 || !res.body)
+      throw new FatalError(`GET ${id}/events: ${res.status} ${await res.text()}`);
+    for await (const ev of readSse(res.body)) {
+      const t = JSON.parse(ev.data) as { status?: string; message?: string };
+      if (t.status === status) return;
+      if (t.status === 'failed') throw new FatalError(`workspace ${id} failed: ${String(t.message)}`);
+    }
+    throw new Error(`the event stream of ${id} ended before ${status}`);
+  } finally {
+    clearTimeout(timer);
+    interrupt.signal.removeEventListener('abort', onInterrupt);
+    ac.abort();
+  }
 }
 
 /** Polls GET /v1/workspaces/:id every 50 ms until `status`; a `failed` workspace ends the wait at once. */
@@ -123,14 +163,14 @@ interface OrchestratedSample {
   id: string;
   /** Just before the POST → 202. */
   postMs: number;
-  /** Just before the POST → GET shows online. */
+  /** Just before the POST → the event stream shows online. */
   totalMs: number;
-  /** Wall clock when GET first showed online. */
+  /** Wall clock when the event stream showed online. */
   onlineSeenAt: number;
 }
 
 async function provisionOne(
-  api: Api,
+  api: Api & { url: string },
   token: string,
   name: string,
   backend: BackendKind,
@@ -140,7 +180,7 @@ async function provisionOne(
   const postMs = performance.now() - t0;
   if (res.status !== 202) throw new Error(`POST /v1/workspaces: ${res.status} ${JSON.stringify(res.body)}`);
   const id = String(res.body.id);
-  await waitStatus(api, token, id, 'online');
+  await followStatus(api, token, id, 'online');
   return { id, postMs, totalMs: performance.now() - t0, onlineSeenAt: Date.now() };
 }
 
@@ -249,7 +289,13 @@ async function runOrchestrated(opts: {
       infra: opts,
       database: `bench_${backend}`,
       taskQueue: `bench-${run}-${backend}`,
-      env: opts.env,
+      // The /events feed polls transitions as often as the baseline polls /health (followStatus).
+      // One stream per workspace in flight, all with the bench's one key (default cap 20).
+      env: {
+        EVENTS_POLL_MS: String(POLL_INTERVAL_MS),
+        EVENT_STREAMS_PER_PRINCIPAL: String(Math.max(20, n + 1)),
+        ...opts.env,
+      },
       label: `${backend} orchestrated: `,
       stops: cleanup,
     });
@@ -325,7 +371,14 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
   const t0 = performance.now();
   const loadBefore = os.loadavg()[0] ?? 0;
   const { docker, image } = shared;
-  const baseline = await runDockerBaseline({ docker, registry: shared.registry, image, run: shared.run, n });
+  // Ids (and the fake registry's boot events kept by id) distinct per N of one run.
+  const baseline = await runDockerBaseline({
+    docker,
+    registry: shared.registry,
+    image,
+    run: `${shared.run}-n${n}`,
+    n,
+  });
   const leftovers = new DockerBackend({ docker, image });
   const orchestrated = await runOrchestrated({
     ...shared,
@@ -376,7 +429,7 @@ async function benchEc2(
       sim,
       vmStarts: shared.starts,
       registry: shared.registry,
-      run: shared.run,
+      run: `${shared.run}-n${n}`,
       n,
     });
     const orchestrated = await runOrchestrated({
@@ -493,7 +546,7 @@ function orchestratedPhaseLines(r: BackendResult): string[] {
       source: 'transition',
       key: 'online/platform-health-ok',
     },
-    { label: 'client GET first shows `online`', source: 'client', key: 'seen' },
+    { label: 'client’s `/events` stream shows `online`', source: 'client', key: 'seen' },
   ];
   const valueOf = (id: string, step: PhaseStep): number | undefined => {
     const created = orchestrated.createdAt.get(id);
@@ -582,8 +635,8 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     `- ${r.backend} part of the run: ${(r.wallMs / 1000).toFixed(1)} s (warm-ups, baseline, service start, orchestrated, teardown);`,
     `  1-min load average ${r.load[0].toFixed(2)} when it began, ${r.load[1].toFixed(2)} after its timed parts.`,
     `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);`,
-    `  orchestrated \`GET /v1/workspaces/:id\` ${rate(orchestrated.load)}, served by the in-process API`,
-    '  that also serves the agents’ registry calls.',
+    `  orchestrated: ${orchestrated.load.requests} \`GET /v1/workspaces/:id/events\` streams, fed by one`,
+    `  transitions query per ${POLL_INTERVAL_MS} ms in the in-process API (which also serves the agents’ registry calls).`,
     `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
     `  share this machine’s ${machine.nproc} CPUs with the ${n} booting ${resource}s.`,
     `- Service start (API + worker in-process, before the warm-up): ${(orchestrated.serviceStartMs / 1000).toFixed(1)} s.`,
@@ -594,7 +647,7 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '|---|---:|---:|---:|---:|',
     row([baselineLabel, ms(b.p50), ms(b.p95), ms(b.max), ms(b.min)]),
     row([
-      `orchestrated: \`POST /v1/workspaces {backend: ${r.backend}}\` → \`GET\` shows \`online\``,
+      `orchestrated: \`POST /v1/workspaces {backend: ${r.backend}}\` → \`/events\` shows \`online\``,
       ms(o.p50),
       ms(o.p95),
       ms(o.max),
@@ -683,8 +736,10 @@ function report(opts: {
     '- The end points differ on purpose: a baseline ends when the agent’s A2A server answers',
     '  `/health` (right after `agent-started`); orchestrated ends when the workspace is `online`, i.e.',
     '  after the agent registered, reported `platform-health-ok`, the entity workflow was signalled',
-    `  and wrote the transition, and a ${POLL_INTERVAL_MS} ms client poll saw it. Polls (${POLL_INTERVAL_MS} ms apart,`,
-    `  ${ATTEMPT_TIMEOUT_MS} ms per-attempt timeout) run concurrently for all N in every case.`,
+    `  and wrote the transition, and the client’s \`/events\` stream delivered it. Both ends are`,
+    `  equally prompt: baseline \`/health\` polls ${POLL_INTERVAL_MS} ms apart (${ATTEMPT_TIMEOUT_MS} ms per-attempt timeout),`,
+    `  concurrently for all N; the service’s one shared \`/events\` feed query every ${POLL_INTERVAL_MS} ms`,
+    '  (`EVENTS_POLL_MS`; the default is 250 ms).',
     '- Baselines bootstrap from the fake registry (test/support/fake-registry.ts), the orchestrated',
     '  agents from the real API. Docker baseline containers get no named volumes and no restart',
     '  policy; orchestrated ones get two named volumes each (`/configs`, `/workspace`) via DockerBackend.',

@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client, Connection } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import Dockerode from 'dockerode';
 import type { Logger } from 'pino';
 import { createActivities } from './activities/index.js';
@@ -150,7 +150,17 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
   const secrets = new SecretBox(config.SECRETS_KEY, config.SECRETS_OLD_KEYS);
   const backends = { ...createBackends(config, { db, secrets, log }), ...opts.backends };
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  // API and worker in one process (`./dev up`, the benches, the test stacks): the API's client goes
+  // through the worker's native connection, which lets a create's start be eager (the first
+  // workflow task comes back with the start, to this worker). Apart, the API has its own.
+  const shared = opts.api && opts.worker;
+  const workerConnection = opts.worker
+    ? await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS })
+    : null;
+  const connection =
+    shared && workerConnection
+      ? workerConnection
+      : await Connection.connect({ address: config.TEMPORAL_ADDRESS });
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
   const sweepSettings: SweepSettings = {
@@ -168,7 +178,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
   if (opts.api) {
-    const entity = new EntityClient(temporal, config.TASK_QUEUE);
+    const entity = new EntityClient(temporal, config.TASK_QUEUE, { eagerStart: shared });
     const apiDeps: ApiDeps = {
       db: db.pool,
       entity,
@@ -196,8 +206,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
 
   let worker: Worker | null = null;
   let workerRun: Promise<void> | null = null;
-  let workerConnection: { close(): Promise<void> } | null = null;
-  if (opts.worker) {
+  if (opts.worker && workerConnection) {
     const activities = createActivities({
       db: db.pool,
       backends,
@@ -211,6 +220,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       address: config.TEMPORAL_ADDRESS,
       namespace: config.TEMPORAL_NAMESPACE,
       taskQueue: config.TASK_QUEUE,
+      connection: workerConnection,
       activities,
       // Counted in the DB, not in this process: /metrics is served by the API processes.
       recordOutcome: (workflow, outcome) =>
@@ -219,7 +229,6 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         }),
     });
     worker = created.worker;
-    workerConnection = created.connection;
     workerRun = worker.run();
     // workflowBundle null: no prebuilt bundle for these sources, so it was bundled at start.
     log.info({ taskQueue: config.TASK_QUEUE, workflowBundle: created.workflowBundle }, 'worker running');
@@ -248,7 +257,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         await workerRun;
       }
       await workerConnection?.close();
-      await connection.close();
+      if (connection !== workerConnection) await connection.close();
       await db.close();
     },
   };

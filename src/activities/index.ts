@@ -79,8 +79,12 @@ export function createActivities(deps: ActivityDeps) {
       discardedGeneration?: number;
     }): Promise<void> {
       await dbCall(async () => {
-        const redactor = await redactorFor(db, deps.secrets, input.workspaceId);
-        const clean = (v: string | null) => (v === null ? null : redactor(v));
+        // Most transitions carry no text (status and phase are ours): no secrets to read for them.
+        const redactor =
+          input.message === null && input.error === null
+            ? null
+            : await redactorFor(db, deps.secrets, input.workspaceId);
+        const clean = (v: string | null) => (v === null || redactor === null ? v : redactor(v));
         await workspaces.recordTransition(db, {
           ...input,
           message: clean(input.message),

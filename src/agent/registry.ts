@@ -21,11 +21,16 @@ export class Registry {
     return this.bundle.workspaceToken;
   }
 
+  /** Progress events not yet answered: posted one after another, in the order they happened. */
+  private posting: Promise<void> = Promise.resolve();
+
   /**
-   * Posts one boot event. Awaited in sequence, so the platform sees phases in order. Progress
-   * events that keep failing are logged and the boot goes on (~15 s each at most). The final
-   * `platform-health-ok` is what flips the workspace online, so it is retried until the platform
-   * answers, and a 409 (stale generation/config) there ends the agent like a 409 on register.
+   * Reports one boot event. Progress events are queued and posted one after another in the
+   * background, so the platform sees phases in order while the boot goes on instead of waiting a
+   * round trip per phase; one that keeps failing is logged and skipped (~15 s each at most). The
+   * final `platform-health-ok` is what flips the workspace online: it waits for the queue (so it is
+   * the last phase the platform sees), is retried until the platform answers, and a 409 (stale
+   * generation/config) there ends the agent like a 409 on register.
    */
   async bootEvent(phase: BootPhase, message?: string): Promise<void> {
     log(`phase ${phase}${message ? `: ${message}` : ''}`);
@@ -36,7 +41,18 @@ export class Registry {
       ...(message === undefined ? {} : { message }),
       ts: new Date().toISOString(),
     };
-    const required = phase === 'platform-health-ok';
+    if (phase !== 'platform-health-ok') {
+      this.posting = this.posting
+        .then(() => this.postBootEvent(body, false))
+        .catch((err: unknown) => log(`boot event ${phase} not posted: ${errorText(err)}`));
+      return;
+    }
+    await this.posting;
+    await this.postBootEvent(body, true);
+  }
+
+  private async postBootEvent(body: { phase: BootPhase }, required: boolean): Promise<void> {
+    const { phase } = body;
     for (;;) {
       const { res, error } = await this.client.callWithRetry(
         'POST',

@@ -49,6 +49,12 @@ export interface EntityClientOptions {
   pollerCacheMs?: number;
   /** A poller last seen longer ago than this is gone (an idle worker re-polls about every minute). */
   pollerStaleMs?: number;
+  /**
+   * Ask for eager workflow start: the server hands a create's first workflow task straight back to
+   * a worker in this process (no task queue round trip). Only for a client on the worker's
+   * NativeConnection (API and worker in one process); with no free slot there it is a plain start.
+   */
+  eagerStart?: boolean;
 }
 
 // temporal.api.enums.v1 values (the proto package is not a direct dependency).
@@ -64,6 +70,7 @@ export class EntityClient {
   private readonly callTimeoutMs: number;
   private readonly pollerCacheMs: number;
   private readonly pollerStaleMs: number;
+  private readonly eagerStart: boolean;
   private pollers: { at: number; polling: Promise<boolean> } | null = null;
 
   constructor(
@@ -74,6 +81,7 @@ export class EntityClient {
     this.callTimeoutMs = opts.callTimeoutMs ?? 4000;
     this.pollerCacheMs = opts.pollerCacheMs ?? 2000;
     this.pollerStaleMs = opts.pollerStaleMs ?? 90_000;
+    this.eagerStart = opts.eagerStart ?? false;
   }
 
   /**
@@ -86,7 +94,10 @@ export class EntityClient {
     opts: { firstStart: boolean } = { firstStart: true },
     about: WorkspaceAbout = {},
   ): Promise<string> {
-    const options = entityStartOptions(input, this.taskQueue, opts, about);
+    const options = {
+      ...entityStartOptions(input, this.taskQueue, opts, about),
+      ...(this.eagerStart ? { requestEagerStart: true } : {}),
+    };
     // Leaves a fifth of the budget for the exists() check that follows a failed start.
     await this.withDeadline(
       () => this.client.workflow.start<typeof workspaceWorkflow>('workspaceWorkflow', options),

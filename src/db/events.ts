@@ -8,13 +8,18 @@ export interface BootEvent {
   ts: Date;
 }
 
-export async function insertBootEvent(
+/**
+ * A boot event and the workspace's current phase (when the event is of its current generation) in
+ * one statement: the agent's boot posts one per phase, and each waited for two round trips.
+ */
+export async function recordBootEvent(
   db: Queryable,
   workspaceId: string,
   e: { generation: number; phase: string; message?: string | null; ts: Date },
 ): Promise<void> {
   await db.query(
-    `INSERT INTO boot_events (workspace_id, generation, phase, message, ts) VALUES ($1, $2, $3, $4, $5)`,
+    `WITH u AS (UPDATE workspaces SET phase = $3, updated_at = now() WHERE id = $1 AND generation = $2)
+     INSERT INTO boot_events (workspace_id, generation, phase, message, ts) VALUES ($1, $2, $3, $4, $5)`,
     [workspaceId, e.generation, e.phase, e.message ?? null, e.ts],
   );
 }

@@ -311,19 +311,6 @@ export async function recordHeartbeat(
   return { previous: rows[0]?.previous ?? null };
 }
 
-export async function updatePhase(
-  db: Queryable,
-  id: string,
-  generation: number,
-  phase: string,
-): Promise<void> {
-  await db.query(`UPDATE workspaces SET phase = $3, updated_at = now() WHERE id = $1 AND generation = $2`, [
-    id,
-    generation,
-    phase,
-  ]);
-}
-
 /**
  * Records where the current generation answers, as the backend re-read it. Writes only when it
  * changed (heartbeats call this), and never for a generation that is no longer current.

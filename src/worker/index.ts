@@ -28,12 +28,14 @@ export interface WorkerOptions {
   activities: Activities;
   /** Where each workflow execution's outcome is counted (wo_workflow_outcomes_total). */
   recordOutcome?: (workflowType: string, outcome: WorkflowOutcome) => Promise<void>;
+  /** A connection to use instead of a new one (shared with the API's client in one process). */
+  connection?: NativeConnection;
 }
 
 export async function createWorker(
   opts: WorkerOptions,
 ): Promise<{ worker: Worker; connection: NativeConnection; workflowBundle: string | null }> {
-  const connection = await NativeConnection.connect({ address: opts.address });
+  const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.address }));
   // The prebuilt bundle holds the outcome interceptor: only for a worker that reports outcomes.
   const codePath = opts.recordOutcome ? findBundle(workflowsPath(), OUTCOME_INTERCEPTOR) : null;
   const worker = await Worker.create({

@@ -90,7 +90,13 @@ const rpc = (method: string, params: unknown, id: number | string = 1) =>
 
 const docker = new Dockerode();
 const run = `at${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-const ids = { main: `${run}-main`, reused: `${run}-reused`, never: `${run}-never`, cut: `${run}-cut` };
+const ids = {
+  main: `${run}-main`,
+  reused: `${run}-reused`,
+  never: `${run}-never`,
+  cut: `${run}-cut`,
+  slow: `${run}-slow`,
+};
 let registry: FakeRegistry;
 let backend: DockerBackend;
 let mints = 0;
@@ -154,6 +160,7 @@ beforeAll(async () => {
   registry.add(bundleFor(ids.main, { streamChunks: 4, streamIntervalMs: 300, runtimeState: 'serving' }));
   registry.add(bundleFor(ids.never, { neverHealthy: true }));
   registry.add(bundleFor(ids.cut, {}), { cutBootstrapAnswers: 1 });
+  registry.add(bundleFor(ids.slow, {}));
 }, 300_000);
 
 afterAll(async () => {
@@ -440,6 +447,46 @@ describe('reference agent in a runtime container', () => {
     ]);
     expect(registry.registers.filter((r) => r.workspaceId === ids.cut)).toHaveLength(1);
     await backend.remove(ids.cut, { volumes: true });
+  });
+
+  it('boot does not wait for progress events to be answered; platform-health-ok comes last, after register', async () => {
+    const slow = registry.workspaces.get(ids.slow);
+    if (!slow) throw new Error('slow workspace not registered');
+    let release = (): void => undefined;
+    slow.holdBootEvents = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      await backend.start(specFor(ids.slow, () => slow.bootstrapToken));
+      // Not one boot event answered yet, and still the agent serves and registers.
+      const endpoint = await endpointOf(ids.slow);
+      await waitFor('/health while boot events are unanswered', async () => {
+        return (await request(`${endpoint}/health`, { credential: null })).status === 200;
+      });
+      await waitFor('register while boot events are unanswered', () =>
+        registry.registers.some((r) => r.workspaceId === ids.slow),
+      );
+      // One at a time, in order: only the first has arrived; the final one waits for them all.
+      expect(registry.phases(ids.slow)).toEqual(['boot']);
+    } finally {
+      release();
+    }
+    await waitFor('platform-health-ok of the slow workspace', () =>
+      registry.phases(ids.slow).includes('platform-health-ok'),
+    );
+    expect(registry.phases(ids.slow)).toEqual([
+      'boot',
+      'config-materialized',
+      'plugins-installed',
+      'agent-started',
+      'platform-health-ok',
+    ]);
+    const registered = registry.registers.find((r) => r.workspaceId === ids.slow);
+    const healthOk = registry.bootEvents.find(
+      (e) => e.workspaceId === ids.slow && e.body.phase === 'platform-health-ok',
+    );
+    expect(registered && healthOk && registered.at <= healthOk.at).toBe(true);
+    await backend.remove(ids.slow, { volumes: true });
   });
 
   it('config.agent.neverHealthy: serves A2A but never registers nor heartbeats', async () => {

@@ -45,6 +45,8 @@ export interface FakeWorkspace {
   reusableBootstrap: boolean;
   /** Status the heartbeat answers: 200, or e.g. 409 (answered as stale_generation). */
   heartbeatStatus: number;
+  /** While set, boot events are recorded on arrival but answered only once it resolves. */
+  holdBootEvents: Promise<void> | null;
 }
 
 export interface AddWorkspaceOptions {
@@ -107,6 +109,7 @@ export class FakeRegistry {
       cutBootstrapAnswers: opts.cutBootstrapAnswers ?? 0,
       reusableBootstrap: opts.reusableBootstrap ?? false,
       heartbeatStatus: 200,
+      holdBootEvents: null,
     };
     this.workspaces.set(bundle.workspaceId, entry);
     return entry;
@@ -214,6 +217,8 @@ export class FakeRegistry {
     };
     if (req.method === 'POST' && path === '/v1/registry/boot-events') {
       this.bootEvents.push(record);
+      const hold = found.entry.holdBootEvents;
+      if (hold) return void hold.then(() => send(204, {}));
       return send(204, {});
     }
     if (req.method === 'POST' && path === '/v1/registry/register') {

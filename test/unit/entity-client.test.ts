@@ -84,3 +84,36 @@ describe('toHttpError', () => {
     expect(toHttpError(new Error('14 UNAVAILABLE')).status).toBe(503);
   });
 });
+
+describe('EntityClient eager start', () => {
+  /** A client that records the options of each workflow start (and runs calls at once). */
+  function recordingClient(): { client: Client; starts: Array<Record<string, unknown>> } {
+    const starts: Array<Record<string, unknown>> = [];
+    const client = {
+      withDeadline: <R>(_deadline: number, fn: () => Promise<R>) => fn(),
+      workflow: {
+        start: async (_type: string, options: Record<string, unknown>) => {
+          starts.push(options);
+          return {};
+        },
+      },
+    } as unknown as Client;
+    return { client, starts };
+  }
+  const input = { workspaceId: 'w1', orgId: 'o1', backend: 'docker' as const, bootDeadlineMs: 60_000 };
+
+  it('asks for it only when told to (a client on the worker’s connection in one process)', async () => {
+    const eager = recordingClient();
+    await new EntityClient(eager.client, 'q', { eagerStart: true }).start(input);
+    expect(eager.starts[0]).toMatchObject({
+      requestEagerStart: true,
+      taskQueue: 'q',
+      workflowId: 'workspace:w1',
+    });
+
+    const plain = recordingClient();
+    await new EntityClient(plain.client, 'q').start(input);
+    expect(plain.starts[0]).toMatchObject({ taskQueue: 'q', workflowId: 'workspace:w1' });
+    expect(plain.starts[0]).not.toHaveProperty('requestEagerStart');
+  });
+});

@@ -5,7 +5,7 @@
  */
 import { Router, type Response } from 'express';
 import { recordSpend } from '../../db/budget.js';
-import { insertBootEvent } from '../../db/events.js';
+import { recordBootEvent } from '../../db/events.js';
 import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
 import { redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
@@ -64,6 +64,12 @@ export function registryRouter(deps: ApiDeps): Router {
       throw stale(`generation ${generation} is not the current generation`);
     }
     const config = w.bootConfig ?? {};
+    // Independent reads (and the credential's insert): at once, the agent's boot waits on them.
+    const [plugins, secrets, agentCredential] = await Promise.all([
+      bundlePlugins(db, w.id),
+      secretValues(db, deps.secrets, w.id),
+      issueAgentCredential(db, deps.secrets, w.id, generation),
+    ]);
     res.json({
       workspaceId: w.id,
       orgId: w.orgId,
@@ -74,10 +80,10 @@ export function registryRouter(deps: ApiDeps): Router {
       config,
       configYaml: renderConfigYaml(w.bootRuntime, config),
       files: templateFiles(deps, w.id, w.template),
-      plugins: await bundlePlugins(db, w.id),
-      secrets: await secretValues(db, deps.secrets, w.id),
+      plugins,
+      secrets,
       workspaceToken,
-      agentCredential: await issueAgentCredential(db, deps.secrets, w.id, generation),
+      agentCredential,
       heartbeatIntervalMs: deps.settings.heartbeatIntervalMs,
     });
   });
@@ -109,13 +115,12 @@ export function registryRouter(deps: ApiDeps): Router {
       throw conflict('platform-health-ok before registration for this generation', 'not_registered');
     }
     const clean = await redactorFor(db, deps.secrets, w.id);
-    await insertBootEvent(db, w.id, {
+    await recordBootEvent(db, w.id, {
       generation: body.generation,
       phase: body.phase,
       message: body.message ? clean(body.message) : null,
       ts: body.ts ? new Date(body.ts) : new Date(),
     });
-    await workspaces.updatePhase(db, w.id, body.generation, body.phase);
     if (healthOk) {
       await deps.entity.signalReady(w.id, {
         generation: body.generation,

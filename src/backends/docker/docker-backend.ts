@@ -272,19 +272,22 @@ export class DockerBackend implements WorkspaceBackend {
 
   async start(spec: StartSpec): Promise<ResourceInfo> {
     const name = containerName(spec.workspaceId, spec.generation);
-    const existing = await this.inspect(name);
-    // A retried start finds the container it (or a crashed worker) created: reuse it and its token.
-    if (existing) return this.ensureRunning(existing);
-
-    const image = this.image(spec.runtime);
-    // Independent of each other: the volumes, the org network and the token (a DB insert) at once.
-    // A failure of one leaves the others done, which a retried start reuses (all are idempotent
-    // but the token, and an unused token only expires).
-    const [, network, token] = await Promise.all([
+    // Independent of each other, so at once: the look for an existing container (then the token, a
+    // DB insert, only when there is none), the volumes and the org network. The last two are
+    // idempotent: ensured for a container that exists already, they cost only the calls. A failure
+    // of one leaves the others done, which a retried start reuses (an unused token only expires).
+    const looked = this.inspect(name);
+    const [existing, token, , network] = await Promise.all([
+      looked,
+      looked.then((found) => (found ? null : spec.mintBootstrapToken())),
       this.ensureVolumes(spec),
       this.networkFor(spec.orgId),
-      spec.mintBootstrapToken(),
     ]);
+    // A retried start finds the container it (or a crashed worker) created: reuse it and its token.
+    if (existing) return this.ensureRunning(existing);
+    if (token === null) throw new Error('unreachable: no container and no token');
+
+    const image = this.image(spec.runtime);
     let id: string;
     try {
       id = (await this.d.createContainer(this.createOptions(spec, image, token, network))).id;
@@ -312,9 +315,26 @@ export class DockerBackend implements WorkspaceBackend {
       }
       throw toBackendError(err, `creating container ${name}`);
     }
-    const created = await this.inspect(id);
-    if (!created) throw new BackendError('transient', `container ${name} vanished after create`);
-    return this.ensureRunning(created);
+    return this.startCreated(id, name);
+  }
+
+  /**
+   * Starts a container this call just created on a network it just ensured: no look at it first
+   * (ensureRunning's inspect and network check), one inspect after (the host port is assigned at
+   * start). Anything unusual goes through ensureRunning as before.
+   */
+  private async startCreated(id: string, name: string): Promise<ResourceInfo> {
+    try {
+      await this.d.getContainer(id).start();
+    } catch (err) {
+      const info = await this.inspect(id);
+      if (!info)
+        throw new BackendError('transient', `container ${name} vanished after create`, { cause: err });
+      return this.ensureRunning(info);
+    }
+    const fresh = await this.inspect(id);
+    if (!fresh) throw new BackendError('transient', `container ${name} vanished while starting`);
+    return this.toInfo(fresh);
   }
 
   async stop(workspaceId: string, generation: number): Promise<void> {
