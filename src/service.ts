@@ -31,6 +31,8 @@ import { createWorker } from './worker/index.js';
 import { ensureSweepSchedules, type SweepSettings } from './worker/schedules.js';
 import { SweepControl } from './api/sweeps.js';
 import { ScheduleMirror } from './schedules/mirror.js';
+import { ChangeFeed } from './db/change-feed.js';
+import { ProxyViews } from './db/proxy-view.js';
 
 export interface ServiceOptions {
   api: boolean;
@@ -167,7 +169,20 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let server: Server | null = null;
   let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
+  let feed: ChangeFeed | null = null;
   if (opts.api) {
+    // The A2A proxy's workspace views, kept while a dedicated connection listens for changes.
+    let proxyViews: ProxyViews | null = null;
+    const newClient = db.newClient;
+    if (newClient) {
+      feed = new ChangeFeed({
+        newClient,
+        onChange: (id) => proxyViews?.invalidate(id),
+        log,
+      });
+      proxyViews = new ProxyViews(db.pool, { feed });
+      await feed.start();
+    }
     const entity = new EntityClient(temporal, config.TASK_QUEUE);
     const apiDeps: ApiDeps = {
       db: db.pool,
@@ -183,6 +198,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       secrets,
       log,
       settings: apiSettings(config),
+      ...(proxyViews ? { proxyViews } : {}),
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };
@@ -249,6 +265,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       }
       await workerConnection?.close();
       await connection.close();
+      await feed?.close();
       await db.close();
     },
   };
