@@ -50,6 +50,8 @@ export interface RunningService {
   temporal: Client;
   backends: Record<BackendKind, WorkspaceBackend>;
   worker: Worker | null;
+  /** The A2A proxy's cached workspace views (null: no API, or no LISTEN connection: embedded database). */
+  proxyViews: ProxyViews | null;
   close(): Promise<void>;
 }
 
@@ -170,9 +172,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
   let feed: ChangeFeed | null = null;
+  let proxyViews: ProxyViews | null = null;
   if (opts.api) {
     // The A2A proxy's workspace views, kept while a dedicated connection listens for changes.
-    let proxyViews: ProxyViews | null = null;
     const newClient = db.newClient;
     if (newClient) {
       feed = new ChangeFeed({
@@ -252,6 +254,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     temporal,
     backends,
     worker,
+    proxyViews,
     async close() {
       await terminal?.close();
       if (server) {
