@@ -11,12 +11,17 @@ import { bearer, type Principal } from './auth.js';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 
-export function rateLimitKey(principal: Principal, rawToken: string): string {
+export function rateLimitKey(
+  principal: Principal,
+  rawToken: string,
+  /** hashToken(rawToken) when authenticate already computed it. */
+  tokenHash?: string,
+): string {
   switch (principal.kind) {
     case 'workspace':
       return `workspace:${principal.workspaceId}`;
     case 'org':
-      return `org-key:${hashToken(rawToken)}`;
+      return `org-key:${tokenHash ?? hashToken(rawToken)}`;
     case 'admin':
       return 'admin';
     case 'bootstrap':
@@ -32,7 +37,12 @@ export function perKeyRateLimit(perMinute: number): RequestHandler {
     // RateLimit/RateLimit-Policy headers, and Retry-After on a refusal.
     standardHeaders: 'draft-8',
     legacyHeaders: false,
-    keyGenerator: (_req, res) => rateLimitKey(res.locals.principal as Principal, String(res.locals.rawToken)),
+    keyGenerator: (_req, res) =>
+      rateLimitKey(
+        res.locals.principal as Principal,
+        String(res.locals.rawToken),
+        res.locals.tokenHash as string | undefined,
+      ),
     handler: (_req, res) => {
       res.status(429).json({
         error: {

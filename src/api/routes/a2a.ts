@@ -172,7 +172,8 @@ export function a2aRouter(deps: ApiDeps): Router {
       throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
     }
 
-    // Stream through: headers now, then each chunk as it arrives.
+    // Stream through, each chunk as it arrives. An event stream's headers go at once (a client
+    // waits on them before any event); any other answer's go with its first chunk (one write less).
     const contentType = answerType(upstream.headers['content-type']);
     const isStream = isEventStream(contentType);
     res.status(status);
@@ -183,7 +184,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       res.set('cache-control', 'no-cache');
       res.set('x-accel-buffering', 'no');
     }
-    res.flushHeaders();
+    if (isStream) res.flushHeaders();
     res.socket?.setNoDelay(true);
     const captured: Buffer[] = [];
     let capturedBytes = 0;
