@@ -9,12 +9,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { insertWorkspaceRow, useStack } from '../support/stack.js';
+import { waitFor } from '../setup/wait-for.js';
 
 /** Deadline for one read: a proxy that buffers fails the test instead of hanging it. */
 const READ_DEADLINE_MS = 15_000;
 
 interface GatedAgent {
   url: string;
+  /** Answers whose connection closed before the agent finished them (the caller went away). */
+  cut: () => number;
   /** Lets the agent send the rest of its current answer. */
   release(): void;
   close(): Promise<void>;
@@ -23,8 +26,12 @@ interface GatedAgent {
 /** An agent answering `first`, then, once released, `rest`, as `type`. */
 async function gatedAgent(type: string, first: string, rest: string): Promise<GatedAgent> {
   let release: () => void = () => undefined;
+  let cut = 0;
   const server = http.createServer((req, res) => {
     req.resume();
+    res.on('close', () => {
+      if (!res.writableFinished) cut++;
+    });
     req.on('end', () => {
       res.writeHead(200, { 'content-type': type });
       res.write(first);
@@ -34,6 +41,7 @@ async function gatedAgent(type: string, first: string, rest: string): Promise<Ga
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut: () => cut,
     release: () => release(),
     close: () =>
       new Promise((resolve) => {
@@ -143,5 +151,25 @@ describe('proxy streaming', () => {
     expect(got.contentType).toMatch(/^application\/json/);
     expect(got.beforeRelease).toBe(whole.slice(0, cut));
     expect(JSON.parse(got.all)).toEqual(JSON.parse(whole));
+  });
+
+  it('a caller that leaves mid-stream stops the call to the agent', async () => {
+    const event = `data: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { kind: 'status-update' } })}\n\n`;
+    const agent = await gatedAgent('text/event-stream', event, event);
+    const id = await workspaceAt(agent);
+    const leave = new AbortController();
+    const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
+      body,
+      signal: leave.signal,
+    });
+    const reader = res.body!.getReader();
+    expect((await readWithDeadline(reader)).done).toBe(false);
+    leave.abort();
+    await waitFor(() => agent.cut() === 1, {
+      timeoutMs: READ_DEADLINE_MS,
+      describe: "the agent's answer to be cut when the caller left",
+    });
   });
 });

@@ -139,7 +139,11 @@ export function a2aRouter(deps: ApiDeps): Router {
     const credential = await presented();
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
-    res.on('close', () => abort.abort());
+    // Only a caller gone before its answer ended stops the agent's request (an abort builds a
+    // DOMException: not worth it on every call's normal close).
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
     const tried = { endpoint };
     try {
       upstream = await reachAgent(w, tried, (at) =>
