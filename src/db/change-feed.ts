@@ -137,7 +137,8 @@ export class ChangeFeed {
       this.syncTimeoutMs,
     );
     client
-      .query('SELECT pg_notify($1, $2)', [this.syncChannel, barrier.seq])
+      // Simple protocol, one message: the channel is ours (hex) and the payload a number.
+      .query(`NOTIFY ${this.syncChannel}, '${barrier.seq}'`)
       .catch((err: unknown) => this.drop(client, err instanceof Error ? err : new Error(String(err))));
   }
 

@@ -42,7 +42,7 @@ function openExternal(databaseUrl: string): Database {
   return {
     pool,
     embedded: false,
-    newClient: () => new pg.Client({ connectionString: databaseUrl }),
+    newClient: () => new pg.Client({ connectionString: databaseUrl, keepAlive: true }),
     close: () => (closed ??= pool.end()),
   };
 }

@@ -38,7 +38,10 @@ class FakeClient implements FeedClient {
   }
   /** The barriers sent so far: [channel, seq]. */
   barriers(): Array<[string, string]> {
-    return this.queries.filter((q) => q.sql.includes('pg_notify')).map((q) => q.params as [string, string]);
+    return this.queries
+      .map((q) => /^NOTIFY (wo_sync_[0-9a-f]+), '(\d+)'$/.exec(q.sql))
+      .filter((m) => m !== null)
+      .map((m) => [m[1]!, m[2]!]);
   }
   /** Delivers the n-th barrier's notification. */
   returnBarrier(n: number): void {
