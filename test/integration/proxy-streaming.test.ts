@@ -23,8 +23,9 @@ interface GatedAgent {
   close(): Promise<void>;
 }
 
-/** An agent answering `first`, then, once released, `rest`, as `type`. */
-async function gatedAgent(type: string, first: string, rest: string): Promise<GatedAgent> {
+/** An agent answering `first`, then, once released, `rest` (or, with CUT, dropping the connection), as `type`. */
+const CUT = Symbol('cut');
+async function gatedAgent(type: string, first: string, rest: string | typeof CUT): Promise<GatedAgent> {
   let release: () => void = () => undefined;
   let cut = 0;
   const server = http.createServer((req, res) => {
@@ -35,7 +36,7 @@ async function gatedAgent(type: string, first: string, rest: string): Promise<Ga
     req.on('end', () => {
       res.writeHead(200, { 'content-type': type });
       res.write(first);
-      release = () => res.end(rest);
+      release = () => (rest === CUT ? res.socket?.destroy() : res.end(rest));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -171,5 +172,36 @@ describe('proxy streaming', () => {
       timeoutMs: READ_DEADLINE_MS,
       describe: "the agent's answer to be cut when the caller left",
     });
+  });
+
+  it('an agent that drops its answer midway: the caller sees it cut, the activity row says so', async () => {
+    const agent = await gatedAgent('application/json', '{"jsonrpc":"2.0","id":1,', CUT);
+    const id = await workspaceAt(agent);
+    const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
+      body,
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    expect((await readWithDeadline(reader)).done).toBe(false);
+    agent.release();
+    const rest = await (async () => {
+      for (;;) {
+        const { done } = await readWithDeadline(reader);
+        if (done) return 'ended';
+      }
+    })().catch((err: unknown) => err);
+    // Not a clean end: the caller cannot mistake the cut answer for a whole one.
+    expect(rest).toBeInstanceOf(Error);
+    const row = await waitFor(
+      async () => {
+        const log = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key });
+        return (log.body.items as Array<{ status: number; summary: string }>)[0];
+      },
+      { timeoutMs: READ_DEADLINE_MS, describe: 'the activity row of the cut call' },
+    );
+    expect(row.status).toBe(502);
+    expect(row.summary).toMatch(/^stream cut/);
   });
 });
