@@ -90,7 +90,11 @@ export class ChangeFeed {
       this.drop(client, err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    if (this.client !== client || this.closed) return;
+    if (this.client !== client || this.closed) {
+      // Closed (or dropped) while connecting: this connection is nobody's.
+      await client.end().catch(() => undefined);
+      return;
+    }
     // Whatever was kept before is of unknown freshness: start from nothing.
     this.opts.onChange('*');
     this.connected = true;

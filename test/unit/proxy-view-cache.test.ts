@@ -18,8 +18,11 @@ class FakeClient implements FeedClient {
   ended = false;
   failConnect = false;
 
+  private connected = false;
+
   connect(): Promise<unknown> {
-    return this.failConnect ? Promise.reject(new Error('refused')) : Promise.resolve();
+    if (this.failConnect) return Promise.reject(new Error('refused'));
+    return Promise.resolve().then(() => (this.connected = true));
   }
   query(sql: string, params?: unknown[]): Promise<unknown> {
     this.queries.push({ sql, params });
@@ -29,8 +32,9 @@ class FakeClient implements FeedClient {
     (this.handlers[event] ??= []).push(cb as (arg?: unknown) => void);
     return this;
   }
+  /** As pg: an end() before the connection is up does not close the connection made after it. */
   end(): Promise<void> {
-    this.ended = true;
+    if (this.connected) this.ended = true;
     return Promise.resolve();
   }
   emit(event: string, arg?: unknown): void {
@@ -163,6 +167,16 @@ describe('ChangeFeed', () => {
     t.failNextConnect(false);
     await waitFor(() => t.feed.listening, { timeoutMs: 5_000, describe: 'the feed to connect' });
     await t.feed.close();
+  });
+
+  it('closed while it connects: the connection is ended, not left listening', async () => {
+    const t = feedWith();
+    const starting = t.feed.start();
+    await t.feed.close();
+    await starting;
+    expect(t.feed.listening).toBe(false);
+    expect(t.clients).toHaveLength(1);
+    expect(t.clients[0]!.ended).toBe(true);
   });
 
   it('a barrier that never comes back fails and recycles the connection', async () => {
