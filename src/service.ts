@@ -31,6 +31,8 @@ import { createWorker } from './worker/index.js';
 import { ensureSweepSchedules, type SweepSettings } from './worker/schedules.js';
 import { SweepControl } from './api/sweeps.js';
 import { ScheduleMirror } from './schedules/mirror.js';
+import { ChangeFeed } from './db/change-feed.js';
+import { ProxyViews } from './db/proxy-view.js';
 
 export interface ServiceOptions {
   api: boolean;
@@ -48,6 +50,8 @@ export interface RunningService {
   temporal: Client;
   backends: Record<BackendKind, WorkspaceBackend>;
   worker: Worker | null;
+  /** The A2A proxy's cached workspace views (null: no API, or no LISTEN connection: embedded database). */
+  proxyViews: ProxyViews | null;
   close(): Promise<void>;
 }
 
@@ -177,7 +181,20 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let server: Server | null = null;
   let terminal: { close(): Promise<void> } | null = null;
   let port: number | null = null;
+  let feed: ChangeFeed | null = null;
+  let proxyViews: ProxyViews | null = null;
   if (opts.api) {
+    // The A2A proxy's workspace views, kept while a dedicated connection listens for changes.
+    const newClient = db.newClient;
+    if (newClient) {
+      feed = new ChangeFeed({
+        newClient,
+        onChange: (id) => proxyViews?.invalidate(id),
+        log,
+      });
+      proxyViews = new ProxyViews(db.pool, { feed });
+      await feed.start();
+    }
     const entity = new EntityClient(temporal, config.TASK_QUEUE, { eagerStart: shared });
     const apiDeps: ApiDeps = {
       db: db.pool,
@@ -193,6 +210,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       secrets,
       log,
       settings: apiSettings(config),
+      ...(proxyViews ? { proxyViews } : {}),
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };
@@ -245,6 +263,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     temporal,
     backends,
     worker,
+    proxyViews,
     async close() {
       await terminal?.close();
       if (server) {
@@ -258,6 +277,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       }
       await workerConnection?.close();
       if (connection !== workerConnection) await connection.close();
+      await feed?.close();
       await db.close();
     },
   };

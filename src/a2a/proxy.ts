@@ -292,7 +292,11 @@ export function answerText(contentType: string | undefined, text: string): strin
  * Names the calling workspace in the forwarded message (`params.message.metadata.peer`), replacing
  * whatever the caller put there; `base` is the platform's public URL (its agent-card link).
  */
-export function injectPeer(body: Record<string, unknown>, peer: WorkspaceRow, base: string): void {
+export function injectPeer(
+  body: Record<string, unknown>,
+  peer: Pick<WorkspaceRow, 'id' | 'name'>,
+  base: string,
+): void {
   const params = body.params;
   if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
   const message = (params as Record<string, unknown>).message;
@@ -358,7 +362,7 @@ export async function refreshEndpoint(
  */
 export async function reachAgent<T>(
   deps: ProxyDeps,
-  w: WorkspaceRow,
+  w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation' | 'endpoint'>,
   tried: { endpoint: string },
   call: (at: string) => Promise<T>,
 ): Promise<T> {

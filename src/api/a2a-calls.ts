@@ -16,12 +16,12 @@ export function a2aLimits(deps: Pick<ApiDeps, 'settings'>): A2ALimits {
 }
 
 /** The workspace a workspace token speaks for: live, and of the generation the token was minted for. */
-export async function workspaceOfToken(
+export async function workspaceOfToken<R extends Pick<WorkspaceRow, 'status' | 'generation'> = WorkspaceRow>(
   db: Queryable,
   p: { workspaceId: string; generation: number },
   /** The caller's row when this request already read it (the `:id` loader), else it is read here. */
-  known?: WorkspaceRow | null,
-): Promise<WorkspaceRow> {
+  known?: R | null,
+): Promise<R | WorkspaceRow> {
   const w = known !== undefined ? known : await workspaces.getWorkspace(db, p.workspaceId);
   if (!w || w.status === 'deleted' || w.status === 'deleting') {
     throw new HttpError(401, 'unauthorized', 'invalid token');
@@ -35,7 +35,7 @@ export async function workspaceOfToken(
 /** After a failed forward: tell the entity when the agent is gone or the resource is not running. */
 export async function checkLiveness(
   deps: Pick<ApiDeps, 'backends' | 'entity' | 'log' | 'settings'>,
-  w: WorkspaceRow,
+  w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation'>,
   endpoint: string,
 ): Promise<void> {
   try {

@@ -31,8 +31,9 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(authenticate(deps.db, deps.settings.adminToken));
   v1.use(perKeyRateLimit(deps.settings.rateLimitPerMinute));
   // Raw-body and streaming routes parse their own bodies: mounted before the JSON parser.
-  v1.use('/workspaces', filesRouter(deps));
+  // The A2A proxy first: the hottest route walks no other router's layers.
   v1.use('/workspaces', a2aRouter(deps));
+  v1.use('/workspaces', filesRouter(deps));
   // Plugin uploads are larger than the JSON limit below: the route parses its own body.
   v1.use('/workspaces', workspacePluginsRouter(deps));
   v1.use(express.json({ limit: '256kb' }));

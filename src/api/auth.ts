@@ -2,7 +2,7 @@ import type { Request, RequestHandler } from 'express';
 import { orgIdForApiKey } from '../db/orgs.js';
 import type { Queryable } from '../db/queryable.js';
 import { lookupBootstrapToken, lookupWorkspaceToken } from '../db/tokens.js';
-import { safeEqual } from '../security/tokens.js';
+import { hashToken, safeEqual } from '../security/tokens.js';
 import { HttpError } from './errors.js';
 
 export type Principal =
@@ -38,7 +38,10 @@ export function authenticate(db: Queryable, adminToken: string): RequestHandler 
     const kind = tokenKind(token);
     if (safeEqual(token, adminToken)) principal = { kind: 'admin' };
     else if (kind === 'org') {
-      const orgId = await orgIdForApiKey(db, token);
+      // Hashed once a request: the rate limiter's key reuses it (limits.ts).
+      const hash = hashToken(token);
+      res.locals.tokenHash = hash;
+      const orgId = await orgIdForApiKey(db, token, hash);
       if (orgId) principal = { kind: 'org', orgId };
     } else if (kind === 'ws') {
       const ws = await lookupWorkspaceToken(db, token);

@@ -10,6 +10,7 @@ import type { ScheduleMirror } from '../schedules/mirror.js';
 import type { Template } from '../templates/catalog.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import type { PluginWorkflows } from './plugin-workflows.js';
+import type { ProxyViews } from '../db/proxy-view.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
 export type TemplateSettings = Pick<Template, 'config'> &
@@ -56,6 +57,8 @@ export interface ApiDeps {
   secrets: SecretBox;
   settings: ApiSettings;
   log: Logger;
+  /** The A2A proxy's cached workspace views (absent: read from the database per call). */
+  proxyViews?: ProxyViews;
   /** Extra readiness checks (e.g. Temporal), name → probe. */
   readiness: Record<string, () => Promise<void>>;
 }

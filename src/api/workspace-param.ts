@@ -7,18 +7,22 @@
 import type { NextFunction, Request, Response, Router } from 'express';
 import type { Queryable } from '../db/queryable.js';
 import { getWorkspace, type WorkspaceRow } from '../db/workspaces.js';
+import type { ProxyView } from '../db/proxy-view.js';
 import { principalOf, type Principal } from './auth.js';
 import { HttpError, notFound } from './errors.js';
 import { workspaceIdParam } from './schemas.js';
 
+/** What an access rule reads of a row. */
+export type AccessRow = Pick<WorkspaceRow, 'id' | 'orgId' | 'status'>;
+
 /** What the loader found for one `:id`: the row is the one the caller's org can see, if any. */
-export interface WorkspaceLookup {
+export interface WorkspaceLookup<R extends AccessRow = WorkspaceRow> {
   id: string;
   /** The id has the shape of one (anything else is a 404 unread). */
   valid: boolean;
-  row: WorkspaceRow | null;
+  row: R | null;
   /** A workspace token's own workspace, when the lookup read it (null: gone). */
-  own?: WorkspaceRow | null;
+  own?: R | null;
 }
 
 /** Finds a workspace, in one org (orgId) or any (null). */
@@ -82,6 +86,8 @@ export const PROXY: Access = {
 
 /** The lookup's home on res.locals; read through workspaceOf, which applies a rule. */
 const LOCALS_KEY = 'workspaceLookup';
+/** The A2A proxy's lookup (views, not full rows): its own key, never mistaken for a full row. */
+const PROXY_LOCALS_KEY = 'proxyWorkspaceLookup';
 
 /**
  * The row the principal's org can see: an org key's own org, the admin's any, a workspace token's
@@ -105,9 +111,38 @@ export async function lookupWorkspace(
   return { id, valid: true, row };
 }
 
+/**
+ * As lookupWorkspace, for the A2A proxy: the same rule over proxy views, with the caller's own
+ * workspace and the called one read together (`views` reads several ids at once).
+ */
+export async function lookupProxyWorkspace(
+  views: (ids: readonly string[]) => Promise<Map<string, ProxyView>>,
+  p: Principal,
+  id: string,
+): Promise<WorkspaceLookup<ProxyView>> {
+  if (!workspaceIdParam.safeParse(id).success) return { id, valid: false, row: null };
+  if (p.kind === 'admin' || p.kind === 'org') {
+    const row = (await views([id])).get(id) ?? null;
+    return { id, valid: true, row: row && (p.kind === 'admin' || row.orgId === p.orgId) ? row : null };
+  }
+  if (p.kind === 'workspace') {
+    const found = await views(id === p.workspaceId ? [id] : [p.workspaceId, id]);
+    const own = found.get(p.workspaceId) ?? null;
+    const peer = found.get(id) ?? null;
+    const row = own && peer && peer.orgId === own.orgId ? peer : null;
+    return { id, valid: true, row, own };
+  }
+  return { id, valid: true, row: null };
+}
+
 /** The workspace token's own workspace as this request's lookup read it; undefined when it did not. */
 export function ownWorkspaceOf(res: Response): WorkspaceRow | null | undefined {
   return (res.locals[LOCALS_KEY] as WorkspaceLookup | undefined)?.own;
+}
+
+/** As ownWorkspaceOf, for the A2A proxy's lookup. */
+export function ownProxyWorkspaceOf(res: Response): ProxyView | null | undefined {
+  return (res.locals[PROXY_LOCALS_KEY] as WorkspaceLookup<ProxyView> | undefined)?.own;
 }
 
 /** The `router.param('id', …)` handler: one lookup per request, whatever routers it passes. */
@@ -117,6 +152,21 @@ export function workspaceParam(find: FindWorkspace) {
     if (prior?.id !== id) res.locals[LOCALS_KEY] = await lookupWorkspace(find, principalOf(res), id);
     next();
   };
+}
+
+/** Installs the A2A proxy's loader (views, see lookupProxyWorkspace) on its router. */
+export function loadsProxyWorkspace(
+  r: Router,
+  views: (ids: readonly string[]) => Promise<Map<string, ProxyView>>,
+): Router {
+  r.param('id', async (_req: Request, res: Response, next: NextFunction, id: string) => {
+    const prior = res.locals[PROXY_LOCALS_KEY] as WorkspaceLookup<ProxyView> | undefined;
+    if (prior?.id !== id) {
+      res.locals[PROXY_LOCALS_KEY] = await lookupProxyWorkspace(views, principalOf(res), id);
+    }
+    next();
+  });
+  return r;
 }
 
 /** Installs the loader on a router whose routes name the workspace `:id`. */
@@ -143,7 +193,11 @@ function checkToken(p: Principal, id: string, access: Access): void {
 }
 
 /** Applies an access rule to a lookup: the workspace, or the 403/404 the rule gives. */
-export function checkAccess(p: Principal, lookup: WorkspaceLookup, access: Access): WorkspaceRow {
+export function checkAccess<R extends AccessRow>(
+  p: Principal,
+  lookup: WorkspaceLookup<R>,
+  access: Access,
+): R {
   if (access.tokenFirst) checkToken(p, lookup.id, access);
   if (!lookup.valid) throw notFound();
   if (!access.tokenFirst) checkToken(p, lookup.id, access);
@@ -157,5 +211,12 @@ export function workspaceOf(res: Response, access: Access): WorkspaceRow {
   const lookup = res.locals[LOCALS_KEY] as WorkspaceLookup | undefined;
   // A programming error (a router without the loader), not a caller's: 500.
   if (!lookup) throw new Error('workspaceOf: no :id workspace was loaded for this route');
+  return checkAccess(principalOf(res), lookup, access);
+}
+
+/** The A2A proxy's `:id` workspace view under its access rule (loadsProxyWorkspace). */
+export function proxyWorkspaceOf(res: Response, access: Access): ProxyView {
+  const lookup = res.locals[PROXY_LOCALS_KEY] as WorkspaceLookup<ProxyView> | undefined;
+  if (!lookup) throw new Error('proxyWorkspaceOf: no :id workspace was loaded for this route');
   return checkAccess(principalOf(res), lookup, access);
 }

@@ -13,7 +13,12 @@ import { AppError, missing } from './errors.js';
  */
 export async function requireBudget(db: Queryable, workspaceId: string): Promise<void> {
   const b = await budgetOf(db, workspaceId);
-  if (b && isOverBudget(b)) {
+  if (b) refuseOverBudget(b);
+}
+
+/** requireBudget's check on a budget already read (the A2A proxy reads it with the workspace). */
+export function refuseOverBudget(b: Budget): void {
+  if (isOverBudget(b)) {
     throw new AppError(
       'payment_required',
       'budget_exceeded',

@@ -11,6 +11,8 @@ export interface Database {
   close(): Promise<void>;
   /** True when served by in-process PGlite: one connection only, so one process owns the data. */
   embedded: boolean;
+  /** A new client outside the pool (a dedicated LISTEN connection); absent for embedded PGlite. */
+  newClient?: () => pg.Client;
 }
 
 export interface OpenDatabaseOptions {
@@ -40,6 +42,7 @@ function openExternal(databaseUrl: string): Database {
   return {
     pool,
     embedded: false,
+    newClient: () => new pg.Client({ connectionString: databaseUrl, keepAlive: true }),
     close: () => (closed ??= pool.end()),
   };
 }

@@ -36,8 +36,12 @@ export function forgetApiKeys(): void {
   apiKeyOrgs.clear();
 }
 
-export async function orgIdForApiKey(db: Queryable, apiKey: string): Promise<string | null> {
-  const hash = hashToken(apiKey);
+export async function orgIdForApiKey(
+  db: Queryable,
+  apiKey: string,
+  /** hashToken(apiKey), when the caller already has it. */
+  hash = hashToken(apiKey),
+): Promise<string | null> {
   return apiKeyOrgs.get(hash, async () => {
     // The join is a second guard: a deleted org's keys are dropped with it, in the same transaction.
     const { rows } = await db.query<{ org_id: string }>(

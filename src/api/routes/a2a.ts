@@ -12,7 +12,7 @@ import type http from 'node:http';
 import { AGENT_CARD_PATH } from '@a2a-js/sdk';
 import { Router, type Request, type Response } from 'express';
 import { a2aLimits, checkLiveness, workspaceOfToken } from '../a2a-calls.js';
-import { requireBudget } from '../../app/budget.js';
+import { refuseOverBudget } from '../../app/budget.js';
 import * as shared from '../../a2a/proxy.js';
 import {
   A2A_DEFAULTS,
@@ -33,25 +33,21 @@ import {
   type A2ALimits,
 } from '../../a2a/proxy.js';
 import { cachedRedactorFor } from '../../db/secrets.js';
-import type { WorkspaceRow } from '../../db/workspaces.js';
+import { ProxyViews, type ProxyView } from '../../db/proxy-view.js';
 import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
-import { PROXY, loadsWorkspace, ownWorkspaceOf, workspaceOf } from '../workspace-param.js';
+import { PROXY, loadsProxyWorkspace, ownProxyWorkspaceOf, proxyWorkspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
-
-/** res.locals key of the budget check started by the `:id` param handler. */
-const BUDGET_KEY = 'a2aBudget';
 
 type Limits = A2ALimits;
 
 interface Caller {
   /** The calling workspace, when the caller authenticated with a workspace token. */
-  workspace: WorkspaceRow | null;
+  workspace: Pick<ProxyView, 'id' | 'name'> | null;
   /** Org scope: null = admin. */
   orgId: string | null;
 }
@@ -59,16 +55,11 @@ interface Caller {
 export function a2aRouter(deps: ApiDeps): Router {
   const { db } = deps;
   const r = Router();
-  // A call's budget is read alongside its workspace (param handlers run in order, these queries
-  // concurrently); it is awaited only after the access rule passed, so it tells nothing about a
-  // workspace the caller cannot see.
-  r.param('id', (req, res, next, id: string) => {
-    if (req.method === 'POST' && req.path.endsWith('/a2a') && workspaceIdParam.safeParse(id).success) {
-      res.locals[BUDGET_KEY] = early(requireBudget(db, id));
-    }
-    next();
-  });
-  loadsWorkspace(r, db);
+  // The called workspace, the caller's own and the budget: one query, or none while the cached
+  // views are known fresh (src/db/proxy-view.ts). The budget is looked at only after the access
+  // rule passed, so it tells nothing about a workspace the caller cannot see.
+  const views = deps.proxyViews ?? new ProxyViews(db);
+  loadsProxyWorkspace(r, (ids) => views.get(ids));
   const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
@@ -76,13 +67,13 @@ export function a2aRouter(deps: ApiDeps): Router {
     if (p.kind === 'admin') return { workspace: null, orgId: null };
     if (p.kind === 'org') return { workspace: null, orgId: p.orgId };
     if (p.kind === 'workspace') {
-      const w = await workspaceOfToken(db, p, ownWorkspaceOf(res));
+      const w = await workspaceOfToken(db, p, ownProxyWorkspaceOf(res));
       return { workspace: w, orgId: w.orgId };
     }
     throw new HttpError(403, 'forbidden', 'this token cannot call agents');
   }
 
-  function requireServing(w: WorkspaceRow): string {
+  function requireServing(w: ProxyView): string {
     if (!SERVING.has(w.status) || !w.endpoint) {
       throw new HttpError(409, 'not_online', `workspace is ${w.status}; retry when it is online`, {
         retryAfterSeconds: limits().retryAfterSeconds,
@@ -92,16 +83,16 @@ export function a2aRouter(deps: ApiDeps): Router {
   }
 
   /** Backend status + one /health probe → the entity decides degraded/offline. */
-  const livenessCheck = (w: WorkspaceRow, endpoint: string) => checkLiveness(deps, w, endpoint);
+  const livenessCheck = (w: ProxyView, endpoint: string) => checkLiveness(deps, w, endpoint);
 
-  async function recovered(w: WorkspaceRow): Promise<void> {
+  async function recovered(w: ProxyView): Promise<void> {
     if (w.status !== 'degraded') return;
     await deps.entity
       .signalLiveness(w.id, { generation: w.generation, reachable: true, resourceStatus: 'running' })
       .catch((err: unknown) => deps.log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
   }
 
-  const reachAgent = <T>(w: WorkspaceRow, tried: { endpoint: string }, call: (at: string) => Promise<T>) =>
+  const reachAgent = <T>(w: ProxyView, tried: { endpoint: string }, call: (at: string) => Promise<T>) =>
     shared.reachAgent(deps, w, tried, call);
 
   // From configuration only: a caller's Host header must not steer the URLs peers are told.
@@ -110,19 +101,17 @@ export function a2aRouter(deps: ApiDeps): Router {
   r.post('/:id/a2a', async (req, res) => {
     const started = performance.now();
     const caller = await callerOf(res);
-    const w = workspaceOf(res, PROXY);
+    const w = proxyWorkspaceOf(res, PROXY);
     const lim = limits();
     // Independent reads run while the body arrives; each is awaited where its check always was, so
     // the order of refusals (413, 400, 402, 409) is unchanged.
-    const budget =
-      (res.locals[BUDGET_KEY] as (() => Promise<void>) | undefined) ?? early(requireBudget(db, w.id));
     // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
     const redactor = early(
       cachedRedactorFor(deps.db, deps.secrets, w.id, ...(caller.workspace ? [caller.workspace.id] : [])),
     );
     const presented = early(presentedAgentCredential(db, deps.secrets, w.id, w.generation));
     const body = await readJsonBody(req, lim.maxBodyBytes);
-    await budget();
+    refuseOverBudget(w.budget);
     const endpoint = requireServing(w);
 
     const method = typeof body.method === 'string' ? body.method : null;
@@ -150,7 +139,11 @@ export function a2aRouter(deps: ApiDeps): Router {
     const credential = await presented();
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
-    res.on('close', () => abort.abort());
+    // Only a caller gone before its answer ended stops the agent's request (an abort builds a
+    // DOMException: not worth it on every call's normal close).
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
     const tried = { endpoint };
     try {
       upstream = await reachAgent(w, tried, (at) =>
@@ -183,7 +176,8 @@ export function a2aRouter(deps: ApiDeps): Router {
       throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
     }
 
-    // Stream through: headers now, then each chunk as it arrives.
+    // Stream through, each chunk as it arrives. An event stream's headers go at once (a client
+    // waits on them before any event); any other answer's go with its first chunk (one write less).
     const contentType = answerType(upstream.headers['content-type']);
     const isStream = isEventStream(contentType);
     res.status(status);
@@ -194,7 +188,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       res.set('cache-control', 'no-cache');
       res.set('x-accel-buffering', 'no');
     }
-    res.flushHeaders();
+    if (isStream) res.flushHeaders();
     res.socket?.setNoDelay(true);
     const captured: Buffer[] = [];
     let capturedBytes = 0;
@@ -244,7 +238,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   r.get('/:id/agent-card', async (req, res) => {
     // The caller's checks (401, stale generation) come before the workspace's.
     await callerOf(res);
-    const w = workspaceOf(res, PROXY);
+    const w = proxyWorkspaceOf(res, PROXY);
     const endpoint = requireServing(w);
     const lim = limits();
     let upstream: http.IncomingMessage;
