@@ -1,15 +1,13 @@
 /**
- * Per-key request rate limits (fixed windows in process memory, counted and announced as
- * express-rate-limit did: src/api/rate-limiter.ts; each API process counts on its own). The key is
- * who calls, never the address they call from: an org or admin key by the SHA-256 of its token, a
- * workspace (registry, A2A, MCP) by its id, so all generations' tokens of one workspace share one
- * budget.
+ * Per-key request rate limits (express-rate-limit, in-process memory store: each API process
+ * counts on its own). The key is who calls, never the address they call from: an org or admin key
+ * by the SHA-256 of its token, a workspace (registry, A2A, MCP) by its id, so all generations'
+ * tokens of one workspace share one budget.
  */
 import type { RequestHandler } from 'express';
-import { ipKeyGenerator } from 'express-rate-limit';
+import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import { hashToken, safeEqual } from '../security/tokens.js';
 import { bearer, type Principal } from './auth.js';
-import { fixedWindowLimiter } from './rate-limiter.js';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 
@@ -33,16 +31,19 @@ export function rateLimitKey(
 
 /** Runs after authenticate(): answers 429 `rate_limited` with Retry-After past `perMinute`. */
 export function perKeyRateLimit(perMinute: number): RequestHandler {
-  return fixedWindowLimiter({
+  return rateLimit({
     windowMs: RATE_LIMIT_WINDOW_MS,
     limit: perMinute,
-    key: (_req, res) =>
+    // RateLimit/RateLimit-Policy headers, and Retry-After on a refusal.
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    keyGenerator: (_req, res) =>
       rateLimitKey(
         res.locals.principal as Principal,
         String(res.locals.rawToken),
         res.locals.tokenHash as string | undefined,
       ),
-    refuse: (_req, res) => {
+    handler: (_req, res) => {
       res.status(429).json({
         error: {
           code: 'rate_limited',
@@ -50,6 +51,8 @@ export function perKeyRateLimit(perMinute: number): RequestHandler {
         },
       });
     },
+    // The key is never an IP address, so the library's IP checks do not apply.
+    validate: { ip: false, trustProxy: false, xForwardedForHeader: false, keyGeneratorIpFallback: false },
   });
 }
 
@@ -59,7 +62,7 @@ export function perKeyRateLimit(perMinute: number): RequestHandler {
  * until the window passes; callers with valid tokens never add to the count.
  */
 export function failedAuthRateLimit(perMinute: number, adminToken: string): RequestHandler {
-  return fixedWindowLimiter({
+  return rateLimit({
     // The admin is never locked out by someone failing from the same address (a cheap comparison).
     skip: (req) => {
       const token = bearer(req);
@@ -67,10 +70,12 @@ export function failedAuthRateLimit(perMinute: number, adminToken: string): Requ
     },
     windowMs: RATE_LIMIT_WINDOW_MS,
     limit: perMinute,
-    key: (req) => `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`,
-    // Counted while it runs (concurrent requests see it), taken back unless it ended 401.
-    uncountedWhen: (res) => res.statusCode !== 401,
-    refuse: (_req, res) => {
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    keyGenerator: (req) => `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`,
+    requestWasSuccessful: (_req, res) => res.statusCode !== 401,
+    skipSuccessfulRequests: true,
+    handler: (_req, res) => {
       res.status(429).json({
         error: {
           code: 'rate_limited',
@@ -78,5 +83,6 @@ export function failedAuthRateLimit(perMinute: number, adminToken: string): Requ
         },
       });
     },
+    validate: { trustProxy: false, xForwardedForHeader: false },
   });
 }
