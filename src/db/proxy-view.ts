@@ -77,7 +77,7 @@ export class ProxyViews {
     private readonly db: Queryable,
     private readonly opts: ProxyViewsOptions = {},
   ) {
-    this.ttlMs = opts.ttlMs ?? 10_000;
+    this.ttlMs = opts.ttlMs ?? 5_000;
     this.maxEntries = opts.maxEntries ?? 10_000;
     this.now = opts.now ?? Date.now;
   }
