@@ -14,6 +14,10 @@
  *   with the product's user-data (renderUserData) until the agent answers
  *   GET http://<PrivateIpAddress>:8080/health. Both agents bootstrap from the fake registry
  *   (test/support/fake-registry.ts);
+ * - docker only, backend-direct (same file): the product's DockerBackend.start(spec) called
+ *   directly, so the same container spec as orchestrated (volumes, org network, caps, limits)
+ *   without API, Temporal or database, until GET /health on the endpoint start() reports. The
+ *   ratio orchestrated / backend-direct is the orchestration's share; backend-direct / raw, the spec's;
  * - orchestrated: the real service (API + worker in this process; for ec2 configured as the parity
  *   suite does, test/parity/backends.ts), N concurrent POST /v1/workspaces {name, backend}, each
  *   timed from just before the POST until its `/events` stream shows "online"; per-phase timestamps come
@@ -48,6 +52,7 @@ import {
 } from '../test/setup/services.js';
 import { startFakeRegistry, type FakeRegistry } from '../test/support/fake-registry.js';
 import {
+  runDockerBackendDirect,
   runDockerBaseline,
   runEc2Baseline,
   terminateInstances,
@@ -351,6 +356,8 @@ interface BackendResult {
   backend: BackendKind;
   n: number;
   baseline: BaselineResult;
+  /** docker only: DockerBackend.start(spec) directly, the product's container spec (see above). */
+  spec?: BaselineResult;
   orchestrated: OrchestratedResult;
   /** 1-minute load average when this backend's part began and when its timed parts were over. */
   load: [number, number];
@@ -379,6 +386,14 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
     run: `${shared.run}-n${n}`,
     n,
   });
+  const spec = await runDockerBackendDirect({
+    docker,
+    registry: shared.registry,
+    image,
+    run: `${shared.run}-n${n}`,
+    n,
+    starts: shared.starts,
+  });
   const leftovers = new DockerBackend({ docker, image });
   const orchestrated = await runOrchestrated({
     ...shared,
@@ -392,6 +407,7 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
     backend: 'docker',
     n,
     baseline,
+    spec,
     orchestrated,
     load: [loadBefore, loadAfter],
     wallMs: performance.now() - t0,
@@ -588,21 +604,29 @@ function orchestratedPhaseLines(r: BackendResult): string[] {
   });
 }
 
-function baselinePhaseLines(r: BackendResult): string[] {
-  const samples = r.baseline.samples;
+type BaselineKindName = BackendKind | 'backend-direct';
+
+function baselinePhaseLines(kind: BaselineKindName, result: BaselineResult, n: number): string[] {
+  const samples = result.samples;
+  const startRows: Record<
+    BaselineKindName,
+    Array<{ label: string; pick: (s: BaselineSample) => number | undefined }>
+  > = {
+    docker: [{ label: 'container started (`start()` returned)', pick: (s) => s.startedMs }],
+    'backend-direct': [
+      { label: 'side: container `start` event (dockerd)', pick: (s) => s.startEventMs },
+      {
+        label: '`DockerBackend.start()` returned (volumes, org network, create, start, inspect)',
+        pick: (s) => s.startedMs,
+      },
+    ],
+    ec2: [
+      { label: '`RunInstances` answered (moto: `running` at once)', pick: (s) => s.startedMs },
+      { label: 'ec2-sim started the VM container (dockerd `start` event)', pick: (s) => s.startEventMs },
+    ],
+  };
   const rows: Array<{ label: string; pick: (s: BaselineSample) => number | undefined }> = [
-    ...(r.backend === 'docker'
-      ? [{ label: 'container started (`start()` returned)', pick: (s: BaselineSample) => s.startedMs }]
-      : [
-          {
-            label: '`RunInstances` answered (moto: `running` at once)',
-            pick: (s: BaselineSample) => s.startedMs,
-          },
-          {
-            label: 'ec2-sim started the VM container (dockerd `start` event)',
-            pick: (s: BaselineSample) => s.vmStartedMs,
-          },
-        ]),
+    ...startRows[kind],
     ...BOOT_PHASES.map((p) => ({
       label: `agent boot event \`${p}\``,
       pick: (s: BaselineSample) => s.phasesMs[p],
@@ -611,13 +635,14 @@ function baselinePhaseLines(r: BackendResult): string[] {
   ];
   return rows.map(({ label, pick }) => {
     const s = summarize(samples.map(pick).filter((v) => v !== undefined));
-    return row([label, `${s.n}/${r.n}`, ms(s.p50), ms(s.p95), ms(s.max)]);
+    return row([label, `${s.n}/${n}`, ms(s.p50), ms(s.p95), ms(s.max)]);
   });
 }
 
 function backendSection(r: BackendResult, machine: Machine): string[] {
   const { n, orchestrated } = r;
   const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+  const sp = r.spec ? summarize(r.spec.samples.map((s) => s.totalMs)) : undefined;
   const o = summarize(orchestrated.samples.map((s) => s.totalMs));
   const post = summarize(orchestrated.samples.map((s) => s.postMs));
   const baselineLabel =
@@ -634,7 +659,8 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '',
     `- ${r.backend} part of the run: ${(r.wallMs / 1000).toFixed(1)} s (warm-ups, baseline, service start, orchestrated, teardown);`,
     `  1-min load average ${r.load[0].toFixed(2)} when it began, ${r.load[1].toFixed(2)} after its timed parts.`,
-    `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);`,
+    `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);` +
+      (r.spec ? ` backend-direct ${rate(r.spec.load)};` : ''),
     `  orchestrated: ${orchestrated.load.requests} \`GET /v1/workspaces/:id/events\` streams, fed by one`,
     `  transitions query per ${POLL_INTERVAL_MS} ms in the in-process API (which also serves the agents’ registry calls).`,
     `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
@@ -654,6 +680,31 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
       ms(o.min),
     ]),
     row(['ratio orchestrated / baseline', ratio(o.p50, b.p50), ratio(o.p95, b.p95), ratio(o.max, b.max), '']),
+    ...(sp
+      ? [
+          row([
+            'backend-direct: `DockerBackend.start(spec)` → agent `GET /health` 200 (no API, Temporal, DB)',
+            ms(sp.p50),
+            ms(sp.p95),
+            ms(sp.max),
+            ms(sp.min),
+          ]),
+          row([
+            'ratio orchestrated / backend-direct (the orchestration)',
+            ratio(o.p50, sp.p50),
+            ratio(o.p95, sp.p95),
+            ratio(o.max, sp.max),
+            '',
+          ]),
+          row([
+            'ratio backend-direct / baseline (the container spec)',
+            ratio(sp.p50, b.p50),
+            ratio(sp.p95, b.p95),
+            ratio(sp.max, b.max),
+            '',
+          ]),
+        ]
+      : []),
     row(['(orchestrated `POST` → 202 alone)', ms(post.p50), ms(post.p95), ms(post.max), ms(post.min)]),
     '',
     `### ${r.backend} orchestrated: time from API accepted to each phase`,
@@ -668,8 +719,21 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '',
     '| phase | n | p50 | p95 | max |',
     '|---|---:|---:|---:|---:|',
-    ...baselinePhaseLines(r),
+    ...baselinePhaseLines(r.backend, r.baseline, n),
     '',
+    ...(r.spec
+      ? [
+          `### ${r.backend} backend-direct: time to each phase`,
+          '',
+          'Milliseconds since just before `DockerBackend.start(spec)`. The org network does not exist',
+          'then: the warm-up’s removal took it (checked), as the orchestrated warm-up’s delete does.',
+          '',
+          '| phase | n | p50 | p95 | max |',
+          '|---|---:|---:|---:|---:|',
+          ...baselinePhaseLines('backend-direct', r.spec, n),
+          '',
+        ]
+      : []),
   ];
 }
 
@@ -691,16 +755,21 @@ function report(opts: {
     .join(', ');
   const summaryLines = results.map((r) => {
     const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+    const sp = r.spec ? summarize(r.spec.samples.map((s) => s.totalMs)) : undefined;
     const o = summarize(r.orchestrated.samples.map((s) => s.totalMs));
     return row([
       r.backend,
       String(r.n),
       ms(b.p50),
       ms(b.p95),
+      sp ? ms(sp.p50) : '–',
+      sp ? ms(sp.p95) : '–',
       ms(o.p50),
       ms(o.p95),
       ratio(o.p50, b.p50),
       ratio(o.p95, b.p95),
+      sp ? ratio(o.p50, sp.p50) : '–',
+      sp ? ratio(o.p95, sp.p95) : '–',
     ]);
   });
   const hasEc2 = results.some((r) => r.backend === 'ec2');
@@ -721,9 +790,14 @@ function report(opts: {
     '  workflow tasks, connection pools; the workflow bundle, prebuilt or built at service start, is in place before it).',
     '  The warm-ups are not in the numbers below.',
     '',
-    '| backend | N | baseline p50 | baseline p95 | orchestrated p50 | orchestrated p95 | ratio p50 | ratio p95 |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| backend | N | baseline p50 | baseline p95 | backend-direct p50 | backend-direct p95 | orchestrated p50 | orchestrated p95 | ratio p50 | ratio p95 | ratio / backend-direct p50 | ratio / backend-direct p95 |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...summaryLines,
+    '',
+    '“ratio” is orchestrated / baseline (the raw create + start the goal of issue 11 names);',
+    '“ratio / backend-direct” is orchestrated / `DockerBackend.start(spec)` called directly: the same',
+    'container spec (volumes, org network, capabilities, limits) without API, Temporal and database',
+    '(docker only; – on ec2).',
     '',
     ...results.flatMap((r) => backendSection(r, machine)),
     '## Notes',
@@ -743,6 +817,12 @@ function report(opts: {
     '- Baselines bootstrap from the fake registry (test/support/fake-registry.ts), the orchestrated',
     '  agents from the real API. Docker baseline containers get no named volumes and no restart',
     '  policy; orchestrated ones get two named volumes each (`/configs`, `/workspace`) via DockerBackend.',
+    '- docker backend-direct: the same `DockerBackend` (as the service configures it) called in this',
+    '  process, one org per N; its agents bootstrap from the fake registry too. Its bootstrap token',
+    '  is the fake registry’s (in memory), where the product mints a PostgreSQL row inside `start()`.',
+    '  Its warm-up is removed as the orchestrated delete removes one (`remove` with volumes, the org',
+    '  network with the last container), so its timed starts create the org network, as the',
+    '  orchestrated ones do. Order per N: raw baseline, backend-direct, orchestrated.',
     ...(hasEc2
       ? [
           '- ec2 runs against moto behind ec2-sim (test/ec2-sim): each instance is a container of the VM',
@@ -769,6 +849,7 @@ const parseNs = (name: string, text: string): number[] =>
 /** The machine-readable line of one result, so a script can compare runs. */
 function jsonLine(r: BackendResult): string {
   const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+  const sp = r.spec ? summarize(r.spec.samples.map((s) => s.totalMs)) : undefined;
   const o = summarize(r.orchestrated.samples.map((s) => s.totalMs));
   const round = (x: number, digits: number) => Number(x.toFixed(digits));
   return JSON.stringify({
@@ -782,6 +863,11 @@ function jsonLine(r: BackendResult): string {
     orchestratedP50Ms: Math.round(o.p50),
     orchestratedP95Ms: Math.round(o.p95),
     serviceStartMs: Math.round(r.orchestrated.serviceStartMs),
+    // docker: against DockerBackend.start(spec) called directly; null on ec2 (no such run there).
+    specBaselineP50Ms: sp ? Math.round(sp.p50) : null,
+    specBaselineP95Ms: sp ? Math.round(sp.p95) : null,
+    ratioSpecP50: sp ? round(o.p50 / sp.p50, 3) : null,
+    ratioSpecP95: sp ? round(o.p95 / sp.p95, 3) : null,
   });
 }
 
