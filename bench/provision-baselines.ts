@@ -66,6 +66,11 @@ export interface BaselineSample {
 export interface BaselineResult {
   samples: BaselineSample[];
   load: PollLoad;
+  /**
+   * backend-direct: the Docker daemon calls DockerBackend made while the timed starts ran (call →
+   * durations in ms), e.g. `createNetwork`, `container.start`.
+   */
+  daemonCalls?: Map<string, number[]>;
 }
 
 /** One kind of raw provision: `one` launches and waits for /health; `cleanup` removes a label's. */
@@ -190,7 +195,54 @@ export function runDockerBaseline(opts: {
 // ---------------------------------------------------------------------------------------------
 // docker, backend-direct: the product's container spec without the orchestration
 
-export function runDockerBackendDirect(opts: {
+/** Daemon calls that are timed (container calls as `container.<method>`). */
+const TIMED_CALLS = new Set([
+  'createVolume',
+  'createNetwork',
+  'listNetworks',
+  'createContainer',
+  'listContainers',
+]);
+const TIMED_CONTAINER_CALLS = new Set(['inspect', 'start', 'remove']);
+
+/**
+ * `docker` with its promise-returning calls above timed into `calls` (DockerBackend uses only the
+ * promise forms). The backend under test is not changed: it is handed this client.
+ */
+function timedDocker(docker: Dockerode, calls: Map<string, number[]>): Dockerode {
+  const timed =
+    <A extends unknown[]>(name: string, fn: (...args: A) => unknown) =>
+    async (...args: A): Promise<unknown> => {
+      const t0 = performance.now();
+      try {
+        return await fn(...args);
+      } finally {
+        calls.set(name, [...(calls.get(name) ?? []), performance.now() - t0]);
+      }
+    };
+  return new Proxy(docker, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof prop !== 'string' || typeof value !== 'function') return value;
+      const fn = (value as (...args: unknown[]) => unknown).bind(target);
+      if (TIMED_CALLS.has(prop)) return timed(prop, fn);
+      if (prop !== 'getContainer') return fn;
+      return (id: string) => {
+        const container = target.getContainer(id);
+        return new Proxy(container, {
+          get(c, cprop, creceiver) {
+            const cvalue: unknown = Reflect.get(c, cprop, creceiver);
+            if (typeof cprop !== 'string' || typeof cvalue !== 'function') return cvalue;
+            const cfn = (cvalue as (...args: unknown[]) => unknown).bind(c);
+            return TIMED_CONTAINER_CALLS.has(cprop) ? timed(`container.${cprop}`, cfn) : cfn;
+          },
+        });
+      };
+    },
+  });
+}
+
+export async function runDockerBackendDirect(opts: {
   docker: Dockerode;
   registry: FakeRegistry;
   image: string;
@@ -203,7 +255,10 @@ export function runDockerBackendDirect(opts: {
   const { docker, registry, starts } = opts;
   // Configured as the service configures it (src/service.ts createBackends): the default org
   // network pool, the default limits, host.docker.internal through the host gateway.
-  const backend = new DockerBackend({ docker, image: opts.image });
+  const calls = new Map<string, number[]>();
+  /** The calls of the last stretch between two cleanups: after the final one, the timed starts'. */
+  let timedCalls = new Map<string, number[]>();
+  const backend = new DockerBackend({ docker: timedDocker(docker, calls), image: opts.image });
   // All of one N in one org, as the orchestrated side's workspaces are in the bench's one org.
   const orgId = `${opts.run}-org`;
   const started = new Set<string>();
@@ -242,6 +297,8 @@ export function runDockerBackendDirect(opts: {
   // afterwards, so the timed starts create it again, as the orchestrated ones do after their
   // warm-up's delete: checked, not assumed.
   const cleanup = async (): Promise<void> => {
+    timedCalls = new Map(calls);
+    calls.clear();
     const ids = [...started];
     await allOrFail(
       'backend-direct removes',
@@ -254,7 +311,13 @@ export function runDockerBackendDirect(opts: {
     );
     if (left.length > 0) throw new Error(`network ${orgNetworkName(orgId)} is still there after cleanup`);
   };
-  return runBaseline({ name: 'backend-direct', idLetter: 'd', one, cleanup }, registry, opts.run, opts.n);
+  const result = await runBaseline(
+    { name: 'backend-direct', idLetter: 'd', one, cleanup },
+    registry,
+    opts.run,
+    opts.n,
+  );
+  return { ...result, daemonCalls: timedCalls };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -639,6 +639,27 @@ function baselinePhaseLines(kind: BaselineKindName, result: BaselineResult, n: n
   });
 }
 
+/** One row per daemon call kind, in the order a start makes them. */
+function daemonCallLines(calls: Map<string, number[]> | undefined): string[] {
+  if (!calls) return [];
+  const order = [
+    'container.inspect',
+    'createVolume',
+    'listNetworks',
+    'createNetwork',
+    'createContainer',
+    'container.start',
+  ];
+  const rank = (name: string) => (order.includes(name) ? order.indexOf(name) : order.length);
+  return [...calls.entries()]
+    .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))
+    .map(([name, durations]) => {
+      const s = summarize(durations);
+      const sum = durations.reduce((acc, d) => acc + d, 0);
+      return row([`\`${name}\``, String(s.n), ms(s.p50), ms(s.p95), ms(s.max), ms(sum)]);
+    });
+}
+
 function backendSection(r: BackendResult, machine: Machine): string[] {
   const { n, orchestrated } = r;
   const b = summarize(r.baseline.samples.map((s) => s.totalMs));
@@ -731,6 +752,14 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
           '| phase | n | p50 | p95 | max |',
           '|---|---:|---:|---:|---:|',
           ...baselinePhaseLines('backend-direct', r.spec, n),
+          '',
+          `Docker daemon calls \`DockerBackend.start()\` made for these ${n} starts (each call’s own`,
+          'duration, ms; `listNetworks`/`createNetwork` are the org network’s ensure, shared by',
+          'concurrent starts of one org in one process):',
+          '',
+          '| call | count | p50 | p95 | max | sum |',
+          '|---|---:|---:|---:|---:|---:|',
+          ...daemonCallLines(r.spec.daemonCalls),
           '',
         ]
       : []),
