@@ -920,6 +920,8 @@ async function main(): Promise<void> {
   const run = `bn${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const docker = new Dockerode();
 
+  // Every container, volume and org network this run creates carries it (leak checks filter by it).
+  progress(`run id ${run}`);
   const stops: Stops = [];
   try {
     const infra = await startInfra(docker, withEc2, stops);
