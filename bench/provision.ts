@@ -920,7 +920,7 @@ async function main(): Promise<void> {
   const run = `bn${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const docker = new Dockerode();
 
-  // Every container, volume and org network this run creates carries it (leak checks filter by it).
+  // The baselines' containers, volumes and org networks carry it in their names (leak checks).
   progress(`run id ${run}`);
   const stops: Stops = [];
   try {
