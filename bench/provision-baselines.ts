@@ -297,8 +297,8 @@ export async function runDockerBackendDirect(opts: {
   // afterwards, so the timed starts create it again, as the orchestrated ones do after their
   // warm-up's delete: checked, not assumed.
   const cleanup = async (): Promise<void> => {
+    // The calls since the end of the previous cleanup: the warm-up's, then the timed starts'.
     timedCalls = new Map(calls);
-    calls.clear();
     const ids = [...started];
     await allOrFail(
       'backend-direct removes',
@@ -310,6 +310,7 @@ export async function runDockerBackendDirect(opts: {
       (net) => net.Name === orgNetworkName(orgId),
     );
     if (left.length > 0) throw new Error(`network ${orgNetworkName(orgId)} is still there after cleanup`);
+    calls.clear();
   };
   const result = await runBaseline(
     { name: 'backend-direct', idLetter: 'd', one, cleanup },
