@@ -209,7 +209,7 @@ const TIMED_CONTAINER_CALLS = new Set(['inspect', 'start', 'remove']);
  * `docker` with its promise-returning calls above timed into `calls` (DockerBackend uses only the
  * promise forms). The backend under test is not changed: it is handed this client.
  */
-function timedDocker(docker: Dockerode, calls: Map<string, number[]>): Dockerode {
+export function timedDocker(docker: Dockerode, calls: Map<string, number[]>): Dockerode {
   const timed =
     <A extends unknown[]>(name: string, fn: (...args: A) => unknown) =>
     async (...args: A): Promise<unknown> => {

@@ -21,7 +21,9 @@
  * - orchestrated: the real service (API + worker in this process; for ec2 configured as the parity
  *   suite does, test/parity/backends.ts), N concurrent POST /v1/workspaces {name, backend}, each
  *   timed from just before the POST until its `/events` stream shows "online"; per-phase timestamps come
- *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events.
+ *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events; on
+ *   docker the service is handed its DockerBackend built over a client that times each daemon call
+ *   (timedDocker), so the orchestrated and backend-direct starts' daemon calls compare directly.
  *
  * Each kind gets one untimed warm-up provision first. The report (Markdown) goes to stdout and to
  * .data/bench-provision.md, followed on stdout by one JSON line per backend and N
@@ -41,7 +43,7 @@ import type { BackendKind } from '../src/backends/backend.js';
 import { DockerBackend } from '../src/backends/docker/docker-backend.js';
 import { createEc2Client } from '../src/backends/ec2/client.js';
 import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
-import type { RunningService } from '../src/service.js';
+import type { RunningService, ServiceOptions } from '../src/service.js';
 import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../test/ec2-sim/service-env.js';
 import {
@@ -56,6 +58,7 @@ import {
   runDockerBaseline,
   runEc2Baseline,
   terminateInstances,
+  timedDocker,
   type BaselineResult,
   type BaselineSample,
 } from './provision-baselines.js';
@@ -269,6 +272,8 @@ interface OrchestratedResult {
   load: PollLoad;
   /** startService (API + worker: migrations, connections, the workflow bundle) until it answers. */
   serviceStartMs: number;
+  /** docker: the daemon calls the service's DockerBackend made while the timed provisions ran. */
+  daemonCalls?: Map<string, number[]>;
 }
 
 async function runOrchestrated(opts: {
@@ -284,6 +289,8 @@ async function runOrchestrated(opts: {
   starts: StartWatcher;
   /** Removes whatever of these workspaces is left (containers / instances) after a failure. */
   leftovers: (ids: string[]) => Promise<unknown>;
+  /** docker: the service's backend, built over a timed client whose calls go to `daemonCalls`. */
+  timed?: { backends: ServiceOptions['backends']; daemonCalls: Map<string, number[]> };
 }): Promise<OrchestratedResult> {
   const { backend, docker, run, n } = opts;
   const cleanup: Stops = [];
@@ -303,6 +310,7 @@ async function runOrchestrated(opts: {
       },
       label: `${backend} orchestrated: `,
       stops: cleanup,
+      ...(opts.timed ? { backends: opts.timed.backends } : {}),
     });
     const serviceStartMs = performance.now() - started;
     // Last in, first out: resources are removed before the service (and its DB) goes away.
@@ -322,6 +330,7 @@ async function runOrchestrated(opts: {
     progress(`${backend} orchestrated: ${n} concurrent POST /v1/workspaces → online`);
     const polls0 = pollCount.get;
     const window0 = performance.now();
+    opts.timed?.daemonCalls.clear();
     const samples = await guard(
       allOrFail(
         `${backend} orchestrated provisions`,
@@ -329,6 +338,7 @@ async function runOrchestrated(opts: {
       ),
     );
     const load = { requests: pollCount.get - polls0, windowMs: performance.now() - window0 };
+    const daemonCalls = opts.timed ? new Map(opts.timed.daemonCalls) : undefined;
     const sampleIds = samples.map((s) => s.id);
     const phases = await phaseRows(service, sampleIds);
     const createdAt = await createdAtOf(service, sampleIds);
@@ -341,7 +351,7 @@ async function runOrchestrated(opts: {
 
     progress(`${backend} orchestrated: deleting ${n} workspaces`);
     const deleteMs = await guard(deleteAll(api, token, docker, sampleIds));
-    return { samples, phases, createdAt, resourceStarts, deleteMs, load, serviceStartMs };
+    return { samples, phases, createdAt, resourceStarts, deleteMs, load, serviceStartMs, daemonCalls };
   } finally {
     for (const [name, fn] of cleanup.reverse()) {
       await fn().catch((err: unknown) => progress(`cleanup of ${name} failed: ${errorText(err)}`));
@@ -395,11 +405,16 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
     starts: shared.starts,
   });
   const leftovers = new DockerBackend({ docker, image });
+  // The service's docker backend as createBackends builds it (default pool, limits, socket), over
+  // a client that times its daemon calls: the same table as backend-direct's.
+  const daemonCalls = new Map<string, number[]>();
+  const timedBackend = new DockerBackend({ docker: timedDocker(new Dockerode(), daemonCalls), image });
   const orchestrated = await runOrchestrated({
     ...shared,
     backend: 'docker',
     n,
     env: {},
+    timed: { backends: { docker: timedBackend }, daemonCalls },
     leftovers: (ids) => Promise.all(ids.map((id) => leftovers.remove(id, { volumes: true }))),
   });
   const loadAfter = os.loadavg()[0] ?? 0;
@@ -734,6 +749,17 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '|---|---:|---:|---:|---:|---:|',
     ...orchestratedPhaseLines(r),
     '',
+    ...(orchestrated.daemonCalls
+      ? [
+          `Docker daemon calls the service’s \`DockerBackend\` made while the ${n} provisions ran (as`,
+          'for backend-direct below; the health sweep’s status reads, if one ran, count as `container.inspect`):',
+          '',
+          '| call | count | p50 | p95 | max | sum |',
+          '|---|---:|---:|---:|---:|---:|',
+          ...daemonCallLines(orchestrated.daemonCalls),
+          '',
+        ]
+      : []),
     `### ${r.backend} baseline: time to each phase`,
     '',
     baselineFrom,
