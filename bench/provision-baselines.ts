@@ -217,7 +217,10 @@ export function timedDocker(docker: Dockerode, calls: Map<string, number[]>): Do
       try {
         return await fn(...args);
       } finally {
-        calls.set(name, [...(calls.get(name) ?? []), performance.now() - t0]);
+        const ms = performance.now() - t0;
+        const list = calls.get(name);
+        if (list) list.push(ms);
+        else calls.set(name, [ms]);
       }
     };
   return new Proxy(docker, {
@@ -253,11 +256,11 @@ export async function runDockerBackendDirect(opts: {
   starts: StartWatcher;
 }): Promise<BaselineResult> {
   const { docker, registry, starts } = opts;
-  // Configured as the service configures it (src/service.ts createBackends): the default org
-  // network pool, the default limits, host.docker.internal through the host gateway.
   const calls = new Map<string, number[]>();
   /** The calls of the last stretch between two cleanups: after the final one, the timed starts'. */
   let timedCalls = new Map<string, number[]>();
+  // Configured as the service configures it (src/service.ts createBackends): the default org
+  // network pool, the default limits, host.docker.internal through the host gateway.
   const backend = new DockerBackend({ docker: timedDocker(docker, calls), image: opts.image });
   // All of one N in one org, as the orchestrated side's workspaces are in the bench's one org.
   const orgId = `${opts.run}-org`;
@@ -298,7 +301,7 @@ export async function runDockerBackendDirect(opts: {
   // warm-up's delete: checked, not assumed.
   const cleanup = async (): Promise<void> => {
     // The calls since the end of the previous cleanup: the warm-up's, then the timed starts'.
-    timedCalls = new Map(calls);
+    timedCalls = new Map([...calls].map(([name, list]) => [name, [...list]]));
     const ids = [...started];
     await allOrFail(
       'backend-direct removes',

@@ -338,7 +338,10 @@ async function runOrchestrated(opts: {
       ),
     );
     const load = { requests: pollCount.get - polls0, windowMs: performance.now() - window0 };
-    const daemonCalls = opts.timed ? new Map(opts.timed.daemonCalls) : undefined;
+    // A copy: the timed client goes on recording (the deletes below).
+    const daemonCalls = opts.timed
+      ? new Map([...opts.timed.daemonCalls].map(([name, list]) => [name, [...list]]))
+      : undefined;
     const sampleIds = samples.map((s) => s.id);
     const phases = await phaseRows(service, sampleIds);
     const createdAt = await createdAtOf(service, sampleIds);
