@@ -843,7 +843,7 @@ function report(opts: {
     `- 1-min load average: ${opts.load[0].toFixed(2)} before the run, ${opts.load[1].toFixed(2)} at its end`,
     '  (per backend below; anything else busy on the machine skews both kinds).',
     `- The whole run took ${(opts.wallMs / 1000).toFixed(1)} s (service start-ups included). Backends ran one after`,
-    '  the other (docker first), each: baseline, then orchestrated; all N of a kind started at once.',
+    '  the other (docker first), each: baseline (docker: then backend-direct), then orchestrated; all N of a kind started at once.',
     '- Warm-up: one untimed provision of each kind ran first (image and page cache, the worker’s first',
     '  workflow tasks, connection pools; the workflow bundle, prebuilt or built at service start, is in place before it).',
     '  The warm-ups are not in the numbers below.',
