@@ -875,12 +875,19 @@ function report(opts: {
     '- Baselines bootstrap from the fake registry (test/support/fake-registry.ts), the orchestrated',
     '  agents from the real API. Docker baseline containers get no named volumes and no restart',
     '  policy; orchestrated ones get two named volumes each (`/configs`, `/workspace`) via DockerBackend.',
-    '- docker backend-direct: the same `DockerBackend` (as the service configures it) called in this',
-    '  process, one org per N; its agents bootstrap from the fake registry too. Its bootstrap token',
-    '  is the fake registry’s (in memory), where the product mints a PostgreSQL row inside `start()`.',
-    '  Its warm-up is removed as the orchestrated delete removes one (`remove` with volumes, the org',
-    '  network with the last container), so its timed starts create the org network, as the',
-    '  orchestrated ones do. Order per N: raw baseline, backend-direct, orchestrated.',
+    ...(results.some((r) => r.spec)
+      ? [
+          '- docker backend-direct: the same `DockerBackend` (as the service configures it) called in this',
+          '  process, one org per N; its agents bootstrap from the fake registry too. Its bootstrap token',
+          '  is the fake registry’s (in memory), where the product mints a PostgreSQL row inside `start()`.',
+          '  Its warm-up is removed as the orchestrated delete removes one (`remove` with volumes, the org',
+          '  network with the last container), so its timed starts create the org network, as the',
+          '  orchestrated ones do. Order per N: raw baseline, backend-direct, orchestrated.',
+          '- Daemon-call tables (docker): backend-direct’s `DockerBackend` and the service’s both talk to',
+          '  dockerd through a client that times each call (bench/provision-baselines.ts `timedDocker`:',
+          '  a clock read per call, nothing else changed); each table holds the calls of its timed window.',
+        ]
+      : []),
     ...(hasEc2
       ? [
           '- ec2 runs against moto behind ec2-sim (test/ec2-sim): each instance is a container of the VM',
