@@ -7,7 +7,13 @@
  *   user-data (renderUserData) and instance tags; ends when the agent answers
  *   GET http://<PrivateIpAddress>:8080/health; terminated afterwards.
  *
- * Both bootstrap from the fake registry (test/support/fake-registry.ts): containers reach it as
+ * - backend-direct (docker): the product's own DockerBackend.start(spec), called directly (no API,
+ *   no Temporal, no database): the same container spec as the orchestrated workspaces (two named
+ *   volumes, the org's own bridge network with ICC off, dropped capabilities, limits), ending when
+ *   the agent answers GET /health on the endpoint start() reports. It separates the cost of that
+ *   spec (against the raw baseline) from the cost of orchestrating it (orchestrated against it).
+ *
+ * All bootstrap from the fake registry (test/support/fake-registry.ts): containers reach it as
  * host.docker.internal, instances at the sim's gateway (sim.platformHost).
  */
 import { performance } from 'node:perf_hooks';
@@ -20,6 +26,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
 import ssh2 from 'ssh2';
+import { DockerBackend } from '../src/backends/docker/docker-backend.js';
+import { orgNetworkName } from '../src/backends/docker/network.js';
 import { instanceTags, launchTagSpecifications } from '../src/backends/ec2/tags.js';
 import { renderUserData } from '../src/backends/ec2/user-data.js';
 import type { Ec2Sim } from '../test/ec2-sim/sim.js';
@@ -47,19 +55,29 @@ export interface BaselineSample {
   totalMs: number;
   /** docker: start() returned; ec2: RunInstances answered. Since t0. */
   startedMs: number;
-  /** ec2: dockerd's `start` event of the sim's VM container, since t0. */
-  vmStartedMs?: number;
+  /**
+   * dockerd's `start` event of the container, since t0: ec2, the sim's VM container; backend-direct,
+   * the workspace container (both carry `wo.workspace-id`). The raw docker baseline has none.
+   */
+  startEventMs?: number;
   phasesMs: Partial<Record<BootPhase, number>>;
 }
 
 export interface BaselineResult {
   samples: BaselineSample[];
   load: PollLoad;
+  /**
+   * backend-direct: the Docker daemon calls DockerBackend made while the timed starts ran (call →
+   * durations in ms), e.g. `createNetwork`, `container.start`.
+   */
+  daemonCalls?: Map<string, number[]>;
 }
 
 /** One kind of raw provision: `one` launches and waits for /health; `cleanup` removes a label's. */
 interface BaselineKind {
   name: string;
+  /** Marks this kind's ids (`<run>-<idLetter><i>`), so no two kinds of one run share an id. */
+  idLetter: string;
   one(label: string, id: string): Promise<BaselineSample>;
   cleanup(label: string): Promise<void>;
 }
@@ -83,7 +101,7 @@ async function runBaseline(
   n: number,
 ): Promise<BaselineResult> {
   const label = `${run}-${kind.name}-baseline`;
-  const prefix = `${run}-${kind.name === 'docker' ? 'b' : 'e'}`;
+  const prefix = `${run}-${kind.idLetter}`;
   try {
     progress(`${kind.name} baseline: warm-up provision (untimed)`);
     await guard(kind.one(label, `${prefix}w`));
@@ -167,11 +185,143 @@ export function runDockerBaseline(opts: {
     return { id, t0Wall, totalMs: performance.now() - t0, startedMs, phasesMs: {} };
   };
   return runBaseline(
-    { name: 'docker', one, cleanup: (label) => removeBaselineContainers(docker, label) },
+    { name: 'docker', idLetter: 'b', one, cleanup: (label) => removeBaselineContainers(docker, label) },
     registry,
     opts.run,
     opts.n,
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker, backend-direct: the product's container spec without the orchestration
+
+/** Daemon calls that are timed (container calls as `container.<method>`). */
+const TIMED_CALLS = new Set([
+  'createVolume',
+  'createNetwork',
+  'listNetworks',
+  'createContainer',
+  'listContainers',
+]);
+const TIMED_CONTAINER_CALLS = new Set(['inspect', 'start', 'remove']);
+
+/**
+ * `docker` with its promise-returning calls above timed into `calls` (DockerBackend uses only the
+ * promise forms). The backend under test is not changed: it is handed this client.
+ */
+export function timedDocker(docker: Dockerode, calls: Map<string, number[]>): Dockerode {
+  const timed =
+    <A extends unknown[]>(name: string, fn: (...args: A) => unknown) =>
+    async (...args: A): Promise<unknown> => {
+      const t0 = performance.now();
+      try {
+        return await fn(...args);
+      } finally {
+        const ms = performance.now() - t0;
+        const list = calls.get(name);
+        if (list) list.push(ms);
+        else calls.set(name, [ms]);
+      }
+    };
+  return new Proxy(docker, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof prop !== 'string' || typeof value !== 'function') return value;
+      const fn = (value as (...args: unknown[]) => unknown).bind(target);
+      if (TIMED_CALLS.has(prop)) return timed(prop, fn);
+      if (prop !== 'getContainer') return fn;
+      return (id: string) => {
+        const container = target.getContainer(id);
+        return new Proxy(container, {
+          get(c, cprop, creceiver) {
+            const cvalue: unknown = Reflect.get(c, cprop, creceiver);
+            if (typeof cprop !== 'string' || typeof cvalue !== 'function') return cvalue;
+            const cfn = (cvalue as (...args: unknown[]) => unknown).bind(c);
+            return TIMED_CONTAINER_CALLS.has(cprop) ? timed(`container.${cprop}`, cfn) : cfn;
+          },
+        });
+      };
+    },
+  });
+}
+
+export async function runDockerBackendDirect(opts: {
+  docker: Dockerode;
+  registry: FakeRegistry;
+  image: string;
+  /** Distinct per N: the ids, and so the fake registry's boot events, and the org. */
+  run: string;
+  n: number;
+  /** dockerd `start` events by `wo.workspace-id` (DockerBackend labels its containers so). */
+  starts: StartWatcher;
+}): Promise<BaselineResult> {
+  const { docker, registry, starts } = opts;
+  const calls = new Map<string, number[]>();
+  /** The calls of the last stretch between two cleanups: after the final one, the timed starts'. */
+  let timedCalls = new Map<string, number[]>();
+  // Configured as the service configures it (src/service.ts createBackends): the default org
+  // network pool, the default limits, host.docker.internal through the host gateway.
+  const backend = new DockerBackend({ docker: timedDocker(docker, calls), image: opts.image });
+  // All of one N in one org, as the orchestrated side's workspaces are in the bench's one org.
+  const orgId = `${opts.run}-org`;
+  const started = new Set<string>();
+  const one = async (_label: string, id: string): Promise<BaselineSample> => {
+    const entry = registry.add(fakeBundle(id, { orgId, heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS }));
+    started.add(id);
+    const t0Wall = Date.now();
+    const t0 = performance.now();
+    const info = await backend.start({
+      workspaceId: id,
+      orgId,
+      generation: 1,
+      runtime: 'echo',
+      platformUrl: registry.containerUrl,
+      // The product mints a row in PostgreSQL here (inside start, beside the container look); the
+      // fake registry's token is already in memory.
+      mintBootstrapToken: () => Promise.resolve(entry.bootstrapToken),
+    });
+    const startedMs = performance.now() - t0;
+    const endpoint = info.endpoint;
+    if (!endpoint) throw new Error(`start() of ${id} reported no endpoint (status ${info.status})`);
+    await poll(`agent ${id} to answer GET /health on ${endpoint}`, (signal) => healthOk(endpoint, signal));
+    const totalMs = performance.now() - t0;
+    const at = starts.starts.get(id);
+    return {
+      id,
+      t0Wall,
+      totalMs,
+      startedMs,
+      startEventMs: at === undefined ? undefined : at - t0Wall,
+      phasesMs: {},
+    };
+  };
+  // As the orchestrated delete does (remove with volumes; the org's network goes with its last
+  // workspace), then removeOrg for anything a failure left. Either way the org network is gone
+  // afterwards, so the timed starts create it again, as the orchestrated ones do after their
+  // warm-up's delete: checked, not assumed.
+  const cleanup = async (): Promise<void> => {
+    // The calls since the end of the previous cleanup: the warm-up's, then the timed starts'.
+    timedCalls = new Map([...calls].map(([name, list]) => [name, [...list]]));
+    const ids = [...started];
+    await allOrFail(
+      'backend-direct removes',
+      ids.map((id) => backend.remove(id, { volumes: true })),
+    );
+    await backend.removeOrg(orgId);
+    started.clear();
+    const left = (await docker.listNetworks({ filters: { name: [orgNetworkName(orgId)] } })).filter(
+      (net) => net.Name === orgNetworkName(orgId),
+    );
+    if (left.length > 0) throw new Error(`network ${orgNetworkName(orgId)} is still there after cleanup`);
+    calls.clear();
+  };
+  const result = await runBaseline(
+    { name: 'backend-direct', idLetter: 'd', one, cleanup },
+    registry,
+    opts.run,
+    opts.n,
+  );
+  return { ...result, daemonCalls: timedCalls };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,13 +407,14 @@ export function runEc2Baseline(opts: {
       t0Wall,
       totalMs,
       startedMs,
-      vmStartedMs: vmAt === undefined ? undefined : vmAt - t0Wall,
+      startEventMs: vmAt === undefined ? undefined : vmAt - t0Wall,
       phasesMs: {},
     };
   };
   return runBaseline(
     {
       name: 'ec2',
+      idLetter: 'e',
       one,
       cleanup: async (label) => {
         await terminateInstances(ec2, [{ Name: `tag:${BENCH_TAG}`, Values: [label] }]);

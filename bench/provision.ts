@@ -14,10 +14,16 @@
  *   with the product's user-data (renderUserData) until the agent answers
  *   GET http://<PrivateIpAddress>:8080/health. Both agents bootstrap from the fake registry
  *   (test/support/fake-registry.ts);
+ * - docker only, backend-direct (same file): the product's DockerBackend.start(spec) called
+ *   directly, so the same container spec as orchestrated (volumes, org network, caps, limits)
+ *   without API, Temporal or database, until GET /health on the endpoint start() reports. The
+ *   ratio orchestrated / backend-direct is the orchestration's share; backend-direct / raw, the spec's;
  * - orchestrated: the real service (API + worker in this process; for ec2 configured as the parity
  *   suite does, test/parity/backends.ts), N concurrent POST /v1/workspaces {name, backend}, each
  *   timed from just before the POST until its `/events` stream shows "online"; per-phase timestamps come
- *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events.
+ *   from the database (workspace_transitions, boot_events) and from dockerd's `start` events; on
+ *   docker the service is handed its DockerBackend built over a client that times each daemon call
+ *   (timedDocker), so the orchestrated and backend-direct starts' daemon calls compare directly.
  *
  * Each kind gets one untimed warm-up provision first. The report (Markdown) goes to stdout and to
  * .data/bench-provision.md, followed on stdout by one JSON line per backend and N
@@ -37,7 +43,7 @@ import type { BackendKind } from '../src/backends/backend.js';
 import { DockerBackend } from '../src/backends/docker/docker-backend.js';
 import { createEc2Client } from '../src/backends/ec2/client.js';
 import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
-import type { RunningService } from '../src/service.js';
+import type { RunningService, ServiceOptions } from '../src/service.js';
 import { startEc2Sim, type Ec2Sim } from '../test/ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../test/ec2-sim/service-env.js';
 import {
@@ -48,9 +54,11 @@ import {
 } from '../test/setup/services.js';
 import { startFakeRegistry, type FakeRegistry } from '../test/support/fake-registry.js';
 import {
+  runDockerBackendDirect,
   runDockerBaseline,
   runEc2Baseline,
   terminateInstances,
+  timedDocker,
   type BaselineResult,
   type BaselineSample,
 } from './provision-baselines.js';
@@ -264,6 +272,8 @@ interface OrchestratedResult {
   load: PollLoad;
   /** startService (API + worker: migrations, connections, the workflow bundle) until it answers. */
   serviceStartMs: number;
+  /** docker: the daemon calls the service's DockerBackend made while the timed provisions ran. */
+  daemonCalls?: Map<string, number[]>;
 }
 
 async function runOrchestrated(opts: {
@@ -279,6 +289,8 @@ async function runOrchestrated(opts: {
   starts: StartWatcher;
   /** Removes whatever of these workspaces is left (containers / instances) after a failure. */
   leftovers: (ids: string[]) => Promise<unknown>;
+  /** docker: the service's backend, built over a timed client whose calls go to `daemonCalls`. */
+  timed?: { backends: ServiceOptions['backends']; daemonCalls: Map<string, number[]> };
 }): Promise<OrchestratedResult> {
   const { backend, docker, run, n } = opts;
   const cleanup: Stops = [];
@@ -298,6 +310,7 @@ async function runOrchestrated(opts: {
       },
       label: `${backend} orchestrated: `,
       stops: cleanup,
+      ...(opts.timed ? { backends: opts.timed.backends } : {}),
     });
     const serviceStartMs = performance.now() - started;
     // Last in, first out: resources are removed before the service (and its DB) goes away.
@@ -317,6 +330,7 @@ async function runOrchestrated(opts: {
     progress(`${backend} orchestrated: ${n} concurrent POST /v1/workspaces → online`);
     const polls0 = pollCount.get;
     const window0 = performance.now();
+    opts.timed?.daemonCalls.clear();
     const samples = await guard(
       allOrFail(
         `${backend} orchestrated provisions`,
@@ -324,6 +338,10 @@ async function runOrchestrated(opts: {
       ),
     );
     const load = { requests: pollCount.get - polls0, windowMs: performance.now() - window0 };
+    // A copy: the timed client goes on recording (the deletes below).
+    const daemonCalls = opts.timed
+      ? new Map([...opts.timed.daemonCalls].map(([name, list]) => [name, [...list]]))
+      : undefined;
     const sampleIds = samples.map((s) => s.id);
     const phases = await phaseRows(service, sampleIds);
     const createdAt = await createdAtOf(service, sampleIds);
@@ -336,7 +354,7 @@ async function runOrchestrated(opts: {
 
     progress(`${backend} orchestrated: deleting ${n} workspaces`);
     const deleteMs = await guard(deleteAll(api, token, docker, sampleIds));
-    return { samples, phases, createdAt, resourceStarts, deleteMs, load, serviceStartMs };
+    return { samples, phases, createdAt, resourceStarts, deleteMs, load, serviceStartMs, daemonCalls };
   } finally {
     for (const [name, fn] of cleanup.reverse()) {
       await fn().catch((err: unknown) => progress(`cleanup of ${name} failed: ${errorText(err)}`));
@@ -351,6 +369,8 @@ interface BackendResult {
   backend: BackendKind;
   n: number;
   baseline: BaselineResult;
+  /** docker only: DockerBackend.start(spec) directly, the product's container spec (see above). */
+  spec?: BaselineResult;
   orchestrated: OrchestratedResult;
   /** 1-minute load average when this backend's part began and when its timed parts were over. */
   load: [number, number];
@@ -379,12 +399,25 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
     run: `${shared.run}-n${n}`,
     n,
   });
+  const spec = await runDockerBackendDirect({
+    docker,
+    registry: shared.registry,
+    image,
+    run: `${shared.run}-n${n}`,
+    n,
+    starts: shared.starts,
+  });
   const leftovers = new DockerBackend({ docker, image });
+  // The service's docker backend as createBackends builds it (default pool, limits, socket), over
+  // a client that times its daemon calls: the same table as backend-direct's.
+  const daemonCalls = new Map<string, number[]>();
+  const timedBackend = new DockerBackend({ docker: timedDocker(new Dockerode(), daemonCalls), image });
   const orchestrated = await runOrchestrated({
     ...shared,
     backend: 'docker',
     n,
     env: {},
+    timed: { backends: { docker: timedBackend }, daemonCalls },
     leftovers: (ids) => Promise.all(ids.map((id) => leftovers.remove(id, { volumes: true }))),
   });
   const loadAfter = os.loadavg()[0] ?? 0;
@@ -392,6 +425,7 @@ async function benchDocker(shared: Shared, n: number): Promise<BackendResult> {
     backend: 'docker',
     n,
     baseline,
+    spec,
     orchestrated,
     load: [loadBefore, loadAfter],
     wallMs: performance.now() - t0,
@@ -588,21 +622,29 @@ function orchestratedPhaseLines(r: BackendResult): string[] {
   });
 }
 
-function baselinePhaseLines(r: BackendResult): string[] {
-  const samples = r.baseline.samples;
+type BaselineKindName = BackendKind | 'backend-direct';
+
+function baselinePhaseLines(kind: BaselineKindName, result: BaselineResult, n: number): string[] {
+  const samples = result.samples;
+  const startRows: Record<
+    BaselineKindName,
+    Array<{ label: string; pick: (s: BaselineSample) => number | undefined }>
+  > = {
+    docker: [{ label: 'container started (`start()` returned)', pick: (s) => s.startedMs }],
+    'backend-direct': [
+      { label: 'side: container `start` event (dockerd)', pick: (s) => s.startEventMs },
+      {
+        label: '`DockerBackend.start()` returned (volumes, org network, create, start, inspect)',
+        pick: (s) => s.startedMs,
+      },
+    ],
+    ec2: [
+      { label: '`RunInstances` answered (moto: `running` at once)', pick: (s) => s.startedMs },
+      { label: 'ec2-sim started the VM container (dockerd `start` event)', pick: (s) => s.startEventMs },
+    ],
+  };
   const rows: Array<{ label: string; pick: (s: BaselineSample) => number | undefined }> = [
-    ...(r.backend === 'docker'
-      ? [{ label: 'container started (`start()` returned)', pick: (s: BaselineSample) => s.startedMs }]
-      : [
-          {
-            label: '`RunInstances` answered (moto: `running` at once)',
-            pick: (s: BaselineSample) => s.startedMs,
-          },
-          {
-            label: 'ec2-sim started the VM container (dockerd `start` event)',
-            pick: (s: BaselineSample) => s.vmStartedMs,
-          },
-        ]),
+    ...startRows[kind],
     ...BOOT_PHASES.map((p) => ({
       label: `agent boot event \`${p}\``,
       pick: (s: BaselineSample) => s.phasesMs[p],
@@ -611,13 +653,35 @@ function baselinePhaseLines(r: BackendResult): string[] {
   ];
   return rows.map(({ label, pick }) => {
     const s = summarize(samples.map(pick).filter((v) => v !== undefined));
-    return row([label, `${s.n}/${r.n}`, ms(s.p50), ms(s.p95), ms(s.max)]);
+    return row([label, `${s.n}/${n}`, ms(s.p50), ms(s.p95), ms(s.max)]);
   });
+}
+
+/** One row per daemon call kind, in the order a start makes them. */
+function daemonCallLines(calls: Map<string, number[]> | undefined): string[] {
+  if (!calls) return [];
+  const order = [
+    'container.inspect',
+    'createVolume',
+    'listNetworks',
+    'createNetwork',
+    'createContainer',
+    'container.start',
+  ];
+  const rank = (name: string) => (order.includes(name) ? order.indexOf(name) : order.length);
+  return [...calls.entries()]
+    .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))
+    .map(([name, durations]) => {
+      const s = summarize(durations);
+      const sum = durations.reduce((acc, d) => acc + d, 0);
+      return row([`\`${name}\``, String(s.n), ms(s.p50), ms(s.p95), ms(s.max), ms(sum)]);
+    });
 }
 
 function backendSection(r: BackendResult, machine: Machine): string[] {
   const { n, orchestrated } = r;
   const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+  const sp = r.spec ? summarize(r.spec.samples.map((s) => s.totalMs)) : undefined;
   const o = summarize(orchestrated.samples.map((s) => s.totalMs));
   const post = summarize(orchestrated.samples.map((s) => s.postMs));
   const baselineLabel =
@@ -634,7 +698,8 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '',
     `- ${r.backend} part of the run: ${(r.wallMs / 1000).toFixed(1)} s (warm-ups, baseline, service start, orchestrated, teardown);`,
     `  1-min load average ${r.load[0].toFixed(2)} when it began, ${r.load[1].toFixed(2)} after its timed parts.`,
-    `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);`,
+    `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);` +
+      (r.spec ? ` backend-direct ${rate(r.spec.load)};` : ''),
     `  orchestrated: ${orchestrated.load.requests} \`GET /v1/workspaces/:id/events\` streams, fed by one`,
     `  transitions query per ${POLL_INTERVAL_MS} ms in the in-process API (which also serves the agents’ registry calls).`,
     `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
@@ -654,6 +719,31 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
       ms(o.min),
     ]),
     row(['ratio orchestrated / baseline', ratio(o.p50, b.p50), ratio(o.p95, b.p95), ratio(o.max, b.max), '']),
+    ...(sp
+      ? [
+          row([
+            'backend-direct: `DockerBackend.start(spec)` → agent `GET /health` 200 (no API, Temporal, DB)',
+            ms(sp.p50),
+            ms(sp.p95),
+            ms(sp.max),
+            ms(sp.min),
+          ]),
+          row([
+            'ratio orchestrated / backend-direct (the orchestration)',
+            ratio(o.p50, sp.p50),
+            ratio(o.p95, sp.p95),
+            ratio(o.max, sp.max),
+            '',
+          ]),
+          row([
+            'ratio backend-direct / baseline (the container spec)',
+            ratio(sp.p50, b.p50),
+            ratio(sp.p95, b.p95),
+            ratio(sp.max, b.max),
+            '',
+          ]),
+        ]
+      : []),
     row(['(orchestrated `POST` → 202 alone)', ms(post.p50), ms(post.p95), ms(post.max), ms(post.min)]),
     '',
     `### ${r.backend} orchestrated: time from API accepted to each phase`,
@@ -662,14 +752,46 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '|---|---:|---:|---:|---:|---:|',
     ...orchestratedPhaseLines(r),
     '',
+    ...(orchestrated.daemonCalls
+      ? [
+          `Docker daemon calls the service’s \`DockerBackend\` made while the ${n} provisions ran (as`,
+          'for backend-direct below; the health sweep’s status reads, if one ran, count as `container.inspect`):',
+          '',
+          '| call | count | p50 | p95 | max | sum |',
+          '|---|---:|---:|---:|---:|---:|',
+          ...daemonCallLines(orchestrated.daemonCalls),
+          '',
+        ]
+      : []),
     `### ${r.backend} baseline: time to each phase`,
     '',
     baselineFrom,
     '',
     '| phase | n | p50 | p95 | max |',
     '|---|---:|---:|---:|---:|',
-    ...baselinePhaseLines(r),
+    ...baselinePhaseLines(r.backend, r.baseline, n),
     '',
+    ...(r.spec
+      ? [
+          `### ${r.backend} backend-direct: time to each phase`,
+          '',
+          'Milliseconds since just before `DockerBackend.start(spec)`. The org network does not exist',
+          'then: the warm-up’s removal took it (checked), as the orchestrated warm-up’s delete does.',
+          '',
+          '| phase | n | p50 | p95 | max |',
+          '|---|---:|---:|---:|---:|',
+          ...baselinePhaseLines('backend-direct', r.spec, n),
+          '',
+          `Docker daemon calls \`DockerBackend.start()\` made for these ${n} starts (each call’s own`,
+          'duration, ms; `listNetworks`/`createNetwork` are the org network’s ensure, shared by',
+          'concurrent starts of one org in one process):',
+          '',
+          '| call | count | p50 | p95 | max | sum |',
+          '|---|---:|---:|---:|---:|---:|',
+          ...daemonCallLines(r.spec.daemonCalls),
+          '',
+        ]
+      : []),
   ];
 }
 
@@ -691,16 +813,21 @@ function report(opts: {
     .join(', ');
   const summaryLines = results.map((r) => {
     const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+    const sp = r.spec ? summarize(r.spec.samples.map((s) => s.totalMs)) : undefined;
     const o = summarize(r.orchestrated.samples.map((s) => s.totalMs));
     return row([
       r.backend,
       String(r.n),
       ms(b.p50),
       ms(b.p95),
+      sp ? ms(sp.p50) : '–',
+      sp ? ms(sp.p95) : '–',
       ms(o.p50),
       ms(o.p95),
       ratio(o.p50, b.p50),
       ratio(o.p95, b.p95),
+      sp ? ratio(o.p50, sp.p50) : '–',
+      sp ? ratio(o.p95, sp.p95) : '–',
     ]);
   });
   const hasEc2 = results.some((r) => r.backend === 'ec2');
@@ -716,14 +843,19 @@ function report(opts: {
     `- 1-min load average: ${opts.load[0].toFixed(2)} before the run, ${opts.load[1].toFixed(2)} at its end`,
     '  (per backend below; anything else busy on the machine skews both kinds).',
     `- The whole run took ${(opts.wallMs / 1000).toFixed(1)} s (service start-ups included). Backends ran one after`,
-    '  the other (docker first), each: baseline, then orchestrated; all N of a kind started at once.',
+    '  the other (docker first), each: baseline (docker: then backend-direct), then orchestrated; all N of a kind started at once.',
     '- Warm-up: one untimed provision of each kind ran first (image and page cache, the worker’s first',
     '  workflow tasks, connection pools; the workflow bundle, prebuilt or built at service start, is in place before it).',
     '  The warm-ups are not in the numbers below.',
     '',
-    '| backend | N | baseline p50 | baseline p95 | orchestrated p50 | orchestrated p95 | ratio p50 | ratio p95 |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| backend | N | baseline p50 | baseline p95 | backend-direct p50 | backend-direct p95 | orchestrated p50 | orchestrated p95 | ratio p50 | ratio p95 | ratio / backend-direct p50 | ratio / backend-direct p95 |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...summaryLines,
+    '',
+    '“ratio” is orchestrated / baseline (the raw create + start the goal of issue 11 names);',
+    '“ratio / backend-direct” is orchestrated / `DockerBackend.start(spec)` called directly: the same',
+    'container spec (volumes, org network, capabilities, limits) without API, Temporal and database',
+    '(docker only; – on ec2).',
     '',
     ...results.flatMap((r) => backendSection(r, machine)),
     '## Notes',
@@ -743,6 +875,19 @@ function report(opts: {
     '- Baselines bootstrap from the fake registry (test/support/fake-registry.ts), the orchestrated',
     '  agents from the real API. Docker baseline containers get no named volumes and no restart',
     '  policy; orchestrated ones get two named volumes each (`/configs`, `/workspace`) via DockerBackend.',
+    ...(results.some((r) => r.spec)
+      ? [
+          '- docker backend-direct: the same `DockerBackend` (as the service configures it) called in this',
+          '  process, one org per N; its agents bootstrap from the fake registry too. Its bootstrap token',
+          '  is the fake registry’s (in memory), where the product mints a PostgreSQL row inside `start()`.',
+          '  Its warm-up is removed as the orchestrated delete removes one (`remove` with volumes, the org',
+          '  network with the last container), so its timed starts create the org network, as the',
+          '  orchestrated ones do. Order per N: raw baseline, backend-direct, orchestrated.',
+          '- Daemon-call tables (docker): backend-direct’s `DockerBackend` and the service’s both talk to',
+          '  dockerd through a client that times each call (bench/provision-baselines.ts `timedDocker`:',
+          '  a clock read per call, nothing else changed); each table holds the calls of its timed window.',
+        ]
+      : []),
     ...(hasEc2
       ? [
           '- ec2 runs against moto behind ec2-sim (test/ec2-sim): each instance is a container of the VM',
@@ -769,6 +914,7 @@ const parseNs = (name: string, text: string): number[] =>
 /** The machine-readable line of one result, so a script can compare runs. */
 function jsonLine(r: BackendResult): string {
   const b = summarize(r.baseline.samples.map((s) => s.totalMs));
+  const sp = r.spec ? summarize(r.spec.samples.map((s) => s.totalMs)) : undefined;
   const o = summarize(r.orchestrated.samples.map((s) => s.totalMs));
   const round = (x: number, digits: number) => Number(x.toFixed(digits));
   return JSON.stringify({
@@ -782,6 +928,11 @@ function jsonLine(r: BackendResult): string {
     orchestratedP50Ms: Math.round(o.p50),
     orchestratedP95Ms: Math.round(o.p95),
     serviceStartMs: Math.round(r.orchestrated.serviceStartMs),
+    // docker: against DockerBackend.start(spec) called directly; null on ec2 (no such run there).
+    specBaselineP50Ms: sp ? Math.round(sp.p50) : null,
+    specBaselineP95Ms: sp ? Math.round(sp.p95) : null,
+    ratioSpecP50: sp ? round(o.p50 / sp.p50, 3) : null,
+    ratioSpecP95: sp ? round(o.p95 / sp.p95, 3) : null,
   });
 }
 
@@ -805,6 +956,8 @@ async function main(): Promise<void> {
   const run = `bn${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
   const docker = new Dockerode();
 
+  // The baselines' containers, volumes and org networks carry it in their names (leak checks).
+  progress(`run id ${run}`);
   const stops: Stops = [];
   try {
     const infra = await startInfra(docker, withEc2, stops);
