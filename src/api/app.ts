@@ -25,7 +25,6 @@ export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.use(requestContext(deps.log));
-  app.use(opsRouter(deps));
   const v1 = express.Router();
   v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));
   v1.use(authenticate(deps.db, deps.settings.adminToken));
@@ -50,7 +49,10 @@ export function createApp(deps: ApiDeps): Express {
   v1.use('/workspaces', workspacesRouter(deps));
   v1.use('/registry', registryRouter(deps));
   v1.use('/mcp', mcpRouter(deps));
+  // The API first: a /v1 call (the A2A proxy's above all) walks none of the ops and docs routes,
+  // none of which is under /v1.
   app.use('/v1', v1);
+  app.use(opsRouter(deps));
   app.use('/ui', consoleRouter(deps));
   app.use(notFoundRoute);
   app.use(errorHandler(deps.log));

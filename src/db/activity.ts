@@ -81,13 +81,18 @@ export async function insertA2AActivity(db: Queryable, rows: NewA2AActivity[]): 
       raw.type ?? 'a2a',
     );
   }
-  await db.query(
-    `INSERT INTO activity (workspace_id, type, peer_id, direction, method, status, duration_ms, summary,
+  const text = `INSERT INTO activity (workspace_id, type, peer_id, direction, method, status, duration_ms, summary,
        request_text, response_text)
-     VALUES ${values.join(', ')}`,
-    params,
-  );
+     VALUES ${values.join(', ')}`;
+  // The common batch sizes are prepared once per connection (named by their row count, so a name
+  // always means the same text): PostgreSQL then skips parsing and planning the INSERT per call.
+  if (rows.length <= PREPARED_BATCH_ROWS) {
+    await db.query({ name: `wo_activity_insert_${rows.length}`, text, values: params });
+  } else await db.query(text, params);
 }
+
+/** Batches of up to this many rows use a prepared INSERT (a handful of statements per connection). */
+export const PREPARED_BATCH_ROWS = 16;
 
 export const ACTIVITY_BATCH_ROWS = 500;
 

@@ -44,7 +44,6 @@ export interface ChangeFeedOptions {
 interface Barrier {
   seq: string;
   waiters: Array<{ resolve: () => void; reject: (err: Error) => void }>;
-  timer?: NodeJS.Timeout;
 }
 
 export class ChangeFeed {
@@ -57,6 +56,12 @@ export class ChangeFeed {
   private seq = 0;
   private inflight: Barrier | null = null;
   private next: Barrier['waiters'] = [];
+  /**
+   * One timer for every barrier of a connection, re-armed as each is sent (a new timer per
+   * barrier, set and cleared, was a measurable share of a call at concurrency 1). Only one barrier
+   * is in flight at a time, so when it fires, the one in flight (if any) was sent syncTimeoutMs ago.
+   */
+  private watchdog: NodeJS.Timeout | null = null;
   private readonly syncTimeoutMs: number;
   private readonly reconnectMs: number;
 
@@ -105,7 +110,6 @@ export class ChangeFeed {
     const done = this.inflight;
     if (n.channel === PROXY_VIEW_CHANNEL) this.opts.onChange(n.payload || '*');
     else if (n.channel === this.syncChannel && done && done.seq === n.payload) {
-      clearTimeout(done.timer);
       this.inflight = null;
       for (const w of done.waiters) w.resolve();
       if (this.next.length > 0) this.send(this.next.splice(0));
@@ -136,10 +140,13 @@ export class ChangeFeed {
     }
     const barrier: Barrier = { seq: String(++this.seq), waiters };
     this.inflight = barrier;
-    barrier.timer = setTimeout(
-      () => this.drop(client, new Error('change feed barrier timed out')),
-      this.syncTimeoutMs,
-    );
+    if (this.watchdog) this.watchdog.refresh();
+    else {
+      this.watchdog = setTimeout(() => {
+        const c = this.client;
+        if (this.inflight && c) this.drop(c, new Error('change feed barrier timed out'));
+      }, this.syncTimeoutMs);
+    }
     client
       // Simple protocol, one message: the channel is ours (hex) and the payload a number.
       .query(`NOTIFY ${this.syncChannel}, '${barrier.seq}'`)
@@ -165,7 +172,8 @@ export class ChangeFeed {
 
   private failBarriers(err: Error): void {
     const waiters = [...(this.inflight?.waiters ?? []), ...this.next.splice(0)];
-    if (this.inflight) clearTimeout(this.inflight.timer);
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = null;
     this.inflight = null;
     for (const w of waiters) w.reject(err);
   }

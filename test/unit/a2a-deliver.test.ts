@@ -39,8 +39,10 @@ function fakeDeps() {
   const rows: unknown[][] = [];
   const deps: ProxyDeps = {
     db: {
-      query: (async (sql: string, params?: unknown[]) => {
-        if (sql.includes('INSERT INTO activity')) rows.push(params ?? []);
+      query: (async (q: string | { text: string; values: unknown[] }, params?: unknown[]) => {
+        // A batch of activity rows may come as a prepared statement's config.
+        const [sql, values] = typeof q === 'string' ? [q, params] : [q.text, q.values];
+        if (sql.includes('INSERT INTO activity')) rows.push(values ?? []);
         return { rows: [], rowCount: 0 };
       }) as never, // the fake answers only what deliver() asks
     },

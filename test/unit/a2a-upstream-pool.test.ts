@@ -8,6 +8,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Failure, probe, readAll, request, upstreamAgent } from '../../src/a2a/proxy.js';
+import { waitFor } from '../setup/wait-for.js';
 
 type Behaviour = (conn: number, req: number, socket: net.Socket) => void;
 
@@ -100,6 +101,57 @@ describe('upstream pool', () => {
     }
     expect(s.connections()).toBe(1);
     expect(socket!.listenerCount('timeout')).toBeLessThan(5);
+  });
+
+  it('an abort before the answer destroys the request: unreachable (ABORT_ERR)', async () => {
+    const s = await agentServer(() => undefined);
+    const abort = new AbortController();
+    const pending = request(new URL('/x', s.url), { method: 'GET' }, null, lim, abort.signal);
+    await waitFor(() => s.connections() >= 1, {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      describe: 'the agent to be reached',
+    });
+    abort.abort();
+    await expect(pending).rejects.toMatchObject({ kind: 'unreachable', message: 'ABORT_ERR' });
+  });
+
+  it('an abort mid-answer cuts the answer; after the exchange the signal holds no listener', async () => {
+    // Head and part of the body; the rest never comes.
+    const s = await agentServer((_c, _r, socket) =>
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"par'),
+    );
+    const abort = new AbortController();
+    const res = await request(new URL('/x', s.url), { method: 'GET' }, null, lim, abort.signal);
+    const closed = new Promise<boolean>((resolve) => res.on('close', () => resolve(res.complete)));
+    res.on('error', () => undefined);
+    res.resume();
+    abort.abort();
+    expect(await closed).toBe(false);
+
+    // A whole exchange: the listener it added is gone once it closed.
+    const whole = await agentServer((_c, _r, socket) => ok(socket));
+    const done = new AbortController();
+    let listeners = 0;
+    const add = done.signal.addEventListener.bind(done.signal);
+    done.signal.addEventListener = ((...args: Parameters<typeof add>) => {
+      listeners++;
+      add(...args);
+    }) as typeof add;
+    const remove = done.signal.removeEventListener.bind(done.signal);
+    done.signal.removeEventListener = ((...args: Parameters<typeof remove>) => {
+      listeners--;
+      remove(...args);
+    }) as typeof remove;
+    const answer = await request(new URL('/x', whole.url), { method: 'GET' }, null, lim, done.signal);
+    expect(await readAll(answer, 1024)).toBe('{"ok":true}');
+    // The request closes just after its answer ended.
+    await waitFor(() => listeners === 0, {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+      describe: 'the abort listener to be removed',
+    });
+    expect(listeners).toBe(0);
   });
 
   it('the liveness probe opens its own connection', async () => {

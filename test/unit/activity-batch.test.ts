@@ -4,7 +4,12 @@
  * rejects every caller of its batch (and only those), big batches are split, order is kept.
  */
 import { describe, expect, it } from 'vitest';
-import { ActivityBatcher, insertA2AActivity, type NewA2AActivity } from '../../src/db/activity.js';
+import {
+  ActivityBatcher,
+  insertA2AActivity,
+  PREPARED_BATCH_ROWS,
+  type NewA2AActivity,
+} from '../../src/db/activity.js';
 import type { Queryable } from '../../src/db/queryable.js';
 
 const row = (n: number): NewA2AActivity => ({
@@ -105,15 +110,51 @@ describe('ActivityBatcher', () => {
   });
 });
 
+/** A fake pool that records each statement: text or a prepared one's config. */
+function recordingDb() {
+  const seen: Array<{ sql: string; params: unknown[]; name?: string }> = [];
+  const db = {
+    query: (async (q: string | { name?: string; text: string; values: unknown[] }, params?: unknown[]) => {
+      const entry =
+        typeof q === 'string'
+          ? { sql: q, params: params ?? [] }
+          : { sql: q.text, params: q.values, name: q.name };
+      seen.push(entry);
+      return { rows: [], rowCount: entry.params.length / 10 };
+    }) as never, // the fake answers only this INSERT
+  } satisfies Queryable;
+  return { seen, db };
+}
+
 describe('insertA2AActivity', () => {
+  it('a batch of the common sizes is a prepared statement named by its row count; larger ones are not', async () => {
+    const { seen, db } = recordingDb();
+    await insertA2AActivity(db, [row(1)]);
+    await insertA2AActivity(db, [row(1), row(2), row(3)]);
+    await insertA2AActivity(
+      db,
+      Array.from({ length: PREPARED_BATCH_ROWS }, (_, i) => row(i)),
+    );
+    await insertA2AActivity(
+      db,
+      Array.from({ length: PREPARED_BATCH_ROWS + 1 }, (_, i) => row(i)),
+    );
+    expect(seen.map((s) => s.name)).toEqual([
+      'wo_activity_insert_1',
+      'wo_activity_insert_3',
+      `wo_activity_insert_${PREPARED_BATCH_ROWS}`,
+      undefined,
+    ]);
+    expect(seen.map((s) => s.params.length)).toEqual([
+      10,
+      30,
+      PREPARED_BATCH_ROWS * 10,
+      (PREPARED_BATCH_ROWS + 1) * 10,
+    ]);
+  });
+
   it('writes many rows in one statement, each row with its own ten parameters in order', async () => {
-    const seen: Array<{ sql: string; params: unknown[] }> = [];
-    const db = {
-      query: (async (sql: string, params: unknown[]) => {
-        seen.push({ sql, params });
-        return { rows: [], rowCount: params.length / 10 };
-      }) as never, // the fake answers only this INSERT
-    } satisfies Queryable;
+    const { seen, db } = recordingDb();
     await insertA2AActivity(db, [row(1), { ...row(2), type: 'schedule', peerId: 'p'.repeat(16) }]);
     expect(seen.length).toBe(1);
     expect(seen[0]!.sql).toContain('($11, $20, $12');

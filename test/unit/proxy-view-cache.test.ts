@@ -5,7 +5,7 @@
  * backstop). Fakes for the LISTEN connection and the database; test/integration/proxy-view.test.ts
  * proves the same on the real PostgreSQL.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ChangeFeed, PROXY_VIEW_CHANNEL, type FeedClient } from '../../src/db/change-feed.js';
 import { ProxyViews } from '../../src/db/proxy-view.js';
 import type { Queryable } from '../../src/db/queryable.js';
@@ -177,6 +177,36 @@ describe('ChangeFeed', () => {
     expect(t.feed.listening).toBe(false);
     expect(t.clients).toHaveLength(1);
     expect(t.clients[0]!.ended).toBe(true);
+  });
+
+  it('the timeout counts from the send of each barrier, not from the first one', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const t = feedWith({ syncTimeoutMs: 100 });
+      await t.feed.start();
+      const first = t.feed.sync();
+      vi.advanceTimersByTime(60);
+      t.client().returnBarrier(0);
+      await first;
+      vi.advanceTimersByTime(30);
+      // Sent 90 ms after the first: still in time 70 ms later (160 ms after the first).
+      const second = t.feed.sync();
+      vi.advanceTimersByTime(70);
+      expect(await settled(second)).toBe('pending');
+      expect(t.feed.listening).toBe(true);
+      t.client().returnBarrier(1);
+      await second;
+      // A third that never comes back fails once its own 100 ms have passed.
+      const third = t.feed.sync();
+      vi.advanceTimersByTime(99);
+      expect(await settled(third)).toBe('pending');
+      vi.advanceTimersByTime(1);
+      await expect(third).rejects.toThrow('timed out');
+      expect(t.clients[0]!.ended).toBe(true);
+      await t.feed.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a barrier that never comes back fails and recycles the connection', async () => {

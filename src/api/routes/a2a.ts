@@ -110,7 +110,7 @@ export function a2aRouter(deps: ApiDeps): Router {
       cachedRedactorFor(deps.db, deps.secrets, w.id, ...(caller.workspace ? [caller.workspace.id] : [])),
     );
     const presented = early(presentedAgentCredential(db, deps.secrets, w.id, w.generation));
-    const body = await readJsonBody(req, lim.maxBodyBytes);
+    const { body, raw } = await readJsonBody(req, lim.maxBodyBytes);
     refuseOverBudget(w.budget);
     const endpoint = requireServing(w);
 
@@ -135,7 +135,8 @@ export function a2aRouter(deps: ApiDeps): Router {
         clean,
       });
 
-    const payload = Buffer.from(JSON.stringify(body));
+    // The caller's own bytes, unless the platform named the calling workspace in them.
+    const payload = caller.workspace ? Buffer.from(JSON.stringify(body)) : raw;
     const credential = await presented();
     let upstream: http.IncomingMessage;
     const abort = new AbortController();
@@ -298,7 +299,7 @@ function early<T>(p: Promise<T>): () => Promise<T> {
   return () => p;
 }
 
-function readJsonBody(req: Request, max: number): Promise<Record<string, unknown>> {
+function readJsonBody(req: Request, max: number): Promise<{ body: Record<string, unknown>; raw: Buffer }> {
   const declared = Number(req.get('content-length') ?? 0);
   if (declared > max) {
     req.resume();
@@ -316,15 +317,16 @@ function readJsonBody(req: Request, max: number): Promise<Record<string, unknown
     req.on('end', () => {
       if (over) return reject(new HttpError(413, 'payload_too_large', `request body over ${max} bytes`));
       let parsed: unknown;
+      const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       try {
-        parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        parsed = JSON.parse(raw.toString('utf8'));
       } catch {
         return reject(new HttpError(400, 'invalid_json', 'request body is not valid JSON'));
       }
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
         return reject(badRequest('body: expected one JSON-RPC request object'));
       }
-      resolve(parsed as Record<string, unknown>);
+      resolve({ body: parsed as Record<string, unknown>, raw });
     });
     req.on('error', reject);
   });
