@@ -21,7 +21,7 @@ export interface WorkspaceLookup<R extends AccessRow = WorkspaceRow> {
   /** The id has the shape of one (anything else is a 404 unread). */
   valid: boolean;
   row: R | null;
-  /** A workspace token's own workspace, when the lookup read it (null: gone). */
+  /** A workspace token's own workspace, when the proxy's lookup read it (null: gone). */
   own?: R | null;
 }
 
@@ -106,7 +106,6 @@ export async function lookupWorkspace(
     const own = await find(p.workspaceId, null);
     if (id === p.workspaceId) row = own;
     else row = own ? await find(id, own.orgId) : null;
-    return { id, valid: true, row, own };
   }
   return { id, valid: true, row };
 }
@@ -135,12 +134,7 @@ export async function lookupProxyWorkspace(
   return { id, valid: true, row: null };
 }
 
-/** The workspace token's own workspace as this request's lookup read it; undefined when it did not. */
-export function ownWorkspaceOf(res: Response): WorkspaceRow | null | undefined {
-  return (res.locals[LOCALS_KEY] as WorkspaceLookup | undefined)?.own;
-}
-
-/** As ownWorkspaceOf, for the A2A proxy's lookup. */
+/** The workspace token's own workspace as the A2A proxy's lookup read it; undefined when it did not. */
 export function ownProxyWorkspaceOf(res: Response): ProxyView | null | undefined {
   return (res.locals[PROXY_LOCALS_KEY] as WorkspaceLookup<ProxyView> | undefined)?.own;
 }

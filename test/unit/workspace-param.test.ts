@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import express, { Router } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Principal } from '../../src/api/auth.js';
+import type { ProxyView } from '../../src/db/proxy-view.js';
 import type { WorkspaceRow } from '../../src/db/workspaces.js';
 import { errorHandler } from '../../src/api/errors.js';
 import {
@@ -14,6 +15,7 @@ import {
   MANAGE,
   MANAGE_LIVE,
   PROXY,
+  lookupProxyWorkspace,
   lookupWorkspace,
   readOwn,
   workspaceOf,
@@ -192,26 +194,49 @@ describe('lookupWorkspace', () => {
     ]);
   });
 
-  it("keeps a workspace token's own row, so the proxy checks its caller without reading it again", async () => {
-    queries.length = 0;
-    const peer = await lookupWorkspace(find, wsLive, PEER);
-    expect(peer.row?.id).toBe(PEER);
-    expect(peer.own?.id).toBe(LIVE);
-    const self = await lookupWorkspace(find, wsLive, LIVE);
-    expect(self.row?.id).toBe(LIVE);
-    expect(self.own).toBe(self.row);
-    expect(queries).toEqual([
-      [LIVE, null],
-      [PEER, ORG_A],
-      [LIVE, null],
-    ]);
-    // An own workspace that is gone is recorded as such (the proxy answers 401 from it).
-    expect((await lookupWorkspace(find, { ...wsLive, workspaceId: UNKNOWN }, PEER)).own).toBeNull();
-  });
-
   it('finds nothing for a bootstrap token, without a query', async () => {
     queries.length = 0;
     expect((await lookupWorkspace(find, boot, LIVE)).row).toBeNull();
     expect(queries).toEqual([]);
+  });
+});
+
+describe("lookupProxyWorkspace (the A2A proxy's loader over views)", () => {
+  /** Reads of the views store, one list of ids per call. */
+  const reads: string[][] = [];
+  const views = (ids: readonly string[]) => {
+    reads.push([...ids]);
+    const out = new Map<string, ProxyView>();
+    for (const id of ids) {
+      const w = store.get(id);
+      if (w) out.set(id, w as unknown as ProxyView);
+    }
+    return Promise.resolve(out);
+  };
+
+  it('sees exactly what lookupWorkspace sees, for every principal and id', async () => {
+    for (const [name, p] of Object.entries(principals)) {
+      for (const id of [LIVE, PEER, GONE, OTHER, UNKNOWN, "1' OR '1'='1"]) {
+        const full = await lookupWorkspace(find, p, id);
+        const proxy = await lookupProxyWorkspace(views, p, id);
+        expect({ valid: proxy.valid, row: proxy.row?.id ?? null }, `${name} → ${id}`).toEqual({
+          valid: full.valid,
+          row: full.row?.id ?? null,
+        });
+      }
+    }
+  });
+
+  it("reads a workspace token's own row with the peer, so the proxy checks its caller without reading it again", async () => {
+    reads.length = 0;
+    const peer = await lookupProxyWorkspace(views, wsLive, PEER);
+    expect(peer.row?.id).toBe(PEER);
+    expect(peer.own?.id).toBe(LIVE);
+    const self = await lookupProxyWorkspace(views, wsLive, LIVE);
+    expect(self.row?.id).toBe(LIVE);
+    expect(self.own).toBe(self.row);
+    expect(reads).toEqual([[LIVE, PEER], [LIVE]]);
+    // An own workspace that is gone is recorded as such (the proxy answers 401 from it).
+    expect((await lookupProxyWorkspace(views, { ...wsLive, workspaceId: UNKNOWN }, PEER)).own).toBeNull();
   });
 });
