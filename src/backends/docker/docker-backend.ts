@@ -3,6 +3,7 @@ import * as files from './files.js';
 import * as terminal from './terminal.js';
 import {
   BackendError,
+  deletedIfGone,
   CONSOLE_MAX_BYTES,
   type FileContent,
   type FileListing,
@@ -657,13 +658,7 @@ export class DockerBackend implements WorkspaceBackend {
     paths: readonly string[],
   ): Promise<void> {
     for (const p of paths) workspacePath(root, p);
-    for (const p of paths) {
-      try {
-        await this.deleteFile(workspaceId, generation, root, p);
-      } catch (err) {
-        if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
-      }
-    }
+    for (const p of paths) await deletedIfGone(this.deleteFile(workspaceId, generation, root, p));
   }
 
   async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {

@@ -15,6 +15,7 @@ import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream
 import type { SFTPWrapper, Stats } from 'ssh2';
 import {
   BackendError,
+  deletedIfGone,
   LIST_MAX_ENTRIES,
   type FileEntry,
   type FileContent,
@@ -351,7 +352,7 @@ export async function writeFiles(
   root: WorkspaceRoot,
   files: ReadonlyArray<{ path: string; content: Buffer }>,
 ): Promise<void> {
-  for (const f of files) pathSegments(root, f.path);
+  // Every path was checked by Ec2Backend.writeFiles before it looked the instance up.
   if (files.length === 0) return;
   const s = await openSftp({ ...target, operationTimeoutMs: UPLOAD_TIMEOUT_MS });
   try {
@@ -405,19 +406,11 @@ export async function deleteFiles(
   root: WorkspaceRoot,
   paths: readonly string[],
 ): Promise<void> {
-  for (const p of paths) pathSegments(root, p);
+  // Every path was checked by Ec2Backend.deleteFiles before it looked the instance up.
   if (paths.length === 0) return;
   const s = await openSftp(target);
   try {
-    for (const p of paths) {
-      await s.run(async (sftp) => {
-        try {
-          await deleteOn(sftp, root, p);
-        } catch (err) {
-          if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
-        }
-      });
-    }
+    for (const p of paths) await s.run((sftp) => deletedIfGone(deleteOn(sftp, root, p)));
   } finally {
     s.end();
   }
