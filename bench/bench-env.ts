@@ -320,13 +320,7 @@ export async function startBenchService(opts: {
   stops: Stops;
   /** In place of the configured backends (see ServiceOptions.backends). */
   backends?: ServiceOptions['backends'];
-}): Promise<{
-  service: RunningService;
-  url: string;
-  token: string;
-  secrets: SecretBox;
-  databaseUrl: string;
-}> {
+}): Promise<ServiceAccess & { service: RunningService }> {
   const { env, databaseUrl } = await prepareService(opts);
   const config = loadConfig(env);
   progress(`${opts.label}starting the service (API + worker in-process)`);
@@ -345,6 +339,14 @@ export async function startBenchService(opts: {
   return { service, url, token, secrets: new SecretBox(config.SECRETS_KEY), databaseUrl };
 }
 
+/** How the bench reaches a started service: its URL, an org key, and what decrypts its rows. */
+interface ServiceAccess {
+  url: string;
+  token: string;
+  secrets: SecretBox;
+  databaseUrl: string;
+}
+
 /** A service role running in its own process (bench/service-process.ts). */
 export interface ServiceProcess {
   role: 'api' | 'worker';
@@ -361,13 +363,7 @@ async function startServiceProcesses(opts: {
   taskQueue: string;
   env: Record<string, string>;
   stops: Stops;
-}): Promise<{
-  processes: ServiceProcess[];
-  url: string;
-  token: string;
-  secrets: SecretBox;
-  databaseUrl: string;
-}> {
+}): Promise<ServiceAccess & { processes: ServiceProcess[] }> {
   const { env, databaseUrl } = await prepareService(opts);
   const config = loadConfig(env);
   progress('starting the service: the API and the worker, each in its own process');
