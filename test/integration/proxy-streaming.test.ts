@@ -102,13 +102,18 @@ describe('proxy streaming', () => {
     return id;
   }
 
-  /** Calls the proxy; reads until `first` is seen, then releases the agent and reads the rest. */
-  async function firstBeforeRelease(id: string, agent: GatedAgent, first: string) {
-    const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
+  /** POST message/send through the proxy with the org key. */
+  const callProxy = (id: string, signal?: AbortSignal) =>
+    fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
       method: 'POST',
       headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
       body,
+      ...(signal ? { signal } : {}),
     });
+
+  /** Calls the proxy; reads until `first` is seen, then releases the agent and reads the rest. */
+  async function firstBeforeRelease(id: string, agent: GatedAgent, first: string) {
+    const res = await callProxy(id);
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
@@ -159,12 +164,7 @@ describe('proxy streaming', () => {
     const agent = await gatedAgent('text/event-stream', event, event);
     const id = await workspaceAt(agent);
     const leave = new AbortController();
-    const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
-      body,
-      signal: leave.signal,
-    });
+    const res = await callProxy(id, leave.signal);
     const reader = res.body!.getReader();
     expect((await readWithDeadline(reader)).done).toBe(false);
     leave.abort();
@@ -177,11 +177,7 @@ describe('proxy streaming', () => {
   it('an agent that drops its answer midway: the caller sees it cut, the activity row says so', async () => {
     const agent = await gatedAgent('application/json', '{"jsonrpc":"2.0","id":1,', CUT);
     const id = await workspaceAt(agent);
-    const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
-      body,
-    });
+    const res = await callProxy(id);
     expect(res.status).toBe(200);
     const reader = res.body!.getReader();
     expect((await readWithDeadline(reader)).done).toBe(false);
