@@ -126,7 +126,8 @@ export class TransitionFeed {
         // The newest ids: the highest is where polling starts; ids missing just below it may be
         // transactions still committing, so they are waited for like any other gap.
         const { rows } = await this.db.query<{ id: string }>(
-          `SELECT id::text AS id FROM workspace_transitions ORDER BY id DESC LIMIT ${START_WINDOW}`,
+          // Ordered by the column, not by its text alias ("99" sorts after "100").
+          `SELECT id::text AS id FROM workspace_transitions ORDER BY workspace_transitions.id DESC LIMIT ${START_WINDOW}`,
         );
         if (this.count > 0 && !this.closed) {
           const high = rows[0] ? BigInt(rows[0].id) : 0n;
@@ -180,7 +181,7 @@ export class TransitionFeed {
     this.polls++;
     const { rows } = await this.db.query<Row>(
       `SELECT id::text AS id, workspace_id, status, phase, message, generation, ts FROM workspace_transitions
-       WHERE id > $1::bigint OR id = ANY($2::bigint[]) ORDER BY id LIMIT $3`,
+       WHERE id > $1::bigint OR id = ANY($2::bigint[]) ORDER BY workspace_transitions.id LIMIT $3`,
       [cursor.toString(), [...this.gaps.keys()].map(String), batch],
     );
     // The feed may have stopped (and restarted) while the query ran.

@@ -49,7 +49,7 @@ export async function listMemories(
     `SELECT id, content, scope, ${TS_TEXT} AS created_at FROM memories
       WHERE workspace_id = $1 AND ($2::text IS NULL OR scope = $2)
         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::text))
-      ORDER BY created_at DESC, id DESC LIMIT $5`,
+      ORDER BY memories.created_at DESC, memories.id DESC LIMIT $5`,
     [f.workspaceId, f.scope ?? null, f.after?.createdAt ?? null, f.after?.id ?? '', f.limit + 1],
   );
   const items = rows
