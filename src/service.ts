@@ -184,7 +184,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let feed: ChangeFeed | null = null;
   let proxyViews: ProxyViews | null = null;
   if (opts.api) {
-    // The A2A proxy's workspace views, kept while a dedicated connection listens for changes.
+    // The A2A proxy's workspace views, kept while a dedicated connection listens for changes; the
+    // same connection hears new transitions and wakes the `/events` poller.
     const newClient = db.newClient;
     if (newClient) {
       feed = new ChangeFeed({
@@ -211,6 +212,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       log,
       settings: apiSettings(config),
       ...(proxyViews ? { proxyViews } : {}),
+      ...(feed ? { transitionHints: feed } : {}),
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };

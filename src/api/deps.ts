@@ -10,6 +10,7 @@ import type { ScheduleMirror } from '../schedules/mirror.js';
 import type { Template } from '../templates/catalog.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import type { PluginWorkflows } from './plugin-workflows.js';
+import type { ChangeFeed } from '../db/change-feed.js';
 import type { ProxyViews } from '../db/proxy-view.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
@@ -59,6 +60,8 @@ export interface ApiDeps {
   log: Logger;
   /** The A2A proxy's cached workspace views (absent: read from the database per call). */
   proxyViews?: ProxyViews;
+  /** New transitions as PostgreSQL announces them (absent: `/events` learns of them by polling). */
+  transitionHints?: Pick<ChangeFeed, 'onTransition'>;
   /** Extra readiness checks (e.g. Temporal), name → probe. */
   readiness: Record<string, () => Promise<void>>;
 }

@@ -2,6 +2,9 @@
  * One shared poller of `workspace_transitions` per process, feeding every `/events` stream: one
  * query per tick whatever the number of subscribers (`WHERE id > cursor`, fanned out in memory).
  * Works on PGlite as on PostgreSQL (no LISTEN/NOTIFY needed). It runs only while someone listens.
+ * Where PostgreSQL announces new transitions (`wake`, from the change feed's LISTEN), a followed
+ * workspace's transition is polled at once instead of at the next tick; the tick stays as the
+ * backstop, so a lost notification only makes an event late, never lost.
  *
  * Ids come from a sequence, so a transaction can commit a lower id after a higher one was seen:
  * ids skipped over are re-asked for a while (`gapWaitMs`) so such a late row still reaches every
@@ -35,6 +38,8 @@ const SENT_IDS_KEPT = 4096;
 /** Ids below the starting point checked for transactions still committing. */
 const START_WINDOW = 256;
 const MAX_GAPS = 1024;
+/** The least time between two polls a wake brings forward. */
+const WAKE_GAP_MS = 20;
 
 interface Row extends TransitionEvent {
   workspace_id: string;
@@ -53,6 +58,12 @@ export class TransitionFeed {
   private closed = false;
   /** Polls run so far: one query each. */
   polls = 0;
+  /** The epoch whose poll is running (a wake meanwhile asks for another right after it). */
+  private pollingEpoch: number | null = null;
+  private pollAgain = false;
+  /** performance.now() of the last poll's start, and of the scheduled one. */
+  private lastPollAt = -Infinity;
+  private nextPollAt = Infinity;
 
   constructor(
     private readonly db: Queryable,
@@ -105,6 +116,26 @@ export class TransitionFeed {
     return unsubscribe;
   }
 
+  /**
+   * A transition of `workspaceId` ('*': of any workspace) was committed: poll now if a subscriber
+   * follows it. Wakes that come while a poll runs fold into one poll after it.
+   */
+  wake(workspaceId: string): void {
+    if (this.closed || this.count === 0) return;
+    if (workspaceId !== '*' && !this.subs.has(workspaceId)) return;
+    // Starting, or polling: the first poll, or the next, follows at once.
+    if (this.cursor === null || this.pollingEpoch === this.epoch) {
+      this.pollAgain = true;
+      return;
+    }
+    // At most one poll per WAKE_GAP_MS for wakes: a storm of transitions costs a bounded rate of
+    // queries, not one each.
+    const at = Math.max(performance.now(), this.lastPollAt + WAKE_GAP_MS);
+    if (at >= this.nextPollAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.schedule(at - performance.now());
+  }
+
   close(): void {
     this.closed = true;
     this.stop();
@@ -137,7 +168,7 @@ export class TransitionFeed {
             if (!present.has(id.toString())) this.gaps.set(id, until);
           }
           this.cursor = high;
-          this.schedule(this.opts.intervalMs);
+          this.schedule(this.pollAgain ? 0 : this.opts.intervalMs);
         }
       } finally {
         this.starting = null;
@@ -148,8 +179,10 @@ export class TransitionFeed {
 
   private stop(): void {
     this.epoch++;
+    this.pollAgain = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.nextPollAt = Infinity;
     this.cursor = null;
     this.gaps.clear();
   }
@@ -157,6 +190,7 @@ export class TransitionFeed {
   private schedule(ms: number): void {
     if (this.closed || this.count === 0) return;
     const epoch = this.epoch;
+    this.nextPollAt = performance.now() + ms;
     this.timer = setTimeout(() => void this.tick(epoch), ms);
     this.timer.unref();
   }
@@ -164,12 +198,21 @@ export class TransitionFeed {
   private async tick(epoch: number): Promise<void> {
     const batch = this.opts.batch ?? 1000;
     let full = false;
+    this.pollingEpoch = epoch;
+    this.pollAgain = false;
+    this.lastPollAt = performance.now();
+    this.nextPollAt = Infinity;
     try {
       full = await this.poll(batch);
     } catch (err) {
       this.opts.log?.warn({ err }, 'polling workspace transitions failed');
+    } finally {
+      if (this.pollingEpoch === epoch) this.pollingEpoch = null;
     }
-    if (epoch === this.epoch) this.schedule(full ? 0 : this.opts.intervalMs);
+    if (epoch !== this.epoch) return;
+    if (full) this.schedule(0);
+    else if (this.pollAgain) this.schedule(WAKE_GAP_MS);
+    else this.schedule(this.opts.intervalMs);
   }
 
   /** One query for every subscribed workspace; true when the batch was full. */

@@ -1,7 +1,8 @@
 /**
  * One dedicated PostgreSQL connection that LISTENs for changes to the rows the A2A proxy caches
  * (channel `wo_proxy_view`, raised by triggers on every writer: see the proxy_view_notify
- * migration), and a barrier, `sync()`, that makes the cache exact:
+ * migration), for new workspace transitions (channel `wo_transitions`: they wake the `/events`
+ * poller, see transitions_notify), and a barrier, `sync()`, that makes the proxy's cache exact:
  *
  * A caller may commit a change on its own connection and call the API at once; the change's
  * notification is sent at that commit but reaches this process asynchronously, possibly after the
@@ -18,6 +19,9 @@ import { randomBytes } from 'node:crypto';
 
 /** The channel the triggers notify; the payload is a workspace id, or '*' for all. */
 export const PROXY_VIEW_CHANNEL = 'wo_proxy_view';
+
+/** Raised at the commit of every new workspace transition; the payload is its workspace id. */
+export const TRANSITIONS_CHANNEL = 'wo_transitions';
 
 /** The part of pg.Client the feed uses (a fake in unit tests). */
 export interface FeedClient {
@@ -64,6 +68,7 @@ export class ChangeFeed {
   private watchdog: NodeJS.Timeout | null = null;
   private readonly syncTimeoutMs: number;
   private readonly reconnectMs: number;
+  private readonly transitionListeners = new Set<(workspaceId: string) => void>();
 
   constructor(private readonly opts: ChangeFeedOptions) {
     this.syncTimeoutMs = opts.syncTimeoutMs ?? 2_000;
@@ -73,6 +78,15 @@ export class ChangeFeed {
   /** Connected and listening: notifications are arriving. */
   get listening(): boolean {
     return this.connected;
+  }
+
+  /**
+   * Calls `listener` with the workspace id of every transition committed from now on, and with '*'
+   * after a (re)connect, when some may have been missed. A hint only: its users still poll.
+   */
+  onTransition(listener: (workspaceId: string) => void): () => void {
+    this.transitionListeners.add(listener);
+    return () => this.transitionListeners.delete(listener);
   }
 
   /** Connects (retrying in the background when it fails); resolves after the first attempt. */
@@ -90,6 +104,7 @@ export class ChangeFeed {
     try {
       await client.connect();
       await client.query(`LISTEN ${PROXY_VIEW_CHANNEL}`);
+      await client.query(`LISTEN ${TRANSITIONS_CHANNEL}`);
       await client.query(`LISTEN ${this.syncChannel}`);
     } catch (err) {
       this.drop(client, err instanceof Error ? err : new Error(String(err)));
@@ -103,12 +118,18 @@ export class ChangeFeed {
     // Whatever was kept before is of unknown freshness: start from nothing.
     this.opts.onChange('*');
     this.connected = true;
+    this.transitionsChanged('*');
+  }
+
+  private transitionsChanged(workspaceId: string): void {
+    for (const listener of this.transitionListeners) listener(workspaceId);
   }
 
   private onNotification(client: FeedClient, n: { channel: string; payload?: string }): void {
     if (client !== this.client) return;
     const done = this.inflight;
     if (n.channel === PROXY_VIEW_CHANNEL) this.opts.onChange(n.payload || '*');
+    else if (n.channel === TRANSITIONS_CHANNEL) this.transitionsChanged(n.payload || '*');
     else if (n.channel === this.syncChannel && done && done.seq === n.payload) {
       this.inflight = null;
       for (const w of done.waiters) w.resolve();

@@ -13,6 +13,7 @@ import type { Queryable } from '../../src/db/queryable.js';
 import { recordTransition } from '../../src/db/workspaces.js';
 import { TransitionFeed } from '../../src/api/transition-feed.js';
 import type { TransitionEvent } from '../../src/db/events.js';
+import { followEvents, type EventsStream } from '../support/events-stream.js';
 import { waitFor } from '../setup/wait-for.js';
 import { insertWorkspaceRow, useStack, type Stack } from '../support/stack.js';
 
@@ -156,45 +157,7 @@ describe('bounded data plane (backend-independent)', () => {
   });
 
   describe('/events', () => {
-    interface Sse {
-      events: { id: string; status: string }[];
-      close(): void;
-      status: Promise<number>;
-    }
-    function subscribe(id: string, token = t.key): Sse {
-      const events: { id: string; status: string }[] = [];
-      const ac = new AbortController();
-      const status = (async () => {
-        const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
-          headers: { authorization: `Bearer ${token}` },
-          signal: ac.signal,
-        });
-        if (res.status !== 200 || !res.body) {
-          await res.text();
-          return res.status;
-        }
-        void (async () => {
-          let text = '';
-          try {
-            for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
-              text += Buffer.from(c).toString('utf8');
-              let end: number;
-              while ((end = text.indexOf('\n\n')) >= 0) {
-                const block = text.slice(0, end);
-                text = text.slice(end + 2);
-                const idLine = /^id: (.*)$/m.exec(block);
-                const data = /^data: (.*)$/m.exec(block);
-                if (idLine && data) events.push({ id: idLine[1]!, status: JSON.parse(data[1]!).status });
-              }
-            }
-          } catch {
-            // aborted
-          }
-        })();
-        return 200;
-      })();
-      return { events, close: () => ac.abort(), status };
-    }
+    const subscribe = (id: string, token = t.key): EventsStream => followEvents(t.stack.url, id, token);
 
     it('N subscribers: every one receives every transition, from one shared poll per tick', async () => {
       const pool = t.stack.service.db.pool;

@@ -5,10 +5,14 @@
  * index, so every page sorted all of a workspace's rows. Ids here are made to cross 99 → 100.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TransitionFeed } from '../../src/api/transition-feed.js';
 import { listActivity } from '../../src/db/activity.js';
 import { openDatabase, type Database } from '../../src/db/database.js';
+import type { TransitionEvent } from '../../src/db/events.js';
 import type { Queryable } from '../../src/db/queryable.js';
+import { recordTransition } from '../../src/db/workspaces.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
+import { waitFor } from '../setup/wait-for.js';
 import { insertWorkspaceRow } from '../support/stack.js';
 
 describe('ordering by columns, not by their text aliases (PostgreSQL)', () => {
@@ -61,5 +65,27 @@ describe('ordering by columns, not by their text aliases (PostgreSQL)', () => {
     await listActivity(explaining, { workspaceId: ws, limit: 50 });
     expect(plans[0]).toMatch(/Index Scan using activity_ws_ts/);
     expect(plans[0]).not.toMatch(/Sort/);
+  });
+
+  it('the /events poller delivers one poll’s rows in id order', async () => {
+    const ws = await insertWorkspaceRow(db.pool, orgId);
+    // No change feed and a 10-minute tick: the test wakes the poll itself, once, after all inserts.
+    const feed = new TransitionFeed(db.pool, { intervalMs: 600_000 });
+    const got: TransitionEvent[] = [];
+    const off = await feed.subscribe(ws, (e) => got.push(e));
+    try {
+      await db.pool.query(`SELECT setval('workspace_transitions_id_seq', 100 - 5)`);
+      for (let i = 0; i < 10; i++) {
+        await recordTransition(db.pool, { workspaceId: ws, generation: 1, status: 'online', phase: `p${i}` });
+      }
+      feed.wake(ws);
+      await waitFor(() => got.length === 10, { timeoutMs: 10_000, describe: 'the ten transitions' });
+      expect(feed.polls).toBe(1);
+      expect(got.map((e) => e.phase)).toEqual(Array.from({ length: 10 }, (_, i) => `p${i}`));
+      expect(got.map((e) => Number(e.id))).toEqual(Array.from({ length: 10 }, (_, i) => 96 + i));
+    } finally {
+      off();
+      feed.close();
+    }
   });
 });

@@ -6,7 +6,12 @@
  * proves the same on the real PostgreSQL.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { ChangeFeed, PROXY_VIEW_CHANNEL, type FeedClient } from '../../src/db/change-feed.js';
+import {
+  ChangeFeed,
+  PROXY_VIEW_CHANNEL,
+  TRANSITIONS_CHANNEL,
+  type FeedClient,
+} from '../../src/db/change-feed.js';
 import { ProxyViews } from '../../src/db/proxy-view.js';
 import type { Queryable } from '../../src/db/queryable.js';
 import { waitFor } from '../setup/wait-for.js';
@@ -99,10 +104,28 @@ describe('ChangeFeed', () => {
     expect(t.feed.listening).toBe(true);
     expect(t.client().queries.map((q) => q.sql)).toEqual([
       `LISTEN ${PROXY_VIEW_CHANNEL}`,
+      `LISTEN ${TRANSITIONS_CHANNEL}`,
       expect.stringMatching(/^LISTEN wo_sync_[0-9a-f]+$/),
     ]);
     t.client().change('ws-1');
     expect(t.changes).toEqual(['*', 'ws-1']);
+  });
+
+  it('hands on new transitions to their listeners, and "*" at each (re)connect, when some may be missed', async () => {
+    const t = feedWith();
+    const heard: string[] = [];
+    const off = t.feed.onTransition((id) => heard.push(id));
+    await t.feed.start();
+    t.client().emit('notification', { channel: TRANSITIONS_CHANNEL, payload: 'ws-7' });
+    // A transition is no change to a proxy view.
+    expect(t.changes).toEqual(['*']);
+    t.client().emit('error', new Error('connection reset'));
+    await waitFor(() => t.feed.listening, { timeoutMs: 5_000, describe: 'the feed to reconnect' });
+    expect(heard).toEqual(['*', 'ws-7', '*']);
+    off();
+    t.client().emit('notification', { channel: TRANSITIONS_CHANNEL, payload: 'ws-8' });
+    expect(heard).toEqual(['*', 'ws-7', '*']);
+    await t.feed.close();
   });
 
   it('a barrier resolves only when its own notification is back, after the changes before it', async () => {

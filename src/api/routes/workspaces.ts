@@ -91,6 +91,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   // One shared poller feeds every event stream of this process; streams are capped.
   const bounds = boundsOf(settings);
   const feed = new TransitionFeed(db, { intervalMs: bounds.eventsPollMs, log: deps.log });
+  deps.transitionHints?.onTransition((id) => feed.wake(id));
   let openStreams = 0;
   const streamsOf = new Map<string, number>();
 
