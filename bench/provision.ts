@@ -118,10 +118,11 @@ function apiClient(url: string): Api & { url: string } {
 
 /**
  * Follows GET /v1/workspaces/:id/events (the live stream a UI or `wsctl` follows) until a
- * transition to `status`; `failed` ends the wait at once. The service's one shared transitions
- * poll runs every POLL_INTERVAL_MS (EVENTS_POLL_MS below), so this end is exactly as prompt as the
- * baseline's /health polls, without N clients each asking the API 20 times a second (at N=20 that
- * was ~250 GETs/s, each an authenticated DB read, on the same 2 CPUs as the provisions measured).
+ * transition to `status`; `failed` ends the wait at once. The service runs with its default
+ * EVENTS_POLL_MS: a transition reaches the stream at its commit (PostgreSQL NOTIFY wakes the one
+ * shared transitions poll), so this end is at least as prompt as the baseline's /health polls,
+ * without N clients each asking the API 20 times a second (at N=20 that was ~250 GETs/s, each an
+ * authenticated DB read, on the same 2 CPUs as the provisions measured).
  */
 async function followStatus(api: { url: string }, token: string, id: string, status: string): Promise<void> {
   const ac = new AbortController();
@@ -301,10 +302,8 @@ async function runOrchestrated(opts: {
       infra: opts,
       database: `bench_${backend}`,
       taskQueue: `bench-${run}-${backend}`,
-      // The /events feed polls transitions as often as the baseline polls /health (followStatus).
-      // One stream per workspace in flight, all with the bench's one key (default cap 20).
+      // One `/events` stream per workspace in flight, all with the bench's one key (default cap 20).
       env: {
-        EVENTS_POLL_MS: String(POLL_INTERVAL_MS),
         EVENT_STREAMS_PER_PRINCIPAL: String(Math.max(20, n + 1)),
         ...opts.env,
       },
@@ -701,7 +700,8 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     `- Poll load: baseline \`GET /health\` ${rate(r.baseline.load)} (to ${n} different ${resource}s);` +
       (r.spec ? ` backend-direct ${rate(r.spec.load)};` : ''),
     `  orchestrated: ${orchestrated.load.requests} \`GET /v1/workspaces/:id/events\` streams, fed by one`,
-    `  transitions query per ${POLL_INTERVAL_MS} ms in the in-process API (which also serves the agents’ registry calls).`,
+    '  transitions query in the in-process API, run at each transition’s NOTIFY (at most one per 20 ms)',
+    '  and every 250 ms (the API also serves the agents’ registry calls).',
     `- The API, the worker, PostgreSQL and the Temporal dev server${r.backend === 'ec2' ? ', moto and the simulator' : ''}`,
     `  share this machine’s ${machine.nproc} CPUs with the ${n} booting ${resource}s.`,
     `- Service start (API + worker in-process, before the warm-up): ${(orchestrated.serviceStartMs / 1000).toFixed(1)} s.`,
@@ -869,9 +869,9 @@ function report(opts: {
     '  `/health` (right after `agent-started`); orchestrated ends when the workspace is `online`, i.e.',
     '  after the agent registered, reported `platform-health-ok`, the entity workflow was signalled',
     `  and wrote the transition, and the client’s \`/events\` stream delivered it. Both ends are`,
-    `  equally prompt: baseline \`/health\` polls ${POLL_INTERVAL_MS} ms apart (${ATTEMPT_TIMEOUT_MS} ms per-attempt timeout),`,
-    `  concurrently for all N; the service’s one shared \`/events\` feed query every ${POLL_INTERVAL_MS} ms`,
-    '  (`EVENTS_POLL_MS`; the default is 250 ms).',
+    `  about equally prompt: baseline \`/health\` polls ${POLL_INTERVAL_MS} ms apart (${ATTEMPT_TIMEOUT_MS} ms per-attempt timeout),`,
+    '  concurrently for all N; the service (default `EVENTS_POLL_MS`, 250 ms, as the backstop) feeds',
+    '  `/events` at each transition’s commit (NOTIFY `wo_transitions` wakes its one shared poll).',
     '- Baselines bootstrap from the fake registry (test/support/fake-registry.ts), the orchestrated',
     '  agents from the real API. Docker baseline containers get no named volumes and no restart',
     '  policy; orchestrated ones get two named volumes each (`/configs`, `/workspace`) via DockerBackend.',
