@@ -95,6 +95,8 @@ class FakeBackend implements WorkspaceBackend {
   describe = async () => null;
   listManaged = async () => [];
   listManagedVolumes = async () => [];
+  listManagedNetworks = async () => [];
+  removeUnusedOrgNetwork = async () => false;
   removeOrg = async () => [];
   ping = async (): Promise<void> => undefined;
 }

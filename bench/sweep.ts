@@ -126,6 +126,7 @@ function syntheticBackend(full: ManagedResource[]): SyntheticBackend {
       return listing.map((r) => ({ ...r }));
     },
     listManagedVolumes: async (): Promise<ManagedVolume[]> => [],
+    listManagedNetworks: async () => [],
     remove: async (workspaceId: string, opts: RemoveOptions = {}) => {
       listing = listing.filter(
         (r) =>

@@ -20,6 +20,7 @@ import { overBudgetWorkspaces } from '../db/budget.js';
 import type { Queryable } from '../db/queryable.js';
 import {
   liveWorkspacesOfOrg,
+  orgsWithLiveWorkspaces,
   recordSweepRun,
   sweepLookup,
   workspacesToCheck,
@@ -36,8 +37,12 @@ import {
   type HealthSelection,
 } from '../domain/health.js';
 import {
+  liveOrgKey,
+  selectOrphanNetworks,
   selectOrphans,
+  type ListedNetwork,
   type ListedResource,
+  type OrphanNetwork,
   type OrphanRemoval,
   type OrphanSelection,
 } from '../domain/orphans.js';
@@ -60,7 +65,11 @@ export interface FoundOrphans extends OrphanSelection {
   listErrors: Array<{ backend: BackendKind; error: string }>;
   /** Every orphan found; `removals` holds at most ORPHAN_REMOVALS_PER_RUN of them (the rest wait). */
   orphans?: number;
+  /** Org networks no workspace needs (at most ORPHAN_REMOVALS_PER_RUN), with the counts of all listed. */
+  networks?: { removals: OrphanNetwork[]; counts: NetworkCounts };
 }
+
+type NetworkCounts = ReturnType<typeof selectOrphanNetworks>['counts'];
 
 /**
  * Removals handed to one orphan sweep run. Each is an activity in the run's history: a leak of
@@ -105,6 +114,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
     /** Lists every enabled backend once, looks the lot up in one query, and picks the orphans. */
     async findOrphans(input: { graceMs: number }): Promise<FoundOrphans> {
       const resources: ListedResource[] = [];
+      const networks: ListedNetwork[] = [];
       const listErrors: FoundOrphans['listErrors'] = [];
       for (const backend of BACKEND_KINDS) {
         try {
@@ -129,6 +139,9 @@ export function createSweepActivities(deps: SweepActivityDeps) {
               createdAtMs: v.createdAt.getTime(),
             });
           }
+          for (const n of await backends[backend].listManagedNetworks()) {
+            networks.push({ backend, name: n.name, orgId: n.orgId, createdAtMs: n.createdAt.getTime() });
+          }
         } catch (err) {
           if (err instanceof BackendError && err.code === 'not_configured') continue; // not enabled
           // An unreadable backend is skipped this run: nothing of it is removed on a guess.
@@ -136,16 +149,20 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         }
       }
       // Listed first, looked up second: a generation prepared meanwhile reads as live, never orphan.
-      const { workspaces, knownOrgs } = await sweepLookup(
+      const networkOrgs = networks.map((n) => n.orgId);
+      const { workspaces, knownOrgs, liveOrgs } = await sweepLookup(
         db,
         resources.map((r) => r.workspaceId),
-        resources.map((r) => r.orgId),
+        [...resources.map((r) => r.orgId), ...networkOrgs],
+        networkOrgs,
       );
-      const selection = selectOrphans({
-        resources,
-        workspaces,
+      const nowMs = Date.now();
+      const selection = selectOrphans({ resources, workspaces, knownOrgs, nowMs, graceMs: input.graceMs });
+      const orphanNetworks = selectOrphanNetworks({
+        networks,
+        liveOrgs,
         knownOrgs,
-        nowMs: Date.now(),
+        nowMs,
         graceMs: input.graceMs,
       });
       // The first page only (sorted: the same ones come first next time if they fail).
@@ -154,6 +171,10 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         removals: selection.removals.slice(0, ORPHAN_REMOVALS_PER_RUN),
         orphans: selection.removals.length,
         listErrors,
+        networks: {
+          removals: orphanNetworks.removals.slice(0, ORPHAN_REMOVALS_PER_RUN),
+          counts: orphanNetworks.counts,
+        },
       };
     },
 
@@ -305,6 +326,24 @@ export function createSweepActivities(deps: SweepActivityDeps) {
             removal.generation === null ? { volumes: true } : { generation: removal.generation },
           ),
         );
+      } catch (err) {
+        if (err instanceof BackendError && (err.code === 'permanent' || err.code === 'not_configured')) {
+          throw ApplicationFailure.nonRetryable(err.message, `BackendError.${err.code}`);
+        }
+        throw err;
+      }
+    },
+
+    /**
+     * An org network the sweep found unneeded, removed unless a workspace of its org appeared since
+     * (checked again here) or a container of the org is left (the backend checks). Answers whether
+     * it was removed.
+     */
+    async removeOrphanNetwork(n: OrphanNetwork): Promise<boolean> {
+      const live = await orgsWithLiveWorkspaces(db, [n.orgId]);
+      if (live.has(liveOrgKey(n.backend, n.orgId))) return false;
+      try {
+        return await backends[n.backend].removeUnusedOrgNetwork(n.orgId);
       } catch (err) {
         if (err instanceof BackendError && (err.code === 'permanent' || err.code === 'not_configured')) {
           throw ApplicationFailure.nonRetryable(err.message, `BackendError.${err.code}`);

@@ -69,6 +69,13 @@ export interface ManagedVolume {
   createdAt: Date;
 }
 
+/** A network this service made for one org (docker: the org's bridge; EC2 makes none). */
+export interface ManagedNetwork {
+  name: string;
+  orgId: string;
+  createdAt: Date;
+}
+
 export interface RemoveOptions {
   /** Only this generation's resource; without it, every generation of the workspace. */
   generation?: number;
@@ -94,6 +101,16 @@ export interface WorkspaceBackend {
    * gone (docker: the per-workspace volumes; EC2: none, root volumes go with their instance).
    */
   listManagedVolumes(): Promise<ManagedVolume[]>;
+  /**
+   * Every per-org network this service made (docker: one bridge per org; EC2: none), so the orphan
+   * sweep finds one that outlived its org's last workspace.
+   */
+  listManagedNetworks(): Promise<ManagedNetwork[]>;
+  /**
+   * Removes the org's network when no resource of the org is left to use it (docker: no container
+   * of the org, running or stopped); answers whether one was removed. Gone already: false.
+   */
+  removeUnusedOrgNetwork(orgId: string): Promise<boolean>;
   /**
    * Removes everything of the org that carries the managed-by mark (docker: containers, volumes
    * and the org's network; EC2: instances), whatever its workspace or generation: the org

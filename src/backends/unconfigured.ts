@@ -18,6 +18,8 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   describe = async (): Promise<never> => this.fail();
   listManaged = async (): Promise<never> => this.fail();
   listManagedVolumes = async (): Promise<never> => this.fail();
+  listManagedNetworks = async (): Promise<never> => this.fail();
+  removeUnusedOrgNetwork = async (): Promise<never> => this.fail();
   removeOrg = async (): Promise<never> => this.fail();
   bootLog = async (): Promise<never> => this.fail();
   openFile = async (): Promise<never> => this.fail();

@@ -1,20 +1,22 @@
 import type { BackendKind } from '../backends/backend.js';
 import type { CheckedWorkspace } from '../domain/health.js';
-import type { KnownWorkspace } from '../domain/orphans.js';
+import { liveOrgKey, type KnownWorkspace } from '../domain/orphans.js';
 import type { Queryable } from './queryable.js';
 
 /**
  * What the orphan sweep needs of the DB, in one round trip however many resources were listed:
- * the listed workspaces' backend, generation and status, and which of the listed orgs exist
- * (deleted orgs included: their leftovers are still ours to remove).
+ * the listed workspaces' backend, generation and status, which of the listed orgs exist (deleted
+ * orgs included: their leftovers are still ours to remove), and which orgs of the listed networks
+ * have a workspace short of `deleted` on a backend (`liveOrgs`, as `liveOrgKey`s).
  */
 export async function sweepLookup(
   db: Queryable,
   workspaceIds: readonly string[],
   orgIds: readonly string[],
-): Promise<{ workspaces: Map<string, KnownWorkspace>; knownOrgs: Set<string> }> {
+  networkOrgIds: readonly string[] = [],
+): Promise<{ workspaces: Map<string, KnownWorkspace>; knownOrgs: Set<string>; liveOrgs: Set<string> }> {
   const { rows } = await db.query<{
-    kind: 'w' | 'o';
+    kind: 'w' | 'o' | 'l';
     id: string;
     backend: BackendKind | null;
     generation: number | null;
@@ -24,13 +26,18 @@ export async function sweepLookup(
     `SELECT 'w' AS kind, id, backend, generation, status, discarded_generation FROM workspaces
        WHERE id = ANY($1::text[])
      UNION ALL
-     SELECT 'o' AS kind, id, NULL, NULL, NULL, NULL FROM orgs WHERE id = ANY($2::text[])`,
-    [[...new Set(workspaceIds)], [...new Set(orgIds)]],
+     SELECT 'o' AS kind, id, NULL, NULL, NULL, NULL FROM orgs WHERE id = ANY($2::text[])
+     UNION ALL
+     SELECT DISTINCT 'l' AS kind, org_id, backend, NULL::integer, NULL, NULL::integer FROM workspaces
+       WHERE org_id = ANY($3::text[]) AND status <> 'deleted'`,
+    [[...new Set(workspaceIds)], [...new Set(orgIds)], [...new Set(networkOrgIds)]],
   );
   const workspaces = new Map<string, KnownWorkspace>();
   const knownOrgs = new Set<string>();
+  const liveOrgs = new Set<string>();
   for (const r of rows) {
     if (r.kind === 'o') knownOrgs.add(r.id);
+    else if (r.kind === 'l') liveOrgs.add(liveOrgKey(r.backend!, r.id));
     else {
       workspaces.set(r.id, {
         backend: r.backend!,
@@ -40,7 +47,19 @@ export async function sweepLookup(
       });
     }
   }
-  return { workspaces, knownOrgs };
+  return { workspaces, knownOrgs, liveOrgs };
+}
+
+/**
+ * Of these orgs, those with a workspace short of `deleted`, per backend, as `liveOrgKey`s: their
+ * networks are in use or about to be (a create's row comes before its resource).
+ */
+export async function orgsWithLiveWorkspaces(db: Queryable, orgIds: readonly string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ org_id: string; backend: BackendKind }>(
+    `SELECT DISTINCT org_id, backend FROM workspaces WHERE org_id = ANY($1::text[]) AND status <> 'deleted'`,
+    [[...new Set(orgIds)]],
+  );
+  return new Set(rows.map((r) => liveOrgKey(r.backend, r.org_id)));
 }
 
 /** The org's workspaces that are not `deleted` yet (the org cascade waits for none to be left). */

@@ -132,6 +132,50 @@ export function selectOrphans(input: {
   return { removals, counts };
 }
 
+/** A per-org network a backend listed (docker's `wo-org-<org>` bridge). */
+export interface ListedNetwork {
+  backend: BackendKind;
+  name: string;
+  orgId: string;
+  createdAtMs: number;
+}
+
+/** A network to remove: its org has no workspace left on that backend. */
+export interface OrphanNetwork {
+  backend: BackendKind;
+  orgId: string;
+  name: string;
+}
+
+/**
+ * The org networks no workspace needs any more: the org is known to this deployment (another
+ * deployment's are left alone), none of its workspaces on that backend is short of `deleted`
+ * (`liveOrgs` holds `backend:orgId`; a create in flight has its row, so its network stays), and
+ * the network is older than the grace period. The removal itself checks again that no container
+ * of the org is left.
+ */
+export function selectOrphanNetworks(input: {
+  networks: readonly ListedNetwork[];
+  liveOrgs: ReadonlySet<string>;
+  knownOrgs: ReadonlySet<string>;
+  nowMs: number;
+  graceMs: number;
+}): { removals: OrphanNetwork[]; counts: { listed: number; live: number; young: number; foreign: number } } {
+  const counts = { listed: input.networks.length, live: 0, young: 0, foreign: 0 };
+  const removals: OrphanNetwork[] = [];
+  for (const n of input.networks) {
+    if (!input.knownOrgs.has(n.orgId)) counts.foreign++;
+    else if (input.liveOrgs.has(liveOrgKey(n.backend, n.orgId))) counts.live++;
+    else if (input.nowMs - n.createdAtMs < input.graceMs) counts.young++;
+    else removals.push({ backend: n.backend, orgId: n.orgId, name: n.name });
+  }
+  removals.sort((a, b) => a.backend.localeCompare(b.backend) || a.name.localeCompare(b.name));
+  return { removals, counts };
+}
+
+/** The key of an org with a live workspace on a backend, in `liveOrgs`. */
+export const liveOrgKey = (backend: BackendKind, orgId: string): string => `${backend}:${orgId}`;
+
 function orphanReason(r: ListedResource, w: KnownWorkspace | undefined): OrphanReason | null {
   if (!w || w.backend !== r.backend) return 'unknown';
   if (w.status === 'deleted') return 'deleted';
@@ -156,4 +200,13 @@ export interface OrphanSweepResult {
    * their row is gone. Absent on runs started by a worker without that step.
    */
   schedulesRemoved?: Array<{ workspaceId: string; scheduleId: string }>;
+  /**
+   * Org networks that outlived their org's last workspace: removed, or failed (tried again next
+   * run). Absent on runs started by a worker without that step.
+   */
+  networks?: {
+    counts: ReturnType<typeof selectOrphanNetworks>['counts'];
+    removed: OrphanNetwork[];
+    failed: Array<OrphanNetwork & { error: string }>;
+  };
 }

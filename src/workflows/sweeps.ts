@@ -58,6 +58,8 @@ const PATCHES = {
   healthInOneActivity: 'health-sweep-one-activity',
   /** The orphan sweep also removes workspace schedule mirrors that outlived their row. */
   straySchedules: 'orphan-sweep-stray-schedules',
+  /** The orphan sweep also removes org networks that outlived their org's last workspace. */
+  orgNetworks: 'orphan-sweep-org-networks',
 } as const;
 
 /**
@@ -94,10 +96,11 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
     () => orphanSweep(input),
     (r) => {
       const actions = { removed: 0, terminated: 0 };
-      // EC2 instances are terminated; Docker containers and volumes removed.
+      // EC2 instances are terminated; Docker containers, volumes and networks removed.
       for (const x of r.removed)
         actions[x.backend === 'ec2' ? 'terminated' : 'removed'] += x.instanceIds.length;
-      const partial = r.failed.length > 0 || r.listErrors.length > 0;
+      actions.removed += r.networks?.removed.length ?? 0;
+      const partial = r.failed.length > 0 || r.listErrors.length > 0 || (r.networks?.failed.length ?? 0) > 0;
       return { outcome: partial ? 'partial' : 'ok', actions };
     },
   );
@@ -132,6 +135,22 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
   removed.sort(order);
   failed.sort(order);
   if (removed.length > 0) log.info('orphans removed', { removed: removed.length, failed: failed.length });
+  // After the workspaces' removals: a network goes once the last container of its org is gone.
+  let networks: OrphanSweepResult['networks'];
+  if (patched(PATCHES.orgNetworks) && found.networks) {
+    networks = { counts: found.networks.counts, removed: [], failed: [] };
+    for (const n of found.networks.removals) {
+      try {
+        const gone = await backend.removeOrphanNetwork.executeWithOptions(
+          { summary: `remove network ${n.name} (${n.backend}): no workspace of org ${n.orgId} left` },
+          [n],
+        );
+        if (gone) networks.removed.push(n);
+      } catch (err) {
+        networks.failed.push({ ...n, error: errorMessage(err) });
+      }
+    }
+  }
   let schedulesRemoved: OrphanSweepResult['schedulesRemoved'];
   if (patched(PATCHES.straySchedules)) {
     // Best effort: a stray mirror's next firing removes it anyway, and the next sweep tries again.
@@ -160,6 +179,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     failed,
     listErrors: found.listErrors,
     ...(schedulesRemoved ? { schedulesRemoved } : {}),
+    ...(networks ? { networks } : {}),
   };
 }
 

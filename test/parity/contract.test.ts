@@ -34,6 +34,8 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['describe', (b) => b.describe(spec.workspaceId, 1)],
   ['listManaged', (b) => b.listManaged()],
   ['listManagedVolumes', (b) => b.listManagedVolumes()],
+  ['listManagedNetworks', (b) => b.listManagedNetworks()],
+  ['removeUnusedOrgNetwork', (b) => b.removeUnusedOrgNetwork(spec.orgId)],
   ['removeOrg', (b) => b.removeOrg(spec.orgId)],
   ['bootLog', (b) => b.bootLog(spec.workspaceId, 1)],
   ['openFile', (b) => b.openFile(spec.workspaceId, 1, '/configs', 'config.yaml')],

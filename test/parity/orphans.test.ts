@@ -16,7 +16,8 @@ import type { BackendKind } from '../../src/backends/backend.js';
 import type { OrphanSweepResult } from '../../src/domain/orphans.js';
 import { ensureSweepSchedules, sweepScheduleId } from '../../src/worker/schedules.js';
 import { waitFor } from '../setup/wait-for.js';
-import { useStack, waitForStatus } from '../support/stack.js';
+import { createOrg, useStack, waitForStatus } from '../support/stack.js';
+import { ensureOrgNetwork, orgNetworkName } from '../../src/backends/docker/network.js';
 import {
   CONCURRENT_BLOCK,
   leftovers,
@@ -122,6 +123,15 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
 
     const unknown = fakeId();
     const foreign = await plantForeign(t, fakeId());
+    // Docker: an org network that outlived its org's last workspace (a removal whose network step
+    // failed), and a labelled one of an org this deployment does not know. EC2 makes no networks.
+    const idleOrg = backend === 'docker' ? (await createOrg(t.stack, 'idle')).id : null;
+    const strangerNet = backend === 'docker' ? `wo-org-${fakeId()}` : null;
+    if (idleOrg && strangerNet) {
+      const pool = { cidr: t.stack.config.DOCKER_ORG_NETWORK_POOL, prefix: 24 };
+      await ensureOrgNetwork(t.stack.docker, idleOrg, pool);
+      await ensureOrgNetwork(t.stack.docker, strangerNet.slice('wo-org-'.length), pool);
+    }
     try {
       // The leaks: generation 1 of a workspace now at 2, a resource of a deleted one, an unknown id.
       await plant(t, live, 1);
@@ -141,6 +151,11 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
       expect(ids(backend, first.removed)).not.toContain(young);
       expect(first.counts.young).toBeGreaterThanOrEqual(1);
       expect(await resourcesOf(backend, t.stack.docker, young)).toHaveLength(1);
+      if (idleOrg) {
+        // Inside the grace period too.
+        expect(first.networks?.removed.map((n) => n.orgId)).not.toContain(idleOrg);
+        expect(await networkIds(t, idleOrg)).toHaveLength(1);
+      }
 
       // Once every planted one is past the grace period, one sweep removes them all.
       const planted = [live, gone, unknown, young, volumesOnly];
@@ -173,6 +188,19 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
           .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
       );
       expect(second.counts.removed).toBeGreaterThanOrEqual(4);
+      if (idleOrg && strangerNet) {
+        expect(second.networks?.removed).toContainEqual({
+          backend: 'docker',
+          orgId: idleOrg,
+          name: `wo-org-${idleOrg}`,
+        });
+        expect(await networkIds(t, idleOrg)).toEqual([]);
+        // The org with a live workspace keeps its network; a stranger's is never touched.
+        expect(await networkIds(t, t.orgId)).toHaveLength(1);
+        expect(await networkIds(t, strangerNet.slice('wo-org-'.length))).toHaveLength(1);
+      } else {
+        expect(second.networks?.counts.listed).toBe(0);
+      }
       // Nothing of them is left (the simulator drops a terminated instance's container on its own time).
       for (const id of [gone, unknown, young, volumesOnly]) {
         await waitFor(async () => (await leftovers(backend, t.stack.docker, id)).length === 0, {
@@ -195,9 +223,18 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
       }
     } finally {
       await foreign.remove();
+      if (strangerNet) await t.stack.docker.getNetwork(strangerNet).remove();
     }
   });
 });
+
+/** The ids of the org's `wo-org-<org>` networks on the stack's dockerd. */
+async function networkIds(t: ParityFixture, orgId: string): Promise<string[]> {
+  const name = orgNetworkName(orgId);
+  return (await t.stack.docker.listNetworks({ filters: { name: [name] } }))
+    .filter((n) => n.Name === name)
+    .map((n) => n.Id);
+}
 
 describe('sweep entry points', () => {
   const prefix = `test-${randomBytes(4).toString('hex')}:`;

@@ -1,7 +1,14 @@
 /** The orphan sweep's choice, on its own: what is live, what is an orphan, what is too young or foreign. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { selectOrphans, type KnownWorkspace, type ListedResource } from '../../src/domain/orphans.js';
+import {
+  liveOrgKey,
+  selectOrphanNetworks,
+  selectOrphans,
+  type KnownWorkspace,
+  type ListedNetwork,
+  type ListedResource,
+} from '../../src/domain/orphans.js';
 
 const NOW = 1_800_000_000_000;
 const GRACE = 600_000;
@@ -220,6 +227,64 @@ describe('selectOrphans', () => {
         }
         const c = out.counts;
         expect(c.live + c.foreign + c.young + chosen.size).toBe(resources.length);
+      }),
+    );
+  });
+});
+
+describe('selectOrphanNetworks', () => {
+  const net = (
+    orgId: string,
+    createdAtMs = OLD,
+    backend: ListedNetwork['backend'] = 'docker',
+  ): ListedNetwork => ({
+    backend,
+    name: `wo-org-${orgId}`,
+    orgId,
+    createdAtMs,
+  });
+  const pick = (networks: ListedNetwork[], live: Array<[ListedNetwork['backend'], string]> = []) =>
+    selectOrphanNetworks({
+      networks,
+      liveOrgs: new Set(live.map(([b, o]) => liveOrgKey(b, o))),
+      knownOrgs: new Set(['a', 'b', 'c', 'd']),
+      nowMs: NOW,
+      graceMs: GRACE,
+    });
+
+  it('removes the network of a known org with no live workspace on that backend, once past the grace period', () => {
+    const out = pick(
+      [net('a'), net('b'), net('c', YOUNG), net('elsewhere'), net('d')],
+      // b has a live docker workspace; d only an ec2 one, which needs no docker network.
+      [
+        ['docker', 'b'],
+        ['ec2', 'd'],
+      ],
+    );
+    expect(out.removals).toEqual([
+      { backend: 'docker', orgId: 'a', name: 'wo-org-a' },
+      { backend: 'docker', orgId: 'd', name: 'wo-org-d' },
+    ]);
+    expect(out.counts).toEqual({ listed: 5, live: 1, young: 1, foreign: 1 });
+  });
+
+  it('never selects a network whose org is live, young or foreign, and accounts for every one', () => {
+    const arb = fc.array(
+      fc.record({ orgId: fc.constantFrom('a', 'b', 'c', 'x'), young: fc.boolean(), live: fc.boolean() }),
+      { maxLength: 20 },
+    );
+    fc.assert(
+      fc.property(arb, (items) => {
+        const networks = items.map((it) => net(it.orgId, it.young ? YOUNG : OLD));
+        const live = items.filter((it) => it.live).map((it) => ['docker', it.orgId] as ['docker', string]);
+        const out = pick(networks, live);
+        const liveSet = new Set(live.map(([, o]) => o));
+        for (const r of out.removals) {
+          expect(liveSet.has(r.orgId)).toBe(false);
+          expect(r.orgId).not.toBe('x');
+        }
+        const c = out.counts;
+        expect(c.live + c.young + c.foreign + out.removals.length).toBe(networks.length);
       }),
     );
   });

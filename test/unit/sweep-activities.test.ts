@@ -29,6 +29,7 @@ function listingBackend(resources: ManagedResource[]): WorkspaceBackend & { list
       return resources;
     },
     listManagedVolumes: async (): Promise<ManagedVolume[]> => [],
+    listManagedNetworks: async () => [],
   };
   return backend;
 }

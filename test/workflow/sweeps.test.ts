@@ -9,7 +9,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
-import type { OrphanRemoval } from '../../src/domain/orphans.js';
+import type { OrphanNetwork, OrphanRemoval } from '../../src/domain/orphans.js';
 import { workflowsPath } from '../../src/worker/index.js';
 import type { SweepRun } from '../../src/db/sweeps.js';
 import type {
@@ -51,6 +51,14 @@ async function run<T>(activities: Partial<Activities>, body: (taskQueue: string)
   return worker.runUntil(body(taskQueue));
 }
 
+/** One orphan sweep on the task queue, as its Schedule starts one (grace 1 s). */
+const sweepOn = (taskQueue: string) =>
+  env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
+    taskQueue,
+    workflowId: `sweep-${taskQueue}`,
+    args: [{ graceMs: 1000 }],
+  });
+
 describe('orphanSweepWorkflow', () => {
   it('removes every orphan it can and reports the one that failed', async () => {
     const removed: string[] = [];
@@ -74,11 +82,7 @@ describe('orphanSweepWorkflow', () => {
       },
       (taskQueue) => {
         queue = taskQueue;
-        return env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
-          taskQueue,
-          workflowId: `sweep-${taskQueue}`,
-          args: [{ graceMs: 1000 }],
-        });
+        return sweepOn(taskQueue);
       },
     );
     expect(removed.sort()).toEqual(['a', 'c']);
@@ -115,6 +119,58 @@ describe('orphanSweepWorkflow', () => {
     ]);
   });
 
+  it('removes the org networks no workspace needs after the removals, and reports a failed one', async () => {
+    const order: string[] = [];
+    const runs: SweepRun[] = [];
+    let queue = '';
+    const net = (orgId: string): OrphanNetwork => ({ backend: 'docker', orgId, name: `wo-org-${orgId}` });
+    const result = await run(
+      {
+        recordSweepRun: async (r: SweepRun) => {
+          runs.push(r);
+        },
+        findOrphans: async () => ({
+          removals: [removal('a', null)],
+          counts: { listed: 1, live: 0, young: 0, foreign: 0 },
+          listErrors: [],
+          networks: {
+            removals: [net('o1'), net('o2'), net('o3')],
+            counts: { listed: 4, live: 1, young: 0, foreign: 0 },
+          },
+        }),
+        removeOrphan: async (r: OrphanRemoval) => {
+          order.push(`ws ${r.workspaceId}`);
+        },
+        removeOrphanNetwork: async (n: OrphanNetwork) => {
+          order.push(`net ${n.orgId}`);
+          // o2: a container of the org came meanwhile (kept); o3: the daemon fails.
+          if (n.orgId === 'o3') throw new Error('daemon busy');
+          return n.orgId === 'o1';
+        },
+        removeStraySchedules: async () => [],
+      },
+      (taskQueue) => {
+        queue = taskQueue;
+        return sweepOn(taskQueue);
+      },
+    );
+    expect(order[0]).toBe('ws a');
+    // o3 is tried as often as the activity's retry policy allows, then reported.
+    expect([...new Set(order.slice(1))].sort()).toEqual(['net o1', 'net o2', 'net o3']);
+    expect(result.networks).toEqual({
+      counts: { listed: 4, live: 1, young: 0, foreign: 0 },
+      removed: [net('o1')],
+      failed: [{ ...net('o3'), error: 'daemon busy' }],
+    });
+    expect(runs).toEqual([
+      expect.objectContaining({ outcome: 'partial', actions: { removed: 2, terminated: 0 } }),
+    ]);
+    const story = await told(env.client.workflow.getHandle(`sweep-${queue}`));
+    expect(story.activities.map((a) => a.summary)).toContain(
+      'remove network wo-org-o1 (docker): no workspace of org o1 left',
+    );
+  });
+
   it('reports every orphan found when the run removes only one page of them', async () => {
     const result = await run(
       {
@@ -130,12 +186,7 @@ describe('orphanSweepWorkflow', () => {
           throw new Error('temporal list failed');
         },
       },
-      (taskQueue) =>
-        env.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
-          taskQueue,
-          workflowId: `sweep-${taskQueue}`,
-          args: [{ graceMs: 1000 }],
-        }),
+      sweepOn,
     );
     expect(result.counts).toEqual(expect.objectContaining({ orphans: 5000, removed: 1, failed: 0 }));
     // A failed schedule listing does not fail the sweep.

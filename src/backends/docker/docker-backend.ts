@@ -11,6 +11,7 @@ import {
   type TerminalSession,
   type TerminalSize,
   type ManagedResource,
+  type ManagedNetwork,
   type ManagedVolume,
   type RemoveOptions,
   type ResourceInfo,
@@ -402,21 +403,50 @@ export class DockerBackend implements WorkspaceBackend {
         }
       }
     }
-    // The org's network goes with its last workspace. A stopped container holds no endpoint, so
-    // the daemon alone would not keep the network for it: ask whether any container of the org is left.
-    if (this.network === undefined) {
-      for (const orgId of orgIds) {
-        if (!orgId) continue;
-        const left = await d
-          .listContainers({
-            all: true,
-            filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`, `${LABEL.orgId}=${orgId}`] },
-            abortSignal: this.signal(),
-          })
-          .catch(() => null);
-        if (left && left.length === 0) await removeOrgNetworkIfUnused(d, orgId);
-      }
+    // The org's network goes with its last workspace (best effort: a network left behind, say
+    // by a daemon hiccup here, is the orphan sweep's to collect).
+    for (const orgId of orgIds) {
+      if (orgId) await this.removeUnusedOrgNetwork(orgId).catch(() => false);
     }
+  }
+
+  async listManagedNetworks(): Promise<ManagedNetwork[]> {
+    // One fixed network for all (the `network` option) is the operator's, never ours to remove.
+    if (this.network !== undefined) return [];
+    let nets: Dockerode.NetworkInspectInfo[];
+    try {
+      nets = await this.d.listNetworks({ filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`] } });
+    } catch (err) {
+      throw toBackendError(err, 'listing managed networks');
+    }
+    const out: ManagedNetwork[] = [];
+    for (const n of nets) {
+      const orgId = n.Labels?.[LABEL.orgId];
+      // Only the shape this service makes: `wo-org-<org>` carrying that org's label.
+      if (!orgId || n.Name !== orgNetworkName(orgId)) continue;
+      const created = Date.parse(n.Created);
+      // Unknown age reads as new: the sweep then waits rather than removing on a guess.
+      out.push({ name: n.Name, orgId, createdAt: Number.isNaN(created) ? new Date() : new Date(created) });
+    }
+    return out;
+  }
+
+  async removeUnusedOrgNetwork(orgId: string): Promise<boolean> {
+    if (this.network !== undefined) return false;
+    // A stopped container holds no endpoint, so the daemon alone would not keep the network for
+    // it: ask whether any container of the org is left.
+    let left: Dockerode.ContainerInfo[];
+    try {
+      left = await this.d.listContainers({
+        all: true,
+        filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`, `${LABEL.orgId}=${orgId}`] },
+        abortSignal: this.signal(),
+      });
+    } catch (err) {
+      throw toBackendError(err, `listing containers of org ${orgId}`);
+    }
+    if (left.length > 0) return false;
+    return removeOrgNetworkIfUnused(this.d, orgId);
   }
 
   async status(workspaceId: string, generation: number): Promise<ResourceStatus> {

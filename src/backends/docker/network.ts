@@ -142,14 +142,21 @@ export async function ensureOrgNetwork(
 }
 
 /**
- * Removes the org's network(s) when no container uses them (best effort: the daemon refuses while
- * endpoints remain, and a leftover labelled network is the orphan sweep's to collect).
+ * Removes the org's network(s) unless an endpoint still uses them (the daemon refuses then: kept,
+ * not an error). Answers whether one was removed; any other failure throws (transient).
  */
-export async function removeOrgNetworkIfUnused(docker: Dockerode, orgId: string): Promise<void> {
-  const nets = await networksNamed(docker, orgNetworkName(orgId)).catch(() => []);
-  for (const n of nets)
-    await docker
-      .getNetwork(n.Id)
-      .remove()
-      .catch(() => undefined);
+export async function removeOrgNetworkIfUnused(docker: Dockerode, orgId: string): Promise<boolean> {
+  let removed = false;
+  for (const n of await networksNamed(docker, orgNetworkName(orgId))) {
+    try {
+      await docker.getNetwork(n.Id).remove();
+      removed = true;
+    } catch (err) {
+      // 404: gone meanwhile. 403/409: active endpoints (a container of the org attached since).
+      const code = statusCodeOf(err);
+      if (code === 404 || code === 403 || code === 409) continue;
+      throw toBackendError(err, `removing network ${n.Name}`);
+    }
+  }
+  return removed;
 }

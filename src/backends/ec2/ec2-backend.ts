@@ -20,6 +20,7 @@ import {
   type FileListing,
   type FileStream,
   type ManagedResource,
+  type ManagedNetwork,
   type ManagedVolume,
   type RemoveOptions,
   type ResourceInfo,
@@ -607,6 +608,17 @@ export class Ec2Backend implements WorkspaceBackend {
     // on the client, so the zero-value backend answers not_configured like every other method.
     void this.c;
     return [];
+  }
+
+  async listManagedNetworks(): Promise<ManagedNetwork[]> {
+    // Instances share the VPC's one workspace security group: nothing per org (as above for the client).
+    void this.c;
+    return [];
+  }
+
+  async removeUnusedOrgNetwork(): Promise<boolean> {
+    void this.c;
+    return false;
   }
 
   async removeOrg(orgId: string): Promise<string[]> {
