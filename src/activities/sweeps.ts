@@ -117,8 +117,15 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       const networks: ListedNetwork[] = [];
       const listErrors: FoundOrphans['listErrors'] = [];
       for (const backend of BACKEND_KINDS) {
+        const b = backends[backend];
         try {
-          for (const r of await backends[backend].listManaged()) {
+          // All three listings or none: a backend read in part is skipped whole (below).
+          const [managed, volumes, nets] = [
+            await b.listManaged(),
+            await b.listManagedVolumes(),
+            await b.listManagedNetworks(),
+          ];
+          for (const r of managed) {
             resources.push({
               backend,
               instanceId: r.instanceId,
@@ -128,7 +135,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
               createdAtMs: r.createdAt.getTime(),
             });
           }
-          for (const v of await backends[backend].listManagedVolumes()) {
+          for (const v of volumes) {
             resources.push({
               backend,
               kind: 'volume',
@@ -139,7 +146,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
               createdAtMs: v.createdAt.getTime(),
             });
           }
-          for (const n of await backends[backend].listManagedNetworks()) {
+          for (const n of nets) {
             networks.push({ backend, name: n.name, orgId: n.orgId, createdAtMs: n.createdAt.getTime() });
           }
         } catch (err) {

@@ -10,7 +10,12 @@ import {
   HEALTH_RESULT_LIST_MAX,
   ORPHAN_REMOVALS_PER_RUN,
 } from '../../src/activities/sweeps.js';
-import type { ManagedResource, ManagedVolume, WorkspaceBackend } from '../../src/backends/backend.js';
+import {
+  BackendError,
+  type ManagedResource,
+  type ManagedVolume,
+  type WorkspaceBackend,
+} from '../../src/backends/backend.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
 import type { Queryable } from '../../src/db/queryable.js';
 
@@ -168,5 +173,32 @@ describe('findOrphans over 10,000 leaked resources', () => {
     expect(found.removals).toHaveLength(ORPHAN_REMOVALS_PER_RUN);
     expect(found.removals[0]).toEqual(expect.objectContaining({ workspaceId: id(0), reason: 'unknown' }));
     expect(Buffer.byteLength(JSON.stringify(found))).toBeLessThan(128 * 1024);
+  });
+
+  it('a backend read in part (its networks unreadable) is skipped whole: nothing of it is removed', async () => {
+    const resources: ManagedResource[] = [
+      {
+        instanceId: 'c-x',
+        workspaceId: 'x',
+        orgId: 'org',
+        generation: 1,
+        status: 'stopped',
+        createdAt: new Date(NOW - 3_600_000),
+      },
+    ];
+    const db = fakeDb([{ kind: 'o', id: 'org', backend: null, generation: null, status: null }]);
+    const docker = {
+      ...listingBackend(resources),
+      listManagedNetworks: async (): Promise<never> => {
+        throw new BackendError('transient', 'daemon timed out listing networks');
+      },
+    };
+    const activities = createSweepActivities({ db, backends: backends(docker) });
+
+    const found = await activities.findOrphans({ graceMs: 600_000 });
+
+    expect(found.removals).toEqual([]);
+    expect(found.networks?.removals).toEqual([]);
+    expect(found.listErrors).toEqual([{ backend: 'docker', error: 'daemon timed out listing networks' }]);
   });
 });
