@@ -57,24 +57,34 @@ describe('Temporal UI', () => {
    * Opens `url` and waits until its text holds every one of `texts`; answers that text. A page the
    * UI could not load is opened again: Chromium aborts requests in flight with ERR_NETWORK_CHANGED
    * whenever the host's interfaces change (every container another test starts adds one), and a
-   * lost script chunk leaves the UI on its error page.
+   * lost script chunk leaves the UI on its error page, or on a blank one (a full suite's run
+   * showed a page with no text at all for a whole minute): a page still short of the texts
+   * RELOAD_AFTER_MS after it was opened is opened again too.
    */
+  const RELOAD_AFTER_MS = 15_000;
+  const pageProblems = new WeakMap<Page, string[]>();
   const open = async (page: Page, url: string, texts: string[], what: string): Promise<string> => {
-    let loaded = false;
+    let loadedAt: number | null = null;
     return waitFor(
       async () => {
-        if (!loaded) {
+        if (loadedAt === null) {
           await page.goto(url, { waitUntil: 'domcontentloaded' });
-          loaded = true;
+          loadedAt = Date.now();
         }
         const text = await visibleText(page);
         if (text.includes("There's an error")) {
-          loaded = false;
+          loadedAt = null;
           throw new Error(`the UI failed to load: ${text.slice(0, 300)}`);
         }
         const missing = texts.filter((t) => !text.includes(t));
-        if (missing.length > 0)
-          throw new Error(`missing ${JSON.stringify(missing)}; page: ${text.slice(-1500)}`);
+        if (missing.length > 0) {
+          if (Date.now() - loadedAt > RELOAD_AFTER_MS) loadedAt = null;
+          const problems = pageProblems.get(page)?.slice(-5) ?? [];
+          throw new Error(
+            `missing ${JSON.stringify(missing)}; page: ${text.slice(-1500)}; ` +
+              `page errors: ${JSON.stringify(problems)}`,
+          );
+        }
         return text;
       },
       { timeoutMs: 60_000, intervalMs: 500, describe: what },
@@ -102,6 +112,12 @@ describe('Temporal UI', () => {
     const container = `ws-${id}-g1`;
 
     const page = await browser!.newPage({ viewport: { width: 1600, height: 1400 } });
+    // What the page itself reported, for the message of a wait that times out.
+    const problems: string[] = [];
+    pageProblems.set(page, problems);
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    page.on('requestfailed', (r) => problems.push(`${r.failure()?.errorText ?? 'failed'}: ${r.url()}`));
+    page.on('crash', () => problems.push('the page crashed'));
     try {
       // User Metadata: the static summary and details, and the entity's current details.
       const metadata = await open(
