@@ -6,6 +6,7 @@
  * The agent is a plain HTTP server on loopback standing in for a workspace's agent.
  */
 import http from 'node:http';
+import pg from 'pg';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { insertWorkspaceRow, useStack } from '../support/stack.js';
@@ -23,9 +24,17 @@ interface GatedAgent {
   close(): Promise<void>;
 }
 
-/** An agent answering `first`, then, once released, `rest` (or, with CUT, dropping the connection), as `type`. */
+/**
+ * An agent answering `first`, then, once released, `rest` (or, with CUT, dropping the connection),
+ * as `type`; with `length`, the answer declares its whole length (else it is chunked).
+ */
 const CUT = Symbol('cut');
-async function gatedAgent(type: string, first: string, rest: string | typeof CUT): Promise<GatedAgent> {
+async function gatedAgent(
+  type: string,
+  first: string,
+  rest: string | typeof CUT,
+  opts: { length?: boolean } = {},
+): Promise<GatedAgent> {
   let release: () => void = () => undefined;
   let cut = 0;
   const server = http.createServer((req, res) => {
@@ -34,7 +43,8 @@ async function gatedAgent(type: string, first: string, rest: string | typeof CUT
       if (!res.writableFinished) cut++;
     });
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': type });
+      const length = Buffer.byteLength(first) + (rest === CUT ? 0 : Buffer.byteLength(rest));
+      res.writeHead(200, { 'content-type': type, ...(opts.length ? { 'content-length': length } : {}) });
       res.write(first);
       release = () => (rest === CUT ? res.socket?.destroy() : res.end(rest));
     });
@@ -130,7 +140,12 @@ describe('proxy streaming', () => {
       if (done) break;
       seen += decoder.decode(value, { stream: true });
     }
-    return { contentType: res.headers.get('content-type'), beforeRelease, all: seen };
+    return {
+      contentType: res.headers.get('content-type'),
+      contentLength: res.headers.get('content-length'),
+      beforeRelease,
+      all: seen,
+    };
   }
 
   it('an event stream: the first event reaches the caller before the agent sends the next', async () => {
@@ -157,6 +172,66 @@ describe('proxy streaming', () => {
     expect(got.contentType).toMatch(/^application\/json/);
     expect(got.beforeRelease).toBe(whole.slice(0, cut));
     expect(JSON.parse(got.all)).toEqual(JSON.parse(whole));
+  });
+
+  it('a JSON answer of a declared length: first bytes at once, the length passed on, the row before the last byte', async () => {
+    const whole = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { kind: 'message', parts: [] } });
+    const cut = whole.indexOf('"result"');
+    const agent = await gatedAgent('application/json', whole.slice(0, cut), whole.slice(cut), {
+      length: true,
+    });
+    const id = await workspaceAt(agent);
+    const got = await firstBeforeRelease(id, agent, whole.slice(0, cut));
+    expect(got.beforeRelease).toBe(whole.slice(0, cut));
+    expect(got.contentLength).toBe(String(Buffer.byteLength(whole)));
+    expect(JSON.parse(got.all)).toEqual(JSON.parse(whole));
+    // Read at once, no wait: the row was committed before the answer's last byte left.
+    const rows = await t.stack.service.db.pool.query(
+      `SELECT status FROM activity WHERE workspace_id = $1 AND type = 'a2a'`,
+      [id],
+    );
+    expect(rows.rows).toEqual([{ status: '200' }]);
+  });
+
+  it("a JSON answer's last bytes wait for its activity row", async () => {
+    const whole = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { kind: 'message', parts: [] } });
+    const agent = await gatedAgent('application/json', whole, '', { length: true });
+    const id = await workspaceAt(agent);
+    // The row's INSERT waits on this lock until the test commits.
+    const locker = new pg.Client({ connectionString: t.stack.config.DATABASE_URL });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE activity IN EXCLUSIVE MODE');
+      let answered = false;
+      const call = callProxy(id).then(async (res) => {
+        answered = true;
+        return { res, text: await res.text() };
+      });
+      await waitFor(
+        async () =>
+          (
+            await t.stack.service.db.pool.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO activity%'`,
+            )
+          ).rows[0]!.n === 1,
+        { timeoutMs: READ_DEADLINE_MS, describe: "the proxy's activity INSERT to wait on the lock" },
+      );
+      // The agent's whole answer reached the proxy before its INSERT was sent; bytes written to the
+      // caller then would have been read by now (the caller is in this process).
+      for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(answered).toBe(false);
+      await locker.query('COMMIT');
+      const { res, text } = await call;
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-length')).toBe(String(Buffer.byteLength(whole)));
+      expect(JSON.parse(text)).toEqual(JSON.parse(whole));
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+      agent.release();
+    }
   });
 
   it('a caller that leaves mid-stream stops the call to the agent', async () => {

@@ -191,6 +191,13 @@ export function a2aRouter(deps: ApiDeps): Router {
     }
     if (isStream) res.flushHeaders();
     res.socket?.setNoDelay(true);
+    // Any other answer of a declared length keeps that length, and its last bytes wait for the
+    // activity row (the caller has the whole answer only once the call is logged), then go with
+    // the end in one write: no chunked end marker written on its own after the row.
+    const length = isStream ? null : declaredLength(upstream.headers['content-length']);
+    if (length !== null) res.set('content-length', String(length));
+    let passed = 0;
+    let last: Buffer | undefined;
     const captured: Buffer[] = [];
     let capturedBytes = 0;
     let failed = false;
@@ -200,6 +207,12 @@ export function a2aRouter(deps: ApiDeps): Router {
           captured.push(chunk);
           capturedBytes += chunk.length;
         }
+        // The parser hands on no more than the declared length: this chunk ends the answer.
+        if (length !== null && passed + chunk.length >= length) {
+          last = last ? Buffer.concat([last, chunk]) : chunk;
+          return;
+        }
+        passed += chunk.length;
         if (!res.write(chunk)) {
           // Backpressure: the caller reads slower than the agent writes. Stop reading the agent
           // (its own writes then back up) until the caller catches up; the wait is the caller's,
@@ -231,7 +244,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const reply = answerText(contentType, text);
     await log(failed ? 502 : status, reply, failed ? 'stream cut' : undefined);
     if (!failed) {
-      res.end();
+      res.end(last);
       await recovered(w);
     }
   });
@@ -330,6 +343,13 @@ function readJsonBody(req: Request, max: number): Promise<{ body: Record<string,
     });
     req.on('error', reject);
   });
+}
+
+/** An answer's Content-Length, when it is one (the parser has refused a malformed or conflicting one). */
+function declaredLength(header: string | undefined): number | null {
+  if (header === undefined || !/^\d+$/.test(header)) return null;
+  const n = Number(header);
+  return Number.isSafeInteger(n) ? n : null;
 }
 
 /**
