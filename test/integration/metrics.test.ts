@@ -15,7 +15,14 @@ import { createLogger } from '../../src/log.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 import { freePort } from '../setup/free-port.js';
 import { waitFor } from '../setup/wait-for.js';
-import { createOrg, startStack, testEnv, waitForStatus, type Stack } from '../support/stack.js';
+import {
+  createOrg,
+  deleteLeftoverWorkspaces,
+  startStack,
+  testEnv,
+  waitForStatus,
+  type Stack,
+} from '../support/stack.js';
 import { findSamples, samples } from '../support/prometheus.js';
 import { spawnWorker, type WorkerProcess } from '../support/worker-process.js';
 
@@ -57,6 +64,8 @@ describe('metrics and logs of a provision', () => {
     );
   });
   afterAll(async () => {
+    // A failed test leaves its workspace: deleted while the worker still runs.
+    if (stack && worker) await deleteLeftoverWorkspaces(stack, { workerElsewhere: true });
     await worker?.kill('SIGTERM');
     await stack?.close();
     await database?.drop();

@@ -13,7 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTemporal, type RunningTemporal } from '../setup/services.js';
 import { waitFor } from '../setup/wait-for.js';
 import { launchChromium } from '../support/chromium.js';
-import { REPO_ROOT, createOrg, startStack, waitForStatus, type Stack } from '../support/stack.js';
+import {
+  REPO_ROOT,
+  createOrg,
+  deleteLeftoverWorkspaces,
+  startStack,
+  waitForStatus,
+  type Stack,
+} from '../support/stack.js';
 
 const SCREENSHOTS = path.join(REPO_ROOT, '.data', 'screenshots');
 
@@ -33,6 +40,8 @@ describe('Temporal UI', () => {
 
   afterAll(async () => {
     await browser?.close();
+    // A failed test leaves its workspace: deleted through the stack like every suite's leftovers.
+    if (stack) await deleteLeftoverWorkspaces(stack);
     await stack?.close();
     await temporal?.stop();
   });
