@@ -9,6 +9,7 @@ import client from 'prom-client';
 import type { BackendKind } from '../backends/backend.js';
 import {
   metricTotals,
+  notifyQueueUsage,
   OUTCOME_METRIC,
   PROVISION_BUCKETS,
   PROVISION_METRIC,
@@ -47,11 +48,16 @@ export const DB_METRICS_TIMEOUT_MS = 2_000;
 
 /** The deployment's figures from the DB, as exposition text (empty when there are none). */
 export async function dbMetrics(db: Queryable, backends: readonly BackendKind[]): Promise<string> {
-  const [workspaces, totals, sweeps] = await withTimeout(
-    Promise.all([workspaceCounts(db), metricTotals(db), sweepMetrics(db)]),
+  const [workspaces, totals, sweeps, notifyQueue] = await withTimeout(
+    Promise.all([workspaceCounts(db), metricTotals(db), sweepMetrics(db), notifyQueueUsage(db)]),
     DB_METRICS_TIMEOUT_MS,
   );
   const scrape = new client.Registry();
+  new client.Gauge({
+    name: 'wo_pg_notify_queue_usage',
+    help: "Fraction of PostgreSQL's NOTIFY queue in use (alert well below 1: at 1 every notifying commit fails)",
+    registers: [scrape],
+  }).set(notifyQueue);
   const gauge = new client.Gauge({
     name: 'wo_workspaces',
     help: 'Workspaces that are not deleted, by status and backend (read from the DB at scrape)',

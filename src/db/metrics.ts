@@ -147,3 +147,13 @@ export async function recordProvision(
   );
   return (res.rowCount ?? 0) > 0;
 }
+
+/**
+ * How full PostgreSQL's NOTIFY queue is (0..1): the API's change feed LISTENs, and a listener that
+ * stops reading (a frozen process) holds every notification sent since; once the queue is full,
+ * every transaction that notifies (a transition, a workspace update) fails at commit.
+ */
+export async function notifyQueueUsage(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ usage: number }>('SELECT pg_notification_queue_usage() AS usage');
+  return Number(rows[0]?.usage ?? 0);
+}

@@ -140,6 +140,12 @@ describe('metrics and logs of a provision', () => {
       findSamples(text, 'wo_workspaces', { status: 'online', backend: 'docker' })[0]?.value,
     ).toBeGreaterThanOrEqual(1);
 
+    // The NOTIFY queue the API's change feed listens on: read from PostgreSQL, nearly empty.
+    const notifyQueue = findSamples(text, 'wo_pg_notify_queue_usage', {});
+    expect(notifyQueue).toHaveLength(1);
+    expect(notifyQueue[0]!.value).toBeGreaterThanOrEqual(0);
+    expect(notifyQueue[0]!.value).toBeLessThan(0.01);
+
     // Provision phases, recorded by the worker process, served by this API.
     for (const phase of ['total', 'resource', 'boot', 'agent-started']) {
       const buckets = findSamples(text, 'wo_provision_duration_seconds_bucket', { backend: 'docker', phase });
