@@ -43,7 +43,8 @@ async function gatedAgent(
       if (!res.writableFinished) cut++;
     });
     req.on('end', () => {
-      const length = Buffer.byteLength(first) + (rest === CUT ? 0 : Buffer.byteLength(rest));
+      // A cut answer declares ten bytes it never sends.
+      const length = Buffer.byteLength(first) + (rest === CUT ? 10 : Buffer.byteLength(rest));
       res.writeHead(200, { 'content-type': type, ...(opts.length ? { 'content-length': length } : {}) });
       res.write(first);
       release = () => (rest === CUT ? res.socket?.destroy() : res.end(rest));
@@ -249,30 +250,36 @@ describe('proxy streaming', () => {
     });
   });
 
-  it('an agent that drops its answer midway: the caller sees it cut, the activity row says so', async () => {
-    const agent = await gatedAgent('application/json', '{"jsonrpc":"2.0","id":1,', CUT);
-    const id = await workspaceAt(agent);
-    const res = await callProxy(id);
-    expect(res.status).toBe(200);
-    const reader = res.body!.getReader();
-    expect((await readWithDeadline(reader)).done).toBe(false);
-    agent.release();
-    const rest = await (async () => {
-      for (;;) {
-        const { done } = await readWithDeadline(reader);
-        if (done) return 'ended';
-      }
-    })().catch((err: unknown) => err);
-    // Not a clean end: the caller cannot mistake the cut answer for a whole one.
-    expect(rest).toBeInstanceOf(Error);
-    const row = await waitFor(
-      async () => {
-        const log = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key });
-        return (log.body.items as Array<{ status: number; summary: string }>)[0];
-      },
-      { timeoutMs: READ_DEADLINE_MS, describe: 'the activity row of the cut call' },
-    );
-    expect(row.status).toBe(502);
-    expect(row.summary).toMatch(/^stream cut/);
-  });
+  it.each([
+    ['chunked', false],
+    ['of a declared length', true],
+  ])(
+    'an agent that drops its answer (%s) midway: the caller sees it cut, the activity row says so',
+    async (_kind, length) => {
+      const agent = await gatedAgent('application/json', '{"jsonrpc":"2.0","id":1,', CUT, { length });
+      const id = await workspaceAt(agent);
+      const res = await callProxy(id);
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      expect((await readWithDeadline(reader)).done).toBe(false);
+      agent.release();
+      const rest = await (async () => {
+        for (;;) {
+          const { done } = await readWithDeadline(reader);
+          if (done) return 'ended';
+        }
+      })().catch((err: unknown) => err);
+      // Not a clean end: the caller cannot mistake the cut answer for a whole one.
+      expect(rest).toBeInstanceOf(Error);
+      const row = await waitFor(
+        async () => {
+          const log = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key });
+          return (log.body.items as Array<{ status: number; summary: string }>)[0];
+        },
+        { timeoutMs: READ_DEADLINE_MS, describe: 'the activity row of the cut call' },
+      );
+      expect(row.status).toBe(502);
+      expect(row.summary).toMatch(/^stream cut/);
+    },
+  );
 });
