@@ -242,15 +242,6 @@ export interface TerminalSession {
 export type BackendErrorCode = 'not_configured' | 'not_found' | 'transient' | 'permanent' | 'invalid_path';
 
 /** Typed backend error: activities map `permanent`/`not_configured` to non-retryable failures. */
-/** Awaits a delete; an entry that is already gone counts as deleted (the batch deletes' rule). */
-export async function deletedIfGone(op: Promise<void>): Promise<void> {
-  try {
-    await op;
-  } catch (err) {
-    if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
-  }
-}
-
 export class BackendError extends Error {
   constructor(
     readonly code: BackendErrorCode,
@@ -259,5 +250,14 @@ export class BackendError extends Error {
   ) {
     super(message, options);
     this.name = 'BackendError';
+  }
+}
+
+/** Awaits a delete; an entry that is already gone counts as deleted (the batch deletes' rule). */
+export async function deletedIfGone(op: Promise<void>): Promise<void> {
+  try {
+    await op;
+  } catch (err) {
+    if (!(err instanceof BackendError && err.code === 'not_found')) throw err;
   }
 }
