@@ -20,7 +20,6 @@ import { overBudgetWorkspaces } from '../db/budget.js';
 import type { Queryable } from '../db/queryable.js';
 import {
   liveWorkspacesOfOrg,
-  orgsWithLiveWorkspaces,
   recordSweepRun,
   sweepLookup,
   workspacesToCheck,
@@ -347,8 +346,8 @@ export function createSweepActivities(deps: SweepActivityDeps) {
      * it was removed.
      */
     async removeOrphanNetwork(n: OrphanNetwork): Promise<boolean> {
-      const live = await orgsWithLiveWorkspaces(db, [n.orgId]);
-      if (live.has(liveOrgKey(n.backend, n.orgId))) return false;
+      const { liveOrgs } = await sweepLookup(db, [], [], [n.orgId]);
+      if (liveOrgs.has(liveOrgKey(n.backend, n.orgId))) return false;
       try {
         return await backends[n.backend].removeUnusedOrgNetwork(n.orgId);
       } catch (err) {

@@ -50,18 +50,6 @@ export async function sweepLookup(
   return { workspaces, knownOrgs, liveOrgs };
 }
 
-/**
- * Of these orgs, those with a workspace short of `deleted`, per backend, as `liveOrgKey`s: their
- * networks are in use or about to be (a create's row comes before its resource).
- */
-export async function orgsWithLiveWorkspaces(db: Queryable, orgIds: readonly string[]): Promise<Set<string>> {
-  const { rows } = await db.query<{ org_id: string; backend: BackendKind }>(
-    `SELECT DISTINCT org_id, backend FROM workspaces WHERE org_id = ANY($1::text[]) AND status <> 'deleted'`,
-    [[...new Set(orgIds)]],
-  );
-  return new Set(rows.map((r) => liveOrgKey(r.backend, r.org_id)));
-}
-
 /** The org's workspaces that are not `deleted` yet (the org cascade waits for none to be left). */
 export async function liveWorkspacesOfOrg(db: Queryable, orgId: string): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(
