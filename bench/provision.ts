@@ -96,7 +96,15 @@ import {
   watchStarts,
   type PollLoad,
   type StartWatcher,
+  type Summary,
 } from './provision-util.js';
+
+/** A report row of one kind's durations: p50, p95, max, min. */
+const msRow = (label: string, s: Summary): string => row([label, ms(s.p50), ms(s.p95), ms(s.max), ms(s.min)]);
+
+/** A report row of one kind's durations over another's: p50, p95, max (no min). */
+const ratioRow = (label: string, x: Summary, y: Summary): string =>
+  row([label, ratio(x.p50, y.p50), ratio(x.p95, y.p95), ratio(x.max, y.max), '']);
 
 /** The label both DockerBackend's containers and ec2-sim's VM containers carry. */
 const WORKSPACE_LABEL = 'wo.workspace-id';
@@ -710,41 +718,20 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
     '',
     '| ms | p50 | p95 | max | min |',
     '|---|---:|---:|---:|---:|',
-    row([baselineLabel, ms(b.p50), ms(b.p95), ms(b.max), ms(b.min)]),
-    row([
-      `orchestrated: \`POST /v1/workspaces {backend: ${r.backend}}\` → \`/events\` shows \`online\``,
-      ms(o.p50),
-      ms(o.p95),
-      ms(o.max),
-      ms(o.min),
-    ]),
-    row(['ratio orchestrated / baseline', ratio(o.p50, b.p50), ratio(o.p95, b.p95), ratio(o.max, b.max), '']),
+    msRow(baselineLabel, b),
+    msRow(`orchestrated: \`POST /v1/workspaces {backend: ${r.backend}}\` → \`/events\` shows \`online\``, o),
+    ratioRow('ratio orchestrated / baseline', o, b),
     ...(sp
       ? [
-          row([
+          msRow(
             'backend-direct: `DockerBackend.start(spec)` → agent `GET /health` 200 (no API, Temporal, DB)',
-            ms(sp.p50),
-            ms(sp.p95),
-            ms(sp.max),
-            ms(sp.min),
-          ]),
-          row([
-            'ratio orchestrated / backend-direct (the orchestration)',
-            ratio(o.p50, sp.p50),
-            ratio(o.p95, sp.p95),
-            ratio(o.max, sp.max),
-            '',
-          ]),
-          row([
-            'ratio backend-direct / baseline (the container spec)',
-            ratio(sp.p50, b.p50),
-            ratio(sp.p95, b.p95),
-            ratio(sp.max, b.max),
-            '',
-          ]),
+            sp,
+          ),
+          ratioRow('ratio orchestrated / backend-direct (the orchestration)', o, sp),
+          ratioRow('ratio backend-direct / baseline (the container spec)', sp, b),
         ]
       : []),
-    row(['(orchestrated `POST` → 202 alone)', ms(post.p50), ms(post.p95), ms(post.max), ms(post.min)]),
+    msRow('(orchestrated `POST` → 202 alone)', post),
     '',
     `### ${r.backend} orchestrated: time from API accepted to each phase`,
     '',
