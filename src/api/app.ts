@@ -20,10 +20,13 @@ import { orgSecretsRouter, secretsRouter } from './routes/secrets.js';
 import { sweepsRouter } from './routes/sweeps.js';
 import { templatesRouter } from './routes/templates.js';
 import { workspacesRouter } from './routes/workspaces.js';
+import { beginProxyBarrier } from './workspace-param.js';
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  // Before anything else, so that its round trip overlaps the middleware below.
+  if (deps.proxyViews) app.use(beginProxyBarrier(deps.proxyViews));
   app.use(requestContext(deps.log));
   const v1 = express.Router();
   v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));

@@ -4,10 +4,10 @@
  * answers on its own: every refusal (403, 404) comes from the rule, at the point the route asks, so
  * each route keeps its own order of checks (a files upload's 413 still comes before a 404).
  */
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import type { Queryable } from '../db/queryable.js';
 import { getWorkspace, type WorkspaceRow } from '../db/workspaces.js';
-import type { ProxyView } from '../db/proxy-view.js';
+import type { ProxyView, ProxyViews } from '../db/proxy-view.js';
 import { principalOf, type Principal } from './auth.js';
 import { HttpError, notFound } from './errors.js';
 import { workspaceIdParam } from './schemas.js';
@@ -151,12 +151,17 @@ export function workspaceParam(find: FindWorkspace) {
 /** Installs the A2A proxy's loader (views, see lookupProxyWorkspace) on its router. */
 export function loadsProxyWorkspace(
   r: Router,
-  views: (ids: readonly string[]) => Promise<Map<string, ProxyView>>,
+  views: (ids: readonly string[], barrier?: Promise<void>) => Promise<Map<string, ProxyView>>,
 ): Router {
   r.param('id', async (_req: Request, res: Response, next: NextFunction, id: string) => {
     const prior = res.locals[PROXY_LOCALS_KEY] as WorkspaceLookup<ProxyView> | undefined;
     if (prior?.id !== id) {
-      res.locals[PROXY_LOCALS_KEY] = await lookupProxyWorkspace(views, principalOf(res), id);
+      const early = earlyBarrierOf(res, id);
+      res.locals[PROXY_LOCALS_KEY] = await lookupProxyWorkspace(
+        (ids) => views(ids, early),
+        principalOf(res),
+        id,
+      );
     }
     next();
   });
@@ -213,4 +218,28 @@ export function proxyWorkspaceOf(res: Response, access: Access): ProxyView {
   const lookup = res.locals[PROXY_LOCALS_KEY] as WorkspaceLookup<ProxyView> | undefined;
   if (!lookup) throw new Error('proxyWorkspaceOf: no :id workspace was loaded for this route');
   return checkAccess(principalOf(res), lookup, access);
+}
+
+const EARLY_BARRIER_KEY = 'proxyEarlyBarrier';
+/** `POST /v1/workspaces/<id>/a2a`, the only route whose lookup a barrier begun early serves. */
+const A2A_CALL = /^\/v1\/workspaces\/([A-Za-z0-9_-]{1,64})\/a2a\/?(?:\?|$)/;
+
+/**
+ * The app's first middleware: for an A2A call whose workspace's view is cached, begins the
+ * freshness barrier as the request arrives (see ProxyViews.barrierFor).
+ */
+export function beginProxyBarrier(views: Pick<ProxyViews, 'barrierFor'>): RequestHandler {
+  return (req, res, next) => {
+    if (req.method === 'POST') {
+      const id = A2A_CALL.exec(req.url)?.[1];
+      const barrier = id === undefined ? undefined : views.barrierFor(id);
+      if (barrier) res.locals[EARLY_BARRIER_KEY] = { id, barrier };
+    }
+    next();
+  };
+}
+
+function earlyBarrierOf(res: Response, id: string): Promise<void> | undefined {
+  const early = res.locals[EARLY_BARRIER_KEY] as { id: string; barrier: Promise<void> } | undefined;
+  return early?.id === id ? early.barrier : undefined;
 }

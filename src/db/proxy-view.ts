@@ -93,13 +93,29 @@ export class ProxyViews {
     for (const t of this.loading.get(id) ?? []) t.stale = true;
   }
 
-  /** The current views of these workspaces (absent: no such workspace). */
-  async get(ids: readonly string[]): Promise<Map<string, ProxyView>> {
+  /**
+   * A barrier begun for a request that will look `id` up, as soon as it arrives: its round trip then
+   * runs while the middleware ahead of the lookup (limits, auth, routing) does. Undefined when the
+   * lookup would not use one (no fresh entry, not listening). Never rejects unobserved.
+   */
+  barrierFor(id: string): Promise<void> | undefined {
+    const feed = this.opts.feed;
+    if (!feed?.listening || !this.fresh(id)) return undefined;
+    const barrier = feed.sync();
+    barrier.catch(() => undefined);
+    return barrier;
+  }
+
+  /**
+   * The current views of these workspaces (absent: no such workspace). `barrier`: one from
+   * barrierFor, begun after the request arrived (so it proves the same as a barrier begun here).
+   */
+  async get(ids: readonly string[], barrier?: Promise<void>): Promise<Map<string, ProxyView>> {
     const feed = this.opts.feed;
     if (!feed?.listening) return readProxyViews(this.db, ids);
     if (ids.every((id) => this.fresh(id))) {
       try {
-        await feed.sync();
+        await (barrier ?? feed.sync());
         const out = new Map<string, ProxyView>();
         for (const id of ids) {
           const e = this.fresh(id);

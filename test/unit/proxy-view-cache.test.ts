@@ -5,7 +5,18 @@
  * backstop). Fakes for the LISTEN connection and the database; test/integration/proxy-view.test.ts
  * proves the same on the real PostgreSQL.
  */
+import type { AddressInfo } from 'node:net';
+import express, { Router } from 'express';
+import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
+import type { Principal } from '../../src/api/auth.js';
+import { errorHandler } from '../../src/api/errors.js';
+import {
+  PROXY,
+  beginProxyBarrier,
+  loadsProxyWorkspace,
+  proxyWorkspaceOf,
+} from '../../src/api/workspace-param.js';
 import {
   ChangeFeed,
   PROXY_VIEW_CHANNEL,
@@ -407,5 +418,120 @@ describe('ProxyViews', () => {
     expect(views.size).toBe(2);
     await views.get(['a']);
     expect(d.queries()).toBe(5);
+  });
+});
+
+describe('the barrier begun as an A2A call arrives', () => {
+  const ID = '1000000000000001';
+  const UNCACHED = '1000000000000002';
+  const orgKey: Principal = { kind: 'org', orgId: 'org' };
+
+  /**
+   * The app's order in small, over a fake database holding ID (online) and a fake feed: the early
+   * barrier first, then a middleware standing for the limits and auth (it records how many barriers
+   * had been begun when it ran), then the proxy's router.
+   */
+  async function app() {
+    const d = fakeDb();
+    d.rows.set(ID, { status: 'online', limit: null, spent: 0 });
+    const feed = fakeFeed();
+    const views = new ProxyViews(d.db, { feed });
+    const seenBySlowMiddleware: number[] = [];
+    const a = express();
+    a.use(beginProxyBarrier(views));
+    a.use((_req, res, next) => {
+      seenBySlowMiddleware.push(feed.syncs);
+      res.locals.principal = orgKey;
+      next();
+    });
+    const r = Router();
+    loadsProxyWorkspace(r, (ids, barrier) => views.get(ids, barrier));
+    r.all(['/:id/a2a', '/:id/other'], (_req, res) => {
+      res.json({ status: proxyWorkspaceOf(res, PROXY).status });
+    });
+    a.use('/v1/workspaces', r);
+    a.use(errorHandler(pino({ level: 'silent' })));
+    const server = a.listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return {
+      d,
+      feed,
+      views,
+      seenBySlowMiddleware,
+      call: async (method: string, path: string) => {
+        const res = await fetch(base + path, { method });
+        return { code: res.status, body: (await res.json()) as { status?: string } };
+      },
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+
+  it('is begun before the middleware ahead of the lookup runs, and is the one the lookup waits for', async () => {
+    const t = await app();
+    try {
+      // Not cached yet: no barrier (the lookup reads the database).
+      expect(await t.call('POST', `/v1/workspaces/${ID}/a2a`)).toEqual({
+        code: 200,
+        body: { status: 'online' },
+      });
+      expect(t.feed.syncs).toBe(0);
+      expect(t.seenBySlowMiddleware).toEqual([0]);
+      // Cached: one barrier a call, begun before the middleware ran.
+      expect(await t.call('POST', `/v1/workspaces/${ID}/a2a`)).toEqual({
+        code: 200,
+        body: { status: 'online' },
+      });
+      expect(t.feed.syncs).toBe(1);
+      expect(t.seenBySlowMiddleware).toEqual([0, 1]);
+      expect(t.d.queries()).toBe(1);
+      // A change announced since: read again.
+      t.d.rows.set(ID, { status: 'stopped', limit: null, spent: 0 });
+      t.views.invalidate(ID);
+      expect((await t.call('POST', `/v1/workspaces/${ID}/a2a`)).body.status).toBe('stopped');
+      expect(t.d.queries()).toBe(2);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('is begun only for a POST to an A2A call of a cached workspace', async () => {
+    const t = await app();
+    try {
+      await t.views.get([ID]);
+      for (const [method, path] of [
+        ['GET', `/v1/workspaces/${ID}/a2a`],
+        ['POST', `/v1/workspaces/${ID}/other`],
+        ['POST', `/v1/workspaces/${UNCACHED}/a2a`],
+      ] as const) {
+        await t.call(method, path);
+      }
+      // The lookups themselves sync for the cached id (GET and /other), but nothing was begun early.
+      expect(t.seenBySlowMiddleware).toEqual([0, 1, 2]);
+      t.feed.listening = false;
+      await t.call('POST', `/v1/workspaces/${ID}/a2a`);
+      expect(t.seenBySlowMiddleware.at(-1)).toBe(t.feed.syncs);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a failed early barrier reads the database, and its rejection is never left unobserved', async () => {
+    const unhandled = vi.fn();
+    process.on('unhandledRejection', unhandled);
+    const t = await app();
+    try {
+      await t.views.get([ID]);
+      t.feed.fail = true;
+      t.d.rows.set(ID, { status: 'stopped', limit: null, spent: 0 });
+      expect((await t.call('POST', `/v1/workspaces/${ID}/a2a`)).body.status).toBe('stopped');
+      // A barrier begun for a request that never reaches the lookup (refused before it).
+      expect(t.views.barrierFor(ID)).toBeInstanceOf(Promise);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off('unhandledRejection', unhandled);
+      await t.close();
+    }
   });
 });

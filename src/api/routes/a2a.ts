@@ -59,7 +59,7 @@ export function a2aRouter(deps: ApiDeps): Router {
   // views are known fresh (src/db/proxy-view.ts). The budget is looked at only after the access
   // rule passed, so it tells nothing about a workspace the caller cannot see.
   const views = deps.proxyViews ?? new ProxyViews(db);
-  loadsProxyWorkspace(r, (ids) => views.get(ids));
+  loadsProxyWorkspace(r, (ids, barrier) => views.get(ids, barrier));
   const limits = (): Limits => a2aLimits(deps);
 
   async function callerOf(res: Response): Promise<Caller> {
