@@ -33,6 +33,8 @@ import { SweepControl } from './api/sweeps.js';
 import { ScheduleMirror } from './schedules/mirror.js';
 import { ChangeFeed } from './db/change-feed.js';
 import { ProxyViews } from './db/proxy-view.js';
+import { activityBatcher } from './db/activity.js';
+import { InFlight } from './api/inflight.js';
 
 export interface ServiceOptions {
   api: boolean;
@@ -40,7 +42,17 @@ export interface ServiceOptions {
   log?: Logger;
   /** In place of the configured backends (bench/scale.ts: a light fake behind the contract). */
   backends?: Partial<Record<BackendKind, WorkspaceBackend>>;
+  /** How long close() lets A2A calls in flight end before it cuts them (default SHUTDOWN_GRACE_MS). */
+  shutdownGraceMs?: number;
 }
+
+/**
+ * What a shutdown gives the A2A calls in flight to end on their own: within the 10 s a container
+ * runtime waits after SIGTERM by default (docker, compose), leaving time for what follows.
+ */
+export const SHUTDOWN_GRACE_MS = 7_000;
+/** Then, after the connections are cut: how long the cut calls have to log their rows. */
+const CUT_CALLS_GRACE_MS = 1_000;
 
 export interface RunningService {
   /** Base URL of the API (when started). */
@@ -52,6 +64,8 @@ export interface RunningService {
   worker: Worker | null;
   /** The A2A proxy's cached workspace views (null: no API, or no LISTEN connection: embedded database). */
   proxyViews: ProxyViews | null;
+  /** The A2A calls still running (what close() waits for). */
+  inflight: InFlight;
   close(): Promise<void>;
 }
 
@@ -183,6 +197,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let port: number | null = null;
   let feed: ChangeFeed | null = null;
   let proxyViews: ProxyViews | null = null;
+  const inflight = new InFlight();
   if (opts.api) {
     // The A2A proxy's workspace views, kept while a dedicated connection listens for changes; the
     // same connection hears new transitions and wakes the `/events` poller.
@@ -213,6 +228,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       settings: apiSettings(config),
       ...(proxyViews ? { proxyViews } : {}),
       ...(feed ? { transitionHints: feed } : {}),
+      inflight,
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };
@@ -266,11 +282,19 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     backends,
     worker,
     proxyViews,
+    inflight,
     async close() {
       await terminal?.close();
       if (server) {
+        // No new connections; the A2A calls in flight may end (bounded), then what is left is cut,
+        // and the calls cut log their rows as they wind down.
+        inflight.closing = true;
+        const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+        server.closeIdleConnections();
+        await inflight.idle(opts.shutdownGraceMs ?? SHUTDOWN_GRACE_MS);
         server.closeAllConnections();
-        await new Promise<void>((resolve) => server!.close(() => resolve()));
+        await closed;
+        await inflight.idle(CUT_CALLS_GRACE_MS);
       }
       if (worker && workerRun) {
         // The SDK already begins shutdown on SIGINT/SIGTERM; a second shutdown() would throw.
@@ -279,6 +303,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       }
       await workerConnection?.close();
       if (connection !== workerConnection) await connection.close();
+      // Every activity row handed in (by the calls above, by the worker's scheduled runs) is
+      // written before the pool goes.
+      await activityBatcher(db.pool).drain();
       await feed?.close();
       await db.close();
     },

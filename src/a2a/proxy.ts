@@ -39,10 +39,29 @@ export class Failure extends Error {
   constructor(
     readonly kind: 'unreachable' | 'timeout' | 'connect_timeout',
     message: string,
+    /** The connection was up: the agent may have read (and acted on) the request. */
+    readonly mayHaveReached = false,
   ) {
     super(message);
   }
 }
+
+/**
+ * JSON-RPC methods the A2A protocol defines as reads: sent twice, they change nothing. Only these
+ * are sent again after a failure that may have come after the agent read them.
+ */
+export const IDEMPOTENT_A2A_METHODS = new Set([
+  'tasks/get',
+  'tasks/pushNotificationConfig/get',
+  'tasks/pushNotificationConfig/list',
+  'agent/getAuthenticatedExtendedCard',
+  'GetTask',
+  'ListTasks',
+  'GetTaskPushNotificationConfig',
+  'ListTaskPushNotificationConfig',
+  'ListTaskPushNotificationConfigs',
+  'GetExtendedAgentCard',
+]);
 
 /**
  * The caller's A2A service parameters, passed on to the agent: `A2A-Version` picks the protocol the
@@ -71,6 +90,8 @@ export function forward(
   /** The caller left: the agent's request is destroyed (absent: it runs to its end). */
   signal?: AbortSignal,
   passed: A2AHeaders = {},
+  /** The call is a read (IDEMPOTENT_A2A_METHODS): it may be sent again after a dropped connection. */
+  idempotent = false,
 ): Promise<http.IncomingMessage> {
   return request(
     agentRoot(endpoint),
@@ -88,6 +109,7 @@ export function forward(
     payload,
     lim,
     signal,
+    idempotent,
   );
 }
 
@@ -115,7 +137,7 @@ function abortError(): Error {
  * key): a fresh TCP connection per call was the proxy's largest single cost (docs/benchmarks.md).
  * Bounded per endpoint; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
  * `Keep-Alive: timeout=…` hint says so (Node's agent honours it), so a reused connection is rarely
- * one the agent already dropped, and a request that still meets one is retried once (see request()).
+ * one the agent already dropped; a read that still meets one is retried once (see request()).
  */
 export const UPSTREAM_MAX_SOCKETS = 256;
 const FREE_SOCKET_MS = 4_000;
@@ -127,7 +149,7 @@ export const upstreamAgent = new http.Agent({
   scheduling: 'lifo',
 });
 
-/** Errors of a kept-alive connection the agent closed before it read the request. */
+/** Errors of a kept-alive connection the agent closed: before it read the request, or after (a crash). */
 const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE']);
 
 /**
@@ -147,6 +169,8 @@ export function request(
    * when the exchange closes does the same job.
    */
   signal?: AbortSignal,
+  /** May be sent again over a new connection when a reused one drops (default: GET only). */
+  idempotent = opts.method === 'GET',
 ): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const attempt = (agent: http.Agent | false) => {
@@ -188,14 +212,15 @@ export function request(
       req.on('error', (err) => {
         clearTimeout(connectTimer);
         const code = (err as NodeJS.ErrnoException).code;
-        // The agent closed a kept-alive connection as it was reused: nothing reached it, so the
-        // request goes once more, over a new connection.
-        if (req.reusedSocket && !answered && code !== undefined && STALE_SOCKET.has(code)) {
+        // A kept-alive connection dropped as it was reused: most often the agent closed it idle and
+        // never read the request, but a crash after reading it looks the same. So only a read goes
+        // once more, over a new connection; anything else could be done twice.
+        if (idempotent && req.reusedSocket && !answered && code !== undefined && STALE_SOCKET.has(code)) {
           attempt(false);
           return;
         }
         if (err instanceof Failure) reject(err);
-        else reject(new Failure('unreachable', code ?? err.message));
+        else reject(new Failure('unreachable', code ?? err.message, connected));
       });
       req.end(payload ?? undefined);
     };
@@ -392,18 +417,27 @@ export async function refreshEndpoint(
 /**
  * Calls the agent at `tried.endpoint`. When it was not reached at all, the resource may answer
  * elsewhere now (docker restart → new host port): the backend's address is re-read and, when it
- * moved, the call is made once more there. `tried.endpoint` ends as the address last tried.
+ * moved, the call is made once more there (a call that may have reached the agent only when it is
+ * a read). `tried.endpoint` ends as the address last tried.
  */
 export async function reachAgent<T>(
   deps: ProxyDeps,
   w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation' | 'endpoint'>,
   tried: { endpoint: string },
   call: (at: string) => Promise<T>,
+  opts: {
+    /** The caller's: once it aborted, a failure is the caller's leaving, not the agent's address. */
+    signal?: AbortSignal;
+    /** A read: sent again at a moved address even when the first try may have reached the agent. */
+    idempotent?: boolean;
+  } = {},
 ): Promise<T> {
   try {
     return await call(tried.endpoint);
   } catch (err) {
-    if (!(err instanceof Failure) || err.kind === 'timeout') throw err;
+    if (!(err instanceof Failure) || err.kind === 'timeout' || opts.signal?.aborted) throw err;
+    // The agent may have read it before its connection dropped: not sent a second time.
+    if (err.mayHaveReached && !opts.idempotent) throw err;
     const fresh = await refreshEndpoint(deps, w);
     if (!fresh || fresh === tried.endpoint) throw err;
     tried.endpoint = fresh;
@@ -431,8 +465,12 @@ export interface CallRecord {
   clean: (s: string) => string;
 }
 
-/** Writes the activity rows of one call (redacted, truncated); a failed write is logged, not thrown. */
-export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord): Promise<void> {
+/**
+ * Writes the activity rows of one call (redacted, truncated). Answers whether they are committed; a
+ * failed write is logged, not thrown (the proxy then cuts the answer it holds: the caller never has
+ * a whole answer whose call is not logged).
+ */
+export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord): Promise<boolean> {
   const body = c.note ? `${c.note}${c.requestText ? `: ${c.requestText}` : ''}` : c.requestText || c.method;
   const summary = truncate(c.clean(`${c.summaryPrefix ?? ''}${body ?? ''}`), SUMMARY_CHARS);
   const row = (workspaceId: string, peerId: string | null, direction: 'inbound' | 'outbound') =>
@@ -441,7 +479,8 @@ export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord
       peerId,
       direction,
       type: c.type,
-      method: c.method,
+      // The caller's own string: bounded like the excerpts (a method is a short name).
+      method: c.method === null ? null : truncate(c.clean(c.method), SUMMARY_CHARS),
       status: c.status,
       durationMs: c.durationMs,
       summary,
@@ -451,11 +490,13 @@ export async function logCall(deps: Pick<ProxyDeps, 'db' | 'log'>, c: CallRecord
   const rows = [row(c.workspaceId, c.callerId, 'inbound')];
   if (c.callerId && c.callerId !== c.workspaceId) rows.push(row(c.callerId, c.workspaceId, 'outbound'));
   // Group commit: concurrent calls share one INSERT; this call's rows are committed when it resolves.
-  await activityBatcher(deps.db)
-    .write(rows)
-    .catch((err: unknown) =>
-      deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row'),
-    );
+  try {
+    await activityBatcher(deps.db).write(rows);
+    return true;
+  } catch (err) {
+    deps.log.error({ err, workspaceId: c.workspaceId }, 'could not write the activity row');
+    return false;
+  }
 }
 
 /** The outcome of one whole (non-streamed) call through the proxy path. */
@@ -513,8 +554,14 @@ export async function deliver(
   const tried = { endpoint: w.endpoint };
   let upstream: http.IncomingMessage;
   try {
-    upstream = await reachAgent(deps, w, tried, (at) =>
-      forward(at, payload, 'application/json', opts.credential, opts.limits),
+    const idempotent = IDEMPOTENT_A2A_METHODS.has(body.method);
+    upstream = await reachAgent(
+      deps,
+      w,
+      tried,
+      (at) =>
+        forward(at, payload, 'application/json', opts.credential, opts.limits, undefined, {}, idempotent),
+      { idempotent },
     );
   } catch (err) {
     if (err instanceof Failure && err.kind === 'timeout') {

@@ -11,6 +11,7 @@ import type { Template } from '../templates/catalog.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import type { PluginWorkflows } from './plugin-workflows.js';
 import type { ChangeFeed } from '../db/change-feed.js';
+import type { InFlight } from './inflight.js';
 import type { ProxyViews } from '../db/proxy-view.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
@@ -62,6 +63,8 @@ export interface ApiDeps {
   proxyViews?: ProxyViews;
   /** New transitions as PostgreSQL announces them (absent: `/events` learns of them by polling). */
   transitionHints?: Pick<ChangeFeed, 'onTransition'>;
+  /** The A2A calls still running, which a shutdown waits for (absent: the router keeps its own). */
+  inflight?: InFlight;
   /** Extra readiness checks (e.g. Temporal), name → probe. */
   readiness: Record<string, () => Promise<void>>;
 }

@@ -4,8 +4,8 @@
  * by the SHA-256 of its token, a workspace (registry, A2A, MCP) by its id, so all generations'
  * tokens of one workspace share one budget.
  */
-import type { RequestHandler } from 'express';
-import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import type { Request, RequestHandler } from 'express';
+import { MemoryStore, ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import { hashToken, safeEqual } from '../security/tokens.js';
 import { bearer, type Principal } from './auth.js';
 
@@ -56,23 +56,30 @@ export function perKeyRateLimit(perMinute: number): RequestHandler {
   });
 }
 
+/** Where the failed-auth limiter marks a request it counted (not skipped, not refused). */
+const COUNTED_FAILED_AUTH = 'failedAuthRateLimit';
+
 /**
  * Runs before authenticate(): counts only the requests that end 401 (a token of the right shape is
  * still a database lookup), per client address. Past `perMinute` failures the address gets 429
  * until the window passes; callers with valid tokens never add to the count.
  */
 export function failedAuthRateLimit(perMinute: number, adminToken: string): RequestHandler {
-  return rateLimit({
+  const store = new MemoryStore();
+  const keyOf = (req: Request) => `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`;
+  const limiter = rateLimit({
     // The admin is never locked out by someone failing from the same address (a cheap comparison).
     skip: (req) => {
       const token = bearer(req);
       return token !== null && safeEqual(token, adminToken);
     },
+    store,
     windowMs: RATE_LIMIT_WINDOW_MS,
     limit: perMinute,
     standardHeaders: 'draft-8',
     legacyHeaders: false,
-    keyGenerator: (req) => `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`,
+    keyGenerator: keyOf,
+    requestPropertyName: COUNTED_FAILED_AUTH,
     requestWasSuccessful: (_req, res) => res.statusCode !== 401,
     skipSuccessfulRequests: true,
     handler: (_req, res) => {
@@ -85,4 +92,16 @@ export function failedAuthRateLimit(perMinute: number, adminToken: string): Requ
     },
     validate: { trustProxy: false, xForwardedForHeader: false },
   });
+  return (req, res, next) => {
+    void limiter(req, res, (err?: unknown) => {
+      // The library un-counts a request when its answer finishes other than 401; one whose answer
+      // never finished (the caller left, a stream it closed) was no failed authentication either.
+      if (err === undefined && COUNTED_FAILED_AUTH in req) {
+        res.once('close', () => {
+          if (!res.writableEnded) void store.decrement(keyOf(req));
+        });
+      }
+      next(err);
+    });
+  };
 }

@@ -105,8 +105,10 @@ interface Waiter {
 /**
  * Group commit of activity rows: the first call's rows are written at once; calls arriving while
  * that INSERT runs wait and then share the next one (one multi-row INSERT, one commit). A caller's
- * promise settles when its own rows are committed, or rejects with its batch's error (every caller
- * of a failed batch sees it; nothing is dropped silently). The proxy awaits it before the response
+ * promise settles when its own rows are committed, or rejects with the error that kept them out
+ * (nothing is dropped silently): a batch PostgreSQL refused is tried again caller by caller, so one
+ * caller's bad row fails only that caller; a batch whose outcome is unknown (connection lost) fails
+ * every caller in it, never written twice. The proxy awaits it before the response
  * ends, so a row is never only in memory once its caller has the answer, and a shutdown that waits
  * for open requests waits for their rows.
  */
@@ -153,13 +155,27 @@ export class ActivityBatcher {
           await this.insert(batch.flatMap((w) => w.rows));
           for (const w of batch) w.resolve();
         } catch (err) {
-          for (const w of batch) w.reject(err);
+          if (batch.length > 1 && refusedByServer(err)) {
+            // One caller's bad row (a workspace deleted meanwhile, a value refused) must not fail
+            // every call that shared its INSERT: each caller's rows go once more on their own.
+            for (const w of batch) await this.insert(w.rows).then(w.resolve, w.reject);
+          } else for (const w of batch) w.reject(err);
         }
       }
     } finally {
       this.running = null;
     }
   }
+}
+
+/**
+ * PostgreSQL refused the statement (an error with a SQLSTATE): it was rolled back whole, so its rows
+ * may be sent again. Any other failure (a connection lost mid-statement) leaves unknown whether it
+ * committed: sending the rows again could write them twice.
+ */
+function refusedByServer(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
 }
 
 const batchers = new WeakMap<Queryable, ActivityBatcher>();

@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, insertWorkspaceRow, useStack, waitForStatus, type Stack } from '../support/stack.js';
+import { waitFor } from '../setup/wait-for.js';
 
 const QUOTA = 3;
 const PER_MINUTE = 30;
@@ -125,6 +126,32 @@ describe('limits', () => {
   });
 
   // Last: it leaves this address over its failure budget (the admin token still passes).
+  it('callers that leave before their answer ends are not counted as failed authentications', async () => {
+    // Two keys, so that neither goes over its own rate; a third to look with.
+    const orgs = [await createOrg(t.stack, 'leave-a'), await createOrg(t.stack, 'leave-b')];
+    const ids = [
+      await workspaceRow(t.stack, orgs[0]!.id, 'online'),
+      await workspaceRow(t.stack, orgs[1]!.id, 'online'),
+    ];
+    for (let i = 0; i <= PER_MINUTE; i++) {
+      const leave = new AbortController();
+      const res = await fetch(`${t.stack.url}/v1/workspaces/${ids[i % 2]}/events`, {
+        headers: { authorization: `Bearer ${orgs[i % 2]!.apiKey}` },
+        signal: leave.signal,
+      });
+      expect(res.status).toBe(200);
+      // The stream never ends on its own: the caller closes it.
+      leave.abort();
+    }
+    const looker = await createOrg(t.stack, 'leave-look');
+    // Once the API has seen the closes: counted as failures, they would hold the address at 429
+    // for the rest of the minute.
+    await waitFor(
+      async () => (await t.stack.api.call('GET', '/v1/workspaces', { token: looker.apiKey })).status === 200,
+      { timeoutMs: 10_000, describe: 'a valid key from the same address to be served' },
+    );
+  });
+
   it('failed authentications are limited per address; the admin is not locked out', async () => {
     const org = await createOrg(t.stack, 'rate-auth');
     const forged = `wo_org_${'A'.repeat(32)}`; // the minted shape: looked up, then refused

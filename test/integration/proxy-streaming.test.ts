@@ -6,9 +6,13 @@
  * The agent is a plain HTTP server on loopback standing in for a workspace's agent.
  */
 import http from 'node:http';
+import net from 'node:net';
 import pg from 'pg';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { A2A_DEFAULTS } from '../../src/a2a/proxy.js';
+import pino from 'pino';
+import { startService } from '../../src/service.js';
 import { insertWorkspaceRow, useStack } from '../support/stack.js';
 import { waitFor } from '../setup/wait-for.js';
 
@@ -80,6 +84,52 @@ async function readWithDeadline(
   }
 }
 
+/**
+ * An agent that reads each call and answers only when released (then `answer`, of a declared
+ * length); it counts the calls, the /health probes, and the answers cut before they ended.
+ */
+async function holdingAgent(answer: string) {
+  const held: Array<() => void> = [];
+  let calls = 0;
+  let probes = 0;
+  let cut = 0;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/health') {
+      probes++;
+      res.end('ok');
+      return;
+    }
+    calls++;
+    res.on('close', () => {
+      if (!res.writableFinished) cut++;
+    });
+    req.resume();
+    req.on('end', () =>
+      held.push(() => {
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(answer),
+        });
+        res.end(answer);
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls: () => calls,
+    probes: () => probes,
+    cut: () => cut,
+    held: () => held.length,
+    release: () => held.splice(0).forEach((answerNow) => answerNow()),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 const body = JSON.stringify({
   jsonrpc: '2.0',
   id: 1,
@@ -92,7 +142,7 @@ const body = JSON.stringify({
 describe('proxy streaming', () => {
   const t = useStack({ worker: false });
   const rows: string[] = [];
-  const agents: GatedAgent[] = [];
+  const agents: Array<{ close(): Promise<void> }> = [];
 
   afterAll(async () => {
     // No workflow behind these rows: marked deleted rather than deleted through the API.
@@ -102,7 +152,7 @@ describe('proxy streaming', () => {
     for (const a of agents) await a.close();
   });
 
-  async function workspaceAt(agent: GatedAgent): Promise<string> {
+  async function workspaceAt(agent: { url: string; close(): Promise<void> }): Promise<string> {
     agents.push(agent);
     const id = await insertWorkspaceRow(t.stack.service.db.pool, t.orgId, (i) => `stream-${i}`);
     rows.push(id);
@@ -282,4 +332,184 @@ describe('proxy streaming', () => {
       expect(row.summary).toMatch(/^stream cut/);
     },
   );
+  /** The newest activity row of a workspace, once there is one. */
+  const newestRow = (id: string) =>
+    waitFor(
+      async () => {
+        const log = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key });
+        return (log.body.items as Array<{ status: number; summary: string }>)[0];
+      },
+      { timeoutMs: READ_DEADLINE_MS, describe: `an activity row of ${id}` },
+    );
+
+  const a2aCallsDone = () =>
+    waitFor(() => t.stack.service.inflight.count === 0, {
+      timeoutMs: READ_DEADLINE_MS,
+      describe: 'no A2A call left running in the API',
+    });
+
+  it('a caller that leaves before the agent answers: the call is stopped, logged as left, and no liveness probe runs', async () => {
+    const agent = await holdingAgent('{"jsonrpc":"2.0","id":1,"result":{}}');
+    const id = await workspaceAt(agent);
+    const leave = new AbortController();
+    const call = callProxy(id, leave.signal).catch((err: unknown) => err);
+    await waitFor(() => agent.held() === 1, {
+      timeoutMs: READ_DEADLINE_MS,
+      describe: 'the agent to hold the call',
+    });
+    leave.abort();
+    expect(await call).toBeInstanceOf(Error);
+    await waitFor(() => agent.cut() === 1, {
+      timeoutMs: READ_DEADLINE_MS,
+      describe: "the agent's call to be cut",
+    });
+    const row = await newestRow(id);
+    expect(row.status).toBe(499);
+    expect(row.summary).toMatch(/^caller left/);
+    await a2aCallsDone();
+    // Leaving is not the agent's failure: it was not probed.
+    expect(agent.probes()).toBe(0);
+  });
+
+  it('a caller that leaves before its request is whole: nothing is sent, and the call does not hang', async () => {
+    const agent = await holdingAgent('{}');
+    const id = await workspaceAt(agent);
+    const { port } = new URL(t.stack.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(
+      `POST /v1/workspaces/${id}/a2a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.key}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 10)}`,
+    );
+    await waitFor(() => t.stack.service.inflight.count === 1, {
+      timeoutMs: READ_DEADLINE_MS,
+      describe: 'the call to wait for the rest of its body',
+    });
+    socket.destroy();
+    await a2aCallsDone();
+    expect(agent.calls()).toBe(0);
+  });
+
+  it('a caller that stops reading is cut after the idle timeout, and so is its call to the agent', async () => {
+    const size = 16 * 1024 * 1024;
+    let cut = false;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.on('close', () => (cut = !res.writableFinished));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': size });
+        const chunk = Buffer.alloc(64 * 1024, 0x20);
+        const pump = () => {
+          while (!res.destroyed && res.write(chunk));
+          if (!res.destroyed) res.once('drain', pump);
+        };
+        pump();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const agent = {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    };
+    const id = await workspaceAt(agent);
+    const idle = A2A_DEFAULTS.idleTimeoutMs;
+    A2A_DEFAULTS.idleTimeoutMs = 1_000;
+    const { port } = new URL(t.stack.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    try {
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      // Sends its call, then never reads: the answer backs up into the proxy.
+      socket.pause();
+      socket.write(
+        `POST /v1/workspaces/${id}/a2a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.key}\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      await waitFor(() => cut, { timeoutMs: READ_DEADLINE_MS, describe: "the agent's answer to be cut" });
+      const row = await newestRow(id);
+      expect(row.status).toBe(499);
+      expect(row.summary).toMatch(/^caller stopped reading/);
+      await a2aCallsDone();
+    } finally {
+      A2A_DEFAULTS.idleTimeoutMs = idle;
+      socket.destroy();
+    }
+  });
+
+  it('an answer whose activity row cannot be written is cut, never handed over whole', async () => {
+    const whole = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { kind: 'message', parts: [] } });
+    const agent = await holdingAgent(whole);
+    const id = await workspaceAt(agent);
+    const pool = t.stack.service.db.pool;
+    // PostgreSQL refuses this workspace's rows (as it would a workspace deleted meanwhile).
+    const fn = `refuse_rows_${id}`;
+    await pool.query(
+      `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'refused by the test'; END $$`,
+    );
+    await pool.query(
+      `CREATE TRIGGER ${fn} BEFORE INSERT ON activity FOR EACH ROW
+         WHEN (NEW.workspace_id = '${id}') EXECUTE FUNCTION ${fn}()`,
+    );
+    try {
+      const call = callProxy(id).then(
+        async (res) => ({ status: res.status, text: await res.text() }),
+        (err: unknown) => err,
+      );
+      await waitFor(() => agent.held() === 1, {
+        timeoutMs: READ_DEADLINE_MS,
+        describe: 'the agent to hold the call',
+      });
+      agent.release();
+      const outcome = await call;
+      // Either the fetch or the body read fails: the caller cannot take it for a whole answer.
+      expect(outcome).toBeInstanceOf(Error);
+      await a2aCallsDone();
+    } finally {
+      await pool.query(`DROP TRIGGER ${fn} ON activity`);
+      await pool.query(`DROP FUNCTION ${fn}()`);
+    }
+  });
+
+  it('a shutdown lets the calls in flight end and writes their rows before the pool closes', async () => {
+    const whole = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { kind: 'message', parts: [] } });
+    const agent = await holdingAgent(whole);
+    const id = await workspaceAt(agent);
+    const second = await startService(t.stack.config, {
+      api: true,
+      worker: false,
+      log: pino({ level: 'silent' }),
+    });
+    let closing: Promise<void> | undefined;
+    try {
+      const call = fetch(`${second.url}/v1/workspaces/${id}/a2a`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/json' },
+        body,
+      }).then(async (res) => ({ status: res.status, text: await res.text() }));
+      await waitFor(() => agent.held() === 1, {
+        timeoutMs: READ_DEADLINE_MS,
+        describe: 'the agent to hold the call',
+      });
+      closing = second.close();
+      // The shutdown waits for the call in flight: its answer still comes, whole.
+      await waitFor(() => second.inflight.closing, {
+        timeoutMs: READ_DEADLINE_MS,
+        describe: 'the shutdown to begin',
+      });
+      agent.release();
+      expect(await call).toEqual({ status: 200, text: whole });
+      await closing;
+      const rows = await t.stack.service.db.pool.query<{ status: string }>(
+        `SELECT status FROM activity WHERE workspace_id = $1`,
+        [id],
+      );
+      expect(rows.rows).toEqual([{ status: '200' }]);
+    } finally {
+      await (closing ?? second.close());
+    }
+  });
 });

@@ -1,7 +1,8 @@
 /**
  * The proxy's kept-alive upstream pool, against a raw TCP server standing in for the agent (so the
  * test decides exactly when a connection dies): calls reuse one connection; a kept-alive connection
- * the agent dropped is retried once over a new one; the idle timeout still holds per request on a
+ * the agent dropped is retried once over a new one for a read (never for a call the agent may have
+ * acted on); the idle timeout still holds per request on a
  * reused connection; the liveness probe never rides the pool.
  */
 import net from 'node:net';
@@ -71,6 +72,38 @@ describe('upstream pool', () => {
     expect((await get(s.url)).body).toBe('{"conn":1}');
     expect((await get(s.url)).body).toBe('{"conn":2}');
     expect(s.connections()).toBe(2);
+  });
+
+  it('the same drop under a call that is not a read is not sent again: it may have reached the agent', async () => {
+    let requests = 0;
+    const s = await agentServer((conn, req, socket) => {
+      requests++;
+      // As an agent that read the call, acted on it and crashed before answering.
+      if (conn === 1 && req > 1) socket.resetAndDestroy();
+      else ok(socket);
+    });
+    const post = () =>
+      request(
+        new URL('/', s.url),
+        { method: 'POST', headers: { 'content-length': '2' } },
+        Buffer.from('{}'),
+        lim,
+      );
+    await readAll(await post(), 1024);
+    await expect(post()).rejects.toMatchObject({ kind: 'unreachable', mayHaveReached: true });
+    expect(requests).toBe(2);
+    expect(s.connections()).toBe(1);
+    // Said to be a read, the same call goes once more over a new connection.
+    const read = await request(
+      new URL('/', s.url),
+      { method: 'POST', headers: { 'content-length': '2' } },
+      Buffer.from('{}'),
+      lim,
+      undefined,
+      true,
+    );
+    expect(read.statusCode).toBe(200);
+    read.resume();
   });
 
   it('a fresh connection refused is not retried: unreachable', async () => {

@@ -1,7 +1,8 @@
 /**
  * Group commit of activity rows (ActivityBatcher) against a fake INSERT the test settles by hand:
  * calls of one tick share an INSERT, calls made while one runs share the next, a failed INSERT
- * rejects every caller of its batch (and only those), big batches are split, order is kept.
+ * rejects every caller of its batch (and only those) unless PostgreSQL refused it (then each
+ * caller's rows go again alone), big batches are split, order is kept.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -88,6 +89,45 @@ describe('ActivityBatcher', () => {
     expect(m.calls[1]!.rows.map((r) => r.durationMs)).toEqual([3]);
     m.calls[1]!.ok();
     await expect(next).resolves.toBeUndefined();
+  });
+
+  it("a batch PostgreSQL refused goes again caller by caller: one caller's bad row fails only that caller", async () => {
+    const m = manualInsert();
+    const b = new ActivityBatcher(m.insert);
+    const outcomes = [b.write([row(1)]), b.write([row(2), row(3)]), b.write([row(4)])].map((p) =>
+      p.then(
+        () => 'written',
+        (err: unknown) => err,
+      ),
+    );
+    await tick();
+    const refused = Object.assign(new Error('insert violates foreign key constraint'), { code: '23503' });
+    m.calls[0]!.fail(refused);
+    await tick();
+    // Each caller's rows alone, in order, one at a time.
+    expect(m.calls.length).toBe(2);
+    expect(m.calls[1]!.rows.map((r) => r.durationMs)).toEqual([1]);
+    m.calls[1]!.ok();
+    await tick();
+    expect(m.calls[2]!.rows.map((r) => r.durationMs)).toEqual([2, 3]);
+    m.calls[2]!.fail(refused);
+    await tick();
+    expect(m.calls[3]!.rows.map((r) => r.durationMs)).toEqual([4]);
+    m.calls[3]!.ok();
+    expect(await Promise.all(outcomes)).toEqual(['written', refused, 'written']);
+  });
+
+  it('a batch whose outcome is unknown (no SQLSTATE: the connection went) is not sent again', async () => {
+    const m = manualInsert();
+    const b = new ActivityBatcher(m.insert);
+    const ps = [b.write([row(1)]), b.write([row(2)])];
+    await tick();
+    m.calls[0]!.fail(Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' }));
+    await expect(ps[0]).rejects.toThrow('Connection terminated');
+    await expect(ps[1]).rejects.toThrow('Connection terminated');
+    await b.drain();
+    // Had it committed before the connection went, a second INSERT would write the rows twice.
+    expect(m.calls.length).toBe(1);
   });
 
   it('splits past maxRows without splitting one call, and drain waits for everything', async () => {

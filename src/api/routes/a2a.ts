@@ -19,6 +19,7 @@ import {
   CAPTURE_BYTES,
   EXCERPT_CHARS,
   Failure,
+  IDEMPOTENT_A2A_METHODS,
   SERVING,
   a2aHeaders,
   answerText,
@@ -39,6 +40,7 @@ import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest } from '../errors.js';
+import { InFlight } from '../inflight.js';
 import { PROXY, loadsProxyWorkspace, ownProxyWorkspaceOf, proxyWorkspaceOf } from '../workspace-param.js';
 
 export { A2A_DEFAULTS };
@@ -92,14 +94,31 @@ export function a2aRouter(deps: ApiDeps): Router {
       .catch((err: unknown) => deps.log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
   }
 
-  const reachAgent = <T>(w: ProxyView, tried: { endpoint: string }, call: (at: string) => Promise<T>) =>
-    shared.reachAgent(deps, w, tried, call);
+  const reachAgent = <T>(
+    w: ProxyView,
+    tried: { endpoint: string },
+    call: (at: string) => Promise<T>,
+    opts?: { signal?: AbortSignal; idempotent?: boolean },
+  ) => shared.reachAgent(deps, w, tried, call, opts);
 
   // From configuration only: a caller's Host header must not steer the URLs peers are told.
   const publicBase = (): string => deps.settings.publicUrl;
 
-  r.post('/:id/a2a', async (req, res) => {
+  const inflight = deps.inflight ?? new InFlight();
+  r.post('/:id/a2a', (req, res) => inflight.run(() => proxyCall(req, res)));
+
+  const leftNote = () => (inflight.closing ? 'cut by shutdown' : 'caller left');
+
+  async function proxyCall(req: Request, res: Response): Promise<void> {
     const started = performance.now();
+    // A caller gone before its answer ended stops the agent's request (an abort builds a
+    // DOMException: not on every call's normal close). Watched from the handler's first line: a
+    // caller that left meanwhile (during auth or the lookup) has no `close` event still to come.
+    const abort = new AbortController();
+    if (res.destroyed) return;
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
     const caller = await callerOf(res);
     const w = proxyWorkspaceOf(res, PROXY);
     const lim = limits();
@@ -110,7 +129,10 @@ export function a2aRouter(deps: ApiDeps): Router {
       cachedRedactorFor(deps.db, deps.secrets, w.id, ...(caller.workspace ? [caller.workspace.id] : [])),
     );
     const presented = early(presentedAgentCredential(db, deps.secrets, w.id, w.generation));
-    const { body, raw } = await readJsonBody(req, lim.maxBodyBytes);
+    const read = await readJsonBody(req, lim.maxBodyBytes, abort.signal);
+    // Left before its request was whole: nothing was sent anywhere, no answer can be given.
+    if (read === null) return;
+    const { body, raw } = read;
     refuseOverBudget(w.budget);
     const endpoint = requireServing(w);
 
@@ -138,27 +160,33 @@ export function a2aRouter(deps: ApiDeps): Router {
     // The caller's own bytes, unless the platform named the calling workspace in them.
     const payload = caller.workspace ? Buffer.from(JSON.stringify(body)) : raw;
     const credential = await presented();
+    if (abort.signal.aborted) return;
     let upstream: http.IncomingMessage;
-    const abort = new AbortController();
-    // Only a caller gone before its answer ended stops the agent's request (an abort builds a
-    // DOMException: not worth it on every call's normal close).
-    res.on('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
     const tried = { endpoint };
+    const idempotent = IDEMPOTENT_A2A_METHODS.has(method);
     try {
-      upstream = await reachAgent(w, tried, (at) =>
-        forward(
-          at,
-          payload,
-          req.get('accept'),
-          credential,
-          lim,
-          abort.signal,
-          a2aHeaders((h) => req.get(h)),
-        ),
+      upstream = await reachAgent(
+        w,
+        tried,
+        (at) =>
+          forward(
+            at,
+            payload,
+            req.get('accept'),
+            credential,
+            lim,
+            abort.signal,
+            a2aHeaders((h) => req.get(h)),
+            idempotent,
+          ),
+        { signal: abort.signal, idempotent },
       );
     } catch (err) {
+      if (abort.signal.aborted) {
+        // Not the agent's failure: no liveness check, no endpoint re-read, nothing to answer.
+        await log(CALLER_LEFT, null, leftNote());
+        return;
+      }
       if (err instanceof Failure && err.kind === 'timeout') {
         await log(504, null, 'agent timed out');
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
@@ -201,6 +229,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const captured: Buffer[] = [];
     let capturedBytes = 0;
     let failed = false;
+    let stalled = false;
     await new Promise<void>((resolve) => {
       upstream.on('data', (chunk: Buffer) => {
         if (capturedBytes < CAPTURE_BYTES) {
@@ -217,9 +246,19 @@ export function a2aRouter(deps: ApiDeps): Router {
           // Backpressure: the caller reads slower than the agent writes. Stop reading the agent
           // (its own writes then back up) until the caller catches up; the wait is the caller's,
           // not the agent's silence, so the idle timeout is off meanwhile.
+          // A caller that reads nothing for as long as the idle timeout is cut: it does not hold
+          // the agent's connection for ever.
           upstream.pause();
           upstream.socket?.setTimeout(0);
+          const stall = setTimeout(() => {
+            stalled = true;
+            res.destroy();
+          }, lim.idleTimeoutMs);
+          const onClose = () => clearTimeout(stall);
+          res.once('close', onClose);
           res.once('drain', () => {
+            clearTimeout(stall);
+            res.off('close', onClose);
             upstream.socket?.setTimeout(lim.idleTimeoutMs);
             upstream.resume();
           });
@@ -242,12 +281,22 @@ export function a2aRouter(deps: ApiDeps): Router {
     });
     const text = Buffer.concat(captured).toString('utf8');
     const reply = answerText(contentType, text);
-    await log(failed ? 502 : status, reply, failed ? 'stream cut' : undefined);
-    if (!failed) {
-      res.end(last);
-      await recovered(w);
+    const gone = abort.signal.aborted;
+    const logged = await log(
+      gone ? CALLER_LEFT : failed ? 502 : status,
+      reply,
+      gone ? (stalled ? 'caller stopped reading' : leftNote()) : failed ? 'stream cut' : undefined,
+    );
+    if (failed || gone) return;
+    if (!logged) {
+      // The row could not be written: the caller does not get the end of an answer that is not
+      // logged (its last bytes, or the chunked end marker, are withheld and the answer is cut).
+      res.destroy();
+      return;
     }
-  });
+    res.end(last);
+    await recovered(w);
+  }
 
   r.get('/:id/agent-card', async (req, res) => {
     // The caller's checks (401, stale generation) come before the workspace's.
@@ -261,18 +310,24 @@ export function a2aRouter(deps: ApiDeps): Router {
     // The caller's A2A-Version picks the card's shape (1.0, or 0.3 when absent), as at the agent.
     const headers = { ...a2aHeaders((h) => req.get(h)), [AGENT_CREDENTIAL_HEADER]: credential };
     try {
-      upstream = await reachAgent(w, tried, async (at) => {
-        const current = await request(
-          new URL(`/${AGENT_CARD_PATH}`, at),
-          { method: 'GET', headers },
-          null,
-          lim,
-        );
-        if (current.statusCode !== 404) return current;
-        // An agent of protocol ≤ 0.2 publishes its card at the older well-known path.
-        current.resume();
-        return request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
-      });
+      upstream = await reachAgent(
+        w,
+        tried,
+        async (at) => {
+          const current = await request(
+            new URL(`/${AGENT_CARD_PATH}`, at),
+            { method: 'GET', headers },
+            null,
+            lim,
+          );
+          if (current.statusCode !== 404) return current;
+          // An agent of protocol ≤ 0.2 publishes its card at the older well-known path.
+          current.resume();
+          return request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
+        },
+        // A card is a read: it may be fetched again at a moved address.
+        { idempotent: true },
+      );
     } catch (err) {
       if (err instanceof Failure && err.kind === 'timeout') {
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
@@ -312,13 +367,24 @@ function early<T>(p: Promise<T>): () => Promise<T> {
   return () => p;
 }
 
-function readJsonBody(req: Request, max: number): Promise<{ body: Record<string, unknown>; raw: Buffer }> {
+/** The status of the activity row of a call whose caller left before its answer ended (as nginx's). */
+const CALLER_LEFT = 499;
+
+/** The request's JSON body; null when the caller left before it was whole (`left` aborted). */
+function readJsonBody(
+  req: Request,
+  max: number,
+  left: AbortSignal,
+): Promise<{ body: Record<string, unknown>; raw: Buffer } | null> {
   const declared = Number(req.get('content-length') ?? 0);
   if (declared > max) {
     req.resume();
     return Promise.reject(new HttpError(413, 'payload_too_large', `request body over ${max} bytes`));
   }
+  // A destroyed request emits neither `end` nor `error` to listeners added now.
+  if (left.aborted) return Promise.resolve(null);
   return new Promise((resolve, reject) => {
+    left.addEventListener('abort', () => resolve(null), { once: true });
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
