@@ -439,6 +439,28 @@ describe('proxy streaming', () => {
     }
   });
 
+  it('an agent that cuts a JSON answer before any of it: the caller gets a clean 502, the row says so', async () => {
+    // Headers of a ten-byte answer, then the connection dropped.
+    const server = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n');
+        setImmediate(() => socket.destroy());
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const id = await workspaceAt({
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    });
+    const res = await callProxy(id);
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('agent_error');
+    const row = await newestRow(id);
+    expect(row.status).toBe(502);
+    expect(row.summary).toMatch(/^stream cut/);
+  });
+
   it('an answer whose activity row cannot be written is cut, never handed over whole', async () => {
     const whole = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { kind: 'message', parts: [] } });
     const agent = await holdingAgent(whole);

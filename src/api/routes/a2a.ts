@@ -266,16 +266,18 @@ export function a2aRouter(deps: ApiDeps): Router {
       });
       // The response ends once its activity row is written (a caller that reads the log next sees it).
       upstream.on('end', () => resolve());
-      upstream.on('error', () => {
+      // A cut answer: the caller's is cut too, unless nothing of it went yet (a JSON answer's
+      // headers wait for its first bytes): then it gets a clean 502 below.
+      const cut = () => {
         failed = true;
-        res.destroy();
+        if (res.headersSent) res.destroy();
+      };
+      upstream.on('error', () => {
+        cut();
         resolve();
       });
       upstream.on('close', () => {
-        if (!upstream.complete) {
-          failed = true;
-          res.destroy();
-        }
+        if (!upstream.complete) cut();
         resolve();
       });
     });
@@ -287,7 +289,12 @@ export function a2aRouter(deps: ApiDeps): Router {
       reply,
       gone ? (stalled ? 'caller stopped reading' : leftNote()) : failed ? 'stream cut' : undefined,
     );
-    if (failed || gone) return;
+    if (gone) return;
+    if (failed) {
+      if (res.headersSent) return;
+      res.removeHeader('content-length');
+      throw new HttpError(502, 'agent_error', 'the workspace agent cut its answer before any of it arrived');
+    }
     if (!logged) {
       // The row could not be written: the caller does not get the end of an answer that is not
       // logged (its last bytes, or the chunked end marker, are withheld and the answer is cut).
