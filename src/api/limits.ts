@@ -77,6 +77,8 @@ export function failedAuthRateLimit(perMinute: number, adminToken: string): Requ
     windowMs: RATE_LIMIT_WINDOW_MS,
     limit: perMinute,
     standardHeaders: 'draft-8',
+    // Its own name in the RateLimit headers, beside the per-key limit's ("<limit>-in-1min").
+    identifier: 'auth-failures',
     legacyHeaders: false,
     keyGenerator: keyOf,
     requestPropertyName: COUNTED_FAILED_AUTH,

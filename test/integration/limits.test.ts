@@ -133,6 +133,17 @@ describe('limits', () => {
       await workspaceRow(t.stack, orgs[0]!.id, 'online'),
       await workspaceRow(t.stack, orgs[1]!.id, 'online'),
     ];
+    // Streams the API has seen closed (counted as their `close` is handled, with the limiter's).
+    const closedStreams = async () => {
+      const text = await (await fetch(`${t.stack.url}/metrics`)).text();
+      return text
+        .split('\n')
+        .filter(
+          (l) => l.startsWith('wo_http_requests_total{') && l.includes('route="/v1/workspaces/:id/events"'),
+        )
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    };
+    const before = await closedStreams();
     for (let i = 0; i <= PER_MINUTE; i++) {
       const leave = new AbortController();
       const res = await fetch(`${t.stack.url}/v1/workspaces/${ids[i % 2]}/events`, {
@@ -142,14 +153,20 @@ describe('limits', () => {
       expect(res.status).toBe(200);
       // The stream never ends on its own: the caller closes it.
       leave.abort();
+      await waitFor(async () => (await closedStreams()) === before + i + 1, {
+        timeoutMs: 10_000,
+        describe: `the API to see stream ${i + 1} closed`,
+      });
     }
+    // Counted as failures, the closes would hold the address at 429 for the rest of the minute.
     const looker = await createOrg(t.stack, 'leave-look');
-    // Once the API has seen the closes: counted as failures, they would hold the address at 429
-    // for the rest of the minute.
-    await waitFor(
-      async () => (await t.stack.api.call('GET', '/v1/workspaces', { token: looker.apiKey })).status === 200,
-      { timeoutMs: 10_000, describe: 'a valid key from the same address to be served' },
-    );
+    const served = await t.stack.api.call('GET', '/v1/workspaces', { token: looker.apiKey });
+    expect(served.status).toBe(200);
+    // Both limits show in the headers, each under its own name.
+    const names = (served.headers.get('ratelimit-policy') ?? '')
+      .split(',')
+      .map((p) => p.trim().split(';')[0]);
+    expect(names).toEqual(['"auth-failures"', `"${PER_MINUTE}-in-1min"`]);
   });
 
   it('failed authentications are limited per address; the admin is not locked out', async () => {
