@@ -589,7 +589,15 @@ export async function deliver(
   }
   const isStream = isEventStream(upstream.headers['content-type']);
   const reply = answerText(upstream.headers['content-type'], text);
-  await log(status, reply);
+  if (!(await log(status, reply))) {
+    // As the proxy route cuts such an answer: no reply is handed over whose call is not logged.
+    return {
+      status: 502,
+      ok: false,
+      reply: null,
+      error: 'the call could not be logged; its answer is withheld',
+    };
+  }
   const rpcError = !isStream && hasRpcError(text);
   const ok = status < 300 && !rpcError;
   const clean = truncate(opts.clean(reply), SUMMARY_CHARS);

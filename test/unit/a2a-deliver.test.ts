@@ -137,6 +137,26 @@ describe('deliver', () => {
     expect(whole).toEqual({ status: 200, ok: true, reply: 'whole', error: null });
   });
 
+  it("a reply whose row cannot be written is withheld: the call's outcome says so", async () => {
+    answer = {
+      status: 200,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, result: { parts: [{ text: 'hi' }] } }),
+    };
+    const { deps } = fakeDeps();
+    deps.db = {
+      query: (async () => {
+        throw Object.assign(new Error('insert refused'), { code: '23503' });
+      }) as never,
+    };
+    const out = await deliver(deps, workspace(), send('hi'), opts());
+    expect(out).toEqual({
+      status: 502,
+      ok: false,
+      reply: null,
+      error: 'the call could not be logged; its answer is withheld',
+    });
+  });
+
   it('a JSON-RPC error answer is not ok, its message is the error', async () => {
     answer = {
       status: 200,
