@@ -334,8 +334,13 @@ describe.each(PARITY_BACKENDS)('%s: worker SIGKILL mid-install', CONCURRENT_BLOC
       const id: string = created.body.id;
       await waitForStatus(t.stack, t.key, id, 'online');
 
-      // Many files: the delivery writes them one by one, which leaves a window to kill it in.
-      const files = Array.from({ length: 60 }, (_, i) => ({ name: `data/f${i}.txt`, content: `file ${i}` }));
+      // Many files and most of the size a plugin may unpack to (7.6 of 8 MiB; the archive stays
+      // small): the delivery takes long enough to be caught in the middle. With 60 tiny files an
+      // EC2 delivery once ended before the kill.
+      const files = Array.from({ length: 190 }, (_, i) => ({
+        name: `data/f${i}.txt`,
+        content: `file ${i} `.padEnd(40_000, 'x'),
+      }));
       const archive = await tarGz([manifest('bulky', '2.0.0'), ...files]);
       const res = await t.stack.api.call('POST', `/v1/workspaces/${id}/plugins`, {
         token: t.key,
