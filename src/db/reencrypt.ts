@@ -5,6 +5,7 @@ import type { Queryable } from './queryable.js';
 const SEALED_COLUMNS = [
   { table: 'secrets', value: 'value_enc', keyId: 'key_id', pk: ['workspace_id', 'key'] },
   { table: 'org_secrets', value: 'value_enc', keyId: 'key_id', pk: ['org_id', 'key'] },
+  { table: 'retired_secrets', value: 'value_enc', keyId: 'key_id', pk: ['id'] },
   {
     table: 'agent_credentials',
     value: 'credential_enc',

@@ -21,6 +21,20 @@ const target = (owner: SecretOwner) =>
     ? { table: 'org_secrets', column: 'org_id', id: owner.orgId }
     : { table: 'secrets', column: 'workspace_id', id: owner.workspaceId };
 
+/**
+ * A CTE (`retired`) that keeps the owner's current value of `key` ($1 the owner, $2 the key) in
+ * `retired_secrets` as the statement replaces or deletes it: running agents may still hold it.
+ */
+function retiring(owner: SecretOwner): string {
+  const { table, column } = target(owner);
+  const org = 'orgId' in owner ? '$1' : '(SELECT org_id FROM workspaces WHERE id = $1)';
+  const workspace = 'orgId' in owner ? 'NULL' : '$1';
+  return `retired AS (
+      INSERT INTO retired_secrets (org_id, workspace_id, value_enc, key_id)
+      SELECT ${org}, ${workspace}, value_enc, key_id FROM ${table} WHERE ${column} = $1 AND key = $2
+    )`;
+}
+
 export async function putSecret(
   db: Queryable,
   box: SecretBox,
@@ -30,8 +44,10 @@ export async function putSecret(
 ): Promise<void> {
   const { table, column, id } = target(owner);
   const sealed = box.seal(value);
+  // One statement: the old value is retired exactly when it is replaced.
   await db.query(
-    `INSERT INTO ${table} (${column}, key, value_enc, key_id) VALUES ($1, $2, $3, $4)
+    `WITH ${retiring(owner)}
+     INSERT INTO ${table} (${column}, key, value_enc, key_id) VALUES ($1, $2, $3, $4)
      ON CONFLICT (${column}, key) DO UPDATE
        SET value_enc = EXCLUDED.value_enc, key_id = EXCLUDED.key_id, updated_at = now()`,
     [id, key, sealed.value, sealed.keyId],
@@ -53,7 +69,10 @@ export async function listSecretKeys(
 
 export async function deleteSecret(db: Queryable, owner: SecretOwner, key: string): Promise<boolean> {
   const { table, column, id } = target(owner);
-  const { rowCount } = await db.query(`DELETE FROM ${table} WHERE ${column} = $1 AND key = $2`, [id, key]);
+  const { rowCount } = await db.query(
+    `WITH ${retiring(owner)} DELETE FROM ${table} WHERE ${column} = $1 AND key = $2`,
+    [id, key],
+  );
   redactors.clear();
   return (rowCount ?? 0) > 0;
 }
@@ -64,6 +83,29 @@ interface SealedRow {
   key_id: string | null;
   /** 0 = the org's default, 1 = the workspace's own. */
   own: number;
+}
+
+/**
+ * Retired values the workspace's agent may still hold: its own and its org's, retired after the
+ * running generation fetched its bootstrap bundle (or all of them, when it has not fetched one yet:
+ * the previous generation's agent may still run).
+ */
+async function retiredRows(
+  db: Queryable,
+  workspaceId: string,
+): Promise<Array<{ value_enc: string; key_id: string | null }>> {
+  const { rows } = await db.query<{ value_enc: string; key_id: string | null }>(
+    `SELECT r.value_enc, r.key_id
+       FROM workspaces w
+       JOIN retired_secrets r ON r.org_id = w.org_id AND (r.workspace_id IS NULL OR r.workspace_id = w.id)
+      WHERE w.id = $1
+        AND r.retired_at > COALESCE(
+              (SELECT max(b.used_at) FROM bootstrap_tokens b
+                WHERE b.workspace_id = w.id AND b.generation = w.generation),
+              '-infinity')`,
+    [workspaceId],
+  );
+  return rows;
 }
 
 /** The org defaults and the workspace's own rows, defaults first. */
@@ -101,7 +143,8 @@ export type Redactor = ((text: string) => string) & { readonly values: readonly 
 
 /**
  * The one redaction function, bound to every secret value the given workspaces could hold or see:
- * their own, and every default of their orgs (an overridden default too: it may still be echoed).
+ * their own, and every default of their orgs (an overridden default too: it may still be echoed),
+ * and the values retired since their running agents fetched theirs (still in those agents).
  * Applied before anything is stored or answered: boot events, console logs, transition messages
  * and errors, activity summaries and excerpts, memories.
  */
@@ -113,6 +156,7 @@ export async function redactorFor(
   const values = new Set<string>();
   for (const id of new Set(workspaceIds)) {
     for (const r of await sealedRows(db, id)) values.add(box.open(r.value_enc, r.key_id));
+    for (const r of await retiredRows(db, id)) values.add(box.open(r.value_enc, r.key_id));
   }
   const list = [...values];
   return Object.assign((text: string) => redact(text, list), { values: list });

@@ -151,6 +151,8 @@ describe('org secrets and key rotation', () => {
     const reencrypt = await cli('re-encrypt', { SECRETS_KEY: KEY_B, SECRETS_OLD_KEYS: KEY_A });
     expect(reencrypt.stdout).toMatch(/^secrets: 2 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^org_secrets: 2 re-encrypted$/m);
+    // The deleted GONE, kept sealed for redaction while agents may hold it.
+    expect(reencrypt.stdout).toMatch(/^retired_secrets: 1 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^ssh_keys: 1 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^agent_credentials: 1 re-encrypted$/m);
     expect(reencrypt.stdout).toMatch(/^bootstrap_tokens: 1 re-encrypted$/m);

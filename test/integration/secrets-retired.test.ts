@@ -1,0 +1,65 @@
+/**
+ * Secrets overwritten or deleted while an agent runs: the agent still holds the old values (they
+ * reach it only through its bootstrap bundle), so redaction keeps covering them until the
+ * workspace's running generation has fetched a bundle with the new ones. Real service and
+ * PostgreSQL, no worker: generations are prepared and their bundles fetched as the workflow and the
+ * agent would.
+ */
+import { describe, expect, it } from 'vitest';
+import { redactorFor } from '../../src/db/secrets.js';
+import { mintBootstrapToken } from '../../src/db/tokens.js';
+import { prepareGeneration } from '../../src/db/workspaces.js';
+import { SecretBox } from '../../src/security/secrets.js';
+import { insertWorkspaceRow, useStack } from '../support/stack.js';
+
+const OLD_WS = 'ws-old-value-3f1a9c';
+const NEW_WS = 'ws-new-value-8be20d';
+const OLD_ORG = 'org-old-value-c47d51';
+
+describe('retired secrets', () => {
+  const t = useStack({ worker: false });
+
+  it('a value overwritten or deleted while the agent runs stays redacted until a new generation fetched its bundle', async () => {
+    const pool = t.stack.service.db.pool;
+    const box = new SecretBox(t.stack.config.SECRETS_KEY, t.stack.config.SECRETS_OLD_KEYS);
+    const id = await insertWorkspaceRow(pool, t.orgId, (i) => `retired-${i}`);
+    const putWs = (key: string, value: string) =>
+      t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/${key}`, { token: t.key, body: { value } });
+    const orgSecret = (method: 'PUT' | 'DELETE', key: string, value?: string) =>
+      t.stack.api.call(method, `/v1/orgs/${t.orgId}/secrets/${key}`, {
+        token: t.stack.adminToken,
+        ...(value === undefined ? {} : { body: { value } }),
+      });
+    const bundle = async (generation: number) => {
+      await prepareGeneration(pool, id, generation);
+      const token = await mintBootstrapToken(pool, id, generation, 600_000);
+      const r = await t.stack.api.call('GET', '/v1/registry/bootstrap', { token });
+      expect(r.status).toBe(200);
+      return r.body.secrets as Record<string, string>;
+    };
+    const redacted = async () => [...(await redactorFor(pool, box, id)).values].sort();
+
+    expect((await putWs('API_KEY', OLD_WS)).status).toBe(204);
+    expect((await orgSecret('PUT', 'ORG_TOKEN', OLD_ORG)).status).toBe(204);
+    // Generation 1's agent fetches its bundle: it holds the old values from now on.
+    expect(await bundle(1)).toEqual({ API_KEY: OLD_WS, ORG_TOKEN: OLD_ORG });
+
+    // While it runs: its own value overwritten, the org's default deleted.
+    expect((await putWs('API_KEY', NEW_WS)).status).toBe(204);
+    expect((await orgSecret('DELETE', 'ORG_TOKEN')).status).toBe(204);
+    expect(await redacted()).toEqual([NEW_WS, OLD_ORG, OLD_WS].sort());
+    const clean = await redactorFor(pool, box, id);
+    expect(clean(`echo ${OLD_WS} ${OLD_ORG}`)).not.toMatch(/old-value/);
+    // Sealed at rest like the live values.
+    const stored = await pool.query<{ value_enc: string }>(
+      'SELECT value_enc FROM retired_secrets WHERE org_id = $1',
+      [t.orgId],
+    );
+    expect(stored.rows).toHaveLength(2);
+    for (const r of stored.rows) expect(r.value_enc).not.toMatch(/old-value/);
+
+    // Generation 2 fetches the current values: no agent of the workspace holds the old ones now.
+    expect(await bundle(2)).toEqual({ API_KEY: NEW_WS });
+    expect(await redacted()).toEqual([NEW_WS]);
+  });
+});
