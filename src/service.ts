@@ -53,6 +53,20 @@ export interface ServiceOptions {
 export const SHUTDOWN_GRACE_MS = 7_000;
 /** Then, after the connections are cut: how long the cut calls have to log their rows. */
 const CUT_CALLS_GRACE_MS = 1_000;
+/** Last, how long the activity rows handed in may take to be written. */
+const DRAIN_GRACE_MS = 2_000;
+
+/** Waits for `p` (its outcome ignored), at most `ms`. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
 
 export interface RunningService {
   /** Base URL of the API (when started). */
@@ -304,8 +318,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       await workerConnection?.close();
       if (connection !== workerConnection) await connection.close();
       // Every activity row handed in (by the calls above, by the worker's scheduled runs) is
-      // written before the pool goes.
-      await activityBatcher(db.pool).drain();
+      // written before the pool goes; bounded, so that a PostgreSQL that hangs does not hold the
+      // exit for ever.
+      await settledWithin(activityBatcher(db.pool).drain(), DRAIN_GRACE_MS);
       await feed?.close();
       await db.close();
     },

@@ -108,9 +108,9 @@ interface Waiter {
  * promise settles when its own rows are committed, or rejects with the error that kept them out
  * (nothing is dropped silently): a batch PostgreSQL refused is tried again caller by caller, so one
  * caller's bad row fails only that caller; a batch whose outcome is unknown (connection lost) fails
- * every caller in it, never written twice. The proxy awaits it before the response
- * ends, so a row is never only in memory once its caller has the answer, and a shutdown that waits
- * for open requests waits for their rows.
+ * every caller in it, never written twice. The proxy awaits it before the response ends, so a row
+ * is never only in memory once its caller has the answer, and a shutdown that waits for open
+ * requests waits for their rows.
  */
 export class ActivityBatcher {
   private queue: Waiter[] = [];

@@ -245,9 +245,9 @@ export function a2aRouter(deps: ApiDeps): Router {
         if (!res.write(chunk)) {
           // Backpressure: the caller reads slower than the agent writes. Stop reading the agent
           // (its own writes then back up) until the caller catches up; the wait is the caller's,
-          // not the agent's silence, so the idle timeout is off meanwhile.
-          // A caller that reads nothing for as long as the idle timeout is cut: it does not hold
-          // the agent's connection for ever.
+          // not the agent's silence, so the agent's idle timeout is off meanwhile, and the same
+          // bound applies to the caller instead: one that reads nothing for as long is cut, so it
+          // does not hold the agent's connection for ever.
           upstream.pause();
           upstream.socket?.setTimeout(0);
           const stall = setTimeout(() => {
