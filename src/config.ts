@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import express from 'express';
 import { z } from 'zod';
 import { DEFAULT_BOUNDS } from './api/bounds.js';
 import {
@@ -158,6 +159,24 @@ const envSchema = z.object({
   ORG_WORKSPACE_QUOTA: z.coerce.number().int().min(1).max(1_000_000).default(50),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
+  /**
+   * The proxies in front of the API whose `X-Forwarded-For` names the client (Express's `trust
+   * proxy`: a hop count, or addresses/subnets and `loopback`/`linklocal`/`uniquelocal`, comma
+   * separated); unset: the TCP peer is the client. Only the failed-authentication limit is per client.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const value = trustProxyValue(v);
+      try {
+        express().set('trust proxy', value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+      return value;
+    }),
   /** `off`: this process creates no sweep Schedules (test stacks; a deployment that runs its own). */
   SWEEP_SCHEDULES: z.enum(['on', 'off']).default('on'),
   /** Prepended to the sweep Schedules' ids, for several deployments in one Temporal namespace. */
@@ -236,6 +255,13 @@ export interface Config extends Omit<Env, 'RUNTIME_IMAGES'> {
 }
 
 export class ConfigError extends Error {}
+
+/** TRUST_PROXY as Express takes it: off, a hop count, or the list as written. */
+function trustProxyValue(text: string): false | number | string {
+  const v = text.trim();
+  if (v === '' || v === 'false') return false;
+  return /^\d+$/.test(v) ? Number(v) : v;
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);

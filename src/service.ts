@@ -156,6 +156,7 @@ export function apiSettings(config: Config): ApiSettings {
     },
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
+    trustProxy: config.TRUST_PROXY,
     scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,
     temporalUi: { url: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
   };

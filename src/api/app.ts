@@ -25,6 +25,9 @@ import { beginProxyBarrier } from './workspace-param.js';
 export function createApp(deps: ApiDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  // Whose address `req.ip` is (the failed-authentication limit is per client): the TCP peer, unless
+  // TRUST_PROXY names the proxies in front.
+  app.set('trust proxy', deps.settings.trustProxy ?? false);
   // Before anything else, so that its round trip overlaps the middleware below.
   if (deps.proxyViews) app.use(beginProxyBarrier(deps.proxyViews));
   app.use(requestContext(deps.log));

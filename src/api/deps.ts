@@ -40,6 +40,8 @@ export interface ApiSettings {
   orgWorkspaceQuota: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
   rateLimitPerMinute: number;
+  /** Express's `trust proxy` (TRUST_PROXY): which proxies' `X-Forwarded-For` names the client. */
+  trustProxy?: false | number | string;
   /** The web console's links into the Temporal UI (base URL and namespace); absent: no links. */
   temporalUi?: { url: string; namespace: string };
   /** Least `@every` interval of a workspace schedule (SCHEDULE_MIN_INTERVAL_MS; default 1 min). */

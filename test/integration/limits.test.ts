@@ -181,6 +181,32 @@ describe('limits', () => {
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
     // A valid org key from the same address is held back too: the address is the suspect.
     expect((await t.stack.api.call('GET', '/v1/workspaces', { token: org.apiKey })).status).toBe(429);
+    // Naming another client in X-Forwarded-For changes nothing while no proxy is trusted.
+    const claimed = await fetch(`${t.stack.url}/v1/workspaces`, {
+      headers: { authorization: `Bearer ${org.apiKey}`, 'x-forwarded-for': '203.0.113.9' },
+    });
+    expect(claimed.status).toBe(429);
     expect((await t.stack.api.call('GET', '/v1/orgs', { token: t.stack.adminToken })).status).toBe(200);
+  });
+});
+
+describe('failed authentications behind a trusted proxy (TRUST_PROXY)', () => {
+  const LIMIT = 5;
+  const t = useStack({
+    worker: false,
+    env: { RATE_LIMIT_PER_MINUTE: String(LIMIT), TRUST_PROXY: 'loopback' },
+  });
+
+  it('are counted per client as X-Forwarded-For names it: one client over the limit holds back no other', async () => {
+    const forged = `wo_org_${'B'.repeat(32)}`;
+    const call = (client: string, token: string) =>
+      fetch(`${t.stack.url}/v1/workspaces`, {
+        headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': client },
+      });
+    for (let i = 0; i < LIMIT; i++) expect((await call('203.0.113.7', forged)).status).toBe(401);
+    expect((await call('203.0.113.7', forged)).status).toBe(429);
+    expect((await call('203.0.113.7', t.key)).status).toBe(429);
+    // Another client behind the same proxy (the same TCP peer) is served.
+    expect((await call('203.0.113.8', t.key)).status).toBe(200);
   });
 });
