@@ -11,6 +11,7 @@ import Dockerode from 'dockerode';
 import type { Logger } from 'pino';
 import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
+import { withTimeout } from './api/metrics.js';
 import { attachTerminal } from './api/terminal.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
@@ -55,18 +56,6 @@ export const SHUTDOWN_GRACE_MS = 7_000;
 const CUT_CALLS_GRACE_MS = 1_000;
 /** Last, how long the activity rows handed in may take to be written. */
 const DRAIN_GRACE_MS = 2_000;
-
-/** Waits for `p` (its outcome ignored), at most `ms`. */
-async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    p.catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
-}
 
 export interface RunningService {
   /** Base URL of the API (when started). */
@@ -321,7 +310,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       // Every activity row handed in (by the calls above, by the worker's scheduled runs) is
       // written before the pool goes; bounded, so that a PostgreSQL that hangs does not hold the
       // exit for ever.
-      await settledWithin(activityBatcher(db.pool).drain(), DRAIN_GRACE_MS);
+      await withTimeout(activityBatcher(db.pool).drain(), DRAIN_GRACE_MS).catch(() => undefined);
       await feed?.close();
       await db.close();
     },

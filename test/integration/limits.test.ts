@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, insertWorkspaceRow, useStack, waitForStatus, type Stack } from '../support/stack.js';
 import { waitFor } from '../setup/wait-for.js';
+import { findSamples } from '../support/prometheus.js';
 
 const QUOTA = 3;
 const PER_MINUTE = 30;
@@ -134,15 +135,10 @@ describe('limits', () => {
       await workspaceRow(t.stack, orgs[1]!.id, 'online'),
     ];
     // Streams the API has seen closed (counted as their `close` is handled, with the limiter's).
-    const closedStreams = async () => {
-      const text = await (await fetch(`${t.stack.url}/metrics`)).text();
-      return text
-        .split('\n')
-        .filter(
-          (l) => l.startsWith('wo_http_requests_total{') && l.includes('route="/v1/workspaces/:id/events"'),
-        )
-        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-    };
+    const closedStreams = async () =>
+      findSamples(await (await fetch(`${t.stack.url}/metrics`)).text(), 'wo_http_requests_total', {
+        route: '/v1/workspaces/:id/events',
+      }).reduce((sum, sample) => sum + sample.value, 0);
     const before = await closedStreams();
     for (let i = 0; i <= PER_MINUTE; i++) {
       const leave = new AbortController();

@@ -28,6 +28,19 @@ interface GatedAgent {
   close(): Promise<void>;
 }
 
+/** Listens on loopback: the server's URL, and a close that also ends the connections it holds. */
+async function listening(server: http.Server): Promise<{ url: string; close(): Promise<void> }> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 /**
  * An agent answering `first`, then, once released, `rest` (or, with CUT, dropping the connection),
  * as `type`; with `length`, the answer declares its whole length (else it is chunked).
@@ -54,17 +67,7 @@ async function gatedAgent(
       release = () => (rest === CUT ? res.socket?.destroy() : res.end(rest));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    cut: () => cut,
-    release: () => release(),
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { ...(await listening(server)), cut: () => cut, release: () => release() };
 }
 
 async function readWithDeadline(
@@ -114,19 +117,13 @@ async function holdingAgent(answer: string) {
       }),
     );
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    ...(await listening(server)),
     calls: () => calls,
     probes: () => probes,
     cut: () => cut,
     held: () => held.length,
     release: () => held.splice(0).forEach((answerNow) => answerNow()),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
   };
 }
 
@@ -348,6 +345,20 @@ describe('proxy streaming', () => {
       describe: 'no A2A call left running in the API',
     });
 
+  /**
+   * An A2A call on a socket of its own, declaring the whole body's length but sending `sent` of it
+   * (the caller then does what the test says with the socket).
+   */
+  async function rawCall(id: string, sent: string): Promise<net.Socket> {
+    const socket = net.connect(Number(new URL(t.stack.url).port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(
+      `POST /v1/workspaces/${id}/a2a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.key}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${sent}`,
+    );
+    return socket;
+  }
+
   it('a caller that leaves before the agent answers: the call is stopped, logged as left, and no liveness probe runs', async () => {
     const agent = await holdingAgent('{"jsonrpc":"2.0","id":1,"result":{}}');
     const id = await workspaceAt(agent);
@@ -374,13 +385,7 @@ describe('proxy streaming', () => {
   it('a caller that leaves before its request is whole: nothing is sent, and the call does not hang', async () => {
     const agent = await holdingAgent('{}');
     const id = await workspaceAt(agent);
-    const { port } = new URL(t.stack.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
-    socket.write(
-      `POST /v1/workspaces/${id}/a2a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.key}\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 10)}`,
-    );
+    const socket = await rawCall(id, body.slice(0, 10));
     await waitFor(() => t.stack.service.inflight.count === 1, {
       timeoutMs: READ_DEADLINE_MS,
       describe: 'the call to wait for the rest of its body',
@@ -406,28 +411,14 @@ describe('proxy streaming', () => {
         pump();
       });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const agent = {
-      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
-    const id = await workspaceAt(agent);
+    const id = await workspaceAt(await listening(server));
     const idle = A2A_DEFAULTS.idleTimeoutMs;
     A2A_DEFAULTS.idleTimeoutMs = 1_000;
-    const { port } = new URL(t.stack.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
+    let socket: net.Socket | undefined;
     try {
-      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
       // Sends its call, then never reads: the answer backs up into the proxy.
+      socket = await rawCall(id, body);
       socket.pause();
-      socket.write(
-        `POST /v1/workspaces/${id}/a2a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.key}\r\n` +
-          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
       await waitFor(() => cut, { timeoutMs: READ_DEADLINE_MS, describe: "the agent's answer to be cut" });
       const row = await newestRow(id);
       expect(row.status).toBe(499);
@@ -435,7 +426,7 @@ describe('proxy streaming', () => {
       await a2aCallsDone();
     } finally {
       A2A_DEFAULTS.idleTimeoutMs = idle;
-      socket.destroy();
+      socket?.destroy();
     }
   });
 
