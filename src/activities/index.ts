@@ -15,7 +15,7 @@ import { BOOT_PHASES } from '../api/schemas.js';
 import { saveConsoleLog } from '../db/events.js';
 import { recordProvision } from '../db/metrics.js';
 import type { Queryable } from '../db/queryable.js';
-import { redactorFor } from '../db/secrets.js';
+import { pruneRetiredSecrets, redactorFor } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
 import { CONSOLE_FETCH_SLACK_BYTES, redactedTail } from '../security/redacted-tail.js';
@@ -91,6 +91,15 @@ export function createActivities(deps: ActivityDeps) {
           error: clean(input.error),
         });
       });
+      // A deleted workspace's agent is gone: the org's retired values only it might hold can go.
+      // Best effort, like the figure below: a value kept longer is only redacted longer.
+      if (input.status === 'deleted') {
+        await pruneRetiredSecrets(db, { workspaceId: input.workspaceId }).catch((err: unknown) => {
+          Context.current().log.warn('retired secrets not pruned', {
+            error: err instanceof Error ? err.message : String(err),
+          });
+        });
+      }
       // The generation's first `online` ends its provision: timed for /metrics, once. A failure
       // costs the figure, never the transition.
       if (input.status === 'online') {

@@ -86,6 +86,21 @@ interface SealedRow {
 }
 
 /**
+ * How long before a bundle fetch a retirement still counts as after it. A retirement is stamped
+ * with its statement's start, and a fetch reads the secrets in a statement after stamping
+ * `used_at`: a retirement that began just before the stamp and committed after the read left the
+ * old value in the bundle with a stamp older than the fetch. Covering an old value a little longer
+ * costs nothing; missing one leaks it.
+ */
+const RETIREMENT_SLACK = `interval '60 seconds'`;
+
+/** SQL: the running generation of workspace `w` may hold retired value `r` (see retiredRows). */
+const MAY_HOLD = `r.retired_at > COALESCE(
+      (SELECT max(b.used_at) FROM bootstrap_tokens b
+        WHERE b.workspace_id = w.id AND b.generation = w.generation),
+      '-infinity') - ${RETIREMENT_SLACK}`;
+
+/**
  * Retired values the workspace's agent may still hold: its own and its org's, retired after the
  * running generation fetched its bootstrap bundle (or all of them, when it has not fetched one yet:
  * the previous generation's agent may still run).
@@ -98,14 +113,33 @@ async function retiredRows(
     `SELECT r.value_enc, r.key_id
        FROM workspaces w
        JOIN retired_secrets r ON r.org_id = w.org_id AND (r.workspace_id IS NULL OR r.workspace_id = w.id)
-      WHERE w.id = $1
-        AND r.retired_at > COALESCE(
-              (SELECT max(b.used_at) FROM bootstrap_tokens b
-                WHERE b.workspace_id = w.id AND b.generation = w.generation),
-              '-infinity')`,
+      WHERE w.id = $1 AND ${MAY_HOLD}`,
     [workspaceId],
   );
   return rows;
+}
+
+/**
+ * Drops the org's (or the workspace's org's) retired values that no workspace of it may still hold (each one concerned is
+ * deleted, or its running generation fetched a bundle after the retirement): they would otherwise
+ * stay, sealed, for as long as the org. A later generation fetches the live values, never these.
+ * Returns how many went.
+ */
+export async function pruneRetiredSecrets(
+  db: Queryable,
+  of: { orgId: string } | { workspaceId: string },
+): Promise<number> {
+  const org = 'orgId' in of ? '$1' : '(SELECT org_id FROM workspaces WHERE id = $1)';
+  const { rowCount } = await db.query(
+    `DELETE FROM retired_secrets r
+      WHERE r.org_id = ${org}
+        AND NOT EXISTS (
+          SELECT 1 FROM workspaces w
+           WHERE w.org_id = r.org_id AND (r.workspace_id IS NULL OR w.id = r.workspace_id)
+             AND w.status <> 'deleted' AND ${MAY_HOLD})`,
+    ['orgId' in of ? of.orgId : of.workspaceId],
+  );
+  return rowCount ?? 0;
 }
 
 /** The org defaults and the workspace's own rows, defaults first. */

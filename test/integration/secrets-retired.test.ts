@@ -5,8 +5,11 @@
  * PostgreSQL, no worker: generations are prepared and their bundles fetched as the workflow and the
  * agent would.
  */
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { redactorFor } from '../../src/db/secrets.js';
+import { createActivities } from '../../src/activities/index.js';
+import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
+import { pruneRetiredSecrets, redactorFor } from '../../src/db/secrets.js';
 import { mintBootstrapToken } from '../../src/db/tokens.js';
 import { prepareGeneration } from '../../src/db/workspaces.js';
 import { SecretBox } from '../../src/security/secrets.js';
@@ -37,7 +40,25 @@ describe('retired secrets', () => {
       expect(r.status).toBe(200);
       return r.body.secrets as Record<string, string>;
     };
+    const bundleWithToken = async (generation: number) => {
+      await prepareGeneration(pool, id, generation);
+      const token = await mintBootstrapToken(pool, id, generation, 600_000);
+      const r = await t.stack.api.call('GET', '/v1/registry/bootstrap', { token });
+      expect(r.status).toBe(200);
+      return {
+        token: r.body.workspaceToken as string,
+        configHash: r.body.configHash as string,
+        secrets: r.body.secrets as Record<string, string>,
+      };
+    };
     const redacted = async () => [...(await redactorFor(pool, box, id)).values].sort();
+    const retiredLeft = async () =>
+      (
+        await pool.query<{ workspace_id: string | null }>(
+          'SELECT workspace_id FROM retired_secrets WHERE org_id = $1',
+          [t.orgId],
+        )
+      ).rows;
 
     expect((await putWs('API_KEY', OLD_WS)).status).toBe(204);
     expect((await orgSecret('PUT', 'ORG_TOKEN', OLD_ORG)).status).toBe(204);
@@ -59,7 +80,48 @@ describe('retired secrets', () => {
     for (const r of stored.rows) expect(r.value_enc).not.toMatch(/old-value/);
 
     // Generation 2 fetches the current values: no agent of the workspace holds the old ones now.
-    expect(await bundle(2)).toEqual({ API_KEY: NEW_WS });
+    // A retirement this recent still counts as after the fetch (one that began before the fetch
+    // stamped its use and committed after it read the secrets left the old value in the bundle).
+    const { token: gen2Token, configHash: bootHash, secrets: gen2Secrets } = await bundleWithToken(2);
+    expect(gen2Secrets).toEqual({ API_KEY: NEW_WS });
+    expect(await redacted()).toEqual([NEW_WS, OLD_ORG, OLD_WS].sort());
+    expect(await pruneRetiredSecrets(pool, { orgId: t.orgId })).toBe(0);
+
+    // A second workspace of the org that has not fetched a bundle yet may run an agent with the
+    // org's old default; the first workspace's own old value concerns only the first.
+    const other = await insertWorkspaceRow(pool, t.orgId, (i) => `retired-other-${i}`);
+    // A minute and more later (the retirements moved back instead of the test waiting):
+    await pool.query(
+      `UPDATE retired_secrets SET retired_at = retired_at - interval '5 minutes' WHERE org_id = $1`,
+      [t.orgId],
+    );
     expect(await redacted()).toEqual([NEW_WS]);
+
+    // Generation 2's agent registers: what no agent may hold any more goes, the rest stays.
+    const reg = await t.stack.api.call('POST', '/v1/registry/register', {
+      token: gen2Token,
+      body: { workspaceId: id, generation: 2, configHash: bootHash },
+    });
+    expect(reg.status).toBe(200);
+    expect(await retiredLeft()).toEqual([{ workspace_id: null }]);
+    expect([...(await redactorFor(pool, box, other)).values]).toContain(OLD_ORG);
+
+    // The second workspace is deleted (the entity's last transition): nothing holds the default.
+    const acts = createActivities({
+      db: pool,
+      backends: { docker: new UnconfiguredBackend('docker'), ec2: new UnconfiguredBackend('ec2') },
+      platformUrls: { docker: 'http://platform', ec2: 'http://platform' },
+      bootstrapTokenTtlMs: 1000,
+      secrets: box,
+    });
+    await new MockActivityEnvironment().run(acts.recordTransition, {
+      workspaceId: other,
+      generation: 1,
+      status: 'deleted' as const,
+      phase: null,
+      message: null,
+      error: null,
+    });
+    expect(await retiredLeft()).toEqual([]);
   });
 });

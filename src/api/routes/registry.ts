@@ -7,7 +7,7 @@ import { Router, type Response } from 'express';
 import { recordSpend } from '../../db/budget.js';
 import { recordBootEvent } from '../../db/events.js';
 import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
-import { redactorFor, secretValues } from '../../db/secrets.js';
+import { pruneRetiredSecrets, redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
@@ -100,6 +100,11 @@ export function registryRouter(deps: ApiDeps): Router {
     // A (re)started resource may answer elsewhere now (docker restart: new host port).
     await refreshEndpoint(deps, w);
     await closeBootstrapRedelivery(db, w.id, body.generation);
+    // Its bundle is proven delivered: retired values no agent of the org may hold now can go. Best
+    // effort: a value kept longer is only redacted longer.
+    await pruneRetiredSecrets(db, { orgId: w.orgId }).catch((err: unknown) => {
+      deps.log.warn({ workspaceId: w.id, err }, 'retired secrets not pruned');
+    });
     res.json({ ok: true, generation: w.generation, configHash: w.bootConfigHash });
   });
 
