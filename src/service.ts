@@ -212,12 +212,12 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         onChange: (id) => proxyViews?.invalidate(id),
         log,
       });
-      proxyViews = new ProxyViews(db.pool, { feed });
+      proxyViews = new ProxyViews(db.requestPool, { feed });
       await feed.start();
     }
     const entity = new EntityClient(temporal, config.TASK_QUEUE, { eagerStart: shared });
     const apiDeps: ApiDeps = {
-      db: db.pool,
+      db: db.requestPool,
       entity,
       plugins: new PluginWorkflows(temporal, config.TASK_QUEUE, config.PLUGIN_REPORT_DEADLINE_MS),
       sweeps: new SweepControl(
@@ -310,7 +310,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       // Every activity row handed in (by the calls above, by the worker's scheduled runs) is
       // written before the pool goes; bounded, so that a PostgreSQL that hangs does not hold the
       // exit for ever.
-      await withTimeout(activityBatcher(db.pool).drain(), DRAIN_GRACE_MS).catch(() => undefined);
+      await withTimeout(activityBatcher(db.requestPool).drain(), DRAIN_GRACE_MS).catch(() => undefined);
       await feed?.close();
       await db.close();
     },

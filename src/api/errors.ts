@@ -2,6 +2,7 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import pg from 'pg';
 import type { z } from 'zod';
 import { AppError, type RefusalKind } from '../app/errors.js';
+import { databaseUnavailable } from '../db/unavailable.js';
 
 /** Every error answer is `{error: {code, message, field?}}`: never a stack trace, never a secret. */
 export class HttpError extends Error {
@@ -84,7 +85,18 @@ export function fromPostgres(err: unknown): HttpError | null {
   return null;
 }
 
-export function errorHandler(log: { error: (obj: object, msg: string) => void }): ErrorRequestHandler {
+/** The database unreachable, stalled, shutting down or full: the caller may try again shortly. */
+export function fromDatabaseOutage(err: unknown): HttpError | null {
+  if (!databaseUnavailable(err)) return null;
+  return new HttpError(503, 'database_unavailable', 'the database is unavailable; try again shortly', {
+    retryAfterSeconds: 5,
+  });
+}
+
+export function errorHandler(log: {
+  error: (obj: object, msg: string) => void;
+  warn: (obj: object, msg: string) => void;
+}): ErrorRequestHandler {
   return (rawErr: unknown, req, res, _next) => {
     if (res.headersSent) {
       // A stream (SSE, proxied answer) failed midway: the status is gone, so end the connection.
@@ -92,7 +104,9 @@ export function errorHandler(log: { error: (obj: object, msg: string) => void })
       res.destroy();
       return;
     }
-    const err = fromApp(rawErr) ?? fromPostgres(rawErr) ?? rawErr;
+    const outage = fromDatabaseOutage(rawErr);
+    if (outage) log.warn({ err: rawErr, method: req.method, path: req.path }, 'database unavailable');
+    const err = fromApp(rawErr) ?? fromPostgres(rawErr) ?? outage ?? rawErr;
     if (err instanceof HttpError) {
       if (err.extra.retryAfterSeconds !== undefined)
         res.set('Retry-After', String(err.extra.retryAfterSeconds));

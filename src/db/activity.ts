@@ -174,8 +174,9 @@ export class ActivityBatcher {
  * committed: sending the rows again could write them twice.
  */
 function refusedByServer(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+  // An error message from the server carries a severity; a socket's (EPIPE: five capitals too) not.
+  const e = err as { code?: unknown; severity?: unknown } | null;
+  return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
 }
 
 const batchers = new WeakMap<Queryable, ActivityBatcher>();

@@ -5,9 +5,17 @@ import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { migrate, type DbLog } from './migrate.js';
+import { MarkingPool } from './unavailable.js';
 
 export interface Database {
   pool: pg.Pool;
+  /**
+   * The pool the API's requests use: every statement bounded by REQUEST_QUERY_TIMEOUT_MS, so that a
+   * database that stops answering fails a request (503) instead of holding it for ever. Separate
+   * from `pool` because the worker's sweeps and the migrations may run longer. The same pool as
+   * `pool` for embedded PGlite (one session, in this process: it cannot stall on its own).
+   */
+  requestPool: pg.Pool;
   close(): Promise<void>;
   /** True when served by in-process PGlite: one connection only, so one process owns the data. */
   embedded: boolean;
@@ -34,16 +42,34 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   return db;
 }
 
+/**
+ * How long a request waits for a database connection (a free one from the pool, or a new one's
+ * connect and startup) before it fails: api.md's "never a hang" for the database too.
+ */
+export const DB_CONNECT_TIMEOUT_MS = 5_000;
+/** How long one statement of an API request may take before the request fails (503). */
+export const REQUEST_QUERY_TIMEOUT_MS = 10_000;
+
 function openExternal(databaseUrl: string): Database {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  const common = { connectionString: databaseUrl, max: 10, keepAlive: true };
+  const pool = new pg.Pool({ ...common, connectionTimeoutMillis: DB_CONNECT_TIMEOUT_MS });
+  const requestPool = new MarkingPool({
+    ...common,
+    connectionTimeoutMillis: DB_CONNECT_TIMEOUT_MS,
+    // A statement past it may still commit: its caller learns that its outcome is unknown (the
+    // activity batcher then never sends it again), not that it failed.
+    query_timeout: REQUEST_QUERY_TIMEOUT_MS,
+  });
   // An idle client can die (server restart); without a listener pg would crash the process.
   pool.on('error', () => {});
+  requestPool.on('error', () => {});
   let closed: Promise<void> | undefined;
   return {
     pool,
+    requestPool,
     embedded: false,
     newClient: () => new pg.Client({ connectionString: databaseUrl, keepAlive: true }),
-    close: () => (closed ??= pool.end()),
+    close: () => (closed ??= Promise.all([pool.end(), requestPool.end()]).then(() => undefined)),
   };
 }
 
@@ -98,7 +124,7 @@ async function openEmbedded(dataDir: string, log?: DbLog): Promise<Database> {
     await pglite.close();
     await releaseLock();
   };
-  return { pool, embedded: true, close: () => (closed ??= close()) };
+  return { pool, requestPool: pool, embedded: true, close: () => (closed ??= close()) };
 }
 
 /**

@@ -101,7 +101,10 @@ describe('ActivityBatcher', () => {
       ),
     );
     await tick();
-    const refused = Object.assign(new Error('insert violates foreign key constraint'), { code: '23503' });
+    const refused = Object.assign(new Error('insert violates foreign key constraint'), {
+      code: '23503',
+      severity: 'ERROR',
+    });
     m.calls[0]!.fail(refused);
     await tick();
     // Each caller's rows alone, in order, one at a time.
@@ -117,16 +120,24 @@ describe('ActivityBatcher', () => {
     expect(await Promise.all(outcomes)).toEqual(['written', refused, 'written']);
   });
 
-  it('a batch whose outcome is unknown (no SQLSTATE: the connection went) is not sent again', async () => {
+  it.each([
+    [
+      'the connection went',
+      Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' }),
+    ],
+    // Five capitals like a SQLSTATE, but the socket's, not the server's.
+    ['a write failed', Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' })],
+    ['the statement timed out here', new Error('Query read timeout')],
+  ])('a batch whose outcome is unknown (%s) is not sent again', async (_why, failure) => {
     const m = manualInsert();
     const b = new ActivityBatcher(m.insert);
     const ps = [b.write([row(1)]), b.write([row(2)])];
     await tick();
-    m.calls[0]!.fail(Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' }));
-    await expect(ps[0]).rejects.toThrow('Connection terminated');
-    await expect(ps[1]).rejects.toThrow('Connection terminated');
+    m.calls[0]!.fail(failure);
+    await expect(ps[0]).rejects.toBe(failure);
+    await expect(ps[1]).rejects.toBe(failure);
     await b.drain();
-    // Had it committed before the connection went, a second INSERT would write the rows twice.
+    // Had it committed before the failure, a second INSERT would write the rows twice.
     expect(m.calls.length).toBe(1);
   });
 

@@ -44,7 +44,7 @@ beforeAll(async () => {
   });
   app.use(express.json());
   app.use('/v1/mcp', mcpRouter({ db, log } as unknown as ApiDeps));
-  app.use(errorHandler({ error: () => {} }));
+  app.use(errorHandler({ error: () => {}, warn: () => {} }));
   server = app.listen(0, '127.0.0.1');
   await new Promise((ok) => server.once('listening', ok));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/mcp`;

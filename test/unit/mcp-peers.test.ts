@@ -57,7 +57,7 @@ beforeAll(async () => {
   app.use(authenticate(db.pool, 'admin-token-not-used-here'));
   app.use(express.json());
   app.use('/v1/mcp', mcpRouter({ db: db.pool, log: { error: () => {} } } as unknown as ApiDeps));
-  app.use(errorHandler({ error: () => {} }));
+  app.use(errorHandler({ error: () => {}, warn: () => {} }));
   server = app.listen(0, '127.0.0.1');
   await new Promise((ok) => server.once('listening', ok));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/mcp`;

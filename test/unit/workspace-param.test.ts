@@ -91,7 +91,7 @@ beforeAll(async () => {
     res.json({ id: w.id });
   });
   app.use('/w', first, second);
-  app.use(errorHandler({ error: () => undefined }));
+  app.use(errorHandler({ error: () => undefined, warn: () => undefined }));
   server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

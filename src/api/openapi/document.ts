@@ -23,7 +23,7 @@ const ERRORS: Record<number, string> = {
   415: '`unsupported_media_type`: a body encoding or charset that cannot be read',
   429: '`rate_limited` or `too_many_streams`, with Retry-After',
   502: '`agent_unreachable`, `agent_error` or `backend_error`',
-  503: '`temporal_unavailable` or `backend_unavailable`, with Retry-After',
+  503: '`temporal_unavailable`, `backend_unavailable` or `database_unavailable`, with Retry-After',
   504: '`agent_timeout`',
 };
 const RETRY_AFTER = new Set([409, 429, 503]);
@@ -42,6 +42,8 @@ export function errorStatuses(op: Operation): number[] {
   if (op.auth.length > 0) {
     out.add(401);
     out.add(429);
+    // Authentication reads the database: with it away, `database_unavailable`.
+    out.add(503);
   }
   if (op.body?.content['application/json']) {
     out.add(400);
