@@ -1,4 +1,5 @@
 /** Activities of the plugin workflow: deliver into a running workspace, and land the outcome. */
+import { BackendError } from '../backends/backend.js';
 import { presentedAgentCredential } from '../db/agent-credentials.js';
 import * as plugins from '../db/plugins.js';
 import { AGENT_CREDENTIAL_HEADER } from '../security/agent-credential.js';
@@ -49,16 +50,22 @@ export function createPluginActivities(deps: Pick<ActivityDeps, 'db' | 'backends
       if (w.status === 'provisioning' || w.status === 'restarting') return 'booting';
       if (w.status !== 'online' && w.status !== 'degraded') return 'not-running';
       const backend = deps.backends[w.backend];
-      if (input.action === 'uninstall') {
-        await backendCall(() => removePluginFolder(backend, w.id, w.generation, input.name));
-        await reload(w);
-        return 'delivered';
+      try {
+        if (input.action === 'uninstall') {
+          await backendCall(() => removePluginFolder(backend, w.id, w.generation, input.name));
+        } else {
+          const files = await dbCall(() => plugins.pluginFiles(db, w.id, input.name, input.requestId));
+          if (!files) return 'superseded';
+          await backendCall(() =>
+            writePluginFolder(backend, w.id, w.generation, input.name, files, input.requestId),
+          );
+        }
+      } catch (err) {
+        // Online in the database, not running in fact (a dockerd restart, a stop from outside):
+        // as for a workspace known to be stopped, the next start's bundle applies the request.
+        if (err instanceof BackendError && err.code === 'not_running') return 'not-running';
+        throw err;
       }
-      const files = await dbCall(() => plugins.pluginFiles(db, w.id, input.name, input.requestId));
-      if (!files) return 'superseded';
-      await backendCall(() =>
-        writePluginFolder(backend, w.id, w.generation, input.name, files, input.requestId),
-      );
       await reload(w);
       return 'delivered';
     },

@@ -247,7 +247,7 @@ export function attachTerminal(
       session = await deps.backends[w.backend].openTerminal(w.id, w.generation, sizeFromQuery(url));
     } catch (err) {
       if (err instanceof Refused) return close(ws, err.code, err.message);
-      if (err instanceof BackendError && err.code === 'not_found') {
+      if (err instanceof BackendError && (err.code === 'not_found' || err.code === 'not_running')) {
         return close(ws, CLOSE_NOT_ONLINE, `workspace ${id} has no running resource`);
       }
       log.warn({ err, workspaceId: id }, 'opening a terminal failed');

@@ -39,6 +39,9 @@ function refusal(err: unknown): unknown {
       return invalid(`path: ${err.message}`, 'path');
     case 'not_found':
       return missing('file');
+    case 'not_running':
+      // The database said online a moment ago; the resource says otherwise (api.md: 409).
+      return conflicting(`the workspace is not running: ${err.message}`, 'not_online');
     case 'transient':
       return new AppError(
         'unavailable',

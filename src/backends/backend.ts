@@ -239,7 +239,13 @@ export interface TerminalSession {
   close(): Promise<void>;
 }
 
-export type BackendErrorCode = 'not_configured' | 'not_found' | 'transient' | 'permanent' | 'invalid_path';
+/**
+ * `not_running`: the generation's resource is not running (stopped, gone, still starting) while an
+ * operation that needs it running (files, terminal) was asked for: the workspace is not online,
+ * whatever the database said a moment ago (a dockerd restart, a stop from outside).
+ */
+export type BackendErrorCode =
+  'not_configured' | 'not_found' | 'not_running' | 'transient' | 'permanent' | 'invalid_path';
 
 /** Typed backend error: activities map `permanent`/`not_configured` to non-retryable failures. */
 export class BackendError extends Error {

@@ -207,8 +207,9 @@ describe('DockerBackend', () => {
     await expect(backend.readFile(workspaceId, 1, '/workspace', 'escape-link')).rejects.toMatchObject({
       code: 'invalid_path',
     });
+    // No container of that generation: not running (as on ec2), not a missing file.
     await expect(backend.readFile(workspaceId, 9, '/configs', 'config.yaml')).rejects.toMatchObject({
-      code: 'not_found',
+      code: 'not_running',
     });
   });
 

@@ -344,7 +344,7 @@ describe('Ec2Backend against moto', () => {
     expect(await backend.bootLog(workspaceId, 9)).toBe('');
   });
 
-  it('readFile refuses bad paths before any call; missing → not_found; not running → transient', async () => {
+  it('readFile refuses bad paths before any call; no such instance or not running → not_running', async () => {
     for (const bad of ['../etc/passwd', 'notes/../../etc/passwd', '/etc/passwd', 'a\0b', '', '.', 'a\\b']) {
       await expect(backend.readFile(workspaceId, 1, '/configs', bad), bad).rejects.toMatchObject({
         code: 'invalid_path',
@@ -354,11 +354,11 @@ describe('Ec2Backend against moto', () => {
       code: 'invalid_path',
     });
     await expect(backend.readFile(workspaceId, 9, '/configs', 'config.yaml')).rejects.toMatchObject({
-      code: 'not_found',
+      code: 'not_running',
     });
     await backend.stop(workspaceId, 1);
     await expect(backend.readFile(workspaceId, 1, '/configs', 'config.yaml')).rejects.toMatchObject({
-      code: 'transient',
+      code: 'not_running',
     });
     await backend.start(spec());
   });
@@ -541,8 +541,8 @@ describe('Ec2Backend on ec2-sim: user-data boots the agent; files over SSH', () 
         try {
           return { data: await simBackend.readFile(simWorkspace, 1, root, path) };
         } catch (err) {
-          if (err instanceof BackendError && (err.code === 'transient' || err.code === 'not_found'))
-            throw err;
+          const retry = ['transient', 'not_found', 'not_running'];
+          if (err instanceof BackendError && retry.includes(err.code)) throw err;
           return { error: err }; // anything else will not heal by waiting
         }
       },

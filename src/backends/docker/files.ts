@@ -253,6 +253,9 @@ async function startExec(
     return { raw, exec: e };
   } catch (err) {
     if (isConflict(err)) throw new NotRunning(`${what} in ${container}: not running`, err);
+    // No such container (removed behind the service's back): no file of it can be reached either.
+    if (isNotFound(err))
+      throw new BackendError('not_running', `${what}: no container ${container}`, { cause: err });
     throw toBackendError(err, `${what} in ${container}`);
   }
 }
@@ -288,10 +291,10 @@ async function exec(docker: Dockerode, container: string, argv: string[], what: 
   return { code, stdout: Buffer.concat(out), stderr: demux.stderr };
 }
 
-/** Exec refused because the container is not running (409): permanent for this call. */
+/** Exec refused because the container is not running (409). */
 class NotRunning extends BackendError {
   constructor(message: string, cause: unknown) {
-    super('permanent', message, { cause });
+    super('not_running', message, { cause });
   }
 }
 

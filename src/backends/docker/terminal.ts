@@ -16,6 +16,8 @@ const errText = (err: unknown): string => (err instanceof Error ? err.message : 
 function dockerError(err: unknown, what: string): BackendError {
   const status = (err as { statusCode?: unknown } | null)?.statusCode;
   if (status === 404) return new BackendError('not_found', `${what}: not found`, { cause: err });
+  // Exec refused: the container is not running.
+  if (status === 409) return new BackendError('not_running', `${what}: not running`, { cause: err });
   return new BackendError('transient', `${what}: ${errText(err)}`, { cause: err });
 }
 

@@ -684,18 +684,18 @@ export class Ec2Backend implements WorkspaceBackend {
   }
 
   /**
-   * Where and how to reach a running generation over SSH. Files and terminal share it; a stopped
-   * instance answers `transient` (files are reachable only while it runs).
+   * Where and how to reach a running generation over SSH. Files and terminal share it; an instance
+   * that is not running, or gone, answers `not_running` (files are reachable only while it runs).
    */
   private async sshTarget(workspaceId: string, generation: number): Promise<SshTarget> {
     this.requireClient();
     const name = instanceName(workspaceId, generation);
     const instance = await this.liveInstance(workspaceId, generation);
-    if (!instance?.InstanceId) throw new BackendError('not_found', `${name} not found`);
+    if (!instance?.InstanceId) throw new BackendError('not_running', `${name} not found`);
     const state = instance.State?.Name;
     if (state !== 'running' || !instance.PrivateIpAddress) {
       throw new BackendError(
-        'transient',
+        'not_running',
         `${name} is ${state ?? 'unknown'}: files are readable over SSH only while it runs`,
       );
     }
