@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import { authenticate } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
-import { failedAuthRateLimit, perKeyRateLimit } from './limits.js';
+import { failedAuthRateLimit, keyRateLimitOf } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { budgetRouter } from './routes/budget.js';
@@ -34,7 +34,7 @@ export function createApp(deps: ApiDeps): Express {
   const v1 = express.Router();
   v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));
   v1.use(authenticate(deps.db, deps.settings.adminToken));
-  v1.use(perKeyRateLimit(deps.settings.rateLimitPerMinute));
+  v1.use(keyRateLimitOf(deps, deps.settings.rateLimitPerMinute).middleware);
   // Raw-body and streaming routes parse their own bodies: mounted before the JSON parser.
   // The A2A proxy first: the hottest route walks no other router's layers.
   v1.use('/workspaces', a2aRouter(deps));

@@ -29,9 +29,21 @@ export function rateLimitKey(
   }
 }
 
+/**
+ * The per-key limit of one API (its HTTP routes and its terminal share one count per key): the
+ * middleware, and `charge` for calls that never pass through it (a terminal's WebSocket upgrade).
+ */
+export interface KeyRateLimit {
+  middleware: RequestHandler;
+  /** Counts one call of `key`; past the limit, how long to wait (s) instead of null. */
+  charge(key: string): Promise<{ retryAfterSeconds: number } | null>;
+}
+
 /** Runs after authenticate(): answers 429 `rate_limited` with Retry-After past `perMinute`. */
-export function perKeyRateLimit(perMinute: number): RequestHandler {
-  return rateLimit({
+export function perKeyRateLimit(perMinute: number): KeyRateLimit {
+  const store = new MemoryStore();
+  const middleware = rateLimit({
+    store,
     windowMs: RATE_LIMIT_WINDOW_MS,
     limit: perMinute,
     // RateLimit/RateLimit-Policy headers, and Retry-After on a refusal.
@@ -54,6 +66,16 @@ export function perKeyRateLimit(perMinute: number): RequestHandler {
     // The key is never an IP address, so the library's IP checks do not apply.
     validate: { ip: false, trustProxy: false, xForwardedForHeader: false, keyGeneratorIpFallback: false },
   });
+  return {
+    middleware,
+    async charge(key) {
+      // The store the middleware counts in (initialised with its window when the limiter was made).
+      const { totalHits, resetTime } = await store.increment(key);
+      if (totalHits <= perMinute) return null;
+      const waitMs = (resetTime?.getTime() ?? Date.now() + RATE_LIMIT_WINDOW_MS) - Date.now();
+      return { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+    },
+  };
 }
 
 /** Where the failed-auth limiter marks a request it counted (not skipped, not refused). */
@@ -106,4 +128,19 @@ export function failedAuthRateLimit(perMinute: number, adminToken: string): Requ
       next(err);
     });
   };
+}
+
+const shared = new WeakMap<object, KeyRateLimit>();
+
+/**
+ * The per-key limit of one API (one per `owner`, its ApiDeps): the /v1 routes and the terminal's
+ * upgrades count in it together, so a key cannot go around its limit through WebSockets.
+ */
+export function keyRateLimitOf(owner: object, perMinute: number): KeyRateLimit {
+  let limit = shared.get(owner);
+  if (!limit) {
+    limit = perKeyRateLimit(perMinute);
+    shared.set(owner, limit);
+  }
+  return limit;
 }

@@ -5,7 +5,9 @@
  * send), else as `?token=`.
  * The socket is always accepted first and then closed with a contract code when the call is not
  * allowed: 4401 (missing/invalid token), 4404 (unknown workspace, or another org's), 4409 (not
- * online/degraded). Binary frames both ways carry raw terminal bytes; text frames carry JSON control
+ * online/degraded), 4429 (the key over its request rate, which the terminal's openings count in
+ * with its HTTP calls, or the workspace at TERMINAL_MAX_SESSIONS open sessions: each is a shell
+ * holding processes in the workspace). Binary frames both ways carry raw terminal bytes; text frames carry JSON control
  * messages (`{"type":"resize","cols":N,"rows":N}`). The server pings every connection and drops one
  * that stops answering, so idle sessions survive proxies and dead peers do not keep a shell open.
  */
@@ -15,8 +17,9 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backends/backend.js';
 import { orgIdForApiKey } from '../db/orgs.js';
 import { getWorkspace } from '../db/workspaces.js';
-import { safeEqual } from '../security/tokens.js';
+import { hashToken, safeEqual } from '../security/tokens.js';
 import type { ApiDeps } from './deps.js';
+import { keyRateLimitOf, rateLimitKey } from './limits.js';
 import { workspaceIdParam } from './schemas.js';
 
 export interface TerminalOptions {
@@ -27,6 +30,9 @@ export interface TerminalOptions {
 export const CLOSE_AUTH = 4401;
 export const CLOSE_NOT_FOUND = 4404;
 export const CLOSE_NOT_ONLINE = 4409;
+export const CLOSE_RATE_LIMITED = 4429;
+/** Open sessions per workspace (per API process); the next one is refused 4429. */
+export const TERMINAL_MAX_SESSIONS = 32;
 /** Too many frames (or bytes) sent before the session opened. */
 export const CLOSE_INPUT_OVERFLOW = 1008;
 
@@ -154,6 +160,9 @@ export function attachTerminal(
 ): { close(): Promise<void> } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20, handleProtocols: pickProtocol });
   const sessions = new Set<TerminalSession>();
+  /** Sessions open or opening, per workspace (see TERMINAL_MAX_SESSIONS). */
+  const perWorkspace = new Map<string, number>();
+  const rateLimit = keyRateLimitOf(deps, deps.settings.rateLimitPerMinute);
   const alive = new WeakMap<WebSocket, boolean>();
   const log = deps.log.child({ component: 'terminal' });
   let shuttingDown = false;
@@ -203,12 +212,23 @@ export function attachTerminal(
     const token = tokenOf(req, url);
     if (!token) throw new Refused(CLOSE_AUTH, 'missing bearer token');
     let scope: string | null;
-    if (safeEqual(token, deps.settings.adminToken)) scope = null;
-    else if (token.startsWith('wo_org_')) {
+    let rateKey: string;
+    if (safeEqual(token, deps.settings.adminToken)) {
+      scope = null;
+      rateKey = rateLimitKey({ kind: 'admin' }, token);
+    } else if (token.startsWith('wo_org_')) {
       const orgId = await orgIdForApiKey(deps.db, token);
       if (!orgId) throw new Refused(CLOSE_AUTH, 'invalid token');
       scope = orgId;
+      rateKey = rateLimitKey({ kind: 'org', orgId }, token, hashToken(token));
     } else throw new Refused(CLOSE_AUTH, 'invalid token');
+    const over = await rateLimit.charge(rateKey);
+    if (over) {
+      throw new Refused(
+        CLOSE_RATE_LIMITED,
+        `over ${deps.settings.rateLimitPerMinute} requests per minute for this key; retry in ${over.retryAfterSeconds} s`,
+      );
+    }
     const w = workspaceIdParam.safeParse(id).success ? await getWorkspace(deps.db, id, scope) : null;
     if (!w) throw new Refused(CLOSE_NOT_FOUND, `workspace ${id} not found`);
     if (w.status !== 'online' && w.status !== 'degraded') {
@@ -241,11 +261,27 @@ export function attachTerminal(
     });
 
     let session: TerminalSession;
+    let held: string | null = null;
+    const release = (): void => {
+      if (held === null) return;
+      const n = (perWorkspace.get(held) ?? 1) - 1;
+      if (n > 0) perWorkspace.set(held, n);
+      else perWorkspace.delete(held);
+      held = null;
+    };
     try {
       const w = await authorize(req, url, id);
       if (socketClosed || overflowed) return;
+      // Counted from here (not once open), so that a burst of openings cannot pass the cap together.
+      const open = perWorkspace.get(w.id) ?? 0;
+      if (open >= TERMINAL_MAX_SESSIONS) {
+        throw new Refused(CLOSE_RATE_LIMITED, `workspace ${w.id} has ${open} terminal sessions open`);
+      }
+      perWorkspace.set(w.id, open + 1);
+      held = w.id;
       session = await deps.backends[w.backend].openTerminal(w.id, w.generation, sizeFromQuery(url));
     } catch (err) {
+      release();
       if (err instanceof Refused) return close(ws, err.code, err.message);
       if (err instanceof BackendError && (err.code === 'not_found' || err.code === 'not_running')) {
         return close(ws, CLOSE_NOT_ONLINE, `workspace ${id} has no running resource`);
@@ -256,6 +292,7 @@ export function attachTerminal(
     sessions.add(session);
     const done = (): void => {
       sessions.delete(session);
+      release();
       session
         .close()
         .catch((err: unknown) => log.warn({ err, workspaceId: id }, 'closing a terminal failed'));

@@ -3,6 +3,7 @@
  * rate_limited with Retry-After, keyed by who calls, not by address).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, insertWorkspaceRow, useStack, waitForStatus, type Stack } from '../support/stack.js';
 import { waitFor } from '../setup/wait-for.js';
@@ -100,6 +101,27 @@ describe('limits', () => {
     expect((await t.stack.api.call('GET', '/v1/workspaces', { token: b.apiKey })).status).toBe(200);
     // Unauthenticated operational routes are not limited.
     expect((await t.stack.api.call('GET', '/healthz')).status).toBe(200);
+  });
+
+  it("a key's terminal openings count in its rate with its HTTP calls: over it, 4429 and 429", async () => {
+    const a = await createOrg(t.stack, 'rate-terminal');
+    const closeCode = (id: string) => {
+      const ws = new WebSocket(`${t.stack.url.replace(/^http/, 'ws')}/v1/workspaces/${id}/terminal`, {
+        headers: { authorization: `Bearer ${a.apiKey}` },
+      });
+      ws.on('error', () => undefined);
+      return new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    };
+    // Half the budget through HTTP, the rest through terminal openings (of no workspace: 4404).
+    const half = PER_MINUTE / 2;
+    for (let i = 0; i < half; i++) {
+      expect((await t.stack.api.call('GET', '/v1/workspaces', { token: a.apiKey })).status).toBe(200);
+    }
+    const codes: number[] = [];
+    for (let i = 0; i < PER_MINUTE - half; i++) codes.push(await closeCode(`0000000000000${i}`.slice(-16)));
+    expect(codes.every((c) => c === 4404)).toBe(true);
+    expect(await closeCode('0000000000000000')).toBe(4429);
+    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: a.apiKey })).status).toBe(429);
   });
 
   it('agents are limited per workspace: every token of one workspace shares one budget', async () => {

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import type { ApiDeps } from '../../src/api/deps.js';
-import { attachTerminal } from '../../src/api/terminal.js';
+import { TERMINAL_MAX_SESSIONS, attachTerminal } from '../../src/api/terminal.js';
 import type { BackendKind } from '../../src/backends/backend.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus, type Stack } from '../support/stack.js';
@@ -273,12 +273,49 @@ describe.each(PARITY_BACKENDS)('%s terminal', CONCURRENT_BLOCK, (backend) => {
     });
   });
 
+  it(`at ${TERMINAL_MAX_SESSIONS} open sessions the next is refused 4429; one closed lets the next in`, async () => {
+    /** A terminal with a shell answering in it, or the close code it got instead. */
+    const shell = async (n: number): Promise<Term | number> => {
+      const x = openTerm(t.stack.url, id, { token: t.key });
+      // The socket opens before the session is allowed: only the shell's answer proves it.
+      x.opened.then(() => x.send(`echo shell-$((${n}+1000))\n`)).catch(() => undefined);
+      const answered = x.expectOutput(new RegExp(`^shell-${n + 1000}\\r?$`, 'm'), 0, 60_000);
+      answered.catch(() => undefined);
+      return Promise.race([answered.then(() => x), x.closed.then((c) => c.code)]);
+    };
+    const terms: Term[] = [];
+    // One after another: each opening a shell (on ec2 an SSH login) while the previous ones stay open.
+    for (let i = 0; i < TERMINAL_MAX_SESSIONS; i++) {
+      const x = await shell(i);
+      if (typeof x === 'number') throw new Error(`terminal ${i} closed ${x} under the cap`);
+      terms.push(x);
+    }
+    expect(await shell(TERMINAL_MAX_SESSIONS)).toBe(4429);
+    terms[0]!.send('exit\n');
+    expect((await terms[0]!.closed).code).toBe(1000);
+    // The count drops as the closed session ends: the next opening gets a shell.
+    const next = await waitFor(
+      async () => {
+        const x = await shell(TERMINAL_MAX_SESSIONS + 1);
+        return typeof x === 'number' ? null : x;
+      },
+      { timeoutMs: 15_000, describe: 'a terminal to open again under the cap' },
+    );
+    const rest = [...terms.slice(1), next];
+    for (const x of rest) x.ws.close();
+    await Promise.all(rest.map((x) => x.closed));
+    await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
+      timeoutMs: 30_000,
+      describe: `no terminal session left after ${TERMINAL_MAX_SESSIONS + 1} closed`,
+    });
+  });
+
   it('server pings keep sessions alive; a peer that stops answering is dropped with its session', async () => {
     const server: Server = createServer((_req, res) => res.writeHead(404).end());
     const deps = {
       db: t.stack.service.db.pool,
       backends: t.stack.service.backends,
-      settings: { adminToken: t.stack.adminToken },
+      settings: { adminToken: t.stack.adminToken, rateLimitPerMinute: 600 },
       log: pino({ level: 'silent' }),
     } as unknown as ApiDeps;
     const terminals = attachTerminal(server, deps, { pingIntervalMs: 150 });

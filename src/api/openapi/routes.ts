@@ -371,7 +371,9 @@ const workspaceRoutes: Operation[] = [
     description:
       'A WebSocket: binary frames both ways are raw terminal bytes; text frames are JSON control ' +
       'messages `{"type":"resize","cols":N,"rows":N}`. The socket is accepted, then closed with 4401 ' +
-      '(auth), 4404 (unknown workspace), 4409 (not online) or 1008 (input overflow before the session opens).',
+      '(auth), 4404 (unknown workspace), 4409 (not online), 4429 (the key over its request rate, which ' +
+      'terminal openings count in, or the workspace at its limit of open sessions) or 1008 (input ' +
+      'overflow before the session opens).',
     auth: MANAGE,
     params: {
       path: workspace,

@@ -64,7 +64,7 @@ export function consoleRouter(deps: ApiDeps): Router {
   const guard = [
     failedAuthRateLimit(rateLimitPerMinute, adminToken),
     authenticate(deps.db, adminToken),
-    perKeyRateLimit(rateLimitPerMinute),
+    perKeyRateLimit(rateLimitPerMinute).middleware,
   ];
   r.get('/config.json', ...guard, (_req, res) => {
     const ui = deps.settings.temporalUi;
