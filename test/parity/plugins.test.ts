@@ -2,11 +2,12 @@
  * Plugins on the real stack, the same test for each backend: a catalog plugin and an upload are
  * installed live into /configs/plugins/<name> of a running workspace and the agent reports each
  * (status `installed` lands only on the agent's report of that very install) without a restart;
- * uninstall removes the folder; a restart keeps the installed set; an install on a stopped
- * workspace is applied at its next start; and every refused upload (bad manifest, sha256 mismatch,
- * too large, escaping entries, links, devices, unknown local:// name) is a 400 naming the field
- * with the workspace's plugin set and files unchanged. A template's default plugins arrive with the
- * first boot.
+ * uninstall removes the folder; removeTree removes a tree whatever is in it (any depth, dangling
+ * and outside links, FIFOs, sockets), a link only as a link; a restart keeps the installed set; an
+ * install on a stopped workspace is applied at its next start; and every refused upload (bad manifest,
+ * sha256 mismatch, too large, escaping entries, links, devices, unknown local:// name) is a 400
+ * naming the field with the workspace's plugin set and files unchanged. A template's default
+ * plugins arrive with the first boot.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -15,11 +16,14 @@ import tar from 'tar-stream';
 import { describe, expect, test } from 'vitest';
 import { loadPluginDir } from '../../src/plugins/catalog.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES } from '../../src/plugins/schema.js';
+import type Dockerode from 'dockerode';
+import { BackendError } from '../../src/backends/backend.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { spawnWorker } from '../support/worker-process.js';
 import { pluginWorkflowId } from '../../src/workflows/messages.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { hostContainer, sh } from './workspace-shell.js';
 
 const it = test.sequential;
 
@@ -308,6 +312,69 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
     expect((await fileText(tid, 'plugins/hello-tools/tools/hello.json')).status).toBe(200);
     expect((await api('DELETE', `/v1/workspaces/${tid}`)).status).toBe(202);
     await waitForStatus(t.stack, t.key, tid, 'deleted');
+  });
+
+  /** A running workspace of the test's own, and the container that holds it (its files, its shell). */
+  async function onlineWithHost(name: string) {
+    const created = await api('POST', '/v1/workspaces', { name, backend });
+    expect(created.status).toBe(202);
+    const online = await waitForStatus(t.stack, t.key, created.body.id, 'online');
+    const host = await hostContainer(backend, t.stack.docker, online.id, online.generation);
+    return { id: String(online.id), generation: Number(online.generation), host };
+  }
+
+  async function deleteWorkspace(id: string): Promise<void> {
+    expect((await api('DELETE', `/v1/workspaces/${id}`)).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  }
+
+  /** Runs a script in the workspace's container (test side, as a plugin's process or a terminal would). */
+  async function shOk(host: Dockerode.Container, script: string): Promise<string> {
+    const r = await sh(host, script);
+    expect(r.code, `${script}\n${r.out}`).toBe(0);
+    return r.out;
+  }
+
+  it('removeTree (the backend call that removes a tree): links go as links at every level, any depth, FIFOs and sockets; gone is done; an escaping parent is refused', async () => {
+    const { id, generation, host } = await onlineWithHost('remove-tree');
+    const b = t.stack.service.backends[backend];
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof BackendError ? e.code : String(e)),
+      );
+    await shOk(
+      host,
+      `mkdir -p /workspace/rt/a/b/c/d/e/f/g/h/i/j/k && echo deep > /workspace/rt/a/b/c/d/e/f/g/h/i/j/k/l.txt &&
+       mkdir -p /workspace/keep /workspace/real/sub && echo kept > /workspace/keep/k.txt && echo s > /workspace/real/sub/s.txt &&
+       cd /workspace/rt && ln -s /nowhere dangling && ln -s /etc etc && ln -s /workspace/keep a/b/keep &&
+       ln -s /etc/passwd a/passwd && mkfifo a/b/c/pipe &&
+       node -e "require('net').createServer().listen(process.argv[1], () => process.exit(0))" /workspace/rt/a/sock &&
+       ln -s /etc /workspace/out && ln -s /workspace/real /workspace/alias && ln -s /etc /workspace/etc-link &&
+       mkfifo /workspace/lone-pipe`,
+    );
+
+    await b.removeTree(id, generation, '/workspace', 'rt');
+    // A link as the path itself: the link goes, /etc stays.
+    await b.removeTree(id, generation, '/workspace', 'etc-link');
+    await b.removeTree(id, generation, '/workspace', 'lone-pipe');
+    // A parent link inside the root is followed, as for every files call.
+    await b.removeTree(id, generation, '/workspace', 'alias/sub');
+    await shOk(
+      host,
+      `for p in rt etc-link lone-pipe real/sub; do if [ -e /workspace/$p ] || [ -L /workspace/$p ]; then echo "$p left"; exit 1; fi; done;
+       [ "$(cat /workspace/keep/k.txt)" = kept ] && [ -s /etc/passwd ] && [ -d /etc ] && [ -d /workspace/real ] && [ -L /workspace/alias ]`,
+    );
+
+    // Gone already, or a parent missing: done.
+    for (const gone of ['rt', 'no/such/parent'])
+      expect(await outcome(b.removeTree(id, generation, '/workspace', gone)), gone).toBe('resolved');
+    // Refused: lexically outside the root, the reserved bundle folder, through a parent leaving it.
+    expect(await outcome(b.removeTree(id, generation, '/workspace', '../etc'))).toBe('invalid_path');
+    expect(await outcome(b.removeTree(id, generation, '/configs', '.wo'))).toBe('invalid_path');
+    expect(await outcome(b.removeTree(id, generation, '/workspace', 'out/passwd'))).toBe('invalid_path');
+    await shOk(host, '[ -s /etc/passwd ] && [ -L /workspace/out ]');
+    await deleteWorkspace(id);
   });
 });
 
