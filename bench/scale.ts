@@ -67,6 +67,7 @@ class FakeBackend implements WorkspaceBackend {
   deleteFile = this.none.deleteFile;
   writeFiles = this.none.writeFiles;
   deleteFiles = this.none.deleteFiles;
+  removeTree = this.none.removeTree;
   openTerminal = this.none.openTerminal;
 
   start = async (spec: StartSpec): Promise<ResourceInfo> => {

@@ -182,6 +182,13 @@ export interface WorkspaceBackend {
     root: WorkspaceRoot,
     paths: readonly string[],
   ): Promise<void>;
+  /**
+   * Removes root/path and everything under it in one call, walked on the workspace side, never
+   * following a symlink: a link (path itself or any entry below it) goes as a link, whatever it
+   * points to; FIFOs, sockets and any depth go too. The parents are resolved as deleteFile does (one
+   * leaving the root → invalid_path). Already gone, or a parent missing: succeeds.
+   */
+  removeTree(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<void>;
   /** Opens an interactive shell on a PTY inside the workspace (docker exec TTY / SSH shell). */
   openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession>;
   /** Liveness of the backend itself (daemon / API reachable), for /readyz. */

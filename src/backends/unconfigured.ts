@@ -29,6 +29,7 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   deleteFile = async (): Promise<never> => this.fail();
   writeFiles = async (): Promise<never> => this.fail();
   deleteFiles = async (): Promise<never> => this.fail();
+  removeTree = async (): Promise<never> => this.fail();
   openTerminal = async (): Promise<never> => this.fail();
   ping = async (): Promise<never> => this.fail();
 }

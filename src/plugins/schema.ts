@@ -9,7 +9,7 @@ export const PLUGIN_MAX_ARCHIVE_BYTES = 2 * 1024 * 1024;
 /** Every byte of the unpacked tar, headers included: the cap applied while decompressing. */
 export const PLUGIN_MAX_UNPACKED_BYTES = 8 * 1024 * 1024;
 export const PLUGIN_MAX_FILES = 200;
-/** Folder levels inside the plugin folder: uninstall walks the tree this deep. */
+/** Folder levels a plugin may bring inside its folder (uninstall removes any depth). */
 export const PLUGIN_MAX_DEPTH = 6;
 
 export const pluginManifestSchema = z

@@ -48,6 +48,7 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
     (b) => b.writeFiles(spec.workspaceId, 1, '/workspace', [{ path: 'a.txt', content: Buffer.from('a') }]),
   ],
   ['deleteFiles', (b) => b.deleteFiles(spec.workspaceId, 1, '/workspace', ['a.txt'])],
+  ['removeTree', (b) => b.removeTree(spec.workspaceId, 1, '/configs', 'plugins/p')],
   ['openTerminal', (b) => b.openTerminal(spec.workspaceId, 1, { cols: 80, rows: 24 })],
   ['ping', (b) => b.ping()],
 ];

@@ -2,11 +2,13 @@
  * Plugins on the real stack, the same test for each backend: a catalog plugin and an upload are
  * installed live into /configs/plugins/<name> of a running workspace and the agent reports each
  * (status `installed` lands only on the agent's report of that very install) without a restart;
- * uninstall removes the folder; a restart keeps the installed set; an install on a stopped
- * workspace is applied at its next start; and every refused upload (bad manifest, sha256 mismatch,
- * too large, escaping entries, links, devices, unknown local:// name) is a 400 naming the field
- * with the workspace's plugin set and files unchanged. A template's default plugins arrive with the
- * first boot.
+ * uninstall removes the folder, whole whatever a process or a terminal left in it (any depth,
+ * dangling and outside links, FIFOs, sockets), and a folder that is itself a link only as a link
+ * (removeTree, proven for both backends here too); a restart keeps the installed set; an install
+ * on a stopped workspace is applied at its next start; and every refused upload (bad manifest,
+ * sha256 mismatch, too large, escaping entries, links, devices, unknown local:// name) is a 400
+ * naming the field with the workspace's plugin set and files unchanged. A template's default
+ * plugins arrive with the first boot.
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -15,11 +17,14 @@ import tar from 'tar-stream';
 import { describe, expect, test } from 'vitest';
 import { loadPluginDir } from '../../src/plugins/catalog.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES } from '../../src/plugins/schema.js';
+import type Dockerode from 'dockerode';
+import { BackendError } from '../../src/backends/backend.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { spawnWorker } from '../support/worker-process.js';
 import { pluginWorkflowId } from '../../src/workflows/messages.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { hostContainer, sh } from './workspace-shell.js';
 
 const it = test.sequential;
 
@@ -308,6 +313,144 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
     expect((await fileText(tid, 'plugins/hello-tools/tools/hello.json')).status).toBe(200);
     expect((await api('DELETE', `/v1/workspaces/${tid}`)).status).toBe(202);
     await waitForStatus(t.stack, t.key, tid, 'deleted');
+  });
+
+  /** A running workspace of the test's own, and the container that holds it (its files, its shell). */
+  async function onlineWithHost(name: string) {
+    const created = await api('POST', '/v1/workspaces', { name, backend });
+    expect(created.status).toBe(202);
+    const online = await waitForStatus(t.stack, t.key, created.body.id, 'online');
+    const host = await hostContainer(backend, t.stack.docker, online.id, online.generation);
+    return { id: String(online.id), generation: Number(online.generation), host };
+  }
+
+  async function deleteWorkspace(id: string): Promise<void> {
+    expect((await api('DELETE', `/v1/workspaces/${id}`)).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  }
+
+  async function installUpload(id: string, name: string, entries: Entry[]): Promise<void> {
+    const archive = await tarGz([manifest(name), ...entries]);
+    const res = await api('POST', `/v1/workspaces/${id}/plugins`, {
+      source: { tarGzBase64: archive.toString('base64') },
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    await waitPlugin(id, name, 'installed');
+  }
+
+  /** Runs a script in the workspace's container (test side, as a plugin's process or a terminal would). */
+  async function shOk(host: Dockerode.Container, script: string): Promise<string> {
+    const r = await sh(host, script);
+    expect(r.code, `${script}\n${r.out}`).toBe(0);
+    return r.out;
+  }
+
+  it('uninstall removes what no listing sees whole (9 levels deep, dangling and outside links, a FIFO, a socket); the plugin installs again', async () => {
+    const { id, host } = await onlineWithHost('messy-folder');
+    await installUpload(id, 'messy', [{ name: 'lib/a.txt', content: 'alpha' }]);
+    await installUpload(id, 'neighbour', [{ name: 'n.txt', content: 'november' }]);
+
+    // Through the public API: a file deeper than the plugin limits allow.
+    const deep = new URLSearchParams({ root: '/configs', path: 'plugins/messy/1/2/3/4/5/6/7/8/9.txt' });
+    const put = await fetch(`${t.stack.url}/v1/workspaces/${id}/files/content?${deep}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${t.key}`, 'content-type': 'application/octet-stream' },
+      body: 'deep',
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(put.status).toBe(204);
+    // What a plugin's own processes leave: a dangling link, links out of /configs (a venv's
+    // bin/python, a folder), a link into another plugin, a FIFO and a unix socket.
+    await shOk(
+      host,
+      `cd /configs/plugins/messy && ln -s /nonexistent/target dangling && mkdir -p venv/bin &&
+       ln -s /etc/passwd venv/bin/python && ln -s /etc etc-link && ln -s /configs/plugins/neighbour next &&
+       mkfifo pipe && node -e "require('net').createServer().listen(process.argv[1], () => process.exit(0))" "$PWD/sock" &&
+       [ -p pipe ] && [ -S sock ] && [ -L dangling ] && [ -f 1/2/3/4/5/6/7/8/9.txt ]`,
+    );
+
+    const gone = await api('DELETE', `/v1/workspaces/${id}/plugins/messy`);
+    expect(gone.status).toBe(202);
+    await waitPlugin(id, 'messy', null);
+    // Gone whole; what its links pointed at is untouched.
+    await shOk(
+      host,
+      '[ ! -e /configs/plugins/messy ] && [ ! -L /configs/plugins/messy ] && [ -s /etc/passwd ]',
+    );
+    expect(await fileText(id, 'plugins/neighbour/n.txt')).toEqual({ status: 200, text: 'november' });
+    expect((await plugins(id)).map((p) => [p.name, p.status])).toEqual([['neighbour', 'installed']]);
+
+    await installUpload(id, 'messy', [{ name: 'lib/a.txt', content: 'again' }]);
+    expect(await fileText(id, 'plugins/messy/lib/a.txt')).toEqual({ status: 200, text: 'again' });
+    await deleteWorkspace(id);
+  });
+
+  it('uninstall of a plugin folder that is itself a link to /configs removes only the link', async () => {
+    const { id, host } = await onlineWithHost('linked-folder');
+    await installUpload(id, 'linked', [{ name: 'l.txt', content: 'lima' }]);
+    await installUpload(id, 'bystander', [{ name: 'b.txt', content: 'bravo' }]);
+    const config = await fileText(id, 'config.yaml');
+    expect(config.status).toBe(200);
+    const others = async () => (await pluginTree(id)).filter((p) => !p.startsWith('plugins/linked'));
+    const othersBefore = await others();
+    expect(othersBefore).toContain('plugins/bystander/b.txt:file:5');
+
+    // Made from the terminal: the folder swapped for a link to /configs itself.
+    await shOk(host, 'rm -rf /configs/plugins/linked && ln -s /configs /configs/plugins/linked');
+    expect((await api('DELETE', `/v1/workspaces/${id}/plugins/linked`)).status).toBe(202);
+    await waitPlugin(id, 'linked', null);
+
+    await shOk(host, '[ ! -e /configs/plugins/linked ] && [ ! -L /configs/plugins/linked ]');
+    expect(await fileText(id, 'config.yaml')).toEqual(config);
+    expect(await fileText(id, 'plugins/bystander/b.txt')).toEqual({ status: 200, text: 'bravo' });
+    expect(await others()).toEqual(othersBefore);
+    expect((await plugins(id)).find((p) => p.name === 'bystander')?.status).toBe('installed');
+
+    await installUpload(id, 'linked', [{ name: 'l.txt', content: 'lima again' }]);
+    expect(await fileText(id, 'plugins/linked/l.txt')).toEqual({ status: 200, text: 'lima again' });
+    await deleteWorkspace(id);
+  });
+
+  it('removeTree (the backend call that removes a tree): links go as links at every level, any depth, FIFOs and sockets; gone is done; an escaping parent is refused', async () => {
+    const { id, generation, host } = await onlineWithHost('remove-tree');
+    const b = t.stack.service.backends[backend];
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof BackendError ? e.code : String(e)),
+      );
+    await shOk(
+      host,
+      `mkdir -p /workspace/rt/a/b/c/d/e/f/g/h/i/j/k && echo deep > /workspace/rt/a/b/c/d/e/f/g/h/i/j/k/l.txt &&
+       mkdir -p /workspace/keep /workspace/real/sub && echo kept > /workspace/keep/k.txt && echo s > /workspace/real/sub/s.txt &&
+       cd /workspace/rt && ln -s /nowhere dangling && ln -s /etc etc && ln -s /workspace/keep a/b/keep &&
+       ln -s /etc/passwd a/passwd && mkfifo a/b/c/pipe &&
+       node -e "require('net').createServer().listen(process.argv[1], () => process.exit(0))" /workspace/rt/a/sock &&
+       ln -s /etc /workspace/out && ln -s /workspace/real /workspace/alias && ln -s /etc /workspace/etc-link &&
+       mkfifo /workspace/lone-pipe`,
+    );
+
+    await b.removeTree(id, generation, '/workspace', 'rt');
+    // A link as the path itself: the link goes, /etc stays.
+    await b.removeTree(id, generation, '/workspace', 'etc-link');
+    await b.removeTree(id, generation, '/workspace', 'lone-pipe');
+    // A parent link inside the root is followed, as for every files call.
+    await b.removeTree(id, generation, '/workspace', 'alias/sub');
+    await shOk(
+      host,
+      `for p in rt etc-link lone-pipe real/sub; do if [ -e /workspace/$p ] || [ -L /workspace/$p ]; then echo "$p left"; exit 1; fi; done;
+       [ "$(cat /workspace/keep/k.txt)" = kept ] && [ -s /etc/passwd ] && [ -d /etc ] && [ -d /workspace/real ] && [ -L /workspace/alias ]`,
+    );
+
+    // Gone already, or a parent missing: done.
+    for (const gone of ['rt', 'no/such/parent'])
+      expect(await outcome(b.removeTree(id, generation, '/workspace', gone)), gone).toBe('resolved');
+    // Refused: lexically outside the root, the reserved bundle folder, through a parent leaving it.
+    expect(await outcome(b.removeTree(id, generation, '/workspace', '../etc'))).toBe('invalid_path');
+    expect(await outcome(b.removeTree(id, generation, '/configs', '.wo'))).toBe('invalid_path');
+    expect(await outcome(b.removeTree(id, generation, '/workspace', 'out/passwd'))).toBe('invalid_path');
+    await shOk(host, '[ -s /etc/passwd ] && [ -L /workspace/out ]');
+    await deleteWorkspace(id);
   });
 });
 

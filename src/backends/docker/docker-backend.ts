@@ -695,6 +695,15 @@ export class DockerBackend implements WorkspaceBackend {
     for (const p of paths) await deletedIfGone(this.deleteFile(workspaceId, generation, root, p));
   }
 
+  async removeTree(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<void> {
+    return files.removeTree(this.d, containerName(workspaceId, generation), root, path);
+  }
+
   async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {
     return terminal.openTerminal(this.d, containerName(workspaceId, generation), size);
   }

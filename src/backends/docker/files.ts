@@ -6,8 +6,8 @@
  * script walks the path one directory at a time with `cd -P` and refuses as soon as the physical
  * directory leaves the physical root, so a symlink planted in the workspace (say to /etc) can
  * neither be read, written, listed nor deleted through. A final-component symlink is followed only
- * when it resolves inside the root (delete removes the link itself). A link swapped between the
- * check and the operation (TOCTOU) is not prevented.
+ * when it resolves inside the root (delete and removeTree act on the link itself). A link swapped
+ * between the check and the operation (TOCTOU) is not prevented.
  */
 import { posix } from 'node:path';
 import { PassThrough, Transform, type TransformCallback } from 'node:stream';
@@ -28,7 +28,7 @@ import { openSingleFile } from './archive.js';
 import { isConflict, isNotFound, toBackendError } from './errors.js';
 import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 
-type Mode = 'read' | 'write' | 'delete' | 'list';
+type Mode = 'read' | 'write' | 'delete' | 'list' | 'purge';
 
 /** Exit codes of RESOLVE, mapped to typed errors in `check`. */
 const EXIT = {
@@ -48,7 +48,8 @@ const EXIT = {
  * physically (creating missing ones only in write mode), then acts on the last one.
  * read → the file's size on a line, then at most that many bytes of it; write (depth = the size) →
  * stdin into a temporary file beside the target, renamed over it only when complete;
- * delete → removes it; list → NUL-terminated `type|size|mtime|relpath` records.
+ * delete → removes it; list → NUL-terminated `type|size|mtime|relpath` records; purge → removes it
+ * and everything under it, a link as a link (the last component is never followed or checked).
  */
 const SCRIPT = String.raw`
 mode=$1; root=$2; depth=$3; shift 3
@@ -71,7 +72,7 @@ if [ $# -eq 0 ]; then
 else
   last=$1
   target=$cur/$last
-  if [ -L "./$last" ]; then
+  if [ "$mode" != purge ] && [ -L "./$last" ]; then
     r=$(readlink -f "./$last" 2>/dev/null)
     if [ -n "$r" ] && [ -e "$r" ]; then
       inside "$r" || { echo "resolves outside $root" >&2; exit 12; }
@@ -108,6 +109,9 @@ case $mode in
     else
       rm -f "$target" || exit 13
     fi ;;
+  purge)
+    # rm -r never follows a symlink (lstat): a link at any level goes as a link, FIFOs and sockets too.
+    if [ -e "$target" ] || [ -L "$target" ]; then rm -rf -- "$target" || exit 13; fi ;;
   list)
     [ -e "$target" ] || { echo "not found" >&2; exit 11; }
     [ -d "$target" ] || { echo "not a directory" >&2; exit 17; }
@@ -599,4 +603,20 @@ export async function deleteFile(
   const full = joinUnderRoot(root, segs);
   const r = await exec(docker, container, argvOf('delete', root, segs), `deleting ${full}`);
   check(r, full);
+}
+
+/**
+ * Removes a tree in one exec (`rm -rf` on the physical path, parents walked as for delete). A
+ * missing parent means the tree is gone already: success, like a missing target.
+ */
+export async function removeTree(
+  docker: Dockerode,
+  container: string,
+  root: WorkspaceRoot,
+  path: string,
+): Promise<void> {
+  const segs = pathSegments(root, path);
+  const full = joinUnderRoot(root, segs);
+  const r = await exec(docker, container, argvOf('purge', root, segs), `removing ${full}`);
+  if (r.code !== EXIT.notFound) check(r, full);
 }

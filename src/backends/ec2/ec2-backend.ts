@@ -796,6 +796,17 @@ export class Ec2Backend implements WorkspaceBackend {
     return files.deleteFiles(await this.sshTarget(workspaceId, generation), root, paths);
   }
 
+  async removeTree(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+  ): Promise<void> {
+    this.requireClient();
+    workspacePath(root, path);
+    return files.removeTree(await this.sshTarget(workspaceId, generation), root, path);
+  }
+
   async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {
     this.requireClient();
     return terminal.openTerminal(await this.sshTarget(workspaceId, generation), size);

@@ -6,8 +6,8 @@
  * on the instance one directory at a time, each prefix resolved with SFTP realpath and refused as
  * soon as it leaves the resolved root, so a symlink planted in the workspace (say to /etc) can
  * neither be read, written, listed nor deleted through. A final-component symlink is followed only
- * when it resolves inside the root (delete removes the link itself). A link swapped between the
- * check and the operation (TOCTOU) is not prevented.
+ * when it resolves inside the root (delete and removeTree act on the link itself). A link swapped
+ * between the check and the operation (TOCTOU) is not prevented.
  */
 import { randomUUID } from 'node:crypto';
 import { posix } from 'node:path';
@@ -27,10 +27,12 @@ import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 import { contentStream, exactly, readWhole } from '../streams.js';
 import { openSftp, sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
-type Mode = 'read' | 'write' | 'delete' | 'list';
+type Mode = 'read' | 'write' | 'delete' | 'list' | 'purge';
 
 /** Deadline of one upload (the client's pace is part of it). */
 const UPLOAD_TIMEOUT_MS = 5 * 60_000;
+/** Deadline of one removeTree (one round trip per entry of the tree). */
+const REMOVE_TIMEOUT_MS = 5 * 60_000;
 const SFTP_EOF = 1;
 const SFTP_FAILURE = 4;
 
@@ -76,11 +78,15 @@ class Fs {
   mkdir(p: string, shown: string): Promise<void> {
     return this.call<void>(shown, (cb) => this.sftp.mkdir(p, (err) => cb(err, undefined)));
   }
+  /** A directory's entries one by one, as `batches` reads them. */
+  async *entries(p: string, shown: string): AsyncGenerator<{ filename: string; attrs: Stats }> {
+    for await (const batch of this.batches(p, shown)) yield* batch;
+  }
   /**
    * A directory's entries, one server batch at a time (a huge directory is never read whole);
    * the handle is closed when the iteration ends, early or not.
    */
-  async *entries(p: string, shown: string): AsyncGenerator<{ filename: string; attrs: Stats }> {
+  async *batches(p: string, shown: string): AsyncGenerator<{ filename: string; attrs: Stats }[]> {
     const handle = await this.call<Buffer>(shown, (cb) => this.sftp.opendir(p, cb));
     try {
       for (;;) {
@@ -92,7 +98,7 @@ class Fs {
           }),
         );
         if (!batch) return;
-        yield* batch;
+        yield batch;
       }
     } finally {
       this.sftp.close(handle, () => undefined);
@@ -144,7 +150,7 @@ const insideOf = (rootReal: string) => (p: string) =>
 /**
  * Walks `segs` under the root on the instance: every parent must exist (or is created in write
  * mode) and resolve inside the root; the last component is followed only when it is a link that
- * resolves inside the root (delete acts on the link itself).
+ * resolves inside the root (delete acts on the link itself; purge neither follows nor checks it).
  */
 async function resolve(
   sftp: SFTPWrapper,
@@ -183,7 +189,7 @@ async function resolve(
   const target = `${cur}/${last}`;
   const st = await fs.lstat(target, full);
   if (!st) return { target, exists: false, rootReal, fs };
-  if (kindOf(st.mode) !== 'link') return { target, exists: true, rootReal, fs };
+  if (kindOf(st.mode) !== 'link' || mode === 'purge') return { target, exists: true, rootReal, fs };
   let real: string | null;
   try {
     real = await fs.realpath(target, full);
@@ -425,6 +431,58 @@ async function deleteOn(sftp: SFTPWrapper, root: WorkspaceRoot, path: string): P
   if (!st) throw new BackendError('not_found', `${full} not found`);
   if (kindOf(st.mode) === 'dir') await r.fs.rmdir(r.target, full);
   else await r.fs.unlink(r.target, full);
+}
+
+/**
+ * Removes a tree over one SFTP connection: the parents are resolved as for delete, then the walk
+ * goes by lstat, so a link (the path itself or any entry below it) is unlinked, never entered.
+ * Already gone, or a parent missing: success.
+ */
+export async function removeTree(target: SshTarget, root: WorkspaceRoot, path: string): Promise<void> {
+  const segs = pathSegments(root, path);
+  const full = joinUnderRoot(root, segs);
+  // A large tree needs longer than one SFTP call's deadline.
+  await withSftp({ ...target, operationTimeoutMs: REMOVE_TIMEOUT_MS }, async (sftp) => {
+    let r: Resolved;
+    try {
+      r = await resolve(sftp, 'purge', root, segs);
+    } catch (err) {
+      if (err instanceof BackendError && err.code === 'not_found') return;
+      throw err;
+    }
+    if (r.exists) await removeAt(r.fs, r.target, full);
+  });
+}
+
+/**
+ * Removes `path` (physical) and what is under it. A directory's other entries are unlinked a server
+ * batch at a time (unlink never follows a link); its subdirectories are walked after its handle is
+ * closed, so a deep tree holds one handle at a time.
+ */
+async function removeAt(fs: Fs, path: string, shown: string): Promise<void> {
+  const st = await fs.lstat(path, shown);
+  if (!st) return;
+  if (kindOf(st.mode) !== 'dir') return deletedIfGone(fs.unlink(path, shown));
+  const subdirs: string[] = [];
+  for await (const batch of fs.batches(path, shown)) {
+    const others: string[] = [];
+    for (const { filename, attrs } of batch) {
+      if (filename === '.' || filename === '..') continue;
+      // removeAt lstats it again: a server whose readdir followed links cannot lead it through one.
+      (kindOf(attrs.mode) === 'dir' ? subdirs : others).push(`${path}/${filename}`);
+    }
+    await Promise.all(others.map((p) => deletedIfGone(fs.unlink(p, shown))));
+  }
+  for (const d of subdirs) await removeAt(fs, d, shown);
+  try {
+    await fs.rmdir(path, shown);
+  } catch (err) {
+    if (err instanceof BackendError && err.code === 'not_found') return;
+    // Not empty after the walk: something was written into it meanwhile; a retry walks it again.
+    if (err instanceof BackendError && err.code === 'invalid_path')
+      throw new BackendError('transient', `${shown}: changed while it was being removed`, { cause: err });
+    throw err;
+  }
 }
 
 /** How long a failed upload waits for its temporary file's handle to close before unlinking it. */
