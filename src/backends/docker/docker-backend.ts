@@ -23,7 +23,14 @@ import {
 } from '../backend.js';
 import { workspacePath } from '../paths.js';
 import { tailLogs } from './archive.js';
-import { daemonMessage, isConflict, isNotFound, isNotModified, toBackendError } from './errors.js';
+import {
+  daemonMessage,
+  isConflict,
+  isNotFound,
+  isNotModified,
+  setDaemonCallTimeout,
+  toBackendError,
+} from './errors.js';
 import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from './names.js';
 import {
   DEFAULT_ORG_NETWORK_POOL,
@@ -125,6 +132,8 @@ export class DockerBackend implements WorkspaceBackend {
     this.portKey = `${opts.agentPort ?? 8080}/tcp`;
     this.stopTimeoutSeconds = opts.stopTimeoutSeconds ?? 10;
     this.callTimeoutMs = opts.callTimeoutMs ?? 15_000;
+    // The files and terminal calls (files.ts, terminal.ts) take their deadline from the client.
+    if (this.docker) setDaemonCallTimeout(this.docker, this.callTimeoutMs);
   }
 
   private get d(): Dockerode {

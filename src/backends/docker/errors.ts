@@ -39,3 +39,39 @@ export function toBackendError(err: unknown, what: string): BackendError {
   }
   return new BackendError('transient', detail, { cause: err });
 }
+
+/** How long a daemon call may go unanswered, per client (DockerBackend sets its callTimeoutMs). */
+const callMs = new WeakMap<object, number>();
+const DEFAULT_CALL_MS = 15_000;
+
+export function setDaemonCallTimeout(docker: object, ms: number): void {
+  callMs.set(docker, ms);
+}
+
+/**
+ * Runs one daemon call with a deadline on its answer: a daemon that accepts the connection and then
+ * stalls fails the call (`transient`) instead of holding it, and whoever waits on it, for ever. The
+ * deadline ends with the answer: a stream that follows it (a hijacked exec, an archive) must
+ * outlive it, and aborting the request then would cut that stream.
+ */
+export async function beforeDeadline<T>(
+  docker: object,
+  what: string,
+  call: (abortSignal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const ms = callMs.get(docker) ?? DEFAULT_CALL_MS;
+  const c = new AbortController();
+  const timer = setTimeout(
+    () => c.abort(new BackendError('transient', `${what}: no answer from dockerd within ${ms} ms`)),
+    ms,
+  );
+  try {
+    return await call(c.signal);
+  } catch (err) {
+    // docker-modem rejects an aborted call with its own error: the reason says what happened.
+    if (c.signal.aborted) throw c.signal.reason as BackendError;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}

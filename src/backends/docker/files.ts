@@ -25,7 +25,7 @@ import {
 } from '../backend.js';
 import { contentStream, exactly, readWhole } from '../streams.js';
 import { openSingleFile } from './archive.js';
-import { isConflict, isNotFound, toBackendError } from './errors.js';
+import { beforeDeadline, isConflict, isNotFound, toBackendError } from './errors.js';
 import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list' | 'purge';
@@ -246,14 +246,19 @@ async function startExec(
   stdin = false,
 ): Promise<Started> {
   try {
-    const e = await docker.getContainer(container).exec({
-      Cmd: argv,
-      AttachStdout: true,
-      AttachStderr: true,
-      AttachStdin: stdin,
-      Tty: false,
-    });
-    const raw = (await e.start({ hijack: true, stdin })) as Started['raw'];
+    const e = await beforeDeadline(docker, what, (abortSignal) =>
+      docker.getContainer(container).exec({
+        Cmd: argv,
+        AttachStdout: true,
+        AttachStderr: true,
+        AttachStdin: stdin,
+        Tty: false,
+        abortSignal,
+      }),
+    );
+    const raw = (await beforeDeadline(docker, what, (abortSignal) =>
+      e.start({ hijack: true, stdin, abortSignal }),
+    )) as Started['raw'];
     return { raw, exec: e };
   } catch (err) {
     if (isConflict(err)) throw new NotRunning(`${what} in ${container}: not running`, err);
@@ -264,9 +269,9 @@ async function startExec(
   }
 }
 
-async function exitCode(e: Dockerode.Exec, what: string): Promise<number> {
+async function exitCode(docker: Dockerode, e: Dockerode.Exec, what: string): Promise<number> {
   try {
-    return (await e.inspect()).ExitCode ?? -1;
+    return (await beforeDeadline(docker, what, (abortSignal) => e.inspect({ abortSignal }))).ExitCode ?? -1;
   } catch (err) {
     throw toBackendError(err, what);
   }
@@ -277,7 +282,7 @@ async function exec(docker: Dockerode, container: string, argv: string[], what: 
   const { raw, exec: e } = await startExec(docker, container, argv, what);
   let code = -1;
   const demux = new Demux(false, async () => {
-    code = await exitCode(e, what);
+    code = await exitCode(docker, e, what);
   });
   const out: Buffer[] = [];
   demux.on('data', (c: Buffer) => out.push(c));
@@ -313,7 +318,9 @@ async function archiveStat(
 ): Promise<{ mode: number; linkTarget: string } | null> {
   let res: { headers?: Record<string, string | undefined>; resume?: () => void };
   try {
-    res = (await docker.getContainer(container).infoArchive({ path })) as typeof res;
+    res = (await beforeDeadline(docker, `stat of ${path}`, (abortSignal) =>
+      docker.getContainer(container).infoArchive({ path, abortSignal }),
+    )) as typeof res;
   } catch (err) {
     if (isNotFound(err)) return null;
     throw toBackendError(err, `stat of ${path} in ${container}`);
@@ -356,7 +363,9 @@ async function readStopped(
   const path = `${cur}/${segs.at(-1) ?? ''}`;
   let archive: NodeJS.ReadableStream;
   try {
-    archive = await docker.getContainer(container).getArchive({ path });
+    archive = await beforeDeadline(docker, `reading ${full}`, (abortSignal) =>
+      docker.getContainer(container).getArchive({ path, abortSignal }),
+    );
   } catch (err) {
     if (isNotFound(err))
       throw new BackendError('not_found', `${full} not found in ${container}`, { cause: err });
@@ -420,7 +429,7 @@ export async function openFile(
   }
   const { raw, exec: e } = started;
   const demux = new Demux(true, async (d) => {
-    const code = await exitCode(e, what);
+    const code = await exitCode(docker, e, what);
     check({ code, stdout: Buffer.alloc(0), stderr: d.stderr }, full);
     if (!d.sized) throw new BackendError('transient', `${full}: exec ended without a size`);
   });
@@ -485,7 +494,7 @@ export async function listFiles(
   const what = `listing ${full}`;
   const { raw, exec: e } = await startExec(docker, container, argvOf('list', root, segs, depth), what);
   const demux = new Demux(false, async (d) => {
-    check({ code: await exitCode(e, what), stdout: Buffer.alloc(0), stderr: d.stderr }, full);
+    check({ code: await exitCode(docker, e, what), stdout: Buffer.alloc(0), stderr: d.stderr }, full);
   });
   streamPipeline(raw, demux, () => undefined);
   const prefix = segs.join('/');
@@ -565,7 +574,7 @@ export async function writeFile(
   const { raw, exec: e } = started;
   let code = -1;
   const demux = new Demux(false, async () => {
-    code = await exitCode(e, what);
+    code = await exitCode(docker, e, what);
   });
   demux.resume();
   // Input: exactly `size` bytes, then end-of-file (the socket's write side closes).
@@ -584,7 +593,7 @@ export async function writeFile(
   if (sent.status === 'rejected' || done.status === 'rejected') {
     // The script may have refused the path before reading its input (the connection then closes
     // under the upload): its exit code names the reason.
-    const refused = await exitCode(e, what).catch(() => -1);
+    const refused = await exitCode(docker, e, what).catch(() => -1);
     if (refused > 0 && refused !== EXIT.cutShort) {
       check({ code: refused, stdout: Buffer.alloc(0), stderr: demux.stderr }, full);
     }

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
 import { drained } from '../streams.js';
+import { beforeDeadline } from './errors.js';
 
 /**
  * Marks every process of one terminal session: the shell is started with it in its environment and
@@ -34,16 +35,31 @@ function killScript(sessionId: string, signal: string): string {
   ].join('\n');
 }
 
-/** Runs a short command in the container (no TTY) and waits for it to finish. */
-async function runQuietly(container: Dockerode.Container, cmd: string[]): Promise<void> {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, Tty: false });
-  const stream = await exec.start({ hijack: false });
+/** How long a short command (the session's kill script) may run before it is left. */
+const QUIET_RUN_MS = 10_000;
+
+/** Runs a short command in the container (no TTY) and waits for it to finish, within bounds. */
+async function runQuietly(docker: Dockerode, container: Dockerode.Container, cmd: string[]): Promise<void> {
+  const what = `running ${cmd[0] ?? 'a command'} in ${container.id}`;
+  const exec = await beforeDeadline(docker, what, (abortSignal) =>
+    container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, Tty: false, abortSignal }),
+  );
+  const stream = await beforeDeadline(docker, what, (abortSignal) =>
+    exec.start({ hijack: false, abortSignal }),
+  );
+  let timer: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve) => {
     stream.on('end', resolve);
     stream.on('close', resolve);
     stream.on('error', () => resolve());
     stream.resume();
+    // A daemon that stalls mid-answer must not hold a session's close (and a shutdown) for ever.
+    timer = setTimeout(() => {
+      (stream as Partial<Duplex>).destroy?.();
+      resolve();
+    }, QUIET_RUN_MS);
   });
+  clearTimeout(timer);
 }
 
 export async function openTerminal(
@@ -55,20 +71,25 @@ export async function openTerminal(
   const sessionId = randomUUID();
   let exec: Dockerode.Exec;
   try {
-    exec = await container.exec({
-      Cmd: ['/bin/sh'],
-      AttachStdin: true,
-      AttachStdout: true,
-      AttachStderr: true,
-      Tty: true,
-      Env: ['TERM=xterm', `${MARKER}=${sessionId}`],
-    });
+    exec = await beforeDeadline(docker, `opening a terminal in ${containerName}`, (abortSignal) =>
+      container.exec({
+        Cmd: ['/bin/sh'],
+        AttachStdin: true,
+        AttachStdout: true,
+        AttachStderr: true,
+        Tty: true,
+        Env: ['TERM=xterm', `${MARKER}=${sessionId}`],
+        abortSignal,
+      }),
+    );
   } catch (err) {
     throw dockerError(err, `opening a terminal in ${containerName}`);
   }
   let stream: Duplex;
   try {
-    stream = (await exec.start({ hijack: true, stdin: true, Tty: true })) as Duplex;
+    stream = (await beforeDeadline(docker, `starting the terminal in ${containerName}`, (abortSignal) =>
+      exec.start({ hijack: true, stdin: true, Tty: true, abortSignal }),
+    )) as Duplex;
   } catch (err) {
     throw dockerError(err, `starting the terminal in ${containerName}`);
   }
@@ -80,7 +101,9 @@ export async function openTerminal(
   });
   const exited: Promise<number | null> = ended.then(async () => {
     try {
-      const info = await exec.inspect();
+      const info = await beforeDeadline(docker, 'terminal exit', (abortSignal) =>
+        exec.inspect({ abortSignal }),
+      );
       return info.Running ? null : (info.ExitCode ?? null);
     } catch {
       return null;
@@ -89,7 +112,9 @@ export async function openTerminal(
 
   const resize = async ({ cols, rows }: TerminalSize): Promise<void> => {
     try {
-      await exec.resize({ h: rows, w: cols });
+      await beforeDeadline(docker, 'terminal resize', (abortSignal) =>
+        exec.resize({ h: rows, w: cols, abortSignal }),
+      );
     } catch (err) {
       throw dockerError(err, `resizing the terminal in ${containerName}`);
     }
@@ -108,20 +133,22 @@ export async function openTerminal(
       // Hang up like a terminal would, then make sure: SIGKILL whatever still carries the marker.
       const stillRunning = async (): Promise<boolean> => {
         try {
-          return (await exec.inspect()).Running;
+          return (
+            await beforeDeadline(docker, 'terminal state', (abortSignal) => exec.inspect({ abortSignal }))
+          ).Running;
         } catch {
           return false;
         }
       };
       try {
         if (await stillRunning()) {
-          await runQuietly(container, ['/bin/sh', '-c', killScript(sessionId, 'HUP')]);
+          await runQuietly(docker, container, ['/bin/sh', '-c', killScript(sessionId, 'HUP')]);
           for (let i = 0; i < 20 && (await stillRunning()); i++) {
             await new Promise((r) => setTimeout(r, 50));
           }
         }
         // Descendants that ignored the hangup (or a shell that did) are killed outright.
-        await runQuietly(container, ['/bin/sh', '-c', killScript(sessionId, 'KILL')]);
+        await runQuietly(docker, container, ['/bin/sh', '-c', killScript(sessionId, 'KILL')]);
       } catch {
         // Container stopped or gone: so is every process of the session.
       }
