@@ -29,6 +29,7 @@ import {
   pgDataError,
   replayAndRecord,
   settledAt,
+  skipTime,
   startEntity,
   transient,
   until,
@@ -203,7 +204,7 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       const failed = await until(h, handle, settledAt('failed', 1), 'failed');
       expect(failed.error).toMatch(/^stop failed: stopResource refused for good/);
       expect(failed.halted).toBe(true);
-      await h.env.sleep(60_000);
+      await skipTime(h, handle, 60_000);
       expect(h.fakes.count('stopResource')).toBe(1);
       await handle.executeUpdate(stopUpdate);
       await until(h, handle, settledAt('stopped', 1), 'stopped');

@@ -237,13 +237,21 @@ export async function startEntity(
 async function workflowTaskSettled(handle: WorkflowHandle): Promise<void> {
   // temporal.api.enums.v1.EventType: WORKFLOW_TASK_SCHEDULED = 5, WORKFLOW_TASK_STARTED = 6.
   const inFlight = new Set([5, 6]);
-  const deadline = Date.now() + 5_000;
+  // Wall time, generous: on a loaded machine (the whole suite on 2 CPUs) a task can take seconds,
+  // and skipping the clock under it is exactly the hang this avoids.
+  const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     const events = (await handle.fetchHistory()).events ?? [];
     const last = events.at(-1)?.eventType;
     if (last === undefined || last === null || !inFlight.has(last)) return;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Skips the test server's clock by `ms`, once no workflow task of the run is in flight (above). */
+export async function skipTime(h: Harness, handle: WorkflowHandle, ms: number): Promise<void> {
+  await workflowTaskSettled(handle);
+  await h.env.sleep(ms);
 }
 
 export async function until(

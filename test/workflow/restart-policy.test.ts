@@ -17,6 +17,7 @@ import {
   createEnv,
   replayAndRecord,
   settledAt,
+  skipTime,
   startEntity,
   transient,
   until,
@@ -166,7 +167,7 @@ describe('entity workflow: restart policy', () => {
         resourceStatus: 'unknown',
       });
       await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
-      await h.env.sleep(5 * POLICY.degradedAfterMs!);
+      await skipTime(h, handle, 5 * POLICY.degradedAfterMs!);
       const held = await until(h, handle, settledAt('degraded', 1), 'still degraded');
       expect(held.restartCount).toBe(0);
       // It looked at the backend each time the restart came due, and did not boot into the outage.
@@ -233,7 +234,7 @@ describe('entity workflow: restart policy', () => {
       await online(h, handle, 1);
       await goOffline(handle, 1);
       await until(h, handle, settledAt('offline', 1), 'offline');
-      await h.env.sleep(600_000);
+      await skipTime(h, handle, 600_000);
       const still = await until(h, handle, settledAt('offline', 1), 'still offline');
       expect(still.restartCount).toBe(0);
       expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
@@ -255,7 +256,7 @@ describe('entity workflow: restart policy', () => {
       expect(h.fakes.count('prepareGeneration')).toBe(1);
       await goOffline(handle, 1);
       await until(h, handle, settledAt('offline', 1), 'offline');
-      await h.env.sleep(600_000);
+      await skipTime(h, handle, 600_000);
       await until(h, handle, settledAt('offline', 1), 'still offline');
       expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
       // always (null: back to the default): the waiting offline workspace restarts on its own.
@@ -277,7 +278,7 @@ describe('entity workflow: restart policy', () => {
       await until(h, handle, settledAt('offline', 2), 'offline', 0);
       await handle.executeUpdate(stopUpdate);
       await until(h, handle, settledAt('stopped', 2), 'stopped');
-      await h.env.sleep(1_200_000);
+      await skipTime(h, handle, 1_200_000);
       expect((await until(h, handle, settledAt('stopped', 2), 'still stopped')).restartCount).toBe(0);
       expect(h.fakes.count('prepareGeneration', (i) => i.generation === 3)).toBe(0);
       await deleteAndComplete(h, handle, 'auto-restart-stop-wins');
