@@ -1,8 +1,8 @@
 /**
  * The API's side of the plugin workflows: start one per request, forward the agent's reports.
- * A start ends by a deadline (src/api/temporal-deadline.ts) and is only tried once a worker is
- * known to poll the task queue: with Temporal away or no worker, the request is refused (503)
- * within the contract's 5 s instead of hanging or being accepted into a queue nobody reads.
+ * Every call ends by a deadline (src/api/temporal-deadline.ts), and a start is only tried once a
+ * worker is known to poll the task queue: with Temporal away or no worker, the request is refused
+ * (503) within the contract's 5 s instead of hanging or being accepted into a queue nobody reads.
  */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
@@ -22,6 +22,11 @@ export interface PluginWorkflowsOptions {
   reportDeadlineMs?: number;
   /** Budget of one request's Temporal calls together (the worker check and the start). */
   callTimeoutMs?: number;
+  /**
+   * Budget of forwarding one heartbeat's reports: short, the heartbeat waits on it (and may still
+   * signal the entity, with its own 4 s, within the agent's 10 s request timeout).
+   */
+  reportTimeoutMs?: number;
   /** Throws unless a worker polls the task queue, by the deadline (EntityClient.requireWorker). */
   requireWorker?: (deadline: number) => Promise<void>;
 }
@@ -29,6 +34,7 @@ export interface PluginWorkflowsOptions {
 export class PluginWorkflows {
   readonly reportDeadlineMs: number;
   private readonly callTimeoutMs: number;
+  private readonly reportTimeoutMs: number;
   private readonly requireWorkerBy: (deadline: number) => Promise<void>;
 
   constructor(
@@ -38,6 +44,7 @@ export class PluginWorkflows {
   ) {
     this.reportDeadlineMs = opts.reportDeadlineMs ?? 120_000;
     this.callTimeoutMs = opts.callTimeoutMs ?? 4000;
+    this.reportTimeoutMs = opts.reportTimeoutMs ?? 2000;
     this.requireWorkerBy = opts.requireWorker ?? (async () => undefined);
   }
 
@@ -78,9 +85,14 @@ export class PluginWorkflows {
   /** Best effort: a run that already finished has nothing to learn from a report. */
   async report(workspaceId: string, name: string, report: PluginsReported): Promise<void> {
     try {
-      await this.client.workflow
-        .getHandle(pluginWorkflowId(workspaceId, name))
-        .signal(pluginsReportedSignal, report);
+      await withDeadline(
+        this.client,
+        () =>
+          this.client.workflow
+            .getHandle(pluginWorkflowId(workspaceId, name))
+            .signal(pluginsReportedSignal, report),
+        Date.now() + this.reportTimeoutMs,
+      );
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return;
       if (err instanceof Error && /already completed/i.test(err.message)) return;

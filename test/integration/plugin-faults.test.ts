@@ -4,7 +4,8 @@
  * …/plugins answer 503 `temporal_unavailable` with Retry-After within the contract's 5 s and
  * change nothing (the installed v1 stays exactly as it was, so the next start still delivers it);
  * a start whose answer was lost cannot install when it lands later, and one that was carried out
- * is answered as accepted.
+ * is answered as accepted; a heartbeat with plugins unsettled answers while Temporal is away, and
+ * a later heartbeat forwards the report it could not.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { EntityClient } from '../../src/api/entity.js';
 import { PluginWorkflows } from '../../src/api/plugin-workflows.js';
 import { DeadlineExceeded } from '../../src/api/temporal-deadline.js';
 import { bundlePlugins, requestInstall, settlePlugin } from '../../src/db/plugins.js';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { loadPluginDir } from '../../src/plugins/catalog.js';
 import { pluginWorkflowId } from '../../src/workflows/messages.js';
 import { tcpFaultProxy, type ProxyMode } from '../support/tcp-fault-proxy.js';
@@ -229,5 +231,71 @@ describe('plugin requests that cannot be carried out', () => {
     expect(await list(id)).toMatchObject([
       { name: 'hello-tools', version: HELLO.version, status: 'pending' },
     ]);
+  });
+
+  it('a heartbeat with plugins unsettled answers while Temporal is away; a later one forwards the report', async () => {
+    const id = await workspace('online');
+    // Three installs in flight that the heartbeat reports done: their reports go at once, not in turn.
+    const unsettled = ['hello-tools', 'extra-a', 'extra-b'].map((name) => ({
+      name,
+      installId: randomBytes(8).toString('hex'),
+    }));
+    for (const p of unsettled) {
+      await requestInstall(t.stack.service.db.pool, {
+        workspaceId: id,
+        name: p.name,
+        version: HELLO.version,
+        sha256: HELLO.sha256,
+        source: `local://${p.name}`,
+        files: HELLO.files,
+        requestId: p.installId,
+      });
+    }
+    const requestId = unsettled[0]!.installId;
+    // Its run, on a queue nobody polls: it waits, and every signal it is sent stays in its history.
+    const run = await t.stack.service.temporal.workflow.start('pluginWorkflow', {
+      taskQueue: `nobody-polls-${randomBytes(4).toString('hex')}`,
+      workflowId: pluginWorkflowId(id, 'hello-tools'),
+      args: [
+        { workspaceId: id, name: 'hello-tools', action: 'install', requestId, reportDeadlineMs: 60_000 },
+      ],
+    });
+    const token = await mintWorkspaceToken(t.stack.service.db.pool, id, 1);
+    const heartbeat = (api: ApiClient) =>
+      api.call('POST', '/v1/registry/heartbeat', {
+        token,
+        body: {
+          workspaceId: id,
+          generation: 1,
+          configHash: 'h',
+          plugins: unsettled,
+        },
+      });
+    const reports = async () =>
+      ((await run.fetchHistory()).events ?? []).filter(
+        (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'pluginsReported',
+      );
+    try {
+      const away = await temporalAway('stall');
+      try {
+        const began = Date.now();
+        const res = await heartbeat(away.api);
+        expect(res.status).toBe(200);
+        expect(Date.now() - began).toBeLessThan(CONTRACT_MS);
+      } finally {
+        await away.close();
+      }
+      // Not forwarded, not lost: the request is still unsettled, so the next heartbeat reports it.
+      expect(await stored(id)).toMatchObject(
+        [...unsettled]
+          .sort((a, b) => a.name.localeCompare(b.name))
+          .map((p) => ({ name: p.name, status: 'installing', request_id: p.installId })),
+      );
+      expect(await reports()).toEqual([]);
+      expect((await heartbeat(t.stack.api)).status).toBe(200);
+      expect(await reports()).toHaveLength(1);
+    } finally {
+      await run.terminate('test cleanup');
+    }
   });
 });
