@@ -219,7 +219,10 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     const apiDeps: ApiDeps = {
       db: db.requestPool,
       entity,
-      plugins: new PluginWorkflows(temporal, config.TASK_QUEUE, config.PLUGIN_REPORT_DEADLINE_MS),
+      plugins: new PluginWorkflows(temporal, config.TASK_QUEUE, {
+        reportDeadlineMs: config.PLUGIN_REPORT_DEADLINE_MS,
+        requireWorker: (deadline) => entity.requireWorker(deadline),
+      }),
       sweeps: new SweepControl(
         temporal,
         { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS },

@@ -38,6 +38,7 @@ import type { WorkspaceAbout } from '../domain/workflow-metadata.js';
 import { temporalDown } from '../app/errors.js';
 import type { HttpError } from './errors.js';
 import { badRequest, conflict, fromApp } from './errors.js';
+import { withDeadline } from './temporal-deadline.js';
 
 export interface EntityClientOptions {
   /**
@@ -64,7 +65,8 @@ const TASK_QUEUE_TYPE_WORKFLOW = 1;
 /** Temporal down, too slow, or no worker: the use cases' refusal, as the API answers it. */
 export const temporalUnavailable = (message?: string): HttpError => fromApp(temporalDown(message))!;
 
-class DeadlineExceeded extends Error {}
+/** No worker polls the task queue: what was asked would wait in the queue, so it is refused. */
+export class NoWorkerPolling extends Error {}
 
 export class EntityClient {
   private readonly callTimeoutMs: number;
@@ -124,9 +126,14 @@ export class EntityClient {
     await this.withDeadline(() => this.client.workflowService.getSystemInfo({}));
   }
 
-  /** Throws unless a worker polls the task queue (for /readyz and before every Update). */
-  async requireWorker(): Promise<void> {
-    if (!(await this.workerPolling())) throw new Error(`no worker polls task queue ${this.taskQueue}`);
+  /**
+   * Throws unless a worker polls the task queue (for /readyz, before every Update, before a plugin
+   * workflow's start): NoWorkerPolling when none does, Temporal's error when it cannot be asked.
+   */
+  async requireWorker(deadline = Date.now() + this.callTimeoutMs): Promise<void> {
+    if (!(await this.workerPolling(deadline))) {
+      throw new NoWorkerPolling(`no worker polls task queue ${this.taskQueue}`);
+    }
   }
 
   private async workerPolling(deadline = Date.now() + this.callTimeoutMs): Promise<boolean> {
@@ -232,26 +239,11 @@ export class EntityClient {
     }
   }
 
-  /**
-   * Runs a Temporal call under a gRPC deadline, with a timer as backstop (a call that retries
-   * internally, or a connection that never comes up, still ends on time).
-   */
   private async withDeadline<T>(
     call: () => Promise<T>,
     deadline = Date.now() + this.callTimeoutMs,
   ): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const backstop = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new DeadlineExceeded('temporal call timed out')),
-        Math.max(0, deadline - Date.now()) + 250,
-      );
-    });
-    try {
-      return await Promise.race([this.client.withDeadline(deadline, call), backstop]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withDeadline(this.client, call, deadline);
   }
 
   /** Signals are best effort: an entity that already finished (deleted) has nothing to learn. */

@@ -24,18 +24,24 @@ export async function forwardPluginReport(
     workspaceId,
     rows.filter((r) => r.status === 'pending' && byName.has(r.name)).map((r) => r.name),
   );
-  for (const r of rows) {
-    const seen = byName.get(r.name);
-    const settles =
-      r.status === 'installing' ? seen?.installId === r.requestId : r.status === 'uninstalling' && !seen;
-    if (!settles || !deps.plugins) continue;
-    try {
-      await deps.plugins.report(workspaceId, r.name, { generation, plugins: reported });
-    } catch (err) {
-      // The next heartbeat reports again: a lost signal only delays the outcome.
-      deps.log.warn({ err, workspaceId, plugin: r.name }, 'plugin report not forwarded');
-    }
-  }
+  // At once, each under the report deadline (PluginWorkflows.report): a heartbeat answers within
+  // about 2 s even with Temporal away. A report not forwarded is not lost: it is never stored, but
+  // rebuilt from every heartbeat (the agent sends its whole plugin set each time) against the rows,
+  // which stay unsettled until the run lands the outcome, so the next heartbeat forwards it again;
+  // and a report forwarded twice (a deadline that fired after delivery) only sets the same state.
+  await Promise.all(
+    rows.map(async (r) => {
+      const seen = byName.get(r.name);
+      const settles =
+        r.status === 'installing' ? seen?.installId === r.requestId : r.status === 'uninstalling' && !seen;
+      if (!settles || !deps.plugins) return;
+      try {
+        await deps.plugins.report(workspaceId, r.name, { generation, plugins: reported });
+      } catch (err) {
+        deps.log.warn({ err, workspaceId, plugin: r.name }, 'plugin report not forwarded');
+      }
+    }),
+  );
 }
 
 async function unsettled(db: Queryable, workspaceId: string) {

@@ -1,4 +1,9 @@
-/** The API's side of the plugin workflows: start one per request, forward the agent's reports. */
+/**
+ * The API's side of the plugin workflows: start one per request, forward the agent's reports.
+ * Every call ends by a deadline (src/api/temporal-deadline.ts), and a start is only tried once a
+ * worker is known to poll the task queue: with Temporal away or no worker, the request is refused
+ * (503) within the contract's 5 s instead of hanging or being accepted into a queue nobody reads.
+ */
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import {
   pluginWorkflowId,
@@ -8,26 +13,69 @@ import {
 } from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
 import { pluginMetadata } from '../domain/workflow-metadata.js';
+import { withDeadline } from './temporal-deadline.js';
 
 export class PluginWorkflowBusy extends Error {}
 
+export interface PluginWorkflowsOptions {
+  /** How long the agent has to report the new plugin set after delivery. */
+  reportDeadlineMs?: number;
+  /** Budget of one request's Temporal calls together (the worker check and the start). */
+  callTimeoutMs?: number;
+  /**
+   * Budget of forwarding one heartbeat's reports: short, the heartbeat waits on it (and may still
+   * signal the entity, with its own 4 s, within the agent's 10 s request timeout).
+   */
+  reportTimeoutMs?: number;
+  /** Throws unless a worker polls the task queue, by the deadline (EntityClient.requireWorker). */
+  requireWorker?: (deadline: number) => Promise<void>;
+}
+
 export class PluginWorkflows {
+  readonly reportDeadlineMs: number;
+  private readonly callTimeoutMs: number;
+  private readonly reportTimeoutMs: number;
+  private readonly requireWorkerBy: (deadline: number) => Promise<void>;
+
   constructor(
     private readonly client: Client,
     private readonly taskQueue: string,
-    readonly reportDeadlineMs = 120_000,
-  ) {}
+    opts: PluginWorkflowsOptions = {},
+  ) {
+    this.reportDeadlineMs = opts.reportDeadlineMs ?? 120_000;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 4000;
+    this.reportTimeoutMs = opts.reportTimeoutMs ?? 2000;
+    this.requireWorkerBy = opts.requireWorker ?? (async () => undefined);
+  }
 
-  /** Starts the request's run; a run of the same plugin still going → PluginWorkflowBusy. */
-  async start(input: Omit<PluginWorkflowInput, 'reportDeadlineMs'>): Promise<void> {
+  /** The deadline of a request's calls (requireWorker, then start) begun now. */
+  deadline(): number {
+    return Date.now() + this.callTimeoutMs;
+  }
+
+  /** Throws unless a worker polls the task queue (NoWorkerPolling), or Temporal's error. */
+  async requireWorker(deadline: number): Promise<void> {
+    await this.requireWorkerBy(deadline);
+  }
+
+  /**
+   * Starts the request's run; a run of the same plugin still going → PluginWorkflowBusy. Any other
+   * throw (the deadline included) leaves the outcome unknown: the start may still reach Temporal.
+   */
+  async start(input: Omit<PluginWorkflowInput, 'reportDeadlineMs'>, deadline: number): Promise<void> {
     try {
-      await this.client.workflow.start<typeof pluginWorkflow>('pluginWorkflow', {
-        taskQueue: this.taskQueue,
-        workflowId: pluginWorkflowId(input.workspaceId, input.name),
-        args: [{ ...input, reportDeadlineMs: this.reportDeadlineMs }],
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        ...pluginMetadata(input),
-      });
+      await withDeadline(
+        this.client,
+        () =>
+          this.client.workflow.start<typeof pluginWorkflow>('pluginWorkflow', {
+            taskQueue: this.taskQueue,
+            workflowId: pluginWorkflowId(input.workspaceId, input.name),
+            args: [{ ...input, reportDeadlineMs: this.reportDeadlineMs }],
+            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            ...pluginMetadata(input),
+          }),
+        deadline,
+      );
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PluginWorkflowBusy(err.message);
       throw err;
@@ -37,9 +85,14 @@ export class PluginWorkflows {
   /** Best effort: a run that already finished has nothing to learn from a report. */
   async report(workspaceId: string, name: string, report: PluginsReported): Promise<void> {
     try {
-      await this.client.workflow
-        .getHandle(pluginWorkflowId(workspaceId, name))
-        .signal(pluginsReportedSignal, report);
+      await withDeadline(
+        this.client,
+        () =>
+          this.client.workflow
+            .getHandle(pluginWorkflowId(workspaceId, name))
+            .signal(pluginsReportedSignal, report),
+        Date.now() + this.reportTimeoutMs,
+      );
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return;
       if (err instanceof Error && /already completed/i.test(err.message)) return;

@@ -3,11 +3,12 @@
  * entry) before anything is stored or delivered; a refusal names the field and leaves the workspace
  * untouched. Accepted requests are carried out by the plugin workflow (`workspace:<id>:plugin:<name>`).
  */
+import type pg from 'pg';
 import type { Logger } from 'pino';
+import { NoWorkerPolling } from '../api/entity.js';
 import type { PluginWorkflows } from '../api/plugin-workflows.js';
 import { PluginWorkflowBusy } from '../api/plugin-workflows.js';
 import * as plugins from '../db/plugins.js';
-import type { Queryable } from '../db/queryable.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
 import { PluginRejected, validatePluginArchive } from '../plugins/archive.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
@@ -16,7 +17,8 @@ import { newId } from '../security/tokens.js';
 import { AppError, conflicting, invalid, missing, temporalDown } from './errors.js';
 
 export interface PluginDeps {
-  db: Queryable;
+  /** A pool: a request is recorded in a transaction of its own. */
+  db: pg.Pool;
   /** Absent: installs and uninstalls are refused as unavailable. */
   plugins?: PluginWorkflows;
   log: Pick<Logger, 'warn'>;
@@ -43,23 +45,44 @@ function workflows(deps: PluginDeps): PluginWorkflows {
   return deps.plugins;
 }
 
-/** Starts the request's workflow; if that fails, the request is marked failed (not stuck). */
-async function run(
+/**
+ * Records a request and starts its workflow; a refusal (503, 409) changes nothing. Nothing is
+ * written until a worker is known to poll the task queue (under the request's deadline), and a
+ * start that fails puts back exactly the row the request replaced. A start whose answer was lost
+ * may still land, now or later: its run carries the request id, finds another on the row and ends
+ * `superseded` without writing (deliverPlugin); while it runs, the plugin's one workflow id refuses
+ * a new request (409), so nothing installs twice. Left open: what read the row while the request
+ * stood (a run already past that check, an agent's bundle fetch) may put its files in the
+ * workspace; the row stays the truth, and the next start rebuilds the folder from it. If that run
+ * already settled the request, the request was carried out: 202.
+ */
+async function carryOut(
   deps: PluginDeps,
   w: WorkspaceRow,
-  p: plugins.WorkspacePlugin,
+  name: string,
   action: 'install' | 'uninstall',
-): Promise<void> {
+  record: () => Promise<plugins.RecordedRequest | null>,
+): Promise<plugins.WorkspacePlugin> {
+  const wf = workflows(deps);
+  const deadline = wf.deadline();
   try {
-    await workflows(deps).start({ workspaceId: w.id, name: p.name, action, requestId: p.requestId });
+    await wf.requireWorker(deadline);
   } catch (err) {
-    await plugins.settlePlugin(deps.db, w.id, p.name, p.requestId, {
-      kind: 'failed',
-      reason: `the ${action} could not be started`,
-    });
-    if (err instanceof PluginWorkflowBusy) throw conflicting(`plugin ${p.name}: an operation is in progress`);
-    deps.log.warn({ err, workspaceId: w.id, plugin: p.name }, 'plugin workflow start failed');
-    throw temporalDown();
+    throw err instanceof NoWorkerPolling
+      ? temporalDown('no worker is polling the task queue; nothing was changed')
+      : temporalDown('workflow service unavailable; nothing was changed');
+  }
+  const recorded = await record();
+  if (!recorded) throw inProgress(name);
+  const { row } = recorded;
+  try {
+    await wf.start({ workspaceId: w.id, name, action, requestId: row.requestId }, deadline);
+    return row;
+  } catch (err) {
+    if (!(await plugins.restorePlugin(deps.db, row, recorded.replaced))) return row;
+    if (err instanceof PluginWorkflowBusy) throw conflicting(`plugin ${name}: an operation is in progress`);
+    deps.log.warn({ err, workspaceId: w.id, plugin: name }, 'plugin workflow start failed');
+    throw temporalDown('workflow service unavailable; nothing was changed');
   }
 }
 
@@ -94,18 +117,17 @@ export async function install(
   if (w.status === 'deleting') throw beingDeleted(w);
   const { pkg, source } = await packageOf(deps, body);
   if (!PLUGIN_NAME.test(pkg.name)) throw invalid('source: the plugin name is not valid', 'source');
-  const row = await plugins.requestInstall(deps.db, {
-    workspaceId: w.id,
-    name: pkg.name,
-    version: pkg.version,
-    sha256: pkg.sha256,
-    source,
-    files: pkg.files,
-    requestId: newId(),
-  });
-  if (!row) throw inProgress(pkg.name);
-  await run(deps, w, row, 'install');
-  return row;
+  return carryOut(deps, w, pkg.name, 'install', () =>
+    plugins.requestInstall(deps.db, {
+      workspaceId: w.id,
+      name: pkg.name,
+      version: pkg.version,
+      sha256: pkg.sha256,
+      source,
+      files: pkg.files,
+      requestId: newId(),
+    }),
+  );
 }
 
 export async function uninstall(
@@ -117,8 +139,5 @@ export async function uninstall(
   if (w.status === 'deleting') throw beingDeleted(w);
   const existing = await plugins.getPlugin(deps.db, w.id, name);
   if (!existing) throw missing('plugin');
-  const row = await plugins.requestUninstall(deps.db, w.id, name, newId());
-  if (!row) throw inProgress(name);
-  await run(deps, w, row, 'uninstall');
-  return row;
+  return carryOut(deps, w, name, 'uninstall', () => plugins.requestUninstall(deps.db, w.id, name, newId()));
 }

@@ -1,6 +1,7 @@
 /** The desired plugin set per workspace (`workspace_plugins`) and the plugin workflow's outcomes. */
+import type pg from 'pg';
 import type { PluginFile } from '../plugins/schema.js';
-import type { Queryable } from './queryable.js';
+import { inTransaction, type Queryable } from './queryable.js';
 
 export type PluginStatus = 'pending' | 'installing' | 'installed' | 'uninstalling' | 'failed';
 
@@ -63,11 +64,47 @@ export async function getPlugin(
 }
 
 /**
+ * The row a request replaced, exactly as it was (every column, as jsonb), for restorePlugin; null
+ * when the request made a new row. Opaque to callers.
+ */
+export type ReplacedRow = { readonly stored: unknown } | null;
+
+/** A request as recorded: its row, and what it replaced. */
+export interface RecordedRequest {
+  row: WorkspacePlugin;
+  replaced: ReplacedRow;
+}
+
+/**
+ * Records a request in one transaction: the row as it is now is read and locked (a concurrent
+ * request for the name waits, then finds this one in flight), so what `write` replaces is exactly
+ * what restorePlugin would put back. Null when an install or uninstall of the name is in flight,
+ * or when `write` wrote nothing.
+ */
+async function recordRequest(
+  pool: pg.Pool,
+  workspaceId: string,
+  name: string,
+  write: (tx: Queryable, exists: boolean) => Promise<Row | undefined>,
+): Promise<RecordedRequest | null> {
+  return inTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<{ prior: { status: PluginStatus } }>(
+      `SELECT to_jsonb(p) AS prior FROM workspace_plugins p WHERE workspace_id = $1 AND name = $2 FOR UPDATE`,
+      [workspaceId, name],
+    );
+    const prior = rows[0]?.prior ?? null;
+    if (prior && (prior.status === 'installing' || prior.status === 'uninstalling')) return null;
+    const row = await write(tx, prior !== null);
+    return row ? { row: toPlugin(row), replaced: prior ? { stored: prior } : null } : null;
+  });
+}
+
+/**
  * Records an install request (a new row, or a re-install over a settled one). Null when an install
  * or uninstall of that name is still in flight: one workflow per plugin at a time.
  */
 export async function requestInstall(
-  db: Queryable,
+  pool: pg.Pool,
   p: {
     workspaceId: string;
     name: string;
@@ -77,19 +114,54 @@ export async function requestInstall(
     files: PluginFile[];
     requestId: string;
   },
-): Promise<WorkspacePlugin | null> {
-  const { rows } = await db.query<Row>(
-    `INSERT INTO workspace_plugins (workspace_id, name, version, sha256, source, files, status, request_id)
-     VALUES ($1, $2, $3, $4, $5, $6, 'installing', $7)
-     ON CONFLICT (workspace_id, name) DO UPDATE
-       SET version = EXCLUDED.version, sha256 = EXCLUDED.sha256, source = EXCLUDED.source,
-           files = EXCLUDED.files, status = 'installing', reason = NULL,
-           request_id = EXCLUDED.request_id, updated_at = now()
-       WHERE workspace_plugins.status NOT IN ('installing', 'uninstalling')
-     RETURNING ${COLUMNS}`,
-    [p.workspaceId, p.name, p.version, p.sha256, p.source, JSON.stringify(p.files), p.requestId],
+): Promise<RecordedRequest | null> {
+  const values = [p.workspaceId, p.name, p.version, p.sha256, p.source, JSON.stringify(p.files), p.requestId];
+  return recordRequest(pool, p.workspaceId, p.name, async (tx, exists) => {
+    // A new name made meanwhile by a concurrent request (no row to lock before): that one is in flight.
+    const { rows } = await tx.query<Row>(
+      exists
+        ? `UPDATE workspace_plugins
+              SET version = $3, sha256 = $4, source = $5, files = $6, status = 'installing', reason = NULL,
+                  request_id = $7, updated_at = now()
+            WHERE workspace_id = $1 AND name = $2
+            RETURNING ${COLUMNS}`
+        : `INSERT INTO workspace_plugins (workspace_id, name, version, sha256, source, files, status, request_id)
+           VALUES ($1, $2, $3, $4, $5, $6, 'installing', $7) ON CONFLICT DO NOTHING
+           RETURNING ${COLUMNS}`,
+      values,
+    );
+    return rows[0];
+  });
+}
+
+/**
+ * Undoes a request whose workflow could not be started: the row it replaced comes back exactly
+ * (or a row it made goes), only while the row is still that request, in flight. False when it no
+ * longer is: its own run settled it (a start whose answer was lost did land), or the workspace went.
+ */
+export async function restorePlugin(
+  db: Queryable,
+  request: { workspaceId: string; name: string; requestId: string; status: PluginStatus },
+  replaced: ReplacedRow,
+): Promise<boolean> {
+  const mine = [request.workspaceId, request.name, request.requestId, request.status];
+  if (!replaced) {
+    const { rowCount } = await db.query(
+      `DELETE FROM workspace_plugins WHERE workspace_id = $1 AND name = $2 AND request_id = $3 AND status = $4`,
+      mine,
+    );
+    return rowCount === 1;
+  }
+  const { rowCount } = await db.query(
+    `UPDATE workspace_plugins p
+        SET (version, sha256, source, files, status, reason, request_id, installed_at, updated_at) =
+            (SELECT b.version, b.sha256, b.source, b.files, b.status, b.reason, b.request_id,
+                    b.installed_at, b.updated_at
+               FROM jsonb_populate_record(NULL::workspace_plugins, $5::jsonb) b)
+      WHERE p.workspace_id = $1 AND p.name = $2 AND p.request_id = $3 AND p.status = $4`,
+    [...mine, JSON.stringify(replaced.stored)],
   );
-  return rows[0] ? toPlugin(rows[0]) : null;
+  return rowCount === 1;
 }
 
 /** A plugin stored for the workspace's next start (a template's default, at create). */
@@ -108,18 +180,21 @@ export async function storePendingPlugin(
 
 /** Marks a settled plugin for removal; null when missing or an operation is in flight. */
 export async function requestUninstall(
-  db: Queryable,
+  pool: pg.Pool,
   workspaceId: string,
   name: string,
   requestId: string,
-): Promise<WorkspacePlugin | null> {
-  const { rows } = await db.query<Row>(
-    `UPDATE workspace_plugins SET status = 'uninstalling', reason = NULL, request_id = $3, updated_at = now()
-      WHERE workspace_id = $1 AND name = $2 AND status NOT IN ('installing', 'uninstalling')
-      RETURNING ${COLUMNS}`,
-    [workspaceId, name, requestId],
-  );
-  return rows[0] ? toPlugin(rows[0]) : null;
+): Promise<RecordedRequest | null> {
+  return recordRequest(pool, workspaceId, name, async (tx, exists) => {
+    if (!exists) return undefined;
+    const { rows } = await tx.query<Row>(
+      `UPDATE workspace_plugins SET status = 'uninstalling', reason = NULL, request_id = $3, updated_at = now()
+        WHERE workspace_id = $1 AND name = $2
+        RETURNING ${COLUMNS}`,
+      [workspaceId, name, requestId],
+    );
+    return rows[0];
+  });
 }
 
 /** The files of the current request (null when the request was superseded or the row is gone). */

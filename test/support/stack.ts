@@ -16,6 +16,7 @@ import './quiet-runtime.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { apiSettings, startService, type RunningService } from '../../src/service.js';
 import { createApp } from '../../src/api/app.js';
+import type { ApiDeps } from '../../src/api/deps.js';
 import type { EntityClient } from '../../src/api/entity.js';
 import { SecretBox } from '../../src/security/secrets.js';
 import type { Queryable } from '../../src/db/queryable.js';
@@ -298,13 +299,14 @@ export async function insertWorkspaceRow(
 }
 
 /**
- * The stack's API once more, on its own port, with `entity` standing in for the Temporal side:
- * for routes whose answer depends on what the workflow service says (a start that fails, the input
- * a start receives).
+ * The stack's API once more, on its own port, with `entity` (and any of `extra`, e.g. `plugins`)
+ * standing in for the Temporal side: for routes whose answer depends on what the workflow service
+ * says (a start that fails, the input a start receives, a Temporal that cannot be reached).
  */
 export async function serveApiWith(
   stack: Stack,
   entity: Partial<EntityClient>,
+  extra: Partial<ApiDeps> = {},
 ): Promise<{ api: ApiClient; close(): Promise<void> }> {
   const c = stack.config;
   const server = createServer(
@@ -316,6 +318,7 @@ export async function serveApiWith(
       log: pino({ level: 'silent' }),
       settings: apiSettings(c),
       readiness: {},
+      ...extra,
     }),
   );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
