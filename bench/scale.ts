@@ -69,6 +69,7 @@ class FakeBackend implements WorkspaceBackend {
   deleteFiles = this.none.deleteFiles;
   removeTree = this.none.removeTree;
   openTerminal = this.none.openTerminal;
+  killTerminalSession = this.none.killTerminalSession;
 
   start = async (spec: StartSpec): Promise<ResourceInfo> => {
     this.running.set(spec.workspaceId, spec.generation);

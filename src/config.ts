@@ -209,6 +209,12 @@ const envSchema = z.object({
   SCHEDULE_MIN_INTERVAL_MS: msSetting(60_000),
   /** How long an org delete waits for its workspaces to reach `deleted` before its final sweep. */
   ORG_DELETE_WAIT_MS: msSetting(600_000),
+  /** Every how often an API process marks its open terminal sessions alive (one UPDATE for all). */
+  TERMINAL_SESSION_REFRESH_MS: msSetting(20_000),
+  /** A session not marked alive this long outlived its API process: a reaper kills its processes. */
+  TERMINAL_SESSION_STALE_MS: msSetting(90_000),
+  /** Every how often each API process looks for such sessions (and once shortly after its start). */
+  TERMINAL_REAP_INTERVAL_MS: msSetting(30_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** `1`: human-readable log lines (pino-pretty) instead of JSON; `./dev up` sets it. */
   LOG_PRETTY: z.enum(['0', '1']).default('0'),
@@ -273,6 +279,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.ENABLE_EC2 === '1' && !e.ENABLED_BACKENDS.includes('ec2')) e.ENABLED_BACKENDS.push('ec2');
   if (e.ENABLED_BACKENDS.includes('ec2') && !e.EC2_AMI_ID) {
     throw new ConfigError('invalid configuration:\n  EC2_AMI_ID: required when the ec2 backend is enabled');
+  }
+  if (e.TERMINAL_SESSION_STALE_MS < 2 * e.TERMINAL_SESSION_REFRESH_MS) {
+    // A live session whose refresh is merely late must never look dead to a reaper.
+    throw new ConfigError(
+      'invalid configuration:\n  TERMINAL_SESSION_STALE_MS: must be at least twice TERMINAL_SESSION_REFRESH_MS',
+    );
   }
   const dataDir = resolve(e.DATA_DIR);
   const runtimeImage = e.RUNTIME_IMAGE ?? readBuiltImageTag(dataDir);

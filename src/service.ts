@@ -147,6 +147,11 @@ export function apiSettings(config: Config): ApiSettings {
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     trustProxy: config.TRUST_PROXY,
     scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,
+    terminalSessions: {
+      refreshMs: config.TERMINAL_SESSION_REFRESH_MS,
+      staleMs: config.TERMINAL_SESSION_STALE_MS,
+      reapIntervalMs: config.TERMINAL_REAP_INTERVAL_MS,
+    },
     temporalUi: { url: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
   };
 }

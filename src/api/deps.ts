@@ -46,6 +46,17 @@ export interface ApiSettings {
   temporalUi?: { url: string; namespace: string };
   /** Least `@every` interval of a workspace schedule (SCHEDULE_MIN_INTERVAL_MS; default 1 min). */
   scheduleMinIntervalMs?: number;
+  /** The terminal session registry and reaper (TERMINAL_SESSION_*; defaults in terminal.ts). */
+  terminalSessions?: Partial<TerminalSessionSettings>;
+}
+
+export interface TerminalSessionSettings {
+  /** TERMINAL_SESSION_REFRESH_MS: every how often this process marks its sessions alive. */
+  refreshMs: number;
+  /** TERMINAL_SESSION_STALE_MS: unmarked this long, a session of this process counts as orphaned. */
+  staleMs: number;
+  /** TERMINAL_REAP_INTERVAL_MS: every how often this process reaps orphaned sessions. */
+  reapIntervalMs: number;
 }
 
 export interface ApiDeps {

@@ -10,15 +10,29 @@
  * holding processes in the workspace). Binary frames both ways carry raw terminal bytes; text frames carry JSON control
  * messages (`{"type":"resize","cols":N,"rows":N}`). The server pings every connection and drops one
  * that stops answering, so idle sessions survive proxies and dead peers do not keep a shell open.
+ *
+ * Every session is registered in `terminal_sessions` before the backend opens it and removed once it
+ * is closed; the process marks its sessions alive every refresh period. A process that dies (SIGKILL,
+ * crash) closes nothing, and dockerd keeps an exec running when its client goes: the reaper of any
+ * API process (this one too, after a restart) finds rows left unmarked past their stale threshold,
+ * claims each one, kills the session's processes through the backend and deletes the row.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backends/backend.js';
 import { orgIdForApiKey } from '../db/orgs.js';
+import {
+  claimStaleTerminalSessions,
+  deleteTerminalSession,
+  insertTerminalSession,
+  touchTerminalSessions,
+  type TerminalSessionRow,
+} from '../db/terminal-sessions.js';
 import { getWorkspace } from '../db/workspaces.js';
 import { hashToken, safeEqual } from '../security/tokens.js';
-import type { ApiDeps } from './deps.js';
+import type { ApiDeps, TerminalSessionSettings } from './deps.js';
 import { keyRateLimitOf, rateLimitKey } from './limits.js';
 import { workspaceIdParam } from './schemas.js';
 
@@ -26,6 +40,14 @@ export interface TerminalOptions {
   /** Interval of server pings; a socket that has not answered the previous ping is dropped. */
   pingIntervalMs?: number;
 }
+
+export const DEFAULT_TERMINAL_SESSION_SETTINGS: TerminalSessionSettings = {
+  refreshMs: 20_000,
+  staleMs: 90_000,
+  reapIntervalMs: 30_000,
+};
+/** The first reaping round after the start: soon, so a restarted API cleans up after its own crash. */
+const FIRST_REAP_MAX_MS = 5_000;
 
 export const CLOSE_AUTH = 4401;
 export const CLOSE_NOT_FOUND = 4404;
@@ -159,7 +181,11 @@ export function attachTerminal(
   opts: TerminalOptions = {},
 ): { close(): Promise<void> } {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20, handleProtocols: pickProtocol });
-  const sessions = new Set<TerminalSession>();
+  /** Open sessions and their registry ids. */
+  const sessions = new Map<TerminalSession, { sessionId: string; workspaceId: string }>();
+  const registry = { ...DEFAULT_TERMINAL_SESSION_SETTINGS, ...deps.settings.terminalSessions };
+  /** Registry rows this process keeps alive: from before the backend opens a session to its close. */
+  const registered = new Set<string>();
   /** Sessions open or opening, per workspace (see TERMINAL_MAX_SESSIONS). */
   const perWorkspace = new Map<string, number>();
   const rateLimit = keyRateLimitOf(deps, deps.settings.rateLimitPerMinute);
@@ -262,6 +288,8 @@ export function attachTerminal(
 
     let session: TerminalSession;
     let held: string | null = null;
+    const sessionId = randomUUID();
+    let row: TerminalSessionRow | null = null;
     const release = (): void => {
       if (held === null) return;
       const n = (perWorkspace.get(held) ?? 1) - 1;
@@ -279,9 +307,27 @@ export function attachTerminal(
       }
       perWorkspace.set(w.id, open + 1);
       held = w.id;
-      session = await deps.backends[w.backend].openTerminal(w.id, w.generation, sizeFromQuery(url));
+      // Registered first: a crash before the shell starts leaves a row (reaped, finding nothing),
+      // never a shell nobody knows of. No row, no shell: a failed insert fails the opening.
+      row = { id: sessionId, workspaceId: w.id, generation: w.generation, backend: w.backend };
+      await insertTerminalSession(deps.db, row, registry.staleMs);
+      registered.add(sessionId);
+      session = await deps.backends[w.backend].openTerminal(
+        w.id,
+        w.generation,
+        sizeFromQuery(url),
+        sessionId,
+      );
     } catch (err) {
       release();
+      if (row && registered.has(sessionId)) {
+        registered.delete(sessionId);
+        // Nothing can run where there is no running resource: the row goes now. Otherwise a shell
+        // may have started before the failure: the row is left unrefreshed, for the reaper.
+        if (err instanceof BackendError && (err.code === 'not_found' || err.code === 'not_running')) {
+          unregister(sessionId);
+        }
+      }
       if (err instanceof Refused) return close(ws, err.code, err.message);
       if (err instanceof BackendError && (err.code === 'not_found' || err.code === 'not_running')) {
         return close(ws, CLOSE_NOT_ONLINE, `workspace ${id} has no running resource`);
@@ -289,13 +335,11 @@ export function attachTerminal(
       log.warn({ err, workspaceId: id }, 'opening a terminal failed');
       return close(ws, 1011, `terminal unavailable: ${(err as Error).message}`);
     }
-    sessions.add(session);
+    sessions.set(session, { sessionId, workspaceId: id });
     const done = (): void => {
       sessions.delete(session);
       release();
-      session
-        .close()
-        .catch((err: unknown) => log.warn({ err, workspaceId: id }, 'closing a terminal failed'));
+      void closeSession(session, sessionId, id);
     };
     if (socketClosed || overflowed || shuttingDown) return done();
     ws.once('close', done);
@@ -353,6 +397,68 @@ export function attachTerminal(
     for (const p of pending.splice(0)) handle(p.data, p.isBinary);
   }
 
+  /** Deletes a session's row; a failure leaves it to go stale, and the reaper finds nothing to kill. */
+  const unregister = (sessionId: string): Promise<void> =>
+    deleteTerminalSession(deps.db, sessionId).catch((err: unknown) =>
+      log.warn({ err, sessionId }, 'terminal session row not deleted'),
+    );
+
+  /** Closes a session, then drops its row; a close that failed leaves the row for the reaper. */
+  const closeSession = async (session: TerminalSession, sessionId: string, workspaceId: string) => {
+    try {
+      await session.close();
+    } catch (err) {
+      log.warn({ err, workspaceId }, 'closing a terminal failed');
+      registered.delete(sessionId);
+      return;
+    }
+    registered.delete(sessionId);
+    await unregister(sessionId);
+  };
+
+  // Every session of this process marked alive at once; a failure is only logged (the next round
+  // retries, and the stale threshold is at least two rounds).
+  const refresher = setInterval(() => {
+    if (registered.size === 0) return;
+    touchTerminalSessions(deps.db, [...registered]).catch((err: unknown) =>
+      log.warn({ err, sessions: registered.size }, 'terminal sessions not marked alive'),
+    );
+  }, registry.refreshMs);
+  refresher.unref();
+
+  let reaping: Promise<void> | null = null;
+  const reapOne = async (row: TerminalSessionRow): Promise<void> => {
+    // Our own, judged stale because our refreshes failed for a while: alive here, and the claim
+    // has marked it alive again.
+    if (registered.has(row.id)) return;
+    try {
+      await deps.backends[row.backend].killTerminalSession(row.workspaceId, row.generation, row.id);
+      await deleteTerminalSession(deps.db, row.id);
+      log.info({ sessionId: row.id, workspaceId: row.workspaceId }, 'orphaned terminal session reaped');
+    } catch (err) {
+      // The claim's lease runs out after one stale period: then any reaper tries again.
+      log.warn(
+        { err, sessionId: row.id, workspaceId: row.workspaceId },
+        'orphaned terminal session not reaped',
+      );
+    }
+  };
+  const reap = (): Promise<void> =>
+    (reaping ??= (async () => {
+      try {
+        const claimed = await claimStaleTerminalSessions(deps.db);
+        await Promise.all(claimed.map(reapOne));
+      } catch (err) {
+        log.warn({ err }, 'terminal reaper round failed');
+      } finally {
+        reaping = null;
+      }
+    })());
+  const reaper = setInterval(() => void reap(), registry.reapIntervalMs);
+  reaper.unref();
+  const firstReap = setTimeout(() => void reap(), Math.min(FIRST_REAP_MAX_MS, registry.reapIntervalMs));
+  firstReap.unref();
+
   const pinger = setInterval(() => {
     for (const ws of wss.clients) {
       // Reading is paused for backpressure (the shell is not taking input): the peer's pong cannot
@@ -378,10 +484,14 @@ export function attachTerminal(
     async close() {
       shuttingDown = true;
       clearInterval(pinger);
+      clearInterval(reaper);
+      clearTimeout(firstReap);
       server.off('upgrade', onUpgrade);
       for (const ws of wss.clients) close(ws, 1001, 'server shutting down');
-      await Promise.allSettled([...sessions].map((s) => s.close()));
+      await Promise.allSettled([...sessions].map(([s, r]) => closeSession(s, r.sessionId, r.workspaceId)));
       sessions.clear();
+      clearInterval(refresher);
+      await reaping;
       for (const ws of wss.clients) ws.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },

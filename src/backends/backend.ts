@@ -189,8 +189,24 @@ export interface WorkspaceBackend {
    * leaving the root → invalid_path). Already gone, or a parent missing: succeeds.
    */
   removeTree(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<void>;
-  /** Opens an interactive shell on a PTY inside the workspace (docker exec TTY / SSH shell). */
-  openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession>;
+  /**
+   * Opens an interactive shell on a PTY inside the workspace (docker exec TTY / SSH shell).
+   * `sessionId` (a uuid; default a new one) names the session for killTerminalSession.
+   */
+  openTerminal(
+    workspaceId: string,
+    generation: number,
+    size: TerminalSize,
+    sessionId?: string,
+  ): Promise<TerminalSession>;
+  /**
+   * Ends what is left of a terminal session whose API process died without closing it (the
+   * terminal reaper, src/api/terminal.ts): docker — the shell and every process started from it,
+   * found by the session's marker (dockerd does not end an exec when its client goes); EC2 —
+   * nothing (sshd hung the PTY up when the SSH connection dropped). A resource that is gone or not
+   * running has no processes left: that succeeds. A failure to reach the resource throws.
+   */
+  killTerminalSession(workspaceId: string, generation: number, sessionId: string): Promise<void>;
   /** Liveness of the backend itself (daemon / API reachable), for /readyz. */
   ping(): Promise<void>;
 }

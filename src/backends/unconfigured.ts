@@ -31,5 +31,6 @@ export class UnconfiguredBackend implements WorkspaceBackend {
   deleteFiles = async (): Promise<never> => this.fail();
   removeTree = async (): Promise<never> => this.fail();
   openTerminal = async (): Promise<never> => this.fail();
+  killTerminalSession = async (): Promise<never> => this.fail();
   ping = async (): Promise<never> => this.fail();
 }

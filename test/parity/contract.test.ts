@@ -50,6 +50,10 @@ const CALLS: Array<[string, (b: WorkspaceBackend) => Promise<unknown>]> = [
   ['deleteFiles', (b) => b.deleteFiles(spec.workspaceId, 1, '/workspace', ['a.txt'])],
   ['removeTree', (b) => b.removeTree(spec.workspaceId, 1, '/configs', 'plugins/p')],
   ['openTerminal', (b) => b.openTerminal(spec.workspaceId, 1, { cols: 80, rows: 24 })],
+  [
+    'killTerminalSession',
+    (b) => b.killTerminalSession(spec.workspaceId, 1, '00000000-0000-4000-8000-000000000000'),
+  ],
   ['ping', (b) => b.ping()],
 ];
 

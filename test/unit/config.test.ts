@@ -52,6 +52,19 @@ describe('configuration', () => {
       expect(msg).toContain(name);
   });
 
+  it('terminal sessions: refreshed every 20 s, stale after 90 s, reaped every 30 s; stale must be two refreshes', () => {
+    const c = loadConfig(base);
+    expect([c.TERMINAL_SESSION_REFRESH_MS, c.TERMINAL_SESSION_STALE_MS, c.TERMINAL_REAP_INTERVAL_MS]).toEqual(
+      [20_000, 90_000, 30_000],
+    );
+    const short = { TERMINAL_SESSION_REFRESH_MS: '200', TERMINAL_SESSION_STALE_MS: '400' };
+    expect(loadConfig({ ...base, ...short }).TERMINAL_SESSION_STALE_MS).toBe(400);
+    // A live session whose refresh is late by one period must not look dead.
+    expect(() => loadConfig({ ...base, ...short, TERMINAL_SESSION_STALE_MS: '399' })).toThrow(
+      /TERMINAL_SESSION_STALE_MS/,
+    );
+  });
+
   it('SECRETS_OLD_KEYS: unset is none; a comma list of 32-byte base64 keys; anything else is named', () => {
     expect(loadConfig(base).SECRETS_OLD_KEYS).toEqual([]);
     const old = [randomBytes(32).toString('base64'), randomBytes(32).toString('base64')];

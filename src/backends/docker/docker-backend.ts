@@ -713,8 +713,17 @@ export class DockerBackend implements WorkspaceBackend {
     return files.removeTree(this.d, containerName(workspaceId, generation), root, path);
   }
 
-  async openTerminal(workspaceId: string, generation: number, size: TerminalSize): Promise<TerminalSession> {
-    return terminal.openTerminal(this.d, containerName(workspaceId, generation), size);
+  async openTerminal(
+    workspaceId: string,
+    generation: number,
+    size: TerminalSize,
+    sessionId?: string,
+  ): Promise<TerminalSession> {
+    return terminal.openTerminal(this.d, containerName(workspaceId, generation), size, sessionId);
+  }
+
+  async killTerminalSession(workspaceId: string, generation: number, sessionId: string): Promise<void> {
+    return terminal.killSession(this.d, containerName(workspaceId, generation), sessionId);
   }
 
   async ping(): Promise<void> {

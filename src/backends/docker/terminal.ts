@@ -22,8 +22,13 @@ function dockerError(err: unknown, what: string): BackendError {
   return new BackendError('transient', `${what}: ${errText(err)}`, { cause: err });
 }
 
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Exactly the processes carrying the marker (the shell and its descendants), signalled. */
 function killScript(sessionId: string, signal: string): string {
+  // The id goes into a shell script: only ever a uuid.
+  if (!SESSION_ID.test(sessionId))
+    throw new BackendError('permanent', `not a terminal session id: ${sessionId}`);
   return [
     `for d in /proc/[0-9]*; do`,
     `  [ "\${d#/proc/}" = "$$" ] && continue`,
@@ -62,13 +67,66 @@ async function runQuietly(docker: Dockerode, container: Dockerode.Container, cmd
   clearTimeout(timer);
 }
 
+/** How long a hung-up session's shell gets to end before whatever carries the marker is killed. */
+const HANGUP_GRACE_MS = 1_000;
+const HANGUP_POLL_MS = 50;
+
+/**
+ * Hangs up a session like a terminal would (SIGHUP to every process carrying its marker), then
+ * SIGKILLs whatever still carries it: descendants that ignored the hangup, or a shell that did.
+ * `shellRunning` (the exec's state, when the caller has the exec) ends the grace early once the
+ * shell is gone; without it the whole grace is given. Throws the daemon's error (dockerError).
+ */
+async function hangUpThenKill(
+  docker: Dockerode,
+  container: Dockerode.Container,
+  sessionId: string,
+  shellRunning?: () => Promise<boolean>,
+): Promise<void> {
+  const run = async (signal: string): Promise<void> => {
+    const script = killScript(sessionId, signal);
+    try {
+      await runQuietly(docker, container, ['/bin/sh', '-c', script]);
+    } catch (err) {
+      throw dockerError(err, `ending terminal session ${sessionId} in ${container.id}`);
+    }
+  };
+  if (!shellRunning || (await shellRunning())) {
+    await run('HUP');
+    const deadline = Date.now() + HANGUP_GRACE_MS;
+    while (Date.now() < deadline && (!shellRunning || (await shellRunning()))) {
+      await new Promise((r) => setTimeout(r, HANGUP_POLL_MS));
+    }
+  }
+  await run('KILL');
+}
+
+/**
+ * Kills what is left of a session whose client went away without closing it (its API process
+ * died: dockerd keeps the exec running). Container gone or not running: nothing is left, done.
+ */
+export async function killSession(
+  docker: Dockerode,
+  containerName: string,
+  sessionId: string,
+): Promise<void> {
+  try {
+    await hangUpThenKill(docker, docker.getContainer(containerName), sessionId);
+  } catch (err) {
+    if (err instanceof BackendError && (err.code === 'not_found' || err.code === 'not_running')) return;
+    throw err;
+  }
+}
+
 export async function openTerminal(
   docker: Dockerode,
   containerName: string,
   size: TerminalSize,
+  sessionId: string = randomUUID(),
 ): Promise<TerminalSession> {
+  if (!SESSION_ID.test(sessionId))
+    throw new BackendError('permanent', `not a terminal session id: ${sessionId}`);
   const container = docker.getContainer(containerName);
-  const sessionId = randomUUID();
   let exec: Dockerode.Exec;
   try {
     exec = await beforeDeadline(docker, `opening a terminal in ${containerName}`, (abortSignal) =>
@@ -130,7 +188,6 @@ export async function openTerminal(
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      // Hang up like a terminal would, then make sure: SIGKILL whatever still carries the marker.
       const stillRunning = async (): Promise<boolean> => {
         try {
           return (
@@ -141,14 +198,7 @@ export async function openTerminal(
         }
       };
       try {
-        if (await stillRunning()) {
-          await runQuietly(docker, container, ['/bin/sh', '-c', killScript(sessionId, 'HUP')]);
-          for (let i = 0; i < 20 && (await stillRunning()); i++) {
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        }
-        // Descendants that ignored the hangup (or a shell that did) are killed outright.
-        await runQuietly(docker, container, ['/bin/sh', '-c', killScript(sessionId, 'KILL')]);
+        await hangUpThenKill(docker, container, sessionId, stillRunning);
       } catch {
         // Container stopped or gone: so is every process of the session.
       }

@@ -812,6 +812,12 @@ export class Ec2Backend implements WorkspaceBackend {
     return terminal.openTerminal(await this.sshTarget(workspaceId, generation), size);
   }
 
+  async killTerminalSession(): Promise<void> {
+    // sshd hangs up the PTY (SIGHUP to the shell's group) when the SSH connection drops, which a
+    // dead API process's connection did: nothing of the session is left to kill.
+    this.requireClient();
+  }
+
   async ping(): Promise<void> {
     try {
       await this.c.send(new DescribeAvailabilityZonesCommand({}));
