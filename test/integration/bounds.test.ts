@@ -160,7 +160,8 @@ describe('bounded data plane (backend-independent)', () => {
     const subscribe = (id: string, token = t.key): EventsStream => followEvents(t.stack.url, id, token);
 
     it('N subscribers: every one receives every transition, from one shared poll per tick', async () => {
-      const pool = t.stack.service.db.pool;
+      // The API's own pool: the one its /events poller queries.
+      const pool = t.stack.service.db.requestPool;
       const id = await onlineWorkspace(t.stack, t.orgId, null);
       // Several principals (the cap is per principal): admin + org keys of other orgs see only their
       // own, so here: 3 org streams + 3 admin streams on the same workspace.
