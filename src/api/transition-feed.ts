@@ -130,10 +130,12 @@ export class TransitionFeed {
     }
     // At most one poll per WAKE_GAP_MS for wakes: a storm of transitions costs a bounded rate of
     // queries, not one each.
-    const at = Math.max(performance.now(), this.lastPollAt + WAKE_GAP_MS);
+    const now = performance.now();
+    const at = Math.max(now, this.lastPollAt + WAKE_GAP_MS);
     if (at >= this.nextPollAt) return;
     if (this.timer) clearTimeout(this.timer);
-    this.schedule(at - performance.now());
+    // From the same reading: a second one would be later, and "at once" a negative delay.
+    this.schedule(at - now);
   }
 
   close(): void {
