@@ -13,7 +13,7 @@ import {
 } from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
 import { pluginMetadata } from '../domain/workflow-metadata.js';
-import { withDeadline } from './temporal-deadline.js';
+import { DeadlineExceeded, withDeadline } from './temporal-deadline.js';
 
 export class PluginWorkflowBusy extends Error {}
 
@@ -63,19 +63,45 @@ export class PluginWorkflows {
    * throw (the deadline included) leaves the outcome unknown: the start may still reach Temporal.
    */
   async start(input: Omit<PluginWorkflowInput, 'reportDeadlineMs'>, deadline: number): Promise<void> {
-    try {
-      await withDeadline(
+    const workflowId = pluginWorkflowId(input.workspaceId, input.name);
+    const startRun = () =>
+      withDeadline(
         this.client,
         () =>
           this.client.workflow.start<typeof pluginWorkflow>('pluginWorkflow', {
             taskQueue: this.taskQueue,
-            workflowId: pluginWorkflowId(input.workspaceId, input.name),
+            workflowId,
             args: [{ ...input, reportDeadlineMs: this.reportDeadlineMs }],
             workflowIdReusePolicy: 'ALLOW_DUPLICATE',
             ...pluginMetadata(input),
           }),
         deadline,
       );
+    try {
+      await startRun();
+      return;
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+    // A request is only started once the plugin's previous one is settled (its row says so), and a
+    // run settles its request just before it ends: the run still there is most likely ending now
+    // (a caller who saw `installed` and uninstalled at once). Wait for it, keeping a second of the
+    // deadline for one more start; a run that does not end by then (a lost start still going) is
+    // busy: 409.
+    const waitUntil = deadline - 1_000;
+    let ended: boolean;
+    try {
+      if (waitUntil > Date.now()) {
+        await withDeadline(this.client, () => this.client.workflow.getHandle(workflowId).result(), waitUntil);
+      }
+      ended = Date.now() < waitUntil;
+    } catch (err) {
+      // It ended whatever its outcome (failed, terminated): only a wait that ran out says otherwise.
+      ended = !(err instanceof DeadlineExceeded) && Date.now() < waitUntil;
+    }
+    if (!ended) throw new PluginWorkflowBusy(`plugin workflow ${workflowId} is still running`);
+    try {
+      await startRun();
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PluginWorkflowBusy(err.message);
       throw err;
