@@ -58,6 +58,10 @@ const envSchema = z.object({
     .optional(),
   DATA_DIR: z.string().default('.data'),
   DATABASE_URL: z.string().url().optional(),
+  /** How long a request waits for a database connection before it answers 503 (external only). */
+  DB_CONNECT_TIMEOUT_MS: msSetting(5_000),
+  /** How long one statement of an API request may take before it answers 503 (external only). */
+  DB_REQUEST_TIMEOUT_MS: msSetting(10_000),
   TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TASK_QUEUE: z.string().default('workspace-orchestrator'),

@@ -174,7 +174,12 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         config.AWS_SECRET_ACCESS_KEY,
       ],
     });
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.dataDir });
+  const db = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.dataDir,
+    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    requestTimeoutMs: config.DB_REQUEST_TIMEOUT_MS,
+  });
   const secrets = new SecretBox(config.SECRETS_KEY, config.SECRETS_OLD_KEYS);
   const backends = { ...createBackends(config, { db, secrets, log }), ...opts.backends };
   // API and worker in one process (`./dev up`, the benches, the test stacks): the API's client goes

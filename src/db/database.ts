@@ -10,7 +10,7 @@ import { MarkingPool } from './unavailable.js';
 export interface Database {
   pool: pg.Pool;
   /**
-   * The pool the API's requests use: every statement bounded by REQUEST_QUERY_TIMEOUT_MS, so that a
+   * The pool the API's requests use: every statement bounded (DB_REQUEST_TIMEOUT_MS), so that a
    * database that stops answering fails a request (503) instead of holding it for ever. Separate
    * from `pool` because the worker's sweeps and the migrations may run longer. The same pool as
    * `pool` for embedded PGlite (one session, in this process: it cannot stall on its own).
@@ -28,11 +28,21 @@ export interface OpenDatabaseOptions {
   databaseUrl?: string;
   dataDir: string;
   log?: DbLog;
+  /** External PostgreSQL: a connection wait's bound (default DB_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
+  /** External PostgreSQL: the bound of one statement of the request pool (REQUEST_QUERY_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
 }
 
 /** Opens the database (external PostgreSQL or embedded PGlite) and applies pending migrations. */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
-  const db = opts.databaseUrl ? openExternal(opts.databaseUrl) : await openEmbedded(opts.dataDir, opts.log);
+  const db = opts.databaseUrl
+    ? openExternal(
+        opts.databaseUrl,
+        opts.connectTimeoutMs ?? DB_CONNECT_TIMEOUT_MS,
+        opts.requestTimeoutMs ?? REQUEST_QUERY_TIMEOUT_MS,
+      )
+    : await openEmbedded(opts.dataDir, opts.log);
   try {
     await migrate(db.pool, opts.log);
   } catch (err) {
@@ -50,15 +60,15 @@ export const DB_CONNECT_TIMEOUT_MS = 5_000;
 /** How long one statement of an API request may take before the request fails (503). */
 export const REQUEST_QUERY_TIMEOUT_MS = 10_000;
 
-function openExternal(databaseUrl: string): Database {
+function openExternal(databaseUrl: string, connectTimeoutMs: number, requestTimeoutMs: number): Database {
   const common = { connectionString: databaseUrl, max: 10, keepAlive: true };
-  const pool = new pg.Pool({ ...common, connectionTimeoutMillis: DB_CONNECT_TIMEOUT_MS });
+  const pool = new pg.Pool({ ...common, connectionTimeoutMillis: connectTimeoutMs });
   const requestPool = new MarkingPool({
     ...common,
-    connectionTimeoutMillis: DB_CONNECT_TIMEOUT_MS,
+    connectionTimeoutMillis: connectTimeoutMs,
     // A statement past it may still commit: its caller learns that its outcome is unknown (the
     // activity batcher then never sends it again), not that it failed.
-    query_timeout: REQUEST_QUERY_TIMEOUT_MS,
+    query_timeout: requestTimeoutMs,
   });
   // An idle client can die (server restart); without a listener pg would crash the process.
   pool.on('error', () => {});

@@ -19,7 +19,11 @@ describe('database outage', () => {
     proxy = await tcpFaultProxy({ host: url.hostname, port: Number(url.port) });
     url.hostname = '127.0.0.1';
     url.port = String(proxy.port);
-    stack = await startStack({ worker: false, env: { DATABASE_URL: url.toString() } });
+    // Bounds shorter than the defaults (5 s, 10 s): the same paths, a shorter test.
+    stack = await startStack({
+      worker: false,
+      env: { DATABASE_URL: url.toString(), DB_CONNECT_TIMEOUT_MS: '1000', DB_REQUEST_TIMEOUT_MS: '2000' },
+    });
     ({ apiKey: key } = await createOrg(stack, 'outage'));
   });
 
