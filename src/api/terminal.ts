@@ -39,6 +39,8 @@ import { workspaceIdParam } from './schemas.js';
 export interface TerminalOptions {
   /** Interval of server pings; a socket that has not answered the previous ping is dropped. */
   pingIntervalMs?: number;
+  /** Open sessions per workspace before the next is refused 4429 (default TERMINAL_MAX_SESSIONS). */
+  maxSessionsPerWorkspace?: number;
 }
 
 export const DEFAULT_TERMINAL_SESSION_SETTINGS: TerminalSessionSettings = {
@@ -188,6 +190,7 @@ export function attachTerminal(
   const registered = new Set<string>();
   /** Sessions open or opening, per workspace (see TERMINAL_MAX_SESSIONS). */
   const perWorkspace = new Map<string, number>();
+  const maxSessions = opts.maxSessionsPerWorkspace ?? TERMINAL_MAX_SESSIONS;
   const rateLimit = keyRateLimitOf(deps, deps.settings.rateLimitPerMinute);
   const alive = new WeakMap<WebSocket, boolean>();
   const log = deps.log.child({ component: 'terminal' });
@@ -302,7 +305,7 @@ export function attachTerminal(
       if (socketClosed || overflowed) return;
       // Counted from here (not once open), so that a burst of openings cannot pass the cap together.
       const open = perWorkspace.get(w.id) ?? 0;
-      if (open >= TERMINAL_MAX_SESSIONS) {
+      if (open >= maxSessions) {
         throw new Refused(CLOSE_RATE_LIMITED, `workspace ${w.id} has ${open} terminal sessions open`);
       }
       perWorkspace.set(w.id, open + 1);

@@ -156,7 +156,9 @@ describe.each(PARITY_BACKENDS)(
   '%s: boot log of a boot that missed its deadline',
   CONCURRENT_BLOCK,
   (backend) => {
-    const deadlineMs = 40_000;
+    // Long enough for the agent to reach agent-started and for the test to print to its console
+    // first (a few seconds on either backend), short enough not to idle the suite.
+    const deadlineMs = 25_000;
     const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
 
     it('failed, resource removed, its events and redacted console still served for that generation', async () => {

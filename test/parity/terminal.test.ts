@@ -9,7 +9,7 @@ import pino from 'pino';
 import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import type { ApiDeps } from '../../src/api/deps.js';
-import { TERMINAL_MAX_SESSIONS, attachTerminal } from '../../src/api/terminal.js';
+import { attachTerminal, type TerminalOptions } from '../../src/api/terminal.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { liveSessions, openTerm, type Term } from '../support/terminal-client.js';
@@ -26,6 +26,20 @@ async function closeCodeOf(baseUrl: string, id: string, token?: string): Promise
 
 describe.each(PARITY_BACKENDS)('%s terminal', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
+
+  /** A terminal attachment of its own on the stack's database and backends, with `opts`. */
+  async function ownAttachment(opts: TerminalOptions) {
+    const server: Server = createServer((_req, res) => res.writeHead(404).end());
+    const deps = {
+      db: t.stack.service.db.pool,
+      backends: t.stack.service.backends,
+      settings: { adminToken: t.stack.adminToken, rateLimitPerMinute: 600 },
+      log: pino({ level: 'silent' }),
+    } as unknown as ApiDeps;
+    const terminals = attachTerminal(server, deps, opts);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { server, terminals, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  }
   let id = '';
   let generation = 1;
 
@@ -149,54 +163,53 @@ describe.each(PARITY_BACKENDS)('%s terminal', CONCURRENT_BLOCK, (backend) => {
     });
   });
 
-  it(`at ${TERMINAL_MAX_SESSIONS} open sessions the next is refused 4429; one closed lets the next in`, async () => {
-    /** A terminal with a shell answering in it, or the close code it got instead. */
-    const shell = async (n: number): Promise<Term | number> => {
-      const x = openTerm(t.stack.url, id, { token: t.key });
-      // The socket opens before the session is allowed: only the shell's answer proves it.
-      x.opened.then(() => x.send(`echo shell-$((${n}+1000))\n`)).catch(() => undefined);
-      const answered = x.expectOutput(new RegExp(`^shell-${n + 1000}\\r?$`, 'm'), 0, 60_000);
-      answered.catch(() => undefined);
-      return Promise.race([answered.then(() => x), x.closed.then((c) => c.code)]);
-    };
-    const terms: Term[] = [];
-    // One after another: each opening a shell (on ec2 an SSH login) while the previous ones stay open.
-    for (let i = 0; i < TERMINAL_MAX_SESSIONS; i++) {
-      const x = await shell(i);
-      if (typeof x === 'number') throw new Error(`terminal ${i} closed ${x} under the cap`);
-      terms.push(x);
+  it('at the cap of open sessions the next is refused 4429; one closed lets the next in', async () => {
+    // The default cap (TERMINAL_MAX_SESSIONS) works by the same code: here an attachment with a small one.
+    const CAP = 3;
+    const { server, terminals, url } = await ownAttachment({ maxSessionsPerWorkspace: CAP });
+    try {
+      /** A terminal with a shell answering in it, or the close code it got instead. */
+      const shell = async (n: number): Promise<Term | number> => {
+        const x = openTerm(url, id, { token: t.key });
+        // The socket opens before the session is allowed: only the shell's answer proves it.
+        x.opened.then(() => x.send(`echo shell-$((${n}+1000))\n`)).catch(() => undefined);
+        const answered = x.expectOutput(new RegExp(`^shell-${n + 1000}\\r?$`, 'm'), 0, 60_000);
+        answered.catch(() => undefined);
+        return Promise.race([answered.then(() => x), x.closed.then((c) => c.code)]);
+      };
+      const terms: Term[] = [];
+      // One after another: each opening a shell (on ec2 an SSH login) while the previous ones stay open.
+      for (let i = 0; i < CAP; i++) {
+        const x = await shell(i);
+        if (typeof x === 'number') throw new Error(`terminal ${i} closed ${x} under the cap`);
+        terms.push(x);
+      }
+      expect(await shell(CAP)).toBe(4429);
+      terms[0]!.send('exit\n');
+      expect((await terms[0]!.closed).code).toBe(1000);
+      // The count drops as the closed session ends: the next opening gets a shell.
+      const next = await waitFor(
+        async () => {
+          const x = await shell(CAP + 1);
+          return typeof x === 'number' ? null : x;
+        },
+        { timeoutMs: 15_000, describe: 'a terminal to open again under the cap' },
+      );
+      const rest = [...terms.slice(1), next];
+      for (const x of rest) x.ws.close();
+      await Promise.all(rest.map((x) => x.closed));
+      await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
+        timeoutMs: 30_000,
+        describe: `no terminal session left after ${CAP + 1} closed`,
+      });
+    } finally {
+      await terminals.close();
+      await new Promise<void>((r) => server.close(() => r()));
     }
-    expect(await shell(TERMINAL_MAX_SESSIONS)).toBe(4429);
-    terms[0]!.send('exit\n');
-    expect((await terms[0]!.closed).code).toBe(1000);
-    // The count drops as the closed session ends: the next opening gets a shell.
-    const next = await waitFor(
-      async () => {
-        const x = await shell(TERMINAL_MAX_SESSIONS + 1);
-        return typeof x === 'number' ? null : x;
-      },
-      { timeoutMs: 15_000, describe: 'a terminal to open again under the cap' },
-    );
-    const rest = [...terms.slice(1), next];
-    for (const x of rest) x.ws.close();
-    await Promise.all(rest.map((x) => x.closed));
-    await waitFor(async () => (await liveSessions(backend, t.stack, id, generation)).length === 0, {
-      timeoutMs: 30_000,
-      describe: `no terminal session left after ${TERMINAL_MAX_SESSIONS + 1} closed`,
-    });
   });
 
   it('server pings keep sessions alive; a peer that stops answering is dropped with its session', async () => {
-    const server: Server = createServer((_req, res) => res.writeHead(404).end());
-    const deps = {
-      db: t.stack.service.db.pool,
-      backends: t.stack.service.backends,
-      settings: { adminToken: t.stack.adminToken, rateLimitPerMinute: 600 },
-      log: pino({ level: 'silent' }),
-    } as unknown as ApiDeps;
-    const terminals = attachTerminal(server, deps, { pingIntervalMs: 150 });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { server, terminals, url } = await ownAttachment({ pingIntervalMs: 150 });
     try {
       const pings: number[] = [];
       const ok = openTerm(url, id, { token: t.key });
