@@ -40,6 +40,8 @@ export interface AgentHooks {
   streamIntervalMs: number;
   /** Wait this long after `boot` before writing /configs: templates that arrive late. */
   materializeDelayMs: number;
+  /** Wait this long after `agent-started` before registering: a crash window a test can hit. */
+  registerDelayMs: number;
   /**
    * Name of a delivered secret whose value the agent echoes into a boot message and its console:
    * how the suites prove the platform redacts before storing (a leaky runtime, on purpose).
@@ -146,6 +148,7 @@ export function agentHooks(config: Record<string, unknown>): AgentHooks {
         : 200,
     // Capped like the others: a hook to widen a race window, not to park an agent.
     materializeDelayMs: Math.min(positiveInt(agent.materializeDelayMs, 0), 60_000),
+    registerDelayMs: Math.min(positiveInt(agent.registerDelayMs, 0), 60_000),
     echoSecret: typeof agent.echoSecret === 'string' && agent.echoSecret !== '' ? agent.echoSecret : null,
     centsPerTask: Math.min(positiveInt(agent.centsPerTask, 0), 1_000_000),
   };

@@ -134,6 +134,10 @@ async function main(): Promise<void> {
     log('config.agent.neverHealthy is set: not registering, not heartbeating');
     return;
   }
+  if (hooks.registerDelayMs > 0) {
+    log(`config.agent.registerDelayMs: registering in ${hooks.registerDelayMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, hooks.registerDelayMs));
+  }
   // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
   await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');

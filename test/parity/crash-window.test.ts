@@ -39,7 +39,9 @@ describe.each(PARITY_BACKENDS)('%s: worker crash during provision', CONCURRENT_B
       const first = await spawnWorker(workerEnv());
       const created = await t.stack.api.call('POST', '/v1/workspaces', {
         token: t.key,
-        body: { name: 'crashy', backend },
+        // From agent-started to online is tens of ms: the agent waits before registering, so the
+        // kill lands inside the window it is meant to hit.
+        body: { name: 'crashy', backend, config: { agent: { registerDelayMs: 3_000 } } },
       });
       expect(created.status).toBe(202);
       const id: string = created.body.id;
