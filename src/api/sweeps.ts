@@ -8,6 +8,7 @@ import type { OrphanSweepResult } from '../domain/orphans.js';
 import { SWEEP_NAMES, sweepDefinition, type SweepName, type SweepSettings } from '../worker/schedules.js';
 import type { HealthSweepResult, orgDeleteWorkflow } from '../workflows/sweeps.js';
 import { HttpError } from './errors.js';
+import { withDeadline } from './temporal-deadline.js';
 import { orgDeleteMetadata, sweepMetadata } from '../domain/workflow-metadata.js';
 
 /** The deps' sweep control, or 503 when this API was built without one. */
@@ -42,17 +43,8 @@ export class SweepControl {
   ) {}
 
   /** A Temporal call under a gRPC deadline, with a timer as backstop (a dead server never hangs us). */
-  private async withDeadline<T>(call: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + CALL_TIMEOUT_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const backstop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('temporal call timed out')), CALL_TIMEOUT_MS + 250);
-    });
-    try {
-      return await Promise.race([this.client.withDeadline(deadline, call), backstop]);
-    } finally {
-      clearTimeout(timer);
-    }
+  private withDeadline<T>(call: () => Promise<T>): Promise<T> {
+    return withDeadline(this.client, call, Date.now() + CALL_TIMEOUT_MS);
   }
 
   isSweep(name: string): name is SweepName {

@@ -19,6 +19,7 @@ import {
 import type { ScheduleRow } from '../db/schedules.js';
 import type { scheduledMessageWorkflow } from '../workflows/schedules.js';
 import { scheduledRunMetadata } from '../domain/workflow-metadata.js';
+import { withDeadline } from '../api/temporal-deadline.js';
 import { temporalSpec } from './spec.js';
 
 export const workspaceScheduleId = (workspaceId: string, scheduleId: string): string =>
@@ -89,18 +90,9 @@ export class ScheduleMirror {
     private readonly callTimeoutMs?: number,
   ) {}
 
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
+  private call<T>(fn: () => Promise<T>): Promise<T> {
     if (this.callTimeoutMs === undefined) return fn();
-    const deadline = Date.now() + this.callTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const backstop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('temporal call timed out')), this.callTimeoutMs! + 250);
-    });
-    try {
-      return await Promise.race([this.client.withDeadline(deadline, fn), backstop]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return withDeadline(this.client, fn, Date.now() + this.callTimeoutMs);
   }
 
   /** Creates the mirror, or brings an existing one up to the row. */

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
 import { drained } from '../streams.js';
-import { beforeDeadline } from './errors.js';
+import { beforeDeadline, statusCodeOf } from './errors.js';
 
 /**
  * Marks every process of one terminal session: the shell is started with it in its environment and
@@ -15,7 +15,7 @@ const MARKER = 'WO_TERMINAL_SESSION';
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 function dockerError(err: unknown, what: string): BackendError {
-  const status = (err as { statusCode?: unknown } | null)?.statusCode;
+  const status = statusCodeOf(err);
   if (status === 404) return new BackendError('not_found', `${what}: not found`, { cause: err });
   // Exec refused: the container is not running.
   if (status === 409) return new BackendError('not_running', `${what}: not running`, { cause: err });
@@ -24,11 +24,15 @@ function dockerError(err: unknown, what: string): BackendError {
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Exactly the processes carrying the marker (the shell and its descendants), signalled. */
-function killScript(sessionId: string, signal: string): string {
-  // The id goes into a shell script: only ever a uuid.
+/** The id goes into the shell's environment and into a shell script: only ever a uuid. */
+function requireSessionId(sessionId: string): void {
   if (!SESSION_ID.test(sessionId))
     throw new BackendError('permanent', `not a terminal session id: ${sessionId}`);
+}
+
+/** Exactly the processes carrying the marker (the shell and its descendants), signalled. */
+function killScript(sessionId: string, signal: string): string {
+  requireSessionId(sessionId);
   return [
     `for d in /proc/[0-9]*; do`,
     `  [ "\${d#/proc/}" = "$$" ] && continue`,
@@ -124,8 +128,7 @@ export async function openTerminal(
   size: TerminalSize,
   sessionId: string = randomUUID(),
 ): Promise<TerminalSession> {
-  if (!SESSION_ID.test(sessionId))
-    throw new BackendError('permanent', `not a terminal session id: ${sessionId}`);
+  requireSessionId(sessionId);
   const container = docker.getContainer(containerName);
   let exec: Dockerode.Exec;
   try {
