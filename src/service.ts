@@ -268,6 +268,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       secrets,
       templates: config.templates,
       temporal,
+      pluginReportDeadlineMs: config.PLUGIN_REPORT_DEADLINE_MS,
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,

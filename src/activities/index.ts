@@ -37,6 +37,8 @@ export interface ActivityDeps {
   templates?: Templates;
   /** For activities that talk to other workflows (the org cascade's deletes). */
   temporal?: Client;
+  /** The agent's time to report a plugin set, for plugin runs the orphan sweep starts. */
+  pluginReportDeadlineMs?: number;
 }
 
 interface ResourceTarget {

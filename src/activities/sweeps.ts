@@ -17,6 +17,7 @@ import {
   type WorkspaceBackend,
 } from '../backends/backend.js';
 import { overBudgetWorkspaces } from '../db/budget.js';
+import { staleRequests, type InFlightRequest } from '../db/plugins.js';
 import type { Queryable } from '../db/queryable.js';
 import {
   liveWorkspacesOfOrg,
@@ -28,6 +29,7 @@ import {
 import { getWorkspace } from '../db/workspaces.js';
 import type { BudgetPolicy } from '../domain/budget.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
+import { PLUGIN_REQUEST_LOST_AFTER_MS, pluginStartOptions } from '../domain/plugin-start.js';
 import {
   resourceKey,
   selectHealthChanges,
@@ -47,6 +49,7 @@ import {
 } from '../domain/orphans.js';
 import { UnconfiguredBackend } from '../backends/unconfigured.js';
 import { agentLivenessSignal, deleteUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
+import type { pluginWorkflow } from '../workflows/plugin.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { withHeartbeat } from './heartbeat.js';
 
@@ -56,8 +59,10 @@ const DELETE_ONLY_BOOT_DEADLINE_MS = 600_000;
 export interface SweepActivityDeps {
   db: Queryable;
   backends: Record<BackendKind, WorkspaceBackend>;
-  /** Sends the org cascade's delete Updates to the workspace entities. */
+  /** Sends the org cascade's delete Updates to the workspace entities, starts lost plugin runs. */
   temporal?: Client;
+  /** The agent's time to report a plugin set, for the plugin runs this sweep starts. */
+  pluginReportDeadlineMs?: number;
 }
 
 export interface FoundOrphans extends OrphanSelection {
@@ -101,6 +106,12 @@ export interface BudgetSweepOutcome {
   stopped: string[];
   failed: Array<{ workspaceId: string; error: string }>;
   truncated: boolean;
+}
+
+/** Plugin requests the orphan sweep found lost and started (or failed to). */
+export interface ResumedPluginRequests {
+  resumed: InFlightRequest[];
+  failed: Array<InFlightRequest & { error: string }>;
 }
 
 export interface HealthCheck extends HealthSelection {
@@ -303,6 +314,33 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         failed: failed.slice(0, max),
         truncated: over.length > max || stopped.length > max || failed.length > max,
       };
+    },
+
+    /**
+     * Starts the run of every plugin request left in flight with none (its API stopped between
+     * recording it and starting the run; it would hold the plugin for good). A request whose run
+     * is there already (a long install waiting for the agent's report) is left to it.
+     */
+    async resumeLostPluginRequests(): Promise<ResumedPluginRequests> {
+      if (!deps.temporal) throw ApplicationFailure.nonRetryable('no Temporal client for the orphan sweep');
+      const client = deps.temporal;
+      const { taskQueue } = Context.current().info;
+      const stale = await staleRequests(db, PLUGIN_REQUEST_LOST_AFTER_MS, { limit: ORPHAN_REMOVALS_PER_RUN });
+      const out: ResumedPluginRequests = { resumed: [], failed: [] };
+      for (const request of stale) {
+        const input = { ...request, reportDeadlineMs: deps.pluginReportDeadlineMs ?? 120_000 };
+        try {
+          await client.workflow.start<typeof pluginWorkflow>(
+            'pluginWorkflow',
+            pluginStartOptions(input, taskQueue),
+          );
+          out.resumed.push(request);
+        } catch (err) {
+          if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
+          out.failed.push({ ...request, error: (err as Error).message });
+        }
+      }
+      return out;
     },
 
     /** Counts one finished sweep run for /metrics (the API may run in another process). */

@@ -12,7 +12,7 @@ import {
   type PluginsReported,
 } from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
-import { pluginMetadata } from '../domain/workflow-metadata.js';
+import { pluginStartOptions } from '../domain/plugin-start.js';
 import { DeadlineExceeded, withDeadline } from './temporal-deadline.js';
 
 export class PluginWorkflowBusy extends Error {}
@@ -64,19 +64,7 @@ export class PluginWorkflows {
    */
   async start(input: Omit<PluginWorkflowInput, 'reportDeadlineMs'>, deadline: number): Promise<void> {
     const workflowId = pluginWorkflowId(input.workspaceId, input.name);
-    const startRun = () =>
-      withDeadline(
-        this.client,
-        () =>
-          this.client.workflow.start<typeof pluginWorkflow>('pluginWorkflow', {
-            taskQueue: this.taskQueue,
-            workflowId,
-            args: [{ ...input, reportDeadlineMs: this.reportDeadlineMs }],
-            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-            ...pluginMetadata(input),
-          }),
-        deadline,
-      );
+    const startRun = () => this.startRun(input, deadline);
     try {
       await startRun();
       return;
@@ -106,6 +94,35 @@ export class PluginWorkflows {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new PluginWorkflowBusy(err.message);
       throw err;
     }
+  }
+
+  /**
+   * Starts the run of a request left in flight with none (lost: see PLUGIN_REQUEST_LOST_AFTER_MS),
+   * once; `running` when a run of the plugin is there already (it is carrying the request out).
+   */
+  async resume(
+    input: Omit<PluginWorkflowInput, 'reportDeadlineMs'>,
+    deadline: number,
+  ): Promise<'resumed' | 'running'> {
+    try {
+      await this.startRun(input, deadline);
+      return 'resumed';
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return 'running';
+      throw err;
+    }
+  }
+
+  private startRun(input: Omit<PluginWorkflowInput, 'reportDeadlineMs'>, deadline: number) {
+    return withDeadline(
+      this.client,
+      () =>
+        this.client.workflow.start<typeof pluginWorkflow>(
+          'pluginWorkflow',
+          pluginStartOptions({ ...input, reportDeadlineMs: this.reportDeadlineMs }, this.taskQueue),
+        ),
+      deadline,
+    );
   }
 
   /** Best effort: a run that already finished has nothing to learn from a report. */

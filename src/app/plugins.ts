@@ -10,6 +10,7 @@ import type { PluginWorkflows } from '../api/plugin-workflows.js';
 import { PluginWorkflowBusy } from '../api/plugin-workflows.js';
 import * as plugins from '../db/plugins.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
+import { PLUGIN_REQUEST_LOST_AFTER_MS } from '../domain/plugin-start.js';
 import { PluginRejected, validatePluginArchive } from '../plugins/archive.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import { PLUGIN_NAME, type PluginPackage } from '../plugins/schema.js';
@@ -73,7 +74,7 @@ async function carryOut(
       : temporalDown('workflow service unavailable; nothing was changed');
   }
   const recorded = await record();
-  if (!recorded) throw inProgress(name);
+  if (!recorded) throw await inFlight(deps, wf, w, name, deadline);
   const { row } = recorded;
   try {
     await wf.start({ workspaceId: w.id, name, action, requestId: row.requestId }, deadline);
@@ -84,6 +85,41 @@ async function carryOut(
     deps.log.warn({ err, workspaceId: w.id, plugin: name }, 'plugin workflow start failed');
     throw temporalDown('workflow service unavailable; nothing was changed');
   }
+}
+
+/**
+ * The 409 for a request that finds another in flight. That one may be lost: recorded by an API
+ * that stopped before starting its run, it would hold the plugin for good. Found here (in flight
+ * past PLUGIN_REQUEST_LOST_AFTER_MS), its run is started now, so it settles and the plugin is free
+ * again; the orphan sweep does the same for a plugin nobody asks about.
+ */
+async function inFlight(
+  deps: PluginDeps,
+  wf: PluginWorkflows,
+  w: WorkspaceRow,
+  name: string,
+  deadline: number,
+): Promise<AppError> {
+  try {
+    const [lost] = await plugins.staleRequests(deps.db, PLUGIN_REQUEST_LOST_AFTER_MS, {
+      limit: 1,
+      workspaceId: w.id,
+      name,
+    });
+    if (lost && (await wf.resume(lost, deadline)) === 'resumed') {
+      deps.log.warn(
+        { workspaceId: w.id, plugin: name, requestId: lost.requestId },
+        'lost plugin request resumed',
+      );
+      return conflicting(
+        `plugin ${name}: an earlier ${lost.action} request was left unstarted and has been resumed; try again once it settles`,
+      );
+    }
+  } catch (err) {
+    // The 409 stands either way; the orphan sweep tries the lost request again.
+    deps.log.warn({ err, workspaceId: w.id, plugin: name }, 'lost plugin request not resumed');
+  }
+  return inProgress(name);
 }
 
 /** The package a source names: from the catalog, or an uploaded archive checked whole. */

@@ -267,3 +267,44 @@ export async function bundlePlugins(
   );
   return rows.map((r) => ({ name: r.name, version: r.version, installId: r.request_id, files: r.files }));
 }
+
+/** A request recorded but maybe never started: what its run needs. */
+export interface InFlightRequest {
+  workspaceId: string;
+  name: string;
+  action: 'install' | 'uninstall';
+  requestId: string;
+}
+
+/**
+ * Requests in flight (`installing`, `uninstalling`) untouched for `olderThanMs` by the database's
+ * clock, oldest first, at most `limit`: candidates for a lost request (its run may still be
+ * there; the caller tells by starting one). `workspaceId`/`name` narrow it to one plugin.
+ */
+export async function staleRequests(
+  db: Queryable,
+  olderThanMs: number,
+  opts: { limit: number; workspaceId?: string; name?: string },
+): Promise<InFlightRequest[]> {
+  const { rows } = await db.query<{
+    workspace_id: string;
+    name: string;
+    status: PluginStatus;
+    request_id: string;
+  }>(
+    `SELECT p.workspace_id, p.name, p.status, p.request_id
+       FROM workspace_plugins p JOIN workspaces w ON w.id = p.workspace_id
+      WHERE p.status IN ('installing', 'uninstalling')
+        AND p.updated_at < now() - make_interval(secs => $1::double precision / 1000)
+        AND w.status NOT IN ('deleting', 'deleted')
+        AND ($3::text IS NULL OR p.workspace_id = $3) AND ($4::text IS NULL OR p.name = $4)
+      ORDER BY p.updated_at LIMIT $2`,
+    [olderThanMs, opts.limit, opts.workspaceId ?? null, opts.name ?? null],
+  );
+  return rows.map((r) => ({
+    workspaceId: r.workspace_id,
+    name: r.name,
+    action: r.status === 'installing' ? 'install' : 'uninstall',
+    requestId: r.request_id,
+  }));
+}

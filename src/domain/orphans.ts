@@ -209,4 +209,19 @@ export interface OrphanSweepResult {
     removed: OrphanNetwork[];
     failed: Array<OrphanNetwork & { error: string }>;
   };
+  /**
+   * Plugin requests left in flight with no run (their API stopped between recording and starting
+   * it) whose run this sweep started, or failed to (tried again next run). Absent on runs started
+   * by a worker without that step.
+   */
+  pluginRequests?: {
+    resumed: Array<{ workspaceId: string; name: string; action: 'install' | 'uninstall'; requestId: string }>;
+    failed: Array<{
+      workspaceId: string;
+      name: string;
+      action: 'install' | 'uninstall';
+      requestId: string;
+      error: string;
+    }>;
+  };
 }

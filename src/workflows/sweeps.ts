@@ -60,6 +60,8 @@ const PATCHES = {
   straySchedules: 'orphan-sweep-stray-schedules',
   /** The orphan sweep also removes org networks that outlived their org's last workspace. */
   orgNetworks: 'orphan-sweep-org-networks',
+  /** The orphan sweep also starts the runs of plugin requests left in flight with none. */
+  pluginRequests: 'orphan-sweep-plugin-requests',
 } as const;
 
 /**
@@ -100,8 +102,17 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
       for (const x of r.removed)
         actions[x.backend === 'ec2' ? 'terminated' : 'removed'] += x.instanceIds.length;
       actions.removed += r.networks?.removed.length ?? 0;
-      const partial = r.failed.length > 0 || r.listErrors.length > 0 || (r.networks?.failed.length ?? 0) > 0;
-      return { outcome: partial ? 'partial' : 'ok', actions };
+      const partial =
+        r.failed.length > 0 ||
+        r.listErrors.length > 0 ||
+        (r.networks?.failed.length ?? 0) > 0 ||
+        (r.pluginRequests?.failed.length ?? 0) > 0;
+      // Plugin requests resumed count only when there were some (the action set stays as it was).
+      const resumed = r.pluginRequests?.resumed.length ?? 0;
+      return {
+        outcome: partial ? 'partial' : 'ok',
+        actions: resumed > 0 ? { ...actions, resumed } : actions,
+      };
     },
   );
 }
@@ -164,6 +175,21 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
       schedulesRemoved = [];
     }
   }
+  let pluginRequests: OrphanSweepResult['pluginRequests'];
+  if (patched(PATCHES.pluginRequests)) {
+    // Best effort, like the mirrors: the next sweep (or the plugin's next request) tries again.
+    try {
+      pluginRequests = await find.resumeLostPluginRequests.executeWithOptions(
+        { summary: 'start the runs of plugin requests left in flight with none' },
+        [],
+      );
+      if (pluginRequests.resumed.length > 0)
+        log.info('lost plugin requests resumed', { resumed: pluginRequests.resumed.length });
+    } catch (err) {
+      log.warn('lost plugin requests not swept', { error: errorMessage(err) });
+      pluginRequests = { resumed: [], failed: [] };
+    }
+  }
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -180,6 +206,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     listErrors: found.listErrors,
     ...(schedulesRemoved ? { schedulesRemoved } : {}),
     ...(networks ? { networks } : {}),
+    ...(pluginRequests ? { pluginRequests } : {}),
   };
 }
 

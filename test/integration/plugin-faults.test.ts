@@ -298,4 +298,100 @@ describe('plugin requests that cannot be carried out', () => {
       await run.terminate('test cleanup');
     }
   });
+  it('a request whose API stopped before starting its run is carried out: by the next request, or by the orphan sweep', async () => {
+    const pool = t.stack.service.db.pool;
+    const run = (id: string) =>
+      t.stack.service.temporal.workflow.getHandle(pluginWorkflowId(id, 'hello-tools'));
+    /** Recorded as the API records a request, then no start: the API was killed between the two. */
+    async function recordedOnly(id: string): Promise<string> {
+      const requestId = randomBytes(8).toString('hex');
+      const recorded = await requestInstall(pool, {
+        workspaceId: id,
+        name: 'hello-tools',
+        version: HELLO.version,
+        sha256: HELLO.sha256,
+        source: 'local://hello-tools',
+        files: HELLO.files,
+        requestId,
+      });
+      expect(recorded?.row.status).toBe('installing');
+      return requestId;
+    }
+    /** The request as it is past the lost threshold (30 s), without waiting for it. */
+    const aged = (id: string) =>
+      pool.query(
+        `UPDATE workspace_plugins SET updated_at = now() - interval '1 minute' WHERE workspace_id = $1`,
+        [id],
+      );
+    const install = (id: string) =>
+      t.stack.api.call('POST', `/v1/workspaces/${id}/plugins`, {
+        token: t.key,
+        body: { source: 'local://hello-tools' },
+      });
+
+    // Fresh: a request in flight (its API may be starting it right now): 409, and no run is made.
+    const a = await workspace('stopped');
+    const lostA = await recordedOnly(a);
+    const fresh = await install(a);
+    expect(fresh.status).toBe(409);
+    expect(fresh.body.error.message).toMatch(/in progress/);
+    expect(await noRun(a)).toBe('none');
+
+    // Past the threshold: the next request starts the lost request's run and is told so (409);
+    // the run settles it (stopped: stored for the next start) and the plugin takes requests again.
+    await aged(a);
+    const told = await install(a);
+    expect(told.status).toBe(409);
+    expect(told.body.error.message).toMatch(/left unstarted and has been resumed/);
+    expect(await run(a).result()).toEqual({ outcome: 'pending' });
+    expect(await stored(a)).toMatchObject([{ status: 'pending', request_id: lostA }]);
+    const next = await install(a);
+    expect(next.status).toBe(202);
+    expect(await run(a).result()).toEqual({ outcome: 'pending' });
+
+    // Nobody asks: the orphan sweep starts it. A lost-looking request whose run is there (a
+    // booting workspace's delivery waits) is left to that run.
+    const b = await workspace('stopped');
+    const lostB = await recordedOnly(b);
+    await aged(b);
+    const c = await workspace('provisioning');
+    const busyC = await recordedOnly(c);
+    await aged(c);
+    const running = await t.stack.service.temporal.workflow.start('pluginWorkflow', {
+      taskQueue: t.stack.config.TASK_QUEUE,
+      workflowId: pluginWorkflowId(c, 'hello-tools'),
+      args: [
+        {
+          workspaceId: c,
+          name: 'hello-tools',
+          action: 'install',
+          requestId: busyC,
+          reportDeadlineMs: 60_000,
+        },
+      ],
+    });
+    try {
+      const sweep = await t.stack.api.call('POST', '/v1/admin/sweeps/orphans/run', {
+        token: t.stack.adminToken,
+      });
+      expect(sweep.status).toBe(200);
+      const { resumed, failed } = sweep.body.pluginRequests as {
+        resumed: Array<{ workspaceId: string }>;
+        failed: Array<{ workspaceId: string }>;
+      };
+      expect(resumed).toContainEqual({
+        workspaceId: b,
+        name: 'hello-tools',
+        action: 'install',
+        requestId: lostB,
+      });
+      expect(resumed.map((r) => r.workspaceId)).not.toContain(c);
+      expect(failed.map((r) => r.workspaceId)).not.toContain(c);
+      expect(await run(b).result()).toEqual({ outcome: 'pending' });
+      expect(await stored(b)).toMatchObject([{ status: 'pending', request_id: lostB }]);
+      expect((await running.describe()).status.name).toBe('RUNNING');
+    } finally {
+      await running.terminate('test cleanup');
+    }
+  });
 });

@@ -79,6 +79,10 @@ describe('orphanSweepWorkflow', () => {
           removed.push(r.workspaceId);
         },
         removeStraySchedules: async () => [{ workspaceId: 'd', scheduleId: 's' }],
+        resumeLostPluginRequests: async () => ({
+          resumed: [{ workspaceId: 'e', name: 'p', action: 'install' as const, requestId: 'r' }],
+          failed: [],
+        }),
       },
       (taskQueue) => {
         queue = taskQueue;
@@ -99,12 +103,16 @@ describe('orphanSweepWorkflow', () => {
     });
     expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
     expect(result.schedulesRemoved).toEqual([{ workspaceId: 'd', scheduleId: 's' }]);
+    expect(result.pluginRequests).toEqual({
+      resumed: [{ workspaceId: 'e', name: 'p', action: 'install', requestId: 'r' }],
+      failed: [],
+    });
     expect(runs).toEqual([
       {
         sweep: 'orphans',
         outcome: 'partial',
         durationMs: expect.any(Number),
-        actions: { removed: 2, terminated: 0 },
+        actions: { removed: 2, terminated: 0, resumed: 1 },
       },
     ]);
     // The Temporal UI's story: each step says what it did to which resource.
@@ -115,6 +123,7 @@ describe('orphanSweepWorkflow', () => {
         expect.stringMatching(new RegExp(`^remove orphan ws-${w}(-g2)? \\(docker; (unknown|superseded)\\)$`)),
       ),
       'remove schedule mirrors of workspaces that are gone',
+      'start the runs of plugin requests left in flight with none',
       'count this orphans sweep run (partial)',
     ]);
   });
@@ -148,6 +157,7 @@ describe('orphanSweepWorkflow', () => {
           return n.orgId === 'o1';
         },
         removeStraySchedules: async () => [],
+        resumeLostPluginRequests: async () => ({ resumed: [], failed: [] }),
       },
       (taskQueue) => {
         queue = taskQueue;
@@ -185,12 +195,16 @@ describe('orphanSweepWorkflow', () => {
         removeStraySchedules: async () => {
           throw new Error('temporal list failed');
         },
+        resumeLostPluginRequests: async () => {
+          throw new Error('database away');
+        },
       },
       sweepOn,
     );
     expect(result.counts).toEqual(expect.objectContaining({ orphans: 5000, removed: 1, failed: 0 }));
-    // A failed schedule listing does not fail the sweep.
+    // A failed schedule listing or plugin request look does not fail the sweep.
     expect(result.schedulesRemoved).toEqual([]);
+    expect(result.pluginRequests).toEqual({ resumed: [], failed: [] });
   });
 });
 
