@@ -24,6 +24,7 @@ const STATUS_OF: Record<RefusalKind, number> = {
   conflict: 409,
   too_large: 413,
   upstream_failed: 502,
+  insufficient_storage: 507,
   unavailable: 503,
 };
 

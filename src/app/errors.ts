@@ -9,6 +9,8 @@ export type RefusalKind =
   | 'forbidden'
   | 'payment_required'
   | 'too_large'
+  /** The workspace's disk is full: nothing was written; retrying will not help until space is freed. */
+  | 'insufficient_storage'
   | 'unavailable'
   /** A system the use case relies on (a backend, an agent) failed it. */
   | 'upstream_failed';

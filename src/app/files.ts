@@ -42,6 +42,12 @@ function refusal(err: unknown): unknown {
     case 'not_running':
       // The database said online a moment ago; the resource says otherwise (api.md: 409).
       return conflicting(`the workspace is not running: ${err.message}`, 'not_online');
+    case 'no_space':
+      return new AppError(
+        'insufficient_storage',
+        'insufficient_storage',
+        `the workspace's disk is full; nothing was written: ${err.message}`,
+      );
     case 'transient':
       return new AppError(
         'unavailable',

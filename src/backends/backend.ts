@@ -266,9 +266,11 @@ export interface TerminalSession {
  * `not_running`: the generation's resource is not running (stopped, gone, still starting) while an
  * operation that needs it running (files, terminal) was asked for: the workspace is not online,
  * whatever the database said a moment ago (a dockerd restart, a stop from outside).
+ * `no_space`: the workspace's filesystem is full (or over its quota): a write was refused and
+ * nothing of it was left; retrying will not help until space is freed.
  */
 export type BackendErrorCode =
-  'not_configured' | 'not_found' | 'not_running' | 'transient' | 'permanent' | 'invalid_path';
+  'not_configured' | 'not_found' | 'not_running' | 'transient' | 'permanent' | 'invalid_path' | 'no_space';
 
 /** Typed backend error: activities map `permanent`/`not_configured` to non-retryable failures. */
 export class BackendError extends Error {

@@ -58,6 +58,8 @@ export interface SimKnobs {
   launchError?: string;
   /** Answer the first N RunInstances with `RequestLimitExceeded` (HTTP 503), then launch. */
   throttleLaunches?: number;
+  /** `/workspace` on a filesystem of this many bytes (a tmpfs): a disk that fills up. */
+  workspaceDiskBytes?: number;
 }
 
 /** The tags a RunInstances request puts on its instance (`TagSpecification.N.Tag.M.Key/Value`). */
@@ -430,6 +432,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         // automatic recovery does: the instance stays `running` in moto, so its container must come
         // back. `docker stop` (StopInstances) and `docker kill` count as manual stops and stay down.
         RestartPolicy: { Name: 'unless-stopped' },
+        ...(k.workspaceDiskBytes ? { Tmpfs: { '/workspace': `size=${k.workspaceDiskBytes}` } } : {}),
       },
       NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
     });

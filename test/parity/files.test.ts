@@ -3,7 +3,8 @@
  * container; ec2: SFTP over the generation's key on the ec2-sim VM): write → list → read back
  * byte-identical (5 MiB binary included) → replace → delete → 404; every refused path answers 400
  * and touches nothing, including through a symlink to /etc planted inside the workspace; 413 over
- * 10 MiB; 409 once stopped; another org's key gets 404.
+ * 10 MiB; 409 once stopped; another org's key gets 404. A full disk answers 507 and leaves
+ * nothing of the write.
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
@@ -276,6 +277,65 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
 
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+  });
+  it('a full disk: PUT answers 507 insufficient_storage, the old file stays whole, no temporary file is left; once space is freed the write works', async () => {
+    const DISK = 2 * MiB;
+    // ec2: the simulator's VM has its /workspace on a 2 MiB filesystem.
+    const key = backend === 'ec2' ? await t.orgWithKnobs({ workspaceDiskBytes: DISK }) : t.key;
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: key,
+      body: { name: 'full', backend },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    let online = await waitForStatus(t.stack, key, id, 'online');
+    if (backend === 'docker') {
+      // docker: the operator moved the workspace volume to a 2 MiB filesystem while it was stopped
+      // (the volume keeps its name and labels; the next start's container mounts it).
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: key })).status).toBe(202);
+      await waitForStatus(t.stack, key, id, 'stopped');
+      await t.stack.docker.getContainer(`ws-${id}-g${online.generation}`).remove({ force: true });
+      const name = `ws-${id}-workspace`;
+      const { Labels } = await t.stack.docker.getVolume(name).inspect();
+      await t.stack.docker.getVolume(name).remove();
+      await t.stack.docker.createVolume({
+        Name: name,
+        Labels,
+        Driver: 'local',
+        DriverOpts: { type: 'tmpfs', device: 'tmpfs', o: `size=${DISK}` },
+      });
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(202);
+      online = await waitForStatus(t.stack, key, id, 'online');
+    }
+    const content = (path: string) =>
+      `${t.stack.url}/v1/workspaces/${id}/files/content?root=%2Fworkspace&path=${encodeURIComponent(path)}`;
+    const shell = await hostContainer(backend, t.stack.docker, id, online.generation);
+    const uploads = async () =>
+      (await run(shell, ['sh', '-c', "find /workspace -name '.wo-upload*' | wc -l"])).out.trim();
+
+    expect((await raw(content('keep.txt'), 'PUT', key, Buffer.from('v1'))).status).toBe(204);
+    const filler = randomBytes(Math.floor(1.5 * MiB));
+    expect((await raw(content('filler.bin'), 'PUT', key, filler)).status).toBe(204);
+
+    const big = randomBytes(1 * MiB);
+    const full = await raw(content('keep.txt'), 'PUT', key, big);
+    expect(full.status, full.body.toString()).toBe(507);
+    expect(full.json().error!.code).toBe('insufficient_storage');
+    const fresh = await raw(content('new/big.bin'), 'PUT', key, big);
+    expect(fresh.status, fresh.body.toString()).toBe(507);
+    // Nothing of either write is left: the old file whole, no new file, no temporary file.
+    expect((await raw(content('keep.txt'), 'GET', key)).body.toString()).toBe('v1');
+    expect((await raw(content('new/big.bin'), 'GET', key)).status).toBe(404);
+    expect(await uploads()).toBe('0');
+
+    // Space freed: the same write goes through.
+    expect((await raw(content('filler.bin'), 'DELETE', key)).status).toBe(204);
+    expect((await raw(content('keep.txt'), 'PUT', key, big)).status).toBe(204);
+    expect((await raw(content('keep.txt'), 'GET', key)).body.equals(big)).toBe(true);
+
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key })).status).toBe(202);
+    await waitForStatus(t.stack, key, id, 'deleted');
     expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
   });
 });

@@ -25,6 +25,7 @@ const ERRORS: Record<number, string> = {
   502: '`agent_unreachable`, `agent_error` or `backend_error`',
   503: '`temporal_unavailable`, `backend_unavailable` or `database_unavailable`, with Retry-After',
   504: '`agent_timeout`',
+  507: "`insufficient_storage`: the workspace's disk is full; nothing was written",
 };
 const RETRY_AFTER = new Set([409, 429, 503]);
 

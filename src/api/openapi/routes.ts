@@ -426,7 +426,7 @@ const filesRoutes: Operation[] = [
     params: { path: workspace, query: fileContentQuery },
     body: { content: { 'application/octet-stream': binary }, required: true, description: 'raw bytes' },
     responses: { 204: noContent },
-    errors: [400, 403, 404, 409, 413, 502, 503],
+    errors: [400, 403, 404, 409, 413, 502, 503, 507],
   },
   {
     method: 'delete',

@@ -385,6 +385,9 @@ const argvOf = (mode: Mode, root: WorkspaceRoot, segs: string[], depth = 1): str
   ...segs,
 ];
 
+/** The ENOSPC and EDQUOT messages of busybox and coreutils. */
+const NO_SPACE = /No space left on device|Disk quota exceeded/i;
+
 function check(r: ExecResult, full: string): void {
   if (r.code === 0) return;
   const msg = `${full}: ${r.stderr || `exit ${r.code}`}`;
@@ -400,6 +403,10 @@ function check(r: ExecResult, full: string): void {
     case EXIT.rootMissing:
       throw new BackendError('permanent', msg);
     case EXIT.cutShort:
+      throw new BackendError('transient', msg);
+    case EXIT.failed:
+      // cat/mkdir/mv name the errno: a full disk (or quota) is the workspace's, not a hiccup.
+      if (NO_SPACE.test(r.stderr)) throw new BackendError('no_space', msg);
       throw new BackendError('transient', msg);
     default:
       // 126/127 (exec could not run) or a failed mkdir/rm: the container is likely going away.
@@ -578,17 +585,28 @@ export async function writeFile(
   });
   demux.resume();
   // Input: exactly `size` bytes, then end-of-file (the socket's write side closes).
-  const input = pipeline(stream, exactly(size, full), raw as unknown as NodeJS.WritableStream).catch(
-    (err: unknown) => {
+  let sending = true;
+  const input = pipeline(stream, exactly(size, full), raw as unknown as NodeJS.WritableStream)
+    .finally(() => {
+      sending = false;
+    })
+    .catch((err: unknown) => {
       raw.destroy(); // the exec's stdin closes: the short temporary file is removed, nothing replaced
       throw err instanceof BackendError
         ? err
         : new BackendError('transient', `${what}: upload failed`, { cause: err });
+    });
+  const output = pipeline(raw, demux).then(
+    () => {
+      // The script ended while bytes were still going in (it refused the path, or the disk filled
+      // up): nothing reads them any more, and the daemon keeps the connection open, so the upload
+      // would wait for a drain that never comes. Stop it; the exit code says why.
+      if (sending) raw.destroy();
+    },
+    (err: unknown) => {
+      throw err instanceof BackendError ? err : toBackendError(err, `${what} in ${container}`);
     },
   );
-  const output = pipeline(raw, demux).catch((err: unknown) => {
-    throw err instanceof BackendError ? err : toBackendError(err, `${what} in ${container}`);
-  });
   const [sent, done] = await Promise.allSettled([input, output]);
   if (sent.status === 'rejected' || done.status === 'rejected') {
     // The script may have refused the path before reading its input (the connection then closes

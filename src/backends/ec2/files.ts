@@ -395,7 +395,7 @@ async function writeOn(
       // open still in flight would otherwise create it after the unlink), then unlink and wait.
       await closed(sink, CLEANUP_WAIT_MS);
       await new Promise<void>((done) => sftp.unlink(tmp, () => done()));
-      throw err;
+      throw (await outOfSpace(sftp, posix.dirname(r.target), size, full, err)) ?? err;
     }
   } finally {
     stream.destroy();
@@ -484,6 +484,49 @@ async function removeAt(fs: Fs, path: string, shown: string): Promise<void> {
     throw err;
   }
 }
+
+/**
+ * SFTP has no status for a full disk (OpenSSH answers ENOSPC and EDQUOT as a bare `Failure`), so a
+ * write that failed so is told apart by the filesystem's free space, asked once its temporary file
+ * is gone (statvfs@openssh.com): less than the upload, or no inode left, is `no_space`. Null when it
+ * is not that (or the server cannot tell).
+ */
+async function outOfSpace(
+  sftp: SFTPWrapper,
+  dir: string,
+  size: number,
+  full: string,
+  err: unknown,
+): Promise<BackendError | null> {
+  const cause = err instanceof BackendError ? err.cause : err;
+  if (sftpCode(cause) !== SFTP_FAILURE) return null;
+  const fs = await new Promise<Record<string, number | bigint> | null>((done) => {
+    const timer = setTimeout(() => done(null), STATVFS_WAIT_MS);
+    try {
+      sftp.ext_openssh_statvfs(dir, (e, info: Record<string, number | bigint> | undefined) => {
+        clearTimeout(timer);
+        done(e || !info ? null : info);
+      });
+    } catch {
+      // A server without the extension: the error stays as it was.
+      clearTimeout(timer);
+      done(null);
+    }
+  });
+  if (!fs) return null;
+  const free = Number(fs.f_bavail ?? 0) * Number(fs.f_frsize ?? 0);
+  if (free >= size && Number(fs.f_favail ?? 1) > 0) return null;
+  return new BackendError(
+    'no_space',
+    `${full}: no space left on device (${free} bytes free, ${size} to write)`,
+    {
+      cause: err,
+    },
+  );
+}
+
+/** How long the free-space check of a failed upload may take. */
+const STATVFS_WAIT_MS = 5_000;
 
 /** How long a failed upload waits for its temporary file's handle to close before unlinking it. */
 const CLEANUP_WAIT_MS = 5_000;
