@@ -6,6 +6,8 @@ export interface AgentEnv {
   port: number;
   /** Where config.yaml and template files live (a volume, served by the files API). */
   configsDir: string;
+  /** The workspace's working tree (a volume, served by the files API). */
+  workspaceDir: string;
   /**
    * Agent-private state: the saved bundle (workspace token) and secrets.env. Outside every root the
    * files API serves, root-only (0700), and on the resource's own disk, so it survives a reboot of
@@ -36,6 +38,7 @@ export function readAgentEnv(env: NodeJS.ProcessEnv): AgentEnv {
     bootstrapToken,
     port,
     configsDir: env.WO_CONFIGS_DIR?.trim() || '/configs',
+    workspaceDir: env.WO_WORKSPACE_DIR?.trim() || '/workspace',
     stateDir: env.WO_STATE_DIR?.trim() || '/var/lib/wo',
   };
 }

@@ -25,6 +25,7 @@ import { Registry } from './registry.js';
 import { createA2AServer, listen } from './server.js';
 import { loadSpent, spendSaver } from './spend.js';
 import { AgentStats } from './stats.js';
+import { removeUploadLeftovers, UPLOAD_LEFTOVER_AGE_MS } from './upload-leftovers.js';
 
 async function main(): Promise<void> {
   const startedAt = Date.now();
@@ -142,6 +143,21 @@ async function main(): Promise<void> {
   await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
   beatNow = registry.startHeartbeats(stats, hooks.runtimeState, startedAt, () => scanPlugins(env.configsDir));
+  sweepUploadLeftovers([env.configsDir, env.workspaceDir]);
+}
+
+/** Now (after the boot, off its path) and every hour: temporary files of uploads a crash cut. */
+function sweepUploadLeftovers(roots: string[]): void {
+  const sweep = () =>
+    removeUploadLeftovers(roots).then(
+      (removed) => {
+        if (removed.length > 0)
+          log(`removed ${removed.length} unfinished upload(s): ${removed.slice(0, 5).join(', ')}`);
+      },
+      (err: unknown) => log(`sweeping unfinished uploads failed: ${errorText(err)}`),
+    );
+  void sweep();
+  setInterval(() => void sweep(), UPLOAD_LEFTOVER_AGE_MS).unref();
 }
 
 main().catch((err: unknown) => die(`unexpected failure: ${errorText(err)}`));

@@ -4,6 +4,13 @@ import { BackendError, type WorkspaceRoot } from './backend.js';
 const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
 
 /**
+ * A write's temporary file, beside its target until renamed over it. One that a crash left behind
+ * is not the caller's file: listings skip it, and the agent removes it once old (src/agent/upload-leftovers.ts).
+ */
+export const UPLOAD_TEMP_PREFIX = '.wo-upload-';
+export const isUploadTemp = (name: string): boolean => name.startsWith(UPLOAD_TEMP_PREFIX);
+
+/**
  * Joins an allowed root and a caller-supplied relative path, refusing anything that could leave the
  * root lexically: absolute paths, `..` segments, NUL, backslashes, and the root itself.
  */

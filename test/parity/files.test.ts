@@ -247,6 +247,20 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     ]);
     expect((await raw(list('/workspace', 'batch'), 'GET', t.key)).status).toBe(404);
 
+    // Temporary files of uploads a crash cut (planted as such): listings skip them; the agent removes
+    // the old one when it boots (below), and keeps the one an upload may still be writing.
+    const shell = await hostContainer(backend, t.stack.docker, id, online.generation);
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000).toISOString().slice(0, 19).replace('T', ' ');
+    const planted = await run(shell, [
+      'sh',
+      '-c',
+      `mkdir -p /workspace/left && echo x > /workspace/left/real.txt && echo x > /workspace/left/.wo-upload-stale && ` +
+        `touch -d '${twoHoursAgo}' /workspace/left/.wo-upload-stale && echo x > /workspace/left/.wo-upload-fresh`,
+    ]);
+    expect(planted.code, planted.out).toBe(0);
+    expect((await listed('/workspace', 'left')).map((e) => e.path)).toEqual(['left/real.txt']);
+    expect((await listed('/workspace', '', 5)).map((e) => e.path)).not.toContain('left/.wo-upload-stale');
+
     // Not online → 409.
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'stopped');
@@ -275,10 +289,24 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
       }
     }
 
+    // Started again: its agent removed the old unfinished upload, not the fresh one.
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    const again = await waitForStatus(t.stack, t.key, id, 'online');
+    const rebooted = await hostContainer(backend, t.stack.docker, id, again.generation);
+    const deadline = Date.now() + 30_000;
+    let left = '';
+    while (Date.now() < deadline) {
+      left = (await run(rebooted, ['sh', '-c', 'ls -A /workspace/left'])).out.trim();
+      if (!left.includes('.wo-upload-stale')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(left.split(/\s+/).sort()).toEqual(['.wo-upload-fresh', 'real.txt']);
+
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
     expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
   });
+
   it('a full disk: PUT answers 507 insufficient_storage, the old file stays whole, no temporary file is left; once space is freed the write works', async () => {
     const DISK = 2 * MiB;
     // ec2: the simulator's VM has its /workspace on a 2 MiB filesystem.
@@ -310,9 +338,9 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     }
     const content = (path: string) =>
       `${t.stack.url}/v1/workspaces/${id}/files/content?root=%2Fworkspace&path=${encodeURIComponent(path)}`;
-    const shell = await hostContainer(backend, t.stack.docker, id, online.generation);
+    const inside = await hostContainer(backend, t.stack.docker, id, online.generation);
     const uploads = async () =>
-      (await run(shell, ['sh', '-c', "find /workspace -name '.wo-upload*' | wc -l"])).out.trim();
+      (await run(inside, ['sh', '-c', "find /workspace -name '.wo-upload*' | wc -l"])).out.trim();
 
     expect((await raw(content('keep.txt'), 'PUT', key, Buffer.from('v1'))).status).toBe(204);
     const filler = randomBytes(Math.floor(1.5 * MiB));

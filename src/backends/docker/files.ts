@@ -26,7 +26,7 @@ import {
 import { contentStream, exactly, readWhole } from '../streams.js';
 import { openSingleFile } from './archive.js';
 import { beforeDeadline, isConflict, isNotFound, toBackendError } from './errors.js';
-import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
+import { isUploadTemp, joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 
 type Mode = 'read' | 'write' | 'delete' | 'list' | 'purge';
 
@@ -97,7 +97,9 @@ case $mode in
   write)
     [ -d "$target" ] && { echo "is a directory" >&2; exit 14; }
     if [ -e "$target" ] && [ ! -f "$target" ]; then echo "not a regular file" >&2; exit 15; fi
-    tmp="$(dirname "$target")/.wo-upload-$$"
+    # A fresh name (O_EXCL): never a leftover, nor a link planted under a guessable one.
+    tmp=$(mktemp "$(dirname "$target")/.wo-upload-XXXXXX") || exit 13
+    chmod 644 "$tmp" || { rm -f "$tmp"; exit 13; }
     cat > "$tmp" || { rm -f "$tmp"; exit 13; }
     got=$(stat -c %s "$tmp") || { rm -f "$tmp"; exit 13; }
     [ "$got" = "$depth" ] || { rm -f "$tmp"; echo "upload cut short: $got of $depth bytes" >&2; exit 19; }
@@ -545,6 +547,7 @@ function entryOf(record: string, prefix: string): FileEntry | null {
   const [kind, size, mtime, ...rest] = record.split('|');
   const rel = rest.join('|').replace(/^\.\//, '');
   if (!kind || !rel) return null;
+  if (isUploadTemp(rel.slice(rel.lastIndexOf('/') + 1))) return null;
   const type = kind === 'directory' ? 'dir' : kind.includes('regular') ? 'file' : null;
   if (!type) return null;
   return {

@@ -23,7 +23,7 @@ import {
   type FileStream,
   type WorkspaceRoot,
 } from '../backend.js';
-import { joinUnderRoot, listingPath, pathSegments } from '../paths.js';
+import { UPLOAD_TEMP_PREFIX, isUploadTemp, joinUnderRoot, listingPath, pathSegments } from '../paths.js';
 import { contentStream, exactly, readWhole } from '../streams.js';
 import { openSftp, sftpCode, sftpError, withSftp, type SshTarget } from './ssh.js';
 
@@ -284,7 +284,7 @@ export async function listFiles(
     };
     const walk = async (dir: string, rel: string, level: number): Promise<boolean> => {
       for await (const { filename, attrs } of r.fs.entries(dir, full)) {
-        if (filename === '.' || filename === '..') continue;
+        if (filename === '.' || filename === '..' || isUploadTemp(filename)) continue;
         const relPath = rel ? `${rel}/${filename}` : filename;
         const physical = `${dir}/${filename}`;
         let st = attrs;
@@ -383,7 +383,7 @@ async function writeOn(
       if (st.isDirectory()) throw new BackendError('invalid_path', `${full} is a directory`);
       if (!st.isFile()) throw new BackendError('invalid_path', `${full} is not a regular file`);
     }
-    const tmp = `${posix.dirname(r.target)}/.wo-upload-${randomUUID()}`;
+    const tmp = `${posix.dirname(r.target)}/${UPLOAD_TEMP_PREFIX}${randomUUID()}`;
     const sink = sftp.createWriteStream(tmp, { mode: 0o644 });
     try {
       await new Promise<void>((done, fail) =>
