@@ -269,6 +269,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       templates: config.templates,
       temporal,
       pluginReportDeadlineMs: config.PLUGIN_REPORT_DEADLINE_MS,
+      createSettings: apiSettings(config),
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,

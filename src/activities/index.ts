@@ -20,6 +20,7 @@ import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
 import { CONSOLE_FETCH_SLACK_BYTES, redactedTail } from '../security/redacted-tail.js';
 import type { Templates } from '../config.js';
+import type { CreateSettings } from '../domain/entity-start.js';
 import type { SecretBox } from '../security/secrets.js';
 import { DbFailureType, type WorkspaceStatus } from '../workflows/messages.js';
 import { createPluginActivities } from './plugins.js';
@@ -39,6 +40,8 @@ export interface ActivityDeps {
   temporal?: Client;
   /** The agent's time to report a plugin set, for plugin runs the orphan sweep starts. */
   pluginReportDeadlineMs?: number;
+  /** The service's create settings, for the entities of lost creates the orphan sweep starts. */
+  createSettings?: CreateSettings;
 }
 
 interface ResourceTarget {

@@ -21,6 +21,7 @@ import { staleRequests, type InFlightRequest } from '../db/plugins.js';
 import type { Queryable } from '../db/queryable.js';
 import {
   liveWorkspacesOfOrg,
+  lostCreates,
   recordSweepRun,
   sweepLookup,
   workspacesToCheck,
@@ -28,7 +29,12 @@ import {
 } from '../db/sweeps.js';
 import { getWorkspace } from '../db/workspaces.js';
 import type { BudgetPolicy } from '../domain/budget.js';
-import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
+import {
+  createInput,
+  deleteOnlyCarry,
+  entityStartOptions,
+  type CreateSettings,
+} from '../domain/entity-start.js';
 import { PLUGIN_REQUEST_LOST_AFTER_MS, pluginStartOptions } from '../domain/plugin-start.js';
 import {
   resourceKey,
@@ -63,6 +69,8 @@ export interface SweepActivityDeps {
   temporal?: Client;
   /** The agent's time to report a plugin set, for the plugin runs this sweep starts. */
   pluginReportDeadlineMs?: number;
+  /** The service's create settings, for the entities of creates whose own start never landed. */
+  createSettings?: CreateSettings;
 }
 
 export interface FoundOrphans extends OrphanSelection {
@@ -106,6 +114,18 @@ export interface BudgetSweepOutcome {
   stopped: string[];
   failed: Array<{ workspaceId: string; error: string }>;
   truncated: boolean;
+}
+
+/**
+ * A create older than this whose entity never took a step lost its start: the create's own start
+ * (and the look after a failed one) is over within the API's Temporal deadline (4 s).
+ */
+export const LOST_CREATE_AFTER_MS = 60_000;
+
+/** Creates the orphan sweep found lost and whose entity it started (or failed to). */
+export interface ResumedCreates {
+  resumed: Array<{ workspaceId: string; orgId: string }>;
+  failed: Array<{ workspaceId: string; orgId: string; error: string }>;
 }
 
 /** Plugin requests the orphan sweep found lost and started (or failed to). */
@@ -314,6 +334,36 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         failed: failed.slice(0, max),
         truncated: over.length > max || stopped.length > max || failed.length > max,
       };
+    },
+
+    /**
+     * Starts the entity of every create whose own start never landed (an API killed between the
+     * row's commit and the start, or a start Temporal never got while the look after it could not
+     * tell: "may have been created"). Such a row would stay `provisioning` for good, counted in the
+     * org's quota. The start is the create's own (the first run ever under the id): Temporal
+     * refuses it when any entity ran, so a late start of the create's, or a delete, wins.
+     */
+    async resumeLostCreates(): Promise<ResumedCreates> {
+      if (!deps.temporal || !deps.createSettings)
+        throw ApplicationFailure.nonRetryable('no Temporal client or create settings for the orphan sweep');
+      const client = deps.temporal;
+      const settings = deps.createSettings;
+      const { taskQueue } = Context.current().info;
+      const out: ResumedCreates = { resumed: [], failed: [] };
+      for (const w of await lostCreates(db, LOST_CREATE_AFTER_MS, ORPHAN_REMOVALS_PER_RUN)) {
+        const about = { name: w.name, orgName: w.orgName, template: w.template, runtime: w.runtime };
+        try {
+          await client.workflow.start<typeof workspaceWorkflow>(
+            'workspaceWorkflow',
+            entityStartOptions(createInput(settings, w), taskQueue, { firstStart: true }, about),
+          );
+          out.resumed.push({ workspaceId: w.id, orgId: w.orgId });
+        } catch (err) {
+          if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
+          out.failed.push({ workspaceId: w.id, orgId: w.orgId, error: (err as Error).message });
+        }
+      }
+      return out;
     },
 
     /**

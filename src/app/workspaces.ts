@@ -12,6 +12,7 @@ import { inTransaction } from '../db/queryable.js';
 import { putSecret, redactorFor } from '../db/secrets.js';
 import * as workspaces from '../db/workspaces.js';
 import { bindLogWorkspace } from '../log.js';
+import { createInput } from '../domain/entity-start.js';
 import { CONSOLE_FETCH_SLACK_BYTES, redactedTail, type RedactedTail } from '../security/redacted-tail.js';
 import { newId } from '../security/tokens.js';
 import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
@@ -119,17 +120,13 @@ export async function createWorkspace(
   });
   try {
     await deps.entity.start(
-      {
-        workspaceId: id,
+      createInput(settings, {
+        id,
         orgId,
         backend: body.backend,
-        bootDeadlineMs: settings.bootDeadlineMs,
-        continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
-        restartPolicy: {
-          ...settings.restartPolicy,
-          policy: body.restartPolicy ?? template?.restartPolicy ?? settings.restartPolicy?.policy ?? 'always',
-        },
-      },
+        template: body.template ?? null,
+        restartPolicy: body.restartPolicy ?? null,
+      }),
       { firstStart: true },
       { name: body.name, orgName, template: body.template ?? null, runtime },
     );

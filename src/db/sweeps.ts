@@ -50,6 +50,54 @@ export async function sweepLookup(
   return { workspaces, knownOrgs, liveOrgs };
 }
 
+/** A workspace row whose create may never have started its entity (see lostCreates). */
+export interface LostCreate {
+  id: string;
+  orgId: string;
+  orgName: string;
+  backend: BackendKind;
+  name: string;
+  template: string | null;
+  runtime: string;
+  restartPolicy: 'always' | 'never' | null;
+}
+
+/**
+ * Rows a create committed more than `olderThanMs` ago (by the database's clock) whose entity never
+ * took a step: still `provisioning` at generation 0, of an org not deleted (the org cascade deletes
+ * those), oldest first, at most `limit`. Whether an entity exists is Temporal's to say: the caller
+ * starts one as the create does, which Temporal refuses when any ran.
+ */
+export async function lostCreates(db: Queryable, olderThanMs: number, limit: number): Promise<LostCreate[]> {
+  const { rows } = await db.query<{
+    id: string;
+    org_id: string;
+    org_name: string;
+    backend: BackendKind;
+    name: string;
+    template: string | null;
+    runtime: string;
+    restart_policy: 'always' | 'never' | null;
+  }>(
+    `SELECT w.id, w.org_id, o.name AS org_name, w.backend, w.name, w.template, w.runtime, w.restart_policy
+       FROM workspaces w JOIN orgs o ON o.id = w.org_id AND o.deleted_at IS NULL
+      WHERE w.status = 'provisioning' AND w.generation = 0
+        AND w.created_at < now() - make_interval(secs => $1::double precision / 1000)
+      ORDER BY w.created_at LIMIT $2`,
+    [olderThanMs, limit],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    orgId: r.org_id,
+    orgName: r.org_name,
+    backend: r.backend,
+    name: r.name,
+    template: r.template,
+    runtime: r.runtime,
+    restartPolicy: r.restart_policy,
+  }));
+}
+
 /** The org's workspaces that are not `deleted` yet (the org cascade waits for none to be left). */
 export async function liveWorkspacesOfOrg(db: Queryable, orgId: string): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(

@@ -9,7 +9,9 @@ import {
   WorkspaceIdKey,
   WorkspaceStatusKey,
   workspaceWorkflowId,
+  type BackendName,
   type CarriedState,
+  type RestartPolicyInput,
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../workflows/messages.js';
@@ -40,6 +42,45 @@ export function entityStartOptions(
       { key: WorkspaceBackendKey, value: input.backend },
       { key: WorkspaceStatusKey, value: input.carried?.status ?? 'provisioning' },
     ],
+  };
+}
+
+/** What a create's entity input comes from besides the workspace itself (the service's settings). */
+export interface CreateSettings {
+  bootDeadlineMs: number;
+  continueAsNewAfterEvents: number;
+  /** The restart policy's settings; the workspace's or its template's `restartPolicy` picks always/never. */
+  restartPolicy?: RestartPolicyInput;
+  templates: Record<string, { restartPolicy?: 'always' | 'never' }>;
+}
+
+/**
+ * The input of a workspace's first entity run: the API's create, and the orphan sweep's start of a
+ * create whose own start never landed. The policy in force: the workspace's own, else its
+ * template's, else the default.
+ */
+export function createInput(
+  settings: CreateSettings,
+  w: {
+    id: string;
+    orgId: string;
+    backend: BackendName;
+    template: string | null;
+    restartPolicy: 'always' | 'never' | null;
+  },
+): WorkspaceWorkflowInput {
+  const template =
+    w.template && Object.hasOwn(settings.templates, w.template) ? settings.templates[w.template] : undefined;
+  return {
+    workspaceId: w.id,
+    orgId: w.orgId,
+    backend: w.backend,
+    bootDeadlineMs: settings.bootDeadlineMs,
+    continueAsNewAfterEvents: settings.continueAsNewAfterEvents,
+    restartPolicy: {
+      ...settings.restartPolicy,
+      policy: w.restartPolicy ?? template?.restartPolicy ?? settings.restartPolicy?.policy ?? 'always',
+    },
   };
 }
 

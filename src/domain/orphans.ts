@@ -210,6 +210,15 @@ export interface OrphanSweepResult {
     failed: Array<OrphanNetwork & { error: string }>;
   };
   /**
+   * Creates whose own entity start never landed (an API killed between the row's commit and the
+   * start, or a start Temporal never got): entities started, or failed to (tried again next run).
+   * Absent on runs started by a worker without that step.
+   */
+  lostCreates?: {
+    resumed: Array<{ workspaceId: string; orgId: string }>;
+    failed: Array<{ workspaceId: string; orgId: string; error: string }>;
+  };
+  /**
    * Plugin requests left in flight with no run (their API stopped between recording and starting
    * it) whose run this sweep started, or failed to (tried again next run). Absent on runs started
    * by a worker without that step.

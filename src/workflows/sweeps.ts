@@ -62,6 +62,8 @@ const PATCHES = {
   orgNetworks: 'orphan-sweep-org-networks',
   /** The orphan sweep also starts the runs of plugin requests left in flight with none. */
   pluginRequests: 'orphan-sweep-plugin-requests',
+  /** The orphan sweep also starts the entities of creates whose own start never landed. */
+  lostCreates: 'orphan-sweep-lost-creates',
 } as const;
 
 /**
@@ -106,9 +108,10 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
         r.failed.length > 0 ||
         r.listErrors.length > 0 ||
         (r.networks?.failed.length ?? 0) > 0 ||
-        (r.pluginRequests?.failed.length ?? 0) > 0;
-      // Plugin requests resumed count only when there were some (the action set stays as it was).
-      const resumed = r.pluginRequests?.resumed.length ?? 0;
+        (r.pluginRequests?.failed.length ?? 0) > 0 ||
+        (r.lostCreates?.failed.length ?? 0) > 0;
+      // Creates and plugin requests resumed count only when there were some (the action set stays as it was).
+      const resumed = (r.pluginRequests?.resumed.length ?? 0) + (r.lostCreates?.resumed.length ?? 0);
       return {
         outcome: partial ? 'partial' : 'ok',
         actions: resumed > 0 ? { ...actions, resumed } : actions,
@@ -162,34 +165,36 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
       }
     }
   }
-  let schedulesRemoved: OrphanSweepResult['schedulesRemoved'];
-  if (patched(PATCHES.straySchedules)) {
-    // Best effort: a stray mirror's next firing removes it anyway, and the next sweep tries again.
-    try {
-      schedulesRemoved = await find.removeStraySchedules.executeWithOptions(
-        { summary: 'remove schedule mirrors of workspaces that are gone' },
-        [],
-      );
-    } catch (err) {
-      log.warn('stray schedules not swept', { error: errorMessage(err) });
-      schedulesRemoved = [];
-    }
-  }
-  let pluginRequests: OrphanSweepResult['pluginRequests'];
-  if (patched(PATCHES.pluginRequests)) {
-    // Best effort, like the mirrors: the next sweep (or the plugin's next request) tries again.
-    try {
-      pluginRequests = await find.resumeLostPluginRequests.executeWithOptions(
-        { summary: 'start the runs of plugin requests left in flight with none' },
-        [],
-      );
-      if (pluginRequests.resumed.length > 0)
-        log.info('lost plugin requests resumed', { resumed: pluginRequests.resumed.length });
-    } catch (err) {
-      log.warn('lost plugin requests not swept', { error: errorMessage(err) });
-      pluginRequests = { resumed: [], failed: [] };
-    }
-  }
+  // Best effort, each: a stray mirror's next firing removes it anyway; a lost create can be deleted
+  // meanwhile, a lost plugin request is also started by the plugin's next request; and the next
+  // sweep tries each again.
+  const schedulesRemoved = patched(PATCHES.straySchedules)
+    ? await bestEffort('stray schedules', [], () =>
+        find.removeStraySchedules.executeWithOptions(
+          { summary: 'remove schedule mirrors of workspaces that are gone' },
+          [],
+        ),
+      )
+    : undefined;
+  const lostCreates = patched(PATCHES.lostCreates)
+    ? await bestEffort('lost creates', { resumed: [], failed: [] }, () =>
+        find.resumeLostCreates.executeWithOptions(
+          { summary: 'start the entities of creates whose own start never landed' },
+          [],
+        ),
+      )
+    : undefined;
+  const pluginRequests = patched(PATCHES.pluginRequests)
+    ? await bestEffort('lost plugin requests', { resumed: [], failed: [] }, () =>
+        find.resumeLostPluginRequests.executeWithOptions(
+          { summary: 'start the runs of plugin requests left in flight with none' },
+          [],
+        ),
+      )
+    : undefined;
+  if (lostCreates?.resumed.length) log.info('lost creates resumed', { resumed: lostCreates.resumed.length });
+  if (pluginRequests?.resumed.length)
+    log.info('lost plugin requests resumed', { resumed: pluginRequests.resumed.length });
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -206,6 +211,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     listErrors: found.listErrors,
     ...(schedulesRemoved ? { schedulesRemoved } : {}),
     ...(networks ? { networks } : {}),
+    ...(lostCreates ? { lostCreates } : {}),
     ...(pluginRequests ? { pluginRequests } : {}),
   };
 }
@@ -464,6 +470,16 @@ function orphanSummary(r: OrphanRemoval): string {
   const what = r.generation !== null ? resourceName(r.workspaceId, r.generation) : `ws-${r.workspaceId}`;
   const how = r.backend === 'ec2' ? `TerminateInstances ${r.instanceIds.join(' ')}` : 'docker';
   return `remove orphan ${what} (${how}; ${r.reason})`;
+}
+
+/** A step whose failure is logged, not thrown: its result, or `empty` when it failed. */
+async function bestEffort<T>(what: string, empty: T, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    log.warn(`${what} not swept`, { error: errorMessage(err) });
+    return empty;
+  }
 }
 
 function errorMessage(err: unknown): string {

@@ -1,6 +1,7 @@
 /**
  * The entity and the API under faults, on the real stack (Temporal, PostgreSQL, dockerd): a config
- * the database refuses answers 4xx and wedges nothing; with no worker polling, lifecycle calls (and
+ * the database refuses answers 4xx and wedges nothing; a create whose entity start never landed is
+ * deleted on request, or started by the orphan sweep; with no worker polling, lifecycle calls (and
  * an orphan sweep run now) answer 503 + Retry-After instead of hanging, and /readyz names the
  * worker as what is missing.
  */
@@ -66,6 +67,48 @@ describe('a row whose entity is gone (worker running, docker)', () => {
     const again = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     expect(again.status).toBe(202);
     expect(again.body.status).toBe('deleted');
+  });
+
+  it('the orphan sweep starts the entity of a create whose start never landed, and the workspace comes online', async () => {
+    const pool = t.stack.service.db.pool;
+    // Two such rows: one a minute past its create (lost: the create's own start is long over), and
+    // one just committed (its create may still be starting it): only the first is started.
+    const lost = await insertWorkspaceRow(pool, t.orgId, () => 'lost-create');
+    await pool.query(`UPDATE workspaces SET created_at = now() - interval '2 minutes' WHERE id = $1`, [lost]);
+    const fresh = await insertWorkspaceRow(pool, t.orgId, () => 'fresh-create');
+    const sweep = await t.stack.api.callRetrying503('POST', '/v1/admin/sweeps/orphans/run', {
+      token: t.stack.adminToken,
+    });
+    expect(sweep.status).toBe(200);
+    const resumed = (sweep.body.lostCreates.resumed as Array<{ workspaceId: string }>).map(
+      (r) => r.workspaceId,
+    );
+    expect(resumed).toContain(lost);
+    expect(resumed).not.toContain(fresh);
+    expect(sweep.body.lostCreates.failed).toEqual([]);
+    const online = await waitForStatus(t.stack, t.key, lost, 'online');
+    expect(online.generation).toBe(1);
+    expect(online.restartPolicy).toBe('never'); // the suite's AUTO_RESTART_POLICY, as a create would
+    const info = await t.stack.service.temporal.workflow.getHandle(`workspace:${lost}`).describe();
+    expect(info.status.name).toBe('RUNNING');
+    // The fresh row has no entity: nothing was started for it.
+    await expect(
+      t.stack.service.temporal.workflow.getHandle(`workspace:${fresh}`).describe(),
+    ).rejects.toThrow();
+
+    // A second sweep finds the lost create taken care of (started, a step taken): nothing again.
+    const again = await t.stack.api.callRetrying503('POST', '/v1/admin/sweeps/orphans/run', {
+      token: t.stack.adminToken,
+    });
+    expect(
+      (again.body.lostCreates.resumed as Array<{ workspaceId: string }>).map((r) => r.workspaceId),
+    ).not.toContain(lost);
+    for (const id of [lost, fresh]) {
+      expect(
+        (await t.stack.api.callRetrying503('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status,
+      ).toBe(202);
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+    }
   });
 });
 

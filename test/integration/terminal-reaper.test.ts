@@ -56,6 +56,8 @@ describe('the session registry and the reaper loop (PostgreSQL, a recording back
   });
   afterAll(async () => {
     await db.query('DELETE FROM terminal_sessions WHERE workspace_id = $1', [workspaceId]);
+    // A bare row of the run's shared database: not left for a later orphan sweep to take for a lost create.
+    await db.query(`UPDATE workspaces SET status = 'deleted' WHERE id = $1`, [workspaceId]);
     await database.close();
   });
 

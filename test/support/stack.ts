@@ -226,7 +226,16 @@ export async function deleteLeftoverWorkspaces(
   /** `workerElsewhere`: a worker on the stack's task queue runs in another process. */
   opts: { workerElsewhere?: boolean } = {},
 ): Promise<void> {
-  if (!(stack.worker || opts.workerElsewhere) || stack.orgIds.size === 0) return;
+  if (stack.orgIds.size === 0) return;
+  if (!(stack.worker || opts.workerElsewhere)) {
+    // Nothing runs these rows' entities (no worker: no container or instance was made): marked
+    // deleted, so that no later file's orphan sweep takes a bare row for a lost create and starts it.
+    await stack.service.db.pool.query(
+      `UPDATE workspaces SET status = 'deleted' WHERE org_id = ANY($1) AND status <> 'deleted'`,
+      [[...stack.orgIds]],
+    );
+    return;
+  }
   const { rows } = await stack.service.db.pool.query<{ id: string }>(
     `SELECT id FROM workspaces WHERE org_id = ANY($1) AND status <> 'deleted'`,
     [[...stack.orgIds]],

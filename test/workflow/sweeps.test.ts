@@ -79,6 +79,7 @@ describe('orphanSweepWorkflow', () => {
           removed.push(r.workspaceId);
         },
         removeStraySchedules: async () => [{ workspaceId: 'd', scheduleId: 's' }],
+        resumeLostCreates: async () => ({ resumed: [{ workspaceId: 'f', orgId: 'o' }], failed: [] }),
         resumeLostPluginRequests: async () => ({
           resumed: [{ workspaceId: 'e', name: 'p', action: 'install' as const, requestId: 'r' }],
           failed: [],
@@ -103,6 +104,7 @@ describe('orphanSweepWorkflow', () => {
     });
     expect(result.listErrors).toEqual([{ backend: 'ec2', error: 'throttled' }]);
     expect(result.schedulesRemoved).toEqual([{ workspaceId: 'd', scheduleId: 's' }]);
+    expect(result.lostCreates).toEqual({ resumed: [{ workspaceId: 'f', orgId: 'o' }], failed: [] });
     expect(result.pluginRequests).toEqual({
       resumed: [{ workspaceId: 'e', name: 'p', action: 'install', requestId: 'r' }],
       failed: [],
@@ -112,7 +114,7 @@ describe('orphanSweepWorkflow', () => {
         sweep: 'orphans',
         outcome: 'partial',
         durationMs: expect.any(Number),
-        actions: { removed: 2, terminated: 0, resumed: 1 },
+        actions: { removed: 2, terminated: 0, resumed: 2 },
       },
     ]);
     // The Temporal UI's story: each step says what it did to which resource.
@@ -123,6 +125,7 @@ describe('orphanSweepWorkflow', () => {
         expect.stringMatching(new RegExp(`^remove orphan ws-${w}(-g2)? \\(docker; (unknown|superseded)\\)$`)),
       ),
       'remove schedule mirrors of workspaces that are gone',
+      'start the entities of creates whose own start never landed',
       'start the runs of plugin requests left in flight with none',
       'count this orphans sweep run (partial)',
     ]);
@@ -157,6 +160,7 @@ describe('orphanSweepWorkflow', () => {
           return n.orgId === 'o1';
         },
         removeStraySchedules: async () => [],
+        resumeLostCreates: async () => ({ resumed: [], failed: [] }),
         resumeLostPluginRequests: async () => ({ resumed: [], failed: [] }),
       },
       (taskQueue) => {
@@ -195,6 +199,9 @@ describe('orphanSweepWorkflow', () => {
         removeStraySchedules: async () => {
           throw new Error('temporal list failed');
         },
+        resumeLostCreates: async () => {
+          throw new Error('temporal away');
+        },
         resumeLostPluginRequests: async () => {
           throw new Error('database away');
         },
@@ -202,8 +209,9 @@ describe('orphanSweepWorkflow', () => {
       sweepOn,
     );
     expect(result.counts).toEqual(expect.objectContaining({ orphans: 5000, removed: 1, failed: 0 }));
-    // A failed schedule listing or plugin request look does not fail the sweep.
+    // A failed schedule listing, lost-create or plugin request look does not fail the sweep.
     expect(result.schedulesRemoved).toEqual([]);
+    expect(result.lostCreates).toEqual({ resumed: [], failed: [] });
     expect(result.pluginRequests).toEqual({ resumed: [], failed: [] });
   });
 });
