@@ -505,7 +505,7 @@ export interface Delivery {
   status: number;
   /** The agent answered a JSON-RPC result (not an error object). */
   ok: boolean;
-  /** The reply text (redacted, truncated), or why there is none. */
+  /** The reply text (redacted; as much as the proxy captures of an answer), or why there is none. */
   reply: string | null;
   error: string | null;
 }
@@ -600,12 +600,18 @@ export async function deliver(
   }
   const rpcError = !isStream && hasRpcError(text);
   const ok = status < 300 && !rpcError;
-  const clean = truncate(opts.clean(reply), SUMMARY_CHARS);
+  // The whole reply for the caller (an MCP peer reads what the agent said, not the log's summary);
+  // an error's text is for a message or a run record: bounded.
+  const clean = opts.clean(reply);
   return {
     status,
     ok,
     reply: clean,
-    error: ok ? null : rpcError ? clean || 'the agent answered an error' : `the agent answered ${status}`,
+    error: ok
+      ? null
+      : rpcError
+        ? truncate(clean, EXCERPT_CHARS) || 'the agent answered an error'
+        : `the agent answered ${status}`,
   };
 }
 

@@ -99,6 +99,12 @@ describe.each(PARITY_BACKENDS)('%s MCP tools for peers', CONCURRENT_BLOCK, (back
         ],
       });
 
+      // The reply whole, not the activity log's 200-character summary.
+      const long = `long ${'x'.repeat(1500)} end`;
+      expect(await call(client, 'send_message', { peer: b.id, text: long })).toMatchObject({
+        reply: `workspace mcp-b (${b.id}) on runtime ${b.runtime} received: ${long}`,
+      });
+
       // A peer that is not one: unknown, or the caller itself.
       for (const peer of ['nobody', 'mcp-a', a.id]) {
         const refused = await client.callTool({ name: 'send_message', arguments: { peer, text: 'x' } });
@@ -106,6 +112,23 @@ describe.each(PARITY_BACKENDS)('%s MCP tools for peers', CONCURRENT_BLOCK, (back
       }
     } finally {
       await client.close();
+    }
+
+    // Names are not unique: a newer "mcp-a" reaches the older one by that name (not itself).
+    const a2 = await createOnline(t, 'mcp-a');
+    const token2 = (
+      JSON.parse(
+        (await stateFileOf(backend, t.stack.docker, a2.id, a2.generation, 'bundle.json')).content.toString(),
+      ) as { workspaceToken: string }
+    ).workspaceToken;
+    const client2 = await mcpClient(`${t.stack.url}/v1/mcp`, token2);
+    try {
+      expect(await call(client2, 'send_message', { peer: 'mcp-a', text: 'same name' })).toMatchObject({
+        peer: { id: a.id, name: 'mcp-a' },
+        status: 200,
+      });
+    } finally {
+      await client2.close();
     }
 
     // Only a workspace token: the org key is refused, and the endpoint is stateless (POST only).

@@ -83,6 +83,30 @@ describe('MCP endpoint', () => {
     expect(body.result.structuredContent.peers).toEqual([]);
   });
 
+  it('refuses a peer or a message with a NUL at the edge: no query with it, nothing logged as a failure', async () => {
+    for (const args of [
+      { peer: 'a\u0000b', text: 'hi' },
+      { peer: 'b', text: 'x\u0000y' },
+    ]) {
+      sql.length = 0;
+      logged.length = 0;
+      for (const name of ['send_message', 'chat_history']) {
+        if (name === 'chat_history' && !args.peer.includes('\u0000')) continue;
+        const res = await post({
+          jsonrpc: '2.0',
+          id: 9,
+          method: 'tools/call',
+          params: { name, arguments: args },
+        });
+        const text = await res.text();
+        expect(text, `${name} ${JSON.stringify(args)}`).not.toContain('internal error');
+        expect(text).toMatch(/invalid|storable|NUL/i);
+        expect(sql.filter((q) => !q.includes('WHERE id = $1'))).toEqual([]);
+        expect(logged).toEqual([]);
+      }
+    }
+  });
+
   it('answers an unexpected failure as a generic tool error, and logs it', async () => {
     failWith = 'password authentication failed for user "wo" (s3cr3t-db-pass)';
     try {

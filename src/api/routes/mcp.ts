@@ -26,7 +26,7 @@ import { AppError } from '../../app/errors.js';
 import { requireBudget } from '../../app/budget.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, fromApp } from '../errors.js';
-import { workspaceIdParam } from '../schemas.js';
+import { text, workspaceIdParam } from '../schemas.js';
 
 /** How many peers `list_peers` names at most (an org's fleet, not a paging API). */
 const MAX_PEERS = 500;
@@ -41,7 +41,8 @@ const toolError = (message: string): CallToolResult => ({
   isError: true,
 });
 
-const peerArg = z.string().min(1).max(200).describe('the peer workspace: its id, or its name in this org');
+// Storable text only (no NUL or lone surrogate): the peer is looked up in PostgreSQL.
+const peerArg = text({ min: 1, max: 200 }).describe('the peer workspace: its id, or its name in this org');
 
 export function mcpRouter(deps: ApiDeps): Router {
   const r = Router();
@@ -53,16 +54,19 @@ export function mcpRouter(deps: ApiDeps): Router {
     return workspaceOfToken(deps.db, p);
   }
 
-  /** A workspace of the caller's org other than the caller, by id or by name. */
+  /**
+   * A workspace of the caller's org other than the caller, by id or by name (names are not unique:
+   * the newest live one of that name that is not the caller).
+   */
   async function peerOf(caller: WorkspaceRow, ref: string): Promise<WorkspaceRow | null> {
     let w: WorkspaceRow | null = null;
     if (workspaceIdParam.safeParse(ref).success)
       w = await workspaces.getWorkspace(deps.db, ref, caller.orgId);
     if (!w) {
       const { rows } = await deps.db.query<{ id: string }>(
-        `SELECT id FROM workspaces WHERE org_id = $1 AND name = $2 AND status <> 'deleted'
+        `SELECT id FROM workspaces WHERE org_id = $1 AND name = $2 AND id <> $3 AND status <> 'deleted'
          ORDER BY created_at DESC LIMIT 1`,
-        [caller.orgId, ref],
+        [caller.orgId, ref, caller.id],
       );
       if (rows[0]) w = await workspaces.getWorkspace(deps.db, rows[0].id, caller.orgId);
     }
@@ -124,7 +128,7 @@ export function mcpRouter(deps: ApiDeps): Router {
         description:
           "Sends a text message to a peer workspace's agent (A2A message/send through the platform) " +
           'and returns its reply.',
-        inputSchema: { peer: peerArg, text: z.string().min(1).max(MAX_TEXT).describe('the message') },
+        inputSchema: { peer: peerArg, text: text({ min: 1, max: MAX_TEXT }).describe('the message') },
       },
       guarded('send_message', async ({ peer, text }) => {
         const target = await peerOf(caller, peer);
