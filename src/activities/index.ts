@@ -15,7 +15,7 @@ import { BOOT_PHASES } from '../api/schemas.js';
 import { saveConsoleLog } from '../db/events.js';
 import { recordProvision } from '../db/metrics.js';
 import type { Queryable } from '../db/queryable.js';
-import { pruneRetiredSecrets, redactorFor } from '../db/secrets.js';
+import { dropWorkspaceSecrets, pruneRetiredSecrets, redactorFor } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
 import { CONSOLE_FETCH_SLACK_BYTES, redactedTail } from '../security/redacted-tail.js';
@@ -187,6 +187,7 @@ export function createActivities(deps: ActivityDeps) {
       await schedules.removeWorkspaceSchedules(input);
       await dbCall(async () => {
         await revokeWorkspaceTokens(db, input.workspaceId);
+        await dropWorkspaceSecrets(db, input.workspaceId);
         await workspaces.clearResource(db, input.workspaceId);
       });
     },

@@ -18,6 +18,7 @@ import {
 } from '../backends/backend.js';
 import { overBudgetWorkspaces } from '../db/budget.js';
 import { staleRequests, type InFlightRequest } from '../db/plugins.js';
+import { dropDeletedOrgSecrets } from '../db/secrets.js';
 import type { Queryable } from '../db/queryable.js';
 import {
   liveWorkspacesOfOrg,
@@ -519,6 +520,8 @@ export function createSweepActivities(deps: SweepActivityDeps) {
           throw err;
         }
       }
+      // Nothing of the org left running: its sealed defaults and retired values go too.
+      await dropDeletedOrgSecrets(db, input.orgId);
       return out;
     },
   };

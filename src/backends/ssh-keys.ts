@@ -17,6 +17,10 @@ export interface SshKeyStore {
   putHostKey(instanceId: string, hostKeySha256: string): Promise<void>;
   /** Forget every key of a workspace (on delete). */
   removeAll(workspaceId: string): Promise<void>;
+  /** Forget one generation's key pair (its instance is gone). */
+  removeGeneration(workspaceId: string, generation: number): Promise<void>;
+  /** Forget the pinned host keys of instances that are gone (instance ids are never reused). */
+  removeHostKeys(instanceIds: readonly string[]): Promise<void>;
 }
 
 /** For unit tests and harnesses: keeps everything in process memory. */
@@ -38,5 +42,11 @@ export class MemorySshKeyStore implements SshKeyStore {
   }
   async removeAll(workspaceId: string): Promise<void> {
     for (const k of [...this.pairs.keys()]) if (k.startsWith(`${workspaceId}/`)) this.pairs.delete(k);
+  }
+  async removeGeneration(workspaceId: string, generation: number): Promise<void> {
+    this.pairs.delete(`${workspaceId}/${generation}`);
+  }
+  async removeHostKeys(instanceIds: readonly string[]): Promise<void> {
+    for (const id of instanceIds) this.hostKeys.delete(id);
   }
 }

@@ -142,6 +142,39 @@ export async function pruneRetiredSecrets(
   return rowCount ?? 0;
 }
 
+/**
+ * A deleted workspace's sealed values: its own secrets and its agents' A2A credentials. Nothing
+ * reads them once it is deleted (what it logged was redacted when written), and a sealed value
+ * kept for good is one more to leak and to re-encrypt at every key rotation.
+ */
+export async function dropWorkspaceSecrets(db: Queryable, workspaceId: string): Promise<void> {
+  await db.query(
+    `WITH s AS (DELETE FROM secrets WHERE workspace_id = $1)
+     DELETE FROM agent_credentials WHERE workspace_id = $1`,
+    [workspaceId],
+  );
+}
+
+/**
+ * A deleted org's default secrets and retired values, once none of its workspaces is left short of
+ * `deleted` (until then they still redact what those workspaces log while they go). False while
+ * some are left, or when the org is not deleted.
+ */
+export async function dropDeletedOrgSecrets(db: Queryable, orgId: string): Promise<boolean> {
+  const { rows } = await db.query<{ gone: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1 AND deleted_at IS NOT NULL)
+        AND NOT EXISTS (SELECT 1 FROM workspaces WHERE org_id = $1 AND status <> 'deleted') AS gone`,
+    [orgId],
+  );
+  if (!rows[0]?.gone) return false;
+  await db.query(
+    `WITH s AS (DELETE FROM org_secrets WHERE org_id = $1)
+     DELETE FROM retired_secrets WHERE org_id = $1`,
+    [orgId],
+  );
+  return true;
+}
+
 /** The org defaults and the workspace's own rows, defaults first. */
 async function sealedRows(db: Queryable, workspaceId: string): Promise<SealedRow[]> {
   const { rows } = await db.query<SealedRow>(

@@ -52,4 +52,16 @@ export class DbSshKeyStore implements SshKeyStore {
   async removeAll(workspaceId: string): Promise<void> {
     await this.db.query(`DELETE FROM ssh_keys WHERE workspace_id = $1`, [workspaceId]);
   }
+
+  async removeGeneration(workspaceId: string, generation: number): Promise<void> {
+    await this.db.query(`DELETE FROM ssh_keys WHERE workspace_id = $1 AND generation = $2`, [
+      workspaceId,
+      generation,
+    ]);
+  }
+
+  async removeHostKeys(instanceIds: readonly string[]): Promise<void> {
+    if (instanceIds.length === 0) return;
+    await this.db.query(`DELETE FROM ssh_host_keys WHERE instance_id = ANY($1::text[])`, [[...instanceIds]]);
+  }
 }

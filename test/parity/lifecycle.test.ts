@@ -54,6 +54,26 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
       'platform-health-ok',
     ]);
 
+    // Read over the backend's own path (ec2: SSH with g1's key, which pins g1's host key).
+    await t.stack.service.backends[backend].readFile(id, 1, '/configs', 'config.yaml');
+    const pool = t.stack.service.db.pool;
+    const sealed = async () => ({
+      sshKeys: (
+        await pool.query<{ generation: number }>(
+          'SELECT generation FROM ssh_keys WHERE workspace_id = $1 ORDER BY generation',
+          [id],
+        )
+      ).rows.map((r) => r.generation),
+      hostKeys: (await pool.query('SELECT 1 FROM ssh_host_keys WHERE instance_id = $1', [online.instanceId]))
+        .rowCount,
+      secrets: (await pool.query('SELECT 1 FROM secrets WHERE workspace_id = $1', [id])).rowCount,
+      credentials: (await pool.query('SELECT 1 FROM agent_credentials WHERE workspace_id = $1', [id]))
+        .rowCount,
+    });
+    expect(await sealed()).toMatchObject(
+      backend === 'ec2' ? { sshKeys: [1], hostKeys: 1 } : { sshKeys: [], hostKeys: 0 },
+    );
+
     const patched = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
       token: t.key,
       body: { runtime: 'langgraph', config: { model: 'large' }, restart: true },
@@ -77,6 +97,10 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     expect(yaml).toMatch(/^model: large$/m);
     const afterRestart = await resourcesOf(backend, t.stack.docker, id);
     expect(afterRestart.map((r) => r.name)).toEqual([`ws-${id}-g2`]);
+    // g1 is gone, and so are its key pair and its instance's pinned host key.
+    expect(await sealed()).toMatchObject(
+      backend === 'ec2' ? { sshKeys: [2], hostKeys: 0 } : { sshKeys: [], hostKeys: 0 },
+    );
 
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'stopped');
@@ -93,6 +117,8 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
     expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+    // Nothing sealed of it is kept: key pairs, secrets, agent credentials.
+    expect(await sealed()).toEqual({ sshKeys: [], hostKeys: 0, secrets: 0, credentials: 0 });
 
     // The history of transitions is served as SSE and ends with `deleted`.
     const events = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {

@@ -23,6 +23,14 @@ describe.each(PARITY_BACKENDS)('%s org delete', CONCURRENT_BLOCK, (backend) => {
 
   it('deletes the workspaces, revokes the key at once and leaves nothing of the org', async () => {
     const org = await createOrg(t.stack, 'doomed');
+    expect(
+      (
+        await t.stack.api.call('PUT', `/v1/orgs/${org.id}/secrets/ORG_DEFAULT`, {
+          token: t.stack.adminToken,
+          body: { value: 'doomed-org-default' },
+        })
+      ).status,
+    ).toBe(204);
     const ids = await Promise.all(
       ['one', 'two', 'three'].map(async (name) => {
         const res = await t.stack.api.call('POST', '/v1/workspaces', {
@@ -76,6 +84,10 @@ describe.each(PARITY_BACKENDS)('%s org delete', CONCURRENT_BLOCK, (backend) => {
       expect(w.body.status).toBe('deleted');
     }
     expect(result.swept[backend]!.length).toBeGreaterThanOrEqual(1);
+    // The org's sealed defaults went with its last workspace.
+    expect(
+      (await t.stack.service.db.pool.query('SELECT 1 FROM org_secrets WHERE org_id = $1', [org.id])).rowCount,
+    ).toBe(0);
     expect(await schedulesOf(t.stack.service.temporal, ids[0]!)).toEqual([]);
     // The simulator drops a terminated instance's container on its own schedule: wait for it.
     await waitFor(async () => (await orgLeftovers(t.stack.docker, backend, org.id)).length === 0, {

@@ -198,5 +198,22 @@ describe.each(PARITY_BACKENDS)('%s: secrets', CONCURRENT_BLOCK, (backend) => {
 
     await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     await waitForStatus(t.stack, t.key, id, 'deleted');
+    // Its sealed values go with it (the org's defaults stay: the org lives on), and what it stored
+    // was redacted when written, so it stays redacted without them.
+    const pool = t.stack.service.db.pool;
+    expect((await pool.query('SELECT 1 FROM secrets WHERE workspace_id = $1', [id])).rowCount).toBe(0);
+    expect((await pool.query('SELECT 1 FROM agent_credentials WHERE workspace_id = $1', [id])).rowCount).toBe(
+      0,
+    );
+    expect(
+      (await pool.query('SELECT 1 FROM org_secrets WHERE org_id = $1', [t.orgId])).rowCount,
+    ).toBeGreaterThan(0);
+    const afterDelete = JSON.stringify([
+      await bootLog(),
+      (await t.stack.api.call('GET', `/v1/workspaces/${id}/activity`, { token: t.key })).body,
+    ]);
+    expect(afterDelete).toContain('[REDACTED]');
+    for (const v of VALUES) expect(afterDelete).not.toContain(v);
+    expect(await databaseCounts(t)).toEqual(Object.fromEntries(VALUES.map((v) => [v, 0])));
   });
 });

@@ -506,6 +506,20 @@ export class Ec2Backend implements WorkspaceBackend {
       );
       await this.awaitTerminated(ids);
     }
+    try {
+      // The keys of what is gone: the generation's pair (or all, with the workspace), and the
+      // host keys pinned for its instances.
+      await this.keys.removeHostKeys(ids);
+      if (opts.generation !== undefined) await this.keys.removeGeneration(workspaceId, opts.generation);
+    } catch (err) {
+      throw new BackendError(
+        'transient',
+        `forgetting ssh keys of ${workspaceId}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
     if (opts.generation === undefined && opts.volumes) {
       try {
         await this.keys.removeAll(workspaceId);
@@ -635,6 +649,13 @@ export class Ec2Backend implements WorkspaceBackend {
       await this.terminate(ids);
       this.log?.info({ orgId, instanceIds: ids }, 'ec2 instances of a deleted org terminating');
       await this.awaitTerminated(ids);
+    }
+    try {
+      await this.keys.removeHostKeys(ids);
+    } catch (err) {
+      throw new BackendError('transient', `forgetting host keys of org ${orgId}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const workspaceIds = new Set(instances.map((i) => tagValue(i, TAG.workspaceId)).filter((w) => !!w));
     for (const workspaceId of workspaceIds) {
