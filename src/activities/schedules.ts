@@ -38,7 +38,7 @@ export interface ScheduleActivityDeps {
 /** Longest error text kept on a schedule's last run. */
 const RUN_ERROR_CHARS = 500;
 
-/** Mirrors handled by one reconcile run (the rest wait for the next). */
+/** Mirrors handled by one reconcile run, and strays removed by one sweep (the rest wait for the next). */
 export const RECONCILE_MAX = 500;
 
 export function createScheduleActivities(deps: ScheduleActivityDeps) {
@@ -180,14 +180,23 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
     async removeStraySchedules(): Promise<Array<{ workspaceId: string; scheduleId: string }>> {
       const m = mirror();
       if (!m) return [];
-      const found = (await withHeartbeat(() => m.listAll())).slice(0, RECONCILE_MAX);
-      const lookup = await scheduleLookup(db, found);
-      const stray = found.filter((f) => {
-        const l = lookup.get(`${f.workspaceId}/${f.scheduleId}`);
-        return l !== undefined && l.workspace !== 'unknown' && (l.workspace === 'deleted' || !l.row);
-      });
-      for (const s of stray) await m.remove(s.workspaceId, s.scheduleId);
-      return stray;
+      const found = await withHeartbeat(() => m.listAll());
+      // Every mirror is looked at (a page at a time), and at most one page of strays is removed: a
+      // cut before the look would leave a stray past the first page (Temporal lists them in the same
+      // order every time) unseen for good.
+      const stray: typeof found = [];
+      for (let i = 0; i < found.length && stray.length < RECONCILE_MAX; i += RECONCILE_MAX) {
+        const page = found.slice(i, i + RECONCILE_MAX);
+        const lookup = await scheduleLookup(db, page);
+        for (const f of page) {
+          const l = lookup.get(`${f.workspaceId}/${f.scheduleId}`);
+          if (l !== undefined && l.workspace !== 'unknown' && (l.workspace === 'deleted' || !l.row))
+            stray.push(f);
+        }
+      }
+      const removed = stray.slice(0, RECONCILE_MAX);
+      for (const s of removed) await m.remove(s.workspaceId, s.scheduleId);
+      return removed;
     },
   };
 }

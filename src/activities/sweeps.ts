@@ -2,6 +2,7 @@
  * Activities of the orphan sweep and the org cascade. The listing, the DB lookup and the choice
  * happen in one activity, so the workflow's history holds only what is removed, not the fleet.
  */
+import { randomInt } from 'node:crypto';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import {
   WorkflowExecutionAlreadyStartedError,
@@ -203,14 +204,13 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         nowMs,
         graceMs: input.graceMs,
       });
-      // The first page only (sorted: the same ones come first next time if they fail).
       return {
         ...selection,
-        removals: selection.removals.slice(0, ORPHAN_REMOVALS_PER_RUN),
+        removals: onePage(selection.removals),
         orphans: selection.removals.length,
         listErrors,
         networks: {
-          removals: orphanNetworks.removals.slice(0, ORPHAN_REMOVALS_PER_RUN),
+          removals: onePage(orphanNetworks.removals),
           counts: orphanNetworks.counts,
         },
       };
@@ -529,6 +529,19 @@ export function createSweepActivities(deps: SweepActivityDeps) {
 }
 
 export type SweepActivities = ReturnType<typeof createSweepActivities>;
+
+/**
+ * One run's page of removals, in their sorted order. With more than a page, the page starts at a
+ * random place (wrapping round): always the first page would leave everything after it untried
+ * for good while that page keeps failing (say 200 containers a daemon cannot remove).
+ */
+function onePage<T>(removals: T[]): T[] {
+  if (removals.length <= ORPHAN_REMOVALS_PER_RUN) return removals;
+  const start = randomInt(removals.length);
+  const page = [...removals.slice(start), ...removals.slice(0, start)].slice(0, ORPHAN_REMOVALS_PER_RUN);
+  const at = new Map(removals.map((r, i) => [r, i]));
+  return page.sort((a, b) => at.get(a)! - at.get(b)!);
+}
 
 function isCompleted(err: unknown): boolean {
   return err instanceof Error && /already completed/i.test(err.message);
