@@ -144,6 +144,7 @@ export function apiSettings(config: Config): ApiSettings {
       eventsPollMs: config.EVENTS_POLL_MS,
     },
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
+    memoriesPerWorkspaceMax: config.MEMORIES_PER_WORKSPACE_MAX,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     trustProxy: config.TRUST_PROXY,
     scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,

@@ -38,6 +38,8 @@ export interface ApiSettings {
   bounds?: Partial<Bounds>;
   /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
   orgWorkspaceQuota: number;
+  /** Memories a workspace may hold (default 10,000); storing one beyond it answers 403 quota_exceeded. */
+  memoriesPerWorkspaceMax?: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
   rateLimitPerMinute: number;
   /** Express's `trust proxy` (TRUST_PROXY): which proxies' `X-Forwarded-For` names the client. */

@@ -5,19 +5,23 @@
 import type pg from 'pg';
 import {
   deleteMemory,
-  insertMemory,
+  insertMemoryWithin,
   listMemories,
   type MemoryPosition,
   type MemoryRow,
 } from '../db/memories.js';
 import { redactorFor } from '../db/secrets.js';
 import type { SecretBox } from '../security/secrets.js';
-import { missing } from './errors.js';
+import { missing, quotaExceeded } from './errors.js';
 
 export interface MemoryDeps {
   db: pg.Pool;
   secrets: SecretBox;
+  settings?: { memoriesPerWorkspaceMax?: number };
 }
+
+/** Memories a workspace may hold unless the settings say otherwise. */
+export const MEMORIES_PER_WORKSPACE_MAX = 10_000;
 
 /** One page, newest first; `next` says where the following page starts (null on the last). */
 export function listPage(
@@ -35,7 +39,12 @@ export async function remember(
   m: { content: string; scope?: string },
 ): Promise<MemoryRow> {
   const clean = await redactorFor(deps.db, deps.secrets, workspaceId);
-  return insertMemory(deps.db, workspaceId, clean(m.content), m.scope ?? 'local');
+  const max = deps.settings?.memoriesPerWorkspaceMax ?? MEMORIES_PER_WORKSPACE_MAX;
+  const stored = await insertMemoryWithin(deps.db, workspaceId, clean(m.content), m.scope ?? 'local', max);
+  if (!stored) {
+    throw quotaExceeded(`the workspace holds ${max} memories, its quota; delete some first`);
+  }
+  return stored;
 }
 
 /** Forgets one memory; a memory id that is not the workspace's is not found. */

@@ -5,7 +5,8 @@
  * microseconds, so a page cursor names exactly one row's position.
  */
 import { newId } from '../security/tokens.js';
-import type { Queryable } from './queryable.js';
+import type pg from 'pg';
+import { inTransaction, type Queryable } from './queryable.js';
 import { storable } from './storable.js';
 
 export interface MemoryRow {
@@ -23,6 +24,28 @@ export interface MemoryPosition {
 }
 
 const TS_TEXT = `to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+/**
+ * Stores a memory unless the workspace already holds `max`: null then. Counted under the workspace
+ * row's lock, so concurrent stores cannot overshoot.
+ */
+export async function insertMemoryWithin(
+  pool: pg.Pool,
+  workspaceId: string,
+  content: string,
+  scope: string,
+  max: number,
+): Promise<MemoryRow | null> {
+  return inTransaction(pool, async (tx) => {
+    await tx.query('SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE', [workspaceId]);
+    const { rows } = await tx.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM memories WHERE workspace_id = $1',
+      [workspaceId],
+    );
+    if ((rows[0]?.n ?? 0) >= max) return null;
+    return insertMemory(tx, workspaceId, content, scope);
+  });
+}
 
 /** Content must already be redacted by the caller (the one redaction function). */
 export async function insertMemory(

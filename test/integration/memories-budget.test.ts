@@ -207,3 +207,32 @@ describe('memories and budget API', () => {
     ).toBe(404);
   });
 });
+
+describe('the memories quota (MEMORIES_PER_WORKSPACE_MAX=3)', () => {
+  const t = useStack({ worker: false, env: { MEMORIES_PER_WORKSPACE_MAX: '3' } });
+
+  it('concurrent stores cannot overshoot it; past it 403 quota_exceeded; a delete makes room', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'mem-quota', backend: 'docker', initialMemories: [{ content: 'seeded' }] },
+    });
+    expect(created.status).toBe(202);
+    const id = created.body.id as string;
+    const store = (content: string) =>
+      t.stack.api.call('POST', `/v1/workspaces/${id}/memories`, { token: t.key, body: { content } });
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => store(`m${i}`)));
+    expect(answers.filter((a) => a.status === 201)).toHaveLength(2);
+    const refused = answers.filter((a) => a.status !== 201);
+    expect(refused.map((a) => a.status)).toEqual(Array(8).fill(403));
+    expect(refused[0]!.body.error.code).toBe('quota_exceeded');
+    const listed = await t.stack.api.call('GET', `/v1/workspaces/${id}/memories`, { token: t.key });
+    expect(listed.body.items).toHaveLength(3);
+
+    const gone = listed.body.items[0].id as string;
+    expect(
+      (await t.stack.api.call('DELETE', `/v1/workspaces/${id}/memories/${gone}`, { token: t.key })).status,
+    ).toBe(204);
+    expect((await store('after a delete')).status).toBe(201);
+    expect((await store('one too many')).status).toBe(403);
+  });
+});
