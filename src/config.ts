@@ -161,6 +161,8 @@ const envSchema = z.object({
   CONTINUE_AS_NEW_AFTER_EVENTS: z.coerce.number().int().min(10).default(2000),
   /** Live (not deleted) workspaces per org; creating beyond it answers 403 quota_exceeded. */
   ORG_WORKSPACE_QUOTA: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  /** Longest an MCP send_message may wait for its peer's whole answer; then a tool error (504 logged). */
+  MCP_SEND_TIMEOUT_MS: msSetting(600_000),
   /** Memories a workspace may hold; storing one beyond it answers 403 quota_exceeded. */
   MEMORIES_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */

@@ -145,6 +145,7 @@ export function apiSettings(config: Config): ApiSettings {
     },
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     memoriesPerWorkspaceMax: config.MEMORIES_PER_WORKSPACE_MAX,
+    mcpSendTimeoutMs: config.MCP_SEND_TIMEOUT_MS,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     trustProxy: config.TRUST_PROXY,
     scheduleMinIntervalMs: config.SCHEDULE_MIN_INTERVAL_MS,

@@ -28,6 +28,8 @@ export const A2A_DEFAULTS = {
 };
 
 export const SUMMARY_CHARS = 200;
+/** The status an activity row gets when its caller left before the answer (nginx's). */
+export const CALLER_LEFT = 499;
 export const EXCERPT_CHARS = 4000;
 /** How much of an answer is kept to extract the reply text (the stream itself is not buffered). */
 export const CAPTURE_BYTES = 256 * 1024;
@@ -252,6 +254,10 @@ export function readAll(res: http.IncomingMessage, max: number): Promise<string>
     });
     res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     res.on('error', reject);
+    // Destroyed before its end (the caller left and the request was cut): no `end` will come.
+    res.on('close', () => {
+      if (!res.complete) reject(new Error('the answer was cut'));
+    });
   });
 }
 
@@ -528,6 +534,11 @@ export async function deliver(
     onUnreachable?: (endpoint: string) => Promise<void>;
     /** The calling workspace: named as the peer (`publicUrl`: its card's base), logged both ways. */
     caller?: { workspace: WorkspaceRow; publicUrl: string };
+    /**
+     * Aborted, the agent's request is cut: a TimeoutError reason is the call's deadline (504),
+     * anything else the caller leaving (499).
+     */
+    signal?: AbortSignal;
   },
 ): Promise<Delivery> {
   if (!SERVING.has(w.status) || !w.endpoint) {
@@ -552,6 +563,16 @@ export async function deliver(
     });
   const payload = Buffer.from(JSON.stringify(body));
   const tried = { endpoint: w.endpoint };
+  const { signal } = opts;
+  // Cut by the signal: the call's own deadline ran out (504, as an idle agent), or the caller left.
+  const left = async (): Promise<Delivery> => {
+    if ((signal?.reason as { name?: string } | undefined)?.name === 'TimeoutError') {
+      await log(504, null, 'no whole answer within the call deadline');
+      return { status: 504, ok: false, reply: null, error: 'the agent did not answer in time' };
+    }
+    await log(CALLER_LEFT, null, 'caller left');
+    return { status: CALLER_LEFT, ok: false, reply: null, error: 'the caller left' };
+  };
   let upstream: http.IncomingMessage;
   try {
     const idempotent = IDEMPOTENT_A2A_METHODS.has(body.method);
@@ -559,11 +580,11 @@ export async function deliver(
       deps,
       w,
       tried,
-      (at) =>
-        forward(at, payload, 'application/json', opts.credential, opts.limits, undefined, {}, idempotent),
-      { idempotent },
+      (at) => forward(at, payload, 'application/json', opts.credential, opts.limits, signal, {}, idempotent),
+      { idempotent, signal },
     );
   } catch (err) {
+    if (signal?.aborted) return left();
     if (err instanceof Failure && err.kind === 'timeout') {
       await log(504, null, 'agent timed out');
       return { status: 504, ok: false, reply: null, error: 'the agent did not answer in time' };
@@ -584,6 +605,7 @@ export async function deliver(
   try {
     text = await readAll(upstream, CAPTURE_BYTES);
   } catch {
+    if (signal?.aborted) return left();
     await log(502, null, 'stream cut');
     return { status: 502, ok: false, reply: null, error: 'the agent cut its answer short' };
   }

@@ -38,6 +38,8 @@ export interface ApiSettings {
   bounds?: Partial<Bounds>;
   /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
   orgWorkspaceQuota: number;
+  /** Longest an MCP send_message may wait for its peer's whole answer (default 10 min); then 504. */
+  mcpSendTimeoutMs?: number;
   /** Memories a workspace may hold (default 10,000); storing one beyond it answers 403 quota_exceeded. */
   memoriesPerWorkspaceMax?: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */

@@ -8,7 +8,13 @@ import { describe, expect, test } from 'vitest';
 import { A2A_DEFAULTS } from '../../src/api/routes/a2a.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import {
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  freezeAgent,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -43,24 +49,6 @@ async function killAgent(t: ParityFixture, w: { id: string; generation: number; 
   if (!container) throw new Error(`no sim container for ${w.instanceId}`);
   // The agent runs under the VM's init; find it by its script name and kill it (the VM stays up).
   const script = `for p in $(ps -o pid,args | grep '[a]gent.mjs' | awk '{print $1}'); do kill -9 $p; done`;
-  execFileSync('docker', ['exec', container, 'sh', '-c', script]);
-}
-
-/** Freezes (SIGSTOP / docker pause) or thaws the agent: it keeps its socket but answers nothing. */
-async function freezeAgent(
-  t: ParityFixture,
-  w: { id: string; generation: number; instanceId: string },
-  frozen: boolean,
-) {
-  if (t.backend === 'docker') {
-    const c = t.stack.docker.getContainer(`ws-${w.id}-g${w.generation}`);
-    await (frozen ? c.pause() : c.unpause());
-    return;
-  }
-  const container = await t.sim!.instanceContainer(w.instanceId);
-  if (!container) throw new Error(`no sim container for ${w.instanceId}`);
-  const sig = frozen ? 'STOP' : 'CONT';
-  const script = `for p in $(ps -o pid,args | grep '[a]gent.mjs' | awk '{print $1}'); do kill -${sig} $p; done`;
   execFileSync('docker', ['exec', container, 'sh', '-c', script]);
 }
 

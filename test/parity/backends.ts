@@ -3,6 +3,7 @@
  * test a stack with the backend enabled (for ec2: moto + ec2-sim, which boots moto's instances as
  * containers at their private IPs) and backend-neutral ways to look at what exists.
  */
+import { execFileSync } from 'node:child_process';
 import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, inject } from 'vitest';
@@ -269,4 +270,22 @@ export async function createOnline(t: ParityFixture, name: string, body: Record<
   if (created.status !== 202)
     throw new Error(`create ${name}: ${created.status} ${JSON.stringify(created.body)}`);
   return waitForStatus(t.stack, t.key, created.body.id as string, 'online');
+}
+
+/** Freezes (SIGSTOP / docker pause) or thaws the agent: it keeps its socket but answers nothing. */
+export async function freezeAgent(
+  t: ParityFixture,
+  w: { id: string; generation: number; instanceId: string },
+  frozen: boolean,
+) {
+  if (t.backend === 'docker') {
+    const c = t.stack.docker.getContainer(`ws-${w.id}-g${w.generation}`);
+    await (frozen ? c.pause() : c.unpause());
+    return;
+  }
+  const container = await t.sim!.instanceContainer(w.instanceId);
+  if (!container) throw new Error(`no sim container for ${w.instanceId}`);
+  const sig = frozen ? 'STOP' : 'CONT';
+  const script = `for p in $(ps -o pid,args | grep '[a]gent.mjs' | awk '{print $1}'); do kill -${sig} $p; done`;
+  execFileSync('docker', ['exec', container, 'sh', '-c', script]);
 }

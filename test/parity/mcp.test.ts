@@ -13,6 +13,7 @@ import {
   CONCURRENT_BLOCK,
   PARITY_BACKENDS,
   createOnline,
+  freezeAgent,
   stateFileOf,
   useParityStack,
 } from './backends.js';
@@ -39,7 +40,16 @@ async function call(client: Client, name: string, args: Record<string, unknown> 
 }
 
 describe.each(PARITY_BACKENDS)('%s MCP tools for peers', CONCURRENT_BLOCK, (backend) => {
-  const t = useParityStack(backend);
+  // A send_message waits at most 3 s for its peer here (10 min by default).
+  const t = useParityStack(backend, { env: { MCP_SEND_TIMEOUT_MS: '3000' } });
+
+  /** The workspace token its agent holds (its saved bundle, in the agent's state dir). */
+  const tokenOf = async (w: { id: string; generation: number }) =>
+    (
+      JSON.parse(
+        (await stateFileOf(backend, t.stack.docker, w.id, w.generation, 'bundle.json')).content.toString(),
+      ) as { workspaceToken: string }
+    ).workspaceToken;
 
   it('the agent hands over the endpoint; list_peers, send_message, chat_history; workspace token only', async () => {
     const [a, b] = await Promise.all([createOnline(t, 'mcp-a'), createOnline(t, 'mcp-b')]);
@@ -54,9 +64,7 @@ describe.each(PARITY_BACKENDS)('%s MCP tools for peers', CONCURRENT_BLOCK, (back
     ).mcpServers['workspace-orchestrator']!;
     expect(server.type).toBe('http');
     expect(new URL(server.url).pathname).toBe('/v1/mcp');
-    const bundle = JSON.parse(
-      (await stateFileOf(backend, t.stack.docker, a.id, a.generation, 'bundle.json')).content.toString(),
-    ) as { workspaceToken: string };
+    const bundle = { workspaceToken: await tokenOf(a) };
     expect(server.headers.Authorization).toBe(`Bearer ${bundle.workspaceToken}`);
     const bootLog = await t.stack.api.call('GET', `/v1/workspaces/${a.id}/boot-log`, { token: t.key });
     const started = (bootLog.body.events as { phase: string; message?: string }[]).find(
@@ -116,12 +124,7 @@ describe.each(PARITY_BACKENDS)('%s MCP tools for peers', CONCURRENT_BLOCK, (back
 
     // Names are not unique: a newer "mcp-a" reaches the older one by that name (not itself).
     const a2 = await createOnline(t, 'mcp-a');
-    const token2 = (
-      JSON.parse(
-        (await stateFileOf(backend, t.stack.docker, a2.id, a2.generation, 'bundle.json')).content.toString(),
-      ) as { workspaceToken: string }
-    ).workspaceToken;
-    const client2 = await mcpClient(`${t.stack.url}/v1/mcp`, token2);
+    const client2 = await mcpClient(`${t.stack.url}/v1/mcp`, await tokenOf(a2));
     try {
       expect(await call(client2, 'send_message', { peer: 'mcp-a', text: 'same name' })).toMatchObject({
         peer: { id: a.id, name: 'mcp-a' },
@@ -140,5 +143,28 @@ describe.each(PARITY_BACKENDS)('%s MCP tools for peers', CONCURRENT_BLOCK, (back
     const get = await t.stack.api.call('GET', '/v1/mcp', { token: bundle.workspaceToken });
     expect(get.status).toBe(405);
     expect(get.body.error.code).toBe('method_not_allowed');
+  });
+  it("send_message to a peer that holds the call: a tool error at the call's deadline, not the agent's idle timeout", async () => {
+    const [a, b] = await Promise.all([createOnline(t, 'mcp-e'), createOnline(t, 'mcp-f')]);
+    const client = await mcpClient(`${t.stack.url}/v1/mcp`, await tokenOf(a));
+    await freezeAgent(t, b, true);
+    try {
+      const began = Date.now();
+      const held = await client.callTool({
+        name: 'send_message',
+        arguments: { peer: b.id, text: 'still there?' },
+      });
+      // 3 s, where the agent's idle timeout (30 s) would have ended it
+      expect(Date.now() - began).toBeLessThan(20_000);
+      expect(held.isError).toBe(true);
+      expect(JSON.stringify(held.content)).toContain('did not answer in time');
+      const inbound = await t.stack.api.call('GET', `/v1/workspaces/${b.id}/activity?peer_id=${a.id}`, {
+        token: t.key,
+      });
+      expect(inbound.body.items).toMatchObject([{ method: 'message/send', status: 504 }]);
+    } finally {
+      await freezeAgent(t, b, false);
+      await client.close();
+    }
   });
 });

@@ -12,9 +12,12 @@ import type { WorkspaceRow } from '../../src/db/workspaces.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../src/security/agent-credential.js';
 import { freePort } from '../setup/free-port.js';
 
-type Answer = { status: number; body: string; type?: string };
+/** `hang`: never answer; `partial`: the headers and the first bytes, then nothing. */
+type Answer = { status: number; body: string; type?: string; hold?: 'hang' | 'partial' };
 let answer: Answer = { status: 200, body: '{}' };
 const seen: Array<{ credential: unknown; body: unknown }> = [];
+/** Called once a held request is whole at the agent, with a promise of its connection's close. */
+let onHeld: ((held: { closed: Promise<void> }) => void) | null = null;
 let server: Server;
 let endpoint: string;
 
@@ -27,6 +30,13 @@ beforeAll(async () => {
         credential: req.headers[AGENT_CREDENTIAL_HEADER],
         body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
       });
+      if (answer.hold) {
+        if (answer.hold === 'partial') {
+          res.writeHead(answer.status, { 'content-type': 'application/json' }).write(answer.body.slice(0, 5));
+        }
+        onHeld?.({ closed: new Promise((closed) => res.once('close', () => closed())) });
+        return;
+      }
       res.writeHead(answer.status, { 'content-type': answer.type ?? 'application/json' }).end(answer.body);
     });
   });
@@ -206,5 +216,38 @@ describe('deliver', () => {
     expect(out).toEqual({ status: 409, ok: false, reply: null, error: 'workspace is stopped' });
     expect(seen).toHaveLength(before);
     expect(rows).toEqual([]);
+  });
+  it.each([
+    ['before any byte of the answer', 'hang' as const],
+    ['after the first bytes of the answer', 'partial' as const],
+  ])("the caller leaving %s cuts the agent's request: a 499 row, no liveness check", async (_, hold) => {
+    answer = { status: 200, body: JSON.stringify({ jsonrpc: '2.0', id: 1, result: {} }), hold };
+    const { deps, rows } = fakeDeps();
+    const checked: string[] = [];
+    const caller = new AbortController();
+    const held = new Promise<{ closed: Promise<void> }>((resolve) => (onHeld = resolve));
+    const out = deliver(deps, workspace(), send('are you there'), {
+      ...opts(async (e) => void checked.push(e)),
+      signal: caller.signal,
+    });
+    const agentSide = await held; // the agent has the request and holds it
+    caller.abort();
+    expect(await out).toEqual({ status: 499, ok: false, reply: null, error: 'the caller left' });
+    await agentSide.closed; // and its connection was closed
+    expect(checked).toEqual([]);
+    expect(rows).toHaveLength(1);
+    expect(col(rows[0]!, 5)).toBe('499');
+    onHeld = null;
+  });
+
+  it("the call's own deadline cuts an agent that holds it: a 504 row", async () => {
+    answer = { status: 200, body: '{}', hold: 'hang' };
+    const { deps, rows } = fakeDeps();
+    const held = new Promise<{ closed: Promise<void> }>((resolve) => (onHeld = resolve));
+    const out = await deliver(deps, workspace(), send('hi'), { ...opts(), signal: AbortSignal.timeout(300) });
+    expect(out).toEqual({ status: 504, ok: false, reply: null, error: 'the agent did not answer in time' });
+    await await held;
+    expect(col(rows[0]!, 5)).toBe('504');
+    onHeld = null;
   });
 });

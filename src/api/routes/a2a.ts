@@ -16,6 +16,7 @@ import { refuseOverBudget } from '../../app/budget.js';
 import * as shared from '../../a2a/proxy.js';
 import {
   A2A_DEFAULTS,
+  CALLER_LEFT,
   CAPTURE_BYTES,
   EXCERPT_CHARS,
   Failure,
@@ -375,7 +376,6 @@ function early<T>(p: Promise<T>): () => Promise<T> {
 }
 
 /** The status of the activity row of a call whose caller left before its answer ended (as nginx's). */
-const CALLER_LEFT = 499;
 
 /** The request's JSON body; null when the caller left before it was whole (`left` aborted). */
 function readJsonBody(

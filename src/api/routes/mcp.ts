@@ -31,6 +31,8 @@ import { text, workspaceIdParam } from '../schemas.js';
 /** How many peers `list_peers` names at most (an org's fleet, not a paging API). */
 const MAX_PEERS = 500;
 const MAX_TEXT = 100_000;
+/** Longest a send_message may take, its peer's answer included (as a scheduled run). */
+const SEND_TIMEOUT_MS = 10 * 60_000;
 
 const result = (structured: Record<string, unknown>): CallToolResult => ({
   content: [{ type: 'text', text: JSON.stringify(structured) }],
@@ -130,7 +132,7 @@ export function mcpRouter(deps: ApiDeps): Router {
           'and returns its reply.',
         inputSchema: { peer: peerArg, text: text({ min: 1, max: MAX_TEXT }).describe('the message') },
       },
-      guarded('send_message', async ({ peer, text }) => {
+      guarded('send_message', async ({ peer, text }, extra) => {
         const target = await peerOf(caller, peer);
         if (!target) return toolError(`no peer workspace ${JSON.stringify(peer)} in this org`);
         try {
@@ -155,6 +157,12 @@ export function mcpRouter(deps: ApiDeps): Router {
           type: 'a2a',
           caller: { workspace: caller, publicUrl: deps.settings.publicUrl },
           onUnreachable: (endpoint) => checkLiveness(deps, target, endpoint),
+          // The MCP client gone (the SDK aborts a request whose HTTP response closed), or a peer
+          // that keeps the call open for too long: the peer's request is cut, the row says so.
+          signal: AbortSignal.any([
+            extra.signal,
+            AbortSignal.timeout(deps.settings.mcpSendTimeoutMs ?? SEND_TIMEOUT_MS),
+          ]),
         });
         if (!outcome.ok) return toolError(outcome.error ?? `the peer answered ${outcome.status}`);
         return result({
