@@ -347,8 +347,16 @@ export interface OrgDeleteInput {
   waitMs: number;
   /** Pause between looks at the org's workspaces. */
   pollMs?: number;
+  /** History length past which a long wait continues as new (default 2000; tests set it low). */
+  continueAsNewAfterEvents?: number;
   /** Present only when continued-as-new (a long wait for a stuck delete): where it left off. */
   carried?: OrgDeleteCarried;
+}
+
+/** Sweeps by org that failed (each after its activity's own retries); the cascade went on. */
+export interface SweepFailures {
+  count: number;
+  lastError: string;
 }
 
 /** Plain JSON carried through continue-as-new while the cascade waits past its deadline. */
@@ -358,6 +366,7 @@ export interface OrgDeleteCarried {
   swept: Record<string, string[]>;
   /** How many looks past the deadline so far (the pause between looks grows with it). */
   looks: number;
+  sweepFailures?: SweepFailures;
 }
 
 export interface OrgDeleteResult {
@@ -367,6 +376,8 @@ export interface OrgDeleteResult {
   stillDeleting: string[];
   /** What the sweeps by org removed, per backend (ids; normally none). */
   swept: Record<string, string[]>;
+  /** Present when a sweep by org failed: the cascade went on and swept again until one succeeded. */
+  sweepFailures?: SweepFailures;
 }
 
 export const ORG_DELETE_PATCHES = {
@@ -376,10 +387,18 @@ export const ORG_DELETE_PATCHES = {
    * to itself after one sweep.
    */
   waitForEveryWorkspace: 'org-delete-waits-for-every-workspace',
+  /**
+   * A sweep by org that fails after its activity's retries (an EC2 instance stuck shutting-down,
+   * dockerd restarting) no longer fails the cascade: the one at the deadline is best effort, and
+   * the last one is tried again until it succeeds.
+   */
+  sweepUntilDone: 'org-delete-sweeps-until-done',
 } as const;
 
 /** The longest pause between looks once the wait ran out (a delete retrying for hours). */
 const LATE_POLL_MAX_MS = 60_000;
+/** The longest pause between tries of a failing last sweep (each try is up to 3 attempts). */
+const SWEEP_RETRY_MAX_MS = 300_000;
 
 /**
  * Deletes every workspace of a deleted org through its entity, waits for them, then sweeps by the
@@ -387,6 +406,8 @@ const LATE_POLL_MAX_MS = 60_000;
  * workspace without an entity gets one that only deletes (see requestWorkspaceDelete). When the
  * wait runs out, a first sweep removes what it can at once; the cascade then waits on until no
  * workspace of the org is left and sweeps again, so the last sweep comes after the last delete.
+ * A sweep that fails never ends the cascade: the first is best effort, the last is tried again
+ * until it succeeds (in the result's `sweepFailures`).
  */
 export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDeleteResult> {
   const pollMs = input.pollMs ?? 2000;
@@ -420,38 +441,79 @@ export async function orgDeleteWorkflow(input: OrgDeleteInput): Promise<OrgDelet
     for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
     await ask(left);
   }
-  const swept = await sweepOrg(input.orgId);
+  let swept: Record<string, string[]> = {};
+  let sweepFailures: SweepFailures | undefined;
+  try {
+    swept = await sweepOrg(input.orgId);
+  } catch (err) {
+    // Best effort: the cascade waits on and sweeps again once no workspace is left.
+    sweepFailures = sweepFailed(input.orgId, undefined, err);
+  }
   const result = { orgId: input.orgId, workspaces, stillDeleting: left, swept };
   // Histories from before this change ended here, whatever was left.
-  if (left.length === 0 || !patched(ORG_DELETE_PATCHES.waitForEveryWorkspace)) return result;
-  return waitForEveryWorkspace(input, { workspaces, stillDeleting: left, swept, looks: 0 }, ask);
+  if ((left.length === 0 && !sweepFailures) || !patched(ORG_DELETE_PATCHES.waitForEveryWorkspace))
+    return result;
+  return waitForEveryWorkspace(
+    input,
+    { workspaces, stillDeleting: left, swept, looks: 0, ...(sweepFailures ? { sweepFailures } : {}) },
+    ask,
+  );
 }
 
-/** Past the deadline: looks again (with a growing pause) until none is left, then sweeps again. */
+/**
+ * Past the deadline (or after a failed sweep): looks again, with a growing pause, until none is
+ * left, then sweeps again; a sweep that fails is tried again, after another look, until one succeeds.
+ */
 async function waitForEveryWorkspace(
   input: OrgDeleteInput,
   state: OrgDeleteCarried,
   ask: (ids: string[]) => Promise<void>,
 ): Promise<OrgDeleteResult> {
   const { workspaces } = state;
+  let sweepFailures = state.sweepFailures;
   const pollMs = input.pollMs ?? 2000;
   for (let looks = state.looks; ; looks++) {
     const left = await listOrgWorkspaces(input.orgId);
-    if (left.length === 0) break;
-    for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
-    await ask(left);
-    const waitMs = Math.min(LATE_POLL_MAX_MS, pollMs * 2 ** Math.min(looks, 10));
-    await sleep(waitMs, {
-      summary: `org ${input.orgId} still has ${left.length} left deleting: look again in ${seconds(waitMs)}`,
-    });
-    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > 2000) {
-      await continueAsNew<typeof orgDeleteWorkflow>({ ...input, carried: { ...state, looks: looks + 1 } });
+    let waitMs: number;
+    let summary: string;
+    if (left.length === 0) {
+      try {
+        const last = await sweepOrg(input.orgId);
+        const swept: Record<string, string[]> = { ...state.swept };
+        for (const [name, ids] of Object.entries(last)) swept[name] = [...(swept[name] ?? []), ...ids];
+        const result = { orgId: input.orgId, workspaces, stillDeleting: state.stillDeleting, swept };
+        return sweepFailures ? { ...result, sweepFailures } : result;
+      } catch (err) {
+        sweepFailures = sweepFailed(input.orgId, sweepFailures, err);
+      }
+      waitMs = Math.min(SWEEP_RETRY_MAX_MS, pollMs * 2 ** Math.min(sweepFailures.count, 10));
+      summary = `the sweep by org ${input.orgId} failed (${sweepFailures.count} so far): try again in ${seconds(waitMs)}`;
+    } else {
+      for (const id of left) if (!workspaces.includes(id)) workspaces.push(id);
+      await ask(left);
+      waitMs = Math.min(LATE_POLL_MAX_MS, pollMs * 2 ** Math.min(looks, 10));
+      summary = `org ${input.orgId} still has ${left.length} left deleting: look again in ${seconds(waitMs)}`;
+    }
+    await sleep(waitMs, { summary });
+    const historyMax = input.continueAsNewAfterEvents ?? 2000;
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > historyMax) {
+      await continueAsNew<typeof orgDeleteWorkflow>({
+        ...input,
+        carried: { ...state, looks: looks + 1, ...(sweepFailures ? { sweepFailures } : {}) },
+      });
     }
   }
-  const last = await sweepOrg(input.orgId);
-  const swept: Record<string, string[]> = { ...state.swept };
-  for (const [name, ids] of Object.entries(last)) swept[name] = [...(swept[name] ?? []), ...ids];
-  return { orgId: input.orgId, workspaces, stillDeleting: state.stillDeleting, swept };
+}
+
+/**
+ * A sweep by org that failed (after its activity's retries): counted and logged, so the cascade
+ * goes on. Runs that started before PATCHES.sweepUntilDone failed here, and replay so.
+ */
+function sweepFailed(orgId: string, before: SweepFailures | undefined, err: unknown): SweepFailures {
+  if (!patched(ORG_DELETE_PATCHES.sweepUntilDone)) throw err;
+  const failures = { count: (before?.count ?? 0) + 1, lastError: errorMessage(err) };
+  log.warn('sweep by org failed; the cascade goes on and sweeps again', { orgId, ...failures });
+  return failures;
 }
 
 const listOrgWorkspaces = (orgId: string) =>

@@ -4,8 +4,10 @@
  * Recorded by `RECORD_REPLAY=1` runs of test/parity/lifecycle.test.ts (`<backend>-lifecycle`) and
  * test/workflow/entity.test.ts (`wf-*`: failure, delete, offline/degraded start, continue-as-new
  * branches); `pre-wf-*` came from the code before the failure-semantics change and replays only
- * through its `patched()` gates; `pre-org-delete-*` is an org cascade recorded by the code before
- * it waited for every workspace (its `patched()` gate keeps that run's end as it was);
+ * through its `patched()` gates; `pre-org-delete-wait-ran-out` is an org cascade recorded by the
+ * code before it waited for every workspace (its `patched()` gate keeps that run's end as it was), and
+ * `pre-org-delete-{first,last}-sweep-failed` cascades that the code before
+ * `org-delete-sweeps-until-done` failed when a sweep by org failed;
  * `wf-ui-story` (test/workflow/ui-story.test.ts) has summaries on its activities and timers;
  * `wf-local-db-steps` is the same story recorded with the DB steps as local activities. Add new
  * ones; never overwrite a history older code recorded.

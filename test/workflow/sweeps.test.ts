@@ -418,3 +418,95 @@ describe('orgDeleteWorkflow', () => {
     expect(events.filter((e) => e === 'ask:late')).toHaveLength(1);
   });
 });
+
+describe('orgDeleteWorkflow when its sweep by org fails', () => {
+  /** Scripted cascade: `left(n)` is what the n-th look finds; the first `failing` sweep attempts throw. */
+  const script = (left: (n: number) => string[], failing: number) => {
+    const events: string[] = [];
+    let listings = 0;
+    let attempts = 0;
+    const activities: Partial<Activities> = {
+      orgWorkspaces: async () => {
+        const ids = left(++listings);
+        events.push(`list:${ids.join(',')}`);
+        return ids;
+      },
+      requestWorkspaceDelete: async () => 'accepted' as const,
+      removeOrgResources: async (): Promise<Record<string, string[]>> => {
+        if (++attempts <= failing) {
+          events.push('sweep failed');
+          // An EC2 instance stuck shutting-down: every attempt of the activity gives up on it.
+          throw new Error(`instance i-1 still shutting-down (attempt ${attempts})`);
+        }
+        events.push('sweep');
+        return { ec2: ['i-1'] };
+      },
+    };
+    return { events, activities };
+  };
+
+  it('goes on waiting when the sweep at the deadline fails, and retries the last one until it succeeds', async () => {
+    // "stuck" stays deleting long past the deadline; the sweep fails its first 7 attempts: the
+    // deadline's activity (3 attempts), the first last sweep (3), and one attempt of the next.
+    const { events, activities } = script((n) => (n < 12 ? ['stuck'] : []), 7);
+    const result: OrgDeleteResult = await run(activities, (taskQueue) =>
+      env.client.workflow.execute<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+        taskQueue,
+        workflowId: `org-${taskQueue}`,
+        args: [{ orgId: 'o', waitMs: 10_000, pollMs: 2000 }],
+      }),
+    );
+    expect(result.stillDeleting).toEqual(['stuck']);
+    expect(result.swept).toEqual({ ec2: ['i-1'] });
+    expect(result.sweepFailures).toEqual({
+      count: 2,
+      lastError: 'instance i-1 still shutting-down (attempt 6)',
+    });
+    // No sweep ran while the workspace was left but the one at the deadline; the last one came after
+    // the look that found none left, and was tried again (after another look) until it succeeded.
+    const firstEmpty = events.indexOf('list:');
+    expect(events.slice(0, firstEmpty).filter((e) => e.startsWith('sweep'))).toEqual([
+      'sweep failed',
+      'sweep failed',
+      'sweep failed',
+    ]);
+    expect(events.slice(firstEmpty)).toEqual([
+      'list:',
+      'sweep failed',
+      'sweep failed',
+      'sweep failed',
+      'list:',
+      'sweep failed',
+      'sweep',
+    ]);
+  });
+
+  it('retries the last sweep when every workspace was deleted in time, carrying its failures through continue-as-new', async () => {
+    // w1 is deleted before the deadline; the sweep fails its first 12 attempts (4 activities).
+    const { events, activities } = script((n) => (n < 2 ? ['w1'] : []), 12);
+    const { handle, result } = await run(activities, async (taskQueue) => {
+      const h = await env.client.workflow.start<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
+        taskQueue,
+        workflowId: `org-${taskQueue}`,
+        // A small history limit: the retries continue as new on the way.
+        args: [{ orgId: 'o', waitMs: 60_000, pollMs: 1000, continueAsNewAfterEvents: 30 }],
+      });
+      return { handle: h, result: await h.result() };
+    });
+    expect(result).toEqual({
+      orgId: 'o',
+      workspaces: ['w1'],
+      stillDeleting: [],
+      swept: { ec2: ['i-1'] },
+      sweepFailures: { count: 4, lastError: 'instance i-1 still shutting-down (attempt 12)' },
+    });
+    expect(events.filter((e) => e === 'sweep')).toHaveLength(1);
+    expect(events.slice(-2)).toEqual(['list:', 'sweep']);
+    // It continued as new: the run that ended is not the first.
+    expect((await handle.describe()).runId).not.toBe(handle.firstExecutionRunId);
+    const first = await told(env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId));
+    expect(first.timers).toContainEqual(
+      expect.stringMatching(/^the sweep by org o failed \(2 so far\): try again in \d+ s$/),
+    );
+  });
+});
