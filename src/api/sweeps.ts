@@ -9,15 +9,14 @@ import { SWEEP_NAMES, sweepDefinition, type SweepName, type SweepSettings } from
 import type { HealthSweepResult, orgDeleteWorkflow } from '../workflows/sweeps.js';
 import { HttpError } from './errors.js';
 import { withDeadline } from './temporal-deadline.js';
-import { orgDeleteMetadata, sweepMetadata } from '../domain/workflow-metadata.js';
+import { orgDeleteStartOptions, orgDeleteWorkflowId } from '../domain/org-delete-start.js';
+import { sweepMetadata } from '../domain/workflow-metadata.js';
 
 /** The deps' sweep control, or 503 when this API was built without one. */
 export function sweepControl(deps: { sweeps?: SweepControl }): SweepControl {
   if (!deps.sweeps) throw new HttpError(503, 'temporal_unavailable', 'sweeps are not available here');
   return deps.sweeps;
 }
-
-export const orgDeleteWorkflowId = (orgId: string): string => `org:${orgId}:delete`;
 
 export interface SweepSummary {
   name: SweepName;
@@ -136,12 +135,10 @@ export class SweepControl {
     const workflowId = orgDeleteWorkflowId(orgId);
     try {
       await this.withDeadline(() =>
-        this.client.workflow.start<typeof orgDeleteWorkflow>('orgDeleteWorkflow', {
-          taskQueue: this.settings.taskQueue,
-          workflowId,
-          args: [{ orgId, waitMs: this.settings.orgDeleteWaitMs }],
-          ...orgDeleteMetadata(orgId, this.settings.orgDeleteWaitMs),
-        }),
+        this.client.workflow.start<typeof orgDeleteWorkflow>(
+          'orgDeleteWorkflow',
+          orgDeleteStartOptions(orgId, this.settings.orgDeleteWaitMs, this.settings.taskQueue),
+        ),
       );
     } catch (err) {
       if (err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError') return workflowId;

@@ -8,7 +8,7 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntityClient } from '../../src/api/entity.js';
-import { orgDeleteWorkflowId } from '../../src/api/sweeps.js';
+import { orgDeleteWorkflowId } from '../../src/domain/org-delete-start.js';
 import type { WorkspaceWorkflowInput } from '../../src/workflows/messages.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import type { OrgDeleteResult } from '../../src/workflows/sweeps.js';

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
 import { describe, expect, test } from 'vitest';
-import { orgDeleteWorkflowId } from '../../src/api/sweeps.js';
+import { orgDeleteWorkflowId } from '../../src/domain/org-delete-start.js';
 import type { OrgDeleteResult } from '../../src/workflows/sweeps.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
