@@ -272,6 +272,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       temporal,
       pluginReportDeadlineMs: config.PLUGIN_REPORT_DEADLINE_MS,
       createSettings: apiSettings(config),
+      orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS,
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,

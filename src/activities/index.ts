@@ -42,6 +42,8 @@ export interface ActivityDeps {
   pluginReportDeadlineMs?: number;
   /** The service's create settings, for the entities of lost creates the orphan sweep starts. */
   createSettings?: CreateSettings;
+  /** ORG_DELETE_WAIT_MS, for the org cascades the orphan sweep starts. */
+  orgDeleteWaitMs?: number;
 }
 
 interface ResourceTarget {

@@ -22,8 +22,10 @@ import { staleRequests, type InFlightRequest } from '../db/plugins.js';
 import { dropDeletedOrgSecrets } from '../db/secrets.js';
 import type { Queryable } from '../db/queryable.js';
 import {
+  deletedOrgsWithWorkspaces,
   liveWorkspacesOfOrg,
   lostCreates,
+  type DeletedOrgLeft,
   recordSweepRun,
   sweepLookup,
   workspacesToCheck,
@@ -37,6 +39,7 @@ import {
   entityStartOptions,
   type CreateSettings,
 } from '../domain/entity-start.js';
+import { orgDeleteStartOptions } from '../domain/org-delete-start.js';
 import { PLUGIN_REQUEST_LOST_AFTER_MS, pluginStartOptions } from '../domain/plugin-start.js';
 import {
   resourceKey,
@@ -58,6 +61,7 @@ import {
 import { UnconfiguredBackend } from '../backends/unconfigured.js';
 import { agentLivenessSignal, deleteUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
+import type { orgDeleteWorkflow } from '../workflows/sweeps.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { withHeartbeat } from './heartbeat.js';
 
@@ -73,6 +77,8 @@ export interface SweepActivityDeps {
   pluginReportDeadlineMs?: number;
   /** The service's create settings, for the entities of creates whose own start never landed. */
   createSettings?: CreateSettings;
+  /** ORG_DELETE_WAIT_MS, for the org cascades this sweep starts. */
+  orgDeleteWaitMs?: number;
 }
 
 export interface FoundOrphans extends OrphanSelection {
@@ -128,6 +134,18 @@ export const LOST_CREATE_AFTER_MS = 60_000;
 export interface ResumedCreates {
   resumed: Array<{ workspaceId: string; orgId: string }>;
   failed: Array<{ workspaceId: string; orgId: string; error: string }>;
+}
+
+/**
+ * An org deleted this long ago with a workspace short of `deleted` and no cascade running lost its
+ * cascade: the API's own start is over within its Temporal deadline (4 s).
+ */
+export const ORG_DELETE_LOST_AFTER_MS = 60_000;
+
+/** Org cascades the orphan sweep found missing and started (or failed to). */
+export interface ResumedOrgDeletes {
+  resumed: DeletedOrgLeft[];
+  failed: Array<DeletedOrgLeft & { error: string }>;
 }
 
 /** Plugin requests the orphan sweep found lost and started (or failed to). */
@@ -362,6 +380,39 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         } catch (err) {
           if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
           out.failed.push({ workspaceId: w.id, orgId: w.orgId, error: (err as Error).message });
+        }
+      }
+      return out;
+    },
+
+    /**
+     * Starts the cascade of every org deleted a minute ago or more that still has a workspace short
+     * of `deleted`: the API commits the delete (keys dropped) before it starts the cascade, so one
+     * killed between the two, or a Temporal down then, left the org's workspaces running for good
+     * (heartbeats refused, restarted into generations that can never register). The start is the
+     * API's own, under the org's one cascade id: a cascade still running refuses it and is left to it.
+     */
+    async resumeOrgDeletes(): Promise<ResumedOrgDeletes> {
+      if (!deps.temporal || deps.orgDeleteWaitMs === undefined)
+        throw ApplicationFailure.nonRetryable('no Temporal client or org delete wait for the orphan sweep');
+      const client = deps.temporal;
+      const waitMs = deps.orgDeleteWaitMs;
+      const { taskQueue } = Context.current().info;
+      const out: ResumedOrgDeletes = { resumed: [], failed: [] };
+      for (const org of await deletedOrgsWithWorkspaces(
+        db,
+        ORG_DELETE_LOST_AFTER_MS,
+        ORPHAN_REMOVALS_PER_RUN,
+      )) {
+        try {
+          await client.workflow.start<typeof orgDeleteWorkflow>(
+            'orgDeleteWorkflow',
+            orgDeleteStartOptions(org.orgId, waitMs, taskQueue),
+          );
+          out.resumed.push(org);
+        } catch (err) {
+          if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
+          out.failed.push({ ...org, error: (err as Error).message });
         }
       }
       return out;

@@ -98,6 +98,36 @@ export async function lostCreates(db: Queryable, olderThanMs: number, limit: num
   }));
 }
 
+/** A deleted org with workspaces short of `deleted` (see deletedOrgsWithWorkspaces). */
+export interface DeletedOrgLeft {
+  orgId: string;
+  /** How many of its workspaces are not `deleted` yet. */
+  workspaces: number;
+}
+
+/**
+ * Orgs marked deleted more than `olderThanMs` ago (by the database's clock) that still have a
+ * workspace short of `deleted`, at most `limit`: their cascade never started (an API killed between
+ * the commit and the start, Temporal down then), ended early (a worker before it waited for every
+ * workspace, or before a failed sweep stopped failing it), or is still running (Temporal says
+ * which). Picked at random when there are more: cascades still running (hours, for a stuck delete)
+ * never keep the others out of every run.
+ */
+export async function deletedOrgsWithWorkspaces(
+  db: Queryable,
+  olderThanMs: number,
+  limit: number,
+): Promise<DeletedOrgLeft[]> {
+  const { rows } = await db.query<{ id: string; workspaces: string }>(
+    `SELECT o.id, count(*) AS workspaces
+       FROM orgs o JOIN workspaces w ON w.org_id = o.id AND w.status <> 'deleted'
+      WHERE o.deleted_at < now() - make_interval(secs => $1::double precision / 1000)
+      GROUP BY o.id ORDER BY random() LIMIT $2`,
+    [olderThanMs, limit],
+  );
+  return rows.map((r) => ({ orgId: r.id, workspaces: Number(r.workspaces) }));
+}
+
 /** The org's workspaces that are not `deleted` yet (the org cascade waits for none to be left). */
 export async function liveWorkspacesOfOrg(db: Queryable, orgId: string): Promise<string[]> {
   const { rows } = await db.query<{ id: string }>(

@@ -219,6 +219,15 @@ export interface OrphanSweepResult {
     failed: Array<{ workspaceId: string; orgId: string; error: string }>;
   };
   /**
+   * Deleted orgs with a workspace short of `deleted` whose cascade was not running (never started,
+   * or ended on an older worker): cascades started, or failed to (tried again next run). Absent on
+   * runs started by a worker without that step.
+   */
+  orgDeletes?: {
+    resumed: Array<{ orgId: string; workspaces: number }>;
+    failed: Array<{ orgId: string; workspaces: number; error: string }>;
+  };
+  /**
    * Plugin requests left in flight with no run (their API stopped between recording and starting
    * it) whose run this sweep started, or failed to (tried again next run). Absent on runs started
    * by a worker without that step.

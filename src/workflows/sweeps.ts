@@ -64,6 +64,8 @@ const PATCHES = {
   pluginRequests: 'orphan-sweep-plugin-requests',
   /** The orphan sweep also starts the entities of creates whose own start never landed. */
   lostCreates: 'orphan-sweep-lost-creates',
+  /** The orphan sweep also starts the cascades of deleted orgs whose own start never landed. */
+  orgDeletes: 'orphan-sweep-org-deletes',
 } as const;
 
 /**
@@ -109,9 +111,14 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
         r.listErrors.length > 0 ||
         (r.networks?.failed.length ?? 0) > 0 ||
         (r.pluginRequests?.failed.length ?? 0) > 0 ||
-        (r.lostCreates?.failed.length ?? 0) > 0;
-      // Creates and plugin requests resumed count only when there were some (the action set stays as it was).
-      const resumed = (r.pluginRequests?.resumed.length ?? 0) + (r.lostCreates?.resumed.length ?? 0);
+        (r.lostCreates?.failed.length ?? 0) > 0 ||
+        (r.orgDeletes?.failed.length ?? 0) > 0;
+      // Creates, plugin requests and org cascades resumed count only when there were some (the
+      // action set stays as it was).
+      const resumed =
+        (r.pluginRequests?.resumed.length ?? 0) +
+        (r.lostCreates?.resumed.length ?? 0) +
+        (r.orgDeletes?.resumed.length ?? 0);
       return {
         outcome: partial ? 'partial' : 'ok',
         actions: resumed > 0 ? { ...actions, resumed } : actions,
@@ -166,8 +173,8 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     }
   }
   // Best effort, each: a stray mirror's next firing removes it anyway; a lost create can be deleted
-  // meanwhile, a lost plugin request is also started by the plugin's next request; and the next
-  // sweep tries each again.
+  // meanwhile, a lost plugin request is also started by the plugin's next request, a lost cascade
+  // by deleting the org again; and the next sweep tries each again.
   const schedulesRemoved = patched(PATCHES.straySchedules)
     ? await bestEffort('stray schedules', [], () =>
         find.removeStraySchedules.executeWithOptions(
@@ -192,9 +199,20 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
         ),
       )
     : undefined;
+  // A deleted org whose cascade never started keeps its workspaces running (and restarting) for good.
+  const orgDeletes = patched(PATCHES.orgDeletes)
+    ? await bestEffort('lost org cascades', { resumed: [], failed: [] }, () =>
+        find.resumeOrgDeletes.executeWithOptions(
+          { summary: 'start the cascades of deleted orgs whose own start never landed' },
+          [],
+        ),
+      )
+    : undefined;
   if (lostCreates?.resumed.length) log.info('lost creates resumed', { resumed: lostCreates.resumed.length });
   if (pluginRequests?.resumed.length)
     log.info('lost plugin requests resumed', { resumed: pluginRequests.resumed.length });
+  if (orgDeletes?.resumed.length)
+    log.info('lost org cascades started', { started: orgDeletes.resumed.length });
   return {
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -213,6 +231,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     ...(networks ? { networks } : {}),
     ...(lostCreates ? { lostCreates } : {}),
     ...(pluginRequests ? { pluginRequests } : {}),
+    ...(orgDeletes ? { orgDeletes } : {}),
   };
 }
 

@@ -1,13 +1,21 @@
 /**
  * The sweeps' activities at fleet size, with fakes: one DB query and one listing per backend per
  * run, a signal only to the workspaces that changed, and a result that stays small (far under
- * Temporal's 2 MB payload limit) however many of 10,000 workspaces change at once.
+ * Temporal's 2 MB payload limit) however many of 10,000 workspaces change at once; and the org
+ * cascades the orphan sweep starts for deleted orgs whose own start never landed.
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowStartOptions,
+} from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import {
   createSweepActivities,
   HEALTH_RESULT_LIST_MAX,
+  ORG_DELETE_LOST_AFTER_MS,
   ORPHAN_REMOVALS_PER_RUN,
 } from '../../src/activities/sweeps.js';
 import {
@@ -40,16 +48,19 @@ function listingBackend(resources: ManagedResource[]): WorkspaceBackend & { list
 }
 
 /** A DB that answers every query with `rows` and records the SQL it was sent. */
-function fakeDb(rows: unknown[]): Queryable & { sql: string[] } {
+function fakeDb(rows: unknown[]): Queryable & { sql: string[]; params: unknown[][] } {
   const sql: string[] = [];
+  const params: unknown[][] = [];
   const db = {
     sql,
-    query: async (text: string) => {
+    params,
+    query: async (text: string, values: unknown[] = []) => {
       sql.push(text);
+      params.push(values);
       return { rows, rowCount: rows.length };
     },
   };
-  return db as unknown as Queryable & { sql: string[] };
+  return db as unknown as Queryable & { sql: string[]; params: unknown[][] };
 }
 
 /** A Temporal client whose signals are recorded; `gone` entities answer not-found, `broken` fail. */
@@ -209,5 +220,60 @@ describe('findOrphans over 10,000 leaked resources', () => {
     expect(found.removals).toEqual([]);
     expect(found.networks?.removals).toEqual([]);
     expect(found.listErrors).toEqual([{ backend: 'docker', error: 'daemon timed out listing networks' }]);
+  });
+});
+
+describe('resumeOrgDeletes', () => {
+  it("starts the API's own cascade of each deleted org still holding workspaces, leaving running ones be", async () => {
+    // o1: its cascade never started; o2: its cascade is running (the start is refused); o3: Temporal fails.
+    const db = fakeDb([
+      { id: 'o1', workspaces: '2' },
+      { id: 'o2', workspaces: '1' },
+      { id: 'o3', workspaces: '1' },
+    ]);
+    const starts: Array<[string, WorkflowStartOptions]> = [];
+    const client = {
+      workflow: {
+        start: async (type: string, options: WorkflowStartOptions) => {
+          starts.push([type, options]);
+          if (options.workflowId === 'org:o2:delete')
+            throw new WorkflowExecutionAlreadyStartedError('running', options.workflowId, type);
+          if (options.workflowId === 'org:o3:delete') throw new Error('temporal unavailable');
+        },
+      },
+    } as unknown as Client;
+    const activities = createSweepActivities({
+      db,
+      backends: backends(new UnconfiguredBackend('docker')),
+      temporal: client,
+      orgDeleteWaitMs: 5000,
+    });
+
+    const out = await new MockActivityEnvironment({ taskQueue: 'q' }).run(activities.resumeOrgDeletes);
+
+    expect(out).toEqual({
+      resumed: [{ orgId: 'o1', workspaces: 2 }],
+      failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal unavailable' }],
+    });
+    // One query, bounded, for orgs deleted at least a minute ago.
+    expect(db.params).toEqual([[ORG_DELETE_LOST_AFTER_MS, ORPHAN_REMOVALS_PER_RUN]]);
+    expect(starts.map(([type]) => type)).toEqual(Array(3).fill('orgDeleteWorkflow'));
+    expect(starts[0]![1]).toEqual(
+      expect.objectContaining({
+        workflowId: 'org:o1:delete',
+        taskQueue: 'q',
+        args: [{ orgId: 'o1', waitMs: 5000 }],
+      }),
+    );
+  });
+
+  it('without a Temporal client or the wait, fails for good (the sweep reports it and goes on)', async () => {
+    const activities = createSweepActivities({
+      db: fakeDb([]),
+      backends: backends(new UnconfiguredBackend('docker')),
+    });
+    await expect(new MockActivityEnvironment().run(activities.resumeOrgDeletes)).rejects.toThrow(
+      /no Temporal client/,
+    );
   });
 });

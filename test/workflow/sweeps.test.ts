@@ -1,7 +1,8 @@
 /**
  * The sweep workflows' own logic on a time-skipping Temporal server with fake activities: one
- * failing removal does not stop the others, and the org cascade asks again a workspace whose
- * entity was not there yet, then runs its final sweep.
+ * failing removal does not stop the others, the orphan sweep's best-effort steps (lost creates,
+ * plugin requests, org cascades) fail nothing, and the org cascade asks again a workspace whose
+ * entity was not there yet, then runs its final sweep, retried until it succeeds.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -84,6 +85,11 @@ describe('orphanSweepWorkflow', () => {
           resumed: [{ workspaceId: 'e', name: 'p', action: 'install' as const, requestId: 'r' }],
           failed: [],
         }),
+        // Org o2's cascade never started (its API was killed after the commit); o3's start failed.
+        resumeOrgDeletes: async () => ({
+          resumed: [{ orgId: 'o2', workspaces: 2 }],
+          failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal busy' }],
+        }),
       },
       (taskQueue) => {
         queue = taskQueue;
@@ -109,12 +115,16 @@ describe('orphanSweepWorkflow', () => {
       resumed: [{ workspaceId: 'e', name: 'p', action: 'install', requestId: 'r' }],
       failed: [],
     });
+    expect(result.orgDeletes).toEqual({
+      resumed: [{ orgId: 'o2', workspaces: 2 }],
+      failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal busy' }],
+    });
     expect(runs).toEqual([
       {
         sweep: 'orphans',
         outcome: 'partial',
         durationMs: expect.any(Number),
-        actions: { removed: 2, terminated: 0, resumed: 2 },
+        actions: { removed: 2, terminated: 0, resumed: 3 },
       },
     ]);
     // The Temporal UI's story: each step says what it did to which resource.
@@ -127,6 +137,7 @@ describe('orphanSweepWorkflow', () => {
       'remove schedule mirrors of workspaces that are gone',
       'start the entities of creates whose own start never landed',
       'start the runs of plugin requests left in flight with none',
+      'start the cascades of deleted orgs whose own start never landed',
       'count this orphans sweep run (partial)',
     ]);
   });
@@ -205,14 +216,18 @@ describe('orphanSweepWorkflow', () => {
         resumeLostPluginRequests: async () => {
           throw new Error('database away');
         },
+        resumeOrgDeletes: async () => {
+          throw new Error('database away');
+        },
       },
       sweepOn,
     );
     expect(result.counts).toEqual(expect.objectContaining({ orphans: 5000, removed: 1, failed: 0 }));
-    // A failed schedule listing, lost-create or plugin request look does not fail the sweep.
+    // A failed schedule listing, lost-create, plugin request or org cascade look does not fail the sweep.
     expect(result.schedulesRemoved).toEqual([]);
     expect(result.lostCreates).toEqual({ resumed: [], failed: [] });
     expect(result.pluginRequests).toEqual({ resumed: [], failed: [] });
+    expect(result.orgDeletes).toEqual({ resumed: [], failed: [] });
   });
 });
 
