@@ -526,7 +526,7 @@ async function waitForEveryWorkspace(
 
 /**
  * A sweep by org that failed (after its activity's retries): counted and logged, so the cascade
- * goes on. Runs that started before PATCHES.sweepUntilDone failed here, and replay so.
+ * goes on. Runs recorded before ORG_DELETE_PATCHES.sweepUntilDone failed here, and replay so.
  */
 function sweepFailed(orgId: string, before: SweepFailures | undefined, err: unknown): SweepFailures {
   if (!patched(ORG_DELETE_PATCHES.sweepUntilDone)) throw err;
