@@ -7,8 +7,8 @@
  * written (Temporal down) the row is put back, so an `unavailable` refusal changed nothing. Reading
  * the list repairs any mirror that is missing or stale (and says when it could not).
  */
+import type pg from 'pg';
 import type { Logger } from 'pino';
-import type { Queryable } from '../db/queryable.js';
 import {
   deleteSchedule,
   getSchedule,
@@ -31,7 +31,8 @@ export const SCHEDULES_PER_WORKSPACE = 20;
 export const DEFAULT_MIN_INTERVAL_MS = 60_000;
 
 export interface ScheduleDeps {
-  db: Queryable;
+  /** A pool: a create counts the workspace's schedules in a transaction of its own. */
+  db: pg.Pool;
   /** The Temporal mirrors (absent: changes are refused as unavailable; reads skip the repair). */
   schedules?: ScheduleMirror;
   entity: { requireWorker(): Promise<void> };

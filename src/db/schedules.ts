@@ -3,7 +3,8 @@
  * (src/schedules/mirror.ts). A row is only ever added to a workspace that is not being deleted, so
  * the delete path (finalizeDelete) sees every row it has to remove.
  */
-import type { Queryable } from './queryable.js';
+import type pg from 'pg';
+import { inTransaction, type Queryable } from './queryable.js';
 import { storable } from './storable.js';
 
 export type ScheduleRunStatus = 'ok' | 'failed' | 'skipped';
@@ -58,28 +59,31 @@ export interface NewSchedule {
 
 /**
  * Adds a schedule unless the workspace is being deleted (or is gone), or already has `max`
- * schedules. One statement, so a delete that began meanwhile either sees the row or refuses it.
+ * schedules. The workspace row is locked first (FOR NO KEY UPDATE, as the delete's status change
+ * does), in its own statement: concurrent creates then count one after another, each seeing the
+ * rows the others committed (a count in the locking statement would read that statement's older
+ * snapshot), and a delete that began meanwhile either sees the row or refuses it. The lock leaves
+ * foreign-key checks of other tables alone.
  */
 export async function insertSchedule(
-  db: Queryable,
+  pool: pg.Pool,
   s: NewSchedule,
   max: number,
 ): Promise<{ row: ScheduleRow } | { refused: 'workspace' | 'quota' }> {
-  const { rows } = await db.query(
-    `WITH ws AS (
-       SELECT id FROM workspaces WHERE id = $2 AND status NOT IN ('deleting', 'deleted') FOR SHARE
-     ), n AS (SELECT count(*)::int AS c FROM schedules WHERE workspace_id = $2)
-     INSERT INTO schedules (id, workspace_id, cron, timezone, prompt, enabled)
-     SELECT $1, ws.id, $3, $4, $5, $6 FROM ws, n WHERE n.c < $7
-     RETURNING ${COLUMNS}`,
-    [s.id, s.workspaceId, s.cron, s.timezone, s.prompt, s.enabled, max],
-  );
-  if (rows[0]) return { row: toRow(rows[0] as Raw) };
-  const live = await db.query(
-    `SELECT 1 FROM workspaces WHERE id = $1 AND status NOT IN ('deleting', 'deleted')`,
-    [s.workspaceId],
-  );
-  return { refused: live.rows.length ? 'quota' : 'workspace' };
+  return inTransaction(pool, async (tx) => {
+    const live = await tx.query(
+      `SELECT 1 FROM workspaces WHERE id = $1 AND status NOT IN ('deleting', 'deleted') FOR NO KEY UPDATE`,
+      [s.workspaceId],
+    );
+    if (live.rows.length === 0) return { refused: 'workspace' as const };
+    const { rows } = await tx.query(
+      `INSERT INTO schedules (id, workspace_id, cron, timezone, prompt, enabled)
+       SELECT $1, $2, $3, $4, $5, $6 WHERE (SELECT count(*) FROM schedules WHERE workspace_id = $2) < $7
+       RETURNING ${COLUMNS}`,
+      [s.id, s.workspaceId, s.cron, s.timezone, s.prompt, s.enabled, max],
+    );
+    return rows[0] ? { row: toRow(rows[0] as Raw) } : { refused: 'quota' as const };
+  });
 }
 
 export async function getSchedule(
