@@ -140,8 +140,10 @@ export async function createSchedule(
   try {
     await mirror.put(row);
   } catch (err) {
-    deps.log.warn({ err, workspaceId: w.id }, 'schedule mirror not created');
     await deleteSchedule(deps.db, w.id, row.id);
+    // Temporal refused the spec: nothing was created, and asking again would not help.
+    if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);
+    deps.log.warn({ err, workspaceId: w.id }, 'schedule mirror not created');
     await mirror.remove(w.id, row.id).catch(() => undefined);
     throw nothingChanged();
   }
@@ -169,8 +171,9 @@ export async function patchSchedule(
   try {
     await mirror.put(after);
   } catch (err) {
-    deps.log.warn({ err, workspaceId: w.id, scheduleId: before.id }, 'schedule mirror not updated');
     await restoreSchedule(deps.db, before);
+    if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);
+    deps.log.warn({ err, workspaceId: w.id, scheduleId: before.id }, 'schedule mirror not updated');
     throw nothingChanged();
   }
   return after;

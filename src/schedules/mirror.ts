@@ -20,7 +20,7 @@ import type { ScheduleRow } from '../db/schedules.js';
 import type { scheduledMessageWorkflow } from '../workflows/schedules.js';
 import { scheduledRunMetadata } from '../domain/workflow-metadata.js';
 import { withDeadline } from '../api/temporal-deadline.js';
-import { temporalSpec } from './spec.js';
+import { ScheduleSpecError, temporalSpec } from './spec.js';
 
 export const workspaceScheduleId = (workspaceId: string, scheduleId: string): string =>
   `workspace:${workspaceId}:schedule:${scheduleId}`;
@@ -75,6 +75,30 @@ export function scheduleDefinition(row: MirroredFields, taskQueue: string) {
   };
 }
 
+/**
+ * Temporal's refusal of a spec, as the field at fault. The SDK turns INVALID_ARGUMENT "Invalid
+ * schedule spec: <why>" into a TypeError of <why> (`unknown time zone US/Pacific-New`), thrown from
+ * its rethrowGrpcError: only such a TypeError counts, not one of a bug (that stays a 503, logged).
+ * Our crons are checked before, so anything but a time zone is put on `cron`.
+ */
+export function specRefusal(err: unknown): ScheduleSpecError | null {
+  const grpc = (err as { cause?: { code?: unknown; details?: unknown } } | null)?.cause;
+  const why =
+    err instanceof TypeError && /\brethrowGrpcError\b/.test(err.stack ?? '')
+      ? err.message
+      : grpc?.code === GRPC_INVALID_ARGUMENT &&
+          typeof grpc.details === 'string' &&
+          /schedule spec/i.test(grpc.details)
+        ? grpc.details
+        : null;
+  if (why === null) return null;
+  const field = /time ?zone/i.test(why) ? 'timezone' : 'cron';
+  return new ScheduleSpecError(field, `the workflow service refused it (${why})`);
+}
+
+/** gRPC status INVALID_ARGUMENT. */
+const GRPC_INVALID_ARGUMENT = 3;
+
 export interface MirrorState {
   exists: boolean;
   /** The mirror matches its row (exists, same fingerprint). */
@@ -95,7 +119,10 @@ export class ScheduleMirror {
     return withDeadline(this.client, fn, Date.now() + this.callTimeoutMs);
   }
 
-  /** Creates the mirror, or brings an existing one up to the row. */
+  /**
+   * Creates the mirror, or brings an existing one up to the row. A spec Temporal refuses (a time
+   * zone its tz database lacks) is a ScheduleSpecError naming the field: asking again cannot help.
+   */
   async put(row: MirroredFields): Promise<void> {
     const { scheduleId, ...definition } = scheduleDefinition(row, this.taskQueue);
     await this.call(async () => {
@@ -107,6 +134,8 @@ export class ScheduleMirror {
           .getHandle(scheduleId)
           .update((previous) => ({ ...previous, ...definition }));
       }
+    }).catch((err: unknown) => {
+      throw specRefusal(err) ?? err;
     });
   }
 

@@ -14,6 +14,8 @@
  * years in Temporal's.
  */
 
+import { TZDB_NAMES } from './tz-names.js';
+
 export const CRON_MAX_CHARS = 200;
 export const TIMEZONE_MAX_CHARS = 64;
 
@@ -123,9 +125,10 @@ function value(s: string, rule: FieldRule, bad: (why: string) => never): number 
 }
 
 /**
- * Checks `timezone` (an IANA name: `UTC`, `Europe/Paris`) and answers its canonical spelling, which
- * is what Temporal gets (its server resolves names case-sensitively from the tz database). Fixed
- * offsets such as `+01:00` are refused: they are not IANA names.
+ * Checks `timezone` (an IANA name: `UTC`, `Europe/Paris`, `US/Pacific`) and answers its canonical
+ * spelling, which is what Temporal gets (its server resolves names case-sensitively from the tz
+ * database). Fixed offsets such as `+01:00` are refused: they are not IANA names. So are the names
+ * only ICU knows (`US/Pacific-New`, `SystemV/AST4`): Intl takes them, Temporal's server does not.
  */
 export function parseTimezone(raw: string): string {
   const tz = raw.trim();
@@ -138,17 +141,25 @@ export function parseTimezone(raw: string): string {
   } catch {
     throw new ScheduleSpecError('timezone', `unknown time zone "${tz}"`);
   }
-  // Intl matches names case-insensitively; Temporal's server does not: keep the spelling of the
-  // tz database (the name as listed, or as given when it is an alias the list leaves out).
-  if (tz === 'UTC' || zoneNames().has(tz)) return tz;
-  const lower = tz.toLowerCase();
-  if (lower === 'utc') return 'UTC';
-  for (const name of zoneNames()) if (name.toLowerCase() === lower) return name;
-  return tz;
+  // Intl matches names case-insensitively; Temporal's server does not: keep the tz database's
+  // spelling. A name Intl lists beyond the pinned list is a zone newer than it (Temporal has the
+  // last word on those: a refusal is a 400 too).
+  const known = zoneNames().get(tz.toLowerCase());
+  if (known === undefined) {
+    throw new ScheduleSpecError(
+      'timezone',
+      `"${tz}" is not in the IANA time zone database (a legacy or non-IANA id); use e.g. "America/Los_Angeles"`,
+    );
+  }
+  return known;
 }
 
-let zones: Set<string> | null = null;
-const zoneNames = (): Set<string> => (zones ??= new Set(Intl.supportedValuesOf('timeZone')));
+let zones: Map<string, string> | null = null;
+/** Lower-cased name → canonical spelling, of the tz database's names and those Intl lists. */
+const zoneNames = (): Map<string, string> =>
+  (zones ??= new Map(
+    [...TZDB_NAMES, ...Intl.supportedValuesOf('timeZone')].map((name) => [name.toLowerCase(), name]),
+  ));
 
 /** The Temporal ScheduleSpec of a stored (already checked) cron + timezone. */
 export function temporalSpec(

@@ -1,13 +1,47 @@
 /**
- * Schedules under concurrent writes, on the real database and Temporal: a burst of creates stays
- * within the per-workspace quota.
+ * Schedule writes on the real database and Temporal: a time zone Temporal refuses is a 400 naming
+ * `timezone` with nothing stored (never a 503 a client would retry for ever); a burst of creates
+ * stays within the per-workspace quota.
  */
+import { Client } from '@temporalio/client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SCHEDULES_PER_WORKSPACE } from '../../src/app/schedules.js';
-import { insertSchedule, listSchedules } from '../../src/db/schedules.js';
-import { ScheduleMirror } from '../../src/schedules/mirror.js';
+import { getSchedule, insertSchedule, listSchedules } from '../../src/db/schedules.js';
+import { ScheduleMirror, fingerprint, workspaceScheduleId } from '../../src/schedules/mirror.js';
 import { newId } from '../../src/security/tokens.js';
-import { insertWorkspaceRow, useStack } from '../support/stack.js';
+import { insertWorkspaceRow, serveApiWith, useStack } from '../support/stack.js';
+
+/**
+ * The stack's Temporal client, but its server answers as one whose tz database lacks `zone`:
+ * INVALID_ARGUMENT "Invalid schedule spec: unknown time zone …" to a create or update using it.
+ */
+function refusingZone(client: Client, zone: string): Client {
+  const real = client.connection;
+  const service = new Proxy(real.workflowService, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (prop !== 'createSchedule' && prop !== 'updateSchedule') return value;
+      const call = value as (req: { schedule?: { spec?: { timezoneName?: string } } }) => Promise<unknown>;
+      return async (req: { schedule?: { spec?: { timezoneName?: string } } }) => {
+        if (req.schedule?.spec?.timezoneName !== zone) return call.call(target, req);
+        const details = `Invalid schedule spec: unknown time zone ${zone}`;
+        throw Object.assign(new Error(`3 INVALID_ARGUMENT: ${details}`), {
+          code: 3,
+          details,
+          metadata: { get: () => [] },
+        });
+      };
+    },
+  });
+  const connection = new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'workflowService') return service;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return new Client({ connection, namespace: client.options.namespace });
+}
 
 describe('schedules under concurrent writes', () => {
   const t = useStack({ worker: false });
@@ -19,11 +53,94 @@ describe('schedules under concurrent writes', () => {
     return { id, base: `/v1/workspaces/${id}/schedules` };
   }
 
+  /** The schedule's Temporal description against its row: the note is the row's fingerprint. */
+  async function alike(workspaceId: string, sid: string): Promise<{ row: string; note: string }> {
+    const row = await getSchedule(t.stack.service.db.pool, workspaceId, sid);
+    const d = await t.stack.service.temporal.schedule
+      .getHandle(workspaceScheduleId(workspaceId, sid))
+      .describe();
+    return {
+      row: `${fingerprint(row!, t.stack.config.TASK_QUEUE)} paused=${!row!.enabled}`,
+      note: `${d.state.note ?? ''} paused=${d.state.paused}`,
+    };
+  }
+
   afterAll(async () => {
     // No worker and no entity here: the Temporal Schedules made are removed by hand.
     const mirror = new ScheduleMirror(t.stack.service.temporal, t.stack.config.TASK_QUEUE);
     for (const id of workspaces) {
       for (const s of await listSchedules(t.stack.service.db.pool, id)) await mirror.remove(id, s.id);
+    }
+  });
+
+  it('time zones Node knows but Temporal does not are a 400 naming timezone; nothing is stored', async () => {
+    const { id, base } = await workspace();
+    for (const timezone of ['US/Pacific-New', 'SystemV/AST4', 'Canada/East-Saskatchewan']) {
+      const res = await t.stack.api.call('POST', base, {
+        token: t.key,
+        body: { cron: '0 9 * * *', timezone, prompt: 'p' },
+      });
+      expect(res.status, timezone).toBe(400);
+      expect(res.body.error.field, timezone).toBe('timezone');
+    }
+    expect(await listSchedules(t.stack.service.db.pool, id)).toEqual([]);
+
+    const made = await t.stack.api.call('POST', base, {
+      token: t.key,
+      body: { cron: '0 9 * * *', timezone: 'America/Regina', prompt: 'p' },
+    });
+    expect(made.status).toBe(201);
+    const sid = made.body.id as string;
+    const res = await t.stack.api.call('PATCH', `${base}/${sid}`, {
+      token: t.key,
+      body: { timezone: 'Canada/East-Saskatchewan', enabled: false },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error.field).toBe('timezone');
+    expect(await getSchedule(t.stack.service.db.pool, id, sid)).toMatchObject({
+      timezone: 'America/Regina',
+      enabled: true,
+      updatedAt: new Date(made.body.updatedAt as string),
+    });
+    const seen = await alike(id, sid);
+    expect(seen.note).toBe(seen.row);
+  });
+
+  it('a time zone this Temporal refuses (older tz database) is a 400 naming timezone, not a 503', async () => {
+    const { id, base } = await workspace();
+    const api = await serveApiWith(t.stack, t.stack.service.temporal as never, {
+      schedules: new ScheduleMirror(
+        refusingZone(t.stack.service.temporal, 'Europe/Kyiv'),
+        t.stack.config.TASK_QUEUE,
+        4000,
+      ),
+    });
+    try {
+      const res = await api.api.call('POST', base, {
+        token: t.key,
+        body: { cron: '0 9 * * *', timezone: 'Europe/Kyiv', prompt: 'p' },
+      });
+      expect(res.status).toBe(400);
+      expect(res.body.error.field).toBe('timezone');
+      expect(await listSchedules(t.stack.service.db.pool, id)).toEqual([]);
+
+      const made = await api.api.call('POST', base, {
+        token: t.key,
+        body: { cron: '0 9 * * *', prompt: 'p' },
+      });
+      expect(made.status).toBe(201);
+      const sid = made.body.id as string;
+      const patched = await api.api.call('PATCH', `${base}/${sid}`, {
+        token: t.key,
+        body: { timezone: 'Europe/Kyiv' },
+      });
+      expect(patched.status).toBe(400);
+      expect(patched.body.error.field).toBe('timezone');
+      expect(await getSchedule(t.stack.service.db.pool, id, sid)).toMatchObject({ timezone: 'UTC' });
+      const seen = await alike(id, sid);
+      expect(seen.note).toBe(seen.row);
+    } finally {
+      await api.close();
     }
   });
 

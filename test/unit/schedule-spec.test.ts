@@ -8,9 +8,11 @@ import {
   fingerprint,
   parseWorkspaceScheduleId,
   scheduleDefinition,
+  specRefusal,
   workspaceScheduleId,
 } from '../../src/schedules/mirror.js';
 import { ScheduleSpecError, parseCron, parseTimezone, temporalSpec } from '../../src/schedules/spec.js';
+import { TZDB_NAMES } from '../../src/schedules/tz-names.js';
 
 const MIN = 60_000;
 
@@ -92,6 +94,14 @@ describe('timezone', () => {
     ['America/Argentina/Buenos_Aires', 'America/Argentina/Buenos_Aires'],
     ['europe/paris', 'Europe/Paris'],
     [' Europe/Paris ', 'Europe/Paris'],
+    // Links of the tz database that Intl does not list: kept as given, in its spelling.
+    ['US/Pacific', 'US/Pacific'],
+    ['asia/kolkata', 'Asia/Kolkata'],
+    ['Asia/Calcutta', 'Asia/Calcutta'],
+    ['Europe/Kyiv', 'Europe/Kyiv'],
+    ['etc/utc', 'Etc/UTC'],
+    ['Etc/GMT+5', 'Etc/GMT+5'],
+    ['EST5EDT', 'EST5EDT'],
   ])('%j is accepted as %j', (raw, canonical) => {
     expect(parseTimezone(raw)).toBe(canonical);
   });
@@ -102,6 +112,40 @@ describe('timezone', () => {
       expect(refusal(() => parseTimezone(raw)).field).toBe('timezone');
     },
   );
+
+  // Intl (ICU) takes these; the tz database, and so Temporal's server, does not.
+  test.each(['US/Pacific-New', 'SystemV/AST4', 'Canada/East-Saskatchewan', 'PST', 'IST', 'ACT', 'Factory'])(
+    '%j (not in the tz database) is refused, naming timezone',
+    (raw) => {
+      const err = refusal(() => parseTimezone(raw));
+      expect(err.field).toBe('timezone');
+    },
+  );
+
+  test('every name of the pinned tz database list is accepted as itself, and Intl lists no other', () => {
+    for (const name of TZDB_NAMES) expect(parseTimezone(name)).toBe(name);
+    expect(Intl.supportedValuesOf('timeZone').filter((z) => !TZDB_NAMES.has(z))).toEqual([]);
+  });
+
+  test("Temporal's refusal of a spec names its field; other failures are not refusals", () => {
+    // As the SDK throws it: a TypeError from its rethrowGrpcError.
+    const sdk = (message: string) =>
+      Object.assign(new TypeError(message), {
+        stack: `TypeError: ${message}\n    at ScheduleClient.rethrowGrpcError (schedule-client.js:386:23)`,
+      });
+    expect(specRefusal(sdk('unknown time zone Europe/Kyiv'))).toMatchObject({ field: 'timezone' });
+    expect(specRefusal(sdk('invalid cron expression'))).toMatchObject({ field: 'cron' });
+    // A bug's TypeError is no refusal.
+    expect(specRefusal(new TypeError('x.get is not a function'))).toBeNull();
+    const grpc = (code: number, details: string) =>
+      Object.assign(new Error('Failed to update schedule'), { cause: { code, details } });
+    expect(specRefusal(grpc(3, 'Invalid schedule spec: unknown time zone X'))).toMatchObject({
+      field: 'timezone',
+    });
+    expect(specRefusal(grpc(3, 'memo too large'))).toBeNull();
+    expect(specRefusal(grpc(14, 'Invalid schedule spec: ?'))).toBeNull();
+    expect(specRefusal(new Error('14 UNAVAILABLE'))).toBeNull();
+  });
 });
 
 describe('Temporal spec', () => {
