@@ -31,7 +31,7 @@ import { SecretBox } from './security/secrets.js';
 import { createWorker } from './worker/index.js';
 import { ensureSweepSchedules, type SweepSettings } from './worker/schedules.js';
 import { SweepControl } from './api/sweeps.js';
-import { ScheduleMirror } from './schedules/mirror.js';
+import { API_TEMPORAL_BUDGET_MS, ScheduleMirror } from './schedules/mirror.js';
 import { ChangeFeed } from './db/change-feed.js';
 import { ProxyViews } from './db/proxy-view.js';
 import { activityBatcher } from './db/activity.js';
@@ -240,7 +240,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         { ...sweepSettings, orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS },
         () => entity.requireWorker(),
       ),
-      schedules: new ScheduleMirror(temporal, config.TASK_QUEUE, 4000),
+      schedules: new ScheduleMirror(temporal, config.TASK_QUEUE, API_TEMPORAL_BUDGET_MS),
       backends,
       secrets,
       log,

@@ -6,6 +6,10 @@
  * (src/schedules/mirror.ts). A write changes the row, then the mirror; when the mirror cannot be
  * written (Temporal down) the row is put back, so an `unavailable` refusal changed nothing. Reading
  * the list repairs any mirror that is missing or stale (and says when it could not).
+ *
+ * A request's Temporal calls share one deadline (its 503 comes within 5 s); cleanup after a refusal
+ * is not waited for: a leftover Temporal Schedule removes itself at its next firing (its row is
+ * gone) and the orphan sweep removes strays.
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -35,7 +39,7 @@ export interface ScheduleDeps {
   db: pg.Pool;
   /** The Temporal mirrors (absent: changes are refused as unavailable; reads skip the repair). */
   schedules?: ScheduleMirror;
-  entity: { requireWorker(): Promise<void> };
+  entity: { requireWorker(deadline?: number): Promise<void> };
   log: Pick<Logger, 'warn'>;
   settings: { scheduleMinIntervalMs?: number };
 }
@@ -56,6 +60,21 @@ function mirrorOf(deps: ScheduleDeps): ScheduleMirror {
     throw new AppError('unavailable', 'temporal_unavailable', 'schedules are not available here');
   }
   return deps.schedules;
+}
+
+/** Removes a mirror without the answer waiting for it (with a deadline of its own). */
+function removeLater(
+  deps: ScheduleDeps,
+  mirror: ScheduleMirror,
+  workspaceId: string,
+  scheduleId: string,
+): void {
+  mirror.remove(workspaceId, scheduleId).catch((err: unknown) => {
+    deps.log.warn(
+      { err, workspaceId, scheduleId },
+      'leftover schedule mirror not removed (its next firing will)',
+    );
+  });
 }
 
 /** The checked cron (normalized) and canonical timezone of a body, or an `invalid` naming the field. */
@@ -98,10 +117,11 @@ export async function listWithMirrors(
 ): Promise<Array<{ row: ScheduleRow; mirror: MirrorState | null }>> {
   const rows = await listSchedules(deps.db, w.id);
   const mirror = deps.schedules;
+  const deadline = mirror?.deadline();
   const states = await Promise.all(
     rows.map((s) =>
       mirror && w.status !== 'deleting'
-        ? mirror.ensure(s).catch((err: unknown) => {
+        ? mirror.ensure(s, deadline).catch((err: unknown) => {
             deps.log.warn({ err, workspaceId: w.id, scheduleId: s.id }, 'schedule mirror not checked');
             return null;
           })
@@ -118,6 +138,7 @@ export async function createSchedule(
 ): Promise<ScheduleRow> {
   const spec = checked(deps, { cron: body.cron, timezone: body.timezone ?? 'UTC' });
   const mirror = mirrorOf(deps);
+  const deadline = mirror.deadline();
   const inserted = await insertSchedule(
     deps.db,
     {
@@ -138,18 +159,19 @@ export async function createSchedule(
   }
   const row = inserted.row;
   try {
-    await mirror.put(row);
+    await mirror.put(row, deadline);
   } catch (err) {
     await deleteSchedule(deps.db, w.id, row.id);
     // Temporal refused the spec: nothing was created, and asking again would not help.
     if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);
     deps.log.warn({ err, workspaceId: w.id }, 'schedule mirror not created');
-    await mirror.remove(w.id, row.id).catch(() => undefined);
+    // The put may have landed all the same (its answer lost).
+    removeLater(deps, mirror, w.id, row.id);
     throw nothingChanged();
   }
   // A workspace delete that ran meanwhile removed the row before this mirror existed: undo it.
   if (!(await getSchedule(deps.db, w.id, row.id))) {
-    await mirror.remove(w.id, row.id).catch(() => undefined);
+    removeLater(deps, mirror, w.id, row.id);
     throw beingDeleted();
   }
   return row;
@@ -166,10 +188,11 @@ export async function patchSchedule(
   if (w.status === 'deleting') throw beingDeleted();
   const spec = checked(deps, body);
   const mirror = mirrorOf(deps);
+  const deadline = mirror.deadline();
   const after = await updateSchedule(deps.db, w.id, before.id, { ...body, ...spec });
   if (!after) throw missing('schedule');
   try {
-    await mirror.put(after);
+    await mirror.put(after, deadline);
   } catch (err) {
     await restoreSchedule(deps.db, before);
     if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);
@@ -196,13 +219,14 @@ export async function runNow(deps: ScheduleDeps, w: WorkspaceRow, sid: string): 
   if (w.status === 'deleting') throw beingDeleted();
   const s = await findSchedule(deps, w, sid);
   const mirror = mirrorOf(deps);
+  const deadline = mirror.deadline();
   try {
-    await deps.entity.requireWorker();
+    await deps.entity.requireWorker(deadline);
   } catch {
     throw nothingChanged('no worker is polling the task queue; nothing was started');
   }
   try {
-    await mirror.trigger(s);
+    await mirror.trigger(s, deadline);
   } catch {
     throw nothingChanged('workflow service unavailable; nothing was started');
   }

@@ -106,24 +106,36 @@ export interface MirrorState {
   nextRunAt: Date | null;
 }
 
+/** The API's budget for one request's Temporal calls together: its 503 comes within api.md's 5 s. */
+export const API_TEMPORAL_BUDGET_MS = 4000;
+
+/**
+ * Every method takes an optional `deadline` (epoch ms) shared by the calls of one request; without
+ * one, a call gets the budget to itself (none at all in activities).
+ */
 export class ScheduleMirror {
   constructor(
     private readonly client: Client,
     private readonly taskQueue: string,
-    /** Budget of one call (the API's 503 comes within 5 s); none in activities. */
-    private readonly callTimeoutMs?: number,
+    /** Budget of one request's calls (API_TEMPORAL_BUDGET_MS in the API); none in activities. */
+    private readonly budgetMs?: number,
   ) {}
 
-  private call<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.callTimeoutMs === undefined) return fn();
-    return withDeadline(this.client, fn, Date.now() + this.callTimeoutMs);
+  /** The deadline of a request starting now (undefined: no deadline). */
+  deadline(): number | undefined {
+    return this.budgetMs === undefined ? undefined : Date.now() + this.budgetMs;
+  }
+
+  private call<T>(fn: () => Promise<T>, deadline = this.deadline()): Promise<T> {
+    if (deadline === undefined) return fn();
+    return withDeadline(this.client, fn, deadline);
   }
 
   /**
    * Creates the mirror, or brings an existing one up to the row. A spec Temporal refuses (a time
    * zone its tz database lacks) is a ScheduleSpecError naming the field: asking again cannot help.
    */
-  async put(row: MirroredFields): Promise<void> {
+  async put(row: MirroredFields, deadline?: number): Promise<void> {
     const { scheduleId, ...definition } = scheduleDefinition(row, this.taskQueue);
     await this.call(async () => {
       try {
@@ -134,23 +146,23 @@ export class ScheduleMirror {
           .getHandle(scheduleId)
           .update((previous) => ({ ...previous, ...definition }));
       }
-    }).catch((err: unknown) => {
+    }, deadline).catch((err: unknown) => {
       throw specRefusal(err) ?? err;
     });
   }
 
   /** Deletes the mirror; one that is not there is fine. */
-  async remove(workspaceId: string, scheduleId: string): Promise<void> {
+  async remove(workspaceId: string, scheduleId: string, deadline?: number): Promise<void> {
     await this.call(async () => {
       try {
         await this.client.schedule.getHandle(workspaceScheduleId(workspaceId, scheduleId)).delete();
       } catch (err) {
         if (!(err instanceof ScheduleNotFoundError)) throw err;
       }
-    });
+    }, deadline);
   }
 
-  async state(row: MirroredFields): Promise<MirrorState> {
+  async state(row: MirroredFields, deadline?: number): Promise<MirrorState> {
     return this.call(async () => {
       try {
         const d = await this.client.schedule
@@ -165,27 +177,27 @@ export class ScheduleMirror {
         if (err instanceof ScheduleNotFoundError) return { exists: false, current: false, nextRunAt: null };
         throw err;
       }
-    });
+    }, deadline);
   }
 
   /** Repairs a missing or stale mirror; answers the (repaired) state. */
-  async ensure(row: MirroredFields): Promise<MirrorState> {
-    const state = await this.state(row);
+  async ensure(row: MirroredFields, deadline?: number): Promise<MirrorState> {
+    const state = await this.state(row, deadline);
     if (state.current) return state;
-    await this.put(row);
-    return this.state(row);
+    await this.put(row, deadline);
+    return this.state(row, deadline);
   }
 
   /** One run now, through the schedule's own action (a missing mirror is repaired first). */
-  async trigger(row: MirroredFields): Promise<void> {
+  async trigger(row: MirroredFields, deadline?: number): Promise<void> {
     const handle = this.client.schedule.getHandle(workspaceScheduleId(row.workspaceId, row.id));
     try {
       // Run-now is an explicit request: it runs even when a scheduled run is still going.
-      await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL));
+      await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL), deadline);
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
-      await this.put(row);
-      await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL));
+      await this.put(row, deadline);
+      await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL), deadline);
     }
   }
 

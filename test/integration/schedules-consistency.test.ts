@@ -7,7 +7,12 @@ import { Client } from '@temporalio/client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SCHEDULES_PER_WORKSPACE } from '../../src/app/schedules.js';
 import { getSchedule, insertSchedule, listSchedules } from '../../src/db/schedules.js';
-import { ScheduleMirror, fingerprint, workspaceScheduleId } from '../../src/schedules/mirror.js';
+import {
+  API_TEMPORAL_BUDGET_MS,
+  ScheduleMirror,
+  fingerprint,
+  workspaceScheduleId,
+} from '../../src/schedules/mirror.js';
 import { newId } from '../../src/security/tokens.js';
 import { insertWorkspaceRow, serveApiWith, useStack } from '../support/stack.js';
 
@@ -112,7 +117,7 @@ describe('schedules under concurrent writes', () => {
       schedules: new ScheduleMirror(
         refusingZone(t.stack.service.temporal, 'Europe/Kyiv'),
         t.stack.config.TASK_QUEUE,
-        4000,
+        API_TEMPORAL_BUDGET_MS,
       ),
     });
     try {
