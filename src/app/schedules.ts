@@ -3,14 +3,17 @@
  * each firing.
  *
  * The `schedules` row is the source of truth and its Temporal Schedule a mirror
- * (src/schedules/mirror.ts). A write changes the row, then the mirror; when the mirror cannot be
- * written (Temporal down) the row is put back, so an `unavailable` refusal changed nothing. Reading
- * the list repairs any mirror that is missing or stale (and says when it could not).
+ * (src/schedules/mirror.ts). A write changes the row, then the mirror, then follows the row until
+ * the mirror is what it last read (concurrent writes of one schedule may reach Temporal in either
+ * order). When the mirror cannot be written (Temporal down) the row is put back, so an
+ * `unavailable` refusal changed nothing, unless a later write was saved on top of it (never
+ * undone). Reading the list repairs any mirror that is missing or stale (and says when it could not).
  *
  * A request's Temporal calls share one deadline (its 503 comes within 5 s); cleanup after a refusal
  * is not waited for: a leftover Temporal Schedule removes itself at its next firing (its row is
  * gone) and the orphan sweep removes strays.
  */
+import { ScheduleNotFoundError } from '@temporalio/client';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
@@ -62,6 +65,10 @@ function mirrorOf(deps: ScheduleDeps): ScheduleMirror {
   return deps.schedules;
 }
 
+/** Reads a schedule's row again (the mirror follows it). */
+const rereadOf = (deps: ScheduleDeps, s: { workspaceId: string; id: string }) => () =>
+  getSchedule(deps.db, s.workspaceId, s.id);
+
 /** Removes a mirror without the answer waiting for it (with a deadline of its own). */
 function removeLater(
   deps: ScheduleDeps,
@@ -75,6 +82,50 @@ function removeLater(
       'leftover schedule mirror not removed (its next firing will)',
     );
   });
+}
+
+/**
+ * Brings the mirror to the row as it now is, without the answer waiting (with a deadline of its
+ * own): after a row write whose mirror write failed or ran out of time, since that put may have
+ * landed all the same. Failing that, the next GET of the list repairs it.
+ */
+function settleLater(deps: ScheduleDeps, mirror: ScheduleMirror, s: ScheduleRow): void {
+  const reread = rereadOf(deps, s);
+  const settle = async () => {
+    const deadline = mirror.deadline();
+    const row = await reread();
+    if (!row || !(await mirror.settle(row, reread, deadline))) {
+      await mirror.remove(s.workspaceId, s.id, deadline);
+    }
+  };
+  settle().catch((err: unknown) => {
+    deps.log.warn(
+      { err, workspaceId: s.workspaceId, scheduleId: s.id },
+      'schedule mirror not brought to its row (the next list will)',
+    );
+  });
+}
+
+/**
+ * Follows the row after this request's own put landed (see ScheduleMirror.follow). Null when the row
+ * is gone (its mirror, which the put may have brought back, is removed in the background). When
+ * Temporal fails it now, the request's own change is in both: the rest is done in the background.
+ */
+async function followRow(
+  deps: ScheduleDeps,
+  mirror: ScheduleMirror,
+  row: ScheduleRow,
+  deadline: number | undefined,
+): Promise<ScheduleRow | null | undefined> {
+  try {
+    const now = await mirror.follow(row, rereadOf(deps, row), deadline);
+    if (!now) removeLater(deps, mirror, row.workspaceId, row.id);
+    return now;
+  } catch (err) {
+    deps.log.warn({ err, workspaceId: row.workspaceId, scheduleId: row.id }, 'schedule mirror follows later');
+    settleLater(deps, mirror, row);
+    return undefined;
+  }
 }
 
 /** The checked cron (normalized) and canonical timezone of a body, or an `invalid` naming the field. */
@@ -121,7 +172,7 @@ export async function listWithMirrors(
   const states = await Promise.all(
     rows.map((s) =>
       mirror && w.status !== 'deleting'
-        ? mirror.ensure(s, deadline).catch((err: unknown) => {
+        ? mirror.ensure(s, rereadOf(deps, s), deadline).catch((err: unknown) => {
             deps.log.warn({ err, workspaceId: w.id, scheduleId: s.id }, 'schedule mirror not checked');
             return null;
           })
@@ -169,19 +220,17 @@ export async function createSchedule(
     removeLater(deps, mirror, w.id, row.id);
     throw nothingChanged();
   }
-  // A workspace delete that ran meanwhile removed the row before this mirror existed: undo it.
-  if (!(await getSchedule(deps.db, w.id, row.id))) {
-    removeLater(deps, mirror, w.id, row.id);
-    throw beingDeleted();
-  }
+  // Null: a workspace delete that ran meanwhile removed the row before this mirror existed (and
+  // the mirror goes too).
+  if ((await followRow(deps, mirror, row, deadline)) === null) throw beingDeleted();
   return row;
 }
 
-/** Changes a schedule (found first, with findSchedule); the row as it now is. */
+/** Changes a schedule (found first, with findSchedule); the row as this change left it. */
 export async function patchSchedule(
   deps: ScheduleDeps,
   w: WorkspaceRow,
-  before: ScheduleRow,
+  found: ScheduleRow,
   body: Partial<ScheduleInput>,
 ): Promise<ScheduleRow> {
   // Its delete is removing the schedules: a mirror written now could outlive them.
@@ -189,16 +238,26 @@ export async function patchSchedule(
   const spec = checked(deps, body);
   const mirror = mirrorOf(deps);
   const deadline = mirror.deadline();
-  const after = await updateSchedule(deps.db, w.id, before.id, { ...body, ...spec });
-  if (!after) throw missing('schedule');
+  const changed = await updateSchedule(deps.db, w.id, found.id, { ...body, ...spec });
+  if (!changed) throw missing('schedule');
+  const { before, after } = changed;
   try {
     await mirror.put(after, deadline);
   } catch (err) {
-    await restoreSchedule(deps.db, before);
+    const restored = await restoreSchedule(deps.db, before, after);
+    // Temporal refused the spec: the mirror is as it was.
     if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);
-    deps.log.warn({ err, workspaceId: w.id, scheduleId: before.id }, 'schedule mirror not updated');
-    throw nothingChanged();
+    deps.log.warn({ err, workspaceId: w.id, scheduleId: after.id }, 'schedule mirror not updated');
+    // The put may have landed all the same (its answer lost): the mirror follows the row.
+    settleLater(deps, mirror, after);
+    throw nothingChanged(
+      restored
+        ? undefined
+        : 'workflow service unavailable; a later change to this schedule was saved on top of this one, so it was not undone',
+    );
   }
+  // A delete that came after this change is fine: followRow removes the mirror its put brought back.
+  await followRow(deps, mirror, after, deadline);
   return after;
 }
 
@@ -226,8 +285,9 @@ export async function runNow(deps: ScheduleDeps, w: WorkspaceRow, sid: string): 
     throw nothingChanged('no worker is polling the task queue; nothing was started');
   }
   try {
-    await mirror.trigger(s, deadline);
-  } catch {
+    await mirror.trigger(s, rereadOf(deps, s), deadline);
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) throw missing('schedule');
     throw nothingChanged('workflow service unavailable; nothing was started');
   }
   return s;

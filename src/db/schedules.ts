@@ -113,29 +113,63 @@ export interface ScheduleChange {
   enabled?: boolean;
 }
 
-/** Applies a change; null when the schedule is gone. */
+/**
+ * Applies a change; the row just before it and just after (null when the schedule is gone). Both
+ * from one transaction, so `before` is exactly what this change replaced, even when other changes
+ * came in between an earlier read and this one.
+ */
 export async function updateSchedule(
-  db: Queryable,
+  pool: pg.Pool,
   workspaceId: string,
   id: string,
   c: ScheduleChange,
-): Promise<ScheduleRow | null> {
-  const { rows } = await db.query(
-    `UPDATE schedules SET cron = coalesce($3, cron), timezone = coalesce($4, timezone),
-       prompt = coalesce($5, prompt), enabled = coalesce($6, enabled), updated_at = now()
-     WHERE workspace_id = $1 AND id = $2 RETURNING ${COLUMNS}`,
-    [workspaceId, id, c.cron ?? null, c.timezone ?? null, c.prompt ?? null, c.enabled ?? null],
-  );
-  return rows[0] ? toRow(rows[0] as Raw) : null;
+): Promise<{ before: ScheduleRow; after: ScheduleRow } | null> {
+  return inTransaction(pool, async (tx) => {
+    const prior = await tx.query(
+      `SELECT ${COLUMNS} FROM schedules WHERE workspace_id = $1 AND id = $2 FOR UPDATE`,
+      [workspaceId, id],
+    );
+    if (!prior.rows[0]) return null;
+    const { rows } = await tx.query(
+      `UPDATE schedules SET cron = coalesce($3, cron), timezone = coalesce($4, timezone),
+         prompt = coalesce($5, prompt), enabled = coalesce($6, enabled), updated_at = now()
+       WHERE workspace_id = $1 AND id = $2 RETURNING ${COLUMNS}`,
+      [workspaceId, id, c.cron ?? null, c.timezone ?? null, c.prompt ?? null, c.enabled ?? null],
+    );
+    return { before: toRow(prior.rows[0] as Raw), after: toRow(rows[0] as Raw) };
+  });
 }
 
-/** Puts a row back as it was (a change whose mirror could not be applied). */
-export async function restoreSchedule(db: Queryable, s: ScheduleRow): Promise<void> {
-  await db.query(
+/**
+ * Puts a row back as it was before a change whose mirror could not be applied, only if the row is
+ * still what that change wrote: a later change (which got its 200) is never undone. True when put
+ * back. (`updatedAt` came back through a JS Date: milliseconds, truncated.)
+ */
+export async function restoreSchedule(
+  db: Queryable,
+  before: ScheduleRow,
+  wrote: ScheduleRow,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
     `UPDATE schedules SET cron = $3, timezone = $4, prompt = $5, enabled = $6, updated_at = $7
-     WHERE workspace_id = $1 AND id = $2`,
-    [s.workspaceId, s.id, s.cron, s.timezone, s.prompt, s.enabled, s.updatedAt],
+     WHERE workspace_id = $1 AND id = $2 AND date_trunc('milliseconds', updated_at) = $8
+       AND cron = $9 AND timezone = $10 AND prompt = $11 AND enabled = $12`,
+    [
+      before.workspaceId,
+      before.id,
+      before.cron,
+      before.timezone,
+      before.prompt,
+      before.enabled,
+      before.updatedAt,
+      wrote.updatedAt,
+      wrote.cron,
+      wrote.timezone,
+      wrote.prompt,
+      wrote.enabled,
+    ],
   );
+  return (rowCount ?? 0) > 0;
 }
 
 export async function deleteSchedule(db: Queryable, workspaceId: string, id: string): Promise<boolean> {

@@ -8,6 +8,11 @@
  * Temporal and the prompt is never in a schedule or a workflow history. The schedule's note holds a
  * fingerprint of what it was built from (cron, timezone, enabled, task queue, definition version):
  * a mirror whose note differs from its row's fingerprint is stale and rebuilt.
+ *
+ * Writers of one schedule do not wait for each other, so their puts may reach Temporal in another
+ * order than their row changes. Every put is therefore followed by a read of the row and another
+ * put until the row read is the one put (`settle`): the put that lands last is followed by a read
+ * of the latest row, so the mirror ends as the row, whichever order the puts landed in.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -106,6 +111,14 @@ export interface MirrorState {
   nextRunAt: Date | null;
 }
 
+const GONE: MirrorState = { exists: false, current: false, nextRunAt: null };
+
+/** Reads the row again (null: it is gone). */
+export type Reread<R> = () => Promise<R | null>;
+
+/** Puts one settle makes at most: rows changing faster than that are left to the next repair. */
+const SETTLE_MAX_PUTS = 8;
+
 /** The API's budget for one request's Temporal calls together: its 503 comes within api.md's 5 s. */
 export const API_TEMPORAL_BUDGET_MS = 4000;
 
@@ -174,29 +187,59 @@ export class ScheduleMirror {
           nextRunAt: d.state.paused ? null : (d.info.nextActionTimes[0] ?? null),
         };
       } catch (err) {
-        if (err instanceof ScheduleNotFoundError) return { exists: false, current: false, nextRunAt: null };
+        if (err instanceof ScheduleNotFoundError) return GONE;
         throw err;
       }
     }, deadline);
   }
 
-  /** Repairs a missing or stale mirror; answers the (repaired) state. */
-  async ensure(row: MirroredFields, deadline?: number): Promise<MirrorState> {
-    const state = await this.state(row, deadline);
-    if (state.current) return state;
-    await this.put(row, deadline);
-    return this.state(row, deadline);
+  /**
+   * After a put of `row` landed: reads the row again and puts what it read until that is what was
+   * last put. Answers the row last read (null: it is gone; a put here may have brought its mirror
+   * back, which the caller removes).
+   */
+  async follow<R extends MirroredFields>(row: R, reread: Reread<R>, deadline?: number): Promise<R | null> {
+    let put = row;
+    for (let puts = 1; ; puts++) {
+      const fresh = await reread();
+      if (!fresh || fingerprint(fresh, this.taskQueue) === fingerprint(put, this.taskQueue)) return fresh;
+      if (puts >= SETTLE_MAX_PUTS) throw new Error('schedule changed on every read; left to the next repair');
+      await this.put(fresh, deadline);
+      put = fresh;
+    }
   }
 
-  /** One run now, through the schedule's own action (a missing mirror is repaired first). */
-  async trigger(row: MirroredFields, deadline?: number): Promise<void> {
+  /** Puts `row`, then follows the row (see follow). */
+  async settle<R extends MirroredFields>(row: R, reread: Reread<R>, deadline?: number): Promise<R | null> {
+    await this.put(row, deadline);
+    return this.follow(row, reread, deadline);
+  }
+
+  /** Repairs a missing or stale mirror; answers the (repaired) state. */
+  async ensure<R extends MirroredFields>(row: R, reread: Reread<R>, deadline?: number): Promise<MirrorState> {
+    const state = await this.state(row, deadline);
+    if (state.current) return state;
+    const settled = await this.settle(row, reread, deadline);
+    if (settled) return this.state(settled, deadline);
+    await this.remove(row.workspaceId, row.id, deadline);
+    return GONE;
+  }
+
+  /**
+   * One run now, through the schedule's own action (a missing mirror is repaired first; a
+   * ScheduleNotFoundError when the row is gone too).
+   */
+  async trigger<R extends MirroredFields>(row: R, reread: Reread<R>, deadline?: number): Promise<void> {
     const handle = this.client.schedule.getHandle(workspaceScheduleId(row.workspaceId, row.id));
     try {
       // Run-now is an explicit request: it runs even when a scheduled run is still going.
       await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL), deadline);
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
-      await this.put(row, deadline);
+      if (!(await this.settle(row, reread, deadline))) {
+        await this.remove(row.workspaceId, row.id, deadline);
+        throw err;
+      }
       await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL), deadline);
     }
   }

@@ -1,7 +1,9 @@
 /**
- * Schedule writes on the real database and Temporal: a time zone Temporal refuses is a 400 naming
- * `timezone` with nothing stored (never a 503 a client would retry for ever); a burst of creates
- * stays within the per-workspace quota.
+ * Schedule writes on the real database and Temporal: two PATCHes of one schedule at once leave its
+ * row and its Temporal Schedule alike; a PATCH whose Temporal write fails does not undo one that
+ * succeeded meanwhile; a time zone Temporal refuses is a 400 naming `timezone` with nothing stored
+ * (never a 503 a client would retry for ever); a burst of creates stays within the per-workspace
+ * quota.
  */
 import { Client } from '@temporalio/client';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -58,6 +60,16 @@ describe('schedules under concurrent writes', () => {
     return { id, base: `/v1/workspaces/${id}/schedules` };
   }
 
+  /** A schedule made through the stack's API, firing every five minutes: its id. */
+  async function created(base: string): Promise<string> {
+    const made = await t.stack.api.call('POST', base, {
+      token: t.key,
+      body: { cron: '@every 5m', prompt: 'p' },
+    });
+    expect(made.status).toBe(201);
+    return made.body.id as string;
+  }
+
   /** The schedule's Temporal description against its row: the note is the row's fingerprint. */
   async function alike(workspaceId: string, sid: string): Promise<{ row: string; note: string }> {
     const row = await getSchedule(t.stack.service.db.pool, workspaceId, sid);
@@ -76,6 +88,69 @@ describe('schedules under concurrent writes', () => {
     for (const id of workspaces) {
       for (const s of await listSchedules(t.stack.service.db.pool, id)) await mirror.remove(id, s.id);
     }
+  });
+
+  it('two PATCHes at once leave the row and its Temporal Schedule alike (25 rounds)', async () => {
+    const { id, base } = await workspace();
+    const sid = await created(base);
+    const patch = (body: unknown) => t.stack.api.call('PATCH', `${base}/${sid}`, { token: t.key, body });
+    const apart: Array<{ round: number; row: string; note: string }> = [];
+    for (let i = 0; i < 25; i++) {
+      const answers = await Promise.all([
+        patch({ enabled: i % 2 === 0 }),
+        patch({ cron: `@every ${5 + i}m` }),
+      ]);
+      expect(answers.map((a) => a.status)).toEqual([200, 200]);
+      const seen = await alike(id, sid);
+      if (seen.row !== seen.note) apart.push({ round: i, ...seen });
+    }
+    expect(apart).toEqual([]);
+  });
+
+  it('a PATCH whose Temporal write fails does not undo one that succeeded meanwhile', async () => {
+    const { id, base } = await workspace();
+    const sid = await created(base);
+
+    // The first write of cron "@every 7m" waits until told, then fails as an unreachable Temporal.
+    let entered!: () => void;
+    const reached = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let armed = true;
+    class FailingOnce extends ScheduleMirror {
+      override async put(row: Parameters<ScheduleMirror['put']>[0], deadline?: number): Promise<void> {
+        if (armed && row.cron === '@every 7m') {
+          armed = false;
+          entered();
+          await released;
+          throw new Error('14 UNAVAILABLE: connection refused');
+        }
+        return super.put(row, deadline);
+      }
+    }
+    const api = await serveApiWith(t.stack, t.stack.service.temporal as never, {
+      schedules: new FailingOnce(t.stack.service.temporal, t.stack.config.TASK_QUEUE, API_TEMPORAL_BUDGET_MS),
+    });
+    try {
+      const failing = api.api.call('PATCH', `${base}/${sid}`, { token: t.key, body: { cron: '@every 7m' } });
+      await reached;
+      const paused = await api.api.call('PATCH', `${base}/${sid}`, {
+        token: t.key,
+        body: { enabled: false },
+      });
+      expect(paused.status).toBe(200);
+      expect(paused.body).toMatchObject({ enabled: false });
+      release();
+      expect((await failing).status).toBe(503);
+    } finally {
+      release();
+      await api.close();
+    }
+    // The pause answered 200: it stays, in the row and in Temporal.
+    const row = await getSchedule(t.stack.service.db.pool, id, sid);
+    expect(row).toMatchObject({ enabled: false });
+    const seen = await alike(id, sid);
+    expect(seen.note).toBe(seen.row);
   });
 
   it('time zones Node knows but Temporal does not are a 400 naming timezone; nothing is stored', async () => {
