@@ -16,6 +16,7 @@ import {
   recordScheduleRun,
   scheduleIdsOf,
   scheduleLookup,
+  type ScheduleRow,
   type ScheduleRunStatus,
 } from '../db/schedules.js';
 import { budgetOf } from '../db/budget.js';
@@ -47,11 +48,39 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
     deps.temporal ? new ScheduleMirror(deps.temporal, Context.current().info.taskQueue) : null;
   const log = proxyLog();
 
+  /**
+   * Whether a run of a paused row was asked for (run-now): a paused Temporal Schedule starts runs
+   * only when triggered (or one taken just before its pause landed). Its mirror still running while
+   * the row is paused (a write whose Temporal half failed) fired on its own: that firing is not
+   * sent, and the mirror is brought to the row.
+   */
+  const runNowOfPaused = async (row: ScheduleRow): Promise<boolean> => {
+    const m = mirror();
+    const state = await m?.state(row).catch((err: unknown) => {
+      log.warn({ err, workspaceId: row.workspaceId, scheduleId: row.id }, 'schedule mirror not read');
+      return null;
+    });
+    if (state?.paused) return true;
+    if (m && state?.exists) {
+      log.warn(
+        { workspaceId: row.workspaceId, scheduleId: row.id },
+        'a paused schedule fired (its Temporal Schedule was not paused): skipped, mirror repaired',
+      );
+      await m
+        .settle(row, () => getSchedule(db, row.workspaceId, row.id))
+        .catch((err: unknown) =>
+          log.warn({ err, workspaceId: row.workspaceId, scheduleId: row.id }, 'schedule mirror not repaired'),
+        );
+    }
+    return false;
+  };
+
   return {
     /**
      * One run: the prompt as `message/send` to the workspace's agent, through the A2A proxy's path
      * (same endpoint rules, credential, limits and activity row, type `schedule`). A workspace that
-     * does not serve is a `skipped` run; a mirror whose row or workspace is gone removes itself.
+     * does not serve is a `skipped` run; a mirror whose row or workspace is gone removes itself; a
+     * paused row runs only when asked to (run-now), nothing recorded otherwise.
      */
     async runScheduledMessage(input: {
       workspaceId: string;
@@ -66,6 +95,7 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
         await mirror()?.remove(input.workspaceId, input.scheduleId);
         return 'skipped';
       }
+      if (!row.enabled && !(await runNowOfPaused(row))) return 'skipped';
       const clean = await redactorFor(db, deps.secrets, w.id);
       const record = (status: ScheduleRunStatus, error: string | null) =>
         recordScheduleRun(db, {

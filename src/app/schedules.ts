@@ -285,6 +285,9 @@ export async function runNow(deps: ScheduleDeps, w: WorkspaceRow, sid: string): 
     throw nothingChanged('no worker is polling the task queue; nothing was started');
   }
   try {
+    // A paused schedule's run is told from a firing by its mirror being paused (the activity skips
+    // firings of a paused row): a mirror left running by a failed write is paused first.
+    if (!s.enabled) await mirror.ensure(s, rereadOf(deps, s), deadline);
     await mirror.trigger(s, rereadOf(deps, s), deadline);
   } catch (err) {
     if (err instanceof ScheduleNotFoundError) throw missing('schedule');

@@ -108,10 +108,12 @@ export interface MirrorState {
   exists: boolean;
   /** The mirror matches its row (exists, same fingerprint). */
   current: boolean;
+  /** Temporal's own paused state (false when there is no mirror). */
+  paused: boolean;
   nextRunAt: Date | null;
 }
 
-const GONE: MirrorState = { exists: false, current: false, nextRunAt: null };
+const GONE: MirrorState = { exists: false, current: false, paused: false, nextRunAt: null };
 
 /** Reads the row again (null: it is gone). */
 export type Reread<R> = () => Promise<R | null>;
@@ -184,6 +186,7 @@ export class ScheduleMirror {
         return {
           exists: true,
           current: d.state.note === fingerprint(row, this.taskQueue),
+          paused: d.state.paused,
           nextRunAt: d.state.paused ? null : (d.info.nextActionTimes[0] ?? null),
         };
       } catch (err) {
