@@ -21,6 +21,7 @@ import {
 } from '../db/schedules.js';
 import { budgetOf } from '../db/budget.js';
 import { redactorFor } from '../db/secrets.js';
+import { getOrg } from '../db/orgs.js';
 import { getWorkspace } from '../db/workspaces.js';
 import { isOverBudget } from '../domain/budget.js';
 import { ScheduleMirror } from '../schedules/mirror.js';
@@ -95,6 +96,9 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
         await mirror()?.remove(input.workspaceId, input.scheduleId);
         return 'skipped';
       }
+      // Its org deleted: nothing more is sent on its behalf (its cascade deletes the workspace and
+      // this mirror; until it reaches it, the workspace may still be live).
+      if (!(await getOrg(db, w.orgId))) return 'skipped';
       if (!row.enabled && !(await runNowOfPaused(row))) return 'skipped';
       const clean = await redactorFor(db, deps.secrets, w.id);
       const record = (status: ScheduleRunStatus, error: string | null) =>

@@ -38,12 +38,19 @@ const workspaceRow = {
   generation: 1,
 };
 
-/** Answers the schedule and workspace reads; any other statement (the send path) stops the run. */
-function fakeDb(): Queryable {
+/**
+ * Answers the schedule, workspace and org reads (`orgLive` false: its org was deleted); any other
+ * statement (the send path) stops the run.
+ */
+function fakeDb(orgLive = true): Queryable {
   return {
     query: (async (text: string) => {
       if (/FROM schedules/.test(text)) return { rows: [scheduleRow], rowCount: 1 };
       if (/FROM workspaces/.test(text)) return { rows: [workspaceRow], rowCount: 1 };
+      if (/FROM orgs/.test(text)) {
+        const rows = orgLive ? [{ id: workspaceRow.org_id, name: 'o', created_at: new Date() }] : [];
+        return { rows, rowCount: rows.length };
+      }
       throw new Error(`went on to send: ${text.trim().slice(0, 40)}`);
     }) as unknown as Queryable['query'],
   };
@@ -72,9 +79,9 @@ function fakeTemporal(paused: boolean): { client: Client; puts: Array<{ paused: 
   return { client: client as unknown as Client, puts };
 }
 
-function activities(temporal: Client) {
+function activities(temporal: Client, orgLive = true) {
   return createScheduleActivities({
-    db: fakeDb(),
+    db: fakeDb(orgLive),
     backends: { docker: new UnconfiguredBackend('docker'), ec2: new UnconfiguredBackend('ec2') },
     secrets: new SecretBox(randomBytes(32).toString('base64')),
     temporal,
@@ -101,6 +108,15 @@ describe('a run of a paused schedule', () => {
         scheduleId: SID,
       }),
     ).rejects.toThrow(/went on to send/);
+    expect(puts).toEqual([]);
+  });
+  it('of a workspace whose org was deleted (its cascade not there yet): nothing sent, even run-now', async () => {
+    const { client, puts } = fakeTemporal(true);
+    const status = await new MockActivityEnvironment().run(activities(client, false).runScheduledMessage, {
+      workspaceId: WS,
+      scheduleId: SID,
+    });
+    expect(status).toBe('skipped');
     expect(puts).toEqual([]);
   });
 });
