@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import { authenticate } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { errorHandler, notFoundRoute } from './errors.js';
-import { failedAuthRateLimit, keyRateLimitOf } from './limits.js';
+import { failedAuthLimitOf, keyRateLimitOf } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
 import { budgetRouter } from './routes/budget.js';
@@ -32,8 +32,13 @@ export function createApp(deps: ApiDeps): Express {
   if (deps.proxyViews) app.use(beginProxyBarrier(deps.proxyViews));
   app.use(requestContext(deps.log));
   const v1 = express.Router();
-  v1.use(failedAuthRateLimit(deps.settings.rateLimitPerMinute, deps.settings.adminToken));
-  v1.use(authenticate(deps.db, deps.settings.adminToken));
+  v1.use(
+    authenticate(
+      deps.db,
+      deps.settings.adminToken,
+      failedAuthLimitOf(deps, deps.settings.rateLimitPerMinute),
+    ),
+  );
   v1.use(keyRateLimitOf(deps, deps.settings.rateLimitPerMinute).middleware);
   // Raw-body and streaming routes parse their own bodies: mounted before the JSON parser.
   // The A2A proxy first: the hottest route walks no other router's layers.

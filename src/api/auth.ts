@@ -4,6 +4,7 @@ import type { Queryable } from '../db/queryable.js';
 import { lookupBootstrapToken, lookupWorkspaceToken } from '../db/tokens.js';
 import { hashToken, safeEqual } from '../security/tokens.js';
 import { HttpError } from './errors.js';
+import type { FailedAuthLimit } from './limits.js';
 
 export type Principal =
   | { kind: 'admin' }
@@ -30,10 +31,16 @@ export function tokenKind(token: string): 'org' | 'ws' | 'boot' | null {
   return m ? (m[1] as 'org' | 'ws' | 'boot') : null;
 }
 
-export function authenticate(db: Queryable, adminToken: string): RequestHandler {
+/**
+ * Finds the request's principal. A failure is counted per address by `failures` (limits.ts), which
+ * turns it into a 429 past its limit; a token that authenticates is never refused here.
+ */
+export function authenticate(db: Queryable, adminToken: string, failures?: FailedAuthLimit): RequestHandler {
+  const refuse = async (req: Request, message: string) =>
+    failures ? failures.refusal(req, message) : unauthorized(message);
   return async (req, res, next) => {
     const token = bearer(req);
-    if (!token) throw unauthorized('missing bearer token');
+    if (!token) throw await refuse(req, 'missing bearer token');
     let principal: Principal | null = null;
     const kind = tokenKind(token);
     if (safeEqual(token, adminToken)) principal = { kind: 'admin' };
@@ -50,7 +57,7 @@ export function authenticate(db: Queryable, adminToken: string): RequestHandler 
       const boot = await lookupBootstrapToken(db, token);
       if (boot) principal = { kind: 'bootstrap', token, ...boot };
     }
-    if (!principal) throw unauthorized('invalid token');
+    if (!principal) throw await refuse(req, 'invalid token');
     res.locals.principal = principal;
     res.locals.rawToken = token;
     next();

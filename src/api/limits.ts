@@ -6,8 +6,9 @@
  */
 import type { Request, RequestHandler } from 'express';
 import { MemoryStore, ipKeyGenerator, rateLimit } from 'express-rate-limit';
-import { hashToken, safeEqual } from '../security/tokens.js';
-import { bearer, type Principal } from './auth.js';
+import { hashToken } from '../security/tokens.js';
+import type { Principal } from './auth.js';
+import { HttpError } from './errors.js';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 
@@ -78,56 +79,48 @@ export function perKeyRateLimit(perMinute: number): KeyRateLimit {
   };
 }
 
-/** Where the failed-auth limiter marks a request it counted (not skipped, not refused). */
-const COUNTED_FAILED_AUTH = 'failedAuthRateLimit';
-
 /**
- * Runs before authenticate(): counts only the requests that end 401 (a token of the right shape is
- * still a database lookup), per client address. Past `perMinute` failures the address gets 429
- * until the window passes; callers with valid tokens never add to the count.
+ * Failed authentications per client address (a token of the minted shape costs a database
+ * lookup): counted when authentication fails, and only such a request is ever refused for it. A
+ * token that authenticates is never held back for its address: tenants may share one (workspaces
+ * behind a NAT, or the Docker bridge's gateway in front of the API), and one of them failing on
+ * purpose must not lock the others out. Past `perMinute` failures in the window, a failing request
+ * answers 429 `rate_limited` with Retry-After instead of 401.
  */
-export function failedAuthRateLimit(perMinute: number, adminToken: string): RequestHandler {
-  const store = new MemoryStore();
-  const keyOf = (req: Request) => `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`;
-  const limiter = rateLimit({
-    // The admin is never locked out by someone failing from the same address (a cheap comparison).
-    skip: (req) => {
-      const token = bearer(req);
-      return token !== null && safeEqual(token, adminToken);
-    },
-    store,
-    windowMs: RATE_LIMIT_WINDOW_MS,
-    limit: perMinute,
-    standardHeaders: 'draft-8',
-    // Its own name in the RateLimit headers, beside the per-key limit's ("<limit>-in-1min").
-    identifier: 'auth-failures',
-    legacyHeaders: false,
-    keyGenerator: keyOf,
-    requestPropertyName: COUNTED_FAILED_AUTH,
-    requestWasSuccessful: (_req, res) => res.statusCode !== 401,
-    skipSuccessfulRequests: true,
-    handler: (_req, res) => {
-      res.status(429).json({
-        error: {
-          code: 'rate_limited',
-          message: `over ${perMinute} failed authentications per minute; retry later`,
-        },
-      });
-    },
-    validate: { trustProxy: false, xForwardedForHeader: false },
-  });
-  return (req, res, next) => {
-    void limiter(req, res, (err?: unknown) => {
-      // The library un-counts a request when its answer finishes other than 401; one whose answer
-      // never finished (the caller left, a stream it closed) was no failed authentication either.
-      if (err === undefined && COUNTED_FAILED_AUTH in req) {
-        res.once('close', () => {
-          if (!res.writableEnded) void store.decrement(keyOf(req));
-        });
-      }
-      next(err);
-    });
-  };
+export class FailedAuthLimit {
+  private readonly store = new MemoryStore();
+
+  constructor(readonly perMinute: number) {
+    // The store reads only the window of the options a limiter would give it.
+    this.store.init({ windowMs: RATE_LIMIT_WINDOW_MS } as Parameters<MemoryStore['init']>[0]);
+  }
+
+  /** Counts one failed authentication of the request's address: the answer it gets. */
+  async refusal(req: Request, message: string): Promise<HttpError> {
+    const { totalHits, resetTime } = await this.store.increment(
+      `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`,
+    );
+    if (totalHits <= this.perMinute) return new HttpError(401, 'unauthorized', message);
+    const waitMs = (resetTime?.getTime() ?? Date.now() + RATE_LIMIT_WINDOW_MS) - Date.now();
+    return new HttpError(
+      429,
+      'rate_limited',
+      `over ${this.perMinute} failed authentications per minute from this address; retry later`,
+      { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+    );
+  }
+}
+
+const failures = new WeakMap<object, FailedAuthLimit>();
+
+/** The failed-authentication count of one API (one per `owner`, its ApiDeps): /v1 and the console share it. */
+export function failedAuthLimitOf(owner: object, perMinute: number): FailedAuthLimit {
+  let limit = failures.get(owner);
+  if (!limit) {
+    limit = new FailedAuthLimit(perMinute);
+    failures.set(owner, limit);
+  }
+  return limit;
 }
 
 const shared = new WeakMap<object, KeyRateLimit>();

@@ -2,7 +2,9 @@
  * Per-org workspace quota (403 quota_exceeded, concurrency-safe) and per-key rate limits (429
  * rate_limited with Retry-After, keyed by who calls, not by address).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, insertWorkspaceRow, useStack, waitForStatus, type Stack } from '../support/stack.js';
@@ -180,15 +182,17 @@ describe('limits', () => {
     const looker = await createOrg(t.stack, 'leave-look');
     const served = await t.stack.api.call('GET', '/v1/workspaces', { token: looker.apiKey });
     expect(served.status).toBe(200);
-    // Both limits show in the headers, each under its own name.
+    // The key's own limit shows in the headers.
     const names = (served.headers.get('ratelimit-policy') ?? '')
       .split(',')
       .map((p) => p.trim().split(';')[0]);
-    expect(names).toEqual(['"auth-failures"', `"${PER_MINUTE}-in-1min"`]);
+    expect(names).toEqual([`"${PER_MINUTE}-in-1min"`]);
   });
 
-  it('failed authentications are limited per address; the admin is not locked out', async () => {
+  it('failed authentications are limited per address, and only they: tokens that authenticate from it are served', async () => {
     const org = await createOrg(t.stack, 'rate-auth');
+    const id = await workspaceRow(t.stack, org.id, 'online');
+    const workspaceToken = await mintWorkspaceToken(t.stack.service.db.pool, id, 0);
     const forged = `wo_org_${'A'.repeat(32)}`; // the minted shape: looked up, then refused
     for (let i = 0; i < PER_MINUTE; i++) {
       expect((await t.stack.api.call('GET', '/v1/workspaces', { token: forged })).status).toBe(401);
@@ -197,14 +201,24 @@ describe('limits', () => {
     expect(over.status).toBe(429);
     expect(over.body.error.code).toBe('rate_limited');
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
-    // A valid org key from the same address is held back too: the address is the suspect.
-    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: org.apiKey })).status).toBe(429);
+    const missing = await fetch(`${t.stack.url}/v1/workspaces`);
+    expect(missing.status).toBe(429);
+    // Tenants may share an address (workspaces behind a NAT or the Docker bridge's gateway): one
+    // failing on purpose locks none of the others out. An org key, another workspace's agent and the
+    // admin from the same address are served.
+    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: org.apiKey })).status).toBe(200);
+    const heartbeat = await t.stack.api.call('POST', '/v1/registry/heartbeat', {
+      token: workspaceToken,
+      body: { workspaceId: id, generation: 1, configHash: 'h' },
+    });
+    expect(heartbeat.status).not.toBe(429);
+    expect(heartbeat.status).not.toBe(401);
+    expect((await t.stack.api.call('GET', '/v1/orgs', { token: t.stack.adminToken })).status).toBe(200);
     // Naming another client in X-Forwarded-For changes nothing while no proxy is trusted.
     const claimed = await fetch(`${t.stack.url}/v1/workspaces`, {
-      headers: { authorization: `Bearer ${org.apiKey}`, 'x-forwarded-for': '203.0.113.9' },
+      headers: { authorization: `Bearer ${forged}`, 'x-forwarded-for': '203.0.113.9' },
     });
     expect(claimed.status).toBe(429);
-    expect((await t.stack.api.call('GET', '/v1/orgs', { token: t.stack.adminToken })).status).toBe(200);
   });
 });
 
@@ -223,8 +237,53 @@ describe('failed authentications behind a trusted proxy (TRUST_PROXY)', () => {
       });
     for (let i = 0; i < LIMIT; i++) expect((await call('203.0.113.7', forged)).status).toBe(401);
     expect((await call('203.0.113.7', forged)).status).toBe(429);
-    expect((await call('203.0.113.7', t.key)).status).toBe(429);
-    // Another client behind the same proxy (the same TCP peer) is served.
+    // Another client behind the same proxy (the same TCP peer) is counted on its own.
+    expect((await call('203.0.113.8', forged)).status).toBe(401);
     expect((await call('203.0.113.8', t.key)).status).toBe(200);
+  });
+});
+
+describe("an agent's own 401 (refusing the platform's credential)", () => {
+  const LIMIT = 5;
+  const t = useStack({ worker: false, env: { RATE_LIMIT_PER_MINUTE: String(LIMIT) } });
+  let agent: http.Server | undefined;
+  let id = '';
+  afterAll(async () => {
+    if (id)
+      await t.stack.service.db.pool.query(`UPDATE workspaces SET status = 'deleted' WHERE id = $1`, [id]);
+    await new Promise<void>((resolve) => (agent ? agent.close(() => resolve()) : resolve()));
+  });
+
+  it('answers the caller 502 agent_error, and counts as no failed authentication of its address', async () => {
+    agent = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"bad credential"}');
+    });
+    await new Promise<void>((resolve) => agent!.listen(0, '127.0.0.1', resolve));
+    id = await insertWorkspaceRow(t.stack.service.db.pool, t.orgId, () => 'refusing-agent');
+    await t.stack.service.db.pool.query(
+      `UPDATE workspaces SET status = 'online', endpoint = $2 WHERE id = $1`,
+      [id, `http://127.0.0.1:${(agent.address() as AddressInfo).port}`],
+    );
+    const send = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'message/send',
+      params: { message: { role: 'user', parts: [] } },
+    };
+    // More refusals than the address may fail authentications, over two keys that each stay under
+    // their own rate (the org's key and the admin token).
+    const keys = [t.key, t.stack.adminToken];
+    for (let i = 0; i <= LIMIT; i++) {
+      const res = await t.stack.api.call('POST', `/v1/workspaces/${id}/a2a`, { token: keys[0]!, body: send });
+      expect(res.status).toBe(502);
+      expect(res.body.error.code).toBe('agent_error');
+      expect(res.body.error.message).toMatch(/refused the platform's credential/);
+      keys.push(keys.shift()!);
+    }
+    // Not counted: a failing token from the same address still gets its 401, not 429.
+    expect(
+      (await t.stack.api.call('GET', '/v1/workspaces', { token: `wo_org_${'C'.repeat(32)}` })).status,
+    ).toBe(401);
   });
 });

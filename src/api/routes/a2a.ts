@@ -205,6 +205,17 @@ export function a2aRouter(deps: ApiDeps): Router {
       await log(502, null, `agent error ${status}`);
       throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
     }
+    if (status === 401 || status === 407) {
+      // The agent refused the platform's credential: the caller's own token was fine, and an
+      // answer of 401 would tell it otherwise.
+      upstream.resume();
+      await log(502, null, `agent refused the platform's credential (${status})`);
+      throw new HttpError(
+        502,
+        'agent_error',
+        `the workspace agent refused the platform's credential (${status})`,
+      );
+    }
 
     // Stream through, each chunk as it arrives. An event stream's headers go at once (a client
     // waits on them before any event); any other answer's go with its first chunk (one write less).

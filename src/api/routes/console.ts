@@ -12,7 +12,7 @@ import express, { type RequestHandler, type Router } from 'express';
 import { workspaceWorkflowId } from '../../workflows/messages.js';
 import { authenticate } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { failedAuthRateLimit, perKeyRateLimit } from '../limits.js';
+import { failedAuthLimitOf, keyRateLimitOf } from '../limits.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -61,10 +61,10 @@ export function consoleRouter(deps: ApiDeps): Router {
 
   // What the page needs to know about this deployment; behind the same auth and limits as /v1.
   const { adminToken, rateLimitPerMinute } = deps.settings;
+  // The same counts as /v1's (one per API): a key or an address gains nothing by coming this way.
   const guard = [
-    failedAuthRateLimit(rateLimitPerMinute, adminToken),
-    authenticate(deps.db, adminToken),
-    perKeyRateLimit(rateLimitPerMinute).middleware,
+    authenticate(deps.db, adminToken, failedAuthLimitOf(deps, rateLimitPerMinute)),
+    keyRateLimitOf(deps, rateLimitPerMinute).middleware,
   ];
   r.get('/config.json', ...guard, (_req, res) => {
     const ui = deps.settings.temporalUi;
