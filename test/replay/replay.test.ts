@@ -11,8 +11,9 @@
  * is an orphan sweep from before it started lost org cascades (these three recorded with fake activities,
  * as in test/workflow/sweeps.test.ts);
  * `wf-ui-story` (test/workflow/ui-story.test.ts) has summaries on its activities and timers;
- * `wf-local-db-steps` is the same story recorded with the DB steps as local activities. Add new
- * ones; never overwrite a history older code recorded.
+ * `wf-local-db-steps` is the same story recorded with the DB steps as local activities;
+ * `wf-auto-restart-failed` is from before the restart policy's give-up tore its generation down
+ * (`wf-auto-restart-give-up*` after). Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

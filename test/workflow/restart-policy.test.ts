@@ -10,11 +10,14 @@ import {
   agentLivenessSignal,
   deleteUpdate,
   restartPolicyUpdate,
+  restartUpdate,
+  startUpdate,
   stopUpdate,
   type RestartPolicyInput,
 } from '../../src/workflows/messages.js';
 import {
   createEnv,
+  permanent,
   replayAndRecord,
   settledAt,
   skipTime,
@@ -49,6 +52,15 @@ const online = (h: Harness, handle: WorkflowHandle, generation: number) =>
 const goOffline = (handle: WorkflowHandle, generation: number) =>
   handle.signal(agentLivenessSignal, { generation, reachable: false, resourceStatus: 'stopped' });
 
+/** An entity allowed one automatic restart, online at generation 2 once it used it. */
+async function restartUsedUp(h: Harness): Promise<WorkflowHandle> {
+  const handle = await startEntity(h, { restartPolicy: { ...POLICY, max: 1 } });
+  await online(h, handle, 1);
+  await goOffline(handle, 1);
+  await online(h, handle, 2);
+  return handle;
+}
+
 /** When each generation's resource was started (workflow clock). */
 const startedAt = (h: Harness, generation: number) =>
   h.fakes.calls.find((c) => c.name === 'startResource' && c.input.generation === generation)?.at ?? NaN;
@@ -61,6 +73,20 @@ const restartsAt = (h: Harness) =>
         c.name === 'recordTransition' && c.input.status === 'restarting' && c.input.phase === 'preparing',
     )
     .map((c) => c.at);
+
+/** Generations recorded as given up with their resource still there (discardedGeneration). */
+const discardedRecords = (h: Harness): unknown[] =>
+  h.fakes.calls
+    .filter((c) => c.name === 'recordTransition' && c.input.discardedGeneration !== undefined)
+    .map((c) => c.input.discardedGeneration);
+
+/** Where in the calls the first `name` call for `generation` is. */
+const indexOf = (h: Harness, name: 'removeResource', generation: number) =>
+  h.fakes.calls.findIndex((c) => c.name === name && c.input.generation === generation);
+
+/** Where in the calls the first `failed` transition is. */
+const failedAt = (h: Harness) =>
+  h.fakes.calls.findIndex((c) => c.name === 'recordTransition' && c.input.status === 'failed');
 
 async function deleteAndComplete(h: Harness, handle: WorkflowHandle, record?: string) {
   await handle.executeUpdate(deleteUpdate);
@@ -118,7 +144,60 @@ describe('entity workflow: restart policy', () => {
       expect(h.fakes.transitions.at(-1)).toEqual(
         expect.objectContaining({ status: 'failed', generation: 3 }),
       );
-      await deleteAndComplete(h, handle, 'auto-restart-failed');
+      // Nothing uses the given-up generation again: it goes as a failed boot's does (console kept,
+      // resource removed) before the workspace is `failed`, so nothing of it runs on unseen.
+      expect(h.fakes.count('captureBootLog', (i) => i.generation === 3)).toBe(1);
+      expect(h.fakes.count('removeResource', (i) => i.generation === 3)).toBe(1);
+      expect(indexOf(h, 'removeResource', 3)).toBeLessThan(failedAt(h));
+      expect(discardedRecords(h)).toEqual([]);
+      // (wf-auto-restart-failed.json is this story as the code before the teardown recorded it.)
+      await deleteAndComplete(h, handle, 'auto-restart-give-up');
+    });
+  });
+
+  it('a given-up generation whose removal fails is recorded discarded (the orphan sweep takes it); restart works', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await restartUsedUp(h);
+      h.fakes.faults.removeResource = (_n, i) =>
+        i.generation === 2 && h.fakes.count('removeResource', (c) => c.generation === 2) === 1
+          ? permanent('removeResource')
+          : null;
+      await goOffline(handle, 2);
+      const failed = await until(h, handle, settledAt('failed', 2), 'failed');
+      expect(failed.error).toBe(
+        'offline after 1 automatic restarts within 3600000 ms: generation 1 (offline); ' +
+          'removing generation 2 failed: removeResource refused for good',
+      );
+      expect(h.fakes.count('captureBootLog', (i) => i.generation === 2)).toBe(1);
+      // Still there, and current: only the discarded mark lets the orphan sweep remove it.
+      expect(discardedRecords(h)).toEqual([2]);
+      await handle.executeUpdate(restartUpdate);
+      await online(h, handle, 3);
+      expect(h.fakes.count('removeResource', (i) => i.generation === 2)).toBe(2);
+      await deleteAndComplete(h, handle, 'auto-restart-give-up-discarded');
+    });
+  });
+
+  it('a start accepted while the given-up generation is torn down boots a new generation after it', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await restartUsedUp(h);
+      let release = () => {};
+      h.fakes.gates.removeResource = new Promise<void>((resolve) => (release = resolve));
+      await goOffline(handle, 2);
+      await until(
+        h,
+        handle,
+        () => h.fakes.count('removeResource', (i) => i.generation === 2) === 1,
+        'teardown',
+        0,
+      );
+      await handle.executeUpdate(startUpdate);
+      release();
+      const back = await online(h, handle, 3);
+      // The start came after the give-up: a new streak.
+      expect(back.restartCount).toBe(0);
+      expect(h.fakes.transitions.filter((t) => t.status === 'failed').map((t) => t.generation)).toEqual([2]);
+      await deleteAndComplete(h, handle);
     });
   });
 

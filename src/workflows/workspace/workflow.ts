@@ -6,8 +6,9 @@
  *   actually boots it;
  * - `online` only on the agent's proof for the current generation + config hash, never on a timer;
  * - it never fails: an activity that still fails after its bounded retries moves the workspace to
- *   `failed` with the reason, and restart, stop, start and delete keep working from there; delete
- *   retries with backoff until the backend confirms the resource gone.
+ *   `failed` with the reason (a generation given up is torn down, or discarded for the orphan
+ *   sweep), and restart, stop, start and delete keep working from there; delete retries with
+ *   backoff until the backend confirms the resource gone.
  */
 import {
   ActivityFailure,
@@ -136,6 +137,8 @@ export const PATCHES = {
   restartNeedsBackend: 'auto-restart-needs-backend',
   /** The DB-only steps (transitions, snapshots, config and policy saves) as local activities. */
   localDbSteps: 'db-steps-local-activities',
+  /** The restart policy giving up tears the generation down (boot log kept, resource removed). */
+  giveUpRemoves: 'auto-restart-give-up-removes-generation',
 } as const;
 
 /** Where a DB-only step runs: a local activity, or (histories from before) a regular one. */
@@ -623,7 +626,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     if (!patched(PATCHES.autoRestart)) return false;
     if (p.kind === 'fail') {
       restartDirty = true;
-      await fail(p.reason);
+      // Nothing will use this generation again: tear it down as a failed boot is (console kept,
+      // resource removed, or marked discarded for the orphan sweep), or it would run (and bill) on
+      // unseen: no sweep looks at a `failed` workspace's current generation.
+      if (patched(PATCHES.giveUpRemoves)) await failGeneration(s.generation, p.reason);
+      else await fail(p.reason);
       return true;
     }
     if (patched(PATCHES.restartNeedsBackend)) {
