@@ -8,9 +8,14 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { BackendError, type WorkspaceBackend } from '../../src/backends/backend.js';
-import type { OrphanSweepResult } from '../../src/domain/orphans.js';
-import { waitFor } from '../setup/wait-for.js';
-import { containersOf, createOrg, useStack, volumesOf, waitForStatus } from '../support/stack.js';
+import {
+  containersOf,
+  createOrg,
+  orphanRemovalOf,
+  useStack,
+  volumesOf,
+  waitForStatus,
+} from '../support/stack.js';
 
 describe('a failed generation whose removal failed', () => {
   const t = useStack({ env: { ORPHAN_GRACE_MS: '1000' } });
@@ -53,20 +58,7 @@ describe('a failed generation whose removal failed', () => {
     expect((await containersOf(t.stack.docker, id)).length).toBe(1);
 
     // Sweeps until one is past the grace period and removes it (the container is seconds old).
-    const removal = await waitFor(
-      async () => {
-        const res = await t.stack.api.callRetrying503('POST', '/v1/admin/sweeps/orphans/run', {
-          token: t.stack.adminToken,
-        });
-        expect(res.status).toBe(200);
-        return (res.body as OrphanSweepResult).removed.find((r) => r.workspaceId === id);
-      },
-      {
-        timeoutMs: 30_000,
-        intervalMs: 500,
-        describe: `the orphan sweep to remove ${id}'s failed generation`,
-      },
-    );
+    const removal = await orphanRemovalOf(t.stack, id);
     expect(removal).toMatchObject({ generation: 1, reason: 'discarded' });
     expect(await containersOf(t.stack.docker, id)).toEqual([]);
     expect((await volumesOf(t.stack.docker, id)).length).toBeGreaterThan(0);

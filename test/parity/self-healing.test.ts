@@ -2,19 +2,22 @@
  * Self-healing on both backends: the health sweep notices a resource stopped out of band
  * (`docker stop`, StopInstances), or an agent that died or stopped answering, and the entity's
  * restart policy brings the workspace back at a new generation; one that keeps dying ends `failed`
- * after AUTO_RESTART_MAX restarts, with the reason. Nothing else restarts anything: a dead docker
- * agent is not brought back in place by the daemon (restart policy `no`), as an EC2 instance's is
- * not. The sweep runs through its operator entry point (POST /v1/admin/sweeps/health/run), which
- * starts the same workflow the `sweep:health` Schedule does.
+ * after AUTO_RESTART_MAX restarts, with the reason and nothing of it left on the backend (the
+ * given-up generation is removed, or discarded for the orphan sweep when its removal fails).
+ * Nothing else restarts anything: a dead docker agent is not brought back in place by the daemon
+ * (restart policy `no`), as an EC2 instance's is not. The sweep runs through its operator entry
+ * point (POST /v1/admin/sweeps/health/run), which starts the same workflow the `sweep:health`
+ * Schedule does. Backend faults are injected into the stack's own backend (its in-process worker's).
  */
 import { EC2Client, StopInstancesCommand } from '@aws-sdk/client-ec2';
 import { describe, expect, it } from 'vitest';
+import { BackendError, type WorkspaceBackend } from '../../src/backends/backend.js';
 import { USER_DATA_PATHS } from '../../src/backends/ec2/user-data.js';
 import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
 import { killContainerAgent } from '../support/agent-death.js';
-import { waitForStatus } from '../support/stack.js';
-import { instancesOf, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { orphanRemovalOf, runOrphanSweep, volumesOf, waitForStatus } from '../support/stack.js';
+import { instancesOf, PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
 
 const send = (text: string) => ({
   jsonrpc: '2.0',
@@ -126,6 +129,40 @@ async function a2aAnswers(t: ParityFixture, id: string): Promise<void> {
   expect(res.status).toBe(200);
 }
 
+/**
+ * Makes the stack's backend refuse `method` for the workspace `id` the next `times` calls (its
+ * in-process worker calls this very object); the returned function puts the method back.
+ */
+function refuse(t: ParityFixture, method: 'stop' | 'remove', id: string, times: number): () => void {
+  const backend: WorkspaceBackend = t.stack.service.backends[t.backend];
+  const original = backend[method];
+  let left = times;
+  backend[method] = async (workspaceId: string, ...rest: unknown[]) => {
+    if (workspaceId === id && left > 0) {
+      left--;
+      throw new BackendError('permanent', `injected: ${method} refused`);
+    }
+    // The original's own arguments, passed through as they came.
+    return (original as (...a: unknown[]) => Promise<void>).call(backend, workspaceId, ...rest);
+  };
+  return () => {
+    backend[method] = original;
+  };
+}
+
+/** What of the workspace is left on the backend (containers / instances not terminated). */
+const left = (t: ParityFixture, id: string) => resourcesOf(t.backend, t.stack.docker, id);
+
+/** Freezes the agent at generation 1, lets the policy restart it, then freezes generation 2. */
+async function freezeTwice(t: ParityFixture, id: string): Promise<void> {
+  await freezeAgent(t, id, 1);
+  await sweepUntil(t, id, (x) => x.status === 'online' && x.generation === 2, 'the automatic restart');
+  await freezeAgent(t, id, 2);
+}
+
+const GIVEN_UP =
+  /^degraded for 2000 ms after 1 automatic restarts within 3600000 ms: generation 1 \(degraded for 2000 ms\)/;
+
 async function remove(t: ParityFixture, id: string): Promise<void> {
   expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
   await waitForStatus(t.stack, t.key, id, 'deleted');
@@ -139,6 +176,8 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
       AUTO_RESTART_BACKOFF_MS: '200',
       AUTO_RESTART_DEGRADED_MS: '2000',
       HEARTBEAT_STALE_MS: '4000',
+      // Sweeps run only when a test asks; a discarded generation is seconds old when it does.
+      ORPHAN_GRACE_MS: '1000',
     },
   });
 
@@ -248,6 +287,54 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
     expect(w.error).toMatch(
       /^offline after 1 automatic restarts within 3600000 ms: generation 1 \(offline\)$/,
     );
+    // Given up: its generation went with it (a stopped container or instance still holds, and bills).
+    expect(await left(t, id)).toEqual([]);
+    await remove(t, id);
+  });
+
+  it('a workspace given up while its resource runs keeps nothing of it: removed, console kept', async () => {
+    const id = await create(t, 'given-up-running');
+    await freezeTwice(t, id);
+    const { w } = await sweepUntil(t, id, (x) => x.status === 'failed', 'the restart policy to give up');
+    expect(w.generation).toBe(2);
+    expect(w.error).toMatch(new RegExp(`${GIVEN_UP.source}$`));
+    // Nothing of generation 2 runs on (its agent frozen, the container or instance up): it is gone,
+    // and no sweep would have taken it (the health sweep skips `failed`, the orphan sweep a current one).
+    expect(await left(t, id)).toEqual([]);
+    const orphans = await runOrphanSweep(t.stack);
+    expect(orphans.removed.filter((r) => r.workspaceId === id)).toEqual([]);
+    // Its console was kept before it went (the boot log's `generation=2`).
+    const log = await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log?generation=2`, { token: t.key });
+    expect(log.status).toBe(200);
+    expect(log.body.console).toEqual(expect.stringMatching(/\S/));
+    if (t.backend === 'docker') expect((await volumesOf(t.stack.docker, id)).length).toBeGreaterThan(0);
+    // `start` boots a new generation from there.
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, (x) => x.status === 'online' && x.generation === 3);
+    await a2aAnswers(t, id);
+    await remove(t, id);
+  });
+
+  it('a given-up generation whose removal fails is discarded, and the orphan sweep removes it', async () => {
+    const id = await create(t, 'given-up-stuck');
+    await freezeTwice(t, id);
+    const restore = refuse(t, 'remove', id, 1);
+    try {
+      const { w } = await sweepUntil(t, id, (x) => x.status === 'failed', 'the restart policy to give up');
+      expect(w.generation).toBe(2);
+      expect(w.error).toMatch(
+        new RegExp(`${GIVEN_UP.source}; removing generation 2 failed: injected: remove refused$`),
+      );
+      expect((await left(t, id)).map((r) => r.name)).toEqual([`ws-${id}-g2`]);
+    } finally {
+      restore();
+    }
+    // The current generation of a `failed` workspace, marked discarded: the orphan sweep's to remove.
+    const removal = await orphanRemovalOf(t.stack, id, 60_000);
+    expect(removal).toMatchObject({ generation: 2, reason: 'discarded' });
+    expect(await left(t, id)).toEqual([]);
+    const after = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
+    expect(after.body).toEqual(expect.objectContaining({ status: 'failed', generation: 2 }));
     await remove(t, id);
   });
 });

@@ -21,6 +21,7 @@ import type { EntityClient } from '../../src/api/entity.js';
 import { SecretBox } from '../../src/security/secrets.js';
 import type { Queryable } from '../../src/db/queryable.js';
 import { insertWorkspace } from '../../src/db/workspaces.js';
+import type { OrphanRemoval, OrphanSweepResult } from '../../src/domain/orphans.js';
 import { newId } from '../../src/security/tokens.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import '../setup/context.js';
@@ -267,6 +268,31 @@ export async function waitForStatus(
       return res.body;
     },
     { timeoutMs, intervalMs: 200, describe: `workspace ${id} to reach ${String(status)}` },
+  );
+}
+
+/** Runs one orphan sweep now through the operator's entry point (a 503 retried, as a client would). */
+export async function runOrphanSweep(stack: Stack): Promise<OrphanSweepResult> {
+  const res = await stack.api.callRetrying503('POST', '/v1/admin/sweeps/orphans/run', {
+    token: stack.adminToken,
+  });
+  if (res.status !== 200) throw new Error(`orphan sweep: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body as OrphanSweepResult;
+}
+
+/** Runs orphan sweeps until one removes something of the workspace (once past the grace period). */
+export async function orphanRemovalOf(
+  stack: Stack,
+  workspaceId: string,
+  timeoutMs = 30_000,
+): Promise<OrphanRemoval> {
+  return waitFor(
+    async () => (await runOrphanSweep(stack)).removed.find((r) => r.workspaceId === workspaceId),
+    {
+      timeoutMs,
+      intervalMs: 500,
+      describe: `the orphan sweep to remove something of ${workspaceId}`,
+    },
   );
 }
 
