@@ -103,6 +103,9 @@ export interface CarriedState {
   statusSinceMs?: number;
   /** An automatic restart held until then: the backend could not be read when it was due. */
   restartHeldUntilMs?: number | null;
+  /** A stop the backend refused: its failed attempts, and when the next one is due. */
+  stopAttempts?: number;
+  stopRetryAtMs?: number | null;
 }
 
 export interface WorkspaceState {

@@ -21,9 +21,16 @@ export function startSummary(
   return `${phase === 'creating' ? 'create + start' : 'start'} container ${name}`;
 }
 
-export function stopSummary(backend: BackendName, workspaceId: string, generation: number): string {
+/** Stopping a generation's resource; `attempt` counts the failed attempts before this one. */
+export function stopSummary(
+  backend: BackendName,
+  workspaceId: string,
+  generation: number,
+  attempt = 0,
+): string {
   const name = resourceName(workspaceId, generation);
-  return backend === 'ec2' ? `StopInstances ${name}` : `stop container ${name}`;
+  const what = backend === 'ec2' ? `StopInstances ${name}` : `stop container ${name}`;
+  return `${what}${attempt > 0 ? ` (attempt ${attempt + 1})` : ''}`;
 }
 
 /** Removing one generation's resource (a restart's predecessor, a failed boot). */

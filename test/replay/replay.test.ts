@@ -12,8 +12,9 @@
  * as in test/workflow/sweeps.test.ts);
  * `wf-ui-story` (test/workflow/ui-story.test.ts) has summaries on its activities and timers;
  * `wf-local-db-steps` is the same story recorded with the DB steps as local activities;
- * `wf-auto-restart-failed` is from before the restart policy's give-up tore its generation down
- * (`wf-auto-restart-give-up*` after). Add new ones; never overwrite a history older code recorded.
+ * `wf-auto-restart-failed` and `wf-stop-failed` are from before the restart policy's give-up tore
+ * its generation down and a refused stop was retried (`wf-auto-restart-give-up*`, `wf-stop-retr*`
+ * after). Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -22,6 +22,7 @@ const idle: DecisionInput = {
   halted: false,
   healthPending: false,
   continueAsNew: false,
+  stopHeld: false,
 };
 const at = (patch: Partial<DecisionInput>) => decide({ ...idle, ...patch });
 
@@ -42,6 +43,7 @@ describe('decide', () => {
           halted: fc.boolean(),
           healthPending: fc.boolean(),
           continueAsNew: fc.boolean(),
+          stopHeld: fc.boolean(),
         }),
         (s) => {
           expect(decide({ ...s, deleteRequested: true })).toEqual({ kind: 'delete' });
@@ -56,6 +58,20 @@ describe('decide', () => {
     expect(at({ desired: 'stopped', status: 'failed', halted: true })).toEqual({ kind: 'wait' });
     // An explicit stop also beats a pending restart.
     expect(at({ desired: 'stopped', restartPending: true })).toEqual({ kind: 'stop' });
+  });
+
+  it('a refused stop is tried again once its backoff ran out; a start meanwhile boots a new generation', () => {
+    expect(at({ desired: 'stopped', status: 'stopping', stopHeld: true })).toEqual({ kind: 'wait' });
+    expect(at({ desired: 'stopped', status: 'stopping' })).toEqual({ kind: 'stop' });
+    expect(at({ desired: 'stopped', status: 'stopping', stopHeld: true, healthPending: true })).toEqual({
+      kind: 'health',
+    });
+    // Whatever runs there is unproven: only a new generation proves readiness again.
+    expect(at({ desired: 'running', status: 'stopping' })).toEqual({ kind: 'provision', cause: 'start' });
+    expect(at({ desired: 'running', status: 'stopping', restartPending: true })).toEqual({
+      kind: 'provision',
+      cause: 'restart',
+    });
   });
 
   it('restart provisions a new generation, before a start', () => {
@@ -176,6 +192,8 @@ describe('state carried across continue-as-new', () => {
       liveness: { generation: 4, reachable: false, resourceStatus: 'running' },
       healthPending: true,
       latestSavedVersion: 9,
+      stopAttempts: 3,
+      stopRetryAtMs: 1_700_000_000_000,
       busy: true,
       deleteRequested: true,
     });
@@ -200,6 +218,8 @@ describe('state carried across continue-as-new', () => {
       halted: false,
       startPending: false,
       phase: null,
+      stopAttempts: 0,
+      stopRetryAtMs: null,
     });
   });
 });

@@ -71,6 +71,23 @@ function discardedRecords(h: Harness): unknown[] {
     .map((c) => c.input.discardedGeneration);
 }
 
+/** An online entity whose stop the backend refuses for good, once the first refusal is recorded. */
+async function refusedStop(h: Harness): Promise<WorkflowHandle> {
+  const handle = await startEntity(h);
+  await online(h, handle, 1);
+  h.fakes.faults.stopResource = () => permanent('stopResource');
+  await handle.executeUpdate(stopUpdate);
+  await until(h, handle, (s) => s.status === 'stopping' && s.error !== null && !s.busy, 'refused', 0);
+  return handle;
+}
+
+/** The messages of the stop attempts the backend refused, in order. */
+function stopMessages(h: Harness): string[] {
+  return h.fakes.calls
+    .filter((c) => c.name === 'recordTransition' && /^stop attempt/.test(String(c.input.message)))
+    .map((c) => String(c.input.message));
+}
+
 /**
  * Delete converges and the workflow completes (it never fails); its history replays against the
  * current code, and is recorded as a committed replay history when named (RECORD_REPLAY=1).
@@ -195,35 +212,104 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
     );
   });
 
-  it('stopResource: failed, not retried in a loop; stop again stops it; start brings it back', async () => {
+  it('stopResource refused: stopping with the reason, tried again with backoff until it stops; start brings it back', async () => {
     await withWorker(env, async (h) => {
       const handle = await startEntity(h);
       await online(h, handle, 1);
-      h.fakes.faults.stopResource = (n) => (n === 1 ? permanent('stopResource') : null);
+      h.fakes.faults.stopResource = (n) => (n <= 2 ? permanent('stopResource') : null);
       await handle.executeUpdate(stopUpdate);
-      const failed = await until(h, handle, settledAt('failed', 1), 'failed');
-      expect(failed.error).toMatch(/^stop failed: stopResource refused for good/);
-      expect(failed.halted).toBe(true);
-      await skipTime(h, handle, 60_000);
-      expect(h.fakes.count('stopResource')).toBe(1);
-      await handle.executeUpdate(stopUpdate);
-      await until(h, handle, settledAt('stopped', 1), 'stopped');
+      // Not `failed` with the resource running (no sweep would ever stop it): still stopping, saying why.
+      const waiting = await until(
+        h,
+        handle,
+        (s) => s.status === 'stopping' && s.error !== null,
+        'refused',
+        0,
+      );
+      expect(waiting.error).toMatch(/^stop failed: stopResource refused for good/);
+      expect(waiting.halted).toBe(false);
+      const stopped = await until(h, handle, settledAt('stopped', 1), 'stopped');
+      expect(stopped.error).toBeNull();
+      const attempts = h.fakes.calls.filter((c) => c.name === 'stopResource');
+      expect(attempts).toHaveLength(3); // permanent: one call per attempt
+      for (let k = 1; k < attempts.length; k++) {
+        expect(attempts[k]!.at - attempts[k - 1]!.at).toBeGreaterThanOrEqual(deleteBackoffMs(k - 1));
+      }
+      expect(stopMessages(h)).toEqual([
+        'stop attempt 1 failed: stopResource refused for good; next attempt in 2 s',
+        'stop attempt 2 failed: stopResource refused for good; next attempt in 4 s',
+      ]);
+      expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
       await handle.executeUpdate(startUpdate);
       await online(h, handle, 1);
-      await deleteAndComplete(h, handle, 'stop-failed');
+      // (wf-stop-failed.json is the code before the retries: failed, halted, the next stop tried again.)
+      await deleteAndComplete(h, handle, 'stop-retried');
     });
   });
 
-  it('stopResource failing transiently: retries are bounded, then failed', async () => {
+  it('stopResource failing transiently: each attempt is bounded, then it waits and tries again; never failed', async () => {
     await withWorker(env, async (h) => {
       const handle = await startEntity(h);
       await online(h, handle, 1);
-      h.fakes.faults.stopResource = () => transient('stopResource');
+      let failing = true;
+      h.fakes.faults.stopResource = () => (failing ? transient('stopResource') : null);
       await handle.executeUpdate(stopUpdate);
-      const failed = await until(h, handle, settledAt('failed', 1), 'failed', 5000);
-      expect(failed.error).toMatch(/stopResource hiccup/);
-      expect(h.fakes.count('stopResource')).toBe(20);
+      await until(h, handle, () => stopMessages(h).length >= 2, 'two attempts', 5000);
+      // 20 tries (the activity's retry policy) make one attempt.
+      const firstRefusal = h.fakes.calls.findIndex(
+        (c) => c.name === 'recordTransition' && /^stop attempt 1 failed/.test(String(c.input.message)),
+      );
+      expect(h.fakes.calls.slice(0, firstRefusal).filter((c) => c.name === 'stopResource')).toHaveLength(20);
+      expect(stopMessages(h)[0]).toMatch(/^stop attempt 1 failed: stopResource hiccup; next attempt in 2 s$/);
+      expect((await handle.query(stateQuery)).status).toBe('stopping');
+      failing = false;
+      await until(h, handle, settledAt('stopped', 1), 'stopped', 5000);
+      expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
       await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a start while a refused stop waits boots a new generation (the old one removed first)', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await refusedStop(h);
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 2);
+      expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(1);
+      // The start took over: no stop attempt after it.
+      const started = h.fakes.calls.findIndex(
+        (c) => c.name === 'prepareGeneration' && c.input.generation === 2,
+      );
+      expect(h.fakes.calls.slice(started).some((c) => c.name === 'stopResource')).toBe(false);
+      await skipTime(h, handle, 600_000);
+      expect((await until(h, handle, settledAt('online', 2), 'still online')).error).toBeNull();
+      await deleteAndComplete(h, handle, 'stop-retry-start');
+    });
+  });
+
+  it('a start accepted while a stop attempt runs takes over once the backend refuses it', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      let release = () => {};
+      h.fakes.gates.stopResource = new Promise<void>((resolve) => (release = resolve));
+      h.fakes.faults.stopResource = () => permanent('stopResource');
+      await handle.executeUpdate(stopUpdate);
+      await until(h, handle, () => h.fakes.count('stopResource') === 1, 'stop attempt running', 0);
+      await handle.executeUpdate(startUpdate);
+      release();
+      await online(h, handle, 2);
+      // No retry was scheduled: the start decided what came next.
+      expect(stopMessages(h)).toEqual(['stop attempt 1 failed: stopResource refused for good']);
+      expect(h.fakes.count('stopResource')).toBe(1);
+      await deleteAndComplete(h, handle);
+    });
+  });
+
+  it('a delete while a refused stop waits converges', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await refusedStop(h);
+      await deleteAndComplete(h, handle);
+      expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(1);
     });
   });
 
@@ -409,6 +495,38 @@ describe('entity workflow: a long delete continues-as-new', () => {
         'delete-continues-as-new',
       );
       await replayAndRecord(latest, 'delete-continued');
+    });
+  });
+});
+
+describe('entity workflow: a long refused stop continues-as-new', () => {
+  it('past the history limit it continues-as-new, still stopping with the same backoff, and stops', async () => {
+    await withWorker(env, async (h) => {
+      const limit = 120;
+      const handle = await startEntity(h, { continueAsNewAfterEvents: limit });
+      await online(h, handle, 1);
+      const firstRun = (await handle.describe()).runId;
+      const failures = 10;
+      h.fakes.faults.stopResource = (n) => (n <= failures ? permanent('stopResource') : null);
+      await handle.executeUpdate(stopUpdate);
+      const latest = h.env.client.workflow.getHandle(handle.workflowId);
+      await until(h, latest, settledAt('stopped', 1), 'stopped', 5000);
+      expect((await latest.describe()).runId).not.toBe(firstRun);
+      const first = await h.env.client.workflow.getHandle(handle.workflowId, firstRun).fetchHistory();
+      expect(first.events!.length).toBeLessThan(limit + 40);
+      const attempts = h.fakes.calls.filter((c) => c.name === 'stopResource');
+      expect(attempts).toHaveLength(failures + 1);
+      // The backoff went on across runs (carried attempts): no wait shorter than its attempt's.
+      for (let k = 1; k < attempts.length; k++) {
+        expect(attempts[k]!.at - attempts[k - 1]!.at).toBeGreaterThanOrEqual(deleteBackoffMs(k - 1));
+      }
+      expect(stopMessages(h)).toHaveLength(failures);
+      expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
+      await replayAndRecord(
+        h.env.client.workflow.getHandle(handle.workflowId, firstRun),
+        'stop-retry-continues-as-new',
+      );
+      await deleteAndComplete(h, latest, 'stop-retry-continued');
     });
   });
 });

@@ -20,11 +20,12 @@ export const STARTABLE: readonly WorkspaceStatus[] = ['offline', 'degraded', 'fa
 /**
  * The next step, in priority order: delete beats everything; an explicit stop beats a restart; a
  * restart beats a start; health is folded in only when no operation is due; continue-as-new only
- * when idle. A `halted` entity (its last operation failed) does not retry the same goal by itself.
+ * when idle. A `halted` entity (its last operation failed) does not retry the same goal by itself;
+ * a failed stop is tried again once its backoff ran out (`stopHeld` until then).
  */
 export function decide(s: DecisionInput): Decision {
   if (s.deleteRequested) return { kind: 'delete' };
-  if (s.desired === 'stopped' && s.status !== 'stopped' && !s.halted) return { kind: 'stop' };
+  if (s.desired === 'stopped' && s.status !== 'stopped' && !s.halted && !s.stopHeld) return { kind: 'stop' };
   if (s.desired === 'running' && s.restartPending) return { kind: 'provision', cause: 'restart' };
   if (s.desired === 'running' && s.startPending) {
     if (s.status === 'stopped') return { kind: 'start', from: 'stopped' };
@@ -36,6 +37,9 @@ export function decide(s: DecisionInput): Decision {
   }
   if (s.desired === 'running' && s.status === 'stopped' && !s.halted)
     return { kind: 'start', from: 'stopped' };
+  // Idle in `stopping`: a stop the backend refused, then a start. Whatever runs there is unproven
+  // (its agent registered long ago): only a new generation can prove readiness again.
+  if (s.desired === 'running' && s.status === 'stopping') return { kind: 'provision', cause: 'start' };
   if (s.healthPending) return { kind: 'health' };
   if (s.continueAsNew) return { kind: 'continueAsNew' };
   return { kind: 'wait' };

@@ -29,6 +29,10 @@ export interface EntityState extends WorkspaceState {
    * API down), and a restart into an outage only ends `failed`. Cleared by a readable listing.
    */
   restartHeldUntilMs: number | null;
+  /** Failed attempts of the stop in progress (0: none failed). */
+  stopAttempts: number;
+  /** A failed stop is tried again then (null: no retry waiting). */
+  stopRetryAtMs: number | null;
 }
 
 /** What the main loop does next; `wait` means nothing until a handler changes the state. */
@@ -55,6 +59,8 @@ export interface DecisionInput {
   halted: boolean;
   healthPending: boolean;
   continueAsNew: boolean;
+  /** A failed stop waits for its next attempt (its backoff has not run out). */
+  stopHeld: boolean;
 }
 
 /** The status the health verdict moved to and why. */
@@ -85,6 +91,8 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     lastRestartReason: carried?.lastRestartReason ?? null,
     statusSinceMs: carried?.statusSinceMs ?? Date.now(),
     restartHeldUntilMs: carried?.restartHeldUntilMs ?? null,
+    stopAttempts: carried?.stopAttempts ?? 0,
+    stopRetryAtMs: carried?.stopRetryAtMs ?? null,
   };
 }
 
@@ -111,6 +119,8 @@ export function carry(s: EntityState): CarriedState {
     lastRestartReason: s.lastRestartReason,
     statusSinceMs: s.statusSinceMs,
     restartHeldUntilMs: s.restartHeldUntilMs,
+    stopAttempts: s.stopAttempts,
+    stopRetryAtMs: s.stopRetryAtMs,
   };
 }
 

@@ -6,9 +6,9 @@
  *   actually boots it;
  * - `online` only on the agent's proof for the current generation + config hash, never on a timer;
  * - it never fails: an activity that still fails after its bounded retries moves the workspace to
- *   `failed` with the reason (a generation given up is torn down, or discarded for the orphan
- *   sweep), and restart, stop, start and delete keep working from there; delete retries with
- *   backoff until the backend confirms the resource gone.
+ *   `failed` with the reason (its generation torn down, or discarded for the orphan sweep), and
+ *   restart, stop, start and delete keep working from there; delete and stop retry with backoff
+ *   until the backend confirms them.
  */
 import {
   ActivityFailure,
@@ -139,6 +139,8 @@ export const PATCHES = {
   localDbSteps: 'db-steps-local-activities',
   /** The restart policy giving up tears the generation down (boot log kept, resource removed). */
   giveUpRemoves: 'auto-restart-give-up-removes-generation',
+  /** A stop that fails is tried again with backoff instead of ending `failed` (resource running). */
+  stopRetries: 'stop-retries-with-backoff',
 } as const;
 
 /** Where a DB-only step runs: a local activity, or (histories from before) a regular one. */
@@ -193,6 +195,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   /** Any new request is a new goal: a halted entity tries again. */
   const newRequest = () => {
     s.halted = false;
+    // A failed stop waiting for its next attempt: this request decides what comes next.
+    s.stopAttempts = 0;
+    s.stopRetryAtMs = null;
     // The user took over: the automatic restarts start a new streak.
     if (s.restartHistory.length > 0) {
       s.restartHistory = [];
@@ -527,19 +532,44 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     }
   }
 
+  /**
+   * Stops the current generation's resource. One that the backend keeps refusing is tried again
+   * with the delete's backoff (the main loop's timer, so continue-as-new carries it): `failed` with
+   * the resource still running would be left running by every sweep. The workspace stays `stopping`
+   * with the reason meanwhile; any new request (start, restart, stop, delete) takes over.
+   */
   async function stop(): Promise<void> {
-    await setStatus('stopping');
+    // A retry is the same stop: its `stopping` is recorded already, with the last failure.
+    if (s.stopAttempts === 0) await setStatus('stopping');
+    s.stopRetryAtMs = null;
     try {
       await backend.stopResource.executeWithOptions(
-        { summary: stopSummary(backendName, workspaceId, s.generation) },
+        { summary: stopSummary(backendName, workspaceId, s.generation, s.stopAttempts) },
         [{ workspaceId, backend: backendName, generation: s.generation }],
       );
     } catch (err) {
-      // Do not retry the stop in a loop: the next stop (or restart, start, delete) tries again.
-      s.halted = true;
-      await fail(`stop failed: ${failureMessage(err)}`);
+      const reason = failureMessage(err);
+      if (!patched(PATCHES.stopRetries)) {
+        // Histories from before: no retry; the next stop (or restart, start, delete) tried again.
+        s.halted = true;
+        await fail(`stop failed: ${reason}`);
+        return;
+      }
+      const attempt = s.stopAttempts + 1;
+      const waitMs = deleteBackoffMs(s.stopAttempts);
+      // A start or restart accepted while this attempt ran takes over (decide: from `stopping`).
+      const again = s.desired === 'stopped';
+      s.stopAttempts = again ? attempt : 0;
+      s.stopRetryAtMs = again ? Date.now() + waitMs : null;
+      log.warn('stop attempt failed', { attempt, waitMs: again ? waitMs : null, error: reason });
+      const next = again ? `; next attempt in ${seconds(waitMs)}` : '';
+      await setStatus('stopping', null, {
+        message: `stop attempt ${attempt} failed: ${reason}${next}`,
+        error: `stop failed: ${reason}`,
+      });
       return;
     }
+    s.stopAttempts = 0;
     await setStatus('stopped');
   }
 
@@ -706,14 +736,21 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
 
   if (!input.carried) await run(() => provision('provisioning'));
 
-  const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew() });
+  const stopHeld = () => s.stopRetryAtMs !== null && Date.now() < s.stopRetryAtMs;
+  const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew(), stopHeld: stopHeld() });
 
   const wake = () => next().kind !== 'wait' || policyChanged;
   for (;;) {
     policyChanged = false;
     if (next().kind === 'wait' && (await autoRestart())) continue;
     const wakeAt = policyWakeAt();
-    if (wakeAt !== null && patched(PATCHES.autoRestart)) {
+    if (s.stopRetryAtMs !== null && s.desired === 'stopped') {
+      // A failed stop's next attempt (set only on the stopRetries path); a new request comes first.
+      const waitMs = Math.max(1, s.stopRetryAtMs - Date.now());
+      await condition(wake, waitMs, {
+        summary: `wait ${seconds(waitMs)} before stop attempt ${s.stopAttempts + 1}`,
+      });
+    } else if (wakeAt !== null && patched(PATCHES.autoRestart)) {
       const waitMs = Math.max(1, wakeAt - Date.now());
       if (!(await condition(wake, waitMs, { summary: policyWakeSummary(waitMs) }))) {
         await resetIfHealthy();
