@@ -3,7 +3,8 @@
  * (`docker stop`, StopInstances), or an agent that died or stopped answering, and the entity's
  * restart policy brings the workspace back at a new generation; one that keeps dying ends `failed`
  * after AUTO_RESTART_MAX restarts, with the reason and nothing of it left on the backend (the
- * given-up generation is removed, or discarded for the orphan sweep when its removal fails).
+ * given-up generation is removed, or discarded for the orphan sweep when its removal fails). A stop
+ * the backend refuses is tried again until it holds, never left `failed` with the resource running.
  * Nothing else restarts anything: a dead docker agent is not brought back in place by the daemon
  * (restart policy `no`), as an EC2 instance's is not. The sweep runs through its operator entry
  * point (POST /v1/admin/sweeps/health/run), which starts the same workflow the `sweep:health`
@@ -335,6 +336,36 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
     expect(await left(t, id)).toEqual([]);
     const after = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
     expect(after.body).toEqual(expect.objectContaining({ status: 'failed', generation: 2 }));
+    await remove(t, id);
+  });
+
+  it('a stop the backend refuses stays stopping with the reason and is tried again until the resource is stopped', async () => {
+    const id = await create(t, 'stop-refused');
+    const restore = refuse(t, 'stop', id, 2);
+    try {
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(
+        202,
+      );
+      const refused = await waitForStatus(t.stack, t.key, id, (x) => x.status === 'stopping' && !!x.error);
+      expect(refused.error).toMatch(/^stop failed: .*injected: stop refused/);
+      const stopped = await waitForStatus(t.stack, t.key, id, 'stopped');
+      expect(stopped.generation).toBe(1);
+      expect(stopped.error ?? null).toBeNull();
+    } finally {
+      restore();
+    }
+    // Stopped for real: the same generation's resource is there, not running.
+    const resources = await left(t, id);
+    expect(resources.map((r) => [r.name, r.running])).toEqual([[`ws-${id}-g1`, false]]);
+    const transitions = await t.stack.service.db.pool.query<{ status: string; message: string | null }>(
+      `SELECT status, message FROM workspace_transitions WHERE workspace_id = $1 ORDER BY id`,
+      [id],
+    );
+    expect(transitions.rows.map((r) => r.status)).not.toContain('failed');
+    expect(transitions.rows.filter((r) => /^stop attempt \d failed/.test(r.message ?? ''))).toHaveLength(2);
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    expect((await waitForStatus(t.stack, t.key, id, 'online')).generation).toBe(1);
+    await a2aAnswers(t, id);
     await remove(t, id);
   });
 });
