@@ -203,6 +203,7 @@ export const workspaceSchema = z.strictObject({
   lastRestartReason: z.string().optional(),
   /** The restart policy in force: the workspace's own, else its template's, else the default. */
   restartPolicy: z.enum(['always', 'never']).optional(),
+  /** Why it is `failed`, or why a stop is still being tried again (`stopping`). */
   error: z.string().optional(),
   createdAt: z.string(),
   updatedAt: z.string(),

@@ -248,7 +248,7 @@ export interface Transition {
   status: WorkspaceStatus;
   phase?: string | null;
   message?: string | null;
-  /** Set on `failed`, cleared otherwise. */
+  /** Set on `failed`, and on `stopping` while a refused stop is tried again; cleared otherwise. */
   error?: string | null;
   /** The restart policy's counters, when this transition changes them (else left as they are). */
   restart?: { count: number; lastReason: string | null };
