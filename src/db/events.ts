@@ -12,16 +12,32 @@ export interface BootEvent {
  * A boot event and the workspace's current phase (when the event is of its current generation) in
  * one statement: the agent's boot posts one per phase, and each waited for two round trips.
  */
+/**
+ * Boot events one generation may store: a boot reports a handful (a reboot of the same generation
+ * a handful more); an agent posting for ever would fill the database every tenant shares.
+ */
+export const BOOT_EVENTS_PER_GENERATION_MAX = 200;
+
+/**
+ * Stores a boot event and shows its phase on the workspace, unless its generation already holds
+ * BOOT_EVENTS_PER_GENERATION_MAX: false then, and nothing is written.
+ */
 export async function recordBootEvent(
   db: Queryable,
   workspaceId: string,
   e: { generation: number; phase: string; message?: string | null; ts: Date },
-): Promise<void> {
-  await db.query(
-    `WITH u AS (UPDATE workspaces SET phase = $3, updated_at = now() WHERE id = $1 AND generation = $2)
-     INSERT INTO boot_events (workspace_id, generation, phase, message, ts) VALUES ($1, $2, $3, $4, $5)`,
-    [workspaceId, e.generation, e.phase, e.message ?? null, e.ts],
+): Promise<boolean> {
+  const { rows } = await db.query<{ stored: number }>(
+    `WITH room AS (
+       SELECT count(*) < $6 AS ok FROM boot_events WHERE workspace_id = $1 AND generation = $2),
+     u AS (UPDATE workspaces SET phase = $3, updated_at = now()
+            WHERE id = $1 AND generation = $2 AND (SELECT ok FROM room)),
+     i AS (INSERT INTO boot_events (workspace_id, generation, phase, message, ts)
+           SELECT $1, $2, $3, $4, $5 WHERE (SELECT ok FROM room) RETURNING 1)
+     SELECT count(*)::int AS stored FROM i`,
+    [workspaceId, e.generation, e.phase, e.message ?? null, e.ts, BOOT_EVENTS_PER_GENERATION_MAX],
   );
+  return (rows[0]?.stored ?? 0) > 0;
 }
 
 /** The most recent `limit` boot events (of one generation, when given), oldest first. */

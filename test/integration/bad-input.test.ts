@@ -1,6 +1,7 @@
 /** The contract's 400/401/404 answers, and proof that nothing was created by a refused request. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertA2AActivity } from '../../src/db/activity.js';
+import { BOOT_EVENTS_PER_GENERATION_MAX } from '../../src/db/events.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { freePort } from '../setup/free-port.js';
 import { spawnApi, type ApiProcess } from '../support/api-process.js';
@@ -340,6 +341,23 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     });
     expect(boot.status).toBe(400);
     expect(boot.body.error.field).toBe('ts');
+    // An agent posting boot events for ever: past the generation's cap, 409 and nothing stored.
+    await t.stack.service.db.pool.query('UPDATE workspaces SET generation = 1 WHERE id = $1', [id]);
+    const post = (phase: string) =>
+      t.stack.api.call('POST', '/v1/registry/boot-events', {
+        token,
+        body: { workspaceId: id, generation: 1, phase, message: 'x'.repeat(4000) },
+      });
+    for (let i = 0; i < BOOT_EVENTS_PER_GENERATION_MAX; i++)
+      expect((await post(`junk-${i}`)).status).toBe(200);
+    const over = await post('one-more');
+    expect(over.status).toBe(409);
+    expect(over.body.error.code).toBe('too_many_boot_events');
+    const stored = await t.stack.service.db.pool.query(
+      'SELECT count(*)::int AS n FROM boot_events WHERE workspace_id = $1 AND generation = 1',
+      [id],
+    );
+    expect(stored.rows[0].n).toBe(BOOT_EVENTS_PER_GENERATION_MAX);
     // A token that is not of a minted shape is refused before any lookup.
     const res = await t.stack.api.call('POST', '/v1/registry/heartbeat', {
       token: 'wo_ws_short',

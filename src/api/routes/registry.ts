@@ -5,7 +5,7 @@
  */
 import { Router, type Response } from 'express';
 import { recordSpend } from '../../db/budget.js';
-import { recordBootEvent } from '../../db/events.js';
+import { BOOT_EVENTS_PER_GENERATION_MAX, recordBootEvent } from '../../db/events.js';
 import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
 import { pruneRetiredSecrets, redactorFor, secretValues } from '../../db/secrets.js';
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
@@ -120,12 +120,19 @@ export function registryRouter(deps: ApiDeps): Router {
       throw conflict('platform-health-ok before registration for this generation', 'not_registered');
     }
     const clean = await redactorFor(db, deps.secrets, w.id);
-    await recordBootEvent(db, w.id, {
+    const stored = await recordBootEvent(db, w.id, {
       generation: body.generation,
       phase: body.phase,
       message: body.message ? clean(body.message) : null,
       ts: body.ts ? new Date(body.ts) : new Date(),
     });
+    // Past the generation's cap nothing more is stored; readiness is still proven (not stored).
+    if (!stored && !healthOk) {
+      throw conflict(
+        `generation ${body.generation} already holds ${BOOT_EVENTS_PER_GENERATION_MAX} boot events`,
+        'too_many_boot_events',
+      );
+    }
     if (healthOk) {
       await deps.entity.signalReady(w.id, {
         generation: body.generation,
