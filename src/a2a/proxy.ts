@@ -7,6 +7,7 @@
  */
 import http from 'node:http';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
+import { backendReads, type BackendReads } from './backend-reads.js';
 import { activityBatcher, type NewA2AActivity } from '../db/activity.js';
 import type { Queryable } from '../db/queryable.js';
 import * as workspaces from '../db/workspaces.js';
@@ -388,6 +389,8 @@ export interface ProxyDeps {
   db: Queryable;
   backends: Record<BackendKind, WorkspaceBackend>;
   log: ProxyLog;
+  /** The bound on backend reads these calls share (absent: made on first use, see backendReads). */
+  reads?: BackendReads;
 }
 
 /** pino's call shape (the activity side adapts Temporal's activity logger to it). */
@@ -422,9 +425,10 @@ export async function refreshEndpoint(
 
 /**
  * Calls the agent at `tried.endpoint`. When it was not reached at all, the resource may answer
- * elsewhere now (docker restart → new host port): the backend's address is re-read and, when it
- * moved, the call is made once more there (a call that may have reached the agent only when it is
- * a read). `tried.endpoint` ends as the address last tried.
+ * elsewhere now (docker restart → new host port): the backend's address is re-read (at most once
+ * per interval for the workspace: the agent can make its calls fail, see backend-reads.ts) and,
+ * when it moved, the call is made once more there (a call that may have reached the agent only
+ * when it is a read). `tried.endpoint` ends as the address last tried.
  */
 export async function reachAgent<T>(
   deps: ProxyDeps,
@@ -444,6 +448,7 @@ export async function reachAgent<T>(
     if (!(err instanceof Failure) || err.kind === 'timeout' || opts.signal?.aborted) throw err;
     // The agent may have read it before its connection dropped: not sent a second time.
     if (err.mayHaveReached && !opts.idempotent) throw err;
+    if (!backendReads(deps).due(w, 'forward')) throw err;
     const fresh = await refreshEndpoint(deps, w);
     if (!fresh || fresh === tried.endpoint) throw err;
     tried.endpoint = fresh;

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Context, log as activityLog } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
+import { BackendReads } from '../a2a/backend-reads.js';
 import { A2A_DEFAULTS, SERVING, deliver, logCall, probe, type ProxyLog } from '../a2a/proxy.js';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
 import { presentedAgentCredential } from '../db/agent-credentials.js';
@@ -48,6 +49,8 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
   const mirror = (): ScheduleMirror | null =>
     deps.temporal ? new ScheduleMirror(deps.temporal, Context.current().info.taskQueue) : null;
   const log = proxyLog();
+  // The proxy's bound on backend reads, for this worker's runs (the API processes have their own).
+  const reads = new BackendReads();
 
   /**
    * Whether a run of a paused row was asked for (run-now): a paused Temporal Schedule starts runs
@@ -154,7 +157,7 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
         },
       };
       const outcome = await withHeartbeat(() =>
-        deliver({ db, backends: deps.backends, log }, w, body, {
+        deliver({ db, backends: deps.backends, log, reads }, w, body, {
           credential,
           clean,
           limits: A2A_DEFAULTS,

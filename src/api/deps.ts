@@ -13,6 +13,7 @@ import type { PluginWorkflows } from './plugin-workflows.js';
 import type { ChangeFeed } from '../db/change-feed.js';
 import type { InFlight } from './inflight.js';
 import type { ProxyViews } from '../db/proxy-view.js';
+import type { BackendReads } from '../a2a/backend-reads.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
 export type TemplateSettings = Pick<Template, 'config'> &
@@ -82,6 +83,8 @@ export interface ApiDeps {
   transitionHints?: Pick<ChangeFeed, 'onTransition'>;
   /** The A2A calls still running, which a shutdown waits for (absent: the router keeps its own). */
   inflight?: InFlight;
+  /** The bound on backend reads agents' requests cause (absent: made on first use, backendReads). */
+  reads?: BackendReads;
   /** Extra readiness checks (e.g. Temporal), name → probe. */
   readiness: Record<string, () => Promise<void>>;
 }

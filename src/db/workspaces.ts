@@ -280,20 +280,27 @@ export async function recordTransition(db: Queryable, t: Transition): Promise<vo
   );
 }
 
+/**
+ * Records the agent's registration; null when the generation or config hash is not current. `first`:
+ * no registration of this generation came before (one caller sees it, however many race).
+ */
 export async function recordRegistration(
   db: Queryable,
   id: string,
   generation: number,
   configHash: string,
   agentCard: unknown,
-): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `UPDATE workspaces SET registered_generation = $2, registered_config_hash = $3, agent_card = $4,
+): Promise<{ first: boolean } | null> {
+  const { rows } = await db.query<{ previous: number | null }>(
+    `UPDATE workspaces w SET registered_generation = $2, registered_config_hash = $3, agent_card = $4,
        last_heartbeat_at = now(), updated_at = now()
-     WHERE id = $1 AND generation = $2 AND boot_config_hash = $3`,
+     FROM (SELECT registered_generation AS previous FROM workspaces WHERE id = $1 FOR UPDATE) p
+     WHERE w.id = $1 AND w.generation = $2 AND w.boot_config_hash = $3
+     RETURNING p.previous`,
     [id, generation, configHash, JSON.stringify(agentCard ?? null)],
   );
-  return (rowCount ?? 0) > 0;
+  const row = rows[0];
+  return row ? { first: row.previous !== generation } : null;
 }
 
 /** Writes the heartbeat; returns the previous runtime state so the caller can signal on change. */

@@ -4,7 +4,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HEARTBEAT_REFRESH_MIN_MS, HeartbeatRefresh } from '../../src/api/endpoints.js';
 import { ConfigError, ec2PlatformCidr, loadConfig } from '../../src/config.js';
 import { parsePool, subnetAt } from '../../src/backends/docker/network.js';
 import { ingressRules } from '../../src/backends/ec2/security-group.js';
@@ -102,19 +101,5 @@ describe('template limits', () => {
       ).toThrow(ConfigError);
     }
     expect(() => loadConfig({ ...base, DOCKER_ORG_NETWORK_POOL: '10.0.0.0/28' })).toThrow(ConfigError);
-  });
-});
-
-describe('heartbeat endpoint re-reads', () => {
-  it('docker re-reads on every heartbeat; ec2 at most once a minute per workspace', () => {
-    const r = new HeartbeatRefresh();
-    const d = { id: 'd1', backend: 'docker' as const };
-    expect([r.due(d, 0), r.due(d, 1), r.due(d, 2)]).toEqual([true, true, true]);
-    const e = { id: 'e1', backend: 'ec2' as const };
-    const min = HEARTBEAT_REFRESH_MIN_MS.ec2;
-    expect(r.due(e, 1_000)).toBe(true);
-    expect(r.due(e, 1_000 + min - 1)).toBe(false);
-    expect(r.due({ id: 'e2', backend: 'ec2' }, 1_001)).toBe(true);
-    expect(r.due(e, 1_000 + min)).toBe(true);
   });
 });

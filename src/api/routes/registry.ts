@@ -14,7 +14,8 @@ import { renderConfigYaml } from '../../domain/config-hash.js';
 import { issueAgentCredential } from '../../db/agent-credentials.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HeartbeatRefresh, probeHealth, refreshEndpoint } from '../endpoints.js';
+import { backendReads } from '../../a2a/backend-reads.js';
+import { probeHealth, refreshEndpoint } from '../endpoints.js';
 import { HttpError, conflict, parse } from '../errors.js';
 import { bootEventBody, heartbeatBody, registerBody } from '../schemas.js';
 
@@ -23,7 +24,8 @@ const stale = (what: string) => conflict(what, 'stale_generation');
 export function registryRouter(deps: ApiDeps): Router {
   const { db } = deps;
   const r = Router();
-  const heartbeatRefresh = new HeartbeatRefresh();
+  // Shared with the A2A routes: the reads an agent's requests cause are bounded per workspace.
+  const reads = backendReads(deps);
 
   /** The workspace principal's current workspace, checked against what the body claims. */
   async function current(res: Response, claimed: { workspaceId: string; generation: number }) {
@@ -94,11 +96,18 @@ export function registryRouter(deps: ApiDeps): Router {
     if (body.configHash !== w.bootConfigHash) {
       throw conflict(`config hash ${body.configHash} is not this generation's config`, 'config_mismatch');
     }
-    if (!(await workspaces.recordRegistration(db, w.id, body.generation, body.configHash, body.agentCard))) {
-      throw stale('generation changed during registration');
-    }
-    // A (re)started resource may answer elsewhere now (docker restart: new host port).
-    await refreshEndpoint(deps, w);
+    const registered = await workspaces.recordRegistration(
+      db,
+      w.id,
+      body.generation,
+      body.configHash,
+      body.agentCard,
+    );
+    if (!registered) throw stale('generation changed during registration');
+    // A (re)started resource may answer elsewhere now (docker restart: new host port). The
+    // generation's first registration always re-reads; the agent can register again in a loop, so
+    // any later one at most once per interval (backend-reads.ts).
+    if (reads.due(w, 'register', registered.first)) await refreshEndpoint(deps, w);
     await closeBootstrapRedelivery(db, w.id, body.generation);
     // Its bundle is proven delivered: retired values no agent of the org may hold now can go. Best
     // effort: a value kept longer is only redacted longer.
@@ -155,7 +164,7 @@ export function registryRouter(deps: ApiDeps): Router {
     if ((previous ?? 'ok') !== body.runtimeState) {
       await deps.entity.signalHealth(w.id, { generation: w.generation, runtimeState: body.runtimeState });
     }
-    const endpoint = heartbeatRefresh.due(w) ? await refreshEndpoint(deps, w) : w.endpoint;
+    const endpoint = reads.due(w, 'heartbeat') ? await refreshEndpoint(deps, w) : w.endpoint;
     // A heartbeat proves the agent runs, not that the platform reaches it: probe before lifting a
     // verdict a failed forward left (degraded/offline with a healthy runtime; nothing else lifts it).
     const unreachableVerdict =
