@@ -163,18 +163,22 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
           limits: A2A_DEFAULTS,
           type: 'schedule',
           summaryPrefix,
-          onUnreachable: async (endpoint) => {
-            // The proxy's liveness check: the backend's view plus one /health probe, to the entity.
-            const [resourceStatus, reachable] = await Promise.all([
-              deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
-              probe(endpoint, A2A_DEFAULTS.probeTimeoutMs),
-            ]);
-            if (reachable && resourceStatus === 'running') return;
-            await deps.temporal?.workflow
-              .getHandle(workspaceWorkflowId(w.id))
-              .signal(agentLivenessSignal, { generation: w.generation, reachable, resourceStatus })
-              .catch((err: unknown) => log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
-          },
+          // The proxy's liveness check: the backend's view plus one /health probe, to the entity.
+          onUnreachable: (endpoint) =>
+            reads.check(
+              w,
+              endpoint,
+              {
+                status: () => deps.backends[w.backend].status(w.id, w.generation),
+                probe: (at) => probe(at, A2A_DEFAULTS.probeTimeoutMs),
+              },
+              async (l) => {
+                await deps.temporal?.workflow
+                  .getHandle(workspaceWorkflowId(w.id))
+                  .signal(agentLivenessSignal, { generation: w.generation, ...l })
+                  .catch((err: unknown) => log.warn({ err, workspaceId: w.id }, 'liveness signal failed'));
+              },
+            ),
         }),
       );
       const status: ScheduleRunStatus = outcome.ok ? 'ok' : outcome.status === 409 ? 'skipped' : 'failed';

@@ -3,6 +3,7 @@
  * the limits in force, who a workspace token's caller is, and the liveness check after a failed
  * forward (the backend's view plus one /health probe, folded by the entity into degraded/offline).
  */
+import { backendReads } from '../a2a/backend-reads.js';
 import { A2A_DEFAULTS, probe, type A2ALimits } from '../a2a/proxy.js';
 import type { Queryable } from '../db/queryable.js';
 import * as workspaces from '../db/workspaces.js';
@@ -32,19 +33,26 @@ export async function workspaceOfToken<R extends Pick<WorkspaceRow, 'status' | '
   return w;
 }
 
-/** After a failed forward: tell the entity when the agent is gone or the resource is not running. */
+/**
+ * After a failed forward: tell the entity when the agent is gone or the resource is not running.
+ * Checks of one workspace run one at a time and read the backend at most once per interval (an
+ * agent can fail its own calls in a loop; see backend-reads.ts).
+ */
 export async function checkLiveness(
-  deps: Pick<ApiDeps, 'backends' | 'entity' | 'log' | 'settings'>,
+  deps: Pick<ApiDeps, 'backends' | 'entity' | 'log' | 'settings' | 'reads'>,
   w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation'>,
   endpoint: string,
 ): Promise<void> {
   try {
-    const [resourceStatus, reachable] = await Promise.all([
-      deps.backends[w.backend].status(w.id, w.generation).catch(() => 'unknown' as const),
-      probe(endpoint, a2aLimits(deps).probeTimeoutMs),
-    ]);
-    if (reachable && resourceStatus === 'running') return;
-    await deps.entity.signalLiveness(w.id, { generation: w.generation, reachable, resourceStatus });
+    await backendReads(deps).check(
+      w,
+      endpoint,
+      {
+        status: () => deps.backends[w.backend].status(w.id, w.generation),
+        probe: (at) => probe(at, a2aLimits(deps).probeTimeoutMs),
+      },
+      (l) => deps.entity.signalLiveness(w.id, { generation: w.generation, ...l }),
+    );
   } catch (err) {
     deps.log.warn({ err, workspaceId: w.id }, 'liveness check after a failed A2A forward failed');
   }

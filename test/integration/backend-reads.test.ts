@@ -165,12 +165,33 @@ describe.each(['ec2', 'docker'] as const)('%s: backend reads an agent can cause'
     },
   );
 
-  it('50 calls that cannot connect cause one endpoint re-read; the entity is told', async () => {
+  it('50 calls the agent answers 500 (its /health 200) cause one status read and leave it online', async () => {
+    const w = await online(agent.url);
+    const before = reads.status;
+    const told = liveness.length;
+    const startedAt = Date.now();
+    for (let i = 0; i < 50; i++) {
+      // Its own workspace, with its own token: what a compromised agent can do.
+      const res = await api.call('POST', `/v1/workspaces/${w.id}/a2a`, { token: w.token, body: send });
+      expect(res.status).toBe(502);
+      expect(res.body.error.code).toBe('agent_error');
+    }
+    for (let i = 0; i < 10; i++) {
+      const res = await api.call('GET', `/v1/workspaces/${w.id}/agent-card`, { token: w.token });
+      expect(res.status).toBe(502);
+    }
+    expect(reads.status - before).toBeGreaterThanOrEqual(1);
+    expect(reads.status - before).toBeLessThanOrEqual(bound(startedAt));
+    // Running and reachable: nothing to tell the entity.
+    expect(liveness.length).toBe(told);
+  });
+
+  it('50 calls that cannot connect cause one endpoint re-read and one status read; the entity is told', async () => {
     const w = await online(await deadEndpoint());
     const before = { ...reads };
     const told = liveness.length;
     const startedAt = Date.now();
-    // Some at once.
+    // Some at once: checks of one workspace in flight at the same time are one check.
     for (let round = 0; round < 10; round++) {
       const answers = await Promise.all(
         Array.from({ length: 5 }, () =>
@@ -181,6 +202,8 @@ describe.each(['ec2', 'docker'] as const)('%s: backend reads an agent can cause'
     }
     expect(reads.describe - before.describe).toBeGreaterThanOrEqual(1);
     expect(reads.describe - before.describe).toBeLessThanOrEqual(bound(startedAt));
+    expect(reads.status - before.status).toBeGreaterThanOrEqual(1);
+    expect(reads.status - before.status).toBeLessThanOrEqual(bound(startedAt));
     // The agent is unreachable: the entity hears it (and makes the workspace leave online).
     const heard = liveness.slice(told);
     expect(heard.length).toBeGreaterThanOrEqual(1);
