@@ -150,9 +150,9 @@ describe.each(['ec2', 'docker'] as const)('%s: backend reads an agent can cause'
     expect(await endpointOf(w.id)).toBe(moved);
   });
 
-  it.runIf(backend === 'docker')(
-    'an endpoint that moves within a generation (docker restart: new host port) is picked up by the next register after the interval',
-    async () => {
+  // docker only: an EC2 instance keeps its private address for its life.
+  if (backend === 'docker')
+    it('an endpoint that moves within a generation (docker restart: new host port) is picked up by the next register after the interval', async () => {
       const w = await online(agent.url);
       expect(await registry('register', w)).toBe(200);
       const moved = await deadEndpoint();
@@ -162,8 +162,7 @@ describe.each(['ec2', 'docker'] as const)('%s: backend reads an agent can cause'
       await new Promise((resolve) => setTimeout(resolve, BACKEND_READ_MIN_MS.docker));
       expect(await registry('register', w)).toBe(200);
       expect(await endpointOf(w.id)).toBe(moved);
-    },
-  );
+    });
 
   it('50 calls the agent answers 500 (its /health 200) cause one status read and leave it online', async () => {
     const w = await online(agent.url);
