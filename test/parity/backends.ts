@@ -13,6 +13,7 @@ import { startEc2Sim, type Ec2Sim, type SimKnobs } from '../ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../ec2-sim/service-env.js';
 import { ensureVmImage } from '../ec2-sim/vm-image.js';
 import { readContainerFile, type ContainerFile } from '../support/container-files.js';
+import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 import {
   containersOf,
   createOrg,
@@ -94,15 +95,28 @@ async function releaseSim(sim: Ec2Sim): Promise<void> {
   await sim.stop();
 }
 
-/** A stack with `backend` enabled, started before the describe block and stopped after it. */
-export function useParityStack(backend: BackendKind, opts: StackOptions = {}): ParityFixture {
+/**
+ * A stack with `backend` enabled, started before the describe block and stopped after it.
+ * `ownDatabase`: on a database of its own (dropped after), so that the sweeps it runs see only its
+ * own workspaces: blocks whose sweeps would otherwise judge each other's can then run at once.
+ */
+export function useParityStack(
+  backend: BackendKind,
+  opts: StackOptions & { ownDatabase?: boolean } = {},
+): ParityFixture {
   let stack: Stack | undefined;
   let sim: Ec2Sim | null = null;
   let org: { id: string; apiKey: string } | undefined;
   let env: Record<string, string> = {};
+  let database: FreshDatabase | undefined;
   beforeAll(async () => {
     if (backend === 'ec2') sim = await acquireSim();
-    env = testEnv({ ...backendEnv(backend, sim), ...opts.env });
+    if (opts.ownDatabase) database = await createFreshDatabase(inject('DATABASE_URL'), `parity_${backend}`);
+    env = testEnv({
+      ...backendEnv(backend, sim),
+      ...opts.env,
+      ...(database ? { DATABASE_URL: database.url } : {}),
+    });
     stack = await startStack({ ...opts, env });
     org = await createOrg(stack);
   });
@@ -110,6 +124,7 @@ export function useParityStack(backend: BackendKind, opts: StackOptions = {}): P
     if (stack) await deleteLeftoverWorkspaces(stack);
     await stack?.close();
     if (sim) await releaseSim(sim);
+    await database?.drop();
   });
   return {
     backend,

@@ -11,14 +11,21 @@
  * Schedule does. Backend faults are injected into the stack's own backend (its in-process worker's).
  */
 import { EC2Client, StopInstancesCommand } from '@aws-sdk/client-ec2';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { BackendError, type WorkspaceBackend } from '../../src/backends/backend.js';
 import { USER_DATA_PATHS } from '../../src/backends/ec2/user-data.js';
 import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
 import { killContainerAgent } from '../support/agent-death.js';
 import { orphanRemovalOf, runOrphanSweep, volumesOf, waitForStatus } from '../support/stack.js';
-import { instancesOf, PARITY_BACKENDS, resourcesOf, useParityStack, type ParityFixture } from './backends.js';
+import {
+  CONCURRENT_BLOCK,
+  instancesOf,
+  PARITY_BACKENDS,
+  resourcesOf,
+  useParityStack,
+  type ParityFixture,
+} from './backends.js';
 
 const send = (text: string) => ({
   jsonrpc: '2.0',
@@ -169,8 +176,14 @@ async function remove(t: ParityFixture, id: string): Promise<void> {
   await waitForStatus(t.stack, t.key, id, 'deleted');
 }
 
-describe.each(PARITY_BACKENDS)('%s: self-healing', (backend) => {
+// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK), each on a database of its own:
+// the health and orphan sweeps they run look at every row of their database, and would judge the
+// other block's. The tests of one block share its stack and run one after another.
+const it = test.sequential;
+
+describe.each(PARITY_BACKENDS)('%s: self-healing', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, {
+    ownDatabase: true,
     env: {
       AUTO_RESTART_POLICY: 'always',
       AUTO_RESTART_MAX: '1',
