@@ -40,7 +40,11 @@ import {
   type CreateSettings,
 } from '../domain/entity-start.js';
 import { orgDeleteStartOptions } from '../domain/org-delete-start.js';
-import { PLUGIN_REQUEST_LOST_AFTER_MS, pluginStartOptions } from '../domain/plugin-start.js';
+import {
+  PLUGIN_REPORT_DEADLINE_MS,
+  PLUGIN_REQUEST_LOST_AFTER_MS,
+  pluginStartOptions,
+} from '../domain/plugin-start.js';
 import {
   resourceKey,
   selectHealthChanges,
@@ -368,21 +372,17 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       const client = deps.temporal;
       const settings = deps.createSettings;
       const { taskQueue } = Context.current().info;
-      const out: ResumedCreates = { resumed: [], failed: [] };
-      for (const w of await lostCreates(db, LOST_CREATE_AFTER_MS, ORPHAN_REMOVALS_PER_RUN)) {
-        const about = { name: w.name, orgName: w.orgName, template: w.template, runtime: w.runtime };
-        try {
-          await client.workflow.start<typeof workspaceWorkflow>(
+      const lost = await lostCreates(db, LOST_CREATE_AFTER_MS, ORPHAN_REMOVALS_PER_RUN);
+      return startEach(
+        lost.map((w) => ({ w, named: { workspaceId: w.id, orgId: w.orgId } })),
+        ({ w }) => {
+          const about = { name: w.name, orgName: w.orgName, template: w.template, runtime: w.runtime };
+          return client.workflow.start<typeof workspaceWorkflow>(
             'workspaceWorkflow',
             entityStartOptions(createInput(settings, w), taskQueue, { firstStart: true }, about),
           );
-          out.resumed.push({ workspaceId: w.id, orgId: w.orgId });
-        } catch (err) {
-          if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
-          out.failed.push({ workspaceId: w.id, orgId: w.orgId, error: (err as Error).message });
-        }
-      }
-      return out;
+        },
+      );
     },
 
     /**
@@ -398,24 +398,15 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       const client = deps.temporal;
       const waitMs = deps.orgDeleteWaitMs;
       const { taskQueue } = Context.current().info;
-      const out: ResumedOrgDeletes = { resumed: [], failed: [] };
-      for (const org of await deletedOrgsWithWorkspaces(
-        db,
-        ORG_DELETE_LOST_AFTER_MS,
-        ORPHAN_REMOVALS_PER_RUN,
-      )) {
-        try {
-          await client.workflow.start<typeof orgDeleteWorkflow>(
+      const left = await deletedOrgsWithWorkspaces(db, ORG_DELETE_LOST_AFTER_MS, ORPHAN_REMOVALS_PER_RUN);
+      return startEach(
+        left.map((org) => ({ named: org })),
+        ({ named: org }) =>
+          client.workflow.start<typeof orgDeleteWorkflow>(
             'orgDeleteWorkflow',
             orgDeleteStartOptions(org.orgId, waitMs, taskQueue),
-          );
-          out.resumed.push(org);
-        } catch (err) {
-          if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
-          out.failed.push({ ...org, error: (err as Error).message });
-        }
-      }
-      return out;
+          ),
+      );
     },
 
     /**
@@ -428,21 +419,15 @@ export function createSweepActivities(deps: SweepActivityDeps) {
       const client = deps.temporal;
       const { taskQueue } = Context.current().info;
       const stale = await staleRequests(db, PLUGIN_REQUEST_LOST_AFTER_MS, { limit: ORPHAN_REMOVALS_PER_RUN });
-      const out: ResumedPluginRequests = { resumed: [], failed: [] };
-      for (const request of stale) {
-        const input = { ...request, reportDeadlineMs: deps.pluginReportDeadlineMs ?? 120_000 };
-        try {
-          await client.workflow.start<typeof pluginWorkflow>(
+      const reportDeadlineMs = deps.pluginReportDeadlineMs ?? PLUGIN_REPORT_DEADLINE_MS;
+      return startEach(
+        stale.map((request) => ({ named: request })),
+        ({ named: request }) =>
+          client.workflow.start<typeof pluginWorkflow>(
             'pluginWorkflow',
-            pluginStartOptions(input, taskQueue),
-          );
-          out.resumed.push(request);
-        } catch (err) {
-          if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
-          out.failed.push({ ...request, error: (err as Error).message });
-        }
-      }
-      return out;
+            pluginStartOptions({ ...request, reportDeadlineMs }, taskQueue),
+          ),
+      );
     },
 
     /** Counts one finished sweep run for /metrics (the API may run in another process). */
@@ -580,6 +565,28 @@ export function createSweepActivities(deps: SweepActivityDeps) {
 }
 
 export type SweepActivities = ReturnType<typeof createSweepActivities>;
+
+/**
+ * Starts one workflow per item, for the orphan sweep's lost work (creates, cascades, plugin
+ * requests): started, or failed (tried again next run); one Temporal refuses as already started
+ * (its own run, or a late start of the original, is there) is left to it and in neither list.
+ */
+async function startEach<I extends { named: N }, N extends object>(
+  items: I[],
+  start: (item: I) => Promise<unknown>,
+): Promise<{ resumed: N[]; failed: Array<N & { error: string }> }> {
+  const out: { resumed: N[]; failed: Array<N & { error: string }> } = { resumed: [], failed: [] };
+  for (const item of items) {
+    try {
+      await start(item);
+      out.resumed.push(item.named);
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) continue;
+      out.failed.push({ ...item.named, error: (err as Error).message });
+    }
+  }
+  return out;
+}
 
 /**
  * One run's page of removals, in their sorted order. With more than a page, the page starts at a

@@ -12,6 +12,10 @@ import { HttpError } from './errors.js';
 
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 
+/** Whole seconds (at least 1) until a window that resets at `resetTime` (unknown: a whole window). */
+const retryAfterOf = (resetTime: Date | undefined): number =>
+  Math.max(1, Math.ceil(((resetTime?.getTime() ?? Date.now() + RATE_LIMIT_WINDOW_MS) - Date.now()) / 1000));
+
 export function rateLimitKey(
   principal: Principal,
   rawToken: string,
@@ -73,8 +77,7 @@ export function perKeyRateLimit(perMinute: number): KeyRateLimit {
       // The store the middleware counts in (initialised with its window when the limiter was made).
       const { totalHits, resetTime } = await store.increment(key);
       if (totalHits <= perMinute) return null;
-      const waitMs = (resetTime?.getTime() ?? Date.now() + RATE_LIMIT_WINDOW_MS) - Date.now();
-      return { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+      return { retryAfterSeconds: retryAfterOf(resetTime) };
     },
   };
 }
@@ -101,12 +104,11 @@ export class FailedAuthLimit {
       `auth-failures:${ipKeyGenerator(req.ip ?? 'unknown')}`,
     );
     if (totalHits <= this.perMinute) return new HttpError(401, 'unauthorized', message);
-    const waitMs = (resetTime?.getTime() ?? Date.now() + RATE_LIMIT_WINDOW_MS) - Date.now();
     return new HttpError(
       429,
       'rate_limited',
       `over ${this.perMinute} failed authentications per minute from this address; retry later`,
-      { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
+      { retryAfterSeconds: retryAfterOf(resetTime) },
     );
   }
 }

@@ -12,7 +12,7 @@ import {
   type PluginsReported,
 } from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
-import { pluginStartOptions } from '../domain/plugin-start.js';
+import { PLUGIN_REPORT_DEADLINE_MS, pluginStartOptions } from '../domain/plugin-start.js';
 import { DeadlineExceeded, withDeadline } from './temporal-deadline.js';
 
 export class PluginWorkflowBusy extends Error {}
@@ -42,7 +42,7 @@ export class PluginWorkflows {
     private readonly taskQueue: string,
     opts: PluginWorkflowsOptions = {},
   ) {
-    this.reportDeadlineMs = opts.reportDeadlineMs ?? 120_000;
+    this.reportDeadlineMs = opts.reportDeadlineMs ?? PLUGIN_REPORT_DEADLINE_MS;
     this.callTimeoutMs = opts.callTimeoutMs ?? 4000;
     this.reportTimeoutMs = opts.reportTimeoutMs ?? 2000;
     this.requireWorkerBy = opts.requireWorker ?? (async () => undefined);

@@ -13,6 +13,9 @@ import { pluginMetadata } from './workflow-metadata.js';
  */
 export const PLUGIN_REQUEST_LOST_AFTER_MS = 30_000;
 
+/** The agent's time to report a plugin set after delivery, unless the settings say otherwise. */
+export const PLUGIN_REPORT_DEADLINE_MS = 120_000;
+
 export function pluginStartOptions(
   input: PluginWorkflowInput,
   taskQueue: string,
