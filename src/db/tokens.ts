@@ -32,9 +32,18 @@ export async function mintBootstrapToken(
   return token;
 }
 
+/**
+ * SQL condition: the bootstrap token's org is not deleted. A deleted org's workspaces keep running
+ * (and may reboot) until its cascade reaches each; from the org's delete on, their agents get no
+ * bundle (its secrets) and no workspace token, as their workspace tokens stop then too.
+ */
+const ORG_ALIVE = `EXISTS (SELECT 1 FROM workspaces w JOIN orgs o ON o.id = w.org_id AND o.deleted_at IS NULL
+   WHERE w.id = bootstrap_tokens.workspace_id)`;
+
 /** SQL condition: the bootstrap token row may still fetch its bundle (unused, or re-fetch window). */
 const USABLE = `((used_at IS NULL AND expires_at > now())
-   OR (workspace_token_enc IS NOT NULL AND used_at > now() - ($2::int * interval '1 millisecond')))`;
+   OR (workspace_token_enc IS NOT NULL AND used_at > now() - ($2::int * interval '1 millisecond')))
+   AND ${ORG_ALIVE}`;
 
 /** Whom a bootstrap token is for, without spending it; null when unknown, spent or expired. */
 export async function lookupBootstrapToken(db: Queryable, token: string): Promise<TokenOwner | null> {
@@ -61,7 +70,7 @@ export async function redeemBootstrapToken(
   const first = await db.query<{ workspace_id: string; generation: number }>(
     `WITH claimed AS (
        UPDATE bootstrap_tokens SET used_at = now(), workspace_token_enc = $2, workspace_token_key_id = $4
-       WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+       WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() AND ${ORG_ALIVE}
        RETURNING workspace_id, generation
      ), minted AS (
        INSERT INTO workspace_tokens (token_hash, workspace_id, generation)
@@ -81,7 +90,7 @@ export async function redeemBootstrapToken(
   }>(
     `SELECT workspace_id, generation, workspace_token_enc, workspace_token_key_id FROM bootstrap_tokens
      WHERE token_hash = $1 AND workspace_token_enc IS NOT NULL
-       AND used_at > now() - ($2::int * interval '1 millisecond')`,
+       AND used_at > now() - ($2::int * interval '1 millisecond') AND ${ORG_ALIVE}`,
     [hashToken(token), BOOTSTRAP_REFETCH_WINDOW_MS],
   );
   const row = again.rows[0];

@@ -1,14 +1,23 @@
 /**
  * A workspace token stops with its org: the org-delete cascade reaches each workspace later (and
  * may wait on Temporal), but from the moment the org is deleted its agents can no longer call the
- * A2A proxy, MCP, the registry or the files API as that workspace. Real (embedded) PostgreSQL.
+ * A2A proxy, MCP, the registry or the files API as that workspace, and a generation still booting
+ * there redeems no bootstrap token (its bundle carries the org's secrets). Real (embedded) PostgreSQL.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
-import { lookupWorkspaceToken, mintWorkspaceToken } from '../../src/db/tokens.js';
+import {
+  lookupBootstrapToken,
+  lookupWorkspaceToken,
+  mintBootstrapToken,
+  mintWorkspaceToken,
+  redeemBootstrapToken,
+} from '../../src/db/tokens.js';
+import { SecretBox } from '../../src/security/secrets.js';
 import { newId } from '../../src/security/tokens.js';
 import { insertBareWorkspace } from '../support/db-rows.js';
 
@@ -43,5 +52,45 @@ describe('workspace token of a deleted org', () => {
     expect(await lookupWorkspaceToken(db.pool, a.token)).toBeNull();
     // Another org's workspace is untouched.
     expect(await lookupWorkspaceToken(db.pool, b.token)).toEqual({ workspaceId: b.id, generation: 1 });
+  });
+});
+
+describe('bootstrap token of a deleted org', () => {
+  const box = new SecretBox(randomBytes(32).toString('base64'));
+
+  it('is neither looked up nor redeemed once the org is deleted', async () => {
+    const a = await workspaceWithToken();
+    const b = await workspaceWithToken();
+    const bootA = await mintBootstrapToken(db.pool, a.id, 1, 60_000);
+    const bootB = await mintBootstrapToken(db.pool, b.id, 1, 60_000);
+    expect(await lookupBootstrapToken(db.pool, bootA)).toEqual({ workspaceId: a.id, generation: 1 });
+
+    await db.pool.query('UPDATE orgs SET deleted_at = now() WHERE id = $1', [a.orgId]);
+    expect(await lookupBootstrapToken(db.pool, bootA)).toBeNull();
+    expect(await redeemBootstrapToken(db.pool, box, bootA)).toBeNull();
+    // No workspace token was minted for it.
+    const minted = await db.pool.query(
+      'SELECT count(*)::int AS n FROM workspace_tokens WHERE workspace_id = $1',
+      [a.id],
+    );
+    expect(minted.rows[0].n).toBe(1);
+    // Another org's bootstrap is untouched.
+    expect(await redeemBootstrapToken(db.pool, box, bootB)).toMatchObject({
+      workspaceId: b.id,
+      generation: 1,
+    });
+  });
+
+  it('is not redelivered in its re-fetch window once the org is deleted', async () => {
+    const a = await workspaceWithToken();
+    const boot = await mintBootstrapToken(db.pool, a.id, 1, 60_000);
+    const first = await redeemBootstrapToken(db.pool, box, boot);
+    expect(first).toMatchObject({ workspaceId: a.id, generation: 1 });
+    // A lost answer is fetched again with the same token while the org lives.
+    expect((await redeemBootstrapToken(db.pool, box, boot))?.workspaceToken).toBe(first!.workspaceToken);
+
+    await db.pool.query('UPDATE orgs SET deleted_at = now() WHERE id = $1', [a.orgId]);
+    expect(await lookupBootstrapToken(db.pool, boot)).toBeNull();
+    expect(await redeemBootstrapToken(db.pool, box, boot)).toBeNull();
   });
 });
