@@ -8,8 +8,12 @@ import pg from 'pg';
  */
 const FROM_DATABASE = Symbol('wo.database-unavailable');
 
-/** SQLSTATEs of a server that cannot serve now: connection exceptions, shutting down, full. */
-const UNAVAILABLE_SQLSTATE = /^(08...|57P0[1-3]|53300)$/;
+/**
+ * SQLSTATEs of a server that cannot serve now: connection exceptions (08), shutting down (57P01–03),
+ * out of resources (53000 insufficient_resources, 53100 disk_full, 53200 out_of_memory, 53300
+ * too_many_connections). Not 53400 (a configured limit: no retry lifts it).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[1-3]|53[0-3]00)$/;
 
 /** pg's and pg-pool's own failures to reach or keep a connection (they carry no SQLSTATE). */
 const UNAVAILABLE_TEXT =
