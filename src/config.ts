@@ -159,6 +159,12 @@ const envSchema = z.object({
   BOOTSTRAP_TOKEN_TTL_MS: msSetting(3_600_000),
   /** The entity continues-as-new past this many history events (or when the server suggests). */
   CONTINUE_AS_NEW_AFTER_EVENTS: z.coerce.number().int().min(10).default(2000),
+  /**
+   * `1`: a create or an org delete is accepted while no worker polls the task queue (its workflow
+   * waits in Temporal and runs when a worker comes back). Default `0`: 503 temporal_unavailable with
+   * nothing recorded, as api.md has it for every call a worker must carry out.
+   */
+  ACCEPT_WITHOUT_WORKER: z.enum(['0', '1']).default('0'),
   /** Live (not deleted) workspaces per org; creating beyond it answers 403 quota_exceeded. */
   ORG_WORKSPACE_QUOTA: z.coerce.number().int().min(1).max(1_000_000).default(50),
   /** Longest an MCP send_message may wait for its peer's whole answer; then a tool error (504 logged). */
@@ -237,6 +243,12 @@ const envSchema = z.object({
       'WORKER_METRICS_ADDRESS must be host:port or off',
     )
     .default('127.0.0.1:9464'),
+  /**
+   * A worker's metrics page (`http://host:port/metrics`) that the API's /metrics appends, so one
+   * scrape has the SDK's temporal_* too (api.md). Default: this process's own worker's, when it runs
+   * one and WORKER_METRICS_ADDRESS is not off; `off`: none.
+   */
+  WORKER_METRICS_URL: z.union([z.literal('off'), z.url({ protocol: /^https?$/ })]).optional(),
   /** Data-plane caps (src/api/bounds.ts). */
   FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),
   FILE_LIST_MAX_ENTRIES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileListMaxEntries),

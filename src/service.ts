@@ -112,6 +112,17 @@ export function createBackends(
   };
 }
 
+/** The worker metrics page the API's /metrics appends: configured, or this process's own worker's. */
+export function workerMetricsUrl(config: Config, runsWorker: boolean): string | undefined {
+  if (config.WORKER_METRICS_URL)
+    return config.WORKER_METRICS_URL === 'off' ? undefined : config.WORKER_METRICS_URL;
+  const address = config.WORKER_METRICS_ADDRESS;
+  if (!runsWorker || address === 'off') return undefined;
+  // A wildcard bind is reached on loopback from this process.
+  const local = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:');
+  return `http://${local}/metrics`;
+}
+
 /** The API's settings from configuration (`publicUrl` is settled once the listen port is known). */
 export function apiSettings(config: Config): ApiSettings {
   return {
@@ -144,6 +155,7 @@ export function apiSettings(config: Config): ApiSettings {
       eventsPollMs: config.EVENTS_POLL_MS,
     },
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
+    acceptWithoutWorker: config.ACCEPT_WITHOUT_WORKER === '1',
     memoriesPerWorkspaceMax: config.MEMORIES_PER_WORKSPACE_MAX,
     mcpSendTimeoutMs: config.MCP_SEND_TIMEOUT_MS,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
@@ -244,7 +256,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       backends,
       secrets,
       log,
-      settings: apiSettings(config),
+      settings: { ...apiSettings(config), workerMetricsUrl: workerMetricsUrl(config, opts.worker) },
       ...(proxyViews ? { proxyViews } : {}),
       ...(feed ? { transitionHints: feed } : {}),
       inflight,

@@ -39,6 +39,10 @@ export interface ApiSettings {
   bounds?: Partial<Bounds>;
   /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
   orgWorkspaceQuota: number;
+  /** A worker's metrics page /metrics appends (temporal_*); absent: none. */
+  workerMetricsUrl?: string;
+  /** Creates and org deletes accepted with no worker polling (ACCEPT_WITHOUT_WORKER); default: 503. */
+  acceptWithoutWorker?: boolean;
   /** Longest an MCP send_message may wait for its peer's whole answer (default 10 min); then 504. */
   mcpSendTimeoutMs?: number;
   /** Memories a workspace may hold (default 10,000); storing one beyond it answers 403 quota_exceeded. */

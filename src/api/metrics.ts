@@ -19,6 +19,7 @@ import {
 import type { Queryable } from '../db/queryable.js';
 import { sweepStats } from '../db/sweeps.js';
 import { WORKSPACE_STATUSES } from '../workflows/messages.js';
+import { SWEEP_NAMES } from '../worker/schedules.js';
 
 export const registry = new client.Registry();
 client.collectDefaultMetrics({ register: registry });
@@ -127,6 +128,8 @@ function labelText(labels: Record<string, string>): string {
  * may be several processes, so each run adds its figures to the DB (recordSweepRun) and whichever
  * API is scraped reports the deployment's totals.
  */
+const SWEEP_OUTCOMES = ['ok', 'partial', 'failed'] as const;
+
 async function sweepMetrics(db: Queryable): Promise<string> {
   const stats = await sweepStats(db);
   const scrape = new client.Registry();
@@ -148,12 +151,15 @@ async function sweepMetrics(db: Queryable): Promise<string> {
     labelNames: ['sweep'] as const,
     registers: [scrape],
   });
+  // Every sweep's run counters from the first scrape (at 0 until it runs): a fresh deployment has the
+  // series, and an alert on their rate does not start from nothing.
+  for (const sweep of SWEEP_NAMES) for (const outcome of SWEEP_OUTCOMES) runs.inc({ sweep, outcome }, 0);
   for (const s of stats) {
     if (s.metric === 'runs') runs.inc({ sweep: s.sweep, outcome: s.label }, s.value);
     else if (s.metric === 'actions') actions.inc({ sweep: s.sweep, action: s.label }, s.value);
     else if (s.metric === 'last_duration_seconds') duration.set({ sweep: s.sweep }, s.value);
   }
-  return stats.length > 0 ? await scrape.metrics() : '';
+  return scrape.metrics();
 }
 
 export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

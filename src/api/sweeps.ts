@@ -42,8 +42,8 @@ export class SweepControl {
   ) {}
 
   /** A Temporal call under a gRPC deadline, with a timer as backstop (a dead server never hangs us). */
-  private withDeadline<T>(call: () => Promise<T>): Promise<T> {
-    return withDeadline(this.client, call, Date.now() + CALL_TIMEOUT_MS);
+  private withDeadline<T>(call: () => Promise<T>, deadline = Date.now() + CALL_TIMEOUT_MS): Promise<T> {
+    return withDeadline(this.client, call, deadline);
   }
 
   isSweep(name: string): name is SweepName {
@@ -96,38 +96,48 @@ export class SweepControl {
 
   /** The sweeps' Schedules that exist, each with its interval and its most recent run's outcome. */
   async list(): Promise<SweepSummary[]> {
-    const out: SweepSummary[] = [];
-    for (const name of SWEEP_NAMES) {
-      const { scheduleId } = sweepDefinition(this.settings, name);
-      let description;
-      try {
-        description = await this.withDeadline(() => this.client.schedule.getHandle(scheduleId).describe());
-      } catch (err) {
-        if (err instanceof ScheduleNotFoundError) continue;
-        throw unavailable();
-      }
-      const every = description.spec.intervals?.[0]?.every;
-      const last = description.info.recentActions.at(-1);
-      let lastRun: SweepSummary['lastRun'] = null;
-      if (last) {
-        const { workflowId, firstExecutionRunId: runId } = last.action.workflow;
-        const handle = this.client.workflow.getHandle(workflowId, runId);
-        const info = await this.withDeadline(() => handle.describe()).catch(() => null);
-        const status = info?.status.name ?? 'UNKNOWN';
-        const result =
-          status === 'COMPLETED' ? await this.withDeadline(() => handle.result()).catch(() => null) : null;
-        lastRun = { workflowId, runId, startedAt: last.takenAt.toISOString(), status, result };
-      }
-      out.push({
-        name,
-        scheduleId,
-        intervalMs: typeof every === 'number' ? every : null,
-        paused: description.state.paused,
-        nextRunAt: description.info.nextActionTimes[0]?.toISOString() ?? null,
-        lastRun,
-      });
+    // One deadline for the whole answer (up to three calls per sweep), the sweeps side by side: a
+    // slow Temporal still gets its 503 within the contract's 5 s.
+    const deadline = Date.now() + CALL_TIMEOUT_MS;
+    const summaries = await Promise.all(SWEEP_NAMES.map((name) => this.summary(name, deadline)));
+    return summaries.filter((s): s is SweepSummary => s !== null);
+  }
+
+  /** One sweep's Schedule and last run; null when its Schedule does not exist. */
+  private async summary(name: SweepName, deadline: number): Promise<SweepSummary | null> {
+    const { scheduleId } = sweepDefinition(this.settings, name);
+    let description;
+    try {
+      description = await this.withDeadline(
+        () => this.client.schedule.getHandle(scheduleId).describe(),
+        deadline,
+      );
+    } catch (err) {
+      if (err instanceof ScheduleNotFoundError) return null;
+      throw unavailable();
     }
-    return out;
+    const every = description.spec.intervals?.[0]?.every;
+    const last = description.info.recentActions.at(-1);
+    let lastRun: SweepSummary['lastRun'] = null;
+    if (last) {
+      const { workflowId, firstExecutionRunId: runId } = last.action.workflow;
+      const handle = this.client.workflow.getHandle(workflowId, runId);
+      const info = await this.withDeadline(() => handle.describe(), deadline).catch(() => null);
+      const status = info?.status.name ?? 'UNKNOWN';
+      const result =
+        status === 'COMPLETED'
+          ? await this.withDeadline(() => handle.result(), deadline).catch(() => null)
+          : null;
+      lastRun = { workflowId, runId, startedAt: last.takenAt.toISOString(), status, result };
+    }
+    return {
+      name,
+      scheduleId,
+      intervalMs: typeof every === 'number' ? every : null,
+      paused: description.state.paused,
+      nextRunAt: description.info.nextActionTimes[0]?.toISOString() ?? null,
+      lastRun,
+    };
   }
 
   /** Starts the org cascade; a second delete of the same org finds it already started. */

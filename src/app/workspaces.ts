@@ -18,6 +18,7 @@ import { newId } from '../security/tokens.js';
 import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
 import type { ConfigureInput } from '../workflows/messages.js';
 import { phaseDurations } from '../api/boot-phases.js';
+import { NoWorkerPolling } from '../api/entity.js';
 import { boundsOf } from '../api/bounds.js';
 import type { ApiDeps, ApiSettings } from '../api/deps.js';
 import type { createWorkspaceBody } from '../api/schemas.js';
@@ -83,6 +84,9 @@ export async function createWorkspace(
       );
     return p;
   });
+  // Nothing is recorded that no worker would provision (api.md: Temporal or the worker unavailable →
+  // 503): a row left `provisioning` with no worker counts in the quota until one comes back.
+  await requireWorkerOrRefuse(deps, 'nothing was created');
   const id = newId();
   const workflowId = workspaceWorkflowId(id);
   bindLogWorkspace(id);
@@ -144,6 +148,21 @@ export async function createWorkspace(
     }
   }
   return { id, status: 'provisioning', workflowId };
+}
+
+/** 503 (temporal_unavailable, Retry-After) unless a worker polls the task queue; `outcome` says what was left. */
+export async function requireWorkerOrRefuse(
+  { entity, settings }: { entity: Pick<WorkspaceDeps['entity'], 'requireWorker'>; settings: ApiSettings },
+  outcome: string,
+): Promise<void> {
+  if (settings.acceptWithoutWorker) return;
+  try {
+    await entity.requireWorker();
+  } catch (err) {
+    throw err instanceof NoWorkerPolling
+      ? temporalDown(`no worker is polling the task queue; ${outcome}`)
+      : temporalDown(`workflow service unavailable; ${outcome}`);
+  }
 }
 
 /** One page of the workspaces in scope (null: all orgs), after `afterId`; `more` when others follow. */

@@ -295,6 +295,22 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(res.body.error.field).toBe('value');
     const bad = await t.stack.api.call('GET', `/v1/workspaces/${id.toUpperCase()}`, { token: t.key });
     expect(bad.status).toBe(404);
+    // Both the key and the body wrong: the path is checked first, and the 400 names it.
+    const both = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/lower-case`, {
+      token: t.key,
+      body: { value: 42 },
+    });
+    expect(both.status).toBe(400);
+    expect(both.body.error.field).toBe('key');
+  });
+
+  it('an A2A body that is JSON but not one request object → 400 naming the body', async () => {
+    const id = await workspaceRow();
+    for (const rawBody of ['[{"jsonrpc":"2.0","method":"m","id":1}]', '"text"', '42']) {
+      const res = await t.stack.api.call('POST', `/v1/workspaces/${id}/a2a`, { token: t.key, rawBody });
+      expect(res.status, rawBody).toBe(400);
+      expect(res.body.error.field, rawBody).toBe('body');
+    }
   });
 
   it('a body in an encoding the parser cannot read → 415 in the contract shape', async () => {

@@ -57,6 +57,11 @@ describe('web console', () => {
     expect(res.headers.get('content-security-policy')).toBe(CONSOLE_CSP);
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await res.text()).toContain('/ui/app.js');
+    // api.md names `/ui`: the same page without the trailing slash.
+    const bare = await fetch(`${t.stack.url}/ui`, { redirect: 'manual' });
+    expect(bare.status).toBe(200);
+    expect(bare.headers.get('content-security-policy')).toBe(CONSOLE_CSP);
+    expect(await bare.text()).toContain('/ui/app.js');
     const xterm = await fetch(`${t.stack.url}/ui/vendor/xterm/lib/xterm.mjs`);
     expect(xterm.status).toBe(200);
     expect(xterm.headers.get('content-type')).toMatch(/javascript/);

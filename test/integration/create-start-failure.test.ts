@@ -71,3 +71,39 @@ describe('create when the workflow start fails', () => {
     expect(await rows('there')).toEqual([res.body.id]);
   });
 });
+
+describe('create and org delete with no worker polling (the default: refused)', () => {
+  // The stack's own task queue, which no worker polls.
+  const t = useStack({ worker: false, env: { ACCEPT_WITHOUT_WORKER: '0' } });
+
+  it('POST /v1/workspaces → 503 + Retry-After within 5 s, nothing recorded', async () => {
+    const started = Date.now();
+    const res = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'no-worker', backend: 'docker' },
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('temporal_unavailable');
+    expect(res.body.error.message).toMatch(/no worker/);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    const { rows } = await t.stack.service.db.pool.query(
+      'SELECT id FROM workspaces WHERE org_id = $1 AND name = $2',
+      [t.orgId, 'no-worker'],
+    );
+    expect(rows).toEqual([]);
+  });
+
+  it('DELETE /v1/orgs/:id → 503 + Retry-After, the org and its keys untouched', async () => {
+    const res = await t.stack.api.call('DELETE', `/v1/orgs/${t.orgId}`, { token: t.stack.adminToken });
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('temporal_unavailable');
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+    const { rows } = await t.stack.service.db.pool.query('SELECT deleted_at FROM orgs WHERE id = $1', [
+      t.orgId,
+    ]);
+    expect(rows).toEqual([{ deleted_at: null }]);
+    // Its key still works.
+    expect((await t.stack.api.call('GET', '/v1/workspaces', { token: t.key })).status).toBe(200);
+  });
+});

@@ -46,14 +46,15 @@ describe('metrics and logs of a provision', () => {
   beforeAll(async () => {
     database = await createFreshDatabase(inject('DATABASE_URL'), 'metrics');
     env = testEnv({ DATABASE_URL: database.url });
+    const metricsPort = await freePort();
+    workerMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     stack = await startStack({
-      env,
+      // As deployed (docker-compose.yml): the API's /metrics appends the worker's temporal_*.
+      env: { ...env, WORKER_METRICS_URL: workerMetricsUrl },
       worker: false,
       log: createLogger({ level: 'debug', destination: capture, hide: [env.ADMIN_TOKEN] }),
     });
     orgKey = (await createOrg(stack)).apiKey;
-    const metricsPort = await freePort();
-    workerMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     worker = await spawnWorker(
       {
         ...env,
@@ -78,6 +79,14 @@ describe('metrics and logs of a provision', () => {
   };
 
   it('exposes every named series after a provision, a sweep and a delete; the worker serves temporal_*', async () => {
+    // A fresh deployment (its own database: no sweep ran yet) has every sweep's run counters, at 0.
+    const fresh = await scrape();
+    for (const sweep of ['health', 'orphans', 'budget']) {
+      expect(findSamples(fresh, 'wo_sweep_runs_total', { sweep, outcome: 'ok' })).toEqual([
+        expect.objectContaining({ value: 0 }),
+      ]);
+    }
+
     const created = await fetch(`${stack.url}/v1/workspaces`, {
       method: 'POST',
       headers: {
@@ -205,6 +214,12 @@ describe('metrics and logs of a provision', () => {
     const temporalSeries = workerText.split('\n').filter((l) => l.startsWith('temporal_'));
     expect(temporalSeries.length).toBeGreaterThan(0);
     expect(temporalSeries.some((l) => l.startsWith('temporal_activity_execution_latency'))).toBe(true);
+    // And the API's one scrape has them (api.md: /metrics has the worker's temporal_*), its own too.
+    const apiText = await scrape();
+    expect(apiText).toMatch(
+      new RegExp(`^temporal_activity_execution_latency\\S*\\{[^}]*task_queue="${env.TASK_QUEUE}"`, 'm'),
+    );
+    expect(apiText).toMatch(/^wo_http_requests_total\{/m);
 
     // Logs: the create's lines carry its request id and the workspace it made; the worker's
     // activity lines carry the workflow and the workspace; no process logs the key or the secret.

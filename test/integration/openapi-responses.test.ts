@@ -33,6 +33,7 @@ describe('OpenAPI: real answers match the documented schemas', () => {
     expect((await api.call('GET', '/metrics')).status).toBe(200);
     expect((await api.call('GET', '/openapi.json')).status).toBe(200);
     expect((await api.call('GET', '/docs')).status).toBe(200);
+    expect((await api.call('GET', '/ui')).status).toBe(200);
 
     // Orgs and their secrets (admin).
     const org = await api.call('POST', '/v1/orgs', { token: admin, body: { name: 'doc-org' } });
@@ -74,7 +75,9 @@ describe('OpenAPI: real answers match the documented schemas', () => {
           body: { workspaceId: '0123456789abcdef', generation: 1, configHash: 'h' },
         })
       ).status,
-    ).toBe(401);
+      // A valid token of the wrong kind (api.md: valid token, forbidden action → 403).
+    ).toBe(403);
+    expect((await api.call('GET', '/v1/registry/bootstrap', { token: key })).status).toBe(403);
 
     // A workspace, followed through its event stream to online.
     const created = await api.call('POST', '/v1/workspaces', {

@@ -74,7 +74,9 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
-  const env = testEnv(opts.env);
+  // A stack without a worker still takes creates (their entities wait in Temporal), unless a test
+  // asks for the default refusal.
+  const env = testEnv({ ...(opts.worker === false ? { ACCEPT_WITHOUT_WORKER: '1' } : {}), ...opts.env });
   const config = loadConfig(env);
   const service = await startService(config, {
     api: true,

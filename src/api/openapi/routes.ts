@@ -714,7 +714,7 @@ const registryRoutes: Operation[] = [
     summary: "The agent's boot bundle (bootstrap token, or the generation's workspace token)",
     auth: ['bootstrapToken', 'workspaceToken'],
     responses: { 200: ok('the bundle', res.bootstrapResponse) },
-    errors: [409],
+    errors: [403, 409],
   },
   {
     method: 'post',
@@ -794,6 +794,15 @@ const mcpRoutes: Operation[] = [
   },
   mcpPostOnly('get'),
   mcpPostOnly('delete'),
+  {
+    method: 'get',
+    path: '/ui',
+    operationId: 'console',
+    tag: tag.console,
+    summary: 'The web console (its pages ask for an API key and keep it in the browser tab)',
+    auth: [],
+    responses: { 200: { description: 'HTML page', content: { 'text/html': z.string() } } },
+  },
   {
     method: 'get',
     path: '/ui/config.json',

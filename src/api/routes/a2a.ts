@@ -421,7 +421,7 @@ function readJsonBody(
         return reject(new HttpError(400, 'invalid_json', 'request body is not valid JSON'));
       }
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        return reject(badRequest('body: expected one JSON-RPC request object'));
+        return reject(badRequest('body: expected one JSON-RPC request object', 'body'));
       }
       resolve({ body: parsed as Record<string, unknown>, raw });
     });

@@ -82,7 +82,9 @@ export function consoleRouter(deps: ApiDeps): Router {
   r.use('/vendor/xterm/lib', express.static(path.join(xterm, 'lib'), statics));
   r.use('/vendor/xterm/css', express.static(path.join(xterm, 'css'), statics));
   r.use('/vendor/addon-fit/lib', express.static(path.join(packageDir('@xterm/addon-fit'), 'lib'), statics));
-  // The pages use absolute /ui/… URLs, so /ui and /ui/ both serve the index.
+  // The pages use absolute /ui/… URLs, so /ui and /ui/ both serve the index (the static handler
+  // alone serves a folder's index only with its trailing slash).
+  r.get('/', (_req, res) => res.sendFile(path.join(consoleAssetsDir(), 'index.html')));
   r.use(express.static(consoleAssetsDir(), { index: 'index.html', redirect: false }));
   return r;
 }

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { createOrg, forgetApiKeys, getOrg, listOrgs, markOrgDeleted } from '../../db/orgs.js';
 import { inTransaction } from '../../db/queryable.js';
+import { requireWorkerOrRefuse } from '../../app/workspaces.js';
 import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { sweepControl } from '../sweeps.js';
@@ -43,6 +44,8 @@ export function orgsRouter(deps: ApiDeps): Router {
     requireAdmin(principalOf(res));
     const id = req.params.id;
     if (!idSchema.safeParse(id).success) throw notFound('org');
+    // No worker to run the cascade: 503 with the org untouched (its keys still work), as for a create.
+    await requireWorkerOrRefuse(deps, 'the org was not deleted');
     const outcome = await inTransaction(deps.db, (tx) => markOrgDeleted(tx, id));
     // Committed: no cached lookup may still hold one of its keys.
     forgetApiKeys();

@@ -30,7 +30,8 @@ export function registryRouter(deps: ApiDeps): Router {
   /** The workspace principal's current workspace, checked against what the body claims. */
   async function current(res: Response, claimed: { workspaceId: string; generation: number }) {
     const p = principalOf(res);
-    if (p.kind !== 'workspace') throw new HttpError(401, 'unauthorized', 'workspace token required');
+    // A valid token of another kind: authenticated, not allowed (api.md: 403; 401 is for no token).
+    if (p.kind !== 'workspace') throw new HttpError(403, 'forbidden', 'workspace token required');
     if (p.workspaceId !== claimed.workspaceId) {
       throw new HttpError(403, 'forbidden', 'token is for another workspace');
     }
@@ -58,7 +59,7 @@ export function registryRouter(deps: ApiDeps): Router {
       ({ workspaceId, generation } = p);
       workspaceToken = bearerOf(res);
     } else {
-      throw new HttpError(401, 'unauthorized', 'bootstrap or workspace token required');
+      throw new HttpError(403, 'forbidden', 'bootstrap or workspace token required');
     }
     const w = await workspaces.getWorkspace(db, workspaceId);
     if (!w || w.status === 'deleted') throw conflict('workspace is deleted', 'deleted');

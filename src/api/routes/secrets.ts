@@ -29,8 +29,10 @@ function secretRoutes(
 
   r.put('/:id/secrets/:key', async (req, res) => {
     const owner = await ownerOf(req, res);
+    // The path before the body: with both wrong, the 400 names the key.
+    const key = secretKey(req.params.key as string);
     const body = parse(secretBody, req.body);
-    await secrets.setSecret(deps, owner, secretKey(req.params.key as string), body.value);
+    await secrets.setSecret(deps, owner, key, body.value);
     res.status(204).end();
   });
 
