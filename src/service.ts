@@ -239,7 +239,11 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       proxyViews = new ProxyViews(db.requestPool, { feed });
       await feed.start();
     }
-    const entity = new EntityClient(temporal, config.TASK_QUEUE, { eagerStart: shared });
+    const entity = new EntityClient(temporal, config.TASK_QUEUE, {
+      eagerStart: shared,
+      // The worker this process starts below (none when it runs no worker).
+      localWorkerRunning: () => worker?.getState() === 'RUNNING',
+    });
     const apiDeps: ApiDeps = {
       db: db.requestPool,
       entity,

@@ -56,6 +56,11 @@ export interface EntityClientOptions {
    * NativeConnection (API and worker in one process); with no free slot there it is a plain start.
    */
   eagerStart?: boolean;
+  /**
+   * Whether a worker of this task queue runs in this process: then it polls, whatever the server's
+   * poller list says yet (its first poll may not have arrived when the first request does).
+   */
+  localWorkerRunning?: () => boolean;
 }
 
 // temporal.api.enums.v1 values (the proto package is not a direct dependency).
@@ -73,6 +78,7 @@ export class EntityClient {
   private readonly pollerCacheMs: number;
   private readonly pollerStaleMs: number;
   private readonly eagerStart: boolean;
+  private readonly localWorkerRunning: () => boolean;
   private pollers: { at: number; polling: Promise<boolean> } | null = null;
 
   constructor(
@@ -84,6 +90,7 @@ export class EntityClient {
     this.pollerCacheMs = opts.pollerCacheMs ?? 2000;
     this.pollerStaleMs = opts.pollerStaleMs ?? 90_000;
     this.eagerStart = opts.eagerStart ?? false;
+    this.localWorkerRunning = opts.localWorkerRunning ?? (() => false);
   }
 
   /**
@@ -137,6 +144,7 @@ export class EntityClient {
   }
 
   private async workerPolling(deadline = Date.now() + this.callTimeoutMs): Promise<boolean> {
+    if (this.localWorkerRunning()) return true;
     const now = Date.now();
     if (this.pollers && now - this.pollers.at < this.pollerCacheMs) return this.pollers.polling;
     const polling = this.withDeadline(async () => {

@@ -58,6 +58,18 @@ describe('EntityClient when Temporal does not answer', () => {
     await expect(entity.requireWorker()).rejects.toThrow();
     expect(await entity.exists('w1')).toBeNull();
   });
+
+  it('a worker running in this process answers requireWorker without asking the server', async () => {
+    let running = true;
+    const local = new EntityClient(new Client({ connection }), 'nowhere', {
+      callTimeoutMs: 1000,
+      localWorkerRunning: () => running,
+    });
+    await expect(local.requireWorker()).resolves.toBeUndefined();
+    // Stopped: the server is asked again (and here cannot answer).
+    running = false;
+    await expect(local.requireWorker()).rejects.toThrow();
+  });
 });
 
 describe('toHttpError', () => {
