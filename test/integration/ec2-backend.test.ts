@@ -23,6 +23,7 @@ import {
   TerminateInstancesCommand,
   type EC2Client,
   type Instance,
+  type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -249,6 +250,71 @@ describe('Ec2Backend against moto', () => {
       new DescribeVolumesCommand({ Filters: [{ Name: 'tag:WorkspaceId', Values: [workspaceId] }] }),
     );
     expect(volumes.Volumes?.map((v) => v.Attachments?.[0]?.InstanceId)).toEqual([instance?.InstanceId]);
+  });
+
+  it("the launch maps the image's root device with DeleteOnTermination true (moto's AMIs all say false)", async () => {
+    const id = `${badWorkspace}dot`;
+    // The requests as sent: moto gives an instance launched without a mapping a root volume that
+    // is deleted on termination whatever the AMI says, so only the request shows what EC2 would do.
+    const sent: Array<{ command: string; input: unknown }> = [];
+    const watched = createEc2Client({ region: REGION, endpoint: moto.endpoint, credentials: CREDENTIALS });
+    watched.middlewareStack.add(
+      (next, context) => async (args) => {
+        sent.push({ command: context.commandName ?? '', input: args.input });
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const image = (await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0]!;
+    const amiRoot = image.BlockDeviceMappings?.find((m) => m.DeviceName === image.RootDeviceName);
+    console.log(`AMI ${imageId}: root ${image.RootDeviceName}, its mapping ${JSON.stringify(amiRoot?.Ebs)}`);
+    expect(image.RootDeviceName).toMatch(/^\/dev\//);
+
+    const launching = new Ec2Backend(options({ client: watched }));
+    try {
+      const first = await launching.start(spec(1, id));
+      await launching.start(spec(2, id));
+      const runs = sent.filter((r) => r.command === 'RunInstancesCommand');
+      expect(runs.map((r) => (r.input as RunInstancesCommandInput).BlockDeviceMappings)).toEqual(
+        [1, 2].map(() => [
+          {
+            DeviceName: image.RootDeviceName,
+            Ebs: { DeleteOnTermination: true, VolumeSize: amiRoot!.Ebs!.VolumeSize },
+          },
+        ]),
+      );
+      // ClientToken idempotency is untouched.
+      expect(runs.map((r) => (r.input as RunInstancesCommandInput).ClientToken)).toEqual([
+        `${id}-1`,
+        `${id}-2`,
+      ]);
+      // One image lookup per image id, however many launches.
+      expect(sent.filter((r) => r.command === 'DescribeImagesCommand')).toHaveLength(1);
+
+      // What EC2 made of it: the instance's root device, deleted on termination, is the tagged volume.
+      const [instance] = (await instancesTagged(id, LIVE)).filter((i) => i.InstanceId === first.instanceId);
+      expect(instance?.RootDeviceName).toBe(image.RootDeviceName);
+      const root = instance?.BlockDeviceMappings?.find((m) => m.DeviceName === instance.RootDeviceName);
+      expect(root?.Ebs?.DeleteOnTermination).toBe(true);
+      const volumes = await client.send(new DescribeVolumesCommand({ VolumeIds: [root!.Ebs!.VolumeId!] }));
+      expect(volumes.Volumes?.[0]?.State).toBe('in-use');
+      expect(volumes.Volumes?.[0]?.Tags).toEqual(
+        expect.arrayContaining([
+          { Key: 'ManagedBy', Value: 'workspace-orchestrator' },
+          { Key: 'WorkspaceId', Value: id },
+          { Key: 'Generation', Value: '1' },
+        ]),
+      );
+
+      // Terminated: the root volume went with its instance, nothing is left to list.
+      await launching.remove(id, { volumes: true });
+      const left = await client.send(
+        new DescribeVolumesCommand({ Filters: [{ Name: 'tag:WorkspaceId', Values: [id] }] }),
+      );
+      expect(left.Volumes).toEqual([]);
+    } finally {
+      await launching.remove(id, { volumes: true });
+    }
   });
 
   it('user-data (read back from EC2) holds the URL, the token and the key, and nothing else secret', async () => {

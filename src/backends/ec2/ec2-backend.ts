@@ -6,6 +6,7 @@ import {
   StartInstancesCommand,
   StopInstancesCommand,
   TerminateInstancesCommand,
+  type BlockDeviceMapping,
   type EC2Client,
   type Filter,
   type Instance,
@@ -50,6 +51,7 @@ import {
 } from './tags.js';
 import { ensureWorkspaceSecurityGroup } from './security-group.js';
 import { renderUserData } from './user-data.js';
+import { rootDeviceMappings } from './volumes.js';
 
 /** Minimal structured logger; a pino Logger fits. */
 export interface Ec2BackendLog {
@@ -178,6 +180,8 @@ export class Ec2Backend implements WorkspaceBackend {
   private readonly transitionWaitMs: number;
   private readonly pollIntervalMs: number;
   private readonly log: Ec2BackendLog | undefined;
+  /** The root device mapping per image id (one DescribeImages per image; dropped again on failure). */
+  private readonly rootMappings = new Map<string, Promise<BlockDeviceMapping[] | null>>();
   /** Concurrent starts of one generation in this process share one attempt (moto ignores ClientToken). */
   private readonly starting = new Map<string, Promise<ResourceInfo>>();
 
@@ -295,6 +299,7 @@ export class Ec2Backend implements WorkspaceBackend {
     }
     const placed = spec.placement ?? {};
     const imageId = placed.imageId ?? this.image(spec.runtime);
+    const blockDeviceMappings = await this.rootMapping(imageId);
     const instanceType = placed.instanceType ?? this.instanceType;
     const subnetId = placed.subnetId ?? this.subnetId;
     // The managed group (no group configured) is ours to make again should it be gone.
@@ -327,6 +332,7 @@ export class Ec2Backend implements WorkspaceBackend {
             ClientToken: token,
             UserData: Buffer.from(userData, 'utf8').toString('base64'),
             TagSpecifications: launchTagSpecifications(instanceTags(spec)),
+            ...(blockDeviceMappings === null ? {} : { BlockDeviceMappings: blockDeviceMappings }),
             ...(subnetId === undefined ? {} : { SubnetId: subnetId }),
             ...(securityGroupIds === undefined ? {} : { SecurityGroupIds: securityGroupIds }),
           }),
@@ -382,6 +388,17 @@ export class Ec2Backend implements WorkspaceBackend {
       'ec2 instance launched',
     );
     return this.toInfo(launched);
+  }
+
+  /** The root volume's DeleteOnTermination mapping for launches from `imageId` (see volumes.ts). */
+  private rootMapping(imageId: string): Promise<BlockDeviceMapping[] | null> {
+    let mapping = this.rootMappings.get(imageId);
+    if (!mapping) {
+      mapping = rootDeviceMappings(this.c, imageId);
+      this.rootMappings.set(imageId, mapping);
+      mapping.catch(() => this.rootMappings.delete(imageId));
+    }
+    return mapping;
   }
 
   /** The managed security group for launches into `subnetId`, or undefined without a platform CIDR. */

@@ -1,0 +1,134 @@
+/**
+ * The EC2 backend's volume handling where moto cannot show it (test/integration/ec2-backend.test.ts
+ * covers the rest against moto): DescribeVolumes paging (moto answers one page whatever MaxResults
+ * says), a failed or odd image lookup at launch, and DeleteVolume's answers for a volume gone or
+ * attached meanwhile. EC2 is a fake client answering per command.
+ */
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import { describe, expect, it } from 'vitest';
+import type { StartSpec } from '../../src/backends/backend.js';
+import { Ec2Backend } from '../../src/backends/ec2/ec2-backend.js';
+import { MemorySshKeyStore } from '../../src/backends/ssh-keys.js';
+
+type Handler = (input: Record<string, unknown>) => unknown;
+
+/** An EC2 client answering each command with its handler, recording what was sent. */
+function fakeEc2(handlers: Record<string, Handler>) {
+  const sent: Array<{ command: string; input: Record<string, unknown> }> = [];
+  const client = {
+    send: async (command: { constructor: { name: string }; input: Record<string, unknown> }) => {
+      const name = command.constructor.name.replace(/Command$/, '');
+      sent.push({ command: name, input: command.input });
+      const handler = handlers[name];
+      if (!handler) throw new Error(`unexpected ${name}`);
+      return handler(command.input);
+    },
+  };
+  return {
+    client: client as unknown as EC2Client,
+    sent,
+    count: (c: string) => sent.filter((s) => s.command === c).length,
+  };
+}
+
+/** An EC2 service error as the SDK raises it. */
+const ec2Error = (code: string, status: number) =>
+  Object.assign(new Error(`simulated ${code}`), {
+    name: code,
+    $fault: status >= 500 ? 'server' : 'client',
+    $metadata: { httpStatusCode: status },
+  });
+
+const IMAGE = {
+  ImageId: 'ami-1',
+  RootDeviceName: '/dev/xvda',
+  RootDeviceType: 'ebs',
+  BlockDeviceMappings: [
+    { DeviceName: '/dev/xvda', Ebs: { DeleteOnTermination: false, SnapshotId: 'snap-1', VolumeSize: 15 } },
+  ],
+};
+
+const launchHandlers = (image: () => unknown): Record<string, Handler> => ({
+  DescribeInstances: () => ({ Reservations: [] }),
+  DescribeImages: image,
+  RunInstances: (input) => ({
+    Instances: [{ InstanceId: `i-${String(input.ClientToken)}`, State: { Name: 'pending' } }],
+  }),
+});
+
+function backendOn(client: EC2Client) {
+  return new Ec2Backend({
+    client,
+    keys: new MemorySshKeyStore(),
+    imageId: 'ami-1',
+    instanceType: 't3.micro',
+  });
+}
+
+let minted = 0;
+const spec = (generation: number): StartSpec => ({
+  workspaceId: 'w1',
+  orgId: 'o1',
+  generation,
+  runtime: 'echo',
+  platformUrl: 'http://127.0.0.1:1',
+  mintBootstrapToken: async () => `wo_boot_${++minted}`,
+});
+
+describe('launch: the root device mapping', () => {
+  it('a failed image lookup is a typed error, launches nothing, and is asked again next time; then cached', async () => {
+    let calls = 0;
+    const ec2 = fakeEc2(
+      launchHandlers(() => {
+        if (++calls === 1) throw ec2Error('InternalError', 500);
+        return { Images: [IMAGE] };
+      }),
+    );
+    const backend = backendOn(ec2.client);
+    const before = minted;
+    await expect(backend.start(spec(1))).rejects.toMatchObject({
+      name: 'BackendError',
+      code: 'transient',
+      message: expect.stringContaining('looking up image ami-1: InternalError'),
+    });
+    expect(ec2.count('RunInstances')).toBe(0);
+    expect(minted).toBe(before);
+
+    await backend.start(spec(1));
+    await backend.start(spec(2));
+    expect(ec2.count('DescribeImages')).toBe(2);
+    const runs = ec2.sent.filter((s) => s.command === 'RunInstances').map((s) => s.input);
+    expect(runs.map((r) => [r.ClientToken, r.BlockDeviceMappings])).toEqual(
+      [1, 2].map((g) => [
+        `w1-${g}`,
+        [{ DeviceName: '/dev/xvda', Ebs: { DeleteOnTermination: true, VolumeSize: 15 } }],
+      ]),
+    );
+  });
+
+  it('an unknown image is permanent; an instance-store root launches without a mapping; no root name is refused', async () => {
+    const missing = fakeEc2(
+      launchHandlers(() => {
+        throw ec2Error('InvalidAMIID.NotFound', 400);
+      }),
+    );
+    await expect(backendOn(missing.client).start(spec(1))).rejects.toMatchObject({ code: 'permanent' });
+    const empty = fakeEc2(launchHandlers(() => ({ Images: [] })));
+    await expect(backendOn(empty.client).start(spec(1))).rejects.toMatchObject({ code: 'permanent' });
+
+    const store = fakeEc2(
+      launchHandlers(() => ({ Images: [{ ...IMAGE, RootDeviceType: 'instance-store' }] })),
+    );
+    await backendOn(store.client).start(spec(1));
+    expect(store.sent.find((s) => s.command === 'RunInstances')?.input).not.toHaveProperty(
+      'BlockDeviceMappings',
+    );
+
+    const unnamed = fakeEc2(launchHandlers(() => ({ Images: [{ ...IMAGE, RootDeviceName: undefined }] })));
+    await expect(backendOn(unnamed.client).start(spec(1))).rejects.toMatchObject({
+      code: 'permanent',
+      message: expect.stringContaining('names no root device'),
+    });
+    expect(unnamed.count('RunInstances')).toBe(0);
+  });
+});
