@@ -192,11 +192,12 @@ export function createSweepActivities(deps: SweepActivityDeps) {
           for (const v of volumes) {
             resources.push({
               backend,
-              kind: 'volume',
+              // A generation's own disk (EC2 root volume) is judged with its generation.
+              kind: v.generation === undefined ? 'volume' : 'generation-volume',
               instanceId: v.name,
               workspaceId: v.workspaceId,
               orgId: v.orgId,
-              generation: 0,
+              generation: v.generation ?? 0,
               createdAtMs: v.createdAt.getTime(),
             });
           }

@@ -61,11 +61,17 @@ export interface ManagedResource {
   createdAt: Date;
 }
 
-/** A persistent volume this service manages, per workspace (it outlives generations). */
+/**
+ * A volume this service manages: per workspace, outliving generations (docker), or one generation's
+ * own disk left without its instance (EC2's root volume; `generation` set).
+ */
 export interface ManagedVolume {
+  /** Volume name (docker) / volume id (EC2). */
   name: string;
   workspaceId: string;
   orgId: string;
+  /** The generation whose disk it is; unset for a volume every generation of the workspace uses. */
+  generation?: number;
   createdAt: Date;
 }
 
@@ -89,7 +95,10 @@ export interface WorkspaceBackend {
   start(spec: StartSpec): Promise<ResourceInfo>;
   /** Stops the generation's resource. Stopping a missing resource succeeds. */
   stop(workspaceId: string, generation: number): Promise<void>;
-  /** Removes resources (and optionally volumes). Removing what is already gone succeeds. */
+  /**
+   * Removes resources (and optionally volumes). Removing what is already gone succeeds. EC2: a root
+   * volume an instance left behind goes with its generation (it is never a later one's data).
+   */
   remove(workspaceId: string, opts?: RemoveOptions): Promise<void>;
   status(workspaceId: string, generation: number): Promise<ResourceStatus>;
   /** Current info (endpoint may change across stop/start); null when missing. */
@@ -97,8 +106,9 @@ export interface WorkspaceBackend {
   /** Every resource this service manages (labels / tags), for the orphan sweep and tests. */
   listManaged(): Promise<ManagedResource[]>;
   /**
-   * Every persistent volume this service manages, so the orphan sweep finds one whose resources are
-   * gone (docker: the per-workspace volumes; EC2: none, root volumes go with their instance).
+   * Every volume this service manages that can outlive its resource, so the orphan sweep finds one
+   * whose workspace or generation is gone (docker: the per-workspace volumes; EC2: root volumes
+   * left `available`, attached to nothing, by an instance terminated without DeleteOnTermination).
    */
   listManagedVolumes(): Promise<ManagedVolume[]>;
   /**
@@ -113,7 +123,7 @@ export interface WorkspaceBackend {
   removeUnusedOrgNetwork(orgId: string): Promise<boolean>;
   /**
    * Removes everything of the org that carries the managed-by mark (docker: containers, volumes
-   * and the org's network; EC2: instances), whatever its workspace or generation: the org
+   * and the org's network; EC2: instances and root volumes left behind), whatever its workspace or generation: the org
    * cascade's final sweep. Answers the ids removed; removing what is already gone succeeds.
    */
   removeOrg(orgId: string): Promise<string[]>;

@@ -19,11 +19,13 @@ export type OrphanReason = 'superseded' | 'discarded' | 'deleted' | 'unknown';
 
 /**
  * One listed resource, as the sweep sees it (createdAt in epoch ms: plain JSON through Temporal).
- * A volume belongs to its workspace, not to a generation: it is live while its workspace is.
+ * A `volume` belongs to its workspace, not to a generation: it is live while its workspace is. A
+ * `generation-volume` is one generation's own disk left without its instance (EC2's root volume):
+ * judged and removed with that generation, as its instance would be.
  */
 export interface ListedResource {
   backend: BackendKind;
-  kind?: 'instance' | 'volume';
+  kind?: 'instance' | 'volume' | 'generation-volume';
   /** Container / instance id, or the volume's name. */
   instanceId: string;
   workspaceId: string;
@@ -94,7 +96,8 @@ export function selectOrphans(input: {
   for (const { reason, old, young } of groups.values()) {
     if (old.length === 0) continue;
     const first = old[0]!;
-    // A live workspace's leftovers (superseded, discarded) go one generation at a time, volumes kept.
+    // A live workspace's leftovers (superseded, discarded) go one generation at a time (a
+    // generation's own volumes with it), the workspace's volumes kept.
     const whole = (reason === 'deleted' || reason === 'unknown') && young === 0;
     const instances = old.filter((r) => r.kind !== 'volume');
     if (whole) {

@@ -13,6 +13,7 @@ import {
   CreateSubnetCommand,
   CreateVpcCommand,
   DeleteSecurityGroupCommand,
+  DeleteVolumeCommand,
   DescribeImagesCommand,
   DescribeInstanceAttributeCommand,
   DescribeInstancesCommand,
@@ -24,6 +25,7 @@ import {
   type EC2Client,
   type Instance,
   type RunInstancesCommandInput,
+  type Volume,
 } from '@aws-sdk/client-ec2';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -448,6 +450,94 @@ describe('Ec2Backend against moto', () => {
     await backend.remove(workspaceId, { generation: 1 });
     await backend.stop(workspaceId, 1);
     console.log(`remove (terminate + wait for terminated): ${removeMs} ms`);
+  });
+
+  it('root volumes left available (terminated without DeleteOnTermination) are listed and go with their generation, workspace or org', async () => {
+    const leakWs = `${badWorkspace}lv`;
+    const leakOrg = `org-e2lv${suffix}`;
+    // An instance launched as an AMI with DeleteOnTermination=false would launch it (the backend
+    // before it stated the flag), then terminated: its tagged root volume stays, `available`.
+    const leak = async (
+      workspace: string,
+      generation: string | null,
+      org = orgId,
+      managedBy = 'workspace-orchestrator',
+    ): Promise<string> => {
+      const tags = [
+        { Key: 'ManagedBy', Value: managedBy },
+        { Key: 'WorkspaceId', Value: workspace },
+        { Key: 'OrgId', Value: org },
+        ...(generation === null ? [] : [{ Key: 'Generation', Value: generation }]),
+      ];
+      const image = (await client.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images![0]!;
+      const run = await client.send(
+        new RunInstancesCommand({
+          ImageId: imageId,
+          InstanceType: 't3.micro',
+          MinCount: 1,
+          MaxCount: 1,
+          SubnetId: subnetId,
+          BlockDeviceMappings: [
+            { DeviceName: image.RootDeviceName, Ebs: { DeleteOnTermination: false, VolumeSize: 8 } },
+          ],
+          // The instance without the managed mark: only its volume is ours to find.
+          TagSpecifications: [{ ResourceType: 'volume', Tags: tags }],
+        }),
+      );
+      const instance = run.Instances![0]!;
+      await client.send(new TerminateInstancesCommand({ InstanceIds: [instance.InstanceId!] }));
+      const volumeId = instance.BlockDeviceMappings?.[0]?.Ebs?.VolumeId;
+      if (!volumeId) throw new Error('moto launched no root volume');
+      return volumeId;
+    };
+    const stateOf = async (volumeId: string): Promise<Volume['State'] | 'gone'> => {
+      try {
+        return (await client.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes?.[0]?.State;
+      } catch (err) {
+        if ((err as { name?: string }).name === 'InvalidVolume.NotFound') return 'gone';
+        throw err;
+      }
+    };
+
+    const g1 = await leak(leakWs, '1');
+    const g2 = await leak(leakWs, '2');
+    const noGeneration = await leak(leakWs, null);
+    const foreign = await leak(leakWs, '1', orgId, 'someone-else');
+    const ofOrg = await leak(`${leakWs}o`, '1', leakOrg);
+    expect(await stateOf(g1)).toBe('available');
+    try {
+      // Attached ones (the running instance of `workspaceId`) are never listed; nor is one without
+      // the generation tag, nor another's.
+      const listed = (await backend.listManagedVolumes()).filter((v) => v.workspaceId.startsWith(leakWs));
+      expect(listed.map((v) => [v.name, v.workspaceId, v.orgId, v.generation]).sort()).toEqual(
+        [
+          [g1, leakWs, orgId, 1],
+          [g2, leakWs, orgId, 2],
+          [ofOrg, `${leakWs}o`, leakOrg, 1],
+        ].sort(),
+      );
+      expect(Math.abs(Date.now() - listed[0]!.createdAt.getTime())).toBeLessThan(5 * 60_000);
+      expect((await backend.listManagedVolumes()).map((v) => v.workspaceId)).not.toContain(workspaceId);
+
+      // A generation's removal takes its volume alone; the workspace's takes the rest.
+      await backend.remove(leakWs, { generation: 1 });
+      expect([await stateOf(g1), await stateOf(g2)]).toEqual(['gone', 'available']);
+      // The workspace's removal takes everything with its marks (as docker's takes its containers).
+      await backend.remove(leakWs, { volumes: true });
+      expect([await stateOf(g2), await stateOf(noGeneration)]).toEqual(['gone', 'gone']);
+      await backend.remove(leakWs, { volumes: true }); // already gone: fine
+      // Without our managed-by mark: never touched.
+      expect(await stateOf(foreign)).toBe('available');
+
+      // The org cascade's final sweep takes the org's.
+      expect(await backend.removeOrg(leakOrg)).toEqual([ofOrg]);
+      expect(await stateOf(ofOrg)).toBe('gone');
+      expect(await backend.removeOrg(leakOrg)).toEqual([]);
+    } finally {
+      for (const v of [g1, g2, noGeneration, foreign, ofOrg]) {
+        if ((await stateOf(v)) !== 'gone') await client.send(new DeleteVolumeCommand({ VolumeId: v }));
+      }
+    }
   });
 
   it('launch errors are permanent and name the EC2 code; nothing is left behind', async () => {

@@ -4,7 +4,12 @@
  * containers at their private IPs) and backend-neutral ways to look at what exists.
  */
 import { execFileSync } from 'node:child_process';
-import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import {
+  DescribeInstanceAttributeCommand,
+  DescribeInstancesCommand,
+  DescribeVolumesCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, inject } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
@@ -224,9 +229,18 @@ export async function instancesOf(workspaceId: string) {
   return (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
 }
 
+/** The EBS volumes carrying the workspace's tag, in any state. */
+export async function volumesTagged(workspaceId: string) {
+  const out = await motoClient().send(
+    new DescribeVolumesCommand({ Filters: [{ Name: 'tag:WorkspaceId', Values: [workspaceId] }] }),
+  );
+  return out.Volumes ?? [];
+}
+
 /**
- * Nothing of the workspace is left: docker — no container and no volume; ec2 — every instance
- * `terminated` in moto and no simulator container.
+ * Nothing of the workspace is left: docker — no container and no volume (`keepVolumes`: its
+ * volumes may stay); ec2 — every instance `terminated` in moto, no EBS volume (a root volume is
+ * its generation's, never kept) and no simulator container.
  */
 export async function leftovers(
   backend: BackendKind,
@@ -247,6 +261,7 @@ export async function leftovers(
   });
   return [
     ...instances.map((i) => `instance ${i.InstanceId} (${i.State?.Name})`),
+    ...(await volumesTagged(workspaceId)).map((v) => `volume ${v.VolumeId} (${v.State})`),
     ...simContainers.map((c) => `sim container ${c.Names[0]}`),
   ];
 }

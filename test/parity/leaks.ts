@@ -4,12 +4,20 @@
  * (the DB store refuses keys of a workspace it has no row for).
  */
 import { randomBytes } from 'node:crypto';
+import {
+  DescribeImagesCommand,
+  DescribeVolumesCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+} from '@aws-sdk/client-ec2';
 import type { WorkspaceBackend } from '../../src/backends/backend.js';
 import { createEc2Client } from '../../src/backends/ec2/client.js';
 import { Ec2Backend } from '../../src/backends/ec2/ec2-backend.js';
+import { instanceTags, launchTagSpecifications } from '../../src/backends/ec2/tags.js';
 import { MemorySshKeyStore } from '../../src/backends/ssh-keys.js';
 import { ec2PlatformCidr } from '../../src/config.js';
-import type { ParityFixture } from './backends.js';
+import { waitFor } from '../setup/wait-for.js';
+import { motoClient, type ParityFixture } from './backends.js';
 import type { Client } from '@temporalio/client';
 
 function leakingBackend(t: ParityFixture): WorkspaceBackend {
@@ -49,6 +57,50 @@ export async function plantLeak(
     mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
   });
   return info.instanceId;
+}
+
+/**
+ * An EC2 root volume leaked as AWS leaks one: an instance launched with DeleteOnTermination=false
+ * on its root (what an AMI saying so gave every launch before the backend stated the flag), then
+ * terminated. Its volume carries the generation's launch tags and stays `available`. The instance
+ * itself gets no managed mark, so neither the backend nor the simulator ever sees it. Its id.
+ */
+export async function leakRootVolume(
+  t: ParityFixture,
+  workspaceId: string,
+  orgId: string,
+  generation: number,
+): Promise<string> {
+  const ec2 = motoClient();
+  const imageId = t.stack.config.EC2_AMI_ID!;
+  const image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0];
+  const tags = launchTagSpecifications(
+    instanceTags({ workspaceId, orgId, generation, runtime: 'claude-code' }),
+  );
+  const run = await ec2.send(
+    new RunInstancesCommand({
+      ImageId: imageId,
+      InstanceType: 't3.micro',
+      SubnetId: t.stack.config.EC2_SUBNET_ID,
+      MinCount: 1,
+      MaxCount: 1,
+      BlockDeviceMappings: [
+        { DeviceName: image?.RootDeviceName, Ebs: { DeleteOnTermination: false, VolumeSize: 8 } },
+      ],
+      TagSpecifications: tags.filter((s) => s.ResourceType === 'volume'),
+    }),
+  );
+  const instance = run.Instances?.[0];
+  const volumeId = instance?.BlockDeviceMappings?.[0]?.Ebs?.VolumeId;
+  if (!instance?.InstanceId || !volumeId) throw new Error('moto launched no instance with a root volume');
+  await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instance.InstanceId] }));
+  await waitFor(
+    async () =>
+      (await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes?.[0]?.State ===
+      'available',
+    { timeoutMs: 30_000, describe: `root volume ${volumeId} left available by its terminated instance` },
+  );
+  return volumeId;
 }
 
 /** The Temporal Schedules of a workspace (`workspace:<id>:schedule:<sid>`): none may outlive it. */

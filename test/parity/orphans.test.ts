@@ -2,12 +2,15 @@
  * The orphan sweep on the real stack, the same test for each backend: a superseded generation, a
  * deleted workspace's resource and an unknown workspace id are removed by one sweep once past the
  * grace period; anything without the managed-by mark, the live generation and young orphans stay.
+ * Volumes left without a resource go too: docker's per-workspace volumes, EC2 root volumes left
+ * `available` by instances terminated without DeleteOnTermination (the live generation's stays).
  * The operator entry points (run now, list the Schedules) are checked once, on docker.
  */
 import { randomBytes } from 'node:crypto';
 import {
   DescribeInstancesCommand,
   RunInstancesCommand,
+  DescribeVolumesCommand,
   TerminateInstancesCommand,
   type RunInstancesCommandOutput,
 } from '@aws-sdk/client-ec2';
@@ -27,7 +30,7 @@ import {
   useParityStack,
   type ParityFixture,
 } from './backends.js';
-import { plantLeak } from './leaks.js';
+import { leakRootVolume, plantLeak } from './leaks.js';
 
 // The docker and ec2 orphan-sweep blocks run at the same time (CONCURRENT_BLOCK); the tests of one
 // block share its stack and run one after another.
@@ -137,12 +140,25 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
       await plant(t, live, 1);
       await plant(t, gone, 1);
       await plant(t, unknown, 1);
-      // Docker: a workspace's volumes left without any container (EC2 keeps nothing apart from an instance).
+      // A workspace's volumes left without any container (docker), a root volume left without its
+      // instance (EC2).
       const volumesOnly = fakeId();
       if (backend === 'docker') {
         await plant(t, volumesOnly, 1);
         await t.stack.service.backends.docker.remove(volumesOnly, { generation: 1 });
       }
+      // EC2: root volumes left `available` by terminated instances: of the superseded generation,
+      // of the deleted workspace, of a workspace with nothing else left, and of the live generation
+      // (its root detached by hand, say), which must stay.
+      const leaked =
+        backend === 'ec2'
+          ? {
+              superseded: await leakRootVolume(t, live, t.orgId, 1),
+              deleted: await leakRootVolume(t, gone, t.orgId, 1),
+              only: await leakRootVolume(t, volumesOnly, t.orgId, 1),
+              liveGeneration: await leakRootVolume(t, live, t.orgId, 2),
+            }
+          : null;
       // A fresh orphan right before a sweep: inside the grace period, so it stays.
       const young = fakeId();
       await plant(t, young, 1);
@@ -181,13 +197,24 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
             [gone, null, 'deleted'],
             [unknown, null, 'unknown'],
             [young, null, 'unknown'],
-            ...(backend === 'docker' ? ([[volumesOnly, null, 'unknown']] as const) : []),
+            [volumesOnly, null, 'unknown'],
           ] as const
         )
           .map((r) => [...r])
           .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
       );
-      expect(second.counts.removed).toBeGreaterThanOrEqual(4);
+      expect(second.counts.removed).toBeGreaterThanOrEqual(5);
+      if (leaked) {
+        // Each leaked volume went with its generation or workspace; the live generation's stayed.
+        const removedIds = removed.flatMap((r) => r.instanceIds);
+        expect(removedIds).toEqual(expect.arrayContaining([leaked.superseded, leaked.deleted, leaked.only]));
+        expect(removedIds).not.toContain(leaked.liveGeneration);
+        expect(removed.find((r) => r.workspaceId === live)?.instanceIds).toContain(leaked.superseded);
+        expect(await volumeState(leaked.superseded)).toBe('gone');
+        expect(await volumeState(leaked.deleted)).toBe('gone');
+        expect(await volumeState(leaked.only)).toBe('gone');
+        expect(await volumeState(leaked.liveGeneration)).toBe('available');
+      }
       if (idleOrg && strangerNet) {
         expect(second.networks?.removed).toContainEqual({
           backend: 'docker',
@@ -214,6 +241,15 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
         `ws-${live}-g2`,
       ]);
       expect((await waitForStatus(t.stack, t.key, live, 'online')).generation).toBe(2);
+      if (leaked) {
+        // The live workspace's delete takes its left volume with it: nothing of it remains.
+        expect((await t.stack.api.call('DELETE', `/v1/workspaces/${live}`, { token: t.key })).status).toBe(
+          202,
+        );
+        await waitForStatus(t.stack, t.key, live, 'deleted');
+        expect(await volumeState(leaked.liveGeneration)).toBe('gone');
+        expect(await leftovers(backend, t.stack.docker, live)).toEqual([]);
+      }
       // No managed-by mark: never listed, never touched.
       if (backend === 'docker') {
         expect((await t.stack.docker.getContainer(foreign.id).inspect()).Id).toBe(foreign.id);
@@ -227,6 +263,17 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
     }
   });
 });
+
+/** An EBS volume's state in moto, or `gone`. */
+async function volumeState(volumeId: string): Promise<string> {
+  try {
+    const out = await motoClient().send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }));
+    return out.Volumes?.[0]?.State ?? 'gone';
+  } catch (err) {
+    if ((err as { name?: string }).name === 'InvalidVolume.NotFound') return 'gone';
+    throw err;
+  }
+}
 
 /** The ids of the org's `wo-org-<org>` networks on the stack's dockerd. */
 async function networkIds(t: ParityFixture, orgId: string): Promise<string[]> {

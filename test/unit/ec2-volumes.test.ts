@@ -132,3 +132,110 @@ describe('launch: the root device mapping', () => {
     expect(unnamed.count('RunInstances')).toBe(0);
   });
 });
+
+describe('volumes left behind', () => {
+  const volume = (id: string, tags: Record<string, string>) => ({
+    VolumeId: id,
+    State: 'available',
+    CreateTime: new Date('2026-01-01T00:00:00Z'),
+    Tags: Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
+  });
+  const ours = (id: string, generation?: string) =>
+    volume(id, {
+      ManagedBy: 'workspace-orchestrator',
+      WorkspaceId: 'w1',
+      OrgId: 'o1',
+      ...(generation === undefined ? {} : { Generation: generation }),
+    });
+
+  it('listManagedVolumes reads every page of available, managed volumes', async () => {
+    const ec2 = fakeEc2({
+      DescribeVolumes: (input) =>
+        input.NextToken === undefined
+          ? { Volumes: [ours('vol-1', '1'), ours('vol-x')], NextToken: 'page-2' }
+          : { Volumes: [ours('vol-2', '2')] },
+    });
+    const listed = await backendOn(ec2.client).listManagedVolumes();
+    expect(listed).toEqual([
+      {
+        name: 'vol-1',
+        workspaceId: 'w1',
+        orgId: 'o1',
+        generation: 1,
+        createdAt: new Date('2026-01-01T00:00:00Z'),
+      },
+      {
+        name: 'vol-2',
+        workspaceId: 'w1',
+        orgId: 'o1',
+        generation: 2,
+        createdAt: new Date('2026-01-01T00:00:00Z'),
+      },
+    ]);
+    expect(ec2.sent.map((s) => s.input)).toEqual([
+      {
+        Filters: [
+          { Name: 'tag:ManagedBy', Values: ['workspace-orchestrator'] },
+          { Name: 'status', Values: ['available'] },
+        ],
+        MaxResults: 500,
+        NextToken: undefined,
+      },
+      expect.objectContaining({ NextToken: 'page-2' }),
+    ]);
+  });
+
+  it('a listing that fails is a typed error (the sweep then skips the backend whole)', async () => {
+    const ec2 = fakeEc2({
+      DescribeVolumes: () => {
+        throw ec2Error('RequestLimitExceeded', 503);
+      },
+    });
+    await expect(backendOn(ec2.client).listManagedVolumes()).rejects.toMatchObject({
+      name: 'BackendError',
+      code: 'transient',
+    });
+  });
+
+  it('removal: a volume gone already counts as removed, one attached meanwhile is left, other refusals fail', async () => {
+    const deleteAnswers: Record<string, () => unknown> = {
+      'vol-1': () => ({}),
+      'vol-gone': () => {
+        throw ec2Error('InvalidVolume.NotFound', 400);
+      },
+      'vol-attached': () => {
+        throw ec2Error('VolumeInUse', 400);
+      },
+    };
+    const handlers: Record<string, Handler> = {
+      DescribeInstances: () => ({ Reservations: [] }),
+      DescribeVolumes: () => ({ Volumes: Object.keys(deleteAnswers).map((id) => ours(id, '1')) }),
+      DeleteVolume: (input) => deleteAnswers[String(input.VolumeId)]!(),
+    };
+    const ec2 = fakeEc2(handlers);
+    expect(await backendOn(ec2.client).removeOrg('o1')).toEqual(['vol-1', 'vol-gone']);
+    await backendOn(ec2.client).remove('w1', { generation: 1 });
+    expect(ec2.sent.filter((s) => s.command === 'DescribeVolumes').map((s) => s.input.Filters)).toEqual([
+      [
+        { Name: 'tag:ManagedBy', Values: ['workspace-orchestrator'] },
+        { Name: 'tag:OrgId', Values: ['o1'] },
+        { Name: 'status', Values: ['available'] },
+      ],
+      [
+        { Name: 'tag:ManagedBy', Values: ['workspace-orchestrator'] },
+        { Name: 'tag:WorkspaceId', Values: ['w1'] },
+        { Name: 'tag:Generation', Values: ['1'] },
+        { Name: 'status', Values: ['available'] },
+      ],
+    ]);
+
+    deleteAnswers['vol-1'] = () => {
+      throw ec2Error('UnauthorizedOperation', 403);
+    };
+    await expect(backendOn(ec2.client).remove('w1', { volumes: true })).rejects.toMatchObject({
+      name: 'BackendError',
+      code: 'permanent',
+      message: expect.stringContaining('deleting volume vol-1: UnauthorizedOperation'),
+    });
+  });
+});

@@ -185,6 +185,43 @@ describe('selectOrphans', () => {
     expect(out.removals.map((r) => [r.generation, r.instanceIds])).toEqual([[1, ['i-x-1']]]);
   });
 
+  it("judges a generation's own volume (an EC2 root volume left behind) with its generation", () => {
+    const ec2 = (over: Partial<ListedResource>) => res({ backend: 'ec2', ...over });
+    const disk = (workspaceId: string, generation: number, createdAtMs = OLD) =>
+      ec2({
+        kind: 'generation-volume',
+        workspaceId,
+        generation,
+        instanceId: `vol-${workspaceId}-${generation}`,
+        createdAtMs,
+      });
+    const out = select(
+      [
+        // Live workspace at 3: the superseded generation's volume goes with its instance; the live
+        // generation's stays (its root detached by hand, say), as does one ahead of the row.
+        ec2({ generation: 2 }),
+        disk('w', 2),
+        disk('w', 3),
+        disk('w', 4),
+        // A deleted workspace's volume, nothing else left: the workspace goes whole.
+        disk('gone', 1),
+        // An unknown workspace with a young volume: the old generation alone, the young one waits.
+        disk('x', 1),
+        disk('x', 2, YOUNG),
+      ],
+      {
+        w: { backend: 'ec2', generation: 3, status: 'online' },
+        gone: { backend: 'ec2', generation: 1, status: 'deleted' },
+      },
+    );
+    expect(out.removals.map((r) => [r.workspaceId, r.generation, r.instanceIds, r.reason])).toEqual([
+      ['gone', null, ['vol-gone-1'], 'deleted'],
+      ['w', 2, ['i-w-2', 'vol-w-2'], 'superseded'],
+      ['x', 1, ['vol-x-1'], 'unknown'],
+    ]);
+    expect(out.counts).toEqual({ listed: 7, live: 2, young: 1, foreign: 0 });
+  });
+
   it('never touches a resource of an org this deployment does not know', () => {
     const out = select([res({ orgId: 'elsewhere' })], {});
     expect(out.removals).toEqual([]);
@@ -198,6 +235,7 @@ describe('selectOrphans', () => {
         workspaceId: fc.constantFrom('a', 'b', 'c', 'd'),
         orgId: fc.constantFrom(ORG, 'other'),
         generation: fc.integer({ min: 1, max: 4 }),
+        kind: fc.constantFrom('instance' as const, 'generation-volume' as const),
         young: fc.boolean(),
       }),
       { maxLength: 30 },

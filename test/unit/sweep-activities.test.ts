@@ -195,6 +195,60 @@ describe('findOrphans over 10,000 leaked resources', () => {
     expect(seen.size).toBeGreaterThan(ORPHAN_REMOVALS_PER_RUN);
   });
 
+  it('judges an EC2 root volume left behind with its generation, a docker volume with its workspace', async () => {
+    const old = new Date(NOW - 3_600_000);
+    const volume = (workspaceId: string, name: string, generation?: number): ManagedVolume => ({
+      name,
+      workspaceId,
+      orgId: 'org',
+      createdAt: old,
+      ...(generation === undefined ? {} : { generation }),
+    });
+    const listing = (kind: 'docker' | 'ec2', volumes: ManagedVolume[]): WorkspaceBackend => ({
+      ...new UnconfiguredBackend(kind),
+      listManaged: async () => [],
+      listManagedVolumes: async () => volumes,
+      listManagedNetworks: async () => [],
+    });
+    const row = (id: string, backend: string, generation: number, status: string) => ({
+      kind: 'w',
+      id,
+      backend,
+      generation,
+      status,
+      discarded_generation: null,
+    });
+    const db = fakeDb([
+      { kind: 'o', id: 'org', backend: null, generation: null, status: null },
+      row('w', 'ec2', 3, 'online'),
+      row('gone', 'ec2', 1, 'deleted'),
+      row('d', 'docker', 3, 'online'),
+    ]);
+    const activities = createSweepActivities({
+      db,
+      backends: {
+        docker: listing('docker', [volume('d', 'ws-d-configs')]),
+        ec2: listing('ec2', [
+          volume('w', 'vol-w2', 2),
+          volume('w', 'vol-w3', 3),
+          volume('gone', 'vol-gone1', 1),
+        ]),
+      },
+    });
+
+    const found = await activities.findOrphans({ graceMs: 600_000 });
+
+    // The superseded generation's volume goes (its generation alone); the live generation's and
+    // the live docker workspace's volume stay; the deleted workspace goes whole.
+    expect(
+      found.removals.map((r) => [r.backend, r.workspaceId, r.generation, r.instanceIds, r.reason]),
+    ).toEqual([
+      ['ec2', 'gone', null, ['vol-gone1'], 'deleted'],
+      ['ec2', 'w', 2, ['vol-w2'], 'superseded'],
+    ]);
+    expect(found.counts).toEqual({ listed: 4, live: 2, young: 0, foreign: 0 });
+  });
+
   it('a backend read in part (its networks unreadable) is skipped whole: nothing of it is removed', async () => {
     const resources: ManagedResource[] = [
       {

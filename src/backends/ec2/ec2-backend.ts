@@ -41,6 +41,7 @@ import type { SshTarget } from './ssh.js';
 import * as terminal from './terminal.js';
 import {
   clientToken,
+  identityOf,
   instanceName,
   instanceTags,
   launchTagSpecifications,
@@ -51,7 +52,7 @@ import {
 } from './tags.js';
 import { ensureWorkspaceSecurityGroup } from './security-group.js';
 import { renderUserData } from './user-data.js';
-import { rootDeviceMappings } from './volumes.js';
+import { availableVolumes, deleteVolumes, rootDeviceMappings } from './volumes.js';
 
 /** Minimal structured logger; a pino Logger fits. */
 export interface Ec2BackendLog {
@@ -523,6 +524,12 @@ export class Ec2Backend implements WorkspaceBackend {
       );
       await this.awaitTerminated(ids);
     }
+    // A root volume its instance left behind is that generation's, never data a later one uses:
+    // it goes with its generation (or the workspace), whatever `volumes` says.
+    await this.deleteLeftVolumes(
+      workspaceFilters(workspaceId, opts.generation),
+      opts.generation === undefined ? `workspace ${workspaceId}` : instanceName(workspaceId, opts.generation),
+    );
     try {
       // The keys of what is gone: the generation's pair (or all, with the workspace), and the
       // host keys pinned for its instances.
@@ -618,15 +625,11 @@ export class Ec2Backend implements WorkspaceBackend {
     );
     const out: ManagedResource[] = [];
     for (const instance of instances) {
-      const workspaceId = tagValue(instance, TAG.workspaceId);
-      const generation = Number(tagValue(instance, TAG.generation));
-      // Our managed-by tag without our identity tags: not ours to manage.
-      if (!instance.InstanceId || !workspaceId || !Number.isInteger(generation)) continue;
+      const identity = identityOf(instance);
+      if (!instance.InstanceId || !identity) continue;
       out.push({
         instanceId: instance.InstanceId,
-        workspaceId,
-        orgId: tagValue(instance, TAG.orgId) ?? '',
-        generation,
+        ...identity,
         status: statusOf(instance.State?.Name),
         createdAt: createdAt(instance),
       });
@@ -634,11 +637,32 @@ export class Ec2Backend implements WorkspaceBackend {
     return out;
   }
 
+  /** Deletes the managed volumes matching `filters` that nothing uses (`available`); their ids. */
+  private async deleteLeftVolumes(filters: Filter[], label: string): Promise<string[]> {
+    const left = await availableVolumes(this.c, filters, `listing volumes left of ${label}`);
+    const ids = left.map((v) => v.VolumeId).filter((id): id is string => !!id);
+    if (ids.length === 0) return [];
+    const deleted = await deleteVolumes(this.c, ids);
+    this.log?.info({ volumeIds: deleted, of: label }, 'ec2 volumes left by terminated instances deleted');
+    return deleted;
+  }
+
+  /**
+   * Root volumes left `available` (attached to nothing) with our tags: leaked by an instance
+   * terminated without DeleteOnTermination. Attached ones go with their instance and are not listed.
+   */
   async listManagedVolumes(): Promise<ManagedVolume[]> {
-    // Root volumes are deleted with their instance: nothing persists apart from one. Still a call
-    // on the client, so the zero-value backend answers not_configured like every other method.
-    void this.c;
-    return [];
+    const volumes = await availableVolumes(
+      this.c,
+      [{ Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] }],
+      'listing managed volumes',
+    );
+    return volumes.flatMap((v): ManagedVolume[] => {
+      const identity = identityOf(v);
+      if (!v.VolumeId || !identity) return [];
+      // Unknown age reads as new: the sweep then waits rather than removing on a guess.
+      return [{ name: v.VolumeId, ...identity, createdAt: v.CreateTime ?? new Date() }];
+    });
   }
 
   async listManagedNetworks(): Promise<ManagedNetwork[]> {
@@ -667,6 +691,13 @@ export class Ec2Backend implements WorkspaceBackend {
       this.log?.info({ orgId, instanceIds: ids }, 'ec2 instances of a deleted org terminating');
       await this.awaitTerminated(ids);
     }
+    const volumeIds = await this.deleteLeftVolumes(
+      [
+        { Name: `tag:${TAG.managedBy}`, Values: [MANAGED_BY] },
+        { Name: `tag:${TAG.orgId}`, Values: [orgId] },
+      ],
+      `org ${orgId}`,
+    );
     try {
       await this.keys.removeHostKeys(ids);
     } catch (err) {
@@ -688,7 +719,7 @@ export class Ec2Backend implements WorkspaceBackend {
         );
       }
     }
-    return ids;
+    return [...ids, ...volumeIds];
   }
 
   async bootLog(workspaceId: string, generation: number, maxBytes = CONSOLE_MAX_BYTES): Promise<string> {

@@ -1,5 +1,5 @@
 /** Tags and names of everything the EC2 backend launches; the orphan sweep and lookups rely on these. */
-import type { Instance, Tag, TagSpecification } from '@aws-sdk/client-ec2';
+import type { Tag, TagSpecification } from '@aws-sdk/client-ec2';
 
 export const MANAGED_BY = 'workspace-orchestrator';
 
@@ -53,8 +53,22 @@ export function launchTagSpecifications(tags: Tag[]): TagSpecification[] {
   ];
 }
 
-export function tagValue(instance: Instance, key: string): string | undefined {
-  return instance.Tags?.find((t) => t.Key === key)?.Value;
+/** A tag of an instance or a volume. */
+export function tagValue(resource: { Tags?: Tag[] }, key: string): string | undefined {
+  return resource.Tags?.find((t) => t.Key === key)?.Value;
+}
+
+/**
+ * The workspace identity an instance or volume was tagged with at launch; null when a tag is
+ * missing (our managed-by tag without our identity tags: not ours to manage).
+ */
+export function identityOf(resource: {
+  Tags?: Tag[];
+}): { workspaceId: string; orgId: string; generation: number } | null {
+  const workspaceId = tagValue(resource, TAG.workspaceId);
+  const generation = Number(tagValue(resource, TAG.generation));
+  if (!workspaceId || !Number.isInteger(generation)) return null;
+  return { workspaceId, orgId: tagValue(resource, TAG.orgId) ?? '', generation };
 }
 
 /** DescribeInstances filters selecting a workspace's instances (one generation, or all of them). */
