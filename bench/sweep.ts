@@ -45,7 +45,7 @@ import { workspaceLabels } from '../src/backends/docker/names.js';
 import { UnconfiguredBackend } from '../src/backends/unconfigured.js';
 import { ensureRuntimeImage } from '../src/cli/build-images.js';
 import { openDatabase, type Database } from '../src/db/database.js';
-import type { Queryable } from '../src/db/queryable.js';
+import type { Queryable, Transactable } from '../src/db/queryable.js';
 import { sweepLookup, sweepStats, workspacesToCheck } from '../src/db/sweeps.js';
 import type { OrphanSweepResult } from '../src/domain/orphans.js';
 import { SecretBox } from '../src/security/secrets.js';
@@ -139,13 +139,15 @@ function syntheticBackend(full: ManagedResource[]): SyntheticBackend {
 }
 
 /** A Queryable that counts what goes through it (the sweeps' one-query-per-run claim). */
-function countingQueryable(pool: Queryable): Queryable & { queries: number } {
+function countingQueryable(pool: Transactable): Transactable & { queries: number } {
   const wrapped = {
     queries: 0,
     query: ((...args: Parameters<Queryable['query']>) => {
       wrapped.queries++;
       return pool.query(...args);
     }) as Queryable['query'],
+    // Transactions (a schedule's delete) are not counted: the sweeps measured here run none.
+    connect: pool.connect.bind(pool) as Transactable['connect'],
   };
   return wrapped;
 }

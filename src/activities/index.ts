@@ -14,7 +14,7 @@ import {
 import { BOOT_PHASES } from '../api/schemas.js';
 import { saveConsoleLog } from '../db/events.js';
 import { recordProvision } from '../db/metrics.js';
-import type { Queryable } from '../db/queryable.js';
+import type { Transactable } from '../db/queryable.js';
 import { dropWorkspaceSecrets, pruneRetiredSecrets, redactorFor } from '../db/secrets.js';
 import { mintBootstrapToken, revokeWorkspaceTokens } from '../db/tokens.js';
 import * as workspaces from '../db/workspaces.js';
@@ -28,7 +28,7 @@ import { createScheduleActivities } from './schedules.js';
 import { createSweepActivities } from './sweeps.js';
 
 export interface ActivityDeps {
-  db: Queryable;
+  db: Transactable;
   backends: Record<BackendKind, WorkspaceBackend>;
   /** URL the agent in a workspace of that backend uses to reach the registry. */
   platformUrls: Record<BackendKind, string>;

@@ -3,7 +3,13 @@ import type pg from 'pg';
 /** A pool or a client inside a transaction: every query module takes this. */
 export type Queryable = Pick<pg.Pool, 'query'>;
 
-export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** A pool that can also hand out a connection of its own (for a transaction). */
+export type Transactable = Pick<pg.Pool, 'query' | 'connect'>;
+
+export async function inTransaction<T>(
+  pool: Transactable,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');

@@ -1,5 +1,5 @@
 /** Rows for tests that exercise the database alone (no entity, no backend behind them). */
-import type { Queryable } from '../../src/db/queryable.js';
+import type { Queryable, Transactable } from '../../src/db/queryable.js';
 import { insertWorkspace } from '../../src/db/workspaces.js';
 
 /** A docker workspace row of `orgId` with an empty config: only the row matters to such tests. */
@@ -18,3 +18,9 @@ export async function insertBareWorkspace(
     budgetLimitCents: null,
   });
 }
+
+/** The `connect` of a fake database that answers single statements only, never a transaction. */
+export const noTransactions: Pick<Transactable, 'connect'> = {
+  connect: (() =>
+    Promise.reject(new Error('this fake database runs no transactions'))) as Transactable['connect'],
+};

@@ -6,12 +6,14 @@ import { describe, expect, it } from 'vitest';
 import { createActivities } from '../../src/activities/index.js';
 import { BackendError, type StartSpec, type WorkspaceBackend } from '../../src/backends/backend.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
-import type { Queryable } from '../../src/db/queryable.js';
+import type { Queryable, Transactable } from '../../src/db/queryable.js';
 import { SecretBox } from '../../src/security/secrets.js';
+import { noTransactions } from '../support/db-rows.js';
 
-function recordingDb(): Queryable & { statements: string[] } {
+function recordingDb(): Transactable & { statements: string[] } {
   const statements: string[] = [];
   return {
+    ...noTransactions,
     statements,
     query: (async (text: string) => {
       statements.push(text);

@@ -5,13 +5,15 @@ import { describe, expect, it } from 'vitest';
 import { createActivities } from '../../src/activities/index.js';
 import { CONSOLE_MAX_BYTES, type WorkspaceBackend } from '../../src/backends/backend.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
-import type { Queryable } from '../../src/db/queryable.js';
+import type { Queryable, Transactable } from '../../src/db/queryable.js';
 import { SecretBox } from '../../src/security/secrets.js';
+import { noTransactions } from '../support/db-rows.js';
 
 describe('captureBootLog', () => {
   it('stores at most CONSOLE_MAX_BYTES: the newest output', async () => {
     const saved: unknown[][] = [];
-    const db: Queryable = {
+    const db: Transactable = {
+      ...noTransactions,
       query: (async (text: string, params?: unknown[]) => {
         if (text.includes('INSERT INTO console_logs')) saved.push(params ?? []);
         return { rows: [], rowCount: 1 };

@@ -10,9 +10,10 @@ import { ScheduleAlreadyRunning, type Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { createScheduleActivities } from '../../src/activities/schedules.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
-import type { Queryable } from '../../src/db/queryable.js';
+import type { Queryable, Transactable } from '../../src/db/queryable.js';
 import { fingerprint } from '../../src/schedules/mirror.js';
 import { SecretBox } from '../../src/security/secrets.js';
+import { noTransactions } from '../support/db-rows.js';
 
 const WS = 'a'.repeat(16);
 const SID = 'b'.repeat(16);
@@ -42,8 +43,9 @@ const workspaceRow = {
  * Answers the schedule, workspace and org reads (`orgLive` false: its org was deleted); any other
  * statement (the send path) stops the run.
  */
-function fakeDb(orgLive = true): Queryable {
+function fakeDb(orgLive = true): Transactable {
   return {
+    ...noTransactions,
     query: (async (text: string) => {
       if (/FROM schedules/.test(text)) return { rows: [scheduleRow], rowCount: 1 };
       if (/FROM workspaces/.test(text)) return { rows: [workspaceRow], rowCount: 1 };

@@ -7,7 +7,7 @@ import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import { createScheduleActivities, RECONCILE_MAX } from '../../src/activities/schedules.js';
-import type { Queryable } from '../../src/db/queryable.js';
+import type { Transactable } from '../../src/db/queryable.js';
 import { workspaceScheduleId } from '../../src/schedules/mirror.js';
 
 const hex = (n: number, prefix: string) => `${prefix}${n.toString(16).padStart(16 - prefix.length, '0')}`;
@@ -47,7 +47,7 @@ function fixture(live: number, stray: number) {
           })),
       };
     },
-  } as unknown as Queryable;
+  } as unknown as Transactable;
   const acts = createScheduleActivities({ db, backends: {} as never, secrets: {} as never, temporal });
   return { acts, removed, deleted };
 }
