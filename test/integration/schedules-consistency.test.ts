@@ -6,7 +6,7 @@
  * quota.
  */
 import { Client } from '@temporalio/client';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SCHEDULES_PER_WORKSPACE } from '../../src/app/schedules.js';
 import { getSchedule, insertSchedule, listSchedules } from '../../src/db/schedules.js';
 import {
@@ -16,7 +16,8 @@ import {
   workspaceScheduleId,
 } from '../../src/schedules/mirror.js';
 import { newId } from '../../src/security/tokens.js';
-import { insertWorkspaceRow, serveApiWith, useStack } from '../support/stack.js';
+import { scheduleFixtures } from '../support/schedules.js';
+import { serveApiWith, useStack } from '../support/stack.js';
 
 /**
  * The stack's Temporal client, but its server answers as one whose tz database lacks `zone`:
@@ -52,23 +53,7 @@ function refusingZone(client: Client, zone: string): Client {
 
 describe('schedules under concurrent writes', () => {
   const t = useStack({ worker: false });
-  const workspaces: string[] = [];
-
-  async function workspace(): Promise<{ id: string; base: string }> {
-    const id = await insertWorkspaceRow(t.stack.service.db.pool, t.orgId);
-    workspaces.push(id);
-    return { id, base: `/v1/workspaces/${id}/schedules` };
-  }
-
-  /** A schedule made through the stack's API, firing every five minutes: its id. */
-  async function created(base: string): Promise<string> {
-    const made = await t.stack.api.call('POST', base, {
-      token: t.key,
-      body: { cron: '@every 5m', prompt: 'p' },
-    });
-    expect(made.status).toBe(201);
-    return made.body.id as string;
-  }
+  const { workspace, created } = scheduleFixtures(t);
 
   /** The schedule's Temporal description against its row: the note is the row's fingerprint. */
   async function alike(workspaceId: string, sid: string): Promise<{ row: string; note: string }> {
@@ -81,14 +66,6 @@ describe('schedules under concurrent writes', () => {
       note: `${d.state.note ?? ''} paused=${d.state.paused}`,
     };
   }
-
-  afterAll(async () => {
-    // No worker and no entity here: the Temporal Schedules made are removed by hand.
-    const mirror = new ScheduleMirror(t.stack.service.temporal, t.stack.config.TASK_QUEUE);
-    for (const id of workspaces) {
-      for (const s of await listSchedules(t.stack.service.db.pool, id)) await mirror.remove(id, s.id);
-    }
-  });
 
   it('two PATCHes at once leave the row and its Temporal Schedule alike (25 rounds)', async () => {
     const { id, base } = await workspace();
