@@ -10,11 +10,12 @@ import { BackendReads } from '../a2a/backend-reads.js';
 import { A2A_DEFAULTS, SERVING, deliver, logCall, probe, type ProxyLog } from '../a2a/proxy.js';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
 import { presentedAgentCredential } from '../db/agent-credentials.js';
-import type { Queryable } from '../db/queryable.js';
+import type { Transactable } from '../db/queryable.js';
 import {
-  deleteSchedulesOf,
+  deleteScheduleAnd,
   getSchedule,
   recordScheduleRun,
+  rereadSchedule,
   scheduleIdsOf,
   scheduleLookup,
   type ScheduleRow,
@@ -31,7 +32,8 @@ import { agentLivenessSignal, workspaceWorkflowId } from '../workflows/messages.
 import { withHeartbeat } from './heartbeat.js';
 
 export interface ScheduleActivityDeps {
-  db: Queryable;
+  /** A pool: a schedule's delete holds its row in a transaction of its own. */
+  db: Transactable;
   backends: Record<BackendKind, WorkspaceBackend>;
   secrets: SecretBox;
   /** Deletes and repairs the Temporal mirrors, signals liveness findings. */
@@ -43,6 +45,12 @@ const RUN_ERROR_CHARS = 500;
 
 /** Mirrors handled by one reconcile run, and strays removed by one sweep (the rest wait for the next). */
 export const RECONCILE_MAX = 500;
+
+/**
+ * Bound of one mirror removal made while holding its row (a workspace's delete): writers of that
+ * schedule wait for the row meanwhile. Past it the activity fails and is retried.
+ */
+export const LOCKED_REMOVE_MS = 10_000;
 
 export function createScheduleActivities(deps: ScheduleActivityDeps) {
   const { db } = deps;
@@ -71,7 +79,9 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
         'a paused schedule fired (its Temporal Schedule was not paused): skipped, mirror repaired',
       );
       await m
-        .settle(row, () => getSchedule(db, row.workspaceId, row.id))
+        .settle(row, () => rereadSchedule(db, row.workspaceId, row.id))
+        // Deleted meanwhile: the mirror this put may have brought back goes too.
+        .then((now) => (now ? undefined : m.remove(row.workspaceId, row.id)))
         .catch((err: unknown) =>
           log.warn({ err, workspaceId: row.workspaceId, scheduleId: row.id }, 'schedule mirror not repaired'),
         );
@@ -202,15 +212,22 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
     },
 
     /**
-     * The workspace's delete: every mirror goes, then the rows. Idempotent (a mirror already gone is
-     * fine). No row can be added meanwhile: inserts refuse a workspace that is `deleting`.
+     * The workspace's delete: each schedule's mirror goes, then its row, the row held meanwhile as a
+     * schedule DELETE holds it (deleteScheduleAnd: a PATCH or a list's repair that loaded the
+     * workspace before its delete began cannot leave a mirror behind). Idempotent (a mirror already
+     * gone is fine). No row can be added meanwhile: inserts refuse a workspace that is `deleting`.
      */
     async removeWorkspaceSchedules(input: { workspaceId: string }): Promise<number> {
       const ids = await scheduleIdsOf(db, input.workspaceId);
       const m = mirror();
-      for (const id of ids) await m?.remove(input.workspaceId, id);
-      await deleteSchedulesOf(db, input.workspaceId, ids);
-      return ids.length;
+      let removed = 0;
+      for (const id of ids) {
+        const removeMirror = async () => {
+          await m?.remove(input.workspaceId, id, Date.now() + LOCKED_REMOVE_MS);
+        };
+        if (await deleteScheduleAnd(db, input.workspaceId, id, removeMirror)) removed++;
+      }
+      return removed;
     },
 
     /**

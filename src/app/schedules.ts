@@ -9,24 +9,38 @@
  * `unavailable` refusal changed nothing, unless a later write was saved on top of it (never
  * undone). Reading the list repairs any mirror that is missing or stale (and says when it could not).
  *
- * A request's Temporal calls share one deadline (its 503 comes within 5 s); cleanup after a refusal
- * is not waited for: a leftover Temporal Schedule removes itself at its next firing (its row is
- * gone) and the orphan sweep removes strays.
+ * A delete against the other writers of the mirror (a PATCH, a create, the list's repair, run-now;
+ * on any API process or worker): the delete removes the mirror while it holds the row's lock, and
+ * lets go only once the row is deleted (deleteScheduleAnd); every put is followed by a read of the
+ * row that waits for that lock (rereadSchedule). A put that landed before the delete's removal is
+ * removed by it; one that landed after is followed by a read that finds no row, and its writer
+ * removes the mirror before it answers; a change that waits for the lock finds no row (404). So
+ * once the requests have answered, the mirror exists iff the row does. (Without the lock, a put
+ * landing between the removal and the row's delete, followed by a read of the row still there, left
+ * a Temporal Schedule without a row.)
+ *
+ * A request's Temporal calls and its waits for a schedule's lock share one deadline (its 503 comes
+ * within 5 s); cleanup after a refusal is not waited for: it runs in the background, and failing
+ * that a leftover Temporal Schedule removes itself at its next firing (its row is gone, nothing is
+ * sent) and the orphan sweep removes strays.
  */
 import { ScheduleNotFoundError } from '@temporalio/client';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import {
   deleteSchedule,
+  deleteScheduleAnd,
   getSchedule,
   insertSchedule,
+  isLockTimeout,
   listSchedules,
+  rereadSchedule,
   restoreSchedule,
   updateSchedule,
   type ScheduleRow,
 } from '../db/schedules.js';
-import type { WorkspaceRow } from '../db/workspaces.js';
-import type { MirrorState, ScheduleMirror } from '../schedules/mirror.js';
+import { getWorkspace, type WorkspaceRow } from '../db/workspaces.js';
+import { UnsettledMirror, type MirrorState, type ScheduleMirror } from '../schedules/mirror.js';
 import { ScheduleSpecError, parseCron, parseTimezone } from '../schedules/spec.js';
 import { ID_PATTERN } from '../api/schemas.js';
 import { newId } from '../security/tokens.js';
@@ -65,9 +79,14 @@ function mirrorOf(deps: ScheduleDeps): ScheduleMirror {
   return deps.schedules;
 }
 
-/** Reads a schedule's row again (the mirror follows it). */
-const rereadOf = (deps: ScheduleDeps, s: { workspaceId: string; id: string }) => () =>
-  getSchedule(deps.db, s.workspaceId, s.id);
+/** How long a request may still wait for a schedule's row lock (undefined: no deadline). */
+const lockWaitOf = (deadline: number | undefined): number | undefined =>
+  deadline === undefined ? undefined : deadline - Date.now();
+
+/** Reads a schedule's row again behind a delete of it under way (the mirror follows it). */
+const rereadOf =
+  (deps: ScheduleDeps, s: { workspaceId: string; id: string }, deadline: number | undefined) => () =>
+    rereadSchedule(deps.db, s.workspaceId, s.id, lockWaitOf(deadline));
 
 /** Removes a mirror without the answer waiting for it (with a deadline of its own). */
 function removeLater(
@@ -90,9 +109,9 @@ function removeLater(
  * landed all the same. Failing that, the next GET of the list repairs it.
  */
 function settleLater(deps: ScheduleDeps, mirror: ScheduleMirror, s: ScheduleRow): void {
-  const reread = rereadOf(deps, s);
   const settle = async () => {
     const deadline = mirror.deadline();
+    const reread = rereadOf(deps, s, deadline);
     const row = await reread();
     if (!row || !(await mirror.settle(row, reread, deadline))) {
       await mirror.remove(s.workspaceId, s.id, deadline);
@@ -108,8 +127,9 @@ function settleLater(deps: ScheduleDeps, mirror: ScheduleMirror, s: ScheduleRow)
 
 /**
  * Follows the row after this request's own put landed (see ScheduleMirror.follow). Null when the row
- * is gone (its mirror, which the put may have brought back, is removed in the background). When
- * Temporal fails it now, the request's own change is in both: the rest is done in the background.
+ * is gone: a delete ran meanwhile, and the mirror this put may have brought back is removed before
+ * the answer (in the background if Temporal fails that now). When Temporal fails the follow now,
+ * the request's own change is in both: the rest is done in the background.
  */
 async function followRow(
   deps: ScheduleDeps,
@@ -118,8 +138,12 @@ async function followRow(
   deadline: number | undefined,
 ): Promise<ScheduleRow | null | undefined> {
   try {
-    const now = await mirror.follow(row, rereadOf(deps, row), deadline);
-    if (!now) removeLater(deps, mirror, row.workspaceId, row.id);
+    const now = await mirror.follow(row, rereadOf(deps, row, deadline), deadline);
+    if (!now) {
+      await mirror.remove(row.workspaceId, row.id, deadline).catch(() => {
+        removeLater(deps, mirror, row.workspaceId, row.id);
+      });
+    }
     return now;
   } catch (err) {
     deps.log.warn({ err, workspaceId: row.workspaceId, scheduleId: row.id }, 'schedule mirror follows later');
@@ -172,8 +196,10 @@ export async function listWithMirrors(
   const states = await Promise.all(
     rows.map((s) =>
       mirror && w.status !== 'deleting'
-        ? mirror.ensure(s, rereadOf(deps, s), deadline).catch((err: unknown) => {
+        ? mirror.ensure(s, rereadOf(deps, s, deadline), deadline).catch((err: unknown) => {
             deps.log.warn({ err, workspaceId: w.id, scheduleId: s.id }, 'schedule mirror not checked');
+            // Its repair's put may land: the mirror follows the row (or goes with it).
+            if (err instanceof UnsettledMirror) settleLater(deps, mirror, s);
             return null;
           })
         : Promise.resolve(null),
@@ -220,10 +246,18 @@ export async function createSchedule(
     removeLater(deps, mirror, w.id, row.id);
     throw nothingChanged();
   }
-  // Null: a workspace delete that ran meanwhile removed the row before this mirror existed (and
-  // the mirror goes too).
-  if ((await followRow(deps, mirror, row, deadline)) === null) throw beingDeleted();
+  // Null: a delete that ran meanwhile removed the row (and the mirror went too). A delete of the
+  // schedule came after this create (it found the row): created, then deleted. A workspace delete
+  // refuses it as any create it beats.
+  if ((await followRow(deps, mirror, row, deadline)) === null && !(await workspaceLive(deps, w.id))) {
+    throw beingDeleted();
+  }
   return row;
+}
+
+async function workspaceLive(deps: ScheduleDeps, workspaceId: string): Promise<boolean> {
+  const now = await getWorkspace(deps.db, workspaceId);
+  return now !== null && now.status !== 'deleting' && now.status !== 'deleted';
 }
 
 /** Changes a schedule (found first, with findSchedule); the row as this change left it. */
@@ -238,7 +272,18 @@ export async function patchSchedule(
   const spec = checked(deps, body);
   const mirror = mirrorOf(deps);
   const deadline = mirror.deadline();
-  const changed = await updateSchedule(deps.db, w.id, found.id, { ...body, ...spec });
+  const changed = await updateSchedule(
+    deps.db,
+    w.id,
+    found.id,
+    { ...body, ...spec },
+    lockWaitOf(deadline),
+  ).catch((err: unknown) => {
+    // A delete of it holds the row, waiting on Temporal past this request's deadline.
+    if (isLockTimeout(err)) throw nothingChanged();
+    throw err;
+  });
+  // Deleted meanwhile (a delete that held the row: this change waited for it).
   if (!changed) throw missing('schedule');
   const { before, after } = changed;
   try {
@@ -261,16 +306,40 @@ export async function patchSchedule(
   return after;
 }
 
+/**
+ * Deletes a schedule: its mirror first, under the row's lock until the row is gone (see the top of
+ * this file). A refusal leaves the row as it was.
+ */
 export async function removeSchedule(deps: ScheduleDeps, w: WorkspaceRow, sid: string): Promise<void> {
   const s = await findSchedule(deps, w, sid);
-  // Mirror first: a refusal leaves both as they were.
   const mirror = mirrorOf(deps);
+  const deadline = mirror.deadline();
+  let removing = false;
+  let removeFailed = false;
+  const removeMirror = async () => {
+    removing = true;
+    await mirror.remove(w.id, s.id, deadline).catch((err: unknown) => {
+      removeFailed = true;
+      throw err;
+    });
+  };
+  let deleted: boolean;
   try {
-    await mirror.remove(w.id, s.id);
-  } catch {
-    throw nothingChanged();
+    deleted = await deleteScheduleAnd(deps.db, w.id, s.id, removeMirror, lockWaitOf(deadline));
+  } catch (err) {
+    // The removal may have landed all the same (its answer lost), or the row's delete failed after
+    // it: the mirror follows the row, which is as it was.
+    if (removing) settleLater(deps, mirror, s);
+    if (removeFailed) {
+      deps.log.warn({ err, workspaceId: w.id, scheduleId: s.id }, 'schedule mirror not removed');
+      throw nothingChanged();
+    }
+    // Another delete of it holds the row, waiting on Temporal past this request's deadline.
+    if (isLockTimeout(err)) throw nothingChanged();
+    throw err;
   }
-  await deleteSchedule(deps.db, w.id, s.id);
+  // Deleted meanwhile by another request (this one waited for it).
+  if (!deleted) throw missing('schedule');
 }
 
 /** Run now: one run through the schedule's own Temporal action; its outcome shows as lastRun. */
@@ -287,10 +356,12 @@ export async function runNow(deps: ScheduleDeps, w: WorkspaceRow, sid: string): 
   try {
     // A paused schedule's run is told from a firing by its mirror being paused (the activity skips
     // firings of a paused row): a mirror left running by a failed write is paused first.
-    if (!s.enabled) await mirror.ensure(s, rereadOf(deps, s), deadline);
-    await mirror.trigger(s, rereadOf(deps, s), deadline);
+    if (!s.enabled) await mirror.ensure(s, rereadOf(deps, s, deadline), deadline);
+    await mirror.trigger(s, rereadOf(deps, s, deadline), deadline);
   } catch (err) {
     if (err instanceof ScheduleNotFoundError) throw missing('schedule');
+    // Its repair's put may land: the mirror follows the row (or goes with it).
+    if (err instanceof UnsettledMirror) settleLater(deps, mirror, s);
     throw nothingChanged('workflow service unavailable; nothing was started');
   }
   return s;

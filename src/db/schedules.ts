@@ -2,9 +2,15 @@
  * Per-workspace schedules: the source of truth that the Temporal Schedules mirror
  * (src/schedules/mirror.ts). A row is only ever added to a workspace that is not being deleted, so
  * the delete path (finalizeDelete) sees every row it has to remove.
+ *
+ * How a delete and the mirror's writers stay apart (src/app/schedules.ts has the whole argument):
+ * a delete holds the row's lock from before it removes the mirror until the row is gone
+ * (deleteScheduleAnd), and every writer of a mirror reads the row again after its write landed
+ * with a lock that waits for such a delete (rereadSchedule), so it sees the row gone and removes
+ * what it wrote.
  */
-import type pg from 'pg';
-import { inTransaction, type Queryable } from './queryable.js';
+import pg from 'pg';
+import { inTransaction, type Queryable, type Transactable } from './queryable.js';
 import { storable } from './storable.js';
 
 export type ScheduleRunStatus = 'ok' | 'failed' | 'skipped';
@@ -86,6 +92,23 @@ export async function insertSchedule(
   });
 }
 
+/** SQLSTATE lock_not_available: a lock wait ran past its lock_timeout (boundLockWait). */
+const LOCK_NOT_AVAILABLE = '55P03';
+
+/** Whether a statement gave up on a row another transaction holds (boundLockWait, or NOWAIT). */
+export function isLockTimeout(err: unknown): boolean {
+  return err instanceof pg.DatabaseError && err.code === LOCK_NOT_AVAILABLE;
+}
+
+/**
+ * Bounds this transaction's lock waits to `waitMs` (at least 1 ms: 0 would mean no bound), so a
+ * request behind a holder stuck on Temporal still answers by its deadline.
+ */
+async function boundLockWait(tx: Queryable, waitMs: number | undefined): Promise<void> {
+  if (waitMs === undefined) return;
+  await tx.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.max(1, Math.ceil(waitMs))}ms`]);
+}
+
 export async function getSchedule(
   db: Queryable,
   workspaceId: string,
@@ -96,6 +119,40 @@ export async function getSchedule(
     id,
   ]);
   return rows[0] ? toRow(rows[0] as Raw) : null;
+}
+
+/**
+ * Reads a schedule again after a write of its mirror landed. FOR KEY SHARE waits for a delete that
+ * holds the row (deleteScheduleAnd: FOR UPDATE) and then sees it gone, so a mirror put back after
+ * that delete removed it is seen as one to remove. It does not wait for changes (updateSchedule
+ * holds FOR NO KEY UPDATE, as any UPDATE of these columns does): the mirror's follow needs no more.
+ * `waitMs` bounds the wait (an isLockTimeout error past it).
+ */
+export async function rereadSchedule(
+  db: Transactable,
+  workspaceId: string,
+  id: string,
+  waitMs?: number,
+): Promise<ScheduleRow | null> {
+  const read = async (q: Queryable, wait: '' | ' NOWAIT') => {
+    const { rows } = await q.query(
+      `SELECT ${COLUMNS} FROM schedules WHERE workspace_id = $1 AND id = $2 FOR KEY SHARE${wait}`,
+      [workspaceId, id],
+    );
+    return rows[0] ? toRow(rows[0] as Raw) : null;
+  };
+  if (waitMs === undefined) return read(db, '');
+  // One statement when no delete holds the row (nearly always); a bounded wait in a transaction
+  // of its own when one does.
+  try {
+    return await read(db, ' NOWAIT');
+  } catch (err) {
+    if (!isLockTimeout(err)) throw err;
+  }
+  return inTransaction(db, async (tx) => {
+    await boundLockWait(tx, waitMs);
+    return read(tx, '');
+  });
 }
 
 export async function listSchedules(db: Queryable, workspaceId: string): Promise<ScheduleRow[]> {
@@ -116,17 +173,21 @@ export interface ScheduleChange {
 /**
  * Applies a change; the row just before it and just after (null when the schedule is gone). Both
  * from one transaction, so `before` is exactly what this change replaced, even when other changes
- * came in between an earlier read and this one.
+ * came in between an earlier read and this one. Waits for a delete holding the row (then null);
+ * `waitMs` bounds that wait (an isLockTimeout error past it, nothing changed).
  */
 export async function updateSchedule(
-  pool: pg.Pool,
+  pool: Transactable,
   workspaceId: string,
   id: string,
   c: ScheduleChange,
+  waitMs?: number,
 ): Promise<{ before: ScheduleRow; after: ScheduleRow } | null> {
   return inTransaction(pool, async (tx) => {
+    await boundLockWait(tx, waitMs);
+    // NO KEY UPDATE: changes wait for each other and for a delete, not rereads (rereadSchedule).
     const prior = await tx.query(
-      `SELECT ${COLUMNS} FROM schedules WHERE workspace_id = $1 AND id = $2 FOR UPDATE`,
+      `SELECT ${COLUMNS} FROM schedules WHERE workspace_id = $1 AND id = $2 FOR NO KEY UPDATE`,
       [workspaceId, id],
     );
     if (!prior.rows[0]) return null;
@@ -180,19 +241,40 @@ export async function deleteSchedule(db: Queryable, workspaceId: string, id: str
   return (rowCount ?? 0) > 0;
 }
 
-/** Ids of a workspace's schedules (the delete path removes their mirrors, then the rows). */
+/**
+ * Deletes a schedule, its mirror first: the row is locked (FOR UPDATE) before `removeMirror` runs
+ * and stays so until the row is gone, in one transaction. A writer that put the mirror back after
+ * `removeMirror` reads the row again behind that lock (rereadSchedule), sees it gone and removes
+ * it; a change waiting for the lock finds no row. When `removeMirror` throws, the row stays as it
+ * was (rolled back). False (and `removeMirror` not called) when there is no such row. `waitMs`
+ * bounds the wait for another holder of the row (an isLockTimeout error past it).
+ */
+export async function deleteScheduleAnd(
+  pool: Transactable,
+  workspaceId: string,
+  id: string,
+  removeMirror: () => Promise<void>,
+  waitMs?: number,
+): Promise<boolean> {
+  return inTransaction(pool, async (tx) => {
+    await boundLockWait(tx, waitMs);
+    const held = await tx.query(`SELECT 1 FROM schedules WHERE workspace_id = $1 AND id = $2 FOR UPDATE`, [
+      workspaceId,
+      id,
+    ]);
+    if (held.rows.length === 0) return false;
+    await removeMirror();
+    await tx.query(`DELETE FROM schedules WHERE workspace_id = $1 AND id = $2`, [workspaceId, id]);
+    return true;
+  });
+}
+
+/** Ids of a workspace's schedules (the delete path removes each with deleteScheduleAnd). */
 export async function scheduleIdsOf(db: Queryable, workspaceId: string): Promise<string[]> {
   const { rows } = await db.query(`SELECT id FROM schedules WHERE workspace_id = $1 ORDER BY id`, [
     workspaceId,
   ]);
   return rows.map((r) => (r as { id: string }).id);
-}
-
-export async function deleteSchedulesOf(db: Queryable, workspaceId: string, ids: string[]): Promise<void> {
-  await db.query(`DELETE FROM schedules WHERE workspace_id = $1 AND id = ANY($2::text[])`, [
-    workspaceId,
-    ids,
-  ]);
 }
 
 /** Records the outcome of one run (the error already redacted). */

@@ -12,7 +12,9 @@
  * Writers of one schedule do not wait for each other, so their puts may reach Temporal in another
  * order than their row changes. Every put is therefore followed by a read of the row and another
  * put until the row read is the one put (`settle`): the put that lands last is followed by a read
- * of the latest row, so the mirror ends as the row, whichever order the puts landed in.
+ * of the latest row, so the mirror ends as the row, whichever order the puts landed in. That read
+ * waits for a delete of the row under way (the `Reread` given is rereadSchedule), so a put that
+ * landed after the delete removed the mirror is followed by a read of no row, and removed.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -115,8 +117,24 @@ export interface MirrorState {
 
 const GONE: MirrorState = { exists: false, current: false, paused: false, nextRunAt: null };
 
-/** Reads the row again (null: it is gone). */
+/** Reads the row again (null: it is gone), waiting for a delete of it under way (rereadSchedule). */
 export type Reread<R> = () => Promise<R | null>;
+
+/**
+ * A put was made (it may have landed) but the row was not followed to the end: the mirror may be
+ * stale, or outlive its row. The caller brings it to the row later (src/app/schedules.ts
+ * settleLater); the cause says why.
+ */
+export class UnsettledMirror extends Error {
+  constructor(cause: unknown) {
+    super(
+      `schedule mirror not brought to its row: ${cause instanceof Error ? cause.message : String(cause)}`,
+      {
+        cause,
+      },
+    );
+  }
+}
 
 /** Puts one settle makes at most: rows changing faster than that are left to the next repair. */
 const SETTLE_MAX_PUTS = 8;
@@ -212,10 +230,19 @@ export class ScheduleMirror {
     }
   }
 
-  /** Puts `row`, then follows the row (see follow). */
+  /**
+   * Puts `row`, then follows the row (see follow). A failure after the put was sent is an
+   * UnsettledMirror (that put may land), unless Temporal refused the spec (nothing was written).
+   */
   async settle<R extends MirroredFields>(row: R, reread: Reread<R>, deadline?: number): Promise<R | null> {
-    await this.put(row, deadline);
-    return this.follow(row, reread, deadline);
+    try {
+      await this.put(row, deadline);
+      return await this.follow(row, reread, deadline);
+    } catch (err) {
+      throw err instanceof ScheduleSpecError || err instanceof UnsettledMirror
+        ? err
+        : new UnsettledMirror(err);
+    }
   }
 
   /** Repairs a missing or stale mirror; answers the (repaired) state. */
@@ -224,8 +251,15 @@ export class ScheduleMirror {
     if (state.current) return state;
     const settled = await this.settle(row, reread, deadline);
     if (settled) return this.state(settled, deadline);
-    await this.remove(row.workspaceId, row.id, deadline);
+    await this.removePut(row, deadline);
     return GONE;
+  }
+
+  /** Removes a mirror this writer put back after its row was deleted (UnsettledMirror on failure). */
+  private async removePut(row: MirroredFields, deadline?: number): Promise<void> {
+    await this.remove(row.workspaceId, row.id, deadline).catch((err: unknown) => {
+      throw new UnsettledMirror(err);
+    });
   }
 
   /**
@@ -240,7 +274,7 @@ export class ScheduleMirror {
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
       if (!(await this.settle(row, reread, deadline))) {
-        await this.remove(row.workspaceId, row.id, deadline);
+        await this.removePut(row, deadline);
         throw err;
       }
       await this.call(() => handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL), deadline);
