@@ -13,6 +13,9 @@ import type { Queryable } from '../db/queryable.js';
 import * as workspaces from '../db/workspaces.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
 import { AGENT_CREDENTIAL_HEADER } from '../security/agent-credential.js';
+import { IdentifiedAgent, type AgentIdentity, type IdentifiedArgs } from './identity.js';
+
+export type { AgentIdentity } from './identity.js';
 
 /** Proxy limits; read from `settings.a2a` when present. Mutable so tests can shorten them. */
 export const A2A_DEFAULTS = {
@@ -88,7 +91,8 @@ export function forward(
   endpoint: string,
   payload: Buffer,
   accept: string | undefined,
-  credential: string,
+  /** The workspace generation meant: its agent proves it on a new connection, then gets the credential. */
+  identity: AgentIdentity,
   lim: A2ALimits,
   /** The caller left: the agent's request is destroyed (absent: it runs to its end). */
   signal?: AbortSignal,
@@ -100,13 +104,14 @@ export function forward(
     agentRoot(endpoint),
     {
       method: 'POST',
+      identity,
       headers: {
         ...passed,
         'content-type': 'application/json',
         'content-length': String(payload.length),
         accept: accept ?? 'application/json, text/event-stream',
         // Only the proxy holds it: the agent refuses calls that reach it any other way.
-        [AGENT_CREDENTIAL_HEADER]: credential,
+        [AGENT_CREDENTIAL_HEADER]: identity.credential,
       },
     },
     payload,
@@ -136,15 +141,17 @@ function abortError(): Error {
 }
 
 /**
- * Kept-alive connections to the agents, shared by every call (an agent's endpoint is its own pool
- * key): a fresh TCP connection per call was the proxy's largest single cost (docs/benchmarks.md).
- * Bounded per endpoint; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
+ * Kept-alive connections to the agents, shared by every call: a fresh TCP connection per call was
+ * the proxy's largest single cost (docs/benchmarks.md). Every new connection is verified to reach
+ * the agent of the workspace generation the call means (src/a2a/identity.ts) before the request is
+ * written on it; the pool key is the endpoint plus that workspace generation, so a verified
+ * connection is reused only for it. Bounded per key; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
  * `Keep-Alive: timeout=…` hint says so (Node's agent honours it), so a reused connection is rarely
  * one the agent already dropped; a read that still meets one is retried once (see request()).
  */
 export const UPSTREAM_MAX_SOCKETS = 256;
 const FREE_SOCKET_MS = 4_000;
-export const upstreamAgent = new http.Agent({
+export const upstreamAgent = new IdentifiedAgent({
   keepAlive: true,
   maxSockets: UPSTREAM_MAX_SOCKETS,
   maxFreeSockets: 32,
@@ -155,15 +162,24 @@ export const upstreamAgent = new http.Agent({
 /** Errors of a kept-alive connection the agent closed: before it read the request, or after (a crash). */
 const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE']);
 
+/** A request to an agent: it names the workspace generation it means to reach. */
+export interface AgentRequestOptions extends http.RequestOptions {
+  identity: AgentIdentity;
+  /** `false`: a connection of its own (still verified); absent: the shared pool. */
+  agent?: false;
+}
+
 /**
  * One request to the agent; resolves with the response once its headers arrived. Over the shared
- * kept-alive pool unless `opts.agent` says otherwise. The limits stay per request: the connect
- * timeout runs until the socket is connected (at once for a reused one), the idle timeout from then
+ * kept-alive pool unless `opts.agent` says otherwise; either way on a connection whose agent proved
+ * it is `opts.identity` (src/a2a/identity.ts: a peer that does not is an `unreachable` failure, and
+ * nothing of the request was written to it). The limits stay per request: the connect timeout runs
+ * until the socket is connected and verified (at once for a reused one), the idle timeout from then
  * on, between any two bytes.
  */
 export function request(
   url: URL,
-  opts: http.RequestOptions,
+  { identity, ...opts }: AgentRequestOptions,
   payload: Buffer | null,
   lim: Pick<A2ALimits, 'connectTimeoutMs' | 'idleTimeoutMs'>,
   /**
@@ -177,7 +193,15 @@ export function request(
 ): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
     const attempt = (agent: http.Agent | false) => {
-      const req = http.request(url, { ...opts, agent });
+      const args: IdentifiedArgs = {
+        ...opts,
+        // Not `agent: false`: Node then makes a plain http.Agent of its own, whose connections
+        // would skip the check. A pool of one, closed after the exchange, does what it did.
+        agent: agent === false ? new IdentifiedAgent() : agent,
+        agentIdentity: identity,
+        identifyTimeoutMs: lim.connectTimeoutMs,
+      };
+      const req = http.request(url, args);
       if (signal) {
         if (signal.aborted) req.destroy(abortError());
         else {
@@ -227,14 +251,18 @@ export function request(
       });
       req.end(payload ?? undefined);
     };
-    attempt(opts.agent === false ? false : opts.agent instanceof http.Agent ? opts.agent : upstreamAgent);
+    attempt(opts.agent === false ? false : upstreamAgent);
   });
 }
 
-export async function probe(endpoint: string, timeoutMs: number): Promise<boolean> {
+/**
+ * The liveness probe: can the workspace generation's agent be reached at `endpoint` now? Over a new
+ * connection, verified like any other: a peer that answers /health but cannot prove it is that
+ * agent (another tenant's at a reused address) counts as unreachable.
+ */
+export async function probe(endpoint: string, identity: AgentIdentity, timeoutMs: number): Promise<boolean> {
   try {
-    // A new connection: the probe asks whether the agent can be reached now.
-    const res = await request(new URL('/health', endpoint), { method: 'GET', agent: false }, null, {
+    const res = await request(new URL('/health', endpoint), { method: 'GET', agent: false, identity }, null, {
       connectTimeoutMs: timeoutMs,
       idleTimeoutMs: timeoutMs,
     });
@@ -531,6 +559,7 @@ export async function deliver(
   w: WorkspaceRow,
   body: { method: string; params?: unknown } & Record<string, unknown>,
   opts: {
+    /** The generation's agent credential: sent only to an agent that proved it holds it. */
     credential: string;
     clean: (s: string) => string;
     limits: A2ALimits;
@@ -568,6 +597,7 @@ export async function deliver(
     });
   const payload = Buffer.from(JSON.stringify(body));
   const tried = { endpoint: w.endpoint };
+  const identity = { workspaceId: w.id, generation: w.generation, credential: opts.credential };
   const { signal } = opts;
   // Cut by the signal: the call's own deadline ran out (504, as an idle agent), or the caller left.
   const left = async (): Promise<Delivery> => {
@@ -585,7 +615,7 @@ export async function deliver(
       deps,
       w,
       tried,
-      (at) => forward(at, payload, 'application/json', opts.credential, opts.limits, signal, {}, idempotent),
+      (at) => forward(at, payload, 'application/json', identity, opts.limits, signal, {}, idempotent),
       { idempotent, signal },
     );
   } catch (err) {

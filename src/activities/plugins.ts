@@ -3,6 +3,7 @@ import { BackendError } from '../backends/backend.js';
 import { presentedAgentCredential } from '../db/agent-credentials.js';
 import * as plugins from '../db/plugins.js';
 import { AGENT_CREDENTIAL_HEADER } from '../security/agent-credential.js';
+import { readAll, request } from '../a2a/proxy.js';
 import * as workspaces from '../db/workspaces.js';
 import { removePluginFolder, writePluginFolder } from '../plugins/delivery.js';
 import type { ActivityDeps } from './index.js';
@@ -22,12 +23,19 @@ export function createPluginActivities(deps: Pick<ActivityDeps, 'db' | 'backends
     if (!w.endpoint) return;
     try {
       const credential = await presentedAgentCredential(db, deps.secrets, w.id, w.generation);
-      const res = await fetch(new URL('/plugins/reload', w.endpoint), {
-        method: 'POST',
-        headers: { [AGENT_CREDENTIAL_HEADER]: credential },
-        signal: AbortSignal.timeout(3_000),
-      });
-      await res.arrayBuffer();
+      // Through the proxy's path: the credential goes only to the agent that proves it holds it
+      // (the recorded endpoint may be another workspace's agent by now).
+      const res = await request(
+        new URL('/plugins/reload', w.endpoint),
+        {
+          method: 'POST',
+          headers: { [AGENT_CREDENTIAL_HEADER]: credential, 'content-length': '0' },
+          identity: { workspaceId: w.id, generation: w.generation, credential },
+        },
+        null,
+        { connectTimeoutMs: 3_000, idleTimeoutMs: 3_000 },
+      );
+      await readAll(res, 4_096);
     } catch {
       // The heartbeat carries the report regardless.
     }

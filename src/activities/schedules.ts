@@ -180,7 +180,12 @@ export function createScheduleActivities(deps: ScheduleActivityDeps) {
               endpoint,
               {
                 status: () => deps.backends[w.backend].status(w.id, w.generation),
-                probe: (at) => probe(at, A2A_DEFAULTS.probeTimeoutMs),
+                probe: (at) =>
+                  probe(
+                    at,
+                    { workspaceId: w.id, generation: w.generation, credential },
+                    A2A_DEFAULTS.probeTimeoutMs,
+                  ),
               },
               async (l) => {
                 await deps.temporal?.workflow

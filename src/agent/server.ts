@@ -5,6 +5,8 @@ import { UserBuilder, agentCardHandler, jsonRpcHandler } from '@a2a-js/sdk/serve
 import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import type { AgentHooks } from './bundle.js';
 import { echoRequestHandler, type Identity } from './a2a.js';
+import { answerIdentity } from './identity.js';
+import { IDENTITY_PATH } from '../security/agent-identity.js';
 import { log, errorText } from './log.js';
 import type { AgentStats } from './stats.js';
 
@@ -83,6 +85,14 @@ export function createA2AServer(deps: ServerDeps): Server {
   app.get('/health', (_req, res) => {
     res.json({ ok: true });
   });
+  // The platform's identity check, on every new connection before anything else is sent on it:
+  // open (the credential is what the platform will not send before this answer proves us).
+  const me = {
+    workspaceId: deps.identity.workspaceId,
+    generation: deps.identity.generation,
+    credential: deps.credential,
+  };
+  app.get(IDENTITY_PATH, (req, res) => answerIdentity(req, res, me));
   app.use((req, res, next) => {
     if (authorized(req, deps.credential)) return next();
     req.resume();

@@ -42,14 +42,17 @@ export async function checkLiveness(
   deps: Pick<ApiDeps, 'backends' | 'entity' | 'log' | 'settings' | 'reads'>,
   w: Pick<WorkspaceRow, 'id' | 'backend' | 'generation'>,
   endpoint: string,
+  /** The generation's agent credential: the probe counts only the agent that proves it holds it. */
+  credential: string,
 ): Promise<void> {
+  const identity = { workspaceId: w.id, generation: w.generation, credential };
   try {
     await backendReads(deps).check(
       w,
       endpoint,
       {
         status: () => deps.backends[w.backend].status(w.id, w.generation),
-        probe: (at) => probe(at, a2aLimits(deps).probeTimeoutMs),
+        probe: (at) => probe(at, identity, a2aLimits(deps).probeTimeoutMs),
       },
       (l) => deps.entity.signalLiveness(w.id, { generation: w.generation, ...l }),
     );

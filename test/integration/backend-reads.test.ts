@@ -16,22 +16,31 @@ import { BACKEND_READ_MIN_MS } from '../../src/a2a/backend-reads.js';
 import type { ResourceStatus, WorkspaceBackend } from '../../src/backends/backend.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import type { AgentLiveness } from '../../src/workflows/messages.js';
-import { insertWorkspaceRow, serveApiWith, useStack, type ApiClient } from '../support/stack.js';
+import { insertWorkspaceRow, serveApiWith, useStack, type ApiClient, type Stack } from '../support/stack.js';
+import { provingIdentity, stackCredentials } from '../support/agent-identity.js';
 
-/** A stand-in agent: `POST /` (and its card) answer 500, `/health` answers 200. */
-async function failingAgent(): Promise<{ url: string; server: Server }> {
-  const server = createServer((req, res) => {
-    req.resume();
-    res.statusCode = req.url === '/health' ? 200 : 500;
-    res.end(req.url === '/health' ? 'ok' : 'boom');
-  });
+/**
+ * A stand-in agent: `POST /` (and its card) answer 500, `/health` answers 200; it is the genuine
+ * agent of whichever workspace the stack's platform asks for (it proves the identity check).
+ */
+async function failingAgent(stack: () => Stack): Promise<{ url: string; server: Server }> {
+  const server = provingIdentity(
+    createServer((req, res) => {
+      req.resume();
+      res.statusCode = req.url === '/health' ? 200 : 500;
+      res.end(req.url === '/health' ? 'ok' : 'boom');
+    }),
+    stackCredentials(stack),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
 /** An address where nothing listens (a port just freed). */
 async function deadEndpoint(): Promise<string> {
-  const { url, server } = await failingAgent();
+  const { url, server } = await failingAgent(() => {
+    throw new Error('never asked: closed at once');
+  });
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return url;
 }
@@ -64,7 +73,7 @@ describe.each(['ec2', 'docker'] as const)('%s: backend reads an agent can cause'
   let agent: { url: string; server: Server };
 
   beforeAll(async () => {
-    agent = await failingAgent();
+    agent = await failingAgent(() => t.stack);
     served = await serveApiWith(
       t.stack,
       {

@@ -16,6 +16,7 @@ import type { TransitionEvent } from '../../src/db/events.js';
 import { followEvents, type EventsStream } from '../support/events-stream.js';
 import { waitFor } from '../setup/wait-for.js';
 import { insertWorkspaceRow, useStack, type Stack } from '../support/stack.js';
+import { provingIdentity, stackCredentials } from '../support/agent-identity.js';
 
 const MiB = 1024 * 1024;
 
@@ -87,24 +88,27 @@ describe('bounded data plane (backend-independent)', () => {
     const TOTAL = 128 * MiB;
     const chunk = Buffer.alloc(64 * 1024, 'x');
     const agent = { written: 0, waiting: false, done: false };
-    const server = http.createServer((req, res) => {
-      req.resume();
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      const pump = (): void => {
-        agent.waiting = false;
-        while (agent.written < TOTAL) {
-          agent.written += chunk.length;
-          if (!res.write(chunk)) {
-            agent.waiting = true;
-            res.once('drain', pump);
-            return;
+    const server = provingIdentity(
+      http.createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const pump = (): void => {
+          agent.waiting = false;
+          while (agent.written < TOTAL) {
+            agent.written += chunk.length;
+            if (!res.write(chunk)) {
+              agent.waiting = true;
+              res.once('drain', pump);
+              return;
+            }
           }
-        }
-        agent.done = true;
-        res.end();
-      };
-      pump();
-    });
+          agent.done = true;
+          res.end();
+        };
+        pump();
+      }),
+      stackCredentials(() => t.stack),
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -10,6 +10,7 @@ import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, insertWorkspaceRow, useStack, waitForStatus, type Stack } from '../support/stack.js';
 import { waitFor } from '../setup/wait-for.js';
 import { findSamples } from '../support/prometheus.js';
+import { provingIdentity, stackCredentials } from '../support/agent-identity.js';
 
 const QUOTA = 3;
 const PER_MINUTE = 30;
@@ -255,10 +256,14 @@ describe("an agent's own 401 (refusing the platform's credential)", () => {
   });
 
   it('answers the caller 502 agent_error, and counts as no failed authentication of its address', async () => {
-    agent = http.createServer((req, res) => {
-      req.resume();
-      res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"bad credential"}');
-    });
+    // The workspace's own agent (it proves who it is), refusing the credential afterwards.
+    agent = provingIdentity(
+      http.createServer((req, res) => {
+        req.resume();
+        res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"bad credential"}');
+      }),
+      stackCredentials(() => t.stack),
+    );
     await new Promise<void>((resolve) => agent!.listen(0, '127.0.0.1', resolve));
     id = await insertWorkspaceRow(t.stack.service.db.pool, t.orgId, () => 'refusing-agent');
     await t.stack.service.db.pool.query(

@@ -15,6 +15,7 @@ import pino from 'pino';
 import { startService } from '../../src/service.js';
 import { insertWorkspaceRow, useStack } from '../support/stack.js';
 import { waitFor } from '../setup/wait-for.js';
+import { provingIdentity, stackCredentials, type CredentialOf } from '../support/agent-identity.js';
 
 /** Deadline for one read: a proxy that buffers fails the test instead of hanging it. */
 const READ_DEADLINE_MS = 15_000;
@@ -28,8 +29,15 @@ interface GatedAgent {
   close(): Promise<void>;
 }
 
-/** Listens on loopback: the server's URL, and a close that also ends the connections it holds. */
+/** Set once the stack runs: the credentials its platform presents (the stand-ins prove them). */
+let credentialOf: CredentialOf = () => '';
+
+/**
+ * Listens on loopback, answering the platform's identity check as the workspace's agent: the
+ * server's URL, and a close that also ends the connections it holds.
+ */
 async function listening(server: http.Server): Promise<{ url: string; close(): Promise<void> }> {
+  provingIdentity(server, (ws, gen) => credentialOf(ws, gen));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -138,6 +146,7 @@ const body = JSON.stringify({
 
 describe('proxy streaming', () => {
   const t = useStack({ worker: false });
+  credentialOf = stackCredentials(() => t.stack);
   const rows: string[] = [];
   const agents: Array<{ close(): Promise<void> }> = [];
 

@@ -12,13 +12,15 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../src/security/agent-credential.js';
-import { insertWorkspaceRow, useStack } from '../support/stack.js';
+import { insertWorkspaceRow, useStack, type Stack } from '../support/stack.js';
+import { provingIdentity, stackCredentials } from '../support/agent-identity.js';
 
 const ROUNDS = 15;
 
 /** An agent answering every JSON-RPC call with its own name; it records the credentials presented. */
 async function fakeAgent(
   name: string,
+  stack: () => Stack,
 ): Promise<{ url: string; credentials: string[]; close(): Promise<void> }> {
   const credentials: string[] = [];
   const server = http.createServer((req, res) => {
@@ -35,6 +37,8 @@ async function fakeAgent(
       );
     });
   });
+  // The genuine agent of whichever workspace the platform asks for (it proves the identity check).
+  provingIdentity(server, stackCredentials(stack));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
@@ -62,8 +66,8 @@ describe('proxy views', () => {
   beforeAll(async () => {
     other = new pg.Client({ connectionString: t.stack.config.DATABASE_URL });
     await other.connect();
-    agentA = await fakeAgent('agent-a');
-    agentB = await fakeAgent('agent-b');
+    agentA = await fakeAgent('agent-a', () => t.stack);
+    agentB = await fakeAgent('agent-b', () => t.stack);
   });
   afterAll(async () => {
     // No workflow behind these rows: marked deleted rather than deleted through the API.

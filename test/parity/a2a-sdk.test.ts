@@ -19,6 +19,7 @@ import {
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { insertWorkspaceRow } from '../support/stack.js';
+import { provingIdentity, stackCredentials } from '../support/agent-identity.js';
 import {
   CONCURRENT_BLOCK,
   PARITY_BACKENDS,
@@ -252,6 +253,11 @@ describe.each(PARITY_BACKENDS)('%s A2A with the official client', CONCURRENT_BLO
 
   describe('an agent of protocol 0.3', () => {
     const agent = startV03Agent();
+    // Behind the platform every A2A server is the runtime's, which proves who it is first.
+    provingIdentity(
+      agent.server,
+      stackCredentials(() => t.stack),
+    );
     let workspaceId = '';
     beforeAll(async () => {
       await new Promise<void>((resolve) => agent.server.listen(0, '127.0.0.1', resolve));

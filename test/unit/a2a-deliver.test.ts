@@ -11,6 +11,7 @@ import type { WorkspaceBackend } from '../../src/backends/backend.js';
 import type { WorkspaceRow } from '../../src/db/workspaces.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../src/security/agent-credential.js';
 import { freePort } from '../setup/free-port.js';
+import { answeringIdentity } from '../support/agent-identity.js';
 
 /** `hang`: never answer; `partial`: the headers and the first bytes, then nothing. */
 type Answer = { status: number; body: string; type?: string; hold?: 'hang' | 'partial' };
@@ -22,24 +23,34 @@ let server: Server;
 let endpoint: string;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({
-        credential: req.headers[AGENT_CREDENTIAL_HEADER],
-        body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
-      });
-      if (answer.hold) {
-        if (answer.hold === 'partial') {
-          res.writeHead(answer.status, { 'content-type': 'application/json' }).write(answer.body.slice(0, 5));
-        }
-        onHeld?.({ closed: new Promise((closed) => res.once('close', () => closed())) });
-        return;
-      }
-      res.writeHead(answer.status, { 'content-type': answer.type ?? 'application/json' }).end(answer.body);
-    });
-  });
+  // The genuine agent of every workspace generation asked: 'cred' is what deliver() is given.
+  server = createServer(
+    answeringIdentity(
+      () => 'cred',
+      (req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          seen.push({
+            credential: req.headers[AGENT_CREDENTIAL_HEADER],
+            body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+          });
+          if (answer.hold) {
+            if (answer.hold === 'partial') {
+              res
+                .writeHead(answer.status, { 'content-type': 'application/json' })
+                .write(answer.body.slice(0, 5));
+            }
+            onHeld?.({ closed: new Promise((closed) => res.once('close', () => closed())) });
+            return;
+          }
+          res
+            .writeHead(answer.status, { 'content-type': answer.type ?? 'application/json' })
+            .end(answer.body);
+        });
+      },
+    ),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });

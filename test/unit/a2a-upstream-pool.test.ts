@@ -3,15 +3,21 @@
  * test decides exactly when a connection dies): calls reuse one connection; a kept-alive connection
  * the agent dropped is retried once over a new one for a read (never for a call the agent may have
  * acted on); the idle timeout still holds per request on a
- * reused connection; the liveness probe never rides the pool.
+ * reused connection; the liveness probe never rides the pool. The server answers the identity check
+ * (src/a2a/identity.ts) of each new connection as the genuine agent does; those exchanges are not
+ * counted as requests.
  */
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Failure, probe, readAll, request, upstreamAgent } from '../../src/a2a/proxy.js';
+import { IDENTITY_PATH } from '../../src/security/agent-identity.js';
+import { rawIdentityAnswer } from '../support/agent-identity.js';
 import { waitFor } from '../setup/wait-for.js';
 
 type Behaviour = (conn: number, req: number, socket: net.Socket) => void;
+
+const identity = { workspaceId: 'w1', generation: 3, credential: 'cred-w1-3' };
 
 const ok = (socket: net.Socket, body = '{"ok":true}') =>
   socket.write(
@@ -37,8 +43,11 @@ async function agentServer(on: Behaviour): Promise<{ url: string; connections: (
     socket.on('data', (d) => {
       buf += d.toString('latin1');
       while (buf.includes('\r\n\r\n')) {
+        const head = buf.slice(0, buf.indexOf('\r\n\r\n'));
         buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
-        on(conn, ++reqs, socket);
+        if (head.startsWith(`GET ${IDENTITY_PATH} `))
+          socket.write(rawIdentityAnswer(head, identity.credential));
+        else on(conn, ++reqs, socket);
       }
     });
   });
@@ -52,7 +61,7 @@ async function agentServer(on: Behaviour): Promise<{ url: string; connections: (
 
 const lim = { connectTimeoutMs: 5_000, idleTimeoutMs: 5_000 };
 const get = async (url: string, l = lim) => {
-  const res = await request(new URL('/x', url), { method: 'GET' }, null, l);
+  const res = await request(new URL('/x', url), { method: 'GET', identity }, null, l);
   return { status: res.statusCode, body: await readAll(res, 1024) };
 };
 
@@ -85,7 +94,7 @@ describe('upstream pool', () => {
     const post = () =>
       request(
         new URL('/', s.url),
-        { method: 'POST', headers: { 'content-length': '2' } },
+        { method: 'POST', headers: { 'content-length': '2' }, identity },
         Buffer.from('{}'),
         lim,
       );
@@ -96,7 +105,7 @@ describe('upstream pool', () => {
     // Said to be a read, the same call goes once more over a new connection.
     const read = await request(
       new URL('/', s.url),
-      { method: 'POST', headers: { 'content-length': '2' } },
+      { method: 'POST', headers: { 'content-length': '2' }, identity },
       Buffer.from('{}'),
       lim,
       undefined,
@@ -128,7 +137,7 @@ describe('upstream pool', () => {
     const s = await agentServer((_c, _r, socket) => ok(socket));
     let socket: net.Socket | null = null;
     for (let i = 0; i < 20; i++) {
-      const res = await request(new URL('/x', s.url), { method: 'GET' }, null, lim);
+      const res = await request(new URL('/x', s.url), { method: 'GET', identity }, null, lim);
       socket = res.socket;
       await readAll(res, 1024);
     }
@@ -139,7 +148,7 @@ describe('upstream pool', () => {
   it('an abort before the answer destroys the request: unreachable (ABORT_ERR)', async () => {
     const s = await agentServer(() => undefined);
     const abort = new AbortController();
-    const pending = request(new URL('/x', s.url), { method: 'GET' }, null, lim, abort.signal);
+    const pending = request(new URL('/x', s.url), { method: 'GET', identity }, null, lim, abort.signal);
     await waitFor(() => s.connections() >= 1, {
       timeoutMs: 5_000,
       intervalMs: 5,
@@ -155,7 +164,7 @@ describe('upstream pool', () => {
       socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"par'),
     );
     const abort = new AbortController();
-    const res = await request(new URL('/x', s.url), { method: 'GET' }, null, lim, abort.signal);
+    const res = await request(new URL('/x', s.url), { method: 'GET', identity }, null, lim, abort.signal);
     const closed = new Promise<boolean>((resolve) => res.on('close', () => resolve(res.complete)));
     res.on('error', () => undefined);
     res.resume();
@@ -176,7 +185,13 @@ describe('upstream pool', () => {
       listeners--;
       remove(...args);
     }) as typeof remove;
-    const answer = await request(new URL('/x', whole.url), { method: 'GET' }, null, lim, done.signal);
+    const answer = await request(
+      new URL('/x', whole.url),
+      { method: 'GET', identity },
+      null,
+      lim,
+      done.signal,
+    );
     expect(await readAll(answer, 1024)).toBe('{"ok":true}');
     // The request closes just after its answer ended.
     await waitFor(() => listeners === 0, {
@@ -190,7 +205,7 @@ describe('upstream pool', () => {
   it('the liveness probe opens its own connection', async () => {
     const s = await agentServer((_c, _r, socket) => ok(socket));
     expect((await get(s.url)).status).toBe(200);
-    expect(await probe(s.url, 2_000)).toBe(true);
+    expect(await probe(s.url, identity, 2_000)).toBe(true);
     expect(s.connections()).toBe(2);
   });
 });

@@ -85,8 +85,9 @@ export function a2aRouter(deps: ApiDeps): Router {
     return w.endpoint;
   }
 
-  /** Backend status + one /health probe → the entity decides degraded/offline. */
-  const livenessCheck = (w: ProxyView, endpoint: string) => checkLiveness(deps, w, endpoint);
+  /** Backend status + one /health probe (of the agent proving it is `w`'s) → degraded/offline. */
+  const livenessCheck = (w: ProxyView, endpoint: string, credential: string) =>
+    checkLiveness(deps, w, endpoint, credential);
 
   async function recovered(w: ProxyView): Promise<void> {
     if (w.status !== 'degraded') return;
@@ -160,7 +161,7 @@ export function a2aRouter(deps: ApiDeps): Router {
 
     // The caller's own bytes, unless the platform named the calling workspace in them.
     const payload = caller.workspace ? Buffer.from(JSON.stringify(body)) : raw;
-    const credential = await presented();
+    const identity = { workspaceId: w.id, generation: w.generation, credential: await presented() };
     if (abort.signal.aborted) return;
     let upstream: http.IncomingMessage;
     const tried = { endpoint };
@@ -174,7 +175,7 @@ export function a2aRouter(deps: ApiDeps): Router {
             at,
             payload,
             req.get('accept'),
-            credential,
+            identity,
             lim,
             abort.signal,
             a2aHeaders((h) => req.get(h)),
@@ -193,7 +194,7 @@ export function a2aRouter(deps: ApiDeps): Router {
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
       }
       const message = err instanceof Failure ? err.message : 'agent unreachable';
-      await livenessCheck(w, tried.endpoint);
+      await livenessCheck(w, tried.endpoint, identity.credential);
       await log(502, null, 'agent unreachable');
       throw new HttpError(502, 'agent_unreachable', `could not reach the workspace agent (${message})`);
     }
@@ -201,7 +202,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     const status = upstream.statusCode ?? 502;
     if (status >= 500) {
       upstream.resume();
-      await livenessCheck(w, tried.endpoint);
+      await livenessCheck(w, tried.endpoint, identity.credential);
       await log(502, null, `agent error ${status}`);
       throw new HttpError(502, 'agent_error', `the workspace agent answered ${status}`);
     }
@@ -326,6 +327,7 @@ export function a2aRouter(deps: ApiDeps): Router {
     let upstream: http.IncomingMessage;
     const tried = { endpoint };
     const credential = await presentedAgentCredential(deps.db, deps.secrets, w.id, w.generation);
+    const identity = { workspaceId: w.id, generation: w.generation, credential };
     // The caller's A2A-Version picks the card's shape (1.0, or 0.3 when absent), as at the agent.
     const headers = { ...a2aHeaders((h) => req.get(h)), [AGENT_CREDENTIAL_HEADER]: credential };
     try {
@@ -335,14 +337,19 @@ export function a2aRouter(deps: ApiDeps): Router {
         async (at) => {
           const current = await request(
             new URL(`/${AGENT_CARD_PATH}`, at),
-            { method: 'GET', headers },
+            { method: 'GET', headers, identity },
             null,
             lim,
           );
           if (current.statusCode !== 404) return current;
           // An agent of protocol ≤ 0.2 publishes its card at the older well-known path.
           current.resume();
-          return request(new URL('/.well-known/agent.json', at), { method: 'GET', headers }, null, lim);
+          return request(
+            new URL('/.well-known/agent.json', at),
+            { method: 'GET', headers, identity },
+            null,
+            lim,
+          );
         },
         // A card is a read: it may be fetched again at a moved address.
         { idempotent: true },
@@ -351,11 +358,11 @@ export function a2aRouter(deps: ApiDeps): Router {
       if (err instanceof Failure && err.kind === 'timeout') {
         throw new HttpError(504, 'agent_timeout', 'the agent did not answer in time');
       }
-      await livenessCheck(w, tried.endpoint);
+      await livenessCheck(w, tried.endpoint, credential);
       throw new HttpError(502, 'agent_unreachable', 'could not reach the workspace agent');
     }
     const text = await readAll(upstream, CAPTURE_BYTES);
-    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, tried.endpoint);
+    if ((upstream.statusCode ?? 502) >= 500) await livenessCheck(w, tried.endpoint, credential);
     let card: unknown;
     try {
       card = JSON.parse(text);

@@ -149,14 +149,20 @@ export function mcpRouter(deps: ApiDeps): Router {
             message: { role: 'user', messageId: randomUUID(), parts: [{ kind: 'text', text }] },
           },
         };
+        const credential = await presentedAgentCredential(
+          deps.db,
+          deps.secrets,
+          target.id,
+          target.generation,
+        );
         const outcome = await deliver(deps, target, body, {
-          credential: await presentedAgentCredential(deps.db, deps.secrets, target.id, target.generation),
+          credential,
           // Both ends' secrets: the caller's may be echoed back, the callee's may be in the answer.
           clean: await redactorFor(deps.db, deps.secrets, target.id, caller.id),
           limits: a2aLimits(deps),
           type: 'a2a',
           caller: { workspace: caller, publicUrl: deps.settings.publicUrl },
-          onUnreachable: (endpoint) => checkLiveness(deps, target, endpoint),
+          onUnreachable: (endpoint) => checkLiveness(deps, target, endpoint, credential),
           // The MCP client gone (the SDK aborts a request whose HTTP response closed), or a peer
           // that keeps the call open for too long: the peer's request is cut, the row says so.
           signal: AbortSignal.any([

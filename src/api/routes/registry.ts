@@ -11,11 +11,12 @@ import { pruneRetiredSecrets, redactorFor, secretValues } from '../../db/secrets
 import { closeBootstrapRedelivery, redeemBootstrapToken } from '../../db/tokens.js';
 import * as workspaces from '../../db/workspaces.js';
 import { renderConfigYaml } from '../../domain/config-hash.js';
-import { issueAgentCredential } from '../../db/agent-credentials.js';
+import { issueAgentCredential, presentedAgentCredential } from '../../db/agent-credentials.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { backendReads } from '../../a2a/backend-reads.js';
-import { probeHealth, refreshEndpoint } from '../endpoints.js';
+import { probe } from '../../a2a/proxy.js';
+import { refreshEndpoint } from '../endpoints.js';
 import { HttpError, conflict, parse } from '../errors.js';
 import { bootEventBody, heartbeatBody, registerBody } from '../schemas.js';
 
@@ -168,9 +169,21 @@ export function registryRouter(deps: ApiDeps): Router {
     const endpoint = reads.due(w, 'heartbeat') ? await refreshEndpoint(deps, w) : w.endpoint;
     // A heartbeat proves the agent runs, not that the platform reaches it: probe before lifting a
     // verdict a failed forward left (degraded/offline with a healthy runtime; nothing else lifts it).
+    // The probe counts only this generation's agent proving itself at the address, never whatever
+    // else answers there now.
     const unreachableVerdict =
       (w.status === 'degraded' || w.status === 'offline') && body.runtimeState === 'ok';
-    if (unreachableVerdict && endpoint && (await probeHealth(endpoint, 3_000))) {
+    const reachable = async (at: string) =>
+      probe(
+        at,
+        {
+          workspaceId: w.id,
+          generation: w.generation,
+          credential: await presentedAgentCredential(db, deps.secrets, w.id, w.generation),
+        },
+        3_000,
+      );
+    if (unreachableVerdict && endpoint && (await reachable(endpoint))) {
       await deps.entity.signalLiveness(w.id, {
         generation: w.generation,
         reachable: true,
