@@ -145,9 +145,10 @@ function abortError(): Error {
  * the proxy's largest single cost (docs/benchmarks.md). Every new connection is verified to reach
  * the agent of the workspace generation the call means (src/a2a/identity.ts) before the request is
  * written on it; the pool key is the endpoint plus that workspace generation, so a verified
- * connection is reused only for it. Bounded per key; an idle connection is closed after FREE_SOCKET_MS, sooner when the agent's
- * `Keep-Alive: timeout=…` hint says so (Node's agent honours it), so a reused connection is rarely
- * one the agent already dropped; a read that still meets one is retried once (see request()).
+ * connection is reused only for it. Bounded per key; an idle connection is closed after
+ * FREE_SOCKET_MS, sooner when the agent's `Keep-Alive: timeout=…` hint says so (Node's agent
+ * honours it), so a reused connection is rarely one the agent already dropped; a read that still
+ * meets one is retried once (see request()).
  */
 export const UPSTREAM_MAX_SOCKETS = 256;
 const FREE_SOCKET_MS = 4_000;
