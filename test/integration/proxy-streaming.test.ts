@@ -15,7 +15,12 @@ import pino from 'pino';
 import { startService } from '../../src/service.js';
 import { insertWorkspaceRow, useStack } from '../support/stack.js';
 import { waitFor } from '../setup/wait-for.js';
-import { provingIdentity, stackCredentials, type CredentialOf } from '../support/agent-identity.js';
+import {
+  provingIdentity,
+  rawIdentityAnswerOf,
+  stackCredentials,
+  type CredentialOf,
+} from '../support/agent-identity.js';
 
 /** Deadline for one read: a proxy that buffers fails the test instead of hanging it. */
 const READ_DEADLINE_MS = 15_000;
@@ -440,12 +445,18 @@ describe('proxy streaming', () => {
   });
 
   it('an agent that cuts a JSON answer before any of it: the caller gets a clean 502, the row says so', async () => {
-    // Headers of a ten-byte answer, then the connection dropped.
+    // The identity check answered as the workspace's agent; then, to the call, the headers of a
+    // ten-byte answer, and the connection dropped.
     const server = net.createServer((socket) => {
       socket.on('error', () => undefined);
-      socket.once('data', () => {
-        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n');
-        setImmediate(() => socket.destroy());
+      socket.once('data', (check: Buffer) => {
+        void rawIdentityAnswerOf(check.toString('latin1'), credentialOf).then((answer) => {
+          socket.once('data', () => {
+            socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n');
+            setImmediate(() => socket.destroy());
+          });
+          socket.write(answer);
+        });
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -63,12 +63,22 @@ export function stackCredentials(stack: () => Stack): CredentialOf {
  * check whose request head (up to the blank line) is `head`, for the workspace generation it asks.
  */
 export function rawIdentityAnswer(head: string, credential: string): string {
-  const header = (name: string) => new RegExp(`^${name}: (.*)$`, 'mi').exec(head)?.[1]?.trim() ?? '';
-  const proof = identityProof(
-    credential,
-    header(NONCE_HEADER),
-    header(WORKSPACE_HEADER),
-    Number(header(GENERATION_HEADER)),
-  );
+  const { nonce, workspaceId, generation } = askedIn(head);
+  const proof = identityProof(credential, nonce, workspaceId, generation);
   return `HTTP/1.1 204 No Content\r\n${PROOF_HEADER}: ${proof}\r\n\r\n`;
+}
+
+/** The same, with the credential `credentialOf` says the generation asked for holds. */
+export async function rawIdentityAnswerOf(head: string, credentialOf: CredentialOf): Promise<string> {
+  const { workspaceId, generation } = askedIn(head);
+  return rawIdentityAnswer(head, await credentialOf(workspaceId, generation));
+}
+
+function askedIn(head: string): { nonce: string; workspaceId: string; generation: number } {
+  const header = (name: string) => new RegExp(`^${name}: (.*)$`, 'mi').exec(head)?.[1]?.trim() ?? '';
+  return {
+    nonce: header(NONCE_HEADER),
+    workspaceId: header(WORKSPACE_HEADER),
+    generation: Number(header(GENERATION_HEADER)),
+  };
 }
