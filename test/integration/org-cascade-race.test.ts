@@ -39,6 +39,8 @@ describe('org cascade against a create whose entity starts late', () => {
         }
       },
       exists: (id: string) => real.exists(id),
+      // A create asks first whether a worker polls (this stack runs one).
+      requireWorker: (deadline?: number) => real.requireWorker(deadline),
     });
     api = served.api;
   });

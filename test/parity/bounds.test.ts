@@ -8,6 +8,7 @@
  * and stops reading input a shell does not consume.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type Dockerode from 'dockerode';
 import { describe, expect, test } from 'vitest';
@@ -47,6 +48,15 @@ async function stallOrDone(sample: () => Promise<number>, done: (v: number) => b
 }
 
 /**
+ * What the kernel may hold on the caller's loopback connection whatever the service does: the most
+ * its receive buffer autotunes to plus the most its send buffer does (this machine's sysctls).
+ */
+function kernelBufferBytes(): number {
+  const most = (file: string) => Number(readFileSync(file, 'utf8').trim().split(/\s+/).at(-1));
+  return most('/proc/sys/net/ipv4/tcp_rmem') + most('/proc/sys/net/ipv4/tcp_wmem');
+}
+
+/**
  * Terminal backpressure both ways. Output: a client that stops reading stalls the shell's writer
  * (progress counted inside the workspace) until it reads again. Input: a shell that does not read
  * stdin stops the server reading the socket, so the client's own send buffer stays full.
@@ -69,28 +79,32 @@ async function terminalBackpressure(
     ws.once('open', () => resolve());
     ws.once('error', reject);
   });
-  // × 128 KiB = 64 MiB of output. Kernel socket buffers, the SSH window (ec2) and the server's
-  // own high-water mark hold some MiB before the writer blocks (about 18 MiB seen on ec2).
-  const CHUNKS = 512;
+  // Kernel socket buffers, the SSH window (ec2) and the server's own high-water mark hold some MiB
+  // before the writer blocks (about 18 MiB seen on ec2; 36 MiB once on docker, where the caller's
+  // loopback receive buffer alone may autotune to tcp_rmem's maximum, 32 MiB on this machine). The
+  // writer must stall within that, and the output is large enough that it could not finish there.
+  const CHUNK = 131072;
+  const HELD_MAX = kernelBufferBytes() + 16 * MiB;
+  const CHUNKS = Math.ceil((HELD_MAX + 32 * MiB) / CHUNK);
   const progress = async () =>
     Number((await sh(host, 'cat /tmp/wo-progress 2>/dev/null || echo 0')).out.trim()) || 0;
   await sh(host, 'rm -f /tmp/wo-progress');
   ws.send(
     Buffer.from(
-      `i=0; while [ $i -lt ${CHUNKS} ]; do head -c 131072 /dev/zero; i=$((i+1)); echo $i > /tmp/wo-progress; done\n`,
+      `i=0; while [ $i -lt ${CHUNKS} ]; do head -c ${CHUNK} /dev/zero; i=$((i+1)); echo $i > /tmp/wo-progress; done\n`,
     ),
   );
   await waitFor(async () => (await progress()) > 0, { timeoutMs: 30_000, describe: 'the writer to start' });
   ws.pause(); // the client stops reading
   const out = await stallOrDone(progress, (v) => v >= CHUNKS);
   expect(out.stalled, `writer got to ${out.value}/${CHUNKS}`).toBe(true);
-  expect(out.value).toBeLessThan(CHUNKS / 2);
+  expect(out.value).toBeLessThan(HELD_MAX / CHUNK);
   ws.resume();
   await waitFor(async () => (await progress()) >= CHUNKS, {
     timeoutMs: 120_000,
     describe: 'the writer to finish once the client reads',
   });
-  expect(received).toBeGreaterThan(CHUNKS * 131072);
+  expect(received).toBeGreaterThan(CHUNKS * CHUNK);
 
   // Input: the shell sleeps without reading stdin on a raw-mode TTY (which, unlike canonical mode,
   // never discards input: a full buffer blocks the writer); 32 MiB sent fast must not all leave
