@@ -114,6 +114,18 @@ describe('proxy views', () => {
     }
   });
 
+  it('deleting or deleted answers 409 deleted without Retry-After (nothing to wait for)', async () => {
+    const id = await onlineRow();
+    expect((await call(id)).status).toBe(200);
+    for (const status of ['deleting', 'deleted']) {
+      await other.query(`UPDATE workspaces SET status = $2 WHERE id = $1`, [id, status]);
+      const refused = await call(id);
+      expect(refused.status, status).toBe(409);
+      expect(refused.body.error.code, status).toBe('deleted');
+      expect(refused.headers.get('retry-after'), status).toBeNull();
+    }
+  });
+
   it('a new endpoint by SQL is the one the next call reaches', async () => {
     const id = await onlineRow();
     for (let i = 0; i < ROUNDS; i++) {

@@ -40,7 +40,7 @@ import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest } from '../errors.js';
+import { HttpError, badRequest, conflict } from '../errors.js';
 import { InFlight } from '../inflight.js';
 import { PROXY, loadsProxyWorkspace, ownProxyWorkspaceOf, proxyWorkspaceOf } from '../workspace-param.js';
 
@@ -77,6 +77,10 @@ export function a2aRouter(deps: ApiDeps): Router {
   }
 
   function requireServing(w: ProxyView): string {
+    // Gone for good: no Retry-After inviting a retry that can never succeed.
+    if (w.status === 'deleted' || w.status === 'deleting') {
+      throw conflict(`workspace is ${w.status}`, 'deleted');
+    }
     if (!SERVING.has(w.status) || !w.endpoint) {
       throw new HttpError(409, 'not_online', `workspace is ${w.status}; retry when it is online`, {
         retryAfterSeconds: limits().retryAfterSeconds,
