@@ -35,7 +35,9 @@ import {
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import type { WorkspaceAbout } from '../domain/workflow-metadata.js';
-import { temporalDown } from '../app/errors.js';
+import { NoWorkerPolling, temporalDown } from '../app/errors.js';
+
+export { NoWorkerPolling } from '../app/errors.js';
 import type { HttpError } from './errors.js';
 import { badRequest, conflict, fromApp } from './errors.js';
 import { withDeadline } from './temporal-deadline.js';
@@ -69,9 +71,6 @@ const TASK_QUEUE_TYPE_WORKFLOW = 1;
 
 /** Temporal down, too slow, or no worker: the use cases' refusal, as the API answers it. */
 export const temporalUnavailable = (message?: string): HttpError => fromApp(temporalDown(message))!;
-
-/** No worker polls the task queue: what was asked would wait in the queue, so it is refused. */
-export class NoWorkerPolling extends Error {}
 
 export class EntityClient {
   private readonly callTimeoutMs: number;

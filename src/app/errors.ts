@@ -38,3 +38,21 @@ export const RETRY_AFTER_SECONDS = 5;
 
 export const temporalDown = (message = 'workflow service unavailable') =>
   new AppError('unavailable', 'temporal_unavailable', message, { retryAfterSeconds: RETRY_AFTER_SECONDS });
+
+/** No worker polls the task queue: what was asked would wait in the queue, so it is refused. */
+export class NoWorkerPolling extends Error {}
+
+/**
+ * Runs a "does a worker poll?" check (EntityClient.requireWorker): its failure is the 503
+ * temporal_unavailable that says which (no worker, or Temporal not answering) and what `outcome`
+ * left as it was.
+ */
+export async function requireWorkerFor(check: () => Promise<void>, outcome: string): Promise<void> {
+  try {
+    await check();
+  } catch (err) {
+    throw err instanceof NoWorkerPolling
+      ? temporalDown(`no worker is polling the task queue; ${outcome}`)
+      : temporalDown(`workflow service unavailable; ${outcome}`);
+  }
+}

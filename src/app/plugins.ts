@@ -5,7 +5,6 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { NoWorkerPolling } from '../api/entity.js';
 import type { PluginWorkflows } from '../api/plugin-workflows.js';
 import { PluginWorkflowBusy } from '../api/plugin-workflows.js';
 import * as plugins from '../db/plugins.js';
@@ -15,7 +14,7 @@ import { PluginRejected, validatePluginArchive } from '../plugins/archive.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import { PLUGIN_NAME, type PluginPackage } from '../plugins/schema.js';
 import { newId } from '../security/tokens.js';
-import { AppError, conflicting, invalid, missing, temporalDown } from './errors.js';
+import { AppError, conflicting, invalid, missing, requireWorkerFor, temporalDown } from './errors.js';
 
 export interface PluginDeps {
   /** A pool: a request is recorded in a transaction of its own. */
@@ -66,13 +65,7 @@ async function carryOut(
 ): Promise<plugins.WorkspacePlugin> {
   const wf = workflows(deps);
   const deadline = wf.deadline();
-  try {
-    await wf.requireWorker(deadline);
-  } catch (err) {
-    throw err instanceof NoWorkerPolling
-      ? temporalDown('no worker is polling the task queue; nothing was changed')
-      : temporalDown('workflow service unavailable; nothing was changed');
-  }
+  await requireWorkerFor(() => wf.requireWorker(deadline), 'nothing was changed');
   const recorded = await record();
   if (!recorded) throw await inFlight(deps, wf, w, name, deadline);
   const { row } = recorded;

@@ -18,12 +18,11 @@ import { newId } from '../security/tokens.js';
 import { restartUpdate, startUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
 import type { ConfigureInput } from '../workflows/messages.js';
 import { phaseDurations } from '../api/boot-phases.js';
-import { NoWorkerPolling } from '../api/entity.js';
 import { boundsOf } from '../api/bounds.js';
 import type { ApiDeps, ApiSettings } from '../api/deps.js';
 import type { createWorkspaceBody } from '../api/schemas.js';
 import { requireBudget } from './budget.js';
-import { invalid, missing, quotaExceeded, temporalDown } from './errors.js';
+import { invalid, missing, quotaExceeded, requireWorkerFor, temporalDown } from './errors.js';
 
 type WorkspaceRow = workspaces.WorkspaceRow;
 export type WorkspaceDeps = Pick<ApiDeps, 'db' | 'entity' | 'secrets' | 'settings' | 'log' | 'backends'>;
@@ -155,14 +154,7 @@ export async function requireWorkerOrRefuse(
   { entity, settings }: { entity: Pick<WorkspaceDeps['entity'], 'requireWorker'>; settings: ApiSettings },
   outcome: string,
 ): Promise<void> {
-  if (settings.acceptWithoutWorker) return;
-  try {
-    await entity.requireWorker();
-  } catch (err) {
-    throw err instanceof NoWorkerPolling
-      ? temporalDown(`no worker is polling the task queue; ${outcome}`)
-      : temporalDown(`workflow service unavailable; ${outcome}`);
-  }
+  if (!settings.acceptWithoutWorker) await requireWorkerFor(() => entity.requireWorker(), outcome);
 }
 
 /** One page of the workspaces in scope (null: all orgs), after `afterId`; `more` when others follow. */
