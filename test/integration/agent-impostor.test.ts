@@ -14,13 +14,7 @@ import { upstreamAgent } from '../../src/a2a/proxy.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../src/security/agent-credential.js';
 import { waitFor } from '../setup/wait-for.js';
 import { useStack, waitForStatus } from '../support/stack.js';
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
+import { messageSend as send } from '../support/a2a-message.js';
 
 interface Recorded {
   method: string;

@@ -30,18 +30,12 @@ import {
   waitForStatus,
   type Stack,
 } from '../support/stack.js';
+import { messageSend as send } from '../support/a2a-message.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API bodies
 
 const log = (line: string) => console.log(`[reconcile] ${line}`);
 const MOTO_SEED = 20_261_129;
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
 
 let moto: RunningMoto;
 let sim: Ec2Sim;

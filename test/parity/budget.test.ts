@@ -10,19 +10,13 @@ import type { BudgetSweepResult } from '../../src/workflows/sweeps.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
+import { messageSend as send } from '../support/a2a-message.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
 const it = test.sequential;
 
 const CENTS_PER_TASK = 15;
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
 
 describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
   // Only this block's backend: the other block's over-budget workspace is its own sweep's to stop.

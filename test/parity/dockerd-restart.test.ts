@@ -21,15 +21,9 @@ import { waitFor } from '../setup/wait-for.js';
 import { holdings } from '../support/faults.js';
 import { waitForStatus } from '../support/stack.js';
 import { useParityStack, type ParityFixture } from './backends.js';
+import { messageSend as send } from '../support/a2a-message.js';
 
 const AGENT = { agent: {} };
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
 
 interface Online {
   id: string;

@@ -11,17 +11,11 @@ import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { messageSend as send } from '../support/a2a-message.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
 const it = test.sequential;
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
 
 async function createOnline(t: ParityFixture, name: string) {
   const created = await t.stack.api.call('POST', '/v1/workspaces', {

@@ -22,6 +22,7 @@ import {
   useParityStack,
   type ParityFixture,
 } from './backends.js';
+import { messageSend as send } from '../support/a2a-message.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -30,13 +31,6 @@ const it = test.sequential;
 const run = promisify(execFile);
 
 const TEMPLATES = { small: { limits: { memoryMb: 256, cpus: 0.5, pids: 128 } } };
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
 
 interface Ws {
   id: string;

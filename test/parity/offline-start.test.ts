@@ -13,17 +13,11 @@ import {
   useParityStack,
   type ParityFixture,
 } from './backends.js';
+import { messageSend as send } from '../support/a2a-message.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
 const it = test.sequential;
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
 
 /** Stops the resource out of band, then lets a failed forward tell the entity; answers the row. */
 async function takeOffline(t: ParityFixture, id: string, generation: number) {

@@ -26,13 +26,7 @@ import {
   useParityStack,
   type ParityFixture,
 } from './backends.js';
-
-const send = (text: string) => ({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'message/send',
-  params: { message: { role: 'user', messageId: 'm1', parts: [{ kind: 'text', text }] } },
-});
+import { messageSend as send } from '../support/a2a-message.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API bodies
 
