@@ -56,6 +56,16 @@ export interface ParityFixture extends StackFixture {
   orgWithKnobs(knobs: SimKnobs): Promise<string>;
 }
 
+/** Environment of a worker process (test/support/worker-process.ts) that serves this fixture's stack. */
+export function workerProcessEnv(t: ParityFixture): Record<string, string> {
+  const port = t.stack.service.port!;
+  return {
+    ...t.env,
+    DOCKER_PLATFORM_URL: `http://host.docker.internal:${port}`,
+    ...(t.sim ? { EC2_PLATFORM_URL: `http://${t.sim.platformHost}:${port}` } : {}),
+  };
+}
+
 export function motoClient(): EC2Client {
   return new EC2Client({
     region: 'us-east-1',

@@ -7,36 +7,44 @@ import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { spawnWorker } from '../support/worker-process.js';
-import { CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
+import {
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  resourcesOf,
+  useParityStack,
+  workerProcessEnv,
+} from './backends.js';
 
-describe.each(PARITY_BACKENDS)('%s: worker crash during provision', CONCURRENT_BLOCK, (backend) => {
-  // The API runs in this process; workers are separate processes sharing its task queue and DB.
-  const t = useParityStack(backend, { worker: false });
-  const workerEnv = () => {
-    const port = t.stack.service.port!;
-    return {
-      ...t.env,
-      DOCKER_PLATFORM_URL: `http://host.docker.internal:${port}`,
-      ...(t.sim ? { EC2_PLATFORM_URL: `http://${t.sim.platformHost}:${port}` } : {}),
+type CrashPoint = 'the resource exists' | 'the agent reported boot' | 'the agent reported agent-started';
+const POINTS: readonly CrashPoint[] = [
+  'the resource exists',
+  'the agent reported boot',
+  'the agent reported agent-started',
+];
+
+// One block (stack, task queue) per backend and crash point: a SIGKILL must hit its own test's
+// worker only, and the six blocks, mostly waiting on boots, run at the same time.
+describe.each(PARITY_BACKENDS.flatMap((backend) => POINTS.map((point) => [backend, point] as const)))(
+  '%s: worker crash during provision, SIGKILL once %s',
+  CONCURRENT_BLOCK,
+  (backend, point) => {
+    // The API runs in this process; workers are separate processes sharing its task queue and DB.
+    const t = useParityStack(backend, { worker: false });
+
+    const phasesOf = async (id: string) =>
+      (
+        await t.stack.service.db.pool.query('SELECT phase FROM boot_events WHERE workspace_id = $1', [id])
+      ).rows.map((r: { phase: string }) => r.phase);
+
+    const reachedAt: Record<CrashPoint, (id: string) => Promise<boolean>> = {
+      'the resource exists': async (id) => (await resourcesOf(backend, t.stack.docker, id)).length > 0,
+      'the agent reported boot': async (id) => (await phasesOf(id)).includes('boot'),
+      'the agent reported agent-started': async (id) => (await phasesOf(id)).includes('agent-started'),
     };
-  };
+    const reached = reachedAt[point];
 
-  const phasesOf = async (id: string) =>
-    (
-      await t.stack.service.db.pool.query('SELECT phase FROM boot_events WHERE workspace_id = $1', [id])
-    ).rows.map((r: { phase: string }) => r.phase);
-
-  const points: Array<[string, (id: string) => Promise<boolean>]> = [
-    ['the resource exists', async (id) => (await resourcesOf(backend, t.stack.docker, id)).length > 0],
-    ['the agent reported boot', async (id) => (await phasesOf(id)).includes('boot')],
-    ['the agent reported agent-started', async (id) => (await phasesOf(id)).includes('agent-started')],
-  ];
-
-  // One task queue per block: a SIGKILL must hit this test's worker only.
-  it.sequential.each(points)(
-    'SIGKILL once %s → a new worker brings it online, one resource, no orphan',
-    async (_p, reached) => {
-      const first = await spawnWorker(workerEnv());
+    it('a new worker brings it online, one resource, no orphan', async () => {
+      const first = await spawnWorker(workerProcessEnv(t));
       const created = await t.stack.api.call('POST', '/v1/workspaces', {
         token: t.key,
         // From agent-started to online is tens of ms: the agent waits before registering, so the
@@ -54,7 +62,7 @@ describe.each(PARITY_BACKENDS)('%s: worker crash during provision', CONCURRENT_B
       const during = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
       expect(during.body.status).not.toBe('online');
 
-      const second = await spawnWorker(workerEnv());
+      const second = await spawnWorker(workerProcessEnv(t));
       try {
         const online = await waitForStatus(t.stack, t.key, id, 'online');
         expect(online.generation).toBe(1);
@@ -73,6 +81,6 @@ describe.each(PARITY_BACKENDS)('%s: worker crash during provision', CONCURRENT_B
       } finally {
         await second.kill('SIGTERM');
       }
-    },
-  );
-});
+    });
+  },
+);

@@ -24,6 +24,7 @@ import { waitForStatus, type ApiResponse } from '../support/stack.js';
 import { spawnWorker, type WorkerProcess } from '../support/worker-process.js';
 import {
   CONCURRENT_BLOCK,
+  workerProcessEnv,
   PARITY_BACKENDS,
   leftovers,
   useParityStack,
@@ -179,16 +180,6 @@ async function lifecycleUnderFaults(
   expect(watched.duplicates).toEqual([]);
 }
 
-/** Environment of a worker process that serves this fixture's stack. */
-function workerEnv(t: ParityFixture): Record<string, string> {
-  const port = t.stack.service.port!;
-  return {
-    ...t.env,
-    DOCKER_PLATFORM_URL: `http://host.docker.internal:${port}`,
-    ...(t.sim ? { EC2_PLATFORM_URL: `http://${t.sim.platformHost}:${port}` } : {}),
-  };
-}
-
 describe.each(PARITY_BACKENDS)(
   '%s: worker SIGKILL mid provision, restart and delete',
   CONCURRENT_BLOCK,
@@ -204,11 +195,11 @@ describe.each(PARITY_BACKENDS)(
       'a new worker converges each operation: online g1, online g2, deleted; 0 orphans, 0 duplicates',
       { timeout: LIFECYCLE_MS },
       async () => {
-        worker = await spawnWorker(workerEnv(t));
+        worker = await spawnWorker(workerProcessEnv(t));
         // deleteLeftoverWorkspaces needs a worker if the test fails half way: it keeps the last one.
         await lifecycleUnderFaults(t, 'killed-worker', 'worker SIGKILL', async () => {
           await worker!.kill('SIGKILL');
-          worker = await spawnWorker(workerEnv(t));
+          worker = await spawnWorker(workerProcessEnv(t));
         });
       },
     );

@@ -23,7 +23,7 @@ import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import { spawnWorker } from '../support/worker-process.js';
 import { pluginWorkflowId } from '../../src/workflows/messages.js';
-import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, workerProcessEnv } from './backends.js';
 import { hostContainer, sh } from './workspace-shell.js';
 
 const it = test.sequential;
@@ -457,17 +457,9 @@ describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
 describe.each(PARITY_BACKENDS)('%s: worker SIGKILL mid-install', CONCURRENT_BLOCK, (backend) => {
   // The API runs in this process; the workers are processes of their own, killed for real.
   const t = useParityStack(backend, { worker: false });
-  const workerEnv = () => {
-    const port = t.stack.service.port!;
-    return {
-      ...t.env,
-      DOCKER_PLATFORM_URL: `http://host.docker.internal:${port}`,
-      ...(t.sim ? { EC2_PLATFORM_URL: `http://${t.sim.platformHost}:${port}` } : {}),
-    };
-  };
 
   test('the install still ends installed, exactly once, with the whole plugin in place', async () => {
-    let worker = await spawnWorker(workerEnv());
+    let worker = await spawnWorker(workerProcessEnv(t));
     try {
       const created = await t.stack.api.call('POST', '/v1/workspaces', {
         token: t.key,
@@ -507,7 +499,7 @@ describe.each(PARITY_BACKENDS)('%s: worker SIGKILL mid-install', CONCURRENT_BLOC
       const during = await t.stack.api.call('GET', `/v1/workspaces/${id}/plugins`, { token: t.key });
       expect(during.body.items).toMatchObject([{ name: 'bulky', status: 'installing' }]);
 
-      worker = await spawnWorker(workerEnv());
+      worker = await spawnWorker(workerProcessEnv(t));
       const handle = t.stack.service.temporal.workflow.getHandle(pluginWorkflowId(id, 'bulky'));
       expect(await handle.result()).toEqual({ outcome: 'installed' });
       const after = await t.stack.api.call('GET', `/v1/workspaces/${id}/plugins`, { token: t.key });

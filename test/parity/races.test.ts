@@ -194,7 +194,7 @@ const DEADLINE_CASES: Record<BackendKind, DeadlineCase[]> = {
   ],
 };
 
-describe.each(PARITY_BACKENDS)('%s: boot deadline', (backend) => {
+describe.each(PARITY_BACKENDS)('%s: boot deadline', CONCURRENT_BLOCK, (backend) => {
   const deadlineMs = 6000;
   const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
 

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
-import { PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
+import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- API bodies
 
@@ -33,8 +33,11 @@ async function sweepUntil(t: ParityFixture, id: string, ok: (w: Json) => boolean
   );
 }
 
-describe.each(PARITY_BACKENDS)('%s: restart policy changed by PATCH', (backend) => {
+// Each block on a database of its own, so that its sweeps judge only its workspaces: the two run
+// at the same time.
+describe.each(PARITY_BACKENDS)('%s: restart policy changed by PATCH', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, {
+    ownDatabase: true,
     env: { AUTO_RESTART_POLICY: 'never', AUTO_RESTART_BACKOFF_MS: '200', HEARTBEAT_STALE_MS: '4000' },
   });
   const patch = (id: string, body: unknown) =>

@@ -12,7 +12,7 @@
  */
 import { EC2Client, StopInstancesCommand } from '@aws-sdk/client-ec2';
 import { describe, expect, test } from 'vitest';
-import { BackendError, type WorkspaceBackend } from '../../src/backends/backend.js';
+import { BackendError, type BackendKind, type WorkspaceBackend } from '../../src/backends/backend.js';
 import { USER_DATA_PATHS } from '../../src/backends/ec2/user-data.js';
 import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
@@ -170,13 +170,13 @@ async function remove(t: ParityFixture, id: string): Promise<void> {
   await waitForStatus(t.stack, t.key, id, 'deleted');
 }
 
-// The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK), each on a database of its own:
-// the health and orphan sweeps they run look at every row of their database, and would judge the
-// other block's. The tests of one block share its stack and run one after another.
+// Two blocks per backend, all four at the same time (CONCURRENT_BLOCK), each on a stack and a
+// database of its own: the health and orphan sweeps they run look at every row of their database,
+// and would judge another block's. The tests of one block share its stack and run one after another.
 const it = test.sequential;
 
-describe.each(PARITY_BACKENDS)('%s: self-healing', CONCURRENT_BLOCK, (backend) => {
-  const t = useParityStack(backend, {
+function healingStack(backend: BackendKind): ParityFixture {
+  return useParityStack(backend, {
     ownDatabase: true,
     env: {
       AUTO_RESTART_POLICY: 'always',
@@ -188,6 +188,10 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', CONCURRENT_BLOCK, (backend) =
       ORPHAN_GRACE_MS: '1000',
     },
   });
+}
+
+describe.each(PARITY_BACKENDS)('%s: self-healing', CONCURRENT_BLOCK, (backend) => {
+  const t = healingStack(backend);
 
   it('a resource stopped out of band goes offline, restarts at a new generation and answers A2A', async () => {
     const id = await create(t, 'stopped-behind-our-back');
@@ -279,6 +283,40 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', CONCURRENT_BLOCK, (backend) =
     await remove(t, id);
   });
 
+  it('a stop the backend refuses stays stopping with the reason and is tried again until the resource is stopped', async () => {
+    const id = await create(t, 'stop-refused');
+    const restore = refuse(t, 'stop', id, 2);
+    try {
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(
+        202,
+      );
+      const refused = await waitForStatus(t.stack, t.key, id, (x) => x.status === 'stopping' && !!x.error);
+      expect(refused.error).toMatch(/^stop failed: .*injected: stop refused/);
+      const stopped = await waitForStatus(t.stack, t.key, id, 'stopped');
+      expect(stopped.generation).toBe(1);
+      expect(stopped.error ?? null).toBeNull();
+    } finally {
+      restore();
+    }
+    // Stopped for real: the same generation's resource is there, not running.
+    const resources = await left(t, id);
+    expect(resources.map((r) => [r.name, r.running])).toEqual([[`ws-${id}-g1`, false]]);
+    const transitions = await t.stack.service.db.pool.query<{ status: string; message: string | null }>(
+      `SELECT status, message FROM workspace_transitions WHERE workspace_id = $1 ORDER BY id`,
+      [id],
+    );
+    expect(transitions.rows.map((r) => r.status)).not.toContain('failed');
+    expect(transitions.rows.filter((r) => /^stop attempt \d failed/.test(r.message ?? ''))).toHaveLength(2);
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    expect((await waitForStatus(t.stack, t.key, id, 'online')).generation).toBe(1);
+    await a2aAnswers(t, id);
+    await remove(t, id);
+  });
+});
+
+describe.each(PARITY_BACKENDS)('%s: self-healing that gives up', CONCURRENT_BLOCK, (backend) => {
+  const t = healingStack(backend);
+
   it('a workspace that keeps dying ends failed after the maximum of restarts, with the reason', async () => {
     const id = await create(t, 'keeps-dying');
     await stopOutOfBand(t, id, 1);
@@ -343,36 +381,6 @@ describe.each(PARITY_BACKENDS)('%s: self-healing', CONCURRENT_BLOCK, (backend) =
     expect(await left(t, id)).toEqual([]);
     const after = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
     expect(after.body).toEqual(expect.objectContaining({ status: 'failed', generation: 2 }));
-    await remove(t, id);
-  });
-
-  it('a stop the backend refuses stays stopping with the reason and is tried again until the resource is stopped', async () => {
-    const id = await create(t, 'stop-refused');
-    const restore = refuse(t, 'stop', id, 2);
-    try {
-      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(
-        202,
-      );
-      const refused = await waitForStatus(t.stack, t.key, id, (x) => x.status === 'stopping' && !!x.error);
-      expect(refused.error).toMatch(/^stop failed: .*injected: stop refused/);
-      const stopped = await waitForStatus(t.stack, t.key, id, 'stopped');
-      expect(stopped.generation).toBe(1);
-      expect(stopped.error ?? null).toBeNull();
-    } finally {
-      restore();
-    }
-    // Stopped for real: the same generation's resource is there, not running.
-    const resources = await left(t, id);
-    expect(resources.map((r) => [r.name, r.running])).toEqual([[`ws-${id}-g1`, false]]);
-    const transitions = await t.stack.service.db.pool.query<{ status: string; message: string | null }>(
-      `SELECT status, message FROM workspace_transitions WHERE workspace_id = $1 ORDER BY id`,
-      [id],
-    );
-    expect(transitions.rows.map((r) => r.status)).not.toContain('failed');
-    expect(transitions.rows.filter((r) => /^stop attempt \d failed/.test(r.message ?? ''))).toHaveLength(2);
-    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
-    expect((await waitForStatus(t.stack, t.key, id, 'online')).generation).toBe(1);
-    await a2aAnswers(t, id);
     await remove(t, id);
   });
 });
