@@ -265,7 +265,10 @@ export async function waitForStatus(
       const res = await stack.api.call('GET', `/v1/workspaces/${id}`, { token });
       if (res.status !== 200) throw new Error(`GET ${id}: ${res.status}`);
       if (!ok(res.body)) {
-        throw new Error(`now ${res.body.status}/${res.body.phase} at generation ${res.body.generation}`);
+        const error = res.body.error ? `: ${res.body.error}` : '';
+        throw new Error(
+          `now ${res.body.status}/${res.body.phase} at generation ${res.body.generation}${error}`,
+        );
       }
       return res.body;
     },
