@@ -15,35 +15,25 @@ import {
   workerProcessEnv,
 } from './backends.js';
 
-type CrashPoint = 'the resource exists' | 'the agent reported boot' | 'the agent reported agent-started';
-const POINTS: readonly CrashPoint[] = [
-  'the resource exists',
-  'the agent reported boot',
-  'the agent reported agent-started',
-];
+describe.each(PARITY_BACKENDS)('%s: worker crash during provision', CONCURRENT_BLOCK, (backend) => {
+  // The API runs in this process; workers are separate processes sharing its task queue and DB.
+  const t = useParityStack(backend, { worker: false });
 
-// One block (stack, task queue) per backend and crash point: a SIGKILL must hit its own test's
-// worker only, and the six blocks, mostly waiting on boots, run at the same time.
-describe.each(PARITY_BACKENDS.flatMap((backend) => POINTS.map((point) => [backend, point] as const)))(
-  '%s: worker crash during provision, SIGKILL once %s',
-  CONCURRENT_BLOCK,
-  (backend, point) => {
-    // The API runs in this process; workers are separate processes sharing its task queue and DB.
-    const t = useParityStack(backend, { worker: false });
+  const phasesOf = async (id: string) =>
+    (
+      await t.stack.service.db.pool.query('SELECT phase FROM boot_events WHERE workspace_id = $1', [id])
+    ).rows.map((r: { phase: string }) => r.phase);
 
-    const phasesOf = async (id: string) =>
-      (
-        await t.stack.service.db.pool.query('SELECT phase FROM boot_events WHERE workspace_id = $1', [id])
-      ).rows.map((r: { phase: string }) => r.phase);
+  const points: Array<[string, (id: string) => Promise<boolean>]> = [
+    ['the resource exists', async (id) => (await resourcesOf(backend, t.stack.docker, id)).length > 0],
+    ['the agent reported boot', async (id) => (await phasesOf(id)).includes('boot')],
+    ['the agent reported agent-started', async (id) => (await phasesOf(id)).includes('agent-started')],
+  ];
 
-    const reachedAt: Record<CrashPoint, (id: string) => Promise<boolean>> = {
-      'the resource exists': async (id) => (await resourcesOf(backend, t.stack.docker, id)).length > 0,
-      'the agent reported boot': async (id) => (await phasesOf(id)).includes('boot'),
-      'the agent reported agent-started': async (id) => (await phasesOf(id)).includes('agent-started'),
-    };
-    const reached = reachedAt[point];
-
-    it('a new worker brings it online, one resource, no orphan', async () => {
+  // One task queue per block: a SIGKILL must hit this test's worker only.
+  it.sequential.each(points)(
+    'SIGKILL once %s → a new worker brings it online, one resource, no orphan',
+    async (_p, reached) => {
       const first = await spawnWorker(workerProcessEnv(t));
       const created = await t.stack.api.call('POST', '/v1/workspaces', {
         token: t.key,
@@ -81,6 +71,6 @@ describe.each(PARITY_BACKENDS.flatMap((backend) => POINTS.map((point) => [backen
       } finally {
         await second.kill('SIGTERM');
       }
-    });
-  },
-);
+    },
+  );
+});
