@@ -36,8 +36,6 @@ import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
 import { deleteOnlyCarry, entityStartOptions } from '../domain/entity-start.js';
 import type { WorkspaceAbout } from '../domain/workflow-metadata.js';
 import { NoWorkerPolling, temporalDown } from '../app/errors.js';
-
-export { NoWorkerPolling } from '../app/errors.js';
 import type { HttpError } from './errors.js';
 import { badRequest, conflict, fromApp } from './errors.js';
 import { withDeadline } from './temporal-deadline.js';
