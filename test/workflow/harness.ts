@@ -167,6 +167,8 @@ export interface Harness {
   fakes: Fakes;
   worker: Worker;
   taskQueue: string;
+  /** The runs startEntity started: any still running when the test ends is terminated. */
+  started: WorkflowHandle[];
 }
 
 export async function createEnv(): Promise<TestWorkflowEnvironment> {
@@ -209,7 +211,15 @@ export async function withWorker<T>(
     workflowBundle: await workflowBundle(),
     activities: fakes.activities(),
   });
-  return worker.runUntil(fn({ env, fakes, worker, taskQueue }));
+  const h: Harness = { env, fakes, worker, taskQueue, started: [] };
+  try {
+    return await worker.runUntil(fn(h));
+  } finally {
+    // A test that failed half-way leaves its entity running with no worker: its pending workflow
+    // task would keep the time-skipping server from skipping time for every test after it (each
+    // then waited in real time, and timed out). A run that already ended refuses: ignored.
+    await Promise.all(h.started.map((w) => w.terminate('test over').catch(() => undefined)));
+  }
 }
 
 export async function startEntity(
@@ -217,11 +227,13 @@ export async function startEntity(
   extra: Partial<WorkspaceWorkflowInput> = {},
 ): Promise<WorkflowHandle> {
   const workspaceId = randomBytes(6).toString('hex');
-  return h.env.client.workflow.start('workspaceWorkflow', {
+  const handle = await h.env.client.workflow.start('workspaceWorkflow', {
     taskQueue: h.taskQueue,
     workflowId: workspaceWorkflowId(workspaceId),
     args: [{ workspaceId, orgId: 'org', backend: 'docker', bootDeadlineMs: 60_000, ...extra }],
   });
+  h.started.push(handle);
+  return handle;
 }
 
 /**

@@ -52,6 +52,19 @@ const online = (h: Harness, handle: WorkflowHandle, generation: number) =>
 const goOffline = (handle: WorkflowHandle, generation: number) =>
   handle.signal(agentLivenessSignal, { generation, reachable: false, resourceStatus: 'stopped' });
 
+/**
+ * The agent silent and the backend reading `status` for generation 1, to the sweep (the signal)
+ * and to the entity's own look before a restart (the fake) alike.
+ */
+async function agentSilent(
+  h: Harness,
+  handle: WorkflowHandle,
+  status: 'running' | 'missing' | 'unknown',
+): Promise<void> {
+  h.fakes.resourceStatus = () => status;
+  await handle.signal(agentLivenessSignal, { generation: 1, reachable: false, resourceStatus: status });
+}
+
 /** An entity allowed one automatic restart, online at generation 2 once it used it. */
 async function restartUsedUp(h: Harness): Promise<WorkflowHandle> {
   const handle = await startEntity(h, { restartPolicy: { ...POLICY, max: 1 } });
@@ -220,11 +233,8 @@ describe('entity workflow: restart policy', () => {
     await withWorker(env, async (h) => {
       const handle = await startEntity(h, { restartPolicy: POLICY });
       await online(h, handle, 1);
-      await handle.signal(agentLivenessSignal, {
-        generation: 1,
-        reachable: false,
-        resourceStatus: 'running',
-      });
+      // Its resource running: the restart's own look finds it running too.
+      await agentSilent(h, handle, 'running');
       await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
       const degradedAt = h.fakes.calls.filter((c) => c.name === 'recordTransition').at(-1)!.at;
       const back = await online(h, handle, 2);
@@ -239,12 +249,7 @@ describe('entity workflow: restart policy', () => {
       const handle = await startEntity(h, { restartPolicy: POLICY });
       await online(h, handle, 1);
       // The backend's API is down and the agent silent: the sweep can only say `unknown`.
-      h.fakes.resourceStatus = () => 'unknown';
-      await handle.signal(agentLivenessSignal, {
-        generation: 1,
-        reachable: false,
-        resourceStatus: 'unknown',
-      });
+      await agentSilent(h, handle, 'unknown');
       await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
       await skipTime(h, handle, 5 * POLICY.degradedAfterMs!);
       const held = await until(h, handle, settledAt('degraded', 1), 'still degraded');
@@ -255,12 +260,7 @@ describe('entity workflow: restart policy', () => {
       expect(h.fakes.count('prepareGeneration', (i) => i.generation === 2)).toBe(0);
 
       // The API answers again and the next sweep finds the resource gone: restarted at once.
-      h.fakes.resourceStatus = () => 'missing';
-      await handle.signal(agentLivenessSignal, {
-        generation: 1,
-        reachable: false,
-        resourceStatus: 'missing',
-      });
+      await agentSilent(h, handle, 'missing');
       const back = await online(h, handle, 2);
       expect(back.restartCount).toBe(1);
       expect(back.lastRestartReason).toBe('offline');
@@ -268,26 +268,35 @@ describe('entity workflow: restart policy', () => {
     });
   });
 
-  it('a held restart looks at the backend again after another degraded period', async () => {
-    await withWorker(env, async (h) => {
-      const handle = await startEntity(h, { restartPolicy: POLICY });
-      await online(h, handle, 1);
-      h.fakes.resourceStatus = () => 'unknown';
-      await handle.signal(agentLivenessSignal, {
-        generation: 1,
-        reachable: false,
-        resourceStatus: 'unknown',
+  // Readable again, but no sweep says so (its verdict, degraded, did not change): the entity's own
+  // second look finds it and restarts. Found running, the restart is for the degraded agent; found
+  // gone (the backend came back from its outage without the instance: moto restarted), it is for
+  // an offline workspace, as the sweep's verdict would have said.
+  it.each([
+    ['running', 'degraded for 20000 ms'],
+    ['missing', 'offline'],
+  ] as const)(
+    'a held restart looks at the backend again after another degraded period (%s: %s)',
+    async (found, reason) => {
+      await withWorker(env, async (h) => {
+        const handle = await startEntity(h, { restartPolicy: POLICY });
+        await online(h, handle, 1);
+        await agentSilent(h, handle, 'unknown');
+        await until(
+          h,
+          handle,
+          (s) => s.status === 'degraded' && h.fakes.count('resourceStatus') >= 1,
+          'held',
+        );
+        h.fakes.resourceStatus = () => found;
+        const back = await online(h, handle, 2);
+        expect(back.lastRestartReason).toBe(reason);
+        expect(back.restartCount).toBe(1);
+        expect(h.fakes.count('resourceStatus')).toBe(2);
+        await deleteAndComplete(h, handle);
       });
-      await until(h, handle, (s) => s.status === 'degraded' && h.fakes.count('resourceStatus') >= 1, 'held');
-      // Readable again, but no sweep says so (its verdict, degraded, did not change): the entity's
-      // own second look finds it and restarts.
-      h.fakes.resourceStatus = () => 'running';
-      const back = await online(h, handle, 2);
-      expect(back.lastRestartReason).toBe('degraded for 20000 ms');
-      expect(h.fakes.count('resourceStatus')).toBe(2);
-      await deleteAndComplete(h, handle);
-    });
-  });
+    },
+  );
 
   it('a look at the backend that fails (a hung endpoint) holds the restart too', async () => {
     await withWorker(env, async (h) => {

@@ -663,25 +663,28 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       else await fail(p.reason);
       return true;
     }
+    let reason = p.reason;
     if (patched(PATCHES.restartNeedsBackend)) {
       // Booting into a backend whose API is down only fails (then `failed`, for good): hold the
       // restart and look again after another degraded period, or as soon as a listing answers.
-      if (await backendUnreadable()) {
+      const seen = await lookBeforeRestart();
+      if (seen === 'unreadable') {
         s.restartHeldUntilMs = Date.now() + policy.degradedAfterMs;
         log.info('automatic restart held: the backend cannot be read', { generation: s.generation });
         return false;
       }
       if (next().kind !== 'wait') return true; // something came in meanwhile: it goes first
+      // The look found the resource gone or stopped (say, the backend came back from an outage
+      // without it, before any sweep said so): the workspace is offline, whatever the stale
+      // heartbeats made it (degraded), and the restart says so, as the sweep's verdict would.
+      if (seen === 'missing' || seen === 'stopped') reason = 'offline';
     }
-    s.restartHistory = [
-      ...s.restartHistory,
-      { atMs: Date.now(), generation: s.generation, reason: p.reason },
-    ];
-    s.lastRestartReason = p.reason;
+    s.restartHistory = [...s.restartHistory, { atMs: Date.now(), generation: s.generation, reason }];
+    s.lastRestartReason = reason;
     restartDirty = true;
     log.info('automatic restart', {
       generation: s.generation,
-      reason: p.reason,
+      reason,
       count: s.restartHistory.length,
     });
     await run(() => provision('restarting'));
@@ -689,22 +692,27 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   }
 
   /**
-   * Whether the backend cannot be read for the current generation: it answers `unknown`, or the
-   * look itself failed (a hung endpoint times out). An unconfigured backend is not an outage: the
-   * restart goes ahead and fails with that reason, as before.
+   * What the backend says of the current generation's resource before a restart: `unreadable` when
+   * it answers `unknown` or the look itself failed (a hung endpoint times out). An unconfigured
+   * backend is not an outage (`not-configured`): the restart goes ahead and fails with that
+   * reason, as before.
    */
-  async function backendUnreadable(): Promise<boolean> {
+  async function lookBeforeRestart(): Promise<
+    'running' | 'stopped' | 'missing' | 'unreadable' | 'not-configured'
+  > {
     try {
       const seen = await probe.resourceStatus.executeWithOptions(
         { summary: statusProbeSummary(backendName, workspaceId, s.generation) },
         [{ workspaceId, backend: backendName, generation: s.generation }],
       );
-      return seen === 'unknown';
+      return seen === 'unknown' ? 'unreadable' : seen;
     } catch (err) {
       const cause = err instanceof ActivityFailure ? err.cause : undefined;
-      if (cause instanceof ApplicationFailure && cause.type === 'BackendError.not_configured') return false;
+      if (cause instanceof ApplicationFailure && cause.type === 'BackendError.not_configured') {
+        return 'not-configured';
+      }
       log.warn('could not read the backend before a restart', { error: failureMessage(err) });
-      return true;
+      return 'unreadable';
     }
   }
 
