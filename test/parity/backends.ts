@@ -79,9 +79,34 @@ export function backendEnv(backend: BackendKind, sim: Ec2Sim | null): Record<str
   return backend === 'ec2' && sim ? simServiceEnv(sim) : {};
 }
 
+/** The sim's recent log lines (it logs per instance: `i-…: booted …`), for failed waits' reports. */
+const simLog: string[] = [];
+const SIM_LOG_LINES = 2_000;
+
 export async function startSim(): Promise<Ec2Sim> {
   const vmImage = await ensureVmImage();
-  return startEc2Sim({ motoEndpoint: inject('MOTO_ENDPOINT'), vmImage });
+  return startEc2Sim({
+    motoEndpoint: inject('MOTO_ENDPOINT'),
+    vmImage,
+    log: (line) => {
+      simLog.push(`${new Date().toISOString()} ${line}`);
+      if (simLog.length > SIM_LOG_LINES) simLog.splice(0, simLog.length - SIM_LOG_LINES);
+    },
+  });
+}
+
+/** What the sim says of a workspace's instance: its notes and its log lines. */
+function simDiagnostics(sim: Ec2Sim, workspace: { instanceId?: string | null }): Promise<string> {
+  const id = workspace.instanceId;
+  if (!id) return Promise.resolve('ec2-sim: the workspace names no instance');
+  const lines = simLog.filter((l) => l.includes(id));
+  return Promise.resolve(
+    [
+      `ec2-sim notes on ${id}: ${JSON.stringify(sim.instanceNotes(id))}`,
+      `ec2-sim log on ${id} (${lines.length} lines):`,
+      ...lines.slice(-30).map((l) => `  ${l}`),
+    ].join('\n'),
+  );
 }
 
 /**
@@ -133,6 +158,8 @@ export function useParityStack(
       ...(database ? { DATABASE_URL: database.url } : {}),
     });
     stack = await startStack({ ...opts, env });
+    const s = sim;
+    if (s) stack.diagnose = (w) => simDiagnostics(s, w);
     org = await createOrg(stack);
   });
   afterAll(async () => {

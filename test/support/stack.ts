@@ -45,6 +45,11 @@ export interface Stack {
   orgIds: Set<string>;
   /** Whether a worker runs in this process (workflows of this stack's task queue progress). */
   worker: boolean;
+  /**
+   * What else a failed wait should print about a workspace (the parity stacks add what ec2-sim
+   * knows of its instances), next to its boot log.
+   */
+  diagnose?: (workspace: Json) => Promise<string>;
   close(): Promise<void>;
 }
 
@@ -260,20 +265,56 @@ export async function waitForStatus(
   timeoutMs = 90_000,
 ): Promise<Json> {
   const ok = typeof status === 'string' ? (w: Json) => w.status === status : status;
-  return waitFor(
-    async () => {
-      const res = await stack.api.call('GET', `/v1/workspaces/${id}`, { token });
-      if (res.status !== 200) throw new Error(`GET ${id}: ${res.status}`);
-      if (!ok(res.body)) {
-        const error = res.body.error ? `: ${res.body.error}` : '';
-        throw new Error(
-          `now ${res.body.status}/${res.body.phase} at generation ${res.body.generation}${error}`,
-        );
-      }
-      return res.body;
-    },
-    { timeoutMs, intervalMs: 200, describe: `workspace ${id} to reach ${String(status)}` },
-  );
+  let last: Json;
+  try {
+    return await waitFor(
+      async () => {
+        const res = await stack.api.call('GET', `/v1/workspaces/${id}`, { token });
+        if (res.status !== 200) throw new Error(`GET ${id}: ${res.status}`);
+        last = res.body;
+        if (!ok(res.body)) {
+          const error = res.body.error ? `: ${res.body.error}` : '';
+          throw new Error(
+            `now ${res.body.status}/${res.body.phase} at generation ${res.body.generation}${error}`,
+          );
+        }
+        return res.body;
+      },
+      { timeoutMs, intervalMs: 200, describe: `workspace ${id} to reach ${String(status)}` },
+    );
+  } catch (err) {
+    // A wait that ends elsewhere (say, a missed boot deadline on a loaded CI machine) is only
+    // worth its report with the boot's own account of where the time went.
+    if (err instanceof Error && last !== undefined) {
+      err.message += `\n${await workspaceDiagnostics(stack, token, last)}`;
+    }
+    throw err;
+  }
+}
+
+/** The boot log's events and console tail, plus whatever the stack's `diagnose` adds; never throws. */
+async function workspaceDiagnostics(stack: Stack, token: string, workspace: Json): Promise<string> {
+  const lines: string[] = [`workspace: ${JSON.stringify(workspace)}`];
+  try {
+    const res = await stack.api.call('GET', `/v1/workspaces/${workspace.id}/boot-log`, { token });
+    if (res.status === 200) {
+      const events = (res.body.events ?? []) as { ts: string; phase: string; message?: string }[];
+      lines.push(`boot events (${events.length}):`);
+      for (const e of events.slice(-20))
+        lines.push(`  ${e.ts} ${e.phase}${e.message ? ` ${e.message}` : ''}`);
+      const tail = String(res.body.console ?? '')
+        .trimEnd()
+        .split('\n')
+        .slice(-30);
+      lines.push(`console (last ${tail.length} lines):`, ...tail.map((l) => `  ${l}`));
+    } else lines.push(`boot log: ${res.status}`);
+  } catch (err) {
+    lines.push(`boot log: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (stack.diagnose) {
+    lines.push(await stack.diagnose(workspace).catch((err: unknown) => `diagnose: ${String(err)}`));
+  }
+  return lines.join('\n');
 }
 
 /** Runs one orphan sweep now through the operator's entry point (a 503 retried, as a client would). */
