@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/global-setup.ts'],
+    // A fresh moto per file (see the file): instances piled up over a run slowed every EC2 call.
+    setupFiles: ['test/setup/fresh-ec2.ts'],
     // Integration tests start containers, workflows and servers: seconds, not milliseconds.
     testTimeout: 120_000,
     hookTimeout: 300_000,

@@ -180,6 +180,9 @@ export function demuxLogs(buf: Buffer): string {
 
 type Desired = 'run' | 'stop' | 'gone';
 
+/** Every state but `terminated` (see describeManaged). */
+const LISTED_STATES = ['pending', 'running', 'shutting-down', 'stopping', 'stopped'];
+
 function desiredOf(state: string | undefined): Desired {
   switch (state) {
     case 'pending':
@@ -507,7 +510,13 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
     do {
       const page = await ec2.send(
         new DescribeInstancesCommand({
-          Filters: [{ Name: `tag:${MANAGED_BY_TAG.key}`, Values: [MANAGED_BY_TAG.value] }],
+          // Not terminated ones: moto keeps those forever and filters every instance of every page
+          // (about 1 ms each), so a full listing of 1,000 took 16 s (11 pages) against 1 s without
+          // them. A container whose instance left the listing is removed as unknown to moto.
+          Filters: [
+            { Name: `tag:${MANAGED_BY_TAG.key}`, Values: [MANAGED_BY_TAG.value] },
+            { Name: 'instance-state-name', Values: LISTED_STATES },
+          ],
           NextToken: nextToken,
         }),
       );
