@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { WorkflowHandle } from '@temporalio/client';
+import type { WorkflowClient, WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
@@ -167,8 +167,11 @@ export interface Harness {
   fakes: Fakes;
   worker: Worker;
   taskQueue: string;
-  /** The runs startEntity started: any still running when the test ends is terminated. */
-  started: WorkflowHandle[];
+  /**
+   * Starts a workflow as `env.client.workflow.start` does, and remembers its run: any still
+   * running when the test ends is terminated (withWorker).
+   */
+  start: WorkflowClient['start'];
 }
 
 export async function createEnv(): Promise<TestWorkflowEnvironment> {
@@ -211,14 +214,19 @@ export async function withWorker<T>(
     workflowBundle: await workflowBundle(),
     activities: fakes.activities(),
   });
-  const h: Harness = { env, fakes, worker, taskQueue, started: [] };
+  const started: WorkflowHandle[] = [];
+  const start: WorkflowClient['start'] = async (workflowTypeOrFunc, options) => {
+    const handle = await env.client.workflow.start(workflowTypeOrFunc, options);
+    started.push(handle);
+    return handle;
+  };
   try {
-    return await worker.runUntil(fn(h));
+    return await worker.runUntil(fn({ env, fakes, worker, taskQueue, start }));
   } finally {
     // A test that failed half-way leaves its entity running with no worker: its pending workflow
     // task would keep the time-skipping server from skipping time for every test after it (each
     // then waited in real time, and timed out). A run that already ended refuses: ignored.
-    await Promise.all(h.started.map((w) => w.terminate('test over').catch(() => undefined)));
+    await Promise.all(started.map((w) => w.terminate('test over').catch(() => undefined)));
   }
 }
 
@@ -227,13 +235,11 @@ export async function startEntity(
   extra: Partial<WorkspaceWorkflowInput> = {},
 ): Promise<WorkflowHandle> {
   const workspaceId = randomBytes(6).toString('hex');
-  const handle = await h.env.client.workflow.start('workspaceWorkflow', {
+  return h.start('workspaceWorkflow', {
     taskQueue: h.taskQueue,
     workflowId: workspaceWorkflowId(workspaceId),
     args: [{ workspaceId, orgId: 'org', backend: 'docker', bootDeadlineMs: 60_000, ...extra }],
   });
-  h.started.push(handle);
-  return handle;
 }
 
 /**

@@ -47,7 +47,7 @@ describe('entity workflow: the story in the Temporal UI', () => {
     await withWorker(env, async (h) => {
       const workspaceId = 'ab12cd34ef56';
       const input = entityInput(workspaceId, 'org0000000000001', 'docker', 60_000);
-      const handle = await h.env.client.workflow.start(
+      const handle = await h.start(
         'workspaceWorkflow',
         entityStartOptions(
           input,
@@ -105,7 +105,7 @@ describe('entity workflow: the story in the Temporal UI', () => {
       async (h) => {
         const workspaceId = 'ff12cd34ef56';
         const input = entityInput(workspaceId, 'org0000000000002', 'ec2', 30_000);
-        const handle = await h.env.client.workflow.start(
+        const handle = await h.start(
           'workspaceWorkflow',
           entityStartOptions(input, h.taskQueue, { firstStart: true }, { name: 'beta' }),
         );
