@@ -96,17 +96,15 @@ export async function startSim(): Promise<Ec2Sim> {
 }
 
 /** What the sim says of a workspace's instance: its notes and its log lines. */
-function simDiagnostics(sim: Ec2Sim, workspace: { instanceId?: string | null }): Promise<string> {
+function simDiagnostics(sim: Ec2Sim, workspace: { instanceId?: string | null }): string {
   const id = workspace.instanceId;
-  if (!id) return Promise.resolve('ec2-sim: the workspace names no instance');
+  if (!id) return 'ec2-sim: the workspace names no instance';
   const lines = simLog.filter((l) => l.includes(id));
-  return Promise.resolve(
-    [
-      `ec2-sim notes on ${id}: ${JSON.stringify(sim.instanceNotes(id))}`,
-      `ec2-sim log on ${id} (${lines.length} lines):`,
-      ...lines.slice(-30).map((l) => `  ${l}`),
-    ].join('\n'),
-  );
+  return [
+    `ec2-sim notes on ${id}: ${JSON.stringify(sim.instanceNotes(id))}`,
+    `ec2-sim log on ${id} (${lines.length} lines):`,
+    ...lines.slice(-30).map((l) => `  ${l}`),
+  ].join('\n');
 }
 
 /**
@@ -159,7 +157,7 @@ export function useParityStack(
     });
     stack = await startStack({ ...opts, env });
     const s = sim;
-    if (s) stack.diagnose = (w) => simDiagnostics(s, w);
+    if (s) stack.diagnose = async (w) => simDiagnostics(s, w);
     org = await createOrg(stack);
   });
   afterAll(async () => {
