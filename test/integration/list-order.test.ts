@@ -40,10 +40,12 @@ describe('ordering by columns, not by their text aliases (PostgreSQL)', () => {
       [ws],
     );
     await db.pool.query(`SELECT setval('activity_id_seq', 10000 - 5)`);
-    // Ten rows in one microsecond, ids 9996..10005 (crossing 9999 → 10000).
+    // Ten rows in one microsecond, ids 9996..10005 (crossing 9999 → 10000). The instant is the
+    // statement's now(), one value for all ten: a fixed date would fall behind the background
+    // rows a day after it was written.
     await db.pool.query(
       `INSERT INTO activity (workspace_id, type, status, summary, ts)
-       SELECT $1, 'a2a', '200', 'tied ' || g, timestamptz '2026-11-29 12:00:00.123456+00' FROM generate_series(1, 10) g`,
+       SELECT $1, 'a2a', '200', 'tied ' || g, now() FROM generate_series(1, 10) g`,
       [ws],
     );
     await db.pool.query('ANALYZE activity');
