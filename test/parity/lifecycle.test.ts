@@ -7,6 +7,7 @@ import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, test } from 'vitest';
+import { ensureBundle } from '../../src/worker/bundle.js';
 import { workflowsPath } from '../../src/worker/index.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
@@ -140,7 +141,8 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
 
     // The whole history replays deterministically against the current workflow code.
     const history = await t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
-    await Worker.runReplayHistory({ workflowsPath: workflowsPath() }, history, workspaceWorkflowId(id));
+    const workflowBundle = { codePath: await ensureBundle(workflowsPath(), null) };
+    await Worker.runReplayHistory({ workflowBundle }, history, workspaceWorkflowId(id));
     if (process.env.RECORD_REPLAY === '1') {
       // `RECORD_REPLAY=1 npx vitest run test/parity/lifecycle.test.ts` refreshes the committed histories.
       writeFileSync(

@@ -1,9 +1,10 @@
 /** The prebuilt workflow bundle is used only for the sources it was built from. */
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { bundleFile, bundleHash, findBundle } from '../../src/worker/bundle.js';
+import { bundleFile, bundleHash, ensureBundle, findBundle } from '../../src/worker/bundle.js';
+import { OUTCOME_INTERCEPTOR, workflowsPath } from '../../src/worker/index.js';
 
 describe('workflow bundle lookup', () => {
   let dir: string;
@@ -52,5 +53,28 @@ describe('workflow bundle lookup', () => {
     await writeFile(join(dir, 'workflows', 'index.js.map'), '{}');
     await writeFile(join(dir, 'workflows', 'index.d.ts'), 'export {};');
     expect(bundleHash(entry, interceptor)).toBe(before);
+  });
+});
+
+describe('ensureBundle (the real workflows, as the tests and their services use them)', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(os.tmpdir(), 'wo-bundle-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('builds once, then finds the same file; with and without the interceptor are two bundles', async () => {
+    expect(findBundle(workflowsPath(), null, dir)).toBeNull();
+    const built = await ensureBundle(workflowsPath(), null, dir);
+    const writtenAt = (await stat(built)).mtimeMs;
+
+    expect(await ensureBundle(workflowsPath(), null, dir)).toBe(built);
+    expect((await stat(built)).mtimeMs).toBe(writtenAt);
+    expect(await readdir(dir)).toEqual([basename(built)]);
+
+    expect(bundleHash(workflowsPath(), OUTCOME_INTERCEPTOR)).not.toBe(bundleHash(workflowsPath(), null));
+    expect(findBundle(workflowsPath(), OUTCOME_INTERCEPTOR, dir)).toBeNull();
   });
 });

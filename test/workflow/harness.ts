@@ -10,8 +10,9 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { WorkflowClient, WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../src/activities/index.js';
+import { ensureBundle } from '../../src/worker/bundle.js';
 import { workflowsPath } from '../../src/worker/index.js';
 import {
   DbFailureType,
@@ -191,11 +192,13 @@ export async function createEnv(): Promise<TestWorkflowEnvironment> {
   return env;
 }
 
-let bundle: Promise<WorkflowBundle> | undefined;
-/** One webpack bundle of the workflow code for every worker of the run. */
-const workflowBundle = () =>
-  (bundle ??= bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: quiet }));
-const quiet = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+let bundle: Promise<{ codePath: string }> | undefined;
+/**
+ * The workflow code, bundled without the outcome interceptor, for every worker of the file; built
+ * by the first file that needs it and found by the others (src/worker/bundle.ts).
+ */
+export const workflowBundle = () =>
+  (bundle ??= ensureBundle(workflowsPath(), null).then((codePath) => ({ codePath })));
 
 /** Runs `fn` with a worker over fresh fakes on its own task queue. */
 export async function withWorker<T>(

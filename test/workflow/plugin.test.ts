@@ -11,7 +11,6 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
 import type { PluginOutcome } from '../../src/db/plugins.js';
-import { workflowsPath } from '../../src/worker/index.js';
 import {
   pluginWorkflowId,
   pluginsReportedSignal,
@@ -19,7 +18,7 @@ import {
   type PluginWorkflowResult,
 } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { createEnv } from './harness.js';
+import { createEnv, workflowBundle } from './harness.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -48,7 +47,7 @@ async function run(
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
-    workflowsPath: workflowsPath(),
+    workflowBundle: await workflowBundle(),
     activities: {
       deliverPlugin: script.deliver,
       settlePlugin: async (i: { outcome: PluginOutcome }) => {

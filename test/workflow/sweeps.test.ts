@@ -11,7 +11,6 @@ import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activities } from '../../src/activities/index.js';
 import type { OrphanNetwork, OrphanRemoval } from '../../src/domain/orphans.js';
-import { workflowsPath } from '../../src/worker/index.js';
 import type { SweepRun } from '../../src/db/sweeps.js';
 import type {
   OrgDeleteResult,
@@ -20,7 +19,7 @@ import type {
   orgDeleteWorkflow,
   orphanSweepWorkflow,
 } from '../../src/workflows/sweeps.js';
-import { createEnv } from './harness.js';
+import { createEnv, workflowBundle } from './harness.js';
 import { told } from './user-metadata.js';
 
 let env: TestWorkflowEnvironment;
@@ -46,7 +45,7 @@ async function run<T>(activities: Partial<Activities>, body: (taskQueue: string)
   const worker = await Worker.create({
     connection: env.nativeConnection,
     taskQueue,
-    workflowsPath: workflowsPath(),
+    workflowBundle: await workflowBundle(),
     activities,
   });
   return worker.runUntil(body(taskQueue));
