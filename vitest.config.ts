@@ -1,23 +1,61 @@
 import { defineConfig } from 'vitest/config';
 
+const common = {
+  // Integration tests start containers, workflows and servers: seconds, not milliseconds.
+  testTimeout: 120_000,
+  hookTimeout: 300_000,
+  teardownTimeout: 60_000,
+  // Child processes per file: native modules (Temporal core, PGlite wasm) and process-wide state
+  // (signals, env) stay isolated between files.
+  pool: 'forks',
+  // Every answer the test stack's client reads is checked against /openapi.json's schemas, so
+  // the whole suite keeps the document true (test/support/openapi-check.ts).
+  env: { WO_OPENAPI_CHECK: '1' },
+} as const;
+
+// Three groups, one after another (sequence.groupOrder). The unit tests need no service and are
+// light: two files at a time. The workflow tests (each on its own time-skipping server) and the
+// replay check: one at a time, since under two lanes a starved workflow thread let a query pass
+// its 5 s isolate timeout. Then the files that share one dockerd, Temporal dev server, PostgreSQL
+// and moto: one at a time (on 2 cores the suite is bound by CPU, not by waits).
+const OWN_SERVICES = ['test/unit/**/*.test.ts', 'test/workflow/**/*.test.ts', 'test/replay/**/*.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/setup/global-setup.ts'],
-    // A fresh moto per file (see the file): instances piled up over a run slowed every EC2 call.
-    setupFiles: ['test/setup/fresh-ec2.ts'],
-    // Integration tests start containers, workflows and servers: seconds, not milliseconds.
-    testTimeout: 120_000,
-    hookTimeout: 300_000,
-    teardownTimeout: 60_000,
-    // Child processes per file: native modules (Temporal core, PGlite wasm) and process-wide state
-    // (signals, env) stay isolated between files.
-    pool: 'forks',
-    // One file at a time: a 2-core machine, and integration files share one dockerd and one
-    // Temporal dev server (SQLite, single connection). Revisit when unit tests grow.
-    fileParallelism: false,
-    // Every answer the test stack's client reads is checked against /openapi.json's schemas, so
-    // the whole suite keeps the document true (test/support/openapi-check.ts).
-    env: { WO_OPENAPI_CHECK: '1' },
+    projects: [
+      {
+        test: {
+          ...common,
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        test: {
+          ...common,
+          name: 'workflow',
+          include: ['test/workflow/**/*.test.ts', 'test/replay/**/*.test.ts'],
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        test: {
+          ...common,
+          name: 'stack',
+          include: ['test/**/*.test.ts'],
+          exclude: OWN_SERVICES,
+          globalSetup: ['test/setup/global-setup.ts'],
+          // A fresh moto per file (see the file): instances piled up over a run slowed every EC2 call.
+          setupFiles: ['test/setup/fresh-ec2.ts'],
+          // One file at a time: a 2-core machine, and these files share one dockerd and one
+          // Temporal dev server (SQLite, single connection).
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
+        },
+      },
+    ],
   },
 });
