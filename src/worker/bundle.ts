@@ -61,7 +61,7 @@ export function findBundle(
   return existsSync(file) ? file : null;
 }
 
-/** Bundles the workflows (with the outcome interceptor) into `dir`; answers the file written. */
+/** Bundles the workflows (with the interceptor, if any) into `dir`; answers the file written. */
 export async function buildBundle(
   workflowsPath: string,
   interceptorPath: string | null,
