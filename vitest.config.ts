@@ -18,7 +18,9 @@ const common = {
 // replay check: one at a time, since under two lanes a starved workflow thread let a query pass
 // its 5 s isolate timeout. Then the files that share one dockerd, Temporal dev server, PostgreSQL
 // and moto: one at a time (on 2 cores the suite is bound by CPU, not by waits).
-const OWN_SERVICES = ['test/unit/**/*.test.ts', 'test/workflow/**/*.test.ts', 'test/replay/**/*.test.ts'];
+// `npx vitest run --project unit --project workflow` runs the first two alone, with no service.
+const UNIT = ['test/unit/**/*.test.ts'];
+const WORKFLOW = ['test/workflow/**/*.test.ts', 'test/replay/**/*.test.ts'];
 
 export default defineConfig({
   test: {
@@ -27,7 +29,7 @@ export default defineConfig({
         test: {
           ...common,
           name: 'unit',
-          include: ['test/unit/**/*.test.ts'],
+          include: UNIT,
           maxWorkers: 2,
           sequence: { groupOrder: 0 },
         },
@@ -36,7 +38,7 @@ export default defineConfig({
         test: {
           ...common,
           name: 'workflow',
-          include: ['test/workflow/**/*.test.ts', 'test/replay/**/*.test.ts'],
+          include: WORKFLOW,
           fileParallelism: false,
           sequence: { groupOrder: 1 },
         },
@@ -46,7 +48,7 @@ export default defineConfig({
           ...common,
           name: 'stack',
           include: ['test/**/*.test.ts'],
-          exclude: OWN_SERVICES,
+          exclude: [...UNIT, ...WORKFLOW],
           globalSetup: ['test/setup/global-setup.ts'],
           // A fresh moto per file (see the file): instances piled up over a run slowed every EC2 call.
           setupFiles: ['test/setup/fresh-ec2.ts'],
