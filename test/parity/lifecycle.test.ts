@@ -7,11 +7,10 @@ import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, test } from 'vitest';
-import { ensureBundle } from '../../src/worker/bundle.js';
-import { workflowsPath } from '../../src/worker/index.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { REPO_ROOT, waitForStatus, type Stack } from '../support/stack.js';
+import { workflowBundle } from '../support/workflow-bundle.js';
 import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
@@ -141,8 +140,11 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
 
     // The whole history replays deterministically against the current workflow code.
     const history = await t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
-    const workflowBundle = { codePath: await ensureBundle(workflowsPath(), null) };
-    await Worker.runReplayHistory({ workflowBundle }, history, workspaceWorkflowId(id));
+    await Worker.runReplayHistory(
+      { workflowBundle: await workflowBundle() },
+      history,
+      workspaceWorkflowId(id),
+    );
     if (process.env.RECORD_REPLAY === '1') {
       // `RECORD_REPLAY=1 npx vitest run test/parity/lifecycle.test.ts` refreshes the committed histories.
       writeFileSync(

@@ -20,9 +20,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { ensureBundle } from '../../src/worker/bundle.js';
-import { workflowsPath } from '../../src/worker/index.js';
 import { REPO_ROOT } from '../support/stack.js';
+import { workflowBundle } from '../support/workflow-bundle.js';
 
 const dir = path.join(REPO_ROOT, 'test/replay/histories');
 
@@ -39,8 +38,8 @@ describe('recorded histories replay', () => {
       history: JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as unknown,
     }));
     const results = [];
-    const workflowBundle = { codePath: await ensureBundle(workflowsPath(), null) };
-    for await (const r of Worker.runReplayHistories({ workflowBundle }, histories)) results.push(r);
+    for await (const r of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories))
+      results.push(r);
     expect(results).toHaveLength(files.length);
     for (const r of results) expect(r.error, r.workflowId).toBeUndefined();
   });

@@ -12,8 +12,6 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../src/activities/index.js';
-import { ensureBundle } from '../../src/worker/bundle.js';
-import { workflowsPath } from '../../src/worker/index.js';
 import {
   DbFailureType,
   agentReadySignal,
@@ -24,6 +22,7 @@ import {
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
 import { REPO_ROOT } from '../support/stack.js';
+import { workflowBundle } from '../support/workflow-bundle.js';
 
 export const TEST_SERVER = path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server');
 
@@ -191,14 +190,6 @@ export async function createEnv(): Promise<TestWorkflowEnvironment> {
   });
   return env;
 }
-
-let bundle: Promise<{ codePath: string }> | undefined;
-/**
- * The workflow code, bundled without the outcome interceptor, for every worker of the file; built
- * by the first file that needs it and found by the others (src/worker/bundle.ts).
- */
-export const workflowBundle = () =>
-  (bundle ??= ensureBundle(workflowsPath(), null).then((codePath) => ({ codePath })));
 
 /** Runs `fn` with a worker over fresh fakes on its own task queue. */
 export async function withWorker<T>(

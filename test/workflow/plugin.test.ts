@@ -18,7 +18,8 @@ import {
   type PluginWorkflowResult,
 } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { createEnv, workflowBundle } from './harness.js';
+import { workflowBundle } from '../support/workflow-bundle.js';
+import { createEnv } from './harness.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {

@@ -19,7 +19,8 @@ import type {
   orgDeleteWorkflow,
   orphanSweepWorkflow,
 } from '../../src/workflows/sweeps.js';
-import { createEnv, workflowBundle } from './harness.js';
+import { workflowBundle } from '../support/workflow-bundle.js';
+import { createEnv } from './harness.js';
 import { told } from './user-metadata.js';
 
 let env: TestWorkflowEnvironment;
