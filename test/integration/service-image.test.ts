@@ -4,9 +4,12 @@
  * same image, against this run's PostgreSQL and Temporal dev server, provision a Docker workspace
  * to `online` and delete it; Docker's own HEALTHCHECK (no shell in the image) reports both healthy.
  *
- * Networking: the run's services listen on loopback only, so the containers share the host's
- * network namespace (`network_mode: host`). They reach dockerd through its socket, as the user of
- * the image (10001) with the socket's group added: nothing runs as root.
+ * Networking: as docker-compose.yml runs them (the network mode is read from the file): in the
+ * host's network namespace, where the run's services listen on loopback and where a Docker
+ * workspace's agent is published (127.0.0.1 only). The workspace's agent is then called through
+ * both containers: an A2A message through the API, a schedule run delivered by the worker. They
+ * reach dockerd through its socket, as the user of the image (10001) with the socket's group added:
+ * nothing runs as root.
  */
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
@@ -16,17 +19,22 @@ import { ensureServiceImage, SERVICE_UID } from '../../src/cli/service-image.js'
 import '../setup/context.js';
 import { freePort } from '../setup/free-port.js';
 import { waitFor } from '../setup/wait-for.js';
+import { messageSend } from '../support/a2a-message.js';
+import { loadCompose } from '../support/compose-file.js';
 import { ApiClient } from '../support/stack.js';
 
 const DOCKER_SOCKET = '/var/run/docker.sock';
 const RUN_ID = randomBytes(4).toString('hex');
 const docker = new Dockerode();
 const created: Dockerode.Container[] = [];
+const composeServices = loadCompose().services;
 
 let image = '';
 let port = 0;
 let api: ApiClient;
 const adminToken = randomBytes(16).toString('hex');
+// One key for both containers, as in a deployment: the worker opens what the API sealed.
+const secretsKey = randomBytes(32).toString('base64');
 
 function serviceEnv(): string[] {
   const env = {
@@ -35,7 +43,7 @@ function serviceEnv(): string[] {
     TEMPORAL_NAMESPACE: inject('TEMPORAL_NAMESPACE'),
     RUNTIME_IMAGE: inject('RUNTIME_IMAGE'),
     ADMIN_TOKEN: adminToken,
-    SECRETS_KEY: randomBytes(32).toString('base64'),
+    SECRETS_KEY: secretsKey,
     // Its own task queue: no other file's worker takes these workflows, nor this worker theirs.
     TASK_QUEUE: `svc-image-${RUN_ID}`,
     PORT: String(port),
@@ -56,7 +64,7 @@ async function startContainer(role: 'api' | 'worker', cmd?: string[]): Promise<D
     Env: serviceEnv(),
     Labels: { 'wo.test': 'service-image' },
     HostConfig: {
-      NetworkMode: 'host',
+      NetworkMode: composeServices[role]!.network_mode,
       Binds: [`${DOCKER_SOCKET}:${DOCKER_SOCKET}`],
       GroupAdd: [String(statSync(DOCKER_SOCKET).gid)],
     },
@@ -191,7 +199,7 @@ describe('service image', () => {
     });
   });
 
-  it('provisions a workspace to online through the containers, and deletes it', async () => {
+  it('provisions a workspace to online through the containers, calls its agent through both, and deletes it', async () => {
     const org = await api.call('POST', '/v1/orgs', { token: adminToken, body: { name: `svc-${RUN_ID}` } });
     expect(org.status).toBe(201);
     const key = org.body.apiKey as string;
@@ -217,6 +225,29 @@ describe('service image', () => {
     expect(online.generation).toBeGreaterThanOrEqual(1);
     const running = await docker.listContainers({ filters: { label: [`wo.workspace-id=${id}`] } });
     expect(running).toHaveLength(1);
+
+    // The API container reaches the agent at its recorded endpoint (the host's loopback).
+    const sent = await api.call('POST', `/v1/workspaces/${id}/a2a`, {
+      token: key,
+      body: messageSend('through the containers'),
+    });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    expect(sent.body.result.parts[0].text).toMatch(/received: through the containers$/);
+
+    // So does the worker container: a schedule run is its A2A call to the agent.
+    const schedules = `/v1/workspaces/${id}/schedules`;
+    const schedule = await api.call('POST', schedules, {
+      token: key,
+      body: { cron: '0 0 1 1 *', prompt: 'from the worker' },
+    });
+    expect(schedule.status).toBe(201);
+    const run = await api.callRetrying503('POST', `${schedules}/${schedule.body.id}/run`, { token: key });
+    expect(run.status).toBe(202);
+    const lastRun = await waitFor(
+      async () => (await api.call('GET', `${schedules}/${schedule.body.id}`, { token: key })).body.lastRun,
+      { timeoutMs: 60_000, intervalMs: 250, describe: "the schedule's run to end" },
+    );
+    expect(lastRun, JSON.stringify(lastRun)).toMatchObject({ status: 'ok' });
 
     const del = await api.callRetrying503('DELETE', `/v1/workspaces/${id}`, { token: key });
     expect(del.status).toBe(202);

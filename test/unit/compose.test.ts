@@ -7,35 +7,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
-import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { SEARCH_ATTRIBUTES } from '../setup/services.js';
+import { loadCompose, ROOT, type ComposeService as Service } from '../support/compose-file.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 const SCHEMA = path.join(ROOT, 'test/fixtures/compose-spec/compose_spec.json');
 
-interface Service {
-  image?: string;
-  command?: string[];
-  depends_on?: string[] | Record<string, { condition: string }>;
-  networks?: string[] | Record<string, unknown>;
-  network_mode?: string;
-  volumes?: string[];
-  profiles?: string[];
-  environment?: Record<string, string | number>;
-  deploy?: { replicas?: number };
-  group_add?: string[];
-  ports?: string[];
-}
-interface ComposeFile {
-  services: Record<string, Service>;
-  networks?: Record<string, unknown>;
-  volumes?: Record<string, unknown>;
-}
-
-const source = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
-// `merge`: the file shares the service settings through YAML anchors and `<<:` merge keys.
-const compose = parse(source, { merge: true }) as ComposeFile;
+const compose = loadCompose();
 const services = compose.services;
 
 /** The schema plus the formats docker-compose checks in code (compose/config/validation.py). */
@@ -89,8 +67,32 @@ describe('docker-compose.yml', () => {
     expect(services.worker!.command).toEqual(['node', 'dist/worker/main.js']);
     for (const entry of ['src/api/main.ts', 'src/worker/main.ts'])
       expect(existsSync(path.join(ROOT, entry))).toBe(true);
-    expect(services.api!.environment?.DATABASE_URL).toMatch(/@db:5432\//);
-    expect(services.worker!.environment?.TEMPORAL_ADDRESS).toBe('temporal:7233');
+  });
+
+  it("runs the API and the workers in the host's network, reaching PostgreSQL and Temporal on its loopback", () => {
+    // A Docker workspace's agent is published on the host's loopback only; the API (A2A proxy) and
+    // the workers (schedule deliveries, plugin reloads) call that recorded endpoint.
+    /** The loopback port `service` publishes for `containerPort`. */
+    const loopbackPort = (service: string, containerPort: number) =>
+      (services[service]!.ports ?? [])
+        .map((p) => /^127\.0\.0\.1:(\d+):(\d+)$/.exec(p))
+        .find((m) => m && Number(m[2]) === containerPort)?.[1];
+    for (const name of ['api', 'worker']) {
+      const s = services[name]!;
+      expect(s.network_mode, name).toBe('host');
+      // Compose refuses networks beside network_mode, and ignores ports with it.
+      expect(s.networks, name).toBeUndefined();
+      expect(s.ports, name).toBeUndefined();
+      const db = new URL(String(s.environment?.DATABASE_URL));
+      expect(db.hostname).toBe('127.0.0.1');
+      expect(db.port).toBe(loopbackPort('db', 5432));
+      const [host, port] = String(s.environment?.TEMPORAL_ADDRESS).split(':');
+      expect(host).toBe('127.0.0.1');
+      expect(port).toBe(loopbackPort('temporal', 7233));
+      // In the host's network a wildcard would serve the SDK's metrics to every interface.
+      expect(String(s.environment?.WORKER_METRICS_ADDRESS ?? '127.0.0.1:9464')).toMatch(/^127\.0\.0\.1:/);
+    }
+    expect(loopbackPort('db', 5432)).toBe('5433');
   });
 
   it('references only services, networks and volumes it declares', () => {
