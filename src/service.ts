@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import Dockerode from 'dockerode';
 import type { Logger } from 'pino';
@@ -13,6 +13,7 @@ import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
 import { withTimeout } from './api/metrics.js';
 import { attachTerminal } from './api/terminal.js';
+import { connectTemporal } from './api/temporal-connection.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
 import { PluginWorkflows } from './api/plugin-workflows.js';
@@ -204,9 +205,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     ? await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS })
     : null;
   const connection =
-    shared && workerConnection
-      ? workerConnection
-      : await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+    shared && workerConnection ? workerConnection : await connectTemporal(config.TEMPORAL_ADDRESS);
   const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 
   const sweepSettings: SweepSettings = {

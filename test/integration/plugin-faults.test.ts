@@ -9,11 +9,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { EntityClient } from '../../src/api/entity.js';
 import { PluginWorkflows } from '../../src/api/plugin-workflows.js';
 import { DeadlineExceeded } from '../../src/api/temporal-deadline.js';
+import { connectTemporal } from '../../src/api/temporal-connection.js';
 import { bundlePlugins, requestInstall, settlePlugin } from '../../src/db/plugins.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { loadPluginDir } from '../../src/plugins/catalog.js';
@@ -100,18 +101,17 @@ describe('plugin requests that cannot be carried out', () => {
     const [host, port] = inject('TEMPORAL_ADDRESS').split(':');
     const proxy = await tcpFaultProxy({ host: host!, port: Number(port) });
     await proxy.set(mode);
-    const connection = Connection.lazy({ address: `127.0.0.1:${proxy.port}` });
+    // The API's own kind of connection: closed while a refused call waits for its next retry.
+    const connection = await connectTemporal(`127.0.0.1:${proxy.port}`, { lazy: true });
     const served = await apiOn(
       new Client({ connection, namespace: t.stack.config.TEMPORAL_NAMESPACE }),
       t.stack.config.TASK_QUEUE,
     );
     return {
       api: served.api,
-      // The connection is left open (its timers do not hold the process): the SDK retries a
-      // refused call on a timer even after the deadline gave up on it, and that timer throws
-      // "Channel has been shut down" if it fires after a close.
       close: async () => {
         await served.close();
+        await connection.close();
         await proxy.close();
       },
     };

@@ -7,11 +7,12 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../src/api/app.js';
 import { apiSettings } from '../../src/service.js';
+import { connectTemporal } from '../../src/api/temporal-connection.js';
 import { API_TEMPORAL_BUDGET_MS, ScheduleMirror } from '../../src/schedules/mirror.js';
 import { SecretBox } from '../../src/security/secrets.js';
 import { freePort } from '../setup/free-port.js';
@@ -23,7 +24,7 @@ describe('schedules while Temporal is unreachable', () => {
   it('writes answer 503 and change nothing; reads answer from the rows', async () => {
     const c = t.stack.config;
     // Nothing listens there: every call fails fast with UNAVAILABLE (or runs into the deadline).
-    const connection = Connection.lazy({ address: `127.0.0.1:${await freePort()}` });
+    const connection = await connectTemporal(`127.0.0.1:${await freePort()}`, { lazy: true });
     const dead = new Client({ connection, namespace: c.TEMPORAL_NAMESPACE });
     const server = createServer(
       createApp({

@@ -3,10 +3,11 @@
  * (never a hang), and Update failures map to HTTP answers by their type, never their message.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { ApplicationFailure, Client, Connection, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure, Client, WorkflowUpdateFailedError, type Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EntityClient, toHttpError } from '../../src/api/entity.js';
 import { HttpError } from '../../src/api/errors.js';
+import { connectTemporal } from '../../src/api/temporal-connection.js';
 import { FailureType, restartUpdate } from '../../src/workflows/messages.js';
 
 describe('EntityClient when Temporal does not answer', () => {
@@ -21,7 +22,7 @@ describe('EntityClient when Temporal does not answer', () => {
     });
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const { port } = silent.address() as { port: number };
-    connection = Connection.lazy({ address: `127.0.0.1:${port}` });
+    connection = await connectTemporal(`127.0.0.1:${port}`, { lazy: true });
     entity = new EntityClient(new Client({ connection }), 'nowhere', { callTimeoutMs: 1000 });
   });
   afterAll(async () => {
