@@ -310,7 +310,11 @@ describe('DockerBackend', () => {
     const image = await ensureRuntimeImage({ docker });
     const volumes = [`ws-${id}-configs`, `ws-${id}-workspace`];
     for (const name of volumes) await docker.createVolume({ Name: name });
-    const foreign = await docker.createContainer({ name: `ws-${id}-g1`, Image: image });
+    const foreign = await docker.createContainer({
+      name: `ws-${id}-g1`,
+      Image: image,
+      Labels: { 'wo.test': 'foreign' },
+    });
     try {
       await backend.remove(id, { generation: 1 });
       await backend.remove(id, { volumes: true });

@@ -138,8 +138,24 @@ beforeAll(async () => {
   );
 });
 
+/** Orgs this file made: what a failed test leaves of their workspaces is removed at the end. */
+const orgIds: string[] = [];
+
+/** Containers, volumes and the network of `orgId`'s workspaces, straight from dockerd. */
+async function removeOrgResources(orgId: string): Promise<void> {
+  const filters = { label: [`wo.org-id=${orgId}`] };
+  const containers = await docker.listContainers({ all: true, filters });
+  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true })));
+  const { Volumes } = await docker.listVolumes({ filters });
+  await Promise.all((Volumes ?? []).map((v) => docker.getVolume(v.Name).remove()));
+  const networks = await docker.listNetworks({ filters });
+  await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove()));
+}
+
 afterAll(async () => {
   await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));
+  // After the service's containers: nothing is creating anything for these orgs any more.
+  for (const orgId of orgIds) await removeOrgResources(orgId);
   if (!builtImage) return;
   // The service tag goes if this file made it. Not forced: an image another run's container still
   // uses stays. The base (wo-service-base:<hash>: node + node_modules) stays as the build cache,
@@ -202,6 +218,7 @@ describe('service image', () => {
   it('provisions a workspace to online through the containers, calls its agent through both, and deletes it', async () => {
     const org = await api.call('POST', '/v1/orgs', { token: adminToken, body: { name: `svc-${RUN_ID}` } });
     expect(org.status).toBe(201);
+    orgIds.push(org.body.id as string);
     const key = org.body.apiKey as string;
     const create = await api.callRetrying503('POST', '/v1/workspaces', {
       token: key,

@@ -53,7 +53,12 @@ async function plantForeign(
       name: `foreign-${workspaceId}`,
       Image: t.stack.config.runtimeImages['claude-code'],
       Entrypoint: ['sleep', 'infinity'],
-      Labels: { 'wo.workspace-id': workspaceId, 'wo.org-id': t.orgId, 'wo.generation': '1' },
+      Labels: {
+        'wo.workspace-id': workspaceId,
+        'wo.org-id': t.orgId,
+        'wo.generation': '1',
+        'wo.test': 'foreign',
+      },
     });
     return { id: c.id, remove: () => c.remove({ force: true }) };
   }

@@ -140,6 +140,7 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', CONCUR
       name: `rogue-${id}`,
       Env: [`WO_PLATFORM_URL=${platformUrl}`, `WO_BOOTSTRAP_TOKEN=${bootstrapToken}`],
       HostConfig: { ExtraHosts: ['host.docker.internal:host-gateway'] },
+      Labels: { 'wo.test': 'rogue' },
     });
     try {
       await rogue.start();

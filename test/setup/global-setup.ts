@@ -10,6 +10,7 @@ import { ensureRuntimeImage } from '../../src/cli/build-images.js';
 import { ensureBundle } from '../../src/worker/bundle.js';
 import { OUTCOME_INTERCEPTOR, workflowsPath } from '../../src/worker/index.js';
 import { createFreshDatabase } from './databases.js';
+import { leftoverResources } from './leaks.js';
 import { ensureDockerDaemon, startMoto, startPostgres, startTemporal, type Log } from './services.js';
 
 const log: Log = (message) => console.log(`[global-setup] ${message}`);
@@ -17,9 +18,23 @@ const log: Log = (message) => console.log(`[global-setup] ${message}`);
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const started = Date.now();
   const cleanups: Array<{ name: string; fn: () => Promise<void> }> = [];
-  const teardown = async (): Promise<void> => {
+  const stopServices = async (): Promise<void> => {
     for (const { name, fn } of cleanups.reverse()) {
       await fn().catch((err: unknown) => log(`stopping ${name} failed: ${String(err)}`));
+    }
+  };
+  // After the last file: fails the run on anything it left on dockerd (test/setup/leaks.ts).
+  const teardown = async (): Promise<void> => {
+    const leaks = await leftoverResources(new Date(started)).catch((err: unknown) => [
+      `(dockerd did not list its resources: ${String(err)})`,
+    ]);
+    await stopServices();
+    if (leaks.length > 0) {
+      // Vitest logs a teardown's error ("error during close") but does not fail the run for it.
+      process.exitCode = 1;
+      throw new Error(
+        `the run left ${leaks.length} docker resource(s) behind (or another process on this daemon made them since the run began):\n- ${leaks.join('\n- ')}`,
+      );
     }
   };
 
@@ -42,7 +57,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     image.status === 'rejected' ||
     bundle.status === 'rejected'
   ) {
-    await teardown();
+    await stopServices();
     const reasons = [postgres, temporal, moto, image, bundle]
       .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
       .map((r) => (r.reason instanceof Error ? r.reason.message : String(r.reason)));
@@ -65,7 +80,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     }
     log(`ready in ${Date.now() - started} ms`);
   } catch (err) {
-    await teardown();
+    await stopServices();
     throw err;
   }
   return teardown;
