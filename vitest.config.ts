@@ -5,8 +5,8 @@ const common = {
   testTimeout: 120_000,
   hookTimeout: 300_000,
   teardownTimeout: 60_000,
-  // Child processes per file: native modules (Temporal core, PGlite wasm) and process-wide state
-  // (signals, env) stay isolated between files.
+  // Child processes, not threads: native modules (Temporal core, PGlite wasm) and process-wide
+  // state (signals, env) stay apart from the runner's.
   pool: 'forks',
   // Every answer the test stack's client reads is checked against /openapi.json's schemas, so
   // the whole suite keeps the document true (test/support/openapi-check.ts).
@@ -55,6 +55,12 @@ export default defineConfig({
           // One file at a time: a 2-core machine, and these files share one dockerd and one
           // Temporal dev server (SQLite, single connection).
           fileParallelism: false,
+          // And in one process: a fresh one per file cost ~1.5 s each (mostly importing the service
+          // again), ~110 s a run. Every file closes what it starts, and what one leaves running (a
+          // timer, a socket) now surfaces as an error in the run instead of dying with its process;
+          // the module state they share (the proxy's pools and caches, the SSH handshake limiter)
+          // is keyed by workspace or address and winds down with what it served.
+          isolate: false,
           sequence: { groupOrder: 2 },
         },
       },
