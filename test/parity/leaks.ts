@@ -111,3 +111,19 @@ export async function schedulesOf(client: Client, workspaceId: string): Promise<
   }
   return ids;
 }
+
+/**
+ * Waits until Temporal lists `count` Schedules of the workspace. Listing reads the visibility store,
+ * which follows a create or a delete after a moment: never assert on one read of it.
+ */
+export async function waitForSchedulesListed(
+  client: Client,
+  workspaceId: string,
+  count: number,
+): Promise<void> {
+  await waitFor(async () => (await schedulesOf(client, workspaceId)).length === count, {
+    timeoutMs: 30_000,
+    intervalMs: 250,
+    describe: `${count} Temporal Schedule(s) of workspace ${workspaceId} listed`,
+  });
+}

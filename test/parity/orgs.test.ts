@@ -23,7 +23,7 @@ import {
   useParityStack,
   type ParityFixture,
 } from './backends.js';
-import { plantLeak, schedulesOf } from './leaks.js';
+import { plantLeak, waitForSchedulesListed } from './leaks.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -140,7 +140,7 @@ async function doomedOrg(
     body: { cron: '0 3 * * *', prompt: 'nightly', enabled: false },
   });
   expect(schedule.status).toBe(201);
-  expect(await schedulesOf(t.stack.service.temporal, ids[0]!)).toHaveLength(1);
+  await waitForSchedulesListed(t.stack.service.temporal, ids[0]!, 1);
   await plantLeak(t, randomBytes(8).toString('hex'), org.id, 1);
   return { org, ids };
 }
@@ -162,7 +162,7 @@ async function expectNothingLeft(
   expect(
     (await t.stack.service.db.pool.query('SELECT 1 FROM org_secrets WHERE org_id = $1', [orgId])).rowCount,
   ).toBe(0);
-  expect(await schedulesOf(t.stack.service.temporal, ids[0]!)).toEqual([]);
+  await waitForSchedulesListed(t.stack.service.temporal, ids[0]!, 0);
   // The simulator drops a terminated instance's container on its own schedule: wait for it.
   await waitFor(async () => (await orgLeftovers(t.stack.docker, t.backend, orgId)).length === 0, {
     timeoutMs: 60_000,

@@ -13,7 +13,7 @@ import { newId } from '../../src/security/tokens.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack, type ParityFixture } from './backends.js';
-import { schedulesOf } from './leaks.js';
+import { schedulesOf, waitForSchedulesListed } from './leaks.js';
 
 // The docker and ec2 blocks run at the same time; the tests of one block share its workspace.
 const it = test.sequential;
@@ -248,11 +248,7 @@ describe.each(PARITY_BACKENDS)('%s schedules', CONCURRENT_BLOCK, (backend) => {
     await waitForStatus(t.stack, t.key, ws!.id, 'deleted');
     await expect(described(client, ws!.id, every!.id)).rejects.toBeInstanceOf(ScheduleNotFoundError);
     // Listing is eventually consistent: wait until it agrees.
-    await waitFor(async () => (await schedulesOf(client, ws!.id)).length === 0, {
-      timeoutMs: 30_000,
-      intervalMs: 500,
-      describe: 'no Temporal Schedule of the deleted workspace listed',
-    });
+    await waitForSchedulesListed(client, ws!.id, 0);
     const { rows } = await t.stack.service.db.pool.query(`SELECT id FROM schedules WHERE workspace_id = $1`, [
       ws!.id,
     ]);
