@@ -42,17 +42,22 @@ function historyText(json: string): string {
   return `${json}\n${decoded.join('\n')}`;
 }
 
-/** Every run of the workspace's entity workflow (continue-as-new makes several), as text. */
+/**
+ * Every run of the workspace's entity workflow (continue-as-new makes several), as text: from the
+ * latest run back through each run's `continuedExecutionRunId`, so that no run is missed (a
+ * visibility listing would follow the newest runs only after a moment).
+ */
 async function workflowHistories(t: ParityFixture, id: string): Promise<string> {
   const client = t.stack.service.temporal;
   const workflowId = workspaceWorkflowId(id);
-  const runIds = new Set<string | undefined>([undefined]);
-  for await (const w of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runIds.add(w.runId);
-  const texts = await Promise.all(
-    [...runIds].map(async (runId) =>
-      historyText(historyToJSON(await client.workflow.getHandle(workflowId, runId).fetchHistory())),
-    ),
-  );
+  const texts: string[] = [];
+  let runId: string | undefined;
+  do {
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    texts.push(historyText(historyToJSON(history)));
+    runId =
+      history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+  } while (runId);
   return texts.join('\n');
 }
 
