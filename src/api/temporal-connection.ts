@@ -10,7 +10,7 @@
 import { InterceptingCall, Metadata, status, type Interceptor } from '@grpc/grpc-js';
 import { Connection, defaultGrpcRetryOptions, makeGrpcRetryInterceptor } from '@temporalio/client';
 
-export const CLOSED_DETAILS = 'the Temporal connection was closed';
+const CLOSED_DETAILS = 'the Temporal connection was closed';
 
 /** What an InterceptingCall wraps (grpc-js does not export the interface by name). */
 type CallBelow = ConstructorParameters<typeof InterceptingCall>[0];

@@ -2,8 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-
-export const ROOT = path.resolve(import.meta.dirname, '../..');
+import { REPO_ROOT } from '../setup/services.js';
 
 export interface ComposeService {
   image?: string;
@@ -30,7 +29,7 @@ export interface ComposeFile {
  * file shares the service settings through YAML anchors and `<<:` merge keys.
  */
 export function loadCompose(): ComposeFile {
-  const source = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
+  const source = readFileSync(path.join(REPO_ROOT, 'docker-compose.yml'), 'utf8');
   const interpolated = source.replace(/(?<!\$)\$\{[A-Z_]+:-([^}]*)\}/g, '$1');
   return parse(interpolated, { merge: true }) as ComposeFile;
 }

@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { SEARCH_ATTRIBUTES } from '../setup/services.js';
-import { loadCompose, ROOT, type ComposeService as Service } from '../support/compose-file.js';
+import { REPO_ROOT as ROOT, SEARCH_ATTRIBUTES } from '../setup/services.js';
+import { loadCompose, type ComposeService as Service } from '../support/compose-file.js';
 
 const SCHEMA = path.join(ROOT, 'test/fixtures/compose-spec/compose_spec.json');
 

@@ -5,10 +5,8 @@
  * same moment, crashes its process: the control that shows the race is real.
  */
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-
-const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
+import { REPO_ROOT } from '../setup/services.js';
 
 function closeBetweenRetries(kind: 'plain' | 'guarded') {
   const script = `
@@ -48,7 +46,7 @@ function closeBetweenRetries(kind: 'plain' | 'guarded') {
     console.log('closed');
   `;
   return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd: ROOT,
+    cwd: REPO_ROOT,
     encoding: 'utf8',
     timeout: 30_000,
   });
