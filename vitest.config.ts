@@ -11,6 +11,8 @@ const common = {
   // Every answer the test stack's client reads is checked against /openapi.json's schemas, so
   // the whole suite keeps the document true (test/support/openapi-check.ts).
   env: { WO_OPENAPI_CHECK: '1' },
+  // The temporary directories a file makes (test/support/temp-dirs.ts) go when it ends.
+  setupFiles: ['test/setup/temp-dirs.ts'] as string[],
 } as const;
 
 // Three groups, one after another (sequence.groupOrder). The unit tests need no service and are
@@ -51,7 +53,7 @@ export default defineConfig({
           exclude: [...UNIT, ...WORKFLOW],
           globalSetup: ['test/setup/global-setup.ts'],
           // A fresh moto per file (see the file): instances piled up over a run slowed every EC2 call.
-          setupFiles: ['test/setup/fresh-ec2.ts'],
+          setupFiles: [...common.setupFiles, 'test/setup/fresh-ec2.ts'],
           // One file at a time: a 2-core machine, and these files share one dockerd and one
           // Temporal dev server (SQLite, single connection).
           fileParallelism: false,

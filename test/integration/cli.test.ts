@@ -5,12 +5,11 @@
  * new generation, rm; and the exit code plus one-line reason for a bad token and an unknown id.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { EXIT } from '../../src/cli/wsctl/errors.js';
 import { REPO_ROOT, useStack, waitForStatus } from '../support/stack.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 // The tests share one workspace and run in order.
 const it = test.sequential;
@@ -63,7 +62,7 @@ const ok = (r: Run): Run => {
 
 describe('wsctl against a running service (docker)', () => {
   const t = useStack();
-  const configHome = mkdtempSync(path.join(os.tmpdir(), 'wsctl-home-'));
+  const configHome = tempDir('wsctl-home-');
 
   const wsctl = runner(
     () => t.stack.url,
@@ -226,7 +225,7 @@ describe('wsctl create of a workspace that fails to boot (docker)', () => {
   const wsctl = runner(
     () => t.stack.url,
     () => t.key,
-    mkdtempSync(path.join(os.tmpdir(), 'wsctl-home-')),
+    tempDir('wsctl-home-'),
   );
 
   it('ends with the failure reason and the boot log, exit 1 and one line on stderr', async () => {

@@ -6,9 +6,6 @@
  * (and what it started), while its own live session is left alone across several stale periods.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type pg from 'pg';
 import pino from 'pino';
@@ -24,6 +21,7 @@ import { waitFor } from '../setup/wait-for.js';
 import { spawnApi, type ApiProcess } from '../support/api-process.js';
 import { insertWorkspaceRow, testEnv, useStack, waitForStatus } from '../support/stack.js';
 import { markedProcesses, openTerm } from '../support/terminal-client.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 /** A row as a dead API process leaves it: last marked alive an hour ago. */
 async function plantStale(db: pg.Pool, workspaceId: string, staleAfterMs = 1000): Promise<string> {
@@ -48,7 +46,7 @@ describe('the session registry and the reaper loop (PostgreSQL, a recording back
     // Opened as the service opens it: the migrations applied.
     database = await openDatabase({
       databaseUrl: inject('DATABASE_URL'),
-      dataDir: mkdtempSync(path.join(os.tmpdir(), 'wo-reaper-')),
+      dataDir: tempDir('wo-reaper-'),
     });
     db = database.pool;
     const { org } = await insertOrg(db, 'reaper-registry');

@@ -6,8 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Dockerode from 'dockerode';
 import pino from 'pino';
@@ -26,6 +24,7 @@ import { newId } from '../../src/security/tokens.js';
 import { workspaceWorkflowId } from '../../src/workflows/messages.js';
 import '../setup/context.js';
 import { waitFor } from '../setup/wait-for.js';
+import { tempDir } from './temp-dirs.js';
 
 export interface StackOptions {
   worker?: boolean;
@@ -59,7 +58,7 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     TEMPORAL_ADDRESS: inject('TEMPORAL_ADDRESS'),
     TEMPORAL_NAMESPACE: inject('TEMPORAL_NAMESPACE'),
     RUNTIME_IMAGE: inject('RUNTIME_IMAGE'),
-    DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'wo-data-')),
+    DATA_DIR: tempDir('wo-data-'),
     ADMIN_TOKEN: randomBytes(16).toString('hex'),
     SECRETS_KEY: randomBytes(32).toString('base64'),
     TASK_QUEUE: `test-${randomBytes(4).toString('hex')}`,

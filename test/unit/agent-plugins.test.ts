@@ -2,17 +2,17 @@
  * The reference agent's plugin folder: rebuilt from the bundle at boot (a plugin no longer in the
  * bundle is gone, unsafe paths refuse their plugin), and scanned for each heartbeat's report.
  */
-import { mkdtempSync, mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { INSTALL_ID_FILE, materializePlugins, scanPlugins } from '../../src/agent/plugins.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 describe('agent plugins', () => {
   test('materialize rebuilds the folder from the bundle; scan reports names and install ids', async () => {
-    const configs = mkdtempSync(join(tmpdir(), 'configs-'));
+    const configs = tempDir('configs-');
     mkdirSync(join(configs, 'plugins/stale'), { recursive: true });
     writeFileSync(join(configs, 'plugins/stale/plugin.yaml'), 'old');
 
@@ -33,6 +33,6 @@ describe('agent plugins', () => {
   });
 
   test('no plugins folder: an empty report', async () => {
-    expect(await scanPlugins(mkdtempSync(join(tmpdir(), 'configs-')))).toEqual([]);
+    expect(await scanPlugins(tempDir('configs-'))).toEqual([]);
   });
 });

@@ -4,8 +4,7 @@
  * with fakes (one query per run, a stop Update per over-budget entity under policy `stop` only).
  */
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import type { WorkspaceBackend } from '../../src/backends/backend.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
 import type { Queryable } from '../../src/db/queryable.js';
 import { isOverBudget, totalSpent } from '../../src/domain/budget.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 describe('isOverBudget', () => {
   it('is over once spent reaches the limit; no limit is never over', () => {
@@ -102,7 +102,7 @@ describe('the reference agent spend', () => {
 
 describe('the agent spend ledger (state dir)', () => {
   it('a reboot of the same generation resumes the count; another generation starts at 0', async () => {
-    const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'wo-spend-')), 'state');
+    const dir = path.join(tempDir('wo-spend-'), 'state');
     expect(await loadSpent(dir, 3)).toBe(0);
     const saved: number[] = [];
     const save = spendSaver(dir, 3);

@@ -5,8 +5,7 @@
  * is accepted ever leaves it.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
 import { posix, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
@@ -15,6 +14,7 @@ import { describe, expect, test } from 'vitest';
 import { pluginEntryPath, PluginRejected, validatePluginArchive } from '../../src/plugins/archive.js';
 import { loadPluginCatalog, PluginCatalogError } from '../../src/plugins/catalog.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES, PLUGIN_MAX_UNPACKED_BYTES } from '../../src/plugins/schema.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 type Entry = { name: string; type?: tar.Header['type']; content?: string | Buffer; linkname?: string };
 
@@ -182,7 +182,7 @@ describe('pluginEntryPath (property)', () => {
 
 describe('loadPluginCatalog', () => {
   test('reads plugins/<name>/ and refuses a symlink or a name mismatch', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'plugins-'));
+    const dir = tempDir('plugins-');
     mkdirSync(join(dir, 'ok/sub'), { recursive: true });
     writeFileSync(join(dir, 'ok/plugin.yaml'), 'name: ok\nversion: 2.0.0\n');
     writeFileSync(join(dir, 'ok/sub/f.txt'), 'hi');

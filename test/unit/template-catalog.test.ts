@@ -3,12 +3,12 @@
  * stops the service with the file and field named; TEMPLATES entries join the catalog.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { loadTemplateCatalog, mergeTemplates, TemplateCatalogError } from '../../src/templates/catalog.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 const base = {
   ADMIN_TOKEN: 'a'.repeat(32),
@@ -19,7 +19,7 @@ const base = {
 
 /** A catalog folder with one template `t` made of `files` (path → content). */
 function catalogWith(files: Record<string, string>): string {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'wo-catalog-'));
+  const root = tempDir('wo-catalog-');
   for (const [rel, content] of Object.entries(files)) {
     const full = path.join(root, 't', rel);
     mkdirSync(path.dirname(full), { recursive: true });

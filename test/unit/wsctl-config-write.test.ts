@@ -3,12 +3,12 @@
  * read, not even between the write and a later chmod. Every write wsctl makes is observed (the
  * mode of the written file right after the write).
  */
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { writeConfigFile } from '../../src/cli/wsctl/config.js';
 import type * as Fs from 'node:fs';
+import { tempDir } from '../support/temp-dirs.js';
 
 const written = vi.hoisted(() => [] as Array<{ file: string; mode: number; content: string }>);
 
@@ -24,7 +24,7 @@ vi.mock('node:fs', async (importOriginal) => {
 
 describe('writeConfigFile', () => {
   it('never writes the token into a file readable by others, even one that was 0644', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'wsctl-write-'));
+    const dir = tempDir('wsctl-write-');
     const file = path.join(dir, 'config.json');
     writeFileSync(file, '{}\n');
     chmodSync(file, 0o644);

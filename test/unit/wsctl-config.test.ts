@@ -3,10 +3,9 @@
  * config file's mode, and the same precedence through the real command line against a local HTTP
  * server that records what it was sent.
  */
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,8 +20,9 @@ import { CliError, EXIT } from '../../src/cli/wsctl/errors.js';
 import { runWsctl } from '../../src/cli/wsctl/program.js';
 import { readSse } from '../../src/cli/wsctl/sse.js';
 import { textOf } from '../../src/cli/wsctl/commands/a2a.js';
+import { tempDir } from '../support/temp-dirs.js';
 
-const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'wsctl-'));
+const tmp = () => tempDir('wsctl-');
 
 describe('resolveConnection', () => {
   const file = { url: 'http://file.example:1', token: 'file-token' };
