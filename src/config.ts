@@ -11,6 +11,7 @@ import {
 } from './templates/catalog.js';
 import { templateName, templateSpecSchema } from './templates/schema.js';
 import { loadPluginCatalog, PluginCatalogError, type PluginCatalog } from './plugins/catalog.js';
+import { METRICS_ADDRESS_RULE, metricsAddresses } from './worker/metrics-address.js';
 
 /**
  * Every setting the service reads, parsed and validated in one place. The README documents each
@@ -28,6 +29,9 @@ const commaList = (fallback: string) =>
         .map((s) => s.trim())
         .filter(Boolean),
     );
+
+/** Worker metrics pages one scrape of the API may fetch (WORKER_METRICS_URL). */
+const MAX_WORKER_PAGES = 32;
 
 const DEFAULT_RUNTIMES = ['claude-code', 'langgraph', 'crewai', 'autogen'] as const;
 
@@ -233,22 +237,39 @@ const envSchema = z.object({
   /** `1`: human-readable log lines (pino-pretty) instead of JSON; `./dev up` sets it. */
   LOG_PRETTY: z.enum(['0', '1']).default('0'),
   /**
-   * host:port where a worker process serves the Temporal SDK's own metrics (temporal_*) for
-   * Prometheus at /metrics; `off`: none. Each worker on a host needs its own port.
+   * Where a worker process serves the Temporal SDK's own metrics (temporal_*) for Prometheus at
+   * /metrics: host:port, or host:first-last (the first port of the range no other process holds, so
+   * the workers of one host can share the setting); `off`: none.
    */
   WORKER_METRICS_ADDRESS: z
     .string()
-    .regex(
-      /^(off|[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$/,
-      'WORKER_METRICS_ADDRESS must be host:port or off',
-    )
+    .refine((v) => metricsAddresses(v) !== null, `WORKER_METRICS_ADDRESS must be ${METRICS_ADDRESS_RULE}`)
     .default('127.0.0.1:9464'),
   /**
-   * A worker's metrics page (`http://host:port/metrics`) that the API's /metrics appends, so one
-   * scrape has the SDK's temporal_* too (api.md). Default: this process's own worker's, when it runs
-   * one and WORKER_METRICS_ADDRESS is not off; `off`: none.
+   * The workers' metrics pages (`http://host:port/metrics`, comma-separated) that the API's
+   * /metrics appends, so one scrape has the SDK's temporal_* too (api.md); several are merged, each
+   * worker's series labelled `wo_worker`. Default: this process's own worker's, when it runs one and
+   * serves them; `off`: none.
    */
-  WORKER_METRICS_URL: z.union([z.literal('off'), z.url({ protocol: /^https?$/ })]).optional(),
+  WORKER_METRICS_URL: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === 'off') return v;
+      const urls = v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const bad = urls.find((u) => !z.url({ protocol: /^https?$/ }).safeParse(u).success);
+      if (urls.length === 0 || urls.length > MAX_WORKER_PAGES || bad !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `WORKER_METRICS_URL must be off or 1 to ${MAX_WORKER_PAGES} comma-separated http(s) URLs${bad ? ` (not one: ${bad})` : ''}`,
+        });
+        return z.NEVER;
+      }
+      return urls;
+    }),
   /** Data-plane caps (src/api/bounds.ts). */
   FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),
   FILE_LIST_MAX_ENTRIES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileListMaxEntries),

@@ -11,8 +11,8 @@ exitOnFatalErrors(log, async () => running?.close());
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  installWorkerRuntime(log, config.WORKER_METRICS_ADDRESS);
-  const service = await startService(config, { api: true, worker: true, log });
+  const workerMetricsAddress = installWorkerRuntime(log, config.WORKER_METRICS_ADDRESS);
+  const service = await startService(config, { api: true, worker: true, log, workerMetricsAddress });
   running = service;
   log.info({ url: service.url }, 'workspace-orchestrator up');
   const stop = async () => {

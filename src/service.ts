@@ -46,6 +46,8 @@ export interface ServiceOptions {
   backends?: Partial<Record<BackendKind, WorkspaceBackend>>;
   /** How long close() lets A2A calls in flight end before it cuts them (default SHUTDOWN_GRACE_MS). */
   shutdownGraceMs?: number;
+  /** Where this process's Temporal runtime serves the worker's metrics (installWorkerRuntime). */
+  workerMetricsAddress?: string | undefined;
 }
 
 /**
@@ -113,15 +115,17 @@ export function createBackends(
   };
 }
 
-/** The worker metrics page the API's /metrics appends: configured, or this process's own worker's. */
-export function workerMetricsUrl(config: Config, runsWorker: boolean): string | undefined {
-  if (config.WORKER_METRICS_URL)
-    return config.WORKER_METRICS_URL === 'off' ? undefined : config.WORKER_METRICS_URL;
-  const address = config.WORKER_METRICS_ADDRESS;
-  if (!runsWorker || address === 'off') return undefined;
+/**
+ * The workers' metrics pages the API's /metrics appends: configured (WORKER_METRICS_URL), or the
+ * one this process's own Temporal runtime serves (`served`: where installWorkerRuntime bound it;
+ * none when it could not, lest the API append whatever other process holds the configured port).
+ */
+export function workerMetricsUrls(config: Config, served: string | undefined): string[] {
+  if (config.WORKER_METRICS_URL) return config.WORKER_METRICS_URL === 'off' ? [] : config.WORKER_METRICS_URL;
+  if (served === undefined) return [];
   // A wildcard bind is reached on loopback from this process.
-  const local = address.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:');
-  return `http://${local}/metrics`;
+  const local = served.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:');
+  return [`http://${local}/metrics`];
 }
 
 /** The API's settings from configuration (`publicUrl` is settled once the listen port is known). */
@@ -259,7 +263,10 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       backends,
       secrets,
       log,
-      settings: { ...apiSettings(config), workerMetricsUrl: workerMetricsUrl(config, opts.worker) },
+      settings: {
+        ...apiSettings(config),
+        workerMetricsUrls: workerMetricsUrls(config, opts.worker ? opts.workerMetricsAddress : undefined),
+      },
       ...(proxyViews ? { proxyViews } : {}),
       ...(feed ? { transitionHints: feed } : {}),
       inflight,

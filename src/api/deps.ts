@@ -39,8 +39,8 @@ export interface ApiSettings {
   bounds?: Partial<Bounds>;
   /** Live (not deleted) workspaces an org may have; a create beyond it answers 403 quota_exceeded. */
   orgWorkspaceQuota: number;
-  /** A worker's metrics page /metrics appends (temporal_*); absent: none. */
-  workerMetricsUrl?: string;
+  /** The workers' metrics pages /metrics appends (temporal_*; several merged); absent: none. */
+  workerMetricsUrls?: string[];
   /** Creates and org deletes accepted with no worker polling (ACCEPT_WITHOUT_WORKER); default: 503. */
   acceptWithoutWorker?: boolean;
   /** Longest an MCP send_message may wait for its peer's whole answer (default 10 min); then 504. */

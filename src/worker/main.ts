@@ -17,8 +17,8 @@ loadConfigAndRun().catch((err: unknown) => {
 
 async function loadConfigAndRun(): Promise<void> {
   const config = loadConfig();
-  installWorkerRuntime(log, config.WORKER_METRICS_ADDRESS);
-  const service = await startService(config, { api: false, worker: true, log });
+  const workerMetricsAddress = installWorkerRuntime(log, config.WORKER_METRICS_ADDRESS);
+  const service = await startService(config, { api: false, worker: true, log, workerMetricsAddress });
   running = service;
   const stop = async () => {
     await service.close();

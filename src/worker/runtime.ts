@@ -7,6 +7,7 @@
 import { Runtime, type RuntimeOptions } from '@temporalio/worker';
 import type { Logger as TemporalLogger, LogLevel, LogMetadata } from '@temporalio/common';
 import type { Logger } from 'pino';
+import { metricsAddresses } from './metrics-address.js';
 
 /** The workspace a workflow id belongs to (`workspace:<id>`, `workspace:<id>:schedule:…`). */
 const WORKSPACE_WORKFLOW = /^workspace:([A-Za-z0-9_-]+)/;
@@ -43,30 +44,33 @@ export function temporalLogger(log: Logger): TemporalLogger {
 }
 
 /**
- * Installs the runtime; `metricsAddress` `off` serves no metrics. A port already taken (a second
- * worker on the host with the default) costs the metrics, never the worker: logged, and the runtime
- * is installed without them.
+ * Installs the runtime, serving its metrics on the first address of WORKER_METRICS_ADDRESS the
+ * exporter can bind (one address, or each port of a range in turn); returns that address, or
+ * undefined for `off` or when none was free. A port already taken costs the metrics, never the
+ * worker: logged, and the runtime is installed without them.
  */
-export function installWorkerRuntime(log: Logger, metricsAddress: string): void {
+export function installWorkerRuntime(log: Logger, metricsAddress: string): string | undefined {
   const base: RuntimeOptions = {
     logger: temporalLogger(log.child({ component: 'temporal' })),
     telemetryOptions: { logging: { filter: { core: 'WARN', other: 'ERROR' }, forward: {} } },
   };
-  if (metricsAddress === 'off') {
-    Runtime.install(base);
-    return;
+  // The configuration has validated the setting; an invalid one here serves nothing.
+  const candidates = metricsAddresses(metricsAddress) ?? [];
+  let lastErr: unknown;
+  for (const bindAddress of candidates) {
+    try {
+      // A failed bind throws before the singleton is set, so the next candidate may install.
+      Runtime.install({
+        ...base,
+        telemetryOptions: { ...base.telemetryOptions, metrics: { prometheus: { bindAddress } } },
+      });
+      log.info({ metricsAddress: bindAddress }, 'worker metrics served');
+      return bindAddress;
+    } catch (err) {
+      lastErr = err;
+    }
   }
-  try {
-    Runtime.install({
-      ...base,
-      telemetryOptions: {
-        ...base.telemetryOptions,
-        metrics: { prometheus: { bindAddress: metricsAddress } },
-      },
-    });
-    log.info({ metricsAddress }, 'worker metrics served');
-  } catch (err) {
-    log.warn({ err, metricsAddress }, 'worker metrics not served');
-    Runtime.install(base);
-  }
+  if (candidates.length > 0) log.warn({ err: lastErr, metricsAddress }, 'worker metrics not served');
+  Runtime.install(base);
+  return undefined;
 }

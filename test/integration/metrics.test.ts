@@ -7,6 +7,8 @@
  * workflow, never the org key or a secret value. Docker only: none of it is a backend's.
  */
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BOOT_PHASES } from '../../src/api/schemas.js';
@@ -26,6 +28,16 @@ import {
 import { findSamples, samples } from '../support/prometheus.js';
 import { spawnWorker, type WorkerProcess } from '../support/worker-process.js';
 
+/** A second replica's page: the same family as the real worker's, for another task queue. */
+const REPLICA_PAGE = [
+  '# HELP temporal_activity_execution_latency Histogram of activity execution latencies',
+  '# TYPE temporal_activity_execution_latency histogram',
+  'temporal_activity_execution_latency_bucket{task_queue="replica",le="+Inf"} 3',
+  'temporal_activity_execution_latency_sum{task_queue="replica"} 120',
+  'temporal_activity_execution_latency_count{task_queue="replica"} 3',
+  '',
+].join('\n');
+
 describe('metrics and logs of a provision', () => {
   let apiLog = '';
   const capture = new Writable({
@@ -38,6 +50,9 @@ describe('metrics and logs of a provision', () => {
   let worker: WorkerProcess;
   let orgKey = '';
   let workerMetricsUrl = '';
+  let replica: Server;
+  let replicaPort = 0;
+  let downUrl = '';
   let env: Record<string, string> = {};
   // A database of its own: the run's shared one counts other files' workspaces and workflows.
   let database: FreshDatabase | undefined;
@@ -48,9 +63,20 @@ describe('metrics and logs of a provision', () => {
     env = testEnv({ DATABASE_URL: database.url });
     const metricsPort = await freePort();
     workerMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    // Two replicas more, as compose lists them: one serving a page of its own, one down.
+    replica = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/plain');
+      res.end(REPLICA_PAGE);
+    });
+    await new Promise<void>((resolve) => replica.listen(0, '127.0.0.1', resolve));
+    replicaPort = (replica.address() as AddressInfo).port;
+    downUrl = `http://127.0.0.1:${await freePort()}/metrics`;
     stack = await startStack({
-      // As deployed (docker-compose.yml): the API's /metrics appends the worker's temporal_*.
-      env: { ...env, WORKER_METRICS_URL: workerMetricsUrl },
+      // As deployed (docker-compose.yml): the API's /metrics appends the workers' temporal_*.
+      env: {
+        ...env,
+        WORKER_METRICS_URL: `${workerMetricsUrl},http://127.0.0.1:${replicaPort}/metrics,${downUrl}`,
+      },
       worker: false,
       log: createLogger({ level: 'debug', destination: capture, hide: [env.ADMIN_TOKEN] }),
     });
@@ -70,6 +96,7 @@ describe('metrics and logs of a provision', () => {
     await worker?.kill('SIGTERM');
     await stack?.close();
     await database?.drop();
+    await new Promise((resolve) => (replica ? replica.close(resolve) : resolve(undefined)));
   });
 
   const scrape = async (): Promise<string> => {
@@ -214,12 +241,23 @@ describe('metrics and logs of a provision', () => {
     const temporalSeries = workerText.split('\n').filter((l) => l.startsWith('temporal_'));
     expect(temporalSeries.length).toBeGreaterThan(0);
     expect(temporalSeries.some((l) => l.startsWith('temporal_activity_execution_latency'))).toBe(true);
-    // And the API's one scrape has them (api.md: /metrics has the worker's temporal_*), its own too.
+    // And the API's one scrape has them (api.md: /metrics has the workers' temporal_*), its own
+    // too: each family declared once, every replica's samples labelled with its page, the one down
+    // left out (and logged).
     const apiText = await scrape();
+    const workerPort = new URL(workerMetricsUrl).port;
     expect(apiText).toMatch(
-      new RegExp(`^temporal_activity_execution_latency\\S*\\{[^}]*task_queue="${env.TASK_QUEUE}"`, 'm'),
+      new RegExp(
+        `^temporal_activity_execution_latency\\S*\\{wo_worker="127\\.0\\.0\\.1:${workerPort}",[^}]*task_queue="${env.TASK_QUEUE}"`,
+        'm',
+      ),
     );
+    expect(apiText).toContain(
+      `temporal_activity_execution_latency_count{wo_worker="127.0.0.1:${replicaPort}",task_queue="replica"} 3`,
+    );
+    expect(apiText.match(/^# TYPE temporal_activity_execution_latency /gm)).toHaveLength(1);
     expect(apiText).toMatch(/^wo_http_requests_total\{/m);
+    expect(apiLog).toContain(downUrl);
 
     // Logs: the create's lines carry its request id and the workspace it made; the worker's
     // activity lines carry the workflow and the workspace; no process logs the key or the secret.

@@ -10,6 +10,7 @@ import Ajv from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT as ROOT, SEARCH_ATTRIBUTES } from '../setup/services.js';
 import { loadCompose, type ComposeService as Service } from '../support/compose-file.js';
+import { metricsAddresses } from '../../src/worker/metrics-address.js';
 
 const SCHEMA = path.join(ROOT, 'test/fixtures/compose-spec/compose_spec.json');
 
@@ -93,6 +94,17 @@ describe('docker-compose.yml', () => {
       expect(String(s.environment?.WORKER_METRICS_ADDRESS ?? '127.0.0.1:9464')).toMatch(/^127\.0\.0\.1:/);
     }
     expect(loopbackPort('db', 5432)).toBe('5433');
+  });
+
+  it('gives every worker replica a metrics port of its own on the shared host network', () => {
+    const setting = String(services.worker!.environment?.WORKER_METRICS_ADDRESS);
+    const addresses = metricsAddresses(setting);
+    expect(addresses, setting).not.toBeNull();
+    expect(addresses!.length).toBeGreaterThanOrEqual(services.worker!.deploy?.replicas ?? 1);
+    // The API's /metrics (its process runs no worker) appends every replica's page (api.md).
+    const pages = String(services.api!.environment?.WORKER_METRICS_URL).split(',');
+    expect(pages).toHaveLength(services.worker!.deploy?.replicas ?? 1);
+    expect(pages).toEqual(addresses!.slice(0, pages.length).map((a) => `http://${a}/metrics`));
   });
 
   it('references only services, networks and volumes it declares', () => {

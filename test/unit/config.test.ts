@@ -65,6 +65,33 @@ describe('configuration', () => {
     );
   });
 
+  it('WORKER_METRICS_ADDRESS: host:port, a range host:first-last (at most 100 ports) or off; anything else is named', () => {
+    expect(loadConfig(base).WORKER_METRICS_ADDRESS).toBe('127.0.0.1:9464');
+    for (const good of [
+      'off',
+      '0.0.0.0:9464',
+      '[::1]:9464',
+      'worker.local:9464',
+      '127.0.0.1:9464-9473',
+      '127.0.0.1:9464-9563',
+    ])
+      expect(loadConfig({ ...base, WORKER_METRICS_ADDRESS: good }).WORKER_METRICS_ADDRESS, good).toBe(good);
+    for (const bad of [
+      '9464',
+      '127.0.0.1',
+      '127.0.0.1:0',
+      '127.0.0.1:70000',
+      '127.0.0.1:9473-9464',
+      '127.0.0.1:9464-9564',
+      '127.0.0.1:9464-',
+      'a b:9464',
+      'on',
+    ])
+      expect(() => loadConfig({ ...base, WORKER_METRICS_ADDRESS: bad }), bad).toThrow(
+        /WORKER_METRICS_ADDRESS/,
+      );
+  });
+
   it('SECRETS_OLD_KEYS: unset is none; a comma list of 32-byte base64 keys; anything else is named', () => {
     expect(loadConfig(base).SECRETS_OLD_KEYS).toEqual([]);
     const old = [randomBytes(32).toString('base64'), randomBytes(32).toString('base64')];

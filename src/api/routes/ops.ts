@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { ApiDeps } from '../deps.js';
 import { dbMetrics, registry, withTimeout } from '../metrics.js';
 import { apiDocsRouter } from '../openapi/docs-router.js';
+import { fetchWorkerMetrics } from '../worker-metrics.js';
 
 /** Unauthenticated operational routes: health, readiness, metrics, the OpenAPI document and its UI. */
 export function opsRouter(deps: ApiDeps): Router {
@@ -42,7 +43,7 @@ export function opsRouter(deps: ApiDeps): Router {
       deps.log.warn({ err }, 'metrics from the database unavailable');
       return '';
     });
-    const fromWorker = await workerMetrics(deps);
+    const fromWorker = await fetchWorkerMetrics(deps.settings.workerMetricsUrls ?? [], deps.log);
     res
       .set('Content-Type', registry.contentType)
       .send(`${await registry.metrics()}\n${fromDb}${fromWorker ? `\n${fromWorker}` : ''}`);
@@ -51,27 +52,4 @@ export function opsRouter(deps: ApiDeps): Router {
   r.use(apiDocsRouter());
 
   return r;
-}
-
-/** A scrape's wait for the worker's metrics page: past it, /metrics answers without them. */
-export const WORKER_METRICS_TIMEOUT_MS = 1_000;
-
-/**
- * The worker's own series (the SDK's temporal_*), served by the Temporal runtime on its own port:
- * appended so that one scrape of the API has them too. Only `temporal_` families are taken (the
- * page is another process's; nothing of it may shadow or break this one's series).
- */
-async function workerMetrics(deps: Pick<ApiDeps, 'settings' | 'log'>): Promise<string> {
-  const url = deps.settings.workerMetricsUrl;
-  if (!url) return '';
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(WORKER_METRICS_TIMEOUT_MS) });
-    if (!res.ok) throw new Error(`worker metrics answered ${res.status}`);
-    const text = await res.text();
-    const lines = text.split('\n').filter((l) => /^(# (HELP|TYPE) )?temporal_[a-zA-Z0-9_:]*[ {]/.test(l));
-    return lines.length > 0 ? `${lines.join('\n')}\n` : '';
-  } catch (err) {
-    deps.log.warn({ err, url }, 'worker metrics unavailable');
-    return '';
-  }
 }
