@@ -256,10 +256,15 @@ const envSchema = z.object({
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v === 'off') return v;
-      const urls = v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
+      // Each page once: one listed twice would be the same series twice.
+      const urls = [
+        ...new Set(
+          v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        ),
+      ];
       const bad = urls.find((u) => !z.url({ protocol: /^https?$/ }).safeParse(u).success);
       if (urls.length === 0 || urls.length > MAX_WORKER_PAGES || bad !== undefined) {
         ctx.addIssue({

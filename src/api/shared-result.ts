@@ -6,18 +6,14 @@
  * most once per `reuseMs`, so a flood of probes cannot spend the account's EC2 request quota or
  * the request pool the API's own calls need. A failed computation is not kept.
  */
-export function sharedResult<T>(
-  compute: () => Promise<T>,
-  reuseMs: number,
-  now = Date.now,
-): () => Promise<T> {
+export function sharedResult<T>(compute: () => Promise<T>, reuseMs: number): () => Promise<T> {
   let running: Promise<T> | undefined;
   let last: { at: number; value: T } | undefined;
   return () => {
     if (running) return running;
-    if (last && now() - last.at < reuseMs) return Promise.resolve(last.value);
+    if (last && Date.now() - last.at < reuseMs) return Promise.resolve(last.value);
     const p = compute().then((value) => {
-      last = { at: now(), value };
+      last = { at: Date.now(), value };
       return value;
     });
     running = p;

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 /** A scrape's wait for a worker's metrics page: past it, /metrics answers without that page. */
 export const WORKER_METRICS_TIMEOUT_MS = 1_000;
 
-export const WORKER_LABEL = 'wo_worker';
+const WORKER_LABEL = 'wo_worker';
 
 const TEMPORAL_LINE = /^(# (HELP|TYPE) )?temporal_[a-zA-Z0-9_:]*[ {]/;
 const COMMENT = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) /;

@@ -116,6 +116,9 @@ describe('WORKER_METRICS_ADDRESS', () => {
       'http://worker-2:9464/metrics',
     ]);
     expect(workerMetricsUrls(loadConfig({ ...env, WORKER_METRICS_URL: 'off' }), '0.0.0.0:9465')).toEqual([]);
+    // A page listed twice is fetched once (its series would be there twice).
+    const twice = loadConfig({ ...env, WORKER_METRICS_URL: 'http://w:9464/metrics,http://w:9464/metrics' });
+    expect(workerMetricsUrls(twice, undefined)).toEqual(['http://w:9464/metrics']);
     for (const bad of ['', ',', 'ftp://worker-1/metrics', 'http://worker-1:9464/metrics,not a url'])
       expect(() => loadConfig({ ...env, WORKER_METRICS_URL: bad }), bad).toThrow(/WORKER_METRICS_URL/);
   });
