@@ -3,14 +3,14 @@
  * same environment variables; what counts as "forwarded" is a read of the environment, not a
  * local, a comment, a quoted literal or a here-document with a quoted delimiter.
  */
-import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { cpSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { templateProgram } from '../../src/cli/template.js';
 import { lintTemplateDir } from '../../src/templates/lint.js';
 import { forwardedEnv } from '../../src/templates/script-env.js';
+import { tempDir } from '../support/temp-dirs.js';
 
 const FIXTURES = path.resolve(import.meta.dirname, '../fixtures/templates');
 
@@ -155,7 +155,7 @@ describe('template lint', () => {
   });
 
   it('reports an invalid template.yaml with the file and field, beside script drift', () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'wo-lint-'));
+    const dir = tempDir('wo-lint-');
     cpSync(path.join(FIXTURES, 'parity-drift'), dir, { recursive: true });
     writeFileSync(path.join(dir, 'template.yaml'), 'runtime: claude-code\nlimits:\n  memoryMb: 1\n');
     const problems = lintTemplateDir(dir);
@@ -165,7 +165,7 @@ describe('template lint', () => {
   });
 
   it('refuses a folder that is not a template, and passes one with a single script', async () => {
-    const empty = mkdtempSync(path.join(os.tmpdir(), 'wo-lint-'));
+    const empty = tempDir('wo-lint-');
     expect((await lint(empty)).code).toBe(1);
     writeFileSync(path.join(empty, 'start.sh'), 'exec agent --key "$OPENAI_API_KEY"\n');
     expect(lintTemplateDir(empty)).toEqual([]);
