@@ -183,6 +183,8 @@ export const workspaceIdParam = idSchema;
 /** GET /v1/workspaces/:id/boot-log: one generation's events and console (default: all events, current console). */
 export const bootLogQuery = z.object({
   generation: queryInt(1, INT4_MAX).optional(),
+  /** `false`: the events alone; the backend's console (docker logs, EC2 GetConsoleOutput) is not read. */
+  console: z.enum(['true', 'false']).optional(),
 });
 
 export const workspaceSchema = z.strictObject({

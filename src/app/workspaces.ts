@@ -227,15 +227,23 @@ export interface BootLog {
 
 /**
  * A generation's boot events (the most recent, bounded) and its console, both redacted: the live
- * resource's console while it exists, else the copy kept when the generation failed.
+ * resource's console while it exists, else the copy kept when the generation failed. `withConsole`
+ * false: the events alone, the backend not asked (a page that shows only the phases).
  */
-export async function bootLog(deps: WorkspaceDeps, w: WorkspaceRow, generation?: number): Promise<BootLog> {
+export async function bootLog(
+  deps: WorkspaceDeps,
+  w: WorkspaceRow,
+  generation?: number,
+  withConsole = true,
+): Promise<BootLog> {
   const shownGeneration = generation ?? w.generation;
   const clean = await redactorFor(deps.db, deps.secrets, w.id);
   const { bootLogMaxEvents, bootLogConsoleMaxBytes: maxBytes } = boundsOf(deps.settings);
   const events = await listBootEvents(deps.db, w.id, bootLogMaxEvents, generation);
   const durations = phaseDurations(events);
-  const shown = await consoleOf(deps, w, shownGeneration, maxBytes, clean.values);
+  const shown = withConsole
+    ? await consoleOf(deps, w, shownGeneration, maxBytes, clean.values)
+    : { text: '', truncated: false };
   return {
     events: events.map((e, i) => ({
       ts: e.ts,

@@ -29,8 +29,17 @@ describe('web console', () => {
   const requestedUrls: string[] = [];
   const problems: string[] = [];
 
+  /** Consoles read from the backend (docker logs): the page's boot timelines need none. */
+  let consoleReads = 0;
+
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
+    const docker = t.stack.service.backends.docker;
+    const bootLog = docker.bootLog.bind(docker);
+    docker.bootLog = (...args) => {
+      consoleReads++;
+      return bootLog(...args);
+    };
     // launch() gives every run a fresh temporary profile (user data dir), removed on close.
     browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
@@ -147,6 +156,26 @@ describe('web console', () => {
       timeout: 15_000,
     });
     await shot('workspaces-restarted');
+  });
+
+  it("reads each row's boot phases without its console: the backend is never asked for one", async () => {
+    // Every timeline the page drew above (at creation, on each transition, while booting).
+    expect(requestedUrls.filter((u) => u.includes('/boot-log?')).length).toBeGreaterThan(0);
+    expect(requestedUrls.filter((u) => u.includes('/boot-log?') && !u.includes('console=false'))).toEqual([]);
+    expect(consoleReads).toBe(0);
+    const url = `/v1/workspaces/${workspaceId}/boot-log`;
+    const phases = await t.stack.api.call('GET', `${url}?console=false`, { token: t.key });
+    expect(phases.status).toBe(200);
+    expect((phases.body.events as unknown[]).length).toBeGreaterThan(0);
+    expect(phases.body.console).toBe('');
+    expect(consoleReads).toBe(0);
+    // Asked for (the default), the console is read.
+    const whole = await t.stack.api.call('GET', url, { token: t.key });
+    expect(whole.status).toBe(200);
+    expect(consoleReads).toBe(1);
+    const bad = await t.stack.api.call('GET', `${url}?console=no`, { token: t.key });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.field).toBe('console');
   });
 
   it('runs `echo hi` in the xterm.js terminal', async () => {

@@ -78,7 +78,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
   r.get('/:id/boot-log', async (req, res) => {
     const w = workspaceOf(res, MANAGE);
     const q = parse(bootLogQuery, req.query, 'query');
-    const log = await app.bootLog(deps, w, q.generation);
+    const log = await app.bootLog(deps, w, q.generation, q.console !== 'false');
     res.json({
       backend: w.backend,
       events: log.events.map((e) => ({ ...e, ts: e.ts.toISOString() })),

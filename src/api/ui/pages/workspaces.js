@@ -159,7 +159,8 @@ export function workspacesPage(main) {
     try {
       const log = await api(
         'GET',
-        `/v1/workspaces/${encodeURIComponent(row.w.id)}/boot-log?generation=${generation}`,
+        // The phases alone: no console read from the backend for every listed row.
+        `/v1/workspaces/${encodeURIComponent(row.w.id)}/boot-log?generation=${generation}&console=false`,
         { signal: stop.signal },
       );
       row.boot = log.events;
