@@ -5,7 +5,7 @@
  */
 
 /** A range wider than this is a typo more likely than a fleet of workers on one host. */
-export const MAX_METRICS_PORTS = 100;
+const MAX_METRICS_PORTS = 100;
 
 const FORM = /^(?<host>[^\s:[\]]+|\[[0-9a-fA-F:]+\]):(?<first>\d{1,5})(?:-(?<last>\d{1,5}))?$/;
 
