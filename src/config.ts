@@ -18,17 +18,14 @@ import { METRICS_ADDRESS_RULE, metricsAddresses } from './worker/metrics-address
  * one; a bad value fails at start with the variable named, never later at first use.
  */
 const msSetting = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-/** A comma-separated setting as its trimmed, non-empty items. */
-const commaList = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    );
+/** The trimmed, non-empty items of a comma-separated setting. */
+const listItems = (v: string): string[] =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+/** A comma-separated setting as its items. */
+const commaList = (fallback: string) => z.string().default(fallback).transform(listItems);
 
 /** Worker metrics pages one scrape of the API may fetch (WORKER_METRICS_URL). */
 const MAX_WORKER_PAGES = 32;
@@ -257,14 +254,7 @@ const envSchema = z.object({
     .transform((v, ctx) => {
       if (v === undefined || v === 'off') return v;
       // Each page once: one listed twice would be the same series twice.
-      const urls = [
-        ...new Set(
-          v
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean),
-        ),
-      ];
+      const urls = [...new Set(listItems(v))];
       const bad = urls.find((u) => !z.url({ protocol: /^https?$/ }).safeParse(u).success);
       if (urls.length === 0 || urls.length > MAX_WORKER_PAGES || bad !== undefined) {
         ctx.addIssue({
