@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import Dockerode from 'dockerode';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
 import { ensureServiceImage, SERVICE_UID } from '../../src/cli/service-image.js';
 import '../setup/context.js';
 import { freePort } from '../setup/free-port.js';
@@ -141,16 +142,12 @@ beforeAll(async () => {
 /** Orgs this file made: what a failed test leaves of their workspaces is removed at the end. */
 const orgIds: string[] = [];
 
-/** Containers, volumes and the network of `orgId`'s workspaces, straight from dockerd. */
-async function removeOrgResources(orgId: string): Promise<void> {
-  const filters = { label: [`wo.org-id=${orgId}`] };
-  const containers = await docker.listContainers({ all: true, filters });
-  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true })));
-  const { Volumes } = await docker.listVolumes({ filters });
-  await Promise.all((Volumes ?? []).map((v) => docker.getVolume(v.Name).remove()));
-  const networks = await docker.listNetworks({ filters });
-  await Promise.all(networks.map((n) => docker.getNetwork(n.Id).remove()));
-}
+/**
+ * Containers, volumes and the network of `orgId`'s workspaces, removed by the docker backend's own
+ * sweep by org (what an org delete ends with), from this process.
+ */
+const removeOrgResources = (orgId: string) =>
+  new DockerBackend({ docker, image: inject('RUNTIME_IMAGE') }).removeOrg(orgId);
 
 afterAll(async () => {
   await Promise.all(created.map((c) => c.remove({ force: true }).catch(() => undefined)));

@@ -7,9 +7,11 @@
  * Resources older than the run (a `./dev up` on the same daemon) are not the run's to judge.
  */
 import Dockerode from 'dockerode';
+import { LABEL, MANAGED_BY } from '../../src/backends/docker/names.js';
 import { DEFAULT_NETWORK_NAME } from '../ec2-sim/network.js';
 
-const MANAGED = 'wo.managed-by=workspace-orchestrator';
+// The label the docker backend puts on everything it makes.
+const MANAGED = `${LABEL.managedBy}=${MANAGED_BY}`;
 
 export async function leftoverResources(since: Date, docker = new Dockerode()): Promise<string[]> {
   const after = (created: Date | number) =>
