@@ -26,6 +26,21 @@ const listItems = (v: string): string[] =>
     .filter(Boolean);
 /** A comma-separated setting as its items. */
 const commaList = (fallback: string) => z.string().default(fallback).transform(listItems);
+/** A positive count, or one of `words` (the first is the default). */
+const countOrWord = (...words: [string, ...string[]]) =>
+  z
+    .string()
+    .default(words[0])
+    .transform((v, ctx) => {
+      const text = v.trim();
+      if (words.includes(text)) return text;
+      if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 10_000_000) return Number(text);
+      ctx.addIssue({
+        code: 'custom',
+        message: `a whole number from 1 to 10000000, or ${words.join(' or ')}`,
+      });
+      return z.NEVER;
+    });
 
 /** Worker metrics pages one scrape of the API may fetch (WORKER_METRICS_URL). */
 const MAX_WORKER_PAGES = 32;
@@ -174,6 +189,17 @@ const envSchema = z.object({
   MEMORIES_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
+  /**
+   * Client connections one API process holds open at once; past it a new one is answered 503
+   * `too_many_connections` and closed. `auto`: a third of the process's descriptor limit, at most
+   * 10,000 (src/api/connection-limits.ts).
+   */
+  API_MAX_CONNECTIONS: countOrWord('auto'),
+  /**
+   * Of those, how many one TCP peer address may hold. `auto`: a quarter of API_MAX_CONNECTIONS, or
+   * none when TRUST_PROXY is set (every connection then comes from the proxy); `off`: none.
+   */
+  API_MAX_CONNECTIONS_PER_CLIENT: countOrWord('auto', 'off'),
   /**
    * The proxies in front of the API whose `X-Forwarded-For` names the client (Express's `trust
    * proxy`: a hop count, or addresses/subnets and `loopback`/`linklocal`/`uniquelocal`, comma

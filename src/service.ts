@@ -13,6 +13,7 @@ import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
 import { withTimeout } from './api/metrics.js';
 import { attachTerminal } from './api/terminal.js';
+import { limitConnections, resolveConnectionLimits, type ConnectionCount } from './api/connection-limits.js';
 import { connectTemporal } from './api/temporal-connection.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
@@ -72,6 +73,8 @@ export interface RunningService {
   proxyViews: ProxyViews | null;
   /** The A2A calls still running (what close() waits for). */
   inflight: InFlight;
+  /** Client connections the API holds open (0 without an API). */
+  openConnections(): number;
   close(): Promise<void>;
 }
 
@@ -225,6 +228,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
 
   let server: Server | null = null;
   let terminal: { close(): Promise<void> } | null = null;
+  let connections: ConnectionCount | null = null;
   let port: number | null = null;
   let feed: ChangeFeed | null = null;
   let proxyViews: ProxyViews | null = null;
@@ -275,10 +279,12 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     };
     server = createServer(createApp(apiDeps));
     terminal = attachTerminal(server, apiDeps);
+    const connectionLimits = resolveConnectionLimits(config);
+    connections = limitConnections(server, connectionLimits, log);
     await new Promise<void>((resolve) => server!.listen(config.PORT, config.BIND_HOST, resolve));
     port = (server.address() as AddressInfo).port;
     apiDeps.settings.publicUrl = publicUrl(config, port);
-    log.info({ port }, 'api listening');
+    log.info({ port, connectionLimits }, 'api listening');
   }
 
   let worker: Worker | null = null;
@@ -327,6 +333,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     worker,
     proxyViews,
     inflight,
+    openConnections: () => connections?.open() ?? 0,
     async close() {
       await terminal?.close();
       if (server) {

@@ -17,9 +17,21 @@ export interface ApiProcess {
   stop(): Promise<void>;
 }
 
+export interface SpawnOptions {
+  /** `api`: src/api/main.ts (production's API process); `all`: src/main.ts (API and worker, `./dev up`). */
+  entry?: 'api' | 'all';
+  /** The process's descriptor limit (`ulimit -n`), to see what it does when its descriptors run short. */
+  fdLimit?: number;
+}
+
 /** Starts the API on env.PORT (must be a fixed port, so a worker can be told where it is). */
-export async function spawnApi(env: Record<string, string>): Promise<ApiProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/api/main.ts')], {
+export async function spawnApi(env: Record<string, string>, opts: SpawnOptions = {}): Promise<ApiProcess> {
+  const main = path.join(REPO_ROOT, opts.entry === 'all' ? 'src/main.ts' : 'src/api/main.ts');
+  const node = [process.execPath, '--import', 'tsx', main];
+  // exec: the shell becomes the node process, so signals reach it.
+  const [command, ...args] =
+    opts.fdLimit === undefined ? node : ['sh', '-c', `ulimit -n ${opts.fdLimit} && exec "$@"`, 'sh', ...node];
+  const child = spawn(command!, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
