@@ -187,6 +187,11 @@ const envSchema = z.object({
   MCP_SEND_TIMEOUT_MS: msSetting(600_000),
   /** Memories a workspace may hold; storing one beyond it answers 403 quota_exceeded. */
   MEMORIES_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
+  /**
+   * Secret keys a workspace, or an org's defaults, may hold: every one is in each boot bundle and in
+   * each redaction. Storing a new one beyond it (or creating with more) answers 403 quota_exceeded.
+   */
+  SECRETS_MAX_KEYS: z.coerce.number().int().min(1).max(100_000).default(200),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
   /**

@@ -165,6 +165,7 @@ export function apiSettings(config: Config): ApiSettings {
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     acceptWithoutWorker: config.ACCEPT_WITHOUT_WORKER === '1',
     memoriesPerWorkspaceMax: config.MEMORIES_PER_WORKSPACE_MAX,
+    secretsMaxKeys: config.SECRETS_MAX_KEYS,
     mcpSendTimeoutMs: config.MCP_SEND_TIMEOUT_MS,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     trustProxy: config.TRUST_PROXY,

@@ -47,6 +47,8 @@ export interface ApiSettings {
   mcpSendTimeoutMs?: number;
   /** Memories a workspace may hold (default 10,000); storing one beyond it answers 403 quota_exceeded. */
   memoriesPerWorkspaceMax?: number;
+  /** Secret keys a workspace, or an org's defaults, may hold (default 200); a new one beyond → 403 quota_exceeded. */
+  secretsMaxKeys?: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
   rateLimitPerMinute: number;
   /** Express's `trust proxy` (TRUST_PROXY): which proxies' `X-Forwarded-For` names the client. */

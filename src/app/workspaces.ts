@@ -10,6 +10,7 @@ import { lockOrgAndCountWorkspaces } from '../db/orgs.js';
 import { storePendingPlugin } from '../db/plugins.js';
 import { inTransaction } from '../db/queryable.js';
 import { putSecret, redactorFor } from '../db/secrets.js';
+import { SECRETS_MAX_KEYS } from './secrets.js';
 import * as workspaces from '../db/workspaces.js';
 import { bindLogWorkspace } from '../log.js';
 import { createInput } from '../domain/entity-start.js';
@@ -83,6 +84,10 @@ export async function createWorkspace(
       );
     return p;
   });
+  const secretsMax = settings.secretsMaxKeys ?? SECRETS_MAX_KEYS;
+  if (Object.keys(body.secrets ?? {}).length > secretsMax) {
+    throw quotaExceeded(`secrets: a workspace holds at most ${secretsMax} secrets, its quota`);
+  }
   // Nothing is recorded that no worker would provision (api.md: Temporal or the worker unavailable →
   // 503): a row left `provisioning` with no worker counts in the quota until one comes back.
   await requireWorkerOrRefuse(deps, 'nothing was created');

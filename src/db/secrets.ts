@@ -1,6 +1,6 @@
 import { redact } from '../security/redact.js';
 import type { SecretBox } from '../security/secrets.js';
-import type { Queryable } from './queryable.js';
+import { inTransaction, type Queryable, type Transactable } from './queryable.js';
 import { HOT_TTL_MS, TtlCache } from './ttl-cache.js';
 
 /**
@@ -53,6 +53,37 @@ export async function putSecret(
     [id, key, sealed.value, sealed.keyId],
   );
   redactors.clear();
+}
+
+/**
+ * putSecret unless it would add a key past `max` for its owner (replacing one is always allowed):
+ * false then, nothing written. The owner's row is locked before the count, so concurrent writes of
+ * new keys cannot overshoot.
+ */
+export async function putSecretWithin(
+  pool: Transactable,
+  box: SecretBox,
+  owner: SecretOwner,
+  key: string,
+  value: string,
+  max: number,
+): Promise<boolean> {
+  const { table, column, id } = target(owner);
+  const stored = await inTransaction(pool, async (tx) => {
+    await tx.query(`SELECT 1 FROM ${'orgId' in owner ? 'orgs' : 'workspaces'} WHERE id = $1 FOR UPDATE`, [
+      id,
+    ]);
+    const { rows } = await tx.query<{ n: number; has: boolean | null }>(
+      `SELECT count(*)::int AS n, bool_or(key = $2) AS has FROM ${table} WHERE ${column} = $1`,
+      [id, key],
+    );
+    if (!rows[0]?.has && (rows[0]?.n ?? 0) >= max) return false;
+    await putSecret(tx, box, owner, key, value);
+    return true;
+  });
+  // Again after the commit: a redactor built while the transaction was open missed the value.
+  if (stored) redactors.clear();
+  return stored;
 }
 
 export async function listSecretKeys(

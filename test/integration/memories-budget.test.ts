@@ -236,3 +236,60 @@ describe('the memories quota (MEMORIES_PER_WORKSPACE_MAX=3)', () => {
     expect((await store('one too many')).status).toBe(403);
   });
 });
+
+describe('the secrets quota (SECRETS_MAX_KEYS=3)', () => {
+  const t = useStack({ worker: false, env: { SECRETS_MAX_KEYS: '3' } });
+  const put = (path: string, key: string, value: string, token = t.key) =>
+    t.stack.api.call('PUT', `${path}/secrets/${key}`, { token, body: { value } });
+  const keysOf = async (path: string, token = t.key) =>
+    ((await t.stack.api.call('GET', `${path}/secrets`, { token })).body.items as { key: string }[]).map(
+      (s) => s.key,
+    );
+
+  it("a workspace's keys: concurrent new keys cannot overshoot; replacing is free; a delete makes room", async () => {
+    const over = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'sec-over', backend: 'docker', secrets: { A: '1', B: '2', C: '3', D: '4' } },
+    });
+    expect(over.status).toBe(403);
+    expect(over.body.error.code).toBe('quota_exceeded');
+    const listed = await t.stack.api.call('GET', '/v1/workspaces', { token: t.key });
+    expect(listed.body.items.map((w: { name: string }) => w.name)).not.toContain('sec-over');
+
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'sec-quota', backend: 'docker', secrets: { SEEDED: 'seeded-value' } },
+    });
+    expect(created.status).toBe(202);
+    const ws = `/v1/workspaces/${created.body.id as string}`;
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => put(ws, `K${i}`, `v${i}`)));
+    expect(answers.filter((a) => a.status === 204)).toHaveLength(2);
+    const refused = answers.filter((a) => a.status !== 204);
+    expect(refused.map((a) => a.status)).toEqual(Array(8).fill(403));
+    expect(refused[0]!.body.error.code).toBe('quota_exceeded');
+    const keys = await keysOf(ws);
+    expect(keys).toHaveLength(3);
+
+    // At the quota: a key it holds can still be replaced; a delete makes room for one new key.
+    expect((await put(ws, 'SEEDED', 'replaced')).status).toBe(204);
+    expect((await put(ws, 'ANOTHER', 'x')).status).toBe(403);
+    expect((await t.stack.api.call('DELETE', `${ws}/secrets/SEEDED`, { token: t.key })).status).toBe(204);
+    expect((await put(ws, 'ANOTHER', 'x')).status).toBe(204);
+    expect(await keysOf(ws)).toHaveLength(3);
+  });
+
+  it("an org's defaults have the same quota, counted apart from its workspaces'", async () => {
+    const org = `/v1/orgs/${t.orgId}`;
+    const admin = t.stack.adminToken;
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => put(org, `ORG_${i}`, `o${i}`, admin)),
+    );
+    expect(answers.filter((a) => a.status === 204)).toHaveLength(3);
+    expect(answers.filter((a) => a.status === 403).map((a) => a.body.error.code)).toEqual(
+      Array(3).fill('quota_exceeded'),
+    );
+    expect(await keysOf(org, admin)).toHaveLength(3);
+    const replaced = await put(org, (await keysOf(org, admin))[0]!, 'new value', admin);
+    expect(replaced.status).toBe(204);
+  });
+});
