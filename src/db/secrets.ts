@@ -1,6 +1,7 @@
 import { redact } from '../security/redact.js';
 import type { SecretBox } from '../security/secrets.js';
 import { inTransaction, type Queryable, type Transactable } from './queryable.js';
+import { BOOTSTRAP_REFETCH_WINDOW_MS } from './tokens.js';
 import { HOT_TTL_MS, TtlCache } from './ttl-cache.js';
 
 /**
@@ -30,8 +31,8 @@ function retiring(owner: SecretOwner): string {
   const org = 'orgId' in owner ? '$1' : '(SELECT org_id FROM workspaces WHERE id = $1)';
   const workspace = 'orgId' in owner ? 'NULL' : '$1';
   return `retired AS (
-      INSERT INTO retired_secrets (org_id, workspace_id, value_enc, key_id)
-      SELECT ${org}, ${workspace}, value_enc, key_id FROM ${table} WHERE ${column} = $1 AND key = $2
+      INSERT INTO retired_secrets (org_id, workspace_id, value_enc, key_id, set_at)
+      SELECT ${org}, ${workspace}, value_enc, key_id, updated_at FROM ${table} WHERE ${column} = $1 AND key = $2
     )`;
 }
 
@@ -125,11 +126,24 @@ interface SealedRow {
  */
 const RETIREMENT_SLACK = `interval '60 seconds'`;
 
-/** SQL: the running generation of workspace `w` may hold retired value `r` (see retiredRows). */
-const MAY_HOLD = `r.retired_at > COALESCE(
-      (SELECT max(b.used_at) FROM bootstrap_tokens b
-        WHERE b.workspace_id = w.id AND b.generation = w.generation),
-      '-infinity') - ${RETIREMENT_SLACK}`;
+/**
+ * How long after a bundle fetch a value set then may still have reached the agent: the same token
+ * fetches the bundle again (read anew) within the re-fetch window, and each fetch reads the secrets
+ * a statement after the stamp; then the same slack as above.
+ */
+const DELIVERY_WINDOW = `interval '${BOOTSTRAP_REFETCH_WINDOW_MS / 1000 + 60} seconds'`;
+
+/** SQL: when the running generation of workspace `w` fetched its bundle (null: not yet). */
+const FETCHED = `(SELECT max(b.used_at) FROM bootstrap_tokens b
+        WHERE b.workspace_id = w.id AND b.generation = w.generation)`;
+
+/**
+ * SQL: the running generation of workspace `w` may hold retired value `r` (see retiredRows): it
+ * was retired after the fetch, and set before the fetch's delivery window closed (a value set and
+ * replaced later never reached it). Before any fetch, every retired value counts.
+ */
+const MAY_HOLD = `r.retired_at > COALESCE(${FETCHED}, '-infinity') - ${RETIREMENT_SLACK}
+      AND (r.set_at IS NULL OR r.set_at < COALESCE(${FETCHED}, 'infinity') + ${DELIVERY_WINDOW})`;
 
 /**
  * Retired values the workspace's agent may still hold: its own and its org's, retired after the

@@ -124,4 +124,34 @@ describe('retired secrets', () => {
     });
     expect(await retiredLeft()).toEqual([]);
   });
+
+  it('a value set and replaced after the running generation fetched its bundle never reached it: neither redacted nor kept', async () => {
+    const pool = t.stack.service.db.pool;
+    const box = new SecretBox(t.stack.config.SECRETS_KEY, t.stack.config.SECRETS_OLD_KEYS);
+    const id = await insertWorkspaceRow(pool, t.orgId, (i) => `churn-${i}`);
+    const put = (value: string) =>
+      t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/CHURN`, { token: t.key, body: { value } });
+    expect((await put('delivered-value-51c0')).status).toBe(204);
+    await prepareGeneration(pool, id, 1);
+    const token = await mintBootstrapToken(pool, id, 1, 600_000);
+    const fetched = await t.stack.api.call('GET', '/v1/registry/bootstrap', { token });
+    expect(fetched.body.secrets).toEqual({ CHURN: 'delivered-value-51c0' });
+    // Ten minutes on (the fetch and the value's write moved back instead of the test waiting): the
+    // delivery window has closed; then the secret is rewritten over and over.
+    await pool.query(
+      `UPDATE bootstrap_tokens SET used_at = used_at - interval '10 minutes' WHERE workspace_id = $1`,
+      [id],
+    );
+    await pool.query(
+      `UPDATE secrets SET updated_at = updated_at - interval '10 minutes' WHERE workspace_id = $1`,
+      [id],
+    );
+    for (let i = 0; i < 30; i++) expect((await put(`churned-${i}-9d2e`)).status).toBe(204);
+
+    // Redacted: what the agent holds (the delivered value) and the live one; none of the 29 between.
+    const values = [...(await redactorFor(pool, box, id)).values].sort();
+    expect(values).toEqual(['churned-29-9d2e', 'delivered-value-51c0']);
+    const kept = await pool.query('SELECT 1 FROM retired_secrets WHERE workspace_id = $1', [id]);
+    expect(kept.rowCount).toBe(1);
+  });
 });

@@ -73,12 +73,6 @@ describe('org secrets and key rotation', () => {
     expect(list.body.items.map((i: { key: string }) => i.key)).toEqual(['API_KEY', 'ORG_TOKEN']);
     expect(JSON.stringify(list.body)).not.toContain(ORG_ONLY);
     expect((await put(org.id, 'GONE', 'soon-gone-value')).status).toBe(204);
-    expect((await s.api.call('DELETE', `/v1/orgs/${org.id}/secrets/GONE`, { token: admin })).status).toBe(
-      204,
-    );
-    expect((await s.api.call('DELETE', `/v1/orgs/${org.id}/secrets/GONE`, { token: admin })).status).toBe(
-      404,
-    );
     expect((await s.api.call('GET', `/v1/orgs/${other.id}/secrets`, { token: admin })).body.items).toEqual(
       [],
     );
@@ -114,7 +108,14 @@ describe('org secrets and key rotation', () => {
       return r.body as { secrets: Record<string, string>; workspaceToken: string; agentCredential: string };
     };
     const first = await bundle();
-    expect(first.secrets).toEqual(expected);
+    expect(first.secrets).toEqual({ ...expected, GONE: 'soon-gone-value' });
+    // Deleted while the agent that got it runs: kept (sealed) to redact what it may still print.
+    expect((await s.api.call('DELETE', `/v1/orgs/${org.id}/secrets/GONE`, { token: admin })).status).toBe(
+      204,
+    );
+    expect((await s.api.call('DELETE', `/v1/orgs/${org.id}/secrets/GONE`, { token: admin })).status).toBe(
+      404,
+    );
     expect(first.agentCredential).toMatch(/^[A-Za-z0-9_-]{43}$/);
 
     // The one redaction covers the org's defaults, the overridden one too, before storage.

@@ -38,7 +38,7 @@ function secretRoutes(
 
   r.delete('/:id/secrets/:key', async (req, res) => {
     const owner = await ownerOf(req, res);
-    await secrets.removeSecret(deps.db, owner, secretKey(req.params.key as string));
+    await secrets.removeSecret(deps, owner, secretKey(req.params.key as string));
     res.status(204).end();
   });
 
