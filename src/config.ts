@@ -192,6 +192,18 @@ const envSchema = z.object({
    * each redaction. Storing a new one beyond it (or creating with more) answers 403 quota_exceeded.
    */
   SECRETS_MAX_KEYS: z.coerce.number().int().min(1).max(100_000).default(200),
+  /**
+   * Plugins a workspace may hold, and the bytes of their files (as stored: base64): every one is in
+   * each of its boot bundles. Installing past either answers 403 quota_exceeded; a re-install of a
+   * held plugin counts its new files instead of its old ones.
+   */
+  PLUGINS_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000).default(32),
+  PLUGINS_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 40)
+    .default(64 * 1024 * 1024),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
   /**

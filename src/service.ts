@@ -166,6 +166,8 @@ export function apiSettings(config: Config): ApiSettings {
     acceptWithoutWorker: config.ACCEPT_WITHOUT_WORKER === '1',
     memoriesPerWorkspaceMax: config.MEMORIES_PER_WORKSPACE_MAX,
     secretsMaxKeys: config.SECRETS_MAX_KEYS,
+    pluginsPerWorkspaceMax: config.PLUGINS_PER_WORKSPACE_MAX,
+    pluginsMaxBytes: config.PLUGINS_MAX_BYTES,
     mcpSendTimeoutMs: config.MCP_SEND_TIMEOUT_MS,
     rateLimitPerMinute: config.RATE_LIMIT_PER_MINUTE,
     trustProxy: config.TRUST_PROXY,

@@ -49,6 +49,10 @@ export interface ApiSettings {
   memoriesPerWorkspaceMax?: number;
   /** Secret keys a workspace, or an org's defaults, may hold (default 200); a new one beyond → 403 quota_exceeded. */
   secretsMaxKeys?: number;
+  /** Plugins a workspace may hold (default 32); installing a new one beyond → 403 quota_exceeded. */
+  pluginsPerWorkspaceMax?: number;
+  /** Bytes of their stored files a workspace's plugins may take (default 64 MiB); beyond → 403 quota_exceeded. */
+  pluginsMaxBytes?: number;
   /** Requests per minute per key (org/admin token, or workspace); beyond it 429 rate_limited. */
   rateLimitPerMinute: number;
   /** Express's `trust proxy` (TRUST_PROXY): which proxies' `X-Forwarded-For` names the client. */

@@ -14,7 +14,15 @@ import { PluginRejected, validatePluginArchive } from '../plugins/archive.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import { PLUGIN_NAME, type PluginPackage } from '../plugins/schema.js';
 import { newId } from '../security/tokens.js';
-import { AppError, conflicting, invalid, missing, requireWorkerFor, temporalDown } from './errors.js';
+import {
+  AppError,
+  conflicting,
+  invalid,
+  missing,
+  quotaExceeded,
+  requireWorkerFor,
+  temporalDown,
+} from './errors.js';
 
 export interface PluginDeps {
   /** A pool: a request is recorded in a transaction of its own. */
@@ -22,8 +30,13 @@ export interface PluginDeps {
   /** Absent: installs and uninstalls are refused as unavailable. */
   plugins?: PluginWorkflows;
   log: Pick<Logger, 'warn'>;
-  settings: { plugins?: PluginCatalog };
+  settings: { plugins?: PluginCatalog; pluginsPerWorkspaceMax?: number; pluginsMaxBytes?: number };
 }
+
+/** Plugins one workspace may hold (PLUGINS_PER_WORKSPACE_MAX). */
+export const PLUGINS_PER_WORKSPACE_MAX = 32;
+/** Bytes their files may take, as stored and bundled (PLUGINS_MAX_BYTES): 64 MiB. */
+export const PLUGINS_MAX_BYTES = 64 * 1024 * 1024;
 
 /** A catalog plugin (`local://<name>`) or an uploaded archive, with the sha256 the caller expects. */
 export interface InstallInput {
@@ -146,17 +159,31 @@ export async function install(
   if (w.status === 'deleting') throw beingDeleted(w);
   const { pkg, source } = await packageOf(deps, body);
   if (!PLUGIN_NAME.test(pkg.name)) throw invalid('source: the plugin name is not valid', 'source');
-  return carryOut(deps, w, pkg.name, 'install', () =>
-    plugins.requestInstall(deps.db, {
-      workspaceId: w.id,
-      name: pkg.name,
-      version: pkg.version,
-      sha256: pkg.sha256,
-      source,
-      files: pkg.files,
-      requestId: newId(),
-    }),
-  );
+  const quota = {
+    count: deps.settings.pluginsPerWorkspaceMax ?? PLUGINS_PER_WORKSPACE_MAX,
+    bytes: deps.settings.pluginsMaxBytes ?? PLUGINS_MAX_BYTES,
+  };
+  return carryOut(deps, w, pkg.name, 'install', async () => {
+    try {
+      return await plugins.requestInstall(
+        deps.db,
+        {
+          workspaceId: w.id,
+          name: pkg.name,
+          version: pkg.version,
+          sha256: pkg.sha256,
+          source,
+          files: pkg.files,
+          requestId: newId(),
+        },
+        quota,
+      );
+    } catch (err) {
+      if (err instanceof plugins.PluginQuotaExceeded)
+        throw quotaExceeded(`${err.message}; uninstall one first`);
+      throw err;
+    }
+  });
 }
 
 export async function uninstall(

@@ -99,9 +99,22 @@ async function recordRequest(
   });
 }
 
+/** How much one workspace's plugins may hold: every one is in each of its boot bundles. */
+export interface PluginQuota {
+  /** Plugins (rows of any status). */
+  count: number;
+  /** Bytes of their stored files (base64 JSON, as the bundle carries them). */
+  bytes: number;
+}
+
+/** An install that would take the workspace's plugins past its PluginQuota; nothing was written. */
+export class PluginQuotaExceeded extends Error {}
+
 /**
  * Records an install request (a new row, or a re-install over a settled one). Null when an install
- * or uninstall of that name is still in flight: one workflow per plugin at a time.
+ * or uninstall of that name is still in flight: one workflow per plugin at a time. With `quota`,
+ * throws PluginQuotaExceeded when the workspace's other plugins and this one would exceed it
+ * (installs of one workspace are serialized for the count, so concurrent ones cannot overshoot).
  */
 export async function requestInstall(
   pool: pg.Pool,
@@ -114,9 +127,27 @@ export async function requestInstall(
     files: PluginFile[];
     requestId: string;
   },
+  quota?: PluginQuota,
 ): Promise<RecordedRequest | null> {
-  const values = [p.workspaceId, p.name, p.version, p.sha256, p.source, JSON.stringify(p.files), p.requestId];
+  const files = JSON.stringify(p.files);
+  const values = [p.workspaceId, p.name, p.version, p.sha256, p.source, files, p.requestId];
   return recordRequest(pool, p.workspaceId, p.name, async (tx, exists) => {
+    if (quota) {
+      // An advisory lock, not the workspace row's: no order to keep with the row locks elsewhere.
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtext('wo-plugin-quota:' || $1))`, [p.workspaceId]);
+      const { rows: held } = await tx.query<{ n: number; bytes: string }>(
+        `SELECT count(*)::int AS n, COALESCE(sum(octet_length(files::text)), 0)::bigint AS bytes
+           FROM workspace_plugins WHERE workspace_id = $1 AND name <> $2`,
+        [p.workspaceId, p.name],
+      );
+      const others = held[0] ?? { n: 0, bytes: '0' };
+      if (others.n + 1 > quota.count) {
+        throw new PluginQuotaExceeded(`a workspace holds at most ${quota.count} plugins`);
+      }
+      if (Number(others.bytes) + Buffer.byteLength(files) > quota.bytes) {
+        throw new PluginQuotaExceeded(`a workspace's plugins hold at most ${quota.bytes} bytes of files`);
+      }
+    }
     // A new name made meanwhile by a concurrent request (no row to lock before): that one is in flight.
     const { rows } = await tx.query<Row>(
       exists

@@ -13,13 +13,13 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
 import { describe, expect, test } from 'vitest';
 import { loadPluginDir } from '../../src/plugins/catalog.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES } from '../../src/plugins/schema.js';
 import type Dockerode from 'dockerode';
 import { BackendError } from '../../src/backends/backend.js';
 import { waitFor } from '../setup/wait-for.js';
+import { manifest, tarGz, type Entry } from '../support/plugin-archives.js';
 import { waitForStatus } from '../support/stack.js';
 import { spawnWorker } from '../support/worker-process.js';
 import { pluginWorkflowId } from '../../src/workflows/messages.js';
@@ -30,28 +30,6 @@ const it = test.sequential;
 
 const CATALOG = path.resolve(import.meta.dirname, '../../plugins');
 const HELLO = loadPluginDir(path.join(CATALOG, 'hello-tools'), 'hello-tools');
-
-type Entry = { name: string; type?: tar.Header['type']; content?: string; linkname?: string };
-
-async function tarGz(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-  const ended = new Promise<void>((resolve) => pack.on('end', () => resolve()));
-  for (const e of entries) {
-    const type = e.type ?? 'file';
-    const body = Buffer.from(type === 'file' ? (e.content ?? '') : '');
-    pack.entry({ name: e.name, type, linkname: e.linkname, size: body.length }, body);
-  }
-  pack.finalize();
-  await ended;
-  return gzipSync(Buffer.concat(chunks));
-}
-
-const manifest = (name: string, version = '1.0.0'): Entry => ({
-  name: 'plugin.yaml',
-  content: `name: ${name}\nversion: ${version}\n`,
-});
 
 describe.each(PARITY_BACKENDS)('%s: plugins', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend, {

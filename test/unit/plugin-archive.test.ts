@@ -9,31 +9,12 @@ import { mkdirSync, writeFileSync, symlinkSync } from 'node:fs';
 import { posix, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import tar from 'tar-stream';
 import { describe, expect, test } from 'vitest';
 import { pluginEntryPath, PluginRejected, validatePluginArchive } from '../../src/plugins/archive.js';
 import { loadPluginCatalog, PluginCatalogError } from '../../src/plugins/catalog.js';
 import { PLUGIN_MAX_ARCHIVE_BYTES, PLUGIN_MAX_UNPACKED_BYTES } from '../../src/plugins/schema.js';
+import { tarGz, type Entry } from '../support/plugin-archives.js';
 import { tempDir } from '../support/temp-dirs.js';
-
-type Entry = { name: string; type?: tar.Header['type']; content?: string | Buffer; linkname?: string };
-
-async function tarGz(entries: Entry[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
-  const ended = new Promise<void>((resolve) => pack.on('end', () => resolve()));
-  for (const e of entries) {
-    const type = e.type ?? 'file';
-    const body = type === 'file' ? Buffer.from(e.content ?? '') : undefined;
-    const header = { name: e.name, type, linkname: e.linkname, size: body?.length ?? 0 };
-    if (body) pack.entry(header, body);
-    else pack.entry(header, Buffer.alloc(0));
-  }
-  pack.finalize();
-  await ended;
-  return gzipSync(Buffer.concat(chunks));
-}
 
 const MANIFEST: Entry = { name: 'plugin.yaml', content: 'name: demo\nversion: 1.0.0\n' };
 
