@@ -101,15 +101,15 @@ const MAX_LINGERING = 64;
 /** At most one warning per reason this often (a flood would otherwise log each connection). */
 const WARN_EVERY_MS = 10_000;
 
-/**
- * Puts the caps in front of `server`'s HTTP handling: its own 'connection' listener is wrapped, so a
- * refused socket never reaches the HTTP parser (a request already sent on it is read and dropped).
- */
 export interface ConnectionCount {
   /** Connections this server holds open now (refused ones not counted). */
   open(): number;
 }
 
+/**
+ * Puts the caps in front of `server`'s HTTP handling: its own 'connection' listener is wrapped, so a
+ * refused socket never reaches the HTTP parser (a request already sent on it is read and dropped).
+ */
 export function limitConnections(server: Server, limits: ConnectionLimits, log: Logger): ConnectionCount {
   const handlers = server.listeners('connection') as Array<(socket: Socket) => void>;
   server.removeAllListeners('connection');
@@ -125,7 +125,7 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
     const now = Date.now();
     if (now - lastWarned[reason] >= WARN_EVERY_MS) {
       log.warn(
-        { reason, peer, refused: skipped[reason], open: total, limits },
+        { reason, peer, refusedSinceLastWarning: skipped[reason], open: total, limits },
         'connection refused at the cap',
       );
       lastWarned[reason] = now;

@@ -184,7 +184,11 @@ describe('a one-process deployment flooded past its descriptor limit (default ca
 
   it('keeps serving its open connections and running workflows; nothing aborts', async () => {
     const port = await freePort();
-    const env = testEnv({ PORT: String(port), SWEEP_SCHEDULES: 'off' });
+    const env = testEnv({
+      PORT: String(port),
+      SWEEP_SCHEDULES: 'off',
+      API_MAX_CONNECTIONS_PER_CLIENT: 'auto',
+    });
     // 400 descriptors: the default cap is a third (133), a quarter of that per peer (33).
     api = await spawnApi(env, { entry: 'all', fdLimit: 400 });
     // The test's own connection, opened before the flood and kept alive through it.

@@ -68,6 +68,9 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
     LOG_LEVEL: 'warn',
     // Worker processes of parallel test files would contend for one default port.
     WORKER_METRICS_ADDRESS: 'off',
+    // Every test calls from 127.0.0.1, some hundreds at once: one peer as far as a per-peer cap
+    // goes (whose default depends on the machine's descriptor limit). Its own test sets it.
+    API_MAX_CONNECTIONS_PER_CLIENT: 'off',
     // The run's Temporal server is shared by every file: no file schedules sweeps unless it asks.
     SWEEP_SCHEDULES: 'off',
     // Suites that stop resources out of band test the user's start/restart: nothing restarts by
