@@ -324,6 +324,12 @@ const envSchema = z.object({
     .positive()
     .default(DEFAULT_BOUNDS.eventStreamsPerPrincipal),
   EVENTS_POLL_MS: msSetting(DEFAULT_BOUNDS.eventsPollMs),
+  FILE_BUFFERED_UPLOADS_MAX: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.bufferedUploadsMax),
+  FILE_BUFFERED_UPLOADS_PER_PRINCIPAL: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_BOUNDS.bufferedUploadsPerPrincipal),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -161,6 +161,8 @@ export function apiSettings(config: Config): ApiSettings {
       eventStreamsMax: config.EVENT_STREAMS_MAX,
       eventStreamsPerPrincipal: config.EVENT_STREAMS_PER_PRINCIPAL,
       eventsPollMs: config.EVENTS_POLL_MS,
+      bufferedUploadsMax: config.FILE_BUFFERED_UPLOADS_MAX,
+      bufferedUploadsPerPrincipal: config.FILE_BUFFERED_UPLOADS_PER_PRINCIPAL,
     },
     orgWorkspaceQuota: config.ORG_WORKSPACE_QUOTA,
     acceptWithoutWorker: config.ACCEPT_WITHOUT_WORKER === '1',

@@ -68,6 +68,18 @@ export function principalOf(res: { locals: Record<string, unknown> }): Principal
   return res.locals.principal as Principal;
 }
 
+/** Who a per-principal cap counts: an org (all its keys), the admin, a workspace token's workspace. */
+export function principalKey(p: Principal): string {
+  switch (p.kind) {
+    case 'org':
+      return `org:${p.orgId}`;
+    case 'workspace':
+      return `ws:${p.workspaceId}`;
+    default:
+      return p.kind;
+  }
+}
+
 /** Org scope of a management call: null = admin (all orgs). Workspace tokens may not manage. */
 export function orgScope(p: Principal): string | null {
   if (p.kind === 'admin') return null;

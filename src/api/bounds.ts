@@ -17,6 +17,14 @@ export interface Bounds {
   eventStreamsPerPrincipal: number;
   /** Interval of the one shared poll of transitions feeding every `/events` stream. */
   eventsPollMs: number;
+  /**
+   * File uploads held whole in memory at once per process (a body with no declared length, or
+   * compressed: up to 10 MiB each); past it 429 `too_many_uploads`. Declared-length uploads are
+   * streamed and not counted.
+   */
+  bufferedUploadsMax: number;
+  /** The same per principal (API key, admin). */
+  bufferedUploadsPerPrincipal: number;
 }
 
 export const DEFAULT_BOUNDS: Bounds = {
@@ -27,6 +35,8 @@ export const DEFAULT_BOUNDS: Bounds = {
   eventStreamsMax: 1000,
   eventStreamsPerPrincipal: 20,
   eventsPollMs: 250,
+  bufferedUploadsMax: 16,
+  bufferedUploadsPerPrincipal: 4,
 };
 
 export function boundsOf(settings: { bounds?: Partial<Bounds> }): Bounds {

@@ -37,6 +37,12 @@ export const httpDuration = new client.Histogram({
   registers: [registry],
 });
 
+export const bufferedUploads = new client.Gauge({
+  name: 'wo_api_buffered_uploads',
+  help: 'File uploads of unknown length this API process is reading whole (FILE_BUFFERED_UPLOADS_MAX)',
+  registers: [registry],
+});
+
 /** Counts one answered request (`route`: the matched pattern, never the raw URL). */
 export function observeRequest(route: string, method: string, status: number, seconds: number): void {
   const labels = { route, method, status: String(status) };

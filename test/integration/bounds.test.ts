@@ -11,11 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Queryable } from '../../src/db/queryable.js';
 import { recordTransition } from '../../src/db/workspaces.js';
+import { registry } from '../../src/api/metrics.js';
 import { TransitionFeed } from '../../src/api/transition-feed.js';
 import type { TransitionEvent } from '../../src/db/events.js';
 import { followEvents, type EventsStream } from '../support/events-stream.js';
 import { waitFor } from '../setup/wait-for.js';
-import { insertWorkspaceRow, useStack, type Stack } from '../support/stack.js';
+import { createOrg, insertWorkspaceRow, useStack, type Stack } from '../support/stack.js';
 import { provingIdentity, stackCredentials } from '../support/agent-identity.js';
 
 const MiB = 1024 * 1024;
@@ -40,7 +41,97 @@ function clientFrame(opcode: number, payload: Buffer): Buffer {
 describe('bounded data plane (backend-independent)', () => {
   const t = useStack({
     worker: false,
-    env: { EVENT_STREAMS_PER_PRINCIPAL: '3', EVENTS_POLL_MS: '200' },
+    env: {
+      EVENT_STREAMS_PER_PRINCIPAL: '3',
+      EVENTS_POLL_MS: '200',
+      FILE_BUFFERED_UPLOADS_MAX: '3',
+      FILE_BUFFERED_UPLOADS_PER_PRINCIPAL: '2',
+    },
+  });
+
+  /**
+   * A PUT of file content with no declared length (chunked), its first chunk sent and the rest held:
+   * the API reads such a body whole, so it holds an upload slot until `finish()`.
+   */
+  function heldUpload(id: string, key: string) {
+    const { port } = new URL(t.stack.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (received += d));
+    socket.on('error', () => undefined);
+    const answered = () => /^HTTP\/1\.1 (\d{3})/.exec(received)?.[1];
+    socket.write(
+      `PUT /v1/workspaces/${id}/files/content?root=/workspace&path=held.txt HTTP/1.1\r\nHost: x\r\n` +
+        `Authorization: Bearer ${key}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`,
+    );
+    return {
+      answered,
+      finish: () => socket.write('0\r\n\r\n'),
+      close: () => socket.destroy(),
+    };
+  }
+
+  it('files: uploads read whole are capped per principal and per process (429); streamed ones are not', async () => {
+    const other = await createOrg(t.stack, 'uploads-other');
+    const mine = await onlineWorkspace(t.stack, t.orgId, null);
+    const theirs = await onlineWorkspace(t.stack, other.id, null);
+    const buffering = async () =>
+      (await registry.getSingleMetric('wo_api_buffered_uploads')?.get())?.values[0]?.value;
+    const held = [heldUpload(mine, t.key), heldUpload(mine, t.key), heldUpload(theirs, other.apiKey)];
+    const put = (id: string, key: string, init: RequestInit = {}) =>
+      fetch(`${t.stack.url}/v1/workspaces/${id}/files/content?root=/workspace&path=x.txt`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${key}` },
+        ...init,
+      });
+    const chunked = (id: string, key: string) =>
+      put(id, key, {
+        body: new ReadableStream({
+          start(c) {
+            c.enqueue(new TextEncoder().encode('x'));
+            c.close();
+          },
+        }),
+        duplex: 'half',
+      } as RequestInit);
+    try {
+      // The held bodies are being read (this process's API counts them) before the caps are tried.
+      await waitFor(async () => (await buffering()) === 3, {
+        timeoutMs: 10_000,
+        describe: 'three uploads held',
+      });
+      expect(held.map((h) => h.answered())).toEqual([undefined, undefined, undefined]);
+      // Mine: my principal's two slots are taken; theirs: the process's three are.
+      for (const [id, key] of [
+        [mine, t.key],
+        [theirs, other.apiKey],
+      ] as const) {
+        const refused = await chunked(id, key);
+        expect(refused.status).toBe(429);
+        expect(refused.headers.get('retry-after')).toBe('5');
+        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('too_many_uploads');
+      }
+      // A declared-length upload is streamed, not buffered: not capped (it reaches the backend,
+      // which has no resource behind these rows).
+      expect((await put(mine, t.key, { body: 'streamed' })).status).not.toBe(429);
+
+      // The held uploads end (answered by the backend); their slots come back.
+      for (const h of held) h.finish();
+      await waitFor(() => held.every((h) => h.answered() !== undefined), {
+        timeoutMs: 10_000,
+        describe: 'the held uploads answered',
+      });
+      expect(held.map((h) => h.answered())).not.toContain('429');
+      await waitFor(async () => (await buffering()) === 0, {
+        timeoutMs: 10_000,
+        describe: 'the slots released',
+      });
+      expect((await chunked(mine, t.key)).status).not.toBe(429);
+      expect((await chunked(theirs, other.apiKey)).status).not.toBe(429);
+    } finally {
+      for (const h of held) h.close();
+    }
   });
 
   it('terminal: a flood of frames before the session opens closes the socket (1008); the server stays up', async () => {

@@ -21,7 +21,7 @@ const ERRORS: Record<number, string> = {
   409: '`conflict`, `not_online` (with Retry-After), `stale_generation`, `config_mismatch`, …',
   413: '`payload_too_large` or `file_too_large`',
   415: '`unsupported_media_type`: a body encoding or charset that cannot be read',
-  429: '`rate_limited` or `too_many_streams`, with Retry-After',
+  429: '`rate_limited`, `too_many_streams` or `too_many_uploads`, with Retry-After',
   502: '`agent_unreachable`, `agent_error` or `backend_error`',
   503: '`temporal_unavailable`, `backend_unavailable` or `database_unavailable`, with Retry-After',
   504: '`agent_timeout`',

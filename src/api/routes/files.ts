@@ -1,9 +1,11 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import express, { Router, type Response } from 'express';
+import express, { Router, type Request, type Response } from 'express';
 import * as files from '../../app/files.js';
 import { BackendError, type FileContent } from '../../backends/backend.js';
+import { principalKey, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
+import { bufferedUploads } from '../metrics.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, parse } from '../errors.js';
 import { fileContentQuery, fileListQuery } from '../schemas.js';
@@ -54,8 +56,45 @@ export function filesRouter(deps: ApiDeps): Router {
     }
   });
 
-  // Bodies without a declared length (or compressed) are read whole, within the same limit.
+  // Bodies without a declared length (or compressed) are read whole, within the same limit; so
+  // many at once, per process and per principal, that their buffers stay bounded.
   const rawBody = express.raw({ type: () => true, limit: MAX_FILE_BYTES });
+  let buffering = 0;
+  const bufferingOf = new Map<string, number>();
+  const readWhole = async (req: Request, res: Response): Promise<Buffer> => {
+    const who = principalKey(principalOf(res));
+    if (
+      buffering >= bounds.bufferedUploadsMax ||
+      (bufferingOf.get(who) ?? 0) >= bounds.bufferedUploadsPerPrincipal
+    ) {
+      // Answered before the body is read: the connection goes with the answer.
+      res.set('connection', 'close');
+      throw new HttpError(
+        429,
+        'too_many_uploads',
+        'too many uploads of unknown length at once; retry shortly',
+        {
+          retryAfterSeconds: 5,
+        },
+      );
+    }
+    buffering++;
+    bufferedUploads.inc();
+    bufferingOf.set(who, (bufferingOf.get(who) ?? 0) + 1);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+      );
+    } finally {
+      buffering--;
+      bufferedUploads.dec();
+      const n = (bufferingOf.get(who) ?? 1) - 1;
+      if (n > 0) bufferingOf.set(who, n);
+      else bufferingOf.delete(who);
+    }
+    const body: unknown = req.body;
+    return Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+  };
 
   r.put('/:id/files/content', async (req, res) => {
     const declared = req.get('content-length');
@@ -78,11 +117,7 @@ export function filesRouter(deps: ApiDeps): Router {
       });
       content = { size, stream: body };
     } else {
-      await new Promise<void>((resolve, reject) =>
-        rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
-      );
-      const body: unknown = req.body;
-      content = Buffer.isBuffer(body) ? body : Buffer.alloc(0);
+      content = await readWhole(req, res);
     }
     try {
       await files.writeFile(deps, w, q, content);

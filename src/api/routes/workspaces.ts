@@ -2,7 +2,7 @@ import { Router } from 'express';
 import * as app from '../../app/workspaces.js';
 import type { TransitionEvent } from '../../db/events.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
-import { orgScope, principalOf, type Principal } from '../auth.js';
+import { orgScope, principalKey, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, parse } from '../errors.js';
@@ -155,18 +155,6 @@ export function workspacesRouter(deps: ApiDeps): Router {
 
 /** Bytes an event stream may have queued for a slow client before it is closed. */
 const STREAM_BUFFER_MAX = 1024 * 1024;
-
-/** Streams are counted per principal: an org's keys, the admin, a workspace token. */
-function principalKey(p: Principal): string {
-  switch (p.kind) {
-    case 'org':
-      return `org:${p.orgId}`;
-    case 'workspace':
-      return `ws:${p.workspaceId}`;
-    default:
-      return p.kind;
-  }
-}
 
 /** Opaque to clients; the last id of the page (keyset paging is stable under inserts). */
 function encodeCursor(id: string): string {
