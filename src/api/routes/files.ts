@@ -56,12 +56,14 @@ export function filesRouter(deps: ApiDeps): Router {
     }
   });
 
-  // Bodies without a declared length (or compressed) are read whole, within the same limit; so
-  // many at once, per process and per principal, that their buffers stay bounded.
+  // Bodies without a declared length (or compressed) are read whole, within the same limit, and
+  // held until written: so many at once, per process and per principal, that the buffers stay
+  // bounded. Declared-length bodies are streamed (above) and not counted.
   const rawBody = express.raw({ type: () => true, limit: MAX_FILE_BYTES });
   let buffering = 0;
   const bufferingOf = new Map<string, number>();
-  const readWhole = async (req: Request, res: Response): Promise<Buffer> => {
+  /** A slot for one body read whole; the returned function gives it back (once). */
+  const takeUploadSlot = (res: Response): (() => void) => {
     const who = principalKey(principalOf(res));
     if (
       buffering >= bounds.bufferedUploadsMax ||
@@ -81,17 +83,21 @@ export function filesRouter(deps: ApiDeps): Router {
     buffering++;
     bufferedUploads.inc();
     bufferingOf.set(who, (bufferingOf.get(who) ?? 0) + 1);
-    try {
-      await new Promise<void>((resolve, reject) =>
-        rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
-      );
-    } finally {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       buffering--;
       bufferedUploads.dec();
       const n = (bufferingOf.get(who) ?? 1) - 1;
       if (n > 0) bufferingOf.set(who, n);
       else bufferingOf.delete(who);
-    }
+    };
+  };
+  const readWhole = async (req: Request, res: Response): Promise<Buffer> => {
+    await new Promise<void>((resolve, reject) =>
+      rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())),
+    );
     const body: unknown = req.body;
     return Buffer.isBuffer(body) ? body : Buffer.alloc(0);
   };
@@ -105,7 +111,8 @@ export function filesRouter(deps: ApiDeps): Router {
       throw new HttpError(413, 'payload_too_large', 'request body too large');
     }
     const { w, q } = load(res, () => parse(fileContentQuery, req.query, 'query'));
-    let content: FileContent;
+    let content: FileContent | undefined;
+    let release = (): void => undefined;
     if (size !== null && Number.isSafeInteger(size) && !encoded) {
       // Streamed to the workspace at the client's pace: never held whole here. Through a PassThrough,
       // so a backend that gives up on the stream does not tear down the request (its answer still
@@ -117,9 +124,10 @@ export function filesRouter(deps: ApiDeps): Router {
       });
       content = { size, stream: body };
     } else {
-      content = await readWhole(req, res);
+      release = takeUploadSlot(res);
     }
     try {
+      if (content === undefined) content = await readWhole(req, res);
       await files.writeFile(deps, w, q, content);
     } catch (err) {
       // Refused before the whole upload was read: drain the rest so the answer reaches the client.
@@ -128,6 +136,8 @@ export function filesRouter(deps: ApiDeps): Router {
         req.resume();
       }
       throw err;
+    } finally {
+      release();
     }
     res.status(204).end();
   });
