@@ -13,7 +13,8 @@ import { createActivities } from './activities/index.js';
 import { createApp } from './api/app.js';
 import { withTimeout } from './api/metrics.js';
 import { attachTerminal } from './api/terminal.js';
-import { limitConnections, resolveConnectionLimits, type ConnectionCount } from './api/connection-limits.js';
+import type { CappedCounts } from './api/capped-counts.js';
+import { limitConnections, resolveConnectionLimits } from './api/connection-limits.js';
 import { connectTemporal } from './api/temporal-connection.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
@@ -233,7 +234,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
 
   let server: Server | null = null;
   let terminal: { close(): Promise<void> } | null = null;
-  let connections: ConnectionCount | null = null;
+  let connections: CappedCounts | null = null;
   let port: number | null = null;
   let feed: ChangeFeed | null = null;
   let proxyViews: ProxyViews | null = null;
@@ -338,7 +339,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     worker,
     proxyViews,
     inflight,
-    openConnections: () => connections?.open() ?? 0,
+    openConnections: () => connections?.held ?? 0,
     async close() {
       await terminal?.close();
       if (server) {

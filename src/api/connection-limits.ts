@@ -9,9 +9,9 @@
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import client from 'prom-client';
 import type { Logger } from 'pino';
-import { registry } from './metrics.js';
+import { CappedCounts } from './capped-counts.js';
+import { connectionsOpen, connectionsRefused } from './metrics.js';
 
 export interface ConnectionLimits {
   /** Open connections this process serves at once (terminal sockets and streams included). */
@@ -66,18 +66,6 @@ function readLimits(): string | null {
   }
 }
 
-const open = new client.Gauge({
-  name: 'wo_api_connections_open',
-  help: 'Client connections this API process holds open',
-  registers: [registry],
-});
-const refused = new client.Counter({
-  name: 'wo_api_connections_refused_total',
-  help: 'Client connections refused at a cap (reason: max = API_MAX_CONNECTIONS, per_client = API_MAX_CONNECTIONS_PER_CLIENT)',
-  labelNames: ['reason'] as const,
-  registers: [registry],
-});
-
 const REFUSAL_BODY = JSON.stringify({
   error: { code: 'too_many_connections', message: 'too many open connections; retry shortly' },
 });
@@ -101,31 +89,26 @@ const MAX_LINGERING = 64;
 /** At most one warning per reason this often (a flood would otherwise log each connection). */
 const WARN_EVERY_MS = 10_000;
 
-export interface ConnectionCount {
-  /** Connections this server holds open now (refused ones not counted). */
-  open(): number;
-}
-
 /**
  * Puts the caps in front of `server`'s HTTP handling: its own 'connection' listener is wrapped, so a
  * refused socket never reaches the HTTP parser (a request already sent on it is read and dropped).
+ * Answers the count of the connections it holds.
  */
-export function limitConnections(server: Server, limits: ConnectionLimits, log: Logger): ConnectionCount {
+export function limitConnections(server: Server, limits: ConnectionLimits, log: Logger): CappedCounts {
   const handlers = server.listeners('connection') as Array<(socket: Socket) => void>;
   server.removeAllListeners('connection');
-  let total = 0;
-  const perPeer = new Map<string, number>();
+  const held = new CappedCounts(limits.max, limits.perClient);
   const lastWarned = { max: 0, per_client: 0 };
   const skipped = { max: 0, per_client: 0 };
 
   let lingering = 0;
   const refuse = (socket: Socket, reason: 'max' | 'per_client', peer: string) => {
-    refused.inc({ reason });
+    connectionsRefused.inc({ reason });
     skipped[reason]++;
     const now = Date.now();
     if (now - lastWarned[reason] >= WARN_EVERY_MS) {
       log.warn(
-        { reason, peer, refusedSinceLastWarning: skipped[reason], open: total, limits },
+        { reason, peer, refusedSinceLastWarning: skipped[reason], open: held.held, limits },
         'connection refused at the cap',
       );
       lastWarned[reason] = now;
@@ -143,20 +126,15 @@ export function limitConnections(server: Server, limits: ConnectionLimits, log: 
 
   server.on('connection', (socket: Socket) => {
     const peer = socket.remoteAddress ?? 'unknown';
-    if (total >= limits.max) return refuse(socket, 'max', peer);
-    const held = perPeer.get(peer) ?? 0;
-    if (limits.perClient !== null && held >= limits.perClient) return refuse(socket, 'per_client', peer);
-    total++;
-    perPeer.set(peer, held + 1);
-    open.inc();
+    const release = held.take(peer);
+    if (release === 'max') return refuse(socket, 'max', peer);
+    if (release === 'per_key') return refuse(socket, 'per_client', peer);
+    connectionsOpen.inc();
     socket.once('close', () => {
-      total--;
-      open.dec();
-      const left = (perPeer.get(peer) ?? 1) - 1;
-      if (left === 0) perPeer.delete(peer);
-      else perPeer.set(peer, left);
+      release();
+      connectionsOpen.dec();
     });
     for (const handler of handlers) handler.call(server, socket);
   });
-  return { open: () => total };
+  return held;
 }

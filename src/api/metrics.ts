@@ -37,6 +37,17 @@ export const httpDuration = new client.Histogram({
   registers: [registry],
 });
 
+export const connectionsOpen = new client.Gauge({
+  name: 'wo_api_connections_open',
+  help: 'Client connections this API process holds open',
+  registers: [registry],
+});
+export const connectionsRefused = new client.Counter({
+  name: 'wo_api_connections_refused_total',
+  help: 'Client connections refused at a cap (reason: max = API_MAX_CONNECTIONS, per_client = API_MAX_CONNECTIONS_PER_CLIENT)',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
 export const bufferedUploads = new client.Gauge({
   name: 'wo_api_buffered_uploads',
   help: 'File uploads of unknown length this API process is reading whole (FILE_BUFFERED_UPLOADS_MAX)',

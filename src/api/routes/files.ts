@@ -5,6 +5,7 @@ import * as files from '../../app/files.js';
 import { BackendError, type FileContent } from '../../backends/backend.js';
 import { principalKey, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
+import { CappedCounts } from '../capped-counts.js';
 import { bufferedUploads } from '../metrics.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, parse } from '../errors.js';
@@ -60,15 +61,11 @@ export function filesRouter(deps: ApiDeps): Router {
   // held until written: so many at once, per process and per principal, that the buffers stay
   // bounded. Declared-length bodies are streamed (above) and not counted.
   const rawBody = express.raw({ type: () => true, limit: MAX_FILE_BYTES });
-  let buffering = 0;
-  const bufferingOf = new Map<string, number>();
-  /** A slot for one body read whole; the returned function gives it back (once). */
+  const buffered = new CappedCounts(bounds.bufferedUploadsMax, bounds.bufferedUploadsPerPrincipal);
+  /** A slot for one body read whole; the returned function gives it back (call it once). */
   const takeUploadSlot = (res: Response): (() => void) => {
-    const who = principalKey(principalOf(res));
-    if (
-      buffering >= bounds.bufferedUploadsMax ||
-      (bufferingOf.get(who) ?? 0) >= bounds.bufferedUploadsPerPrincipal
-    ) {
+    const release = buffered.take(principalKey(principalOf(res)));
+    if (typeof release !== 'function') {
       // Answered before the body is read: the connection goes with the answer.
       res.set('connection', 'close');
       throw new HttpError(
@@ -80,18 +77,10 @@ export function filesRouter(deps: ApiDeps): Router {
         },
       );
     }
-    buffering++;
     bufferedUploads.inc();
-    bufferingOf.set(who, (bufferingOf.get(who) ?? 0) + 1);
-    let released = false;
     return () => {
-      if (released) return;
-      released = true;
-      buffering--;
+      release();
       bufferedUploads.dec();
-      const n = (bufferingOf.get(who) ?? 1) - 1;
-      if (n > 0) bufferingOf.set(who, n);
-      else bufferingOf.delete(who);
     };
   };
   const readWhole = async (req: Request, res: Response): Promise<Buffer> => {

@@ -4,6 +4,7 @@ import type { TransitionEvent } from '../../db/events.js';
 import type { WorkspaceRow } from '../../db/workspaces.js';
 import { orgScope, principalKey, principalOf } from '../auth.js';
 import { boundsOf } from '../bounds.js';
+import { CappedCounts } from '../capped-counts.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, parse } from '../errors.js';
 import { presentWorkspace } from '../present.js';
@@ -92,22 +93,16 @@ export function workspacesRouter(deps: ApiDeps): Router {
   const bounds = boundsOf(settings);
   const feed = new TransitionFeed(db, { intervalMs: bounds.eventsPollMs, log: deps.log });
   deps.transitionHints?.onTransition((id) => feed.wake(id));
-  let openStreams = 0;
-  const streamsOf = new Map<string, number>();
+  const streams = new CappedCounts(bounds.eventStreamsMax, bounds.eventStreamsPerPrincipal);
 
   r.get('/:id/events', async (req, res) => {
     const w = workspaceOf(res, MANAGE);
-    const who = principalKey(principalOf(res));
-    if (
-      openStreams >= bounds.eventStreamsMax ||
-      (streamsOf.get(who) ?? 0) >= bounds.eventStreamsPerPrincipal
-    ) {
+    const release = streams.take(principalKey(principalOf(res)));
+    if (typeof release !== 'function') {
       throw new HttpError(429, 'too_many_streams', 'too many open event streams; close one or retry later', {
         retryAfterSeconds: 5,
       });
     }
-    openStreams++;
-    streamsOf.set(who, (streamsOf.get(who) ?? 0) + 1);
     let unsubscribe: (() => void) | null = null;
     // Comments between events keep proxies from dropping an idle stream (first one after the headers).
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 10_000);
@@ -117,10 +112,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
       finished = true;
       clearInterval(keepAlive);
       unsubscribe?.();
-      openStreams--;
-      const n = (streamsOf.get(who) ?? 1) - 1;
-      if (n > 0) streamsOf.set(who, n);
-      else streamsOf.delete(who);
+      release();
       res.end();
     };
     res.on('close', finish);
