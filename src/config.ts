@@ -4,6 +4,12 @@ import express from 'express';
 import { z } from 'zod';
 import { DEFAULT_BOUNDS } from './api/bounds.js';
 import {
+  MEMORIES_PER_WORKSPACE_MAX,
+  PLUGINS_MAX_BYTES,
+  PLUGINS_PER_WORKSPACE_MAX,
+  SECRETS_MAX_KEYS,
+} from './domain/quotas.js';
+import {
   loadTemplateCatalog,
   mergeTemplates,
   TemplateCatalogError,
@@ -17,7 +23,10 @@ import { METRICS_ADDRESS_RULE, metricsAddresses } from './worker/metrics-address
  * Every setting the service reads, parsed and validated in one place. The README documents each
  * one; a bad value fails at start with the variable named, never later at first use.
  */
-const msSetting = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** A positive whole number (a count, a size in bytes), with its default. */
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** The same, in milliseconds. */
+const msSetting = positiveInt;
 /** The trimmed, non-empty items of a comma-separated setting. */
 const listItems = (v: string): string[] =>
   v
@@ -186,24 +195,29 @@ const envSchema = z.object({
   /** Longest an MCP send_message may wait for its peer's whole answer; then a tool error (504 logged). */
   MCP_SEND_TIMEOUT_MS: msSetting(600_000),
   /** Memories a workspace may hold; storing one beyond it answers 403 quota_exceeded. */
-  MEMORIES_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000_000).default(10_000),
+  MEMORIES_PER_WORKSPACE_MAX: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000_000)
+    .default(MEMORIES_PER_WORKSPACE_MAX),
   /**
    * Secret keys a workspace, or an org's defaults, may hold: every one is in each boot bundle and in
    * each redaction. Storing a new one beyond it (or creating with more) answers 403 quota_exceeded.
    */
-  SECRETS_MAX_KEYS: z.coerce.number().int().min(1).max(100_000).default(200),
+  SECRETS_MAX_KEYS: z.coerce.number().int().min(1).max(100_000).default(SECRETS_MAX_KEYS),
   /**
    * Plugins a workspace may hold, and the bytes of their files (as stored: base64): every one is in
    * each of its boot bundles. Installing past either answers 403 quota_exceeded; a re-install of a
    * held plugin counts its new files instead of its old ones.
    */
-  PLUGINS_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000).default(32),
+  PLUGINS_PER_WORKSPACE_MAX: z.coerce.number().int().min(1).max(10_000).default(PLUGINS_PER_WORKSPACE_MAX),
   PLUGINS_MAX_BYTES: z.coerce
     .number()
     .int()
     .min(1)
     .max(2 ** 40)
-    .default(64 * 1024 * 1024),
+    .default(PLUGINS_MAX_BYTES),
   /** Requests per minute per API key or workspace; beyond it 429 rate_limited with Retry-After. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(10_000_000).default(600),
   /**
@@ -309,27 +323,15 @@ const envSchema = z.object({
       return urls;
     }),
   /** Data-plane caps (src/api/bounds.ts). */
-  FILE_READ_MAX_BYTES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileReadMaxBytes),
-  FILE_LIST_MAX_ENTRIES: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.fileListMaxEntries),
-  BOOT_LOG_CONSOLE_MAX_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(DEFAULT_BOUNDS.bootLogConsoleMaxBytes),
-  BOOT_LOG_MAX_EVENTS: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.bootLogMaxEvents),
-  EVENT_STREAMS_MAX: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.eventStreamsMax),
-  EVENT_STREAMS_PER_PRINCIPAL: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(DEFAULT_BOUNDS.eventStreamsPerPrincipal),
+  FILE_READ_MAX_BYTES: positiveInt(DEFAULT_BOUNDS.fileReadMaxBytes),
+  FILE_LIST_MAX_ENTRIES: positiveInt(DEFAULT_BOUNDS.fileListMaxEntries),
+  BOOT_LOG_CONSOLE_MAX_BYTES: positiveInt(DEFAULT_BOUNDS.bootLogConsoleMaxBytes),
+  BOOT_LOG_MAX_EVENTS: positiveInt(DEFAULT_BOUNDS.bootLogMaxEvents),
+  EVENT_STREAMS_MAX: positiveInt(DEFAULT_BOUNDS.eventStreamsMax),
+  EVENT_STREAMS_PER_PRINCIPAL: positiveInt(DEFAULT_BOUNDS.eventStreamsPerPrincipal),
   EVENTS_POLL_MS: msSetting(DEFAULT_BOUNDS.eventsPollMs),
-  FILE_BUFFERED_UPLOADS_MAX: z.coerce.number().int().positive().default(DEFAULT_BOUNDS.bufferedUploadsMax),
-  FILE_BUFFERED_UPLOADS_PER_PRINCIPAL: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(DEFAULT_BOUNDS.bufferedUploadsPerPrincipal),
+  FILE_BUFFERED_UPLOADS_MAX: positiveInt(DEFAULT_BOUNDS.bufferedUploadsMax),
+  FILE_BUFFERED_UPLOADS_PER_PRINCIPAL: positiveInt(DEFAULT_BOUNDS.bufferedUploadsPerPrincipal),
 });
 
 export type Env = z.infer<typeof envSchema>;

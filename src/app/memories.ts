@@ -13,15 +13,13 @@ import {
 import { redactorFor } from '../db/secrets.js';
 import type { SecretBox } from '../security/secrets.js';
 import { missing, quotaExceeded } from './errors.js';
+import { MEMORIES_PER_WORKSPACE_MAX } from '../domain/quotas.js';
 
 export interface MemoryDeps {
   db: pg.Pool;
   secrets: SecretBox;
   settings?: { memoriesPerWorkspaceMax?: number };
 }
-
-/** Memories a workspace may hold unless the settings say otherwise. */
-export const MEMORIES_PER_WORKSPACE_MAX = 10_000;
 
 /** One page, newest first; `next` says where the following page starts (null on the last). */
 export function listPage(

@@ -10,6 +10,7 @@ import { PluginWorkflowBusy } from '../api/plugin-workflows.js';
 import * as plugins from '../db/plugins.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
 import { PLUGIN_REQUEST_LOST_AFTER_MS } from '../domain/plugin-start.js';
+import { PLUGINS_MAX_BYTES, PLUGINS_PER_WORKSPACE_MAX } from '../domain/quotas.js';
 import { PluginRejected, validatePluginArchive } from '../plugins/archive.js';
 import type { PluginCatalog } from '../plugins/catalog.js';
 import { PLUGIN_NAME, type PluginPackage } from '../plugins/schema.js';
@@ -32,11 +33,6 @@ export interface PluginDeps {
   log: Pick<Logger, 'warn'>;
   settings: { plugins?: PluginCatalog; pluginsPerWorkspaceMax?: number; pluginsMaxBytes?: number };
 }
-
-/** Plugins one workspace may hold (PLUGINS_PER_WORKSPACE_MAX). */
-export const PLUGINS_PER_WORKSPACE_MAX = 32;
-/** Bytes their files may take, as stored and bundled (PLUGINS_MAX_BYTES): 64 MiB. */
-export const PLUGINS_MAX_BYTES = 64 * 1024 * 1024;
 
 /** A catalog plugin (`local://<name>`) or an uploaded archive, with the sha256 the caller expects. */
 export interface InstallInput {

@@ -11,11 +11,9 @@ import {
   type SecretOwner,
 } from '../db/secrets.js';
 import type { Queryable, Transactable } from '../db/queryable.js';
+import { SECRETS_MAX_KEYS } from '../domain/quotas.js';
 import type { SecretBox } from '../security/secrets.js';
 import { missing, quotaExceeded } from './errors.js';
-
-/** Keys one workspace, or one org's defaults, may hold (SECRETS_MAX_KEYS). */
-export const SECRETS_MAX_KEYS = 200;
 
 export type { SecretOwner };
 
