@@ -71,18 +71,57 @@ async function refusedTotal(reason: string): Promise<number> {
   return values.find((v) => v.labels.reason === reason)?.value ?? 0;
 }
 
-/** One request on a connection of its own, closed after it (no keep-alive socket counted later). */
-function once(port: number, path: string): Promise<{ status: number; retryAfter?: string; text: string }> {
+interface Answer {
+  status: number;
+  retryAfter?: string;
+  text: string;
+  /** The body as JSON ({} when empty). */
+  json(): Record<string, unknown>;
+}
+
+/**
+ * One request over node:http: on `agent`'s connection (a kept-alive one the test opened before a
+ * flood), or with `agent: false` on a connection of its own, closed after it (no keep-alive
+ * socket left to count later).
+ */
+function httpCall(
+  port: number,
+  agent: Agent | false,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: object } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ port, host: '127.0.0.1', path, agent: false, timeout: 10_000 }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], text }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out`)));
+    const req = request(
+      {
+        port,
+        host: '127.0.0.1',
+        method,
+        path,
+        agent,
+        headers: {
+          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+          ...(opts.body ? { 'content-type': 'application/json' } : {}),
+        },
+        timeout: 30_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode!,
+            retryAfter: res.headers['retry-after'],
+            text,
+            json: () => (text ? (JSON.parse(text) as Record<string, unknown>) : {}),
+          }),
+        );
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
     req.on('error', reject);
-    req.end();
+    req.end(opts.body ? JSON.stringify(opts.body) : undefined);
   });
 }
 
@@ -126,10 +165,10 @@ describe('connection caps (in-process API)', () => {
     expect(refusals.every(tooMany), refusals[0]).toBe(true);
 
     // At the total cap: any new connection is refused, and a whole request sent on it never runs.
-    const res = await once(port, '/healthz');
+    const res = await httpCall(port, false, 'GET', '/healthz');
     expect(res.status).toBe(503);
     expect(res.retryAfter).toBe('1');
-    expect((JSON.parse(res.text) as { error: { code: string } }).error.code).toBe('too_many_connections');
+    expect((res.json() as { error: { code: string } }).error.code).toBe('too_many_connections');
     const body = JSON.stringify({ name: 'refused-at-the-cap' });
     const post = flood(
       port,
@@ -160,7 +199,7 @@ describe('connection caps (in-process API)', () => {
       timeoutMs: 20_000,
       describe: 'every flood connection closed',
     });
-    expect((await once(port, '/healthz')).status).toBe(200);
+    expect((await httpCall(port, false, 'GET', '/healthz')).status).toBe(200);
     const orgs = await t.stack.service.db.pool.query(`SELECT 1 FROM orgs WHERE name = 'refused-at-the-cap'`);
     expect(orgs.rowCount).toBe(0);
     expect((await refusedTotal('per_client')) - before.perClient).toBe(20);
@@ -193,32 +232,10 @@ describe('a one-process deployment flooded past its descriptor limit (default ca
     api = await spawnApi(env, { entry: 'all', fdLimit: 400 });
     // The test's own connection, opened before the flood and kept alive through it.
     control = new Agent({ keepAlive: true, maxSockets: 1 });
-    const call = (method: string, path: string, token?: string, body?: object) =>
-      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-        const req = request(
-          {
-            port,
-            host: '127.0.0.1',
-            method,
-            path,
-            agent: control,
-            headers: {
-              ...(token ? { authorization: `Bearer ${token}` } : {}),
-              ...(body ? { 'content-type': 'application/json' } : {}),
-            },
-            timeout: 30_000,
-          },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (d: string) => (text += d));
-            res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : {} }));
-          },
-        );
-        req.on('timeout', () => req.destroy(new Error(`${method} ${path} timed out`)));
-        req.on('error', reject);
-        req.end(body ? JSON.stringify(body) : undefined);
-      });
+    const call = async (method: string, path: string, token?: string, body?: object) => {
+      const answer = await httpCall(port, control!, method, path, { token, body });
+      return { status: answer.status, body: answer.json() };
+    };
     // The API answers before the worker is up: wait for it (readiness asks for a polling worker).
     await waitFor(async () => (await call('GET', '/readyz')).status === 200, {
       timeoutMs: 60_000,
