@@ -133,17 +133,20 @@ const RETIREMENT_SLACK = `interval '60 seconds'`;
  */
 const DELIVERY_WINDOW = `interval '${BOOTSTRAP_REFETCH_WINDOW_MS / 1000 + 60} seconds'`;
 
-/** SQL: when the running generation of workspace `w` fetched its bundle (null: not yet). */
-const FETCHED = `(SELECT max(b.used_at) FROM bootstrap_tokens b
-        WHERE b.workspace_id = w.id AND b.generation = w.generation)`;
+/**
+ * SQL, after `workspaces w`: `fetched.at`, when its running generation fetched its bundle (null:
+ * not yet), read once per workspace for MAY_HOLD's two bounds.
+ */
+const FETCHED = `CROSS JOIN LATERAL (SELECT max(b.used_at) AS at FROM bootstrap_tokens b
+        WHERE b.workspace_id = w.id AND b.generation = w.generation) fetched`;
 
 /**
- * SQL: the running generation of workspace `w` may hold retired value `r` (see retiredRows): it
- * was retired after the fetch, and set before the fetch's delivery window closed (a value set and
- * replaced later never reached it). Before any fetch, every retired value counts.
+ * SQL: the running generation of workspace `w` may hold retired value `r` (see retiredRows; needs
+ * FETCHED): it was retired after the fetch, and set before the fetch's delivery window closed (a
+ * value set and replaced later never reached it). Before any fetch, every retired value counts.
  */
-const MAY_HOLD = `r.retired_at > COALESCE(${FETCHED}, '-infinity') - ${RETIREMENT_SLACK}
-      AND (r.set_at IS NULL OR r.set_at < COALESCE(${FETCHED}, 'infinity') + ${DELIVERY_WINDOW})`;
+const MAY_HOLD = `r.retired_at > COALESCE(fetched.at, '-infinity') - ${RETIREMENT_SLACK}
+      AND (r.set_at IS NULL OR r.set_at < COALESCE(fetched.at, 'infinity') + ${DELIVERY_WINDOW})`;
 
 /**
  * Retired values the workspace's agent may still hold: its own and its org's, retired after the
@@ -156,7 +159,7 @@ async function retiredRows(
 ): Promise<Array<{ value_enc: string; key_id: string | null }>> {
   const { rows } = await db.query<{ value_enc: string; key_id: string | null }>(
     `SELECT r.value_enc, r.key_id
-       FROM workspaces w
+       FROM workspaces w ${FETCHED}
        JOIN retired_secrets r ON r.org_id = w.org_id AND (r.workspace_id IS NULL OR r.workspace_id = w.id)
       WHERE w.id = $1 AND ${MAY_HOLD}`,
     [workspaceId],
@@ -179,7 +182,7 @@ export async function pruneRetiredSecrets(
     `DELETE FROM retired_secrets r
       WHERE r.org_id = ${org}
         AND NOT EXISTS (
-          SELECT 1 FROM workspaces w
+          SELECT 1 FROM workspaces w ${FETCHED}
            WHERE w.org_id = r.org_id AND (r.workspace_id IS NULL OR w.id = r.workspace_id)
              AND w.status <> 'deleted' AND ${MAY_HOLD})`,
     ['orgId' in of ? of.orgId : of.workspaceId],
