@@ -51,9 +51,17 @@ async function get(t: ParityFixture, id: string) {
 async function midOperation(t: ParityFixture, id: string, phase: Phase, generation: number): Promise<string> {
   return waitFor(
     async () => {
+      // A docker delete takes a few hundred ms: only the status is polled, then looked at, and from
+      // its row: polled every 10 ms through the API, a delete the entity takes up late (a worker
+      // still reconnecting after a Temporal restart) passed the key's request rate and read 429.
+      if (phase === 'delete') {
+        const { rows } = await t.stack.service.db.pool.query<{ status: string }>(
+          'SELECT status FROM workspaces WHERE id = $1',
+          [id],
+        );
+        return rows[0]?.status === 'deleting' && 'status deleting';
+      }
       const w = await get(t, id);
-      // A docker delete takes a few hundred ms: only the status is polled, then looked at.
-      if (phase === 'delete') return w.status === 'deleting' && 'status deleting';
       const held = await holdings(t.backend, t.stack.docker, id);
       const mine = held.filter(
         (h) => (h.kind === 'container' || h.kind === 'instance') && h.generation === generation,
