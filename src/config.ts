@@ -15,6 +15,7 @@ import {
   TemplateCatalogError,
   type TemplateCatalog,
 } from './templates/catalog.js';
+import { parseWorkspaceNetworking } from './backends/docker/network.js';
 import { templateName, templateSpecSchema } from './templates/schema.js';
 import { loadPluginCatalog, PluginCatalogError, type PluginCatalog } from './plugins/catalog.js';
 import { METRICS_ADDRESS_RULE, metricsAddresses } from './worker/metrics-address.js';
@@ -122,6 +123,21 @@ const envSchema = z.object({
       'DOCKER_ORG_NETWORK_POOL must be an IPv4 CIDR of /8 to /24',
     )
     .default('10.213.0.0/16'),
+  /**
+   * Where docker workspaces are placed: `auto` (the daemon's default bridge while `dockerd
+   * --icc=false`, else a bridge per org), `per-org`, or the name of one network with ICC off.
+   */
+  DOCKER_WORKSPACE_NETWORK: z
+    .string()
+    .default('auto')
+    .transform((v, ctx) => {
+      try {
+        return parseWorkspaceNetworking(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: `DOCKER_WORKSPACE_NETWORK: ${(err as Error).message}` });
+        return z.NEVER;
+      }
+    }),
   /** Image for every runtime unless RUNTIME_IMAGES maps it; default: the tag `./dev` built. */
   RUNTIME_IMAGE: z.string().optional(),
   /** JSON object runtime → image; its keys (plus the defaults) are the accepted runtimes. */

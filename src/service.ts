@@ -94,6 +94,7 @@ export function createBackends(
           docker: new Dockerode({ socketPath: config.DOCKER_SOCKET }),
           image,
           orgNetworkPool: { cidr: config.DOCKER_ORG_NETWORK_POOL, prefix: 24 },
+          networking: config.DOCKER_WORKSPACE_NETWORK,
         })
       : new UnconfiguredBackend('docker'),
     ec2:

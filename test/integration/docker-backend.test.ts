@@ -10,7 +10,7 @@ import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackendError, type StartSpec } from '../../src/backends/backend.js';
 import { DockerBackend } from '../../src/backends/docker/docker-backend.js';
-import { orgNetworkName } from '../../src/backends/docker/network.js';
+import { ICC_OPTION, iccIsOff, orgNetworkName } from '../../src/backends/docker/network.js';
 import { ensureRuntimeImage } from '../../src/cli/build-images.js';
 import { killContainerAgent } from '../support/agent-death.js';
 import { fakeBundle, startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
@@ -72,6 +72,7 @@ const spec = (id = workspaceId): StartSpec => ({
   },
 });
 
+let image: string;
 const containersOf = (id: string) =>
   docker.listContainers({ all: true, filters: { label: [`wo.workspace-id=${id}`] } });
 /** The workspace's volumes by exact name (the daemon's name filter matches substrings). */
@@ -81,7 +82,7 @@ const volumesOf = async (id: string) => {
 };
 
 beforeAll(async () => {
-  const image = await ensureRuntimeImage({ docker });
+  image = await ensureRuntimeImage({ docker });
   registry = await startFakeRegistry();
   // Tokens are "bt:<workspaceId>" (reusable: every start of the generation mints the same one) and
   // "wt:<workspaceId>".
@@ -307,7 +308,6 @@ describe('DockerBackend', () => {
 
   it('remove never touches a container or volume that only shares the name (no managed-by label)', async () => {
     const id = `${workspaceId}-foreign`;
-    const image = await ensureRuntimeImage({ docker });
     const volumes = [`ws-${id}-configs`, `ws-${id}-workspace`];
     for (const name of volumes) await docker.createVolume({ Name: name });
     const foreign = await docker.createContainer({
@@ -334,6 +334,7 @@ describe('DockerBackend', () => {
     const id = `${workspaceId}-net`;
     const orgId = `org-net-${randomBytes(3).toString('hex')}`;
     const netSpec: StartSpec = { ...spec(id), orgId };
+    const backend = new DockerBackend({ docker, image, stopTimeoutSeconds: 5, networking: 'per-org' });
     try {
       const first = await backend.start(netSpec);
       await backend.stop(id, 1);
@@ -348,6 +349,71 @@ describe('DockerBackend', () => {
       expect(Object.keys(info.NetworkSettings.Networks)).toEqual([orgNetworkName(orgId)]);
     } finally {
       await backend.remove(id, { volumes: true }).catch(() => undefined);
+    }
+  });
+
+  it('auto placement follows the daemon: its default bridge while ICC is off there, else the org bridge', async () => {
+    const id = `${workspaceId}-auto`;
+    const orgId = `org-auto-${randomBytes(3).toString('hex')}`;
+    try {
+      const started = await backend.start({ ...spec(id), orgId });
+      const info = await docker.getContainer(started.instanceId).inspect();
+      const expected = (await iccIsOff(docker, 'bridge')) ? 'bridge' : orgNetworkName(orgId);
+      expect(Object.keys(info.NetworkSettings.Networks)).toEqual([expected]);
+      const orgBridges = (await docker.listNetworks({ filters: { name: [orgNetworkName(orgId)] } })).length;
+      expect(orgBridges).toBe(expected === 'bridge' ? 0 : 1);
+    } finally {
+      await backend.remove(id, { volumes: true }).catch(() => undefined);
+    }
+  });
+
+  it('a shared network is used only while its ICC is off: refused when on or missing, and a stopped container on it re-placed once it is on', async () => {
+    const id = `${workspaceId}-shared`;
+    const net = `wo-test-shared-${randomBytes(3).toString('hex')}`;
+    const onSpec: StartSpec = { ...spec(id), orgId: `org-shared-${randomBytes(3).toString('hex')}` };
+    const shared = new DockerBackend({ docker, image, stopTimeoutSeconds: 5, networking: { shared: net } });
+    const names = async () => (await containersOf(id)).map((c) => c.Names[0]);
+    try {
+      await expect(shared.start(onSpec)).rejects.toMatchObject({
+        code: 'permanent',
+        message: `network ${net} (DOCKER_WORKSPACE_NETWORK) does not exist`,
+      });
+      await docker.createNetwork({ Name: net, Driver: 'bridge' }); // ICC on: the daemon's default
+      await expect(shared.start(onSpec)).rejects.toMatchObject({
+        code: 'permanent',
+        message: expect.stringContaining(
+          `network ${net} (DOCKER_WORKSPACE_NETWORK) lets its containers reach each other`,
+        ),
+      });
+      expect(await names()).toEqual([]);
+      await docker.getNetwork(net).remove();
+
+      await docker.createNetwork({ Name: net, Driver: 'bridge', Options: { [ICC_OPTION]: 'false' } });
+      const first = await shared.start(onSpec);
+      const placed = await docker.getContainer(first.instanceId).inspect();
+      expect(Object.keys(placed.NetworkSettings.Networks)).toEqual([net]);
+      expect(placed.HostConfig.NetworkMode).toBe(net);
+      expect(await docker.listNetworks({ filters: { name: [orgNetworkName(onSpec.orgId)] } })).toEqual([]);
+
+      // Made again under its name with ICC on (a stopped container holds no endpoint on it): the
+      // daemon would start the old container there; the backend removes it instead.
+      await shared.stop(id, 1);
+      await docker.getNetwork(net).remove();
+      await docker.createNetwork({ Name: net, Driver: 'bridge' });
+      await expect(shared.start(onSpec)).rejects.toMatchObject({
+        code: 'transient',
+        message: expect.stringContaining('no longer off'),
+      });
+      expect(await names()).toEqual([]);
+      // The retried start places it anew, and this network is refused now.
+      await expect(shared.start(onSpec)).rejects.toMatchObject({ code: 'permanent' });
+      expect(await names()).toEqual([]);
+    } finally {
+      await shared.remove(id, { volumes: true }).catch(() => undefined);
+      await docker
+        .getNetwork(net)
+        .remove()
+        .catch(() => undefined);
     }
   });
 });

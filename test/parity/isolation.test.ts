@@ -1,27 +1,27 @@
 /**
- * Tenants are isolated (issue 7), the same test for each backend. From inside org A's workspace
- * (docker: exec in its container; ec2: exec in the simulator's VM), org B's agent and a sibling of
- * the same org are unreachable or refuse (docker: per-org networks with ICC off; ec2: the agent's
- * per-generation credential, since the simulator enforces no security group). Through the proxy
- * the calls still work. Then the resource's own hardening: docker limits, no-new-privileges,
- * capabilities and the org network; EC2 the managed security group admitting only the platform.
+ * Tenants are isolated (issue 7), the same test for each backend, and on docker for each
+ * placement: a bridge per org, and one bridge shared by all with ICC off (the daemon's default
+ * bridge under `dockerd --icc=false`, as ./dev starts it; a bridge of the test's own where the
+ * daemon runs with ICC on). From inside org A's workspace (docker: exec in its container; ec2: exec
+ * in the simulator's VM), org B's agent and a sibling of the same org are unreachable or refuse
+ * (docker: ICC off; ec2: the agent's per-generation credential, since the simulator enforces no
+ * security group). Through the proxy the calls still work. Then the resource's own hardening:
+ * docker limits, no-new-privileges, capabilities and the network; EC2 the managed security group
+ * admitting only the platform.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { DescribeInstancesCommand, DescribeSecurityGroupsCommand } from '@aws-sdk/client-ec2';
-import { describe, expect, test } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import Dockerode from 'dockerode';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ICC_OPTION, iccIsOff } from '../../src/backends/docker/network.js';
 import { platformUrls } from '../../src/config.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { AGENT_CREDENTIAL_HEADER, agentCredential } from '../../src/security/agent-credential.js';
 import { SecretBox } from '../../src/security/secrets.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
-import {
-  motoClient,
-  CONCURRENT_BLOCK,
-  PARITY_BACKENDS,
-  useParityStack,
-  type ParityFixture,
-} from './backends.js';
+import { motoClient, CONCURRENT_BLOCK, useParityStack, type ParityFixture } from './backends.js';
 import { messageSend as send } from '../support/a2a-message.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
@@ -92,8 +92,34 @@ async function fetchFromInside(
 
 const refusedOrUnreachable = (o: Outcome) => o.status === 0 || o.status === 401 || o.status === 403;
 
-describe.each(PARITY_BACKENDS)('%s tenant isolation', CONCURRENT_BLOCK, (backend) => {
-  const t = useParityStack(backend, { env: { TEMPLATES: JSON.stringify(TEMPLATES) } });
+const VARIANTS = [
+  { label: 'docker, a bridge per org', backend: 'docker', shared: false },
+  { label: 'docker, one bridge with ICC off', backend: 'docker', shared: true },
+  { label: 'ec2', backend: 'ec2', shared: false },
+] as const;
+
+describe.each(VARIANTS)('$label: tenant isolation', CONCURRENT_BLOCK, ({ backend, shared }) => {
+  const env: Record<string, string> = { TEMPLATES: JSON.stringify(TEMPLATES) };
+  let ownBridge: string | undefined;
+  // Registered before the stack's hooks: runs before it starts, and (hooks unwind) after it stops.
+  beforeAll(async () => {
+    if (backend !== 'docker') return;
+    if (!shared) env.DOCKER_WORKSPACE_NETWORK = 'per-org';
+    else if (await iccIsOff(new Dockerode(), 'bridge')) env.DOCKER_WORKSPACE_NETWORK = 'bridge';
+    else {
+      ownBridge = `wo-test-icc-off-${randomUUID().slice(0, 8)}`;
+      await new Dockerode().createNetwork({
+        Name: ownBridge,
+        Driver: 'bridge',
+        Options: { [ICC_OPTION]: 'false' },
+      });
+      env.DOCKER_WORKSPACE_NETWORK = ownBridge;
+    }
+  });
+  afterAll(async () => {
+    if (ownBridge) await new Dockerode().getNetwork(ownBridge).remove();
+  });
+  const t = useParityStack(backend, { env });
 
   it("org A's workspace cannot call org B's agent (or its sibling's) directly; the proxy still can", async () => {
     const orgB = await createOrg(t.stack, 'org-b');
@@ -173,8 +199,9 @@ describe.each(PARITY_BACKENDS)('%s tenant isolation', CONCURRENT_BLOCK, (backend
     if (backend === 'docker') {
       const inspect = (w: Ws) => t.stack.docker.getContainer(`ws-${w.id}-g${w.generation}`).inspect();
       const host = async (w: Ws) => (await inspect(w)).HostConfig;
+      const network = shared ? env.DOCKER_WORKSPACE_NETWORK! : `wo-org-${org.id}`;
       for (const w of [plain, small]) {
-        expect(Object.keys((await inspect(w)).NetworkSettings.Networks)).toEqual([`wo-org-${org.id}`]);
+        expect(Object.keys((await inspect(w)).NetworkSettings.Networks)).toEqual([network]);
       }
       const p = await host(plain);
       expect({ memory: p.Memory, swap: p.MemorySwap, cpus: p.NanoCpus, pids: p.PidsLimit }).toEqual({
@@ -194,25 +221,29 @@ describe.each(PARITY_BACKENDS)('%s tenant isolation', CONCURRENT_BLOCK, (backend
         expect(h.CapDrop).toEqual(['ALL']);
         expect(h.CapAdd).not.toContain('NET_RAW');
       }
-      const net = await t.stack.docker.getNetwork(`wo-org-${org.id}`).inspect();
-      expect(net.Options?.['com.docker.network.bridge.enable_icc']).toBe('false');
-      expect(net.Labels).toMatchObject({ 'wo.managed-by': 'workspace-orchestrator', 'wo.org-id': org.id });
+      const net = await t.stack.docker.getNetwork(network).inspect();
+      expect(net.Options?.[ICC_OPTION]).toBe('false');
+      const orgNetwork = () =>
+        t.stack.docker
+          .getNetwork(`wo-org-${org.id}`)
+          .inspect()
+          .then(
+            () => 200,
+            (err: { statusCode?: number }) => err.statusCode,
+          );
+      if (!shared) {
+        expect(net.Labels).toMatchObject({ 'wo.managed-by': 'workspace-orchestrator', 'wo.org-id': org.id });
+      } else expect(await orgNetwork()).toBe(404); // none made: the shared bridge is the boundary
 
-      // The network goes with the org's last workspace.
+      // An org network goes with the org's last workspace; a shared one is not ours to remove.
       for (const w of [plain, small]) {
         expect(
           (await t.stack.api.call('DELETE', `/v1/workspaces/${w.id}`, { token: org.apiKey })).status,
         ).toBe(202);
       }
       await Promise.all([plain, small].map((w) => waitForStatus(t.stack, org.apiKey, w.id, 'deleted')));
-      const gone = await t.stack.docker
-        .getNetwork(`wo-org-${org.id}`)
-        .inspect()
-        .then(
-          () => 200,
-          (err: { statusCode?: number }) => err.statusCode,
-        );
-      expect(gone).toBe(404);
+      expect(await orgNetwork()).toBe(404);
+      if (shared) expect((await t.stack.docker.getNetwork(network).inspect()).Name).toBe(network);
       return;
     }
 

@@ -105,8 +105,13 @@ const ids = (backend: BackendKind, all: Array<{ backend: string; workspaceId: st
 describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) => {
   // Each block's stack has only its own backend enabled: the two blocks run at the same time on
   // one database, and a sweep of the other's backend would take that block's planted orphans.
+  // Docker places per org here, so that a live workspace's org holds a network the sweep must keep.
   const t = useParityStack(backend, {
-    env: { ORPHAN_GRACE_MS: String(GRACE_MS), ENABLED_BACKENDS: backend },
+    env: {
+      ORPHAN_GRACE_MS: String(GRACE_MS),
+      ENABLED_BACKENDS: backend,
+      DOCKER_WORKSPACE_NETWORK: 'per-org',
+    },
   });
 
   it('removes superseded, deleted and unknown ones past the grace period; keeps live, young and foreign ones', async () => {

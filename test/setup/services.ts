@@ -615,6 +615,29 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * What ./dev starts dockerd with: `--icc=false` (workspaces may then share the default bridge),
+ * unless the machine's daemon.json says it (the daemon refuses a flag its file sets too).
+ */
+function dockerdArgs(): string[] {
+  let file = '';
+  try {
+    file = fs.readFileSync('/etc/docker/daemon.json', 'utf8');
+  } catch {
+    // no daemon.json: the flag decides
+  }
+  return file.includes('"icc"') ? [] : ['--icc=false'];
+}
+
+/** The running daemon's own arguments, so that a restart keeps its configuration. */
+function argsOf(pid: number): string[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1);
+  } catch {
+    return dockerdArgs();
+  }
+}
+
 function dockerdAlive(): boolean {
   const pid = dockerdPid();
   return pid !== null && processAlive(pid);
@@ -634,7 +657,7 @@ export async function ensureDockerDaemon(opts: { log?: Log } = {}): Promise<void
   if (!dockerdAlive()) {
     opts.log?.(`docker: starting dockerd (log ${logFile})`);
     const fd = fs.openSync(logFile, 'a');
-    const child = spawn('dockerd', [], { detached: true, stdio: ['ignore', fd, fd] });
+    const child = spawn('dockerd', dockerdArgs(), { detached: true, stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     child.once('error', (err) =>
       opts.log?.(`docker: cannot start dockerd: ${err.message} (run ./dev setup)`),
@@ -655,7 +678,7 @@ export async function ensureDockerDaemon(opts: { log?: Log } = {}): Promise<void
 /**
  * Restarts the machine's Docker daemon the way an operator (or a reboot) would: SIGTERM to the pid
  * in /var/run/docker.pid, wait until it has exited (it stops every container first), then start
- * `dockerd` detached as ./dev does and wait until the socket answers. Root and the default socket
+ * `dockerd` detached with the arguments it ran with and wait until the socket answers. Root and the default socket
  * only. Every container without live-restore is stopped; those with a restart policy come back.
  */
 export async function restartDockerd(opts: { log?: Log; stopTimeoutMs?: number } = {}): Promise<void> {
@@ -666,6 +689,7 @@ export async function restartDockerd(opts: { log?: Log; stopTimeoutMs?: number }
   const pid = dockerdPid();
   if (pid === null || !processAlive(pid))
     throw new Error('restartDockerd: no dockerd running (/var/run/docker.pid)');
+  const args = argsOf(pid);
   opts.log?.(`docker: stopping dockerd (pid ${pid})`);
   process.kill(pid, 'SIGTERM');
   await waitFor(() => !processAlive(pid), {
@@ -677,7 +701,7 @@ export async function restartDockerd(opts: { log?: Log; stopTimeoutMs?: number }
   opts.log?.(`docker: starting dockerd (log ${logFile})`);
   const fd = fs.openSync(logFile, 'a');
   // detached = setsid: its own session, like ./dev's `setsid dockerd`, so it outlives this process.
-  const child = spawn('dockerd', [], { detached: true, stdio: ['ignore', fd, fd] });
+  const child = spawn('dockerd', args, { detached: true, stdio: ['ignore', fd, fd] });
   fs.closeSync(fd);
   child.unref();
   try {

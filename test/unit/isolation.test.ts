@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, ec2PlatformCidr, loadConfig } from '../../src/config.js';
-import { parsePool, subnetAt } from '../../src/backends/docker/network.js';
+import { parsePool, parseWorkspaceNetworking, subnetAt } from '../../src/backends/docker/network.js';
 import { ingressRules } from '../../src/backends/ec2/security-group.js';
 import { agentCredential } from '../../src/security/agent-credential.js';
 import { SecretBox } from '../../src/security/secrets.js';
@@ -101,5 +101,23 @@ describe('template limits', () => {
       ).toThrow(ConfigError);
     }
     expect(() => loadConfig({ ...base, DOCKER_ORG_NETWORK_POOL: '10.0.0.0/28' })).toThrow(ConfigError);
+  });
+});
+
+describe('docker workspace placement (DOCKER_WORKSPACE_NETWORK)', () => {
+  it('is auto by default; takes per-org or a network name; refuses anything else, naming the setting', () => {
+    expect(loadConfig(base).DOCKER_WORKSPACE_NETWORK).toBe('auto');
+    expect(loadConfig({ ...base, DOCKER_WORKSPACE_NETWORK: 'per-org' }).DOCKER_WORKSPACE_NETWORK).toBe(
+      'per-org',
+    );
+    expect(loadConfig({ ...base, DOCKER_WORKSPACE_NETWORK: 'bridge' }).DOCKER_WORKSPACE_NETWORK).toEqual({
+      shared: 'bridge',
+    });
+    expect(parseWorkspaceNetworking('tenants_1.a-b')).toEqual({ shared: 'tenants_1.a-b' });
+    for (const bad of ['', '-x', 'a b', 'a/b', 'x'.repeat(129)]) {
+      expect(() => loadConfig({ ...base, DOCKER_WORKSPACE_NETWORK: bad }), bad).toThrow(
+        /DOCKER_WORKSPACE_NETWORK: .* is neither auto, per-org nor a Docker network name/,
+      );
+    }
   });
 });

@@ -35,9 +35,11 @@ import { containerName, LABEL, MANAGED_BY, volumeNames, workspaceLabels } from '
 import {
   DEFAULT_ORG_NETWORK_POOL,
   ensureOrgNetwork,
+  iccIsOff,
   orgNetworkName,
   removeOrgNetworkIfUnused,
   type OrgNetworkPool,
+  type WorkspaceNetworking,
 } from './network.js';
 
 export interface DockerBackendOptions {
@@ -46,10 +48,10 @@ export interface DockerBackendOptions {
   /** The runtime image, or a function choosing one per runtime. */
   image: string | ((runtime: string) => string);
   /**
-   * One fixed Docker network for every workspace. Unset (the default): each org gets its own
-   * bridge network with inter-container communication off (see network.ts).
+   * Where workspaces are placed (network.ts › WorkspaceNetworking). Default `auto`: the daemon's
+   * default bridge when its inter-container communication is off, else a bridge per org.
    */
-  network?: string;
+  networking?: WorkspaceNetworking;
   /** Where per-org subnets come from (default 10.213.0.0/16 in /24s). */
   orgNetworkPool?: OrgNetworkPool;
   /** Limits of a workspace whose template sets none (default 2048 MB, 1 CPU, 1024 pids). */
@@ -112,7 +114,7 @@ export class DockerBackend implements WorkspaceBackend {
   readonly kind = 'docker' as const;
   private readonly docker: Dockerode | undefined;
   private readonly image: (runtime: string) => string;
-  private readonly network: string | undefined;
+  private readonly networking: WorkspaceNetworking;
   private readonly orgNetworkPool: OrgNetworkPool;
   private readonly ensuringNetwork = new Map<string, Promise<string>>();
   private readonly defaultLimits: Required<ResourceLimits>;
@@ -125,7 +127,7 @@ export class DockerBackend implements WorkspaceBackend {
     this.docker = opts.docker;
     const image = opts.image;
     this.image = typeof image === 'function' ? image : () => image;
-    this.network = opts.network;
+    this.networking = opts.networking ?? 'auto';
     this.orgNetworkPool = opts.orgNetworkPool ?? DEFAULT_ORG_NETWORK_POOL;
     this.defaultLimits = { ...DEFAULT_LIMITS, ...opts.defaultLimits };
     this.extraHosts = opts.extraHosts ?? ['host.docker.internal:host-gateway'];
@@ -169,9 +171,34 @@ export class DockerBackend implements WorkspaceBackend {
     return { instanceId: info.Id, endpoint, status };
   }
 
-  /** The network (name or id) a workspace of `orgId` joins, created when missing. */
+  /** The shared network this placement puts workspaces on, if any. */
+  private get sharedNetwork(): string | undefined {
+    if (this.networking === 'per-org') return undefined;
+    return this.networking === 'auto' ? 'bridge' : this.networking.shared;
+  }
+
+  /**
+   * The network (name or id) a new container of `orgId` joins. A shared network only while its
+   * ICC is off, read from the daemon at each placement (fail closed: a daemon restarted without
+   * `--icc=false` sends `auto` back to per-org bridges, and a named shared network is refused).
+   */
+  private async placementFor(orgId: string): Promise<string> {
+    const shared = this.sharedNetwork;
+    if (shared === undefined) return this.networkFor(orgId);
+    const off = await iccIsOff(this.d, shared);
+    if (off) return shared;
+    if (this.networking === 'auto') return this.networkFor(orgId);
+    throw new BackendError(
+      'permanent',
+      off === null
+        ? `network ${shared} (DOCKER_WORKSPACE_NETWORK) does not exist`
+        : `network ${shared} (DOCKER_WORKSPACE_NETWORK) lets its containers reach each other: ` +
+            'create it with -o com.docker.network.bridge.enable_icc=false (for "bridge": start dockerd with --icc=false)',
+    );
+  }
+
+  /** The org's own bridge (name or id), created when missing. */
   private async networkFor(orgId: string): Promise<string> {
-    if (this.network !== undefined) return this.network;
     if (!orgId) throw new BackendError('permanent', 'a workspace needs an org to be placed on its network');
     // Concurrent starts of one org in this process share one ensure (fewer racing creates).
     let pending = this.ensuringNetwork.get(orgId);
@@ -187,9 +214,24 @@ export class DockerBackend implements WorkspaceBackend {
   /** Starts the container unless it already runs, then re-reads it (the host port is assigned at start). */
   private async ensureRunning(info: InspectInfo): Promise<ResourceInfo> {
     if (info.State?.Running || info.State?.Restarting) return this.toInfo(info);
-    // Its org network may have been removed meanwhile (the org's last other workspace was deleted).
-    const orgId = info.Config?.Labels?.[LABEL.orgId];
-    if (orgId) await this.networkFor(orgId);
+    const mode = info.HostConfig?.NetworkMode;
+    const onShared = mode === 'default' ? 'bridge' : mode;
+    if (onShared !== undefined && (onShared === 'bridge' || onShared === this.sharedNetwork)) {
+      // Placed on a shared network while its ICC was off: started only if it still is (a daemon
+      // restarted without --icc=false, a network made again with ICC on). Otherwise it goes, and
+      // the retried start places the generation anew (its volumes, /configs and /workspace, stay).
+      if (!(await iccIsOff(this.d, onShared))) {
+        await this.removeContainer(info.Id);
+        throw new BackendError(
+          'transient',
+          `container ${info.Name} is on network ${onShared}, whose inter-container communication is no longer off; recreating it`,
+        );
+      }
+    } else {
+      // Its org network may have been removed meanwhile (the org's last other workspace was deleted).
+      const orgId = info.Config?.Labels?.[LABEL.orgId];
+      if (orgId) await this.networkFor(orgId);
+    }
     try {
       await this.d.getContainer(info.Id).start();
     } catch (err) {
@@ -288,19 +330,22 @@ export class DockerBackend implements WorkspaceBackend {
   async start(spec: StartSpec): Promise<ResourceInfo> {
     const name = containerName(spec.workspaceId, spec.generation);
     // Independent of each other, so at once: the look for an existing container (then the token, a
-    // DB insert, only when there is none), the volumes and the org network. The last two are
+    // DB insert, only when there is none), the volumes and the placement. The last two are
     // idempotent: ensured for a container that exists already, they cost only the calls. A failure
     // of one leaves the others done, which a retried start reuses (an unused token only expires).
     const looked = this.inspect(name);
-    const [existing, token, , network] = await Promise.all([
+    const placing = this.placementFor(spec.orgId);
+    // Awaited only for a new container: an existing one keeps its network (ensureRunning checks it).
+    placing.catch(() => undefined);
+    const [existing, token] = await Promise.all([
       looked,
       looked.then((found) => (found ? null : spec.mintBootstrapToken())),
       this.ensureVolumes(spec),
-      this.networkFor(spec.orgId),
     ]);
     // A retried start finds the container it (or a crashed worker) created: reuse it and its token.
     if (existing) return this.ensureRunning(existing);
     if (token === null) throw new Error('unreachable: no container and no token');
+    const network = await placing;
 
     const image = this.image(spec.runtime);
     let id: string;
@@ -424,8 +469,8 @@ export class DockerBackend implements WorkspaceBackend {
   }
 
   async listManagedNetworks(): Promise<ManagedNetwork[]> {
-    // One fixed network for all (the `network` option) is the operator's, never ours to remove.
-    if (this.network !== undefined) return [];
+    // Org bridges whatever the placement: one made before a switch to a shared network (or while
+    // `auto` found ICC on) is still ours to collect. A shared network is never ours.
     let nets: Dockerode.NetworkInspectInfo[];
     try {
       nets = await this.d.listNetworks({ filters: { label: [`${LABEL.managedBy}=${MANAGED_BY}`] } });
@@ -445,7 +490,6 @@ export class DockerBackend implements WorkspaceBackend {
   }
 
   async removeUnusedOrgNetwork(orgId: string): Promise<boolean> {
-    if (this.network !== undefined) return false;
     // A stopped container holds no endpoint, so the daemon alone would not keep the network for
     // it: ask whether any container of the org is left.
     let left: Dockerode.ContainerInfo[];
@@ -568,25 +612,23 @@ export class DockerBackend implements WorkspaceBackend {
         });
       }
     }
-    if (this.network === undefined) {
-      // Only our labelled network of that name: the name alone could be anyone's.
-      const nets = await d
-        .listNetworks({
-          filters: { name: [orgNetworkName(orgId)], label: [`${LABEL.managedBy}=${MANAGED_BY}`] },
-        })
-        .catch((err: unknown) => {
-          throw toBackendError(err, `listing networks of org ${orgId}`);
+    // Only our labelled network of that name: the name alone could be anyone's.
+    const nets = await d
+      .listNetworks({
+        filters: { name: [orgNetworkName(orgId)], label: [`${LABEL.managedBy}=${MANAGED_BY}`] },
+      })
+      .catch((err: unknown) => {
+        throw toBackendError(err, `listing networks of org ${orgId}`);
+      });
+    for (const n of nets.filter((n) => n.Name === orgNetworkName(orgId))) {
+      try {
+        await d.getNetwork(n.Id).remove();
+        removed.push(n.Name);
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        throw new BackendError('transient', `removing network ${n.Name}: ${daemonMessage(err)}`, {
+          cause: err,
         });
-      for (const n of nets.filter((n) => n.Name === orgNetworkName(orgId))) {
-        try {
-          await d.getNetwork(n.Id).remove();
-          removed.push(n.Name);
-        } catch (err) {
-          if (isNotFound(err)) continue;
-          throw new BackendError('transient', `removing network ${n.Name}: ${daemonMessage(err)}`, {
-            cause: err,
-          });
-        }
       }
     }
     return removed;

@@ -1,8 +1,16 @@
 /**
- * One bridge network per org, with inter-container communication off: a workspace reaches the
- * host (the platform, through the network's gateway) and the outside world, but no other org's
- * containers (Docker isolates bridges from each other) and no container of its own org either
- * (ICC off). Calls between workspaces go through the platform's A2A proxy.
+ * Where workspaces are placed. Either way a workspace reaches the host (the platform, through the
+ * network's gateway) and the outside world, and no other container, of its org or another: calls
+ * between workspaces go through the platform's A2A proxy.
+ *
+ * - A bridge per org with inter-container communication (ICC) off: bridges are isolated from each
+ *   other, and ICC off keeps an org's containers apart too. Works on any daemon, but every
+ *   container start on a user-defined network costs the daemon its embedded-DNS setup (a re-exec
+ *   into the container's namespace and ten iptables calls, ~40 ms: docs/benchmarks.md), and an
+ *   org's first workspace waits for its network to be created (~65 ms).
+ * - One shared bridge with ICC off: the same isolation, since no container on it reaches another.
+ *   The daemon's default bridge (`dockerd --icc=false`) has no embedded DNS, so a start costs what
+ *   a bare `docker run` does. ICC is read from the daemon at each placement: never assumed.
  *
  * Subnets are picked explicitly from a pool (default 10.213.0.0/16 in /24s, one per org): left to
  * itself the daemon hands every network a /16 from 172.17–31.x, which runs out after ~30 orgs and
@@ -27,6 +35,37 @@ export const orgNetworkName = (orgId: string): string => `wo-org-${orgId}`;
 
 /** The option that turns inter-container communication off on a bridge network. */
 export const ICC_OPTION = 'com.docker.network.bridge.enable_icc';
+
+/**
+ * `per-org`: a bridge per org. `{ shared }`: that one network for every workspace, refused while
+ * its ICC is on. `auto`: the daemon's default bridge while its ICC is off, else per org.
+ */
+export type WorkspaceNetworking = 'auto' | 'per-org' | { shared: string };
+
+/** Docker's rule for network names. */
+const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** DOCKER_WORKSPACE_NETWORK's value → a placement; throws a message naming what is wrong. */
+export function parseWorkspaceNetworking(value: string): WorkspaceNetworking {
+  if (value === 'auto' || value === 'per-org') return value;
+  if (NETWORK_NAME.test(value)) return { shared: value };
+  throw new Error(`"${value}" is neither auto, per-org nor a Docker network name`);
+}
+
+/**
+ * Whether the network's containers cannot reach each other: true when ICC is off, false when it
+ * is on (or unsaid: the daemon's default is on), null when there is no such network.
+ */
+export async function iccIsOff(docker: Dockerode, network: string): Promise<boolean | null> {
+  let info: Dockerode.NetworkInspectInfo;
+  try {
+    info = (await docker.getNetwork(network).inspect()) as Dockerode.NetworkInspectInfo;
+  } catch (err) {
+    if (statusCodeOf(err) === 404) return null;
+    throw toBackendError(err, `inspecting network ${network}`);
+  }
+  return info.Driver === 'bridge' && info.Options?.[ICC_OPTION] === 'false';
+}
 
 function ipToInt(ip: string): number {
   const parts = ip.split('.').map(Number);
