@@ -15,7 +15,7 @@
  *   GET http://<PrivateIpAddress>:8080/health. Both agents bootstrap from the fake registry
  *   (test/support/fake-registry.ts);
  * - docker only, backend-direct (same file): the product's DockerBackend.start(spec) called
- *   directly, so the same container spec as orchestrated (volumes, org network, caps, limits)
+ *   directly, so the same container spec as orchestrated (volumes, network placement, caps, limits)
  *   without API, Temporal or database, until GET /health on the endpoint start() reports. The
  *   ratio orchestrated / backend-direct is the orchestration's share; backend-direct / raw, the spec's;
  * - orchestrated: the real service (API + worker in this process; for ec2 configured as the parity
@@ -41,6 +41,7 @@ import type { EC2Client } from '@aws-sdk/client-ec2';
 import Dockerode from 'dockerode';
 import type { BackendKind } from '../src/backends/backend.js';
 import { DockerBackend } from '../src/backends/docker/docker-backend.js';
+import { iccIsOff } from '../src/backends/docker/network.js';
 import { createEc2Client } from '../src/backends/ec2/client.js';
 import { MANAGED_BY, TAG } from '../src/backends/ec2/tags.js';
 import type { RunningService, ServiceOptions } from '../src/service.js';
@@ -515,6 +516,8 @@ async function benchEc2(
 interface Machine extends BaseMachine {
   storageDriver: string;
   moto: string;
+  /** Whether the daemon's default bridge has ICC off, i.e. where `auto` places workspaces. */
+  defaultBridgeIccOff: boolean;
 }
 
 /** moto's version from its dist-info folder next to moto_server (the venv); 'unknown' otherwise. */
@@ -533,11 +536,17 @@ function motoVersion(): string {
 }
 
 async function machineFacts(docker: Dockerode): Promise<Machine> {
-  const [base, info] = await Promise.all([
+  const [base, info, iccOff] = await Promise.all([
     baseMachineFacts(docker),
     docker.info() as Promise<{ Driver?: string }>,
+    iccIsOff(docker, 'bridge'),
   ]);
-  return { ...base, storageDriver: info.Driver ?? 'unknown', moto: motoVersion() };
+  return {
+    ...base,
+    storageDriver: info.Driver ?? 'unknown',
+    moto: motoVersion(),
+    defaultBridgeIccOff: iccOff === true,
+  };
 }
 
 const rate = (l: PollLoad) =>
@@ -641,7 +650,7 @@ function baselinePhaseLines(kind: BaselineKindName, result: BaselineResult, n: n
     'backend-direct': [
       { label: 'side: container `start` event (dockerd)', pick: (s) => s.startEventMs },
       {
-        label: '`DockerBackend.start()` returned (volumes, org network, create, start, inspect)',
+        label: '`DockerBackend.start()` returned (volumes, placement, create, start, inspect)',
         pick: (s) => s.startedMs,
       },
     ],
@@ -762,15 +771,15 @@ function backendSection(r: BackendResult, machine: Machine): string[] {
       ? [
           `### ${r.backend} backend-direct: time to each phase`,
           '',
-          'Milliseconds since just before `DockerBackend.start(spec)`. The org network does not exist',
-          'then: the warm-up’s removal took it (checked), as the orchestrated warm-up’s delete does.',
+          'Milliseconds since just before `DockerBackend.start(spec)`. The org network (per-org placement)',
+          'does not exist then: the warm-up’s removal took it (checked), as the orchestrated warm-up’s delete does.',
           '',
           '| phase | n | p50 | p95 | max |',
           '|---|---:|---:|---:|---:|',
           ...baselinePhaseLines('backend-direct', r.spec, n),
           '',
           `Docker daemon calls \`DockerBackend.start()\` made for these ${n} starts (each call’s own`,
-          'duration, ms; `listNetworks`/`createNetwork` are the org network’s ensure, shared by',
+          'duration, ms; `listNetworks`/`createNetwork` are the org network’s ensure (per-org placement), shared by',
           'concurrent starts of one org in one process):',
           '',
           '| call | count | p50 | p95 | max | sum |',
@@ -826,6 +835,10 @@ function report(opts: {
     `- Machine: ${machine.nproc} CPUs (nproc; ${machine.cpuModel}), ${machine.memGiB} GiB RAM, ${machine.kernel}`,
     `- Docker ${machine.docker} (storage driver ${machine.storageDriver}), Node ${machine.node}` +
       (hasEc2 ? `, moto ${machine.moto}` : ''),
+    `- Docker placement (\`DOCKER_WORKSPACE_NETWORK=auto\`): ` +
+      (machine.defaultBridgeIccOff
+        ? 'the daemon’s default bridge (its ICC is off), no org network'
+        : 'a bridge per org (the default bridge’s ICC is on)'),
     `- Runtime image: \`${opts.image}\`` + (opts.vmImage ? `; ec2-sim VM image: \`${opts.vmImage}\`` : ''),
     `- 1-min load average: ${opts.load[0].toFixed(2)} before the run, ${opts.load[1].toFixed(2)} at its end`,
     '  (per backend below; anything else busy on the machine skews both kinds).',
@@ -841,7 +854,7 @@ function report(opts: {
     '',
     '“ratio” is orchestrated / baseline (the raw create + start the goal of issue 11 names);',
     '“ratio / backend-direct” is orchestrated / `DockerBackend.start(spec)` called directly: the same',
-    'container spec (volumes, org network, capabilities, limits) without API, Temporal and database',
+    'container spec (volumes, network placement, capabilities, limits) without API, Temporal and database',
     '(docker only; – on ec2).',
     '',
     ...results.flatMap((r) => backendSection(r, machine)),
@@ -868,8 +881,8 @@ function report(opts: {
           '  process, one org per N; its agents bootstrap from the fake registry too. Its bootstrap token',
           '  is the fake registry’s (in memory), where the product mints a PostgreSQL row inside `start()`.',
           '  Its warm-up is removed as the orchestrated delete removes one (`remove` with volumes, the org',
-          '  network with the last container), so its timed starts create the org network, as the',
-          '  orchestrated ones do. Order per N: raw baseline, backend-direct, orchestrated.',
+          '  network with the last container), so under per-org placement its timed starts create the org',
+          '  network, as the orchestrated ones do. Order per N: raw baseline, backend-direct, orchestrated.',
           '- Daemon-call tables (docker): backend-direct’s `DockerBackend` and the service’s both talk to',
           '  dockerd through a client that times each call (bench/provision-baselines.ts `timedDocker`:',
           '  a clock read per call, nothing else changed); each table holds the calls of its timed window.',
