@@ -289,6 +289,23 @@ const envSchema = z.object({
   ORPHAN_SWEEP_INTERVAL_MS: msSetting(300_000),
   /** An orphan younger than this is left for the next sweep (it may belong to a create in flight). */
   ORPHAN_GRACE_MS: msSetting(600_000),
+  /**
+   * Days an activity row (proxied calls, lifecycle entries: GET …/activity, chat-history) is kept;
+   * each orphan sweep run deletes older ones. `off`: kept for good.
+   */
+  ACTIVITY_RETENTION_DAYS: z
+    .string()
+    .default('90')
+    .transform((v, ctx) => {
+      const text = v.trim();
+      if (text === 'off') return text;
+      if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 36_500) return Number(text);
+      ctx.addIssue({
+        code: 'custom',
+        message: 'ACTIVITY_RETENTION_DAYS must be off or a whole number of days from 1 to 36500',
+      });
+      return z.NEVER;
+    }),
   /** Every how often `sweep:budget` looks for workspaces at or over their budget. */
   BUDGET_SWEEP_INTERVAL_MS: msSetting(60_000),
   /** What `sweep:budget` does with them: `stop` (through the entity), `notify` (log), `none` (list). */

@@ -308,6 +308,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       pluginReportDeadlineMs: config.PLUGIN_REPORT_DEADLINE_MS,
       createSettings: apiSettings(config),
       orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS,
+      activityRetentionMs:
+        config.ACTIVITY_RETENTION_DAYS === 'off' ? undefined : config.ACTIVITY_RETENTION_DAYS * 86_400_000,
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,

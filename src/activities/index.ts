@@ -44,6 +44,8 @@ export interface ActivityDeps {
   createSettings?: CreateSettings;
   /** ORG_DELETE_WAIT_MS, for the org cascades the orphan sweep starts. */
   orgDeleteWaitMs?: number;
+  /** ACTIVITY_RETENTION_DAYS in ms (undefined: kept for good), for the orphan sweep's prune. */
+  activityRetentionMs?: number;
 }
 
 interface ResourceTarget {

@@ -17,6 +17,7 @@ import {
   type ResourceStatus,
   type WorkspaceBackend,
 } from '../backends/backend.js';
+import { pruneActivity } from '../db/activity.js';
 import { overBudgetWorkspaces } from '../db/budget.js';
 import { staleRequests, type InFlightRequest } from '../db/plugins.js';
 import { dropDeletedOrgSecrets } from '../db/secrets.js';
@@ -72,9 +73,24 @@ import { withHeartbeat } from './heartbeat.js';
 /** Input the entity requires; an entity that only deletes never boots, so it never waits this long. */
 const DELETE_ONLY_BOOT_DEADLINE_MS = 600_000;
 
+/** Rows one DELETE takes (short transactions: the proxy's INSERTs never wait long behind one). */
+const ACTIVITY_PRUNE_BATCH = 5_000;
+/** Rows one sweep run takes at most; a backlog (retention just lowered) goes over the next runs. */
+export const ACTIVITY_PRUNE_ROWS_PER_RUN = 100_000;
+
+export interface ActivityPruned {
+  /** Rows written before this went. */
+  before: string;
+  removed: number;
+  /** The run stopped at ACTIVITY_PRUNE_ROWS_PER_RUN: older rows are left for the next run. */
+  more: boolean;
+}
+
 export interface SweepActivityDeps {
   db: Queryable;
   backends: Record<BackendKind, WorkspaceBackend>;
+  /** ACTIVITY_RETENTION_DAYS in ms: older activity rows go; undefined keeps them all. */
+  activityRetentionMs?: number;
   /** Sends the org cascade's delete Updates to the workspace entities, starts lost plugin runs. */
   temporal?: Client;
   /** The agent's time to report a plugin set, for the plugin runs this sweep starts. */
@@ -165,6 +181,25 @@ export interface HealthCheck extends HealthSelection {
 export function createSweepActivities(deps: SweepActivityDeps) {
   const { db, backends } = deps;
   const activities = {
+    /**
+     * Deletes activity rows past the retention, in batches, at most ACTIVITY_PRUNE_ROWS_PER_RUN a
+     * run (the next run goes on: `more`). Null when retention is off.
+     */
+    async pruneOldActivity(): Promise<ActivityPruned | null> {
+      if (deps.activityRetentionMs === undefined) return null;
+      const before = new Date(Date.now() - deps.activityRetentionMs);
+      let removed = 0;
+      return withHeartbeat(async () => {
+        while (removed < ACTIVITY_PRUNE_ROWS_PER_RUN) {
+          const batch = Math.min(ACTIVITY_PRUNE_BATCH, ACTIVITY_PRUNE_ROWS_PER_RUN - removed);
+          const gone = await pruneActivity(db, before, batch);
+          removed += gone;
+          if (gone < batch) return { before: before.toISOString(), removed, more: false };
+        }
+        return { before: before.toISOString(), removed, more: true };
+      });
+    },
+
     /** Lists every enabled backend once, looks the lot up in one query, and picks the orphans. */
     async findOrphans(input: { graceMs: number }): Promise<FoundOrphans> {
       const resources: ListedResource[] = [];

@@ -237,3 +237,22 @@ export async function listActivity(
   }
   return { items: page, nextBeforeTs: page[page.length - 1]!.ts };
 }
+
+/**
+ * Deletes up to `limit` ($2) activity rows written before `before` ($1), found through the
+ * (workspace_id, ts) index one workspace's range at a time (an index on `ts` alone would cost every
+ * proxied call's INSERT) and deleted by primary key: as an array, not `id IN (subquery)`, which
+ * the planner may answer with a hash join over the whole table.
+ */
+export const PRUNE_ACTIVITY_SQL = `DELETE FROM activity WHERE id = ANY(ARRAY(
+  SELECT old.id FROM workspaces w
+  CROSS JOIN LATERAL (
+    SELECT a.id FROM activity a WHERE a.workspace_id = w.id AND a.ts < $1 LIMIT $2
+  ) old
+  LIMIT $2))`;
+
+/** PRUNE_ACTIVITY_SQL: answers how many rows went. */
+export async function pruneActivity(db: Queryable, before: Date, limit: number): Promise<number> {
+  const { rowCount } = await db.query(PRUNE_ACTIVITY_SQL, [before, limit]);
+  return rowCount ?? 0;
+}

@@ -245,4 +245,10 @@ export interface OrphanSweepResult {
       error: string;
     }>;
   };
+  /**
+   * Activity rows past ACTIVITY_RETENTION_DAYS deleted this run (`more`: the run's cap was
+   * reached, the next run goes on). Absent when retention is off or on runs of a worker without
+   * that step.
+   */
+  activity?: { before: string; removed: number; more: boolean };
 }

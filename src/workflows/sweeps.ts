@@ -66,6 +66,8 @@ const PATCHES = {
   lostCreates: 'orphan-sweep-lost-creates',
   /** The orphan sweep also starts the cascades of deleted orgs whose own start never landed. */
   orgDeletes: 'orphan-sweep-org-deletes',
+  /** The orphan sweep also deletes activity rows past ACTIVITY_RETENTION_DAYS. */
+  activityRetention: 'orphan-sweep-activity-retention',
 } as const;
 
 /**
@@ -208,6 +210,15 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
         ),
       )
     : undefined;
+  // Null: retention is off on the worker that ran it. Absent from the result then, as on old runs.
+  const activity = patched(PATCHES.activityRetention)
+    ? await bestEffort('old activity rows', null, () =>
+        backend.pruneOldActivity.executeWithOptions(
+          { summary: 'delete activity rows past the retention (ACTIVITY_RETENTION_DAYS)' },
+          [],
+        ),
+      )
+    : null;
   if (lostCreates?.resumed.length) log.info('lost creates resumed', { resumed: lostCreates.resumed.length });
   if (pluginRequests?.resumed.length)
     log.info('lost plugin requests resumed', { resumed: pluginRequests.resumed.length });
@@ -232,6 +243,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     ...(lostCreates ? { lostCreates } : {}),
     ...(pluginRequests ? { pluginRequests } : {}),
     ...(orgDeletes ? { orgDeletes } : {}),
+    ...(activity ? { activity } : {}),
   };
 }
 

@@ -19,7 +19,7 @@ import type { BackendKind } from '../../src/backends/backend.js';
 import type { OrphanSweepResult } from '../../src/domain/orphans.js';
 import { ensureSweepSchedules, sweepScheduleId } from '../../src/worker/schedules.js';
 import { waitFor } from '../setup/wait-for.js';
-import { createOrg, useStack, waitForStatus } from '../support/stack.js';
+import { createOrg, insertWorkspaceRow, useStack, waitForStatus } from '../support/stack.js';
 import { ensureOrgNetwork, orgNetworkName } from '../../src/backends/docker/network.js';
 import {
   CONCURRENT_BLOCK,
@@ -303,6 +303,7 @@ describe('sweep entry points', () => {
       ORPHAN_SWEEP_INTERVAL_MS: '3600000',
       HEALTH_SWEEP_INTERVAL_MS: '3600000',
       BUDGET_SWEEP_INTERVAL_MS: '3600000',
+      ACTIVITY_RETENTION_DAYS: '1',
     },
   });
   afterAll(async () => {
@@ -340,6 +341,18 @@ describe('sweep entry points', () => {
         lastRun: null,
       }),
     ]);
+    // Activity past the retention (1 day here): a deleted workspace's rows of 2 and 3 days ago go,
+    // the row of an hour ago stays.
+    const pool = s.stack.service.db.pool;
+    const org = await createOrg(s.stack, 'retention');
+    const ws = await insertWorkspaceRow(pool, org.id);
+    await pool.query(`UPDATE workspaces SET status = 'deleted' WHERE id = $1`, [ws]);
+    await pool.query(
+      `INSERT INTO activity (workspace_id, type, status, summary, ts)
+       SELECT $1, 'a2a', '200', d || ' days', now() - d * interval '1 day' FROM unnest(ARRAY[2, 3]) d
+       UNION ALL SELECT $1, 'a2a', '200', 'an hour', now() - interval '1 hour'`,
+      [ws],
+    );
     await s.stack.service.temporal.schedule.getHandle(sweepScheduleId(prefix, 'orphans')).trigger();
     const ran = await waitFor(
       async () => {
@@ -353,6 +366,12 @@ describe('sweep entry points', () => {
     expect(ran.result.counts).toEqual(
       expect.objectContaining({ listed: expect.any(Number), removed: expect.any(Number), failed: 0 }),
     );
+    const pruned = (ran.result as OrphanSweepResult).activity!;
+    expect(pruned.more).toBe(false);
+    expect(pruned.removed).toBeGreaterThanOrEqual(2);
+    expect(Date.now() - Date.parse(pruned.before)).toBeGreaterThanOrEqual(86_400_000);
+    const left = await pool.query(`SELECT summary FROM activity WHERE workspace_id = $1`, [ws]);
+    expect(left.rows).toEqual([{ summary: 'an hour' }]);
   });
 
   it('creating the Schedules again updates them in place', async () => {

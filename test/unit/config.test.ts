@@ -33,6 +33,17 @@ describe('configuration', () => {
     }
   });
 
+  it('ACTIVITY_RETENTION_DAYS: 90 days by default, a whole number of days from 1 to 36500, or off', () => {
+    expect(loadConfig(base).ACTIVITY_RETENTION_DAYS).toBe(90);
+    expect(loadConfig({ ...base, ACTIVITY_RETENTION_DAYS: '7' }).ACTIVITY_RETENTION_DAYS).toBe(7);
+    expect(loadConfig({ ...base, ACTIVITY_RETENTION_DAYS: 'off' }).ACTIVITY_RETENTION_DAYS).toBe('off');
+    for (const bad of ['0', '-1', '1.5', '36501', 'forever', '']) {
+      expect(() => loadConfig({ ...base, ACTIVITY_RETENTION_DAYS: bad }), bad).toThrow(
+        /ACTIVITY_RETENTION_DAYS must be off or a whole number of days from 1 to 36500/,
+      );
+    }
+  });
+
   it('names every bad variable', () => {
     let err: unknown;
     try {

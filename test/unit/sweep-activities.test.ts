@@ -13,7 +13,9 @@ import {
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import {
+  ACTIVITY_PRUNE_ROWS_PER_RUN,
   createSweepActivities,
+  type ActivityPruned,
   HEALTH_RESULT_LIST_MAX,
   ORG_DELETE_LOST_AFTER_MS,
   ORPHAN_REMOVALS_PER_RUN,
@@ -329,5 +331,58 @@ describe('resumeOrgDeletes', () => {
     await expect(new MockActivityEnvironment().run(activities.resumeOrgDeletes)).rejects.toThrow(
       /no Temporal client/,
     );
+  });
+});
+
+describe('pruneOldActivity', () => {
+  /** A table of `rows` old activity rows: each DELETE takes up to its limit and says how many. */
+  function oldRows(rows: number): Queryable & { limits: number[]; befores: Date[] } {
+    let left = rows;
+    const limits: number[] = [];
+    const befores: Date[] = [];
+    return {
+      limits,
+      befores,
+      query: (async (_text: string, params: [Date, number]) => {
+        befores.push(params[0]);
+        limits.push(params[1]);
+        const gone = Math.min(left, params[1]);
+        left -= gone;
+        return { rows: [], rowCount: gone };
+      }) as unknown as Queryable['query'],
+    };
+  }
+  const prune = (db: Queryable, activityRetentionMs?: number): Promise<ActivityPruned | null> =>
+    new MockActivityEnvironment().run(
+      createSweepActivities({
+        db,
+        backends: backends(new UnconfiguredBackend('docker')),
+        activityRetentionMs,
+      }).pruneOldActivity,
+    );
+
+  it('deletes rows past the retention in batches of 5,000 until none is left', async () => {
+    const db = oldRows(12_345);
+    const t0 = Date.now();
+    const out = await prune(db, 86_400_000);
+    expect(out).toEqual({ before: expect.any(String), removed: 12_345, more: false });
+    expect(db.limits).toEqual([5000, 5000, 5000]);
+    const before = Date.parse(out!.before);
+    expect(before).toBeGreaterThanOrEqual(t0 - 86_400_000);
+    expect(before).toBeLessThanOrEqual(Date.now() - 86_400_000);
+    expect(new Set(db.befores.map((d) => d.getTime()))).toEqual(new Set([before]));
+  });
+
+  it('takes at most ACTIVITY_PRUNE_ROWS_PER_RUN a run and says more are left', async () => {
+    const db = oldRows(ACTIVITY_PRUNE_ROWS_PER_RUN + 1);
+    const out = await prune(db, 1000);
+    expect(out).toEqual({ before: expect.any(String), removed: ACTIVITY_PRUNE_ROWS_PER_RUN, more: true });
+    expect(db.limits.reduce((a, b) => a + b, 0)).toBe(ACTIVITY_PRUNE_ROWS_PER_RUN);
+  });
+
+  it('with retention off, touches nothing', async () => {
+    const db = oldRows(10);
+    expect(await prune(db)).toBeNull();
+    expect(db.limits).toEqual([]);
   });
 });

@@ -90,6 +90,7 @@ describe('orphanSweepWorkflow', () => {
           resumed: [{ orgId: 'o2', workspaces: 2 }],
           failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal busy' }],
         }),
+        pruneOldActivity: async () => ({ before: '2026-09-01T00:00:00.000Z', removed: 100_000, more: true }),
       },
       (taskQueue) => {
         queue = taskQueue;
@@ -119,6 +120,7 @@ describe('orphanSweepWorkflow', () => {
       resumed: [{ orgId: 'o2', workspaces: 2 }],
       failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal busy' }],
     });
+    expect(result.activity).toEqual({ before: '2026-09-01T00:00:00.000Z', removed: 100_000, more: true });
     expect(runs).toEqual([
       {
         sweep: 'orphans',
@@ -138,6 +140,7 @@ describe('orphanSweepWorkflow', () => {
       'start the entities of creates whose own start never landed',
       'start the runs of plugin requests left in flight with none',
       'start the cascades of deleted orgs whose own start never landed',
+      'delete activity rows past the retention (ACTIVITY_RETENTION_DAYS)',
       'count this orphans sweep run (partial)',
     ]);
   });
@@ -173,12 +176,15 @@ describe('orphanSweepWorkflow', () => {
         removeStraySchedules: async () => [],
         resumeLostCreates: async () => ({ resumed: [], failed: [] }),
         resumeLostPluginRequests: async () => ({ resumed: [], failed: [] }),
+        // Retention off on this worker: no activity entry in the result.
+        pruneOldActivity: async () => null,
       },
       (taskQueue) => {
         queue = taskQueue;
         return sweepOn(taskQueue);
       },
     );
+    expect(result.activity).toBeUndefined();
     expect(order[0]).toBe('ws a');
     // o3 is tried as often as the activity's retry policy allows, then reported.
     expect([...new Set(order.slice(1))].sort()).toEqual(['net o1', 'net o2', 'net o3']);
@@ -219,6 +225,9 @@ describe('orphanSweepWorkflow', () => {
         resumeOrgDeletes: async () => {
           throw new Error('database away');
         },
+        pruneOldActivity: async () => {
+          throw new Error('database away');
+        },
       },
       sweepOn,
     );
@@ -228,6 +237,7 @@ describe('orphanSweepWorkflow', () => {
     expect(result.lostCreates).toEqual({ resumed: [], failed: [] });
     expect(result.pluginRequests).toEqual({ resumed: [], failed: [] });
     expect(result.orgDeletes).toEqual({ resumed: [], failed: [] });
+    expect(result.activity).toBeUndefined();
   });
 });
 
