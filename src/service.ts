@@ -327,6 +327,17 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     workerRun = worker.run();
     // workflowBundle null: no prebuilt bundle for these sources, so it was bundled at start.
     log.info({ taskQueue: config.TASK_QUEUE, workflowBundle: created.workflowBundle }, 'worker running');
+    const docker = backends.docker;
+    if (docker instanceof DockerBackend) {
+      // Where docker workspaces go, so an operator sees a daemon without --icc=false at once. Not
+      // awaited: a dockerd that does not answer must not hold up the worker's start.
+      void docker
+        .describePlacement()
+        .then((p) => log.info(p, 'docker workspace placement'))
+        .catch((err: unknown) =>
+          log.warn({ err }, 'docker workspace placement unknown (dockerd not answering)'),
+        );
+    }
     if (config.SWEEP_SCHEDULES === 'on') {
       await ensureSweepSchedules(temporal, sweepSettings);
       log.info({ prefix: config.SWEEP_SCHEDULE_PREFIX }, 'sweep schedules in place');

@@ -362,6 +362,13 @@ describe('DockerBackend', () => {
       expect(Object.keys(info.NetworkSettings.Networks)).toEqual([expected]);
       const orgBridges = (await docker.listNetworks({ filters: { name: [orgNetworkName(orgId)] } })).length;
       expect(orgBridges).toBe(expected === 'bridge' ? 0 : 1);
+      expect(await backend.describePlacement()).toEqual({
+        setting: 'auto',
+        placement:
+          expected === 'bridge'
+            ? 'shared network bridge (ICC off)'
+            : "a bridge per org (the default bridge's ICC is on)",
+      });
     } finally {
       await backend.remove(id, { volumes: true }).catch(() => undefined);
     }
@@ -378,6 +385,10 @@ describe('DockerBackend', () => {
         code: 'permanent',
         message: `network ${net} (DOCKER_WORKSPACE_NETWORK) does not exist`,
       });
+      expect(await shared.describePlacement()).toEqual({
+        setting: net,
+        placement: `none: network ${net} does not exist`,
+      });
       await docker.createNetwork({ Name: net, Driver: 'bridge' }); // ICC on: the daemon's default
       await expect(shared.start(onSpec)).rejects.toMatchObject({
         code: 'permanent',
@@ -389,6 +400,7 @@ describe('DockerBackend', () => {
       await docker.getNetwork(net).remove();
 
       await docker.createNetwork({ Name: net, Driver: 'bridge', Options: { [ICC_OPTION]: 'false' } });
+      expect((await shared.describePlacement()).placement).toBe(`shared network ${net} (ICC off)`);
       const first = await shared.start(onSpec);
       const placed = await docker.getContainer(first.instanceId).inspect();
       expect(Object.keys(placed.NetworkSettings.Networks)).toEqual([net]);

@@ -197,6 +197,24 @@ export class DockerBackend implements WorkspaceBackend {
     );
   }
 
+  /**
+   * Where a workspace started now would go, for the worker's start-up log: the setting and what
+   * the daemon says of the shared network's ICC right now (each start reads it again).
+   */
+  async describePlacement(): Promise<{ setting: string; placement: string }> {
+    const setting = typeof this.networking === 'string' ? this.networking : this.networking.shared;
+    const shared = this.sharedNetwork;
+    if (shared === undefined) return { setting, placement: 'a bridge per org' };
+    const off = await iccIsOff(this.d, shared);
+    if (off) return { setting, placement: `shared network ${shared} (ICC off)` };
+    if (this.networking === 'auto')
+      return { setting, placement: "a bridge per org (the default bridge's ICC is on)" };
+    return {
+      setting,
+      placement: `none: network ${shared} ${off === null ? 'does not exist' : 'has ICC on'}`,
+    };
+  }
+
   /** The org's own bridge (name or id), created when missing. */
   private async networkFor(orgId: string): Promise<string> {
     if (!orgId) throw new BackendError('permanent', 'a workspace needs an org to be placed on its network');
