@@ -57,6 +57,7 @@ import {
   liveOrgKey,
   selectOrphanNetworks,
   selectOrphans,
+  type ActivityPruned,
   type ListedNetwork,
   type ListedResource,
   type OrphanNetwork,
@@ -77,14 +78,6 @@ const DELETE_ONLY_BOOT_DEADLINE_MS = 600_000;
 const ACTIVITY_PRUNE_BATCH = 5_000;
 /** Rows one sweep run takes at most; a backlog (retention just lowered) goes over the next runs. */
 export const ACTIVITY_PRUNE_ROWS_PER_RUN = 100_000;
-
-export interface ActivityPruned {
-  /** Rows written before this went. */
-  before: string;
-  removed: number;
-  /** The run stopped at ACTIVITY_PRUNE_ROWS_PER_RUN: older rows are left for the next run. */
-  more: boolean;
-}
 
 export interface SweepActivityDeps {
   db: Queryable;

@@ -187,6 +187,15 @@ function orphanReason(r: ListedResource, w: KnownWorkspace | undefined): OrphanR
   return r.generation === w.discardedGeneration ? 'discarded' : null;
 }
 
+/** What one orphan sweep run's activity retention step deleted. */
+export interface ActivityPruned {
+  /** Rows written before this went. */
+  before: string;
+  removed: number;
+  /** The run stopped at its cap (ACTIVITY_PRUNE_ROWS_PER_RUN): older rows are left for the next run. */
+  more: boolean;
+}
+
 /** What one orphan sweep did: the workflow's result, shown in the Temporal UI and by the API. */
 export interface OrphanSweepResult {
   startedAt: string;
@@ -250,5 +259,5 @@ export interface OrphanSweepResult {
    * reached, the next run goes on). Absent when retention is off or on runs of a worker without
    * that step.
    */
-  activity?: { before: string; removed: number; more: boolean };
+  activity?: ActivityPruned;
 }

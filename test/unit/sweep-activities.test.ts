@@ -15,7 +15,6 @@ import { describe, expect, it } from 'vitest';
 import {
   ACTIVITY_PRUNE_ROWS_PER_RUN,
   createSweepActivities,
-  type ActivityPruned,
   HEALTH_RESULT_LIST_MAX,
   ORG_DELETE_LOST_AFTER_MS,
   ORPHAN_REMOVALS_PER_RUN,
@@ -28,6 +27,7 @@ import {
 } from '../../src/backends/backend.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
 import type { Queryable } from '../../src/db/queryable.js';
+import type { ActivityPruned } from '../../src/domain/orphans.js';
 
 const ROWS = 10_000;
 const NOW = Date.now();

@@ -68,6 +68,16 @@ export interface DockerBackendOptions {
 
 type InspectInfo = Dockerode.ContainerInspectInfo;
 
+/**
+ * Where a new container goes (DockerBackend.placement): the shared network; the org's own bridge
+ * (`iccOnShared`: because `auto` found the default bridge's ICC on); or nowhere, the named shared
+ * network being missing or open.
+ */
+type Placement =
+  | { on: 'shared'; network: string }
+  | { on: 'per-org'; iccOnShared: boolean }
+  | { on: 'refused'; network: string; missing: boolean };
+
 export const DEFAULT_LIMITS: Required<ResourceLimits> = { memoryMb: 2048, cpus: 1, pids: 1024 };
 
 /**
@@ -178,21 +188,29 @@ export class DockerBackend implements WorkspaceBackend {
   }
 
   /**
-   * The network (name or id) a new container of `orgId` joins. A shared network only while its
-   * ICC is off, read from the daemon at each placement (fail closed: a daemon restarted without
-   * `--icc=false` sends `auto` back to per-org bridges, and a named shared network is refused).
+   * Where a new container goes now: a shared network only while its ICC is off, read from the
+   * daemon at each call (fail closed: a daemon restarted without `--icc=false` sends `auto` back to
+   * per-org bridges, and a named shared network is refused).
    */
-  private async placementFor(orgId: string): Promise<string> {
+  private async placement(): Promise<Placement> {
     const shared = this.sharedNetwork;
-    if (shared === undefined) return this.networkFor(orgId);
+    if (shared === undefined) return { on: 'per-org', iccOnShared: false };
     const off = await iccIsOff(this.d, shared);
-    if (off) return shared;
-    if (this.networking === 'auto') return this.networkFor(orgId);
+    if (off) return { on: 'shared', network: shared };
+    if (this.networking === 'auto') return { on: 'per-org', iccOnShared: true };
+    return { on: 'refused', network: shared, missing: off === null };
+  }
+
+  /** The network (name or id) a new container of `orgId` joins (see placement). */
+  private async placementFor(orgId: string): Promise<string> {
+    const p = await this.placement();
+    if (p.on === 'shared') return p.network;
+    if (p.on === 'per-org') return this.networkFor(orgId);
     throw new BackendError(
       'permanent',
-      off === null
-        ? `network ${shared} (DOCKER_WORKSPACE_NETWORK) does not exist`
-        : `network ${shared} (DOCKER_WORKSPACE_NETWORK) lets its containers reach each other: ` +
+      p.missing
+        ? `network ${p.network} (DOCKER_WORKSPACE_NETWORK) does not exist`
+        : `network ${p.network} (DOCKER_WORKSPACE_NETWORK) lets its containers reach each other: ` +
             'create it with -o com.docker.network.bridge.enable_icc=false (for "bridge": start dockerd with --icc=false)',
     );
   }
@@ -203,15 +221,15 @@ export class DockerBackend implements WorkspaceBackend {
    */
   async describePlacement(): Promise<{ setting: string; placement: string }> {
     const setting = typeof this.networking === 'string' ? this.networking : this.networking.shared;
-    const shared = this.sharedNetwork;
-    if (shared === undefined) return { setting, placement: 'a bridge per org' };
-    const off = await iccIsOff(this.d, shared);
-    if (off) return { setting, placement: `shared network ${shared} (ICC off)` };
-    if (this.networking === 'auto')
-      return { setting, placement: "a bridge per org (the default bridge's ICC is on)" };
+    const p = await this.placement();
+    if (p.on === 'shared') return { setting, placement: `shared network ${p.network} (ICC off)` };
+    if (p.on === 'per-org') {
+      const why = p.iccOnShared ? " (the default bridge's ICC is on)" : '';
+      return { setting, placement: `a bridge per org${why}` };
+    }
     return {
       setting,
-      placement: `none: network ${shared} ${off === null ? 'does not exist' : 'has ICC on'}`,
+      placement: `none: network ${p.network} ${p.missing ? 'does not exist' : 'has ICC on'}`,
     };
   }
 
@@ -619,17 +637,24 @@ export class DockerBackend implements WorkspaceBackend {
     } catch (err) {
       throw toBackendError(err, `listing volumes of org ${orgId}`);
     }
-    for (const v of volumes) {
-      try {
-        await d.getVolume(v.Name).remove();
-        removed.push(v.Name);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw new BackendError('transient', `removing volume ${v.Name}: ${daemonMessage(err)}`, {
-          cause: err,
-        });
+    // Each removed or gone already (404); any other failure is transient (the cascade tries again).
+    const removeEach = async (kind: 'volume' | 'network', items: Array<{ ref: string; name: string }>) => {
+      for (const { ref, name } of items) {
+        try {
+          await (kind === 'volume' ? d.getVolume(ref) : d.getNetwork(ref)).remove();
+          removed.push(name);
+        } catch (err) {
+          if (isNotFound(err)) continue;
+          throw new BackendError('transient', `removing ${kind} ${name}: ${daemonMessage(err)}`, {
+            cause: err,
+          });
+        }
       }
-    }
+    };
+    await removeEach(
+      'volume',
+      volumes.map((v) => ({ ref: v.Name, name: v.Name })),
+    );
     // Only our labelled network of that name: the name alone could be anyone's.
     const nets = await d
       .listNetworks({
@@ -638,17 +663,10 @@ export class DockerBackend implements WorkspaceBackend {
       .catch((err: unknown) => {
         throw toBackendError(err, `listing networks of org ${orgId}`);
       });
-    for (const n of nets.filter((n) => n.Name === orgNetworkName(orgId))) {
-      try {
-        await d.getNetwork(n.Id).remove();
-        removed.push(n.Name);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw new BackendError('transient', `removing network ${n.Name}: ${daemonMessage(err)}`, {
-          cause: err,
-        });
-      }
-    }
+    await removeEach(
+      'network',
+      nets.filter((n) => n.Name === orgNetworkName(orgId)).map((n) => ({ ref: n.Id, name: n.Name })),
+    );
     return removed;
   }
 
