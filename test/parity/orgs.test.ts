@@ -30,7 +30,9 @@ import { plantLeak, waitForSchedulesListed } from './leaks.js';
 const it = test.sequential;
 
 describe.each(PARITY_BACKENDS)('%s org delete', CONCURRENT_BLOCK, (backend) => {
-  const t = useParityStack(backend);
+  // Docker places per org here, so that "nothing of the org left" includes its network (on the
+  // shared default bridge an org has none).
+  const t = useParityStack(backend, { env: { DOCKER_WORKSPACE_NETWORK: 'per-org' } });
 
   it('deletes the workspaces, revokes the key at once and leaves nothing of the org', async () => {
     const { org, ids } = await doomedOrg(t, ['one', 'two', 'three']);
