@@ -251,6 +251,21 @@ export const SEARCH_ATTRIBUTES = {
   WorkspaceRestarts: 'Int',
 } as const;
 
+/**
+ * Dynamic config of every Temporal server the project runs (the dev script passes the same values,
+ * deploy/temporal-dynamic-config.yaml holds them for compose; test/unit/compose.test.ts keeps the
+ * three alike).
+ * - Updates: every workspace operation is one; on regardless of the server's default.
+ * - The transfer queue's reader: by default it loads new tasks at most 20 times a second per
+ *   shard, so every hop that goes through it (an activity scheduled, a signal's or an activity's
+ *   completion's workflow task) waited up to 50 ms for the next load; on the dev server's single
+ *   shard that throttled every workflow at once (docs/benchmarks.md, seventh round).
+ */
+export const TEMPORAL_DYNAMIC_CONFIG = {
+  'frontend.enableUpdateWorkflowExecution': true,
+  'history.transferProcessorMaxPollRPS': 500,
+} as const;
+
 export interface RunningTemporal {
   address: string;
   namespace: string;
@@ -278,6 +293,8 @@ export interface StartTemporalOptions {
   dbFilename?: string;
   /** Serve the Web UI on a free loopback port (default headless: only the UI test looks at it). */
   ui?: boolean;
+  /** Dynamic config values; default TEMPORAL_DYNAMIC_CONFIG (bench/temporal-hops.ts compares). */
+  dynamicConfig?: Readonly<Record<string, string | number | boolean>>;
 }
 
 export function temporalBinary(): string {
@@ -319,8 +336,10 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
         '--search-attribute',
         `${name}=${type}`,
       ]),
-      '--dynamic-config-value',
-      'frontend.enableUpdateWorkflowExecution=true',
+      ...Object.entries(opts.dynamicConfig ?? TEMPORAL_DYNAMIC_CONFIG).flatMap(([key, value]) => [
+        '--dynamic-config-value',
+        `${key}=${value}`,
+      ]),
       ...(opts.dbFilename
         ? [
             '--db-filename',

@@ -8,7 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { REPO_ROOT as ROOT, SEARCH_ATTRIBUTES } from '../setup/services.js';
+import { parse as parseYaml } from 'yaml';
+import { REPO_ROOT as ROOT, SEARCH_ATTRIBUTES, TEMPORAL_DYNAMIC_CONFIG } from '../setup/services.js';
 import { loadCompose, type ComposeService as Service } from '../support/compose-file.js';
 import { metricsAddresses } from '../../src/worker/metrics-address.js';
 
@@ -153,5 +154,27 @@ describe('docker-compose.yml', () => {
   it('registers every search attribute the workflows upsert', () => {
     const script = (services['temporal-setup']!.command ?? []).join(' ');
     for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) expect(script).toContain(`${name}=${type}`);
+  });
+
+  it('gives its Temporal server the dynamic config that ./dev and the test stacks give theirs', () => {
+    const mount = (services.temporal!.volumes ?? []).find(
+      (v) => v.endsWith(':ro') && v.includes('dynamicconfig'),
+    );
+    const file = mount?.split(':')[0];
+    expect(file, 'the dynamic config file mounted into temporal').toBeDefined();
+    expect(String(services.temporal!.environment?.DYNAMIC_CONFIG_FILE_PATH)).toBe(
+      `config/dynamicconfig/${path.basename(mount!.split(':')[1]!)}`,
+    );
+    const values = parseYaml(readFileSync(path.join(ROOT, file!), 'utf8')) as Record<
+      string,
+      Array<{ value: unknown }>
+    >;
+    expect(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v[0]?.value]))).toEqual(
+      TEMPORAL_DYNAMIC_CONFIG,
+    );
+    const dev = readFileSync(path.join(ROOT, 'dev'), 'utf8');
+    for (const [key, value] of Object.entries(TEMPORAL_DYNAMIC_CONFIG)) {
+      expect(dev).toContain(`--dynamic-config-value ${key}=${value}`);
+    }
   });
 });
