@@ -109,13 +109,19 @@ export function registryRouter(deps: ApiDeps): Router {
     // A (re)started resource may answer elsewhere now (docker restart: new host port). The
     // generation's first registration always re-reads; the agent can register again in a loop, so
     // any later one at most once per interval (backend-reads.ts).
-    if (reads.due(w, 'register', registered.first)) await refreshEndpoint(deps, w);
-    await closeBootstrapRedelivery(db, w.id, body.generation);
-    // Its bundle is proven delivered: retired values no agent of the org may hold now can go. Best
-    // effort: a value kept longer is only redacted longer.
-    await pruneRetiredSecrets(db, { orgId: w.orgId }).catch((err: unknown) => {
-      deps.log.warn({ workspaceId: w.id, err }, 'retired secrets not pruned');
-    });
+    // The endpoint's re-read is independent of the bundle's bookkeeping: both at once, the agent's
+    // `platform-health-ok` waits on this answer.
+    await Promise.all([
+      reads.due(w, 'register', registered.first) ? refreshEndpoint(deps, w) : null,
+      (async () => {
+        await closeBootstrapRedelivery(db, w.id, body.generation);
+        // Its bundle is proven delivered: retired values no agent of the org may hold now can go.
+        // Best effort: a value kept longer is only redacted longer.
+        await pruneRetiredSecrets(db, { orgId: w.orgId }).catch((err: unknown) => {
+          deps.log.warn({ workspaceId: w.id, err }, 'retired secrets not pruned');
+        });
+      })(),
+    ]);
     res.json({ ok: true, generation: w.generation, configHash: w.bootConfigHash });
   });
 
