@@ -248,6 +248,12 @@ const envSchema = z.object({
    */
   API_MAX_CONNECTIONS_PER_CLIENT: countOrWord('auto', 'off'),
   /**
+   * How long a client may take to send a request's headers; past it the connection is answered 408
+   * and closed. Node's own 60 s (checked every 30 s) let a client dribbling headers hold a connection
+   * for up to 90 s. At most 300 s (Node's whole-request timeout, which must not be shorter).
+   */
+  API_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(300_000).default(15_000),
+  /**
    * The proxies in front of the API whose `X-Forwarded-For` names the client (Express's `trust
    * proxy`: a hop count, or addresses/subnets and `loopback`/`linklocal`/`uniquelocal`, comma
    * separated); unset: the TCP peer is the client. Only the failed-authentication limit is per client.

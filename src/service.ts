@@ -284,14 +284,21 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };
-    server = createServer(createApp(apiDeps));
+    server = createServer(
+      {
+        headersTimeout: config.API_HEADERS_TIMEOUT_MS,
+        // Node checks its timeouts every 30 s by default: a 15 s limit would hold for up to 45 s.
+        connectionsCheckingInterval: Math.min(5_000, Math.max(250, config.API_HEADERS_TIMEOUT_MS / 4)),
+      },
+      createApp(apiDeps),
+    );
     terminal = attachTerminal(server, apiDeps);
     const connectionLimits = resolveConnectionLimits(config);
     connections = limitConnections(server, connectionLimits, log);
     await new Promise<void>((resolve) => server!.listen(config.PORT, config.BIND_HOST, resolve));
     port = (server.address() as AddressInfo).port;
     apiDeps.settings.publicUrl = publicUrl(config, port);
-    log.info({ port, connectionLimits }, 'api listening');
+    log.info({ port, connectionLimits, headersTimeoutMs: config.API_HEADERS_TIMEOUT_MS }, 'api listening');
   }
 
   let worker: Worker | null = null;

@@ -128,7 +128,12 @@ function httpCall(
 describe('connection caps (in-process API)', () => {
   const t = useStack({
     worker: false,
-    env: { API_MAX_CONNECTIONS: '60', API_MAX_CONNECTIONS_PER_CLIENT: '25' },
+    // The flood's connections are held on unfinished headers: the headers timeout must not end them.
+    env: {
+      API_MAX_CONNECTIONS: '60',
+      API_MAX_CONNECTIONS_PER_CLIENT: '25',
+      API_HEADERS_TIMEOUT_MS: '300000',
+    },
   });
   const floods: Flood[] = [];
   afterEach(async () => {
@@ -227,6 +232,8 @@ describe('a one-process deployment flooded past its descriptor limit (default ca
       PORT: String(port),
       SWEEP_SCHEDULES: 'off',
       API_MAX_CONNECTIONS_PER_CLIENT: 'auto',
+      // Held for the whole test, as a flood that keeps coming would be.
+      API_HEADERS_TIMEOUT_MS: '300000',
     });
     // 400 descriptors: the default cap is a third (133), a quarter of that per peer (33).
     api = await spawnApi(env, { entry: 'all', fdLimit: 400 });
@@ -296,5 +303,36 @@ describe('a one-process deployment flooded past its descriptor limit (default ca
     );
     expect(api.exitCode()).toBeNull();
     expect(api.output()).not.toMatch(/Failed to initialize uv loop|EMFILE/);
+  });
+});
+
+describe('a client that never finishes its headers (API_HEADERS_TIMEOUT_MS)', () => {
+  const t = useStack({ worker: false, env: { API_HEADERS_TIMEOUT_MS: '1000' } });
+
+  it('is answered 408 and closed, however slowly it keeps sending; others are served meanwhile', async () => {
+    const port = t.stack.service.port!;
+    // Slowloris: a header line every 200 ms, never the blank line that ends them.
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let got = '';
+    let closed = false;
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (got += d));
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed = true));
+    socket.on('connect', () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+    let n = 0;
+    const dribble = setInterval(() => {
+      if (!socket.destroyed) socket.write(`X-Slow-${n++}: ${'a'.repeat(8)}\r\n`);
+    }, 200);
+    try {
+      // Node's own limit (60 s, checked every 30 s) would hold it past this deadline.
+      await waitFor(() => closed, { timeoutMs: 20_000, describe: 'the slow client closed by the server' });
+    } finally {
+      clearInterval(dribble);
+      socket.destroy();
+    }
+    expect(got).toMatch(/^HTTP\/1\.1 408 /);
+    expect(n).toBeGreaterThan(3); // it was still sending when it was cut
+    expect((await httpCall(port, false, 'GET', '/healthz')).status).toBe(200);
   });
 });

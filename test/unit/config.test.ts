@@ -44,6 +44,16 @@ describe('configuration', () => {
     }
   });
 
+  it('API_HEADERS_TIMEOUT_MS: 15 s by default, from 1 s to 300 s (Node’s whole-request timeout)', () => {
+    expect(loadConfig(base).API_HEADERS_TIMEOUT_MS).toBe(15_000);
+    expect(loadConfig({ ...base, API_HEADERS_TIMEOUT_MS: '2000' }).API_HEADERS_TIMEOUT_MS).toBe(2000);
+    for (const bad of ['999', '300001', '1.5', 'soon']) {
+      expect(() => loadConfig({ ...base, API_HEADERS_TIMEOUT_MS: bad }), bad).toThrow(
+        /API_HEADERS_TIMEOUT_MS/,
+      );
+    }
+  });
+
   it('names every bad variable', () => {
     let err: unknown;
     try {
