@@ -119,10 +119,12 @@ export async function createWorkspace(
     for (const p of defaultPlugins) await storePendingPlugin(tx, id, p, newId());
     for (const [key, value] of Object.entries(body.secrets ?? {}))
       await putSecret(tx, deps.secrets, { workspaceId: id }, key, value);
-    // Its own secrets and its org's defaults: the same set every later redaction uses.
-    const clean = await redactorFor(tx, deps.secrets, id);
-    for (const m of body.initialMemories ?? []) {
-      await insertMemory(tx, id, clean(m.content), m.scope ?? 'local');
+    // Its own secrets and its org's defaults: the same set every later redaction uses. Read only
+    // when there is something to redact (the org's row stays locked until the commit).
+    const memories = body.initialMemories ?? [];
+    if (memories.length > 0) {
+      const clean = await redactorFor(tx, deps.secrets, id);
+      for (const m of memories) await insertMemory(tx, id, clean(m.content), m.scope ?? 'local');
     }
     return org.name;
   });
