@@ -14,7 +14,7 @@ import { createApp } from './api/app.js';
 import { withTimeout } from './api/metrics.js';
 import { attachTerminal } from './api/terminal.js';
 import type { CappedCounts } from './api/capped-counts.js';
-import { limitConnections, resolveConnectionLimits } from './api/connection-limits.js';
+import { headerTimeouts, limitConnections, resolveConnectionLimits } from './api/connection-limits.js';
 import { connectTemporal } from './api/temporal-connection.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
 import { EntityClient } from './api/entity.js';
@@ -284,14 +284,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };
-    server = createServer(
-      {
-        headersTimeout: config.API_HEADERS_TIMEOUT_MS,
-        // Node checks its timeouts every 30 s by default: a 15 s limit would hold for up to 45 s.
-        connectionsCheckingInterval: Math.min(5_000, Math.max(250, config.API_HEADERS_TIMEOUT_MS / 4)),
-      },
-      createApp(apiDeps),
-    );
+    server = createServer(headerTimeouts(config.API_HEADERS_TIMEOUT_MS), createApp(apiDeps));
     terminal = attachTerminal(server, apiDeps);
     const connectionLimits = resolveConnectionLimits(config);
     connections = limitConnections(server, connectionLimits, log);

@@ -37,6 +37,21 @@ export function defaultMaxConnections(limits: string | null = readLimits()): num
   return Math.max(16, Math.min(DEFAULT_MAX_CEILING, Math.floor(Number(soft) / 3)));
 }
 
+/**
+ * The HTTP server's header timeout (API_HEADERS_TIMEOUT_MS) and how often Node enforces it: every
+ * 30 s by default, which would let a 15 s limit hold a connection for up to 45 s. Node wants both
+ * as whole milliseconds.
+ */
+export function headerTimeouts(headersTimeoutMs: number): {
+  headersTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  return {
+    headersTimeout: headersTimeoutMs,
+    connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(headersTimeoutMs / 4))),
+  };
+}
+
 /** The caps as configured (API_MAX_CONNECTIONS, API_MAX_CONNECTIONS_PER_CLIENT: see src/config.ts). */
 export function resolveConnectionLimits(
   config: {

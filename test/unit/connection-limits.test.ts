@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { defaultMaxConnections, resolveConnectionLimits } from '../../src/api/connection-limits.js';
+import { createServer } from 'node:http';
+import {
+  defaultMaxConnections,
+  headerTimeouts,
+  resolveConnectionLimits,
+} from '../../src/api/connection-limits.js';
 import { loadConfig } from '../../src/config.js';
 
 const base = {
@@ -62,6 +67,20 @@ describe('connection caps', () => {
       expect(() => loadConfig({ ...base, [name]: value }), `${name}=${value}`).toThrow(
         new RegExp(`${name}:`),
       );
+    }
+  });
+});
+
+describe('headerTimeouts (API_HEADERS_TIMEOUT_MS)', () => {
+  it('checks at most every 5 s, a quarter of the limit below 20 s, whole ms that Node accepts', () => {
+    expect(headerTimeouts(15_000)).toEqual({ headersTimeout: 15_000, connectionsCheckingInterval: 3_750 });
+    expect(headerTimeouts(300_000).connectionsCheckingInterval).toBe(5_000);
+    expect(headerTimeouts(1_000).connectionsCheckingInterval).toBe(250);
+    // Any value the setting allows, not only multiples of 4: Node refuses a fractional interval.
+    for (const ms of [1_000, 1_001, 1_003, 15_001, 19_999, 299_999, 300_000]) {
+      const server = createServer(headerTimeouts(ms));
+      expect(server.headersTimeout).toBe(ms);
+      server.close();
     }
   });
 });
