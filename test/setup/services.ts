@@ -697,8 +697,9 @@ export async function ensureDockerDaemon(opts: { log?: Log } = {}): Promise<void
 /**
  * Restarts the machine's Docker daemon the way an operator (or a reboot) would: SIGTERM to the pid
  * in /var/run/docker.pid, wait until it has exited (it stops every container first), then start
- * `dockerd` detached with the arguments it ran with and wait until the socket answers. Root and the default socket
- * only. Every container without live-restore is stopped; those with a restart policy come back.
+ * `dockerd` detached with the arguments it ran with and wait until the socket answers. Root and
+ * the default socket only. Every container without live-restore is stopped; those with a restart
+ * policy come back.
  */
 export async function restartDockerd(opts: { log?: Log; stopTimeoutMs?: number } = {}): Promise<void> {
   const target = dockerTarget();
