@@ -25,9 +25,9 @@ import {
   type Filter,
 } from '@aws-sdk/client-ec2';
 import type Dockerode from 'dockerode';
-import ssh2 from 'ssh2';
 import { DockerBackend } from '../src/backends/docker/docker-backend.js';
 import { orgNetworkName } from '../src/backends/docker/network.js';
+import { generateParsableKeyPair } from '../src/backends/ec2/ec2-backend.js';
 import { instanceTags, launchTagSpecifications } from '../src/backends/ec2/tags.js';
 import { renderUserData } from '../src/backends/ec2/user-data.js';
 import type { Ec2Sim } from '../test/ec2-sim/sim.js';
@@ -369,7 +369,7 @@ export function runEc2Baseline(opts: {
   const { ec2, sim, vmStarts, registry } = opts;
   const platformUrl = `http://${sim.platformHost}:${registry.port}`;
   // One key pair for all: the user-data installs it for root (the baseline never logs in).
-  const sshPublicKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'wo-bench' }).public;
+  const sshPublicKey = generateParsableKeyPair('wo-bench').publicKey;
   const one = async (label: string, id: string): Promise<BaselineSample> => {
     const entry = registry.add(fakeBundle(id, { heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS }));
     const userData = renderUserData({ platformUrl, bootstrapToken: entry.bootstrapToken, sshPublicKey });
