@@ -52,6 +52,22 @@ const countOrWord = (...words: [string, ...string[]]) =>
       return z.NEVER;
     });
 
+/** Days rows are kept (90 by default), or `off`: kept for good. */
+const retentionDays = (name: string) =>
+  z
+    .string()
+    .default('90')
+    .transform((v, ctx): number | 'off' => {
+      const text = v.trim();
+      if (text === 'off') return text;
+      if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 36_500) return Number(text);
+      ctx.addIssue({
+        code: 'custom',
+        message: `${name} must be off or a whole number of days from 1 to 36500`,
+      });
+      return z.NEVER;
+    });
+
 /** Worker metrics pages one scrape of the API may fetch (WORKER_METRICS_URL). */
 const MAX_WORKER_PAGES = 32;
 
@@ -299,19 +315,13 @@ const envSchema = z.object({
    * Days an activity row (proxied calls, lifecycle entries: GET …/activity, chat-history) is kept;
    * each orphan sweep run deletes older ones. `off`: kept for good.
    */
-  ACTIVITY_RETENTION_DAYS: z
-    .string()
-    .default('90')
-    .transform((v, ctx) => {
-      const text = v.trim();
-      if (text === 'off') return text;
-      if (/^\d+$/.test(text) && Number(text) >= 1 && Number(text) <= 36_500) return Number(text);
-      ctx.addIssue({
-        code: 'custom',
-        message: 'ACTIVITY_RETENTION_DAYS must be off or a whole number of days from 1 to 36500',
-      });
-      return z.NEVER;
-    }),
+  ACTIVITY_RETENTION_DAYS: retentionDays('ACTIVITY_RETENTION_DAYS'),
+  /**
+   * Days a workspace's history is kept: its past generations' boot events and kept consoles, its
+   * status transitions (each workspace keeps its newest), a deleted workspace's all. What it runs
+   * now is never removed. Each orphan sweep run deletes older rows. `off`: kept for good.
+   */
+  HISTORY_RETENTION_DAYS: retentionDays('HISTORY_RETENTION_DAYS'),
   /** Every how often `sweep:budget` looks for workspaces at or over their budget. */
   BUDGET_SWEEP_INTERVAL_MS: msSetting(60_000),
   /** What `sweep:budget` does with them: `stop` (through the entity), `notify` (log), `none` (list). */

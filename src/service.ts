@@ -133,6 +133,10 @@ export function workerMetricsUrls(config: Config, served: string | undefined): s
   return [`http://${local}/metrics`];
 }
 
+/** A `*_RETENTION_DAYS` setting in ms; undefined for `off` (kept for good). */
+const retentionMs = (days: number | 'off'): number | undefined =>
+  days === 'off' ? undefined : days * 86_400_000;
+
 /** The API's settings from configuration (`publicUrl` is settled once the listen port is known). */
 export function apiSettings(config: Config): ApiSettings {
   return {
@@ -308,8 +312,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       pluginReportDeadlineMs: config.PLUGIN_REPORT_DEADLINE_MS,
       createSettings: apiSettings(config),
       orgDeleteWaitMs: config.ORG_DELETE_WAIT_MS,
-      activityRetentionMs:
-        config.ACTIVITY_RETENTION_DAYS === 'off' ? undefined : config.ACTIVITY_RETENTION_DAYS * 86_400_000,
+      activityRetentionMs: retentionMs(config.ACTIVITY_RETENTION_DAYS),
+      historyRetentionMs: retentionMs(config.HISTORY_RETENTION_DAYS),
     });
     const created = await createWorker({
       address: config.TEMPORAL_ADDRESS,

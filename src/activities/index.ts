@@ -46,6 +46,8 @@ export interface ActivityDeps {
   orgDeleteWaitMs?: number;
   /** ACTIVITY_RETENTION_DAYS in ms (undefined: kept for good), for the orphan sweep's prune. */
   activityRetentionMs?: number;
+  /** HISTORY_RETENTION_DAYS in ms (undefined: kept for good), for the orphan sweep's prune. */
+  historyRetentionMs?: number;
 }
 
 interface ResourceTarget {

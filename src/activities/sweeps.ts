@@ -18,6 +18,7 @@ import {
   type WorkspaceBackend,
 } from '../backends/backend.js';
 import { pruneActivity } from '../db/activity.js';
+import { HISTORY_TABLES, pruneHistory } from '../db/history.js';
 import { overBudgetWorkspaces } from '../db/budget.js';
 import { staleRequests, type InFlightRequest } from '../db/plugins.js';
 import { dropDeletedOrgSecrets } from '../db/secrets.js';
@@ -58,6 +59,7 @@ import {
   selectOrphanNetworks,
   selectOrphans,
   type ActivityPruned,
+  type HistoryPruned,
   type ListedNetwork,
   type ListedResource,
   type OrphanNetwork,
@@ -75,15 +77,37 @@ import { withHeartbeat } from './heartbeat.js';
 const DELETE_ONLY_BOOT_DEADLINE_MS = 600_000;
 
 /** Rows one DELETE takes (short transactions: the proxy's INSERTs never wait long behind one). */
-const ACTIVITY_PRUNE_BATCH = 5_000;
+const PRUNE_BATCH = 5_000;
 /** Rows one sweep run takes at most; a backlog (retention just lowered) goes over the next runs. */
 export const ACTIVITY_PRUNE_ROWS_PER_RUN = 100_000;
+/** Likewise for workspace history, over its three tables together. */
+export const HISTORY_PRUNE_ROWS_PER_RUN = 100_000;
+
+/**
+ * Runs `prune` in batches of PRUNE_BATCH until a batch comes back short or `cap` rows went;
+ * `more`: the cap stopped it.
+ */
+async function inBatches(
+  cap: number,
+  prune: (limit: number) => Promise<number>,
+): Promise<{ removed: number; more: boolean }> {
+  let removed = 0;
+  while (removed < cap) {
+    const batch = Math.min(PRUNE_BATCH, cap - removed);
+    const gone = await prune(batch);
+    removed += gone;
+    if (gone < batch) return { removed, more: false };
+  }
+  return { removed, more: true };
+}
 
 export interface SweepActivityDeps {
   db: Queryable;
   backends: Record<BackendKind, WorkspaceBackend>;
   /** ACTIVITY_RETENTION_DAYS in ms: older activity rows go; undefined keeps them all. */
   activityRetentionMs?: number;
+  /** HISTORY_RETENTION_DAYS in ms: older workspace history goes; undefined keeps it all. */
+  historyRetentionMs?: number;
   /** Sends the org cascade's delete Updates to the workspace entities, starts lost plugin runs. */
   temporal?: Client;
   /** The agent's time to report a plugin set, for the plugin runs this sweep starts. */
@@ -181,15 +205,30 @@ export function createSweepActivities(deps: SweepActivityDeps) {
     async pruneOldActivity(): Promise<ActivityPruned | null> {
       if (deps.activityRetentionMs === undefined) return null;
       const before = new Date(Date.now() - deps.activityRetentionMs);
-      let removed = 0;
       return withHeartbeat(async () => {
-        while (removed < ACTIVITY_PRUNE_ROWS_PER_RUN) {
-          const batch = Math.min(ACTIVITY_PRUNE_BATCH, ACTIVITY_PRUNE_ROWS_PER_RUN - removed);
-          const gone = await pruneActivity(db, before, batch);
-          removed += gone;
-          if (gone < batch) return { before: before.toISOString(), removed, more: false };
+        const run = await inBatches(ACTIVITY_PRUNE_ROWS_PER_RUN, (limit) => pruneActivity(db, before, limit));
+        return { before: before.toISOString(), removed: run.removed, more: run.more };
+      });
+    },
+
+    /**
+     * Deletes workspace history past the retention (src/db/history.ts says what is kept), table by
+     * table in batches, at most HISTORY_PRUNE_ROWS_PER_RUN a run over all three (the next run goes
+     * on: `more`). Null when retention is off.
+     */
+    async pruneOldHistory(): Promise<HistoryPruned | null> {
+      if (deps.historyRetentionMs === undefined) return null;
+      const before = new Date(Date.now() - deps.historyRetentionMs);
+      const removed: HistoryPruned['removed'] = { consoleLogs: 0, bootEvents: 0, transitions: 0 };
+      return withHeartbeat(async () => {
+        let left = HISTORY_PRUNE_ROWS_PER_RUN;
+        for (const table of HISTORY_TABLES) {
+          const run = await inBatches(left, (limit) => pruneHistory(db, table, before, limit));
+          removed[table] = run.removed;
+          left -= run.removed;
+          if (run.more) return { before: before.toISOString(), removed, more: true };
         }
-        return { before: before.toISOString(), removed, more: true };
+        return { before: before.toISOString(), removed, more: false };
       });
     },
 

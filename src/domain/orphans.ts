@@ -196,6 +196,15 @@ export interface ActivityPruned {
   more: boolean;
 }
 
+/** What one orphan sweep run's history retention step deleted, per table. */
+export interface HistoryPruned {
+  /** Rows written before this went. */
+  before: string;
+  removed: { consoleLogs: number; bootEvents: number; transitions: number };
+  /** The run stopped at its cap (HISTORY_PRUNE_ROWS_PER_RUN): older rows are left for the next run. */
+  more: boolean;
+}
+
 /** What one orphan sweep did: the workflow's result, shown in the Temporal UI and by the API. */
 export interface OrphanSweepResult {
   startedAt: string;
@@ -260,4 +269,11 @@ export interface OrphanSweepResult {
    * that step.
    */
   activity?: ActivityPruned;
+  /**
+   * Workspace history past HISTORY_RETENTION_DAYS deleted this run: past generations' boot events
+   * and kept consoles, transitions but each workspace's newest, a deleted workspace's all (`more`:
+   * the run's cap was reached). Absent when retention is off or on runs of a worker without that
+   * step.
+   */
+  history?: HistoryPruned;
 }

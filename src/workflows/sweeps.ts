@@ -68,6 +68,8 @@ const PATCHES = {
   orgDeletes: 'orphan-sweep-org-deletes',
   /** The orphan sweep also deletes activity rows past ACTIVITY_RETENTION_DAYS. */
   activityRetention: 'orphan-sweep-activity-retention',
+  /** The orphan sweep also deletes workspace history past HISTORY_RETENTION_DAYS. */
+  historyRetention: 'orphan-sweep-history-retention',
 } as const;
 
 /**
@@ -219,6 +221,14 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
         ),
       )
     : null;
+  const history = patched(PATCHES.historyRetention)
+    ? await bestEffort('old workspace history', null, () =>
+        backend.pruneOldHistory.executeWithOptions(
+          { summary: 'delete workspace history past the retention (HISTORY_RETENTION_DAYS)' },
+          [],
+        ),
+      )
+    : null;
   if (lostCreates?.resumed.length) log.info('lost creates resumed', { resumed: lostCreates.resumed.length });
   if (pluginRequests?.resumed.length)
     log.info('lost plugin requests resumed', { resumed: pluginRequests.resumed.length });
@@ -244,6 +254,7 @@ async function orphanSweep(input: OrphanSweepInput): Promise<OrphanSweepResult> 
     ...(pluginRequests ? { pluginRequests } : {}),
     ...(orgDeletes ? { orgDeletes } : {}),
     ...(activity ? { activity } : {}),
+    ...(history ? { history } : {}),
   };
 }
 

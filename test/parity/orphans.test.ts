@@ -304,6 +304,7 @@ describe('sweep entry points', () => {
       HEALTH_SWEEP_INTERVAL_MS: '3600000',
       BUDGET_SWEEP_INTERVAL_MS: '3600000',
       ACTIVITY_RETENTION_DAYS: '1',
+      HISTORY_RETENTION_DAYS: '1',
     },
   });
   afterAll(async () => {
@@ -353,6 +354,31 @@ describe('sweep entry points', () => {
        UNION ALL SELECT $1, 'a2a', '200', 'an hour', now() - interval '1 hour'`,
       [ws],
     );
+    // History past the retention: the deleted workspace's of 2 days ago goes (its newest transition,
+    // of 3 days ago, stays); a live one at generation 2 keeps its running generation's boot events
+    // of 2 days ago and loses generation 1's.
+    await pool.query(
+      `INSERT INTO boot_events (workspace_id, generation, phase, ts, received_at)
+       VALUES ($1, 0, 'old', now(), now() - interval '2 days')`,
+      [ws],
+    );
+    await pool.query(
+      `INSERT INTO console_logs (workspace_id, generation, text, captured_at)
+       VALUES ($1, 0, 'old', now() - interval '2 days')`,
+      [ws],
+    );
+    await pool.query(
+      `INSERT INTO workspace_transitions (workspace_id, status, generation, ts)
+       VALUES ($1, 'deleting', 0, now() - interval '4 days'), ($1, 'deleted', 0, now() - interval '3 days')`,
+      [ws],
+    );
+    const live = await insertWorkspaceRow(pool, org.id);
+    await pool.query(`UPDATE workspaces SET status = 'online', generation = 2 WHERE id = $1`, [live]);
+    await pool.query(
+      `INSERT INTO boot_events (workspace_id, generation, phase, ts, received_at)
+       SELECT $1, g, 'g' || g, now(), now() - interval '2 days' FROM unnest(ARRAY[1, 2]) g`,
+      [live],
+    );
     await s.stack.service.temporal.schedule.getHandle(sweepScheduleId(prefix, 'orphans')).trigger();
     const ran = await waitFor(
       async () => {
@@ -372,6 +398,23 @@ describe('sweep entry points', () => {
     expect(Date.now() - Date.parse(pruned.before)).toBeGreaterThanOrEqual(86_400_000);
     const left = await pool.query(`SELECT summary FROM activity WHERE workspace_id = $1`, [ws]);
     expect(left.rows).toEqual([{ summary: 'an hour' }]);
+    const history = (ran.result as OrphanSweepResult).history!;
+    expect(history.more).toBe(false);
+    expect(history.removed).toEqual({
+      consoleLogs: expect.any(Number),
+      bootEvents: expect.any(Number),
+      transitions: expect.any(Number),
+    });
+    expect(Date.now() - Date.parse(history.before)).toBeGreaterThanOrEqual(86_400_000);
+    const kept = async (sql: string, id: string) => (await pool.query(sql, [id])).rows;
+    expect(await kept('SELECT phase FROM boot_events WHERE workspace_id = $1', ws)).toEqual([]);
+    expect(await kept('SELECT text FROM console_logs WHERE workspace_id = $1', ws)).toEqual([]);
+    expect(await kept('SELECT status FROM workspace_transitions WHERE workspace_id = $1', ws)).toEqual([
+      { status: 'deleted' },
+    ]);
+    expect(await kept('SELECT phase FROM boot_events WHERE workspace_id = $1', live)).toEqual([
+      { phase: 'g2' },
+    ]);
   });
 
   it('creating the Schedules again updates them in place', async () => {

@@ -33,16 +33,20 @@ describe('configuration', () => {
     }
   });
 
-  it('ACTIVITY_RETENTION_DAYS: 90 days by default, a whole number of days from 1 to 36500, or off', () => {
-    expect(loadConfig(base).ACTIVITY_RETENTION_DAYS).toBe(90);
-    expect(loadConfig({ ...base, ACTIVITY_RETENTION_DAYS: '7' }).ACTIVITY_RETENTION_DAYS).toBe(7);
-    expect(loadConfig({ ...base, ACTIVITY_RETENTION_DAYS: 'off' }).ACTIVITY_RETENTION_DAYS).toBe('off');
-    for (const bad of ['0', '-1', '1.5', '36501', 'forever', '']) {
-      expect(() => loadConfig({ ...base, ACTIVITY_RETENTION_DAYS: bad }), bad).toThrow(
-        /ACTIVITY_RETENTION_DAYS must be off or a whole number of days from 1 to 36500/,
-      );
-    }
-  });
+  it.each(['ACTIVITY_RETENTION_DAYS', 'HISTORY_RETENTION_DAYS'] as const)(
+    '%s: 90 days by default, a whole number of days from 1 to 36500, or off',
+    (name) => {
+      expect(loadConfig(base)[name]).toBe(90);
+      expect(loadConfig({ ...base, [name]: '7' })[name]).toBe(7);
+      expect(loadConfig({ ...base, [name]: ' 36500 ' })[name]).toBe(36_500);
+      expect(loadConfig({ ...base, [name]: 'off' })[name]).toBe('off');
+      for (const bad of ['0', '-1', '1.5', '36501', 'forever', '']) {
+        expect(() => loadConfig({ ...base, [name]: bad }), bad).toThrow(
+          new RegExp(`${name} must be off or a whole number of days from 1 to 36500`),
+        );
+      }
+    },
+  );
 
   it('API_HEADERS_TIMEOUT_MS: 15 s by default, from 1 s to 300 s (Node’s whole-request timeout)', () => {
     expect(loadConfig(base).API_HEADERS_TIMEOUT_MS).toBe(15_000);

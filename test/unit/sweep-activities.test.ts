@@ -15,6 +15,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ACTIVITY_PRUNE_ROWS_PER_RUN,
   createSweepActivities,
+  HISTORY_PRUNE_ROWS_PER_RUN,
   HEALTH_RESULT_LIST_MAX,
   ORG_DELETE_LOST_AFTER_MS,
   ORPHAN_REMOVALS_PER_RUN,
@@ -27,7 +28,8 @@ import {
 } from '../../src/backends/backend.js';
 import { UnconfiguredBackend } from '../../src/backends/unconfigured.js';
 import type { Queryable } from '../../src/db/queryable.js';
-import type { ActivityPruned } from '../../src/domain/orphans.js';
+import { HISTORY_TABLES, PRUNE_HISTORY_SQL, type HistoryTable } from '../../src/db/history.js';
+import type { ActivityPruned, HistoryPruned } from '../../src/domain/orphans.js';
 
 const ROWS = 10_000;
 const NOW = Date.now();
@@ -384,5 +386,76 @@ describe('pruneOldActivity', () => {
     const db = oldRows(10);
     expect(await prune(db)).toBeNull();
     expect(db.limits).toEqual([]);
+  });
+});
+
+describe('pruneOldHistory', () => {
+  /** Old rows per table: each DELETE takes up to its limit of its table and says how many. */
+  function oldHistory(rows: Partial<Record<HistoryTable, number>>) {
+    const left = { consoleLogs: 0, bootEvents: 0, transitions: 0, ...rows };
+    const calls: Array<[HistoryTable, number]> = [];
+    const befores = new Set<number>();
+    const query = (async (text: string, params: [Date, number]) => {
+      const table = HISTORY_TABLES.find((t) => PRUNE_HISTORY_SQL[t] === text);
+      if (!table) throw new Error(`unexpected query: ${text}`);
+      befores.add(params[0].getTime());
+      calls.push([table, params[1]]);
+      const gone = Math.min(left[table], params[1]);
+      left[table] -= gone;
+      return { rows: [], rowCount: gone };
+    }) as unknown as Queryable['query'];
+    return { query, calls, befores };
+  }
+  const prune = (db: Queryable, historyRetentionMs?: number): Promise<HistoryPruned | null> =>
+    new MockActivityEnvironment().run(
+      createSweepActivities({
+        db,
+        backends: backends(new UnconfiguredBackend('docker')),
+        historyRetentionMs,
+      }).pruneOldHistory,
+    );
+
+  it('takes each table in turn, in batches of 5,000, until none is left', async () => {
+    const db = oldHistory({ consoleLogs: 7, bootEvents: 12_000, transitions: 5_000 });
+    const t0 = Date.now();
+    const out = await prune(db, 86_400_000);
+    expect(out).toEqual({
+      before: expect.any(String),
+      removed: { consoleLogs: 7, bootEvents: 12_000, transitions: 5_000 },
+      more: false,
+    });
+    expect(db.calls).toEqual([
+      ['consoleLogs', 5000],
+      ['bootEvents', 5000],
+      ['bootEvents', 5000],
+      ['bootEvents', 5000],
+      ['transitions', 5000],
+      ['transitions', 5000],
+    ]);
+    // One cut for every statement, a day back.
+    const before = Date.parse(out!.before);
+    expect(before).toBeGreaterThanOrEqual(t0 - 86_400_000);
+    expect(before).toBeLessThanOrEqual(Date.now() - 86_400_000);
+    expect(db.befores).toEqual(new Set([before]));
+  });
+
+  it('takes at most HISTORY_PRUNE_ROWS_PER_RUN a run over the three tables and says more are left', async () => {
+    const db = oldHistory({ consoleLogs: 60_000, bootEvents: 60_000, transitions: 10 });
+    const out = await prune(db, 1000);
+    expect(out).toEqual({
+      before: expect.any(String),
+      removed: { consoleLogs: 60_000, bootEvents: HISTORY_PRUNE_ROWS_PER_RUN - 60_000, transitions: 0 },
+      more: true,
+    });
+    // The last statement asked for no more than the run had left; transitions were not reached.
+    expect(db.calls.at(-1)).toEqual(['bootEvents', 5000]);
+    expect(db.calls.filter(([t]) => t === 'bootEvents')).toHaveLength(8);
+    expect(db.calls.some(([t]) => t === 'transitions')).toBe(false);
+  });
+
+  it('with retention off, touches nothing', async () => {
+    const db = oldHistory({ bootEvents: 10 });
+    expect(await prune(db)).toBeNull();
+    expect(db.calls).toEqual([]);
   });
 });

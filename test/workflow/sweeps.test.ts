@@ -91,6 +91,11 @@ describe('orphanSweepWorkflow', () => {
           failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal busy' }],
         }),
         pruneOldActivity: async () => ({ before: '2026-09-01T00:00:00.000Z', removed: 100_000, more: true }),
+        pruneOldHistory: async () => ({
+          before: '2026-09-01T00:00:00.000Z',
+          removed: { consoleLogs: 3, bootEvents: 40, transitions: 12 },
+          more: false,
+        }),
       },
       (taskQueue) => {
         queue = taskQueue;
@@ -121,6 +126,11 @@ describe('orphanSweepWorkflow', () => {
       failed: [{ orgId: 'o3', workspaces: 1, error: 'temporal busy' }],
     });
     expect(result.activity).toEqual({ before: '2026-09-01T00:00:00.000Z', removed: 100_000, more: true });
+    expect(result.history).toEqual({
+      before: '2026-09-01T00:00:00.000Z',
+      removed: { consoleLogs: 3, bootEvents: 40, transitions: 12 },
+      more: false,
+    });
     expect(runs).toEqual([
       {
         sweep: 'orphans',
@@ -141,6 +151,7 @@ describe('orphanSweepWorkflow', () => {
       'start the runs of plugin requests left in flight with none',
       'start the cascades of deleted orgs whose own start never landed',
       'delete activity rows past the retention (ACTIVITY_RETENTION_DAYS)',
+      'delete workspace history past the retention (HISTORY_RETENTION_DAYS)',
       'count this orphans sweep run (partial)',
     ]);
   });
@@ -176,8 +187,9 @@ describe('orphanSweepWorkflow', () => {
         removeStraySchedules: async () => [],
         resumeLostCreates: async () => ({ resumed: [], failed: [] }),
         resumeLostPluginRequests: async () => ({ resumed: [], failed: [] }),
-        // Retention off on this worker: no activity entry in the result.
+        // Retention off on this worker: no activity or history entry in the result.
         pruneOldActivity: async () => null,
+        pruneOldHistory: async () => null,
       },
       (taskQueue) => {
         queue = taskQueue;
@@ -185,6 +197,7 @@ describe('orphanSweepWorkflow', () => {
       },
     );
     expect(result.activity).toBeUndefined();
+    expect(result.history).toBeUndefined();
     expect(order[0]).toBe('ws a');
     // o3 is tried as often as the activity's retry policy allows, then reported.
     expect([...new Set(order.slice(1))].sort()).toEqual(['net o1', 'net o2', 'net o3']);
@@ -228,6 +241,9 @@ describe('orphanSweepWorkflow', () => {
         pruneOldActivity: async () => {
           throw new Error('database away');
         },
+        pruneOldHistory: async () => {
+          throw new Error('database away');
+        },
       },
       sweepOn,
     );
@@ -238,6 +254,7 @@ describe('orphanSweepWorkflow', () => {
     expect(result.pluginRequests).toEqual({ resumed: [], failed: [] });
     expect(result.orgDeletes).toEqual({ resumed: [], failed: [] });
     expect(result.activity).toBeUndefined();
+    expect(result.history).toBeUndefined();
   });
 });
 
