@@ -80,7 +80,16 @@ export async function listTransitions(
   return rows;
 }
 
-/** Keeps a generation's console output; `truncated`: older output was already dropped. */
+/**
+ * Kept consoles per workspace: the newest generations'. A copy is up to 256 KB and a restart loop
+ * that fails each boot keeps one a generation, faster than HISTORY_RETENTION_DAYS removes them.
+ */
+export const CONSOLE_LOGS_KEPT_PER_WORKSPACE = 20;
+
+/**
+ * Keeps a generation's console output (`truncated`: older output was already dropped), and drops
+ * the workspace's copies older than its newest CONSOLE_LOGS_KEPT_PER_WORKSPACE.
+ */
 export async function saveConsoleLog(
   db: Queryable,
   workspaceId: string,
@@ -94,6 +103,12 @@ export async function saveConsoleLog(
      DO UPDATE SET text = EXCLUDED.text, truncated = EXCLUDED.truncated, captured_at = now()`,
     // A console may print anything, NUL included: the kept copy must not be lost for it.
     [workspaceId, generation, storable(text), truncated],
+  );
+  await db.query(
+    `DELETE FROM console_logs WHERE workspace_id = $1 AND generation < (
+       SELECT generation FROM console_logs WHERE workspace_id = $1
+       ORDER BY generation DESC OFFSET $2 - 1 LIMIT 1)`,
+    [workspaceId, CONSOLE_LOGS_KEPT_PER_WORKSPACE],
   );
 }
 

@@ -5,7 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.js';
-import { keptConsoleLog, listTransitions, saveConsoleLog } from '../../src/db/events.js';
+import {
+  CONSOLE_LOGS_KEPT_PER_WORKSPACE,
+  keptConsoleLog,
+  listTransitions,
+  saveConsoleLog,
+} from '../../src/db/events.js';
 import { getWorkspace, recordTransition } from '../../src/db/workspaces.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
@@ -232,6 +237,29 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     expect(row).toMatchObject({ status: 'failed', error: 'start failed: a\uFFFDb' });
     const events = await listTransitions(db.pool, wsId);
     expect(events.map((e) => e.message)).toEqual(['start failed: a\uFFFDb']);
+  });
+
+  it('keeps the consoles of a workspace’s newest generations only', async () => {
+    const orgId = await insertOrg(db, 'consoles');
+    const wsId = id('ws');
+    await db.pool.query(
+      `INSERT INTO workspaces (id, org_id, name, backend, runtime, config_hash, status, workflow_id)
+       VALUES ($1, $2, 'consoles', 'docker', 'node', 'h', 'provisioning', 'wf')`,
+      [wsId, orgId],
+    );
+    const kept = CONSOLE_LOGS_KEPT_PER_WORKSPACE;
+    // Failed generations are sparse: every other one.
+    for (let g = 1; g <= 2 * (kept + 3); g += 2) await saveConsoleLog(db.pool, wsId, g, `gen ${g}`);
+    const { rows } = await db.pool.query<{ generation: number }>(
+      'SELECT generation FROM console_logs WHERE workspace_id = $1 ORDER BY generation',
+      [wsId],
+    );
+    expect(rows.map((r) => r.generation)).toEqual(Array.from({ length: kept }, (_, i) => 7 + 2 * i));
+    expect(await keptConsoleLog(db.pool, wsId, 5, 1000)).toBeNull();
+    expect(await keptConsoleLog(db.pool, wsId, 7, 1000)).toEqual({ text: 'gen 7', truncated: false });
+    // Saved again (a retried capture): still the same copies.
+    await saveConsoleLog(db.pool, wsId, 7, 'gen 7 again');
+    expect((await keptConsoleLog(db.pool, wsId, 7, 1000))?.text).toBe('gen 7 again');
   });
 
   it('keeps the data across close and reopen', async () => {
