@@ -32,6 +32,17 @@ async function insertOrg(db: Database, name = 'acme'): Promise<string> {
   return orgId;
 }
 
+/** A workspace row with only what the schema requires. */
+async function insertBareWorkspace(db: Database, orgId: string): Promise<string> {
+  const wsId = id('ws');
+  await db.pool.query(
+    `INSERT INTO workspaces (id, org_id, name, backend, runtime, config_hash, status, workflow_id)
+     VALUES ($1, $2, $1, 'docker', 'node', 'h', 'provisioning', 'wf')`,
+    [wsId, orgId],
+  );
+  return wsId;
+}
+
 describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
   let dataDir: string;
   let fresh: FreshDatabase | undefined;
@@ -213,13 +224,7 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
   });
 
   it('keeps a console log and a transition whose text holds NUL or a lone surrogate (replaced, not lost)', async () => {
-    const orgId = await insertOrg(db, 'unstorable');
-    const wsId = id('ws');
-    await db.pool.query(
-      `INSERT INTO workspaces (id, org_id, name, backend, runtime, config_hash, status, workflow_id)
-       VALUES ($1, $2, 'nul', 'docker', 'node', 'h', 'provisioning', 'wf')`,
-      [wsId, orgId],
-    );
+    const wsId = await insertBareWorkspace(db, await insertOrg(db, 'unstorable'));
     // What a console may print, or a backend error may quote; PostgreSQL text refuses both.
     await saveConsoleLog(db.pool, wsId, 1, 'boot\u0000ing \uD800 done\n');
     expect(await keptConsoleLog(db.pool, wsId, 1, 1000)).toEqual({
@@ -240,13 +245,7 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
   });
 
   it('keeps the consoles of a workspace’s newest generations only', async () => {
-    const orgId = await insertOrg(db, 'consoles');
-    const wsId = id('ws');
-    await db.pool.query(
-      `INSERT INTO workspaces (id, org_id, name, backend, runtime, config_hash, status, workflow_id)
-       VALUES ($1, $2, 'consoles', 'docker', 'node', 'h', 'provisioning', 'wf')`,
-      [wsId, orgId],
-    );
+    const wsId = await insertBareWorkspace(db, await insertOrg(db, 'consoles'));
     const kept = CONSOLE_LOGS_KEPT_PER_WORKSPACE;
     // Failed generations are sparse: every other one.
     for (let g = 1; g <= 2 * (kept + 3); g += 2) await saveConsoleLog(db.pool, wsId, g, `gen ${g}`);
