@@ -8,8 +8,9 @@
  * code before it waited for every workspace (its `patched()` gate keeps that run's end as it was), and
  * `pre-org-delete-{first,last}-sweep-failed` cascades that the code before
  * `org-delete-sweeps-until-done` failed when a sweep by org failed; `pre-orphan-sweep-org-cascades`
- * is an orphan sweep from before it started lost org cascades (these three recorded with fake activities,
- * as in test/workflow/sweeps.test.ts);
+ * is an orphan sweep from before it started lost org cascades, `pre-orphan-sweep-history-retention` one
+ * from before it deleted old workspace history (these four recorded with fake activities, as in
+ * test/workflow/sweeps.test.ts);
  * `wf-ui-story` (test/workflow/ui-story.test.ts) has summaries on its activities and timers;
  * `wf-local-db-steps` is the same story recorded with the DB steps as local activities;
  * `wf-auto-restart-failed` and `wf-stop-failed` are from before the restart policy's give-up tore
