@@ -392,18 +392,11 @@ export function injectPeer(
   peer: Pick<WorkspaceRow, 'id' | 'name'>,
   base: string,
 ): void {
-  const params = body.params;
-  if (typeof params !== 'object' || params === null || Array.isArray(params)) return;
-  const message = (params as Record<string, unknown>).message;
-  if (typeof message !== 'object' || message === null || Array.isArray(message)) return;
-  const m = message as Record<string, unknown>;
-  const metadata =
-    typeof m.metadata === 'object' && m.metadata !== null && !Array.isArray(m.metadata)
-      ? (m.metadata as Record<string, unknown>)
-      : {};
+  const m = messageOf(body);
+  if (!m) return;
   // Set by the platform, never by the caller: whatever the caller put there is replaced.
   m.metadata = {
-    ...metadata,
+    ...(isRecord(m.metadata) ? m.metadata : {}),
     peer: {
       id: peer.id,
       name: peer.name,
@@ -411,6 +404,29 @@ export function injectPeer(
       agentCardUrl: `${base}/v1/workspaces/${peer.id}/agent-card`,
     },
   };
+}
+
+/**
+ * Removes the `metadata.peer` a caller that is not a workspace put in its message: only the
+ * platform names a peer, and an agent must not take a user's call for another workspace's (of
+ * any org). True when there was one (the message is then forwarded as re-serialized).
+ */
+export function dropCallerPeer(body: Record<string, unknown>): boolean {
+  const m = messageOf(body);
+  if (!m || !isRecord(m.metadata) || !Object.hasOwn(m.metadata, 'peer')) return false;
+  const { peer: _claimed, ...rest } = m.metadata;
+  m.metadata = rest;
+  return true;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A JSON-RPC request's `params.message`, when it is an object. */
+function messageOf(body: Record<string, unknown>): Record<string, unknown> | null {
+  const params = body.params;
+  if (!isRecord(params)) return null;
+  return isRecord(params.message) ? params.message : null;
 }
 
 /** What the shared path needs (the API's deps and the worker's activity deps both have it). */

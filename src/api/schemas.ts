@@ -115,16 +115,15 @@ export const storableJson = z.unknown().superRefine((v, ctx) => {
 export const SECRET_KEY_PATTERN = /^[A-Z_][A-Z0-9_]{0,127}$/;
 const MAX_CONFIG_BYTES = 64 * 1024;
 
-const configObject = z
-  .record(z.string(), z.unknown())
-  .superRefine((c, ctx) => {
-    const p = jsonProblem(c);
-    if (p) ctx.addIssue({ code: 'custom', message: p });
-  })
-  .refine(
-    (c) => JSON.stringify(c).length <= MAX_CONFIG_BYTES,
-    `config must be at most ${MAX_CONFIG_BYTES} bytes`,
-  );
+const configObject = z.record(z.string(), z.unknown()).superRefine((c, ctx) => {
+  // The size is measured only once the depth is known to be bounded: JSON.stringify recurses, and a
+  // value nested thousands deep would overflow the stack (a 500 for the caller's error).
+  const p = jsonProblem(c);
+  if (p) ctx.addIssue({ code: 'custom', message: p });
+  else if (JSON.stringify(c).length > MAX_CONFIG_BYTES) {
+    ctx.addIssue({ code: 'custom', message: `config must be at most ${MAX_CONFIG_BYTES} bytes` });
+  }
+});
 
 export const createOrgBody = z.object({ name: text({ min: 1, max: 100, trim: true }) });
 

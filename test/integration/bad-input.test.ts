@@ -224,6 +224,26 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(runtime.body.error.field).toBe('runtime');
   });
 
+  it('a config nested 10,000 deep → 400 config on create and PATCH, never 500', async () => {
+    // Built as text: the test's own JSON.stringify would overflow on it, as the API's did.
+    const deep = '['.repeat(10_000) + ']'.repeat(10_000);
+    const before = await countAll();
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      rawBody: `{"name":"x","backend":"docker","config":{"a":${deep}}}`,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(400);
+    expect(created.body.error).toMatchObject({ field: 'config', message: expect.stringMatching(/nested/) });
+    expect(await countAll()).toBe(before);
+    const id = await workspaceRow();
+    const patched = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      rawBody: `{"config":{"a":${deep}}}`,
+    });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(400);
+    expect(patched.body.error.field).toBe('config');
+  });
+
   it('before_ts must name a date that exists: 2024-02-30 → 400 before_ts', async () => {
     const id = await workspaceRow();
     for (const ts of [

@@ -70,6 +70,13 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
       `workspace callee (${a.id}) on runtime ${a.runtime} received: hello there`,
     );
     expect(sent.body.result.metadata.peer).toBeNull();
+    // A peer the caller claims is not forwarded: only the platform names one (here, none).
+    const claimed = await t.stack.api.call('POST', `/v1/workspaces/${a.id}/a2a`, {
+      token: t.key,
+      body: send('not from a peer', { metadata: { peer: { id: b.id, name: 'caller' } } }),
+    });
+    expect(claimed.status).toBe(200);
+    expect(claimed.body.result.metadata.peer).toBeNull();
 
     // Any method is forwarded: the agent's own JSON-RPC error comes back as is.
     const unknown = await t.stack.api.call('POST', `/v1/workspaces/${a.id}/a2a`, {
@@ -131,6 +138,18 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
       role: 'peer',
       agentCardUrl: expect.stringMatching(new RegExp(`^http://[^/]+/v1/workspaces/${b.id}/agent-card$`)),
     });
+
+    // A body the proxy must rewrite (a workspace caller's; a claimed peer) nested too deep to write
+    // again: the caller's error, 400 naming the body, not a 500.
+    const deep = `{"jsonrpc":"2.0","id":2,"method":"message/send","params":{"message":{"role":"user","parts":[],"metadata":{"peer":null,"x":${'['.repeat(10_000)}${']'.repeat(10_000)}}}}}`;
+    for (const caller of [token, t.key]) {
+      const tooDeep = await t.stack.api.call('POST', `/v1/workspaces/${a.id}/a2a`, {
+        token: caller,
+        rawBody: deep,
+      });
+      expect(tooDeep.status, JSON.stringify(tooDeep.body)).toBe(400);
+      expect(tooDeep.body.error.field).toBe('body');
+    }
 
     // The agent card, proxied (its url points at the proxy, not at the agent).
     const card = await t.stack.api.call('GET', `/v1/workspaces/${a.id}/agent-card`, { token: t.key });

@@ -25,6 +25,7 @@ import {
   a2aHeaders,
   answerText,
   forward,
+  dropCallerPeer,
   injectPeer,
   isEventStream,
   logCall,
@@ -146,7 +147,12 @@ export function a2aRouter(deps: ApiDeps): Router {
     if (body.jsonrpc !== '2.0' || method === null) {
       throw badRequest('body: need a JSON-RPC 2.0 request with a method', 'method');
     }
-    if (caller.workspace) injectPeer(body, caller.workspace, publicBase());
+    // The caller's own bytes, unless the platform named the calling workspace in them or took out a
+    // peer the caller claimed.
+    const rewritten = caller.workspace
+      ? (injectPeer(body, caller.workspace, publicBase()), true)
+      : dropCallerPeer(body);
+    const payload = rewritten ? reserialized(body) : raw;
     const clean = await redactor();
     const requestText = truncate(clean(messageText(body.params)), EXCERPT_CHARS);
 
@@ -163,8 +169,6 @@ export function a2aRouter(deps: ApiDeps): Router {
         clean,
       });
 
-    // The caller's own bytes, unless the platform named the calling workspace in them.
-    const payload = caller.workspace ? Buffer.from(JSON.stringify(body)) : raw;
     const identity = { workspaceId: w.id, generation: w.generation, credential: await presented() };
     if (abort.signal.aborted) return;
     let upstream: http.IncomingMessage;
@@ -438,6 +442,19 @@ function readJsonBody(
     });
     req.on('error', reject);
   });
+}
+
+/**
+ * A request body changed by the proxy, as bytes. JSON.parse takes any depth, JSON.stringify does
+ * not: a body nested thousands deep overflows the stack, which is the caller's error, not ours.
+ */
+function reserialized(body: Record<string, unknown>): Buffer {
+  try {
+    return Buffer.from(JSON.stringify(body));
+  } catch (err) {
+    if (err instanceof RangeError) throw badRequest('body: nested too deep to forward', 'body');
+    throw err;
+  }
 }
 
 /** An answer's Content-Length, when it is one (the parser has refused a malformed or conflicting one). */
