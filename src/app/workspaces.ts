@@ -203,6 +203,9 @@ export async function configure(deps: WorkspaceDeps, w: WorkspaceRow, input: Con
   if (input.runtime && !deps.settings.runtimeImages[input.runtime]) {
     throw invalid(`runtime: unknown runtime "${input.runtime}"`, 'runtime');
   }
+  // A save that restarts boots a generation, as a restart does: refused whole over the budget
+  // (a save alone boots nothing and is kept).
+  if (input.restart) await requireBudget(deps.db, w.id);
   return deps.entity.configure(w.id, input);
 }
 

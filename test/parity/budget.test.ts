@@ -104,6 +104,26 @@ describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
       expect(refused.status, op).toBe(402);
       expect(refused.body.error.code, op).toBe('budget_exceeded');
     }
+    // A config save that restarts boots a generation too: refused whole (nothing saved); a save
+    // alone is kept.
+    const before = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+    const saveAndRestart = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { config: { over: 'budget' }, restart: true },
+    });
+    expect(saveAndRestart.status).toBe(402);
+    expect(saveAndRestart.body.error.code).toBe('budget_exceeded');
+    const after = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+    expect(after).toMatchObject({
+      status: 'stopped',
+      generation: before.generation,
+      configHash: before.configHash,
+    });
+    const saveOnly = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { config: { saved: 'while over' } },
+    });
+    expect(saveOnly.status).toBe(200);
     expect((await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body.status).toBe(
       'stopped',
     );

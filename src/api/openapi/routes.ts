@@ -330,11 +330,12 @@ const workspaceRoutes: Operation[] = [
     operationId: 'configureWorkspace',
     tag: tag.workspaces,
     summary: 'Save a new runtime/config (restart: true applies it now)',
+    description: 'With restart: true, 402 over budget (nothing saved, as a restart would be).',
     auth: MANAGE,
     params: { path: workspace },
     body: jsonBody(configureBody),
     responses: { 200: ok('saved, before any restart starts', res.configureResponse) },
-    errors: [403, 404, 409, 503],
+    errors: [402, 403, 404, 409, 503],
   },
   ...lifecycle,
   {
