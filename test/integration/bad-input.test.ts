@@ -394,6 +394,14 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
       [id],
     );
     expect(stored.rows[0].n).toBe(BOOT_EVENTS_PER_GENERATION_MAX);
+    // A manager's key is refused for its kind (403) before its body is looked at.
+    for (const key of [t.key, t.stack.adminToken]) {
+      for (const path of ['register', 'boot-events', 'heartbeat']) {
+        const res = await t.stack.api.call('POST', `/v1/registry/${path}`, { token: key, body: {} });
+        expect(res.status, path).toBe(403);
+        expect(res.body.error.code, path).toBe('forbidden');
+      }
+    }
     // A token that is not of a minted shape is refused before any lookup.
     const res = await t.stack.api.call('POST', '/v1/registry/heartbeat', {
       token: 'wo_ws_short',

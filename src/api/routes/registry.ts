@@ -3,7 +3,7 @@
  * config hash: a stale boot (old container, old cloud-init config) is refused with 409 and can
  * never move the workspace. Heartbeats go to Postgres; the entity is signalled only on transitions.
  */
-import { Router, type Response } from 'express';
+import { Router, type RequestHandler, type Response } from 'express';
 import { recordSpend } from '../../db/budget.js';
 import { BOOT_EVENTS_PER_GENERATION_MAX, recordBootEvent } from '../../db/events.js';
 import { bundlePlugins, forwardPluginReport } from '../plugin-reports.js';
@@ -28,10 +28,19 @@ export function registryRouter(deps: ApiDeps): Router {
   // Shared with the A2A routes: the reads an agent's requests cause are bounded per workspace.
   const reads = backendReads(deps);
 
+  /**
+   * A valid token of another kind: authenticated, not allowed (api.md: 403; 401 is for no token).
+   * Before the body is read: a manager's key learns nothing of what an agent's body must hold.
+   */
+  const workspaceOnly: RequestHandler = (_req, res, next) => {
+    if (principalOf(res).kind !== 'workspace')
+      throw new HttpError(403, 'forbidden', 'workspace token required');
+    next();
+  };
+
   /** The workspace principal's current workspace, checked against what the body claims. */
   async function current(res: Response, claimed: { workspaceId: string; generation: number }) {
     const p = principalOf(res);
-    // A valid token of another kind: authenticated, not allowed (api.md: 403; 401 is for no token).
     if (p.kind !== 'workspace') throw new HttpError(403, 'forbidden', 'workspace token required');
     if (p.workspaceId !== claimed.workspaceId) {
       throw new HttpError(403, 'forbidden', 'token is for another workspace');
@@ -92,7 +101,7 @@ export function registryRouter(deps: ApiDeps): Router {
     });
   });
 
-  r.post('/register', async (req, res) => {
+  r.post('/register', workspaceOnly, async (req, res) => {
     const body = parse(registerBody, req.body);
     const w = await current(res, body);
     if (body.configHash !== w.bootConfigHash) {
@@ -125,7 +134,7 @@ export function registryRouter(deps: ApiDeps): Router {
     res.json({ ok: true, generation: w.generation, configHash: w.bootConfigHash });
   });
 
-  r.post('/boot-events', async (req, res) => {
+  r.post('/boot-events', workspaceOnly, async (req, res) => {
     const body = parse(bootEventBody, req.body);
     const w = await current(res, body);
     // Ready only with a registration for this generation and its config hash.
@@ -159,7 +168,7 @@ export function registryRouter(deps: ApiDeps): Router {
     res.json({ ok: true });
   });
 
-  r.post('/heartbeat', async (req, res) => {
+  r.post('/heartbeat', workspaceOnly, async (req, res) => {
     const body = parse(heartbeatBody, req.body);
     const w = await current(res, body);
     if (body.configHash !== w.bootConfigHash) {
