@@ -203,7 +203,7 @@ export class EntityClient {
     settings: { bootDeadlineMs: number; continueAsNewAfterEvents?: number },
   ): Promise<{ accepted: true; status: WorkspaceStatus }> {
     return this.sendUpdate(
-      () => this.handle(w.id).executeUpdate(deleteUpdate),
+      () => this.handle(w.id).executeUpdate(deleteUpdate).catch(deleteUnderWay),
       async () => {
         try {
           await this.start(
@@ -273,6 +273,17 @@ export class EntityClient {
       throw temporalUnavailable();
     }
   }
+}
+
+/**
+ * A delete Update the entity refused because a delete is under way (or done): DELETE is idempotent,
+ * so the repeat is accepted as the first was, with the status the entity gave.
+ */
+function deleteUnderWay(err: unknown): { accepted: true; status: WorkspaceStatus } {
+  const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;
+  if (!(cause instanceof ApplicationFailure) || cause.type !== FailureType.Deleted) throw err;
+  const status = (cause.details?.[0] as { status?: unknown } | undefined)?.status;
+  return { accepted: true, status: status === 'deleted' ? 'deleted' : 'deleting' };
 }
 
 /** An Update's failure, by its type (never its message): the HTTP answer. */

@@ -1,6 +1,6 @@
 /**
  * The entity and the API under faults, on the real stack (Temporal, PostgreSQL, dockerd): a config
- * the database refuses answers 4xx and wedges nothing; a create whose entity start never landed is
+ * the database refuses answers 4xx and wedges nothing; DELETEs at once are all accepted; a create whose entity start never landed is
  * deleted on request, or started by the orphan sweep; with no worker polling, lifecycle calls (and
  * an orphan sweep run now) answer 503 + Retry-After instead of hanging, and /readyz names the
  * worker as what is missing.
@@ -48,7 +48,17 @@ describe('a config the database refuses (worker running, docker)', () => {
     expect(good.body.generation).toBe(3);
     await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 3);
 
-    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    // DELETE is idempotent: five at once are all accepted (one starts the delete, the rest find it
+    // under way), and so is one while it runs.
+    const deletes = await Promise.all(
+      Array.from({ length: 5 }, () => t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })),
+    );
+    expect(deletes.map((d) => d.status)).toEqual([202, 202, 202, 202, 202]);
+    // Each answers the status it found: online for the one that started it, deleting after.
+    for (const d of deletes) expect(['online', 'deleting']).toContain(d.body.status);
+    const during = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    expect(during.status).toBe(202);
+    expect(['deleting', 'deleted']).toContain(during.body.status);
     await waitForStatus(t.stack, t.key, id, 'deleted');
   });
 });

@@ -183,6 +183,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         type: FailureType.Deleted,
         message: `workspace is ${what}`,
         nonRetryable: true,
+        // Read by a DELETE that finds a delete under way: it is accepted again, with this status.
+        details: [{ status: s.status === 'deleted' ? 'deleted' : 'deleting' }],
       });
     }
   };
