@@ -14,6 +14,7 @@ import { createApp } from './api/app.js';
 import { withTimeout } from './api/metrics.js';
 import { attachTerminal } from './api/terminal.js';
 import type { CappedCounts } from './api/capped-counts.js';
+import { answerClientErrors } from './api/client-errors.js';
 import { headerTimeouts, limitConnections, resolveConnectionLimits } from './api/connection-limits.js';
 import { connectTemporal } from './api/temporal-connection.js';
 import type { ApiDeps, ApiSettings } from './api/deps.js';
@@ -289,6 +290,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       readiness: {},
     };
     server = createServer(headerTimeouts(config.API_HEADERS_TIMEOUT_MS), createApp(apiDeps));
+    answerClientErrors(server);
     terminal = attachTerminal(server, apiDeps);
     const connectionLimits = resolveConnectionLimits(config);
     connections = limitConnections(server, connectionLimits, log);

@@ -429,6 +429,39 @@ describe('one request never takes the process down (API as its own process)', ()
     expect(res.status).toBe(200);
   };
 
+  it.each([
+    ['a malformed request line', 400, 'invalid_request', 'GARBAGE\r\n\r\n'],
+    [
+      'a malformed header',
+      400,
+      'invalid_request',
+      'GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n',
+    ],
+    [
+      'both Content-Length and chunked',
+      400,
+      'invalid_request',
+      'POST /v1/orgs HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ],
+    [
+      'headers over the size limit',
+      431,
+      'headers_too_large',
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(80_000)}\r\n\r\n`,
+    ],
+  ] as const)(
+    'what the HTTP parser refuses (%s) → %i in the contract shape, then closed; the process keeps serving',
+    async (_name, status, code, request) => {
+      const res = await rawExchange(api.url, [request]);
+      expect(res.status, res.text.slice(0, 200)).toBe(status);
+      expect(res.text).toMatch(/\r\nContent-Type: application\/json\r\n/i);
+      expect(res.text).toMatch(/\r\nConnection: close\r\n/i);
+      const body = res.text.slice(res.text.indexOf('\r\n\r\n') + 4);
+      expect(JSON.parse(body)).toEqual({ error: { code, message: expect.any(String) } });
+      await alive();
+    },
+  );
+
   it('the reproduction: Upgrade: websocket on `//` → 400, the process keeps serving', async () => {
     const res = await rawExchange(api.url, [requestHead('GET', '//', WS_UPGRADE_HEADERS)]);
     expect(res.status).toBe(400);

@@ -332,6 +332,7 @@ describe('a client that never finishes its headers (API_HEADERS_TIMEOUT_MS)', ()
       socket.destroy();
     }
     expect(got).toMatch(/^HTTP\/1\.1 408 /);
+    expect(got).toContain('{"error":{"code":"request_timeout"');
     expect(n).toBeGreaterThan(3); // it was still sending when it was cut
     expect((await httpCall(port, false, 'GET', '/healthz')).status).toBe(200);
   });
