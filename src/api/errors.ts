@@ -44,6 +44,11 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'b
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
+  // A field the route does not know (a typo would otherwise be dropped unseen): named itself.
+  if (issue.code === 'unrecognized_keys') {
+    const field = [...issue.path, issue.keys[0]].join('.');
+    throw badRequest(`${field}: unknown field`, field);
+  }
   const field = issue.path.length ? issue.path.join('.') : where;
   throw badRequest(`${field}: ${issue.message}`, field);
 }

@@ -125,9 +125,9 @@ const configObject = z.record(z.string(), z.unknown()).superRefine((c, ctx) => {
   }
 });
 
-export const createOrgBody = z.object({ name: text({ min: 1, max: 100, trim: true }) });
+export const createOrgBody = z.strictObject({ name: text({ min: 1, max: 100, trim: true }) });
 
-export const createWorkspaceBody = z.object({
+export const createWorkspaceBody = z.strictObject({
   name: z
     .string()
     .trim()
@@ -148,7 +148,9 @@ export const createWorkspaceBody = z.object({
   /** `never`: an offline or degraded workspace waits for the user instead of restarting itself. */
   restartPolicy: z.enum(['always', 'never']).optional(),
   initialMemories: z
-    .array(z.object({ content: text({ min: 1, max: 10000 }), scope: text({ min: 1, max: 32 }).optional() }))
+    .array(
+      z.strictObject({ content: text({ min: 1, max: 10000 }), scope: text({ min: 1, max: 32 }).optional() }),
+    )
     .max(100)
     .optional(),
   parentId: idSchema.optional(),
@@ -156,7 +158,7 @@ export const createWorkspaceBody = z.object({
   orgId: idSchema.optional(),
 });
 
-export const configureBody = z.object({
+export const configureBody = z.strictObject({
   runtime: text({ min: 1, max: 64 }).optional(),
   config: configObject.optional(),
   restart: z.boolean().optional(),

@@ -196,6 +196,22 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
       { name: 'x', backend: 'docker', initialMemories: [{ content: '\u0000' }] },
       'initialMemories.0.content',
     ],
+    // A typo is refused by name rather than dropped unseen.
+    [
+      'an unknown field',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', budgetLimit: 5 },
+      'budgetLimit',
+    ],
+    [
+      'an unknown field in a memory',
+      'org',
+      '/v1/workspaces',
+      { name: 'x', backend: 'docker', initialMemories: [{ content: 'm', scop: 'team' }] },
+      'initialMemories.0.scop',
+    ],
+    ['an unknown org field', 'admin', '/v1/orgs', { name: 'x', plan: 'pro' }, 'plan'],
   ] as const)('POST with %s → 400', async (_name, who, path, body, field) => {
     const before = await countAll();
     const token = who === 'admin' ? t.stack.adminToken : t.key;
@@ -242,6 +258,26 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     });
     expect(patched.status, JSON.stringify(patched.body)).toBe(400);
     expect(patched.body.error.field).toBe('config');
+  });
+
+  it('PATCH config and PUT secret refuse an unknown field by name, and change nothing', async () => {
+    const id = await workspaceRow();
+    const config = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { config: { a: 1 }, restart: true, restrat: true },
+    });
+    expect(config.status).toBe(400);
+    expect(config.body.error).toMatchObject({ code: 'invalid_request', field: 'restrat' });
+    const secret = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/K`, {
+      token: t.key,
+      body: { value: 'v', vaule: 'w' },
+    });
+    expect(secret.status).toBe(400);
+    expect(secret.body.error.field).toBe('vaule');
+    const { rows } = await t.stack.service.db.pool.query('SELECT key FROM secrets WHERE workspace_id = $1', [
+      id,
+    ]);
+    expect(rows).toEqual([]);
   });
 
   it('before_ts must name a date that exists: 2024-02-30 → 400 before_ts', async () => {

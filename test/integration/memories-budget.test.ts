@@ -106,7 +106,7 @@ describe('memories and budget API', () => {
       [{ content: 7 }, 'content'],
       [{ content: 'ok', scope: '' }, 'scope'],
       [{ content: 'ok', scope: 'x'.repeat(33) }, 'scope'],
-      [{ content: 'ok', extra: 1 }, 'body'],
+      [{ content: 'ok', extra: 1 }, 'extra'],
     ];
     for (const [body, field] of cases) {
       const res = await remember(id, body);
@@ -194,7 +194,7 @@ describe('memories and budget API', () => {
       [{ limitCents: 1.5 }, 'limitCents'],
       [{ limitCents: '100' }, 'limitCents'],
       [{ limitCents: 3_000_000_000 }, 'limitCents'],
-      [{ limitCents: 1, spentCents: 0 }, 'body'],
+      [{ limitCents: 1, spentCents: 0 }, 'spentCents'],
     ] as const) {
       const res = await patch(body);
       expect(res.status, JSON.stringify(body)).toBe(400);

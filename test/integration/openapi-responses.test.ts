@@ -67,7 +67,8 @@ describe('OpenAPI: real answers match the documented schemas', () => {
     expect((await api.call('POST', '/v1/workspaces', { token: key, rawBody: '{"name":' })).status).toBe(400);
     expect((await api.call('GET', '/v1/workspaces?limit=0', { token: key })).status).toBe(400);
     expect((await api.call('GET', '/v1/workspaces/0123456789abcdef', { token: key })).status).toBe(404);
-    expect((await api.call('POST', '/v1/registry/heartbeat', { token: key, body: {} })).status).toBe(400);
+    // A valid token of the wrong kind (api.md: valid token, forbidden action → 403), whatever its body.
+    expect((await api.call('POST', '/v1/registry/heartbeat', { token: key, body: {} })).status).toBe(403);
     expect(
       (
         await api.call('POST', '/v1/registry/heartbeat', {
@@ -75,7 +76,6 @@ describe('OpenAPI: real answers match the documented schemas', () => {
           body: { workspaceId: '0123456789abcdef', generation: 1, configHash: 'h' },
         })
       ).status,
-      // A valid token of the wrong kind (api.md: valid token, forbidden action → 403).
     ).toBe(403);
     expect((await api.call('GET', '/v1/registry/bootstrap', { token: key })).status).toBe(403);
 

@@ -9,7 +9,7 @@ import { badRequest, notFound, parse } from '../errors.js';
 import { idSchema, SECRET_KEY_PATTERN, text } from '../schemas.js';
 import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
-export const secretBody = z.object({ value: text({ min: 1, max: 65536 }) });
+export const secretBody = z.strictObject({ value: text({ min: 1, max: 65536 }) });
 
 function secretKey(raw: string): string {
   if (!SECRET_KEY_PATTERN.test(raw)) throw badRequest('key: must match [A-Z_][A-Z0-9_]{0,127}', 'key');
