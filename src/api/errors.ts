@@ -53,6 +53,22 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'b
   throw badRequest(`${field}: ${issue.message}`, field);
 }
 
+/**
+ * Behind the JSON parser: a body that is not declared JSON (text/plain, a form, none declared) is
+ * 415, not a 400 about a body that seems missing. Requests without a body pass (a POST of an action).
+ */
+export const requireJsonBody: RequestHandler = (req, _res, next) => {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+  if (hasBody && req.is('application/json') === false) {
+    throw new HttpError(
+      415,
+      'unsupported_media_type',
+      'the body must be JSON: send Content-Type: application/json',
+    );
+  }
+  next();
+};
+
 export const notFoundRoute: RequestHandler = (req) => {
   throw new HttpError(404, 'not_found', `no route for ${req.method} ${req.path}`);
 };

@@ -369,6 +369,28 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     }
   });
 
+  it('a body not declared JSON → 415 in the contract shape; an action with no body is not asked for one', async () => {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', null]) {
+      const res = await fetch(`${t.stack.url}/v1/orgs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.stack.adminToken}`, ...(type ? { 'content-type': type } : {}) },
+        body: Buffer.from('{"name":"x"}'),
+      });
+      expect(res.status, String(type)).toBe(415);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
+    }
+    const id = await workspaceRow();
+    // No body at all (curl -X POST), and an empty one: the action's own answer, not 415.
+    for (const body of [undefined, '']) {
+      const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/stop`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.key}` },
+        body,
+      });
+      expect(res.status).not.toBe(415);
+    }
+  });
+
   it('a body in an encoding the parser cannot read → 415 in the contract shape', async () => {
     const res = await fetch(`${t.stack.url}/v1/orgs`, {
       method: 'POST',
