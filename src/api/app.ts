@@ -1,7 +1,7 @@
 import express, { type Express } from 'express';
 import { authenticate } from './auth.js';
 import type { ApiDeps } from './deps.js';
-import { errorHandler, notFoundRoute, requireJsonBody } from './errors.js';
+import { errorHandler, markNonJsonBody, notFoundRoute } from './errors.js';
 import { failedAuthLimitOf, keyRateLimitOf } from './limits.js';
 import { a2aRouter } from './routes/a2a.js';
 import { activityRouter } from './routes/activity.js';
@@ -47,7 +47,7 @@ export function createApp(deps: ApiDeps): Express {
   // Plugin uploads are larger than the JSON limit below: the route parses its own body.
   v1.use('/workspaces', workspacePluginsRouter(deps));
   v1.use(express.json({ limit: '256kb' }));
-  v1.use(requireJsonBody);
+  v1.use(markNonJsonBody);
   v1.use('/orgs', orgsRouter(deps));
   v1.use('/orgs', orgSecretsRouter(deps));
   v1.use('/admin/sweeps', sweepsRouter(deps));

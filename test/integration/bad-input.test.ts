@@ -380,14 +380,18 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
     }
     const id = await workspaceRow();
-    // No body at all (curl -X POST), and an empty one: the action's own answer, not 415.
-    for (const body of [undefined, '']) {
+    // An action reads no body: none at all (curl -X POST), an empty one, or a form's (curl -d '{}')
+    // get the action's own answer, not 415.
+    for (const body of [undefined, '', '{}']) {
       const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/stop`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${t.key}` },
+        headers: {
+          authorization: `Bearer ${t.key}`,
+          ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+        },
         body,
       });
-      expect(res.status).not.toBe(415);
+      expect(res.status, String(body)).not.toBe(415);
     }
   });
 
