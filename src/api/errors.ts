@@ -74,6 +74,22 @@ export const markNonJsonBody: RequestHandler = (req, _res, next) => {
   next();
 };
 
+/**
+ * Why the JSON parser refused a body: not JSON at all, or JSON that is not an object or array (the
+ * parser is strict: `null`, `"text"`, `42` are valid JSON, but no route takes them).
+ */
+function parseFailure(body: unknown): string {
+  if (typeof body === 'string') {
+    try {
+      JSON.parse(body);
+      return 'request body must be a JSON object';
+    } catch {
+      // Not JSON: the message below.
+    }
+  }
+  return 'request body is not valid JSON';
+}
+
 export const notFoundRoute: RequestHandler = (req) => {
   throw new HttpError(404, 'not_found', `no route for ${req.method} ${req.path}`);
 };
@@ -145,7 +161,9 @@ export function errorHandler(log: {
     // body-parser errors carry a status and a type.
     const e = err as { status?: number; type?: string };
     if (e?.type === 'entity.parse.failed') {
-      res.status(400).json({ error: { code: 'invalid_json', message: 'request body is not valid JSON' } });
+      res
+        .status(400)
+        .json({ error: { code: 'invalid_json', message: parseFailure((err as { body?: unknown }).body) } });
       return;
     }
     if (e?.type === 'entity.too.large') {

@@ -395,6 +395,19 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     }
   });
 
+  it('a body that is JSON but not an object → 400 saying so; one that is not JSON → 400 saying that', async () => {
+    for (const [rawBody, message] of [
+      ['null', 'request body must be a JSON object'],
+      ['"text"', 'request body must be a JSON object'],
+      ['42', 'request body must be a JSON object'],
+      ['{"name":', 'request body is not valid JSON'],
+    ] as const) {
+      const res = await t.stack.api.call('POST', '/v1/orgs', { token: t.stack.adminToken, rawBody });
+      expect(res.status, rawBody).toBe(400);
+      expect(res.body.error, rawBody).toEqual({ code: 'invalid_json', message });
+    }
+  });
+
   it('a body in an encoding the parser cannot read → 415 in the contract shape', async () => {
     const res = await fetch(`${t.stack.url}/v1/orgs`, {
       method: 'POST',
