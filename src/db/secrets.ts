@@ -58,8 +58,9 @@ export async function putSecret(
 
 /**
  * putSecret unless it would add a key past `max` for its owner (replacing one is always allowed):
- * false then, nothing written. The owner's row is locked before the count, so concurrent writes of
- * new keys cannot overshoot.
+ * `over_quota` then, nothing written; or unless the owner workspace is being deleted (`deleting`:
+ * its secrets are dropped at the delete's end, and one written after that would outlive it). The
+ * owner's row is locked before the checks, so concurrent writes of new keys cannot overshoot.
  */
 export async function putSecretWithin(
   pool: Transactable,
@@ -68,23 +69,27 @@ export async function putSecretWithin(
   key: string,
   value: string,
   max: number,
-): Promise<boolean> {
+): Promise<'stored' | 'over_quota' | 'deleting'> {
   const { table, column, id } = target(owner);
-  const stored = await inTransaction(pool, async (tx) => {
-    await tx.query(`SELECT 1 FROM ${'orgId' in owner ? 'orgs' : 'workspaces'} WHERE id = $1 FOR UPDATE`, [
-      id,
-    ]);
+  const verdict = await inTransaction(pool, async (tx) => {
+    const workspace = !('orgId' in owner);
+    const locked = await tx.query<{ status: string | null }>(
+      `SELECT ${workspace ? 'status' : 'NULL AS status'} FROM ${workspace ? 'workspaces' : 'orgs'} WHERE id = $1 FOR UPDATE`,
+      [id],
+    );
+    const status = locked.rows[0]?.status;
+    if (status === 'deleting' || status === 'deleted') return 'deleting' as const;
     const { rows } = await tx.query<{ n: number; has: boolean | null }>(
       `SELECT count(*)::int AS n, bool_or(key = $2) AS has FROM ${table} WHERE ${column} = $1`,
       [id, key],
     );
-    if (!rows[0]?.has && (rows[0]?.n ?? 0) >= max) return false;
+    if (!rows[0]?.has && (rows[0]?.n ?? 0) >= max) return 'over_quota' as const;
     await putSecret(tx, box, owner, key, value);
-    return true;
+    return 'stored' as const;
   });
   // Again after the commit: a redactor built while the transaction was open missed the value.
-  if (stored) redactors.clear();
-  return stored;
+  if (verdict === 'stored') redactors.clear();
+  return verdict;
 }
 
 export async function listSecretKeys(

@@ -260,6 +260,30 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(patched.body.error.field).toBe('config');
   });
 
+  it('a workspace being deleted takes no more secrets, memories or budget changes (409), and keeps none', async () => {
+    const id = await workspaceRow();
+    await t.stack.service.db.pool.query(`UPDATE workspaces SET status = 'deleting' WHERE id = $1`, [id]);
+    for (const [method, path, body] of [
+      ['PUT', `/v1/workspaces/${id}/secrets/LATE`, { value: 'v' }],
+      ['DELETE', `/v1/workspaces/${id}/secrets/LATE`, undefined],
+      ['POST', `/v1/workspaces/${id}/memories`, { content: 'late' }],
+      ['PATCH', `/v1/workspaces/${id}/budget`, { limitCents: 5 }],
+    ] as const) {
+      const res = await t.stack.api.call(method, path, { token: t.key, body });
+      expect(res.status, `${method} ${path}`).toBe(409);
+      expect(res.body.error.message).toBe('workspace is being deleted');
+    }
+    expect((await t.stack.api.call('GET', `/v1/workspaces/${id}/secrets`, { token: t.key })).body).toEqual({
+      items: [],
+    });
+    const kept = await t.stack.service.db.pool.query(
+      `SELECT (SELECT count(*) FROM secrets WHERE workspace_id = $1)::int AS secrets,
+              (SELECT count(*) FROM memories WHERE workspace_id = $1)::int AS memories`,
+      [id],
+    );
+    expect(kept.rows[0]).toEqual({ secrets: 0, memories: 0 });
+  });
+
   it('PATCH config and PUT secret refuse an unknown field by name, and change nothing', async () => {
     const id = await workspaceRow();
     const config = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {

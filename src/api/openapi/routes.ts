@@ -532,7 +532,7 @@ const dataRoutes: Operation[] = [
     params: { path: workspace.extend({ key: secretKey }) },
     body: jsonBody(secretBody),
     responses: { 204: noContent },
-    errors: [403, 404],
+    errors: [403, 404, 409],
   },
   {
     method: 'delete',
@@ -543,7 +543,7 @@ const dataRoutes: Operation[] = [
     auth: MANAGE,
     params: { path: workspace.extend({ key: secretKey }) },
     responses: { 204: noContent },
-    errors: [400, 403, 404],
+    errors: [400, 403, 404, 409],
   },
   {
     method: 'get',
@@ -566,7 +566,7 @@ const dataRoutes: Operation[] = [
     params: { path: workspace },
     body: jsonBody(memoryBody),
     responses: { 201: ok('the memory', res.memoryResponse) },
-    errors: [403, 404],
+    errors: [403, 404, 409],
   },
   {
     method: 'delete',
@@ -600,7 +600,7 @@ const dataRoutes: Operation[] = [
     params: { path: workspace },
     body: jsonBody(budgetBody),
     responses: { 200: ok('the budget', res.budgetResponse) },
-    errors: [403, 404],
+    errors: [403, 404, 409],
   },
   {
     method: 'get',

@@ -11,7 +11,7 @@ import { notFound, parse } from '../errors.js';
 import { presentMemory } from '../present.js';
 import { decodeMemoryCursor, encodeMemoryCursor } from '../memory-cursor.js';
 import { idSchema, queryInt, text } from '../schemas.js';
-import { loadsWorkspace, readOwn, writeOwn, workspaceOf } from '../workspace-param.js';
+import { loadsWorkspace, notBeingDeleted, readOwn, writeOwn, workspaceOf } from '../workspace-param.js';
 
 /** A deleted workspace's memories can still be read, not changed. */
 const READ = readOwn('this token cannot use memories');
@@ -53,6 +53,7 @@ export function memoriesRouter(deps: ApiDeps): Router {
 
   r.post('/:id/memories', async (req, res) => {
     const w = workspaceOf(res, WRITE);
+    notBeingDeleted(w);
     const body = parse(memoryBody, req.body);
     res.status(201).json(presentMemory(await remember(deps, w.id, body)));
   });

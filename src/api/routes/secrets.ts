@@ -7,7 +7,7 @@ import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, notFound, parse } from '../errors.js';
 import { idSchema, SECRET_KEY_PATTERN, text } from '../schemas.js';
-import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
+import { MANAGE_LIVE, loadsWorkspace, notBeingDeleted, workspaceOf } from '../workspace-param.js';
 
 export const secretBody = z.strictObject({ value: text({ min: 1, max: 65536 }) });
 
@@ -48,7 +48,11 @@ function secretRoutes(
 /** Secrets: write-only values (never returned), delivered to the agent at its next (re)start. */
 export function secretsRouter(deps: ApiDeps): Router {
   const r = loadsWorkspace(Router({ mergeParams: true }), deps.db);
-  return secretRoutes(r, deps, (_req, res) => ({ workspaceId: workspaceOf(res, MANAGE_LIVE).id }));
+  return secretRoutes(r, deps, (req, res) => {
+    const w = workspaceOf(res, MANAGE_LIVE);
+    if (req.method !== 'GET') notBeingDeleted(w);
+    return { workspaceId: w.id };
+  });
 }
 
 /**
