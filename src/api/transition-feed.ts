@@ -81,10 +81,11 @@ export class TransitionFeed {
   }
 
   /**
-   * Sends the workspace's history, then every new transition, to `deliver`, each once and in id
-   * order (a late-committed row may come after a higher id). Returns the unsubscribe function.
+   * Sends the workspace's history (after `afterId`: a client resuming with the last id it saw),
+   * then every new transition, to `deliver`, each once and in id order (a late-committed row may
+   * come after a higher id). Returns the unsubscribe function.
    */
-  async subscribe(workspaceId: string, deliver: Deliver): Promise<() => void> {
+  async subscribe(workspaceId: string, deliver: Deliver, afterId = '0'): Promise<() => void> {
     const sub: Subscriber = { workspaceId, deliver, held: [], sent: new Set() };
     let set = this.subs.get(workspaceId);
     if (!set) this.subs.set(workspaceId, (set = new Set()));
@@ -99,7 +100,7 @@ export class TransitionFeed {
     try {
       await this.start();
       // History: one query per page for this subscriber, once (not per tick).
-      let after = '0';
+      let after = afterId;
       for (;;) {
         const page = await listTransitions(this.db, workspaceId, after);
         for (const t of page) this.send(sub, t);

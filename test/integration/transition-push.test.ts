@@ -3,7 +3,8 @@
  * `workspace_transitions` row (trigger → NOTIFY `wo_transitions`), the API's change feed hears it
  * and wakes the shared poller for a followed workspace. The stack here polls once per 10 minutes,
  * so an event that arrives at all within the tests' deadlines came by the wake; the poll is the
- * backstop (test/integration/bounds.test.ts covers it alone).
+ * backstop (test/integration/bounds.test.ts covers it alone). A reconnecting client resumes after
+ * its Last-Event-ID.
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -40,6 +41,37 @@ describe('transitions pushed to /events', () => {
     } finally {
       stream.close();
       await other.end();
+    }
+  });
+
+  it('a client resuming with Last-Event-ID is sent what came after it, not the history again', async () => {
+    const pool = t.stack.service.db.pool;
+    const id = await insertWorkspaceRow(pool, t.orgId);
+    for (const status of ['provisioning', 'online', 'degraded'] as const)
+      await recordTransition(pool, { workspaceId: id, generation: 1, status });
+    const first = followEvents(t.stack.url, id, t.key);
+    expect(await first.status).toBe(200);
+    await waitFor(() => first.events.length === 3, { timeoutMs: 15_000, describe: 'the history' });
+    first.close();
+    const seen = first.events[1]!.id;
+    const resumed = followEvents(t.stack.url, id, t.key, seen);
+    expect(await resumed.status).toBe(200);
+    await recordTransition(pool, { workspaceId: id, generation: 1, status: 'offline' });
+    await waitFor(() => resumed.events.length === 2, {
+      timeoutMs: 15_000,
+      describe: 'the rest and the new one',
+    });
+    expect(resumed.events.map((e) => e.status)).toEqual(['degraded', 'offline']);
+    resumed.close();
+    // Not one of our ids: the whole history, as a first connection gets.
+    for (const garbage of ['garbage', '-1', '1.5', '99999999999999999999']) {
+      const whole = followEvents(t.stack.url, id, t.key, garbage);
+      expect(await whole.status, garbage).toBe(200);
+      await waitFor(() => whole.events.length === 4, {
+        timeoutMs: 15_000,
+        describe: `history for ${garbage}`,
+      });
+      whole.close();
     }
   });
 

@@ -9,12 +9,20 @@ export interface EventsStream {
   status: Promise<number>;
 }
 
-export function followEvents(baseUrl: string, workspaceId: string, token: string): EventsStream {
+export function followEvents(
+  baseUrl: string,
+  workspaceId: string,
+  token: string,
+  lastEventId?: string,
+): EventsStream {
   const events: { id: string; status: string }[] = [];
   const ac = new AbortController();
   const status = (async () => {
     const res = await fetch(`${baseUrl}/v1/workspaces/${workspaceId}/events`, {
-      headers: { authorization: `Bearer ${token}` },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(lastEventId !== undefined ? { 'last-event-id': lastEventId } : {}),
+      },
       signal: ac.signal,
     });
     if (res.status !== 200 || !res.body) {

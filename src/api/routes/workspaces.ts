@@ -133,7 +133,7 @@ export function workspacesRouter(deps: ApiDeps): Router {
       if (t.status === 'deleted') finish();
     };
     try {
-      const off = await feed.subscribe(w.id, send);
+      const off = await feed.subscribe(w.id, send, resumeAfter(req.get('last-event-id')));
       if (finished) off();
       else unsubscribe = off;
     } catch (err) {
@@ -143,6 +143,16 @@ export function workspacesRouter(deps: ApiDeps): Router {
   });
 
   return r;
+}
+
+/**
+ * Where a reconnecting client resumes: after the `Last-Event-ID` it sends (an EventSource sends
+ * the last `id:` it received), so it is not sent the history again. Anything but one of our ids
+ * (a whole number that fits a bigint) is ignored: the whole history, as for a first connection.
+ */
+export function resumeAfter(lastEventId: string | undefined): string {
+  const id = lastEventId?.trim();
+  return id !== undefined && /^\d{1,18}$/.test(id) ? id : '0';
 }
 
 /** Bytes an event stream may have queued for a slow client before it is closed. */
