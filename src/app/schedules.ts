@@ -289,6 +289,13 @@ export async function patchSchedule(
   try {
     await mirror.put(after, deadline);
   } catch (err) {
+    // A delete of it removed the mirror while this put was updating it. Read after that delete's
+    // lock: its row gone, this change went with it (404, as for a change that waited for the
+    // delete), not a Temporal outage.
+    if (err instanceof ScheduleNotFoundError) {
+      const now = await rereadSchedule(deps.db, w.id, after.id, lockWaitOf(deadline)).catch(() => undefined);
+      if (now === null) throw missing('schedule');
+    }
     const restored = await restoreSchedule(deps.db, before, after);
     // Temporal refused the spec: the mirror is as it was.
     if (err instanceof ScheduleSpecError) throw invalid(err.message, err.field);

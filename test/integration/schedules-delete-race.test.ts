@@ -73,8 +73,16 @@ class HookedMirror extends ScheduleMirror {
   }
 }
 
-/** The stack's client, but each schedule delete waits for `after` once it is done. */
-function holdingDeletes(client: Client, after: () => Promise<void>): Client {
+/**
+ * The stack's client, but each schedule handle's `method` (`delete`, `update`) waits for `hold`:
+ * after its call (`after`), or before it (`before`).
+ */
+function holdingHandles(
+  client: Client,
+  method: 'delete' | 'update',
+  when: 'before' | 'after',
+  hold: () => Promise<void>,
+): Client {
   const schedule = new Proxy(client.schedule, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target) as unknown;
@@ -83,10 +91,13 @@ function holdingDeletes(client: Client, after: () => Promise<void>): Client {
       }
       return (id: string) => {
         const handle = target.getHandle(id);
+        const real = (handle[method] as (...a: unknown[]) => Promise<unknown>).bind(handle);
         return Object.assign(Object.create(handle) as typeof handle, {
-          delete: async () => {
-            await handle.delete();
-            await after();
+          [method]: async (...args: unknown[]) => {
+            if (when === 'before') await hold();
+            const done = await real(...args);
+            if (when === 'after') await hold();
+            return done;
           },
         });
       };
@@ -190,7 +201,7 @@ describe('a schedule DELETE racing another write of it', () => {
       db: t.stack.service.db.pool,
       backends: t.stack.service.backends,
       secrets: new SecretBox(t.stack.config.SECRETS_KEY),
-      temporal: holdingDeletes(t.stack.service.temporal, async () => {
+      temporal: holdingHandles(t.stack.service.temporal, 'delete', 'after', async () => {
         removed.resolve();
         await hold(later);
       }),
@@ -303,6 +314,32 @@ describe('a schedule DELETE racing another write of it', () => {
     expect(deleted.status).toBe(204);
     // Its change came first (the row was changed before the DELETE took it).
     expect(patched.status).toBe(200);
+  });
+
+  it('a PATCH whose update of the Temporal Schedule finds it removed by a DELETE: 404, not 503', async () => {
+    const { id, base } = await workspace();
+    const sid = await created(base);
+    const del = new Later();
+    const updating = signal();
+    // The row is changed and the Temporal Schedule found there (create: already running); its
+    // update waits until the DELETE has removed it and answered.
+    const client = holdingHandles(t.stack.service.temporal, 'update', 'before', async () => {
+      updating.resolve();
+      await answered(del);
+    });
+    const patcher = await secondApi(
+      new ScheduleMirror(client, t.stack.config.TASK_QUEUE, API_TEMPORAL_BUDGET_MS),
+    );
+    const patch = patcher.call('PATCH', `${base}/${sid}`, { token: t.key, body: { enabled: false } });
+    await updating.promise;
+    const [deleted, patched] = await Promise.all([
+      del.start(t.stack.api.call('DELETE', `${base}/${sid}`, { token: t.key })),
+      patch,
+    ]);
+    expect(await expectConsistent(id, sid)).toBeNull();
+    expect(deleted.status).toBe(204);
+    // Gone with the DELETE, as for a change that waited for it: not a Temporal outage.
+    expect(patched.status).toBe(404);
   });
 
   it('a DELETE whose Temporal call fails while a PATCH waits: 503, and the PATCH then applies', async () => {
