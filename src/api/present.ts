@@ -21,6 +21,7 @@ export function presentWorkspace(w: WorkspaceRow, restartPolicy?: 'always' | 'ne
     createdAt: w.createdAt.toISOString(),
     updatedAt: w.updatedAt.toISOString(),
   };
+  if (w.bootConfigHash) out.bootConfigHash = w.bootConfigHash;
   if (w.phase) out.phase = w.phase;
   if (w.instanceId) out.instanceId = w.instanceId;
   if (w.endpoint) out.endpoint = w.endpoint;

@@ -197,7 +197,13 @@ export const workspaceSchema = z.strictObject({
   status: z.enum(WORKSPACE_STATUSES),
   phase: z.string().optional(),
   generation: z.number().int(),
+  /** The last saved config's hash. */
   configHash: z.string(),
+  /**
+   * The config hash the current generation booted with: differs from `configHash` after a save
+   * without restart, until a restart applies it. Absent before the first generation is prepared.
+   */
+  bootConfigHash: z.string().optional(),
   instanceId: z.string().optional(),
   endpoint: z.string().optional(),
   lastHeartbeatAt: z.string().optional(),

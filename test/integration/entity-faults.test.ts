@@ -46,7 +46,27 @@ describe('a config the database refuses (worker running, docker)', () => {
     });
     expect(good.status).toBe(200);
     expect(good.body.generation).toBe(3);
-    await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 3);
+    const running = await waitForStatus(
+      t.stack,
+      t.key,
+      id,
+      (w) => w.status === 'online' && w.generation === 3,
+    );
+    expect(running.bootConfigHash).toBe(good.body.configHash);
+    // A save without restart: configHash is the saved config's, bootConfigHash still what runs.
+    const saved = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { config: { x: 'saved, not applied' } },
+    });
+    expect(saved.status).toBe(200);
+    const after = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+    expect(after).toMatchObject({
+      status: 'online',
+      generation: 3,
+      configHash: saved.body.configHash,
+      bootConfigHash: good.body.configHash,
+    });
+    expect(saved.body.configHash).not.toBe(good.body.configHash);
 
     // DELETE is idempotent: five at once are all accepted (one starts the delete, the rest find it
     // under way), and so is one while it runs.
