@@ -23,6 +23,7 @@ import { SecretBox } from '../../src/security/secrets.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { motoClient, CONCURRENT_BLOCK, useParityStack, type ParityFixture } from './backends.js';
 import { messageSend as send } from '../support/a2a-message.js';
+import { hostContainer, run as runIn } from './workspace-shell.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -223,10 +224,14 @@ describe.each(VARIANTS)('$label: tenant isolation', CONCURRENT_BLOCK, ({ backend
         pids: 128,
       });
       for (const h of [p, s]) {
+        // An init reaps orphans and forwards signals: the agent is not PID 1.
+        expect(h.Init).toBe(true);
         expect(h.SecurityOpt).toContain('no-new-privileges:true');
         expect(h.CapDrop).toEqual(['ALL']);
         expect(h.CapAdd).not.toContain('NET_RAW');
       }
+      const shell = await hostContainer(backend, t.stack.docker, plain.id, plain.generation);
+      expect((await runIn(shell, ['cat', '/proc/1/comm'])).out.trim()).not.toBe('node');
       const net = await t.stack.docker.getNetwork(network).inspect();
       expect(net.Options?.[ICC_OPTION]).toBe('false');
       const orgNetwork = () =>

@@ -336,6 +336,10 @@ export class DockerBackend implements WorkspaceBackend {
         // AUTO_RESTART_MAX, as on EC2. `unless-stopped` restarted it in place at the same
         // generation, behind the entity's back, so a crash loop was never seen nor capped.
         RestartPolicy: { Name: 'no' },
+        // The daemon's init (tini) as PID 1: it reaps the orphans a terminal's background jobs
+        // leave (the agent as PID 1 did not: zombies piled up), and forwards a stop's SIGTERM to the
+        // agent, which then exits by default even before its own handler is in place.
+        Init: true,
         ExtraHosts: this.extraHosts,
         NetworkMode: network,
         // Memory without extra swap, CPU share and a process cap: one workspace cannot starve the host.
