@@ -32,12 +32,15 @@ export function text(opts: { min?: number; max: number; trim?: boolean }) {
 export const int4 = (min = 0, max = INT4_MAX) => z.number().int().min(min).max(max);
 
 /** A query-string integer (`?limit=10`): digits only, in range. */
-export const queryInt = (min: number, max: number) =>
-  z
+export const queryInt = (min: number, max: number) => {
+  // One message for every way out of range (-1, 1.5, 1e9, text): the range itself.
+  const message = `must be a whole number from ${min} to ${max}`;
+  return z
     .string()
-    .regex(/^\d{1,10}$/, 'must be an integer')
+    .regex(/^\d{1,10}$/, message)
     .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+    .pipe(z.number().int().min(min, message).max(max, message));
+};
 
 /** Lower-case hex, as newId() mints them. */
 export const ID_PATTERN = /^[a-f0-9]{16}$/;
