@@ -43,6 +43,14 @@ describe('org cascade against a create whose entity starts late', () => {
       requireWorker: (deadline?: number) => real.requireWorker(deadline),
     });
     api = served.api;
+    // The racing create asks Temporal whether a worker polls (this client has no local worker to
+    // ask): on a stack just started, wait until one shows, or the create answers 503 and commits
+    // nothing for the test to wait on.
+    await waitFor(() => real.requireWorker().then(() => true), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+      describe: "the stack's worker to show as polling",
+    });
   });
   afterAll(async () => {
     openGate();
@@ -55,6 +63,9 @@ describe('org cascade against a create whose entity starts late', () => {
       token: org.apiKey,
       body: { name: 'late', backend: 'docker' },
     });
+    // Answered before its row showed: a refusal, named in the wait's failure.
+    let early = '';
+    void creating.then((r) => (early = `; the create answered ${r.status} ${JSON.stringify(r.body)}`));
     // The create's row is committed; its entity start waits at the gate.
     const id = await waitFor(
       async () =>
@@ -64,7 +75,9 @@ describe('org cascade against a create whose entity starts late', () => {
           ])
         ).rows[0]?.id,
       { timeoutMs: 30_000, intervalMs: 100, describe: 'the racing create to commit its row' },
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}${early}`);
+    });
 
     const del = await t.stack.api.call('DELETE', `/v1/orgs/${org.id}`, { token: t.stack.adminToken });
     expect(del.status).toBe(202);
