@@ -52,15 +52,6 @@ export const MANAGE: Access = {
   deleted: 'served',
 };
 
-/**
- * Changes to a workspace being deleted are refused (409), as lifecycle, plugin and schedule changes
- * are: its secrets, plugins and schedules go at the delete's end, and a change then is lost or
- * outlives it.
- */
-export function notBeingDeleted(w: { status: string }): void {
-  if (w.status === 'deleting') throw new HttpError(409, 'conflict', 'workspace is being deleted');
-}
-
 /** Org key or admin only, live workspaces only. */
 export const MANAGE_LIVE: Access = { ...MANAGE, deleted: 'hidden' };
 

@@ -32,6 +32,15 @@ export const invalid = (message: string, field?: string) =>
 export const missing = (what = 'workspace') => new AppError('not_found', 'not_found', `${what} not found`);
 export const conflicting = (message: string, code = 'conflict') => new AppError('conflict', code, message);
 export const quotaExceeded = (message: string) => new AppError('forbidden', 'quota_exceeded', message);
+export const beingDeleted = () => conflicting('workspace is being deleted');
+
+/**
+ * Changes to a workspace being deleted are refused (409): its secrets, plugins and schedules go at
+ * the delete's end, and a change made then is lost or outlives it.
+ */
+export function refuseWhileDeleting(w: { status: string }): void {
+  if (w.status === 'deleting') throw beingDeleted();
+}
 
 /** Temporal down, too slow, or no worker: the caller may retry after this many seconds. */
 export const RETRY_AFTER_SECONDS = 5;

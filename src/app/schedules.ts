@@ -44,7 +44,15 @@ import { UnsettledMirror, type MirrorState, type ScheduleMirror } from '../sched
 import { ScheduleSpecError, parseCron, parseTimezone } from '../schedules/spec.js';
 import { ID_PATTERN } from '../api/schemas.js';
 import { newId } from '../security/tokens.js';
-import { AppError, conflicting, invalid, missing, quotaExceeded, temporalDown } from './errors.js';
+import {
+  AppError,
+  beingDeleted,
+  invalid,
+  missing,
+  quotaExceeded,
+  refuseWhileDeleting,
+  temporalDown,
+} from './errors.js';
 
 /** Schedules one workspace may have. */
 export const SCHEDULES_PER_WORKSPACE = 20;
@@ -70,7 +78,6 @@ export interface ScheduleInput {
 
 const nothingChanged = (message = 'workflow service unavailable; nothing was changed') =>
   temporalDown(message);
-const beingDeleted = () => conflicting('workspace is being deleted');
 
 function mirrorOf(deps: ScheduleDeps): ScheduleMirror {
   if (!deps.schedules) {
@@ -268,7 +275,7 @@ export async function patchSchedule(
   body: Partial<ScheduleInput>,
 ): Promise<ScheduleRow> {
   // Its delete is removing the schedules: a mirror written now could outlive them.
-  if (w.status === 'deleting') throw beingDeleted();
+  refuseWhileDeleting(w);
   const spec = checked(deps, body);
   const mirror = mirrorOf(deps);
   const deadline = mirror.deadline();
@@ -351,7 +358,7 @@ export async function removeSchedule(deps: ScheduleDeps, w: WorkspaceRow, sid: s
 
 /** Run now: one run through the schedule's own Temporal action; its outcome shows as lastRun. */
 export async function runNow(deps: ScheduleDeps, w: WorkspaceRow, sid: string): Promise<ScheduleRow> {
-  if (w.status === 'deleting') throw beingDeleted();
+  refuseWhileDeleting(w);
   const s = await findSchedule(deps, w, sid);
   const mirror = mirrorOf(deps);
   const deadline = mirror.deadline();

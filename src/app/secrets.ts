@@ -13,7 +13,7 @@ import {
 import type { Queryable, Transactable } from '../db/queryable.js';
 import { SECRETS_MAX_KEYS } from '../domain/quotas.js';
 import type { SecretBox } from '../security/secrets.js';
-import { conflicting, missing, quotaExceeded } from './errors.js';
+import { beingDeleted, missing, quotaExceeded } from './errors.js';
 
 export type { SecretOwner };
 
@@ -46,7 +46,7 @@ export async function setSecret(
 ): Promise<void> {
   const max = deps.settings?.secretsMaxKeys ?? SECRETS_MAX_KEYS;
   const verdict = await putSecretWithin(deps.db, deps.secrets, owner, key, value, max);
-  if (verdict === 'deleting') throw conflicting('workspace is being deleted');
+  if (verdict === 'deleting') throw beingDeleted();
   if (verdict === 'over_quota') {
     throw quotaExceeded(
       `${'orgId' in owner ? 'the org' : 'the workspace'} holds ${max} secrets, its quota; delete one first`,

@@ -6,18 +6,12 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { getBudget, setLimit } from '../../app/budget.js';
+import { refuseWhileDeleting } from '../../app/errors.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, parse } from '../errors.js';
 import { presentBudget } from '../present.js';
 import { int4 } from '../schemas.js';
-import {
-  BUDGET_WRITE,
-  MANAGE,
-  loadsWorkspace,
-  notBeingDeleted,
-  readOwn,
-  workspaceOf,
-} from '../workspace-param.js';
+import { BUDGET_WRITE, MANAGE, loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
 
 /** Org key or admin; a workspace token may read its own budget only (the id's shape checked first). */
 const READ = readOwn(MANAGE.otherToken);
@@ -37,7 +31,7 @@ export function budgetRouter(deps: ApiDeps): Router {
 
   r.patch('/:id/budget', async (req, res) => {
     const w = workspaceOf(res, BUDGET_WRITE);
-    notBeingDeleted(w);
+    refuseWhileDeleting(w);
     const body = parse(budgetBody, req.body);
     if (body.limitCents === undefined) {
       throw badRequest('limitCents: required (an integer of cents, or null for no limit)', 'limitCents');

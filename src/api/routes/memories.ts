@@ -6,12 +6,13 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { forget, listPage, remember } from '../../app/memories.js';
+import { refuseWhileDeleting } from '../../app/errors.js';
 import type { ApiDeps } from '../deps.js';
 import { notFound, parse } from '../errors.js';
 import { presentMemory } from '../present.js';
 import { decodeMemoryCursor, encodeMemoryCursor } from '../memory-cursor.js';
 import { idSchema, queryInt, text } from '../schemas.js';
-import { loadsWorkspace, notBeingDeleted, readOwn, writeOwn, workspaceOf } from '../workspace-param.js';
+import { loadsWorkspace, readOwn, writeOwn, workspaceOf } from '../workspace-param.js';
 
 /** A deleted workspace's memories can still be read, not changed. */
 const READ = readOwn('this token cannot use memories');
@@ -53,7 +54,7 @@ export function memoriesRouter(deps: ApiDeps): Router {
 
   r.post('/:id/memories', async (req, res) => {
     const w = workspaceOf(res, WRITE);
-    notBeingDeleted(w);
+    refuseWhileDeleting(w);
     const body = parse(memoryBody, req.body);
     res.status(201).json(presentMemory(await remember(deps, w.id, body)));
   });

@@ -2,12 +2,13 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import * as secrets from '../../app/secrets.js';
 import type { SecretOwner } from '../../app/secrets.js';
+import { refuseWhileDeleting } from '../../app/errors.js';
 import { getOrg } from '../../db/orgs.js';
 import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, notFound, parse } from '../errors.js';
 import { idSchema, SECRET_KEY_PATTERN, text } from '../schemas.js';
-import { MANAGE_LIVE, loadsWorkspace, notBeingDeleted, workspaceOf } from '../workspace-param.js';
+import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export const secretBody = z.strictObject({ value: text({ min: 1, max: 65536 }) });
 
@@ -50,7 +51,7 @@ export function secretsRouter(deps: ApiDeps): Router {
   const r = loadsWorkspace(Router({ mergeParams: true }), deps.db);
   return secretRoutes(r, deps, (req, res) => {
     const w = workspaceOf(res, MANAGE_LIVE);
-    if (req.method !== 'GET') notBeingDeleted(w);
+    if (req.method !== 'GET') refuseWhileDeleting(w);
     return { workspaceId: w.id };
   });
 }
