@@ -29,19 +29,24 @@ export function registryRouter(deps: ApiDeps): Router {
   const reads = backendReads(deps);
 
   /**
-   * A valid token of another kind: authenticated, not allowed (api.md: 403; 401 is for no token).
-   * Before the body is read: a manager's key learns nothing of what an agent's body must hold.
+   * The caller as a workspace. A valid token of another kind: authenticated, not allowed (api.md:
+   * 403; 401 is for no token).
    */
+  const workspacePrincipal = (res: Response) => {
+    const p = principalOf(res);
+    if (p.kind !== 'workspace') throw new HttpError(403, 'forbidden', 'workspace token required');
+    return p;
+  };
+
+  /** Before the body is read: a manager's key learns nothing of what an agent's body must hold. */
   const workspaceOnly: RequestHandler = (_req, res, next) => {
-    if (principalOf(res).kind !== 'workspace')
-      throw new HttpError(403, 'forbidden', 'workspace token required');
+    workspacePrincipal(res);
     next();
   };
 
   /** The workspace principal's current workspace, checked against what the body claims. */
   async function current(res: Response, claimed: { workspaceId: string; generation: number }) {
-    const p = principalOf(res);
-    if (p.kind !== 'workspace') throw new HttpError(403, 'forbidden', 'workspace token required');
+    const p = workspacePrincipal(res);
     if (p.workspaceId !== claimed.workspaceId) {
       throw new HttpError(403, 'forbidden', 'token is for another workspace');
     }
