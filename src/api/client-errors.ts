@@ -17,18 +17,26 @@ const ANSWERS: Record<string, [status: number, code: string, message: string]> =
 };
 const MALFORMED: [number, string, string] = [400, 'invalid_request', 'malformed HTTP request'];
 
-/** The raw answer to a parser error of `code`. */
-export function clientErrorAnswer(code: string | undefined): string {
-  const [status, errorCode, message] = (code !== undefined && ANSWERS[code]) || MALFORMED;
-  const body = JSON.stringify({ error: { code: errorCode, message } });
+/**
+ * A whole HTTP/1.1 answer in the contract's error shape, written straight to a socket no route
+ * serves (a refused connection, a request the parser refused), then closed.
+ */
+export function rawJsonAnswer(status: number, code: string, message: string, headers: string[] = []): string {
+  const body = JSON.stringify({ error: { code, message } });
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
     'Content-Type: application/json',
     `Content-Length: ${Buffer.byteLength(body)}`,
+    ...headers,
     'Connection: close',
     '',
     body,
   ].join('\r\n');
+}
+
+/** The raw answer to a parser error of `code`. */
+export function clientErrorAnswer(code: string | undefined): string {
+  return rawJsonAnswer(...((code !== undefined && ANSWERS[code]) || MALFORMED));
 }
 
 export function answerClientErrors(server: Server): void {

@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { CappedCounts } from './capped-counts.js';
+import { rawJsonAnswer } from './client-errors.js';
 import { connectionsOpen, connectionsRefused } from './metrics.js';
 
 export interface ConnectionLimits {
@@ -81,18 +82,9 @@ function readLimits(): string | null {
   }
 }
 
-const REFUSAL_BODY = JSON.stringify({
-  error: { code: 'too_many_connections', message: 'too many open connections; retry shortly' },
-});
-const REFUSAL = [
-  'HTTP/1.1 503 Service Unavailable',
-  'Content-Type: application/json',
-  `Content-Length: ${Buffer.byteLength(REFUSAL_BODY)}`,
+const REFUSAL = rawJsonAnswer(503, 'too_many_connections', 'too many open connections; retry shortly', [
   'Retry-After: 1',
-  'Connection: close',
-  '',
-  REFUSAL_BODY,
-].join('\r\n');
+]);
 /** A refused peer that keeps its end open is cut after this. */
 const REFUSED_LINGER_MS = 2_000;
 /**
