@@ -41,13 +41,8 @@ export const conflict = (message: string, code = 'conflict') => new HttpError(40
 
 /** Parses with zod; the 400 names the first offending field. */
 export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'body'): z.infer<T> {
-  if (value === NOT_JSON) {
-    throw new HttpError(
-      415,
-      'unsupported_media_type',
-      'the body must be JSON: send Content-Type: application/json',
-    );
-  }
+  // api.md: an invalid body is 400 with the field named.
+  if (value === NOT_JSON) throw badRequest(`${where}: must be JSON (Content-Type: application/json)`, where);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
@@ -60,13 +55,12 @@ export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'b
   throw badRequest(`${field}: ${issue.message}`, field);
 }
 
-/** `req.body` of a request whose body was not declared JSON: `parse` answers 415 for it. */
+/** `req.body` of a request whose body was not declared JSON: `parse` answers 400 `body` for it. */
 export const NOT_JSON: Readonly<Record<string, never>> = Object.freeze({});
 
 /**
  * Behind the JSON parser: marks a body that is not declared JSON (text/plain, a form, none
- * declared), so that a route reading a body answers 415 rather than a 400 about a body that seems
- * missing. A route that reads none (an action: restart, stop) is unaffected, whatever was sent.
+ * declared), so that a route reading a body says so rather than that the body seems missing. A route that reads none (an action: restart, stop) is unaffected, whatever was sent.
  */
 export const markNonJsonBody: RequestHandler = (req, _res, next) => {
   const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;

@@ -393,19 +393,23 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     }
   });
 
-  it('a body not declared JSON → 415 in the contract shape; an action with no body is not asked for one', async () => {
+  it('a body not declared JSON → 400 body saying so; an action with no body is not asked for one', async () => {
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', null]) {
       const res = await fetch(`${t.stack.url}/v1/orgs`, {
         method: 'POST',
         headers: { authorization: `Bearer ${t.stack.adminToken}`, ...(type ? { 'content-type': type } : {}) },
         body: Buffer.from('{"name":"x"}'),
       });
-      expect(res.status, String(type)).toBe(415);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
+      expect(res.status, String(type)).toBe(400);
+      expect(((await res.json()) as { error: unknown }).error).toEqual({
+        code: 'invalid_request',
+        field: 'body',
+        message: 'body: must be JSON (Content-Type: application/json)',
+      });
     }
     const id = await workspaceRow();
     // An action reads no body: none at all (curl -X POST), an empty one, or a form's (curl -d '{}')
-    // get the action's own answer, not 415.
+    // get the action's own answer, not a refusal of the body.
     for (const body of [undefined, '', '{}']) {
       const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/stop`, {
         method: 'POST',
@@ -415,7 +419,7 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
         },
         body,
       });
-      expect(res.status, String(body)).not.toBe(415);
+      expect(res.status, String(body)).not.toBe(400);
     }
   });
 
