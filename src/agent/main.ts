@@ -104,6 +104,14 @@ async function main(): Promise<void> {
     void saveSpent(total);
   });
   const cardUrl = `http://${hostname()}:${env.port}/`;
+  // Registration needs only the card, and the platform reads the resource's endpoint for it, not
+  // the agent: it goes while the server starts (one round trip off the boot's path). Readiness is
+  // still proven only by `platform-health-ok`, sent once both are done. A delayed or withheld
+  // registration (test hooks) keeps its place after `agent-started`.
+  const registerEarly = !hooks.neverHealthy && hooks.registerDelayMs <= 0;
+  const registering = registerEarly
+    ? registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)))
+    : null;
   // Set once heartbeats run: a reload request (the platform delivered or removed a plugin) beats now.
   let beatNow: () => void = () => undefined;
   const server = createA2AServer({
@@ -135,12 +143,14 @@ async function main(): Promise<void> {
     log('config.agent.neverHealthy is set: not registering, not heartbeating');
     return;
   }
-  if (hooks.registerDelayMs > 0) {
+  if (registering) {
+    await registering;
+  } else {
     log(`config.agent.registerDelayMs: registering in ${hooks.registerDelayMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, hooks.registerDelayMs));
+    // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
+    await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
   }
-  // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
-  await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
   beatNow = registry.startHeartbeats(stats, hooks.runtimeState, startedAt, () => scanPlugins(env.configsDir));
   sweepUploadLeftovers([env.configsDir, env.workspaceDir]);
