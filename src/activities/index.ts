@@ -156,6 +156,9 @@ export function createActivities(deps: ActivityDeps) {
 
     async stopResource(input: ResourceTarget): Promise<void> {
       await backendCall(() => deps.backends[input.backend].stop(input.workspaceId, input.generation));
+      // A stopped resource answers nowhere (a docker port is released, an instance loses its
+      // address): no stale endpoint is shown; the next start records where it answers then.
+      await dbCall(() => workspaces.forgetEndpoint(db, input.workspaceId, input.generation));
     },
 
     async removeResource(input: {

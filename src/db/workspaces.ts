@@ -235,6 +235,14 @@ export async function undiscardGeneration(db: Queryable, id: string, generation:
   );
 }
 
+/** The generation's resource stopped: it has no address until it starts again. */
+export async function forgetEndpoint(db: Queryable, id: string, generation: number): Promise<void> {
+  await db.query(
+    `UPDATE workspaces SET endpoint = NULL, updated_at = now() WHERE id = $1 AND generation = $2`,
+    [id, generation],
+  );
+}
+
 export async function clearResource(db: Queryable, id: string): Promise<void> {
   await db.query(
     `UPDATE workspaces SET instance_id = NULL, endpoint = NULL, updated_at = now() WHERE id = $1`,

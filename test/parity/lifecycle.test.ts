@@ -103,7 +103,10 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     );
 
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
-    await waitForStatus(t.stack, t.key, id, 'stopped');
+    const stoppedView = await waitForStatus(t.stack, t.key, id, 'stopped');
+    // Its resource answers nowhere while stopped: no stale address is shown.
+    expect(stoppedView.endpoint).toBeUndefined();
+    expect(stoppedView.instanceId).toBeTruthy();
     const stopped = await resourcesOf(backend, t.stack.docker, id);
     expect(stopped).toHaveLength(1);
     expect(stopped[0]!.running).toBe(false);
@@ -111,6 +114,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
     const again = await waitForStatus(t.stack, t.key, id, 'online');
     expect(again.generation).toBe(2);
+    expect(again.endpoint).toMatch(/^http:\/\//);
     // The same container / instance, started again.
     expect((await resourcesOf(backend, t.stack.docker, id)).map((r) => r.id)).toEqual([stopped[0]!.id]);
 
