@@ -56,8 +56,11 @@ const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 8
 /** Longest `@every`: a year (longer is a typo, and Temporal's duration math stays far from limits). */
 const EVERY_MAX_MS = 366 * UNIT_MS.d!;
 
-/** Parses and checks `cron`; throws ScheduleSpecError (field `cron`) with the reason. */
-export function parseCron(raw: string, minIntervalMs: number): ParsedCron {
+/**
+ * Parses and checks `cron`; throws ScheduleSpecError (field `cron`) with the reason. `mustFire`
+ * off is for values stored before that check existed (they are mirrored as they were saved).
+ */
+export function parseCron(raw: string, minIntervalMs: number, mustFire = true): ParsedCron {
   const cron = raw.trim().replace(/\s+/g, ' ');
   if (cron.length === 0) throw new ScheduleSpecError('cron', 'must not be empty');
   if (cron.length > CRON_MAX_CHARS)
@@ -81,7 +84,47 @@ export function parseCron(raw: string, minIntervalMs: number): ParsedCron {
     );
   }
   fields.forEach((f, i) => checkField(f, FIELDS[i]!));
+  if (mustFire) checkSomeDate(fields[2]!, fields[3]!);
   return { kind: 'cron', expression: fields.join(' ') };
+}
+
+/** Longest month, by month number (February: 29, a leap year's). */
+const MONTH_DAYS = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * A schedule that can never fire (`0 0 30 2 *`, `0 0 31 4,6,9,11 *`) is a mistake to say now, not a
+ * schedule that silently never runs. Day-of-week cannot make it impossible: over 28 years every
+ * date, 29 February too, falls on every day of the week.
+ */
+function checkSomeDate(dayField: string, monthField: string): void {
+  const days = expand(dayField, FIELDS[2]!);
+  const months = expand(monthField, FIELDS[3]!);
+  const firstDay = Math.min(...days);
+  if ([...months].some((m) => firstDay <= MONTH_DAYS[m]!)) return;
+  throw new ScheduleSpecError(
+    'cron',
+    `day of month "${dayField}" never falls in month "${monthField}": the schedule would never fire`,
+  );
+}
+
+/** The values a checked field stands for (`a/n` runs from a to the field's end, as in cron). */
+function expand(field: string, rule: FieldRule): Set<number> {
+  const out = new Set<number>();
+  const unreachable = (): never => {
+    throw new Error('unreachable: the field was checked');
+  };
+  for (const part of field.split(',')) {
+    const [range, step] = part.split('/');
+    let from = rule.min;
+    let to = rule.max;
+    if (range !== '*') {
+      const ends = range!.split('-').map((e) => value(e, rule, unreachable));
+      from = ends[0]!;
+      to = ends[1] ?? (step === undefined ? from : rule.max);
+    }
+    for (let v = from; v <= to; v += Number(step ?? 1)) out.add(v);
+  }
+  return out;
 }
 
 function parseEvery(cron: string, minIntervalMs: number): number {
@@ -166,8 +209,9 @@ export function temporalSpec(
   cron: string,
   timezone: string,
 ): { cronExpressions: string[]; timezone: string } | { intervals: Array<{ every: number }> } {
-  // Stored values passed the checks; an @every's floor was the one in force when it was saved.
-  const parsed = parseCron(cron, 0);
+  // Stored values passed the checks in force when they were saved (an @every's floor, whether a
+  // date must exist): those are not checked again.
+  const parsed = parseCron(cron, 0, false);
   if (parsed.kind === 'every') return { intervals: [{ every: parsed.everyMs }] };
   return { cronExpressions: [parsed.expression], timezone };
 }

@@ -69,6 +69,8 @@ describe.each(PARITY_BACKENDS)('%s schedules', CONCURRENT_BLOCK, (backend) => {
     for (const [body, field] of [
       [{ cron: '61 * * * *', prompt: 'x' }, 'cron'],
       [{ cron: '@every 1s/2', prompt: 'x' }, 'cron'],
+      // A date that never comes: refused, not saved to never run.
+      [{ cron: '0 9 30 2 *', prompt: 'x' }, 'cron'],
       [{ cron: '@every 500s', prompt: 'x', timezone: 'Mars/Base' }, 'timezone'],
       [{ cron: '@daily', prompt: '  ' }, 'prompt'],
       [{ cron: '@daily' }, 'prompt'],

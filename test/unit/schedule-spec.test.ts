@@ -33,6 +33,12 @@ describe('cron', () => {
     ['*/15 0-6,18-23 1,15 jan-jun 0', '*/15 0-6,18-23 1,15 jan-jun 0'],
     ['  30   4 1 * 7 ', '30 4 1 * 7'],
     ['5/10 * * * *', '5/10 * * * *'],
+    // Dates that exist: 29 February (leap years), the 31st of a long month in a list, a step into one.
+    ['0 0 29 2 *', '0 0 29 2 *'],
+    ['0 0 31 2,4,7 *', '0 0 31 2,4,7 *'],
+    ['0 0 30-31 FEB-MAR *', '0 0 30-31 FEB-MAR *'],
+    ['0 0 31 2/5 *', '0 0 31 2/5 *'],
+    ['0 0 13 * FRI', '0 0 13 * FRI'],
     ['@daily', '@daily'],
     ['@HOURLY', '@hourly'],
   ])('%j is accepted as %j', (raw, expression) => {
@@ -74,10 +80,20 @@ describe('cron', () => {
     ['@every 30s', 'at least 60 seconds'],
     ['@every 400d', 'at most 366 days'],
     ['x'.repeat(201), 'at most 200'],
+    // Dates that never come: the schedule would never fire.
+    ['0 0 30 2 *', 'never fire'],
+    ['0 0 30,31 FEB *', 'never fire'],
+    ['0 0 31 4,6,9,11 *', 'never fire'],
+    ['0 0 31 4/5 *', 'never fire'], // April and September
+    ['0 0 30-31 2 MON', 'never fire'],
   ])('%j is refused (%s), naming cron', (raw, why) => {
     const err = refusal(() => parseCron(raw, MIN));
     expect(err.field).toBe('cron');
     expect(err.message).toContain(why);
+  });
+
+  test('a stored cron that can never fire (saved before the check) still becomes its spec', () => {
+    expect(temporalSpec('0 0 30 2 *', 'UTC')).toEqual({ cronExpressions: ['0 0 30 2 *'], timezone: 'UTC' });
   });
 
   test('the @every floor is the deployment setting', () => {
