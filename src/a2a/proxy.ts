@@ -8,7 +8,7 @@
 import http from 'node:http';
 import type { BackendKind, WorkspaceBackend } from '../backends/backend.js';
 import { backendReads, type BackendReads } from './backend-reads.js';
-import { activityBatcher, type NewA2AActivity } from '../db/activity.js';
+import { activityBatcher, type ActivityType, type NewA2AActivity } from '../db/activity.js';
 import type { Queryable } from '../db/queryable.js';
 import * as workspaces from '../db/workspaces.js';
 import type { WorkspaceRow } from '../db/workspaces.js';
@@ -507,7 +507,7 @@ export interface CallRecord {
   /** The calling workspace, when a workspace called (it gets an `outbound` row too). */
   callerId: string | null;
   /** `a2a` for proxied calls, `schedule` for scheduled runs. */
-  type?: string;
+  type?: ActivityType;
   method: string | null;
   status: number;
   durationMs: number;
@@ -580,7 +580,7 @@ export async function deliver(
     credential: string;
     clean: (s: string) => string;
     limits: A2ALimits;
-    type: string;
+    type: ActivityType;
     summaryPrefix?: string;
     onUnreachable?: (endpoint: string) => Promise<void>;
     /** The calling workspace: named as the peer (`publicUrl`: its card's base), logged both ways. */

@@ -5,12 +5,16 @@
 import type { Queryable } from './queryable.js';
 import { storable } from './storable.js';
 
+/** What an activity row records: an A2A call (MCP's included), or a scheduled run's message. */
+export const ACTIVITY_TYPES = ['a2a', 'schedule'] as const;
+export type ActivityType = (typeof ACTIVITY_TYPES)[number];
+
 export interface NewA2AActivity {
   workspaceId: string;
   peerId: string | null;
   direction: 'inbound' | 'outbound';
-  /** Default `a2a`; a scheduled run's message is `schedule`. */
-  type?: string;
+  /** Default `a2a`. */
+  type?: ActivityType;
   method: string | null;
   status: number;
   durationMs: number;

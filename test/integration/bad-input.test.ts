@@ -358,10 +358,19 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
       ['limit=1e3', 'limit'],
       ['peer_id=nope', 'peer_id'],
       ['type=%00', 'type'],
+      // A type no row can have: a mistake, not an empty log.
+      ['type=a2aa', 'type'],
+      ['type=A2A', 'type'],
     ] as const) {
       const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity?${query}`, { token: t.key });
       expect(res.status, query).toBe(400);
       expect(res.body.error.field).toBe(field);
+    }
+    for (const type of ['a2a', 'schedule']) {
+      const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity?type=${type}`, {
+        token: t.key,
+      });
+      expect(res.status, type).toBe(200);
     }
   });
 

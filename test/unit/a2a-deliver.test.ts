@@ -100,7 +100,7 @@ function opts(onUnreachable?: (endpoint: string) => Promise<void>) {
     credential: 'cred',
     clean,
     limits: A2A_DEFAULTS,
-    type: 'schedule',
+    type: 'schedule' as const,
     summaryPrefix: 'schedule x: ',
     onUnreachable,
   };

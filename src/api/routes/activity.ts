@@ -10,10 +10,11 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { activityLog, chatHistory } from '../../app/activity.js';
+import { ACTIVITY_TYPES } from '../../db/activity.js';
 import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
 import { presentActivity, presentTurn } from '../present.js';
-import { isoTimestamp, queryInt, text, workspaceIdParam } from '../schemas.js';
+import { isoTimestamp, queryInt, workspaceIdParam } from '../schemas.js';
 import { loadsWorkspace, readOwn, workspaceOf } from '../workspace-param.js';
 
 /** Org key or admin; a workspace token reads its own log only. */
@@ -25,7 +26,8 @@ export const activityQuery = z.object({
   limit: limit(500, 50),
   before_ts: isoTimestamp.optional(),
   peer_id: workspaceIdParam.optional(),
-  type: text({ min: 1, max: 64 }).optional(),
+  // A type no row can have is a mistake in the query, not an empty log.
+  type: z.enum(ACTIVITY_TYPES).optional(),
 });
 
 export const chatQuery = z.object({
