@@ -67,7 +67,12 @@ import {
   type OrphanSelection,
 } from '../domain/orphans.js';
 import { UnconfiguredBackend } from '../backends/unconfigured.js';
-import { agentLivenessSignal, deleteUpdate, stopUpdate, workspaceWorkflowId } from '../workflows/messages.js';
+import {
+  agentLivenessSignal,
+  deleteUpdate,
+  platformStopUpdate,
+  workspaceWorkflowId,
+} from '../workflows/messages.js';
 import type { pluginWorkflow } from '../workflows/plugin.js';
 import type { orgDeleteWorkflow } from '../workflows/sweeps.js';
 import type { workspaceWorkflow } from '../workflows/workspace/workflow.js';
@@ -393,7 +398,17 @@ export function createSweepActivities(deps: SweepActivityDeps) {
         const lane = async () => {
           for (let w = queue.shift(); w; w = queue.shift()) {
             try {
-              await temporal.workflow.getHandle(workspaceWorkflowId(w.workspaceId)).executeUpdate(stopUpdate);
+              // The workspace says why it stopped (phase `over-budget`, the figures in the message).
+              await temporal.workflow
+                .getHandle(workspaceWorkflowId(w.workspaceId))
+                .executeUpdate(platformStopUpdate, {
+                  args: [
+                    {
+                      phase: 'over-budget',
+                      message: `stopped by the budget sweep: spent ${w.spentCents} of its ${w.limitCents} cents`,
+                    },
+                  ],
+                });
               stopped.push(w.workspaceId);
             } catch (err) {
               // Deleted meanwhile: nothing left to stop. Anything else is tried again next sweep.

@@ -106,6 +106,8 @@ export interface CarriedState {
   /** A stop the backend refused: its failed attempts, and when the next one is due. */
   stopAttempts?: number;
   stopRetryAtMs?: number | null;
+  /** Why the platform asked for the stop in progress (none: the user's own stop). */
+  stopCause?: StopCause | null;
 }
 
 export interface WorkspaceState {
@@ -181,7 +183,18 @@ export const restartPolicyUpdate = defineUpdate<{ restartPolicy: 'always' | 'nev
   'restartPolicy',
 );
 export const restartUpdate = defineUpdate<Accepted, []>('restart');
+/**
+ * A stop the platform asks for itself: its phase and message go with `stopping` and `stopped`, so the
+ * workspace says why it stopped (the user's own stop carries none).
+ */
+export interface StopCause {
+  phase: 'over-budget';
+  message: string;
+}
+
 export const stopUpdate = defineUpdate<Accepted, []>('stop');
+/** The platform's own stop (the budget sweep's), with its cause. */
+export const platformStopUpdate = defineUpdate<Accepted, [StopCause]>('platformStop');
 export const startUpdate = defineUpdate<Accepted, []>('start');
 export const deleteUpdate = defineUpdate<Accepted, []>('delete');
 

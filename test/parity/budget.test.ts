@@ -89,7 +89,31 @@ describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
     expect(result.stopped).toContain(id);
     expect(result.overBudget).toContainEqual({ workspaceId: id, backend, limitCents: 30, spentCents: 30 });
 
-    await waitForStatus(t.stack, t.key, id, 'stopped');
+    // It says why it stopped: the phase, and the figures in its transitions' message.
+    const stoppedView = await waitForStatus(t.stack, t.key, id, 'stopped');
+    expect(stoppedView.phase).toBe('over-budget');
+    const feed = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {
+      headers: { authorization: `Bearer ${t.key}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    const reader = feed.body!.getReader();
+    let text = '';
+    while (!/"status":"stopped"/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await reader.cancel();
+    const stops = [...text.matchAll(/^data: (.*)$/gm)]
+      .map((m) => JSON.parse(m[1]!) as { status: string; phase?: string; message?: string })
+      .filter((e) => e.status === 'stopping' || e.status === 'stopped');
+    expect(stops.map((e) => [e.status, e.phase, e.message])).toEqual(
+      ['stopping', 'stopped'].map((status) => [
+        status,
+        'over-budget',
+        'stopped by the budget sweep: spent 30 of its 30 cents',
+      ]),
+    );
     expect((await resourcesOf(backend, t.stack.docker, id)).filter((r) => r.running)).toEqual([]);
     // Stopped and still over: 402 says why (starting it would not help until the limit is raised).
     expect((await a2a()).status).toBe(402);

@@ -134,18 +134,22 @@ function fakeDb(rows: unknown[]) {
   return { calls, db: db as unknown as Queryable };
 }
 
-/** Entities whose stop Updates are recorded; `gone` ones are not found, `deleting` refuse, `broken` fail. */
+/** Entities whose platformStop Updates are recorded; `gone` ones are not found, `deleting` refuse, `broken` fail. */
 function fakeTemporal(opts: { gone?: Set<string>; deleting?: Set<string>; broken?: Set<string> } = {}) {
   const stopped: string[] = [];
   const client = {
     workflow: {
       getHandle: (workflowId: string) => ({
-        executeUpdate: async (def: { name: string }) => {
+        executeUpdate: async (def: { name: string }, update: { args: unknown[] }) => {
           const id = workflowId.replace(/^workspace:/, '');
           if (opts.gone?.has(id)) throw new WorkflowNotFoundError('gone', workflowId, undefined);
           if (opts.deleting?.has(id)) throw new WorkflowUpdateFailedError('deleting', undefined);
           if (opts.broken?.has(id)) throw new Error('temporal says no');
-          expect(def.name).toBe('stop');
+          // The platform's stop, with its cause (the figures of this workspace).
+          expect(def.name).toBe('platformStop');
+          expect(update.args).toEqual([
+            { phase: 'over-budget', message: 'stopped by the budget sweep: spent 150 of its 100 cents' },
+          ]);
           stopped.push(id);
           return { accepted: true, status: 'stopping' };
         },

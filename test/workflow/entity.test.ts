@@ -19,6 +19,7 @@ import {
   startUpdate,
   stateQuery,
   stopUpdate,
+  platformStopUpdate,
   type CarriedState,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
@@ -244,6 +245,37 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       await online(h, handle, 1);
       // (wf-stop-failed.json is the code before the retries: failed, halted, the next stop tried again.)
       await deleteAndComplete(h, handle, 'stop-retried');
+    });
+  });
+
+  it("the platform's stop says why (phase and message on stopping and stopped, a refused attempt too); a user's stop after it does not", async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      h.fakes.faults.stopResource = (n) => (n === 1 ? permanent('stopResource') : null);
+      const cause = { phase: 'over-budget' as const, message: 'spent 30 of its 30 cents' };
+      await handle.executeUpdate(platformStopUpdate, { args: [cause] });
+      const stopped = await until(h, handle, settledAt('stopped', 1), 'stopped');
+      expect(stopped.phase).toBe('over-budget');
+      const stops = () =>
+        h.fakes.calls
+          .filter((c) => c.name === 'recordTransition' && /^stop/.test(String(c.input.status)))
+          .map((c) => [c.input.status, c.input.phase, c.input.message]);
+      expect(stops()).toEqual([
+        ['stopping', 'over-budget', cause.message],
+        ['stopping', 'over-budget', expect.stringMatching(/^stop attempt 1 failed: stopResource refused/)],
+        ['stopped', 'over-budget', cause.message],
+      ]);
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 1);
+      const before = stops().length;
+      await handle.executeUpdate(stopUpdate);
+      expect((await until(h, handle, settledAt('stopped', 1), 'stopped again')).phase).toBeNull();
+      expect(stops().slice(before)).toEqual([
+        ['stopping', null, null],
+        ['stopped', null, null],
+      ]);
+      await deleteAndComplete(h, handle);
     });
   });
 

@@ -7,6 +7,7 @@ import type {
   AgentHealth,
   AgentLiveness,
   CarriedState,
+  StopCause,
   WorkspaceState,
   WorkspaceStatus,
 } from '../messages.js';
@@ -33,6 +34,8 @@ export interface EntityState extends WorkspaceState {
   stopAttempts: number;
   /** A failed stop is tried again then (null: no retry waiting). */
   stopRetryAtMs: number | null;
+  /** Why the platform asked for the stop in progress; null for the user's own. */
+  stopCause: StopCause | null;
 }
 
 /** What the main loop does next; `wait` means nothing until a handler changes the state. */
@@ -93,6 +96,7 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     restartHeldUntilMs: carried?.restartHeldUntilMs ?? null,
     stopAttempts: carried?.stopAttempts ?? 0,
     stopRetryAtMs: carried?.stopRetryAtMs ?? null,
+    stopCause: carried?.stopCause ?? null,
   };
 }
 
@@ -121,6 +125,7 @@ export function carry(s: EntityState): CarriedState {
     restartHeldUntilMs: s.restartHeldUntilMs,
     stopAttempts: s.stopAttempts,
     stopRetryAtMs: s.stopRetryAtMs,
+    stopCause: s.stopCause,
   };
 }
 

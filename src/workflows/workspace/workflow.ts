@@ -44,10 +44,13 @@ import {
   startUpdate,
   stateQuery,
   stopUpdate,
+  platformStopUpdate,
+  type Accepted,
   type AgentReady,
   type ConfigureInput,
   type ConfigureResult,
   type RestartPolicyChange,
+  type StopCause,
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../messages.js';
@@ -296,16 +299,18 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     },
     { validator: rejectIfGone },
   );
-  setHandler(
-    stopUpdate,
-    () => {
-      newRequest();
-      s.desired = 'stopped';
-      s.startPending = false;
-      return accepted();
-    },
-    { validator: rejectIfGone },
-  );
+  /** The latest stop request says why: a user's stop after the platform's carries no cause. */
+  function requestStop(cause: StopCause | null): Accepted {
+    newRequest();
+    s.desired = 'stopped';
+    s.startPending = false;
+    s.stopCause = cause;
+    return accepted();
+  }
+  setHandler(stopUpdate, () => requestStop(null), { validator: rejectIfGone });
+  setHandler(platformStopUpdate, (cause) => requestStop(cause), {
+    validator: (_cause: StopCause) => rejectIfGone(),
+  });
   setHandler(
     startUpdate,
     () => {
@@ -542,7 +547,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
    */
   async function stop(): Promise<void> {
     // A retry is the same stop: its `stopping` is recorded already, with the last failure.
-    if (s.stopAttempts === 0) await setStatus('stopping');
+    const cause = s.stopCause;
+    if (s.stopAttempts === 0) await setStatus('stopping', cause?.phase ?? null, causeOpts(cause));
     s.stopRetryAtMs = null;
     try {
       await backend.stopResource.executeWithOptions(
@@ -565,15 +571,18 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       s.stopRetryAtMs = again ? Date.now() + waitMs : null;
       log.warn('stop attempt failed', { attempt, waitMs: again ? waitMs : null, error: reason });
       const next = again ? `; next attempt in ${seconds(waitMs)}` : '';
-      await setStatus('stopping', null, {
+      await setStatus('stopping', cause?.phase ?? null, {
         message: `stop attempt ${attempt} failed: ${reason}${next}`,
         error: `stop failed: ${reason}`,
       });
       return;
     }
     s.stopAttempts = 0;
-    await setStatus('stopped');
+    s.stopCause = null;
+    await setStatus('stopped', cause?.phase ?? null, causeOpts(cause));
   }
+
+  const causeOpts = (cause: StopCause | null): TransitionOpts => (cause ? { message: cause.message } : {});
 
   /** Same generation again (stop/start, offline): the resource and its config snapshot are kept. */
   const start = () => boot('provisioning', 'starting', null, null);
