@@ -162,9 +162,14 @@ export async function saveConfig(
   const runtime = patch.runtime ?? current.runtime;
   const config = patch.config ?? current.config;
   const configHash = hashConfig(runtime, config);
+  // A save that changes nothing (the same runtime and config again: a client that re-applies its
+  // settings) is not a new version: a boot in flight runs the last saved config still, and must not
+  // be superseded by a restart to the very same config.
   const { rows } = await db.query<{ config_version: number }>(
-    `UPDATE workspaces SET runtime = $2, config = $3, config_hash = $4, config_version = config_version + 1,
-       updated_at = now() WHERE id = $1 RETURNING config_version`,
+    `UPDATE workspaces SET runtime = $2, config = $3, config_hash = $4,
+       config_version = config_version + (config_hash IS DISTINCT FROM $4)::int,
+       updated_at = CASE WHEN config_hash IS DISTINCT FROM $4 THEN now() ELSE updated_at END
+     WHERE id = $1 RETURNING config_version`,
     [id, runtime, config, configHash],
   );
   return { configHash, configVersion: rows[0]!.config_version, runtime };

@@ -11,7 +11,7 @@ import {
   listTransitions,
   saveConsoleLog,
 } from '../../src/db/events.js';
-import { getWorkspace, recordTransition } from '../../src/db/workspaces.js';
+import { getWorkspace, recordTransition, saveConfig } from '../../src/db/workspaces.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 
@@ -259,6 +259,23 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     // Saved again (a retried capture): still the same copies.
     await saveConsoleLog(db.pool, wsId, 7, 'gen 7 again');
     expect((await keptConsoleLog(db.pool, wsId, 7, 1000))?.text).toBe('gen 7 again');
+  });
+
+  it('counts a config save as a new version only when it changes the runtime or the config', async () => {
+    const wsId = await insertBareWorkspace(db, await insertOrg(db, 'versions'));
+    const first = await saveConfig(db.pool, wsId, { config: { model: 'large' } });
+    const before = (await getWorkspace(db.pool, wsId))!;
+    // The same settings again (a client re-applying them): the same version, nothing updated.
+    expect(await saveConfig(db.pool, wsId, { config: { model: 'large' } })).toEqual(first);
+    expect(await saveConfig(db.pool, wsId, {})).toEqual(first);
+    expect((await getWorkspace(db.pool, wsId))!.updatedAt).toEqual(before.updatedAt);
+    const runtime = await saveConfig(db.pool, wsId, { runtime: 'langgraph' });
+    expect(runtime.configVersion).toBe(first.configVersion + 1);
+    const config = await saveConfig(db.pool, wsId, { config: { model: 'small' } });
+    expect(config.configVersion).toBe(first.configVersion + 2);
+    // Back to an earlier config is a change too.
+    const back = await saveConfig(db.pool, wsId, { runtime: before.runtime, config: { model: 'large' } });
+    expect(back).toEqual({ ...first, configVersion: first.configVersion + 3 });
   });
 
   it('keeps the data across close and reopen', async () => {

@@ -70,4 +70,38 @@ describe.each(PARITY_BACKENDS)('%s: slow boot (cloud-init race)', CONCURRENT_BLO
     await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
     await waitForStatus(t.stack, key, id, 'deleted');
   });
+
+  it('the same config saved again while it boots is no newer config: online at generation 1, no restart', async () => {
+    const config = { v: 1, agent: { materializeDelayMs: SLOW_MS } };
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'reapplied', backend, config },
+    });
+    const id: string = created.body.id;
+    await waitFor(
+      async () => {
+        const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: t.key })).body;
+        return log.events.some((e: { phase: string }) => e.phase === 'boot');
+      },
+      { timeoutMs: 60_000, describe: 'the first boot phase' },
+    );
+    const booting = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+    expect(booting).toMatchObject({ status: 'provisioning', generation: 1 });
+    // A client re-applying its settings: the same config, then an empty save.
+    for (const body of [{ config }, {}]) {
+      const saved = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, { token: t.key, body });
+      expect(saved.status).toBe(200);
+      expect(saved.body.configHash).toBe(booting.configHash);
+    }
+    const online = await waitForStatus(t.stack, t.key, id, 'online', 120_000);
+    expect(online).toMatchObject({ generation: 1, configHash: booting.configHash });
+    const transitions = await t.stack.service.db.pool.query(
+      `SELECT DISTINCT status FROM workspace_transitions WHERE workspace_id = $1`,
+      [id],
+    );
+    expect(transitions.rows.map((r) => r.status).sort()).toEqual(['online', 'provisioning']);
+
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
 });
