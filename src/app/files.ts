@@ -89,7 +89,7 @@ export async function openFile(
   maxBytes: number,
 ): Promise<FileStream> {
   const file = await backendCall(() =>
-    deps.backends[w.backend].openFile(w.id, w.generation, at.root, at.path),
+    deps.backends[w.backend].openFile(w.id, w.generation, at.root, at.path, maxBytes),
   );
   if (file.size > maxBytes) {
     file.stream.destroy();

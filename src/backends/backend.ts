@@ -135,9 +135,16 @@ export interface WorkspaceBackend {
   /**
    * Opens a file inside the workspace for reading; root is '/configs' or '/workspace', path
    * relative. The size is known before any byte is read; the stream yields exactly that many bytes
-   * (or fails) at the reader's pace. The caller must consume or destroy the stream.
+   * (or fails) at the reader's pace. The caller must consume or destroy the stream. A file over
+   * `maxBytes` (the caller refuses it) may come with its size alone: nothing of it is read.
    */
-  openFile(workspaceId: string, generation: number, root: WorkspaceRoot, path: string): Promise<FileStream>;
+  openFile(
+    workspaceId: string,
+    generation: number,
+    root: WorkspaceRoot,
+    path: string,
+    maxBytes?: number,
+  ): Promise<FileStream>;
   /** openFile read whole: for small files only (a file over `maxBytes`, default 64 MiB, is refused). */
   readFile(
     workspaceId: string,

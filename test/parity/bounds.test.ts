@@ -199,6 +199,9 @@ describe.each(PARITY_BACKENDS)('%s bounded files and boot log', CONCURRENT_BLOCK
         expect(body.length).toBeLessThan(1024);
         expect(JSON.parse(body.toString('utf8')).error.code).toBe('file_too_large');
       }
+      // Refused means not read: nothing in the workspace goes on streaming the file to no one.
+      const readers = await sh(host, "ps -o args | grep -c '[h]ead -c' || true");
+      expect(readers.out.trim()).toBe('0');
 
       // Listings: exactly the cap and `truncated: true` when more exist; `truncated: false` otherwise.
       const made = await sh(

@@ -712,9 +712,10 @@ export class DockerBackend implements WorkspaceBackend {
     generation: number,
     root: WorkspaceRoot,
     path: string,
+    maxBytes?: number,
   ): Promise<FileStream> {
     // Resolved on the workspace side first: a symlink anywhere on the path that leaves the root is refused.
-    return files.openFile(this.d, containerName(workspaceId, generation), root, path);
+    return files.openFile(this.d, containerName(workspaceId, generation), root, path, maxBytes);
   }
 
   async readFile(

@@ -10,7 +10,7 @@
  * between the check and the operation (TOCTOU) is not prevented.
  */
 import { posix } from 'node:path';
-import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type Dockerode from 'dockerode';
@@ -23,7 +23,7 @@ import {
   type FileStream,
   type WorkspaceRoot,
 } from '../backend.js';
-import { contentStream, exactly, readWhole } from '../streams.js';
+import { READ_WHOLE_MAX_BYTES, contentStream, exactly, readWhole } from '../streams.js';
 import { openSingleFile } from './archive.js';
 import { beforeDeadline, isConflict, isNotFound, toBackendError } from './errors.js';
 import { isUploadTemp, joinUnderRoot, listingPath, pathSegments } from '../paths.js';
@@ -46,7 +46,8 @@ const EXIT = {
 /**
  * argv: mode root depth seg1 … segN (segments already lexically clean). Walks the parent segments
  * physically (creating missing ones only in write mode), then acts on the last one.
- * read → the file's size on a line, then at most that many bytes of it; write (depth = the size) →
+ * read (depth = the reader's cap, 0 none) → the file's size on a line, then at most that many bytes
+ * of it, none when the size is over the cap; write (depth = the size) →
  * stdin into a temporary file beside the target, renamed over it only when complete;
  * delete → removes it; list → NUL-terminated `type|size|mtime|relpath` records; purge → removes it
  * and everything under it, a link as a link (the last component is never followed or checked).
@@ -93,6 +94,8 @@ case $mode in
     [ -f "$target" ] || { echo "not a regular file" >&2; exit 15; }
     size=$(stat -L -c %s "$target") || exit 13
     printf '%s\n' "$size"
+    # Over the reader's cap (depth > 0): the size alone, not a byte read (it is refused).
+    [ "$depth" -gt 0 ] && [ "$size" -gt "$depth" ] && exit 0
     exec head -c "$size" "$target" ;;
   write)
     [ -d "$target" ] && { echo "is a directory" >&2; exit 14; }
@@ -425,13 +428,15 @@ export async function openFile(
   container: string,
   root: WorkspaceRoot,
   path: string,
+  maxBytes?: number,
 ): Promise<FileStream> {
   const segs = pathSegments(root, path);
   const full = joinUnderRoot(root, segs);
   const what = `reading ${full}`;
   let started: Started;
   try {
-    started = await startExec(docker, container, argvOf('read', root, segs), what);
+    // The cap goes to the exec: a refused file is never streamed (an exec outlives its connection).
+    started = await startExec(docker, container, argvOf('read', root, segs, maxBytes ?? 0), what);
   } catch (err) {
     if (err instanceof NotRunning) return readStopped(docker, container, root, segs);
     throw err;
@@ -469,6 +474,11 @@ export async function openFile(
       );
     });
   });
+  if (maxBytes && size > maxBytes) {
+    // Refused by the caller: the exec sent the size alone; nothing to stream.
+    body.destroy();
+    return { size, stream: Readable.from([]) };
+  }
   out = exactly(size, full);
   const stream = out;
   stream.on('close', () => body.destroy());
@@ -484,7 +494,8 @@ export async function readFile(
   path: string,
   maxBytes?: number,
 ): Promise<Buffer> {
-  return readWhole(await openFile(docker, container, root, path), `${root}/${path}`, maxBytes);
+  const cap = maxBytes ?? READ_WHOLE_MAX_BYTES;
+  return readWhole(await openFile(docker, container, root, path, cap), `${root}/${path}`, cap);
 }
 
 /**
