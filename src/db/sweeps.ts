@@ -149,9 +149,16 @@ export async function workspacesToCheck(db: Queryable): Promise<CheckedWorkspace
     status: CheckedWorkspace['status'];
     last_heartbeat_at: Date | null;
     runtime_state: string | null;
+    status_since: Date | null;
   }>(
-    `SELECT id, backend, generation, status, last_heartbeat_at, runtime_state FROM workspaces
-     WHERE status IN ('online', 'degraded', 'offline') ORDER BY id`,
+    // A verdict's time (its newest transition, by the index on (workspace_id, id)): only a heartbeat
+    // after it is news. Online ones need none (a few rows are degraded or offline at a time).
+    `SELECT w.id, w.backend, w.generation, w.status, w.last_heartbeat_at, w.runtime_state,
+            CASE WHEN w.status <> 'online' THEN
+              (SELECT t.ts FROM workspace_transitions t WHERE t.workspace_id = w.id ORDER BY t.id DESC LIMIT 1)
+            END AS status_since
+       FROM workspaces w
+      WHERE w.status IN ('online', 'degraded', 'offline') ORDER BY w.id`,
   );
   return rows.map((r) => ({
     id: r.id,
@@ -160,6 +167,7 @@ export async function workspacesToCheck(db: Queryable): Promise<CheckedWorkspace
     status: r.status,
     lastHeartbeatAtMs: r.last_heartbeat_at?.getTime() ?? null,
     runtimeState: r.runtime_state,
+    statusSinceMs: r.status_since?.getTime() ?? null,
   }));
 }
 

@@ -15,6 +15,8 @@ export interface CheckedWorkspace {
   lastHeartbeatAtMs: number | null;
   /** What the agent last reported (`ok`, `wedged`, …); null before its first heartbeat. */
   runtimeState: string | null;
+  /** When a degraded/offline status was recorded (null: online, or unknown). */
+  statusSinceMs?: number | null;
 }
 
 /** One backend's listing: its resources by `workspaceId:generation`, or null when it failed. */
@@ -41,7 +43,7 @@ export const resourceKey = (workspaceId: string, generation: number): string =>
 
 /**
  * Fresh heartbeat: the agent is alive (online, or degraded when it reports a runtime state other
- * than ok). Stale heartbeat: the backend decides, resource stopped or missing → offline; running →
+ * than ok), if it came after a degraded/offline verdict (an older one proves nothing against it). Stale heartbeat: the backend decides, resource stopped or missing → offline; running →
  * degraded (agent unreachable); listing failed (`unknown`) → degraded, never offline on a guess.
  */
 export function selectHealthChanges(input: {
@@ -58,6 +60,18 @@ export function selectHealthChanges(input: {
     const resourceStatus: ResourceStatus =
       listing == null ? 'unknown' : (listing.get(resourceKey(w.id, w.generation)) ?? 'missing');
     const stale = w.lastHeartbeatAtMs === null || input.nowMs - w.lastHeartbeatAtMs > input.staleMs;
+    // A heartbeat from before a degraded/offline verdict (a failed forward's, say) is not news: it
+    // must not declare the agent recovered. A later one is (its handler probes the agent first).
+    if (
+      !stale &&
+      w.status !== 'online' &&
+      w.statusSinceMs != null &&
+      w.lastHeartbeatAtMs! <= w.statusSinceMs
+    ) {
+      counts[w.status]++;
+      counts.unchanged++;
+      continue;
+    }
     let to: CheckedWorkspace['status'];
     let reason: string;
     let reachable: boolean;

@@ -11,7 +11,9 @@ import {
   listTransitions,
   saveConsoleLog,
 } from '../../src/db/events.js';
-import { getWorkspace, recordTransition, saveConfig } from '../../src/db/workspaces.js';
+import { getWorkspace, recordHeartbeat, recordTransition, saveConfig } from '../../src/db/workspaces.js';
+import { workspacesToCheck } from '../../src/db/sweeps.js';
+import { selectHealthChanges } from '../../src/domain/health.js';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 
@@ -276,6 +278,31 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     // Back to an earlier config is a change too.
     const back = await saveConfig(db.pool, wsId, { runtime: before.runtime, config: { model: 'large' } });
     expect(back).toEqual({ ...first, configVersion: first.configVersion + 3 });
+  });
+
+  it('the health sweep reads a degraded verdict’s time: a heartbeat from before it is no news', async () => {
+    const wsId = await insertBareWorkspace(db, await insertOrg(db, 'verdicts'));
+    const mark = (status: 'online' | 'degraded') =>
+      recordTransition(db.pool, { workspaceId: wsId, generation: 1, status, message: null, error: null });
+    await mark('online');
+    await recordHeartbeat(db.pool, wsId, 'ok');
+    await mark('degraded'); // a failed forward, after the agent's last heartbeat
+    const check = async () => {
+      const row = (await workspacesToCheck(db.pool)).find((w) => w.id === wsId)!;
+      const sel = selectHealthChanges({
+        workspaces: [{ ...row, generation: 0 }],
+        listings: { docker: new Map() },
+        nowMs: Date.now(),
+        staleMs: 60_000,
+      });
+      return { row, changed: sel.changed.map((c) => c.to) };
+    };
+    const before = await check();
+    expect(before.row.statusSinceMs).toBeGreaterThanOrEqual(before.row.lastHeartbeatAtMs!);
+    expect(before.changed).toEqual([]);
+    // A heartbeat after the verdict is news: the sweep calls it online again.
+    await recordHeartbeat(db.pool, wsId, 'ok');
+    expect((await check()).changed).toEqual(['online']);
   });
 
   it('keeps the data across close and reopen', async () => {

@@ -96,6 +96,26 @@ describe('selectHealthChanges', () => {
     ]);
   });
 
+  it('a heartbeat from before the degraded/offline verdict is no news: nothing signalled', () => {
+    const verdictAt = FRESH_AT + 1;
+    const r = select(
+      [
+        // A failed forward marked it degraded after its last (still fresh) heartbeat.
+        ws({ id: 'a', status: 'degraded', statusSinceMs: verdictAt }),
+        ws({ id: 'b', status: 'offline', statusSinceMs: FRESH_AT }),
+        // A heartbeat after the verdict is news.
+        ws({ id: 'c', status: 'degraded', statusSinceMs: FRESH_AT - 1 }),
+      ],
+      listing([
+        ['a', 2, 'running'],
+        ['b', 2, 'running'],
+        ['c', 2, 'running'],
+      ]),
+    );
+    expect(r.changed.map((c) => [c.workspaceId, c.to])).toEqual([['c', 'online']]);
+    expect(r.counts).toEqual({ checked: 3, online: 1, degraded: 1, offline: 1, unchanged: 2 });
+  });
+
   it('an agent reporting a runtime state other than ok stays degraded, with no signal again', () => {
     const r = select([ws({ status: 'degraded', runtimeState: 'wedged' })], listing([['w', 2, 'running']]));
     expect(r.changed).toEqual([]);
