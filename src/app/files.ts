@@ -81,6 +81,11 @@ export function listFiles(
   );
 }
 
+/** `dir/` names a folder: a file is never read or written under it as `dir`. */
+function refuseFolderPath(at: FilePlace): void {
+  if (at.path.endsWith('/')) throw invalid('path: ends with "/" (a folder), not a file name', 'path');
+}
+
 /** Opens a file for reading, refused (and closed) when it is over `maxBytes`. */
 export async function openFile(
   deps: FileDeps,
@@ -88,6 +93,7 @@ export async function openFile(
   at: FilePlace,
   maxBytes: number,
 ): Promise<FileStream> {
+  refuseFolderPath(at);
   const file = await backendCall(() =>
     deps.backends[w.backend].openFile(w.id, w.generation, at.root, at.path, maxBytes),
   );
@@ -108,6 +114,7 @@ export function writeFile(
   at: FilePlace,
   content: FileContent,
 ): Promise<void> {
+  refuseFolderPath(at);
   return backendCall(() => deps.backends[w.backend].writeFile(w.id, w.generation, at.root, at.path, content));
 }
 

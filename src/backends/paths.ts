@@ -3,6 +3,11 @@ import { BackendError, type WorkspaceRoot } from './backend.js';
 
 const ROOTS: readonly WorkspaceRoot[] = ['/configs', '/workspace'];
 
+/** Linux's NAME_MAX, and PATH_MAX less the longest root; the depth is the platform's own bound. */
+export const NAME_MAX_BYTES = 255;
+export const PATH_MAX_BYTES = 4000;
+export const PATH_MAX_DEPTH = 128;
+
 /**
  * A write's temporary file, beside its target until renamed over it. One that a crash left behind
  * is not the caller's file: listings skip it, and the agent removes it once old (src/agent/upload-leftovers.ts).
@@ -23,6 +28,16 @@ export function workspacePath(root: WorkspaceRoot, path: string): string {
   const segments = path.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) throw new BackendError('invalid_path', 'path must not contain ..');
   if (segments.length === 0) throw new BackendError('invalid_path', 'path names the root itself');
+  // What no file system takes (a name over 255 bytes, a path over PATH_MAX) or no workspace needs
+  // (a depth each level of which costs a round trip to create): refused here, not as a backend's
+  // failure (a 503 inviting retries) after half the folders were made.
+  if (segments.length > PATH_MAX_DEPTH)
+    throw new BackendError('invalid_path', `path is more than ${PATH_MAX_DEPTH} levels deep`);
+  const long = segments.find((s) => Buffer.byteLength(s) > NAME_MAX_BYTES);
+  if (long !== undefined)
+    throw new BackendError('invalid_path', `a name is over ${NAME_MAX_BYTES} bytes (${long.slice(0, 16)}…)`);
+  if (Buffer.byteLength(path) > PATH_MAX_BYTES)
+    throw new BackendError('invalid_path', `path is over ${PATH_MAX_BYTES} bytes`);
   // Older agents kept the bundle (workspace token, secrets) in /configs/.wo: never served.
   if (root === '/configs' && segments[0] === '.wo')
     throw new BackendError('invalid_path', 'path is reserved');

@@ -126,7 +126,18 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
 
     // Refused paths: 400 on every operation, and nothing changes.
     const before = await listed('/workspace', '', 5);
-    const badPaths = ['../etc/passwd', 'notes/../../etc/passwd', '/etc/passwd', 'a\0b', 'x\\y'];
+    const badPaths = [
+      '../etc/passwd',
+      'notes/../../etc/passwd',
+      '/etc/passwd',
+      'a\0b',
+      'x\\y',
+      // What no file system takes, or no workspace needs: refused before anything is made.
+      'y'.repeat(256),
+      `n/${'z'.repeat(300)}/f`,
+      `${'g/'.repeat(129)}f`,
+      `${'abcdefghij/'.repeat(400)}f`,
+    ];
     for (const path of badPaths) {
       for (const [method, url, body] of [
         ['GET', content('/workspace', path), undefined],
@@ -138,6 +149,15 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
         expect(res.status, `${method} ${JSON.stringify(path)}`).toBe(400);
         expect(res.json().error!.field).toBe('path');
       }
+    }
+    // `dir/` names a folder: no file is read or written as `dir`.
+    for (const [method, body] of [
+      ['PUT', Buffer.from('x')],
+      ['GET', undefined],
+    ] as const) {
+      const res = await raw(content('/workspace', 'slashed/'), method, t.key, body);
+      expect(res.status, `${method} slashed/`).toBe(400);
+      expect(res.json().error!.field).toBe('path');
     }
     for (const root of ['/etc', '/', '/workspace/../etc', '']) {
       const res = await raw(content(root, 'passwd'), 'GET', t.key);
