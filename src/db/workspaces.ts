@@ -144,7 +144,9 @@ export async function listWorkspaces(db: Queryable, f: ListFilter): Promise<Work
     `SELECT ${COLUMNS} FROM workspaces
      WHERE ($1::text IS NULL OR org_id = $1) AND ($2::text IS NULL OR status = $2)
        AND ($3::text IS NULL OR backend = $3)
-       AND ($4::text IS NULL OR (created_at, id) < (SELECT created_at, id FROM workspaces WHERE id = $4))
+       AND ($4::text IS NULL OR (created_at, id) <
+            -- The cursor's workspace in the caller's scope only: another org's id is as unknown.
+            (SELECT created_at, id FROM workspaces WHERE id = $4 AND ($1::text IS NULL OR org_id = $1)))
      ORDER BY created_at DESC, id DESC LIMIT $5`,
     [f.orgId, f.status ?? null, f.backend ?? null, f.afterId ?? null, f.limit],
   );

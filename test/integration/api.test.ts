@@ -35,6 +35,13 @@ describe('api without workers', () => {
     expect(pages).toBe(3);
     expect(seen).toEqual([...ids].reverse());
     expect(seen).not.toContain(foreign);
+    // A cursor made of another org's id tells nothing: the same empty page as an unknown id.
+    for (const id of [foreign, '0000000000000000']) {
+      const crafted = Buffer.from(`ws:${id}`).toString('base64url');
+      const res = await t.stack.api.call('GET', `/v1/workspaces?cursor=${crafted}`, { token: t.key });
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ items: [], nextCursor: null });
+    }
 
     // Admin sees every org; filters apply.
     const all = await t.stack.api.call('GET', '/v1/workspaces?limit=200', { token: t.stack.adminToken });
