@@ -5,8 +5,11 @@
 import type { Queryable } from './queryable.js';
 import { storable } from './storable.js';
 
-/** What an activity row records: an A2A call (MCP's included), or a scheduled run's message. */
-export const ACTIVITY_TYPES = ['a2a', 'schedule'] as const;
+/**
+ * What an activity row records: an A2A call (MCP's included), a scheduled run's message, or a
+ * status transition (written with it, src/db/workspaces.ts recordTransition).
+ */
+export const ACTIVITY_TYPES = ['a2a', 'schedule', 'lifecycle'] as const;
 export type ActivityType = (typeof ACTIVITY_TYPES)[number];
 
 export interface NewA2AActivity {

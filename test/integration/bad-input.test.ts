@@ -366,7 +366,7 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
       expect(res.status, query).toBe(400);
       expect(res.body.error.field).toBe(field);
     }
-    for (const type of ['a2a', 'schedule']) {
+    for (const type of ['a2a', 'schedule', 'lifecycle']) {
       const res = await t.stack.api.call('GET', `/v1/workspaces/${id}/activity?type=${type}`, {
         token: t.key,
       });
