@@ -235,9 +235,13 @@ describe('entity workflow: restart policy', () => {
       await online(h, handle, 1);
       // Its resource running: the restart's own look finds it running too.
       await agentSilent(h, handle, 'running');
-      await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
+      const degraded = await until(h, handle, settledAt('degraded', 1), 'degraded', 0);
+      // The workspace says why, not only its transition.
+      expect(degraded.error).toBe('agent unreachable');
+      expect(h.fakes.transitions.at(-1)).toMatchObject({ status: 'degraded', error: 'agent unreachable' });
       const degradedAt = h.fakes.calls.filter((c) => c.name === 'recordTransition').at(-1)!.at;
       const back = await online(h, handle, 2);
+      expect(back.error).toBeNull();
       expect(back.lastRestartReason).toBe('degraded for 20000 ms');
       expect(startedAt(h, 2) - degradedAt).toBeGreaterThanOrEqual(20_000);
       await deleteAndComplete(h, handle);

@@ -627,8 +627,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.healthPending = false;
     const verdict = healthVerdict(s.status, s.generation, s.health, s.liveness);
     if (verdict && verdict.status !== s.status) {
+      // Degraded or offline, the workspace itself says why (its `error`), not only its transitions.
       await setStatus(verdict.status, verdict.status === 'online' ? 'platform-health-ok' : null, {
         message: verdict.reason,
+        ...(verdict.status === 'online' ? {} : { error: verdict.reason }),
       });
     }
   }
