@@ -98,10 +98,15 @@ describe.each(PARITY_BACKENDS)('%s terminal', CONCURRENT_BLOCK, (backend) => {
     const chunks: Buffer[] = [];
     sized.on('message', (d) => chunks.push(d as Buffer));
     await new Promise((r) => sized.once('open', r));
-    sized.send(Buffer.from('stty size\n'));
+    // Both backends start the shell in /workspace.
+    sized.send(Buffer.from('stty size; echo "cwd=$(pwd)"\n'));
     await waitFor(() => /^33 91\r?$/m.test(Buffer.concat(chunks).toString()), {
       timeoutMs: 15_000,
       describe: 'stty size to answer 33 91',
+    });
+    await waitFor(() => /^cwd=\/workspace\r?$/m.test(Buffer.concat(chunks).toString()), {
+      timeoutMs: 15_000,
+      describe: 'the shell to start in /workspace',
     });
     sized.close();
   });

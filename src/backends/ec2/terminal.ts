@@ -50,7 +50,10 @@ export async function openTerminal(target: SshTarget, size: TerminalSize): Promi
   try {
     stream = await new Promise<ClientChannel>((resolve, reject) => {
       conn.once('close', () => reject(new BackendError('transient', `ssh ${where}: connection closed`)));
-      conn.shell({ term: 'xterm', cols: size.cols, rows: size.rows }, (err, s) =>
+      // The user's shell in /workspace, as on docker (the container's working dir); a command
+      // session, so sshd prints no login banner (lastlog, motd) into the terminal either.
+      const pty = { term: 'xterm', cols: size.cols, rows: size.rows };
+      conn.exec('cd /workspace 2>/dev/null || cd; exec "${SHELL:-/bin/sh}"', { pty }, (err, s) =>
         err
           ? reject(new BackendError('transient', `shell on ${where}: ${err.message}`, { cause: err }))
           : resolve(s),
