@@ -123,6 +123,20 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
     // Nothing sealed of it is kept: key pairs, secrets, agent credentials.
     expect(await sealed()).toEqual({ sshKeys: [], hostKeys: 0, secrets: 0, credentials: 0 });
+    // Its reads are served as its record is (empty lists now); changes are refused 404.
+    for (const part of ['secrets', 'plugins', 'schedules', 'activity', 'memories', 'budget']) {
+      const read = await t.stack.api.call('GET', `/v1/workspaces/${id}/${part}`, { token: t.key });
+      expect(read.status, part).toBe(200);
+    }
+    for (const part of ['secrets', 'plugins', 'schedules']) {
+      const read = await t.stack.api.call('GET', `/v1/workspaces/${id}/${part}`, { token: t.key });
+      expect(read.body.items, part).toEqual([]);
+    }
+    const put = await t.stack.api.call('PUT', `/v1/workspaces/${id}/secrets/KEY`, {
+      token: t.key,
+      body: { value: 'v' },
+    });
+    expect(put.status).toBe(404);
 
     // The history of transitions is served as SSE and ends with `deleted`.
     const events = await fetch(`${t.stack.url}/v1/workspaces/${id}/events`, {

@@ -12,7 +12,7 @@ import { orgScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
 import { presentPlugin } from '../present.js';
-import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
+import { MANAGE, MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 // base64 of the largest archive, plus the JSON around it.
 const BODY_LIMIT = Math.ceil((PLUGIN_MAX_ARCHIVE_BYTES * 4) / 3) + 64 * 1024;
@@ -57,7 +57,8 @@ export function workspacePluginsRouter(deps: ApiDeps): Router {
   const json = express.json({ limit: BODY_LIMIT });
 
   r.get('/:id/plugins', async (_req, res) => {
-    const w = workspaceOf(res, MANAGE_LIVE);
+    // Served for a deleted workspace too, as its other reads are.
+    const w = workspaceOf(res, MANAGE);
     res.json({ items: (await app.listInstalled(deps, w)).map(presentPlugin) });
   });
 

@@ -11,7 +11,7 @@ import type { ApiDeps } from '../deps.js';
 import { parse } from '../errors.js';
 import { presentSchedule } from '../present.js';
 import { text } from '../schemas.js';
-import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
+import { MANAGE, MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 /** Longest prompt (characters). */
 export const PROMPT_MAX_CHARS = 8000;
@@ -41,7 +41,8 @@ export function schedulesRouter(deps: ApiDeps): Router {
   const r = loadsWorkspace(Router(), deps.db);
 
   r.get('/:id/schedules', async (_req, res) => {
-    const w = workspaceOf(res, MANAGE_LIVE);
+    // Served for a deleted workspace too (empty: its schedules went with it), as its other reads are.
+    const w = workspaceOf(res, MANAGE);
     const items = await schedules.listWithMirrors(deps, w);
     res.json({ items: items.map((s) => presentSchedule(s.row, s.mirror)) });
   });
@@ -53,7 +54,7 @@ export function schedulesRouter(deps: ApiDeps): Router {
   });
 
   r.get('/:id/schedules/:sid', async (req, res) => {
-    const w = workspaceOf(res, MANAGE_LIVE);
+    const w = workspaceOf(res, MANAGE);
     res.json(presentSchedule(await schedules.findSchedule(deps, w, req.params.sid)));
   });
 

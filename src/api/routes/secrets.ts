@@ -8,7 +8,7 @@ import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { badRequest, notFound, parse } from '../errors.js';
 import { idSchema, SECRET_KEY_PATTERN, text } from '../schemas.js';
-import { MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
+import { MANAGE, MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export const secretBody = z.strictObject({ value: text({ min: 1, max: 65536 }) });
 
@@ -50,8 +50,11 @@ function secretRoutes(
 export function secretsRouter(deps: ApiDeps): Router {
   const r = loadsWorkspace(Router({ mergeParams: true }), deps.db);
   return secretRoutes(r, deps, (req, res) => {
-    const w = workspaceOf(res, MANAGE_LIVE);
-    if (req.method !== 'GET') refuseWhileDeleting(w);
+    // Reads are served for a deleted workspace too (as its record, activity and boot log are: an
+    // empty list once its secrets are dropped); changes answer 404.
+    const read = req.method === 'GET';
+    const w = workspaceOf(res, read ? MANAGE : MANAGE_LIVE);
+    if (!read) refuseWhileDeleting(w);
     return { workspaceId: w.id };
   });
 }
