@@ -83,8 +83,8 @@ export function parseCron(raw: string, minIntervalMs: number, mustFire = true): 
       `expected 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}; for seconds use "@every <n>s"`,
     );
   }
-  fields.forEach((f, i) => checkField(f, FIELDS[i]!));
-  if (mustFire) checkSomeDate(fields[2]!, fields[3]!);
+  const values = fields.map((f, i) => checkField(f, FIELDS[i]!));
+  if (mustFire) checkSomeDate(fields[2]!, values[2]!, fields[3]!, values[3]!);
   return { kind: 'cron', expression: fields.join(' ') };
 }
 
@@ -96,35 +96,13 @@ const MONTH_DAYS = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
  * schedule that silently never runs. Day-of-week cannot make it impossible: over 28 years every
  * date, 29 February too, falls on every day of the week.
  */
-function checkSomeDate(dayField: string, monthField: string): void {
-  const days = expand(dayField, FIELDS[2]!);
-  const months = expand(monthField, FIELDS[3]!);
+function checkSomeDate(dayField: string, days: Set<number>, monthField: string, months: Set<number>): void {
   const firstDay = Math.min(...days);
   if ([...months].some((m) => firstDay <= MONTH_DAYS[m]!)) return;
   throw new ScheduleSpecError(
     'cron',
     `day of month "${dayField}" never falls in month "${monthField}": the schedule would never fire`,
   );
-}
-
-/** The values a checked field stands for (`a/n` runs from a to the field's end, as in cron). */
-function expand(field: string, rule: FieldRule): Set<number> {
-  const out = new Set<number>();
-  const unreachable = (): never => {
-    throw new Error('unreachable: the field was checked');
-  };
-  for (const part of field.split(',')) {
-    const [range, step] = part.split('/');
-    let from = rule.min;
-    let to = rule.max;
-    if (range !== '*') {
-      const ends = range!.split('-').map((e) => value(e, rule, unreachable));
-      from = ends[0]!;
-      to = ends[1] ?? (step === undefined ? from : rule.max);
-    }
-    for (let v = from; v <= to; v += Number(step ?? 1)) out.add(v);
-  }
-  return out;
 }
 
 function parseEvery(cron: string, minIntervalMs: number): number {
@@ -138,22 +116,34 @@ function parseEvery(cron: string, minIntervalMs: number): number {
   return everyMs;
 }
 
-function checkField(field: string, rule: FieldRule): void {
+/**
+ * Checks one field and answers the values it stands for (`a/n` runs from a to the field's end, as
+ * in cron).
+ */
+function checkField(field: string, rule: FieldRule): Set<number> {
   const bad = (why: string): never => {
     throw new ScheduleSpecError('cron', `${rule.name} "${field}": ${why}`);
   };
+  const values = new Set<number>();
   for (const part of field.split(',')) {
     if (part === '') bad('empty list item');
     const [range, step, extra] = part.split('/');
     if (extra !== undefined) bad('more than one "/"');
     if (step !== undefined && !/^\d{1,2}$/.test(step)) bad('a step must be a number');
     if (step !== undefined && Number(step) < 1) bad('a step must be at least 1');
-    if (range === '*') continue;
-    const ends = range!.split('-');
-    if (ends.length > 2) bad('a range is "a-b"');
-    const [from, to] = ends.map((e) => value(e, rule, bad));
-    if (to !== undefined && to < from!) bad('a range must not run backwards');
+    let from = rule.min;
+    let to = rule.max;
+    if (range !== '*') {
+      const ends = range!.split('-');
+      if (ends.length > 2) bad('a range is "a-b"');
+      const [a, b] = ends.map((e) => value(e, rule, bad));
+      from = a!;
+      to = b ?? (step === undefined ? from : rule.max);
+      if (to < from) bad('a range must not run backwards');
+    }
+    for (let v = from; v <= to; v += Number(step ?? 1)) values.add(v);
   }
+  return values;
 }
 
 function value(s: string, rule: FieldRule, bad: (why: string) => never): number {
