@@ -108,10 +108,10 @@ async function main(): Promise<void> {
   // the agent: it goes while the server starts (one round trip off the boot's path). Readiness is
   // still proven only by `platform-health-ok`, sent once both are done. A delayed or withheld
   // registration (test hooks) keeps its place after `agent-started`.
+  // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
+  const card = AgentCard.toJSON(agentCard(identity, cardUrl));
   const registerEarly = !hooks.neverHealthy && hooks.registerDelayMs <= 0;
-  const registering = registerEarly
-    ? registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)))
-    : null;
+  const registering = registerEarly ? registry.register(card) : null;
   // Set once heartbeats run: a reload request (the platform delivered or removed a plugin) beats now.
   let beatNow: () => void = () => undefined;
   const server = createA2AServer({
@@ -148,8 +148,7 @@ async function main(): Promise<void> {
   } else {
     log(`config.agent.registerDelayMs: registering in ${hooks.registerDelayMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, hooks.registerDelayMs));
-    // The card as it goes on the wire (protocol 1.0 JSON), as the platform stores and shows it.
-    await registry.register(AgentCard.toJSON(agentCard(identity, cardUrl)));
+    await registry.register(card);
   }
   await registry.bootEvent('platform-health-ok', 'registered; heartbeating');
   beatNow = registry.startHeartbeats(stats, hooks.runtimeState, startedAt, () => scanPlugins(env.configsDir));

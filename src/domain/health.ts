@@ -43,8 +43,9 @@ export const resourceKey = (workspaceId: string, generation: number): string =>
 
 /**
  * Fresh heartbeat: the agent is alive (online, or degraded when it reports a runtime state other
- * than ok), if it came after a degraded/offline verdict (an older one proves nothing against it). Stale heartbeat: the backend decides, resource stopped or missing → offline; running →
- * degraded (agent unreachable); listing failed (`unknown`) → degraded, never offline on a guess.
+ * than ok), if it came after a degraded/offline verdict (an older one proves nothing against it).
+ * Stale heartbeat: the backend decides, resource stopped or missing → offline; running → degraded
+ * (agent unreachable); listing failed (`unknown`) → degraded, never offline on a guess.
  */
 export function selectHealthChanges(input: {
   workspaces: readonly CheckedWorkspace[];
