@@ -241,6 +241,30 @@ describe('a schedule DELETE racing another write of it', () => {
     return row;
   }
 
+  /**
+   * A PATCH (disabling it) through `patcher`, held inside its write until `held`, then a DELETE run
+   * to its answer as `del`: the row and its Temporal Schedule both gone, the DELETE 204; the PATCH's
+   * answer.
+   */
+  async function patchHeldThenDelete(
+    id: string,
+    base: string,
+    sid: string,
+    patcher: Awaited<ReturnType<typeof secondApi>>,
+    held: Promise<void>,
+    del: Later,
+  ): Promise<Answer> {
+    const patch = patcher.call('PATCH', `${base}/${sid}`, { token: t.key, body: { enabled: false } });
+    await held;
+    const [deleted, patched] = await Promise.all([
+      del.start(t.stack.api.call('DELETE', `${base}/${sid}`, { token: t.key })),
+      patch,
+    ]);
+    expect(await expectConsistent(id, sid)).toBeNull();
+    expect(deleted.status).toBe(204);
+    return patched;
+  }
+
   const unavailable = (res: Answer) => {
     expect(res.status).toBe(503);
     expect((res.body as { error: { code: string } }).error.code).toBe('temporal_unavailable');
@@ -304,14 +328,7 @@ describe('a schedule DELETE racing another write of it', () => {
       updated.resolve();
       await answered(del);
     };
-    const patch = patcher.call('PATCH', `${base}/${sid}`, { token: t.key, body: { enabled: false } });
-    await updated.promise;
-    const [deleted, patched] = await Promise.all([
-      del.start(t.stack.api.call('DELETE', `${base}/${sid}`, { token: t.key })),
-      patch,
-    ]);
-    expect(await expectConsistent(id, sid)).toBeNull();
-    expect(deleted.status).toBe(204);
+    const patched = await patchHeldThenDelete(id, base, sid, patcher, updated.promise, del);
     // Its change came first (the row was changed before the DELETE took it).
     expect(patched.status).toBe(200);
   });
@@ -330,14 +347,7 @@ describe('a schedule DELETE racing another write of it', () => {
     const patcher = await secondApi(
       new ScheduleMirror(client, t.stack.config.TASK_QUEUE, API_TEMPORAL_BUDGET_MS),
     );
-    const patch = patcher.call('PATCH', `${base}/${sid}`, { token: t.key, body: { enabled: false } });
-    await updating.promise;
-    const [deleted, patched] = await Promise.all([
-      del.start(t.stack.api.call('DELETE', `${base}/${sid}`, { token: t.key })),
-      patch,
-    ]);
-    expect(await expectConsistent(id, sid)).toBeNull();
-    expect(deleted.status).toBe(204);
+    const patched = await patchHeldThenDelete(id, base, sid, patcher, updating.promise, del);
     // Gone with the DELETE, as for a change that waited for it: not a Temporal outage.
     expect(patched.status).toBe(404);
   });
