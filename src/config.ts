@@ -199,6 +199,8 @@ const envSchema = z.object({
   EC2_AMI_ID: z.string().optional(),
   EC2_INSTANCE_TYPE: z.string().default('t3.small'),
   EC2_SUBNET_ID: z.string().optional(),
+  /** Size of each workspace's data volume (EBS gp3, mounted at /workspace, kept across restarts). */
+  EC2_DATA_VOLUME_GIB: z.coerce.number().int().min(1).max(16_384).default(8),
   EC2_SECURITY_GROUP_IDS: commaList(''),
   /** How an agent on an instance reaches the platform; default http://EC2_PLATFORM_HOST:PORT. */
   EC2_PLATFORM_URL: z.string().url().optional(),

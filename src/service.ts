@@ -115,6 +115,7 @@ export function createBackends(
             subnetId: config.EC2_SUBNET_ID,
             securityGroupIds: config.EC2_SECURITY_GROUP_IDS,
             platformCidr: ec2PlatformCidr(config),
+            dataVolumeGiB: config.EC2_DATA_VOLUME_GIB,
             log: deps.log?.child({ component: 'ec2' }),
           })
         : new UnconfiguredBackend('ec2'),

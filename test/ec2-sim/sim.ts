@@ -15,11 +15,30 @@
  * already hold when the sim started (unless adoptExisting), and owns only the containers labelled
  * with its moto endpoint and network; it never touches a container without the `wo.ec2-sim` label.
  *
+ * EBS data volumes (the workspace's `/workspace` disk): a Docker container cannot gain a mount once
+ * created and a VM has no CAP_SYS_ADMIN, so the sim stages and fakes the rest. When it creates an
+ * instance's container it looks up the volumes tagged ManagedBy, Role=workspace-data and the
+ * instance's WorkspaceId (that workspace's only: never another's) and mounts each as the Docker
+ * volume `wo-ec2-sim-ebs-<vol-id>` at `/mnt/.sim-ebs/<vol-id>` (root, 0700). When moto shows one
+ * attached to the instance, the sim links its device (`/dev/sdf`, and the NVMe name
+ * `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<hex>`) to that directory, again after every
+ * boot (/dev is fresh each start), and unlinks it on detach. The VM image's blkid, mkfs and mount
+ * shims (vm-image.ts; the init makes them shell functions for the user-data, as busybox sh runs
+ * its own mount otherwise) treat such a device as a disk whose filesystem is `<dir>/fs`; mounting
+ * makes the mount point a symlink to it. The Docker volume goes once the volume is gone from moto and no
+ * container uses it, or with the sim (stop() without keepContainers). Limits: a volume created
+ * after the instance's container cannot be attached (the sim logs it and notes it on the
+ * instance); the data lives in the Docker volume, so a sim stopped without keepContainers loses it
+ * though moto keeps the volume; with the workspaceDiskBytes knob the volume is a tmpfs of that
+ * size, emptied whenever no container runs with it (a stop, a restart).
+ *
  * moto facts this relies on (moto 5.2.5): an instance launched WITH a SubnetId gets the next free
  * address of that subnet (172.31.0.4, .5, …); launched WITHOUT one it gets a random 10.x.y.z
  * ("EC2-Classic" behaviour) that lies outside the VPC: the sim cannot place such an instance and
  * says so (log, instanceNotes). moto does not honour ClientToken idempotency (same token twice → two
- * instances). Terminated instances stay listed as `terminated`.
+ * instances). Terminated instances stay listed as `terminated`. AttachVolume answers `attaching` and
+ * lists the volume `attached` at once; TerminateInstances detaches (the volume turns `available`);
+ * DeleteVolume removes it from every listing.
  */
 import net from 'node:net';
 import {
@@ -28,10 +47,13 @@ import {
   DescribeInstancesCommand,
   DescribeKeyPairsCommand,
   DescribeSubnetsCommand,
+  DescribeVolumesCommand,
   DescribeVpcsCommand,
   EC2Client,
   TerminateInstancesCommand,
+  type Filter,
   type Instance,
+  type Volume,
 } from '@aws-sdk/client-ec2';
 import Dockerode from 'dockerode';
 import tar from 'tar-stream';
@@ -58,7 +80,10 @@ export interface SimKnobs {
   launchError?: string;
   /** Answer the first N RunInstances with `RequestLimitExceeded` (HTTP 503), then launch. */
   throttleLaunches?: number;
-  /** `/workspace` on a filesystem of this many bytes (a tmpfs): a disk that fills up. */
+  /**
+   * A disk of this many bytes that fills up: the workspace's data volume becomes a tmpfs of that
+   * size (emptied whenever no container runs with it); without a data volume, `/workspace` is one.
+   */
   workspaceDiskBytes?: number;
 }
 
@@ -134,11 +159,15 @@ export interface Ec2Sim {
   instanceContainer(instanceId: string): Promise<string | null>;
   /**
    * Why the sim does not boot (or failed to boot) an instance, e.g. "neverBoots: …" or "cannot
-   * boot: PrivateIpAddress … is not in the VPC …" (also logged). Empty once it booted. The console
+   * boot: PrivateIpAddress … is not in the VPC …" (also logged). Emptied when it boots; after that,
+   * what it cannot emulate for it (a volume attached that was not staged at boot). The console
    * (GetConsoleOutput) of an instance without a container stays empty, as on EC2.
    */
   instanceNotes(instanceId: string): string[];
-  /** Stops watching and the proxy; removes this sim's containers unless keepContainers. */
+  /**
+   * Stops watching and the proxy; removes this sim's containers and its EBS Docker volumes unless
+   * keepContainers.
+   */
   stop(opts?: { keepContainers?: boolean }): Promise<void>;
 }
 
@@ -148,9 +177,30 @@ export const LABEL_MOTO = 'wo.ec2-sim.moto';
 export const LABEL_NETWORK = 'wo.ec2-sim.network';
 export const LABEL_INSTANCE = 'wo.instance-id';
 export const LABEL_WORKSPACE = 'wo.workspace-id';
+/** On an EBS stand-in Docker volume: the moto volume it plays. */
+export const LABEL_EBS_VOLUME = 'wo.ebs-volume-id';
+
+/** Where a VM sees its staged EBS volumes, one directory per volume id. */
+export const EBS_MOUNT_ROOT = '/mnt/.sim-ebs';
+const EBS_VOLUME_PREFIX = 'wo-ec2-sim-ebs-';
+/** The `Role` tag of a workspace's data volume (the product's src/backends/ec2/data-volume.ts). */
+const DATA_VOLUME_ROLE = 'workspace-data';
+/** Every state but deleting/deleted (moto drops a deleted volume; `deleting` is EC2's). */
+const VOLUME_STATES = ['creating', 'available', 'in-use', 'error'];
+/** The ids the sim puts into Docker names, paths and a shell script: moto's, nothing else. */
+const VOLUME_ID = /^vol-[0-9a-f]{1,32}$/;
+/** Device names the sim links (EC2's for Linux data volumes); anything else is noted, not linked. */
+const DEVICE_NAME = /^\/dev\/(?:sd|xvd)[b-z][a-z]?$/;
+
+export const ebsDockerVolumeName = (volumeId: string): string => `${EBS_VOLUME_PREFIX}${volumeId}`;
+/** The NVMe name a Nitro instance shows a volume under (udev's by-id link). */
+export const ebsNvmeLink = (volumeId: string): string =>
+  `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace('-', '')}`;
 
 const STOP_TIMEOUT_S = 10;
 const RETRY_AFTER_MS = 2_000;
+/** How often the Docker volumes of deleted EBS volumes are looked for. */
+const COLLECT_EVERY_MS = 1_000;
 
 export function motoClient(endpoint: string, region = 'us-east-1'): EC2Client {
   return new EC2Client({
@@ -209,6 +259,16 @@ interface OwnedContainer {
   id: string;
   name: string;
   state: string; // created | running | exited | paused | restarting | dead
+  /** The EBS volume ids staged into it (its EBS Docker volume mounts). */
+  volumes: string[];
+}
+
+/** What the sim linked in a container's /dev, and during which of its boots. */
+interface DeviceLinks {
+  /** The container's start (Docker event timeNano) the links were made after; 0 if unknown. */
+  boot: number;
+  /** Sorted `link=volume` pairs. */
+  key: string;
 }
 
 interface Tracked {
@@ -261,10 +321,18 @@ function instanceIdsOf(params: URLSearchParams): string[] {
   return [...params].filter(([k]) => /^InstanceId\.\d+$/.test(k)).map(([, v]) => v);
 }
 
-/** A tar with the files the init reads on first boot (user-data, knobs, key pair keys). */
-function instanceFiles(userData: Buffer, info: object): Promise<Buffer> {
+/**
+ * A tar with the files the init reads on first boot (user-data, knobs, key pair keys), and the
+ * staged volumes' directories: extracted over their mounts, it makes each volume's root root:root
+ * 0700 (Docker creates it 0755).
+ */
+function instanceFiles(userData: Buffer, info: object, volumeIds: string[]): Promise<Buffer> {
   const pack = tar.pack();
   const mtime = new Date();
+  for (const id of volumeIds) {
+    const name = `${EBS_MOUNT_ROOT.slice(1)}/${id}`;
+    pack.entry({ name, type: 'directory', mode: 0o700, uid: 0, gid: 0, mtime });
+  }
   pack.entry({ name: 'var/lib/wo-init/user-data', mode: 0o600, mtime }, userData);
   pack.entry({ name: 'var/lib/wo-init/instance.json', mode: 0o600, mtime }, JSON.stringify(info));
   pack.finalize();
@@ -274,6 +342,76 @@ function instanceFiles(userData: Buffer, info: object): Promise<Buffer> {
     pack.on('end', () => resolve(Buffer.concat(chunks)));
     pack.on('error', reject);
   });
+}
+
+/** Runs a script as root in a running container; rejects with its output unless it exits 0. */
+async function execAsRoot(docker: Dockerode, containerId: string, script: string): Promise<void> {
+  const exec = await docker.getContainer(containerId).exec({
+    Cmd: ['/bin/sh', '-c', script],
+    User: 'root',
+    AttachStdout: true,
+    AttachStderr: true,
+  });
+  const stream = await exec.start({});
+  const chunks: Buffer[] = [];
+  stream.on('data', (c: Buffer) => void chunks.push(c));
+  await new Promise<void>((resolve, reject) => {
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+    stream.once('error', reject);
+  });
+  const code = (await exec.inspect()).ExitCode;
+  if (code !== 0) throw new Error(`exit ${code ?? '?'}: ${demuxLogs(Buffer.concat(chunks)).trim()}`);
+}
+
+/**
+ * The `start` events of the containers with `labels` logged in [since, until] (seconds): one
+ * bounded read of dockerd's event buffer, so a container's reboots are known without inspecting it.
+ */
+async function containerStarts(
+  docker: Dockerode,
+  labels: string[],
+  since: number,
+  until: number,
+): Promise<Array<{ id: string; timeNano: number }>> {
+  const stream = await docker.getEvents({
+    since,
+    until,
+    filters: { type: ['container'], event: ['start'], label: labels },
+  });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
+  const starts: Array<{ id: string; timeNano: number }> = [];
+  for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const e = JSON.parse(line) as { id?: string; Actor?: { ID?: string }; timeNano?: number };
+    const id = e.Actor?.ID ?? e.id;
+    if (id && e.timeNano) starts.push({ id, timeNano: e.timeNano });
+  }
+  return starts;
+}
+
+/**
+ * A script that leaves exactly `links` (device path → volume id) among a VM's links into
+ * EBS_MOUNT_ROOT: the others go, a missing or wrong one is made. Only validated names reach it
+ * (DEVICE_NAME, VOLUME_ID), so single quotes are enough.
+ */
+export function deviceLinkScript(links: Map<string, string>): string {
+  const keep = [...links.keys()].map((l) => `'${l}'`).join('|');
+  return [
+    'set -e',
+    'mkdir -p /dev/disk/by-id',
+    'for l in /dev/* /dev/disk/by-id/*; do',
+    '  [ -L "$l" ] || continue',
+    `  case "$(readlink "$l")" in ${EBS_MOUNT_ROOT}/*) ;; *) continue ;; esac`,
+    ...(keep ? [`  case "$l" in ${keep}) continue ;; esac`] : []),
+    '  rm -f "$l"',
+    'done',
+    ...[...links].map(([link, volumeId]) => {
+      const target = `'${EBS_MOUNT_ROOT}/${volumeId}'`;
+      return `[ "$(readlink '${link}' 2>/dev/null)" = ${target} ] || ln -sfn ${target} '${link}'`;
+    }),
+  ].join('\n');
 }
 
 export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
@@ -336,10 +474,17 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
     const byInstance = new Map<string, OwnedContainer>();
     for (const c of list) {
       const instanceId = c.Labels[LABEL_INSTANCE];
-      if (instanceId) byInstance.set(instanceId, { id: c.Id, name: c.Names[0] ?? c.Id, state: c.State });
+      if (!instanceId) continue;
+      const volumes = (c.Mounts ?? [])
+        .filter((m) => m.Type === 'volume' && m.Name?.startsWith(EBS_VOLUME_PREFIX))
+        .map((m) => (m.Name as string).slice(EBS_VOLUME_PREFIX.length));
+      byInstance.set(instanceId, { id: c.Id, name: c.Names[0] ?? c.Id, state: c.State, volumes });
     }
     return byInstance;
   };
+  const ebsFilter = [...ownerFilter, LABEL_EBS_VOLUME];
+  const listEbsVolumes = async (): Promise<Dockerode.VolumeInspectInfo[]> =>
+    (await docker.listVolumes({ filters: { label: ebsFilter } })).Volumes ?? [];
 
   // --- containers of sims whose moto is gone: their instances are gone too ----------------------
   {
@@ -355,6 +500,21 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         .getContainer(c.Id)
         .remove({ force: true, v: true })
         .catch((err: unknown) => log(`removing ${c.Id} failed: ${errorText(err)}`));
+    }
+    // Their EBS stand-ins too (after the containers, which held them).
+    const { Volumes } = await docker.listVolumes({
+      filters: { label: [`${LABEL_SIM}=1`, LABEL_EBS_VOLUME] },
+    });
+    for (const v of Volumes ?? []) {
+      const owner = v.Labels?.[LABEL_MOTO];
+      if (!owner || owner === moto) continue;
+      if (!verdict.has(owner)) verdict.set(owner, tcpReachable(owner));
+      if (await verdict.get(owner)) continue;
+      log(`removing docker volume ${v.Name}: left by a sim whose moto (${owner}) is gone`);
+      await docker
+        .getVolume(v.Name)
+        .remove()
+        .catch((err: unknown) => log(`removing docker volume ${v.Name} failed: ${errorText(err)}`));
     }
   }
 
@@ -402,6 +562,72 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
     tasks.add(task);
   };
 
+  // --- EBS data volumes: staged as Docker volumes at creation (see the header) -----------------
+  /** Data volumes in moto (ManagedBy, Role=workspace-data, not deleted), narrowed by `extra`. */
+  const describeDataVolumes = async (extra: Filter[]): Promise<Volume[]> => {
+    const found: Volume[] = [];
+    let nextToken: string | undefined;
+    do {
+      const page = await ec2.send(
+        new DescribeVolumesCommand({
+          Filters: [
+            { Name: `tag:${MANAGED_BY_TAG.key}`, Values: [MANAGED_BY_TAG.value] },
+            { Name: 'tag:Role', Values: [DATA_VOLUME_ROLE] },
+            { Name: 'status', Values: VOLUME_STATES },
+            ...extra,
+          ],
+          NextToken: nextToken,
+        }),
+      );
+      found.push(...(page.Volumes ?? []).filter((v) => VOLUME_ID.test(v.VolumeId ?? '')));
+      nextToken = page.NextToken;
+    } while (nextToken);
+    return found;
+  };
+
+  /** The Docker volume playing `volumeId`, created if missing (a tmpfs of diskBytes if given). */
+  const ensureEbsVolume = async (volumeId: string, diskBytes: number | undefined): Promise<string> => {
+    const name = ebsDockerVolumeName(volumeId);
+    const found = await docker
+      .getVolume(name)
+      .inspect()
+      .catch((err: unknown) => {
+        if (statusCode(err) === 404) return null;
+        throw err;
+      });
+    if (found) {
+      const labels = found.Labels ?? {};
+      if (
+        labels[LABEL_MOTO] !== moto ||
+        labels[LABEL_NETWORK] !== network.name ||
+        labels[LABEL_EBS_VOLUME] !== volumeId
+      ) {
+        throw new Error(
+          `docker volume ${name} exists but is not this sim's (moto ${labels[LABEL_MOTO] ?? '-'}, network ${labels[LABEL_NETWORK] ?? '-'})`,
+        );
+      }
+      return name;
+    }
+    await docker.createVolume({
+      Name: name,
+      Labels: {
+        [LABEL_SIM]: '1',
+        [LABEL_MOTO]: moto,
+        [LABEL_NETWORK]: network.name,
+        [LABEL_EBS_VOLUME]: volumeId,
+      },
+      // mode: a tmpfs's root is remade at every mount, so the tar of instanceFiles cannot set it.
+      ...(diskBytes
+        ? {
+            Driver: 'local',
+            DriverOpts: { type: 'tmpfs', device: 'tmpfs', o: `size=${diskBytes},mode=0700` },
+          }
+        : {}),
+    });
+    log(`${volumeId}: staged as docker volume ${name}${diskBytes ? ` (tmpfs, ${diskBytes} bytes)` : ''}`);
+    return name;
+  };
+
   const createAndStart = async (inst: Observed, t: Tracked, k: SimKnobs): Promise<void> => {
     const attr = await ec2.send(
       new DescribeInstanceAttributeCommand({ InstanceId: inst.id, Attribute: 'userData' }),
@@ -413,6 +639,20 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         new DescribeKeyPairsCommand({ KeyNames: [inst.keyName], IncludePublicKey: true }),
       );
       authorizedKeys = (pairs.KeyPairs ?? []).flatMap((p) => (p.PublicKey ? [p.PublicKey] : []));
+    }
+    // That workspace's volumes only (the tag is checked again here: tenant isolation must not rest
+    // on a filter alone). A Docker container cannot gain a mount later: these are all it will have.
+    const workspaceId = inst.workspaceId;
+    const volumeIds = workspaceId
+      ? (await describeDataVolumes([{ Name: 'tag:WorkspaceId', Values: [workspaceId] }]))
+          .filter((v) => v.Tags?.some((tag) => tag.Key === 'WorkspaceId' && tag.Value === workspaceId))
+          .map((v) => v.VolumeId as string)
+          .sort()
+      : [];
+    const mounts: Dockerode.MountSettings[] = [];
+    for (const id of volumeIds) {
+      const source = await ensureEbsVolume(id, k.workspaceDiskBytes);
+      mounts.push({ Type: 'volume', Source: source, Target: `${EBS_MOUNT_ROOT}/${id}` });
     }
     const ip = inst.ip as string;
     const name = `ec2-${inst.id}`;
@@ -435,7 +675,12 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         // automatic recovery does: the instance stays `running` in moto, so its container must come
         // back. `docker stop` (StopInstances) and `docker kill` count as manual stops and stay down.
         RestartPolicy: { Name: 'unless-stopped' },
-        ...(k.workspaceDiskBytes ? { Tmpfs: { '/workspace': `size=${k.workspaceDiskBytes}` } } : {}),
+        ...(mounts.length > 0 ? { Mounts: mounts } : {}),
+        // A small disk without a data volume (older products): /workspace itself. With one, the
+        // volume is that disk, and the mount shim needs /workspace to be a plain directory.
+        ...(k.workspaceDiskBytes && mounts.length === 0
+          ? { Tmpfs: { '/workspace': `size=${k.workspaceDiskBytes}` } }
+          : {}),
       },
       NetworkingConfig: { EndpointsConfig: { [network.name]: { IPAMConfig: { IPv4Address: ip } } } },
     });
@@ -446,7 +691,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         userDataFails: k.userDataFails ?? false,
         authorizedKeys,
       };
-      await container.putArchive(await instanceFiles(userData, info), { path: '/' });
+      await container.putArchive(await instanceFiles(userData, info, volumeIds), { path: '/' });
       if (t.terminated) throw new Error(`${inst.id} was terminated while it was being booted`);
       await container.start();
     } catch (err) {
@@ -458,7 +703,8 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
     t.stoppedBySim = false;
     t.bootAt = undefined;
     log(
-      `${inst.id}: booted as ${name} at ${ip} (workspace ${inst.workspaceId ?? '-'}, user-data ${userData.length} bytes)`,
+      `${inst.id}: booted as ${name} at ${ip} (workspace ${inst.workspaceId ?? '-'}, user-data ${userData.length} bytes` +
+        `${volumeIds.length > 0 ? `, volumes ${volumeIds.join(' ')}` : ''})`,
     );
   };
 
@@ -534,6 +780,156 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
       nextToken = page.NextToken;
     } while (nextToken);
     return found;
+  };
+
+  // --- EBS: device links in running VMs, Docker volumes of deleted EBS volumes -----------------
+  /** What each container's /dev holds (by container id); dropped with the container. */
+  const deviceLinks = new Map<string, DeviceLinks>();
+  /** Each container's latest start (Docker event timeNano): /dev is a fresh tmpfs at each. */
+  const startedAt = new Map<string, number>();
+  let eventsUntil = Date.now() / 1000;
+  const linkFailures = new Map<string, string>();
+  let collectAt = 0;
+
+  const readStarts = async (): Promise<void> => {
+    const until = Date.now() / 1000;
+    try {
+      // 1 s of overlap, so an event logged as the last read closed is not lost (twice is harmless).
+      for (const e of await containerStarts(docker, ownerFilter, eventsUntil - 1, until)) {
+        startedAt.set(e.id, Math.max(startedAt.get(e.id) ?? 0, e.timeNano));
+      }
+      eventsUntil = until;
+    } catch (err) {
+      deviceLinks.clear(); // starts may go unseen (dockerd restarting): check every VM again
+      throw err;
+    }
+  };
+
+  /**
+   * Links the devices of the staged volumes moto shows attached to a running VM, unlinks the
+   * detached ones: one exec when that changes or the VM booted since, none otherwise.
+   */
+  const syncDevices = async (containers: Map<string, OwnedContainer>): Promise<void> => {
+    const live = new Set([...containers.values()].map((c) => c.id));
+    for (const id of deviceLinks.keys()) if (!live.has(id)) deviceLinks.delete(id);
+    for (const id of startedAt.keys()) if (!live.has(id)) startedAt.delete(id);
+    for (const id of linkFailures.keys()) if (!live.has(id)) linkFailures.delete(id);
+    const staged = [...containers].filter(([, c]) => c.volumes.length > 0);
+    if (staged.length === 0) {
+      eventsUntil = Date.now() / 1000; // nothing to link: no start to watch either
+      return;
+    }
+    await readStarts();
+    // Not one a task is busy with (being stopped, removed, rebooted): the next tick sees it settled.
+    const running = staged.filter(
+      ([id, c]) => c.state === 'running' && !tracked.get(id)?.busy && !tracked.get(id)?.terminated,
+    );
+    if (running.length === 0) return;
+    const attached = new Map<string, Array<{ volumeId: string; device: string }>>();
+    for (const v of await describeDataVolumes([])) {
+      for (const a of v.Attachments ?? []) {
+        if (!a.InstanceId || (a.State !== 'attached' && a.State !== 'attaching')) continue;
+        const list = attached.get(a.InstanceId) ?? [];
+        list.push({ volumeId: v.VolumeId as string, device: a.Device ?? '' });
+        attached.set(a.InstanceId, list);
+      }
+    }
+    await Promise.all(
+      running.map(async ([instanceId, c]) => {
+        const links = new Map<string, string>();
+        for (const { volumeId, device } of attached.get(instanceId) ?? []) {
+          if (!c.volumes.includes(volumeId)) {
+            note(
+              track(instanceId),
+              instanceId,
+              `${volumeId} is attached at ${device} but was not staged when ${c.name} was created ` +
+                '(a volume must exist before the instance boots): no device appears in the VM',
+            );
+            continue;
+          }
+          if (DEVICE_NAME.test(device)) links.set(device, volumeId);
+          else {
+            note(
+              track(instanceId),
+              instanceId,
+              `${volumeId} is attached at ${JSON.stringify(device)}: the sim links only /dev/sd[b-z] and /dev/xvd[b-z] names (and the NVMe one)`,
+            );
+          }
+          links.set(ebsNvmeLink(volumeId), volumeId);
+        }
+        const boot = startedAt.get(c.id) ?? 0;
+        const key = [...links]
+          .map(([l, v]) => `${l}=${v}`)
+          .sort()
+          .join(' ');
+        const done = deviceLinks.get(c.id);
+        // A boot the sim has not linked in yet has a fresh /dev: no links.
+        if ((done?.boot === boot ? done.key : '') === key) {
+          deviceLinks.set(c.id, { boot, key });
+          return;
+        }
+        try {
+          await execAsRoot(docker, c.id, deviceLinkScript(links));
+        } catch (err) {
+          const text = `linking EBS devices in ${c.name} failed: ${errorText(err)}`;
+          if (linkFailures.get(c.id) !== text) log(`${instanceId}: ${text} (retrying)`);
+          linkFailures.set(c.id, text);
+          return;
+        }
+        deviceLinks.set(c.id, { boot, key });
+        linkFailures.delete(c.id);
+        log(`${instanceId}: EBS devices in ${c.name}: ${key || 'none'}`);
+      }),
+    );
+  };
+
+  /** Removes the Docker volumes whose EBS volume moto no longer has, once no container uses them. */
+  const collectVolumes = async (): Promise<void> => {
+    if (Date.now() < collectAt) return;
+    collectAt = Date.now() + COLLECT_EVERY_MS;
+    const byId = new Map<string, string>();
+    for (const v of await listEbsVolumes()) {
+      const id = v.Labels?.[LABEL_EBS_VOLUME] ?? '';
+      if (VOLUME_ID.test(id)) byId.set(id, v.Name);
+    }
+    if (byId.size === 0) return;
+    const known = new Set<string>();
+    let nextToken: string | undefined;
+    do {
+      const page = await ec2.send(
+        new DescribeVolumesCommand({
+          Filters: [{ Name: 'volume-id', Values: [...byId.keys()] }],
+          NextToken: nextToken,
+        }),
+      );
+      for (const v of page.Volumes ?? []) if (v.VolumeId) known.add(v.VolumeId);
+      nextToken = page.NextToken;
+    } while (nextToken);
+    for (const [id, name] of byId) {
+      if (known.has(id)) continue;
+      await docker
+        .getVolume(name)
+        .remove()
+        .then(
+          () => log(`${id}: removed docker volume ${name} (the volume is gone from moto)`),
+          (err: unknown) => {
+            // 409: a container still has it (a VM being removed): next time. 404: gone already.
+            if (statusCode(err) !== 409 && statusCode(err) !== 404)
+              log(`removing docker volume ${name} failed: ${errorText(err)}`);
+          },
+        );
+    }
+  };
+
+  let lastEbsError = '';
+  const reconcileEbs = async (containers: Map<string, OwnedContainer>): Promise<void> => {
+    for (const step of [() => syncDevices(containers), collectVolumes]) {
+      await step().catch((err: unknown) => {
+        const text = `EBS: ${errorText(err)}`;
+        if (text !== lastEbsError) log(text);
+        lastEbsError = text;
+      });
+    }
   };
 
   const reconcile = async (): Promise<void> => {
@@ -629,6 +1025,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
       const t = track(id);
       if (idle(t)) runTask(t, `removing ${c.name}`, () => removeContainer(id, c, 'instance unknown to moto'));
     }
+    await reconcileEbs(containers);
   };
 
   // --- the loop ---------------------------------------------------------------------------------
@@ -863,6 +1260,19 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
             removeContainer(id, c, 'sim stopped').catch((err: unknown) =>
               log(`removing ${c.name} failed: ${errorText(err)}`),
             ),
+          ),
+        );
+        // Their EBS stand-ins with them (the data goes: see the header).
+        const volumes = await listEbsVolumes().catch(() => []);
+        await Promise.allSettled(
+          volumes.map((v) =>
+            docker
+              .getVolume(v.Name)
+              .remove()
+              .then(
+                () => log(`removed docker volume ${v.Name} (sim stopped)`),
+                (err: unknown) => log(`removing docker volume ${v.Name} failed: ${errorText(err)}`),
+              ),
           ),
         );
       }

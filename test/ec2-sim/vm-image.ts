@@ -8,6 +8,14 @@
  * the host. The shared libraries `ldd` lists that the runtime image lacks are copied from the host,
  * or from the package that ships them when the host has none (SONAME_PACKAGES).
  *
+ * blkid, mkfs and mount shims in /usr/local/sbin (first on PATH) play the disk of an EBS volume the
+ * sim staged (sim.ts): a "sim device" is a path resolving to /mnt/.sim-ebs/<vol-id> (a Docker
+ * volume), whose filesystem is its `fs` directory (present = formatted); mounting it makes the mount
+ * point a symlink to that directory, since a VM has no CAP_SYS_ADMIN. Any other device goes to the
+ * real tool, if the image has one. The image's sh is busybox, which runs its own `mount` applet
+ * whatever PATH says: the init defines the shims as shell functions (/usr/local/lib/ec2-sim/shims.sh)
+ * before it runs the user-data.
+ *
  * No host key is baked in: the init generates one per instance at first boot.
  * The build context is assembled in memory (no shared folder, so no cross-process lock needed) and
  * the tag is content-addressed: `wo-vm:<sha256 of the context, first 12 hex>`.
@@ -111,6 +119,95 @@ PrintMotd no
 PrintLastLog no
 AcceptEnv LANG LC_*
 Subsystem sftp /usr/lib/openssh/sftp-server
+`;
+
+/**
+ * Prints the directory a sim device stands for (its volume's, under /mnt/.sim-ebs), or fails: the
+ * opening of every shim below. An option (a leading '-') is never a device.
+ */
+const SIM_DEVICE_SH = `sim_dir() {
+  case "$1" in -*|'') return 1 ;; esac
+  r=$(readlink -f "$1" 2>/dev/null) || return 1
+  case "$r" in /mnt/.sim-ebs/*/*) return 1 ;; /mnt/.sim-ebs/?*) ;; *) return 1 ;; esac
+  [ -d "$r" ] || return 1
+  printf '%s\\n' "$r"
+}`;
+
+/** `exec` the first of the real tools that exists, or say there is none. */
+const execReal = (tool: string, paths: string[], code: number): string => `for real in ${paths.join(' ')}; do
+  [ -x "$real" ] && exec "$real" "$@"
+done
+echo "${tool}: not installed in this VM image" >&2
+exit ${code}`;
+
+/** The shims: image path → POSIX sh script. */
+const SHIMS: Record<string, string> = {
+  '/usr/local/sbin/blkid': `#!/bin/sh
+# ec2-sim: blkid of a sim device (see vm-image.ts): 0 and its TYPE when formatted, 2 when blank.
+${SIM_DEVICE_SH}
+for a in "$@"; do
+  d=$(sim_dir "$a") || continue
+  if [ -d "$d/fs" ]; then
+    printf '%s: TYPE="ext4"\\n' "$a"
+    exit 0
+  fi
+  exit 2
+done
+${execReal('blkid', ['/usr/sbin/blkid', '/sbin/blkid'], 4)}
+`,
+  '/usr/local/sbin/mkfs': `#!/bin/sh
+# ec2-sim: mkfs of a sim device (see vm-image.ts) is an empty fs/ (a real mkfs wipes too).
+${SIM_DEVICE_SH}
+for last in "$@"; do :; done
+if [ $# -gt 0 ] && d=$(sim_dir "$last"); then
+  rm -rf "$d/fs" && mkdir -m 755 "$d/fs"
+  exit $?
+fi
+${execReal('mkfs', ['/usr/sbin/mkfs', '/sbin/mkfs'], 1)}
+`,
+  '/usr/local/sbin/mount': `#!/bin/sh
+# ec2-sim: \`mount DEV DIR\` of a sim device (see vm-image.ts) turns DIR, an empty directory, into a
+# symlink to the device's fs/ (no CAP_SYS_ADMIN in a VM). Anything else: the real mount.
+${SIM_DEVICE_SH}
+n=0
+dev=
+dir=
+skip=
+for a in "$@"; do
+  if [ -n "$skip" ]; then
+    skip=
+    continue
+  fi
+  case "$a" in
+    -t|-o) skip=1; continue ;;
+    -*) continue ;;
+  esac
+  n=$((n + 1))
+  [ $n -eq 1 ] && dev=$a
+  [ $n -eq 2 ] && dir=$a
+done
+if [ $n -eq 2 ] && d=$(sim_dir "$dev"); then
+  if [ ! -d "$d/fs" ]; then
+    echo "mount: $dir: wrong fs type, bad option, bad superblock on $dev (no filesystem: mkfs it first)" >&2
+    exit 32
+  fi
+  if [ -L "$dir" ] || [ ! -d "$dir" ] || [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+    echo "mount: $dir: not an empty directory (or already mounted)" >&2
+    exit 32
+  fi
+  rmdir "$dir" && ln -s "$d/fs" "$dir" && exit 0
+  echo "mount: $dir: could not mount $dev" >&2
+  exit 32
+fi
+${execReal('mount', ['/usr/bin/mount', '/bin/mount'], 32)}
+`,
+};
+
+/** Sourced before the user-data (vm-init.ts): busybox sh runs a function before its own applet. */
+const SHIM_FUNCTIONS = `# ec2-sim: the disk shims by name, whatever the shell prefers (see vm-image.ts)
+${Object.keys(SHIMS)
+  .map((path) => `${path.slice(path.lastIndexOf('/') + 1)}() { ${path} "$@"; }`)
+  .join('\n')}
 `;
 
 export interface EnsureVmImageOptions {
@@ -286,6 +383,8 @@ async function contextEntries(cacheDir: string, log: (s: string) => void): Promi
     { path: '/sbin/wo-init.mjs', mode: 0o644, content: await bundleInit() },
     { path: '/etc/passwd', mode: 0o644, content: Buffer.from(PASSWD) },
     { path: '/etc/ssh/sshd_config', mode: 0o644, content: Buffer.from(SSHD_CONFIG) },
+    ...Object.entries(SHIMS).map(([path, script]) => ({ path, mode: 0o755, content: Buffer.from(script) })),
+    { path: '/usr/local/lib/ec2-sim/shims.sh', mode: 0o644, content: Buffer.from(SHIM_FUNCTIONS) },
   ];
   const dirs = new Map<string, number>([
     ['/root', 0o700],
@@ -297,6 +396,8 @@ async function contextEntries(cacheDir: string, log: (s: string) => void): Promi
     ['/var/lib/wo', 0o700],
     ['/etc/wo/boot.d', 0o755],
     ['/etc/ssh', 0o755],
+    // The staged EBS volumes' parent (sim.ts mounts one directory per volume): root's only.
+    ['/mnt/.sim-ebs', 0o700],
   ]);
   // Every parent folder gets an explicit entry (0755 unless listed above).
   for (const p of [...files.map((f) => f.path), ...dirs.keys()]) {

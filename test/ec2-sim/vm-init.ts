@@ -7,7 +7,8 @@
  *   sshd supervised in the foreground, then every `/etc/wo/boot.d/*.sh` in the background with sh;
  * - first boot only (marker /var/lib/wo-init/first-boot-done): the key pair's public key (if the
  *   instance was launched with KeyName) into /root/.ssh/authorized_keys, then the user-data script
- *   after the optional delay, its exit status on the console;
+ *   after the optional delay (sourced by sh after the disk shims' functions), its exit status on
+ *   the console;
  * - SIGTERM (docker stop = EC2 StopInstances): stops every child process group, exits.
  *
  * The sim hands user-data and knobs over as files (/var/lib/wo-init/user-data, instance.json,
@@ -26,6 +27,11 @@ const BOOT_COUNT = `${STATE_DIR}/boot-count`;
 const USER_DATA = `${STATE_DIR}/user-data`;
 const INSTANCE_JSON = `${STATE_DIR}/instance.json`;
 const BOOT_D = '/etc/wo/boot.d';
+/**
+ * Defines blkid, mkfs and mount as the image's shims (vm-image.ts). The image's sh is busybox,
+ * which runs its own applets (mount) before it searches PATH, but a shell function before either.
+ */
+const SHIM_FUNCTIONS = '/usr/local/lib/ec2-sim/shims.sh';
 const HOST_KEY = '/etc/ssh/ssh_host_ed25519_key';
 const SSHD = '/usr/sbin/sshd';
 const AUTHORIZED_KEYS = '/root/.ssh/authorized_keys';
@@ -190,7 +196,8 @@ async function runUserData(info: InstanceInfo): Promise<void> {
     args = ['-c', 'exit 1'];
   } else if (fs.existsSync(USER_DATA) && fs.statSync(USER_DATA).size > 0) {
     say(`running user-data (uptime ${uptime()})`);
-    args = [USER_DATA];
+    // With the sim's disk shims as functions first (see SHIM_FUNCTIONS): same script, same $0.
+    args = fs.existsSync(SHIM_FUNCTIONS) ? ['-c', `. ${SHIM_FUNCTIONS}; . "$0"`, USER_DATA] : [USER_DATA];
   } else {
     say('no user-data');
     fs.writeFileSync(FIRST_BOOT_MARKER, `${new Date().toISOString()}\n`);

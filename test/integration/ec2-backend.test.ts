@@ -106,6 +106,8 @@ async function startErrorEndpoint(
 const suffix = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 const workspaceId = `e2t${suffix}`;
 const badWorkspace = `e2b${suffix}`;
+/** A second workspace for a generation 2 launched while the main one's generation 1 runs. */
+const retryWorkspace = `e2r${suffix}`;
 const orgId = 'org-e2';
 const platformUrl = 'http://172.31.0.1:18080';
 // Values the platform would deliver through the bootstrap fetch: never in user-data.
@@ -195,7 +197,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const id of [workspaceId, badWorkspace])
+  for (const id of [workspaceId, badWorkspace, retryWorkspace])
     await backend?.remove(id, { volumes: true }).catch(() => undefined);
   await moto?.stop();
 }, 60_000);
@@ -238,7 +240,7 @@ describe('Ec2Backend against moto', () => {
     expect(await instancesTagged(workspaceId, LIVE)).toHaveLength(1);
   });
 
-  it('tags the instance (and its volume) at launch', async () => {
+  it('tags the instance (and its volumes) at launch; the data volume is attached at /dev/sdf', async () => {
     const [instance] = await instancesTagged(workspaceId, LIVE);
     const tags = Object.fromEntries((instance?.Tags ?? []).map((t) => [t.Key, t.Value]));
     expect(tags).toMatchObject({
@@ -251,11 +253,31 @@ describe('Ec2Backend against moto', () => {
     const volumes = await client.send(
       new DescribeVolumesCommand({ Filters: [{ Name: 'tag:WorkspaceId', Values: [workspaceId] }] }),
     );
-    expect(volumes.Volumes?.map((v) => v.Attachments?.[0]?.InstanceId)).toEqual([instance?.InstanceId]);
+    // The root volume and the workspace's data volume, both with this instance.
+    expect(volumes.Volumes?.map((v) => v.Attachments?.[0]?.InstanceId)).toEqual([
+      instance?.InstanceId,
+      instance?.InstanceId,
+    ]);
+    const data = volumes.Volumes?.filter((v) => v.Tags?.some((t) => t.Key === 'Role'));
+    expect(data).toHaveLength(1);
+    expect(data?.[0]?.Attachments?.[0]?.Device).toBe('/dev/sdf');
+    expect(data?.[0]?.Tags).toEqual(
+      expect.arrayContaining([
+        { Key: 'ManagedBy', Value: 'workspace-orchestrator' },
+        { Key: 'WorkspaceId', Value: workspaceId },
+        { Key: 'OrgId', Value: orgId },
+        { Key: 'Role', Value: 'workspace-data' },
+      ]),
+    );
+    // Every generation uses it: it carries no Generation tag.
+    expect(data?.[0]?.Tags?.some((t) => t.Key === 'Generation')).toBe(false);
+    expect(await userDataOf(instance!.InstanceId!)).toContain(`WO_DATA_VOLUME='${data?.[0]?.VolumeId}'`);
   });
 
   it("the launch maps the image's root device with DeleteOnTermination true (moto's AMIs all say false)", async () => {
+    // Two workspaces: a workspace's generations never run at once (its data volume is with one).
     const id = `${badWorkspace}dot`;
+    const id2 = `${badWorkspace}dou`;
     // The requests as sent: moto gives an instance launched without a mapping a root volume that
     // is deleted on termination whatever the AMI says, so only the request shows what EC2 would do.
     const sent: Array<{ command: string; input: unknown }> = [];
@@ -275,7 +297,7 @@ describe('Ec2Backend against moto', () => {
     const launching = new Ec2Backend(options({ client: watched }));
     try {
       const first = await launching.start(spec(1, id));
-      await launching.start(spec(2, id));
+      await launching.start(spec(1, id2));
       const runs = sent.filter((r) => r.command === 'RunInstancesCommand');
       expect(runs.map((r) => (r.input as RunInstancesCommandInput).BlockDeviceMappings)).toEqual(
         [1, 2].map(() => [
@@ -288,7 +310,7 @@ describe('Ec2Backend against moto', () => {
       // ClientToken idempotency is untouched.
       expect(runs.map((r) => (r.input as RunInstancesCommandInput).ClientToken)).toEqual([
         `${id}-1`,
-        `${id}-2`,
+        `${id2}-1`,
       ]);
       // One image lookup per image id, however many launches.
       expect(sent.filter((r) => r.command === 'DescribeImagesCommand')).toHaveLength(1);
@@ -308,7 +330,7 @@ describe('Ec2Backend against moto', () => {
         ]),
       );
 
-      // Terminated: the root volume went with its instance, nothing is left to list.
+      // Terminated: the root volume went with its instance, the data volume with the workspace.
       await launching.remove(id, { volumes: true });
       const left = await client.send(
         new DescribeVolumesCommand({ Filters: [{ Name: 'tag:WorkspaceId', Values: [id] }] }),
@@ -316,6 +338,7 @@ describe('Ec2Backend against moto', () => {
       expect(left.Volumes).toEqual([]);
     } finally {
       await launching.remove(id, { volumes: true });
+      await launching.remove(id2, { volumes: true });
     }
   });
 
@@ -360,14 +383,14 @@ describe('Ec2Backend against moto', () => {
       privateKey: 'unused-here',
       publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPreStoredKeyForRetryTestxxxxxxxxxxxxxxx retry',
     };
-    await keys.put(workspaceId, 2, stored);
+    await keys.put(retryWorkspace, 2, stored);
     const mintsBefore = minted.length;
-    const info = await backend.start(spec(2));
+    const info = await backend.start(spec(2, retryWorkspace));
     expect(minted.length).toBe(mintsBefore + 1);
     expect(await userDataOf(info.instanceId)).toContain(stored.publicKey);
-    expect((await backend.start(spec(2))).instanceId).toBe(info.instanceId);
-    await backend.remove(workspaceId, { generation: 2 });
-    expect(await backend.status(workspaceId, 2)).toBe('missing');
+    expect((await backend.start(spec(2, retryWorkspace))).instanceId).toBe(info.instanceId);
+    await backend.remove(retryWorkspace, { volumes: true });
+    expect(await backend.status(retryWorkspace, 2)).toBe('missing');
     expect(await backend.status(workspaceId, 1)).toBe('running');
   });
 
@@ -537,6 +560,64 @@ describe('Ec2Backend against moto', () => {
       for (const v of [g1, g2, noGeneration, foreign, ofOrg]) {
         if ((await stateOf(v)) !== 'gone') await client.send(new DeleteVolumeCommand({ VolumeId: v }));
       }
+    }
+  });
+
+  it('the data volume outlives its generations: the next one gets it attached; it goes with the workspace', async () => {
+    const id = `${badWorkspace}dv`;
+    const dataOf = async (): Promise<Volume[]> =>
+      (
+        await client.send(
+          new DescribeVolumesCommand({
+            Filters: [
+              { Name: 'tag:WorkspaceId', Values: [id] },
+              { Name: 'tag:Role', Values: ['workspace-data'] },
+            ],
+          }),
+        )
+      ).Volumes ?? [];
+    try {
+      const g1 = await backend.start(spec(1, id));
+      const [volume] = await dataOf();
+      expect(volume?.Attachments?.map((a) => a.InstanceId)).toEqual([g1.instanceId]);
+      expect(volume?.Size).toBe(8);
+      expect(volume?.Encrypted).toBe(true);
+      // A retried start (a crashed worker's) neither makes another volume nor attaches it twice.
+      await backend.start(spec(1, id));
+      expect((await dataOf()).map((v) => [v.VolumeId, v.Attachments?.length])).toEqual([
+        [volume!.VolumeId, 1],
+      ]);
+
+      // A generation still holding it keeps the next one from starting (the entity removes the
+      // old one first); the error says who holds it.
+      const impatient = new Ec2Backend(options({ transitionWaitMs: 300 }));
+      await expect(impatient.start(spec(2, id))).rejects.toMatchObject({
+        code: 'transient',
+        message: expect.stringContaining(`attached to ${g1.instanceId}`),
+      });
+      await backend.remove(id, { generation: 2 });
+
+      // The entity's order: the old generation goes, the new one gets the same volume.
+      await backend.remove(id, { generation: 1 });
+      const kept = await dataOf();
+      expect(kept.map((v) => [v.VolumeId, v.State])).toEqual([[volume!.VolumeId, 'available']]);
+      // Unattached, it is listed for the orphan sweep with its workspace and no generation.
+      expect((await backend.listManagedVolumes()).filter((v) => v.workspaceId === id)).toEqual([
+        { name: volume!.VolumeId, workspaceId: id, orgId, createdAt: expect.any(Date) },
+      ]);
+      const g2 = await backend.start(spec(2, id));
+      expect((await dataOf()).map((v) => [v.VolumeId, v.Attachments?.map((a) => a.InstanceId)])).toEqual([
+        [volume!.VolumeId, [g2.instanceId]],
+      ]);
+      expect(await userDataOf(g2.instanceId)).toContain(`WO_DATA_VOLUME='${volume!.VolumeId}'`);
+
+      // Removing the workspace without its volumes keeps the data; with them, it goes.
+      await backend.remove(id);
+      expect((await dataOf()).map((v) => v.State)).toEqual(['available']);
+      await backend.remove(id, { volumes: true });
+      expect(await dataOf()).toEqual([]);
+    } finally {
+      await backend.remove(id, { volumes: true });
     }
   });
 
@@ -859,7 +940,9 @@ describe('Ec2Backend on ec2-sim: user-data boots the agent; files over SSH', () 
   it('readFile refuses symlink escapes, directories and bad paths; follows links inside the root', async () => {
     await exec(
       'ln -s /etc/passwd /workspace/escape-link && ln -s /etc /workspace/etc-dir && ' +
-        'ln -s ../configs/config.yaml /workspace/sibling-link && ln -s config.yaml /configs/alias.yaml',
+        // Absolute: /workspace is a mount (in ec2-sim a link to the volume's directory), so `..` from it
+        // is not the same place on both.
+        'ln -s /configs/config.yaml /workspace/sibling-link && ln -s config.yaml /configs/alias.yaml',
     );
     for (const [root, path] of [
       ['/workspace', 'escape-link'],

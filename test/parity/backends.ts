@@ -13,6 +13,7 @@ import {
 import type Dockerode from 'dockerode';
 import { afterAll, beforeAll, inject } from 'vitest';
 import type { BackendKind } from '../../src/backends/backend.js';
+import { isDataVolume } from '../../src/backends/ec2/data-volume.js';
 import '../setup/context.js';
 import { startEc2Sim, type Ec2Sim, type SimKnobs } from '../ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../ec2-sim/service-env.js';
@@ -275,7 +276,8 @@ export async function volumesTagged(workspaceId: string) {
 /**
  * Nothing of the workspace is left: docker — no container and no volume (`keepVolumes`: its
  * volumes may stay); ec2 — every instance `terminated` in moto, no EBS volume (a root volume is
- * its generation's, never kept) and no simulator container.
+ * its generation's, never kept; `keepVolumes`: the workspace's data volume may stay, `available`)
+ * and no simulator container.
  */
 export async function leftovers(
   backend: BackendKind,
@@ -296,7 +298,9 @@ export async function leftovers(
   });
   return [
     ...instances.map((i) => `instance ${i.InstanceId} (${i.State?.Name})`),
-    ...(await volumesTagged(workspaceId)).map((v) => `volume ${v.VolumeId} (${v.State})`),
+    ...(await volumesTagged(workspaceId))
+      .filter((v) => !(opts.keepVolumes && v.State === 'available' && isDataVolume(v)))
+      .map((v) => `volume ${v.VolumeId} (${v.State})`),
     ...simContainers.map((c) => `sim container ${c.Names[0]}`),
   ];
 }

@@ -74,6 +74,22 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
       backend === 'ec2' ? { sshKeys: [1], hostKeys: 1 } : { sshKeys: [], hostKeys: 0 },
     );
 
+    // The user's files in /workspace outlive the resource: a restart (a new container / instance:
+    // docker's named volume, ec2's data volume) and a stop/start.
+    const auth = { authorization: `Bearer ${t.key}` };
+    const keptFile = `${t.stack.url}/v1/workspaces/${id}/files/content?root=%2Fworkspace&path=notes%2Fkeep.txt`;
+    const note = `written at generation 1 of ${id}\n`;
+    const written = await fetch(keptFile, {
+      method: 'PUT',
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
+      body: note,
+    });
+    expect(written.status).toBe(204);
+    const readKept = async () => {
+      const res = await fetch(keptFile, { headers: auth, signal: AbortSignal.timeout(30_000) });
+      return `${res.status} ${await res.text()}`;
+    };
+
     const patched = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
       token: t.key,
       body: { runtime: 'langgraph', config: { model: 'large' }, restart: true },
@@ -95,6 +111,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     ).toString();
     expect(yaml).toMatch(/^runtime: langgraph$/m);
     expect(yaml).toMatch(/^model: large$/m);
+    expect(await readKept()).toBe(`200 ${note}`);
     const afterRestart = await resourcesOf(backend, t.stack.docker, id);
     expect(afterRestart.map((r) => r.name)).toEqual([`ws-${id}-g2`]);
     // g1 is gone, and so are its key pair and its instance's pinned host key.
@@ -117,6 +134,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     expect(again.endpoint).toMatch(/^http:\/\//);
     // The same container / instance, started again.
     expect((await resourcesOf(backend, t.stack.docker, id)).map((r) => r.id)).toEqual([stopped[0]!.id]);
+    expect(await readKept()).toBe(`200 ${note}`);
 
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');

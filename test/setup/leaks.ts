@@ -23,7 +23,14 @@ export async function leftoverResources(since: Date, docker = new Dockerode()): 
       ),
     )
   ).flat();
-  const { Volumes } = await docker.listVolumes({ filters: { label: [MANAGED] } });
+  // The docker backend's volumes, and the sims' stand-ins for EBS data volumes.
+  const Volumes = (
+    await Promise.all(
+      [MANAGED, 'wo.ec2-sim'].map(
+        async (label) => (await docker.listVolumes({ filters: { label: [label] } })).Volumes ?? [],
+      ),
+    )
+  ).flat();
   const networks = [
     ...(await docker.listNetworks({ filters: { label: [MANAGED] } })),
     ...(await docker.listNetworks({ filters: { label: ['wo.ec2-sim'] } })).filter(
@@ -36,9 +43,9 @@ export async function leftoverResources(since: Date, docker = new Dockerode()): 
         .filter((c) => after(c.Created))
         .map((c) => [c.Id, `container ${c.Names[0]?.replace(/^\//, '') ?? c.Id} (${c.State})`]),
     ).values(),
-    ...(Volumes ?? [])
-      .filter((v) => after(new Date((v as { CreatedAt?: string }).CreatedAt ?? 0)))
-      .map((v) => `volume ${v.Name}`),
+    ...Volumes.filter((v) => after(new Date((v as { CreatedAt?: string }).CreatedAt ?? 0))).map(
+      (v) => `volume ${v.Name}`,
+    ),
     ...networks.filter((n) => after(new Date(n.Created))).map((n) => `network ${n.Name}`),
   ];
 }

@@ -1,6 +1,7 @@
 /**
- * The EC2 user-data script: exactly three values (platform URL, bootstrap token, SSH public key)
- * plus the steps that install the agent as a boot service. Checked as text, by `sh -n`, and by
+ * The EC2 user-data script: three values (platform URL, bootstrap token, SSH public key) and the
+ * id of the data volume it mounts at /workspace, plus the steps that install the agent as a boot
+ * service. Checked as text, by `sh -n`, and by
  * running it for real with its absolute paths moved into a temp dir and fake `node`/`systemctl`.
  */
 import { spawnSync } from 'node:child_process';
@@ -288,5 +289,98 @@ describe('EC2 user-data', () => {
     expect(res.status).toBe(1);
     expect(res.stderr).toContain('agent.mjs is missing from the image');
     expect(existsSync(join(root, 'etc', 'wo', 'agent.env'))).toBe(false);
+  });
+});
+
+describe('EC2 user-data: the data volume at /workspace', () => {
+  const volumeId = 'vol-0123456789abcdef0';
+  const script = renderUserData({ ...input, dataVolumeId: volumeId });
+
+  /** Also moves the device paths the script waits for under `root`/dev (/dev/null stays real). */
+  function sandboxedWithDevices(root: string): string {
+    return sandboxed(script, root).replace(/(^|[\s'"=(])\/dev\/(disk|sdf|xvdf)/gm, `$1${root}/dev/$2`);
+  }
+
+  /** Fake blkid (exit `blkidExit`), mkfs and mount that record their arguments. */
+  function diskTools(root: string, bin: string, blkidExit: number): void {
+    for (const [name, exit] of [
+      ['blkid', blkidExit],
+      ['mkfs', 0],
+      ['mount', 0],
+    ] as const) {
+      writeFileSync(join(bin, name), `#!/bin/sh\necho "${name} $*" >> "${root}/disk-calls"\nexit ${exit}\n`);
+      chmodSync(join(bin, name), 0o755);
+    }
+  }
+
+  const calls = (root: string): string[] =>
+    existsSync(join(root, 'disk-calls'))
+      ? readFileSync(join(root, 'disk-calls'), 'utf8').split('\n').filter(Boolean)
+      : [];
+
+  function attach(root: string, name: string): string {
+    const device = join(root, 'dev', name);
+    mkdirSync(join(device, '..'), { recursive: true });
+    writeFileSync(device, '');
+    return device;
+  }
+
+  it('names the volume once and refuses an id that is not one', () => {
+    expect(script).toContain(`WO_DATA_VOLUME='${volumeId}'\n`);
+    expect(script).toContain('/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0');
+    expect(script).toContain('RequiresMountsFor=/workspace');
+    expect(shellSyntaxErrors(script)).toBe('');
+    for (const bad of ["vol-1'; reboot; '", 'vol-XYZ12345', 'i-0123456789abcdef0', ''])
+      expect(() => renderUserData({ ...input, dataVolumeId: bad }), bad).toThrow(/user-data: data volume id/);
+  });
+
+  it('formats a blank volume, mounts it at /workspace and only then starts the agent', async () => {
+    const root = tempDir();
+    prepareRoot(root);
+    const bin = fakeBin(root, false);
+    diskTools(root, bin, 2);
+    const device = attach(root, `disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0`);
+    const res = runSh(root, ['-c', sandboxedWithDevices(root)], searchPath(bin));
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(0);
+    expect(calls(root)).toEqual([
+      `blkid -p ${device}`,
+      `mkfs -t ext4 -q ${device}`,
+      `mount ${device} ${root}/workspace`,
+    ]);
+    expect(readFileSync(join(root, 'etc', 'fstab'), 'utf8')).toBe(
+      `${device} ${root}/workspace ext4 defaults,nofail 0 2\n`,
+    );
+    expect(res.stdout).toContain(`data volume ${volumeId} mounted at ${root}/workspace`);
+    await until(() => existsSync(join(root, 'node-calls')));
+    pids.push(Number(readFileSync(join(root, 'run', 'wo-agent.pid'), 'utf8').trim()));
+  });
+
+  it("keeps a volume's filesystem (the next generation's boot), by its attachment name too", () => {
+    const root = tempDir();
+    prepareRoot(root);
+    const bin = fakeBin(root, true);
+    mkdirSync(join(root, 'run', 'systemd', 'system'), { recursive: true });
+    mkdirSync(join(root, 'etc', 'systemd', 'system'), { recursive: true });
+    diskTools(root, bin, 0);
+    const device = attach(root, 'sdf');
+    const res = runSh(root, ['-c', sandboxedWithDevices(root)], searchPath(bin));
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(0);
+    expect(calls(root)).toEqual([`blkid -p ${device}`, `mount ${device} ${root}/workspace`]);
+  });
+
+  it('formats nothing and starts no agent when blkid cannot tell', () => {
+    const root = tempDir();
+    prepareRoot(root);
+    const bin = fakeBin(root, false);
+    diskTools(root, bin, 4);
+    const device = attach(root, 'xvdf');
+    const res = runSh(root, ['-c', sandboxedWithDevices(root)], searchPath(bin));
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain('blkid failed (4); not formatting it');
+    expect(calls(root)).toEqual([`blkid -p ${device}`]);
+    expect(existsSync(join(root, 'node-calls'))).toBe(false);
+    expect(existsSync(join(root, 'etc', 'wo', 'boot.d', 'agent.sh'))).toBe(false);
   });
 });

@@ -12,6 +12,7 @@ import {
   type Instance,
   type _InstanceType,
   type InstanceStateName,
+  type Volume,
 } from '@aws-sdk/client-ec2';
 import ssh2 from 'ssh2';
 import {
@@ -53,6 +54,15 @@ import {
 import { ensureWorkspaceSecurityGroup } from './security-group.js';
 import { renderUserData } from './user-data.js';
 import { availableVolumes, deleteVolumes, rootDeviceMappings } from './volumes.js';
+import {
+  attachDataVolume,
+  createDataVolume,
+  describeVolume,
+  findDataVolume,
+  isDataVolume,
+  nextAttachStep,
+  zoneFor,
+} from './data-volume.js';
 
 /** Minimal structured logger; a pino Logger fits. */
 export interface Ec2BackendLog {
@@ -92,6 +102,8 @@ export interface Ec2BackendOptions {
   transitionWaitMs?: number;
   /** Pause between state polls (default 2 s). */
   pollIntervalMs?: number;
+  /** Size of a new workspace's data volume, mounted at /workspace (default 8 GiB). */
+  dataVolumeGiB?: number;
   log?: Ec2BackendLog;
 }
 
@@ -173,6 +185,8 @@ export class Ec2Backend implements WorkspaceBackend {
   private readonly platformCidr: string | undefined;
   /** The managed group per subnet (one lookup per process; dropped again when a launch fails). */
   private readonly managedGroups = new Map<string, Promise<string>>();
+  /** The Availability Zone per subnet ('' = none configured). */
+  private readonly zones = new Map<string, Promise<string>>();
   private readonly sshUser: string;
   private readonly sshPort: number;
   private readonly agentPort: number;
@@ -180,6 +194,7 @@ export class Ec2Backend implements WorkspaceBackend {
   private readonly terminateWaitMs: number;
   private readonly transitionWaitMs: number;
   private readonly pollIntervalMs: number;
+  private readonly dataVolumeGiB: number;
   private readonly log: Ec2BackendLog | undefined;
   /** The root device mapping per image id (one DescribeImages per image; dropped again on failure). */
   private readonly rootMappings = new Map<string, Promise<BlockDeviceMapping[] | null>>();
@@ -202,6 +217,7 @@ export class Ec2Backend implements WorkspaceBackend {
     this.terminateWaitMs = opts.terminateWaitMs ?? 120_000;
     this.transitionWaitMs = opts.transitionWaitMs ?? 120_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
+    this.dataVolumeGiB = opts.dataVolumeGiB ?? 8;
     this.log = opts.log;
   }
 
@@ -290,7 +306,7 @@ export class Ec2Backend implements WorkspaceBackend {
     const name = instanceName(spec.workspaceId, spec.generation);
     // A retried start finds the instance it (or a crashed worker) launched: reuse it and its token.
     const existing = await this.liveInstance(spec.workspaceId, spec.generation);
-    if (existing) return this.ensureRunning(existing, name);
+    if (existing) return this.withData(spec, existing, await this.ensureRunning(existing, name));
 
     let token: string;
     try {
@@ -303,6 +319,17 @@ export class Ec2Backend implements WorkspaceBackend {
     const blockDeviceMappings = await this.rootMapping(imageId);
     const instanceType = placed.instanceType ?? this.instanceType;
     const subnetId = placed.subnetId ?? this.subnetId;
+    // The data volume first: the instance must launch into its zone, and the user-data names it.
+    const zone = await this.zoneOf(subnetId);
+    let volume = await findDataVolume(this.c, spec.workspaceId);
+    if (volume && volume.AvailabilityZone !== zone) {
+      throw new BackendError(
+        'permanent',
+        `${name}: the workspace's data volume ${volume.VolumeId} is in ${volume.AvailabilityZone}, ` +
+          `subnet ${subnetId ?? '(default)'} in ${zone}: an instance can only use a volume of its own zone`,
+      );
+    }
+    volume ??= await createDataVolume(this.c, { ...spec, zone, sizeGiB: this.dataVolumeGiB });
     // The managed group (no group configured) is ours to make again should it be gone.
     const managed = !placed.securityGroupIds?.length && this.securityGroupIds === undefined;
     let securityGroupIds = placed.securityGroupIds?.length
@@ -316,6 +343,7 @@ export class Ec2Backend implements WorkspaceBackend {
         platformUrl: spec.platformUrl,
         bootstrapToken,
         sshPublicKey: pair.publicKey,
+        dataVolumeId: volume.VolumeId ?? '',
       });
     } catch (err) {
       throw new BackendError('permanent', `${name}: ${(err as Error).message}`, { cause: err });
@@ -334,7 +362,8 @@ export class Ec2Backend implements WorkspaceBackend {
             UserData: Buffer.from(userData, 'utf8').toString('base64'),
             TagSpecifications: launchTagSpecifications(instanceTags(spec)),
             ...(blockDeviceMappings === null ? {} : { BlockDeviceMappings: blockDeviceMappings }),
-            ...(subnetId === undefined ? {} : { SubnetId: subnetId }),
+            // A subnet implies its zone; without one, EC2 would pick any zone.
+            ...(subnetId === undefined ? { Placement: { AvailabilityZone: zone } } : { SubnetId: subnetId }),
             ...(securityGroupIds === undefined ? {} : { SecurityGroupIds: securityGroupIds }),
           }),
         );
@@ -345,7 +374,7 @@ export class Ec2Backend implements WorkspaceBackend {
           // The token was used by an earlier attempt whose launch we never saw answered (and which
           // DescribeInstances did not show yet: eventual consistency). Its instance is the one.
           const raced = await this.awaitLaunched(spec.workspaceId, spec.generation);
-          if (raced) return this.ensureRunning(raced, name);
+          if (raced) return this.withData(spec, raced, await this.ensureRunning(raced, name));
           throw new BackendError(
             'transient',
             `${name}: ClientToken ${token} already used; instance not visible yet`,
@@ -388,7 +417,68 @@ export class Ec2Backend implements WorkspaceBackend {
       },
       'ec2 instance launched',
     );
-    return this.toInfo(launched);
+    return this.withData(spec, launched, this.toInfo(launched), volume);
+  }
+
+  /** `info`, once the workspace's data volume is attached to `instance` (see attachData). */
+  private async withData(
+    spec: StartSpec,
+    instance: Instance,
+    info: ResourceInfo,
+    volume?: Volume,
+  ): Promise<ResourceInfo> {
+    await this.attachData(spec, instance, volume);
+    return info;
+  }
+
+  /**
+   * Attaches the workspace's data volume to the generation's instance, unless it is already (a
+   * retried start, a stop/start). A volume still with the previous generation's instance (being
+   * terminated) or an instance still `pending` is waited for; the user-data waits for the device
+   * before it starts the agent, so the workspace never boots on an empty /workspace.
+   */
+  private async attachData(spec: StartSpec, instance: Instance, known?: Volume): Promise<void> {
+    const instanceId = instance.InstanceId ?? '';
+    const name = instanceName(spec.workspaceId, spec.generation);
+    let volume =
+      known ??
+      (await findDataVolume(this.c, spec.workspaceId)) ??
+      // Gone since the launch (deleted by hand) or never made (a crash in between): a new one, where
+      // the instance is. The user-data also takes the device by its attachment name.
+      (await createDataVolume(this.c, {
+        ...spec,
+        zone:
+          instance.Placement?.AvailabilityZone ??
+          (await this.zoneOf(spec.placement?.subnetId ?? this.subnetId)),
+        sizeGiB: this.dataVolumeGiB,
+      }));
+    const volumeId = volume.VolumeId ?? '';
+    const deadline = Date.now() + this.transitionWaitMs;
+    let pause = 100;
+    for (;;) {
+      const step = nextAttachStep(volume, instanceId);
+      if (step.kind === 'attached') return;
+      if (step.kind === 'attach' && (await attachDataVolume(this.c, volumeId, instanceId))) {
+        this.log?.info(
+          { workspaceId: spec.workspaceId, generation: spec.generation, instanceId, volumeId },
+          'ec2 data volume attached',
+        );
+        return;
+      }
+      if (Date.now() > deadline) {
+        const why = step.kind === 'wait' ? step.why : 'EC2 kept refusing the attachment';
+        throw new BackendError(
+          'transient',
+          `${name}: data volume ${volumeId} not attachable to ${instanceId} after ${this.transitionWaitMs} ms: ${why}`,
+        );
+      }
+      await sleep(pause);
+      pause = Math.min(pause * 2, this.pollIntervalMs);
+      const fresh = await describeVolume(this.c, volumeId);
+      if (!fresh)
+        throw new BackendError('transient', `${name}: data volume ${volumeId} vanished while attaching`);
+      volume = fresh;
+    }
   }
 
   /** The root volume's DeleteOnTermination mapping for launches from `imageId` (see volumes.ts). */
@@ -400,6 +490,18 @@ export class Ec2Backend implements WorkspaceBackend {
       mapping.catch(() => this.rootMappings.delete(imageId));
     }
     return mapping;
+  }
+
+  /** The zone launches into `subnetId` land in (one lookup per subnet; dropped again on failure). */
+  private zoneOf(subnetId: string | undefined): Promise<string> {
+    const key = subnetId ?? '';
+    let zone = this.zones.get(key);
+    if (!zone) {
+      zone = zoneFor(this.c, subnetId);
+      this.zones.set(key, zone);
+      zone.catch(() => this.zones.delete(key));
+    }
+    return zone;
   }
 
   /** The managed security group for launches into `subnetId`, or undefined without a platform CIDR. */
@@ -525,10 +627,14 @@ export class Ec2Backend implements WorkspaceBackend {
       await this.awaitTerminated(ids);
     }
     // A root volume its instance left behind is that generation's, never data a later one uses:
-    // it goes with its generation (or the workspace), whatever `volumes` says.
+    // it goes with its generation (or the workspace), whatever `volumes` says. The data volume
+    // (no generation tag) goes only with the workspace and its volumes.
+    const whole = opts.generation === undefined;
+    if (whole && opts.volumes) await this.awaitDataDetached(workspaceId);
     await this.deleteLeftVolumes(
       workspaceFilters(workspaceId, opts.generation),
-      opts.generation === undefined ? `workspace ${workspaceId}` : instanceName(workspaceId, opts.generation),
+      whole ? `workspace ${workspaceId}` : instanceName(workspaceId, opts.generation!),
+      { keepData: !(whole && opts.volumes) },
     );
     try {
       // The keys of what is gone: the generation's pair (or all, with the workspace), and the
@@ -556,6 +662,29 @@ export class Ec2Backend implements WorkspaceBackend {
           },
         );
       }
+    }
+  }
+
+  /**
+   * Waits until the workspace's data volume is attached to nothing (its instances are terminated:
+   * EC2 detaches it shortly after), so the delete that follows finds it `available`.
+   */
+  private async awaitDataDetached(workspaceId: string): Promise<void> {
+    const deadline = Date.now() + this.terminateWaitMs;
+    let pause = 100;
+    for (;;) {
+      const volume = await findDataVolume(this.c, workspaceId);
+      if (!volume) return;
+      const step = nextAttachStep(volume, '');
+      if (step.kind !== 'wait') return;
+      if (Date.now() > deadline) {
+        throw new BackendError(
+          'transient',
+          `data volume ${volume.VolumeId} of ${workspaceId} still ${step.why} after ${this.terminateWaitMs} ms`,
+        );
+      }
+      await sleep(pause);
+      pause = Math.min(pause * 2, this.pollIntervalMs);
     }
   }
 
@@ -637,10 +766,20 @@ export class Ec2Backend implements WorkspaceBackend {
     return out;
   }
 
-  /** Deletes the managed volumes matching `filters` that nothing uses (`available`); their ids. */
-  private async deleteLeftVolumes(filters: Filter[], label: string): Promise<string[]> {
+  /**
+   * Deletes the managed volumes matching `filters` that nothing uses (`available`); their ids.
+   * `keepData` leaves a workspace's data volume (only its root volumes go).
+   */
+  private async deleteLeftVolumes(
+    filters: Filter[],
+    label: string,
+    opts: { keepData?: boolean } = {},
+  ): Promise<string[]> {
     const left = await availableVolumes(this.c, filters, `listing volumes left of ${label}`);
-    const ids = left.map((v) => v.VolumeId).filter((id): id is string => !!id);
+    const ids = left
+      .filter((v) => !(opts.keepData && isDataVolume(v)))
+      .map((v) => v.VolumeId)
+      .filter((id): id is string => !!id);
     if (ids.length === 0) return [];
     const deleted = await deleteVolumes(this.c, ids);
     this.log?.info({ volumeIds: deleted, of: label }, 'ec2 volumes left by terminated instances deleted');
@@ -648,8 +787,9 @@ export class Ec2Backend implements WorkspaceBackend {
   }
 
   /**
-   * Root volumes left `available` (attached to nothing) with our tags: leaked by an instance
-   * terminated without DeleteOnTermination. Attached ones go with their instance and are not listed.
+   * Volumes left `available` (attached to nothing) with our tags: root volumes leaked by an
+   * instance terminated without DeleteOnTermination (judged with their generation), and data
+   * volumes (judged with their workspace: kept while it lives). Attached ones are not listed.
    */
   async listManagedVolumes(): Promise<ManagedVolume[]> {
     const volumes = await availableVolumes(
@@ -658,6 +798,11 @@ export class Ec2Backend implements WorkspaceBackend {
       'listing managed volumes',
     );
     return volumes.flatMap((v): ManagedVolume[] => {
+      const workspaceId = tagValue(v, TAG.workspaceId);
+      if (v.VolumeId && workspaceId && isDataVolume(v)) {
+        const orgId = tagValue(v, TAG.orgId) ?? '';
+        return [{ name: v.VolumeId, workspaceId, orgId, createdAt: v.CreateTime ?? new Date() }];
+      }
       const identity = identityOf(v);
       if (!v.VolumeId || !identity) return [];
       // Unknown age reads as new: the sweep then waits rather than removing on a guess.

@@ -10,6 +10,8 @@ export const TAG = {
   generation: 'Generation',
   runtime: 'Runtime',
   name: 'Name',
+  /** Set on a workspace's data volume (data-volume.ts); instances and root volumes carry none. */
+  role: 'Role',
 } as const;
 
 /** Same shape as the Docker container name, so an operator recognises a workspace on both backends. */

@@ -1,9 +1,10 @@
 /**
  * The EC2 user-data script: the only thing an instance is launched with.
  *
- * It carries exactly three values — the platform URL, the single-use bootstrap token and the
- * generation's SSH public key — plus the steps that turn the agent baked into the image
- * (/opt/agent/agent.mjs) into a boot service. No secret, no config.yaml, no template file: the agent
+ * It carries exactly four values — the platform URL, the single-use bootstrap token, the
+ * generation's SSH public key and the id of the workspace's data volume (mounted at /workspace) —
+ * plus the steps that turn the agent baked into the image (/opt/agent/agent.mjs) into a boot
+ * service. No secret, no config.yaml, no template file: the agent
  * fetches all of that from the platform with the token (the same bootstrap path as Docker, where the
  * two values arrive as environment variables).
  *
@@ -22,12 +23,24 @@
  * boot. Either way it is also started right away on this first boot.
  */
 
+import { DATA_DEVICE } from './data-volume.js';
+
 export interface UserDataInput {
   platformUrl: string;
   bootstrapToken: string;
   /** `ssh-ed25519 AAAA… comment`, appended to root's authorized_keys. */
   sshPublicKey: string;
+  /**
+   * The workspace's data volume (data-volume.ts), mounted at /workspace before the agent starts;
+   * formatted only when blank. Unset: /workspace is a plain directory of the root volume (the
+   * provision bench's raw baseline launches so).
+   */
+  dataVolumeId?: string;
 }
+
+/** How long the script waits for the data volume to be attached (the platform attaches it once
+ * the instance runs; the boot deadline usually ends the wait first). */
+export const DATA_DEVICE_WAIT_S = 600;
 
 /** Where the script puts things; exported for tests and for the image/simulator side. */
 export const USER_DATA_PATHS = {
@@ -70,6 +83,10 @@ export function renderUserData(input: UserDataInput): string {
     /^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/=]+( [\x21-\x7e ]*)?$/,
   );
   const p = USER_DATA_PATHS;
+  const dataVolume =
+    input.dataVolumeId === undefined
+      ? undefined
+      : safeValue('data volume id', input.dataVolumeId, /^vol-[0-9a-f]{8,32}$/);
 
   return `#!/bin/sh
 # workspace-orchestrator user-data: runs once, on the instance's first boot.
@@ -102,7 +119,7 @@ mkdir -p /etc/wo ${p.bootDir} /configs /workspace ${p.stateDir}
 chmod 700 /etc/wo ${p.stateDir}
 printf "WO_PLATFORM_URL='%s'\\nWO_BOOTSTRAP_TOKEN='%s'\\n" "$WO_PLATFORM_URL" "$WO_BOOTSTRAP_TOKEN" > ${p.env}
 chmod 600 ${p.env}
-
+${dataVolume === undefined ? '' : dataVolumeSteps(dataVolume)}
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   umask 022
   NODE_BIN=$(command -v node || echo /usr/bin/node)
@@ -111,6 +128,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 Description=workspace-orchestrator agent
 Wants=network-online.target
 After=network-online.target
+RequiresMountsFor=/workspace
 
 [Service]
 EnvironmentFile=${p.env}
@@ -150,5 +168,46 @@ EOF
   log "agent installed as ${p.bootScript}"
 fi
 log "agent started"
+`;
+}
+
+/**
+ * Mounts the data volume at /workspace. The platform attaches it once the instance runs, so it may
+ * show up after this script starts: wait for it (under its NVMe name on Nitro instances, its
+ * attachment name on others). A filesystem on it is kept: only a blank volume (blkid finds nothing,
+ * exit 2) is formatted; any other answer stops the boot rather than risk formatting the user's data.
+ */
+export function dataVolumeSteps(volumeId: string): string {
+  const nvme = `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace('-', '')}`;
+  return `
+# The workspace's data volume (kept across restarts) at /workspace, before the agent starts.
+WO_DATA_VOLUME='${volumeId}'
+wo_data_device() {
+  for d in ${nvme} ${DATA_DEVICE} /dev/xvdf; do
+    if [ -e "$d" ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+waited=0
+until dev=$(wo_data_device); do
+  if [ "$waited" -ge ${DATA_DEVICE_WAIT_S * 2} ]; then
+    log "data volume $WO_DATA_VOLUME not attached after ${DATA_DEVICE_WAIT_S} s; not starting the agent" >&2
+    exit 1
+  fi
+  sleep 0.5
+  waited=$((waited + 1))
+done
+set +e
+blkid -p "$dev" >/dev/null 2>&1
+rc=$?
+set -e
+case "$rc" in
+  0) log "data volume $WO_DATA_VOLUME at $dev: keeping its filesystem" ;;
+  2) log "data volume $WO_DATA_VOLUME at $dev: blank, formatting it"; mkfs -t ext4 -q "$dev" ;;
+  *) log "data volume $WO_DATA_VOLUME at $dev: blkid failed ($rc); not formatting it" >&2; exit 1 ;;
+esac
+mount "$dev" /workspace
+printf '%s /workspace ext4 defaults,nofail 0 2\\n' "$dev" >> /etc/fstab
+log "data volume $WO_DATA_VOLUME mounted at /workspace"
 `;
 }
