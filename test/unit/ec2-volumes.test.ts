@@ -51,6 +51,18 @@ const IMAGE = {
 const launchHandlers = (image: () => unknown): Record<string, Handler> => ({
   DescribeInstances: () => ({ Reservations: [] }),
   DescribeImages: image,
+  // The data volume (data-volume.ts): none yet, so one is made in the region's first zone.
+  DescribeAvailabilityZones: () => ({
+    AvailabilityZones: [{ ZoneName: 'us-east-1b' }, { ZoneName: 'us-east-1a' }],
+  }),
+  DescribeVolumes: () => ({ Volumes: [] }),
+  CreateVolume: (input) => ({
+    VolumeId: 'vol-0123456789abcdef0',
+    AvailabilityZone: input.AvailabilityZone,
+    State: 'available',
+    Attachments: [],
+  }),
+  AttachVolume: () => ({}),
   RunInstances: (input) => ({
     Instances: [{ InstanceId: `i-${String(input.ClientToken)}`, State: { Name: 'pending' } }],
   }),
@@ -103,6 +115,11 @@ describe('launch: the root device mapping', () => {
         `w1-${g}`,
         [{ DeviceName: '/dev/xvda', Ebs: { DeleteOnTermination: true, VolumeSize: 15 } }],
       ]),
+    );
+    // No subnet configured: the instance launches into the data volume's zone.
+    expect(runs.map((r) => r.Placement)).toEqual([1, 2].map(() => ({ AvailabilityZone: 'us-east-1a' })));
+    expect(ec2.sent.filter((s) => s.command === 'CreateVolume').map((s) => s.input.AvailabilityZone)).toEqual(
+      ['us-east-1a', 'us-east-1a'],
     );
   });
 
