@@ -19,6 +19,7 @@ import { startEc2Sim, type Ec2Sim, type SimKnobs } from '../ec2-sim/sim.js';
 import { MOTO_CREDENTIALS, simServiceEnv } from '../ec2-sim/service-env.js';
 import { ensureVmImage } from '../ec2-sim/vm-image.js';
 import { readContainerFile, type ContainerFile } from '../support/container-files.js';
+import { freezeContainerAgent } from '../support/agent-death.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 import {
   containersOf,
@@ -348,8 +349,7 @@ export async function freezeAgent(
   frozen: boolean,
 ) {
   if (t.backend === 'docker') {
-    const c = t.stack.docker.getContainer(`ws-${w.id}-g${w.generation}`);
-    await (frozen ? c.pause() : c.unpause());
+    await freezeContainerAgent(t.stack.docker, `ws-${w.id}-g${w.generation}`, frozen);
     return;
   }
   const container = await t.sim!.instanceContainer(w.instanceId);

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   DescribeImagesCommand,
+  DescribeInstancesCommand,
   DescribeVolumesCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
@@ -13,7 +14,7 @@ import {
 import type { WorkspaceBackend } from '../../src/backends/backend.js';
 import { createEc2Client } from '../../src/backends/ec2/client.js';
 import { Ec2Backend } from '../../src/backends/ec2/ec2-backend.js';
-import { instanceTags, launchTagSpecifications } from '../../src/backends/ec2/tags.js';
+import { instanceName, instanceTags, launchTagSpecifications } from '../../src/backends/ec2/tags.js';
 import { MemorySshKeyStore } from '../../src/backends/ssh-keys.js';
 import { ec2PlatformCidr } from '../../src/config.js';
 import { waitFor } from '../setup/wait-for.js';
@@ -38,25 +39,49 @@ function leakingBackend(t: ParityFixture): WorkspaceBackend {
     subnetId: c.EC2_SUBNET_ID,
     securityGroupIds: c.EC2_SECURITY_GROUP_IDS,
     platformCidr: ec2PlatformCidr(c),
+    // A leak of a superseded generation finds the workspace's data volume with the live instance:
+    // give up on it soon (below) instead of waiting out a real transition.
+    transitionWaitMs: 3_000,
   });
 }
 
-/** Starts generation `generation` of `workspaceId` in `orgId` with the managed marks; its id. */
+/**
+ * Starts generation `generation` of `workspaceId` in `orgId` with the managed marks; its id. On EC2
+ * a generation older than the live one cannot take the workspace's data volume (the live instance
+ * holds it): the leak is then its instance without the volume, as a crash between launch and attach
+ * leaves one.
+ */
 export async function plantLeak(
   t: ParityFixture,
   workspaceId: string,
   orgId: string,
   generation: number,
 ): Promise<string> {
-  const info = await leakingBackend(t).start({
-    workspaceId,
-    orgId,
-    generation,
-    runtime: 'claude-code',
-    platformUrl: 'http://127.0.0.1:1',
-    mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
-  });
-  return info.instanceId;
+  try {
+    const info = await leakingBackend(t).start({
+      workspaceId,
+      orgId,
+      generation,
+      runtime: 'claude-code',
+      platformUrl: 'http://127.0.0.1:1',
+      mintBootstrapToken: async () => `wo_boot_${randomBytes(24).toString('base64url')}`,
+    });
+    return info.instanceId;
+  } catch (err) {
+    if (t.backend !== 'ec2' || !/data volume \S+ not attachable/.test((err as Error).message)) throw err;
+    const name = instanceName(workspaceId, generation);
+    const out = await motoClient().send(
+      new DescribeInstancesCommand({
+        Filters: [
+          { Name: 'tag:Name', Values: [name] },
+          { Name: 'instance-state-name', Values: ['pending', 'running'] },
+        ],
+      }),
+    );
+    const id = out.Reservations?.flatMap((r) => r.Instances ?? [])[0]?.InstanceId;
+    if (!id) throw new Error(`${name}: the leak launched no instance`, { cause: err });
+    return id;
+  }
 }
 
 /**

@@ -16,7 +16,7 @@ import { BackendError, type BackendKind, type WorkspaceBackend } from '../../src
 import { USER_DATA_PATHS } from '../../src/backends/ec2/user-data.js';
 import { MOTO_CREDENTIALS } from '../ec2-sim/service-env.js';
 import { waitFor } from '../setup/wait-for.js';
-import { killContainerAgent } from '../support/agent-death.js';
+import { freezeContainerAgent, killContainerAgent } from '../support/agent-death.js';
 import { orphanRemovalOf, runOrphanSweep, volumesOf, waitForStatus } from '../support/stack.js';
 import {
   CONCURRENT_BLOCK,
@@ -99,7 +99,7 @@ async function stopOutOfBand(t: ParityFixture, id: string, generation: number): 
 async function freezeAgent(t: ParityFixture, id: string, generation: number): Promise<void> {
   if (t.backend === 'docker') {
     // The container's main process is the agent: freezing it is the agent stopping to answer.
-    await t.stack.docker.getContainer(`ws-${id}-g${generation}`).pause();
+    await freezeContainerAgent(t.stack.docker, `ws-${id}-g${generation}`, true);
     return;
   }
   // Inside the simulated VM: stop the agent, not the VM.
