@@ -22,7 +22,8 @@
  * volume `wo-ec2-sim-ebs-<vol-id>` at `/mnt/.sim-ebs/<vol-id>` (root, 0700). When moto shows one
  * attached to the instance, the sim links its device (`/dev/sdf`, and the NVMe name
  * `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<hex>`) to that directory, again after every
- * boot (/dev is fresh each start), and unlinks it on detach. The VM image's blkid, mkfs and mount
+ * boot (/dev is fresh each start), and unlinks it on detach (an AttachVolume or DetachVolume through
+ * the endpoint, and a task of the sim's own ending, start a reconcile at once: no poll to wait out). The VM image's blkid, mkfs and mount
  * shims (vm-image.ts; the init makes them shell functions for the user-data, as busybox sh runs
  * its own mount otherwise) treat such a device as a disk whose filesystem is `<dir>/fs`; mounting
  * makes the mount point a symlink to it. The Docker volume goes once the volume is gone from moto and no
@@ -557,6 +558,8 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
         t.current = undefined;
         t.settledAt = Date.now();
         tasks.delete(task);
+        // What waited for this task (a new VM's device links) is done now, not at the next poll.
+        tick();
       });
     t.current = task;
     tasks.add(task);
@@ -1212,7 +1215,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
       onForwarded: ({ action, params, status }) => {
         if (status !== 200 || !action) return;
         if (action === 'RebootInstances') void reboot(instanceIdsOf(params));
-        else if (/^(Run|Start|Stop|Terminate)Instances$/.test(action)) tick();
+        else if (/^((Run|Start|Stop|Terminate)Instances|(Attach|Detach)Volume)$/.test(action)) tick();
       },
     });
   } catch (err) {

@@ -190,11 +190,11 @@ wo_data_device() {
 }
 waited=0
 until dev=$(wo_data_device); do
-  if [ "$waited" -ge ${DATA_DEVICE_WAIT_S * 2} ]; then
+  if [ "$waited" -ge ${DATA_DEVICE_WAIT_S * 5} ]; then
     log "data volume $WO_DATA_VOLUME not attached after ${DATA_DEVICE_WAIT_S} s; not starting the agent" >&2
     exit 1
   fi
-  sleep 0.5
+  sleep 0.2
   waited=$((waited + 1))
 done
 set +e
