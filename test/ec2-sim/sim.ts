@@ -110,7 +110,7 @@ export interface StartEc2SimOptions {
    * created in moto) mirrors that VPC instead.
    */
   network?: { name?: string; subnet?: string; gateway?: string };
-  /** How often moto is polled (default 200 ms). */
+  /** How often moto is polled (default 500 ms; what goes through the endpoint starts a reconcile at once). */
   pollMs?: number;
   /** Knobs for instances that match no setKnobs() target. */
   defaults?: SimKnobs;
@@ -419,7 +419,7 @@ export async function startEc2Sim(opts: StartEc2SimOptions): Promise<Ec2Sim> {
   const docker = opts.docker ?? new Dockerode();
   const log = opts.log ?? (() => undefined);
   const region = opts.region ?? 'us-east-1';
-  const pollMs = opts.pollMs ?? 200;
+  const pollMs = opts.pollMs ?? 500;
   const moto = opts.motoEndpoint.replace(/\/+$/, '');
   const ec2 = motoClient(moto, region);
   const workspaceKnobs = new Map<string, SimKnobs>();
