@@ -22,9 +22,9 @@
  * volume `wo-ec2-sim-ebs-<vol-id>` at `/mnt/.sim-ebs/<vol-id>` (root, 0700). When moto shows one
  * attached to the instance, the sim links its device (`/dev/sdf`, and the NVMe name
  * `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<hex>`) to that directory, again after every
- * boot (/dev is fresh each start), and unlinks it on detach (an AttachVolume or DetachVolume through
- * the endpoint, and a task of the sim's own ending, start a reconcile at once: no poll to wait out). The VM image's blkid, mkfs and mount
- * shims (vm-image.ts; the init makes them shell functions for the user-data, as busybox sh runs
+ * boot (/dev is fresh each start), and unlinks it on detach (an AttachVolume or DetachVolume
+ * through the endpoint, and a task of the sim's own ending, start a reconcile at once: no poll to
+ * wait out). The VM image's blkid, mkfs and mount shims (vm-image.ts; the init makes them shell functions for the user-data, as busybox sh runs
  * its own mount otherwise) treat such a device as a disk whose filesystem is `<dir>/fs`; mounting
  * makes the mount point a symlink to it. The Docker volume goes once the volume is gone from moto and no
  * container uses it, or with the sim (stop() without keepContainers). Limits: a volume created

@@ -6,7 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import {
   DescribeImagesCommand,
-  DescribeInstancesCommand,
   DescribeVolumesCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
@@ -18,7 +17,7 @@ import { instanceName, instanceTags, launchTagSpecifications } from '../../src/b
 import { MemorySshKeyStore } from '../../src/backends/ssh-keys.js';
 import { ec2PlatformCidr } from '../../src/config.js';
 import { waitFor } from '../setup/wait-for.js';
-import { motoClient, type ParityFixture } from './backends.js';
+import { instancesOf, motoClient, type ParityFixture } from './backends.js';
 import type { Client } from '@temporalio/client';
 
 function leakingBackend(t: ParityFixture): WorkspaceBackend {
@@ -70,15 +69,11 @@ export async function plantLeak(
   } catch (err) {
     if (t.backend !== 'ec2' || !/data volume \S+ not attachable/.test((err as Error).message)) throw err;
     const name = instanceName(workspaceId, generation);
-    const out = await motoClient().send(
-      new DescribeInstancesCommand({
-        Filters: [
-          { Name: 'tag:Name', Values: [name] },
-          { Name: 'instance-state-name', Values: ['pending', 'running'] },
-        ],
-      }),
-    );
-    const id = out.Reservations?.flatMap((r) => r.Instances ?? [])[0]?.InstanceId;
+    const id = (await instancesOf(workspaceId)).find(
+      (i) =>
+        i.Tags?.some((tag) => tag.Key === 'Name' && tag.Value === name) &&
+        ['pending', 'running'].includes(i.State?.Name ?? ''),
+    )?.InstanceId;
     if (!id) throw new Error(`${name}: the leak launched no instance`, { cause: err });
     return id;
   }

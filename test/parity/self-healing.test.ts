@@ -98,7 +98,7 @@ async function stopOutOfBand(t: ParityFixture, id: string, generation: number): 
 /** Freezes the agent process only, leaving its container/instance running. */
 async function freezeAgent(t: ParityFixture, id: string, generation: number): Promise<void> {
   if (t.backend === 'docker') {
-    // The container's main process is the agent: freezing it is the agent stopping to answer.
+    // The container holds only the agent (and its init): freezing them is the agent stopping to answer.
     await freezeContainerAgent(t.stack.docker, `ws-${id}-g${generation}`, true);
     return;
   }
