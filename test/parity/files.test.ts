@@ -94,6 +94,19 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     ]);
     expect((await listed('/configs', 'extra')).map((e) => e.path)).toEqual(['extra/x.yaml']);
 
+    // A burst at one workspace (a client opening a few folders at once) is served whole. On ec2 each
+    // call is an SSH connection of its own, and sshd drops handshakes beyond MaxStartups (10).
+    const burst = await Promise.all([
+      ...Array.from({ length: 16 }, () => raw(list('/workspace', 'notes'), 'GET', t.key)),
+      ...Array.from({ length: 16 }, (_, i) =>
+        raw(content('/workspace', `burst/f${i}.txt`), 'PUT', t.key, Buffer.from(`b${i}`)),
+      ),
+    ]);
+    expect(burst.map((r) => r.status)).toEqual([...Array(16).fill(200), ...Array(16).fill(204)]);
+    expect((await listed('/workspace', 'burst')).map((e) => e.path).sort()).toEqual(
+      Array.from({ length: 16 }, (_, i) => `burst/f${i}.txt`).sort(),
+    );
+
     // Read back byte-identical.
     const readBlob = await raw(content('/workspace', 'bin/blob.bin'), 'GET', t.key);
     expect(readBlob.status).toBe(200);

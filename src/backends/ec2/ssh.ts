@@ -134,11 +134,53 @@ export interface SshConnection {
 }
 
 /**
+ * sshd drops unauthenticated connections at random beyond MaxStartups (default 10:30:100): a burst
+ * of file calls or terminals to one instance (a client listing a few folders at once) handshakes a
+ * few at a time per host in this process, and a dropped handshake is tried again.
+ */
+const MAX_HANDSHAKES_PER_HOST = 4;
+const CONNECT_ATTEMPTS = 3;
+
+const handshakes = new Map<string, { active: number; waiting: (() => void)[] }>();
+
+async function limited<T>(host: string, fn: () => Promise<T>): Promise<T> {
+  let slot = handshakes.get(host);
+  if (!slot) {
+    slot = { active: 0, waiting: [] };
+    handshakes.set(host, slot);
+  }
+  const s = slot;
+  while (s.active >= MAX_HANDSHAKES_PER_HOST) await new Promise<void>((resolve) => s.waiting.push(resolve));
+  s.active++;
+  try {
+    return await fn();
+  } finally {
+    s.active--;
+    const next = s.waiting.shift();
+    if (next) next();
+    else if (s.active === 0) handshakes.delete(host);
+  }
+}
+
+/**
  * Connects and authenticates with the same rules as withSftp (key only, host key pinned on first
  * use, a changed host key refused as `permanent`, connection/auth failures `transient`), and hands
- * the open connection to the caller, who must `conn.end()` it. For long-lived sessions (terminal).
+ * the open connection to the caller, who must `conn.end()` it. At most a few handshakes per host
+ * at a time; a transient failure is tried again twice.
  */
 export async function connectSsh(target: SshTarget): Promise<SshConnection> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await limited(`${target.host}:${target.port}`, () => handshake(target));
+    } catch (err) {
+      const retryable = err instanceof BackendError && err.code === 'transient' && attempt < CONNECT_ATTEMPTS;
+      if (!retryable) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
+async function handshake(target: SshTarget): Promise<SshConnection> {
   const conn = new ssh2.Client();
   let hostKeyProblem: BackendError | undefined;
   const where = `${target.username}@${target.host}:${target.port} (${target.instanceId})`;

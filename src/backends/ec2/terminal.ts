@@ -2,50 +2,10 @@
 import type { ClientChannel } from 'ssh2';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backend.js';
 import { drained } from '../streams.js';
-import { connectSsh, type SshConnection, type SshTarget } from './ssh.js';
-
-/**
- * sshd drops unauthenticated connections at random beyond MaxStartups (default 10:30:100), so a
- * burst of terminals to one instance handshakes a few at a time; a dropped handshake is retried.
- */
-const MAX_HANDSHAKES_PER_HOST = 4;
-const CONNECT_ATTEMPTS = 3;
-
-const handshakes = new Map<string, { active: number; waiting: (() => void)[] }>();
-
-async function limited<T>(host: string, fn: () => Promise<T>): Promise<T> {
-  let slot = handshakes.get(host);
-  if (!slot) {
-    slot = { active: 0, waiting: [] };
-    handshakes.set(host, slot);
-  }
-  const s = slot;
-  while (s.active >= MAX_HANDSHAKES_PER_HOST) await new Promise<void>((resolve) => s.waiting.push(resolve));
-  s.active++;
-  try {
-    return await fn();
-  } finally {
-    s.active--;
-    const next = s.waiting.shift();
-    if (next) next();
-    else if (s.active === 0) handshakes.delete(host);
-  }
-}
-
-async function connect(target: SshTarget): Promise<SshConnection> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await limited(`${target.host}:${target.port}`, () => connectSsh(target));
-    } catch (err) {
-      const retryable = err instanceof BackendError && err.code === 'transient' && attempt < CONNECT_ATTEMPTS;
-      if (!retryable) throw err;
-      await new Promise((r) => setTimeout(r, 200 * attempt));
-    }
-  }
-}
+import { connectSsh, type SshTarget } from './ssh.js';
 
 export async function openTerminal(target: SshTarget, size: TerminalSize): Promise<TerminalSession> {
-  const { conn, where, closed } = await connect(target);
+  const { conn, where, closed } = await connectSsh(target);
   let stream: ClientChannel;
   try {
     stream = await new Promise<ClientChannel>((resolve, reject) => {
