@@ -10,7 +10,9 @@ export const PATH_MAX_DEPTH = 128;
 
 /**
  * A write's temporary file, beside its target until renamed over it. One that a crash left behind
- * is not the caller's file: listings skip it, and the agent removes it once old (src/agent/upload-leftovers.ts).
+ * is not the caller's file: listings skip such regular files, and the agent removes them once old
+ * (src/agent/upload-leftovers.ts). So no caller's path may use the name: a file written under it
+ * would be hidden, then deleted.
  */
 export const UPLOAD_TEMP_PREFIX = '.wo-upload-';
 export const isUploadTemp = (name: string): boolean => name.startsWith(UPLOAD_TEMP_PREFIX);
@@ -38,6 +40,11 @@ export function workspacePath(root: WorkspaceRoot, path: string): string {
     throw new BackendError('invalid_path', `a name is over ${NAME_MAX_BYTES} bytes (${long.slice(0, 16)}…)`);
   if (Buffer.byteLength(path) > PATH_MAX_BYTES)
     throw new BackendError('invalid_path', `path is over ${PATH_MAX_BYTES} bytes`);
+  if (segments.some(isUploadTemp))
+    throw new BackendError(
+      'invalid_path',
+      `names starting with ${UPLOAD_TEMP_PREFIX} are reserved for uploads`,
+    );
   // Older agents kept the bundle (workspace token, secrets) in /configs/.wo: never served.
   if (root === '/configs' && segments[0] === '.wo')
     throw new BackendError('invalid_path', 'path is reserved');

@@ -293,6 +293,23 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     expect(planted.code, planted.out).toBe(0);
     expect((await listed('/workspace', 'left')).map((e) => e.path)).toEqual(['left/real.txt']);
     expect((await listed('/workspace', '', 5)).map((e) => e.path)).not.toContain('left/.wo-upload-stale');
+    // So the name is not the caller's to use (a file under it would be hidden, then removed)...
+    for (const path of ['.wo-upload-mine', 'sub/.wo-upload-keep/notes.txt']) {
+      const res = await raw(content('/workspace', path), 'PUT', t.key, Buffer.from('x'));
+      expect(res.status, path).toBe(400);
+      expect(res.json().error!.field, path).toBe('path');
+    }
+    // ...and a folder of the name made in the workspace is the user's: listed, with what it holds.
+    const folder = await run(shell, [
+      'sh',
+      '-c',
+      'mkdir -p /workspace/kept/.wo-upload-dir && echo x > /workspace/kept/.wo-upload-dir/in.txt',
+    ]);
+    expect(folder.code, folder.out).toBe(0);
+    expect((await listed('/workspace', 'kept', 2)).map((e) => e.path)).toEqual([
+      'kept/.wo-upload-dir',
+      'kept/.wo-upload-dir/in.txt',
+    ]);
 
     // Not online → 409.
     expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);

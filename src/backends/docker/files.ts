@@ -558,9 +558,10 @@ function entryOf(record: string, prefix: string): FileEntry | null {
   const [kind, size, mtime, ...rest] = record.split('|');
   const rel = rest.join('|').replace(/^\.\//, '');
   if (!kind || !rel) return null;
-  if (isUploadTemp(rel.slice(rel.lastIndexOf('/') + 1))) return null;
   const type = kind === 'directory' ? 'dir' : kind.includes('regular') ? 'file' : null;
   if (!type) return null;
+  // An upload's temporary file (a folder of the name is the user's, listed as any other).
+  if (type === 'file' && isUploadTemp(rel.slice(rel.lastIndexOf('/') + 1))) return null;
   return {
     path: prefix ? `${prefix}/${rel}` : rel,
     type,

@@ -284,7 +284,7 @@ export async function listFiles(
     };
     const walk = async (dir: string, rel: string, level: number): Promise<boolean> => {
       for await (const { filename, attrs } of r.fs.entries(dir, full)) {
-        if (filename === '.' || filename === '..' || isUploadTemp(filename)) continue;
+        if (filename === '.' || filename === '..') continue;
         const relPath = rel ? `${rel}/${filename}` : filename;
         const physical = `${dir}/${filename}`;
         let st = attrs;
@@ -307,6 +307,8 @@ export async function listFiles(
           }
         }
         if (kind === 'file') {
+          // An upload's temporary file (a folder of the name is the user's, listed as any other).
+          if (isUploadTemp(filename)) continue;
           if (!add(entryOf(relPath, 'file', st))) return false;
         } else if (kind === 'dir') {
           if (!add(entryOf(relPath, 'dir', st))) return false;
