@@ -20,6 +20,7 @@ import {
   DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
   DescribeVolumesCommand,
+  DetachVolumeCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
   type EC2Client,
@@ -161,6 +162,19 @@ async function instancesTagged(id: string, states?: string[]): Promise<Instance[
   return (res.Reservations ?? []).flatMap((r) => r.Instances ?? []);
 }
 const LIVE = ['pending', 'running', 'stopping', 'stopped'];
+
+/** The workspace's data volumes, raw from EC2. */
+async function dataVolumesOf(id: string): Promise<Volume[]> {
+  const res = await client.send(
+    new DescribeVolumesCommand({
+      Filters: [
+        { Name: 'tag:WorkspaceId', Values: [id] },
+        { Name: 'tag:Role', Values: ['workspace-data'] },
+      ],
+    }),
+  );
+  return res.Volumes ?? [];
+}
 
 async function userDataOf(instanceId: string): Promise<string> {
   const res = await client.send(
@@ -565,17 +579,7 @@ describe('Ec2Backend against moto', () => {
 
   it('the data volume outlives its generations: the next one gets it attached; it goes with the workspace', async () => {
     const id = `${badWorkspace}dv`;
-    const dataOf = async (): Promise<Volume[]> =>
-      (
-        await client.send(
-          new DescribeVolumesCommand({
-            Filters: [
-              { Name: 'tag:WorkspaceId', Values: [id] },
-              { Name: 'tag:Role', Values: ['workspace-data'] },
-            ],
-          }),
-        )
-      ).Volumes ?? [];
+    const dataOf = () => dataVolumesOf(id);
     try {
       const g1 = await backend.start(spec(1, id));
       const [volume] = await dataOf();
@@ -616,6 +620,33 @@ describe('Ec2Backend against moto', () => {
       expect((await dataOf()).map((v) => v.State)).toEqual(['available']);
       await backend.remove(id, { volumes: true });
       expect(await dataOf()).toEqual([]);
+    } finally {
+      await backend.remove(id, { volumes: true });
+    }
+  });
+
+  it('a stopped generation whose data volume was deleted behind the platform is not started: permanent, the reason named', async () => {
+    const id = `${badWorkspace}dg`;
+    const dataOf = () => dataVolumesOf(id);
+    try {
+      const g1 = await backend.start(spec(1, id));
+      await backend.stop(id, 1);
+      const [volume] = await dataOf();
+      await client.send(new DetachVolumeCommand({ VolumeId: volume!.VolumeId!, InstanceId: g1.instanceId }));
+      await client.send(new DeleteVolumeCommand({ VolumeId: volume!.VolumeId! }));
+      // Its user-data ran on the first boot and will not again: a new volume would never be mounted.
+      await expect(backend.start(spec(1, id))).rejects.toMatchObject({
+        code: 'permanent',
+        message: expect.stringContaining('data volume is gone'),
+      });
+      expect((await instancesTagged(id, LIVE)).map((i) => [i.InstanceId, i.State?.Name])).toEqual([
+        [g1.instanceId, 'stopped'],
+      ]);
+      expect(await dataOf()).toEqual([]);
+      // A new generation launches with a new volume.
+      await backend.remove(id, { generation: 1 });
+      const g2 = await backend.start(spec(2, id));
+      expect((await dataOf()).map((v) => v.Attachments?.map((a) => a.InstanceId))).toEqual([[g2.instanceId]]);
     } finally {
       await backend.remove(id, { volumes: true });
     }
