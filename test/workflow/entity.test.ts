@@ -287,11 +287,11 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       h.fakes.faults.stopResource = () => (failing ? transient('stopResource') : null);
       await handle.executeUpdate(stopUpdate);
       await until(h, handle, () => stopMessages(h).length >= 2, 'two attempts', 5000);
-      // 20 tries (the activity's retry policy) make one attempt.
+      // 5 tries (the attempt's retry policy) make one attempt.
       const firstRefusal = h.fakes.calls.findIndex(
         (c) => c.name === 'recordTransition' && /^stop attempt 1 failed/.test(String(c.input.message)),
       );
-      expect(h.fakes.calls.slice(0, firstRefusal).filter((c) => c.name === 'stopResource')).toHaveLength(20);
+      expect(h.fakes.calls.slice(0, firstRefusal).filter((c) => c.name === 'stopResource')).toHaveLength(5);
       expect(stopMessages(h)[0]).toMatch(/^stop attempt 1 failed: stopResource hiccup; next attempt in 2 s$/);
       expect((await handle.query(stateQuery)).status).toBe('stopping');
       failing = false;
@@ -459,6 +459,8 @@ describe('entity workflow: delete always converges', () => {
       );
       const during = await handle.query(stateQuery);
       expect(during).toMatchObject({ status: 'deleting', deleteRequested: true });
+      // The workspace says why it is still deleting (as a refused stop does), until it is deleted.
+      expect(during.error).toMatch(/^delete failed: removeResource/);
       expect(await failureOf(handle.executeUpdate(restartUpdate))).toEqual({ type: FailureType.Deleted });
       expect(await failureOf(handle.executeUpdate(deleteUpdate))).toEqual({ type: FailureType.Deleted });
       await until(h, handle, (s) => s.status === 'deleted', 'deleted', 5000);
@@ -472,7 +474,7 @@ describe('entity workflow: delete always converges', () => {
       // Backoff on the workflow clock: each wait longer than the one before.
       const gaps = attempts.slice(1).map((c, i) => c.at - attempts[i]!.at);
       for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThan(gaps[i - 1]!);
-      expect(h.fakes.transitions.at(-1)?.status).toBe('deleted');
+      expect(h.fakes.transitions.at(-1)).toMatchObject({ status: 'deleted', error: null });
     });
   });
 });

@@ -103,17 +103,25 @@ const db = proxyActivities<Activities>(DB_STEP);
 const localDb = proxyLocalActivities<Activities>({ ...DB_STEP, localRetryThreshold: '1s' });
 
 // Backend calls heartbeat while they wait, so a dead worker is noticed in seconds, not minutes.
+const BACKEND_RETRY = {
+  initialInterval: '500ms',
+  backoffCoefficient: 2,
+  maximumInterval: '10s',
+  maximumAttempts: 20,
+  nonRetryableErrorTypes: ['BackendError.permanent', 'BackendError.not_configured'],
+};
 const backend = proxyActivities<Activities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '10s',
-  retry: {
-    initialInterval: '500ms',
-    backoffCoefficient: 2,
-    maximumInterval: '10s',
-    maximumAttempts: 20,
-    nonRetryableErrorTypes: ['BackendError.permanent', 'BackendError.not_configured'],
-  },
+  retry: BACKEND_RETRY,
 });
+/**
+ * A stop's or a delete's attempt: fewer tries, since the entity's own loop tries again for ever
+ * and records each failed attempt on the workspace (`error`). Twenty tries of an ec2 call that
+ * waits up to two minutes each (a volume still attached, an instance not yet terminated) kept the
+ * workspace `stopping`/`deleting` for some 40 minutes with nothing said.
+ */
+const ATTEMPT_RETRY = { retry: { ...BACKEND_RETRY, maximumAttempts: 5 } };
 
 /** A look at the backend before an automatic restart: quick and bounded (status never throws). */
 const probe = proxyActivities<Activities>({
@@ -553,7 +561,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.stopRetryAtMs = null;
     try {
       await backend.stopResource.executeWithOptions(
-        { summary: stopSummary(backendName, workspaceId, s.generation, s.stopAttempts) },
+        { ...ATTEMPT_RETRY, summary: stopSummary(backendName, workspaceId, s.generation, s.stopAttempts) },
         [{ workspaceId, backend: backendName, generation: s.generation }],
       );
     } catch (err) {
@@ -600,7 +608,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       for (let attempt = input.carried?.deleting?.attempts ?? 0; ; attempt++) {
         try {
           await backend.removeResource.executeWithOptions(
-            { summary: removeAllSummary(backendName, workspaceId, attempt) },
+            { ...ATTEMPT_RETRY, summary: removeAllSummary(backendName, workspaceId, attempt) },
             [{ workspaceId, backend: backendName, volumes: true }],
           );
           await db.finalizeDelete.executeWithOptions(
@@ -613,7 +621,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
           const waitMs = deleteBackoffMs(attempt);
           const reason = failureMessage(err);
           log.warn('delete attempt failed; retrying', { attempt, waitMs, error: reason });
-          await setStatus('deleting', null, { message: `delete attempt ${attempt + 1} failed: ${reason}` });
+          await setStatus('deleting', null, {
+            message: `delete attempt ${attempt + 1} failed: ${reason}`,
+            error: `delete failed: ${reason}`,
+          });
           await sleep(waitMs, { summary: `wait ${seconds(waitMs)} before delete attempt ${attempt + 2}` });
           if (shouldContinueAsNew() && patched(PATCHES.deleteContinuesAsNew)) {
             deleteContinuesAfter = attempt + 1;
