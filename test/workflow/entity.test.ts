@@ -337,6 +337,29 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
     });
   });
 
+  it('a delete accepted while a start is tried cancels its further tries: deleted, never failed', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      let release = () => {};
+      h.fakes.gates.startResource = new Promise<void>((resolve) => (release = resolve));
+      // The restart's start keeps failing as retryable (an ec2 volume that does not come free).
+      h.fakes.faults.startResource = (n) => (n >= 2 ? transient('startResource') : null);
+      await handle.executeUpdate(restartUpdate);
+      await until(h, handle, () => h.fakes.count('startResource') === 2, 'the start running', 0);
+      await handle.executeUpdate(deleteUpdate);
+      release();
+      await until(h, handle, (s) => s.status === 'deleted', 'deleted', 5000);
+      await handle.result();
+      await replayAndRecord(handle, 'delete-cancels-start');
+      // The try in flight ended; none after it (the activity's policy allows 20).
+      expect(h.fakes.count('startResource')).toBe(2);
+      expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
+      expect(h.fakes.count('captureBootLog')).toBe(0);
+      expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(1);
+    });
+  });
+
   it('a delete while a refused stop waits converges', async () => {
     await withWorker(env, async (h) => {
       const handle = await refusedStop(h);

@@ -153,6 +153,8 @@ export const PATCHES = {
   giveUpRemoves: 'auto-restart-give-up-removes-generation',
   /** A stop that fails is tried again with backoff instead of ending `failed` (resource running). */
   stopRetries: 'stop-retries-with-backoff',
+  /** A delete accepted while a start runs cancels the start's further tries. */
+  deleteCancelsStart: 'delete-cancels-start',
 } as const;
 
 /** Where a DB-only step runs: a local activity, or (histories from before) a regular one. */
@@ -443,6 +445,33 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   }
 
   /**
+   * Runs `step` (a backend call), cancelled once a delete is accepted: a start retried for long (an
+   * ec2 volume that does not come free, 20 tries of up to two minutes each) no longer holds the
+   * delete back until its tries run out. The try in flight ends first (the call does not watch for
+   * cancellation, so nothing it makes is left behind the delete's removal); no further try starts.
+   */
+  async function untilDeleted<T>(step: () => Promise<T>): Promise<T> {
+    const stepScope = new CancellationScope();
+    const watchScope = new CancellationScope();
+    const done = stepScope.run(step);
+    const deleted = watchScope.run(() => condition(() => s.deleteRequested));
+    deleted.catch(() => undefined); // cancelled below once the step ends
+    try {
+      await Promise.race([
+        done.then(
+          () => undefined,
+          () => undefined,
+        ),
+        deleted,
+      ]);
+      if (s.deleteRequested) stepScope.cancel();
+      return await done;
+    } finally {
+      watchScope.cancel();
+    }
+  }
+
+  /**
    * Boot deadline or permanent error: keep the console output, tear the resource down, say why.
    * Compensation never throws: what it could not do is logged and added to the reason.
    */
@@ -528,12 +557,18 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     ready = null;
     s.liveness = null;
     await setStatus(status, phase);
-    try {
-      await backend.startResource.executeWithOptions(
+    const startOnce = () =>
+      backend.startResource.executeWithOptions(
         { summary: startSummary(backendName, workspaceId, generation, phase) },
         [{ workspaceId, orgId: input.orgId, backend: backendName, generation, runtime }],
       );
+    const cancellable = patched(PATCHES.deleteCancelsStart);
+    try {
+      await (cancellable ? untilDeleted(startOnce) : startOnce());
     } catch (err) {
+      // Cancelled, or failed once a delete was accepted: the delete removes whatever the start
+      // made, with no failed generation to record first.
+      if (cancellable && s.deleteRequested) return;
       await failGeneration(generation, failureMessage(err));
       return;
     }
