@@ -24,10 +24,11 @@
  * `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<hex>`) to that directory, again after every
  * boot (/dev is fresh each start), and unlinks it on detach (an AttachVolume or DetachVolume
  * through the endpoint, and a task of the sim's own ending, start a reconcile at once: no poll to
- * wait out). The VM image's blkid, mkfs and mount shims (vm-image.ts; the init makes them shell functions for the user-data, as busybox sh runs
- * its own mount otherwise) treat such a device as a disk whose filesystem is `<dir>/fs`; mounting
- * makes the mount point a symlink to it. The Docker volume goes once the volume is gone from moto and no
- * container uses it, or with the sim (stop() without keepContainers). Limits: a volume created
+ * wait out). The VM image's blkid, mkfs and mount shims (vm-image.ts; the init makes them shell
+ * functions for the user-data, as busybox sh runs its own mount otherwise) treat such a device as a
+ * disk whose filesystem is `<dir>/fs`; mounting makes the mount point a symlink to it. The Docker
+ * volume goes once the volume is gone from moto and no container uses it, or with the sim (stop()
+ * without keepContainers). Limits: a volume created
  * after the instance's container cannot be attached (the sim logs it and notes it on the
  * instance); the data lives in the Docker volume, so a sim stopped without keepContainers loses it
  * though moto keeps the volume; with the workspaceDiskBytes knob the volume is a tmpfs of that

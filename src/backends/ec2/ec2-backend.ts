@@ -174,10 +174,6 @@ function createdAt(instance: Instance): Date {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function failPermanent(message: string): never {
-  throw new BackendError('permanent', message);
-}
-
 export class Ec2Backend implements WorkspaceBackend {
   readonly kind = 'ec2' as const;
   private readonly client: EC2Client | undefined;
@@ -311,20 +307,22 @@ export class Ec2Backend implements WorkspaceBackend {
     // A retried start finds the instance it (or a crashed worker) launched: reuse it and its token.
     const existing = await this.liveInstance(spec.workspaceId, spec.generation);
     if (existing) {
-      const state = existing.State?.Name;
       // A stopped instance boots again without its user-data (that ran on its first boot): a data
       // volume made now would never be formatted or mounted, and the agent would run on an empty
       // /workspace of the root disk. Refused before the instance starts; a new generation (a
       // restart) launches with a new volume.
-      const volume =
-        state === 'stopped' || state === 'stopping'
-          ? ((await findDataVolume(this.c, spec.workspaceId)) ??
-            failPermanent(
-              `${name}: the workspace's data volume is gone (deleted outside the platform), and a ` +
-                `stopped instance cannot mount a new one; restart the workspace to boot a new ` +
-                `generation on a new, empty volume`,
-            ))
-          : undefined;
+      let volume: Volume | undefined;
+      const state = existing.State?.Name;
+      if (state === 'stopped' || state === 'stopping') {
+        volume = (await findDataVolume(this.c, spec.workspaceId)) ?? undefined;
+        if (!volume)
+          throw new BackendError(
+            'permanent',
+            `${name}: the workspace's data volume is gone (deleted outside the platform), and a ` +
+              `stopped instance cannot mount a new one; restart the workspace to boot a new ` +
+              `generation on a new, empty volume`,
+          );
+      }
       return this.withData(spec, existing, await this.ensureRunning(existing, name), volume);
     }
 
