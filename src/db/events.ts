@@ -9,10 +9,6 @@ export interface BootEvent {
 }
 
 /**
- * A boot event and the workspace's current phase (when the event is of its current generation) in
- * one statement: the agent's boot posts one per phase, and each waited for two round trips.
- */
-/**
  * Boot events one generation may store: a boot reports a handful (a reboot of the same generation
  * a handful more); an agent posting for ever would fill the database every tenant shares.
  */
@@ -20,7 +16,11 @@ export const BOOT_EVENTS_PER_GENERATION_MAX = 200;
 
 /**
  * Stores a boot event and shows its phase on the workspace, unless its generation already holds
- * BOOT_EVENTS_PER_GENERATION_MAX: false then, and nothing is written.
+ * BOOT_EVENTS_PER_GENERATION_MAX: false then, and nothing is written. An event of a workspace
+ * stopping, stopped, failed or being deleted is stored (the boot log shows it) but leaves the
+ * phase its transition set: a VM stopped while its agent booted (EC2's stop takes seconds) posts
+ * late, and `stopped` must not read as booting. One statement (the event and the phase of its
+ * current generation): the agent's boot posts one per phase, and each waited for two round trips.
  */
 export async function recordBootEvent(
   db: Queryable,
@@ -31,7 +31,8 @@ export async function recordBootEvent(
     `WITH room AS (
        SELECT count(*) < $6 AS ok FROM boot_events WHERE workspace_id = $1 AND generation = $2),
      u AS (UPDATE workspaces SET phase = $3, updated_at = now()
-            WHERE id = $1 AND generation = $2 AND (SELECT ok FROM room)),
+            WHERE id = $1 AND generation = $2 AND (SELECT ok FROM room)
+              AND status NOT IN ('stopping', 'stopped', 'failed', 'deleting', 'deleted')),
      i AS (INSERT INTO boot_events (workspace_id, generation, phase, message, ts)
            SELECT $1, $2, $3, $4, $5 WHERE (SELECT ok FROM room) RETURNING 1)
      SELECT count(*)::int AS stored FROM i`,

@@ -8,7 +8,9 @@ import { openDatabase, type Database } from '../../src/db/database.js';
 import {
   CONSOLE_LOGS_KEPT_PER_WORKSPACE,
   keptConsoleLog,
+  listBootEvents,
   listTransitions,
+  recordBootEvent,
   saveConsoleLog,
 } from '../../src/db/events.js';
 import { getWorkspace, recordHeartbeat, recordTransition, saveConfig } from '../../src/db/workspaces.js';
@@ -244,6 +246,31 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     expect(row).toMatchObject({ status: 'failed', error: 'start failed: a\uFFFDb' });
     const events = await listTransitions(db.pool, wsId);
     expect(events.map((e) => e.message)).toEqual(['start failed: a\uFFFDb']);
+  });
+
+  it('a boot event shows its phase while the workspace boots, not once it is stopping or stopped', async () => {
+    const wsId = await insertBareWorkspace(db, await insertOrg(db, 'late-boot'));
+    await db.pool.query('UPDATE workspaces SET generation = 1 WHERE id = $1', [wsId]);
+    const boot = (phase: string) => recordBootEvent(db.pool, wsId, { generation: 1, phase, ts: new Date() });
+    const to = (status: 'stopping' | 'stopped' | 'restarting' | 'failed' | 'deleting') =>
+      recordTransition(db.pool, { workspaceId: wsId, generation: 1, status, message: null, error: null });
+    expect(await boot('boot')).toBe(true);
+    expect((await getWorkspace(db.pool, wsId))!.phase).toBe('boot');
+    // A VM stopped while its agent booted posts its next phases late: stored, the phase unchanged.
+    for (const status of ['stopping', 'stopped', 'failed', 'deleting'] as const) {
+      await to(status);
+      expect(await boot('config-materialized')).toBe(true);
+      expect((await getWorkspace(db.pool, wsId))!, status).toMatchObject({ status, phase: null });
+    }
+    // Started again: its boot shows.
+    await to('restarting');
+    await boot('agent-started');
+    expect((await getWorkspace(db.pool, wsId))!.phase).toBe('agent-started');
+    expect((await listBootEvents(db.pool, wsId)).map((e) => e.phase)).toEqual([
+      'boot',
+      ...Array<string>(4).fill('config-materialized'),
+      'agent-started',
+    ]);
   });
 
   it('keeps the consoles of a workspace’s newest generations only', async () => {
