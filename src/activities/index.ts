@@ -208,13 +208,24 @@ export type Activities = ReturnType<typeof createActivities>;
 /**
  * Heartbeats while a backend call runs (so a dead worker is noticed by heartbeat timeout) and maps
  * permanent backend errors to non-retryable failures; transient ones are retried by Temporal.
+ * The call itself runs to its end (a backend call cut midway could leave half of what it makes);
+ * if the workflow asked to cancel meanwhile (heartbeats bring the request), the outcome reported is
+ * the cancellation, so no further try starts and the workflow waiting on it goes on.
  */
 export async function backendCall<T>(fn: () => Promise<T>): Promise<T> {
   const ctx = currentContext();
   const timer = ctx ? setInterval(() => ctx.heartbeat(), 2000) : undefined;
+  // Only the workflow's own request: a worker shutting down (or a heartbeat timed out) is no
+  // reason to report a try cancelled that the workflow did not cancel.
+  const cancelled = () => {
+    if (ctx?.cancellationDetails?.cancelRequested) throw ctx.cancellationSignal.reason;
+  };
   try {
-    return await fn();
+    const result = await fn();
+    cancelled();
+    return result;
   } catch (err) {
+    cancelled();
     if (err instanceof BackendError && (err.code === 'permanent' || err.code === 'not_configured')) {
       throw ApplicationFailure.nonRetryable(err.message, `BackendError.${err.code}`);
     }

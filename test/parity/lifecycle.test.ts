@@ -189,6 +189,42 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
       );
     }
   });
+
+  it('a delete while the first start is tried leaves nothing: the start ends before the removal runs', async () => {
+    // Each deleted as soon as its start is scheduled (phase `creating`): the delete used to remove
+    // while the start was still creating, which then made the container (and docker, its volumes
+    // again, unlabelled) after the removal.
+    const ids = await Promise.all(
+      ['d1', 'd2', 'd3'].map(async (name) => {
+        const created = await t.stack.api.call('POST', '/v1/workspaces', {
+          token: t.key,
+          body: { name, backend, runtime: 'claude-code' },
+        });
+        expect(created.status).toBe(202);
+        const id: string = created.body.id;
+        await waitFor(
+          async () =>
+            (
+              await t.stack.service.db.pool.query<{ phase: string | null }>(
+                'SELECT phase FROM workspaces WHERE id = $1',
+                [id],
+              )
+            ).rows[0]?.phase === 'creating',
+          { timeoutMs: 60_000, intervalMs: 5, describe: `${name} creating` },
+        );
+        const deleted = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+        expect(deleted.status).toBe(202);
+        return id;
+      }),
+    );
+    for (const id of ids) {
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+      expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+      // Nothing the start made was recorded after the delete either.
+      const { body } = await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key });
+      expect([body.status, body.endpoint ?? null, body.instanceId ?? null]).toEqual(['deleted', null, null]);
+    }
+  });
 });
 
 describe.each(PARITY_BACKENDS)('%s entity continue-as-new', CONCURRENT_BLOCK, (backend) => {

@@ -74,6 +74,21 @@ describe('decide', () => {
     });
   });
 
+  it('a boot left idle (a stop interrupted it, a start withdrew the stop) boots a new generation', () => {
+    for (const status of ['provisioning', 'restarting'] as const) {
+      expect(at({ desired: 'running', status, resumesInterruptedBoot: true })).toEqual({
+        kind: 'provision',
+        cause: 'start',
+      });
+      // Histories from before the patch waited there.
+      expect(at({ desired: 'running', status })).toEqual({ kind: 'wait' });
+      expect(at({ desired: 'stopped', status, resumesInterruptedBoot: true })).toEqual({ kind: 'stop' });
+    }
+    expect(at({ desired: 'running', status: 'online', resumesInterruptedBoot: true })).toEqual({
+      kind: 'wait',
+    });
+  });
+
   it('restart provisions a new generation, before a start', () => {
     expect(at({ restartPending: true })).toEqual({ kind: 'provision', cause: 'restart' });
     expect(at({ restartPending: true, startPending: true, status: 'offline' })).toEqual({

@@ -90,6 +90,50 @@ function stopMessages(h: Harness): string[] {
 }
 
 /**
+ * An online entity restarted with its start held (and failing as retryable for generation 2: an
+ * ec2 volume that does not come free). `interrupt` asks for what cancels it; `meanwhile` runs once
+ * the entity asked to cancel the start and the held try learnt of it; then the try ends.
+ */
+async function interruptHeldStart(
+  h: Harness,
+  interrupt: (handle: WorkflowHandle) => Promise<unknown>,
+  meanwhile: (handle: WorkflowHandle) => Promise<void>,
+): Promise<WorkflowHandle> {
+  const handle = await startEntity(h);
+  await online(h, handle, 1);
+  let release = () => {};
+  h.fakes.gates.startResource = new Promise<void>((resolve) => (release = resolve));
+  h.fakes.faults.startResource = (_n, i) => (i.generation === 2 ? transient('startResource') : null);
+  await handle.executeUpdate(restartUpdate);
+  await until(h, handle, () => h.fakes.count('startResource') === 2, 'the start running', 0);
+  await interrupt(handle);
+  try {
+    await cancelRequested(h, handle, 'startResource');
+    await meanwhile(handle);
+  } finally {
+    release(); // a held activity would hold the worker's shutdown
+  }
+  return handle;
+}
+
+/**
+ * Once the entity asked for an activity's cancellation, its workflow task is over (what it does
+ * without waiting for the activity has been done by then) and the held activity learnt of it.
+ */
+async function cancelRequested(h: Harness, handle: WorkflowHandle, name: 'startResource'): Promise<void> {
+  // temporal.api.enums.v1.EventType: ACTIVITY_TASK_CANCEL_REQUESTED = 15 (written with the task's
+  // completion), WORKFLOW_TASK_SCHEDULED = 5, WORKFLOW_TASK_STARTED = 6.
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const types = ((await handle.fetchHistory()).events ?? []).map((e) => e.eventType);
+    const last = types.at(-1);
+    if (types.includes(15) && last !== 5 && last !== 6 && h.fakes.cancelsSeen.includes(name)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('no activity cancellation requested within 30 s');
+}
+
+/**
  * Delete converges and the workflow completes (it never fails); its history replays against the
  * current code, and is recorded as a committed replay history when named (RECORD_REPLAY=1).
  */
@@ -339,16 +383,15 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
 
   it('a delete accepted while a start is tried cancels its further tries: deleted, never failed', async () => {
     await withWorker(env, async (h) => {
-      const handle = await startEntity(h);
-      await online(h, handle, 1);
-      let release = () => {};
-      h.fakes.gates.startResource = new Promise<void>((resolve) => (release = resolve));
-      // The restart's start keeps failing as retryable (an ec2 volume that does not come free).
-      h.fakes.faults.startResource = (n) => (n >= 2 ? transient('startResource') : null);
-      await handle.executeUpdate(restartUpdate);
-      await until(h, handle, () => h.fakes.count('startResource') === 2, 'the start running', 0);
-      await handle.executeUpdate(deleteUpdate);
-      release();
+      const handle = await interruptHeldStart(
+        h,
+        (handle) => handle.executeUpdate(deleteUpdate),
+        async () => {
+          // Nothing of the delete runs beside the try in flight.
+          expect(h.fakes.transitions.at(-1)?.status).toBe('restarting');
+          expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(0);
+        },
+      );
       await until(h, handle, (s) => s.status === 'deleted', 'deleted', 5000);
       await handle.result();
       await replayAndRecord(handle, 'delete-cancels-start');
@@ -357,6 +400,44 @@ describe('entity workflow: a step that keeps failing ends failed, and the entity
       expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
       expect(h.fakes.count('captureBootLog')).toBe(0);
       expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(1);
+    });
+  });
+
+  it('a stop accepted while a start is tried cancels its further tries once the try in flight ends: stopped, never failed', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await interruptHeldStart(
+        h,
+        (handle) => handle.executeUpdate(stopUpdate),
+        async () => {
+          expect(h.fakes.transitions.at(-1)?.status).toBe('restarting');
+          expect(h.fakes.count('stopResource')).toBe(0);
+        },
+      );
+      await until(h, handle, (s) => s.status === 'stopped' && !s.busy, 'stopped', 0);
+      expect(h.fakes.count('startResource')).toBe(2);
+      expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
+      expect(h.fakes.count('captureBootLog')).toBe(0);
+      // A start boots the stopped generation.
+      delete h.fakes.faults.startResource;
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 2);
+      await deleteAndComplete(h, handle, 'stop-cancels-start');
+    });
+  });
+
+  it('a stop, then a start, accepted while a start is tried: a new generation boots and comes online', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await interruptHeldStart(
+        h,
+        (handle) => handle.executeUpdate(stopUpdate),
+        // The start withdraws the stop before it ran: the boot it interrupted must not stay idle.
+        async (handle) => void (await handle.executeUpdate(startUpdate)),
+      );
+      await online(h, handle, 3);
+      expect(h.fakes.count('removeResource', (i) => i.generation === 2)).toBe(1);
+      expect(h.fakes.count('stopResource')).toBe(0);
+      expect(h.fakes.transitions.some((t) => t.status === 'failed')).toBe(false);
+      await deleteAndComplete(h, handle, 'resume-interrupted-boot');
     });
   });
 

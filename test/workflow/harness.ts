@@ -64,6 +64,8 @@ export class Fakes {
   faults: Partial<Record<ActivityName, (n: number, input: Record<string, unknown>) => Error | null>> = {};
   /** Per activity: awaited before it runs (to hold a step while the test acts). */
   gates: Partial<Record<ActivityName, Promise<void>>> = {};
+  /** Activities that learnt of their cancellation while held (by a heartbeat's answer). */
+  cancelsSeen: ActivityName[] = [];
   client: TestWorkflowEnvironment['client'] | null = null;
   /** The (skipped) workflow clock, for local activities. */
   clock: (() => Promise<number>) | null = null;
@@ -77,7 +79,17 @@ export class Fakes {
     // A local activity's scheduled time is the worker's clock, not the time-skipping server's.
     const at = info.isLocal && this.clock ? await this.clock() : info.currentAttemptScheduledTimestampMs;
     this.calls.push({ name, input, at });
-    await this.gates[name];
+    // Held, it heartbeats as the real backend calls do, so a cancellation reaches it; like them it
+    // runs to its end and then reports the cancellation (src/activities/index.ts, backendCall).
+    const ctx = Context.current();
+    const beat = info.isLocal ? undefined : setInterval(() => ctx.heartbeat(), 20);
+    ctx.cancellationSignal.addEventListener('abort', () => this.cancelsSeen.push(name), { once: true });
+    try {
+      await this.gates[name];
+    } finally {
+      clearInterval(beat);
+    }
+    if (ctx.cancellationDetails?.cancelRequested) throw ctx.cancellationSignal.reason;
     const err = this.faults[name]?.(this.count(name), input);
     if (err) throw err;
   }
@@ -207,6 +219,10 @@ export async function withWorker<T>(
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities: fakes.activities(),
+    // A held activity's heartbeats bring a cancellation at once (the default waits 8 s of the 10 s
+    // heartbeat timeout between two).
+    defaultHeartbeatThrottleInterval: '50ms',
+    maxHeartbeatThrottleInterval: '50ms',
   });
   const started: WorkflowHandle[] = [];
   const start: WorkflowClient['start'] = async (workflowTypeOrFunc, options) => {

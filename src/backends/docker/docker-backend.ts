@@ -315,6 +315,13 @@ export class DockerBackend implements WorkspaceBackend {
     network: string,
   ): Dockerode.ContainerCreateOptions {
     const volumes = volumeNames(spec.workspaceId);
+    // What the daemon would create a missing volume with: the defaults (local driver, the image's
+    // files copied in), and our labels.
+    const VolumeOptions = {
+      Labels: workspaceLabels({ workspaceId: spec.workspaceId, orgId: spec.orgId }),
+      NoCopy: false,
+      DriverConfig: { Name: 'local', Options: {} },
+    };
     const limits = { ...this.defaultLimits, ...spec.limits };
     const memory = Math.round(limits.memoryMb * 1024 * 1024);
     return {
@@ -326,9 +333,21 @@ export class DockerBackend implements WorkspaceBackend {
       ExposedPorts: { [this.portKey]: {} },
       HostConfig: {
         PortBindings: { [this.portKey]: [{ HostIp: '127.0.0.1', HostPort: '' }] },
+        // The volumes exist (ensureVolumes); should one be removed meanwhile, the daemon creates it
+        // again at create, and with these labels it is still ours for the sweeps to find.
         Mounts: [
-          { Type: 'volume', Source: volumes.configs, Target: '/configs' },
-          { Type: 'volume', Source: volumes.workspace, Target: '/workspace' },
+          {
+            Type: 'volume',
+            Source: volumes.configs,
+            Target: '/configs',
+            VolumeOptions,
+          },
+          {
+            Type: 'volume',
+            Source: volumes.workspace,
+            Target: '/workspace',
+            VolumeOptions,
+          },
         ],
         // No restart by the daemon: the entity owns every restart. A container whose agent died (a
         // crash, the OOM killer, a daemon restart) stays exited, so the health sweep reads it as

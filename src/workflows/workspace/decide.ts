@@ -14,6 +14,9 @@ import type {
 export type { AutoRestart } from '../messages.js';
 import type { Decision, DecisionInput, Verdict } from './state.js';
 
+/** Statuses of a boot in progress. */
+const BOOTING: readonly WorkspaceStatus[] = ['provisioning', 'restarting'];
+
 /** Statuses a `start` brings back by booting (api.md: offline, degraded, failed, stopped). */
 export const STARTABLE: readonly WorkspaceStatus[] = ['offline', 'degraded', 'failed', 'stopped'];
 
@@ -40,6 +43,10 @@ export function decide(s: DecisionInput): Decision {
   // Idle in `stopping`: a stop the backend refused, then a start. Whatever runs there is unproven
   // (its agent registered long ago): only a new generation can prove readiness again.
   if (s.desired === 'running' && s.status === 'stopping') return { kind: 'provision', cause: 'start' };
+  // Idle mid-boot: a stop interrupted it and a start withdrew the stop before it ran. Nothing else
+  // would move it; what booted is unproven, so a new generation.
+  if (s.resumesInterruptedBoot && s.desired === 'running' && BOOTING.includes(s.status))
+    return { kind: 'provision', cause: 'start' };
   if (s.healthPending) return { kind: 'health' };
   if (s.continueAsNew) return { kind: 'continueAsNew' };
   return { kind: 'wait' };

@@ -64,6 +64,11 @@ export interface DecisionInput {
   continueAsNew: boolean;
   /** A failed stop waits for its next attempt (its backoff has not run out). */
   stopHeld: boolean;
+  /**
+   * A boot left by a stop that a start then withdrew boots again (patch resume-interrupted-boot);
+   * false in histories from before, which waited there.
+   */
+  resumesInterruptedBoot?: boolean;
 }
 
 /** The status the health verdict moved to and why. */

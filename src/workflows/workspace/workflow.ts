@@ -11,6 +11,7 @@
  *   until the backend confirms them.
  */
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -116,6 +117,17 @@ const backend = proxyActivities<Activities>({
   retry: BACKEND_RETRY,
 });
 /**
+ * The same calls, for a start a stop or a delete may cancel: the cancellation completes only once
+ * the try in flight has ended (backend calls do not watch for it), so the stop or the removal that
+ * follows never runs beside a start still creating things.
+ */
+const backendAwaitingCancel = proxyActivities<Activities>({
+  startToCloseTimeout: '10m',
+  heartbeatTimeout: '10s',
+  retry: BACKEND_RETRY,
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
+/**
  * A stop's or a delete's attempt: fewer tries, since the entity's own loop tries again for ever
  * and records each failed attempt on the workspace (`error`). Twenty tries of an ec2 call that
  * waits up to two minutes each (a volume still attached, an instance not yet terminated) kept the
@@ -155,6 +167,13 @@ export const PATCHES = {
   stopRetries: 'stop-retries-with-backoff',
   /** A delete accepted while a start runs cancels the start's further tries. */
   deleteCancelsStart: 'delete-cancels-start',
+  /**
+   * A stop cancels a start's further tries too, and a cancelled start's try in flight ends before
+   * the stop or the delete goes on.
+   */
+  stopCancelsStart: 'stop-cancels-start',
+  /** A boot left by a stop that a start withdrew boots again (it stayed mid-boot, idle). */
+  resumeInterruptedBoot: 'resume-interrupted-boot',
 } as const;
 
 /** Where a DB-only step runs: a local activity, or (histories from before) a regular one. */
@@ -435,6 +454,12 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
 
   const interrupted = () => s.deleteRequested || s.desired === 'stopped' || s.restartPending;
 
+  /** Set where a boot was interrupted: the patch applies from then on (decide reads it). */
+  let resumesInterruptedBoot = false;
+  const interruptedBoot = () => {
+    resumesInterruptedBoot ||= patched(PATCHES.resumeInterruptedBoot);
+  };
+
   async function waitReady(generation: number, configHash: string): Promise<Outcome> {
     const proven = () => ready !== null && ready.generation === generation && ready.configHash === configHash;
     const done = await condition(() => proven() || interrupted(), input.bootDeadlineMs, {
@@ -445,30 +470,43 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   }
 
   /**
-   * Runs `step` (a backend call), cancelled once a delete is accepted: a start retried for long (an
-   * ec2 volume that does not come free, 20 tries of up to two minutes each) no longer holds the
-   * delete back until its tries run out. The try in flight ends first (the call does not watch for
-   * cancellation, so nothing it makes is left behind the delete's removal); no further try starts.
+   * Runs `step` (a backend call), cancelled once `stopAsked` holds (a delete, or a stop, is
+   * accepted): a start retried for long (an ec2 volume that does not come free, 20 tries of up to
+   * two minutes each) no longer holds the delete or the stop back until its tries run out. No
+   * further try starts; with `backendAwaitingCancel` the try in flight ends before this returns.
+   * `cancelled` reports whether it was cancelled here.
    */
-  async function untilDeleted<T>(step: () => Promise<T>): Promise<T> {
+  async function untilStopAsked<T>(
+    step: () => Promise<T>,
+    stopAsked: () => boolean,
+  ): Promise<{ result: Promise<T>; cancelled: boolean }> {
     const stepScope = new CancellationScope();
     const watchScope = new CancellationScope();
     const done = stepScope.run(step);
-    const deleted = watchScope.run(() => condition(() => s.deleteRequested));
-    deleted.catch(() => undefined); // cancelled below once the step ends
+    const asked = watchScope.run(() => condition(stopAsked));
+    asked.catch(() => undefined); // cancelled below once the step ends
+    let cancelled = false;
     try {
       await Promise.race([
         done.then(
           () => undefined,
           () => undefined,
         ),
-        deleted,
+        asked,
       ]);
-      if (s.deleteRequested) stepScope.cancel();
-      return await done;
+      if (stopAsked()) {
+        stepScope.cancel();
+        cancelled = true;
+      }
     } finally {
       watchScope.cancel();
     }
+    // Settled either way before it is handed on: the caller awaits it inside its own try.
+    await done.then(
+      () => undefined,
+      () => undefined,
+    );
+    return { result: done, cancelled };
   }
 
   /**
@@ -557,23 +595,40 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     ready = null;
     s.liveness = null;
     await setStatus(status, phase);
+    const cancellable = patched(PATCHES.deleteCancelsStart);
+    const stopCancels = cancellable && patched(PATCHES.stopCancelsStart);
     const startOnce = () =>
-      backend.startResource.executeWithOptions(
+      (stopCancels ? backendAwaitingCancel : backend).startResource.executeWithOptions(
         { summary: startSummary(backendName, workspaceId, generation, phase) },
         [{ workspaceId, orgId: input.orgId, backend: backendName, generation, runtime }],
       );
-    const cancellable = patched(PATCHES.deleteCancelsStart);
+    const stopAsked = () => s.deleteRequested || (stopCancels && s.desired === 'stopped');
+    let cancelled = false;
     try {
-      await (cancellable ? untilDeleted(startOnce) : startOnce());
+      if (!cancellable) await startOnce();
+      else {
+        const run = await untilStopAsked(startOnce, stopAsked);
+        cancelled = run.cancelled;
+        await run.result;
+      }
     } catch (err) {
-      // Cancelled, or failed once a delete was accepted: the delete removes whatever the start
-      // made, with no failed generation to record first.
-      if (cancellable && s.deleteRequested) return;
+      // Cancelled, or failed once a delete was accepted: the delete (or the stop) deals with
+      // whatever the start made, with no failed generation to record first.
+      if (cancellable && (s.deleteRequested || cancelled)) {
+        if (cancelled) interruptedBoot();
+        return;
+      }
       await failGeneration(generation, failureMessage(err));
+      return;
+    }
+    // A try that ended well although cancelled: the stop (or a start that withdrew it) decides.
+    if (cancelled) {
+      interruptedBoot();
       return;
     }
     await setStatus(status, 'booting');
     const outcome = await waitReady(generation, configHash);
+    if (outcome === 'interrupted') interruptedBoot();
     if (outcome === 'timeout') {
       await failGeneration(generation, `boot deadline of ${input.bootDeadlineMs} ms exceeded`);
     } else if (outcome === 'ready') {
@@ -805,7 +860,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   if (!input.carried) await run(() => provision('provisioning'));
 
   const stopHeld = () => s.stopRetryAtMs !== null && Date.now() < s.stopRetryAtMs;
-  const next = () => decide({ ...s, continueAsNew: shouldContinueAsNew(), stopHeld: stopHeld() });
+  const next = () =>
+    decide({ ...s, continueAsNew: shouldContinueAsNew(), stopHeld: stopHeld(), resumesInterruptedBoot });
 
   const wake = () => next().kind !== 'wait' || policyChanged;
   for (;;) {
