@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
+import { NAME_MAX_BYTES, isUploadTemp } from '../backends/paths.js';
 import { INSTALL_ID_FILE } from './delivery.js';
 import { parse as parseYaml } from 'yaml';
 import {
@@ -91,9 +92,19 @@ async function readEntries(tarBytes: Buffer): Promise<PluginFile[]> {
           `${ARCHIVE_FIELD}: entry ${shown} is nested more than ${PLUGIN_MAX_DEPTH} folders deep`,
         );
       }
-      if (rel === INSTALL_ID_FILE || rel.endsWith(`/${INSTALL_ID_FILE}`)) {
+      // What the file system or the delivery would refuse only once the plugin lands, at every
+      // later boot too (a stopped workspace's pending plugin kept it from starting): refused now.
+      const segments = rel === '' ? [] : rel.split('/');
+      if (rel === INSTALL_ID_FILE || rel.endsWith(`/${INSTALL_ID_FILE}`) || segments.some(isUploadTemp)) {
         entry.resume();
         throw new PluginRejected(ARCHIVE_FIELD, `${ARCHIVE_FIELD}: entry ${shown} is a reserved name`);
+      }
+      if (segments.some((seg) => Buffer.byteLength(seg) > NAME_MAX_BYTES)) {
+        entry.resume();
+        throw new PluginRejected(
+          ARCHIVE_FIELD,
+          `${ARCHIVE_FIELD}: entry ${JSON.stringify(header.name.slice(0, 40))}… has a name over ${NAME_MAX_BYTES} bytes`,
+        );
       }
       if (header.type === 'directory' || rel === '') {
         entry.resume();

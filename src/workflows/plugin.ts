@@ -5,7 +5,7 @@
  * by timing. No report by the deadline → failed with the reason. A stopped workspace gets nothing
  * now: the stored set is delivered by its next start (the bootstrap bundle).
  */
-import { condition, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
+import { ActivityFailure, condition, proxyActivities, setHandler, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import {
   pluginsReportedSignal,
@@ -63,7 +63,9 @@ export async function pluginWorkflow(input: PluginWorkflowInput): Promise<Plugin
       delivery = await deliver();
     }
   } catch (err) {
-    const reason = `delivery failed: ${err instanceof Error ? err.message : String(err)}`;
+    // The backend's own words (an ActivityFailure's message is only "Activity task failed").
+    const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+    const reason = `delivery failed: ${cause instanceof Error ? cause.message : String(cause)}`;
     await settle({ kind: 'failed', reason });
     return { outcome: 'failed', reason };
   }

@@ -107,6 +107,23 @@ describe('validatePluginArchive', () => {
     expect((await refusal('%%%')).message).toContain('not base64');
   });
 
+  test('refuses a name no delivery could write: over 255 bytes, or an upload temp name', async () => {
+    for (const name of [
+      'a'.repeat(256),
+      `tools/${'é'.repeat(128)}/x`,
+      '.wo-upload-x',
+      'tools/.wo-upload-1/a',
+    ]) {
+      const refused = await refusal(await tarGz([MANIFEST, { name, content: '1' }]));
+      expect(refused.field).toBe('source.tarGzBase64');
+      expect(refused.message).toMatch(/over 255 bytes|reserved name/);
+    }
+    // 255 bytes is the limit, not over it.
+    await validatePluginArchive(
+      (await tarGz([MANIFEST, { name: 'a'.repeat(255), content: '1' }])).toString('base64'),
+    );
+  });
+
   test('refuses a path that is both a file and a folder, and duplicates', async () => {
     expect(
       (await refusal(await tarGz([MANIFEST, { name: 'a', content: '1' }, { name: 'a/b', content: '2' }])))

@@ -185,6 +185,7 @@ describe('pluginWorkflow', () => {
       {},
     );
     expect(failing.result.outcome).toBe('failed');
-    expect(failing.settled).toEqual([{ kind: 'failed', reason: expect.stringContaining('delivery failed') }]);
+    // The backend's reason, not the wrapper's "Activity task failed".
+    expect(failing.settled).toEqual([{ kind: 'failed', reason: 'delivery failed: disk full' }]);
   });
 });
