@@ -468,6 +468,8 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '1,16' },
       warmup: { type: 'string', default: '200' },
       backends: { type: 'string', default: 'docker' },
+      // PostgreSQL flushing every commit, as in production (the suite's settings skip the flush).
+      'durable-pg': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -481,6 +483,7 @@ async function main(): Promise<void> {
     reportName: 'bench-a2a.md',
     backends,
     placement: 'processes',
+    durablePg: values['durable-pg'],
     measure: async (env, run) => {
       const results: BackendResult[] = [];
       for (const backend of backends) {

@@ -143,6 +143,9 @@ export function reportHead(title: string, meta: BenchMeta): string[] {
     `- Date: ${meta.date.toISOString()}`,
     ...machineLines(meta.env.machine, meta.load[0], meta.load[1]),
     `- Whole run: ${(meta.wallMs / 1000).toFixed(1)} s (service start-up and provisioning included)`,
+    meta.durablePg
+      ? '- PostgreSQL: its default durability (fsync, synchronous_commit on: every commit flushed, as in production)'
+      : "- PostgreSQL: fsync and synchronous_commit off (the test suite's throwaway settings; `--durable-pg` for production's)",
   ];
 }
 
@@ -235,7 +238,12 @@ export async function startDbAndTemporal(
  * ec2, moto + the ec2-sim VM image. Every service started is pushed onto `stops` (also when another
  * one fails); the first failure is thrown once all have settled.
  */
-export async function startInfra(docker: Dockerode, withEc2: boolean, stops: Stops): Promise<Infra> {
+export async function startInfra(
+  docker: Dockerode,
+  withEc2: boolean,
+  stops: Stops,
+  opts: { durablePg?: boolean } = {},
+): Promise<Infra> {
   // The in-process worker logs through the Temporal runtime (stderr); INFO is worker state chatter.
   Runtime.install({ logger: new DefaultLogger('WARN') });
   progress(
@@ -246,7 +254,9 @@ export async function startInfra(docker: Dockerode, withEc2: boolean, stops: Sto
   );
   const settled = await guard(
     Promise.allSettled([
-      startPostgres({ log: progress }).then((s) => (stops.push(['postgres', s.stop]), s)),
+      startPostgres({ log: progress, durable: opts.durablePg }).then(
+        (s) => (stops.push(['postgres', s.stop]), s),
+      ),
       startTemporal({ log: progress }).then((s) => (stops.push(['temporal', s.stop]), s)),
       imageReady,
       withEc2
@@ -392,6 +402,8 @@ export async function startBenchEnv(opts: {
   backends: BackendKind[];
   run: string;
   placement: Placement;
+  /** PostgreSQL with its default durability (every commit flushed), as production runs it. */
+  durablePg?: boolean;
 }): Promise<BenchEnv> {
   const withEc2 = opts.backends.includes('ec2');
   const docker = new Dockerode();
@@ -403,7 +415,7 @@ export async function startBenchEnv(opts: {
     stops.length = 0;
   };
   try {
-    const infra = await startInfra(docker, withEc2, stops);
+    const infra = await startInfra(docker, withEc2, stops, { durablePg: opts.durablePg });
     const { image, moto, vmImage } = infra;
     const machine = await machineFacts(docker);
 
@@ -507,6 +519,7 @@ export interface BenchMeta {
   /** Load average at the start and when the measurements were over. */
   load: [string, string];
   wallMs: number;
+  durablePg?: boolean;
 }
 
 /**
@@ -521,6 +534,7 @@ export async function runBench<R>(opts: {
   reportName: string;
   backends: BackendKind[];
   placement: Placement;
+  durablePg?: boolean;
   measure: (env: BenchEnv, run: string) => Promise<R>;
   report: (results: R, meta: BenchMeta) => string;
 }): Promise<void> {
@@ -530,7 +544,12 @@ export async function runBench<R>(opts: {
   const wallStart = performance.now();
   const run = `${opts.runPrefix}${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 
-  const env = await startBenchEnv({ backends: opts.backends, run, placement: opts.placement });
+  const env = await startBenchEnv({
+    backends: opts.backends,
+    run,
+    placement: opts.placement,
+    durablePg: opts.durablePg,
+  });
   try {
     const results = await opts.measure(env, run);
     const markdown = opts.report(results, {
@@ -539,6 +558,7 @@ export async function runBench<R>(opts: {
       env,
       load: [loadBefore, loadAvg()],
       wallMs: performance.now() - wallStart,
+      durablePg: opts.durablePg,
     });
     const out = await writeReport(opts.reportName, markdown);
     progress(`report written to ${out}`);

@@ -155,8 +155,10 @@ export function findPgBinDir(): string {
 /**
  * initdb into a fresh temp dir and start a server on a free port (fsync off: throwaway data).
  * initdb refuses root, so as root everything runs as the `postgres` user on a dir it owns.
+ * `durable`: PostgreSQL's own defaults instead (every commit flushed to disk), as production runs
+ * it, for benches whose figures include the commits' cost.
  */
-export async function startPostgres(opts: { log?: Log } = {}): Promise<RunningPostgres> {
+export async function startPostgres(opts: { log?: Log; durable?: boolean } = {}): Promise<RunningPostgres> {
   const bin = findPgBinDir();
   const root = await mkdtemp(path.join(os.tmpdir(), 'wo-pg-'));
   const asPg = (cmd: string, args: string[]): [string, string[]] =>
@@ -195,7 +197,7 @@ export async function startPostgres(opts: { log?: Log } = {}): Promise<RunningPo
       const candidate = await freePort();
       const serverOpts = [
         `-c listen_addresses=127.0.0.1 -p ${candidate} -k ${root}`,
-        '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
+        ...(opts.durable ? [] : ['-c fsync=off -c synchronous_commit=off -c full_page_writes=off']),
         '-c max_connections=200',
       ].join(' ');
       try {
