@@ -284,24 +284,6 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     expect(kept.rows[0]).toEqual({ secrets: 0, memories: 0 });
   });
 
-  it('a deleted workspace takes no change: lifecycle and config 404 as secrets, memories and plugins do', async () => {
-    const id = await workspaceRow();
-    await t.stack.service.db.pool.query(`UPDATE workspaces SET status = 'deleted' WHERE id = $1`, [id]);
-    for (const [method, path, body] of [
-      ...['restart', 'start', 'stop'].map((a) => ['POST', `/v1/workspaces/${id}/${a}`, undefined] as const),
-      ['PATCH', `/v1/workspaces/${id}/config`, { config: { a: 1 } }],
-      ['PUT', `/v1/workspaces/${id}/secrets/LATE`, { value: 'v' }],
-      ['POST', `/v1/workspaces/${id}/memories`, { content: 'late' }],
-    ] as const) {
-      const res = await t.stack.api.call(method, path, { token: t.key, body });
-      expect(res.status, `${method} ${path}`).toBe(404);
-    }
-    // Its record is still served.
-    expect((await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body.status).toBe(
-      'deleted',
-    );
-  });
-
   it('PATCH config and PUT secret refuse an unknown field by name, and change nothing', async () => {
     const id = await workspaceRow();
     const config = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {

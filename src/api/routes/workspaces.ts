@@ -17,7 +17,7 @@ import {
   patchWorkspaceBody,
   workspaceIdParam,
 } from '../schemas.js';
-import { MANAGE, MANAGE_LIVE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
+import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
 export function workspacesRouter(deps: ApiDeps): Router {
   const { db, settings } = deps;
@@ -58,16 +58,15 @@ export function workspacesRouter(deps: ApiDeps): Router {
     res.json(present(await app.setRestartPolicy(deps, scope, w, body.restartPolicy)));
   });
 
-  // A deleted workspace's changes answer 404, as its secrets', plugins' and schedules' do.
   r.patch('/:id/config', async (req, res) => {
-    const w = workspaceOf(res, MANAGE_LIVE);
+    const w = workspaceOf(res, MANAGE);
     const body = parse(configureBody, req.body);
     res.json(await app.configure(deps, w, body));
   });
 
   for (const action of app.LIFECYCLE_ACTIONS) {
     r.post(`/:id/${action}`, async (_req, res) => {
-      const w = workspaceOf(res, MANAGE_LIVE);
+      const w = workspaceOf(res, MANAGE);
       res.status(202).json(await app.lifecycle(deps, w, action));
     });
   }
