@@ -108,6 +108,8 @@ export interface CarriedState {
   stopRetryAtMs?: number | null;
   /** Why the platform asked for the stop in progress (none: the user's own stop). */
   stopCause?: StopCause | null;
+  /** The config version the current generation booted with (absent: unknown, from older code). */
+  generationConfigVersion?: number | null;
 }
 
 export interface WorkspaceState {

@@ -136,6 +136,25 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
     expect((await resourcesOf(backend, t.stack.docker, id)).map((r) => r.id)).toEqual([stopped[0]!.id]);
     expect(await readKept()).toBe(`200 ${note}`);
 
+    // Stopped, a config saved without a restart, then start: the generation the save named boots
+    // it (starting the stopped one again ran the old config), on the same data.
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'stopped');
+    const edited = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+      token: t.key,
+      body: { config: { model: 'edited' } },
+    });
+    expect(edited.status).toBe(200);
+    expect(edited.body.generation).toBe(3);
+    expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status).toBe(202);
+    const third = await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 3);
+    expect(third.configHash).toBe(edited.body.configHash);
+    const thirdYaml = (
+      await t.stack.service.backends[backend].readFile(id, 3, '/configs', 'config.yaml')
+    ).toString();
+    expect(thirdYaml).toMatch(/^model: edited$/m);
+    expect(await readKept()).toBe(`200 ${note}`);
+
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');
     expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);

@@ -687,6 +687,29 @@ describe('entity workflow: start and restart from offline, degraded, failed', ()
     });
   });
 
+  it('stopped, a config saved without restart, then start: the generation the save named boots it', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      await handle.executeUpdate(stopUpdate);
+      await until(h, handle, (s) => s.status === 'stopped' && !s.busy, 'stopped');
+      const saved = await handle.executeUpdate(configureUpdate, { args: [{ config: { v: 'edited' } }] });
+      expect(saved.generation).toBe(2);
+      await handle.executeUpdate(startUpdate);
+      const on = await online(h, handle, 2);
+      expect(on.configHash).toBe(saved.configHash);
+      expect(h.fakes.snapshots.get(2)?.config).toEqual({ v: 'edited' });
+      expect(h.fakes.count('removeResource', (i) => i.generation === 1)).toBe(1);
+      // Stopped again with nothing saved since: the same generation starts.
+      await handle.executeUpdate(stopUpdate);
+      await until(h, handle, (s) => s.status === 'stopped' && !s.busy, 'stopped again');
+      await handle.executeUpdate(startUpdate);
+      await online(h, handle, 2);
+      expect(h.fakes.count('startResource', (i) => i.generation === 2)).toBe(2);
+      await deleteAndComplete(h, handle, 'start-boots-saved-config');
+    });
+  });
+
   it('offline → restart boots a new generation', async () => {
     await withWorker(env, async (h) => {
       const handle = await startEntity(h, { restartPolicy: { policy: 'never' } });

@@ -36,6 +36,8 @@ export interface EntityState extends WorkspaceState {
   stopRetryAtMs: number | null;
   /** Why the platform asked for the stop in progress; null for the user's own. */
   stopCause: StopCause | null;
+  /** The config version the current generation's snapshot holds (null: not known). */
+  generationConfigVersion: number | null;
 }
 
 /** What the main loop does next; `wait` means nothing until a handler changes the state. */
@@ -102,6 +104,7 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     stopAttempts: carried?.stopAttempts ?? 0,
     stopRetryAtMs: carried?.stopRetryAtMs ?? null,
     stopCause: carried?.stopCause ?? null,
+    generationConfigVersion: carried?.generationConfigVersion ?? null,
   };
 }
 
@@ -131,6 +134,7 @@ export function carry(s: EntityState): CarriedState {
     stopAttempts: s.stopAttempts,
     stopRetryAtMs: s.stopRetryAtMs,
     stopCause: s.stopCause,
+    generationConfigVersion: s.generationConfigVersion,
   };
 }
 

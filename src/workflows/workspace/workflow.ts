@@ -174,6 +174,8 @@ export const PATCHES = {
   stopCancelsStart: 'stop-cancels-start',
   /** A boot left by a stop that a start withdrew boots again (it stayed mid-boot, idle). */
   resumeInterruptedBoot: 'resume-interrupted-boot',
+  /** A start after a config save boots a new generation with it (not the stopped one, stale). */
+  startBootsSavedConfig: 'start-boots-saved-config',
 } as const;
 
 /** Where a DB-only step runs: a local activity, or (histories from before) a regular one. */
@@ -569,6 +571,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         );
         s.generation = generation;
         s.configHash = snap.configHash;
+        s.generationConfigVersion = snap.configVersion;
         pendingSnapshot = null;
         return snap;
       });
@@ -860,6 +863,15 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   if (!input.carried) await run(() => provision('provisioning'));
 
   const stopHeld = () => s.stopRetryAtMs !== null && Date.now() < s.stopRetryAtMs;
+  /**
+   * A config was saved (without a restart) after the current generation took its snapshot: starting
+   * that generation again would run the old config, though the save's answer named the next
+   * generation as the one running it. Such a start boots that generation instead.
+   */
+  const staleConfig = () =>
+    s.generationConfigVersion !== null &&
+    s.latestSavedVersion > s.generationConfigVersion &&
+    patched(PATCHES.startBootsSavedConfig);
   const next = () =>
     decide({ ...s, continueAsNew: shouldContinueAsNew(), stopHeld: stopHeld(), resumesInterruptedBoot });
 
@@ -904,12 +916,12 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await run(() => provision('restarting'));
     } else if (d.kind === 'start' && d.from === 'stopped') {
       s.startPending = false;
-      await run(start);
+      await run(staleConfig() ? () => provision('restarting') : start);
     } else if (d.kind === 'start' || d.kind === 'provision' || d.kind === 'dropStart') {
       s.startPending = false;
       // Histories from before this change accepted such a start and did nothing.
       if (d.kind !== 'dropStart' && patched(PATCHES.startBoots)) {
-        await run(d.kind === 'start' ? start : () => provision('restarting'));
+        await run(d.kind === 'start' && !staleConfig() ? start : () => provision('restarting'));
       }
     } else if (d.kind === 'health') await applyHealth();
     else if (d.kind === 'continueAsNew') {
