@@ -145,15 +145,16 @@ describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
     });
     const saveOnly = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
       token: t.key,
-      body: { config: { saved: 'while over' } },
+      body: { config: { agent: { centsPerTask: CENTS_PER_TASK }, saved: 'while over' } },
     });
     expect(saveOnly.status).toBe(200);
     expect((await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body.status).toBe(
       'stopped',
     );
 
-    // A raised limit lets it work again; a start of the same generation resumes the agent's count
-    // (kept in its state dir), so the new task's cost adds to the 30 instead of hiding under it.
+    // A raised limit lets it work again. The config saved while stopped makes the start boot the
+    // next generation (the one the save named, with that config); spend is counted per generation,
+    // so the new task's cost adds to the 30 instead of hiding under it.
     const raised = await t.stack.api.call('PATCH', `/v1/workspaces/${id}/budget`, {
       token: t.key,
       body: { limitCents: 100 },
@@ -162,7 +163,12 @@ describe.each(PARITY_BACKENDS)('%s budget', CONCURRENT_BLOCK, (backend) => {
     expect(
       (await t.stack.api.callRetrying503('POST', `/v1/workspaces/${id}/start`, { token: t.key })).status,
     ).toBe(202);
-    await waitForStatus(t.stack, t.key, id, (x) => x.status === 'online' && x.generation === w.generation);
+    await waitForStatus(
+      t.stack,
+      t.key,
+      id,
+      (x) => x.status === 'online' && x.generation === w.generation + 1,
+    );
     expect((await a2a()).status).toBe(200);
     await spent(45);
 
