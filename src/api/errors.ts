@@ -154,10 +154,15 @@ export function errorHandler(log: {
     }
     // body-parser errors carry a status and a type.
     const e = err as { status?: number; type?: string };
+    // Every 400 names its field: the parser's are about the body as a whole.
     if (e?.type === 'entity.parse.failed') {
-      res
-        .status(400)
-        .json({ error: { code: 'invalid_json', message: parseFailure((err as { body?: unknown }).body) } });
+      res.status(400).json({
+        error: {
+          code: 'invalid_json',
+          message: parseFailure((err as { body?: unknown }).body),
+          field: 'body',
+        },
+      });
       return;
     }
     if (e?.type === 'entity.too.large') {
@@ -177,7 +182,11 @@ export function errorHandler(log: {
       return;
     }
     if (e?.status && e.status >= 400 && e.status < 500) {
-      res.status(e.status).json({ error: { code: 'bad_request', message: 'bad request' } });
+      // The parser's other refusals (a body that does not inflate as its Content-Encoding says,
+      // a length that does not match): the body could not be read.
+      const error: Record<string, string> = { code: 'bad_request', message: 'body: could not be read' };
+      if (e.status === 400) error.field = 'body';
+      res.status(e.status).json({ error });
       return;
     }
     log.error({ err, method: req.method, path: req.path }, 'unhandled error');

@@ -28,7 +28,7 @@ describe('bad input is refused and creates nothing', () => {
     );
 
   it.each([
-    ['invalid JSON', { rawBody: '{"name": ' }, 'invalid_json', undefined],
+    ['invalid JSON', { rawBody: '{"name": ' }, 'invalid_json', 'body'],
     ['unknown backend', { body: { name: 'x', backend: 'gce' } }, 'invalid_request', 'backend'],
     ['missing name', { body: { backend: 'docker' } }, 'invalid_request', 'name'],
     ['empty name', { body: { name: '  ', backend: 'docker' } }, 'invalid_request', 'name'],
@@ -441,7 +441,23 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     ] as const) {
       const res = await t.stack.api.call('POST', '/v1/orgs', { token: t.stack.adminToken, rawBody });
       expect(res.status, rawBody).toBe(400);
-      expect(res.body.error, rawBody).toEqual({ code: 'invalid_json', message });
+      expect(res.body.error, rawBody).toEqual({ code: 'invalid_json', message, field: 'body' });
+    }
+  });
+
+  it('a body that does not inflate as its Content-Encoding says → 400 naming the body', async () => {
+    for (const body of ['{"name":"x"}', Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x01])]) {
+      const res = await fetch(`${t.stack.url}/v1/orgs`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${t.stack.adminToken}`,
+          'content-type': 'application/json',
+          'content-encoding': 'gzip',
+        },
+        body,
+      });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { field?: string } }).error.field).toBe('body');
     }
   });
 

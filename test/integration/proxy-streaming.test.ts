@@ -343,6 +343,34 @@ describe('proxy streaming', () => {
       expect(row.summary).toMatch(/^stream cut/);
     },
   );
+  it('an agent that drops its event stream midway: a last event says so (a JSON-RPC error), then the stream is cut', async () => {
+    const first = 'data: {"jsonrpc":"2.0","id":1,"result":{"kind":"status-update"}}\n\ndata: {"jsonr';
+    const agent = await gatedAgent('text/event-stream', first, CUT);
+    const id = await workspaceAt(agent);
+    const res = await callProxy(id);
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = decoder.decode((await readWithDeadline(reader)).value);
+    agent.release();
+    const end = await (async () => {
+      for (;;) {
+        const { done, value } = await readWithDeadline(reader);
+        if (done) return 'ended';
+        text += decoder.decode(value);
+      }
+    })().catch((err: unknown) => err);
+    // Still not a clean end, and the last event is the error for the request's id.
+    expect(end).toBeInstanceOf(Error);
+    const events = text.split('\n\n').filter((e) => e.startsWith('data: '));
+    expect(JSON.parse(events.at(-1)!.slice('data: '.length))).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      error: { code: -32603, message: 'the workspace agent cut its answer' },
+    });
+    expect((await newestRow(id)).status).toBe(502);
+  });
+
   /** The newest activity row of a workspace, once there is one. */
   const newestRow = (id: string) =>
     waitFor(

@@ -288,10 +288,11 @@ export function a2aRouter(deps: ApiDeps): Router {
       // The response ends once its activity row is written (a caller that reads the log next sees it).
       upstream.on('end', () => resolve());
       // A cut answer: the caller's is cut too, unless nothing of it went yet (a JSON answer's
-      // headers wait for its first bytes): then it gets a clean 502 below.
+      // headers wait for its first bytes): then it gets a clean 502 below. An event stream's is
+      // cut below, after a last event that says why.
       const cut = () => {
         failed = true;
-        if (res.headersSent) res.destroy();
+        if (res.headersSent && !isStream) res.destroy();
       };
       upstream.on('error', () => {
         cut();
@@ -312,7 +313,13 @@ export function a2aRouter(deps: ApiDeps): Router {
     );
     if (gone) return;
     if (failed) {
-      if (res.headersSent) return;
+      if (res.headersSent) {
+        // A JSON-RPC error for the request, as the stream's last event (a client reading events
+        // gets a reason, not only a dropped connection), then the answer is cut as the agent's was.
+        if (isStream && !res.destroyed) res.write(streamCutEvent(body.id), () => res.destroy());
+        else res.destroy();
+        return;
+      }
       res.removeHeader('content-length');
       throw new HttpError(502, 'agent_error', 'the workspace agent cut its answer before any of it arrived');
     }
@@ -433,7 +440,9 @@ function readJsonBody(
       try {
         parsed = JSON.parse(raw.toString('utf8'));
       } catch {
-        return reject(new HttpError(400, 'invalid_json', 'request body is not valid JSON'));
+        return reject(
+          new HttpError(400, 'invalid_json', 'request body is not valid JSON', { field: 'body' }),
+        );
       }
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
         return reject(badRequest('body: expected one JSON-RPC request object', 'body'));
@@ -455,6 +464,15 @@ function reserialized(body: Record<string, unknown>): Buffer {
     if (err instanceof RangeError) throw badRequest('body: nested too deep to forward', 'body');
     throw err;
   }
+}
+
+/**
+ * The event that ends a stream the agent cut: a JSON-RPC error for the request's id. The blank
+ * lines first end an event the cut left half written (a client drops it), and are nothing otherwise.
+ */
+function streamCutEvent(id: unknown): string {
+  const error = { code: -32603, message: 'the workspace agent cut its answer' };
+  return `\n\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: id ?? null, error })}\n\n`;
 }
 
 /** An answer's Content-Length, when it is one (the parser has refused a malformed or conflicting one). */
