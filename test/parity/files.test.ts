@@ -192,7 +192,8 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
       for (const [method, url, body] of [
         ['GET', content('/workspace', path), undefined],
         ['PUT', content('/workspace', path), Buffer.from('pwned')],
-        ['DELETE', content('/workspace', path), undefined],
+        // Deleting the link itself (host-link) removes the link, below.
+        ...(path === 'host-link' ? [] : [['DELETE', content('/workspace', path), undefined] as const]),
       ] as const) {
         const res = await raw(url, method, t.key, body);
         expect(res.status, `${method} ${path}: ${res.body.toString()}`).toBe(400);
@@ -208,6 +209,13 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
     // The links are not followed by a listing either; the rest of the tree is unchanged.
     const after = await listed('/workspace', '', 5);
     expect(after.map((e) => e.path)).toEqual(before.map((e) => e.path));
+    // A link itself can be deleted wherever it points: the link goes, what it names stays.
+    expect((await run(host, ['ln', '-s', '/etc/hostname', '/workspace/unwanted-link'])).code).toBe(0);
+    const unlinked = await raw(content('/workspace', 'unwanted-link'), 'DELETE', t.key);
+    expect(unlinked.status, unlinked.body.toString()).toBe(204);
+    expect((await run(host, ['test', '-L', '/workspace/unwanted-link'])).code).not.toBe(0);
+    expect((await run(host, ['cat', '/etc/hostname'])).out).toBe(hostnameBefore);
+    expect((await run(host, ['ls', '-la', '/etc'])).out).toBe(etcBefore);
     // A link that stays inside the root is fine.
     expect((await run(host, ['ln', '-s', '/workspace/bin', '/workspace/bin-link'])).code).toBe(0);
     const viaLink = await raw(content('/workspace', 'bin-link/blob.bin'), 'GET', t.key);

@@ -49,8 +49,9 @@ const EXIT = {
  * read (depth = the reader's cap, 0 none) → the file's size on a line, then at most that many bytes
  * of it, none when the size is over the cap; write (depth = the size) →
  * stdin into a temporary file beside the target, renamed over it only when complete;
- * delete → removes it; list → NUL-terminated `type|size|mtime|relpath` records; purge → removes it
- * and everything under it, a link as a link (the last component is never followed or checked).
+ * delete → removes it, a link as a link wherever it points (unlinking follows nothing); list →
+ * NUL-terminated `type|size|mtime|relpath` records; purge → removes it and everything under it, a
+ * link as a link (for both, the last component is never followed or checked).
  */
 const SCRIPT = String.raw`
 mode=$1; root=$2; depth=$3; shift 3
@@ -73,17 +74,14 @@ if [ $# -eq 0 ]; then
 else
   last=$1
   target=$cur/$last
-  if [ "$mode" != purge ] && [ -L "./$last" ]; then
+  if [ "$mode" != purge ] && [ "$mode" != delete ] && [ -L "./$last" ]; then
     r=$(readlink -f "./$last" 2>/dev/null)
     if [ -n "$r" ] && [ -e "$r" ]; then
       inside "$r" || { echo "resolves outside $root" >&2; exit 12; }
-      [ "$mode" = delete ] || target=$r
+      target=$r
     else
-      case $mode in
-        delete) ;;
-        write) echo "dangling symlink" >&2; exit 12 ;;
-        *) echo "not found" >&2; exit 11 ;;
-      esac
+      [ "$mode" = write ] && { echo "dangling symlink" >&2; exit 12; }
+      echo "not found" >&2; exit 11
     fi
   fi
 fi

@@ -150,7 +150,8 @@ const insideOf = (rootReal: string) => (p: string) =>
 /**
  * Walks `segs` under the root on the instance: every parent must exist (or is created in write
  * mode) and resolve inside the root; the last component is followed only when it is a link that
- * resolves inside the root (delete acts on the link itself; purge neither follows nor checks it).
+ * resolves inside the root (delete and purge act on a link itself, wherever it points: unlinking
+ * follows nothing).
  */
 async function resolve(
   sftp: SFTPWrapper,
@@ -189,7 +190,8 @@ async function resolve(
   const target = `${cur}/${last}`;
   const st = await fs.lstat(target, full);
   if (!st) return { target, exists: false, rootReal, fs };
-  if (kindOf(st.mode) !== 'link' || mode === 'purge') return { target, exists: true, rootReal, fs };
+  if (kindOf(st.mode) !== 'link' || mode === 'purge' || mode === 'delete')
+    return { target, exists: true, rootReal, fs };
   let real: string | null;
   try {
     real = await fs.realpath(target, full);
@@ -199,13 +201,12 @@ async function resolve(
     real = null;
   }
   if (real === null) {
-    // Dangling link: it can be deleted, not written through, and holds nothing to read.
-    if (mode === 'delete') return { target, exists: true, rootReal, fs };
+    // Dangling link: not written through, and holds nothing to read.
     if (mode === 'write') throw new BackendError('invalid_path', `${full} is a dangling symlink`);
     throw new BackendError('not_found', `${full} not found`);
   }
   if (!inside(real)) throw escapes();
-  return { target: mode === 'delete' ? target : real, exists: true, rootReal, fs };
+  return { target: real, exists: true, rootReal, fs };
 }
 
 /**
