@@ -445,6 +445,23 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     }
   });
 
+  it('the A2A proxy refuses a body in a content coding (415) rather than misread it', async () => {
+    const id = await workspaceRow();
+    for (const coding of ['gzip', 'deflate', 'br']) {
+      const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${t.key}`,
+          'content-type': 'application/json',
+          'content-encoding': coding,
+        },
+        body: '{"jsonrpc":"2.0","id":1,"method":"message/send","params":{}}',
+      });
+      expect(res.status, coding).toBe(415);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unsupported_media_type');
+    }
+  });
+
   it('a body that does not inflate as its Content-Encoding says → 400 naming the body', async () => {
     for (const body of ['{"name":"x"}', Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x01])]) {
       const res = await fetch(`${t.stack.url}/v1/orgs`, {

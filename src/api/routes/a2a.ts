@@ -421,6 +421,19 @@ function readJsonBody(
     req.resume();
     return Promise.reject(new HttpError(413, 'payload_too_large', `request body over ${max} bytes`));
   }
+  // The body is forwarded as its bytes: one in a content coding would be misread (a gzipped
+  // request refused as not JSON, a mislabelled one passed on), so it is refused as such (RFC 9110).
+  const coding = (req.get('content-encoding') ?? 'identity').trim().toLowerCase();
+  if (coding !== 'identity' && coding !== '') {
+    req.resume();
+    return Promise.reject(
+      new HttpError(
+        415,
+        'unsupported_media_type',
+        `content-encoding ${coding}: the A2A proxy takes identity bodies only`,
+      ),
+    );
+  }
   // A destroyed request emits neither `end` nor `error` to listeners added now.
   if (left.aborted) return Promise.resolve(null);
   return new Promise((resolve, reject) => {
