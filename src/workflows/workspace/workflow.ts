@@ -111,20 +111,15 @@ const BACKEND_RETRY = {
   maximumAttempts: 20,
   nonRetryableErrorTypes: ['BackendError.permanent', 'BackendError.not_configured'],
 };
-const backend = proxyActivities<Activities>({
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '10s',
-  retry: BACKEND_RETRY,
-});
+const BACKEND_CALL = { startToCloseTimeout: '10m', heartbeatTimeout: '10s', retry: BACKEND_RETRY };
+const backend = proxyActivities<Activities>(BACKEND_CALL);
 /**
  * The same calls, for a start a stop or a delete may cancel: the cancellation completes only once
  * the try in flight has ended (backend calls do not watch for it), so the stop or the removal that
  * follows never runs beside a start still creating things.
  */
 const backendAwaitingCancel = proxyActivities<Activities>({
-  startToCloseTimeout: '10m',
-  heartbeatTimeout: '10s',
-  retry: BACKEND_RETRY,
+  ...BACKEND_CALL,
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 /**
@@ -476,18 +471,18 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
    * accepted): a start retried for long (an ec2 volume that does not come free, 20 tries of up to
    * two minutes each) no longer holds the delete or the stop back until its tries run out. No
    * further try starts; with `backendAwaitingCancel` the try in flight ends before this returns.
-   * `cancelled` reports whether it was cancelled here.
+   * `onCancel` runs when it is cancelled here.
    */
   async function untilStopAsked<T>(
     step: () => Promise<T>,
     stopAsked: () => boolean,
-  ): Promise<{ result: Promise<T>; cancelled: boolean }> {
+    onCancel: () => void,
+  ): Promise<T> {
     const stepScope = new CancellationScope();
     const watchScope = new CancellationScope();
     const done = stepScope.run(step);
     const asked = watchScope.run(() => condition(stopAsked));
     asked.catch(() => undefined); // cancelled below once the step ends
-    let cancelled = false;
     try {
       await Promise.race([
         done.then(
@@ -498,17 +493,12 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       ]);
       if (stopAsked()) {
         stepScope.cancel();
-        cancelled = true;
+        onCancel();
       }
+      return await done;
     } finally {
       watchScope.cancel();
     }
-    // Settled either way before it is handed on: the caller awaits it inside its own try.
-    await done.then(
-      () => undefined,
-      () => undefined,
-    );
-    return { result: done, cancelled };
   }
 
   /**
@@ -608,12 +598,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     const stopAsked = () => s.deleteRequested || (stopCancels && s.desired === 'stopped');
     let cancelled = false;
     try {
-      if (!cancellable) await startOnce();
-      else {
-        const run = await untilStopAsked(startOnce, stopAsked);
-        cancelled = run.cancelled;
-        await run.result;
-      }
+      await (cancellable ? untilStopAsked(startOnce, stopAsked, () => (cancelled = true)) : startOnce());
     } catch (err) {
       // Cancelled, or failed once a delete was accepted: the delete (or the stop) deals with
       // whatever the start made, with no failed generation to record first.
@@ -624,11 +609,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await failGeneration(generation, failureMessage(err));
       return;
     }
-    // A try that ended well although cancelled: the stop (or a start that withdrew it) decides.
-    if (cancelled) {
-      interruptedBoot();
-      return;
-    }
+    // A try that ended well although a stop or a delete cancelled it goes on as any start does:
+    // waitReady sees the stop or the delete (or, a start having withdrawn the stop, the agent).
     await setStatus(status, 'booting');
     const outcome = await waitReady(generation, configHash);
     if (outcome === 'interrupted') interruptedBoot();
