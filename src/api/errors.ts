@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import pg from 'pg';
 import type { z } from 'zod';
 import { AppError, type RefusalKind } from '../app/errors.js';
@@ -42,7 +42,7 @@ export const conflict = (message: string, code = 'conflict') => new HttpError(40
 /** Parses with zod; the 400 names the first offending field. */
 export function parse<T extends z.ZodType>(schema: T, value: unknown, where = 'body'): z.infer<T> {
   // api.md: an invalid body is 400 with the field named.
-  if (value === NOT_JSON) throw badRequest(`${where}: must be JSON (Content-Type: application/json)`, where);
+  if (value === NOT_JSON) throw nonJsonBody(where);
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
@@ -63,10 +63,19 @@ export const NOT_JSON: Readonly<Record<string, never>> = Object.freeze({});
  * declared), so that a route reading a body says so rather than that the body seems missing. A route that reads none (an action: restart, stop) is unaffected, whatever was sent.
  */
 export const markNonJsonBody: RequestHandler = (req, _res, next) => {
-  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
-  if (hasBody && req.is('application/json') === false) req.body = NOT_JSON;
+  if (hasNonJsonBody(req)) req.body = NOT_JSON;
   next();
 };
+
+/** Whether the request carries a body declared other than JSON (or not declared at all). */
+export function hasNonJsonBody(req: Request): boolean {
+  const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+  return hasBody && req.is('application/json') === false;
+}
+
+/** The refusal of such a body where one is read. */
+export const nonJsonBody = (where = 'body') =>
+  badRequest(`${where}: must be JSON (Content-Type: application/json)`, where);
 
 /**
  * Why the JSON parser refused a body: not JSON at all, or JSON that is not an object or array (the

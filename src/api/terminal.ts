@@ -23,6 +23,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { BackendError, type TerminalSession, type TerminalSize } from '../backends/backend.js';
 import { orgIdForApiKey } from '../db/orgs.js';
+import { tokenKind } from './auth.js';
 import {
   claimStaleTerminalSessions,
   deleteTerminalSession,
@@ -250,6 +251,12 @@ export function attachTerminal(
       if (!orgId) throw new Refused(CLOSE_AUTH, 'invalid token');
       scope = orgId;
       rateKey = rateLimitKey({ kind: 'org', orgId }, token, hashToken(token));
+    } else if (tokenKind(token) === 'ws' || tokenKind(token) === 'boot') {
+      // Said so (the prefix tells the kind anyway): "invalid" sent callers looking for a typo.
+      throw new Refused(
+        CLOSE_AUTH,
+        'workspace tokens cannot open terminals: use an org key or the admin token',
+      );
     } else throw new Refused(CLOSE_AUTH, 'invalid token');
     const over = await rateLimit.charge(rateKey);
     if (over) {

@@ -51,7 +51,13 @@ export interface OrphanRemoval {
   workspaceId: string;
   orgId: string;
   generation: number | null;
+  /** The containers / instances removed. */
   instanceIds: string[];
+  /**
+   * The volumes removed with them (docker volume names, EC2 volume ids). Absent from results
+   * recorded before it was split out of `instanceIds`.
+   */
+  volumeIds?: string[];
   reason: OrphanReason;
 }
 
@@ -106,7 +112,7 @@ export function selectOrphans(input: {
         workspaceId: first.workspaceId,
         orgId: first.orgId,
         generation: null,
-        instanceIds: old.map((r) => r.instanceId).sort(),
+        ...split(old),
         reason,
       });
       continue;
@@ -121,7 +127,7 @@ export function selectOrphans(input: {
         workspaceId: first.workspaceId,
         orgId: first.orgId,
         generation,
-        instanceIds: rs.map((r) => r.instanceId).sort(),
+        ...split(rs),
         reason: rs[0]!.reason,
       });
     }
@@ -133,6 +139,21 @@ export function selectOrphans(input: {
       (a.generation ?? -1) - (b.generation ?? -1),
   );
   return { removals, counts };
+}
+
+/** A removal's resources: instances (containers) apart from volumes, each sorted. */
+function split(rs: readonly ListedResource[]): { instanceIds: string[]; volumeIds: string[] } {
+  const isVolume = (r: ListedResource) => r.kind === 'volume' || r.kind === 'generation-volume';
+  return {
+    instanceIds: rs
+      .filter((r) => !isVolume(r))
+      .map((r) => r.instanceId)
+      .sort(),
+    volumeIds: rs
+      .filter(isVolume)
+      .map((r) => r.instanceId)
+      .sort(),
+  };
 }
 
 /** A per-org network a backend listed (docker's `wo-org-<org>` bridge). */

@@ -106,9 +106,11 @@ export async function orphanSweepWorkflow(input: OrphanSweepInput): Promise<Orph
     () => orphanSweep(input),
     (r) => {
       const actions = { removed: 0, terminated: 0 };
-      // EC2 instances are terminated; Docker containers, volumes and networks removed.
-      for (const x of r.removed)
+      // EC2 instances are terminated; containers, volumes (either backend) and networks removed.
+      for (const x of r.removed) {
         actions[x.backend === 'ec2' ? 'terminated' : 'removed'] += x.instanceIds.length;
+        actions.removed += x.volumeIds?.length ?? 0;
+      }
       actions.removed += r.networks?.removed.length ?? 0;
       const partial =
         r.failed.length > 0 ||
@@ -572,7 +574,16 @@ const sweepOrg = (orgId: string) =>
 
 function orphanSummary(r: OrphanRemoval): string {
   const what = r.generation !== null ? resourceName(r.workspaceId, r.generation) : `ws-${r.workspaceId}`;
-  const how = r.backend === 'ec2' ? `TerminateInstances ${r.instanceIds.join(' ')}` : 'docker';
+  const volumes = r.volumeIds ?? [];
+  const how =
+    r.backend !== 'ec2'
+      ? 'docker'
+      : [
+          r.instanceIds.length > 0 ? `TerminateInstances ${r.instanceIds.join(' ')}` : '',
+          volumes.length > 0 ? `DeleteVolume ${volumes.join(' ')}` : '',
+        ]
+          .filter(Boolean)
+          .join(', ');
   return `remove orphan ${what} (${how}; ${r.reason})`;
 }
 

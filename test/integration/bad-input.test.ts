@@ -462,6 +462,25 @@ describe('values PostgreSQL would refuse are refused at the edge with 400 and th
     }
   });
 
+  it('the A2A proxy refuses a body not declared JSON (400 body), as the management routes do', async () => {
+    const id = await workspaceRow();
+    const request = '{"jsonrpc":"2.0","id":1,"method":"message/send","params":{}}';
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', null]) {
+      const res = await fetch(`${t.stack.url}/v1/workspaces/${id}/a2a`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${t.key}`, ...(type ? { 'content-type': type } : {}) },
+        // A Buffer: fetch would declare a string text/plain itself.
+        body: Buffer.from(request),
+      });
+      expect(res.status, String(type)).toBe(400);
+      expect(((await res.json()) as { error: unknown }).error, String(type)).toEqual({
+        code: 'invalid_request',
+        field: 'body',
+        message: 'body: must be JSON (Content-Type: application/json)',
+      });
+    }
+  });
+
   it('a body that does not inflate as its Content-Encoding says → 400 naming the body', async () => {
     for (const body of ['{"name":"x"}', Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x01])]) {
       const res = await fetch(`${t.stack.url}/v1/orgs`, {

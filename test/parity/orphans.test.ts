@@ -214,12 +214,18 @@ describe.each(PARITY_BACKENDS)('%s orphan sweep', CONCURRENT_BLOCK, (backend) =>
           .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
       );
       expect(second.counts.removed).toBeGreaterThanOrEqual(5);
+      // The volumes-only workspace's removal names its volumes as volumes, no instance.
+      const onlyVolumes = removed.find((r) => r.workspaceId === volumesOnly);
+      expect(onlyVolumes?.instanceIds).toEqual([]);
+      expect(onlyVolumes?.volumeIds?.length).toBeGreaterThan(0);
       if (leaked) {
         // Each leaked volume went with its generation or workspace; the live generation's stayed.
-        const removedIds = removed.flatMap((r) => r.instanceIds);
+        // Named as volumes, not as instances.
+        const removedIds = removed.flatMap((r) => r.volumeIds ?? []);
         expect(removedIds).toEqual(expect.arrayContaining([leaked.superseded, leaked.deleted, leaked.only]));
         expect(removedIds).not.toContain(leaked.liveGeneration);
-        expect(removed.find((r) => r.workspaceId === live)?.instanceIds).toContain(leaked.superseded);
+        expect(removed.flatMap((r) => r.instanceIds)).not.toContain(leaked.superseded);
+        expect(removed.find((r) => r.workspaceId === live)?.volumeIds).toContain(leaked.superseded);
         expect(await volumeState(leaked.superseded)).toBe('gone');
         expect(await volumeState(leaked.deleted)).toBe('gone');
         expect(await volumeState(leaked.only)).toBe('gone');

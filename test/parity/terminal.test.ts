@@ -10,6 +10,7 @@ import { describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import type { ApiDeps } from '../../src/api/deps.js';
 import { attachTerminal, type TerminalOptions } from '../../src/api/terminal.js';
+import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { liveSessions, openTerm, type Term } from '../support/terminal-client.js';
@@ -115,6 +116,13 @@ describe.each(PARITY_BACKENDS)('%s terminal', CONCURRENT_BLOCK, (backend) => {
     expect(await closeCodeOf(t.stack.url, id)).toBe(4401);
     expect(await closeCodeOf(t.stack.url, id, 'wo_org_not-a-real-key')).toBe(4401);
     expect(await closeCodeOf(t.stack.url, id, 'garbage')).toBe(4401);
+    // A workspace's own token is refused by name, not as an invalid one.
+    const wsToken = await mintWorkspaceToken(t.stack.service.db.pool, id, generation);
+    const refused = await openTerm(t.stack.url, id, { token: wsToken }).closed;
+    expect(refused).toEqual({
+      code: 4401,
+      reason: expect.stringMatching(/workspace tokens cannot open terminals/),
+    });
     expect(await closeCodeOf(t.stack.url, 'ffffffffffffffff', t.key)).toBe(4404);
     expect(await closeCodeOf(t.stack.url, 'not-an-id', t.key)).toBe(4404);
     const other = await createOrg(t.stack, 'other-org');

@@ -56,6 +56,7 @@ describe('selectOrphans', () => {
         orgId: ORG,
         generation: 3,
         instanceIds: ['i-w-3'],
+        volumeIds: [],
         reason: 'discarded',
       },
     ]);
@@ -85,6 +86,7 @@ describe('selectOrphans', () => {
         orgId: ORG,
         generation: 2,
         instanceIds: ['i-w-2'],
+        volumeIds: [],
         reason: 'superseded',
       },
     ]);
@@ -108,6 +110,7 @@ describe('selectOrphans', () => {
         orgId: ORG,
         generation: null,
         instanceIds: ['i-gone-1', 'i-gone-2'],
+        volumeIds: [],
         reason: 'deleted',
       },
       {
@@ -116,6 +119,7 @@ describe('selectOrphans', () => {
         orgId: ORG,
         generation: null,
         instanceIds: ['i-nobody-1'],
+        volumeIds: [],
         reason: 'unknown',
       },
     ]);
@@ -144,6 +148,7 @@ describe('selectOrphans', () => {
         orgId: ORG,
         generation: 1,
         instanceIds: ['i-x-1'],
+        volumeIds: [],
         reason: 'unknown',
       },
     ]);
@@ -166,7 +171,9 @@ describe('selectOrphans', () => {
         workspaceId: 'gone',
         orgId: ORG,
         generation: null,
-        instanceIds: ['ws-gone-configs', 'ws-gone-workspace'],
+        // Volumes apart from containers (the result once listed both as `instanceIds`).
+        instanceIds: [],
+        volumeIds: ['ws-gone-configs', 'ws-gone-workspace'],
         reason: 'deleted',
       },
     ]);
@@ -214,10 +221,12 @@ describe('selectOrphans', () => {
         gone: { backend: 'ec2', generation: 1, status: 'deleted' },
       },
     );
-    expect(out.removals.map((r) => [r.workspaceId, r.generation, r.instanceIds, r.reason])).toEqual([
-      ['gone', null, ['vol-gone-1'], 'deleted'],
-      ['w', 2, ['i-w-2', 'vol-w-2'], 'superseded'],
-      ['x', 1, ['vol-x-1'], 'unknown'],
+    expect(
+      out.removals.map((r) => [r.workspaceId, r.generation, r.instanceIds, r.volumeIds, r.reason]),
+    ).toEqual([
+      ['gone', null, [], ['vol-gone-1'], 'deleted'],
+      ['w', 2, ['i-w-2'], ['vol-w-2'], 'superseded'],
+      ['x', 1, [], ['vol-x-1'], 'unknown'],
     ]);
     expect(out.counts).toEqual({ listed: 7, live: 2, young: 1, foreign: 0 });
   });
@@ -254,7 +263,7 @@ describe('selectOrphans', () => {
           res({ ...it, instanceId: `i${i}`, createdAtMs: it.young ? YOUNG : OLD }),
         );
         const out = select(resources, ws);
-        const chosen = new Set(out.removals.flatMap((r) => r.instanceIds));
+        const chosen = new Set(out.removals.flatMap((r) => [...r.instanceIds, ...(r.volumeIds ?? [])]));
         for (const r of resources) {
           const w = ws[r.workspaceId];
           const live =

@@ -245,10 +245,17 @@ describe('findOrphans over 10,000 leaked resources', () => {
     // The superseded generation's volume goes (its generation alone); the live generation's and
     // the live docker workspace's volume stay; the deleted workspace goes whole.
     expect(
-      found.removals.map((r) => [r.backend, r.workspaceId, r.generation, r.instanceIds, r.reason]),
+      found.removals.map((r) => [
+        r.backend,
+        r.workspaceId,
+        r.generation,
+        r.instanceIds,
+        r.volumeIds,
+        r.reason,
+      ]),
     ).toEqual([
-      ['ec2', 'gone', null, ['vol-gone1'], 'deleted'],
-      ['ec2', 'w', 2, ['vol-w2'], 'superseded'],
+      ['ec2', 'gone', null, [], ['vol-gone1'], 'deleted'],
+      ['ec2', 'w', 2, [], ['vol-w2'], 'superseded'],
     ]);
     expect(found.counts).toEqual({ listed: 4, live: 2, young: 0, foreign: 0 });
   });

@@ -41,7 +41,7 @@ import { presentedAgentCredential } from '../../db/agent-credentials.js';
 import { AGENT_CREDENTIAL_HEADER } from '../../security/agent-credential.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpError, badRequest, conflict } from '../errors.js';
+import { HttpError, badRequest, conflict, hasNonJsonBody, nonJsonBody } from '../errors.js';
 import { InFlight } from '../inflight.js';
 import { PROXY, loadsProxyWorkspace, ownProxyWorkspaceOf, proxyWorkspaceOf } from '../workspace-param.js';
 
@@ -433,6 +433,12 @@ function readJsonBody(
         `content-encoding ${coding}: the A2A proxy takes identity bodies only`,
       ),
     );
+  }
+  // JSON-RPC over HTTP is application/json; a body declared otherwise (curl -d's form type,
+  // text/plain, none) is refused as the management routes refuse it, not passed on to the agent.
+  if (hasNonJsonBody(req)) {
+    req.resume();
+    return Promise.reject(nonJsonBody());
   }
   // A destroyed request emits neither `end` nor `error` to listeners added now.
   if (left.aborted) return Promise.resolve(null);
