@@ -28,6 +28,7 @@ import {
   type AgentLiveness,
   type AgentReady,
   type BackendName,
+  type RequestDeadline,
   type RestartPolicyChange,
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
@@ -62,6 +63,9 @@ export interface EntityClientOptions {
    */
   localWorkerRunning?: () => boolean;
 }
+
+/** How long past its deadline an Update's answer is still awaited (4 s + this stays under 5 s). */
+const ANSWER_GRACE_MS = 750;
 
 // temporal.api.enums.v1 values (the proto package is not a direct dependency).
 const TASK_QUEUE_KIND_NORMAL = 1;
@@ -169,7 +173,9 @@ export class EntityClient {
 
   /** Saves config through the entity (serialized with restarts); answers once it is in the DB. */
   async configure(workspaceId: string, input: ConfigureInput): Promise<ConfigureResult> {
-    return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(configureUpdate, { args: [input] }));
+    return this.sendUpdate((d) =>
+      this.handle(workspaceId).executeUpdate(configureUpdate, { args: [{ ...input, ...d }] }),
+    );
   }
 
   /** Sets the restart policy the entity applies from its next decision (saved by the entity). */
@@ -177,14 +183,19 @@ export class EntityClient {
     workspaceId: string,
     change: RestartPolicyChange,
   ): Promise<{ restartPolicy: string }> {
-    return this.sendUpdate(() =>
-      this.handle(workspaceId).executeUpdate(restartPolicyUpdate, { args: [change] }),
+    return this.sendUpdate((d) =>
+      this.handle(workspaceId).executeUpdate(restartPolicyUpdate, { args: [{ ...change, ...d }] }),
     );
   }
 
   /** Runs a lifecycle Update; a validator rejection or a finished entity answers 409. */
   async update<Ret>(workspaceId: string, def: UpdateDefinition<Ret, []>): Promise<Ret> {
-    return this.sendUpdate(() => this.handle(workspaceId).executeUpdate(def));
+    return this.sendUpdate((d) => this.sendLifecycle<Ret>(workspaceId, def, d));
+  }
+
+  /** A lifecycle Update with the caller's deadline (its definition is typed without one). */
+  private sendLifecycle<Ret>(workspaceId: string, def: UpdateDefinition<Ret, []>, d: RequestDeadline) {
+    return this.handle(workspaceId).executeUpdate<Ret, [RequestDeadline]>(def.name, { args: [d] });
   }
 
   /**
@@ -203,7 +214,7 @@ export class EntityClient {
     settings: { bootDeadlineMs: number; continueAsNewAfterEvents?: number },
   ): Promise<{ accepted: true; status: WorkspaceStatus }> {
     return this.sendUpdate(
-      () => this.handle(w.id).executeUpdate(deleteUpdate).catch(deleteUnderWay),
+      (d) => this.sendLifecycle(w.id, deleteUpdate, d).catch(deleteUnderWay),
       async () => {
         try {
           await this.start(
@@ -227,7 +238,16 @@ export class EntityClient {
     );
   }
 
-  private async sendUpdate<T>(call: () => Promise<T>, onGone?: () => Promise<T>): Promise<T> {
+  /**
+   * Sends an Update that the entity refuses unless it gets it by `deadline` (RequestDeadline): after
+   * that this answers 503 "nothing was changed", and a worker that takes it later (back from a
+   * crash, or busy) refuses it, so the 503 stays true. The answer itself may take a little longer
+   * (an Update taken just in time still answers, within the contract's 5 s).
+   */
+  private async sendUpdate<T>(
+    call: (d: RequestDeadline) => Promise<T>,
+    onGone?: () => Promise<T>,
+  ): Promise<T> {
     const deadline = Date.now() + this.callTimeoutMs;
     let polling: boolean;
     try {
@@ -237,7 +257,10 @@ export class EntityClient {
     }
     if (!polling) throw temporalUnavailable('no worker is polling the task queue; nothing was changed');
     try {
-      return await this.withDeadline(call, deadline);
+      return await this.withDeadline(
+        () => call({ notAfterMs: deadline }),
+        deadline + Math.min(ANSWER_GRACE_MS, this.callTimeoutMs / 4),
+      );
     } catch (err) {
       if (onGone && (err instanceof WorkflowNotFoundError || isCompleted(err))) return onGone();
       throw toHttpError(err);
@@ -296,6 +319,7 @@ export function toHttpError(err: unknown): HttpError {
         case FailureType.InvalidInput:
           return badRequest(message, fieldOf(cause) ?? 'body');
         case FailureType.Unavailable:
+        case FailureType.Expired:
           return temporalUnavailable(message);
         case FailureType.Deleted:
         case FailureType.Conflict:

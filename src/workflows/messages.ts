@@ -136,7 +136,16 @@ export interface WorkspaceState {
   lastRestartReason?: string | null;
 }
 
-export interface ConfigureInput {
+/**
+ * When the caller stops waiting for its Update (epoch ms): an entity that only gets it later (its
+ * worker down, or busy) refuses it unseen, so a caller's "unavailable, nothing was changed" stays
+ * true. Absent: no deadline (Updates from before it, and the platform's own).
+ */
+export interface RequestDeadline {
+  notAfterMs?: number;
+}
+
+export interface ConfigureInput extends RequestDeadline {
   runtime?: string;
   config?: Record<string, unknown>;
   restart?: boolean;
@@ -173,7 +182,7 @@ export interface AgentLiveness {
 }
 
 /** PATCH /v1/workspaces/:id `restartPolicy`: what the entity applies from its next decision on. */
-export interface RestartPolicyChange {
+export interface RestartPolicyChange extends RequestDeadline {
   /** The policy in force from now (the override, else the template's, else the server default). */
   policy: 'always' | 'never';
   /** What the workspace row keeps: its own choice, or null for "the template's / the default". */
@@ -184,6 +193,10 @@ export const configureUpdate = defineUpdate<ConfigureResult, [ConfigureInput]>('
 export const restartPolicyUpdate = defineUpdate<{ restartPolicy: 'always' | 'never' }, [RestartPolicyChange]>(
   'restartPolicy',
 );
+/**
+ * The lifecycle Updates take no argument, or a RequestDeadline (the API's, sent by name): typed
+ * without one, so that callers with no deadline (the platform's own, tests) call them as before.
+ */
 export const restartUpdate = defineUpdate<Accepted, []>('restart');
 /**
  * A stop the platform asks for itself: its phase and message go with `stopping` and `stopped`, so the
@@ -220,6 +233,8 @@ export const FailureType = {
   InvalidInput: 'InvalidInput',
   /** The entity could not finish the call (its activity kept failing): the API answers 503. */
   Unavailable: 'Unavailable',
+  /** The Update came after its caller's deadline (RequestDeadline): refused, nothing changed; 503. */
+  Expired: 'Expired',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 

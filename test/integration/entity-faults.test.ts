@@ -6,6 +6,7 @@
  * worker as what is missing.
  */
 import { describe, expect, it } from 'vitest';
+import { waitFor } from '../setup/wait-for.js';
 import { insertWorkspaceRow, useStack, waitForStatus } from '../support/stack.js';
 
 describe('a config the database refuses (worker running, docker)', () => {
@@ -85,6 +86,63 @@ describe('a config the database refuses (worker running, docker)', () => {
 
 describe('a row whose entity is gone (worker running, docker)', () => {
   const t = useStack();
+
+  it('a lifecycle call answered 503 because its entity was busy is never carried out later', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'busy-entity', backend: 'docker' },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    await waitForStatus(t.stack, t.key, id, 'online');
+    const pool = t.stack.service.db.pool;
+    const holder = await pool.connect();
+    let stop: Awaited<ReturnType<typeof t.stack.api.call>>;
+    let tookMs: number;
+    try {
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key })).status).toBe(
+        202,
+      );
+      // The workspace's row locked: the restart's next transition waits on it, and holds the
+      // entity's workflow task open (as a worker back from a crash, or a busy one, would).
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE', [id]);
+      await waitFor(
+        async () =>
+          (
+            await pool.query<{ n: number }>(
+              `SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+            )
+          ).rows[0]!.n > 0,
+        { timeoutMs: 30_000, describe: "the entity's transition waiting on the row" },
+      );
+      const sent = Date.now();
+      stop = await t.stack.api.call('POST', `/v1/workspaces/${id}/stop`, { token: t.key });
+      tookMs = Date.now() - sent;
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect(stop.status).toBe(503);
+    expect(stop.body.error.code).toBe('temporal_unavailable');
+    expect(tookMs).toBeLessThan(5000);
+    // The entity gets the stop once the row is free, after its caller gave up: refused, so the
+    // restart goes on and nothing stops the workspace.
+    await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 2);
+    const history = await t.stack.service.temporal.workflow.getHandle(created.body.workflowId).fetchHistory();
+    const accepted = (history.events ?? [])
+      .map((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name)
+      .filter(Boolean);
+    expect(accepted).toEqual(['restart']);
+    const stops = await pool.query(
+      `SELECT 1 FROM workspace_transitions WHERE workspace_id = $1 AND status IN ('stopping', 'stopped')`,
+      [id],
+    );
+    expect(stops.rowCount).toBe(0);
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
 
   it('DELETE of a row with no workflow (an ambiguous create whose start never landed) converges to deleted', async () => {
     // What POST leaves when the start and the existence check both time out and the start never

@@ -15,7 +15,8 @@
  * `wf-local-db-steps` is the same story recorded with the DB steps as local activities;
  * `wf-auto-restart-failed` and `wf-stop-failed` are from before the restart policy's give-up tore
  * its generation down and a refused stop was retried (`wf-auto-restart-give-up*`, `wf-stop-retr*`
- * after). Add new ones; never overwrite a history older code recorded.
+ * after); `wf-serial-local-steps` has an Update's database step and the main loop's met in one task,
+ * run one after the other. Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

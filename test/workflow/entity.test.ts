@@ -20,7 +20,9 @@ import {
   stateQuery,
   stopUpdate,
   platformStopUpdate,
+  type Accepted,
   type CarriedState,
+  type RequestDeadline,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
 import { deleteBackoffMs } from '../../src/workflows/workspace/decide.js';
@@ -37,6 +39,7 @@ import {
   withWorker,
   type Harness,
 } from './harness.js';
+import { waitFor } from '../setup/wait-for.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -165,6 +168,77 @@ describe('entity workflow: happy path and configure', () => {
       await online(h, handle, 3);
       expect(h.fakes.snapshots.get(3)?.configHash).toBe(later.configHash);
       await deleteAndComplete(h, handle, 'happy-path');
+    });
+  });
+});
+
+describe("entity workflow: Updates past their caller's deadline", () => {
+  it('an Update the entity gets after its caller stopped waiting is refused and changes nothing', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      // Workflow time is the server's (skipped here): deadlines are taken from it.
+      const late: RequestDeadline = { notAfterMs: (await env.currentTimeMs()) - 1 };
+      const restartLate = handle.executeUpdate<Accepted, [RequestDeadline]>(restartUpdate.name, {
+        args: [late],
+      });
+      expect(await failureOf(restartLate)).toEqual({ type: FailureType.Expired });
+      const saveLate = handle.executeUpdate(configureUpdate, {
+        args: [{ config: { v: 1 }, restart: true, ...late }],
+      });
+      expect(await failureOf(saveLate)).toEqual({ type: FailureType.Expired });
+      const deleteLate = handle.executeUpdate<Accepted, [RequestDeadline]>(deleteUpdate.name, {
+        args: [late],
+      });
+      expect(await failureOf(deleteLate)).toEqual({ type: FailureType.Expired });
+      expect(h.fakes.count('saveConfig')).toBe(0);
+      expect((await handle.query(stateQuery)).status).toBe('online');
+      // In time, the same Update is taken.
+      const inTime: RequestDeadline = { notAfterMs: (await env.currentTimeMs()) + 600_000 };
+      const taken = await handle.executeUpdate<Accepted, [RequestDeadline]>(restartUpdate.name, {
+        args: [inTime],
+      });
+      expect(taken.accepted).toBe(true);
+      await online(h, handle, 2);
+      expect(h.fakes.count('startResource', (i) => i.generation === 2)).toBe(1);
+      await deleteAndComplete(h, handle, 'update-deadline');
+    });
+  });
+});
+
+describe('entity workflow: Update handlers beside the main loop', () => {
+  it("replays when a handler's DB step and the main loop's end out of their order (they run one at a time)", async () => {
+    await withWorker(env, async (h) => {
+      let release = () => {};
+      h.fakes.gates.startResource = new Promise<void>((resolve) => (release = resolve));
+      const handle = await startEntity(h);
+      await waitFor(() => h.fakes.count('startResource') === 1, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        describe: 'the start under way',
+      });
+      // A slow save holds a workflow task open; the start's end and a second save arrive
+      // meanwhile, so one task brings both: the main loop's `booting` transition and the handler's
+      // save. Run side by side, local activities end in another order than they started, and a
+      // replay resumes them in start order: a worker replaying a history where that reordered the
+      // handler's answer and the main loop's commands failed the task for good (seen under load).
+      h.fakes.durations.saveConfig = (n) => (n === 1 ? 400 : 80);
+      const first = handle.executeUpdate(configureUpdate, { args: [{ config: { v: 1 } }] });
+      await waitFor(() => h.fakes.count('saveConfig') === 1, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        describe: 'the first save under way',
+      });
+      release();
+      const second = handle.executeUpdate(configureUpdate, { args: [{ config: { v: 2 } }] });
+      const answers = await Promise.all([first, second]);
+      expect(answers.map((a) => a.generation)).toEqual([2, 2]);
+      const last = await until(h, handle, (s) => s.status === 'online' && !s.busy, 'online', 0);
+      expect(last.generation).toBe(2);
+      expect(h.fakes.snapshots.get(2)?.config).toEqual({ v: 2 });
+      // The save and the transition met in one task, and ran one after the other.
+      expect(h.fakes.maxLocalInFlight).toBe(1);
+      await deleteAndComplete(h, handle, 'serial-local-steps');
     });
   });
 });

@@ -64,6 +64,14 @@ export class Fakes {
   faults: Partial<Record<ActivityName, (n: number, input: Record<string, unknown>) => Error | null>> = {};
   /** Per activity: awaited before it runs (to hold a step while the test acts). */
   gates: Partial<Record<ActivityName, Promise<void>>> = {};
+  /**
+   * Per activity: how long call n takes (ms of wall time), so that steps running side by side end
+   * in another order than they started, as real database calls do.
+   */
+  durations: Partial<Record<ActivityName, (n: number, input: Record<string, unknown>) => number>> = {};
+  /** Local activities running now, and the most that ever ran at once. */
+  localInFlight = 0;
+  maxLocalInFlight = 0;
   /** Activities that learnt of their cancellation while held (by a heartbeat's answer). */
   cancelsSeen: ActivityName[] = [];
   client: TestWorkflowEnvironment['client'] | null = null;
@@ -84,10 +92,14 @@ export class Fakes {
     const ctx = Context.current();
     const beat = info.isLocal ? undefined : setInterval(() => ctx.heartbeat(), 20);
     ctx.cancellationSignal.addEventListener('abort', () => this.cancelsSeen.push(name), { once: true });
+    if (info.isLocal) this.maxLocalInFlight = Math.max(this.maxLocalInFlight, ++this.localInFlight);
     try {
       await this.gates[name];
+      const ms = this.durations[name]?.(this.count(name), input) ?? 0;
+      if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
     } finally {
       clearInterval(beat);
+      if (info.isLocal) this.localInFlight--;
     }
     if (ctx.cancellationDetails?.cancelRequested) throw ctx.cancellationSignal.reason;
     const err = this.faults[name]?.(this.count(name), input);

@@ -50,6 +50,7 @@ import {
   type AgentReady,
   type ConfigureInput,
   type ConfigureResult,
+  type RequestDeadline,
   type RestartPolicyChange,
   type StopCause,
   type WorkspaceStatus,
@@ -171,10 +172,14 @@ export const PATCHES = {
   resumeInterruptedBoot: 'resume-interrupted-boot',
   /** A start after a config save boots a new generation with it (not the stopped one, stale). */
   startBootsSavedConfig: 'start-boots-saved-config',
+  /**
+   * The DB steps' local activities run one at a time (an Update handler's beside the main loop's
+   * used to overlap): a worker delivers overlapping ones' results in the order they ended, a
+   * replay in the order they were scheduled, so the two could interleave the handler and the main
+   * loop differently and a replaying worker failed the workflow task for good (nondeterminism).
+   */
+  serialLocalSteps: 'serial-local-db-steps',
 } as const;
-
-/** Where a DB-only step runs: a local activity, or (histories from before) a regular one. */
-const dbStep = () => (patched(PATCHES.localDbSteps) ? localDb : db);
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
 
@@ -200,6 +205,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   // Config saves and generation snapshots run one after another in acceptance order: the DB ends
   // with the last save, and each save knows which snapshot (generation) is the first to hold it.
   let configChain: Promise<unknown> = Promise.resolve();
+  /** The local DB step in flight (PATCHES.serialLocalSteps): the next one starts after it. */
+  let localStepChain: Promise<unknown> = Promise.resolve();
+  /** Runs a DB-only step: a local activity, or (histories from before) a regular one. */
+  const dbStep = <T>(call: (steps: typeof db) => Promise<T>): Promise<T> => {
+    if (!patched(PATCHES.localDbSteps)) return call(db);
+    if (!patched(PATCHES.serialLocalSteps)) return call(localDb);
+    const run = localStepChain.then(() => call(localDb));
+    localStepChain = run.catch(() => undefined);
+    return run;
+  };
   const serialized = <T>(step: () => Promise<T>): Promise<T> => {
     const next = configChain.then(step);
     configChain = next.catch(() => undefined);
@@ -217,6 +232,21 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         details: [{ status: s.status === 'deleted' ? 'deleted' : 'deleting' }],
       });
     }
+  };
+  /** Workflow time is the task's start: an Update that came after its caller gave up is refused. */
+  const rejectIfExpired = (d: RequestDeadline | undefined) => {
+    if (d?.notAfterMs !== undefined && Date.now() > d.notAfterMs) {
+      throw ApplicationFailure.create({
+        type: FailureType.Expired,
+        message: 'the request reached the workspace after its caller stopped waiting; nothing was changed',
+        nonRetryable: true,
+      });
+    }
+  };
+  /** A lifecycle Update's validator: in time, and the workspace not deleted or being deleted. */
+  const admit = (d?: RequestDeadline) => {
+    rejectIfExpired(d);
+    rejectIfGone();
   };
   const accepted = () => ({ accepted: true as const, status: s.status });
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
@@ -258,9 +288,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       configSavesInFlight++;
       try {
         const { configHash, generation, covered } = await serialized(async () => {
-          const saved = await dbStep().saveConfig.executeWithOptions(
-            { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
-            [{ workspaceId, runtime: change.runtime, config: change.config }],
+          const saved = await dbStep((d) =>
+            d.saveConfig.executeWithOptions(
+              { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
+              [{ workspaceId, runtime: change.runtime, config: change.config }],
+            ),
           );
           s.latestSavedVersion = Math.max(s.latestSavedVersion, saved.configVersion);
           // The next snapshot is the first to hold this save, and snapshots number generations
@@ -287,7 +319,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         configSavesInFlight--;
       }
     },
-    { validator: (_change: ConfigureInput) => rejectIfGone() },
+    { validator: (change: ConfigureInput) => admit(change) },
   );
 
   // The new policy is saved, then used for the next restart decision; `input` carries it through
@@ -296,9 +328,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     restartPolicyUpdate,
     async (change) => {
       try {
-        await dbStep().saveRestartPolicy.executeWithOptions(
-          { summary: `save restart policy ${change.override ?? 'default'}` },
-          [{ workspaceId, override: change.override }],
+        await dbStep((d) =>
+          d.saveRestartPolicy.executeWithOptions(
+            { summary: `save restart policy ${change.override ?? 'default'}` },
+            [{ workspaceId, override: change.override }],
+          ),
         );
       } catch (err) {
         throw ApplicationFailure.create({
@@ -312,7 +346,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       policyChanged = true;
       return { restartPolicy: policy.policy };
     },
-    { validator: (_change: RestartPolicyChange) => rejectIfGone() },
+    { validator: (change: RestartPolicyChange) => admit(change) },
   );
 
   setHandler(
@@ -324,7 +358,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       s.startPending = false;
       return accepted();
     },
-    { validator: rejectIfGone },
+    { validator: admit },
   );
   /** The latest stop request says why: a user's stop after the platform's carries no cause. */
   function requestStop(cause: StopCause | null): Accepted {
@@ -334,7 +368,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.stopCause = cause;
     return accepted();
   }
-  setHandler(stopUpdate, () => requestStop(null), { validator: rejectIfGone });
+  setHandler(stopUpdate, () => requestStop(null), { validator: admit });
   setHandler(platformStopUpdate, (cause) => requestStop(cause), {
     validator: (_cause: StopCause) => rejectIfGone(),
   });
@@ -346,7 +380,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       if (startNeedsAction(s.status, s.busy)) s.startPending = true;
       return accepted();
     },
-    { validator: rejectIfGone },
+    { validator: admit },
   );
   setHandler(
     deleteUpdate,
@@ -354,7 +388,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       s.deleteRequested = true;
       return accepted();
     },
-    { validator: rejectIfGone },
+    { validator: admit },
   );
 
   /** The UI's current details: status, generation, phase, restarts, last error. */
@@ -421,23 +455,19 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     const restart = restartDirty
       ? { count: s.restartHistory.length, lastReason: s.lastRestartReason }
       : undefined;
-    await dbStep().recordTransition.executeWithOptions(
-      { summary: transitionSummary(status, phase, s.generation) },
-      [
-        {
-          workspaceId,
-          generation: s.generation,
-          status,
-          phase,
-          message: opts.message ?? null,
-          error: s.error,
-          ...(restart ? { restart } : {}),
-          ...(opts.discardedGeneration !== undefined
-            ? { discardedGeneration: opts.discardedGeneration }
-            : {}),
-        },
-      ],
-    );
+    // Taken now: a step waiting for the one in flight records the state of this transition.
+    const summary = transitionSummary(status, phase, s.generation);
+    const transition = {
+      workspaceId,
+      generation: s.generation,
+      status,
+      phase,
+      message: opts.message ?? null,
+      error: s.error,
+      ...(restart ? { restart } : {}),
+      ...(opts.discardedGeneration !== undefined ? { discardedGeneration: opts.discardedGeneration } : {}),
+    };
+    await dbStep((d) => d.recordTransition.executeWithOptions({ summary }, [transition]));
     if (restart) restartDirty = false;
   }
 
@@ -555,9 +585,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     let snapshot: { runtime: string; configVersion: number };
     try {
       snapshot = await serialized(async () => {
-        const snap = await dbStep().prepareGeneration.executeWithOptions(
-          { summary: `snapshot the saved config for generation ${generation}` },
-          [{ workspaceId, generation }],
+        const snap = await dbStep((d) =>
+          d.prepareGeneration.executeWithOptions(
+            { summary: `snapshot the saved config for generation ${generation}` },
+            [{ workspaceId, generation }],
+          ),
         );
         s.generation = generation;
         s.configHash = snap.configHash;
