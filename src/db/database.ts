@@ -167,9 +167,23 @@ async function lockDataDir(dir: string): Promise<() => Promise<void>> {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A killed owner not yet reaped (a zombie: its parent, or an init that reaps late, has not
+  // waited for it) still answers kill(0), but holds no file any more: the folder is free.
+  return !isZombie(pid);
+}
+
+/** Linux: the process's state in /proc is Z (zombie) or X (dead). Elsewhere: not known, false. */
+export function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // pid (comm) state …: comm may hold spaces and parentheses, so read after the last ')'.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return false;
   }
 }
 
