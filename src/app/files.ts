@@ -11,11 +11,14 @@ import {
   type WorkspaceRoot,
 } from '../backends/backend.js';
 import type { BackendKind } from '../backends/backend.js';
-import type { WorkspaceRow } from '../db/workspaces.js';
+import type { Queryable } from '../db/queryable.js';
+import { getWorkspace, type WorkspaceRow } from '../db/workspaces.js';
 import { AppError, conflicting, invalid, missing } from './errors.js';
 
 export interface FileDeps {
   backends: Record<BackendKind, WorkspaceBackend>;
+  /** Where the workspace's row is read again when a backend call fails (see backendCall). */
+  db: Queryable;
 }
 
 /** Where a file is: one of the workspace's roots and a path relative to it. */
@@ -24,11 +27,16 @@ export interface FilePlace {
   path: string;
 }
 
+const isOnline = (w: Pick<WorkspaceRow, 'status'>): boolean =>
+  w.status === 'online' || w.status === 'degraded';
+
+/** The 409 of a workspace that is not online (its status named). */
+const notOnline = (w: Pick<WorkspaceRow, 'id' | 'status'>) =>
+  conflicting(`workspace ${w.id} is ${w.status}, not online`, 'not_online');
+
 /** The workspace's files are reachable only while it runs. */
 export function requireOnline(w: WorkspaceRow): void {
-  if (w.status !== 'online' && w.status !== 'degraded') {
-    throw conflicting(`workspace ${w.id} is ${w.status}, not online`, 'not_online');
-  }
+  if (!isOnline(w)) throw notOnline(w);
 }
 
 /** A backend's refusal in the use case's terms; a bad or escaping path is the caller's. */
@@ -62,10 +70,36 @@ function refusal(err: unknown): unknown {
   }
 }
 
-async function backendCall<T>(op: () => Promise<T>): Promise<T> {
+/**
+ * A failure of the backend itself (the resource unreachable, the call cut), as opposed to an answer
+ * about the file or the path: the workspace may have left `online` while the call ran.
+ */
+const backendFailure = (err: unknown): boolean =>
+  err instanceof BackendError && (err.code === 'transient' || err.code === 'permanent');
+
+/**
+ * Runs a backend call for `w`. When it fails as the backend (unreachable, cut short), the row is
+ * read again before answering: a restart, stop or delete accepted while the call ran took the
+ * resource it used away (its status left online/degraded, or its generation moved on), and that is
+ * the 409 `not_online` of a workspace that is not online (api.md), not a 503 whose retry would get
+ * that same 409. With the workspace still online at its generation, the refusal stands (503 with
+ * Retry-After: a real outage); so does it when the row cannot be read.
+ */
+async function backendCall<T>(deps: FileDeps, w: WorkspaceRow, op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
+    if (backendFailure(err)) {
+      const now = await getWorkspace(deps.db, w.id).catch(() => undefined);
+      if (now === null) throw notOnline({ id: w.id, status: 'deleted' });
+      if (now && !isOnline(now)) throw notOnline(now);
+      if (now && now.generation !== w.generation) {
+        throw conflicting(
+          `workspace ${w.id} moved from generation ${w.generation} to ${now.generation} during the call, not online at generation ${w.generation}`,
+          'not_online',
+        );
+      }
+    }
     throw refusal(err);
   }
 }
@@ -76,7 +110,7 @@ export function listFiles(
   at: FilePlace & { depth: number },
   maxEntries: number,
 ): Promise<FileListing> {
-  return backendCall(() =>
+  return backendCall(deps, w, () =>
     deps.backends[w.backend].listFiles(w.id, w.generation, at.root, at.path, at.depth, maxEntries),
   );
 }
@@ -94,7 +128,7 @@ export async function openFile(
   maxBytes: number,
 ): Promise<FileStream> {
   refuseFolderPath(at);
-  const file = await backendCall(() =>
+  const file = await backendCall(deps, w, () =>
     deps.backends[w.backend].openFile(w.id, w.generation, at.root, at.path, maxBytes),
   );
   if (file.size > maxBytes) {
@@ -115,9 +149,13 @@ export function writeFile(
   content: FileContent,
 ): Promise<void> {
   refuseFolderPath(at);
-  return backendCall(() => deps.backends[w.backend].writeFile(w.id, w.generation, at.root, at.path, content));
+  return backendCall(deps, w, () =>
+    deps.backends[w.backend].writeFile(w.id, w.generation, at.root, at.path, content),
+  );
 }
 
 export function deleteFile(deps: FileDeps, w: WorkspaceRow, at: FilePlace): Promise<void> {
-  return backendCall(() => deps.backends[w.backend].deleteFile(w.id, w.generation, at.root, at.path));
+  return backendCall(deps, w, () =>
+    deps.backends[w.backend].deleteFile(w.id, w.generation, at.root, at.path),
+  );
 }

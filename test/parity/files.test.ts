@@ -7,7 +7,9 @@
  * nothing of the write.
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { describe, expect, test } from 'vitest';
+import { waitFor } from '../setup/wait-for.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import { hostContainer, run } from './workspace-shell.js';
 import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, useParityStack } from './backends.js';
@@ -41,8 +43,52 @@ async function raw(url: string, method: string, token: string, body?: Buffer): P
   };
 }
 
+/** A streamed PUT whose body the test sends piece by piece; its answer, whenever the API gives it. */
+function streamedUpload(url: string, token: string, size: number) {
+  const req = http.request(url, {
+    method: 'PUT',
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/octet-stream',
+      'content-length': String(size),
+    },
+  });
+  const answer = new Promise<{ status: number; body: string; at: number }>((resolve, reject) => {
+    req.once('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), at: Date.now() }),
+      );
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+  });
+  answer.catch(() => undefined); // awaited by the test; a request it abandons is not unhandled
+  return {
+    answer,
+    /** Sends more of the body (true: it went out; false: the API already hung up). */
+    send: (bytes: Buffer) =>
+      new Promise<boolean>((resolve) => {
+        if (req.destroyed) return resolve(false);
+        req.write(bytes, (err) => resolve(!err));
+      }),
+    abort: () => req.destroy(),
+  };
+}
+
 describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
   const t = useParityStack(backend);
+
+  /** The id of a new workspace of the block's org (its create accepted). */
+  async function createdWorkspace(name: string): Promise<string> {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name, backend },
+    });
+    expect(created.status).toBe(202);
+    return created.body.id as string;
+  }
 
   it('write → list → read (5 MiB binary) → replace → delete → 404; refusals touch nothing; 413; 409; org isolation', async () => {
     const created = await t.stack.api.call('POST', '/v1/workspaces', {
@@ -359,6 +405,67 @@ describe.each(PARITY_BACKENDS)('%s files API', CONCURRENT_BLOCK, (backend) => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(left.split(/\s+/).sort()).toEqual(['.wo-upload-fresh', 'real.txt']);
+
+    expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+    await waitForStatus(t.stack, t.key, id, 'deleted');
+    expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+  });
+
+  it('an upload under way when the workspace is restarted, then stopped, answers 409 not_online (not 503), promptly', async () => {
+    const id = await createdWorkspace('mover');
+    let online = await waitForStatus(t.stack, t.key, id, 'online');
+    const resources = t.stack.service.backends[backend];
+    const content = (path: string) =>
+      `${t.stack.url}/v1/workspaces/${id}/files/content?root=%2Fworkspace&path=${encodeURIComponent(path)}`;
+
+    for (const change of ['restart', 'stop'] as const) {
+      const generation = online.generation as number;
+      const inside = await hostContainer(backend, t.stack.docker, id, generation);
+      // Part of an 8 MiB upload sent, the rest held back: the write is under way in the resource.
+      const upload = streamedUpload(content(`moving/${change}.bin`), t.key, 8 * MiB);
+      expect(await upload.send(randomBytes(MiB))).toBe(true);
+      await waitFor(
+        async () =>
+          (
+            await run(inside, [
+              'sh',
+              '-c',
+              "find /workspace/moving -name '.wo-upload-*' -size +0 2>/dev/null",
+            ])
+          ).out.trim(),
+        { timeoutMs: 30_000, intervalMs: 100, describe: `the ${change} upload to reach ${id}` },
+      );
+
+      expect(
+        (await t.stack.api.call('POST', `/v1/workspaces/${id}/${change}`, { token: t.key })).status,
+      ).toBe(202);
+      // The generation the upload writes to is gone (restart) or stopped (stop).
+      await waitFor(async () => (await resources.status(id, generation)) !== 'running', {
+        timeoutMs: 90_000,
+        intervalMs: 100,
+        describe: `${id} g${generation} to leave running (${change})`,
+      });
+      const goneAt = Date.now();
+      // More of the body: it lands nowhere. The answer names the workspace's state, and comes
+      // within the promise of an unavailable dependency (5 s), not after retries against a VM that
+      // is gone.
+      await upload.send(randomBytes(MiB));
+      const answer = await Promise.race([
+        upload.answer,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`no answer to the ${change} upload within 60 s`)), 60_000),
+        ),
+      ]).finally(() => upload.abort());
+      expect(answer.status, `${change}: ${answer.body}`).toBe(409);
+      expect(JSON.parse(answer.body).error.code, change).toBe('not_online');
+      expect(
+        answer.at - goneAt,
+        `${change}: answered ${answer.at - goneAt} ms after the resource went`,
+      ).toBeLessThan(5_000);
+
+      if (change === 'restart') online = await waitForStatus(t.stack, t.key, id, 'online');
+      else await waitForStatus(t.stack, t.key, id, 'stopped');
+    }
 
     expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
     await waitForStatus(t.stack, t.key, id, 'deleted');

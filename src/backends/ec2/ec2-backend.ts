@@ -200,6 +200,8 @@ export class Ec2Backend implements WorkspaceBackend {
   private readonly rootMappings = new Map<string, Promise<BlockDeviceMapping[] | null>>();
   /** Concurrent starts of one generation in this process share one attempt (moto ignores ClientToken). */
   private readonly starting = new Map<string, Promise<ResourceInfo>>();
+  /** The state lookup in flight per instance (SSH liveness checks of one instance share it). */
+  private readonly stateChecks = new Map<string, Promise<string>>();
 
   constructor(opts: Ec2BackendOptions) {
     this.client = opts.client;
@@ -943,7 +945,27 @@ export class Ec2Backend implements WorkspaceBackend {
       privateKey: pair.privateKey,
       hostKeys: this.keys,
       connectTimeoutMs: this.connectTimeoutMs,
+      stillRunning: () => this.stillRunning(instance.InstanceId!, name),
     };
+  }
+
+  /**
+   * SSH's liveness check (SshTarget.stillRunning): `not_running` once EC2 says the instance left
+   * `running` (a stop, a terminate: its workspace restarted, stopped or deleted) or no longer knows
+   * it. One DescribeInstances per instance at a time, whoever asks.
+   */
+  private async stillRunning(instanceId: string, name: string): Promise<void> {
+    let check = this.stateChecks.get(instanceId);
+    if (!check) {
+      check = this.byId(instanceId)
+        .then((i) => (i ? (i.State?.Name ?? 'running') : 'gone')) // no state named: no verdict
+        .finally(() => this.stateChecks.delete(instanceId));
+      this.stateChecks.set(instanceId, check);
+    }
+    const state = await check;
+    if (state !== 'running') {
+      throw new BackendError('not_running', `${name} is ${state}: it left running during the call`);
+    }
   }
 
   async openFile(

@@ -22,6 +22,14 @@ export interface SshTarget {
   connectTimeoutMs: number;
   /** Bound on the whole operation once connected (default 30 s). */
   operationTimeoutMs?: number;
+  /**
+   * Throws a `not_running` BackendError once the instance has left `running` (stopped, being
+   * terminated, gone). Asked before a failed handshake is tried again and, while one is slow, every
+   * LIVENESS_CHECK_MS: a connection to an instance going away (a restart, stop or delete of its
+   * workspace) ends within seconds instead of waiting out every try's timeout (handshakes to an
+   * address that no longer answers). Any other failure of the check is ignored: the connect goes on.
+   */
+  stillRunning?: () => Promise<void>;
 }
 
 /** OpenSSH's fingerprint format (`ssh-keygen -lf`): `SHA256:` + unpadded base64 of the key blob. */
@@ -140,6 +148,19 @@ export interface SshConnection {
  */
 const MAX_HANDSHAKES_PER_HOST = 4;
 const CONNECT_ATTEMPTS = 3;
+/** A handshake slower than this asks `stillRunning` (and again at this pace until it ends). */
+export const LIVENESS_CHECK_MS = 1_000;
+
+/** `stillRunning`'s verdict: the not_running it threw, or null (running, unknown, or no check). */
+async function leftRunning(target: SshTarget): Promise<BackendError | null> {
+  if (!target.stillRunning) return null;
+  try {
+    await target.stillRunning();
+    return null;
+  } catch (err) {
+    return err instanceof BackendError && err.code === 'not_running' ? err : null;
+  }
+}
 
 const handshakes = new Map<string, { active: number; waiting: (() => void)[] }>();
 
@@ -166,21 +187,48 @@ async function limited<T>(host: string, fn: () => Promise<T>): Promise<T> {
  * Connects and authenticates with the same rules as withSftp (key only, host key pinned on first
  * use, a changed host key refused as `permanent`, connection/auth failures `transient`), and hands
  * the open connection to the caller, who must `conn.end()` it. At most a few handshakes per host
- * at a time; a transient failure is tried again twice.
+ * at a time; a transient failure is tried again twice, unless `stillRunning` says the instance has
+ * left `running` (then that `not_running`), which it also says of a slow handshake (see SshTarget).
  */
 export async function connectSsh(target: SshTarget): Promise<SshConnection> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await limited(`${target.host}:${target.port}`, () => handshake(target));
+      return await limited(`${target.host}:${target.port}`, () => watchedHandshake(target));
     } catch (err) {
       const retryable = err instanceof BackendError && err.code === 'transient' && attempt < CONNECT_ATTEMPTS;
       if (!retryable) throw err;
+      const gone = await leftRunning(target);
+      if (gone) throw gone;
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
 }
 
-async function handshake(target: SshTarget): Promise<SshConnection> {
+/** A handshake abandoned (its connection ended) as soon as `stillRunning` says the instance left. */
+async function watchedHandshake(target: SshTarget): Promise<SshConnection> {
+  if (!target.stillRunning) return handshake(target);
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const check = (): void => {
+    timer = setTimeout(() => {
+      void leftRunning(target).then((gone) => {
+        if (abort.signal.aborted) return; // the handshake ended meanwhile
+        if (gone) abort.abort(gone);
+        else check();
+      });
+    }, LIVENESS_CHECK_MS);
+  };
+  check();
+  try {
+    return await handshake(target, abort.signal);
+  } finally {
+    clearTimeout(timer);
+    // Stops a check in flight from going on (a reason that is no BackendError aborts nothing).
+    if (!abort.signal.aborted) abort.abort(null);
+  }
+}
+
+async function handshake(target: SshTarget, signal?: AbortSignal): Promise<SshConnection> {
   const conn = new ssh2.Client();
   let hostKeyProblem: BackendError | undefined;
   const where = `${target.username}@${target.host}:${target.port} (${target.instanceId})`;
@@ -220,6 +268,12 @@ async function handshake(target: SshTarget): Promise<SshConnection> {
       reject(hostKeyProblem ?? new BackendError('transient', `ssh ${where}: connection closed`)),
     );
     conn.once('ready', () => resolve());
+    // Abandoned (the instance left `running`): the connection goes at once, connected or not.
+    signal?.addEventListener('abort', () => {
+      if (!(signal.reason instanceof BackendError)) return;
+      reject(signal.reason);
+      conn.destroy();
+    });
   });
   try {
     conn.connect({
