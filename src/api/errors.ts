@@ -154,6 +154,13 @@ export function errorHandler(log: {
     if (outage) log.warn({ err: rawErr, method: req.method, path: req.path }, 'database unavailable');
     const err = fromApp(rawErr) ?? fromPostgres(rawErr) ?? outage ?? rawErr;
     if (err instanceof HttpError) {
+      // The answer says little on purpose (no backend detail leaves the service): the log says why.
+      if (err.status >= 500 && rawErr instanceof Error && rawErr.cause !== undefined) {
+        log.warn(
+          { err: rawErr.cause, method: req.method, path: req.path, code: err.code },
+          'answered with a 5xx',
+        );
+      }
       if (err.extra.retryAfterSeconds !== undefined)
         res.set('Retry-After', String(err.extra.retryAfterSeconds));
       const body: Record<string, unknown> = { code: err.code, message: err.message };

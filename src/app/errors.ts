@@ -22,8 +22,10 @@ export class AppError extends Error {
     message: string,
     /** The request field at fault (invalid), or when a retry may succeed (unavailable). */
     readonly extra: { field?: string; retryAfterSeconds?: number } = {},
+    /** What failed underneath (a backend's error): logged with a 5xx answer, never sent. */
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

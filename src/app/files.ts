@@ -61,12 +61,17 @@ function refusal(err: unknown): unknown {
         'unavailable',
         'backend_unavailable',
         'the workspace backend is unavailable; retry',
-        {
-          retryAfterSeconds: 1,
-        },
+        { retryAfterSeconds: 1 },
+        { cause: err },
       );
     default:
-      return new AppError('upstream_failed', 'backend_error', 'the workspace backend refused the operation');
+      return new AppError(
+        'upstream_failed',
+        'backend_error',
+        'the workspace backend refused the operation',
+        {},
+        { cause: err },
+      );
   }
 }
 
