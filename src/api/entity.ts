@@ -239,16 +239,18 @@ export class EntityClient {
   }
 
   /**
-   * Sends an Update that the entity refuses unless it gets it by `deadline` (RequestDeadline): after
-   * that this answers 503 "nothing was changed", and a worker that takes it later (back from a
-   * crash, or busy) refuses it, so the 503 stays true. The answer itself may take a little longer
-   * (an Update taken just in time still answers, within the contract's 5 s).
+   * Sends an Update that the entity refuses unless a workflow task of it starts by half the call's
+   * budget (RequestDeadline; workflow time is the task's start). The answer is awaited to the end of
+   * the budget and a little past it (within the contract's 5 s): a task that started in time has
+   * the rest to end (a worker back from a crash replays the whole history in it: 3 s seen under
+   * load), and a worker that takes it later refuses it, so a 503 here means nothing was changed.
    */
   private async sendUpdate<T>(
     call: (d: RequestDeadline) => Promise<T>,
     onGone?: () => Promise<T>,
   ): Promise<T> {
-    const deadline = Date.now() + this.callTimeoutMs;
+    const sent = Date.now();
+    const deadline = sent + this.callTimeoutMs;
     let polling: boolean;
     try {
       polling = await this.workerPolling(deadline);
@@ -258,7 +260,7 @@ export class EntityClient {
     if (!polling) throw temporalUnavailable('no worker is polling the task queue; nothing was changed');
     try {
       return await this.withDeadline(
-        () => call({ notAfterMs: deadline }),
+        () => call({ notAfterMs: sent + this.callTimeoutMs / 2 }),
         deadline + Math.min(ANSWER_GRACE_MS, this.callTimeoutMs / 4),
       );
     } catch (err) {

@@ -15,8 +15,10 @@
  * `wf-local-db-steps` is the same story recorded with the DB steps as local activities;
  * `wf-auto-restart-failed` and `wf-stop-failed` are from before the restart policy's give-up tore
  * its generation down and a refused stop was retried (`wf-auto-restart-give-up*`, `wf-stop-retr*`
- * after); `wf-serial-local-steps` has an Update's database step and the main loop's met in one task,
- * run one after the other. Add new ones; never overwrite a history older code recorded.
+ * after); `wf-serial-local-steps` (a config save, when it was a local activity) and
+ * `wf-serial-local-steps-policy` have an Update's database step and the main loop's met in one task,
+ * run one after the other; `wf-config-save-after-acceptance` saves config as a regular activity.
+ * Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

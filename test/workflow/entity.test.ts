@@ -15,6 +15,7 @@ import {
   agentReadySignal,
   configureUpdate,
   deleteUpdate,
+  restartPolicyUpdate,
   restartUpdate,
   startUpdate,
   stateQuery,
@@ -219,26 +220,49 @@ describe('entity workflow: Update handlers beside the main loop', () => {
       });
       // A slow save holds a workflow task open; the start's end and a second save arrive
       // meanwhile, so one task brings both: the main loop's `booting` transition and the handler's
-      // save. Run side by side, local activities end in another order than they started, and a
-      // replay resumes them in start order: a worker replaying a history where that reordered the
-      // handler's answer and the main loop's commands failed the task for good (seen under load).
-      h.fakes.durations.saveConfig = (n) => (n === 1 ? 400 : 80);
-      const first = handle.executeUpdate(configureUpdate, { args: [{ config: { v: 1 } }] });
-      await waitFor(() => h.fakes.count('saveConfig') === 1, {
+      // save (the restart policy's, a local activity). Run side by side, local activities end in
+      // another order than they started, and a replay resumes them in start order: a worker
+      // replaying a history where that reordered the handler's answer and the main loop's commands
+      // failed the task for good (seen under load, with the config save when it was local).
+      h.fakes.durations.saveRestartPolicy = (n) => (n === 1 ? 400 : 80);
+      const policy = (p: 'always' | 'never') =>
+        handle.executeUpdate(restartPolicyUpdate, { args: [{ policy: p, override: p }] });
+      const first = policy('never');
+      await waitFor(() => h.fakes.count('saveRestartPolicy') === 1, {
         timeoutMs: 10_000,
         intervalMs: 5,
         describe: 'the first save under way',
       });
       release();
-      const second = handle.executeUpdate(configureUpdate, { args: [{ config: { v: 2 } }] });
-      const answers = await Promise.all([first, second]);
-      expect(answers.map((a) => a.generation)).toEqual([2, 2]);
-      const last = await until(h, handle, (s) => s.status === 'online' && !s.busy, 'online', 0);
-      expect(last.generation).toBe(2);
-      expect(h.fakes.snapshots.get(2)?.config).toEqual({ v: 2 });
+      const second = policy('always');
+      expect((await Promise.all([first, second])).map((a) => a.restartPolicy)).toEqual(['never', 'always']);
+      await online(h, handle, 1);
       // The save and the transition met in one task, and ran one after the other.
+      expect(h.fakes.calls.filter((c) => c.name === 'saveRestartPolicy').every((c) => c.local)).toBe(true);
       expect(h.fakes.maxLocalInFlight).toBe(1);
-      await deleteAndComplete(h, handle, 'serial-local-steps');
+      await deleteAndComplete(h, handle, 'serial-local-steps-policy');
+    });
+  });
+
+  it('a config save runs once its Update is in the history (a regular activity, not inside the task)', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      const saved = await handle.executeUpdate(configureUpdate, {
+        args: [{ config: { v: 1 }, restart: true }],
+      });
+      expect(saved.generation).toBe(2);
+      await online(h, handle, 2);
+      expect(h.fakes.calls.filter((c) => c.name === 'saveConfig').map((c) => c.local)).toEqual([false]);
+      // The save's activity is scheduled after the Update's acceptance in the history.
+      const events = (await handle.fetchHistory()).events ?? [];
+      const acceptedAt = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes);
+      const savedAt = events.findIndex(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'saveConfig',
+      );
+      expect(acceptedAt).toBeGreaterThan(-1);
+      expect(savedAt).toBeGreaterThan(acceptedAt);
+      await deleteAndComplete(h, handle, 'config-save-after-acceptance');
     });
   });
 });

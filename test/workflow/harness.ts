@@ -33,6 +33,8 @@ export interface Call {
   input: Record<string, unknown>;
   /** When the server scheduled this attempt (a local activity: when it ran), on the skipped clock. */
   at: number;
+  /** Run as a local activity (inside the workflow task), not through the server's queue. */
+  local: boolean;
 }
 
 /** A failure a scripted activity throws: permanent (non-retryable, typed) or transient. */
@@ -86,7 +88,7 @@ export class Fakes {
     const info = Context.current().info;
     // A local activity's scheduled time is the worker's clock, not the time-skipping server's.
     const at = info.isLocal && this.clock ? await this.clock() : info.currentAttemptScheduledTimestampMs;
-    this.calls.push({ name, input, at });
+    this.calls.push({ name, input, at, local: info.isLocal });
     // Held, it heartbeats as the real backend calls do, so a cancellation reaches it; like them it
     // runs to its end and then reports the cancellation (src/activities/index.ts, backendCall).
     const ctx = Context.current();

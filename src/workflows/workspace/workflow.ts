@@ -179,6 +179,13 @@ export const PATCHES = {
    * loop differently and a replaying worker failed the workflow task for good (nondeterminism).
    */
   serialLocalSteps: 'serial-local-db-steps',
+  /**
+   * A config save is a regular activity, so it runs only once its Update is in the history: as a
+   * local one it ran inside the task that took the Update, and a task that then failed (a worker
+   * killed in it, the SDK failing tasks after a crash) left the config saved although the Update,
+   * delivered again past its caller's deadline, was refused: a 503 whose change went through.
+   */
+  saveAfterAcceptance: 'config-save-after-acceptance',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -288,12 +295,12 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       configSavesInFlight++;
       try {
         const { configHash, generation, covered } = await serialized(async () => {
-          const saved = await dbStep((d) =>
+          const save = (d: typeof db) =>
             d.saveConfig.executeWithOptions(
               { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
               [{ workspaceId, runtime: change.runtime, config: change.config }],
-            ),
-          );
+            );
+          const saved = await (patched(PATCHES.saveAfterAcceptance) ? save(db) : dbStep(save));
           s.latestSavedVersion = Math.max(s.latestSavedVersion, saved.configVersion);
           // The next snapshot is the first to hold this save, and snapshots number generations
           // in order: that generation runs this config (now if a restart follows, else when one does).
