@@ -239,11 +239,11 @@ export class EntityClient {
   }
 
   /**
-   * Sends an Update that the entity refuses unless a workflow task of it starts by half the call's
-   * budget (RequestDeadline; workflow time is the task's start). The answer is awaited to the end of
-   * the budget and a little past it (within the contract's 5 s): a task that started in time has
-   * the rest to end (a worker back from a crash replays the whole history in it: 3 s seen under
-   * load), and a worker that takes it later refuses it, so a 503 here means nothing was changed.
+   * Sends an Update with the call's budget as its deadline (RequestDeadline): the entity refuses it
+   * when the task that takes it starts later, and makes its change only in the task after the one
+   * that accepted it, failing it `Expired` with nothing changed when that one starts past the budget
+   * (a worker back from a crash replays the whole history in the first: seconds). The answer is
+   * awaited a little past the budget (within the contract's 5 s), so a 503 means nothing changed.
    */
   private async sendUpdate<T>(
     call: (d: RequestDeadline) => Promise<T>,
@@ -260,7 +260,7 @@ export class EntityClient {
     if (!polling) throw temporalUnavailable('no worker is polling the task queue; nothing was changed');
     try {
       return await this.withDeadline(
-        () => call({ notAfterMs: sent + this.callTimeoutMs / 2 }),
+        () => call({ notAfterMs: deadline, answerByMs: deadline }),
         deadline + Math.min(ANSWER_GRACE_MS, this.callTimeoutMs / 4),
       );
     } catch (err) {

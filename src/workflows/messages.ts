@@ -143,6 +143,12 @@ export interface WorkspaceState {
  */
 export interface RequestDeadline {
   notAfterMs?: number;
+  /**
+   * When the caller stops waiting for the answer (epoch ms): an Update whose change would only be
+   * made after it completes `Expired` instead and changes nothing (the entity makes the change in the
+   * task after the one that took the Update, and looks at the clock there).
+   */
+  answerByMs?: number;
 }
 
 export interface ConfigureInput extends RequestDeadline {

@@ -17,7 +17,8 @@
  * its generation down and a refused stop was retried (`wf-auto-restart-give-up*`, `wf-stop-retr*`
  * after); `wf-serial-local-steps` (a config save, when it was a local activity) and
  * `wf-serial-local-steps-policy` have an Update's database step and the main loop's met in one task,
- * run one after the other; `wf-config-save-after-acceptance` saves config as a regular activity.
+ * run one after the other; `wf-config-save-after-acceptance` saves config as a regular activity;
+ * `wf-update-answer-time` has Updates accepted and then failed `Expired` (apply-after-acceptance).
  * Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';

@@ -194,15 +194,39 @@ describe("entity workflow: Updates past their caller's deadline", () => {
       expect(await failureOf(deleteLate)).toEqual({ type: FailureType.Expired });
       expect(h.fakes.count('saveConfig')).toBe(0);
       expect((await handle.query(stateQuery)).status).toBe('online');
+      // Taken in time, but its change would come after the caller's answer time (the next task
+      // starts past it): accepted, then Expired, nothing changed.
+      const answerGone: RequestDeadline = {
+        notAfterMs: (await env.currentTimeMs()) + 600_000,
+        answerByMs: await env.currentTimeMs(),
+      };
+      for (const name of [restartUpdate.name, stopUpdate.name, deleteUpdate.name]) {
+        const late = handle.executeUpdate<Accepted, [RequestDeadline]>(name, { args: [answerGone] });
+        expect(await failureOf(late), name).toEqual({ type: FailureType.Expired });
+      }
+      const saveGone = handle.executeUpdate(configureUpdate, {
+        args: [{ config: { v: 2 }, restart: true, ...answerGone }],
+      });
+      expect(await failureOf(saveGone)).toEqual({ type: FailureType.Expired });
+      expect(h.fakes.count('saveConfig')).toBe(0);
+      const afterGone = await handle.query(stateQuery);
+      expect(afterGone).toMatchObject({ status: 'online', generation: 1 });
+      const accepted = ((await handle.fetchHistory()).events ?? []).filter(
+        (e) => e.workflowExecutionUpdateAcceptedEventAttributes,
+      );
+      expect(accepted).toHaveLength(4);
       // In time, the same Update is taken.
-      const inTime: RequestDeadline = { notAfterMs: (await env.currentTimeMs()) + 600_000 };
+      const inTime: RequestDeadline = {
+        notAfterMs: (await env.currentTimeMs()) + 600_000,
+        answerByMs: (await env.currentTimeMs()) + 600_000,
+      };
       const taken = await handle.executeUpdate<Accepted, [RequestDeadline]>(restartUpdate.name, {
         args: [inTime],
       });
       expect(taken.accepted).toBe(true);
       await online(h, handle, 2);
       expect(h.fakes.count('startResource', (i) => i.generation === 2)).toBe(1);
-      await deleteAndComplete(h, handle, 'update-deadline');
+      await deleteAndComplete(h, handle, 'update-answer-time');
     });
   });
 });

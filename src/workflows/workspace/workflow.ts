@@ -186,6 +186,13 @@ export const PATCHES = {
    * delivered again past its caller's deadline, was refused: a 503 whose change went through.
    */
   saveAfterAcceptance: 'config-save-after-acceptance',
+  /**
+   * An Update with an answer time (RequestDeadline.answerByMs) makes its change in the task after
+   * the one that accepted it, and only if that task starts before the answer time: a worker back
+   * from a crash replays a whole history in the task that takes an Update (seconds), and the change
+   * then came after the caller had been told 503, nothing changed.
+   */
+  applyAfterAcceptance: 'apply-after-acceptance',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -255,6 +262,22 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     rejectIfExpired(d);
     rejectIfGone();
   };
+  /**
+   * Waits for the task after the one that accepted the Update (its acceptance is then in the
+   * history), and fails it `Expired`, with nothing changed, when that task starts past the caller's
+   * answer time (PATCHES.applyAfterAcceptance). Updates without one (the platform's own) go on at once.
+   */
+  const afterAcceptance = async (d: RequestDeadline | undefined): Promise<void> => {
+    if (d?.answerByMs === undefined || !patched(PATCHES.applyAfterAcceptance)) return;
+    await sleep(1);
+    if (Date.now() > d.answerByMs) {
+      throw ApplicationFailure.create({
+        type: FailureType.Expired,
+        message: 'the workspace took the request after its caller stopped waiting; nothing was changed',
+        nonRetryable: true,
+      });
+    }
+  };
   const accepted = () => ({ accepted: true as const, status: s.status });
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
   const shouldContinueAsNew = () =>
@@ -292,6 +315,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   setHandler(
     configureUpdate,
     async (change): Promise<ConfigureResult> => {
+      await afterAcceptance(change);
       configSavesInFlight++;
       try {
         const { configHash, generation, covered } = await serialized(async () => {
@@ -334,6 +358,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   setHandler(
     restartPolicyUpdate,
     async (change) => {
+      await afterAcceptance(change);
       try {
         await dbStep((d) =>
           d.saveRestartPolicy.executeWithOptions(
@@ -358,7 +383,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
 
   setHandler(
     restartUpdate,
-    () => {
+    async (d?: RequestDeadline) => {
+      await afterAcceptance(d);
       newRequest();
       s.restartPending = true;
       s.desired = 'running';
@@ -375,13 +401,21 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.stopCause = cause;
     return accepted();
   }
-  setHandler(stopUpdate, () => requestStop(null), { validator: admit });
+  setHandler(
+    stopUpdate,
+    async (d?: RequestDeadline) => {
+      await afterAcceptance(d);
+      return requestStop(null);
+    },
+    { validator: admit },
+  );
   setHandler(platformStopUpdate, (cause) => requestStop(cause), {
     validator: (_cause: StopCause) => rejectIfGone(),
   });
   setHandler(
     startUpdate,
-    () => {
+    async (d?: RequestDeadline) => {
+      await afterAcceptance(d);
       newRequest();
       s.desired = 'running';
       if (startNeedsAction(s.status, s.busy)) s.startPending = true;
@@ -391,7 +425,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   );
   setHandler(
     deleteUpdate,
-    () => {
+    async (d?: RequestDeadline) => {
+      await afterAcceptance(d);
       s.deleteRequested = true;
       return accepted();
     },
