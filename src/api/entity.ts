@@ -249,8 +249,7 @@ export class EntityClient {
     call: (d: RequestDeadline) => Promise<T>,
     onGone?: () => Promise<T>,
   ): Promise<T> {
-    const sent = Date.now();
-    const deadline = sent + this.callTimeoutMs;
+    const deadline = Date.now() + this.callTimeoutMs;
     let polling: boolean;
     try {
       polling = await this.workerPolling(deadline);

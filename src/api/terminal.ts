@@ -251,7 +251,7 @@ export function attachTerminal(
       if (!orgId) throw new Refused(CLOSE_AUTH, 'invalid token');
       scope = orgId;
       rateKey = rateLimitKey({ kind: 'org', orgId }, token, hashToken(token));
-    } else if (tokenKind(token) === 'ws' || tokenKind(token) === 'boot') {
+    } else if (['ws', 'boot'].includes(tokenKind(token) ?? '')) {
       // Said so (the prefix tells the kind anyway): "invalid" sent callers looking for a typo.
       throw new Refused(
         CLOSE_AUTH,

@@ -247,14 +247,17 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       });
     }
   };
+  /** An Update its caller stopped waiting for: refused or failed, nothing changed (the API: 503). */
+  const expired = (what: string) =>
+    ApplicationFailure.create({
+      type: FailureType.Expired,
+      message: `the ${what} after its caller stopped waiting; nothing was changed`,
+      nonRetryable: true,
+    });
   /** Workflow time is the task's start: an Update that came after its caller gave up is refused. */
   const rejectIfExpired = (d: RequestDeadline | undefined) => {
     if (d?.notAfterMs !== undefined && Date.now() > d.notAfterMs) {
-      throw ApplicationFailure.create({
-        type: FailureType.Expired,
-        message: 'the request reached the workspace after its caller stopped waiting; nothing was changed',
-        nonRetryable: true,
-      });
+      throw expired('request reached the workspace');
     }
   };
   /** A lifecycle Update's validator: in time, and the workspace not deleted or being deleted. */
@@ -270,13 +273,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const afterAcceptance = async (d: RequestDeadline | undefined): Promise<void> => {
     if (d?.answerByMs === undefined || !patched(PATCHES.applyAfterAcceptance)) return;
     await sleep(1);
-    if (Date.now() > d.answerByMs) {
-      throw ApplicationFailure.create({
-        type: FailureType.Expired,
-        message: 'the workspace took the request after its caller stopped waiting; nothing was changed',
-        nonRetryable: true,
-      });
-    }
+    if (Date.now() > d.answerByMs) throw expired('workspace took the request');
   };
   const accepted = () => ({ accepted: true as const, status: s.status });
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
