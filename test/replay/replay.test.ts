@@ -18,7 +18,8 @@
  * after); `wf-serial-local-steps` (a config save, when it was a local activity) and
  * `wf-serial-local-steps-policy` have an Update's database step and the main loop's met in one task,
  * run one after the other; `wf-config-save-after-acceptance` saves config as a regular activity;
- * `wf-update-answer-time` has Updates accepted and then failed `Expired` (apply-after-acceptance).
+ * `wf-update-answer-time` has Updates accepted and then failed `Expired` (apply-after-acceptance);
+ * `wf-check-task-writes-nothing` runs the first DB step after that check as a regular activity.
  * Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';

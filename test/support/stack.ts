@@ -165,13 +165,26 @@ export class ApiClient {
       body = JSON.stringify(opts.body);
       headers['content-type'] = 'application/json';
     }
-    const res = await fetch(`${this.url}${pathName}`, {
-      method,
-      headers,
-      body,
-      signal: AbortSignal.timeout(30_000),
-    });
-    const text = await res.text();
+    const started = Date.now();
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${this.url}${pathName}`, {
+        method,
+        headers,
+        body,
+        signal: AbortSignal.timeout(30_000),
+      });
+      text = await res.text();
+    } catch (err) {
+      // A test with several calls must say which one got no answer (a timeout says nothing else).
+      throw new Error(
+        `${method} ${pathName}: no answer after ${Date.now() - started} ms (at ${new Date().toISOString()})`,
+        {
+          cause: err,
+        },
+      );
+    }
     let parsed: Json = text;
     try {
       parsed = text ? JSON.parse(text) : null;

@@ -229,6 +229,67 @@ describe("entity workflow: Updates past their caller's deadline", () => {
       await deleteAndComplete(h, handle, 'update-answer-time');
     });
   });
+  it("the task that checks an Update's answer time writes nothing: the step after it waits for that task's commit", async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      const inTime = async (): Promise<RequestDeadline> => {
+        const now = await env.currentTimeMs();
+        return { notAfterMs: now + 600_000, answerByMs: now + 600_000 };
+      };
+      const transitions = (from: number) =>
+        h.fakes.calls
+          .slice(from)
+          .filter((c) => c.name === 'recordTransition')
+          .map((c) => ({ status: c.input.status, local: c.local }));
+
+      // A worker killed in the task that checks the answer time: that task is taken again later,
+      // past it, and refuses the Update. A local step run in it (a `stopping`, a generation
+      // prepared) stayed written; the first step now runs once the check is in the history.
+      let from = h.fakes.calls.length;
+      await handle.executeUpdate<Accepted, [RequestDeadline]>(stopUpdate.name, { args: [await inTime()] });
+      await until(h, handle, settledAt('stopped', 1), 'stopped');
+      expect(transitions(from)).toEqual([
+        { status: 'stopping', local: false },
+        { status: 'stopped', local: true },
+      ]);
+      from = h.fakes.calls.length;
+      await handle.executeUpdate<Accepted, [RequestDeadline]>(startUpdate.name, { args: [await inTime()] });
+      await online(h, handle, 1);
+      expect(transitions(from)[0]).toEqual({ status: 'provisioning', local: false });
+      expect(
+        transitions(from)
+          .slice(1)
+          .every((t) => t.local),
+      ).toBe(true);
+      from = h.fakes.calls.length;
+      await handle.executeUpdate(restartPolicyUpdate, {
+        args: [{ policy: 'never', override: 'never', ...(await inTime()) }],
+      });
+      expect(h.fakes.calls.slice(from).map((c) => [c.name, c.local])).toEqual([['saveRestartPolicy', false]]);
+
+      // In the history: no local step's marker among the commands of a task that checked.
+      const events = (await handle.fetchHistory()).events ?? [];
+      const checkTimers = new Set(
+        events
+          .filter((e) => Number(e.timerStartedEventAttributes?.startToFireTimeout?.nanos ?? 0) === 1_000_000)
+          .map((e) => e.timerStartedEventAttributes?.timerId),
+      );
+      let checks = 0;
+      events.forEach((e, i) => {
+        if (!checkTimers.has(e.timerFiredEventAttributes?.timerId ?? undefined)) return;
+        checks++;
+        const completed = events.findIndex((x, j) => j > i && x.workflowTaskCompletedEventAttributes);
+        const next = events.findIndex((x, j) => j > completed && x.workflowTaskScheduledEventAttributes);
+        const commands = events.slice(completed + 1, next === -1 ? undefined : next);
+        expect(
+          commands.some((x) => x.markerRecordedEventAttributes?.markerName === 'core_local_activity'),
+        ).toBe(false);
+      });
+      expect(checks).toBe(3);
+      await deleteAndComplete(h, handle, 'check-task-writes-nothing');
+    });
+  });
 });
 
 describe('entity workflow: Update handlers beside the main loop', () => {

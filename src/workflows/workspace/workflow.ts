@@ -193,6 +193,13 @@ export const PATCHES = {
    * then came after the caller had been told 503, nothing changed.
    */
   applyAfterAcceptance: 'apply-after-acceptance',
+  /**
+   * The first DB step after an Update's answer-time check passed is a regular activity: a local
+   * one ran inside the task that made the check, and a task that then failed (a worker killed in
+   * it) was taken again past the answer time, refused the Update, and left the step's write (a
+   * `stopping` the entity never went to, a generation prepared for a restart never made).
+   */
+  checkTaskWritesNothing: 'answer-time-check-task-writes-nothing',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -221,11 +228,20 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   let configChain: Promise<unknown> = Promise.resolve();
   /** The local DB step in flight (PATCHES.serialLocalSteps): the next one starts after it. */
   let localStepChain: Promise<unknown> = Promise.resolve();
+  /**
+   * An answer-time check passed (PATCHES.checkTaskWritesNothing): the next DB step is a regular
+   * activity, so it runs only once the task that made the check is in the history.
+   */
+  let nextStepAfterCommit = false;
   /** Runs a DB-only step: a local activity, or (histories from before) a regular one. */
   const dbStep = <T>(call: (steps: typeof db) => Promise<T>): Promise<T> => {
     if (!patched(PATCHES.localDbSteps)) return call(db);
     if (!patched(PATCHES.serialLocalSteps)) return call(localDb);
-    const run = localStepChain.then(() => call(localDb));
+    const run = localStepChain.then(() => {
+      if (!nextStepAfterCommit) return call(localDb);
+      nextStepAfterCommit = false;
+      return call(db);
+    });
     localStepChain = run.catch(() => undefined);
     return run;
   };
@@ -274,6 +290,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     if (d?.answerByMs === undefined || !patched(PATCHES.applyAfterAcceptance)) return;
     await sleep(1);
     if (Date.now() > d.answerByMs) throw expired('workspace took the request');
+    // This task's start decided; a task taken again later decides otherwise, so it writes nothing.
+    if (patched(PATCHES.checkTaskWritesNothing)) nextStepAfterCommit = true;
   };
   const accepted = () => ({ accepted: true as const, status: s.status });
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
