@@ -75,6 +75,8 @@ export interface RunningService {
   proxyViews: ProxyViews | null;
   /** The A2A calls still running (what close() waits for). */
   inflight: InFlight;
+  /** The API's settings, as its routes read them (null: no API). */
+  apiSettings: ApiSettings | null;
   /** Client connections the API holds open (0 without an API). */
   openConnections(): number;
   close(): Promise<void>;
@@ -245,6 +247,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let port: number | null = null;
   let feed: ChangeFeed | null = null;
   let proxyViews: ProxyViews | null = null;
+  let settings: ApiSettings | null = null;
   const inflight = new InFlight();
   if (opts.api) {
     // The A2A proxy's workspace views, kept while a dedicated connection listens for changes; the
@@ -290,6 +293,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       // Temporal and the worker are probed through the entity client (with deadlines).
       readiness: {},
     };
+    settings = apiDeps.settings;
     server = createServer(headerTimeouts(config.API_HEADERS_TIMEOUT_MS), createApp(apiDeps));
     answerClientErrors(server);
     terminal = attachTerminal(server, apiDeps);
@@ -360,6 +364,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     worker,
     proxyViews,
     inflight,
+    apiSettings: settings,
     openConnections: () => connections?.held ?? 0,
     async close() {
       await terminal?.close();

@@ -13,7 +13,7 @@ import { HttpError } from './errors.js';
 
 /** The proxy limits: `settings.a2a` over the defaults (read per call: tests change them). */
 export function a2aLimits(deps: Pick<ApiDeps, 'settings'>): A2ALimits {
-  return { ...A2A_DEFAULTS, ...((deps.settings as { a2a?: Partial<A2ALimits> }).a2a ?? {}) };
+  return { ...A2A_DEFAULTS, ...deps.settings.a2a };
 }
 
 /** The workspace a workspace token speaks for: live, and of the generation the token was minted for. */

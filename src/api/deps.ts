@@ -14,6 +14,7 @@ import type { ChangeFeed } from '../db/change-feed.js';
 import type { InFlight } from './inflight.js';
 import type { ProxyViews } from '../db/proxy-view.js';
 import type { BackendReads } from '../a2a/backend-reads.js';
+import type { A2ALimits } from '../a2a/proxy.js';
 
 /** What the API needs of a template; catalog fields beyond the spec are optional for callers. */
 export type TemplateSettings = Pick<Template, 'config'> &
@@ -63,6 +64,8 @@ export interface ApiSettings {
   scheduleMinIntervalMs?: number;
   /** The terminal session registry and reaper (TERMINAL_SESSION_*; defaults in terminal.ts). */
   terminalSessions?: Partial<TerminalSessionSettings>;
+  /** The A2A proxy's limits over A2A_DEFAULTS (read per call: a test shortens one for its stack). */
+  a2a?: Partial<A2ALimits>;
 }
 
 export interface TerminalSessionSettings {

@@ -5,7 +5,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { A2A_DEFAULTS } from '../../src/api/routes/a2a.js';
 import { mintWorkspaceToken } from '../../src/db/tokens.js';
 import { createOrg, waitForStatus } from '../support/stack.js';
 import {
@@ -216,9 +215,11 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
     });
     expect(ok.status).toBe(200);
 
-    // An agent that accepts the connection but never answers: 504 after the idle timeout.
-    const idle = A2A_DEFAULTS.idleTimeoutMs;
-    A2A_DEFAULTS.idleTimeoutMs = 1_500;
+    // An agent that accepts the connection but never answers: 504 after the idle timeout. This
+    // stack's own (the other backend's block runs at once: a shared default, set back by the one
+    // that ended first, left a hung call waiting the full 30 s).
+    const settings = t.stack.service.apiSettings!;
+    settings.a2a = { ...settings.a2a, idleTimeoutMs: 1_500 };
     try {
       await freezeAgent(t, w, true);
       const hung = await t.stack.api.call('POST', `/v1/workspaces/${w.id}/a2a`, {
@@ -228,7 +229,7 @@ describe.each(PARITY_BACKENDS)('%s A2A proxy', CONCURRENT_BLOCK, (backend) => {
       expect(hung.status).toBe(504);
       expect(hung.body.error.code).toBe('agent_timeout');
     } finally {
-      A2A_DEFAULTS.idleTimeoutMs = idle;
+      delete settings.a2a?.idleTimeoutMs;
       await freezeAgent(t, w, false);
     }
     const thawed = await t.stack.api.call('POST', `/v1/workspaces/${w.id}/a2a`, {
