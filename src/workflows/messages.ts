@@ -110,6 +110,8 @@ export interface CarriedState {
   stopCause?: StopCause | null;
   /** The config version the current generation booted with (absent: unknown, from older code). */
   generationConfigVersion?: number | null;
+  /** A start accepted before the stop requested began (it comes after that stop). */
+  startAfterStop?: boolean;
 }
 
 export interface WorkspaceState {

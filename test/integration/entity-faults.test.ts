@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
+import { restartUpdate } from '../../src/workflows/messages.js';
 import { insertWorkspaceRow, useStack, waitForStatus } from '../support/stack.js';
 
 describe('a config the database refuses (worker running, docker)', () => {
@@ -99,14 +100,18 @@ describe('a row whose entity is gone (worker running, docker)', () => {
     const holder = await pool.connect();
     let stop: Awaited<ReturnType<typeof t.stack.api.call>>;
     let tookMs: number;
+    let restarted: Promise<unknown> | undefined;
     try {
-      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key })).status).toBe(
-        202,
-      );
-      // The workspace's row locked: the restart's next transition waits on it, and holds the
-      // entity's workflow task open (as a worker back from a crash, or a busy one, would).
+      // The workspace's row locked, then a restart with no answer time (as the platform's own
+      // Updates are): its first transition is a local step of the task that takes it, so it waits
+      // on the row there and holds the entity's workflow task open (as a worker back from a crash,
+      // or a busy one, would). (One from the API writes nothing in that task.)
       await holder.query('BEGIN');
       await holder.query('SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE', [id]);
+      restarted = t.stack.service.temporal.workflow
+        .getHandle(created.body.workflowId)
+        .executeUpdate(restartUpdate);
+      restarted.catch(() => undefined); // awaited below
       await waitFor(
         async () =>
           (
@@ -127,6 +132,7 @@ describe('a row whose entity is gone (worker running, docker)', () => {
     expect(stop.status).toBe(503);
     expect(stop.body.error.code).toBe('temporal_unavailable');
     expect(tookMs).toBeLessThan(5000);
+    expect(await restarted).toMatchObject({ accepted: true });
     // The entity gets the stop once the row is free, after its caller gave up: refused, so the
     // restart goes on and nothing stops the workspace.
     await waitForStatus(t.stack, t.key, id, (w) => w.status === 'online' && w.generation === 2);

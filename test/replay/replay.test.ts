@@ -19,7 +19,9 @@
  * `wf-serial-local-steps-policy` have an Update's database step and the main loop's met in one task,
  * run one after the other; `wf-config-save-after-acceptance` saves config as a regular activity;
  * `wf-update-answer-time` has Updates accepted and then failed `Expired` (apply-after-acceptance);
- * `wf-check-task-writes-nothing` runs the first DB step after that check as a regular activity.
+ * `wf-check-task-writes-nothing` runs the first DB step after that check as a regular activity;
+ * `wf-queued-save-rechecks` has a config save refused `Expired` when its turn came; in
+ * `wf-start-after-pending-stop` a start accepted before a stop began comes after that stop.
  * Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';

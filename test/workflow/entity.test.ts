@@ -290,6 +290,36 @@ describe("entity workflow: Updates past their caller's deadline", () => {
       await deleteAndComplete(h, handle, 'check-task-writes-nothing');
     });
   });
+  it('a config save queued behind a slow one fails Expired, unsaved, when its turn comes past its answer time', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      // The first save runs 1.5 s (the clock does not skip while it runs); the second, taken and
+      // checked in time, waits behind it past its own answer time (a caller told 503 meanwhile).
+      h.fakes.durations.saveConfig = (n) => (n === 1 ? 1_500 : 0);
+      const now = await env.currentTimeMs();
+      const first = handle.executeUpdate(configureUpdate, {
+        args: [{ config: { v: 1 }, notAfterMs: now + 600_000, answerByMs: now + 600_000 }],
+      });
+      await waitFor(() => h.fakes.count('saveConfig') === 1, {
+        timeoutMs: 10_000,
+        intervalMs: 5,
+        describe: 'the first save under way',
+      });
+      const soon = await env.currentTimeMs();
+      const second = failureOf(
+        handle.executeUpdate(configureUpdate, {
+          args: [{ config: { v: 2 }, notAfterMs: soon + 500, answerByMs: soon + 500 }],
+        }),
+      );
+      expect((await first).generation).toBe(2);
+      expect(await second).toEqual({ type: FailureType.Expired });
+      expect(h.fakes.calls.filter((c) => c.name === 'saveConfig').map((c) => c.input.config)).toEqual([
+        { v: 1 },
+      ]);
+      await deleteAndComplete(h, handle, 'queued-save-rechecks');
+    });
+  });
 });
 
 describe('entity workflow: Update handlers beside the main loop', () => {
@@ -867,6 +897,48 @@ describe('entity workflow: start and restart from offline, degraded, failed', ()
       await online(h, handle, 1);
       expect(h.fakes.count('startResource', (i) => i.generation === 1)).toBe(2);
       await deleteAndComplete(h, handle, 'offline-start');
+    });
+  });
+
+  it('a start taken before the stop ahead of it began comes after it: the workspace stops, then boots the config saved meanwhile', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      const saved = await handle.executeUpdate(configureUpdate, { args: [{ config: { v: 'edited' } }] });
+      expect(saved.generation).toBe(2);
+      // The automatic restart's look at the backend held: the main loop is in it, so a stop
+      // accepted now cannot begin, and a start comes before it does.
+      let release = () => {};
+      h.fakes.gates.resourceStatus = new Promise<void>((resolve) => (release = resolve));
+      await offline(h, handle);
+      try {
+        await until(h, handle, () => h.fakes.count('resourceStatus') === 1, 'the look held', 0);
+        await handle.executeUpdate(stopUpdate);
+        // Taken in its order, after the stop (it withdrew the stop before: nothing stopped).
+        await handle.executeUpdate(startUpdate);
+        expect((await handle.query(stateQuery)).desired).toBe('stopped');
+      } finally {
+        release();
+      }
+      const on = await online(h, handle, 2);
+      expect(on.configHash).toBe(saved.configHash);
+      expect(h.fakes.snapshots.get(2)?.config).toEqual({ v: 'edited' });
+      expect(h.fakes.count('stopResource', (i) => i.generation === 1)).toBe(1);
+      const statuses = h.fakes.calls
+        .filter((c) => c.name === 'recordTransition')
+        .map((c) => c.input.status)
+        .filter((status, i, all) => status !== all[i - 1]);
+      expect(statuses.slice(statuses.indexOf('offline'))).toEqual([
+        'offline',
+        'stopping',
+        'stopped',
+        'restarting',
+        'online',
+      ]);
+      // A stop after such a start still wins (the latest request decides).
+      await handle.executeUpdate(stopUpdate);
+      await until(h, handle, (s) => s.status === 'stopped' && !s.busy, 'stopped');
+      await deleteAndComplete(h, handle, 'start-after-pending-stop');
     });
   });
 

@@ -38,6 +38,8 @@ export interface EntityState extends WorkspaceState {
   stopCause: StopCause | null;
   /** The config version the current generation's snapshot holds (null: not known). */
   generationConfigVersion: number | null;
+  /** A start accepted before the stop requested began: it comes once that stop is done. */
+  startAfterStop: boolean;
 }
 
 /** What the main loop does next; `wait` means nothing until a handler changes the state. */
@@ -105,6 +107,7 @@ export function initialState(workspaceId: string, carried: CarriedState | undefi
     stopRetryAtMs: carried?.stopRetryAtMs ?? null,
     stopCause: carried?.stopCause ?? null,
     generationConfigVersion: carried?.generationConfigVersion ?? null,
+    startAfterStop: carried?.startAfterStop ?? false,
   };
 }
 
@@ -135,6 +138,8 @@ export function carry(s: EntityState): CarriedState {
     stopRetryAtMs: s.stopRetryAtMs,
     stopCause: s.stopCause,
     generationConfigVersion: s.generationConfigVersion,
+    // Only when set: histories from before carried no such field.
+    ...(s.startAfterStop ? { startAfterStop: true } : {}),
   };
 }
 

@@ -200,9 +200,27 @@ export const PATCHES = {
    * `stopping` the entity never went to, a generation prepared for a restart never made).
    */
   checkTaskWritesNothing: 'answer-time-check-task-writes-nothing',
+  /**
+   * A config save queued behind another looks at its answer time again when its turn comes: a save
+   * that waited past it (the one before it slow, the machine stalled) fails `Expired`, unsaved.
+   */
+  queuedSaveRechecks: 'queued-config-save-rechecks-answer-time',
+  /**
+   * A start accepted after a stop that has not begun yet comes after that stop (the workspace
+   * stops, then starts, and boots a config saved meanwhile) instead of withdrawing it: each call
+   * is carried out in its order. Before it a stop and a start taken close together did nothing.
+   */
+  startAfterPendingStop: 'start-after-pending-stop',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
+
+/**
+ * Where a stop accepted but not begun leaves a workspace that a start then queues behind it
+ * (startAfterPendingStop). Not a boot: a start that withdraws a stop from one boots a new
+ * generation anyway (resume-interrupted-boot), or goes on booting, with the newest config.
+ */
+const STOP_NOT_BEGUN: readonly WorkspaceStatus[] = ['online', 'degraded', 'offline'];
 
 interface TransitionOpts {
   message?: string;
@@ -305,6 +323,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     // A failed stop waiting for its next attempt: this request decides what comes next.
     s.stopAttempts = 0;
     s.stopRetryAtMs = null;
+    // The latest request decides: a start queued after a stop (startAfterPendingStop) goes.
+    s.startAfterStop = false;
     // The user took over: the automatic restarts start a new streak.
     if (s.restartHistory.length > 0) {
       s.restartHistory = [];
@@ -334,6 +354,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       configSavesInFlight++;
       try {
         const { configHash, generation, covered } = await serialized(async () => {
+          // Its turn may come long after its check (saves before it are slow): the caller may be
+          // gone, told 503.
+          const late = change.answerByMs !== undefined && Date.now() > change.answerByMs;
+          if (late && patched(PATCHES.queuedSaveRechecks)) throw expired('config save came to its turn');
           const save = (d: typeof db) =>
             d.saveConfig.executeWithOptions(
               { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
@@ -360,7 +384,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         }
         return { generation, configHash };
       } catch (err) {
-        throw configureFailure(err);
+        throw isExpired(err) ? err : configureFailure(err);
       } finally {
         configSavesInFlight--;
       }
@@ -408,6 +432,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     },
     { validator: admit },
   );
+  /**
+   * A stop accepted that the main loop has not begun: the workspace still runs. (A stop under way,
+   * or a refused one, is taken over by a start as before; a failed one needs no stop.)
+   */
+  const stopNotBegun = () => s.desired === 'stopped' && STOP_NOT_BEGUN.includes(s.status);
   /** The latest stop request says why: a user's stop after the platform's carries no cause. */
   function requestStop(cause: StopCause | null): Accepted {
     newRequest();
@@ -432,6 +461,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     async (d?: RequestDeadline) => {
       await afterAcceptance(d);
       newRequest();
+      if (stopNotBegun() && patched(PATCHES.startAfterPendingStop)) {
+        s.startAfterStop = true;
+        return accepted();
+      }
       s.desired = 'running';
       if (startNeedsAction(s.status, s.busy)) s.startPending = true;
       return accepted();
@@ -981,8 +1014,15 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       }
       return;
     }
-    if (d.kind === 'stop') await run(stop);
-    else if (d.kind === 'provision' && d.cause === 'restart') {
+    if (d.kind === 'stop') {
+      await run(stop);
+      // A start accepted before this stop began comes now (from `stopped`, or, refused, from
+      // `stopping`, as any start after a refused stop).
+      if (s.startAfterStop) {
+        s.startAfterStop = false;
+        s.desired = 'running';
+      }
+    } else if (d.kind === 'provision' && d.cause === 'restart') {
       s.restartPending = false;
       await run(() => provision('restarting'));
     } else if (d.kind === 'start' && d.from === 'stopped') {
@@ -1000,6 +1040,10 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await continueAsNew<typeof workspaceWorkflow>({ ...input, carried: carry(s) });
     }
   }
+}
+
+function isExpired(err: unknown): boolean {
+  return err instanceof ApplicationFailure && err.type === FailureType.Expired;
 }
 
 /** A configure that could not save: bad data → InvalidInput (400), anything else → Unavailable. */
