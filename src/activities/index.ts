@@ -88,20 +88,23 @@ export function createActivities(deps: ActivityDeps) {
       error: string | null;
       restart?: { count: number; lastReason: string | null };
       discardedGeneration?: number;
+      step?: string;
     }): Promise<void> {
-      await dbCall(async () => {
+      const written = await dbCall(async () => {
         // Most transitions carry no text (status and phase are ours): no secrets to read for them.
         const redactor =
           input.message === null && input.error === null
             ? null
             : await redactorFor(db, deps.secrets, input.workspaceId);
         const clean = (v: string | null) => (v === null || redactor === null ? v : redactor(v));
-        await workspaces.recordTransition(db, {
+        return workspaces.recordTransition(db, {
           ...input,
           message: clean(input.message),
           error: clean(input.error),
         });
       });
+      // The step ran before (a timed-out workflow task's try): what follows from it was done then.
+      if (!written) return;
       // A deleted workspace's agent is gone: the org's retired values only it might hold can go.
       // Best effort, like the figure below: a value kept longer is only redacted longer.
       if (input.status === 'deleted') {

@@ -269,17 +269,27 @@ export interface Transition {
   restart?: { count: number; lastReason: string | null };
   /** A generation the entity gave up but could not remove (the orphan sweep removes it). */
   discardedGeneration?: number;
+  /**
+   * The entity's step that makes it (run and number): written once, however many times the step
+   * runs (a timed-out workflow task's local activity, and the retry's). Absent: always written.
+   */
+  step?: string;
 }
 
-export async function recordTransition(db: Queryable, t: Transition): Promise<void> {
-  await db.query(
-    `WITH u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now(),
+/** Records a transition; false when its step was written already (nothing changed then). */
+export async function recordTransition(db: Queryable, t: Transition): Promise<boolean> {
+  const { rows } = await db.query<{ written: boolean }>(
+    `WITH t AS (INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation, step)
+         VALUES ($1, $2, $3, $4, $6, $10) ON CONFLICT (workspace_id, step) WHERE step IS NOT NULL DO NOTHING
+         RETURNING id),
+       u AS (UPDATE workspaces SET status = $2, phase = $3, error = $5, updated_at = now(),
          restart_count = coalesce($7, restart_count),
          last_restart_reason = CASE WHEN $7::int IS NULL THEN last_restart_reason ELSE $8 END,
          discarded_generation = coalesce($9, discarded_generation)
-       WHERE id = $1),
-       a AS (INSERT INTO activity (workspace_id, type, status, summary) VALUES ($1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '')))
-     INSERT INTO workspace_transitions (workspace_id, status, phase, message, generation) VALUES ($1, $2, $3, $4, $6)`,
+       WHERE id = $1 AND EXISTS (SELECT 1 FROM t)),
+       a AS (INSERT INTO activity (workspace_id, type, status, summary)
+         SELECT $1, 'lifecycle', $2, $2 || coalesce(' (' || $3 || ')', '') WHERE EXISTS (SELECT 1 FROM t))
+     SELECT EXISTS (SELECT 1 FROM t) AS written`,
     // Messages quote backend errors: a NUL in one must not lose the transition.
     [
       t.workspaceId,
@@ -291,8 +301,10 @@ export async function recordTransition(db: Queryable, t: Transition): Promise<vo
       t.restart?.count ?? null,
       t.restart?.lastReason ?? null,
       t.discardedGeneration ?? null,
+      t.step ?? null,
     ],
   );
+  return rows[0]?.written ?? false;
 }
 
 /**

@@ -248,6 +248,34 @@ describe.each(['pglite', 'postgres'] as const)('data layer on %s', (mode) => {
     expect(events.map((e) => e.message)).toEqual(['start failed: a\uFFFDb']);
   });
 
+  it("a transition's step is written once: a late second try changes nothing, even after the steps that followed", async () => {
+    const wsId = await insertBareWorkspace(db, await insertOrg(db, 'steps'));
+    const step = (n: number, status: 'restarting' | 'online', phase: string) =>
+      recordTransition(db.pool, { workspaceId: wsId, generation: 2, status, phase, step: `run-1/${n}` });
+    expect(await step(1, 'restarting', 'booting')).toBe(true);
+    // A timed-out workflow task's try of step 1, and its retry's: one row.
+    expect(await step(1, 'restarting', 'booting')).toBe(false);
+    expect(await step(2, 'online', 'platform-health-ok')).toBe(true);
+    // The first try's write, later still: the workspace is not set back.
+    expect(await step(1, 'restarting', 'booting')).toBe(false);
+    expect(await getWorkspace(db.pool, wsId)).toMatchObject({
+      status: 'online',
+      phase: 'platform-health-ok',
+    });
+    expect((await listTransitions(db.pool, wsId)).map((e) => e.status)).toEqual(['restarting', 'online']);
+    const { rows } = await db.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM activity WHERE workspace_id = $1 AND type = 'lifecycle'`,
+      [wsId],
+    );
+    expect(rows[0]!.n).toBe(2);
+    // Without a step (older code, a hand-made row): every write counts.
+    await recordTransition(db.pool, { workspaceId: wsId, generation: 2, status: 'online' });
+    expect(await recordTransition(db.pool, { workspaceId: wsId, generation: 2, status: 'online' })).toBe(
+      true,
+    );
+    expect(await listTransitions(db.pool, wsId)).toHaveLength(4);
+  });
+
   it('a boot event shows its phase while the workspace boots, not once it is stopping or stopped', async () => {
     const wsId = await insertBareWorkspace(db, await insertOrg(db, 'late-boot'));
     await db.pool.query('UPDATE workspaces SET generation = 1 WHERE id = $1', [wsId]);

@@ -169,6 +169,10 @@ describe('entity workflow: happy path and configure', () => {
       await online(h, handle, 3);
       expect(h.fakes.snapshots.get(3)?.configHash).toBe(later.configHash);
       await deleteAndComplete(h, handle, 'happy-path');
+      // Each transition names its step (run and number), the same on a retry: written once.
+      const steps = h.fakes.calls.filter((c) => c.name === 'recordTransition').map((c) => c.input.step);
+      const { runId } = await handle.describe();
+      expect(steps).toEqual(steps.map((_, i) => `${runId}/${i + 1}`));
     });
   });
 });

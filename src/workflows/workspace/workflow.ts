@@ -315,6 +315,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
   const shouldContinueAsNew = () =>
     workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyLimit;
+  /** Transitions recorded by this run: numbers each one's step (recordTransition writes it once). */
+  let transitionSteps = 0;
   /** Set when a delete stops retrying in this run: the failed attempts the next run goes on from. */
   let deleteContinuesAfter: number | null = null;
   /** Any new request is a new goal: a halted entity tries again. */
@@ -548,6 +550,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     // Taken now: a step waiting for the one in flight records the state of this transition.
     const summary = transitionSummary(status, phase, s.generation);
     const transition = {
+      // The same on every try of this step (a timed-out task's and its retry's): written once.
+      step: `${workflowInfo().runId}/${++transitionSteps}`,
       workspaceId,
       generation: s.generation,
       status,
