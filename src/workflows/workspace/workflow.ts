@@ -299,6 +299,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     rejectIfExpired(d);
     rejectIfGone();
   };
+  /** Workflow time (the task's start) is past the caller's answer time: its answer would come too late. */
+  const pastAnswerTime = (d: RequestDeadline | undefined) =>
+    d?.answerByMs !== undefined && Date.now() > d.answerByMs;
   /**
    * Waits for the task after the one that accepted the Update (its acceptance is then in the
    * history), and fails it `Expired`, with nothing changed, when that task starts past the caller's
@@ -307,7 +310,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const afterAcceptance = async (d: RequestDeadline | undefined): Promise<void> => {
     if (d?.answerByMs === undefined || !patched(PATCHES.applyAfterAcceptance)) return;
     await sleep(1);
-    if (Date.now() > d.answerByMs) throw expired('workspace took the request');
+    if (pastAnswerTime(d)) throw expired('workspace took the request');
     // This task's start decided; a task taken again later decides otherwise, so it writes nothing.
     if (patched(PATCHES.checkTaskWritesNothing)) nextStepAfterCommit = true;
   };
@@ -358,8 +361,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         const { configHash, generation, covered } = await serialized(async () => {
           // Its turn may come long after its check (saves before it are slow): the caller may be
           // gone, told 503.
-          const late = change.answerByMs !== undefined && Date.now() > change.answerByMs;
-          if (late && patched(PATCHES.queuedSaveRechecks)) throw expired('config save came to its turn');
+          if (pastAnswerTime(change) && patched(PATCHES.queuedSaveRechecks)) {
+            throw expired('config save came to its turn');
+          }
           const save = (d: typeof db) =>
             d.saveConfig.executeWithOptions(
               { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
