@@ -43,7 +43,10 @@ export const orgCreatedResponse = z.strictObject({
   name: z.string(),
   apiKey: z.string().meta({ description: 'shown once' }),
 });
-export const orgListResponse = z.strictObject({ items: z.array(orgResponse) });
+export const orgListResponse = z.strictObject({
+  items: z.array(orgResponse),
+  nextCursor: z.string().nullable(),
+});
 export const orgDeleteResponse = z.strictObject({
   accepted: z.literal(true),
   id: z.string(),

@@ -182,6 +182,15 @@ export const listQuery = z.object({
   cursor: z.string().max(200).optional(),
 });
 
+/**
+ * GET /v1/orgs: newest first, paged as workspaces are when `limit` is given; without it every org
+ * (api.md's `{items}`: a client written against it is not handed a silent first page).
+ */
+export const orgListQuery = z.object({
+  limit: queryInt(1, 200).optional(),
+  cursor: z.string().max(200).optional(),
+});
+
 export const workspaceIdParam = idSchema;
 
 /** GET /v1/workspaces/:id/boot-log: one generation's events and console (default: all events, current console). */

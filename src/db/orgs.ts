@@ -63,11 +63,27 @@ export async function getOrg(db: Queryable, id: string): Promise<Org | null> {
   return row ? { id: row.id, name: row.name, createdAt: row.created_at } : null;
 }
 
-export async function listOrgs(db: Queryable): Promise<Org[]> {
+/**
+ * One page of the orgs that are not deleted, newest first (as workspaces are listed), after the
+ * org `afterId` (keyset: stable under inserts); `more` when others follow. A cursor naming an org
+ * deleted since still pages on from where it stood. No `limit`: all of them.
+ */
+export async function listOrgs(
+  db: Queryable,
+  q: { limit?: number; afterId?: string },
+): Promise<{ items: Org[]; more: boolean }> {
   const { rows } = await db.query<{ id: string; name: string; created_at: Date }>(
-    'SELECT id, name, created_at FROM orgs WHERE deleted_at IS NULL ORDER BY created_at, id',
+    `SELECT id, name, created_at FROM orgs
+     WHERE deleted_at IS NULL
+       AND ($1::text IS NULL OR (created_at, id) < (SELECT created_at, id FROM orgs WHERE id = $1))
+     ORDER BY created_at DESC, id DESC LIMIT $2`,
+    [q.afterId ?? null, q.limit === undefined ? null : q.limit + 1],
   );
-  return rows.map((row) => ({ id: row.id, name: row.name, createdAt: row.created_at }));
+  const limit = q.limit ?? rows.length;
+  const items = rows
+    .slice(0, limit)
+    .map((row) => ({ id: row.id, name: row.name, createdAt: row.created_at }));
+  return { items, more: rows.length > limit };
 }
 
 /**

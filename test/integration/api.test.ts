@@ -63,6 +63,52 @@ describe('api without workers', () => {
     expect(Date.parse(one.body.createdAt)).not.toBeNaN();
   });
 
+  it('lists orgs newest first, paged; a deleted org leaves the list, its cursor still pages on', async () => {
+    const admin = t.stack.adminToken;
+    // The run's database holds other files' orgs too (older): this test's are the newest.
+    const mine: string[] = [];
+    for (let i = 0; i < 5; i++) mine.push((await createOrg(t.stack, `paged-${i}`)).id);
+    const newestFirst = [...mine].reverse();
+
+    const first = await t.stack.api.call('GET', '/v1/orgs?limit=2', { token: admin });
+    expect(first.status).toBe(200);
+    expect(first.body.items.map((o: { id: string }) => o.id)).toEqual(newestFirst.slice(0, 2));
+    expect(first.body.items[0]).toEqual({ id: mine[4], name: 'paged-4', createdAt: expect.any(String) });
+    expect(typeof first.body.nextCursor).toBe('string');
+
+    // The org the cursor names is deleted before the next page: the page still starts after it.
+    expect((await t.stack.api.call('DELETE', `/v1/orgs/${mine[3]}`, { token: admin })).status).toBe(202);
+    const second = await t.stack.api.call('GET', `/v1/orgs?limit=2&cursor=${first.body.nextCursor}`, {
+      token: admin,
+    });
+    expect(second.status).toBe(200);
+    expect(second.body.items.map((o: { id: string }) => o.id)).toEqual(newestFirst.slice(2, 4));
+    const listed = await t.stack.api.call('GET', '/v1/orgs?limit=200', { token: admin });
+    const ids = listed.body.items.map((o: { id: string }) => o.id);
+    expect(ids.slice(0, 4)).toEqual([mine[4], mine[2], mine[1], mine[0]]);
+    expect(ids).not.toContain(mine[3]);
+    // No limit: every org in one answer (api.md's `{items}`), however many the run made.
+    const all = await t.stack.api.call('GET', '/v1/orgs', { token: admin });
+    expect(all.body.nextCursor).toBeNull();
+    expect(all.body.items.length).toBeGreaterThanOrEqual(ids.length);
+    expect(all.body.items.slice(0, ids.length)).toEqual(listed.body.items);
+
+    // Bad paging names its field; a workspace cursor is not an org cursor; org keys are refused.
+    const workspaceCursor = Buffer.from(`ws:${mine[0]}`).toString('base64url');
+    for (const [query, field] of [
+      ['limit=0', 'limit'],
+      ['limit=201', 'limit'],
+      ['limit=2x', 'limit'],
+      ['cursor=not-a-cursor', 'cursor'],
+      [`cursor=${workspaceCursor}`, 'cursor'],
+    ] as const) {
+      const res = await t.stack.api.call('GET', `/v1/orgs?${query}`, { token: admin });
+      expect(res.status, query).toBe(400);
+      expect(res.body.error.field, query).toBe(field);
+    }
+    expect((await t.stack.api.call('GET', '/v1/orgs', { token: t.key })).status).toBe(403);
+  });
+
   it('admin must name an org; org keys cannot create in another org', async () => {
     const res = await t.stack.api.call('POST', '/v1/workspaces', {
       token: t.stack.adminToken,

@@ -6,7 +6,8 @@ import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { sweepControl } from '../sweeps.js';
 import { notFound, parse } from '../errors.js';
-import { createOrgBody, idSchema } from '../schemas.js';
+import { decodeIdCursor, encodeIdCursor } from '../id-cursor.js';
+import { createOrgBody, idSchema, orgListQuery } from '../schemas.js';
 
 const present = (o: { id: string; name: string; createdAt: Date }) => ({
   id: o.id,
@@ -23,9 +24,18 @@ export function orgsRouter(deps: ApiDeps): Router {
     res.status(201).json({ id: org.id, name: org.name, apiKey });
   });
 
-  r.get('/', async (_req, res) => {
+  r.get('/', async (req, res) => {
     requireAdmin(principalOf(res));
-    res.json({ items: (await listOrgs(deps.db)).map(present) });
+    const q = parse(orgListQuery, req.query, 'query');
+    const page = await listOrgs(deps.db, {
+      ...(q.limit !== undefined ? { limit: q.limit } : {}),
+      ...(q.cursor ? { afterId: decodeIdCursor('org', q.cursor) } : {}),
+    });
+    const last = page.items[page.items.length - 1];
+    res.json({
+      items: page.items.map(present),
+      nextCursor: page.more && last ? encodeIdCursor('org', last.id) : null,
+    });
   });
 
   r.get('/:id', async (req, res) => {

@@ -7,6 +7,7 @@ import { boundsOf } from '../bounds.js';
 import { CappedCounts } from '../capped-counts.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError, badRequest, parse } from '../errors.js';
+import { decodeIdCursor, encodeIdCursor } from '../id-cursor.js';
 import { presentWorkspace } from '../present.js';
 import { TransitionFeed } from '../transition-feed.js';
 import {
@@ -15,7 +16,6 @@ import {
   createWorkspaceBody,
   listQuery,
   patchWorkspaceBody,
-  workspaceIdParam,
 } from '../schemas.js';
 import { MANAGE, loadsWorkspace, workspaceOf } from '../workspace-param.js';
 
@@ -34,10 +34,10 @@ export function workspacesRouter(deps: ApiDeps): Router {
   r.get('/', async (req, res) => {
     const scope = orgScope(principalOf(res));
     const q = parse(listQuery, req.query, 'query');
-    const afterId = q.cursor ? decodeCursor(q.cursor) : undefined;
+    const afterId = q.cursor ? decodeIdCursor('ws', q.cursor) : undefined;
     const page = await app.listPage(deps, scope, { ...q, afterId });
     const last = page.items[page.items.length - 1];
-    const nextCursor = page.more && last ? encodeCursor(last.id) : null;
+    const nextCursor = page.more && last ? encodeIdCursor('ws', last.id) : null;
     res.json({ items: page.items.map(present), nextCursor });
   });
 
@@ -157,15 +157,3 @@ export function resumeAfter(lastEventId: string | undefined): string {
 
 /** Bytes an event stream may have queued for a slow client before it is closed. */
 const STREAM_BUFFER_MAX = 1024 * 1024;
-
-/** Opaque to clients; the last id of the page (keyset paging is stable under inserts). */
-function encodeCursor(id: string): string {
-  return Buffer.from(`ws:${id}`).toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const raw = Buffer.from(cursor, 'base64url').toString('utf8');
-  const id = raw.startsWith('ws:') ? raw.slice(3) : '';
-  if (!workspaceIdParam.safeParse(id).success) throw badRequest('cursor: invalid cursor', 'cursor');
-  return id;
-}
