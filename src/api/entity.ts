@@ -300,8 +300,9 @@ export class EntityClient {
 }
 
 /**
- * A delete Update the entity refused because a delete is under way (or done): DELETE is idempotent,
- * so the repeat is accepted as the first was, with the status the entity gave.
+ * A delete Update the entity refused because the workspace is deleted (one under way takes it and
+ * tries at once): DELETE is idempotent, so the repeat is accepted as the first was, with the status
+ * the entity gave.
  */
 function deleteUnderWay(err: unknown): { accepted: true; status: WorkspaceStatus } {
   const cause = err instanceof WorkflowUpdateFailedError ? err.cause : undefined;

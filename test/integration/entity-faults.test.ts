@@ -8,7 +8,10 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { restartUpdate } from '../../src/workflows/messages.js';
-import { insertWorkspaceRow, useStack, waitForStatus } from '../support/stack.js';
+import { followEvents } from '../support/events-stream.js';
+import { holdings } from '../support/faults.js';
+import { timerOutcome } from '../support/timer-outcome.js';
+import { insertWorkspaceRow, useStack, volumesOf, waitForStatus } from '../support/stack.js';
 
 describe('a config the database refuses (worker running, docker)', () => {
   const t = useStack();
@@ -82,6 +85,62 @@ describe('a config the database refuses (worker running, docker)', () => {
     expect(during.status).toBe(202);
     expect(['deleting', 'deleted']).toContain(during.body.status);
     await waitForStatus(t.stack, t.key, id, 'deleted');
+  });
+});
+
+describe('a delete the backend refuses (worker running, docker)', () => {
+  const t = useStack();
+
+  it('retries with growing waits while a volume is in use; a DELETE again once it is free deletes now', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'held', backend: 'docker' },
+    });
+    expect(created.status).toBe(202);
+    const id: string = created.body.id;
+    await waitForStatus(t.stack, t.key, id, 'online');
+    // A container of someone else's holding the workspace's volume: the daemon refuses to remove it
+    // (409 in use), a refusal that heals, as a dockerd busy or restarting does.
+    const volume = (await volumesOf(t.stack.docker, id))[0]!.Name;
+    const holder = await t.stack.docker.createContainer({
+      Image: t.stack.config.RUNTIME_IMAGE!,
+      Cmd: ['true'],
+      HostConfig: { Binds: [`${volume}:/held`] },
+      Labels: { 'wo.test': 'volume-holder' },
+    });
+    const feed = followEvents(t.stack.url, id, t.key);
+    try {
+      expect(await feed.status).toBe(200);
+      expect((await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key })).status).toBe(202);
+      // The third refused attempt says when the next comes; its wait is the one a DELETE cuts short.
+      const third = await waitFor(
+        () => feed.events.find((e) => e.message?.startsWith('delete attempt 3 failed:')),
+        { timeoutMs: 120_000, intervalMs: 20, describe: 'a third refused delete attempt' },
+      );
+      expect(third.message).toMatch(/in use.*; next attempt in 8 s, or at a DELETE again$/);
+      expect(feed.events.filter((e) => e.status === 'deleting').length).toBe(1 + 3);
+      const during = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+      expect(during.status).toBe('deleting');
+      expect(during.error).toMatch(/^delete failed: removing volume .*in use/);
+
+      await holder.remove();
+      const again = await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+      expect(again.status).toBe(202);
+      expect(again.body.status).toBe('deleting');
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+      expect(await holdings('docker', t.stack.docker, id)).toEqual([]);
+
+      // The fourth attempt came at the DELETE: the 8 s wait's timer was cancelled, never fired.
+      expect(
+        await timerOutcome(
+          t.stack.service.temporal.workflow.getHandle(`workspace:${id}`),
+          'wait 8 s before delete attempt 4 (or at a DELETE again)',
+        ),
+      ).toBe('cancelled');
+    } finally {
+      feed.close();
+      await holder.remove({ force: true }).catch(() => undefined);
+    }
   });
 });
 

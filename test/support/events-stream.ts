@@ -1,9 +1,9 @@
 /**
- * A client of `GET /v1/workspaces/:id/events` (server-sent events): collects each event's id and
- * status as it arrives, until closed.
+ * A client of `GET /v1/workspaces/:id/events` (server-sent events): collects each event's id,
+ * status and message as it arrives, until closed.
  */
 export interface EventsStream {
-  events: { id: string; status: string }[];
+  events: { id: string; status: string; message?: string }[];
   close(): void;
   /** The answer's HTTP status (the stream goes on being read in the background after a 200). */
   status: Promise<number>;
@@ -15,7 +15,7 @@ export function followEvents(
   token: string,
   lastEventId?: string,
 ): EventsStream {
-  const events: { id: string; status: string }[] = [];
+  const events: { id: string; status: string; message?: string }[] = [];
   const ac = new AbortController();
   const status = (async () => {
     const res = await fetch(`${baseUrl}/v1/workspaces/${workspaceId}/events`, {
@@ -40,7 +40,9 @@ export function followEvents(
             text = text.slice(end + 2);
             const idLine = /^id: (.*)$/m.exec(block);
             const data = /^data: (.*)$/m.exec(block);
-            if (idLine && data) events.push({ id: idLine[1]!, status: JSON.parse(data[1]!).status });
+            if (!idLine || !data) continue;
+            const t = JSON.parse(data[1]!) as { status: string; message?: string };
+            events.push({ id: idLine[1]!, status: t.status, ...(t.message ? { message: t.message } : {}) });
           }
         }
       } catch {

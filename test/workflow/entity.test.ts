@@ -26,7 +26,7 @@ import {
   type RequestDeadline,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
-import { deleteBackoffMs } from '../../src/workflows/workspace/decide.js';
+import { DELETE_BACKOFF_INITIAL_MS, deleteBackoffMs } from '../../src/workflows/workspace/decide.js';
 import {
   createEnv,
   permanent,
@@ -41,6 +41,7 @@ import {
   type Harness,
 } from './harness.js';
 import { waitFor } from '../setup/wait-for.js';
+import { timerOutcome } from '../support/timer-outcome.js';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -783,7 +784,6 @@ describe('entity workflow: delete always converges', () => {
       // The workspace says why it is still deleting (as a refused stop does), until it is deleted.
       expect(during.error).toMatch(/^delete failed: removeResource/);
       expect(await failureOf(handle.executeUpdate(restartUpdate))).toEqual({ type: FailureType.Deleted });
-      expect(await failureOf(handle.executeUpdate(deleteUpdate))).toEqual({ type: FailureType.Deleted });
       await until(h, handle, (s) => s.status === 'deleted', 'deleted', 5000);
       await handle.result();
       await replayAndRecord(handle, 'delete-backoff');
@@ -796,6 +796,48 @@ describe('entity workflow: delete always converges', () => {
       const gaps = attempts.slice(1).map((c, i) => c.at - attempts[i]!.at);
       for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThan(gaps[i - 1]!);
       expect(h.fakes.transitions.at(-1)).toMatchObject({ status: 'deleted', error: null });
+    });
+  });
+});
+
+describe('entity workflow: a DELETE again', () => {
+  it('while a failed attempt waits is accepted and tries again now, not after the backoff', async () => {
+    await withWorker(env, async (h) => {
+      const handle = await startEntity(h);
+      await online(h, handle, 1);
+      let refuse = true;
+      h.fakes.faults.removeResource = (_n, i) => (i.volumes && refuse ? permanent('removeResource') : null);
+      const removals = () =>
+        h.fakes.calls.filter((c) => c.name === 'removeResource' && c.input.volumes === true);
+      const deletings = () => h.fakes.transitions.filter((t) => t.status === 'deleting').length;
+      await handle.executeUpdate(deleteUpdate);
+      // Four attempts refused, each recorded: the wait after the fourth is deleteBackoffMs(3).
+      await until(h, handle, () => removals().length === 4 && deletings() === 1 + 4, 'four refused');
+      refuse = false;
+      // Accepted (it used to be refused, answered 202 by the API all the same): the backend is back.
+      expect(await handle.executeUpdate(deleteUpdate)).toEqual({ accepted: true, status: 'deleting' });
+      // The clock stands still from here: only the DELETE can bring the fifth attempt.
+      await until(h, handle, (s) => s.status === 'deleted', 'deleted', 0);
+      await handle.result();
+      const attempts = removals();
+      expect(attempts).toHaveLength(5);
+      const gap = attempts[4]!.at - attempts[3]!.at;
+      expect(gap).toBeLessThan(deleteBackoffMs(3));
+      // Never sooner than the first backoff after a failed attempt (a DELETE loop is no busy loop).
+      expect(gap).toBeGreaterThanOrEqual(DELETE_BACKOFF_INITIAL_MS);
+      // The wait's timer was cancelled, not fired.
+      expect(await timerOutcome(handle, 'wait 16 s before delete attempt 5 (or at a DELETE again)')).toBe(
+        'cancelled',
+      );
+      expect(h.fakes.transitions.at(-1)).toMatchObject({ status: 'deleted', error: null });
+      // The workspace said when its next attempt was due, and how to bring it forward.
+      const said = h.fakes.calls.filter(
+        (c) => c.name === 'recordTransition' && c.input.status === 'deleting',
+      );
+      expect(said.at(-1)?.input.message).toBe(
+        'delete attempt 4 failed: removeResource refused for good; next attempt in 16 s, or at a DELETE again',
+      );
+      await replayAndRecord(handle, 'delete-again-retries-now');
     });
   });
 });

@@ -8,7 +8,7 @@
  * - it never fails: an activity that still fails after its bounded retries moves the workspace to
  *   `failed` with the reason (its generation torn down, or discarded for the orphan sweep), and
  *   restart, stop, start and delete keep working from there; delete and stop retry with backoff
- *   until the backend confirms them.
+ *   until the backend confirms them, and try again at once when asked for again.
  */
 import {
   ActivityCancellationType,
@@ -58,6 +58,7 @@ import {
 } from '../messages.js';
 import {
   decide,
+  DELETE_BACKOFF_INITIAL_MS,
   deleteBackoffMs,
   healthVerdict,
   historyAfterHealthy,
@@ -211,6 +212,12 @@ export const PATCHES = {
    * is carried out in its order. Before it a stop and a start taken close together did nothing.
    */
   startAfterPendingStop: 'start-after-pending-stop',
+  /**
+   * A DELETE again while a failed delete waits for its next attempt is accepted (it used to be
+   * refused, and answered 202 by the API all the same) and tries again now, as a stop again does:
+   * a user whose backend is back need not wait out a backoff of up to five minutes.
+   */
+  deleteAgainRetriesNow: 'delete-again-retries-now',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -276,7 +283,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         type: FailureType.Deleted,
         message: `workspace is ${what}`,
         nonRetryable: true,
-        // Read by a DELETE that finds a delete under way: it is accepted again, with this status.
+        // Read by a DELETE that finds the workspace deleted: it is accepted again, with this status.
         details: [{ status: s.status === 'deleted' ? 'deleted' : 'deleting' }],
       });
     }
@@ -298,6 +305,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const admit = (d?: RequestDeadline) => {
     rejectIfExpired(d);
     rejectIfGone();
+  };
+  /** A delete's: in time, and not deleted yet (a delete under way may be asked for again). */
+  const admitDelete = (d?: RequestDeadline) => {
+    rejectIfExpired(d);
+    if (s.status === 'deleted') rejectIfGone();
   };
   /** Workflow time (the task's start) is past the caller's answer time: its answer would come too late. */
   const pastAnswerTime = (d: RequestDeadline | undefined) =>
@@ -322,6 +334,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   let transitionSteps = 0;
   /** Set when a delete stops retrying in this run: the failed attempts the next run goes on from. */
   let deleteContinuesAfter: number | null = null;
+  /** A DELETE came again since the last delete attempt began: the next one need not wait. */
+  let deleteAgain = false;
   /** Any new request is a new goal: a halted entity tries again. */
   const newRequest = () => {
     s.halted = false;
@@ -481,10 +495,12 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     deleteUpdate,
     async (d?: RequestDeadline) => {
       await afterAcceptance(d);
+      // Asked for again while under way: a failed attempt's wait ends now (deleteAgainRetriesNow).
+      if (s.deleteRequested) deleteAgain = true;
       s.deleteRequested = true;
       return accepted();
     },
-    { validator: admit },
+    { validator: admitDelete },
   );
 
   /** The UI's current details: status, generation, phase, restarts, last error. */
@@ -802,6 +818,21 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const start = () => boot('provisioning', 'starting', null, null);
 
   /**
+   * A failed delete attempt's wait, ended early by a DELETE again. Never sooner than the first
+   * backoff after the attempt: a client sending DELETE in a loop gets no busy loop on the backend.
+   */
+  async function deleteWait(waitMs: number, summary: string): Promise<void> {
+    const from = Date.now();
+    const asked = await condition(() => deleteAgain, waitMs, {
+      summary: `${summary} (or at a DELETE again)`,
+    });
+    if (!asked) return;
+    const gapMs = Math.min(waitMs, DELETE_BACKOFF_INITIAL_MS) - (Date.now() - from);
+    if (gapMs <= 0) return;
+    await sleep(gapMs, { summary: `wait ${seconds(gapMs)} before the delete attempt asked for again` });
+  }
+
+  /**
    * Removes everything, retrying with growing waits until the backend confirms it gone. A delete
    * that keeps failing for days would grow one history to the server's hard limit (which terminates
    * the workflow, leaving the row `deleting` for good): past the history limit it stops here and the
@@ -811,6 +842,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     await setStatus('deleting');
     await CancellationScope.nonCancellable(async () => {
       for (let attempt = input.carried?.deleting?.attempts ?? 0; ; attempt++) {
+        // A DELETE during this attempt counts: it may have come once the backend was back.
+        deleteAgain = false;
         try {
           await backend.removeResource.executeWithOptions(
             { ...ATTEMPT_RETRY, summary: removeAllSummary(backendName, workspaceId, attempt) },
@@ -825,12 +858,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         } catch (err) {
           const waitMs = deleteBackoffMs(attempt);
           const reason = failureMessage(err);
+          const againRetriesNow = patched(PATCHES.deleteAgainRetriesNow);
           log.warn('delete attempt failed; retrying', { attempt, waitMs, error: reason });
+          const when = againRetriesNow ? `; next attempt in ${seconds(waitMs)}, or at a DELETE again` : '';
           await setStatus('deleting', null, {
-            message: `delete attempt ${attempt + 1} failed: ${reason}`,
+            message: `delete attempt ${attempt + 1} failed: ${reason}${when}`,
             error: `delete failed: ${reason}`,
           });
-          await sleep(waitMs, { summary: `wait ${seconds(waitMs)} before delete attempt ${attempt + 2}` });
+          const summary = `wait ${seconds(waitMs)} before delete attempt ${attempt + 2}`;
+          if (againRetriesNow) await deleteWait(waitMs, summary);
+          else await sleep(waitMs, { summary });
           if (shouldContinueAsNew() && patched(PATCHES.deleteContinuesAsNew)) {
             deleteContinuesAfter = attempt + 1;
             return;
