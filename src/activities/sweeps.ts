@@ -589,7 +589,7 @@ export function createSweepActivities(deps: SweepActivityDeps) {
             .executeUpdate(deleteUpdate);
           return 'accepted';
         } catch (err) {
-          // Rejected: already deleting or deleted.
+          // Rejected: deleted already (an entity deleting takes it again and tries at once).
           if (err instanceof WorkflowUpdateFailedError) return 'already';
           if (err instanceof WorkflowNotFoundError || isCompleted(err)) return 'no-entity';
           throw err;

@@ -814,8 +814,26 @@ describe('entity workflow: a DELETE again', () => {
       // Four attempts refused, each recorded: the wait after the fourth is deleteBackoffMs(3).
       await until(h, handle, () => removals().length === 4 && deletings() === 1 + 4, 'four refused');
       refuse = false;
-      // Accepted (it used to be refused, answered 202 by the API all the same): the backend is back.
-      expect(await handle.executeUpdate(deleteUpdate)).toEqual({ accepted: true, status: 'deleting' });
+      // A DELETE again taken past its answer time fails `Expired`, changes nothing, and takes no
+      // turn: the next DELETE may still ask.
+      const now = await env.currentTimeMs();
+      const late = handle.executeUpdate<Accepted, [RequestDeadline]>(deleteUpdate.name, {
+        args: [{ notAfterMs: now + 600_000, answerByMs: now }],
+      });
+      expect(await failureOf(late)).toEqual({ type: FailureType.Expired });
+      expect(removals()).toHaveLength(4);
+      // One of five at once is accepted (it used to be refused, answered 202 by the API all the
+      // same), the others refused as before: a DELETE loop adds one Update per attempt to the history.
+      const again = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          handle.executeUpdate(deleteUpdate).then(
+            (r) => r,
+            (err: unknown) => failureOf(Promise.reject(err)),
+          ),
+        ),
+      );
+      expect(again.filter((a) => a && 'accepted' in a)).toEqual([{ accepted: true, status: 'deleting' }]);
+      expect(again.filter((a) => a && 'type' in a)).toEqual(Array(4).fill({ type: FailureType.Deleted }));
       // The clock stands still from here: only the DELETE can bring the fifth attempt.
       await until(h, handle, (s) => s.status === 'deleted', 'deleted', 0);
       await handle.result();
@@ -837,6 +855,9 @@ describe('entity workflow: a DELETE again', () => {
       expect(said.at(-1)?.input.message).toBe(
         'delete attempt 4 failed: removeResource refused for good; next attempt in 16 s, or at a DELETE again',
       );
+      const events = (await handle.fetchHistory()).events ?? [];
+      // The first DELETE, the late one, and one of the five.
+      expect(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes)).toHaveLength(3);
       await replayAndRecord(handle, 'delete-again-retries-now');
     });
   });

@@ -306,10 +306,14 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     rejectIfExpired(d);
     rejectIfGone();
   };
-  /** A delete's: in time, and not deleted yet (a delete under way may be asked for again). */
+  /**
+   * A delete's: in time, and not deleted yet. A delete under way may be asked for again once per
+   * attempt: the repeats after it are refused (the API answers them 202 all the same), so a client
+   * sending DELETE in a loop adds nothing to the history.
+   */
   const admitDelete = (d?: RequestDeadline) => {
     rejectIfExpired(d);
-    if (s.status === 'deleted') rejectIfGone();
+    if (s.status === 'deleted' || deleteAgainTaken) rejectIfGone();
   };
   /** Workflow time (the task's start) is past the caller's answer time: its answer would come too late. */
   const pastAnswerTime = (d: RequestDeadline | undefined) =>
@@ -334,7 +338,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   let transitionSteps = 0;
   /** Set when a delete stops retrying in this run: the failed attempts the next run goes on from. */
   let deleteContinuesAfter: number | null = null;
-  /** A DELETE came again since the last delete attempt began: the next one need not wait. */
+  /** A DELETE again was taken since the last delete attempt began (it may yet fail `Expired`). */
+  let deleteAgainTaken = false;
+  /** …and passed its answer-time check: the next attempt need not wait. */
   let deleteAgain = false;
   /** Any new request is a new goal: a halted entity tries again. */
   const newRequest = () => {
@@ -494,9 +500,16 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   setHandler(
     deleteUpdate,
     async (d?: RequestDeadline) => {
-      await afterAcceptance(d);
       // Asked for again while under way: a failed attempt's wait ends now (deleteAgainRetriesNow).
-      if (s.deleteRequested) deleteAgain = true;
+      const again = s.deleteRequested;
+      if (again) deleteAgainTaken = true;
+      try {
+        await afterAcceptance(d);
+      } catch (err) {
+        if (again) deleteAgainTaken = false; // changed nothing: the next DELETE may ask again
+        throw err;
+      }
+      if (again) deleteAgain = true;
       s.deleteRequested = true;
       return accepted();
     },
@@ -844,6 +857,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       for (let attempt = input.carried?.deleting?.attempts ?? 0; ; attempt++) {
         // A DELETE during this attempt counts: it may have come once the backend was back.
         deleteAgain = false;
+        deleteAgainTaken = false;
         try {
           await backend.removeResource.executeWithOptions(
             { ...ATTEMPT_RETRY, summary: removeAllSummary(backendName, workspaceId, attempt) },
