@@ -4,7 +4,11 @@
  * each followed by restart/stop/delete working), delete retrying until the resource is gone,
  * continue-as-new carrying the whole state, start/restart from offline, degraded and failed.
  */
-import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -859,6 +863,51 @@ describe('entity workflow: a DELETE again', () => {
       // The first DELETE, the late one, and one of the five.
       expect(events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes)).toHaveLength(3);
       await replayAndRecord(handle, 'delete-again-retries-now');
+    });
+  });
+});
+
+describe('entity workflow: a DELETE while it continues-as-new', () => {
+  it('taken while continue-as-new waits for an Update in flight, it is carried out, not dropped', async () => {
+    await withWorker(env, async (h) => {
+      const limit = 10;
+      const first = await startEntity(h, { continueAsNewAfterEvents: limit });
+      await online(h, first, 1);
+      // Past the limit, idle: it continued-as-new at once.
+      const latest = h.env.client.workflow.getHandle(first.workflowId);
+      const firstRun = (first as WorkflowHandleWithFirstExecutionRunId).firstExecutionRunId;
+      await waitFor(async () => (await latest.describe()).runId !== firstRun, {
+        timeoutMs: 30_000,
+        describe: 'the first continue-as-new',
+      });
+      const run = (await latest.describe()).runId;
+      // A config save held in its activity keeps its Update handler unfinished…
+      let release = () => {};
+      h.fakes.gates.saveConfig = new Promise<void>((resolve) => (release = resolve));
+      const save = latest.executeUpdate(configureUpdate, { args: [{ config: { v: 1 } }] });
+      await until(h, latest, () => h.fakes.count('saveConfig') === 1, 'save held', 0);
+      // …while signals take the run past its limit: continue-as-new is due, and waits for the save.
+      for (let i = 0; i < 3; i++)
+        await latest.signal(agentHealthSignal, { generation: 1, runtimeState: 'ok' });
+      await waitFor(
+        async () => {
+          const events = (await latest.fetchHistory()).events ?? [];
+          // The last task completed with the history past the limit: the loop saw it.
+          return events.length > limit + 2 && events.at(-1)?.workflowTaskCompletedEventAttributes;
+        },
+        { timeoutMs: 30_000, describe: 'the run past its limit, between tasks' },
+      );
+      expect(await latest.executeUpdate(deleteUpdate)).toEqual({ accepted: true, status: 'online' });
+      release();
+      await save;
+      await until(h, latest, (s) => s.status === 'deleted', 'deleted', 1000, 120);
+      await latest.result();
+      // Deleted by the run that took the DELETE, which never continued-as-new without it.
+      expect((await latest.describe()).runId).toBe(run);
+      expect(h.fakes.count('removeResource', (i) => i.volumes === true)).toBe(1);
+      expect(h.fakes.count('finalizeDelete')).toBe(1);
+      expect(h.fakes.transitions.at(-1)).toMatchObject({ status: 'deleted', error: null });
+      await replayAndRecord(latest, 'delete-while-continuing-as-new');
     });
   });
 });

@@ -218,6 +218,12 @@ export const PATCHES = {
    * a user whose backend is back need not wait out a backoff of up to five minutes.
    */
   deleteAgainRetriesNow: 'delete-again-retries-now',
+  /**
+   * What an Update taken while continue-as-new waited for the handlers in flight asks for is done
+   * before continuing: a DELETE taken there was answered 202 and then dropped (not carried), the
+   * workspace left running.
+   */
+  actBeforeContinueAsNew: 'act-before-continue-as-new',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -1096,6 +1102,9 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     } else if (d.kind === 'health') await applyHealth();
     else if (d.kind === 'continueAsNew') {
       await condition(allHandlersFinished);
+      // An Update taken during that wait (a DELETE: carry() has no pending delete) is carried out
+      // in this run first; continuing-as-new without it dropped a delete answered 202.
+      if (next().kind !== 'continueAsNew' && patched(PATCHES.actBeforeContinueAsNew)) continue;
       await continueAsNew<typeof workspaceWorkflow>({ ...input, carried: carry(s) });
     }
   }
