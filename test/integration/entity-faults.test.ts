@@ -144,6 +144,41 @@ describe('a delete the backend refuses (worker running, docker)', () => {
   });
 });
 
+describe('entities continuing-as-new often (worker running, docker)', () => {
+  // Every few events: a DELETE racing a config save meets an entity about to continue-as-new.
+  const t = useStack({ env: { CONTINUE_AS_NEW_AFTER_EVENTS: '10' } });
+
+  it('a DELETE sent with a config save is carried out on every workspace, never dropped', async () => {
+    const ids = await Promise.all(
+      [1, 2, 3].map(async (n) => {
+        const created = await t.stack.api.call('POST', '/v1/workspaces', {
+          token: t.key,
+          body: { name: `can-${n}`, backend: 'docker' },
+        });
+        expect(created.status).toBe(202);
+        return created.body.id as string;
+      }),
+    );
+    for (const id of ids) await waitForStatus(t.stack, t.key, id, 'online');
+    // Each save's Update is in flight when its DELETE comes: both answered, both carried out.
+    const answers = await Promise.all(
+      ids.map(async (id, n) => {
+        const patch = t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+          token: t.key,
+          body: { config: { round: n } },
+        });
+        const del = t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+        return [(await patch).status, (await del).status];
+      }),
+    );
+    expect(answers).toEqual(ids.map(() => [200, 202]));
+    for (const id of ids) {
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+      expect(await holdings('docker', t.stack.docker, id)).toEqual([]);
+    }
+  });
+});
+
 describe('a row whose entity is gone (worker running, docker)', () => {
   const t = useStack();
 
