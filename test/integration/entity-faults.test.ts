@@ -8,10 +8,17 @@
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../setup/wait-for.js';
 import { restartUpdate } from '../../src/workflows/messages.js';
+import { createOnline } from '../parity/backends.js';
 import { followEvents } from '../support/events-stream.js';
 import { holdings } from '../support/faults.js';
 import { timerOutcome } from '../support/timer-outcome.js';
-import { insertWorkspaceRow, useStack, volumesOf, waitForStatus } from '../support/stack.js';
+import {
+  insertWorkspaceRow,
+  useStack,
+  volumesOf,
+  waitForStatus,
+  type StackFixture,
+} from '../support/stack.js';
 
 describe('a config the database refuses (worker running, docker)', () => {
   const t = useStack();
@@ -88,17 +95,14 @@ describe('a config the database refuses (worker running, docker)', () => {
   });
 });
 
+/** A stack fixture as createOnline takes it, for docker workspaces. */
+const onDocker = (t: StackFixture) => ({ stack: t.stack, key: t.key, backend: 'docker' as const });
+
 describe('a delete the backend refuses (worker running, docker)', () => {
   const t = useStack();
 
   it('retries with growing waits while a volume is in use; a DELETE again once it is free deletes now', async () => {
-    const created = await t.stack.api.call('POST', '/v1/workspaces', {
-      token: t.key,
-      body: { name: 'held', backend: 'docker' },
-    });
-    expect(created.status).toBe(202);
-    const id: string = created.body.id;
-    await waitForStatus(t.stack, t.key, id, 'online');
+    const id = (await createOnline(onDocker(t), 'held')).id as string;
     // A container of someone else's holding the workspace's volume: the daemon refuses to remove it
     // (409 in use), a refusal that heals, as a dockerd busy or restarting does.
     const volume = (await volumesOf(t.stack.docker, id))[0]!.Name;
@@ -149,17 +153,8 @@ describe('entities continuing-as-new often (worker running, docker)', () => {
   const t = useStack({ env: { CONTINUE_AS_NEW_AFTER_EVENTS: '10' } });
 
   it('a DELETE sent with a config save is carried out on every workspace, never dropped', async () => {
-    const ids = await Promise.all(
-      [1, 2, 3].map(async (n) => {
-        const created = await t.stack.api.call('POST', '/v1/workspaces', {
-          token: t.key,
-          body: { name: `can-${n}`, backend: 'docker' },
-        });
-        expect(created.status).toBe(202);
-        return created.body.id as string;
-      }),
-    );
-    for (const id of ids) await waitForStatus(t.stack, t.key, id, 'online');
+    const created = await Promise.all([1, 2, 3].map((n) => createOnline(onDocker(t), `can-${n}`)));
+    const ids = created.map((w) => w.id as string);
     // Each save's Update is in flight when its DELETE comes: both answered, both carried out.
     const answers = await Promise.all(
       ids.map(async (id, n) => {

@@ -332,7 +332,11 @@ export async function stateFileOf(
 }
 
 /** Creates a workspace of the fixture's backend (`body` adds to the create body) and waits for online. */
-export async function createOnline(t: ParityFixture, name: string, body: Record<string, unknown> = {}) {
+export async function createOnline(
+  t: Pick<ParityFixture, 'stack' | 'key' | 'backend'>,
+  name: string,
+  body: Record<string, unknown> = {},
+) {
   const created = await t.stack.api.call('POST', '/v1/workspaces', {
     token: t.key,
     body: { name, backend: t.backend, ...body },

@@ -846,7 +846,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       summary: `${summary} (or at a DELETE again)`,
     });
     if (!asked) return;
-    const gapMs = Math.min(waitMs, DELETE_BACKOFF_INITIAL_MS) - (Date.now() - from);
+    const gapMs = DELETE_BACKOFF_INITIAL_MS - (Date.now() - from);
     if (gapMs <= 0) return;
     await sleep(gapMs, { summary: `wait ${seconds(gapMs)} before the delete attempt asked for again` });
   }
