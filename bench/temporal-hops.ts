@@ -8,13 +8,15 @@
  * start, as `./dev up` runs API and worker). Per round, on each server in turn, one workflow
  * (bench/temporal-hops-workflows.ts) times three hops, each ending in an activity that notes when
  * it ran: the start (client call → first activity), an activity's completion (→ the next activity:
- * a workflow task in between) and a signal (the client's call → the activity after it). Then the
- * workflow's end as the client sees it. Five untimed rounds first.
+ * a workflow task in between) and a signal (the client's call → the activity after it); then an
+ * Update answered after a 1 ms timer, as the entity answers each one (the client's call → its
+ * answer), and the workflow's end as the client sees it. Five untimed rounds first.
  *
  * No service, database or docker: only the Temporal CLI (./dev setup). Report (Markdown) to stdout
  * and .data/bench-temporal-hops.md, ending with one JSON line: `{"bench":"temporal-hops","rounds":…,
  * "projectP50Ms":…,"defaultP50Ms":…,"ratioP50":…,"startP50Ms":[project, default],
- * "completionP50Ms":[…],"signalP50Ms":[…]}` (whole workflow, p50, and its ratio project/default).
+ * "completionP50Ms":[…],"signalP50Ms":[…],"updateP50Ms":[…]}` (whole workflow, p50, and its ratio
+ * project/default).
  */
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -24,20 +26,21 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { TEMPORAL_DYNAMIC_CONFIG, startTemporal } from '../test/setup/services.js';
 import { loadAvg, parseInt, writeReport } from './bench-env.js';
 import { fmt, guard, ms, progress, row, runMain, summarize } from './provision-util.js';
-import { goSignal, type HopActivities } from './temporal-hops-workflows.js';
+import { goSignal, stepUpdate, type HopActivities } from './temporal-hops-workflows.js';
 
 const TASK_QUEUE = 'bench-hops';
-/** The project's values but for the one that differs from the server's default. */
+/** The project's values but the server's own defaults for the ones it tunes (Updates stay on). */
 const DEFAULTS: Record<string, string | number | boolean> = {
   ...TEMPORAL_DYNAMIC_CONFIG,
   'history.transferProcessorMaxPollRPS': 20,
+  'history.timerProcessorMaxTimeShift': '1s',
 };
 const SIDES = [
   ['project', TEMPORAL_DYNAMIC_CONFIG],
   ['default', DEFAULTS],
 ] as const;
 type Side = (typeof SIDES)[number][0];
-const HOPS = ['start', 'completion', 'signal', 'end', 'whole'] as const;
+const HOPS = ['start', 'completion', 'signal', 'update', 'end', 'whole'] as const;
 type Hop = (typeof HOPS)[number];
 
 interface Server {
@@ -102,9 +105,19 @@ async function oneRound(server: Server, tag: string): Promise<Record<Hop, number
   const signalled = performance.now();
   await handle.signal(goSignal);
   const m3 = await server.waitMark(workflowId, 3);
+  const asked = performance.now();
+  await handle.executeUpdate(stepUpdate);
+  const answered = performance.now();
   await handle.result();
   const done = performance.now();
-  return { start: m1 - t0, completion: m2 - m1, signal: m3 - signalled, end: done - m3, whole: done - t0 };
+  return {
+    start: m1 - t0,
+    completion: m2 - m1,
+    signal: m3 - signalled,
+    update: answered - asked,
+    end: done - answered,
+    whole: done - t0,
+  };
 }
 
 async function main(): Promise<void> {
@@ -143,7 +156,7 @@ async function main(): Promise<void> {
     `- Command: \`${command}\``,
     `- Date: ${date.toISOString()}`,
     `- Load average (1 / 5 / 15 min): ${loadBefore} at start, ${loadAvg()} at the end`,
-    `- project: ${JSON.stringify(TEMPORAL_DYNAMIC_CONFIG)}; default: the same but the server's own transfer-queue poll rate (20/s a shard)`,
+    `- project: ${JSON.stringify(TEMPORAL_DYNAMIC_CONFIG)}; default: the same but the server's own transfer-queue poll rate (20/s a shard) and timer time shift (1 s)`,
     '',
     row(['hop (ms, p50 / p95)', 'project', 'default', 'project / default p50']),
     row(['---', '---:', '---:', '---:']),
@@ -169,6 +182,7 @@ async function main(): Promise<void> {
       startP50Ms: pair('start'),
       completionP50Ms: pair('completion'),
       signalP50Ms: pair('signal'),
+      updateP50Ms: pair('update'),
     }),
   );
 }

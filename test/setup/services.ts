@@ -262,10 +262,16 @@ export const SEARCH_ATTRIBUTES = {
  *   shard, so every hop that goes through it (an activity scheduled, a signal's or an activity's
  *   completion's workflow task) waited up to 50 ms for the next load; on the dev server's single
  *   shard that throttled every workflow at once (docs/benchmarks.md, seventh round).
+ * - The timer queue's time shift: a new timer fires no sooner than this after it is written
+ *   (default 1 s, a margin for clock skew between history hosts; one node here). Every Update's
+ *   answer-time check waits on a 1 ms timer, so every API call that sends one (restart, stop,
+ *   start, a config save, DELETE) took a second, and every short backoff was a second late.
+ *   Values are JSON on the command line (a duration is a quoted string).
  */
 export const TEMPORAL_DYNAMIC_CONFIG = {
   'frontend.enableUpdateWorkflowExecution': true,
   'history.transferProcessorMaxPollRPS': 500,
+  'history.timerProcessorMaxTimeShift': '10ms',
 } as const;
 
 export interface RunningTemporal {
@@ -340,7 +346,7 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
       ]),
       ...Object.entries(opts.dynamicConfig ?? TEMPORAL_DYNAMIC_CONFIG).flatMap(([key, value]) => [
         '--dynamic-config-value',
-        `${key}=${value}`,
+        `${key}=${JSON.stringify(value)}`,
       ]),
       ...(opts.dbFilename
         ? [

@@ -172,9 +172,10 @@ describe('docker-compose.yml', () => {
     expect(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, v[0]?.value]))).toEqual(
       TEMPORAL_DYNAMIC_CONFIG,
     );
-    const dev = readFileSync(path.join(ROOT, 'dev'), 'utf8');
+    // The CLI takes each value as JSON (a duration is a quoted string); the script may quote it for bash.
+    const dev = readFileSync(path.join(ROOT, 'dev'), 'utf8').replaceAll("'", '');
     for (const [key, value] of Object.entries(TEMPORAL_DYNAMIC_CONFIG)) {
-      expect(dev).toContain(`--dynamic-config-value ${key}=${value}`);
+      expect(dev).toContain(`--dynamic-config-value ${key}=${JSON.stringify(value)}`);
     }
   });
 });
