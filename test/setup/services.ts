@@ -265,7 +265,7 @@ export const SEARCH_ATTRIBUTES = {
  * - The timer queue's time shift: a new timer fires no sooner than this after it is written
  *   (default 1 s, a margin for clock skew between history hosts; one node here). Every Update's
  *   answer-time check waits on a 1 ms timer, so every API call that sends one (restart, stop,
- *   start, a config save, DELETE) took a second, and every short backoff was a second late.
+ *   start, a config save, DELETE) took a second (longer timers, such as backoffs, are not delayed).
  *   Values are JSON on the command line (a duration is a quoted string).
  */
 export const TEMPORAL_DYNAMIC_CONFIG = {
