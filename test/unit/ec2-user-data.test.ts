@@ -130,6 +130,12 @@ function prepareRoot(root: string): void {
 /** The fake bin first. A real systemctl further down is harmless: /run/systemd/system is sandboxed. */
 const searchPath = (bin: string): string => `${bin}:/usr/bin:/bin`;
 
+/** The fake agent's recorded starts: whole lines only (a line being written is not one yet). */
+function agentStarts(calls: string): string[] {
+  if (!existsSync(calls)) return [];
+  return readFileSync(calls, 'utf8').split('\n').slice(0, -1);
+}
+
 async function until(probe: () => boolean, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!probe()) {
@@ -228,7 +234,8 @@ describe('EC2 user-data', () => {
 
     // The agent got exactly the two variables, from the env file.
     const calls = join(root, 'node-calls');
-    await until(() => existsSync(calls));
+    // `>>` creates the file before printf writes to it: wait for a whole line, not the file.
+    await until(() => agentStarts(calls).length === 1);
     const pidFile = join(root, 'run', 'wo-agent.pid');
     await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '');
     const pid = Number(readFileSync(pidFile, 'utf8').trim());
@@ -238,10 +245,13 @@ describe('EC2 user-data', () => {
     );
 
     // "Next boot" while the agent still runs: the boot script sees it and starts no second one.
-    const again = runSh(root, [join(root, 'etc', 'wo', 'boot.d', 'agent.sh')], searchPath(bin));
+    // Its trace proves it left at the guard; the start it skipped would be asynchronous.
+    const bootScript = join(root, 'etc', 'wo', 'boot.d', 'agent.sh');
+    const again = runSh(root, ['-x', bootScript], searchPath(bin));
     expect(again.status).toBe(0);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(readFileSync(calls, 'utf8').split('\n').filter(Boolean)).toHaveLength(1);
+    expect(again.stderr.trimEnd().split('\n').at(-1)).toBe('+ exit 0');
+    expect(again.stderr).not.toContain('+ sh -c');
+    expect(agentStarts(calls)).toHaveLength(1);
 
     // After a real reboot the old agent is gone: the boot script starts it again.
     process.kill(pid, 'SIGKILL');
@@ -253,9 +263,9 @@ describe('EC2 user-data', () => {
         return true;
       }
     });
-    const reboot = runSh(root, [join(root, 'etc', 'wo', 'boot.d', 'agent.sh')], searchPath(bin));
+    const reboot = runSh(root, [bootScript], searchPath(bin));
     expect(reboot.status).toBe(0);
-    await until(() => readFileSync(calls, 'utf8').split('\n').filter(Boolean).length === 2);
+    await until(() => agentStarts(calls).length === 2);
     pids.push(Number(readFileSync(pidFile, 'utf8').trim()));
   });
 
