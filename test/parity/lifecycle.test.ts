@@ -9,6 +9,7 @@ import { Worker } from '@temporalio/worker';
 import { describe, expect, test } from 'vitest';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
+import { assertPatchesDecidedAtStart } from '../support/patch-markers.js';
 import { REPO_ROOT, waitForStatus, type Stack } from '../support/stack.js';
 import { workflowBundle } from '../support/workflow-bundle.js';
 import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
@@ -200,6 +201,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
       history,
       workspaceWorkflowId(id),
     );
+    assertPatchesDecidedAtStart(history);
     if (process.env.RECORD_REPLAY === '1') {
       // `RECORD_REPLAY=1 npx vitest run test/parity/lifecycle.test.ts` refreshes the committed histories.
       writeFileSync(

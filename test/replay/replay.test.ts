@@ -21,13 +21,17 @@
  * `wf-update-answer-time` has Updates accepted and then failed `Expired` (apply-after-acceptance);
  * `wf-check-task-writes-nothing` runs the first DB step after that check as a regular activity;
  * `wf-queued-save-rechecks` has a config save refused `Expired` when its turn came; in
- * `wf-start-after-pending-stop` a start accepted before a stop began comes after that stop.
+ * `wf-start-after-pending-stop` a start accepted before a stop began comes after that stop;
+ * `wf-patches-decided-at-start` is the first run to decide every patch in its first task (one
+ * marker), so every history before it decides each patch where it is used.
  * Add new ones; never overwrite a history older code recorded.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+import { patchMarkers } from '../support/patch-markers.js';
 import { REPO_ROOT } from '../support/stack.js';
 import { workflowBundle } from '../support/workflow-bundle.js';
 
@@ -38,6 +42,19 @@ describe('recorded histories replay', () => {
 
   it('has recorded histories', () => {
     expect(files.length).toBeGreaterThan(0);
+  });
+
+  it('tells a run that decided its patches in its first task from one that decided them as it went', () => {
+    const markersOf = (name: string) =>
+      patchMarkers(historyFromJSON(JSON.parse(readFileSync(path.join(dir, `${name}.json`), 'utf8'))));
+    expect(markersOf('wf-patches-decided-at-start')).toEqual([
+      { patchId: 'patches-decided-at-start', firstTask: true },
+    ]);
+    // The same give-up recorded before: its patches decided in later tasks, where first used.
+    const before = markersOf('wf-auto-restart-give-up');
+    expect(before.map((m) => m.patchId)).toContain('auto-restart-give-up-removes-generation');
+    expect(before.some((m) => !m.firstTask)).toBe(true);
+    expect(before.map((m) => m.patchId)).not.toContain('patches-decided-at-start');
   });
 
   it('replays every recorded history without non-determinism', async () => {

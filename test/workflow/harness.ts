@@ -21,6 +21,7 @@ import {
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
+import { assertPatchesDecidedAtStart } from '../support/patch-markers.js';
 import { REPO_ROOT } from '../support/stack.js';
 import { workflowBundle } from '../support/workflow-bundle.js';
 
@@ -306,12 +307,8 @@ export async function until(
 ): Promise<WorkspaceState> {
   let last: WorkspaceState | undefined;
   for (let i = 0; i < tries; i++) {
-    // Asked between workflow tasks. Seen on a CPU-starved machine (three busy loops on 2 cores, about
-    // one run in three of restart-policy): a query that meets a task in flight on the time-skipping
-    // server leaves a history even Worker.runReplayHistory cannot replay (a patch marker one task
-    // later than the code's), and the query fails with TMPRL1100. Asking between tasks makes it rarer
-    // (one run in eight); the same code replays real-server histories (test/replay).
-    if (stepMs > 0) await workflowTaskSettled(handle);
+    // Asked at any moment, tasks in flight or not: a query handed over with a task used to split it
+    // and leave a history that does not replay (PATCHES.decidedAtStart in the entity).
     last = await handle.query(stateQuery);
     if (ok(last)) return last;
     // stepMs 0: do not move the clock (a gated activity must not hit its heartbeat timeout).
@@ -327,12 +324,14 @@ export const settledAt = (status: WorkspaceStatus, generation?: number) => (s: W
   s.status === status && !s.busy && (generation === undefined || s.generation === generation);
 
 /**
- * Replays the entity's history against the current code (determinism), and with RECORD_REPLAY=1
+ * Replays the entity's history against the current code (determinism), checks that the run decided
+ * its patches in its first task (test/support/patch-markers.ts), and with RECORD_REPLAY=1
  * commits it under test/replay/histories as `wf-<name>.json`, so later changes must replay it too.
  */
 export async function replayAndRecord(handle: WorkflowHandle, name?: string): Promise<void> {
   const history = await handle.fetchHistory();
   await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
+  assertPatchesDecidedAtStart(history);
   if (name && process.env.RECORD_REPLAY === '1') {
     writeFileSync(path.join(REPO_ROOT, `test/replay/histories/wf-${name}.json`), historyToJSON(history));
   }

@@ -210,7 +210,8 @@ describe('entity workflow: restart policy', () => {
       // The start came after the give-up: a new streak.
       expect(back.restartCount).toBe(0);
       expect(h.fakes.transitions.filter((t) => t.status === 'failed').map((t) => t.generation)).toEqual([2]);
-      await deleteAndComplete(h, handle);
+      // Recorded as the first history whose run decided every patch in its first task.
+      await deleteAndComplete(h, handle, 'patches-decided-at-start');
     });
   });
 

@@ -224,6 +224,17 @@ export const PATCHES = {
    * workspace left running.
    */
   actBeforeContinueAsNew: 'act-before-continue-as-new',
+  /**
+   * Every patch above is decided once, in the run's first task, with this one marker: a run
+   * started by this code uses all of them. Decided where each is first used, a decision could be
+   * recorded one task later than a replay makes it: a query handed over with a task in which a
+   * local step ends makes the SDK answer it and finish that task before the code after the step
+   * runs, so that code's commands (a patch's marker among them) land in the next task, while a
+   * replay resolves the step from its marker and runs that code in the first task, where the
+   * patch is not yet in the history. The replay took the old branch and failed the workflow task
+   * for good (TMPRL1100 on the query, and on every task after it).
+   */
+  decidedAtStart: 'patches-decided-at-start',
 } as const;
 
 type Outcome = 'ready' | 'timeout' | 'interrupted';
@@ -243,6 +254,10 @@ interface TransitionOpts {
 }
 
 export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<void> {
+  // First, before any other command (PATCHES.decidedAtStart). Runs recorded before it decide each
+  // patch where it is used, and replay so.
+  const decidedAtStart = patched(PATCHES.decidedAtStart);
+  const uses = (patchId: string): boolean => decidedAtStart || patched(patchId);
   const { workspaceId, backend: backendName } = input;
   const s = initialState(workspaceId, input.carried);
   let policy = restartSettings(input.restartPolicy);
@@ -266,8 +281,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   let nextStepAfterCommit = false;
   /** Runs a DB-only step: a local activity, or (histories from before) a regular one. */
   const dbStep = <T>(call: (steps: typeof db) => Promise<T>): Promise<T> => {
-    if (!patched(PATCHES.localDbSteps)) return call(db);
-    if (!patched(PATCHES.serialLocalSteps)) return call(localDb);
+    if (!uses(PATCHES.localDbSteps)) return call(db);
+    if (!uses(PATCHES.serialLocalSteps)) return call(localDb);
     const run = localStepChain.then(() => {
       if (!nextStepAfterCommit) return call(localDb);
       nextStepAfterCommit = false;
@@ -330,11 +345,11 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
    * answer time (PATCHES.applyAfterAcceptance). Updates without one (the platform's own) go on at once.
    */
   const afterAcceptance = async (d: RequestDeadline | undefined): Promise<void> => {
-    if (d?.answerByMs === undefined || !patched(PATCHES.applyAfterAcceptance)) return;
+    if (d?.answerByMs === undefined || !uses(PATCHES.applyAfterAcceptance)) return;
     await sleep(1);
     if (pastAnswerTime(d)) throw expired('workspace took the request');
     // This task's start decided; a task taken again later decides otherwise, so it writes nothing.
-    if (patched(PATCHES.checkTaskWritesNothing)) nextStepAfterCommit = true;
+    if (uses(PATCHES.checkTaskWritesNothing)) nextStepAfterCommit = true;
   };
   const accepted = () => ({ accepted: true as const, status: s.status });
   const historyLimit = input.continueAsNewAfterEvents ?? 2000;
@@ -387,7 +402,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         const { configHash, generation, covered } = await serialized(async () => {
           // Its turn may come long after its check (saves before it are slow): the caller may be
           // gone, told 503.
-          if (pastAnswerTime(change) && patched(PATCHES.queuedSaveRechecks)) {
+          if (pastAnswerTime(change) && uses(PATCHES.queuedSaveRechecks)) {
             throw expired('config save came to its turn');
           }
           const save = (d: typeof db) =>
@@ -395,7 +410,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
               { summary: `save config${change.restart ? ' (restart follows)' : ''}` },
               [{ workspaceId, runtime: change.runtime, config: change.config }],
             );
-          const saved = await (patched(PATCHES.saveAfterAcceptance) ? save(db) : dbStep(save));
+          const saved = await (uses(PATCHES.saveAfterAcceptance) ? save(db) : dbStep(save));
           s.latestSavedVersion = Math.max(s.latestSavedVersion, saved.configVersion);
           // The next snapshot is the first to hold this save, and snapshots number generations
           // in order: that generation runs this config (now if a restart follows, else when one does).
@@ -407,7 +422,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         });
         // A provision in flight snapshots after this save: it boots this config already, and a
         // restart now would only interrupt it and boot the same config as a later generation.
-        const bootedAnyway = change.restart && covered && patched(PATCHES.saveCoveredBySnapshot);
+        const bootedAnyway = change.restart && covered && uses(PATCHES.saveCoveredBySnapshot);
         if (change.restart && !bootedAnyway) {
           newRequest();
           s.restartPending = true;
@@ -493,7 +508,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     async (d?: RequestDeadline) => {
       await afterAcceptance(d);
       newRequest();
-      if (stopNotBegun() && patched(PATCHES.startAfterPendingStop)) {
+      if (stopNotBegun() && uses(PATCHES.startAfterPendingStop)) {
         s.startAfterStop = true;
         return accepted();
       }
@@ -577,7 +592,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     s.error = opts.error ?? (status === 'failed' ? s.error : null);
     showDetails();
     upsertSearchAttributes([{ key: WorkspaceStatusKey, value: status }]);
-    if (patched(PATCHES.statusSearchAttributes)) {
+    if (uses(PATCHES.statusSearchAttributes)) {
       upsertSearchAttributes([
         { key: WorkspaceStatusSinceKey, value: new Date(s.statusSinceMs) },
         { key: WorkspaceRestartsKey, value: s.restartHistory.length },
@@ -617,7 +632,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   /** Set where a boot was interrupted: the patch applies from then on (decide reads it). */
   let resumesInterruptedBoot = false;
   const interruptedBoot = () => {
-    resumesInterruptedBoot ||= patched(PATCHES.resumeInterruptedBoot);
+    resumesInterruptedBoot ||= uses(PATCHES.resumeInterruptedBoot);
   };
 
   async function waitReady(generation: number, configHash: string): Promise<Outcome> {
@@ -753,8 +768,8 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     ready = null;
     s.liveness = null;
     await setStatus(status, phase);
-    const cancellable = patched(PATCHES.deleteCancelsStart);
-    const stopCancels = cancellable && patched(PATCHES.stopCancelsStart);
+    const cancellable = uses(PATCHES.deleteCancelsStart);
+    const stopCancels = cancellable && uses(PATCHES.stopCancelsStart);
     const startOnce = () =>
       (stopCancels ? backendAwaitingCancel : backend).startResource.executeWithOptions(
         { summary: startSummary(backendName, workspaceId, generation, phase) },
@@ -806,7 +821,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       );
     } catch (err) {
       const reason = failureMessage(err);
-      if (!patched(PATCHES.stopRetries)) {
+      if (!uses(PATCHES.stopRetries)) {
         // Histories from before: no retry; the next stop (or restart, start, delete) tried again.
         s.halted = true;
         await fail(`stop failed: ${reason}`);
@@ -878,7 +893,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
         } catch (err) {
           const waitMs = deleteBackoffMs(attempt);
           const reason = failureMessage(err);
-          const againRetriesNow = patched(PATCHES.deleteAgainRetriesNow);
+          const againRetriesNow = uses(PATCHES.deleteAgainRetriesNow);
           log.warn('delete attempt failed; retrying', { attempt, waitMs, error: reason });
           const when = againRetriesNow ? `; next attempt in ${seconds(waitMs)}, or at a DELETE again` : '';
           await setStatus('deleting', null, {
@@ -888,7 +903,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
           const summary = `wait ${seconds(waitMs)} before delete attempt ${attempt + 2}`;
           if (againRetriesNow) await deleteWait(waitMs, summary);
           else await sleep(waitMs, { summary });
-          if (shouldContinueAsNew() && patched(PATCHES.deleteContinuesAsNew)) {
+          if (shouldContinueAsNew() && uses(PATCHES.deleteContinuesAsNew)) {
             deleteContinuesAfter = attempt + 1;
             return;
           }
@@ -940,18 +955,18 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     const p = currentPlan();
     if (p.kind === 'none' || p.kind === 'later') return false;
     // Histories from before the restart policy left offline/degraded workspaces as they were.
-    if (!patched(PATCHES.autoRestart)) return false;
+    if (!uses(PATCHES.autoRestart)) return false;
     if (p.kind === 'fail') {
       restartDirty = true;
       // Nothing will use this generation again: tear it down as a failed boot is (console kept,
       // resource removed, or marked discarded for the orphan sweep), or it would run (and bill) on
       // unseen: no sweep looks at a `failed` workspace's current generation.
-      if (patched(PATCHES.giveUpRemoves)) await failGeneration(s.generation, p.reason);
+      if (uses(PATCHES.giveUpRemoves)) await failGeneration(s.generation, p.reason);
       else await fail(p.reason);
       return true;
     }
     let reason = p.reason;
-    if (patched(PATCHES.restartNeedsBackend)) {
+    if (uses(PATCHES.restartNeedsBackend)) {
       // Booting into a backend whose API is down only fails (then `failed`, for good): hold the
       // restart and look again after another degraded period, or as soon as a listing answers.
       const seen = await lookBeforeRestart();
@@ -1040,7 +1055,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
   const staleConfig = () =>
     s.generationConfigVersion !== null &&
     s.latestSavedVersion > s.generationConfigVersion &&
-    patched(PATCHES.startBootsSavedConfig);
+    uses(PATCHES.startBootsSavedConfig);
   const next = () =>
     decide({ ...s, continueAsNew: shouldContinueAsNew(), stopHeld: stopHeld(), resumesInterruptedBoot });
 
@@ -1055,7 +1070,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await condition(wake, waitMs, {
         summary: `wait ${seconds(waitMs)} before stop attempt ${s.stopAttempts + 1}`,
       });
-    } else if (wakeAt !== null && patched(PATCHES.autoRestart)) {
+    } else if (wakeAt !== null && uses(PATCHES.autoRestart)) {
       const waitMs = Math.max(1, wakeAt - Date.now());
       if (!(await condition(wake, waitMs, { summary: policyWakeSummary(waitMs) }))) {
         await resetIfHealthy();
@@ -1096,7 +1111,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
     } else if (d.kind === 'start' || d.kind === 'provision' || d.kind === 'dropStart') {
       s.startPending = false;
       // Histories from before this change accepted such a start and did nothing.
-      if (d.kind !== 'dropStart' && patched(PATCHES.startBoots)) {
+      if (d.kind !== 'dropStart' && uses(PATCHES.startBoots)) {
         await run(d.kind === 'start' && !staleConfig() ? start : () => provision('restarting'));
       }
     } else if (d.kind === 'health') await applyHealth();
@@ -1104,7 +1119,7 @@ export async function workspaceWorkflow(input: WorkspaceWorkflowInput): Promise<
       await condition(allHandlersFinished);
       // An Update taken during that wait (a DELETE: carry() has no pending delete) is carried out
       // in this run first; continuing-as-new without it dropped a delete answered 202.
-      if (next().kind !== 'continueAsNew' && patched(PATCHES.actBeforeContinueAsNew)) continue;
+      if (next().kind !== 'continueAsNew' && uses(PATCHES.actBeforeContinueAsNew)) continue;
       await continueAsNew<typeof workspaceWorkflow>({ ...input, carried: carry(s) });
     }
   }
