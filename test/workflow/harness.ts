@@ -307,8 +307,9 @@ export async function until(
 ): Promise<WorkspaceState> {
   let last: WorkspaceState | undefined;
   for (let i = 0; i < tries; i++) {
-    // Asked at any moment, tasks in flight or not: a query handed over with a task used to split it
-    // and leave a history that does not replay (PATCHES.decidedAtStart in the entity).
+    // Asked at any moment, tasks in flight or not: a query handed over with a task can split that
+    // task (sdk-core answers it first), and the entity's history replays all the same
+    // (PATCHES.decidedAtStart).
     last = await handle.query(stateQuery);
     if (ok(last)) return last;
     // stepMs 0: do not move the clock (a gated activity must not hit its heartbeat timeout).
