@@ -39,38 +39,46 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', CONCUR
     );
   }
 
-  it('20 rounds of a config save racing a restart: the running workspace has the last saved config', async () => {
-    const created = await t.stack.api.call('POST', '/v1/workspaces', {
-      token: t.key,
-      body: { name: 'racer', backend, config: { round: 0 } },
-    });
-    const id: string = created.body.id;
-    await waitForStatus(t.stack, t.key, id, 'online');
-    for (let round = 1; round <= 20; round++) {
-      const runtime = RUNTIMES[round % RUNTIMES.length]!;
-      // Half the rounds send the restart first, half the save first; both fly concurrently.
-      const save = () =>
-        t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
-          token: t.key,
-          body: { runtime, config: { round } },
-        });
-      const restart = () => t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key });
-      const [a, b] =
-        round % 2 ? await Promise.all([save(), restart()]) : await Promise.all([restart(), save()]);
-      expect([a.status, b.status].sort()).toEqual([200, 202]);
-      const state = await settled(id);
-      const w = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
-      expect(w.runtime, `round ${round}`).toBe(runtime);
-      expect(state.configHash, `round ${round}`).toBe(w.configHash);
-      const yaml = (
-        await t.stack.service.backends[backend].readFile(id, state.generation, '/configs', 'config.yaml')
-      ).toString();
-      expect(yaml, `round ${round}`).toMatch(new RegExp(`^round: ${round}$`, 'm'));
-      expect(yaml, `round ${round}`).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
-      expect((await resourcesOf(backend, t.stack.docker, id)).length, `round ${round}`).toBe(1);
-    }
-    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
-    await waitForStatus(t.stack, t.key, id, 'deleted');
+  it('20 rounds of a config save racing a restart (four workspaces, five each): the running workspace has the last saved config', async () => {
+    // Each workspace's rounds run one after another; the four workspaces side by side, so the
+    // rounds cost about a quarter of the wall time (each round waits mostly for its boot).
+    const race = async (racer: number) => {
+      const created = await t.stack.api.call('POST', '/v1/workspaces', {
+        token: t.key,
+        body: { name: `racer-${racer}`, backend, config: { round: 0 } },
+      });
+      const id: string = created.body.id;
+      await waitForStatus(t.stack, t.key, id, 'online');
+      for (let round = 1; round <= 5; round++) {
+        const runtime = RUNTIMES[(round + racer) % RUNTIMES.length]!;
+        const what = `racer ${racer} round ${round}`;
+        // Half the rounds send the restart first, half the save first; both fly concurrently.
+        const save = () =>
+          t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+            token: t.key,
+            body: { runtime, config: { round } },
+          });
+        const restart = () => t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key });
+        const [a, b] =
+          (round + racer) % 2
+            ? await Promise.all([save(), restart()])
+            : await Promise.all([restart(), save()]);
+        expect([a.status, b.status].sort(), what).toEqual([200, 202]);
+        const state = await settled(id);
+        const w = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+        expect(w.runtime, what).toBe(runtime);
+        expect(state.configHash, what).toBe(w.configHash);
+        const yaml = (
+          await t.stack.service.backends[backend].readFile(id, state.generation, '/configs', 'config.yaml')
+        ).toString();
+        expect(yaml, what).toMatch(new RegExp(`^round: ${round}$`, 'm'));
+        expect(yaml, what).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
+        expect((await resourcesOf(backend, t.stack.docker, id)).length, what).toBe(1);
+      }
+      await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+      await waitForStatus(t.stack, t.key, id, 'deleted');
+    };
+    await Promise.all([0, 1, 2, 3].map(race));
   });
 
   it('a boot of an older generation is refused and cannot change the workspace', async () => {
