@@ -1,14 +1,16 @@
 /**
  * The races the seed system lost, on the real stack and on each backend: a config save racing a
- * restart and a stale boot trying to flip the workspace (a boot that never proves readiness:
- * boot-deadline.test.ts).
+ * restart, a stale boot trying to flip the workspace, and a boot that never proves readiness.
  */
 import { describe, expect, test } from 'vitest';
+import type { BackendKind } from '../../src/backends/backend.js';
+import type { SimKnobs } from '../ec2-sim/sim.js';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import {
   bootstrapTokenOf,
+  leftovers,
   CONCURRENT_BLOCK,
   PARITY_BACKENDS,
   resourcesOf,
@@ -37,46 +39,38 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', CONCUR
     );
   }
 
-  it('20 rounds of a config save racing a restart (four workspaces, five each): the running workspace has the last saved config', async () => {
-    // Each workspace's rounds run one after another; the four workspaces side by side, so the
-    // rounds cost about a quarter of the wall time (each round waits mostly for its boot).
-    const race = async (racer: number) => {
-      const created = await t.stack.api.call('POST', '/v1/workspaces', {
-        token: t.key,
-        body: { name: `racer-${racer}`, backend, config: { round: 0 } },
-      });
-      const id: string = created.body.id;
-      await waitForStatus(t.stack, t.key, id, 'online');
-      for (let round = 1; round <= 5; round++) {
-        const runtime = RUNTIMES[(round + racer) % RUNTIMES.length]!;
-        const what = `racer ${racer} round ${round}`;
-        // Half the rounds send the restart first, half the save first; both fly concurrently.
-        const save = () =>
-          t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
-            token: t.key,
-            body: { runtime, config: { round } },
-          });
-        const restart = () => t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key });
-        const [a, b] =
-          (round + racer) % 2
-            ? await Promise.all([save(), restart()])
-            : await Promise.all([restart(), save()]);
-        expect([a.status, b.status].sort(), what).toEqual([200, 202]);
-        const state = await settled(id);
-        const w = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
-        expect(w.runtime, what).toBe(runtime);
-        expect(state.configHash, what).toBe(w.configHash);
-        const yaml = (
-          await t.stack.service.backends[backend].readFile(id, state.generation, '/configs', 'config.yaml')
-        ).toString();
-        expect(yaml, what).toMatch(new RegExp(`^round: ${round}$`, 'm'));
-        expect(yaml, what).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
-        expect((await resourcesOf(backend, t.stack.docker, id)).length, what).toBe(1);
-      }
-      await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
-      await waitForStatus(t.stack, t.key, id, 'deleted');
-    };
-    await Promise.all([0, 1, 2, 3].map(race));
+  it('20 rounds of a config save racing a restart: the running workspace has the last saved config', async () => {
+    const created = await t.stack.api.call('POST', '/v1/workspaces', {
+      token: t.key,
+      body: { name: 'racer', backend, config: { round: 0 } },
+    });
+    const id: string = created.body.id;
+    await waitForStatus(t.stack, t.key, id, 'online');
+    for (let round = 1; round <= 20; round++) {
+      const runtime = RUNTIMES[round % RUNTIMES.length]!;
+      // Half the rounds send the restart first, half the save first; both fly concurrently.
+      const save = () =>
+        t.stack.api.call('PATCH', `/v1/workspaces/${id}/config`, {
+          token: t.key,
+          body: { runtime, config: { round } },
+        });
+      const restart = () => t.stack.api.call('POST', `/v1/workspaces/${id}/restart`, { token: t.key });
+      const [a, b] =
+        round % 2 ? await Promise.all([save(), restart()]) : await Promise.all([restart(), save()]);
+      expect([a.status, b.status].sort()).toEqual([200, 202]);
+      const state = await settled(id);
+      const w = (await t.stack.api.call('GET', `/v1/workspaces/${id}`, { token: t.key })).body;
+      expect(w.runtime, `round ${round}`).toBe(runtime);
+      expect(state.configHash, `round ${round}`).toBe(w.configHash);
+      const yaml = (
+        await t.stack.service.backends[backend].readFile(id, state.generation, '/configs', 'config.yaml')
+      ).toString();
+      expect(yaml, `round ${round}`).toMatch(new RegExp(`^round: ${round}$`, 'm'));
+      expect(yaml, `round ${round}`).toMatch(new RegExp(`^runtime: ${runtime}$`, 'm'));
+      expect((await resourcesOf(backend, t.stack.docker, id)).length, `round ${round}`).toBe(1);
+    }
+    await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
+    await waitForStatus(t.stack, t.key, id, 'deleted');
   });
 
   it('a boot of an older generation is refused and cannot change the workspace', async () => {
@@ -169,4 +163,71 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', CONCUR
     await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: t.key });
     await waitForStatus(t.stack, t.key, id, 'deleted');
   });
+});
+
+interface DeadlineCase {
+  name: string;
+  config?: Record<string, unknown>;
+  knobs?: SimKnobs;
+  /** Boot phases reported before the deadline. */
+  phases: string[];
+  /** What the captured console output shows. */
+  console: RegExp;
+}
+
+const AGENT_NEVER_HEALTHY: DeadlineCase = {
+  name: 'an agent that never reports health',
+  config: { agent: { neverHealthy: true } },
+  phases: ['boot', 'config-materialized', 'plugins-installed', 'agent-started'],
+  console: /\S/,
+};
+const DEADLINE_CASES: Record<BackendKind, DeadlineCase[]> = {
+  docker: [AGENT_NEVER_HEALTHY],
+  ec2: [
+    AGENT_NEVER_HEALTHY,
+    { name: 'an instance that never boots', knobs: { neverBoots: true }, phases: [], console: /^$/ },
+    {
+      name: 'user-data that fails',
+      knobs: { userDataFails: true },
+      phases: [],
+      console: /user-data exited 1/,
+    },
+  ],
+};
+
+describe.each(PARITY_BACKENDS)('%s: boot deadline', CONCURRENT_BLOCK, (backend) => {
+  // The never-healthy agent must report its four phases before it, while the race block of each
+  // backend boots beside it: at 6 s an ec2 agent beside eight racing boots once reported only
+  // `boot`. The block runs alongside the longer race block, so a longer deadline costs no time.
+  const deadlineMs = 10_000;
+  const t = useParityStack(backend, { env: { BOOT_DEADLINE_MS: String(deadlineMs) } });
+
+  // Each case has its own workspace (and org, when it has knobs) and waits for a timer: together.
+  test.concurrent.each(DEADLINE_CASES[backend])(
+    '$name → failed within the deadline, boot events + console kept, resource removed',
+    async (c) => {
+      const key = c.knobs ? await t.orgWithKnobs(c.knobs) : t.key;
+      const created = await t.stack.api.call('POST', '/v1/workspaces', {
+        token: key,
+        body: { name: 'silent', backend, config: c.config ?? {} },
+      });
+      const id: string = created.body.id;
+      const started = Date.now();
+      const failed = await waitForStatus(t.stack, key, id, 'failed', deadlineMs + 60_000);
+      // The deadline is a workflow timer: it fires after the deadline, not before.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(deadlineMs);
+      expect(failed.error).toMatch(/boot deadline/);
+      // Compensation removed the resource (ec2: terminated, no simulator container).
+      expect(await leftovers(backend, t.stack.docker, id, { keepVolumes: true })).toEqual([]);
+      const log = (await t.stack.api.call('GET', `/v1/workspaces/${id}/boot-log`, { token: key })).body;
+      expect(log.events.map((e: { phase: string }) => e.phase)).toEqual(c.phases);
+      expect(log.console).toMatch(c.console);
+      expect(log.console).not.toMatch(/wo_(boot|ws)_/);
+      // Failed, not stuck: start is accepted (api.md: it boots a new generation), delete cleans up.
+      expect((await t.stack.api.call('POST', `/v1/workspaces/${id}/start`, { token: key })).status).toBe(202);
+      await t.stack.api.call('DELETE', `/v1/workspaces/${id}`, { token: key });
+      await waitForStatus(t.stack, key, id, 'deleted');
+      expect(await leftovers(backend, t.stack.docker, id)).toEqual([]);
+    },
+  );
 });
