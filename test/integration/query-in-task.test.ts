@@ -8,13 +8,11 @@
  * step used to replay the other way depends on when the step ends against the answer; the
  * workflow project's runs under load show that (docs/operations.md, the nondeterminism runbook).
  */
-import { Worker } from '@temporalio/worker';
 import { expect, it } from 'vitest';
 import { agentLivenessSignal, stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { createOnline, useParityStack, workerProcessEnv } from '../parity/backends.js';
-import { assertPatchesDecidedAtStart } from '../support/patch-markers.js';
 import { waitForStatus } from '../support/stack.js';
-import { workflowBundle } from '../support/workflow-bundle.js';
+import { expectEntityReplays } from '../support/workflow-bundle.js';
 import { spawnWorker } from '../support/worker-process.js';
 
 const t = useParityStack('docker', { worker: false });
@@ -42,6 +40,5 @@ it('a query handed over with the task that records a transition leaves a history
     await second.kill('SIGTERM');
   }
   const history = await handle.fetchHistory();
-  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
-  assertPatchesDecidedAtStart(history);
+  await expectEntityReplays(history, handle.workflowId);
 });

@@ -5,13 +5,11 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { Worker } from '@temporalio/worker';
 import { describe, expect, test } from 'vitest';
 import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js';
 import { waitFor } from '../setup/wait-for.js';
-import { assertPatchesDecidedAtStart } from '../support/patch-markers.js';
 import { REPO_ROOT, waitForStatus, type Stack } from '../support/stack.js';
-import { workflowBundle } from '../support/workflow-bundle.js';
+import { expectEntityReplays } from '../support/workflow-bundle.js';
 import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
@@ -196,12 +194,7 @@ describe.each(PARITY_BACKENDS)('%s workspace lifecycle', CONCURRENT_BLOCK, (back
 
     // The whole history replays deterministically against the current workflow code.
     const history = await t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id)).fetchHistory();
-    await Worker.runReplayHistory(
-      { workflowBundle: await workflowBundle() },
-      history,
-      workspaceWorkflowId(id),
-    );
-    assertPatchesDecidedAtStart(history);
+    await expectEntityReplays(history, workspaceWorkflowId(id));
     if (process.env.RECORD_REPLAY === '1') {
       // `RECORD_REPLAY=1 npx vitest run test/parity/lifecycle.test.ts` refreshes the committed histories.
       writeFileSync(

@@ -21,9 +21,8 @@ import {
   type WorkspaceStatus,
   type WorkspaceWorkflowInput,
 } from '../../src/workflows/messages.js';
-import { assertPatchesDecidedAtStart } from '../support/patch-markers.js';
 import { REPO_ROOT } from '../support/stack.js';
-import { workflowBundle } from '../support/workflow-bundle.js';
+import { expectEntityReplays, workflowBundle } from '../support/workflow-bundle.js';
 
 export const TEST_SERVER = path.join(REPO_ROOT, '.venv-tools/bin/temporal-test-server');
 
@@ -331,8 +330,7 @@ export const settledAt = (status: WorkspaceStatus, generation?: number) => (s: W
  */
 export async function replayAndRecord(handle: WorkflowHandle, name?: string): Promise<void> {
   const history = await handle.fetchHistory();
-  await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
-  assertPatchesDecidedAtStart(history);
+  await expectEntityReplays(history, handle.workflowId);
   if (name && process.env.RECORD_REPLAY === '1') {
     writeFileSync(path.join(REPO_ROOT, `test/replay/histories/wf-${name}.json`), historyToJSON(history));
   }
