@@ -312,10 +312,8 @@ export async function until(
     last = await handle.query(stateQuery);
     if (ok(last)) return last;
     // stepMs 0: do not move the clock (a gated activity must not hit its heartbeat timeout).
-    if (stepMs > 0) {
-      await workflowTaskSettled(handle);
-      await h.env.sleep(stepMs);
-    } else await new Promise((resolve) => setTimeout(resolve, 50));
+    if (stepMs > 0) await skipTime(h, handle, stepMs);
+    else await new Promise((resolve) => setTimeout(resolve, 50));
   }
   throw new Error(`${what}: never reached; last state ${JSON.stringify(last)}`);
 }
