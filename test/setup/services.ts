@@ -313,6 +313,13 @@ export function temporalBinary(): string {
  * A Temporal dev server (headless unless `ui`), in memory on free ports unless told otherwise. Ready = the
  * frontend answers GetSystemInfo and lists our search attributes (they are registered after the
  * port opens).
+ *
+ * A server on a `dbFilename` is supervised: the dev server (Server 1.32) sometimes panics while it
+ * starts its internal services (a nil listener in one of them; temporalio/cli#667), and on a reused
+ * store that can come just *after* the frontend answered. Such an exit is what a process
+ * supervisor restarts, so this one starts it again on the same port and store; the clients reconnect
+ * as they would to any restarted server. Any other exit, or one of an in-memory server (its state
+ * gone with it), is left to fail the run.
  */
 export async function startTemporal(opts: StartTemporalOptions = {}): Promise<RunningTemporal> {
   const binary = temporalBinary();
@@ -321,7 +328,81 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), 'wo-temporal-'));
   const logFile = path.join(dir, 'temporal.log');
+  let server: LaunchedTemporal;
+  try {
+    server = await launchTemporal(binary, opts, { dir, logFile });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const address = `127.0.0.1:${server.port}`;
+  opts.log?.(`temporal: ${address} (log ${logFile}${opts.dbFilename ? `, db ${opts.dbFilename}` : ''})`);
 
+  /** Set by stop() and kill(): from then on an exit is asked for, not restarted. */
+  let ending = false;
+  let restarting: Promise<void> | undefined;
+  const supervise = (launched: LaunchedTemporal): void => {
+    launched.child.once('exit', () => {
+      if (ending || !opts.dbFilename || !STARTUP_PANIC.test(launched.logSince())) return;
+      console.warn(`temporal: ${address} panicked after it answered; starting it again (log ${logFile})`);
+      restarting = launchTemporal(binary, { ...opts, port: launched.port }, { dir, logFile })
+        .then(async (next) => {
+          if (ending) return next.stop();
+          server = next;
+          supervise(next);
+        })
+        .catch((err: unknown) => console.error(`temporal: ${address} could not be started again:`, err))
+        .finally(() => (restarting = undefined));
+    });
+  };
+  supervise(server);
+
+  const settle = async (): Promise<void> => {
+    ending = true;
+    await restarting;
+  };
+  return {
+    address,
+    namespace: 'default',
+    port: server.port,
+    ...(opts.ui ? { uiUrl: `http://127.0.0.1:${server.uiPort}` } : {}),
+    stop: async () => {
+      await settle();
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+    kill: async (signal) => {
+      await settle();
+      const { child } = server;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+        child.kill(signal);
+        await exited;
+      }
+      await server.stop(); // already gone: only forgets the exit hook
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The dev server's own start-up crash (see startTemporal), as its log shows it. */
+const STARTUP_PANIC = /^panic: /m;
+
+interface LaunchedTemporal {
+  child: ChildProcess;
+  port: number;
+  uiPort: number;
+  stop(): Promise<void>;
+  /** What this process wrote to the log (the file is shared with the launches before it). */
+  logSince(): string;
+}
+
+/** Starts one server process and waits until it is ready; tries again after a start-up crash. */
+async function launchTemporal(
+  binary: string,
+  opts: StartTemporalOptions,
+  files: { dir: string; logFile: string },
+): Promise<LaunchedTemporal> {
   for (let attempt = 1; ; attempt++) {
     const [freeFrontend = 0, httpPort = 0, metricsPort = 0, uiPort = 0] = await freePorts(4);
     const port = opts.port ?? freeFrontend;
@@ -359,11 +440,13 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
           ]
         : []),
     ];
-    const { child, stop } = spawnService(binary, args, { dir, logFile });
+    const logStart = fileSize(files.logFile);
+    const logSince = () => tailFrom(files.logFile, logStart);
+    const { child, stop } = spawnService(binary, args, files);
 
     try {
       await Promise.race([
-        exitAsError(child, 'temporal server start-dev', logFile),
+        exitAsError(child, 'temporal server start-dev', files.logFile),
         waitFor(
           async () => {
             if (!(await canConnect(port))) return false;
@@ -382,40 +465,37 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
             timeoutMs: 60_000,
             intervalMs: 200,
             attemptTimeoutMs: 10_000,
-            describe: `Temporal dev server on ${address} (GetSystemInfo + search attributes); log ${logFile}`,
+            describe: `Temporal dev server on ${address} (GetSystemInfo + search attributes); log ${files.logFile}`,
           },
         ),
       ]);
     } catch (err) {
       await stop();
       // An early exit is most likely a port race (with a fixed frontend port, on the http/metrics
-      // ports), or the dev server's own start-up panic (Server 1.32 on a reused store, rarely: a nil
-      // listener in its worker service), which a process supervisor would simply start again;
-      // anything else (or a third failure) is real.
+      // ports), or the dev server's own start-up panic (see startTemporal); anything else (or a
+      // third failure) is real.
       const startupCrash = /address already in use|^panic: /im;
-      if (attempt < 3 && child.exitCode !== null && startupCrash.test(tail(logFile))) continue;
-      await rm(dir, { recursive: true, force: true });
+      if (attempt < 3 && child.exitCode !== null && startupCrash.test(logSince())) continue;
       throw err;
     }
-    opts.log?.(`temporal: ${address} (log ${logFile}${opts.dbFilename ? `, db ${opts.dbFilename}` : ''})`);
-    return {
-      address,
-      namespace: 'default',
-      port,
-      ...(opts.ui ? { uiUrl: `http://127.0.0.1:${uiPort}` } : {}),
-      stop: async () => {
-        await stop();
-        await rm(dir, { recursive: true, force: true });
-      },
-      kill: async (signal) => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-        child.kill(signal);
-        await exited;
-        await stop(); // already gone: only forgets the exit hook
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
+    return { child, port, uiPort, stop, logSince };
+  }
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The last `bytes` of what `file` holds past `offset`. */
+function tailFrom(file: string, offset: number, bytes = 3000): string {
+  try {
+    return fs.readFileSync(file).subarray(offset).toString('utf8').slice(-bytes);
+  } catch {
+    return '(no log)';
   }
 }
 
