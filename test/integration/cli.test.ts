@@ -10,6 +10,7 @@ import { describe, expect, test } from 'vitest';
 import { EXIT } from '../../src/cli/wsctl/errors.js';
 import { REPO_ROOT, useStack, waitForStatus } from '../support/stack.js';
 import { tempDir } from '../support/temp-dirs.js';
+import { TS_NODE_ARGS } from '../support/ts-node-args.js';
 
 // The tests share one workspace and run in order.
 const it = test.sequential;
@@ -31,7 +32,7 @@ function runner(url: () => string, key: () => string, configHome: string) {
   ): Promise<Run> => {
     const env: NodeJS.ProcessEnv = { ...process.env, XDG_CONFIG_HOME: configHome, WO_URL: url() };
     env.WO_TOKEN = opts.token ?? key();
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    const child = spawn(process.execPath, [...TS_NODE_ARGS, CLI, ...args], {
       cwd: REPO_ROOT,
       env,
       stdio: ['pipe', 'pipe', 'pipe'],

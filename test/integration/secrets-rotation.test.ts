@@ -14,6 +14,7 @@ import { prepareGeneration } from '../../src/db/workspaces.js';
 import { SecretBox, secretKeyId } from '../../src/security/secrets.js';
 import { createFreshDatabase, type FreshDatabase } from '../setup/databases.js';
 import { createOrg, insertWorkspaceRow, REPO_ROOT, startStack, type Stack } from '../support/stack.js';
+import { TS_NODE_ARGS } from '../support/ts-node-args.js';
 
 const run = promisify(execFile);
 const KEY_A = randomBytes(32).toString('base64');
@@ -36,7 +37,7 @@ describe('org secrets and key rotation', () => {
     return stack;
   };
   const cli = (command: string, env: Record<string, string>) =>
-    run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/cli/secrets.ts'), command], {
+    run(process.execPath, [...TS_NODE_ARGS, path.join(REPO_ROOT, 'src/cli/secrets.ts'), command], {
       cwd: REPO_ROOT,
       env: { PATH: process.env.PATH, DATABASE_URL: fresh.url, ...env },
     });

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { waitFor } from '../setup/wait-for.js';
 import { REPO_ROOT } from './stack.js';
+import { TS_NODE_ARGS } from './ts-node-args.js';
 
 export interface ApiProcess {
   child: ChildProcess;
@@ -27,7 +28,7 @@ export interface SpawnOptions {
 /** Starts the API on env.PORT (must be a fixed port, so a worker can be told where it is). */
 export async function spawnApi(env: Record<string, string>, opts: SpawnOptions = {}): Promise<ApiProcess> {
   const main = path.join(REPO_ROOT, opts.entry === 'all' ? 'src/main.ts' : 'src/api/main.ts');
-  const node = [process.execPath, '--import', 'tsx', main];
+  const node = [process.execPath, ...TS_NODE_ARGS, main];
   // exec: the shell becomes the node process, so signals reach it.
   const [command, ...args] =
     opts.fdLimit === undefined ? node : ['sh', '-c', `ulimit -n ${opts.fdLimit} && exec "$@"`, 'sh', ...node];

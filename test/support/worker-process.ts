@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { waitFor } from '../setup/wait-for.js';
 import { REPO_ROOT } from './stack.js';
+import { TS_NODE_ARGS } from './ts-node-args.js';
 
 export interface WorkerProcess {
   child: ChildProcess;
@@ -15,7 +16,7 @@ export async function spawnWorker(
   env: Record<string, string>,
   opts: { logLevel?: 'info' | 'debug' } = {},
 ): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/worker/main.ts')], {
+  const child = spawn(process.execPath, [...TS_NODE_ARGS, path.join(REPO_ROOT, 'src/worker/main.ts')], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env, LOG_LEVEL: opts.logLevel ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { TS_NODE_ARGS } from '../support/ts-node-args.js';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 
@@ -14,7 +15,7 @@ function runWith(trigger: string) {
     exitOnFatalErrors(pino(), async () => { await new Promise((r) => server.close(r)); console.log('closed cleanly'); });
     setTimeout(() => { ${trigger} }, 10);
   `;
-  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  return spawnSync(process.execPath, [...TS_NODE_ARGS, '--input-type=module', '-e', script], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 30_000,

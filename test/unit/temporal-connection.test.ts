@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../setup/services.js';
+import { TS_NODE_ARGS } from '../support/ts-node-args.js';
 
 function closeBetweenRetries(kind: 'plain' | 'guarded') {
   const script = `
@@ -45,7 +46,7 @@ function closeBetweenRetries(kind: 'plain' | 'guarded') {
     await connection.close();
     console.log('closed');
   `;
-  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  return spawnSync(process.execPath, [...TS_NODE_ARGS, '--input-type=module', '-e', script], {
     cwd: REPO_ROOT,
     encoding: 'utf8',
     timeout: 30_000,

@@ -14,6 +14,7 @@ import { workerMetricsUrls } from '../../src/service.js';
 import { loadConfig } from '../../src/config.js';
 import { REPO_ROOT } from '../setup/services.js';
 import { mergeWorkerPages } from '../../src/api/worker-metrics.js';
+import { TS_NODE_ARGS } from '../support/ts-node-args.js';
 
 /** A worker process's runtime, installed with `setting`; its first stdout line says what it served. */
 function installIn(setting: string): { child: ChildProcess; served: Promise<string> } {
@@ -25,7 +26,7 @@ function installIn(setting: string): { child: ChildProcess; served: Promise<stri
     process.stdin.resume();
     process.stdin.on('end', () => process.exit(0));
   `;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  const child = spawn(process.execPath, [...TS_NODE_ARGS, '--input-type=module', '-e', script], {
     cwd: REPO_ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
