@@ -19,7 +19,10 @@ const common = {
 // light: two files at a time. The workflow tests (each on its own time-skipping server) and the
 // replay check: one at a time, since under two lanes a starved workflow thread let a query pass
 // its 5 s isolate timeout. Then the files that share one dockerd, Temporal dev server, PostgreSQL
-// and moto: one at a time (on 2 cores the suite is bound by CPU, not by waits).
+// and moto: one at a time. Not all of them keep 2 cores busy (2026-12-03, whole stack group: ~55 %
+// of the CPU time; crash-window, plugins, races, self-healing 82-95 %, faults and entity-faults,
+// waiting on recovery timers, 24-29 %), but side by side they would need services of their own:
+// moto is reset per file, sweeps read the whole database, one file restarts dockerd.
 // `npx vitest run --project unit --project workflow` runs the first two alone, with no service.
 const UNIT = ['test/unit/**/*.test.ts'];
 const WORKFLOW = ['test/workflow/**/*.test.ts', 'test/replay/**/*.test.ts'];
