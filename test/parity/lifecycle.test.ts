@@ -10,7 +10,14 @@ import { stateQuery, workspaceWorkflowId } from '../../src/workflows/messages.js
 import { waitFor } from '../setup/wait-for.js';
 import { REPO_ROOT, waitForStatus, type Stack } from '../support/stack.js';
 import { expectEntityReplays } from '../support/workflow-bundle.js';
-import { leftovers, CONCURRENT_BLOCK, PARITY_BACKENDS, resourcesOf, useParityStack } from './backends.js';
+import {
+  createOnline,
+  leftovers,
+  CONCURRENT_BLOCK,
+  PARITY_BACKENDS,
+  resourcesOf,
+  useParityStack,
+} from './backends.js';
 
 // The docker and ec2 blocks run at the same time (CONCURRENT_BLOCK); the tests of one block share
 // its stack and run one after another.
@@ -245,12 +252,7 @@ describe.each(PARITY_BACKENDS)('%s entity continue-as-new', CONCURRENT_BLOCK, (b
   const t = useParityStack(backend, { env: { CONTINUE_AS_NEW_AFTER_EVENTS: '15' } });
 
   it('carries generation, config and status across runs, and keeps serving updates', async () => {
-    const created = await t.stack.api.call('POST', '/v1/workspaces', {
-      token: t.key,
-      body: { name: 'long-lived', backend, config: { v: 1 } },
-    });
-    const id: string = created.body.id;
-    await waitForStatus(t.stack, t.key, id, 'online');
+    const { id } = await createOnline(t, 'long-lived', { config: { v: 1 } });
     const handle = t.stack.service.temporal.workflow.getHandle(workspaceWorkflowId(id));
     // The provision alone passes 15 events (its DB steps are local activities, one marker each):
     // the entity continues as new once idle.

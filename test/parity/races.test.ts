@@ -10,6 +10,7 @@ import { waitFor } from '../setup/wait-for.js';
 import { waitForStatus } from '../support/stack.js';
 import {
   bootstrapTokenOf,
+  createOnline,
   leftovers,
   CONCURRENT_BLOCK,
   PARITY_BACKENDS,
@@ -40,12 +41,7 @@ describe.each(PARITY_BACKENDS)('%s: config/restart race and stale boots', CONCUR
   }
 
   it('20 rounds of a config save racing a restart: the running workspace has the last saved config', async () => {
-    const created = await t.stack.api.call('POST', '/v1/workspaces', {
-      token: t.key,
-      body: { name: 'racer', backend, config: { round: 0 } },
-    });
-    const id: string = created.body.id;
-    await waitForStatus(t.stack, t.key, id, 'online');
+    const { id } = await createOnline(t, 'racer', { config: { round: 0 } });
     for (let round = 1; round <= 20; round++) {
       const runtime = RUNTIMES[round % RUNTIMES.length]!;
       // Half the rounds send the restart first, half the save first; both fly concurrently.

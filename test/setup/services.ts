@@ -99,10 +99,10 @@ function exitAsError(child: ChildProcess, what: string, logFile: string): Promis
   });
 }
 
-export function tail(file: string, bytes = 3000): string {
+/** The last `bytes` of what `file` holds (past `offset`: what a process appending to it wrote). */
+export function tail(file: string, bytes = 3000, offset = 0): string {
   try {
-    const text = fs.readFileSync(file, 'utf8');
-    return text.slice(-bytes);
+    return fs.readFileSync(file).subarray(offset).toString('utf8').slice(-bytes);
   } catch {
     return '(no log)';
   }
@@ -345,7 +345,10 @@ export async function startTemporal(opts: StartTemporalOptions = {}): Promise<Ru
     launched.child.once('exit', () => {
       if (ending || !opts.dbFilename || !STARTUP_PANIC.test(launched.logSince())) return;
       console.warn(`temporal: ${address} panicked after it answered; starting it again (log ${logFile})`);
-      restarting = launchTemporal(binary, { ...opts, port: launched.port }, { dir, logFile })
+      // The crashed process's stop() only forgets its exit hook now; then the new one starts.
+      restarting = launched
+        .stop()
+        .then(() => launchTemporal(binary, { ...opts, port: launched.port }, { dir, logFile }))
         .then(async (next) => {
           if (ending) return next.stop();
           server = next;
@@ -441,7 +444,7 @@ async function launchTemporal(
         : []),
     ];
     const logStart = fileSize(files.logFile);
-    const logSince = () => tailFrom(files.logFile, logStart);
+    const logSince = () => tail(files.logFile, 3000, logStart);
     const { child, stop } = spawnService(binary, args, files);
 
     try {
@@ -487,15 +490,6 @@ function fileSize(file: string): number {
     return fs.statSync(file).size;
   } catch {
     return 0;
-  }
-}
-
-/** The last `bytes` of what `file` holds past `offset`. */
-function tailFrom(file: string, offset: number, bytes = 3000): string {
-  try {
-    return fs.readFileSync(file).subarray(offset).toString('utf8').slice(-bytes);
-  } catch {
-    return '(no log)';
   }
 }
 
